@@ -1,0 +1,45 @@
+/* log — one structured line per event, key=value, on stderr (or a file).
+ *
+ *   ts=2026-11-22T03:04:05.123Z level=warn event=store.reconnect attempt=3 delay_ms=400
+ *
+ * Callers format their own key=value pairs; values that may hold spaces or
+ * quotes go through log_quote(). Personal numbers go through mask.h first:
+ * nothing here knows which values are sensitive, so nothing here may be
+ * handed a PIN or a one-time code, masked or not. */
+#ifndef CARDLINE_LOG_H
+#define CARDLINE_LOG_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* Setup ---------------------------------------------------------------------*/
+
+/* Lines below `min` are dropped. Default: LOG_INFO. */
+void log_set_level(log_level min);
+
+/* Parses "debug", "info", "warn" or "error". Returns -1 if unknown. */
+int log_level_parse(const char *name, log_level *out);
+
+/* Where lines go. Default: stderr. The stream is not closed by log. */
+void log_set_stream(FILE *stream);
+
+/* Emitting ------------------------------------------------------------------*/
+
+/* Writes one line: timestamp, level, `event` (dotted name such as
+ * "http.request"), then the printf-formatted key=value pairs (may be NULL). */
+void log_event(log_level level, const char *event, const char *kv_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_debug(...) log_event(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_event(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_event(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_event(LOG_ERROR, __VA_ARGS__)
+
+/* A value made safe for key=value: double-quoted with `"`, `\` and control
+ * characters escaped, cut to fit. Use as log_quote(s).s inside one call. */
+typedef struct { char s[256]; } log_quoted;
+log_quoted log_quote(const char *value);
+
+#endif

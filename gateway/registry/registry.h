@@ -1,0 +1,106 @@
+/* registry — the client of the central card registry (docs/registry-api.md).
+ *
+ * libcurl multi driven by the main libevent loop (socket API): requests run
+ * concurrently over kept-alive connections, each with its own deadline. Every
+ * write carries an Idempotency-Key chosen by the caller, so a retried write
+ * is never applied twice. Results are typed: the caller branches on
+ * registry_status and reads the JSON body for details.
+ *
+ * Bodies may carry a PIN (pin verification, activation): the client never
+ * logs request bodies, only method, path shape, status and timing — and
+ * paths through mask.h. Main-thread only. */
+#ifndef CARDLINE_REGISTRY_H
+#define CARDLINE_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct event_base;
+
+typedef struct registry registry;
+
+typedef enum {
+    REGISTRY_OK = 0,          /* 2xx with a JSON object body */
+    REGISTRY_NOT_FOUND,       /* 404 */
+    REGISTRY_CONFLICT,        /* 409: the resource's state forbids the action */
+    REGISTRY_REJECTED,        /* 400, 401, 403, 413, 422: the request was refused as sent */
+    REGISTRY_LOCKED,          /* 423: the PIN is locked */
+    REGISTRY_UNAVAILABLE,     /* connect failure, deadline, 429, 5xx */
+    REGISTRY_BAD_RESPONSE     /* unparsable JSON, wrong shape, unexpected status */
+} registry_status;
+
+typedef struct {
+    registry_status status;
+    long http_status;         /* 0 when no response arrived */
+    const char *error_code;   /* the error body's `code`, or NULL */
+    json_t *body;             /* parsed body (object) or NULL; borrowed during the callback */
+    double elapsed_ms;        /* request time as measured by the client */
+} registry_result;
+
+typedef struct {
+    const char *base_url;     /* e.g. "http://127.0.0.1:8090" (no trailing /v1) */
+    const char *token;        /* bearer token, or NULL */
+    const char *ca_file;      /* TLS: CA bundle, or NULL */
+    const char *cert_file;    /* mTLS client certificate, or NULL */
+    const char *key_file;     /* mTLS client key, or NULL */
+    int timeout_ms;           /* whole-request deadline */
+    int connect_timeout_ms;   /* TCP (+TLS) connect deadline */
+    int max_connections;      /* concurrent connections to the registry */
+    int max_pending;          /* requests in flight before new ones get UNAVAILABLE */
+    int read_retries;         /* extra attempts of a GET after UNAVAILABLE */
+} registry_options;
+
+/* Defaults: http://127.0.0.1:8090, 2000 ms deadline, 500 ms connect,
+ * 32 connections, 10000 pending, 1 read retry. */
+void registry_options_default(registry_options *opt);
+
+typedef void registry_cb(const registry_result *r, void *arg);
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+registry *registry_new(struct event_base *base, const registry_options *opt);
+
+/* Completes every pending request with REGISTRY_UNAVAILABLE, then frees. */
+void registry_free(registry *r);
+
+/* Generic request -----------------------------------------------------------*/
+
+/* `method` GET/POST/PATCH; `path` starts with /v1; `body` (may be NULL) is
+ * borrowed; `idempotency_key` is required for writes (NULL for GET). The
+ * callback runs exactly once, never from inside this call. */
+void registry_request(registry *r, const char *method, const char *path,
+                      json_t *body, const char *idempotency_key,
+                      registry_cb *cb, void *arg);
+
+/* The contract's calls ------------------------------------------------------*/
+
+void registry_health(registry *r, registry_cb *cb, void *arg);
+void registry_get_person(registry *r, const char *ssn, registry_cb *cb, void *arg);
+void registry_update_contact(registry *r, const char *ssn, const char *mobile,
+                             const char *address, const char *idempotency_key,
+                             registry_cb *cb, void *arg);
+/* `pin` is copied into the request body only and wiped after sending. */
+void registry_verify_pin(registry *r, const char *ssn, const char *pin,
+                         const char *idempotency_key, registry_cb *cb, void *arg);
+/* `page_token` may be NULL for the first page; `page_size` 0 = default. */
+void registry_list_cards(registry *r, const char *ssn, int page_size,
+                         const char *page_token, registry_cb *cb, void *arg);
+void registry_list_applications(registry *r, const char *ssn, int page_size,
+                                const char *page_token, registry_cb *cb, void *arg);
+void registry_get_card(registry *r, const char *card, registry_cb *cb, void *arg);
+void registry_report_loss(registry *r, const char *card, const char *channel,
+                          const char *reference, const char *idempotency_key,
+                          registry_cb *cb, void *arg);
+void registry_cancel_loss(registry *r, const char *card, const char *report_id,
+                          const char *channel, const char *idempotency_key,
+                          registry_cb *cb, void *arg);
+/* `new_pin` is copied into the request body only and wiped after sending. */
+void registry_activate_card(registry *r, const char *card, const char *ssn,
+                            const char *new_pin, const char *idempotency_key,
+                            registry_cb *cb, void *arg);
+
+/* Names ---------------------------------------------------------------------*/
+
+const char *registry_status_name(registry_status st);
+
+#endif

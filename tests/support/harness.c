@@ -1,0 +1,307 @@
+/* harness — starts and stops real servers for integration tests (see
+ * harness.h). Uses libcurl for HTTP checks and hiredis for Redis checks, the
+ * same libraries the gateway uses, synchronously. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void th_mkdtemp(char out[256], const char *prefix)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, 256, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+    if (mkdtemp(out) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void th_rmdir(const char *dir)
+{
+    if (dir && *dir)
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        perror("th_free_port");
+        abort();
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+bool th_wait_port(int port, int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+    while (!port_accepts(port)) {
+        if (now_ms() > deadline)
+            return false;
+        pause_ms(10);
+    }
+    return true;
+}
+
+static size_t collect_body(char *data, size_t size, size_t n, void *arg)
+{
+    char **buf = arg;
+    size_t old = *buf ? strlen(*buf) : 0;
+    char *grown = realloc(*buf, old + size * n + 1);
+    if (grown == NULL)
+        return 0;
+    memcpy(grown + old, data, size * n);
+    grown[old + size * n] = '\0';
+    *buf = grown;
+    return size * n;
+}
+
+long th_http(int port, const char *method, const char *path, const char *json_body,
+             const char *const *headers, char **body)
+{
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char *buf = NULL;
+    long status = 0;
+    if (json_body)
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    for (size_t i = 0; headers && headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (json_body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    if (body)
+        *body = buf ? buf : strdup("");
+    else
+        free(buf);
+    return status;
+}
+
+long th_http_get(int port, const char *path, char **body)
+{
+    return th_http(port, "GET", path, NULL, NULL, body);
+}
+
+bool th_spawn(th_proc *p, const char *name, const char *const *argv)
+{
+    snprintf(p->log, sizeof p->log, "%s/%s.log", p->dir, name);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        if (chdir(p->dir) != 0)
+            _exit(127);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    p->pid = pid;
+    return true;
+}
+
+int th_stop(th_proc *p, int grace_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    int status = -1;
+    kill(p->pid, SIGTERM);
+    long deadline = now_ms() + grace_ms;
+    while (waitpid(p->pid, &status, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            break;
+        }
+        pause_ms(5);
+    }
+    p->pid = 0;
+    return status;
+}
+
+void th_kill(th_proc *p)
+{
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+}
+
+static bool child_alive(th_proc *p)
+{
+    int status;
+    if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+        p->pid = 0;
+        return false;
+    }
+    return true;
+}
+
+static bool redis_answers(int port)
+{
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    bool ok = false;
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "PING");
+        ok = r && r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return ok;
+}
+
+bool th_redis_start(th_proc *p, const char *dir, bool aof)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                          "--dir", p->dir, "--save", "", "--appendonly", aof ? "yes" : "no",
+                          "--appendfsync", "always", "--daemonize", "no", NULL};
+    if (!th_spawn(p, "redis", argv))
+        return false;
+    long deadline = now_ms() + 10000;
+    while (!redis_answers(p->port)) {
+        if (!child_alive(p) || now_ms() > deadline) {
+            th_kill(p);
+            return false;
+        }
+        pause_ms(10);
+    }
+    return true;
+}
+
+static char *reply_text(const redisReply *r)
+{
+    char buf[64];
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return strndup(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+        snprintf(buf, sizeof buf, "%lld", r->integer);
+        return strdup(buf);
+    case REDIS_REPLY_NIL:
+        return strdup("");
+    default:
+        return NULL;
+    }
+}
+
+char *th_redis_cmd(const th_proc *p, int argc, const char **argv)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", p->port, tv);
+    char *out = NULL;
+    if (c && !c->err) {
+        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+        if (r)
+            out = reply_text(r);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return out;
+}
+
+bool th_sim_start(th_proc *p, const char *dir, const char *seed,
+                  const char *const *extra_args)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char listen[32], db[300];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", p->port);
+    snprintf(db, sizeof db, "%s/registry.db", p->dir);
+    const char *argv[32] = {CL_SIM_BIN, "--listen", listen, "--db", db,
+                            "--seed", seed ? seed : CL_SOURCE_DIR "/tools/registry-sim/seed-demo.json",
+                            "--control"};
+    size_t n = 8;
+    for (size_t i = 0; extra_args && extra_args[i] && n < 31; i++)
+        argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    if (!th_spawn(p, "registry-sim", argv))
+        return false;
+    long deadline = now_ms() + 10000;
+    while (th_http_get(p->port, "/v1/health", NULL) != 200) {
+        if (!child_alive(p) || now_ms() > deadline) {
+            th_kill(p);
+            return false;
+        }
+        pause_ms(10);
+    }
+    return true;
+}

@@ -1,0 +1,70 @@
+/* harness — real servers for integration tests: redis-server and the
+ * registry simulator (and later the gateway itself) started on free loopback
+ * ports in a private temporary directory, waited for until they answer, and
+ * stopped again. Children die with the test process (PR_SET_PDEATHSIG), so a
+ * crashed test leaves nothing running.
+ *
+ * Paths of our own binaries come from CMake as compile definitions:
+ * CL_SIM_BIN, CL_GATEWAY_BIN, CL_SOURCE_DIR. */
+#ifndef CARDLINE_TEST_HARNESS_H
+#define CARDLINE_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;          /* child process, 0 when not running */
+    int port;           /* the port it listens on (127.0.0.1) */
+    char dir[256];      /* its working directory (data, logs) */
+    char log[300];      /* its stdout+stderr, dir/NAME.log */
+} th_proc;
+
+/* A fresh directory under $TMPDIR (or /tmp), removed by th_rmdir. */
+void th_mkdtemp(char out[256], const char *prefix);
+void th_rmdir(const char *dir);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int th_free_port(void);
+
+/* Polls a TCP connect to 127.0.0.1:port until it succeeds or `timeout_ms`
+ * passes (bounded waiting for readiness, not a sleep). */
+bool th_wait_port(int port, int timeout_ms);
+
+/* GETs http://127.0.0.1:port/path; returns the HTTP status (0 on failure)
+ * and, if `body` is given, a malloc'd copy of the body (caller frees). */
+long th_http_get(int port, const char *path, char **body);
+
+/* Sends one request with an optional JSON body and extra header lines
+ * ("Name: value", NULL-terminated array or NULL). Same return as above. */
+long th_http(int port, const char *method, const char *path, const char *json_body,
+             const char *const *headers, char **body);
+
+/* redis-server ------------------------------------------------------------*/
+
+/* Starts redis-server on a free port with data under `dir` (AOF on when
+ * `aof`), or on `p->port` if it is non-zero (a restart on the same port).
+ * Waits until it answers PING. */
+bool th_redis_start(th_proc *p, const char *dir, bool aof);
+/* Sends a command and returns its reply as text (integer replies as digits),
+ * malloc'd, or NULL on error. Arguments as for redisCommandArgv. */
+char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
+
+/* registry-sim --------------------------------------------------------------*/
+
+/* Starts the simulator on a free port with a fresh database in `dir`,
+ * seeded from `seed` (NULL = the demo seed), control endpoints on, and
+ * `extra_args` (NULL-terminated, may be NULL). Waits for /v1/health. */
+bool th_sim_start(th_proc *p, const char *dir, const char *seed,
+                  const char *const *extra_args);
+
+/* Any child ---------------------------------------------------------------*/
+
+/* Starts `argv` with output to p->log in p->dir; does not wait for it. */
+bool th_spawn(th_proc *p, const char *name, const char *const *argv);
+/* SIGTERM, then SIGKILL after `grace_ms`; reaps. Returns the exit status
+ * as from waitpid (or -1). Safe on a stopped th_proc. */
+int th_stop(th_proc *p, int grace_ms);
+/* SIGKILL and reap. */
+void th_kill(th_proc *p);
+
+#endif
