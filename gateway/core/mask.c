@@ -1,41 +1,75 @@
 /* mask — masking of ID, card and phone numbers (see mask.h). */
 #include "mask.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <string.h>
 
-/* Keeps `head` leading and `tail` trailing characters of `s`, stars in
- * between. Strings too short to mask meaningfully become all stars. */
-static masked keep_ends(const char *s, size_t head, size_t tail)
+/* All stars, as long as `s` (within the buffer): for input too short to
+ * mask meaningfully or not the expected kind of number, so no part of it
+ * is echoed. */
+static masked all_stars(const char *s)
 {
     masked m;
     size_t n = s ? strlen(s) : 0;
     if (n >= sizeof m.s)
         n = sizeof m.s - 1;
-    if (n <= head + tail) {
-        memset(m.s, '*', n);
-        m.s[n] = '\0';
-        return m;
-    }
+    memset(m.s, '*', n);
+    m.s[n] = '\0';
+    return m;
+}
+
+/* Keeps `head` leading and `tail` trailing characters of `s`, stars in
+ * between. */
+static masked keep_ends(const char *s, size_t head, size_t tail)
+{
+    masked m;
+    size_t n = strlen(s);
+    if (n >= sizeof m.s || n <= head + tail)
+        return all_stars(s);
     for (size_t i = 0; i < n; i++)
         m.s[i] = (i < head || i >= n - tail) ? s[i] : '*';
     m.s[n] = '\0';
     return m;
 }
 
+/* `s` has min..max characters, every one accepted by `ok` (the last one
+ * by `ok_last`). */
+static bool looks_like(const char *s, size_t min, size_t max, int (*ok)(int), int (*ok_last)(int))
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(i + 1 == n ? ok_last : ok)((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+static int is_id_check_char(int c)
+{
+    return isdigit(c) || c == 'X' || c == 'x';
+}
+
 masked mask_id(const char *id)
 {
+    if (!looks_like(id, 15, 18, isdigit, is_id_check_char))
+        return all_stars(id);
     return keep_ends(id, 6, 4);
 }
 
 masked mask_card(const char *card)
 {
+    if (!looks_like(card, 8, 9, isalnum, isalnum))
+        return all_stars(card);
     return keep_ends(card, 0, 4);
 }
 
 masked mask_phone(const char *phone)
 {
-    if (phone == NULL)
-        return keep_ends(NULL, 0, 0);
+    const char *digits = phone && phone[0] == '+' ? phone + 1 : phone;
+    if (!looks_like(digits, 1, 15, isdigit, isdigit))
+        return all_stars(phone);
     if (phone[0] == '+' && strlen(phone) > 3) {
         /* +CC then the national number: keep the country code visible. */
         masked m = keep_ends(phone + 3, 3, 4);

@@ -1,0 +1,1063 @@
+/* registry — the card registry client: libcurl multi on the libevent loop.
+ *
+ * Owns the curl multi handle, one libevent event per socket curl watches,
+ * one timer for curl's own timeouts, and every request from registry_request
+ * until its callback has run. libcurl is never called from inside its own
+ * callbacks: the socket and timer callbacks only arm events, and transfers
+ * advance in the event handlers, which then collect finished transfers.
+ * Request bodies are serialized straight into a buffer of our own, which is
+ * wiped and freed when the transfer ends; bodies are never logged. */
+#include "registry.h"
+
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+#include "version.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define REGISTRY_MAX_RESPONSE (1024 * 1024) /* a longer response is BAD_RESPONSE */
+#define REGISTRY_MAX_BODY (16 * 1024)       /* the contract's request body cap */
+#define REGISTRY_MAX_PATH 1024              /* path plus query, escaped */
+#define REGISTRY_MAX_BASE_URL 256
+#define REGISTRY_MAX_TOKEN 512
+#define REGISTRY_MAX_NUMBER 32              /* an ssn or card number path segment */
+#define REGISTRY_MAX_REPORT_ID 64
+#define REGISTRY_MAX_PAGE_TOKEN 256
+#define REGISTRY_MAX_PIN 16                 /* the registry judges the format */
+#define REGISTRY_MAX_KEY 64                 /* Idempotency-Key, per the contract */
+#define REGISTRY_RETRY_DELAY_MS 50          /* pause before a read is tried again */
+
+/* A request is in exactly one phase until it completes. */
+typedef enum {
+    REQ_REFUSED,     /* refused before sending; completes from `ev` */
+    REQ_TRANSFER,    /* its easy handle is in the multi handle */
+    REQ_RETRY_WAIT   /* a read waiting on `ev` to be tried again */
+} req_phase;
+
+typedef struct registry_req registry_req;
+
+struct registry_req {
+    registry *reg;                  /* owner */
+    registry_req *prev, *next;      /* the owner's list of unfinished requests */
+    req_phase phase;                /* what is going on for it now */
+    struct event *ev;               /* deferred completion, or the retry pause */
+    CURL *easy;                     /* the transfer; NULL when refused early */
+    struct curl_slist *headers;     /* request headers, read by curl until the end */
+    char *body;                     /* serialized request body, wiped before free */
+    size_t body_len;                /* its length */
+    char *resp;                     /* response body received so far */
+    size_t resp_len;                /* bytes in `resp` */
+    size_t resp_cap;                /* allocated size of `resp` */
+    bool resp_too_large;            /* the response passed REGISTRY_MAX_RESPONSE */
+    bool is_read;                   /* a GET: may be tried again after UNAVAILABLE */
+    int attempts;                   /* transfers started so far */
+    registry_status refusal;        /* REQ_REFUSED: the status to complete with */
+    const char *refusal_reason;     /* REQ_REFUSED: static text for the log line */
+    char method[8];                 /* GET, POST, PATCH or DELETE */
+    char log_path[256];             /* the path with IDs masked and no query */
+    char request_id[40];            /* X-Request-Id sent and logged */
+    struct timespec started;        /* when the caller asked */
+    registry_cb *cb;                /* the caller's callback */
+    void *arg;                      /* and its argument */
+};
+
+/* A socket curl asked us to watch. */
+typedef struct registry_sock {
+    registry *reg;                        /* owner */
+    struct registry_sock *prev, *next;    /* the owner's list of watched sockets */
+    struct event *ev;                     /* read/write interest curl asked for */
+} registry_sock;
+
+struct registry {
+    struct event_base *base;        /* the main loop */
+    CURLM *multi;                   /* all transfers */
+    struct event *timer;            /* curl's single timeout */
+    registry_options opt;           /* options, strings owned (copied) */
+    registry_req *head, *tail;      /* unfinished requests, oldest first */
+    registry_sock *socks;           /* sockets being watched */
+    int in_flight;                  /* accepted requests not yet complete */
+    bool closing;                   /* registry_free has started */
+    uint32_t id_tag;                /* random per instance, part of request ids */
+    uint64_t id_seq;                /* request counter, part of request ids */
+    metrics_series *m_result[REGISTRY_BAD_RESPONSE + 1]; /* requests by result */
+    metrics_series *m_seconds_sum;  /* total request time */
+    metrics_series *m_seconds_count;/* requests timed */
+    metrics_series *m_connects;     /* new connections opened */
+};
+
+static const char *status_names[] = {
+    "ok", "not_found", "conflict", "rejected", "locked", "unavailable", "bad_response",
+};
+
+const char *registry_status_name(registry_status st)
+{
+    if (st < REGISTRY_OK || st > REGISTRY_BAD_RESPONSE)
+        return "unknown";
+    return status_names[st];
+}
+
+void registry_options_default(registry_options *opt)
+{
+    *opt = (registry_options){
+        .base_url = "http://127.0.0.1:8090",
+        .timeout_ms = 2000,
+        .connect_timeout_ms = 500,
+        .max_connections = 32,
+        .max_pending = 10000,
+        .read_retries = 1,
+    };
+}
+
+/* Small helpers -------------------------------------------------------------*/
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL) {
+        /* As in Redis: running out of memory is not a state we can serve
+         * callers from, and every caller expects its callback. */
+        log_error("registry.oom", NULL);
+        abort();
+    }
+    return p;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1000.0 +
+           (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static bool is_write_method(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0;
+}
+
+static bool method_known(const char *m)
+{
+    return m && (strcmp(m, "GET") == 0 || is_write_method(m));
+}
+
+static bool key_valid(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n == 0 || n > REGISTRY_MAX_KEY)
+        return false;
+    return strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") == n;
+}
+
+/* A path we send as given: /v1 then URL-safe characters, no dot segments
+ * (curl would squash them and reach a different resource). */
+static bool path_valid(const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0 || n >= REGISTRY_MAX_PATH || strncmp(path, "/v1", 3) != 0 ||
+        (path[3] != '\0' && path[3] != '/' && path[3] != '?'))
+        return false;
+    if (strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                     "-._~%/?=&:@+!$'()*,;") != n)
+        return false;
+    const char *end = path + strcspn(path, "?");
+    for (const char *s = path; s < end;) {
+        size_t len = strcspn(s + 1, "/?");
+        if ((len == 1 || len == 2) && strspn(s + 1, ".") >= len)
+            return false;
+        s += 1 + len;
+    }
+    return true;
+}
+
+/* The path as it may appear in a log: the segment after `persons` masked as
+ * an ID, after `cards` as a card number, the query (page tokens) left out. */
+static void path_for_log(const char *path, char *out, size_t cap)
+{
+    enum { SEG_PLAIN, SEG_ID, SEG_CARD } kind = SEG_PLAIN;
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *s = path; *s == '/' && o < cap;) {
+        char seg[REGISTRY_MAX_PATH];
+        size_t len = strcspn(s + 1, "/?");
+        memcpy(seg, s + 1, len);
+        seg[len] = '\0';
+        masked m;
+        const char *shown = seg;
+        if (kind == SEG_ID) {
+            m = mask_id(seg);
+            shown = m.s;
+        } else if (kind == SEG_CARD) {
+            m = mask_card(seg);
+            shown = m.s;
+        }
+        int w = snprintf(out + o, cap - o, "/%s", shown);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+        kind = strcmp(seg, "persons") == 0 ? SEG_ID
+             : strcmp(seg, "cards") == 0   ? SEG_CARD
+                                           : SEG_PLAIN;
+        s += 1 + len;
+    }
+}
+
+/* Request list and completion -----------------------------------------------*/
+
+static void req_link(registry *r, registry_req *q)
+{
+    q->prev = r->tail;
+    if (r->tail)
+        r->tail->next = q;
+    else
+        r->head = q;
+    r->tail = q;
+}
+
+static void req_unlink(registry *r, registry_req *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        r->head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        r->tail = q->prev;
+    q->prev = q->next = NULL;
+}
+
+static void req_wipe_body(registry_req *q)
+{
+    if (q->body) {
+        explicit_bzero(q->body, q->body_len);
+        free(q->body);
+        q->body = NULL;
+        q->body_len = 0;
+    }
+}
+
+static void req_free(registry_req *q)
+{
+    req_wipe_body(q);
+    if (q->easy)
+        curl_easy_cleanup(q->easy);
+    curl_slist_free_all(q->headers);
+    free(q->resp);
+    event_free(q->ev);
+    free(q);
+}
+
+static log_level outcome_level(registry_status st, const registry_req *q)
+{
+    if (q->phase == REQ_REFUSED && st == REGISTRY_REJECTED)
+        return LOG_ERROR; /* the caller built a request the contract forbids */
+    if (st == REGISTRY_UNAVAILABLE || st == REGISTRY_BAD_RESPONSE)
+        return LOG_WARN;
+    return LOG_INFO;
+}
+
+static void record_outcome(registry *r, const registry_req *q, const registry_result *res,
+                           const char *cause)
+{
+    log_event(outcome_level(res->status, q), "registry.request",
+              "method=%s path=%s result=%s http=%ld ms=%.1f attempts=%d request_id=%s%s%s",
+              q->method, q->log_path, registry_status_name(res->status), res->http_status,
+              res->elapsed_ms, q->attempts, q->request_id, cause ? " error=" : "",
+              cause ? log_quote(cause).s : "");
+    metrics_inc(r->m_result[res->status]);
+    metrics_add(r->m_seconds_sum, res->elapsed_ms / 1000.0);
+    metrics_inc(r->m_seconds_count);
+}
+
+/* Ends a request: one log line, metrics, the callback, then the memory.
+ * `body` is owned and released after the callback. */
+static void req_complete(registry_req *q, registry_status st, long http, json_t *body,
+                         const char *cause)
+{
+    registry *r = q->reg;
+    registry_result res = {
+        .status = st,
+        .http_status = http,
+        .body = body,
+        .elapsed_ms = ms_since(&q->started),
+    };
+    json_t *err = json_object_get(body, "error");
+    res.error_code = json_string_value(json_object_get(err, "code"));
+    record_outcome(r, q, &res, res.error_code ? res.error_code : cause);
+    if (q->phase != REQ_REFUSED)
+        r->in_flight--;
+    req_unlink(r, q);
+    q->cb(&res, q->arg);
+    json_decref(body);
+    req_free(q);
+}
+
+static void on_req_event(evutil_socket_t fd, short what, void *arg);
+
+static registry_req *req_new(registry *r, const char *method, registry_cb *cb, void *arg)
+{
+    registry_req *q = xcalloc(1, sizeof *q);
+    q->reg = r;
+    q->cb = cb;
+    q->arg = arg;
+    q->ev = evtimer_new(r->base, on_req_event, q);
+    if (q->ev == NULL) {
+        log_error("registry.oom", NULL);
+        abort();
+    }
+    clock_gettime(CLOCK_MONOTONIC, &q->started);
+    /* An unknown method is the caller's mistake; it is not echoed. */
+    snprintf(q->method, sizeof q->method, "%s", method_known(method) ? method : "?");
+    snprintf(q->log_path, sizeof q->log_path, "-");
+    snprintf(q->request_id, sizeof q->request_id, "cl-%08x-%llu", (unsigned)r->id_tag,
+             (unsigned long long)++r->id_seq);
+    req_link(r, q);
+    return q;
+}
+
+/* Completes `q` with `st` on the next turn of the loop: callers never see
+ * their callback run inside the call that made the request. */
+static void req_refuse(registry_req *q, registry_status st, const char *reason)
+{
+    static const struct timeval now = {0, 0};
+    q->phase = REQ_REFUSED;
+    q->refusal = st;
+    q->refusal_reason = reason;
+    evtimer_add(q->ev, &now);
+}
+
+/* Transfers ----------------------------------------------------------------*/
+
+static size_t on_curl_data(char *data, size_t size, size_t n, void *arg)
+{
+    registry_req *q = arg;
+    size_t len = size * n;
+    if (len > REGISTRY_MAX_RESPONSE - q->resp_len) {
+        q->resp_too_large = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
+    if (q->resp_len + len + 1 > q->resp_cap) {
+        size_t cap = q->resp_cap ? q->resp_cap : 1024;
+        while (cap < q->resp_len + len + 1)
+            cap *= 2;
+        char *grown = realloc(q->resp, cap);
+        if (grown == NULL)
+            return 0;
+        q->resp = grown;
+        q->resp_cap = cap;
+    }
+    memcpy(q->resp + q->resp_len, data, len);
+    q->resp_len += len;
+    return len;
+}
+
+static long remaining_ms(const registry_req *q)
+{
+    return (long)q->reg->opt.timeout_ms - (long)ms_since(&q->started);
+}
+
+static bool add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    char line[REGISTRY_MAX_TOKEN + 64];
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (grown == NULL)
+        return false;
+    *list = grown;
+    return true;
+}
+
+static bool build_headers(registry_req *q, const char *key)
+{
+    const registry_options *o = &q->reg->opt;
+    char bearer[REGISTRY_MAX_TOKEN + 16];
+    bool ok = add_header(&q->headers, "Accept", "application/json") &&
+              add_header(&q->headers, "X-Request-Id", q->request_id) &&
+              /* no 100-continue round trip: our bodies are small */
+              add_header(&q->headers, "Expect", "");
+    if (ok && strcmp(q->method, "GET") != 0) /* else curl would send a form type */
+        ok = add_header(&q->headers, "Content-Type", "application/json");
+    if (ok && key)
+        ok = add_header(&q->headers, "Idempotency-Key", key);
+    if (ok && o->token) {
+        snprintf(bearer, sizeof bearer, "Bearer %s", o->token);
+        ok = add_header(&q->headers, "Authorization", bearer);
+        explicit_bzero(bearer, sizeof bearer);
+    }
+    return ok;
+}
+
+static bool setup_easy(registry_req *q, const char *path, const char *key)
+{
+    const registry_options *o = &q->reg->opt;
+    char url[REGISTRY_MAX_BASE_URL + REGISTRY_MAX_PATH];
+    snprintf(url, sizeof url, "%s%s", o->base_url, path);
+    q->easy = curl_easy_init();
+    if (q->easy == NULL || !build_headers(q, key))
+        return false;
+    CURL *e = q->easy;
+    CURLcode rc = CURLE_OK;
+    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
+    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)q);
+    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+    rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
+    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "cardline/" CARDLINE_VERSION);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_data);
+    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)q);
+    if (strcmp(q->method, "GET") != 0) {
+        rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+        rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)q->body_len);
+        rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body ? q->body : "");
+    }
+    if (o->ca_file)
+        rc |= curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+    if (o->cert_file)
+        rc |= curl_easy_setopt(e, CURLOPT_SSLCERT, o->cert_file);
+    if (o->key_file)
+        rc |= curl_easy_setopt(e, CURLOPT_SSLKEY, o->key_file);
+    return rc == CURLE_OK;
+}
+
+/* Serializes `body` straight into one buffer of ours (json_dumpb has no
+ * intermediate copies), so a PIN in it exists in one place we wipe. */
+static const char *serialize_body(registry_req *q, json_t *body)
+{
+    if (body == NULL)
+        return NULL;
+    if (!json_is_object(body))
+        return "body_not_object";
+    size_t need = json_dumpb(body, NULL, 0, JSON_COMPACT);
+    if (need == 0)
+        return "body_not_serializable";
+    if (need > REGISTRY_MAX_BODY)
+        return "body_too_large";
+    q->body = xcalloc(1, need);
+    q->body_len = json_dumpb(body, q->body, need, JSON_COMPACT);
+    return q->body_len == need ? NULL : "body_not_serializable";
+}
+
+static void req_start(registry_req *q, const char *path, json_t *body, const char *key)
+{
+    registry *r = q->reg;
+    const char *refused = serialize_body(q, body);
+    if (refused) {
+        req_wipe_body(q);
+        req_refuse(q, REGISTRY_REJECTED, refused);
+        return;
+    }
+    if (r->closing || r->in_flight >= r->opt.max_pending) {
+        req_wipe_body(q);
+        req_refuse(q, REGISTRY_UNAVAILABLE, r->closing ? "closing" : "too_many_pending");
+        return;
+    }
+    if (!setup_easy(q, path, key) || curl_multi_add_handle(r->multi, q->easy) != CURLM_OK) {
+        req_wipe_body(q);
+        req_refuse(q, REGISTRY_UNAVAILABLE, "curl_setup_failed");
+        return;
+    }
+    q->phase = REQ_TRANSFER;
+    q->attempts = 1;
+    r->in_flight++;
+}
+
+static void req_retry_now(registry_req *q)
+{
+    long left = remaining_ms(q);
+    q->resp_len = 0;
+    q->resp_too_large = false;
+    if (left <= 0 || curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, left) != CURLE_OK ||
+        curl_multi_add_handle(q->reg->multi, q->easy) != CURLM_OK) {
+        req_complete(q, REGISTRY_UNAVAILABLE, 0, NULL, "retry_failed");
+        return;
+    }
+    q->phase = REQ_TRANSFER;
+    q->attempts++;
+}
+
+static void on_req_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    registry_req *q = arg;
+    if (q->phase == REQ_RETRY_WAIT)
+        req_retry_now(q);
+    else
+        req_complete(q, q->refusal, 0, NULL, q->refusal_reason);
+}
+
+static registry_status status_for_http(long code)
+{
+    if (code >= 200 && code < 300)
+        return REGISTRY_OK;
+    switch (code) {
+    case 404:
+        return REGISTRY_NOT_FOUND;
+    case 409:
+        return REGISTRY_CONFLICT;
+    case 400:
+    case 401:
+    case 403:
+    case 413:
+    case 422:
+        return REGISTRY_REJECTED;
+    case 423:
+        return REGISTRY_LOCKED;
+    case 429:
+        return REGISTRY_UNAVAILABLE;
+    default:
+        return code >= 500 && code < 600 ? REGISTRY_UNAVAILABLE : REGISTRY_BAD_RESPONSE;
+    }
+}
+
+/* The response body when it is a JSON object, else NULL. */
+static json_t *parse_object(const registry_req *q)
+{
+    if (q->resp_len == 0)
+        return NULL;
+    json_t *j = json_loadb(q->resp, q->resp_len, 0, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* A read that ended UNAVAILABLE (refused, dropped, 5xx, 429, connect
+ * timeout) is tried again while the request's deadline leaves time after the
+ * pause. timeout_ms bounds the whole request, retries included, so one that
+ * ran into its deadline has none left and is not repeated. */
+static bool should_retry(const registry_req *q, registry_status st)
+{
+    return q->is_read && st == REGISTRY_UNAVAILABLE &&
+           q->attempts <= q->reg->opt.read_retries &&
+           remaining_ms(q) > REGISTRY_RETRY_DELAY_MS;
+}
+
+static void transfer_done(registry_req *q, CURLcode rc)
+{
+    registry *r = q->reg;
+    long http = 0, connects = 0;
+    curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &http);
+    curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &connects);
+    metrics_add(r->m_connects, (double)connects);
+
+    registry_status st;
+    json_t *body = NULL;
+    const char *cause = NULL;
+    if (rc != CURLE_OK) {
+        st = q->resp_too_large ? REGISTRY_BAD_RESPONSE : REGISTRY_UNAVAILABLE;
+        cause = q->resp_too_large ? "response_too_large" : curl_easy_strerror(rc);
+    } else {
+        st = status_for_http(http);
+        body = parse_object(q);
+        if (st == REGISTRY_OK && body == NULL) {
+            st = REGISTRY_BAD_RESPONSE;
+            cause = "body_not_json_object";
+        } else if (st == REGISTRY_BAD_RESPONSE) {
+            cause = "unexpected_status";
+        }
+    }
+    req_wipe_body(q); /* reads have none; writes are never sent twice by us */
+
+    if (should_retry(q, st)) {
+        const struct timeval pause = {0, REGISTRY_RETRY_DELAY_MS * 1000};
+        json_decref(body);
+        log_info("registry.retry", "method=%s path=%s attempt=%d request_id=%s http=%ld",
+                 q->method, q->log_path, q->attempts, q->request_id, http);
+        q->phase = REQ_RETRY_WAIT;
+        evtimer_add(q->ev, &pause);
+        return;
+    }
+    req_complete(q, st, http, body, cause);
+}
+
+/* Collects finished transfers; called after every curl_multi_socket_action. */
+static void drain_finished(registry *r)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(r->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = m->easy_handle;
+        CURLcode rc = m->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        curl_multi_remove_handle(r->multi, easy); /* `m` is gone from here on */
+        transfer_done((registry_req *)priv, rc);
+    }
+}
+
+/* libcurl's socket and timer callbacks: they only arm libevent events ------*/
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    registry_sock *sk = arg;
+    registry *r = sk->reg; /* `sk` may be freed inside the socket action */
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
+                ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(r->multi, fd, flags, &running);
+    drain_finished(r);
+}
+
+static void on_timer_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    registry *r = arg;
+    int running;
+    curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_finished(r);
+}
+
+static void sock_free(registry_sock *sk)
+{
+    registry *r = sk->reg;
+    if (sk->prev)
+        sk->prev->next = sk->next;
+    else
+        r->socks = sk->next;
+    if (sk->next)
+        sk->next->prev = sk->prev;
+    event_free(sk->ev);
+    free(sk);
+}
+
+static registry_sock *sock_new(registry *r, curl_socket_t fd)
+{
+    registry_sock *sk = xcalloc(1, sizeof *sk);
+    sk->reg = r;
+    sk->ev = event_new(r->base, fd, 0, on_socket_event, sk);
+    if (sk->ev == NULL) {
+        free(sk);
+        return NULL;
+    }
+    sk->next = r->socks;
+    if (r->socks)
+        r->socks->prev = sk;
+    r->socks = sk;
+    return sk;
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    registry *r = userp;
+    registry_sock *sk = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (sk)
+            sock_free(sk);
+        return 0;
+    }
+    if (sk == NULL) {
+        sk = sock_new(r, fd);
+        if (sk == NULL)
+            return -1;
+        curl_multi_assign(r->multi, fd, sk);
+    }
+    short events = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+                   ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    event_del(sk->ev);
+    event_assign(sk->ev, r->base, fd, events, on_socket_event, sk);
+    return event_add(sk->ev, NULL) == 0 ? 0 : -1;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    registry *r = userp;
+    if (timeout_ms < 0)
+        return evtimer_del(r->timer);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    return evtimer_add(r->timer, &tv);
+}
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+static const char *options_problem(const registry_options *o)
+{
+    size_t url_len = o->base_url ? strlen(o->base_url) : 0;
+    if (url_len == 0 || url_len > REGISTRY_MAX_BASE_URL ||
+        (strncmp(o->base_url, "http://", 7) != 0 && strncmp(o->base_url, "https://", 8) != 0))
+        return "base_url must be http:// or https://, at most 256 characters";
+    if (strpbrk(o->base_url, " \r\n\t?#"))
+        return "base_url holds a space, query or fragment";
+    if (o->token && (strlen(o->token) == 0 || strlen(o->token) > REGISTRY_MAX_TOKEN ||
+                     strpbrk(o->token, "\r\n")))
+        return "token must be 1-512 characters on one line";
+    if (o->timeout_ms < 1 || o->timeout_ms > 600000)
+        return "timeout_ms must be 1-600000";
+    if (o->connect_timeout_ms < 1 || o->connect_timeout_ms > o->timeout_ms)
+        return "connect_timeout_ms must be 1-timeout_ms";
+    if (o->max_connections < 1 || o->max_connections > 1024)
+        return "max_connections must be 1-1024";
+    if (o->max_pending < 1 || o->max_pending > 1000000)
+        return "max_pending must be 1-1000000";
+    if (o->read_retries < 0 || o->read_retries > 5)
+        return "read_retries must be 0-5";
+    return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL) {
+        log_error("registry.oom", NULL);
+        abort();
+    }
+    return d;
+}
+
+static void register_metrics(registry *r)
+{
+    static const char *help = "Registry requests by final result";
+    for (int st = REGISTRY_OK; st <= REGISTRY_BAD_RESPONSE; st++) {
+        char labels[40];
+        snprintf(labels, sizeof labels, "result=\"%s\"", status_names[st]);
+        r->m_result[st] = metrics_counter("cardline_registry_requests_total", help, labels);
+    }
+    r->m_seconds_sum = metrics_counter("cardline_registry_request_seconds_sum",
+                                       "Total time of registry requests, retries included", NULL);
+    r->m_seconds_count = metrics_counter("cardline_registry_request_seconds_count",
+                                         "Registry requests timed", NULL);
+    r->m_connects = metrics_counter("cardline_registry_connections_total",
+                                    "Connections opened to the registry", NULL);
+}
+
+static bool setup_multi(registry *r)
+{
+    r->multi = curl_multi_init();
+    r->timer = evtimer_new(r->base, on_timer_event, r);
+    if (r->multi == NULL || r->timer == NULL)
+        return false;
+    CURLMcode rc = CURLM_OK;
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, (void *)r);
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, (void *)r);
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)r->opt.max_connections);
+    rc |= curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)r->opt.max_connections);
+    return rc == CURLM_OK;
+}
+
+static void free_options(registry_options *o)
+{
+    free((char *)o->base_url);
+    if (o->token) {
+        explicit_bzero((char *)o->token, strlen(o->token));
+        free((char *)o->token);
+    }
+    free((char *)o->ca_file);
+    free((char *)o->cert_file);
+    free((char *)o->key_file);
+}
+
+registry *registry_new(struct event_base *base, const registry_options *opt)
+{
+    const char *problem = options_problem(opt);
+    if (problem) {
+        log_error("registry.config", "problem=%s", log_quote(problem).s);
+        return NULL;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return NULL;
+    registry *r = xcalloc(1, sizeof *r);
+    r->base = base;
+    r->opt = *opt;
+    r->opt.base_url = dup_or_null(opt->base_url);
+    r->opt.token = dup_or_null(opt->token);
+    r->opt.ca_file = dup_or_null(opt->ca_file);
+    r->opt.cert_file = dup_or_null(opt->cert_file);
+    r->opt.key_file = dup_or_null(opt->key_file);
+    size_t url_len = strlen(r->opt.base_url);
+    if (r->opt.base_url[url_len - 1] == '/')
+        ((char *)r->opt.base_url)[url_len - 1] = '\0';
+    if (getrandom(&r->id_tag, sizeof r->id_tag, 0) != sizeof r->id_tag)
+        r->id_tag = (uint32_t)time(NULL);
+    register_metrics(r);
+    if (!setup_multi(r)) {
+        log_error("registry.init", "problem=\"curl multi setup failed\"");
+        registry_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void registry_free(registry *r)
+{
+    if (r == NULL)
+        return;
+    r->closing = true;
+    /* Requests made from these callbacks join the list and end here too. */
+    while (r->head) {
+        registry_req *q = r->head;
+        if (q->phase == REQ_TRANSFER)
+            curl_multi_remove_handle(r->multi, q->easy);
+        req_complete(q, REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
+    }
+    if (r->multi)
+        curl_multi_cleanup(r->multi);
+    while (r->socks)
+        sock_free(r->socks);
+    if (r->timer)
+        event_free(r->timer);
+    free_options(&r->opt);
+    free(r);
+    curl_global_cleanup();
+}
+
+/* Generic request -----------------------------------------------------------*/
+
+static const char *request_problem(const char *method, const char *path, json_t *body,
+                                   const char *key)
+{
+    if (!method_known(method))
+        return "unknown_method";
+    if (!path_valid(path))
+        return "bad_path";
+    if (strcmp(method, "GET") == 0)
+        return body ? "body_on_read" : NULL;
+    if (key == NULL)
+        return "idempotency_key_missing";
+    return key_valid(key) ? NULL : "idempotency_key_invalid";
+}
+
+void registry_request(registry *r, const char *method, const char *path, json_t *body,
+                      const char *idempotency_key, registry_cb *cb, void *arg)
+{
+    registry_req *q = req_new(r, method, cb, arg);
+    if (path_valid(path))
+        path_for_log(path, q->log_path, sizeof q->log_path);
+    const char *problem = request_problem(method, path, body, idempotency_key);
+    if (problem) {
+        req_refuse(q, REGISTRY_REJECTED, problem);
+        return;
+    }
+    q->is_read = strcmp(method, "GET") == 0;
+    req_start(q, path, body, q->is_read ? NULL : idempotency_key);
+}
+
+/* The contract's calls ------------------------------------------------------*/
+
+/* A path assembled from literals and escaped caller-supplied segments; `bad`
+ * names the first segment that was missing or too long. */
+typedef struct {
+    char s[REGISTRY_MAX_PATH];  /* the path so far */
+    size_t len;                 /* its length */
+    const char *bad;            /* why it cannot be sent, or NULL */
+} path_buf;
+
+static void path_add(path_buf *p, const char *text)
+{
+    size_t n = strlen(text);
+    if (p->bad)
+        return;
+    if (n >= sizeof p->s - p->len) {
+        p->bad = "path_too_long";
+        return;
+    }
+    memcpy(p->s + p->len, text, n + 1);
+    p->len += n;
+}
+
+static void path_segment(path_buf *p, const char *value, size_t max_len, const char *what)
+{
+    size_t n = value ? strlen(value) : 0;
+    if (p->bad)
+        return;
+    if (n == 0 || n > max_len || strcmp(value, ".") == 0 || strcmp(value, "..") == 0) {
+        p->bad = what;
+        return;
+    }
+    char *esc = curl_easy_escape(NULL, value, (int)n);
+    if (esc == NULL) {
+        p->bad = what;
+        return;
+    }
+    path_add(p, esc);
+    curl_free(esc);
+}
+
+static void path_page(path_buf *p, int page_size, const char *page_token)
+{
+    char size[32];
+    if (page_size < 0) {
+        p->bad = "bad_page_size";
+        return;
+    }
+    if (page_size > 0) {
+        snprintf(size, sizeof size, "?page_size=%d", page_size);
+        path_add(p, size);
+    }
+    if (page_token) {
+        path_add(p, page_size > 0 ? "&page_token=" : "?page_token=");
+        path_segment(p, page_token, REGISTRY_MAX_PAGE_TOKEN, "bad_page_token");
+    }
+}
+
+static void send_built(registry *r, const char *method, const path_buf *p, json_t *body,
+                       const char *key, registry_cb *cb, void *arg)
+{
+    if (p->bad) {
+        req_refuse(req_new(r, method, cb, arg), REGISTRY_REJECTED, p->bad);
+        return;
+    }
+    registry_request(r, method, p->s, body, key, cb, arg);
+}
+
+/* Wipes the string values of a body we built, then drops it: jansson keeps
+ * its own copy of a PIN, and that copy must not linger in freed memory. */
+static void body_release_wiped(json_t *body)
+{
+    const char *name;
+    json_t *value;
+    json_object_foreach(body, name, value) {
+        if (json_is_string(value))
+            explicit_bzero((char *)json_string_value(value), json_string_length(value));
+    }
+    json_decref(body);
+}
+
+static void set_string(json_t *obj, const char *name, const char *value)
+{
+    if (value)
+        json_object_set_new(obj, name, json_string(value));
+}
+
+void registry_health(registry *r, registry_cb *cb, void *arg)
+{
+    registry_request(r, "GET", "/v1/health", NULL, NULL, cb, arg);
+}
+
+void registry_get_person(registry *r, const char *ssn, registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/persons/");
+    path_segment(&p, ssn, REGISTRY_MAX_NUMBER, "bad_ssn");
+    send_built(r, "GET", &p, NULL, NULL, cb, arg);
+}
+
+void registry_update_contact(registry *r, const char *ssn, const char *mobile,
+                             const char *address, const char *idempotency_key,
+                             registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/persons/");
+    path_segment(&p, ssn, REGISTRY_MAX_NUMBER, "bad_ssn");
+    if (mobile == NULL && address == NULL)
+        p.bad = "nothing_to_update";
+    json_t *body = json_object();
+    set_string(body, "mobile", mobile);
+    set_string(body, "address", address);
+    send_built(r, "PATCH", &p, body, idempotency_key, cb, arg);
+    json_decref(body);
+}
+
+void registry_verify_pin(registry *r, const char *ssn, const char *pin,
+                         const char *idempotency_key, registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/persons/");
+    path_segment(&p, ssn, REGISTRY_MAX_NUMBER, "bad_ssn");
+    path_add(&p, "/pin-verifications");
+    if (pin == NULL || pin[0] == '\0' || strlen(pin) > REGISTRY_MAX_PIN)
+        p.bad = "bad_pin";
+    json_t *body = json_object();
+    set_string(body, "pin", p.bad ? NULL : pin);
+    send_built(r, "POST", &p, body, idempotency_key, cb, arg);
+    body_release_wiped(body);
+}
+
+static void list_of_person(registry *r, const char *ssn, const char *what, int page_size,
+                           const char *page_token, registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/persons/");
+    path_segment(&p, ssn, REGISTRY_MAX_NUMBER, "bad_ssn");
+    path_add(&p, what);
+    path_page(&p, page_size, page_token);
+    send_built(r, "GET", &p, NULL, NULL, cb, arg);
+}
+
+void registry_list_cards(registry *r, const char *ssn, int page_size,
+                         const char *page_token, registry_cb *cb, void *arg)
+{
+    list_of_person(r, ssn, "/cards", page_size, page_token, cb, arg);
+}
+
+void registry_list_applications(registry *r, const char *ssn, int page_size,
+                                const char *page_token, registry_cb *cb, void *arg)
+{
+    list_of_person(r, ssn, "/applications", page_size, page_token, cb, arg);
+}
+
+void registry_get_card(registry *r, const char *card, registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/cards/");
+    path_segment(&p, card, REGISTRY_MAX_NUMBER, "bad_card");
+    send_built(r, "GET", &p, NULL, NULL, cb, arg);
+}
+
+void registry_report_loss(registry *r, const char *card, const char *channel,
+                          const char *reference, const char *idempotency_key,
+                          registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/cards/");
+    path_segment(&p, card, REGISTRY_MAX_NUMBER, "bad_card");
+    path_add(&p, "/loss-reports");
+    json_t *body = json_object();
+    set_string(body, "kind", "temporary");
+    set_string(body, "channel", channel);
+    set_string(body, "reference", reference);
+    send_built(r, "POST", &p, body, idempotency_key, cb, arg);
+    json_decref(body);
+}
+
+void registry_cancel_loss(registry *r, const char *card, const char *report_id,
+                          const char *channel, const char *idempotency_key,
+                          registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/cards/");
+    path_segment(&p, card, REGISTRY_MAX_NUMBER, "bad_card");
+    path_add(&p, "/loss-reports/");
+    path_segment(&p, report_id, REGISTRY_MAX_REPORT_ID, "bad_report_id");
+    path_add(&p, "/cancellation");
+    json_t *body = json_object();
+    set_string(body, "channel", channel);
+    send_built(r, "POST", &p, body, idempotency_key, cb, arg);
+    json_decref(body);
+}
+
+void registry_activate_card(registry *r, const char *card, const char *ssn,
+                            const char *new_pin, const char *idempotency_key,
+                            registry_cb *cb, void *arg)
+{
+    path_buf p = {0};
+    path_add(&p, "/v1/cards/");
+    path_segment(&p, card, REGISTRY_MAX_NUMBER, "bad_card");
+    path_add(&p, "/activation");
+    if (ssn == NULL || ssn[0] == '\0' || strlen(ssn) > REGISTRY_MAX_NUMBER)
+        p.bad = "bad_ssn";
+    if (new_pin == NULL || new_pin[0] == '\0' || strlen(new_pin) > REGISTRY_MAX_PIN)
+        p.bad = "bad_pin";
+    json_t *body = json_object();
+    set_string(body, "ssn", ssn);
+    set_string(body, "new_pin", p.bad ? NULL : new_pin);
+    send_built(r, "POST", &p, body, idempotency_key, cb, arg);
+    body_release_wiped(body);
+}

@@ -43,11 +43,12 @@ typedef struct {
     const char *ca_file;      /* TLS: CA bundle, or NULL */
     const char *cert_file;    /* mTLS client certificate, or NULL */
     const char *key_file;     /* mTLS client key, or NULL */
-    int timeout_ms;           /* whole-request deadline */
+    int timeout_ms;           /* whole-request deadline, read retries included */
     int connect_timeout_ms;   /* TCP (+TLS) connect deadline */
     int max_connections;      /* concurrent connections to the registry */
     int max_pending;          /* requests in flight before new ones get UNAVAILABLE */
-    int read_retries;         /* extra attempts of a GET after UNAVAILABLE */
+    int read_retries;         /* extra attempts of a GET after UNAVAILABLE, while
+                                 timeout_ms leaves time (a deadline leaves none) */
 } registry_options;
 
 /* Defaults: http://127.0.0.1:8090, 2000 ms deadline, 500 ms connect,
@@ -58,16 +59,22 @@ typedef void registry_cb(const registry_result *r, void *arg);
 
 /* Lifecycle -----------------------------------------------------------------*/
 
+/* Returns NULL if an option is out of range (logged as registry.config). */
 registry *registry_new(struct event_base *base, const registry_options *opt);
 
-/* Completes every pending request with REGISTRY_UNAVAILABLE, then frees. */
+/* Completes every pending request with REGISTRY_UNAVAILABLE, then frees.
+ * Not to be called from inside a registry callback. */
 void registry_free(registry *r);
 
 /* Generic request -----------------------------------------------------------*/
 
-/* `method` GET/POST/PATCH; `path` starts with /v1; `body` (may be NULL) is
- * borrowed; `idempotency_key` is required for writes (NULL for GET). The
- * callback runs exactly once, never from inside this call. */
+/* `method` GET/POST/PATCH/DELETE; `path` starts with /v1, URL-escaped;
+ * `body` (may be NULL) is borrowed and serialized at once; `idempotency_key`
+ * is required for writes (NULL for GET). The callback runs exactly once,
+ * never from inside this call. A request the contract forbids (unknown
+ * method, bad path, write without a valid key, body not an object or over
+ * 16 KiB) is not sent: it completes with REGISTRY_REJECTED, http_status 0,
+ * and an error log line. Writes are never repeated by the client. */
 void registry_request(registry *r, const char *method, const char *path,
                       json_t *body, const char *idempotency_key,
                       registry_cb *cb, void *arg);

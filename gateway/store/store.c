@@ -1,0 +1,783 @@
+/* store — owns the one hiredis connection to Redis and every operation in
+ * flight on it: the connect, handshake, ping and reconnect cycle, each
+ * operation's deadline, and the matching of replies to callbacks. Replies are
+ * matched by operation id (hiredis privdata), never by pointer, because a
+ * reply may arrive after its operation timed out. Nothing here logs a key,
+ * a document or the Redis password. */
+#include "store.h"
+
+#include "log.h"
+#include "metrics.h"
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_KEY_PREFIX "cl:s:"
+#define STORE_KEY_SIZE (sizeof STORE_KEY_PREFIX + STORE_MAX_ID_LEN) /* with the NUL */
+#define STORE_PENDING_CEILING (1 << 20)
+
+/* Compare-and-set in one atomic step. ARGV: expected revision, new
+ * revision, document, TTL. Revisions are compared as decimal text, which we
+ * always write canonically, so no Lua number ever holds one. */
+static const char cas_script[] =
+    "local cur = redis.call('HGET', KEYS[1], 'rev') or '0'\n"
+    "if cur ~= ARGV[1] then return {0, cur} end\n"
+    "redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'doc', ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return {1}\n";
+
+typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_KINDS } op_kind;
+
+static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete"};
+
+#define STORE_STATUSES (STORE_BAD_DATA + 1)
+
+typedef enum {
+    CONN_DOWN,      /* no connection; a reconnect is scheduled (unless closing) */
+    CONN_HANDSHAKE, /* connecting, or AUTH/SELECT/PING not answered yet */
+    CONN_READY      /* answering; operations are sent */
+} conn_state;
+
+typedef union {
+    store_load_cb *load;
+    store_save_cb *save;
+    store_delete_cb *del;
+} op_callback; /* the member named by the operation's kind */
+
+typedef struct store_op store_op;
+
+struct store_op {
+    store *owner;              /* the store the operation belongs to */
+    uintptr_t id;              /* privdata given to hiredis; 0 until sent */
+    op_kind kind;              /* which member of `cb` is set */
+    op_callback cb;            /* the caller's callback */
+    void *arg;                 /* the caller's argument */
+    uint64_t new_revision;     /* save: the revision written on success */
+    store_status refused_with; /* status of an operation refused before sending */
+    struct event *deadline;    /* STORE_TIMEOUT when it fires; NULL until sent */
+    store_op *prev;            /* neighbours in the in-flight or refused list */
+    store_op *next;
+};
+
+typedef struct {
+    store_op *head; /* oldest */
+    store_op *tail; /* newest */
+    size_t len;     /* number of operations in the list */
+} op_list;
+
+struct store {
+    struct event_base *base;     /* the main loop everything runs on */
+    store_options opt;           /* validated copy; host and password owned */
+    redisAsyncContext *ac;       /* current connection, NULL while down */
+    conn_state state;            /* where the connection cycle stands */
+    int backoff_ms;              /* delay before the next reconnect attempt */
+    unsigned attempts;           /* reconnect attempts since the last success */
+    bool closing;                /* store_free running: no reconnects */
+    uintptr_t next_id;           /* id of the next operation sent, never 0 */
+    op_list inflight;            /* sent, unanswered operations in id order */
+    op_list refused;             /* refused before sending, reported next turn */
+    struct event *reconnect_ev;  /* starts the next connect attempt */
+    struct event *ping_ev;       /* persistent: sends a PING while ready */
+    struct event *alive_ev;      /* deadline of the handshake or of the last PING */
+    struct event *refused_ev;    /* reports the refused list on the next loop turn */
+    metrics_series *ops_total[OP_KINDS][STORE_STATUSES]; /* per op and result */
+    metrics_series *connected;   /* gauge: 1 while ready */
+};
+
+/* Small helpers -------------------------------------------------------------*/
+
+static void out_of_memory(void)
+{
+    log_error("store.oom", NULL);
+    abort();
+}
+
+static struct timeval ms_to_tv(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+static void timer_start(struct event *ev, int ms)
+{
+    struct timeval tv = ms_to_tv(ms);
+    evtimer_add(ev, &tv);
+}
+
+const char *store_status_name(store_status st)
+{
+    switch (st) {
+    case STORE_OK: return "ok";
+    case STORE_NOT_FOUND: return "not_found";
+    case STORE_CONFLICT: return "conflict";
+    case STORE_UNAVAILABLE: return "unavailable";
+    case STORE_TIMEOUT: return "timeout";
+    case STORE_BAD_DATA: return "bad_data";
+    }
+    return "unknown";
+}
+
+/* A Redis error code ("WRONGTYPE", "NOAUTH") without the message, which may
+ * quote arguments. */
+static log_quoted error_code(const char *err)
+{
+    char code[32];
+    size_t n = strcspn(err, " ");
+    if (n >= sizeof code)
+        n = sizeof code - 1;
+    memcpy(code, err, n);
+    code[n] = '\0';
+    return log_quote(code);
+}
+
+/* Only the canonical form we write: a leading zero would compare unequal in
+ * the script yet parse equal here, and the caller would conflict forever. */
+static bool parse_revision(const redisReply *r, uint64_t *out)
+{
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20 ||
+        (r->len > 1 && r->str[0] == '0'))
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        unsigned d = (unsigned char)r->str[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* Ids end up inside a Redis key: printable, no spaces, bounded. */
+static bool valid_id(const char *id)
+{
+    if (id == NULL)
+        return false;
+    size_t len = strnlen(id, STORE_MAX_ID_LEN + 1);
+    if (len == 0 || len > STORE_MAX_ID_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c <= ' ' || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static size_t session_key(char out[STORE_KEY_SIZE], const char *id)
+{
+    return (size_t)snprintf(out, STORE_KEY_SIZE, "%s%s", STORE_KEY_PREFIX, id);
+}
+
+/* Operation lists ------------------------------------------------------------*/
+
+static void list_append(op_list *l, store_op *op)
+{
+    op->prev = l->tail;
+    op->next = NULL;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    l->len++;
+}
+
+static void list_remove(op_list *l, store_op *op)
+{
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        l->head = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    else
+        l->tail = op->prev;
+    op->prev = op->next = NULL;
+    l->len--;
+}
+
+/* Replies come back in the order sent, so the answer to an in-flight
+ * operation is at or near the head; an id below the head's timed out. */
+static store_op *inflight_find(store *s, uintptr_t id)
+{
+    for (store_op *op = s->inflight.head; op && op->id <= id; op = op->next)
+        if (op->id == id)
+            return op;
+    return NULL;
+}
+
+/* Completion: the only place callbacks are called ---------------------------*/
+
+/* Frees the operation first so the callback may start new ones or see a
+ * consistent store. `doc` stays owned by the caller of op_complete. */
+static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision)
+{
+    store *s = op->owner;
+    op_kind kind = op->kind;
+    void *arg = op->arg;
+    op_callback cb = op->cb;
+    if (op->deadline)
+        event_free(op->deadline);
+    free(op);
+
+    metrics_inc(s->ops_total[kind][st]);
+    switch (kind) {
+    case OP_LOAD:
+        cb.load(st, st == STORE_OK ? doc : NULL, revision, arg);
+        break;
+    case OP_SAVE:
+        cb.save(st, st == STORE_OK || st == STORE_CONFLICT ? revision : 0, arg);
+        break;
+    default:
+        cb.del(st, arg);
+        break;
+    }
+}
+
+static void fail_inflight(store *s, store_status st)
+{
+    store_op *op;
+    while ((op = s->inflight.head) != NULL) {
+        list_remove(&s->inflight, op);
+        op_complete(op, st, NULL, 0);
+    }
+}
+
+static void report_refused(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    store *s = arg;
+    op_list batch = s->refused;
+    s->refused = (op_list){0};
+    store_op *op;
+    while ((op = batch.head) != NULL) {
+        list_remove(&batch, op);
+        op_complete(op, op->refused_with, NULL, 0);
+    }
+}
+
+/* Never reports inside the caller's store_* call: the refusal is delivered
+ * by a zero timer, after the loop has polled once more. */
+static void op_refuse(store_op *op, store_status st)
+{
+    store *s = op->owner;
+    op->refused_with = st;
+    list_append(&s->refused, op);
+    if (!evtimer_pending(s->refused_ev, NULL))
+        timer_start(s->refused_ev, 0);
+}
+
+static store_op *op_new(store *s, op_kind kind, void *arg)
+{
+    store_op *op = calloc(1, sizeof *op);
+    if (op == NULL)
+        out_of_memory();
+    op->owner = s;
+    op->kind = kind;
+    op->arg = arg;
+    return op;
+}
+
+/* Replies ---------------------------------------------------------------------*/
+
+/* What a reply means for the operation; `bad` names the defect of a
+ * BAD_DATA outcome for the log. */
+typedef struct {
+    store_status st;   /* the status to report */
+    json_t *doc;       /* load: the parsed document (owned), else NULL */
+    uint64_t revision; /* as store.h defines it per operation */
+    const char *bad;   /* why the data is bad, or NULL */
+} outcome;
+
+static outcome bad_outcome(const char *why)
+{
+    return (outcome){.st = STORE_BAD_DATA, .bad = why};
+}
+
+static outcome error_outcome(op_kind kind, const redisReply *r)
+{
+    if (strstr(r->str, "WRONGTYPE") != NULL)
+        return bad_outcome("wrong_type");
+    log_warn("store.redis_error", "op=%s code=%s", op_kind_names[kind], error_code(r->str).s);
+    return (outcome){.st = STORE_UNAVAILABLE};
+}
+
+static outcome load_outcome(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return bad_outcome("unexpected_reply");
+    const redisReply *rev = r->element[0], *text = r->element[1];
+    if (rev->type == REDIS_REPLY_NIL && text->type == REDIS_REPLY_NIL)
+        return (outcome){.st = STORE_NOT_FOUND};
+    uint64_t revision;
+    if (!parse_revision(rev, &revision))
+        return bad_outcome("revision");
+    if (text->type != REDIS_REPLY_STRING || text->len > STORE_MAX_DOC_BYTES)
+        return bad_outcome("document");
+    json_error_t err;
+    json_t *doc = json_loadb(text->str, text->len, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return bad_outcome("document");
+    }
+    return (outcome){.st = STORE_OK, .doc = doc, .revision = revision};
+}
+
+static outcome save_outcome(const redisReply *r, uint64_t new_revision)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER)
+        return bad_outcome("unexpected_reply");
+    if (r->element[0]->integer == 1)
+        return (outcome){.st = STORE_OK, .revision = new_revision};
+    uint64_t current;
+    if (r->elements != 2 || !parse_revision(r->element[1], &current))
+        return bad_outcome("revision");
+    return (outcome){.st = STORE_CONFLICT, .revision = current};
+}
+
+static outcome delete_outcome(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_INTEGER)
+        return bad_outcome("unexpected_reply");
+    return (outcome){.st = r->integer > 0 ? STORE_OK : STORE_NOT_FOUND};
+}
+
+static outcome reply_outcome(const store_op *op, const redisReply *r)
+{
+    if (r == NULL)
+        return (outcome){.st = STORE_UNAVAILABLE};
+    if (r->type == REDIS_REPLY_ERROR)
+        return error_outcome(op->kind, r);
+    switch (op->kind) {
+    case OP_LOAD:
+        return load_outcome(r);
+    case OP_SAVE:
+        return save_outcome(r, op->new_revision);
+    default:
+        return delete_outcome(r);
+    }
+}
+
+/* Called by hiredis with the reply, or with NULL when the connection goes
+ * away; ac->data is NULL once the store has let go of this connection. */
+static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    store *s = ac->data;
+    if (s == NULL)
+        return;
+    store_op *op = inflight_find(s, (uintptr_t)privdata);
+    if (op == NULL)
+        return;
+    list_remove(&s->inflight, op);
+    outcome o = reply_outcome(op, reply);
+    if (o.bad)
+        log_warn("store.bad_data", "op=%s reason=%s", op_kind_names[op->kind], o.bad);
+    op_complete(op, o.st, o.doc, o.revision);
+    json_decref(o.doc);
+}
+
+static void op_deadline_passed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    store_op *op = arg;
+    list_remove(&op->owner->inflight, op);
+    op_complete(op, STORE_TIMEOUT, NULL, 0);
+}
+
+/* Sends the command, or refuses the operation when the store cannot. */
+static void op_send(store_op *op, int argc, const char **argv, const size_t *lens)
+{
+    store *s = op->owner;
+    if (s->state != CONN_READY || s->inflight.len >= (size_t)s->opt.max_pending) {
+        op_refuse(op, STORE_UNAVAILABLE);
+        return;
+    }
+    op->deadline = evtimer_new(s->base, op_deadline_passed, op);
+    if (op->deadline == NULL)
+        out_of_memory();
+    op->id = s->next_id++;
+    if (redisAsyncCommandArgv(s->ac, op_replied, (void *)op->id, argc, argv, lens) != REDIS_OK) {
+        op_refuse(op, STORE_UNAVAILABLE);
+        return;
+    }
+    list_append(&s->inflight, op);
+    timer_start(op->deadline, s->opt.op_timeout_ms);
+}
+
+/* Connection cycle ------------------------------------------------------------*/
+
+static void set_state(store *s, conn_state st)
+{
+    s->state = st;
+    metrics_set(s->connected, st == CONN_READY ? 1 : 0);
+}
+
+static void schedule_reconnect(store *s)
+{
+    if (s->closing)
+        return;
+    s->attempts++;
+    log_warn("store.reconnect", "attempt=%u delay_ms=%d", s->attempts, s->backoff_ms);
+    timer_start(s->reconnect_ev, s->backoff_ms);
+    s->backoff_ms = s->backoff_ms > s->opt.reconnect_max_ms / 2 ? s->opt.reconnect_max_ms
+                                                                 : s->backoff_ms * 2;
+}
+
+/* Forgets the connection without touching it: hiredis frees it itself. */
+static void conn_lost(store *s)
+{
+    s->ac = NULL;
+    set_state(s, CONN_DOWN);
+    evtimer_del(s->alive_ev);
+    event_del(s->ping_ev);
+    fail_inflight(s, STORE_UNAVAILABLE);
+    schedule_reconnect(s);
+}
+
+/* Closes the connection on our initiative. redisAsyncFree rather than
+ * redisAsyncDisconnect: the latter waits for every pending reply, which a
+ * hung server never sends. Inside a hiredis callback the free is deferred
+ * by hiredis until the callback returns. */
+static void conn_drop(store *s)
+{
+    redisAsyncContext *ac = s->ac;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+    conn_lost(s);
+}
+
+static void conn_ready(store *s)
+{
+    evtimer_del(s->alive_ev);
+    set_state(s, CONN_READY);
+    s->backoff_ms = s->opt.reconnect_min_ms;
+    s->attempts = 0;
+    struct timeval every = ms_to_tv(s->opt.ping_interval_ms);
+    event_add(s->ping_ev, &every);
+    log_info("store.connected", "host=%s port=%d db=%d", log_quote(s->opt.host).s,
+             s->opt.port, s->opt.db);
+}
+
+/* privdata names the handshake step; the PING, sent last, completes it. */
+static void handshake_replied(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    store *s = ac->data;
+    const redisReply *r = reply;
+    if (s == NULL || r == NULL)
+        return;
+    const char *step = privdata;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("store.handshake_failed", "step=%s code=%s", step, error_code(r->str).s);
+        conn_drop(s);
+    } else if (strcmp(step, "ping") == 0) {
+        conn_ready(s);
+    }
+}
+
+static void send_handshake(store *s)
+{
+    if (s->opt.password) {
+        const char *argv[] = {"AUTH", s->opt.password};
+        redisAsyncCommandArgv(s->ac, handshake_replied, "auth", 2, argv, NULL);
+    }
+    if (s->opt.db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", s->opt.db);
+        const char *argv[] = {"SELECT", db};
+        redisAsyncCommandArgv(s->ac, handshake_replied, "select", 2, argv, NULL);
+    }
+    const char *argv[] = {"PING"};
+    redisAsyncCommandArgv(s->ac, handshake_replied, "ping", 1, argv, NULL);
+}
+
+/* hiredis frees the context after a failed connect: never free it here. */
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    store *s = ac->data;
+    if (s == NULL)
+        return;
+    if (status != REDIS_OK) {
+        log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
+        conn_lost(s);
+    } else {
+        send_handshake(s);
+    }
+}
+
+/* hiredis has already failed the pending commands and frees the context
+ * when this returns. */
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    store *s = ac->data;
+    if (s == NULL)
+        return;
+    log_warn("store.disconnected", "error=%s",
+             log_quote(status == REDIS_OK ? "none" : ac->errstr).s);
+    conn_lost(s);
+}
+
+static void conn_start(store *s)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->opt.host, s->opt.port);
+    if (ac == NULL)
+        out_of_memory();
+    if (ac->err) {
+        log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
+        redisAsyncFree(ac);
+        schedule_reconnect(s);
+        return;
+    }
+    ac->data = s;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    set_state(s, CONN_HANDSHAKE);
+    timer_start(s->alive_ev, s->opt.op_timeout_ms);
+}
+
+static void reconnect_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    conn_start(arg);
+}
+
+static void alive_deadline_passed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    store *s = arg;
+    log_warn("store.unresponsive", "state=%s timeout_ms=%d",
+             s->state == CONN_READY ? "ready" : "handshake", s->opt.op_timeout_ms);
+    conn_drop(s);
+}
+
+static void ping_replied(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    store *s = ac->data;
+    if (s != NULL && reply != NULL)
+        evtimer_del(s->alive_ev);
+}
+
+static void ping_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    store *s = arg;
+    if (evtimer_pending(s->alive_ev, NULL))
+        return;
+    const char *argv[] = {"PING"};
+    if (redisAsyncCommandArgv(s->ac, ping_replied, NULL, 1, argv, NULL) == REDIS_OK)
+        timer_start(s->alive_ev, s->opt.op_timeout_ms);
+}
+
+/* Lifecycle -------------------------------------------------------------------*/
+
+void store_options_default(store_options *opt)
+{
+    *opt = (store_options){
+        .host = "127.0.0.1",
+        .port = 6379,
+        .password = NULL,
+        .db = 0,
+        .op_timeout_ms = 250,
+        .reconnect_min_ms = 100,
+        .reconnect_max_ms = 5000,
+        .ping_interval_ms = 1000,
+        .max_pending = 10000,
+    };
+}
+
+static void fix_option(int *value, int lo, int hi, int fallback, const char *name)
+{
+    if (*value >= lo && *value <= hi)
+        return;
+    log_warn("store.option_invalid", "option=%s value=%d used=%d", name, *value, fallback);
+    *value = fallback;
+}
+
+static void fix_options(store_options *o)
+{
+    store_options d;
+    store_options_default(&d);
+    if (o->host == NULL || *o->host == '\0')
+        o->host = d.host;
+    fix_option(&o->port, 1, 65535, d.port, "port");
+    fix_option(&o->db, 0, 1 << 20, d.db, "db");
+    fix_option(&o->op_timeout_ms, 1, 3600000, d.op_timeout_ms, "op_timeout_ms");
+    fix_option(&o->reconnect_min_ms, 1, 3600000, d.reconnect_min_ms, "reconnect_min_ms");
+    fix_option(&o->reconnect_max_ms, o->reconnect_min_ms, 3600000,
+               o->reconnect_min_ms > d.reconnect_max_ms ? o->reconnect_min_ms : d.reconnect_max_ms,
+               "reconnect_max_ms");
+    fix_option(&o->ping_interval_ms, 1, 3600000, d.ping_interval_ms, "ping_interval_ms");
+    fix_option(&o->max_pending, 1, STORE_PENDING_CEILING, d.max_pending, "max_pending");
+}
+
+static void register_metrics(store *s)
+{
+    for (int k = 0; k < OP_KINDS; k++) {
+        for (int st = 0; st < STORE_STATUSES; st++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "op=\"%s\",result=\"%s\"", op_kind_names[k],
+                     store_status_name((store_status)st));
+            s->ops_total[k][st] = metrics_counter(
+                "cardline_store_ops_total", "Session store operations by operation and result.",
+                labels);
+        }
+    }
+    s->connected = metrics_gauge("cardline_store_connected",
+                                 "1 while the session store's Redis connection is ready.", NULL);
+}
+
+static void free_password(char *pw)
+{
+    if (pw) {
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
+}
+
+static void store_release(store *s)
+{
+    if (s->reconnect_ev)
+        event_free(s->reconnect_ev);
+    if (s->ping_ev)
+        event_free(s->ping_ev);
+    if (s->alive_ev)
+        event_free(s->alive_ev);
+    if (s->refused_ev)
+        event_free(s->refused_ev);
+    free((char *)s->opt.host);
+    free_password((char *)s->opt.password);
+    free(s);
+}
+
+store *store_new(struct event_base *base, const store_options *opt)
+{
+    store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->base = base;
+    s->opt = *opt;
+    fix_options(&s->opt);
+    s->opt.host = strdup(s->opt.host);
+    s->opt.password = opt->password && *opt->password ? strdup(opt->password) : NULL;
+    s->reconnect_ev = evtimer_new(base, reconnect_due, s);
+    s->ping_ev = event_new(base, -1, EV_PERSIST, ping_due, s);
+    s->alive_ev = evtimer_new(base, alive_deadline_passed, s);
+    s->refused_ev = evtimer_new(base, report_refused, s);
+    if (!s->opt.host || (opt->password && *opt->password && !s->opt.password) || !s->reconnect_ev ||
+        !s->ping_ev || !s->alive_ev || !s->refused_ev) {
+        store_release(s);
+        return NULL;
+    }
+    s->next_id = 1;
+    s->backoff_ms = s->opt.reconnect_min_ms;
+    register_metrics(s);
+    set_state(s, CONN_DOWN);
+    conn_start(s);
+    return s;
+}
+
+void store_free(store *s)
+{
+    if (s == NULL)
+        return;
+    s->closing = true;
+    if (s->ac)
+        conn_drop(s);
+    while (s->refused.head)
+        report_refused(-1, 0, s);
+    store_release(s);
+}
+
+bool store_connected(const store *s)
+{
+    return s->state == CONN_READY;
+}
+
+/* Operations ------------------------------------------------------------------*/
+
+void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD, arg);
+    op->cb.load = cb;
+    if (!valid_id(id)) {
+        log_warn("store.invalid_request", "op=load reason=id");
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    char key[STORE_KEY_SIZE];
+    size_t key_len = session_key(key, id);
+    const char *argv[] = {"HMGET", key, "rev", "doc"};
+    const size_t lens[] = {5, key_len, 3, 3};
+    op_send(op, 4, argv, lens);
+}
+
+/* Checks what can be checked before Redis is asked; returns the reason the
+ * request is refused, or NULL. */
+static const char *save_request_problem(const char *id, json_t *doc, uint64_t expected, int ttl_s)
+{
+    if (!valid_id(id))
+        return "id";
+    if (!json_is_object(doc))
+        return "document_not_object";
+    if (expected == UINT64_MAX)
+        return "revision";
+    if (ttl_s <= 0 || ttl_s > STORE_MAX_TTL_S)
+        return "ttl";
+    return NULL;
+}
+
+void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revision,
+                int ttl_s, store_save_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_SAVE, arg);
+    op->cb.save = cb;
+    const char *problem = save_request_problem(id, doc, expected_revision, ttl_s);
+    char *text = problem ? NULL : json_dumps(doc, JSON_COMPACT);
+    size_t text_len = text ? strlen(text) : 0;
+    if (!problem && (text == NULL || text_len > STORE_MAX_DOC_BYTES))
+        problem = "document_size";
+    if (problem) {
+        free(text);
+        log_warn("store.invalid_request", "op=save reason=%s", problem);
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    op->new_revision = expected_revision + 1;
+    char key[STORE_KEY_SIZE];
+    char expected[24], next[24], ttl[16];
+    snprintf(expected, sizeof expected, "%" PRIu64, expected_revision);
+    snprintf(next, sizeof next, "%" PRIu64, op->new_revision);
+    snprintf(ttl, sizeof ttl, "%d", ttl_s);
+    size_t key_len = session_key(key, id);
+    const char *argv[] = {"EVAL", cas_script, "1", key, expected, next, text, ttl};
+    const size_t lens[] = {4, sizeof cas_script - 1, 1, key_len,
+                           strlen(expected), strlen(next), text_len, strlen(ttl)};
+    op_send(op, 8, argv, lens);
+    free(text);
+}
+
+void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_DELETE, arg);
+    op->cb.del = cb;
+    if (!valid_id(id)) {
+        log_warn("store.invalid_request", "op=delete reason=id");
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    char key[STORE_KEY_SIZE];
+    size_t key_len = session_key(key, id);
+    const char *argv[] = {"DEL", key};
+    const size_t lens[] = {3, key_len};
+    op_send(op, 2, argv, lens);
+}

@@ -11,7 +11,8 @@
  * STORE_UNAVAILABLE and the store reconnects with exponential backoff.
  *
  * The store must never be handed a secret: callers strip PINs and codes
- * before saving. Main-thread only. */
+ * before saving. Main-thread only; the process must ignore SIGPIPE (hiredis
+ * writes to a socket the server may have closed). */
 #ifndef CARDLINE_STORE_H
 #define CARDLINE_STORE_H
 
@@ -29,8 +30,16 @@ typedef enum {
     STORE_CONFLICT,      /* save: the stored revision is not the expected one */
     STORE_UNAVAILABLE,   /* not connected, or the connection dropped mid-op */
     STORE_TIMEOUT,       /* no reply within the operation deadline */
-    STORE_BAD_DATA       /* the stored value is not a JSON object */
+    STORE_BAD_DATA       /* the stored value is not a JSON object (or has the wrong
+                          * type or revision), or the request itself was refused:
+                          * bad id, doc not an object or too big, ttl out of range;
+                          * a refused request changes nothing */
 } store_status;
+
+/* Limits of a request; anything beyond them ends in STORE_BAD_DATA. */
+#define STORE_MAX_ID_LEN 128             /* bytes; printable, no spaces */
+#define STORE_MAX_DOC_BYTES (64 * 1024)  /* the document as compact JSON */
+#define STORE_MAX_TTL_S (30 * 24 * 3600) /* 30 days */
 
 typedef struct {
     const char *host;          /* Redis address, e.g. "127.0.0.1" */
@@ -55,7 +64,9 @@ void store_options_default(store_options *opt);
  * state, see store_connected). Returns NULL only on allocation failure. */
 store *store_new(struct event_base *base, const store_options *opt);
 
-/* Ends every pending operation with STORE_UNAVAILABLE, then disconnects. */
+/* Ends every pending operation (sent ones with STORE_UNAVAILABLE, refused
+ * ones with their status), then disconnects. Those callbacks run inside
+ * store_free; never call it from a store callback. */
 void store_free(store *s);
 
 /* True while a connection is established and authenticated. */

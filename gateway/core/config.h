@@ -1,0 +1,98 @@
+/* config — cardline.conf: an INI file read once at start and again on
+ * SIGHUP. One table of keys (config.c) drives parsing, defaults, range
+ * checks and the documentation checks, so a key exists in exactly one place.
+ *
+ * Loading never stops at the first problem: every error is collected as
+ * "FILE:LINE: [section] key: why" so `cardline --check` shows them all.
+ * This module only reads and validates; it does not apply settings, open
+ * sockets or know the modules that consume them. */
+#ifndef CARDLINE_CONFIG_H
+#define CARDLINE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+/* Errors kept per load; further ones are summarised in one last line. */
+#define CONF_MAX_ERRORS 64
+
+typedef struct {
+    char *host;                 /* IPv4/IPv6 literal or host name, no brackets */
+    int port;                   /* 1..65535 */
+} conf_address;
+
+typedef struct {
+    struct {
+        log_level level;        /* lowest level written */
+    } log;
+    struct {
+        conf_address listen;    /* the gateway's HTTP listener (ops endpoints) */
+        int max_body_bytes;     /* larger request bodies get 413 */
+        int max_header_bytes;   /* larger request heads are refused */
+        int max_connections;    /* open client connections served at once */
+        int idle_timeout_ms;    /* a silent connection is closed after this */
+    } http;
+    struct {
+        char *host;             /* Redis address */
+        int port;               /* Redis port */
+        char *password;         /* AUTH password, NULL when unset */
+        int db;                 /* SELECT index */
+        int op_timeout_ms;      /* deadline of each Redis operation */
+        int reconnect_min_ms;   /* first reconnect delay */
+        int reconnect_max_ms;   /* reconnect backoff ceiling */
+        int ping_interval_ms;   /* liveness PING period */
+        int max_pending;        /* operations in flight before refusing */
+    } redis;
+    struct {
+        char *url;              /* registry base URL, without /v1 */
+        char *token;            /* bearer token, NULL when unset */
+        char *ca_file;          /* TLS CA bundle, NULL when unset */
+        char *cert_file;        /* mTLS client certificate, NULL when unset */
+        char *key_file;         /* mTLS client key, NULL when unset */
+        int timeout_ms;         /* whole-request deadline */
+        int connect_timeout_ms; /* connect (+TLS) deadline */
+        int max_connections;    /* concurrent connections to the registry */
+        int max_pending;        /* requests in flight before refusing */
+        int read_retries;       /* extra attempts of a failed GET */
+        int health_interval_ms; /* period of the /v1/health probe */
+    } registry;
+    struct {
+        int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
+    } gateway;
+} conf;
+
+/* The errors of one load, in file order. */
+typedef struct {
+    char **lines;               /* "FILE:LINE: [section] key: why" */
+    size_t count;               /* entries in lines */
+} conf_errors;
+
+/* Loading -------------------------------------------------------------------*/
+
+/* Fills `c` with every key's default. Release with conf_free. */
+void conf_defaults(conf *c);
+
+/* Defaults, then the file on top. Returns 0 when the file is valid; else
+ * -1 with `errs` filled (an unreadable file is one error) and `c` left at
+ * the defaults plus whatever was valid — callers must not run on it. */
+int conf_load(const char *path, conf *c, conf_errors *errs);
+
+void conf_free(conf *c);
+void conf_errors_free(conf_errors *errs);
+
+/* The key table -------------------------------------------------------------*/
+
+typedef struct conf_key conf_key;
+
+/* Iterates the table: the i-th key, or NULL past the end. */
+const conf_key *conf_key_at(size_t i);
+const char *conf_key_section(const conf_key *k);
+const char *conf_key_name(const conf_key *k);
+/* The default as it would be written in the file ("" when unset). */
+const char *conf_key_default(const conf_key *k);
+
+/* True when `k` holds different values in `a` and `b` (reload reporting). */
+bool conf_key_differs(const conf_key *k, const conf *a, const conf *b);
+
+#endif

@@ -1,0 +1,92 @@
+/* httpd — one HTTP listener on the main loop, a thin layer over evhttp that
+ * every listener of the gateway uses (operations now; USSD, SMS and the agent
+ * API later). It owns the listening socket, the route table, the limits
+ * (body, head, connections, idle time), per-route metrics and the count of
+ * requests in flight that a graceful shutdown waits for.
+ *
+ * Handlers receive an httpd_request and must end it exactly once with one of
+ * the httpd_reply_* calls, now or later from another callback. Nothing here
+ * logs request bodies, query strings or raw paths: they may carry personal
+ * numbers, so logs and metrics name the route instead. Main-thread only. */
+#ifndef CARDLINE_HTTPD_H
+#define CARDLINE_HTTPD_H
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+
+typedef struct httpd httpd;
+typedef struct httpd_request httpd_request;
+
+typedef struct {
+    const char *name;          /* listener name in logs and metric labels */
+    const char *host;          /* address to bind, e.g. "127.0.0.1" */
+    int port;                  /* port to bind; 0 picks a free one */
+    int max_body_bytes;        /* larger bodies are answered 413 */
+    int max_header_bytes;      /* larger request heads are refused */
+    int max_connections;       /* connections served at once; more get 503 */
+    int idle_timeout_ms;       /* silent connections are closed after this */
+} httpd_options;
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+/* Binds and starts listening. Returns NULL (and logs why) when the address
+ * cannot be bound or an option is out of range. */
+httpd *httpd_new(struct event_base *base, const httpd_options *opt);
+
+/* Closes the listener and every connection; requests still in flight are
+ * dropped without an answer (their handlers must not reply afterwards). */
+void httpd_free(httpd *h);
+
+/* The port actually bound (useful with port 0). */
+int httpd_port(const httpd *h);
+
+/* Routes --------------------------------------------------------------------*/
+
+typedef void httpd_handler(httpd_request *req, void *arg);
+
+/* Serves `path` (exact match, without query string) for the methods in
+ * `methods`, a mask of EVHTTP_REQ_* bits; other methods get 405. Unknown
+ * paths get a JSON 404. Returns -1 if the path is already routed, the table
+ * is full (HTTPD_MAX_ROUTES) or an argument is invalid. */
+#define HTTPD_MAX_ROUTES 32
+int httpd_route(httpd *h, const char *path, unsigned methods, httpd_handler *fn, void *arg);
+
+/* The request ---------------------------------------------------------------*/
+
+/* The underlying evhttp request: headers, body (evhttp_request_get_input_buffer),
+ * URI. Valid until the reply. */
+struct evhttp_request *httpd_request_evhttp(httpd_request *req);
+
+/* Replies (each ends the request) -------------------------------------------*/
+
+/* `body` is stolen (json_decref'd); NULL sends an empty object. */
+void httpd_reply_json(httpd_request *req, int status, json_t *body);
+
+/* {"error": {"code": code, "message": message}} — the registry's error shape. */
+void httpd_reply_error(httpd_request *req, int status, const char *code, const char *message);
+
+/* Any content type; the contents of `body` are moved out (it may be NULL). */
+void httpd_reply_text(httpd_request *req, int status, const char *content_type,
+                      struct evbuffer *body);
+
+/* Shutdown ------------------------------------------------------------------*/
+
+typedef void httpd_drained_cb(void *arg);
+
+/* Stops accepting connections, answers further requests on open
+ * connections with "Connection: close", and calls `cb` once no request is
+ * in flight or `grace_ms` has passed, whichever comes first (never from
+ * inside this call). Calling it again has no effect. */
+void httpd_drain(httpd *h, int grace_ms, httpd_drained_cb *cb, void *arg);
+
+/* Requests dispatched to a handler and not yet replied to. */
+size_t httpd_in_flight(const httpd *h);
+
+/* Connections counted against max_connections. */
+size_t httpd_connections(const httpd *h);
+
+#endif

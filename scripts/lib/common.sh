@@ -1,0 +1,42 @@
+# Shared by scripts/demo, scripts/test and scripts/bench: the Debian
+# packages cardline needs and the build steps. Source it; do not run it.
+
+# Packages to build and run cardline and its test servers. Add a package here
+# when the code first uses it.
+CARDLINE_PACKAGES=(
+  build-essential cmake pkg-config
+  libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
+  libinih-dev libsqlite3-dev libcrypt-dev
+  redis-server redis-tools curl
+)
+CARDLINE_TEST_PACKAGES=(libcmocka-dev)
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
+
+log() { printf '%s %s\n' "[$(basename "$0")]" "$*" >&2; }
+
+# ensure_packages PKG...: installs what is missing with apt-get when root;
+# otherwise prints the exact command and exits, never prompting.
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}"
+    log "install them with:  sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build DIR [CMAKE ARGS...]: configures once, then builds incrementally.
+build() {
+  local dir=$1; shift
+  cmake -S "$(repo_root)" -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+}

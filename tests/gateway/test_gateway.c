@@ -1,0 +1,413 @@
+/* The cardline daemon end to end, against a real redis-server and the real
+ * registry simulator on free loopback ports: --version/--check/usage exit
+ * codes, /healthz following Redis and the registry down and back up,
+ * /metrics, the HTTP limits (413, refused heads, connection cap, idle
+ * close), SIGHUP reload and SIGTERM shutdown. Every wait is a bounded poll. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "rawhttp.h"
+
+#define WAIT_MS 15000
+#define MAX_CONNECTIONS 4
+
+typedef struct {
+    char dir[256];        /* scratch directory of the whole group */
+    char conf[300];       /* the gateway's generated config file */
+    int http_port;        /* the gateway's listener */
+    th_proc redis;        /* real redis-server */
+    th_proc sim;          /* real registry simulator */
+    th_proc gw;           /* the cardline daemon under test */
+} world;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_gateway_conf(const world *w, const char *path, int max_connections)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[log]\nlevel = info\n"
+             "[http]\nlisten = 127.0.0.1:%d\nmax_body_bytes = 1024\nmax_header_bytes = 1024\n"
+             "max_connections = %d\nidle_timeout_ms = 400\n"
+             "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n"
+             "ping_interval_ms = 100\n"
+             "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 1000\n"
+             "connect_timeout_ms = 200\nread_retries = 0\nhealth_interval_ms = 100\n"
+             "[gateway]\nshutdown_grace_ms = 3000\n",
+             w->http_port, max_connections, w->redis.port, w->sim.port);
+    write_file(path, text);
+}
+
+static char *read_log(const th_proc *p)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return strdup("");
+    char *text = calloc(1, 1 << 20);
+    fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return text;
+}
+
+/* Polls the process's log until it contains `needle`. */
+static bool log_shows(const th_proc *p, const char *needle)
+{
+    long deadline = rh_now_ms() + WAIT_MS;
+    do {
+        char *text = read_log(p);
+        bool found = strstr(text, needle) != NULL;
+        free(text);
+        if (found)
+            return true;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    } while (rh_now_ms() < deadline);
+    return false;
+}
+
+/* Polls GET path until it answers `status` with `needle` in the body. */
+static bool answers(int port, const char *path, long status, const char *needle)
+{
+    long deadline = rh_now_ms() + WAIT_MS;
+    do {
+        char *body = NULL;
+        long got = th_http_get(port, path, &body);
+        bool ok = got == status && (needle == NULL || strstr(body, needle) != NULL);
+        free(body);
+        if (ok)
+            return true;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    } while (rh_now_ms() < deadline);
+    return false;
+}
+
+/* Runs cardline with `args` through the shell, output captured in out. */
+static int run_cli(const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", CL_GATEWAY_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int start_world(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    th_mkdtemp(w->dir, "cl-gateway");
+    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, NULL))
+        return -1;
+    w->http_port = th_free_port();
+    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
+    write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
+    snprintf(w->gw.dir, sizeof w->gw.dir, "%s", w->dir);
+    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
+    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->http_port, WAIT_MS))
+        return -1;
+    *state = w;
+    return 0;
+}
+
+static int stop_world(void **state)
+{
+    world *w = *state;
+    th_kill(&w->gw);
+    th_kill(&w->sim);
+    th_kill(&w->redis);
+    th_rmdir(w->dir);
+    free(w);
+    return 0;
+}
+
+/* Command line ----------------------------------------------------------------*/
+
+static void test_version(void **state)
+{
+    (void)state;
+    char out[256];
+    assert_int_equal(run_cli("--version", out, sizeof out), 0);
+    assert_int_equal(strncmp(out, "cardline ", 9), 0);
+    assert_true(strlen(out) > 10);
+}
+
+static void test_check_good_config(void **state)
+{
+    world *w = *state;
+    char args[400], out[1024];
+    snprintf(args, sizeof args, "--check --config %s", w->conf);
+    assert_int_equal(run_cli(args, out, sizeof out), 0);
+    assert_non_null(strstr(out, ": ok"));
+}
+
+static void test_check_bad_config_names_file_line_key(void **state)
+{
+    world *w = *state;
+    char path[300], args[400], out[2048], want[400];
+    snprintf(path, sizeof path, "%s/bad.conf", w->dir);
+    write_file(path, "[http]\nlisten = 127.0.0.1:8080\nbogus = 1\n[redis]\nport = sixty\n");
+    snprintf(args, sizeof args, "--check --config %s", path);
+    assert_int_equal(run_cli(args, out, sizeof out), 1);
+    snprintf(want, sizeof want, "%s:3: [http] bogus: unknown key", path);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof want, "%s:5: [redis] port: not an integer", path);
+    assert_non_null(strstr(out, want));
+}
+
+static void test_usage_errors_exit_2(void **state)
+{
+    (void)state;
+    char out[1024];
+    assert_int_equal(run_cli("--frobnicate", out, sizeof out), 2);
+    assert_non_null(strstr(out, "usage: cardline"));
+    assert_int_equal(run_cli("stray-argument", out, sizeof out), 2);
+    assert_int_equal(run_cli("--help", out, sizeof out), 0);
+}
+
+/* Health -----------------------------------------------------------------------*/
+
+static void test_healthz_ok(void **state)
+{
+    world *w = *state;
+    assert_true(answers(w->http_port, "/healthz", 200,
+                        "{\"status\":\"ok\",\"redis\":\"up\",\"registry\":\"up\"}"));
+}
+
+static void test_healthz_follows_redis(void **state)
+{
+    world *w = *state;
+    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+    th_kill(&w->redis);
+    assert_true(answers(w->http_port, "/healthz", 503, "\"redis\":\"down\""));
+    assert_true(answers(w->http_port, "/healthz", 503, "\"down\":[\"redis\"]"));
+    assert_true(th_redis_start(&w->redis, w->dir, false)); /* same port */
+    assert_true(answers(w->http_port, "/healthz", 200, "\"status\":\"ok\""));
+}
+
+static void test_healthz_follows_registry_fault(void **state)
+{
+    world *w = *state;
+    long st = th_http(w->sim.port, "PUT", "/_sim/fault",
+                      "{\"status\":503,\"path_prefix\":\"/v1/health\"}", NULL, NULL);
+    assert_int_equal(st, 200);
+    assert_true(answers(w->http_port, "/healthz", 503, "\"registry\":\"down\""));
+    assert_true(answers(w->http_port, "/healthz", 503, "\"redis\":\"up\""));
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_true(answers(w->http_port, "/healthz", 200, "\"registry\":\"up\""));
+}
+
+static void test_healthz_follows_registry_stopped(void **state)
+{
+    world *w = *state;
+    th_kill(&w->sim);
+    assert_true(answers(w->http_port, "/healthz", 503, "\"down\":[\"registry\"]"));
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/sim2", w->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_true(th_sim_start(&w->sim, dir, NULL, NULL)); /* same port, fresh database */
+    assert_true(answers(w->http_port, "/healthz", 200, "\"status\":\"ok\""));
+}
+
+/* Routes and metrics -------------------------------------------------------------*/
+
+static void test_unknown_path_and_method(void **state)
+{
+    world *w = *state;
+    char *body = NULL;
+    assert_int_equal(th_http_get(w->http_port, "/nope", &body), 404);
+    assert_non_null(strstr(body, "\"code\":\"not_found\""));
+    free(body);
+    assert_int_equal(th_http(w->http_port, "POST", "/healthz", "{}", NULL, &body), 405);
+    assert_non_null(strstr(body, "\"code\":\"method_not_allowed\""));
+    free(body);
+}
+
+/* Every sample line is `name{labels} value` or `name value`. */
+static void assert_prometheus_text(char *text)
+{
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') {
+            assert_true(strncmp(line, "# HELP ", 7) == 0 || strncmp(line, "# TYPE ", 7) == 0);
+            continue;
+        }
+        char *space = strrchr(line, ' ');
+        assert_non_null(space);
+        char *end;
+        strtod(space + 1, &end);
+        assert_int_equal(*end, '\0');
+        assert_true(line[0] == '_' || (line[0] >= 'a' && line[0] <= 'z'));
+    }
+}
+
+static void test_metrics(void **state)
+{
+    world *w = *state;
+    char buf[65536];
+    assert_int_equal(rh_exchange(w->http_port,
+                                 "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                 buf, sizeof buf),
+                     200);
+    assert_non_null(strcasestr(buf, "\r\nContent-Type: text/plain; version=0.0.4"));
+    char *body = strstr(buf, "\r\n\r\n") + 4;
+    assert_non_null(strstr(body, "# TYPE cardline_http_requests_total counter\n"));
+    assert_non_null(strstr(body, "route=\"/healthz\",class=\"2xx\"}"));
+    assert_non_null(strstr(body, "# TYPE cardline_uptime_seconds gauge\n"));
+    assert_non_null(strstr(body, "cardline_build_info{version=\""));
+    assert_non_null(strstr(body, "cardline_dependency_up{dependency=\"redis\"} 1\n"));
+    assert_non_null(strstr(body, "\ncardline_store_"));
+    assert_non_null(strstr(body, "\ncardline_registry_"));
+    assert_prometheus_text(body);
+}
+
+/* Limits ---------------------------------------------------------------------------*/
+
+static void test_body_over_limit_is_413(void **state)
+{
+    world *w = *state;
+    char buf[4096];
+    assert_int_equal(rh_exchange(w->http_port,
+                                 "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n",
+                                 buf, sizeof buf),
+                     413);
+    /* at the limit the body is read and the route decides */
+    char req[1400];
+    int n = snprintf(req, sizeof req, "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n");
+    memset(req + n, 'x', 1024);
+    req[n + 1024] = '\0';
+    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 405);
+}
+
+static void test_oversize_head_is_refused(void **state)
+{
+    world *w = *state;
+    char req[3000], buf[4096];
+    int n = snprintf(req, sizeof req, "GET /nope HTTP/1.1\r\nHost: t\r\nX-Filler: ");
+    memset(req + n, 'h', 2000);
+    strcpy(req + n + 2000, "\r\n\r\n");
+    /* libevent 2.1 answers an over-long head 400 and closes */
+    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 400);
+    /* a head within the limit reaches the routes */
+    req[n + 500] = '\0';
+    strcat(req, "\r\n\r\n");
+    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 404);
+}
+
+/* Polls until the gateway counts only the connection asking. */
+static bool connections_settle(int port)
+{
+    char want[128];
+    snprintf(want, sizeof want, "cardline_http_connections{listener=\"http\"} 1\n");
+    return answers(port, "/metrics", 200, want);
+}
+
+static void test_connection_cap(void **state)
+{
+    world *w = *state;
+    static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[65536];
+    int fds[MAX_CONNECTIONS + 1];
+    assert_true(connections_settle(w->http_port));
+    for (int i = 0; i < MAX_CONNECTIONS; i++) {
+        fds[i] = rh_connect(w->http_port);
+        assert_true(fds[i] >= 0);
+        assert_true(rh_send(fds[i], get, strlen(get)));
+        assert_int_equal(rh_response(fds[i], buf, sizeof buf, WAIT_MS), 200);
+    }
+    fds[MAX_CONNECTIONS] = rh_connect(w->http_port);
+    assert_true(rh_send(fds[MAX_CONNECTIONS], get, strlen(get)));
+    assert_int_equal(rh_response(fds[MAX_CONNECTIONS], buf, sizeof buf, WAIT_MS), 503);
+    assert_non_null(strstr(buf, "too_many_connections"));
+    assert_true(rh_wait_closed(fds[MAX_CONNECTIONS], WAIT_MS));
+    /* the admitted ones are still served on their kept-alive connections */
+    assert_true(rh_send(fds[0], get, strlen(get)));
+    assert_int_equal(rh_response(fds[0], buf, sizeof buf, WAIT_MS), 200);
+    for (int i = 0; i <= MAX_CONNECTIONS; i++)
+        close(fds[i]);
+    /* closing them frees the places again */
+    assert_true(connections_settle(w->http_port));
+}
+
+static void test_idle_connection_closed(void **state)
+{
+    world *w = *state;
+    static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[65536];
+    int silent = rh_connect(w->http_port);
+    int kept = rh_connect(w->http_port);
+    assert_true(silent >= 0 && kept >= 0);
+    assert_true(rh_send(kept, get, strlen(get)));
+    assert_int_equal(rh_response(kept, buf, sizeof buf, WAIT_MS), 200);
+    assert_true(rh_wait_closed(silent, WAIT_MS));
+    assert_true(rh_wait_closed(kept, WAIT_MS));
+    close(silent);
+    close(kept);
+}
+
+/* Signals --------------------------------------------------------------------------*/
+
+static void test_sighup_reloads(void **state)
+{
+    world *w = *state;
+    write_gateway_conf(w, w->conf, MAX_CONNECTIONS + 1);
+    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
+    assert_true(log_shows(&w->gw, "event=gateway.reload"));
+    assert_true(log_shows(&w->gw, "event=reload.restart_needed section=http key=max_connections"));
+    assert_true(log_shows(&w->gw, "event=reload.applied hook=log"));
+    /* a broken file is refused and the gateway keeps running */
+    write_file(w->conf, "[http]\nmax_connections = none\n");
+    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
+    assert_true(log_shows(&w->gw, "event=reload.config_invalid"));
+    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+    write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
+}
+
+static void test_sigterm_exits_cleanly(void **state)
+{
+    world *w = *state;
+    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+    int status = th_stop(&w->gw, WAIT_MS);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* also: LeakSanitizer found nothing */
+    assert_true(log_shows(&w->gw, "event=gateway.stopping signal=TERM"));
+    assert_true(log_shows(&w->gw, "event=gateway.stopped"));
+    assert_false(th_wait_port(w->http_port, 100));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_check_good_config),
+        cmocka_unit_test(test_check_bad_config_names_file_line_key),
+        cmocka_unit_test(test_usage_errors_exit_2),
+        cmocka_unit_test(test_healthz_ok),
+        cmocka_unit_test(test_healthz_follows_redis),
+        cmocka_unit_test(test_healthz_follows_registry_fault),
+        cmocka_unit_test(test_healthz_follows_registry_stopped),
+        cmocka_unit_test(test_unknown_path_and_method),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_body_over_limit_is_413),
+        cmocka_unit_test(test_oversize_head_is_refused),
+        cmocka_unit_test(test_connection_cap),
+        cmocka_unit_test(test_idle_connection_closed),
+        cmocka_unit_test(test_sighup_reloads),
+        cmocka_unit_test(test_sigterm_exits_cleanly),
+    };
+    return cmocka_run_group_tests(tests, start_world, stop_world);
+}
