@@ -186,7 +186,7 @@ static void loggable_path(const exchange *x, char *out, size_t size)
 
 static void log_exchange(const exchange *x, int status, const char *note)
 {
-    char path[200];
+    char path[sizeof(log_quoted)];
     loggable_path(x, path, sizeof path);
     log_info("request", "method=%s path=%s status=%d ms=%.1f request_id=%s%s%s",
              method_name(evhttp_request_get_command(x->req)), path, status,
