@@ -1,7 +1,6 @@
 /* simtest — helpers for the registry-sim tests (see simtest.h). */
 #include "simtest.h"
 
-#include <curl/curl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +28,21 @@ static void print_log(const th_proc *p)
         fprintf(stderr, "  sim| %s", line);
     if (f)
         fclose(f);
+}
+
+int simtest_setup(void **state)
+{
+    th_proc *p = calloc(1, sizeof *p);
+    simtest_start(p, NULL);
+    *state = p;
+    return 0;
+}
+
+int simtest_teardown(void **state)
+{
+    simtest_stop(*state);
+    free(*state);
+    return 0;
 }
 
 void simtest_stop(th_proc *p)
@@ -62,47 +76,15 @@ st_resp st_call(const th_proc *p, const char *method, const char *path, const ch
     return parsed(status, raw);
 }
 
-static size_t collect(char *data, size_t size, size_t n, void *arg)
-{
-    char **buf = arg;
-    size_t old = *buf ? strlen(*buf) : 0;
-    char *grown = realloc(*buf, old + size * n + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + old, data, size * n);
-    grown[old + size * n] = '\0';
-    *buf = grown;
-    return size * n;
-}
-
 st_resp st_call_h(const th_proc *p, const char *method, const char *path, const char *body,
                   const char *const *headers)
 {
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", p->port, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *list = curl_slist_append(NULL, "Content-Type: application/json");
-    for (size_t i = 0; headers && headers[i]; i++)
-        list = curl_slist_append(list, headers[i]);
-    char *raw = NULL, *head = NULL;
-    long status = 0;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &raw);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &head);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(c);
-    st_resp r = parsed(status, raw ? raw : strdup(""));
-    r.headers = head ? head : strdup("");
+    const char *with_type[16] = {"Content-Type: application/json"};
+    for (size_t i = 0; headers && headers[i] && i + 2 < 16; i++)
+        with_type[i + 1] = headers[i];
+    th_response t = th_request(p->port, method, path, body, with_type);
+    st_resp r = parsed(t.status, t.body);
+    r.headers = t.headers;
     return r;
 }
 

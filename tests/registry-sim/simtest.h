@@ -22,6 +22,10 @@ void simtest_start(th_proc *p, const char *const *extra_args);
 /* Stops it (asserting a clean exit 0) and removes its directory. */
 void simtest_stop(th_proc *p);
 
+/* cmocka fixtures: a fresh simulator per test in *state (a th_proc *). */
+int simtest_setup(void **state);
+int simtest_teardown(void **state);
+
 /* `key`: Idempotency-Key header value, or NULL for none. */
 st_resp st_call(const th_proc *p, const char *method, const char *path, const char *body,
                 const char *key);

@@ -21,21 +21,6 @@
 #define ZHAO_LI "320102199508184642"      /* sealed K10000007, application at_outlet */
 #define NOBODY "110101200001011232"       /* valid ID, not in the registry */
 
-static int setup(void **state)
-{
-    th_proc *p = calloc(1, sizeof *p);
-    simtest_start(p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    simtest_stop(*state);
-    free(*state);
-    return 0;
-}
-
 static st_resp verify_pin(const th_proc *p, const char *ssn, const char *pin)
 {
     char path[128], body[64];
@@ -540,35 +525,35 @@ static void test_body_not_object_400(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pin_locks_after_six_wrong, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_right_pin_resets_count, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_initial_pin_flag, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_locked_pin_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_pin_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_loss_report_lapses_after_loss_days, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_loss_report_only_on_normal_card, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_allowed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_refused_not_temporary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_refused_not_active, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_refused_reissue_requested, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_unknown_report_404, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_fields_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_mobile_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activation_refuses_weak_pins, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activation_refuses_card_not_sealed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activation_refuses_uncollected_card, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activation_refuses_other_holder, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activation_success, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idempotent_replay, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idempotency_key_reused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_key_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_identifiers_400, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_person_404, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pagination_walks_all_cards, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pagination_bad_parameters_400, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_body_too_large_413, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_method_405_unknown_path_404, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_body_not_object_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_locks_after_six_wrong, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_right_pin_resets_count, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_initial_pin_flag, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_locked_pin_refused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_pin_changes_nothing, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_loss_report_lapses_after_loss_days, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_loss_report_only_on_normal_card, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_allowed, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_refused_not_temporary, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_refused_not_active, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_refused_reissue_requested, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_unknown_report_404, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_key_fields_refused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_mobile_refused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_refuses_weak_pins, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_refuses_card_not_sealed, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_refuses_uncollected_card, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_refuses_other_holder, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_success, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_replay, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_key_reused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_key_refused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_identifiers_400, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_person_404, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_pagination_walks_all_cards, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_pagination_bad_parameters_400, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_body_too_large_413, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_method_405_unknown_path_404, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_body_not_object_400, simtest_setup, simtest_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

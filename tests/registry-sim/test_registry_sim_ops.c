@@ -17,21 +17,6 @@
 #define WANG_WEI "110101199003074514"
 #define WAIT_MS 10000
 
-static int setup(void **state)
-{
-    th_proc *p = calloc(1, sizeof *p);
-    simtest_start(p, NULL);
-    *state = p;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    simtest_stop(*state);
-    free(*state);
-    return 0;
-}
-
 static long now_ms(void)
 {
     struct timespec ts;
@@ -352,18 +337,18 @@ static void test_bad_arguments_exit_2(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_fault_status_for_count_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_path_prefix_and_health, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_malformed_body, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_drop_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_write_not_applied, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_short_delay_then_status, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_delay_holds_without_blocking, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fault_bad_description_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_status_for_count_requests, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_path_prefix_and_health, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_malformed_body, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_drop_connection, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_write_not_applied, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_short_delay_then_status, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_delay_holds_without_blocking, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_fault_bad_description_400, simtest_setup, simtest_teardown),
         cmocka_unit_test(test_token_required),
         cmocka_unit_test(test_control_endpoints_need_flag),
-        cmocka_unit_test_setup_teardown(test_data_survives_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reseed_restores_seed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_survives_restart, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_reseed_restores_seed, simtest_setup, simtest_teardown),
         cmocka_unit_test(test_broken_seed_exits_2),
         cmocka_unit_test(test_bad_arguments_exit_2),
     };

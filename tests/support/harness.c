@@ -104,15 +104,14 @@ static size_t collect_body(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-long th_http(int port, const char *method, const char *path, const char *json_body,
-             const char *const *headers, char **body)
+th_response th_request(int port, const char *method, const char *path, const char *json_body,
+                       const char *const *headers)
 {
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     CURL *c = curl_easy_init();
     struct curl_slist *hdrs = NULL;
-    char *buf = NULL;
-    long status = 0;
+    th_response r = {0};
     if (json_body)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     for (size_t i = 0; headers && headers[i]; i++)
@@ -123,17 +122,39 @@ long th_http(int port, const char *method, const char *path, const char *json_bo
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_body);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
-    if (body)
-        *body = buf ? buf : strdup("");
-    else
-        free(buf);
+    if (r.body == NULL)
+        r.body = strdup("");
+    if (r.headers == NULL)
+        r.headers = strdup("");
+    return r;
+}
+
+void th_response_free(th_response *r)
+{
+    free(r->body);
+    free(r->headers);
+    *r = (th_response){0};
+}
+
+long th_http(int port, const char *method, const char *path, const char *json_body,
+             const char *const *headers, char **body)
+{
+    th_response r = th_request(port, method, path, json_body, headers);
+    long status = r.status;
+    if (body) {
+        *body = r.body;
+        r.body = NULL;
+    }
+    th_response_free(&r);
     return status;
 }
 

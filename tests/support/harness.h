@@ -39,6 +39,16 @@ long th_http_get(int port, const char *path, char **body);
 long th_http(int port, const char *method, const char *path, const char *json_body,
              const char *const *headers, char **body);
 
+/* The same request, keeping the response's header block as well. */
+typedef struct {
+    long status;        /* HTTP status, 0 when no answer came */
+    char *body;         /* body as received, never NULL */
+    char *headers;      /* header block ("Name: value\r\n"...), never NULL */
+} th_response;
+th_response th_request(int port, const char *method, const char *path, const char *json_body,
+                       const char *const *headers);
+void th_response_free(th_response *r);
+
 /* redis-server ------------------------------------------------------------*/
 
 /* Starts redis-server on a free port with data under `dir` (AOF on when
