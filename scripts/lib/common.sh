@@ -6,7 +6,7 @@
 CARDLINE_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
-  libinih-dev libsqlite3-dev libcrypt-dev
+  libinih-dev libsqlite3-dev libcrypt-dev libyaml-dev libpcre2-dev
   redis-server redis-tools curl
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)

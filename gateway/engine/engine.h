@@ -1,0 +1,113 @@
+/* engine — runs dialplans, one hop at a time, for every channel alike.
+ *
+ * A hop is one input event of one session: the engine loads the session
+ * from the store, steps the dialplan from the session's node with the event
+ * (running handlers as call nodes ask), stops where the flow waits for
+ * input, transfers or ends, saves the session with compare-and-set and
+ * answers with the output. Channels turn their wire into events and render
+ * the output; the engine never knows which channel it serves.
+ *
+ * A hop carrying the key of the session's last hop (a retried request) gets
+ * the stored output again and runs nothing. Two hops racing on one session
+ * never both apply: the loser re-reads and, if the winner was its own
+ * retry, answers the winner's output.
+ *
+ * Secrets (input of `secret` ask nodes) live only inside the hop that
+ * received them and are wiped when it ends: never saved, logged or output.
+ * Main-thread only. */
+#ifndef CARDLINE_ENGINE_H
+#define CARDLINE_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "channel.h"
+
+struct event_base;
+struct store;
+struct dialplan;
+struct handler_env;
+
+typedef struct engine engine;
+
+typedef enum {
+    ENGINE_EV_START = 0,     /* a new session: `entry` routes it to a flow */
+    ENGINE_EV_INPUT,         /* digits or text for the waiting node */
+    ENGINE_EV_TIMEOUT,       /* the waiting node's timeout passed with no input */
+    ENGINE_EV_NO_INPUT,      /* input ended empty (just the terminator) */
+    ENGINE_EV_HANGUP,        /* the caller left: the session ends */
+    ENGINE_EV_TRANSFER_BACK  /* an agent hands the session back at `node` */
+} engine_event_kind;
+
+typedef struct {
+    engine_event_kind kind;  /* what happened */
+    channel_kind channel;    /* where it came from */
+    const char *session_id;  /* the channel's session id (USSD sessionId, SIP Call-ID, SMS sender key) */
+    const char *caller;      /* START: phone number or SIP user of the caller */
+    const char *entry;       /* START: SIP user part, USSD service code or SMS text */
+    const char *lang;        /* START: preferred language, or NULL for the default */
+    const char *input;       /* INPUT: what was entered */
+    const char *node;        /* TRANSFER_BACK: "flow.node" to continue at */
+    const char *hop_key;     /* the request's identity for replays, or NULL */
+} engine_event;
+
+typedef enum {
+    ENGINE_OK = 0,           /* `output` is the answer */
+    ENGINE_NO_ROUTE,         /* START: no route matches the entry */
+    ENGINE_NO_SESSION,       /* not START: the session does not exist (or expired) */
+    ENGINE_BAD_EVENT,        /* malformed event (missing fields, oversize input, unknown node) */
+    ENGINE_BUSY,             /* lost compare-and-set races repeatedly */
+    ENGINE_UNAVAILABLE       /* the store failed or timed out: nothing was applied */
+} engine_status;
+
+/* The output of a hop (a JSON object, also what is stored for replays):
+ *   {"session": ID, "lang": "zh", "state": "wait"|"end"|"transfer",
+ *    "prompts": [{"id": PROMPT, "vars": {...}}, ...],
+ *    "await": {"kind": "menu"|"ask", "options": ["1","2"], "min": 1, "max": 18,
+ *              "terminator": "#", "secret": false, "timeout_ms": 8000},
+ *    "transfer": {"queue": Q, "reason": TEXT}}
+ * `await` is present when state is "wait", `transfer` when "transfer".
+ * Prompt vars hold the values their placeholders need, never a secret. */
+typedef struct {
+    engine_status status;    /* ENGINE_OK or why not */
+    json_t *output;          /* borrowed during the callback; NULL unless ENGINE_OK */
+} engine_result;
+
+typedef void engine_cb(const engine_result *r, void *arg);
+
+typedef struct {
+    struct store *store;                /* sessions */
+    const struct handler_env *handlers; /* what handlers may use */
+    int session_ttl_s[CHANNEL_COUNT];   /* TTL of a session document per channel */
+    int max_steps_per_hop;              /* guard against runaway flows (nodes entered) */
+    int max_input_bytes;                /* longer input is ENGINE_BAD_EVENT */
+    int max_events_kept;                /* recent events kept in the session for agents */
+    int handler_timeout_ms;             /* a handler not finished by then ends as "unavailable" */
+    int max_cas_retries;                /* re-runs of a hop after losing a race */
+} engine_options;
+
+/* Defaults: TTL voice 3600 s, USSD 300 s, SMS 900 s; 64 steps per hop;
+ * 512 input bytes; 20 events kept; handler timeout 3000 ms; 3 CAS retries. */
+void engine_options_default(engine_options *opt);
+
+/* Lifecycle ------------------------------------------------------------------*/
+
+/* Takes a reference to `dp`. */
+engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp);
+
+/* Ends hops in flight with ENGINE_UNAVAILABLE, then frees. */
+void engine_free(engine *e);
+
+/* Live reload: hops from now on use `dp` (a reference is taken); hops in
+ * flight finish on the set they started with. */
+void engine_set_dialplan(engine *e, struct dialplan *dp);
+struct dialplan *engine_dialplan(const engine *e);
+
+/* Hops ----------------------------------------------------------------------------*/
+
+/* Runs one hop. The callback runs exactly once, never inside this call. */
+void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg);
+
+const char *engine_status_name(engine_status st);
+
+#endif
