@@ -4,9 +4,10 @@
  *   cardline [--config FILE] [--check] [--version] [--help]
  *
  * Exit status: 0 after a clean stop or a clean --check, 1 when the
- * configuration is invalid or the gateway cannot start, 2 for usage errors.
- * SIGTERM/SIGINT drain the listeners (bounded by [gateway]
- * shutdown_grace_ms) and stop; SIGHUP reloads what can change live. */
+ * configuration or the dialplans are invalid or the gateway cannot start,
+ * 2 for usage errors. SIGTERM/SIGINT drain the listeners (bounded by
+ * [gateway] shutdown_grace_ms) and stop; SIGHUP reloads what can change
+ * live: the log level and the dialplans. */
 #include <event2/event.h>
 #include <getopt.h>
 #include <signal.h>
@@ -20,9 +21,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
-#include "registry.h"
 #include "reload.h"
-#include "store.h"
+#include "runtime.h"
 #include "version.h"
 
 typedef struct {
@@ -36,8 +36,8 @@ typedef struct {
     const char *config_path;    /* file re-read on SIGHUP, or NULL */
     const conf *conf;           /* the configuration the process started with */
     struct event_base *base;    /* the main loop */
-    store *store;               /* Redis sessions */
-    registry *registry;         /* central card registry client */
+    dialplan *dialplans;        /* the set loaded at start (main holds a reference) */
+    runtime *rt;                /* store, registry client, engine */
     httpd *http;                /* the HTTP listener */
     ops *ops;                   /* /healthz and /metrics */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
@@ -50,7 +50,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: cardline [--config FILE] [--check] [--version] [--help]\n"
                  "  --config FILE  read settings from FILE (default: built-in defaults)\n"
-                 "  --check        validate the configuration, print every error, exit\n"
+                 "  --check        validate the configuration and the dialplans, print\n"
+                 "                 every error, exit\n"
                  "  --version      print the version and exit\n"
                  "  --help         print this text and exit\n");
 }
@@ -105,35 +106,6 @@ static bool load_config(const char *path, conf *c)
     return ok;
 }
 
-static void store_options_from(const conf *c, store_options *so)
-{
-    store_options_default(so);
-    so->host = c->redis.host;
-    so->port = c->redis.port;
-    so->password = c->redis.password;
-    so->db = c->redis.db;
-    so->op_timeout_ms = c->redis.op_timeout_ms;
-    so->reconnect_min_ms = c->redis.reconnect_min_ms;
-    so->reconnect_max_ms = c->redis.reconnect_max_ms;
-    so->ping_interval_ms = c->redis.ping_interval_ms;
-    so->max_pending = c->redis.max_pending;
-}
-
-static void registry_options_from(const conf *c, registry_options *ro)
-{
-    registry_options_default(ro);
-    ro->base_url = c->registry.url;
-    ro->token = c->registry.token;
-    ro->ca_file = c->registry.ca_file;
-    ro->cert_file = c->registry.cert_file;
-    ro->key_file = c->registry.key_file;
-    ro->timeout_ms = c->registry.timeout_ms;
-    ro->connect_timeout_ms = c->registry.connect_timeout_ms;
-    ro->max_connections = c->registry.max_connections;
-    ro->max_pending = c->registry.max_pending;
-    ro->read_retries = c->registry.read_retries;
-}
-
 static void httpd_options_from(const conf *c, httpd_options *ho)
 {
     *ho = (httpd_options){
@@ -147,6 +119,22 @@ static void httpd_options_from(const conf *c, httpd_options *ho)
     };
 }
 
+/* Dialplans -------------------------------------------------------------------*/
+
+/* Loads the set named by the configuration. Returns NULL after printing
+ * every error. */
+static dialplan *load_dialplans(const conf *c)
+{
+    dp_errors errs;
+    dialplan *dp = runtime_load_dialplans(c->dialplans.dir, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    if (dp == NULL && errs.count == 0)
+        fprintf(stderr, "%s: the dialplans could not be loaded\n", c->dialplans.dir);
+    dp_errors_free(&errs);
+    return dp;
+}
+
 /* Reload ----------------------------------------------------------------------*/
 
 static int apply_log_level(const conf *next, void *arg)
@@ -156,10 +144,21 @@ static int apply_log_level(const conf *next, void *arg)
     return 0;
 }
 
+static int apply_dialplans(const conf *next, void *arg)
+{
+    gateway *gw = arg;
+    return runtime_reload_dialplans(gw->rt, next->dialplans.dir);
+}
+
+static bool key_is(const conf_key *k, const char *section, const char *name)
+{
+    return strcmp(conf_key_section(k), section) == 0 && strcmp(conf_key_name(k), name) == 0;
+}
+
 /* The settings a reload hook applies; every other change needs a restart. */
 static bool applied_live(const conf_key *k)
 {
-    return strcmp(conf_key_section(k), "log") == 0 && strcmp(conf_key_name(k), "level") == 0;
+    return key_is(k, "log", "level") || key_is(k, "dialplans", "dir");
 }
 
 static void report_restart_needed(const conf *running, const conf *next)
@@ -233,32 +232,24 @@ static bool watch_signals(gateway *gw)
 
 static bool start_modules(gateway *gw)
 {
-    store_options so;
-    registry_options ro;
     httpd_options ho;
-    store_options_from(gw->conf, &so);
-    registry_options_from(gw->conf, &ro);
     httpd_options_from(gw->conf, &ho);
-    gw->store = store_new(gw->base, &so);
-    gw->registry = registry_new(gw->base, &ro);
+    gw->rt = runtime_new(gw->base, gw->conf, gw->dialplans);
     gw->http = httpd_new(gw->base, &ho);
-    if (gw->store == NULL || gw->registry == NULL || gw->http == NULL)
+    if (gw->rt == NULL || gw->http == NULL)
         return false;
-    gw->ops = ops_new(gw->base, gw->http, gw->store, gw->registry,
+    gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
     return gw->ops != NULL && reload_register("log", apply_log_level, NULL) == 0 &&
-           watch_signals(gw);
+           reload_register("dialplans", apply_dialplans, gw) == 0 && watch_signals(gw);
 }
 
-/* Pending store and registry operations complete (as unavailable) while
- * their callers still exist; the listener goes last so late replies still
- * find their requests. */
+/* Hops, store and registry operations in flight complete (as unavailable)
+ * while their callers still exist; the listener goes last so late replies
+ * still find their requests. */
 static void stop_modules(gateway *gw)
 {
-    if (gw->registry)
-        registry_free(gw->registry);
-    if (gw->store)
-        store_free(gw->store);
+    runtime_free(gw->rt);
     ops_free(gw->ops);
     httpd_free(gw->http);
     for (size_t i = 0; i < sizeof gw->signals / sizeof gw->signals[0]; i++)
@@ -271,14 +262,14 @@ static void log_start(const gateway *gw)
 {
     const conf_address *a = &gw->conf->http.listen;
     bool v6 = strchr(a->host, ':') != NULL;
-    log_info("gateway.start", "version=%s listeners=http://%s%s%s:%d config=%s", CARDLINE_VERSION,
-             v6 ? "[" : "", a->host, v6 ? "]" : "", httpd_port(gw->http),
-             log_quote(gw->config_path ? gw->config_path : "").s);
+    log_info("gateway.start", "version=%s listeners=http://%s%s%s:%d config=%s dialplan=%s",
+             CARDLINE_VERSION, v6 ? "[" : "", a->host, v6 ? "]" : "", httpd_port(gw->http),
+             log_quote(gw->config_path ? gw->config_path : "").s, dialplan_version(gw->dialplans));
 }
 
-static int run(const char *config_path, const conf *c)
+static int run(const char *config_path, const conf *c, dialplan *dp)
 {
-    gateway gw = {.config_path = config_path, .conf = c};
+    gateway gw = {.config_path = config_path, .conf = c, .dialplans = dp};
     signal(SIGPIPE, SIG_IGN);
     gw.base = event_base_new();
     if (gw.base == NULL)
@@ -318,13 +309,18 @@ int main(int argc, char **argv)
         conf_free(&c);
         return 1;
     }
-    int rc = 0;
-    if (args.check) {
+    dialplan *dp = load_dialplans(&c);
+    int rc = 1;
+    if (dp != NULL && args.check) {
         printf("%s: ok\n", args.config_path ? args.config_path : "(built-in defaults)");
-    } else {
+        printf("%s: ok (version %s)\n", c.dialplans.dir, dialplan_version(dp));
+        rc = 0;
+    } else if (dp != NULL) {
         log_set_level(c.log.level);
-        rc = run(args.config_path, &c);
+        rc = run(args.config_path, &c, dp);
     }
+    if (dp != NULL)
+        dialplan_unref(dp);
     conf_free(&c);
     return rc;
 }

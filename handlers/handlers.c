@@ -1,1 +1,200 @@
-/* Written by the engine engineer. */
+/* handlers — the one table of handlers dialplans may call, and the plumbing
+ * of a call: its arguments, its context and its single ending. The table is
+ * what the dialplan checker validates call nodes against; the results and
+ * the variables they set are part of the dialplan language (docs). */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "handler_call.h"
+#include "log.h"
+
+struct handler_call {
+    const handler_def *def;   /* the running handler */
+    const handler_env *env;   /* what it may use */
+    channel_kind channel;     /* the session's channel */
+    char *caller;             /* the caller's address */
+    char *session_id;         /* the session's id */
+    char *call_key;           /* idempotency base for registry writes */
+    json_t *args;             /* rendered arguments; strings wiped on free */
+    handler_done_fn *done;    /* the owner's callback, NULL once abandoned */
+    void *done_arg;           /* its argument */
+    bool in_run;              /* run() has not returned yet */
+    bool finished;            /* handler_finish ran */
+};
+
+/* The table ------------------------------------------------------------------*/
+
+static const char *const verify_args[] = {"id", "pin", NULL};
+static const char *const verify_secret_args[] = {"pin", NULL};
+static const char *const verify_ok_sets[] = {"verified_id", "card", "pin_initial", NULL};
+static const char *const verify_wrong_sets[] = {"attempts_left", NULL};
+static const handler_result verify_results[] = {
+    {"ok", verify_ok_sets},
+    {"wrong_pin", verify_wrong_sets},
+    {"locked", NULL},
+    {"not_found", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const status_args[] = {"id", NULL};
+/* One result per card status (the registry's status_name), so a dialplan
+ * words each status, and offers its next step, in its own node. */
+static const char *const status_sets[] = {"card", "bank_name", "bank_hotline", NULL};
+static const handler_result status_results[] = {
+    {"sealed", status_sets},
+    {"normal", status_sets},
+    {"formal_loss", status_sets},
+    {"locked", status_sets},
+    {"temporary_loss", status_sets},
+    {"cancelled", status_sets},
+    {"no_card", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const handler_def table[] = {
+    {"verify_identity", verify_args, NULL, verify_secret_args, verify_results, verify_identity_run},
+    {"card_status", status_args, NULL, NULL, status_results, card_status_run},
+};
+
+#define TABLE_SIZE (sizeof table / sizeof table[0])
+
+const handler_def *handlers_find(const char *name)
+{
+    for (size_t i = 0; name && i < TABLE_SIZE; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+const handler_def *handlers_at(size_t i)
+{
+    return i < TABLE_SIZE ? &table[i] : NULL;
+}
+
+static const handler_result *find_result(const handler_def *def, const char *result)
+{
+    for (const handler_result *r = def->results; result && r->name; r++)
+        if (strcmp(r->name, result) == 0)
+            return r;
+    return NULL;
+}
+
+bool handler_has_result(const handler_def *def, const char *result)
+{
+    return def && find_result(def, result) != NULL;
+}
+
+/* Inside a handler -------------------------------------------------------------*/
+
+const char *handler_arg(const handler_call *c, const char *name)
+{
+    return json_string_value(json_object_get(c->args, name));
+}
+
+const handler_env *handler_env_of(const handler_call *c) { return c->env; }
+channel_kind handler_channel(const handler_call *c) { return c->channel; }
+const char *handler_caller(const handler_call *c) { return c->caller; }
+const char *handler_session_id(const handler_call *c) { return c->session_id; }
+const char *handler_call_key(const handler_call *c) { return c->call_key; }
+
+/* jansson owns the bytes of a string value; wiping them in place is the only
+ * way to make sure a PIN does not outlive its use in freed heap memory. */
+static void wipe_string(json_t *s)
+{
+    if (json_is_string(s))
+        explicit_bzero((char *)json_string_value(s), json_string_length(s));
+}
+
+void handler_wipe_arg(handler_call *c, const char *name)
+{
+    wipe_string(json_object_get(c->args, name));
+}
+
+static void call_free(handler_call *c)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(c->args, key, v)
+        wipe_string(v);
+    json_decref(c->args);
+    free(c->caller);
+    free(c->session_id);
+    free(c->call_key);
+    free(c);
+}
+
+/* Keeps only the variables the result declares: a handler bug must not set
+ * arbitrary session variables. */
+static json_t *declared_vars(const handler_result *r, json_t *vars)
+{
+    json_t *out = json_object();
+    for (const char *const *s = r->sets; s && *s; s++) {
+        json_t *v = json_object_get(vars, *s);
+        if (json_is_string(v))
+            json_object_set(out, *s, v);
+    }
+    return out;
+}
+
+void handler_finish(handler_call *c, const char *result, json_t *vars)
+{
+    if (c->finished) {
+        log_error("handler.finish_twice", "handler=%s", c->def->name);
+        json_decref(vars);
+        return;
+    }
+    c->finished = true;
+    const handler_result *r = find_result(c->def, result);
+    if (!r) {
+        log_error("handler.bad_result", "handler=%s result=%s", c->def->name,
+                  log_quote(result ? result : "(null)").s);
+        r = find_result(c->def, "unavailable");
+    }
+    json_t *kept = r ? declared_vars(r, vars) : NULL;
+    json_decref(vars);
+    if (c->done)
+        c->done(r ? r->name : "unavailable", kept, c->done_arg);
+    json_decref(kept);
+    if (!c->in_run)
+        call_free(c);
+}
+
+/* The owner's side ---------------------------------------------------------------*/
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+handler_call *handler_call_start(const handler_call_spec *spec, handler_done_fn *done, void *arg)
+{
+    handler_call *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->def = spec->def;
+    c->env = spec->env;
+    c->channel = spec->channel;
+    c->caller = dup_or_empty(spec->caller);
+    c->session_id = dup_or_empty(spec->session_id);
+    c->call_key = dup_or_empty(spec->call_key);
+    c->args = spec->args ? spec->args : json_object();
+    c->done = done;
+    c->done_arg = arg;
+    c->in_run = true;
+    c->def->run(c);
+    c->in_run = false;
+    if (!c->finished)
+        return c;
+    call_free(c);
+    return NULL;
+}
+
+void handler_call_abandon(handler_call *c)
+{
+    c->done = NULL;
+}

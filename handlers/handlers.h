@@ -40,7 +40,7 @@ typedef struct handler_def {
 } handler_def;
 
 /* What handlers may use; owned by the process, shared by every call. */
-typedef struct {
+typedef struct handler_env {
     struct event_base *base;             /* the main loop */
     struct registry *registry;           /* central card registry client */
 } handler_env;

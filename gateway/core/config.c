@@ -24,6 +24,7 @@ typedef enum {
     CONF_ADDRESS,    /* host:port or [v6]:port */
     CONF_URL,        /* http:// or https:// base URL */
     CONF_PATH,       /* readable file; empty means unset (NULL) */
+    CONF_DIR,        /* directory name, required; read by its consumer */
     CONF_LOG_LEVEL   /* debug, info, warn or error */
 } conf_type;
 
@@ -72,6 +73,16 @@ static const conf_key keys[] = {
     KEY_INT("registry", "max_pending", 1, 1000000, "10000", registry.max_pending),
     KEY_INT("registry", "read_retries", 0, 10, "1", registry.read_retries),
     KEY_INT("registry", "health_interval_ms", 10, 3600000, "5000", registry.health_interval_ms),
+
+    KEY("dialplans", "dir", CONF_DIR, "dialplans", dialplans.dir),
+
+    KEY_INT("session", "ttl_voice_s", 1, 86400, "3600", session.ttl_voice_s),
+    KEY_INT("session", "ttl_ussd_s", 1, 86400, "300", session.ttl_ussd_s),
+    KEY_INT("session", "ttl_sms_s", 1, 86400, "900", session.ttl_sms_s),
+    KEY_INT("session", "max_steps_per_hop", 1, 10000, "64", session.max_steps_per_hop),
+    KEY_INT("session", "max_input_bytes", 1, 65536, "512", session.max_input_bytes),
+    KEY_INT("session", "events_kept", 0, 1000, "20", session.events_kept),
+    KEY_INT("session", "handler_timeout_ms", 1, 600000, "3000", session.handler_timeout_ms),
 
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
@@ -196,6 +207,14 @@ static const char *parse_path(const char *v, char **out)
     return NULL;
 }
 
+static const char *parse_dir(const char *v, char **out)
+{
+    if (*v == '\0')
+        return "a directory is required";
+    replace_string(out, v);
+    return NULL;
+}
+
 static const char *parse_value(const conf_key *k, const char *v, conf *c)
 {
     switch (k->type) {
@@ -212,6 +231,8 @@ static const char *parse_value(const conf_key *k, const char *v, conf *c)
         return parse_url(v, field(c, k));
     case CONF_PATH:
         return parse_path(v, field(c, k));
+    case CONF_DIR:
+        return parse_dir(v, field(c, k));
     case CONF_LOG_LEVEL:
         return log_level_parse(v, field(c, k)) == 0
                    ? NULL
@@ -481,6 +502,7 @@ bool conf_key_differs(const conf_key *k, const conf *a, const conf *b)
     case CONF_HOST:
     case CONF_URL:
     case CONF_PATH:
+    case CONF_DIR:
         return !same_string(*(char *const *)fa, *(char *const *)fb);
     }
     return true;

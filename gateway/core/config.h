@@ -58,6 +58,18 @@ typedef struct {
         int health_interval_ms; /* period of the /v1/health probe */
     } registry;
     struct {
+        char *dir;              /* directory of *.yaml menu scripts (never NULL) */
+    } dialplans;
+    struct {
+        int ttl_voice_s;        /* session lifetime after the last hop, voice */
+        int ttl_ussd_s;         /* the same, USSD */
+        int ttl_sms_s;          /* the same, SMS */
+        int max_steps_per_hop;  /* nodes one hop may enter (runaway flows) */
+        int max_input_bytes;    /* longer input is refused */
+        int events_kept;        /* recent events kept in a session for agents */
+        int handler_timeout_ms; /* a handler not finished by then is "unavailable" */
+    } session;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;

@@ -185,8 +185,15 @@ bool dialplan_has_language(const dialplan *dp, const char *lang);
  * its normalized form (e.g. `*` → X in an ID) to `out`. */
 bool dp_ask_accepts(const dp_node *ask, const char *input, char *out, size_t out_size);
 
-/* The option selected by `input` on a menu node, or NULL. */
+/* The option selected by `input` on a menu node, or NULL: the menu's own
+ * options first, then the settings keys. */
 const dp_option *dp_menu_option(const dp_node *menu, const char *input);
+
+/* Every key a menu node accepts, for hints ("reply 1, 2 or 0"): calls
+ * `emit` with its own option keys in order, then the settings keys it does
+ * not define itself. */
+typedef void dp_key_fn(const char *key, void *arg);
+void dp_menu_keys(const dp_node *menu, dp_key_fn *emit, void *arg);
 
 /* Prompts and templates ----------------------------------------------------------*/
 

@@ -1,1 +1,559 @@
-/* Written by the engine engineer. */
+/* engine — the hop runner: loads the session, replays a retried hop, steps
+ * the dialplan (step.c) with handlers run between steps, saves with
+ * compare-and-set and answers exactly once. Owns the life of a hop (its
+ * dialplan reference, its handler call, its timers) and the hop's log line
+ * and metrics; the node semantics belong to step.c, the document to
+ * session.c. */
+#include "engine.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dialplan.h"
+#include "handler_call.h"
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+#include "session.h"
+#include "step.h"
+#include "store.h"
+
+#define ENGINE_ENDED_TTL_S 60        /* an ended session stays for replays of its last hop */
+#define ENGINE_MAX_HOP_KEY 128       /* bytes of an event's hop_key */
+#define ENGINE_MAX_NAME 256          /* caller, entry, lang, node of an event */
+#define ENGINE_STATUS_COUNT (ENGINE_UNAVAILABLE + 1)
+
+typedef struct hop hop;
+
+struct engine {
+    struct event_base *base;       /* the main loop */
+    engine_options opt;            /* limits and TTLs */
+    dialplan *dp;                  /* the set new hops start on (one reference) */
+    hop *hops;                     /* hops in flight */
+    metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
+    metrics_series *steps_total;   /* nodes entered */
+};
+
+typedef enum {
+    WAKE_FINISH = 0,   /* answer `status`/`output` from the loop */
+    WAKE_RESUME        /* the handler ended: resume the step */
+} wake_kind;
+
+struct hop {
+    engine *e;                     /* NULL once engine_free orphaned the hop */
+    hop *prev, *next;              /* in e->hops */
+    dialplan *dp;                  /* the set this hop runs on (one reference) */
+    engine_event ev;               /* the event, strings owned below */
+    char *strs[7];                 /* owned copies of the event's strings */
+    engine_cb *cb;                 /* the answer goes here, once */
+    void *cb_arg;
+    json_t *doc;                   /* the working copy of the session */
+    uint64_t rev;                  /* the revision it was loaded at (0 = new) */
+    step st;                       /* the walk; live while `stepping` */
+    bool stepping;                 /* `st` holds a walk (and maybe secrets) */
+    bool store_busy;               /* a store callback is still to come */
+    handler_call *call;            /* the running handler, or NULL */
+    const char *call_name;         /* its handler's name, for metrics */
+    struct event *call_timer;      /* the handler's deadline */
+    struct event *wake;            /* runs deferred work from the loop */
+    wake_kind wake_kind;           /* what `wake` does */
+    engine_status final_status;    /* WAKE_FINISH: the status to answer */
+    char result[64];               /* WAKE_RESUME: the handler's result */
+    json_t *result_vars;           /* WAKE_RESUME: the variables it set */
+    json_t *output;                /* the output being saved */
+    int cas_retries;               /* races lost so far */
+    int calls;                     /* handler calls started, for call keys */
+    struct timespec t0;            /* when the hop began */
+    char before[160];              /* "flow.node" before the hop, for the log */
+};
+
+static void load(hop *h);
+
+/* Options and names ----------------------------------------------------------*/
+
+void engine_options_default(engine_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->session_ttl_s[CHANNEL_VOICE] = 3600;
+    opt->session_ttl_s[CHANNEL_USSD] = 300;
+    opt->session_ttl_s[CHANNEL_SMS] = 900;
+    opt->max_steps_per_hop = 64;
+    opt->max_input_bytes = 512;
+    opt->max_events_kept = 20;
+    opt->handler_timeout_ms = 3000;
+    opt->max_cas_retries = 3;
+}
+
+const char *engine_status_name(engine_status st)
+{
+    static const char *const names[ENGINE_STATUS_COUNT] = {
+        "ok", "no_route", "no_session", "bad_event", "busy", "unavailable"};
+    return (unsigned)st < ENGINE_STATUS_COUNT ? names[st] : "unknown";
+}
+
+static const char *event_kind_name(engine_event_kind k)
+{
+    static const char *const names[] = {"start", "input", "timeout", "no_input", "hangup", "transfer_back"};
+    return (unsigned)k <= ENGINE_EV_TRANSFER_BACK ? names[k] : "unknown";
+}
+
+/* Lifecycle ------------------------------------------------------------------*/
+
+engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp)
+{
+    engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->base = base;
+    e->opt = *opt;
+    e->dp = dialplan_ref(dp);
+    for (int st = 0; st < ENGINE_STATUS_COUNT; st++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "status=\"%s\"", engine_status_name((engine_status)st));
+        e->hops_total[st] = metrics_counter("cardline_engine_hops_total", "Engine hops by status.", labels);
+    }
+    e->steps_total = metrics_counter("cardline_engine_steps_total", "Dialplan nodes entered by the engine.", NULL);
+    return e;
+}
+
+void engine_set_dialplan(engine *e, struct dialplan *dp)
+{
+    dialplan *old = e->dp;
+    e->dp = dialplan_ref(dp);
+    dialplan_unref(old);
+}
+
+struct dialplan *engine_dialplan(const engine *e)
+{
+    return e->dp;
+}
+
+/* Hop life --------------------------------------------------------------------*/
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* The input may be a PIN: its bytes are wiped before the memory goes. */
+static void hop_free(hop *h)
+{
+    if (h->stepping)
+        step_done(&h->st);
+    if (h->call)
+        handler_call_abandon(h->call);
+    if (h->call_timer)
+        event_free(h->call_timer);
+    if (h->wake)
+        event_free(h->wake);
+    json_decref(h->doc);
+    json_decref(h->output);
+    json_decref(h->result_vars);
+    dialplan_unref(h->dp);
+    for (size_t i = 0; i < sizeof h->strs / sizeof h->strs[0]; i++) {
+        if (h->strs[i])
+            explicit_bzero(h->strs[i], strlen(h->strs[i]));
+        free(h->strs[i]);
+    }
+    free(h);
+}
+
+static void unlink_hop(hop *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else if (h->e)
+        h->e->hops = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+}
+
+static void log_hop(const hop *h, engine_status st)
+{
+    char after[160] = "";
+    if (h->doc)
+        snprintf(after, sizeof after, "%s.%s", session_str(h->doc, "flow"), session_str(h->doc, "node"));
+    const char *caller = h->ev.caller ? h->ev.caller : h->doc ? session_str(h->doc, "caller") : "";
+    log_info("engine.hop",
+             "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%.1f",
+             log_quote(h->ev.session_id ? h->ev.session_id : "").s, channel_name(h->ev.channel),
+             mask_phone(caller).s, event_kind_name(h->ev.kind), h->ev.input ? strlen(h->ev.input) : 0,
+             log_quote(h->before).s, log_quote(after).s, engine_status_name(st), ms_since(&h->t0));
+}
+
+/* Answers the hop and frees it. `output` is borrowed. */
+static void finish(hop *h, engine_status st, json_t *output)
+{
+    if (h->stepping) {
+        step_done(&h->st);
+        h->stepping = false;
+    }
+    log_hop(h, st);
+    metrics_inc(h->e->hops_total[st]);
+    unlink_hop(h);
+    engine_result r = {st, st == ENGINE_OK ? output : NULL};
+    h->cb(&r, h->cb_arg);
+    hop_free(h);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg);
+
+static void defer(hop *h, wake_kind k)
+{
+    h->wake_kind = k;
+    event_active(h->wake, EV_TIMEOUT, 0);
+}
+
+static void defer_finish(hop *h, engine_status st)
+{
+    h->final_status = st;
+    defer(h, WAKE_FINISH);
+}
+
+/* Saving -----------------------------------------------------------------------*/
+
+static int ttl_of(const hop *h)
+{
+    channel_kind ch;
+    int ttl = session_channel(h->doc, &ch) ? h->e->opt.session_ttl_s[ch] : h->e->opt.session_ttl_s[CHANNEL_VOICE];
+    if (strcmp(session_str(h->doc, "state"), "end") == 0 && ttl > ENGINE_ENDED_TTL_S)
+        ttl = ENGINE_ENDED_TTL_S;
+    return ttl;
+}
+
+static void on_saved(store_status st, uint64_t revision, void *arg)
+{
+    (void)revision;
+    hop *h = arg;
+    h->store_busy = false;
+    if (!h->e) {
+        hop_free(h);
+        return;
+    }
+    if (st == STORE_OK) {
+        finish(h, ENGINE_OK, h->output);
+        return;
+    }
+    if (st != STORE_CONFLICT) {
+        finish(h, ENGINE_UNAVAILABLE, NULL);
+        return;
+    }
+    if (++h->cas_retries > h->e->opt.max_cas_retries) {
+        finish(h, ENGINE_BUSY, NULL);
+        return;
+    }
+    json_decref(h->doc);
+    json_decref(h->output);
+    h->doc = h->output = NULL;
+    load(h);
+}
+
+/* The walk stopped for good: drop the secrets and save the result. */
+static void save(hop *h)
+{
+    metrics_add(h->e->steps_total, h->st.steps);
+    h->output = step_output(&h->st);
+    step_done(&h->st);
+    h->stepping = false;
+    session_set_last_hop(h->doc, h->ev.hop_key, h->output);
+    json_object_set_new(h->doc, "updated_at", json_integer(session_now_ms()));
+    h->store_busy = true;
+    store_save(h->e->opt.store, h->ev.session_id, h->doc, h->rev, ttl_of(h), on_saved, h);
+}
+
+/* Handlers ------------------------------------------------------------------------*/
+
+static void count_call(const hop *h, const char *result)
+{
+    char labels[128];
+    snprintf(labels, sizeof labels, "handler=\"%s\",result=\"%s\"", h->call_name, result);
+    metrics_inc(metrics_counter("cardline_engine_handler_calls_total", "Handler calls by handler and result.", labels));
+}
+
+static void on_handler_done(const char *result, json_t *vars, void *arg)
+{
+    hop *h = arg;
+    h->call = NULL;
+    evtimer_del(h->call_timer);
+    snprintf(h->result, sizeof h->result, "%s", result);
+    json_decref(h->result_vars);
+    h->result_vars = json_incref(vars);
+    /* handler_finish may run inside handler_call_start: resume from the loop. */
+    defer(h, WAKE_RESUME);
+}
+
+static void advance(hop *h, step_stop stop);
+
+static void on_handler_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hop *h = arg;
+    log_warn("engine.handler_timeout", "handler=%s session=%s", h->call_name, log_quote(h->ev.session_id).s);
+    handler_call_abandon(h->call);
+    h->call = NULL;
+    count_call(h, "timeout");
+    advance(h, step_resume(&h->st, "unavailable", NULL));
+}
+
+/* Two 64-bit FNV-1a hashes of the session id: a key of allowed characters
+ * whatever the id holds, unique per session in practice. */
+static void make_call_key(const hop *h, char *out, size_t size)
+{
+    uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+    for (const unsigned char *p = (const unsigned char *)h->ev.session_id; *p; p++) {
+        a = (a ^ *p) * 0x100000001b3ULL;
+        b = (b ^ *p) * 0x100000001b3ULL;
+    }
+    snprintf(out, size, "%016llx%016llx.%llu.%d", (unsigned long long)a, (unsigned long long)b,
+             (unsigned long long)h->rev, h->calls);
+}
+
+static void start_call(hop *h)
+{
+    char key[HANDLER_CALL_KEY_MAX + 1];
+    h->calls++;
+    make_call_key(h, key, sizeof key);
+    channel_kind ch = CHANNEL_VOICE;
+    session_channel(h->doc, &ch);
+    handler_call_spec spec = {
+        .def = h->st.call_def,
+        .env = h->e->opt.handlers,
+        .channel = ch,
+        .caller = session_str(h->doc, "caller"),
+        .session_id = h->ev.session_id,
+        .call_key = key,
+        .args = step_take_args(&h->st),
+    };
+    h->call_name = spec.def->name;
+    struct timeval tv = {h->e->opt.handler_timeout_ms / 1000, (h->e->opt.handler_timeout_ms % 1000) * 1000};
+    evtimer_add(h->call_timer, &tv);
+    h->call = handler_call_start(&spec, on_handler_done, h);
+}
+
+static void advance(hop *h, step_stop stop)
+{
+    switch (stop) {
+    case STEP_CALL:
+        start_call(h);
+        return;
+    case STEP_BAD:
+        finish(h, ENGINE_BAD_EVENT, NULL);
+        return;
+    default:
+        save(h);
+        return;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hop *h = arg;
+    if (h->wake_kind == WAKE_FINISH) {
+        finish(h, h->final_status, NULL);
+        return;
+    }
+    count_call(h, h->result);
+    json_t *vars = h->result_vars;
+    h->result_vars = NULL;
+    step_stop stop = step_resume(&h->st, h->result, vars);
+    json_decref(vars);
+    advance(h, stop);
+}
+
+/* Loading ------------------------------------------------------------------------*/
+
+static void begin_step(hop *h)
+{
+    step_init(&h->st, h->dp, h->doc, h->e->opt.max_steps_per_hop, h->e->opt.max_events_kept);
+    h->stepping = true;
+}
+
+static void start_session(hop *h, uint64_t stored_rev)
+{
+    const dp_flow *flow = dialplan_route(h->dp, h->ev.channel, h->ev.entry);
+    if (!flow) {
+        finish(h, ENGINE_NO_ROUTE, NULL);
+        return;
+    }
+    h->rev = stored_rev;
+    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, h->ev.entry, h->ev.lang);
+    begin_step(h);
+    advance(h, step_start(&h->st, flow));
+}
+
+static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
+{
+    hop *h = arg;
+    h->store_busy = false;
+    if (!h->e) {
+        hop_free(h);
+        return;
+    }
+    if (st != STORE_OK && st != STORE_NOT_FOUND) {
+        finish(h, ENGINE_UNAVAILABLE, NULL);
+        return;
+    }
+    json_t *replayed = doc ? session_replay(doc, h->ev.hop_key) : NULL;
+    if (replayed) {
+        finish(h, ENGINE_OK, replayed);
+        return;
+    }
+    if (doc && !h->before[0])
+        snprintf(h->before, sizeof h->before, "%s.%s", session_str(doc, "flow"), session_str(doc, "node"));
+    if (h->ev.kind == ENGINE_EV_START) {
+        start_session(h, revision);
+        return;
+    }
+    if (!doc || strcmp(session_str(doc, "state"), "end") == 0) {
+        finish(h, ENGINE_NO_SESSION, NULL);
+        return;
+    }
+    h->rev = revision;
+    /* The store parsed this document for us alone: keeping a reference and
+     * changing it in place spares a copy (a bad event drops it unsaved). */
+    h->doc = json_incref(doc);
+    begin_step(h);
+    advance(h, step_event(&h->st, &h->ev));
+}
+
+static void load(hop *h)
+{
+    h->store_busy = true;
+    store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
+}
+
+/* Starting a hop ------------------------------------------------------------------*/
+
+static bool text_ok(const char *s, size_t max)
+{
+    if (!s)
+        return false;
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return false;
+    json_t *j = json_stringn(s, n);    /* refuses text that is not UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+static bool id_ok(const char *id)
+{
+    size_t n = id ? strnlen(id, STORE_MAX_ID_LEN + 1) : 0;
+    if (n == 0 || n > STORE_MAX_ID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (id[i] <= ' ' || id[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static bool event_ok(const engine *e, const engine_event *ev)
+{
+    if ((unsigned)ev->kind > ENGINE_EV_TRANSFER_BACK || (unsigned)ev->channel >= CHANNEL_COUNT)
+        return false;
+    if (!id_ok(ev->session_id) || (ev->hop_key && !text_ok(ev->hop_key, ENGINE_MAX_HOP_KEY)))
+        return false;
+    switch (ev->kind) {
+    case ENGINE_EV_START:
+        return text_ok(ev->entry, ENGINE_MAX_NAME) && (!ev->caller || text_ok(ev->caller, ENGINE_MAX_NAME)) &&
+               (!ev->lang || text_ok(ev->lang, ENGINE_MAX_NAME));
+    case ENGINE_EV_INPUT:
+        return text_ok(ev->input, (size_t)e->opt.max_input_bytes);
+    case ENGINE_EV_TRANSFER_BACK:
+        return !ev->node || text_ok(ev->node, ENGINE_MAX_NAME);
+    default:
+        return true;
+    }
+}
+
+static const char *keep(hop *h, size_t i, const char *s)
+{
+    if (!s)
+        return NULL;
+    h->strs[i] = strdup(s);
+    if (!h->strs[i])
+        abort();
+    return h->strs[i];
+}
+
+static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg, bool copy)
+{
+    hop *h = calloc(1, sizeof *h);
+    if (!h)
+        abort();
+    clock_gettime(CLOCK_MONOTONIC, &h->t0);
+    h->e = e;
+    h->dp = dialplan_ref(e->dp);
+    h->cb = cb;
+    h->cb_arg = arg;
+    h->ev.kind = ev->kind;
+    h->ev.channel = ev->channel;
+    if (copy) {
+        h->ev.session_id = keep(h, 0, ev->session_id);
+        h->ev.caller = keep(h, 1, ev->caller);
+        h->ev.entry = keep(h, 2, ev->entry);
+        h->ev.lang = keep(h, 3, ev->lang);
+        h->ev.input = keep(h, 4, ev->input);
+        h->ev.node = keep(h, 5, ev->node);
+        h->ev.hop_key = keep(h, 6, ev->hop_key);
+    }
+    h->wake = event_new(e->base, -1, 0, on_wake, h);
+    h->call_timer = evtimer_new(e->base, on_handler_timeout, h);
+    if (!h->wake || !h->call_timer)
+        abort();
+    h->next = e->hops;
+    if (e->hops)
+        e->hops->prev = h;
+    e->hops = h;
+    return h;
+}
+
+void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg)
+{
+    bool ok = event_ok(e, ev);
+    /* A malformed event's strings are not copied: they may be oversize or
+     * not text, and nothing but the status is answered. */
+    hop *h = hop_new(e, ev, cb, arg, ok);
+    if (!ok) {
+        log_warn("engine.bad_event", "event=%s channel=%d", event_kind_name(ev->kind), (int)ev->channel);
+        h->ev.channel = CHANNEL_VOICE;
+        defer_finish(h, ENGINE_BAD_EVENT);
+        return;
+    }
+    load(h);
+}
+
+/* Teardown -------------------------------------------------------------------------*/
+
+/* A hop whose store callback is still to come stays allocated (orphaned)
+ * until that callback, which every store operation eventually gets. */
+void engine_free(engine *e)
+{
+    if (!e)
+        return;
+    while (e->hops) {
+        hop *h = e->hops;
+        unlink_hop(h);
+        log_hop(h, ENGINE_UNAVAILABLE);
+        metrics_inc(e->hops_total[ENGINE_UNAVAILABLE]);
+        engine_result r = {ENGINE_UNAVAILABLE, NULL};
+        h->cb(&r, h->cb_arg);
+        h->e = NULL;
+        event_free(h->wake);
+        event_free(h->call_timer);
+        h->wake = h->call_timer = NULL;
+        if (!h->store_busy)
+            hop_free(h);
+    }
+    dialplan_unref(e->dp);
+    free(e);
+}

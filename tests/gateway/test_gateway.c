@@ -2,12 +2,15 @@
  * registry simulator on free loopback ports: --version/--check/usage exit
  * codes, /healthz following Redis and the registry down and back up,
  * /metrics, the HTTP limits (413, refused heads, connection cap, idle
- * close), SIGHUP reload and SIGTERM shutdown. Every wait is a bounded poll. */
+ * close), SIGHUP reload (configuration and dialplans), --check of broken
+ * dialplans and SIGTERM shutdown. The gateway runs on a copy of the shipped
+ * dialplans/ that the reload tests edit. Every wait is a bounded poll. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +24,7 @@
 typedef struct {
     char dir[256];        /* scratch directory of the whole group */
     char conf[300];       /* the gateway's generated config file */
+    char dialplans[300];  /* the gateway's copy of the shipped dialplans */
     int http_port;        /* the gateway's listener */
     th_proc redis;        /* real redis-server */
     th_proc sim;          /* real registry simulator */
@@ -35,9 +39,75 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
-static void write_gateway_conf(const world *w, const char *path, int max_connections)
+static char *read_file(const char *path)
 {
-    char text[1024];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *text = calloc(1, 1 << 20);
+    fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return text;
+}
+
+static int is_yaml(const struct dirent *e)
+{
+    size_t len = strlen(e->d_name);
+    return len > 5 && strcmp(e->d_name + len - 5, ".yaml") == 0;
+}
+
+/* Copies every *.yaml of the shipped dialplans/ into `dir` (created). */
+static void copy_dialplans(const char *dir)
+{
+    struct dirent **names;
+    int n = scandir(CL_SOURCE_DIR "/dialplans", &names, is_yaml, alphasort);
+    assert_true(n > 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < n; i++) {
+        char from[600], to[600];
+        snprintf(from, sizeof from, "%s/dialplans/%s", CL_SOURCE_DIR, names[i]->d_name);
+        snprintf(to, sizeof to, "%s/%s", dir, names[i]->d_name);
+        char *text = read_file(from);
+        write_file(to, text);
+        free(text);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* The path of the first *.yaml in `dir` and its bare name. */
+static void first_dialplan(const char *dir, char path[600], char name[256])
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, is_yaml, alphasort);
+    assert_true(n > 0);
+    snprintf(path, 600, "%s/%s", dir, names[0]->d_name);
+    snprintf(name, 256, "%s", names[0]->d_name);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Appends a top-level key the dialplan language does not have; returns
+ * the line it is on. */
+static int break_dialplan(const char *path)
+{
+    char *text = read_file(path);
+    int lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    bool open_line = *text && text[strlen(text) - 1] != '\n';
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fprintf(f, "%sno_such_section: 1\n", open_line ? "\n" : "");
+    fclose(f);
+    free(text);
+    return lines + 1 + open_line;
+}
+
+static void write_gateway_conf_with(const world *w, const char *path, int max_connections,
+                                    const char *dialplans)
+{
+    char text[1536];
     snprintf(text, sizeof text,
              "[log]\nlevel = info\n"
              "[http]\nlisten = 127.0.0.1:%d\nmax_body_bytes = 1024\nmax_header_bytes = 1024\n"
@@ -46,9 +116,15 @@ static void write_gateway_conf(const world *w, const char *path, int max_connect
              "ping_interval_ms = 100\n"
              "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 1000\n"
              "connect_timeout_ms = 200\nread_retries = 0\nhealth_interval_ms = 100\n"
+             "[dialplans]\ndir = %s\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, max_connections, w->redis.port, w->sim.port);
+             w->http_port, max_connections, w->redis.port, w->sim.port, dialplans);
     write_file(path, text);
+}
+
+static void write_gateway_conf(const world *w, const char *path, int max_connections)
+{
+    write_gateway_conf_with(w, path, max_connections, w->dialplans);
 }
 
 static char *read_log(const th_proc *p)
@@ -56,10 +132,52 @@ static char *read_log(const th_proc *p)
     FILE *f = fopen(p->log, "r");
     if (f == NULL)
         return strdup("");
-    char *text = calloc(1, 1 << 20);
-    fread(text, 1, (1 << 20) - 1, f);
     fclose(f);
-    return text;
+    return read_file(p->log);
+}
+
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Polls the process's log until `needle` occurs more than `seen` times. */
+static bool log_grows(const th_proc *p, const char *needle, int seen)
+{
+    long deadline = rh_now_ms() + WAIT_MS;
+    do {
+        char *text = read_log(p);
+        int n = count_of(text, needle);
+        free(text);
+        if (n > seen)
+            return true;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    } while (rh_now_ms() < deadline);
+    return false;
+}
+
+static int log_count(const th_proc *p, const char *needle)
+{
+    char *text = read_log(p);
+    int n = count_of(text, needle);
+    free(text);
+    return n;
+}
+
+/* The value after the last `key` in the log (up to a blank), "" if none. */
+static void last_value(const th_proc *p, const char *key, char *out, size_t size)
+{
+    char *text = read_log(p);
+    const char *at = NULL;
+    for (const char *s = text; (s = strstr(s, key)) != NULL; s += strlen(key))
+        at = s + strlen(key);
+    size_t len = at ? strcspn(at, " \n") : 0;
+    snprintf(out, size, "%.*s", (int)len, at ? at : "");
+    free(text);
 }
 
 /* Polls the process's log until it contains `needle`. */
@@ -115,6 +233,8 @@ static int start_world(void **state)
     if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, NULL))
         return -1;
     w->http_port = th_free_port();
+    snprintf(w->dialplans, sizeof w->dialplans, "%s/dialplans", w->dir);
+    copy_dialplans(w->dialplans);
     snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
     snprintf(w->gw.dir, sizeof w->gw.dir, "%s", w->dir);
@@ -154,6 +274,25 @@ static void test_check_good_config(void **state)
     snprintf(args, sizeof args, "--check --config %s", w->conf);
     assert_int_equal(run_cli(args, out, sizeof out), 0);
     assert_non_null(strstr(out, ": ok"));
+    assert_non_null(strstr(out, "dialplans: ok (version "));
+}
+
+static void test_check_broken_dialplans_names_file_line(void **state)
+{
+    world *w = *state;
+    char dir[300], conf[300], path[600], name[256], args[700], out[8192], want[300];
+    snprintf(dir, sizeof dir, "%s/broken-dialplans", w->dir);
+    snprintf(conf, sizeof conf, "%s/broken-dialplans.conf", w->dir);
+    copy_dialplans(dir);
+    first_dialplan(dir, path, name);
+    int line = break_dialplan(path);
+    write_gateway_conf_with(w, conf, MAX_CONNECTIONS, dir);
+    snprintf(args, sizeof args, "--check --config %s", conf);
+    assert_int_equal(run_cli(args, out, sizeof out), 1);
+    snprintf(want, sizeof want, "%s:%d: ", name, line);
+    if (strstr(out, want) == NULL)
+        fail_msg("no '%s' in:\n%s", want, out);
+    assert_null(strstr(out, ": ok"));
 }
 
 static void test_check_bad_config_names_file_line_key(void **state)
@@ -377,6 +516,39 @@ static void test_sighup_reloads(void **state)
     write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
 }
 
+/* A broken dialplan is refused on SIGHUP and the running set keeps
+ * serving; once fixed, the next SIGHUP swaps in the new version. */
+static void test_sighup_reloads_dialplans(void **state)
+{
+    world *w = *state;
+    char path[600], name[256], want[300], started[128], reloaded[128];
+    first_dialplan(w->dialplans, path, name);
+    char *original = read_file(path);
+    int failures = log_count(&w->gw, "event=dialplan.reload_failed ");
+    int line = break_dialplan(path);
+    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
+    assert_true(log_grows(&w->gw, "event=dialplan.reload_failed ", failures));
+    snprintf(want, sizeof want, "%s:%d: ", name, line);
+    assert_true(log_shows(&w->gw, want));
+    assert_true(log_shows(&w->gw, "event=reload.refused hook=dialplans"));
+    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+
+    char *edited = malloc(strlen(original) + 64);
+    sprintf(edited, "%s\n# edited by test_gateway\n", original);
+    write_file(path, edited);
+    int reloads = log_count(&w->gw, "event=dialplan.reloaded ");
+    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
+    assert_true(log_grows(&w->gw, "event=dialplan.reloaded ", reloads));
+    last_value(&w->gw, " dialplan=", started, sizeof started);
+    last_value(&w->gw, "event=dialplan.reloaded version=", reloaded, sizeof reloaded);
+    assert_true(started[0] != '\0' && reloaded[0] != '\0');
+    assert_string_not_equal(started, reloaded);
+    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+    write_file(path, original);
+    free(edited);
+    free(original);
+}
+
 static void test_sigterm_exits_cleanly(void **state)
 {
     world *w = *state;
@@ -395,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_check_good_config),
         cmocka_unit_test(test_check_bad_config_names_file_line_key),
+        cmocka_unit_test(test_check_broken_dialplans_names_file_line),
         cmocka_unit_test(test_usage_errors_exit_2),
         cmocka_unit_test(test_healthz_ok),
         cmocka_unit_test(test_healthz_follows_redis),
@@ -407,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_connection_cap),
         cmocka_unit_test(test_idle_connection_closed),
         cmocka_unit_test(test_sighup_reloads),
+        cmocka_unit_test(test_sighup_reloads_dialplans),
         cmocka_unit_test(test_sigterm_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, start_world, stop_world);

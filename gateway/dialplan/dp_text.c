@@ -1,0 +1,351 @@
+/* dp_text — templates ("text with {placeholders}") parsed once at load, and
+ * rendering them: a prompt's wording per channel, each value shown per its
+ * rendering and language, personal numbers masked (mask.h, plus the spoken
+ * forms: only the last four characters of an ID or card are said). Output
+ * is always terminated and never cut inside a UTF-8 character. */
+#include "dp_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mask.h"
+
+/* Parsing --------------------------------------------------------------------*/
+
+static const char *const render_names[] = {"text", "digits", "number", "date", "amount", "id", "card", "phone"};
+#define N_RENDERS (sizeof render_names / sizeof *render_names)
+
+/* `{name}` or `{name:render}` at s (after the brace); returns the length up
+ * to and including the closing brace, 0 on error. */
+static size_t parse_placeholder(const char *s, char *name, dp_render *render, const char **why)
+{
+    const char *close = strchr(s, '}');
+    if (!close) {
+        *why = "unclosed '{' (write '{{' for a literal brace)";
+        return 0;
+    }
+    size_t n = (size_t)(close - s);
+    const char *colon = memchr(s, ':', n);
+    size_t name_len = colon ? (size_t)(colon - s) : n;
+    if (name_len == 0 || name_len > DP_MAX_NAME) {
+        *why = "empty or overlong placeholder name";
+        return 0;
+    }
+    memcpy(name, s, name_len);
+    name[name_len] = '\0';
+    if (!dp_valid_name(name)) {
+        *why = "placeholder name must be [a-z][a-z0-9_]*";
+        return 0;
+    }
+    *render = DP_RENDER_TEXT;
+    if (colon) {
+        size_t rlen = n - name_len - 1;
+        size_t i = 0;
+        while (i < N_RENDERS && !(strlen(render_names[i]) == rlen && !memcmp(render_names[i], colon + 1, rlen)))
+            i++;
+        if (i == N_RENDERS) {
+            *why = "unknown rendering (text, digits, number, date, amount, id, card, phone)";
+            return 0;
+        }
+        *render = (dp_render)i;
+    }
+    return n + 1;
+}
+
+typedef struct {
+    dp_pool *pool;
+    dp_tpart *parts;
+    size_t n;
+    char *lit;               /* literal being collected */
+    size_t lit_len;
+} tbuild;
+
+static void flush_literal(tbuild *b)
+{
+    if (!b->lit_len)
+        return;
+    b->lit[b->lit_len] = '\0';
+    b->parts[b->n++] = (dp_tpart){dp_strdup(b->pool, b->lit), false, DP_RENDER_TEXT};
+    b->lit_len = 0;
+}
+
+const dp_template *dp_template_parse(dp_pool *p, const char *src, const char **why)
+{
+    size_t len = strlen(src);
+    tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, malloc(len + 1), 0};
+    if (!b.lit)
+        abort();
+    const char *s = src;
+    while (*s) {
+        if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {
+            b.lit[b.lit_len++] = s[0];
+            s += 2;
+        } else if (*s == '}') {
+            *why = "unmatched '}' (write '}}' for a literal brace)";
+            free(b.lit);
+            return NULL;
+        } else if (*s == '{') {
+            char name[DP_MAX_NAME + 1];
+            dp_render r;
+            size_t used = parse_placeholder(s + 1, name, &r, why);
+            if (!used) {
+                free(b.lit);
+                return NULL;
+            }
+            flush_literal(&b);
+            b.parts[b.n++] = (dp_tpart){dp_strdup(p, name), true, r};
+            s += 1 + used;
+        } else {
+            b.lit[b.lit_len++] = *s++;
+        }
+    }
+    flush_literal(&b);
+    free(b.lit);
+    dp_template *t = dp_alloc(p, sizeof *t);
+    t->parts = b.parts;
+    t->n_parts = b.n;
+    return t;
+}
+
+bool dp_template_is_literal(const dp_template *t, const char **literal)
+{
+    if (t->n_parts > 1 || (t->n_parts == 1 && t->parts[0].is_var))
+        return false;
+    *literal = t->n_parts ? t->parts[0].text : "";
+    return true;
+}
+
+/* Prompts ---------------------------------------------------------------------*/
+
+const dp_template *dp_prompt_wording(const dp_prompt *pr, channel_kind ch)
+{
+    const dp_template *specific = NULL;
+    switch (ch) {
+    case CHANNEL_VOICE:
+        specific = pr->w[DP_W_VOICE];
+        break;
+    case CHANNEL_USSD:
+        specific = pr->w[DP_W_USSD] ? pr->w[DP_W_USSD] : pr->w[DP_W_TEXT];
+        break;
+    case CHANNEL_SMS:
+        specific = pr->w[DP_W_SMS] ? pr->w[DP_W_SMS] : pr->w[DP_W_TEXT];
+        break;
+    default:
+        break;
+    }
+    return specific ? specific : pr->w[DP_W_PLAIN];
+}
+
+const dp_prompt *dp_catalogue_find(const dp_catalogue *c, const char *id)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->prompts[i].id, id))
+            return &c->prompts[i];
+    return NULL;
+}
+
+/* The prompt in `lang`, the default language standing in for an unknown one. */
+static const dp_prompt *find_prompt(const dialplan *dp, const char *lang, const char *id)
+{
+    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
+    for (size_t i = 0; i < dp->n_cats; i++)
+        if (!strcmp(dp->cats[i].lang, use))
+            return dp_catalogue_find(&dp->cats[i], id);
+    return NULL;
+}
+
+/* Values ---------------------------------------------------------------------*/
+
+#define DP_VALUE_MAX 256
+
+static void raw_value(json_t *vars, const char *name, char *buf, size_t size)
+{
+    json_t *v = vars ? json_object_get(vars, name) : NULL;
+    buf[0] = '\0';
+    if (json_is_string(v))
+        snprintf(buf, size, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, size, "%.2f", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, size, "%s", json_is_true(v) ? "yes" : "no");
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return n > 0;
+}
+
+/* "12", "12.5", "12.50" → "12.50"; false for anything else. */
+/* Amounts beyond a trillion yuan are not money a card service reads out. */
+#define YUAN_MAX_DIGITS 13
+
+static bool yuan(const char *raw, char *out, size_t size)
+{
+    const char *dot = strchr(raw, '.');
+    const char *digits = raw[0] == '-' ? raw + 1 : raw;
+    size_t ilen = dot ? (size_t)(dot - digits) : strlen(digits);
+    size_t flen = dot ? strlen(dot + 1) : 0;
+    if (ilen == 0 || ilen > YUAN_MAX_DIGITS || !all_digits(digits, ilen) || flen > 2 ||
+        (dot && !all_digits(dot + 1, flen)))
+        return false;
+    snprintf(out, size, "%.*s.%c%c", (int)(ilen + (size_t)(digits - raw)), raw, flen > 0 ? dot[1] : '0',
+             flen > 1 ? dot[2] : '0');
+    return true;
+}
+
+/* "2026-11-29" in words of `lang`; false if not a date or no wording. */
+static bool long_date(const char *raw, const char *lang, char *out, size_t size)
+{
+    static const char *const months[] = {"January", "February", "March",     "April",   "May",      "June",
+                                         "July",    "August",   "September", "October", "November", "December"};
+    if (strlen(raw) != 10 || raw[4] != '-' || raw[7] != '-' || !all_digits(raw, 4) || !all_digits(raw + 5, 2) ||
+        !all_digits(raw + 8, 2))
+        return false;
+    int y = atoi(raw), m = atoi(raw + 5), d = atoi(raw + 8);
+    if (m < 1 || m > 12 || d < 1 || d > 31)
+        return false;
+    if (!strcmp(lang, "zh"))
+        snprintf(out, size, "%d年%d月%d日", y, m, d);
+    else if (!strcmp(lang, "en"))
+        snprintf(out, size, "%d %s %d", d, months[m - 1], y);
+    else
+        return false;
+    return true;
+}
+
+/* The last four characters of a masked number, or "" if it was all stars. */
+static void spoken_tail(masked m, char *out, size_t size)
+{
+    size_t n = strlen(m.s);
+    const char *tail = n >= 4 ? m.s + n - 4 : m.s;
+    snprintf(out, size, "%s", strchr(tail, '*') ? "" : tail);
+}
+
+/* How a value is shown. `spoken`: a voice piece (raw dates and amounts);
+ * otherwise text for a screen or an SMS. `voice`: only the tail of an ID or
+ * card, since that is all a caller may hear. `lang` NULL: no words
+ * (templates). */
+static void show_value(dp_render r, const char *lang, bool voice, bool spoken, const char *raw, char *out,
+                       size_t size)
+{
+    switch (r) {
+    case DP_RENDER_DATE:
+        if (spoken || !lang || !long_date(raw, lang, out, size))
+            snprintf(out, size, "%s", raw);
+        return;
+    case DP_RENDER_AMOUNT: {
+        char y[YUAN_MAX_DIGITS + 5]; /* sign, digits, point, two decimals, NUL */
+        if (!yuan(raw, y, sizeof y))
+            snprintf(out, size, "%s", raw);
+        else if (spoken || !lang)
+            snprintf(out, size, "%s", y);
+        else if (!strcmp(lang, "zh"))
+            snprintf(out, size, "%s元", y);
+        else
+            snprintf(out, size, "CNY %s", y);
+        return;
+    }
+    case DP_RENDER_ID:
+        if (voice)
+            spoken_tail(mask_id(raw), out, size);
+        else
+            snprintf(out, size, "%s", mask_id(raw).s);
+        return;
+    case DP_RENDER_CARD:
+        if (voice)
+            spoken_tail(mask_card(raw), out, size);
+        else
+            snprintf(out, size, "%s", mask_card(raw).s);
+        return;
+    case DP_RENDER_PHONE:
+        snprintf(out, size, "%s", mask_phone(raw).s);
+        return;
+    default:
+        snprintf(out, size, "%s", raw);
+        return;
+    }
+}
+
+/* Rendering ----------------------------------------------------------------*/
+
+typedef struct {
+    char *out;
+    size_t size, len;
+} sink;
+
+/* Appends what fits, never splitting a UTF-8 character. */
+static void sink_put(sink *k, const char *s)
+{
+    size_t n = strlen(s);
+    size_t room = k->size - 1 - k->len;
+    if (n > room) {
+        n = room;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(k->out + k->len, s, n);
+    k->len += n;
+    k->out[k->len] = '\0';
+}
+
+static void walk(const dp_template *t, json_t *vars, const char *lang, bool voice, bool spoken, dp_piece_fn *emit,
+                 void *arg)
+{
+    for (size_t i = 0; i < t->n_parts; i++) {
+        const dp_tpart *p = &t->parts[i];
+        dp_piece piece = {p->is_var, p->render, p->text};
+        char raw[DP_VALUE_MAX], shown[DP_VALUE_MAX];
+        if (p->is_var) {
+            raw_value(vars, p->text, raw, sizeof raw);
+            show_value(p->render, lang, voice, spoken, raw, shown, sizeof shown);
+            piece.text = shown;
+        }
+        emit(&piece, arg);
+    }
+}
+
+static void put_piece(const dp_piece *piece, void *arg)
+{
+    sink_put(arg, piece->text);
+}
+
+bool dialplan_render_text(const dialplan *dp, const char *lang, channel_kind channel, const char *id,
+                          json_t *vars, char *out, size_t out_size)
+{
+    if (out_size)
+        out[0] = '\0';
+    const dp_prompt *pr = find_prompt(dp, lang, id);
+    if (!pr || !out_size)
+        return pr != NULL;
+    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
+    sink k = {out, out_size, 0};
+    walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, false, put_piece, &k);
+    return true;
+}
+
+bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind channel, const char *id,
+                            json_t *vars, dp_piece_fn *emit, void *arg)
+{
+    const dp_prompt *pr = find_prompt(dp, lang, id);
+    if (!pr)
+        return false;
+    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
+    walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, channel == CHANNEL_VOICE, emit, arg);
+    return true;
+}
+
+void dialplan_render_template(const dp_template *t, json_t *vars, char *out, size_t out_size)
+{
+    if (!out_size)
+        return;
+    out[0] = '\0';
+    sink k = {out, out_size, 0};
+    walk(t, vars, NULL, false, false, put_piece, &k);
+}

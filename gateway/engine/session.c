@@ -1,0 +1,181 @@
+/* session — builds and reads the session document. Everything a hop needs
+ * to continue a conversation is here; nothing here may hold a secret. */
+#include "session.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "dialplan.h"
+
+int64_t session_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *pick_lang(const struct dialplan *dp, const char *lang)
+{
+    if (lang && dialplan_has_language(dp, lang))
+        return lang;
+    return dialplan_language(dp, 0);
+}
+
+json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
+                    const char *caller, const char *entry, const char *lang)
+{
+    int64_t now = session_now_ms();
+    json_t *vars = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+                             "caller", caller ? caller : "",
+                             "channel", channel_name(ch),
+                             "lang", pick_lang(dp, lang),
+                             "session", id,
+                             "node", "");
+    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{}, s:[], s:[], s:n, s:I, s:I}",
+                     "v", SESSION_FORMAT,
+                     "id", id,
+                     "channel", channel_name(ch),
+                     "caller", caller ? caller : "",
+                     "entry", entry ? entry : "",
+                     "dialplan", dialplan_version(dp),
+                     "flow", "",
+                     "node", "",
+                     "state", "wait",
+                     "vars", vars,
+                     "fails",
+                     "back",
+                     "events",
+                     "last_hop",
+                     "created_at", (json_int_t)now,
+                     "updated_at", (json_int_t)now);
+}
+
+const char *session_str(json_t *doc, const char *key)
+{
+    const char *s = json_string_value(json_object_get(doc, key));
+    return s ? s : "";
+}
+
+void session_set_str(json_t *doc, const char *key, const char *value)
+{
+    json_object_set_new(doc, key, json_string(value));
+}
+
+bool session_channel(json_t *doc, channel_kind *out)
+{
+    return channel_parse(session_str(doc, "channel"), out) == 0;
+}
+
+json_t *session_vars(json_t *doc)
+{
+    json_t *vars = json_object_get(doc, "vars");
+    if (!json_is_object(vars)) {
+        vars = json_object();
+        json_object_set_new(doc, "vars", vars);
+    }
+    return vars;
+}
+
+const char *session_var(json_t *doc, const char *name)
+{
+    return json_string_value(json_object_get(session_vars(doc), name));
+}
+
+void session_set_var(json_t *doc, const char *name, const char *value)
+{
+    json_object_set_new(session_vars(doc), name, json_string(value));
+}
+
+const char *session_lang(json_t *doc)
+{
+    const char *lang = session_var(doc, "lang");
+    return lang ? lang : "";
+}
+
+static json_t *member(json_t *doc, const char *key, json_t *(*make)(void), int (*is)(const json_t *))
+{
+    json_t *v = json_object_get(doc, key);
+    if (!is(v)) {
+        v = make();
+        json_object_set_new(doc, key, v);
+    }
+    return v;
+}
+
+static int is_object(const json_t *v) { return json_is_object(v); }
+static int is_array(const json_t *v) { return json_is_array(v); }
+
+int session_fail_count(json_t *doc, const char *kind)
+{
+    return (int)json_integer_value(json_object_get(json_object_get(doc, "fails"), kind));
+}
+
+void session_set_fail_count(json_t *doc, const char *kind, int n)
+{
+    json_object_set_new(member(doc, "fails", json_object, is_object), kind, json_integer(n));
+}
+
+void session_reset_fails(json_t *doc)
+{
+    json_object_clear(member(doc, "fails", json_object, is_object));
+}
+
+json_t *session_back(json_t *doc)
+{
+    return member(doc, "back", json_array, is_array);
+}
+
+void session_push_back(json_t *doc, const char *where)
+{
+    json_t *back = session_back(doc);
+    size_t n = json_array_size(back);
+    if (n && strcmp(json_string_value(json_array_get(back, n - 1)), where) == 0)
+        return;
+    json_array_append_new(back, json_string(where));
+    while (json_array_size(back) > SESSION_MAX_BACK)
+        json_array_remove(back, 0);
+}
+
+/* An event is one string, "KIND NODE MS[ INPUT]": documents are parsed and
+ * written on every hop, and a string costs jansson one token where an
+ * object or array costs one per member. INPUT comes last, so it may hold
+ * spaces. */
+/* A cut may split a UTF-8 sequence: drop its partial tail. */
+static void trim_partial_utf8(char *s, size_t len)
+{
+    size_t end = len;
+    while (end > 0 && ((unsigned char)s[end - 1] & 0xC0) == 0x80)
+        end--;
+    if (end > 0 && ((unsigned char)s[end - 1] & 0x80))
+        end--;
+    s[end] = '\0';
+}
+
+void session_log_event(json_t *doc, const char *kind, const char *where,
+                       const char *input, int max_kept)
+{
+    json_t *events = member(doc, "events", json_array, is_array);
+    char ev[SESSION_MAX_EVENT];
+    int n = snprintf(ev, sizeof ev, "%s %s %lld%s%s", kind, where, (long long)session_now_ms(),
+                     input ? " " : "", input ? input : "");
+    if (n >= (int)sizeof ev)
+        trim_partial_utf8(ev, sizeof ev - 1);
+    json_array_append_new(events, json_string(ev));
+    while (max_kept >= 0 && json_array_size(events) > (size_t)max_kept)
+        json_array_remove(events, 0);
+}
+
+void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)
+{
+    json_object_set_new(doc, "last_hop", json_pack("{s:s?, s:O}", "key", hop_key, "output", output));
+}
+
+json_t *session_replay(json_t *doc, const char *hop_key)
+{
+    json_t *last = json_object_get(doc, "last_hop");
+    const char *key = json_string_value(json_object_get(last, "key"));
+    if (!hop_key || !key || strcmp(key, hop_key) != 0)
+        return NULL;
+    return json_object_get(last, "output");
+}

@@ -1,0 +1,66 @@
+/* session — the session document: one JSON object per session, the only
+ * state that survives between hops (gateway/engine/README.md has the format).
+ *
+ * This module builds and reads documents; it does no I/O and never stores a
+ * secret (those live in the step's hop-only table, see step.h). Values in
+ * `vars` are strings. */
+#ifndef CARDLINE_ENGINE_SESSION_H
+#define CARDLINE_ENGINE_SESSION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "channel.h"
+
+struct dialplan;
+
+#define SESSION_FORMAT 1          /* "v" of documents this code writes */
+#define SESSION_MAX_BACK 8        /* waiting nodes remembered for `back` */
+#define SESSION_MAX_EVENT 320     /* bytes of one recorded event */
+
+/* Creating ------------------------------------------------------------------*/
+
+/* A new session at no node yet, with the built-in variables set. `lang`
+ * falls back to the set's default when NULL or not a language of `dp`. */
+json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
+                    const char *caller, const char *entry, const char *lang);
+
+/* Reading and writing -------------------------------------------------------*/
+
+const char *session_str(json_t *doc, const char *key);
+void session_set_str(json_t *doc, const char *key, const char *value);
+bool session_channel(json_t *doc, channel_kind *out);
+
+json_t *session_vars(json_t *doc);
+const char *session_var(json_t *doc, const char *name);
+void session_set_var(json_t *doc, const char *name, const char *value);
+const char *session_lang(json_t *doc);
+
+/* Per-node failure counters ("timeout", "no_input", "invalid"). */
+int session_fail_count(json_t *doc, const char *kind);
+void session_set_fail_count(json_t *doc, const char *kind, int n);
+void session_reset_fails(json_t *doc);
+
+/* The stack of waiting nodes ("flow.node"), newest last. */
+json_t *session_back(json_t *doc);
+void session_push_back(json_t *doc, const char *where);
+
+/* Appends an event for agents, "KIND flow.node MS_SINCE_EPOCH[ INPUT]"
+ * (input only when there is one: "<secret>" for a secret node; cut to fit
+ * SESSION_MAX_EVENT bytes), keeping the newest `max_kept`. `input` may be
+ * NULL. */
+void session_log_event(json_t *doc, const char *kind, const char *where,
+                       const char *input, int max_kept);
+
+/* Replays -------------------------------------------------------------------*/
+
+/* Records the hop's key (may be NULL) and its output (a reference is taken). */
+void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output);
+/* The stored output if `hop_key` is the last hop's key, else NULL (borrowed). */
+json_t *session_replay(json_t *doc, const char *hop_key);
+
+/* Milliseconds since the epoch, for the document's timestamps. */
+int64_t session_now_ms(void);
+
+#endif

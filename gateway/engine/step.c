@@ -1,0 +1,517 @@
+/* step — walks the dialplan for one hop. Owns the node semantics of the
+ * dialplan language (say, menu, ask, call, goto, transfer, end, retries,
+ * repeat and back, the step guard); knows nothing of Redis, handlers'
+ * work or time limits. */
+#include "step.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "session.h"
+
+#define STEP_MAX_TEXT 1024     /* a rendered `set` value, argument or reason */
+#define STEP_MAX_WHERE 160     /* "flow.node" */
+
+static step_stop walk(step *s, const dp_node *n);
+
+/* Secrets ----------------------------------------------------------------------*/
+
+/* jansson owns the bytes of a string value; wiping them in place is the only
+ * way to keep a PIN from lingering in freed heap memory. */
+static void wipe_strings(json_t *obj)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+        if (json_is_string(v))
+            explicit_bzero((char *)json_string_value(v), json_string_length(v));
+}
+
+static void forget_secrets(step *s)
+{
+    wipe_strings(s->secrets);
+    json_object_clear(s->secrets);
+}
+
+static void drop_args(step *s)
+{
+    if (s->call_args) {
+        wipe_strings(s->call_args);
+        json_decref(s->call_args);
+        s->call_args = NULL;
+    }
+}
+
+/* Lifecycle --------------------------------------------------------------------*/
+
+void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events)
+{
+    memset(s, 0, sizeof *s);
+    s->dp = dp;
+    s->doc = doc;
+    s->secrets = json_object();
+    s->prompts = json_array();
+    s->max_steps = max_steps;
+    s->max_events = max_events;
+    if (!session_channel(doc, &s->channel))
+        s->channel = CHANNEL_VOICE;
+    session_set_str(doc, "dialplan", dialplan_version(dp));
+}
+
+void step_done(step *s)
+{
+    forget_secrets(s);
+    json_decref(s->secrets);
+    json_decref(s->prompts);
+    drop_args(s);
+    memset(s, 0, sizeof *s);
+}
+
+json_t *step_take_args(step *s)
+{
+    json_t *args = s->call_args;
+    s->call_args = NULL;
+    return args;
+}
+
+/* Places --------------------------------------------------------------------------*/
+
+static void where_of(const dp_node *n, char *out, size_t size)
+{
+    snprintf(out, size, "%s.%s", dp_flow_name(n->flow), n->name);
+}
+
+void step_where(const step *s, char *out, size_t size)
+{
+    if (s->node)
+        where_of(s->node, out, size);
+    else
+        snprintf(out, size, "%s.%s", session_str(s->doc, "flow"), session_str(s->doc, "node"));
+}
+
+/* "flow.node", or "flow.start" for the flow's start unless a node is named so. */
+static const dp_node *resolve_where(const dialplan *dp, const char *where)
+{
+    const char *dot = where ? strchr(where, '.') : NULL;
+    if (!dot || (size_t)(dot - where) >= STEP_MAX_WHERE)
+        return NULL;
+    char flow_name[STEP_MAX_WHERE];
+    memcpy(flow_name, where, (size_t)(dot - where));
+    flow_name[dot - where] = '\0';
+    const dp_flow *f = dialplan_flow(dp, flow_name);
+    if (!f)
+        return NULL;
+    const dp_node *n = dp_flow_node(f, dot + 1);
+    if (!n && strcmp(dot + 1, "start") == 0)
+        n = dp_flow_start(f);
+    return n;
+}
+
+static const dp_node *stored_node(const step *s)
+{
+    const dp_flow *f = dialplan_flow(s->dp, session_str(s->doc, "flow"));
+    return f ? dp_flow_node(f, session_str(s->doc, "node")) : NULL;
+}
+
+static bool is_waiting(const dp_node *n)
+{
+    return n->kind == DP_MENU || n->kind == DP_ASK;
+}
+
+static void stand_at(step *s, const dp_node *n, const char *state)
+{
+    s->node = n;
+    session_set_str(s->doc, "flow", dp_flow_name(n->flow));
+    session_set_str(s->doc, "node", n->name);
+    session_set_str(s->doc, "state", state);
+}
+
+/* Prompts and variables ----------------------------------------------------------*/
+
+static void say_one(step *s, const char *id)
+{
+    json_array_append_new(s->prompts, json_pack("{s:s, s:o}", "id", id,
+                                                 "vars", json_copy(session_vars(s->doc))));
+}
+
+static void say(step *s, const char *const *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        say_one(s, ids[i]);
+}
+
+static void set_var(step *s, const char *name, const char *value)
+{
+    if (strcmp(name, "lang") == 0 && !dialplan_has_language(s->dp, value)) {
+        log_warn("engine.bad_lang", "lang=%s", log_quote(value).s);
+        return;
+    }
+    session_set_var(s->doc, name, value);
+}
+
+static void apply_set(step *s, const dp_node *n)
+{
+    char value[STEP_MAX_TEXT];
+    for (size_t i = 0; i < n->n_set; i++) {
+        dialplan_render_template(n->set[i].value, session_vars(s->doc), value, sizeof value);
+        set_var(s, n->set[i].name, value);
+    }
+}
+
+/* Call arguments may use secrets: render them over the variables plus the
+ * hop's secret table, and wipe the scratch text. */
+static json_t *render_args(step *s, const dp_node *n)
+{
+    json_t *scope = json_copy(session_vars(s->doc));
+    json_object_update(scope, s->secrets);
+    json_t *args = json_object();
+    char value[STEP_MAX_TEXT];
+    for (size_t i = 0; i < n->n_args; i++) {
+        dialplan_render_template(n->args[i].value, scope, value, sizeof value);
+        json_object_set_new(args, n->args[i].name, json_string(value));
+        explicit_bzero(value, sizeof value);
+    }
+    json_decref(scope);
+    return args;
+}
+
+/* Stops -------------------------------------------------------------------------*/
+
+static step_stop stop(step *s, step_stop st)
+{
+    s->stop = st;
+    return st;
+}
+
+static step_stop end_silently(step *s)
+{
+    session_set_str(s->doc, "state", "end");
+    return stop(s, STEP_END);
+}
+
+static step_stop end_unavailable(step *s)
+{
+    say_one(s, DP_PROMPT_UNAVAILABLE);
+    return end_silently(s);
+}
+
+static step_stop guard(step *s)
+{
+    char where[STEP_MAX_WHERE];
+    step_where(s, where, sizeof where);
+    log_error("engine.step_guard", "session=%s node=%s steps=%d",
+              log_quote(session_str(s->doc, "id")).s, where, s->steps);
+    s->guard_tripped = true;
+    return end_unavailable(s);
+}
+
+/* Asks the waiting node `w` again from its prompts, keeping its counters. */
+static step_stop reask(step *s, const dp_node *w)
+{
+    if (++s->steps > s->max_steps)
+        return guard(s);
+    stand_at(s, w, "wait");
+    say(s, w->prompts, w->n_prompts);
+    return stop(s, STEP_WAIT);
+}
+
+/* The waiting node the caller is at: the current node, or after a call the
+ * newest one on the back stack. */
+static const dp_node *current_waiting(step *s)
+{
+    if (s->node && is_waiting(s->node))
+        return s->node;
+    json_t *back = session_back(s->doc);
+    size_t n = json_array_size(back);
+    return n ? resolve_where(s->dp, json_string_value(json_array_get(back, n - 1))) : NULL;
+}
+
+static step_stop go_back(step *s)
+{
+    const dp_node *here = current_waiting(s);
+    json_t *back = session_back(s->doc);
+    char where[STEP_MAX_WHERE];
+    if (here) {
+        where_of(here, where, sizeof where);
+        size_t n = json_array_size(back);
+        if (n && strcmp(json_string_value(json_array_get(back, n - 1)), where) == 0)
+            json_array_remove(back, n - 1);
+    }
+    size_t n = json_array_size(back);
+    const dp_node *prev = n ? resolve_where(s->dp, json_string_value(json_array_get(back, n - 1))) : NULL;
+    if (prev)
+        return walk(s, prev);
+    return here ? reask(s, here) : end_silently(s);
+}
+
+static step_stop follow(step *s, dp_target t)
+{
+    switch (t.kind) {
+    case DP_TO_REPEAT: {
+        const dp_node *w = current_waiting(s);
+        return w ? reask(s, w) : end_silently(s);
+    }
+    case DP_TO_BACK:
+        return go_back(s);
+    case DP_TO_NODE:
+    default:
+        return t.node ? walk(s, t.node) : end_silently(s);
+    }
+}
+
+static step_stop enter_waiting(step *s, const dp_node *n)
+{
+    char where[STEP_MAX_WHERE];
+    where_of(n, where, sizeof where);
+    forget_secrets(s);
+    session_reset_fails(s->doc);
+    session_push_back(s->doc, where);
+    session_set_var(s->doc, "node", where);
+    stand_at(s, n, "wait");
+    say(s, n->prompts, n->n_prompts);
+    return stop(s, STEP_WAIT);
+}
+
+static step_stop enter_transfer(step *s, const dp_node *n)
+{
+    char reason[STEP_MAX_TEXT] = "";
+    if (n->reason)
+        dialplan_render_template(n->reason, session_vars(s->doc), reason, sizeof reason);
+    stand_at(s, n, "transfer");
+    say(s, n->prompts, n->n_prompts);
+    json_object_set_new(s->doc, "transfer", json_pack("{s:s, s:s}", "queue", n->queue, "reason", reason));
+    return stop(s, STEP_TRANSFER);
+}
+
+/* Enters `n` and walks on until the flow waits, calls, transfers or ends. */
+static step_stop walk(step *s, const dp_node *n)
+{
+    for (;;) {
+        if (++s->steps > s->max_steps)
+            return guard(s);
+        apply_set(s, n);
+        switch (n->kind) {
+        case DP_SAY:
+        case DP_GOTO:
+            s->node = n;
+            say(s, n->prompts, n->n_prompts);
+            if (n->next.kind != DP_TO_NODE)
+                return follow(s, n->next);
+            if (!n->next.node)
+                return end_silently(s);
+            n = n->next.node;
+            continue;
+        case DP_MENU:
+        case DP_ASK:
+            return enter_waiting(s, n);
+        case DP_CALL:
+            s->node = n;
+            s->call_def = n->handler;
+            drop_args(s);
+            s->call_args = render_args(s, n);
+            return stop(s, STEP_CALL);
+        case DP_TRANSFER:
+            return enter_transfer(s, n);
+        case DP_END:
+        default:
+            stand_at(s, n, "end");
+            say(s, n->prompts, n->n_prompts);
+            return stop(s, STEP_END);
+        }
+    }
+}
+
+/* Input at waiting nodes ----------------------------------------------------------*/
+
+static const char *fail_kind_name(engine_event_kind k)
+{
+    return k == ENGINE_EV_TIMEOUT ? "timeout" : k == ENGINE_EV_NO_INPUT ? "no_input" : "invalid";
+}
+
+static const dp_failure *failure_of(const dp_node *n, engine_event_kind k)
+{
+    return k == ENGINE_EV_TIMEOUT ? &n->on_timeout : k == ENGINE_EV_NO_INPUT ? &n->on_no_input : &n->on_invalid;
+}
+
+/* A failed attempt: ask again while retries last, then go to `then`. */
+static step_stop fail(step *s, engine_event_kind k)
+{
+    const dp_node *w = s->node;
+    const dp_failure *f = failure_of(w, k);
+    const char *kind = fail_kind_name(k);
+    int count = session_fail_count(s->doc, kind) + 1;
+    session_set_fail_count(s->doc, kind, count);
+    if (count > f->retries)
+        return follow(s, f->then);
+    if (f->prompt)
+        say_one(s, f->prompt);
+    return reask(s, w);
+}
+
+static step_stop menu_input(step *s, const char *input)
+{
+    const dp_option *opt = dp_menu_option(s->node, input);
+    return opt ? follow(s, opt->target) : fail(s, ENGINE_EV_INPUT);
+}
+
+static step_stop ask_input(step *s, const char *input)
+{
+    const dp_node *n = s->node;
+    char value[STEP_MAX_TEXT];
+    if (!dp_ask_accepts(n, input, value, sizeof value)) {
+        explicit_bzero(value, sizeof value);
+        return fail(s, ENGINE_EV_INPUT);
+    }
+    if (n->secret)
+        json_object_set_new(s->secrets, n->into, json_string(value));
+    else
+        session_set_var(s->doc, n->into, value);
+    explicit_bzero(value, sizeof value);
+    return follow(s, n->next);
+}
+
+/* Events --------------------------------------------------------------------------*/
+
+static const char *event_name(engine_event_kind k)
+{
+    static const char *const names[] = {"start", "input", "timeout", "no_input", "hangup", "transfer_back"};
+    return k <= ENGINE_EV_TRANSFER_BACK ? names[k] : "unknown";
+}
+
+static void record_event(step *s, const engine_event *ev)
+{
+    char where[STEP_MAX_WHERE];
+    step_where(s, where, sizeof where);
+    const char *input = ev->kind == ENGINE_EV_INPUT ? ev->input : NULL;
+    if (input && s->node && s->node->kind == DP_ASK && s->node->secret)
+        input = "<secret>";
+    session_log_event(s->doc, event_name(ev->kind), where, input, s->max_events);
+}
+
+step_stop step_start(step *s, const dp_flow *flow)
+{
+    char where[STEP_MAX_WHERE];
+    const dp_node *start = dp_flow_start(flow);
+    where_of(start, where, sizeof where);
+    session_set_var(s->doc, "node", where);
+    session_log_event(s->doc, "start", where, NULL, s->max_events);
+    return walk(s, start);
+}
+
+/* A reload removed the session's node: its flow starts again (or, if the
+ * flow is gone too, the flow its entry routes to now). */
+static step_stop restart(step *s)
+{
+    s->restarted = true;
+    const dp_flow *f = dialplan_flow(s->dp, session_str(s->doc, "flow"));
+    if (!f)
+        f = dialplan_route(s->dp, s->channel, session_str(s->doc, "entry"));
+    json_array_clear(session_back(s->doc));
+    session_reset_fails(s->doc);
+    if (!f)
+        return end_unavailable(s);
+    say_one(s, DP_PROMPT_RESTARTED);
+    return walk(s, dp_flow_start(f));
+}
+
+static step_stop transfer_back(step *s, const engine_event *ev)
+{
+    const dp_node *to = ev->node ? resolve_where(s->dp, ev->node) : NULL;
+    if (ev->node && !to)
+        return stop(s, STEP_BAD);
+    return to ? walk(s, to) : follow(s, s->node->fallback);
+}
+
+step_stop step_event(step *s, const engine_event *ev)
+{
+    const char *state = session_str(s->doc, "state");
+    const dp_node *n = stored_node(s);
+    bool waiting = strcmp(state, "wait") == 0;
+    bool transferred = strcmp(state, "transfer") == 0;
+    if (!waiting && !transferred)
+        return stop(s, STEP_BAD);
+    s->node = n;
+    if (ev->kind == ENGINE_EV_HANGUP) {
+        record_event(s, ev);
+        return end_silently(s);
+    }
+    if (!n || (waiting && !is_waiting(n)) || (transferred && n->kind != DP_TRANSFER))
+        return restart(s);
+    if (transferred) {
+        if (ev->kind != ENGINE_EV_TRANSFER_BACK)
+            return stop(s, STEP_BAD);
+        record_event(s, ev);
+        return transfer_back(s, ev);
+    }
+    switch (ev->kind) {
+    case ENGINE_EV_INPUT:
+        if (!ev->input)
+            return stop(s, STEP_BAD);
+        record_event(s, ev);
+        return n->kind == DP_MENU ? menu_input(s, ev->input) : ask_input(s, ev->input);
+    case ENGINE_EV_TIMEOUT:
+    case ENGINE_EV_NO_INPUT:
+        record_event(s, ev);
+        return fail(s, ev->kind);
+    default:
+        return stop(s, STEP_BAD);
+    }
+}
+
+step_stop step_resume(step *s, const char *result, json_t *vars)
+{
+    const dp_node *n = s->node;
+    const char *key;
+    json_t *v;
+    json_object_foreach(vars, key, v)
+        if (json_is_string(v))
+            set_var(s, key, json_string_value(v));
+    char where[STEP_MAX_WHERE];
+    where_of(n, where, sizeof where);
+    session_log_event(s->doc, "result", where, result, s->max_events);
+    const dp_branch *dflt = NULL;
+    for (size_t i = 0; i < n->n_branches; i++) {
+        if (strcmp(n->branches[i].result, result) == 0)
+            return follow(s, n->branches[i].target);
+        if (strcmp(n->branches[i].result, "default") == 0)
+            dflt = &n->branches[i];
+    }
+    if (dflt)
+        return follow(s, dflt->target);
+    log_error("engine.unhandled_result", "node=%s result=%s", where, log_quote(result).s);
+    return end_unavailable(s);
+}
+
+/* Output --------------------------------------------------------------------------*/
+
+static void append_key(const char *key, void *keys)
+{
+    json_array_append_new(keys, json_string(key));
+}
+
+static json_t *await_of(const dp_node *n)
+{
+    if (n->kind == DP_MENU) {
+        json_t *keys = json_array();
+        dp_menu_keys(n, append_key, keys);
+        return json_pack("{s:s, s:o, s:i}", "kind", "menu", "options", keys, "timeout_ms", n->timeout_ms);
+    }
+    json_t *a = json_pack("{s:s, s:i, s:i, s:b, s:i}", "kind", "ask", "min", n->min_len, "max", n->max_len,
+                          "secret", n->secret, "timeout_ms", n->timeout_ms);
+    if (n->terminator)
+        json_object_set_new(a, "terminator", json_stringn(&n->terminator, 1));
+    return a;
+}
+
+json_t *step_output(const step *s)
+{
+    const char *state = session_str(s->doc, "state");
+    json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "session", session_str(s->doc, "id"),
+                            "lang", session_lang(s->doc), "state", state, "prompts", s->prompts);
+    if (s->stop == STEP_WAIT && s->node)
+        json_object_set_new(out, "await", await_of(s->node));
+    else if (s->stop == STEP_TRANSFER)
+        json_object_set(out, "transfer", json_object_get(s->doc, "transfer"));
+    return out;
+}

@@ -1,0 +1,52 @@
+/* runtime — the service core built from a configuration: the Redis store,
+ * the registry client, the handlers' environment, the dialplan set and the
+ * engine that runs it. The daemon and cardline-sim both start it, so a
+ * session in the simulator runs exactly the code the channels will.
+ *
+ * runtime knows no listener, signal or channel: main adds those around it.
+ * Loading dialplans prints nothing itself; callers decide where each
+ * "FILE:LINE: message" goes (stderr at start, the log on reload).
+ * Main-thread only. */
+#ifndef CARDLINE_RUNTIME_H
+#define CARDLINE_RUNTIME_H
+
+#include "config.h"
+#include "dialplan.h"
+#include "engine.h"
+#include "registry.h"
+#include "store.h"
+
+struct event_base;
+
+typedef struct runtime runtime;
+
+/* Dialplans ---------------------------------------------------------------*/
+
+/* Loads and checks the set in `dir` against the handler table. NULL with
+ * `errs` filled when it is not clean (see dialplan_load). */
+dialplan *runtime_load_dialplans(const char *dir, dp_errors *errs);
+
+/* Lifecycle ---------------------------------------------------------------*/
+
+/* Starts store, registry client and engine on `base` with the settings of
+ * `c`, running `dp` (a reference is taken). NULL when a module refuses its
+ * options (logged by the module). */
+runtime *runtime_new(struct event_base *base, const conf *c, dialplan *dp);
+
+/* Ends hops and requests in flight (as unavailable), then frees. */
+void runtime_free(runtime *rt);
+
+/* Access ------------------------------------------------------------------*/
+
+store *runtime_store(const runtime *rt);
+registry *runtime_registry(const runtime *rt);
+engine *runtime_engine(const runtime *rt);
+
+/* Live reload -------------------------------------------------------------*/
+
+/* Loads `dir` again; a clean set replaces the running one for new hops
+ * (logged as dialplan.reloaded version=...). Otherwise each error is logged
+ * as dialplan.reload_failed, the running set stays, and -1 is returned. */
+int runtime_reload_dialplans(runtime *rt, const char *dir);
+
+#endif

@@ -1,0 +1,75 @@
+/* card_status — the caller's current card (GET cards; the registry lists
+ * the current card first, so the first page is enough). The call ends with
+ * the card's status name as its result, and sets the card number and the
+ * bank to call about the bank function. */
+#include <stdbool.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "handler_call.h"
+#include "registry.h"
+
+static json_t *current_card(json_t *body)
+{
+    size_t i;
+    json_t *card;
+    json_array_foreach(json_object_get(body, "cards"), i, card)
+        if (json_is_true(json_object_get(card, "current")))
+            return card;
+    return NULL;
+}
+
+static const char *text_of(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+static json_t *status_vars(json_t *card)
+{
+    json_t *bank = json_object_get(card, "bank");
+    return json_pack("{s:s, s:s, s:s}",
+                     "card", text_of(card, "card_number"),
+                     "bank_name", text_of(bank, "name"),
+                     "bank_hotline", text_of(bank, "hotline"));
+}
+
+/* A status outside the contract's list is a bad response, not a result. */
+static bool is_status_result(const char *status)
+{
+    return strcmp(status, "no_card") != 0 && strcmp(status, "unavailable") != 0 &&
+           handler_has_result(handlers_find("card_status"), status);
+}
+
+static void on_cards(const registry_result *r, void *arg)
+{
+    handler_call *c = arg;
+    if (r->status == REGISTRY_NOT_FOUND) {
+        handler_finish(c, "no_card", NULL);
+        return;
+    }
+    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    json_t *card = current_card(r->body);
+    const char *status = card ? text_of(card, "status_name") : "";
+    if (!card)
+        handler_finish(c, "no_card", NULL);
+    else if (!json_is_string(json_object_get(card, "card_number")) ||
+             !is_status_result(status))
+        handler_finish(c, "unavailable", NULL);
+    else
+        handler_finish(c, status, status_vars(card));
+}
+
+void card_status_run(handler_call *c)
+{
+    const char *id = handler_arg(c, "id");
+    const handler_env *env = handler_env_of(c);
+    if (!id || !env->registry) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
+}

@@ -1,0 +1,491 @@
+/* test_engine_hop — the hop runner against a real redis-server and the real
+ * registry-sim (demo seed): a whole PIN check through the registry (right
+ * and locked), card status, replays
+ * that run nothing twice, racing hops, Redis and registry outages, a reload
+ * mid-session, malformed events, engine_free with hops in flight, and the
+ * PIN kept out of Redis and the log. The loop runs until the awaited
+ * callbacks have come, under a bounded deadline; nothing depends on timing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dialplan.h"
+#include "engine.h"
+#include "handlers.h"
+#include "harness.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "store.h"
+
+#define SET_DIR CL_SOURCE_DIR "/tests/engine/dialplans/main"
+#define RELOADED_DIR CL_SOURCE_DIR "/tests/engine/dialplans/reloaded"
+#define WAIT_MS 15000
+#define WANG_ID "110101199003074514"
+#define WANG_PIN "246810"
+#define CHEN_ID "51010719880214226X"   /* the demo seed's locked card */
+#define RACERS 8
+
+typedef struct {
+    th_proc redis;            /* real Redis */
+    th_proc sim;              /* real registry simulator */
+    char dir[256];            /* their files */
+    struct event_base *base;  /* the loop */
+    store *store;             /* sessions in Redis */
+    registry *registry;       /* the simulator's client */
+    handler_env env;          /* what handlers use */
+    dialplan *dp;             /* the fixture set */
+    engine *engine;           /* under test */
+    FILE *log;                /* captured log lines */
+    char *log_text;           /* its buffer */
+    size_t log_len;
+    int seq;                  /* hop keys */
+} fixture;
+
+typedef struct {
+    int calls;                /* callbacks seen */
+    engine_status status;     /* the last status */
+    json_t *output;           /* the last output (kept) */
+} answer;
+
+static void on_answer(const engine_result *r, void *arg)
+{
+    answer *a = arg;
+    a->calls++;
+    a->status = r->status;
+    json_decref(a->output);
+    a->output = r->output ? json_deep_copy(r->output) : NULL;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the loop until `answers` callbacks have all come (bounded). */
+static void wait_all(fixture *f, answer *answers, int n)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < n; i++)
+            done += answers[i].calls > 0;
+        if (done == n || now_ms() > deadline)
+            break;
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        assert_int_equal(answers[i].calls, 1);
+}
+
+static void wait_connected(fixture *f)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (!store_connected(f->store) && now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_true(store_connected(f->store));
+}
+
+static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_ms)
+{
+    engine_options opt;
+    engine_options_default(&opt);
+    opt.store = f->store;
+    opt.handlers = &f->env;
+    opt.max_cas_retries = max_cas_retries;
+    opt.handler_timeout_ms = handler_timeout_ms;
+    return engine_new(f->base, &opt, f->dp);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    signal(SIGPIPE, SIG_IGN);
+    th_mkdtemp(f->dir, "engine");
+    assert_true(th_redis_start(&f->redis, f->dir, false));
+    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
+    f->log = open_memstream(&f->log_text, &f->log_len);
+    log_set_stream(f->log);
+    f->base = event_base_new();
+    store_options so;
+    store_options_default(&so);
+    so.port = f->redis.port;
+    so.op_timeout_ms = 2000;
+    f->store = store_new(f->base, &so);
+    registry_options ro;
+    registry_options_default(&ro);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
+    ro.base_url = url;
+    ro.read_retries = 0;
+    f->registry = registry_new(f->base, &ro);
+    f->env.base = f->base;
+    f->env.registry = f->registry;
+    dp_errors errs = {0};
+    f->dp = dialplan_load(SET_DIR, handlers_find, &errs);
+    dp_errors_free(&errs);
+    assert_non_null(f->dp);
+    f->engine = make_engine(f, 3, 3000);
+    wait_connected(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    dialplan_unref(f->dp);
+    registry_free(f->registry);
+    store_free(f->store);
+    event_base_free(f->base);
+    log_set_stream(stderr);
+    fclose(f->log);
+    free(f->log_text);
+    th_stop(&f->sim, 2000);
+    th_stop(&f->redis, 2000);
+    th_rmdir(f->dir);
+    metrics_reset();
+    free(f);
+    return 0;
+}
+
+/* Hops -------------------------------------------------------------------------*/
+
+static void hop_async(fixture *f, engine_event_kind kind, const char *sid, const char *input,
+                      const char *key, answer *a)
+{
+    engine_event ev = {.kind = kind, .channel = CHANNEL_VOICE, .session_id = sid,
+                       .caller = "13800000001", .entry = "12333", .input = input, .hop_key = key};
+    engine_hop(f->engine, &ev, on_answer, a);
+    assert_int_equal(a->calls, 0);   /* never inside engine_hop */
+}
+
+/* One hop, waited for; returns its answer (output freed by the caller). */
+static answer hop(fixture *f, engine_event_kind kind, const char *sid, const char *input)
+{
+    char key[32];
+    snprintf(key, sizeof key, "k%d", ++f->seq);
+    answer a = {0};
+    hop_async(f, kind, sid, input, key, &a);
+    wait_all(f, &a, 1);
+    return a;
+}
+
+static const char *prompt_ids(json_t *out)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(out, "prompts"), i, p) {
+        if (i)
+            strcat(buf, " ");
+        strcat(buf, json_string_value(json_object_get(p, "id")));
+    }
+    return buf;
+}
+
+static void expect(fixture *f, engine_event_kind kind, const char *sid, const char *input,
+                   const char *prompts)
+{
+    answer a = hop(f, kind, sid, input);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), prompts);
+    json_decref(a.output);
+}
+
+static long pin_verifications(const fixture *f)
+{
+    char *body = NULL;
+    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
+    json_decref(j);
+    return n;
+}
+
+static char *stored_field(const fixture *f, const char *sid, const char *field)
+{
+    char key[160];
+    snprintf(key, sizeof key, "cl:s:%s", sid);
+    const char *argv[] = {"HGET", key, field};
+    return th_redis_cmd(&f->redis, 3, argv);
+}
+
+/* Every value of every key in Redis, joined. */
+static char *all_of_redis(const fixture *f)
+{
+    const char *script =
+        "local out = '' "
+        "for _, k in ipairs(redis.call('KEYS', '*')) do "
+        "  if redis.call('TYPE', k).ok == 'hash' then "
+        "    for _, v in ipairs(redis.call('HVALS', k)) do out = out .. v end "
+        "  else out = out .. tostring(redis.call('DUMP', k)) end "
+        "end return out";
+    const char *argv[] = {"EVAL", script, "0"};
+    return th_redis_cmd(&f->redis, 3, argv);
+}
+
+static bool log_contains(fixture *f, const char *needle)
+{
+    fflush(f->log);
+    return f->log_text && strstr(f->log_text, needle) != NULL;
+}
+
+/* Tests ---------------------------------------------------------------------------*/
+
+static void test_pin_check_through_registry(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-1", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-1", "2", "enter_id");
+    expect(f, ENGINE_EV_INPUT, "call-1", WANG_ID, "enter_pin");
+    long before = pin_verifications(f);
+    answer a = hop(f, ENGINE_EV_INPUT, "call-1", WANG_PIN);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "verified goodbye");
+    json_t *vars = json_object_get(json_array_get(json_object_get(a.output, "prompts"), 0), "vars");
+    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A10000001");
+    assert_string_equal(json_string_value(json_object_get(a.output, "state")), "end");
+    json_decref(a.output);
+    assert_int_equal(pin_verifications(f), before + 1);
+
+    /* The PIN is nowhere in Redis nor in the log; the log has the hop lines. */
+    char *redis = all_of_redis(f);
+    assert_non_null(redis);
+    assert_non_null(strstr(redis, "A10000001"));
+    assert_null(strstr(redis, WANG_PIN));
+    free(redis);
+    assert_true(log_contains(f, "event=engine.hop"));
+    assert_false(log_contains(f, WANG_PIN));
+    assert_false(log_contains(f, "13800000001"));
+
+    /* The session ended: a new input finds none. */
+    a = hop(f, ENGINE_EV_INPUT, "call-1", "1");
+    assert_int_equal(a.status, ENGINE_NO_SESSION);
+    assert_null(a.output);
+}
+
+static void test_replay_runs_nothing_twice(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-2", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-2", "2", "enter_id");
+    expect(f, ENGINE_EV_INPUT, "call-2", WANG_ID, "enter_pin");
+    long before = pin_verifications(f);
+    answer first = {0}, again = {0};
+    hop_async(f, ENGINE_EV_INPUT, "call-2", "000000", "pin-hop", &first);
+    wait_all(f, &first, 1);
+    assert_int_equal(first.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(first.output), "wrong_pin enter_pin");
+    char *rev = stored_field(f, "call-2", "rev");
+
+    hop_async(f, ENGINE_EV_INPUT, "call-2", "000000", "pin-hop", &again);
+    wait_all(f, &again, 1);
+    assert_int_equal(again.status, ENGINE_OK);
+    assert_true(json_equal(first.output, again.output));
+    assert_int_equal(pin_verifications(f), before + 1);
+    char *rev2 = stored_field(f, "call-2", "rev");
+    assert_string_equal(rev, rev2);
+    free(rev);
+    free(rev2);
+    json_decref(first.output);
+    json_decref(again.output);
+}
+
+static void test_racing_same_hop_applies_once(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-3", NULL, "welcome main_menu");
+    char *rev = stored_field(f, "call-3", "rev");
+    answer a[RACERS] = {0};
+    for (int i = 0; i < RACERS; i++)
+        hop_async(f, ENGINE_EV_INPUT, "call-3", "9", "same-key", &a[i]);
+    wait_all(f, a, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        assert_int_equal(a[i].status, ENGINE_OK);
+        assert_true(json_equal(a[0].output, a[i].output));
+    }
+    for (int i = 0; i < RACERS; i++)
+        json_decref(a[i].output);
+    char *rev2 = stored_field(f, "call-3", "rev");
+    assert_int_equal(strtol(rev2, NULL, 10), strtol(rev, NULL, 10) + 1);
+    free(rev);
+    free(rev2);
+}
+
+static void test_racing_hops_without_retries(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    f->engine = make_engine(f, 0, 3000);
+    expect(f, ENGINE_EV_START, "call-4", NULL, "welcome main_menu");
+    answer a[RACERS] = {0};
+    for (int i = 0; i < RACERS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "race-%d", i);
+        hop_async(f, ENGINE_EV_INPUT, "call-4", "9", key, &a[i]);
+    }
+    wait_all(f, a, RACERS);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < RACERS; i++) {
+        ok += a[i].status == ENGINE_OK;
+        busy += a[i].status == ENGINE_BUSY;
+        json_decref(a[i].output);
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(busy, RACERS - 1);
+}
+
+static void test_redis_down_is_unavailable(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-5", NULL, "welcome main_menu");
+    th_stop(&f->redis, 2000);
+    answer a = hop(f, ENGINE_EV_INPUT, "call-5", "1");
+    assert_int_equal(a.status, ENGINE_UNAVAILABLE);
+    assert_null(a.output);
+}
+
+static void test_registry_down_takes_unavailable_branch(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", "{\"status\": 503}", NULL, NULL), 200);
+    expect(f, ENGINE_EV_START, "call-6", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-6", "1", "enter_id");
+    answer a = hop(f, ENGINE_EV_INPUT, "call-6", WANG_ID);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "unavailable");
+    assert_string_equal(json_string_value(json_object_get(a.output, "state")), "end");
+    json_decref(a.output);
+}
+
+static void test_locked_pin(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-12", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-12", "2", "enter_id");
+    expect(f, ENGINE_EV_INPUT, "call-12", CHEN_ID, "enter_pin");
+    expect(f, ENGINE_EV_INPUT, "call-12", "135790", "locked");
+}
+
+static void test_slow_handler_times_out(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    f->engine = make_engine(f, 3, 300);
+    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", "{\"delay_ms\": 1500, \"count\": 1}", NULL, NULL), 200);
+    expect(f, ENGINE_EV_START, "call-11", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-11", "1", "enter_id");
+    expect(f, ENGINE_EV_INPUT, "call-11", WANG_ID, "unavailable");
+}
+
+static void test_card_status_ok(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-7", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-7", "1", "enter_id");
+    answer a = hop(f, ENGINE_EV_INPUT, "call-7", WANG_ID);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "status_is after_menu");
+    json_t *vars = json_object_get(json_array_get(json_object_get(a.output, "prompts"), 0), "vars");
+    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A10000001");
+    assert_string_equal(json_string_value(json_object_get(vars, "bank_hotline")), "95588");
+    json_decref(a.output);
+}
+
+static void test_reload_mid_session(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-8", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-8", "1", "enter_id");
+    dp_errors errs = {0};
+    dialplan *reloaded = dialplan_load(RELOADED_DIR, handlers_find, &errs);
+    dp_errors_free(&errs);
+    assert_non_null(reloaded);
+    engine_set_dialplan(f->engine, reloaded);
+    dialplan_unref(reloaded);
+    assert_ptr_equal(engine_dialplan(f->engine), reloaded);
+    expect(f, ENGINE_EV_INPUT, "call-8", WANG_ID, "restarted enter_id");
+    expect(f, ENGINE_EV_INPUT, "call-8", WANG_ID, "goodbye");
+}
+
+static void test_bad_events(void **state)
+{
+    fixture *f = *state;
+    answer a = hop(f, ENGINE_EV_INPUT, "nobody", "1");
+    assert_int_equal(a.status, ENGINE_NO_SESSION);
+    a = hop(f, ENGINE_EV_INPUT, "has space", "1");
+    assert_int_equal(a.status, ENGINE_BAD_EVENT);
+    char big[600];
+    memset(big, '1', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    expect(f, ENGINE_EV_START, "call-9", NULL, "welcome main_menu");
+    a = hop(f, ENGINE_EV_INPUT, "call-9", big);
+    assert_int_equal(a.status, ENGINE_BAD_EVENT);
+    answer r = {0};
+    engine_event ev = {.kind = ENGINE_EV_START, .channel = CHANNEL_VOICE, .session_id = "call-10",
+                       .caller = "13800000001", .entry = "99999"};
+    engine_hop(f->engine, &ev, on_answer, &r);
+    wait_all(f, &r, 1);
+    assert_int_equal(r.status, ENGINE_NO_ROUTE);
+    /* The bad input changed nothing: the menu still answers. */
+    expect(f, ENGINE_EV_INPUT, "call-9", "9", "main_menu");
+}
+
+static void test_free_with_hops_in_flight(void **state)
+{
+    fixture *f = *state;
+    answer a[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        char sid[16];
+        snprintf(sid, sizeof sid, "gone-%d", i);
+        hop_async(f, ENGINE_EV_START, sid, NULL, NULL, &a[i]);
+    }
+    engine_free(f->engine);
+    f->engine = NULL;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a[i].calls, 1);
+        assert_int_equal(a[i].status, ENGINE_UNAVAILABLE);
+    }
+    /* The orphaned hops' store callbacks still come and free them. */
+    int64_t deadline = now_ms() + 2000;
+    while (now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(a[i].calls, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pin_check_through_registry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_runs_nothing_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_racing_same_hop_applies_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_racing_hops_without_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_down_is_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_down_takes_unavailable_branch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_pin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_handler_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_card_status_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_mid_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_hops_in_flight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

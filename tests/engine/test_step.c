@@ -1,0 +1,400 @@
+/* test_step — the pure step on the fixture set (tests/engine/dialplans/main)
+ * loaded by the real loader with the real handler table: menus, failures
+ * and their retries, repeat and back, asks with validators, secrets, the
+ * language switch, transfers, hang-ups, reloads and the step guard. Handler
+ * results are fed by the test (no I/O here). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialplan.h"
+#include "handlers.h"
+#include "session.h"
+#include "step.h"
+
+#define SET_DIR CL_SOURCE_DIR "/tests/engine/dialplans/main"
+#define RELOADED_DIR CL_SOURCE_DIR "/tests/engine/dialplans/reloaded"
+#define VALID_ID "110101199003074514"
+#define PIN "246810"
+
+typedef struct {
+    dialplan *dp;        /* the fixture set */
+    json_t *doc;         /* the session between hops */
+    json_t *out;         /* the last hop's output */
+    step st;             /* the current hop's walk */
+    step_stop stop;      /* where it stopped */
+} fixture;
+
+static dialplan *load_set(const char *dir)
+{
+    dp_errors errs = {0};
+    dialplan *dp = dialplan_load(dir, handlers_find, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    dp_errors_free(&errs);
+    return dp;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    *state = f;
+    f->dp = load_set(SET_DIR);
+    assert_non_null(f->dp);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    json_decref(f->doc);
+    json_decref(f->out);
+    dialplan_unref(f->dp);
+    free(f);
+    return 0;
+}
+
+/* Ends the current hop's walk: keeps its output, wipes its secrets. */
+static void close_hop(fixture *f)
+{
+    json_decref(f->out);
+    f->out = step_output(&f->st);
+    step_done(&f->st);
+}
+
+static step_stop start(fixture *f, channel_kind ch, const char *entry)
+{
+    json_decref(f->doc);
+    f->doc = session_new(f->dp, "s-1", ch, "13800000001", entry, NULL);
+    step_init(&f->st, f->dp, f->doc, 64, 20);
+    f->stop = step_start(&f->st, dialplan_route(f->dp, ch, entry));
+    if (f->stop != STEP_CALL)
+        close_hop(f);
+    return f->stop;
+}
+
+static step_stop send(fixture *f, engine_event_kind kind, const char *input)
+{
+    engine_event ev = {.kind = kind, .session_id = "s-1", .input = input};
+    step_init(&f->st, f->dp, f->doc, 64, 20);
+    f->stop = step_event(&f->st, &ev);
+    if (f->stop != STEP_CALL)
+        close_hop(f);
+    return f->stop;
+}
+
+static step_stop resume(fixture *f, const char *result, json_t *vars)
+{
+    f->stop = step_resume(&f->st, result, vars);
+    json_decref(vars);
+    if (f->stop != STEP_CALL)
+        close_hop(f);
+    return f->stop;
+}
+
+/* The output's prompt ids joined by spaces. */
+static const char *prompt_ids(const fixture *f)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(f->out, "prompts"), i, p) {
+        if (i)
+            strcat(buf, " ");
+        strcat(buf, json_string_value(json_object_get(p, "id")));
+    }
+    return buf;
+}
+
+static const char *where(const fixture *f)
+{
+    static char buf[160];
+    snprintf(buf, sizeof buf, "%s.%s", session_str(f->doc, "flow"), session_str(f->doc, "node"));
+    return buf;
+}
+
+static bool dumps_contain(json_t *j, const char *needle)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    bool found = strstr(s, needle) != NULL;
+    free(s);
+    return found;
+}
+
+/* Tests ------------------------------------------------------------------------*/
+
+static void test_start_waits_at_menu(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(start(f, CHANNEL_VOICE, "12333"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "welcome main_menu");
+    assert_string_equal(where(f), "main.main_menu");
+    json_t *await = json_object_get(f->out, "await");
+    assert_string_equal(json_string_value(json_object_get(await, "kind")), "menu");
+    /* the menu's four options, then the settings keys 9 (repeat) and * (back) */
+    json_t *options = json_object_get(await, "options");
+    assert_int_equal(json_array_size(options), 6);
+    assert_string_equal(json_string_value(json_array_get(options, 4)), "9");
+    assert_string_equal(json_string_value(json_array_get(options, 5)), "*");
+    assert_string_equal(json_string_value(json_object_get(f->out, "state")), "wait");
+    assert_string_equal(json_string_value(json_object_get(f->out, "lang")), "zh");
+}
+
+static void test_menu_choice_enters_other_flow(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_WAIT);
+    assert_string_equal(where(f), "status.ask_id");
+    assert_string_equal(prompt_ids(f), "enter_id");
+    json_t *await = json_object_get(f->out, "await");
+    assert_string_equal(json_string_value(json_object_get(await, "kind")), "ask");
+    assert_int_equal(json_integer_value(json_object_get(await, "max")), 18);
+    assert_string_equal(json_string_value(json_object_get(await, "terminator")), "#");
+}
+
+static void test_invalid_retries_then(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "7"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "invalid_choice main_menu");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "8"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "invalid_choice main_menu");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "7"), STEP_END);
+    assert_string_equal(prompt_ids(f), "goodbye");
+    assert_string_equal(json_string_value(json_object_get(f->out, "state")), "end");
+}
+
+static void test_timeout_and_no_input(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_TIMEOUT, NULL), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "no_input main_menu");
+    /* Counters are per kind: a no_input does not use the timeout's retry. */
+    assert_int_equal(send(f, ENGINE_EV_NO_INPUT, NULL), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "no_input main_menu");
+    assert_int_equal(send(f, ENGINE_EV_TIMEOUT, NULL), STEP_END);
+    assert_string_equal(prompt_ids(f), "goodbye");
+}
+
+static void test_counters_reset_on_new_entry(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_TIMEOUT, NULL), STEP_WAIT);
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "3"), STEP_WAIT);   /* english → main_menu anew */
+    assert_string_equal(prompt_ids(f), "lang_set main_menu");
+    assert_int_equal(send(f, ENGINE_EV_TIMEOUT, NULL), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "no_input main_menu");
+}
+
+static void test_repeat_and_back(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "main_menu");
+    assert_string_equal(where(f), "main.main_menu");
+    send(f, ENGINE_EV_INPUT, "1");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_CALL);
+    assert_int_equal(resume(f, "normal", json_pack("{s:s, s:s, s:s}", "card", "A10000001",
+                                                    "bank_name", "ICBC", "bank_hotline", "95588")),
+                     STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "status_is after_menu");
+    assert_string_equal(where(f), "status.after");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "*"), STEP_WAIT);
+    assert_string_equal(where(f), "status.ask_id");
+    assert_string_equal(prompt_ids(f), "enter_id");
+}
+
+static void test_back_on_first_menu_repeats(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "*"), STEP_WAIT);
+    assert_string_equal(where(f), "main.main_menu");
+    assert_string_equal(prompt_ids(f), "main_menu");
+}
+
+static void test_ask_validator_and_star(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "1");
+    /* Right shape, wrong check digit: refused, asked again. */
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "110101199003074515"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "enter_id");
+    assert_string_equal(where(f), "status.ask_id");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "51010719880214226*"), STEP_CALL);
+    json_t *args = step_take_args(&f->st);
+    assert_string_equal(json_string_value(json_object_get(args, "id")), "51010719880214226X");
+    assert_string_equal(session_var(f->doc, "id"), "51010719880214226X");
+    json_decref(args);
+    resume(f, "no_card", NULL);
+    assert_int_equal(f->stop, STEP_END);
+    assert_string_equal(prompt_ids(f), "no_card");
+}
+
+static void test_secret_stays_out(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "2");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_WAIT);
+    assert_true(json_is_true(json_object_get(json_object_get(f->out, "await"), "secret")));
+    assert_int_equal(send(f, ENGINE_EV_INPUT, PIN), STEP_CALL);
+    json_t *args = step_take_args(&f->st);
+    assert_string_equal(json_string_value(json_object_get(args, "pin")), PIN);
+    json_decref(args);
+    assert_false(dumps_contain(f->doc, PIN));
+    assert_true(dumps_contain(f->doc, "<secret>"));
+    resume(f, "wrong_pin", json_pack("{s:s}", "attempts_left", "4"));
+    assert_int_equal(f->stop, STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "wrong_pin enter_pin");
+    json_t *first = json_array_get(json_object_get(f->out, "prompts"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(first, "vars"), "attempts_left")), "4");
+    assert_false(dumps_contain(f->doc, PIN));
+    assert_false(dumps_contain(f->out, PIN));
+}
+
+static void test_language_switch(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "3"), STEP_WAIT);
+    assert_string_equal(json_string_value(json_object_get(f->out, "lang")), "en");
+    assert_string_equal(session_lang(f->doc), "en");
+    json_t *first = json_array_get(json_object_get(f->out, "prompts"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(first, "vars"), "lang")), "en");
+}
+
+static void test_transfer_and_back(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "0"), STEP_TRANSFER);
+    assert_string_equal(prompt_ids(f), "transferring");
+    json_t *t = json_object_get(f->out, "transfer");
+    assert_string_equal(json_string_value(json_object_get(t, "queue")), "general");
+    assert_string_equal(json_string_value(json_object_get(t, "reason")), "caller asked at main.main_menu");
+    /* Input while an agent has the session does not fit. */
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_BAD);
+    engine_event back = {.kind = ENGINE_EV_TRANSFER_BACK, .session_id = "s-1", .node = "status.start"};
+    step_init(&f->st, f->dp, f->doc, 64, 20);
+    assert_int_equal(step_event(&f->st, &back), STEP_WAIT);
+    close_hop(f);
+    assert_string_equal(where(f), "status.ask_id");
+}
+
+static void test_transfer_fallback(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "0");
+    assert_int_equal(send(f, ENGINE_EV_TRANSFER_BACK, NULL), STEP_END);
+    assert_string_equal(prompt_ids(f), "goodbye");
+}
+
+static void test_hangup_ends(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_HANGUP, NULL), STEP_END);
+    assert_string_equal(prompt_ids(f), "");
+    assert_string_equal(session_str(f->doc, "state"), "end");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_BAD);
+}
+
+static void test_reload_restarts_flow(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "1");
+    assert_string_equal(where(f), "status.ask_id");
+    dialplan *reloaded = load_set(RELOADED_DIR);
+    assert_non_null(reloaded);
+    dialplan_unref(f->dp);
+    f->dp = reloaded;
+    assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "restarted enter_id");
+    assert_string_equal(where(f), "status.ask_number");
+    assert_string_equal(session_str(f->doc, "dialplan"), dialplan_version(reloaded));
+}
+
+/* The checker refuses input-free loops, so the guard is tripped here by a
+ * limit smaller than the walk from the start to the first menu. */
+static void test_step_guard(void **state)
+{
+    fixture *f = *state;
+    f->doc = session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
+    step_init(&f->st, f->dp, f->doc, 1, 20);
+    f->stop = step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333"));
+    assert_true(f->st.guard_tripped);
+    close_hop(f);
+    assert_int_equal(f->stop, STEP_END);
+    assert_string_equal(prompt_ids(f), "welcome unavailable");
+    assert_string_equal(json_string_value(json_object_get(f->out, "state")), "end");
+}
+
+static void test_events_are_bounded(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    for (int i = 0; i < 30; i++) {
+        send(f, ENGINE_EV_INPUT, "9");
+        assert_int_equal(f->stop, STEP_WAIT);
+    }
+    assert_int_equal(json_array_size(json_object_get(f->doc, "events")), 20);
+}
+
+static void test_handler_table(void **state)
+{
+    (void)state;
+    const handler_def *v = handlers_find("verify_identity");
+    assert_non_null(v);
+    assert_string_equal(v->secret_args[0], "pin");
+    assert_true(handler_has_result(v, "wrong_pin"));
+    assert_false(handler_has_result(v, "no_card"));
+    const handler_def *c = handlers_find("card_status");
+    assert_non_null(c);
+    assert_true(handler_has_result(c, "no_card"));
+    assert_true(handler_has_result(c, "temporary_loss"));
+    assert_false(handler_has_result(c, "ok"));
+    assert_null(handlers_find("nope"));
+    assert_ptr_equal(handlers_at(0), v);
+    assert_ptr_equal(handlers_at(1), c);
+    assert_null(handlers_at(2));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_start_waits_at_menu, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_menu_choice_enters_other_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_retries_then, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_and_no_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counters_reset_on_new_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeat_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_back_on_first_menu_repeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_validator_and_star, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_stays_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_language_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hangup_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_restarts_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_step_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_are_bounded, setup, teardown),
+        cmocka_unit_test(test_handler_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

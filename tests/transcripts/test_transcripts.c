@@ -1,0 +1,141 @@
+/* Golden transcripts: each tests/transcripts/NAME.transcript is one cmocka test that
+ * runs `cardline-sim --transcript FILE` against a real redis-server and a
+ * registry simulator of its own (PIN attempts and loss reports change the
+ * simulator's data, so no transcript sees another's writes), with the
+ * shipped dialplans/. A transcript that differs fails with cardline-sim's
+ * diff in the output.
+ *
+ *   test_transcripts [SUBSTRING]   runs only the files whose name contains it */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+/* The simulated calendar is fixed so dates in replies never drift. */
+#define EXT ".transcript"
+#define EXT_LEN (sizeof EXT - 1)
+#define SIM_TODAY "2026-11-22"
+#define OUTPUT_MAX (64 * 1024)
+
+typedef struct {
+    char path[512];       /* the transcript file */
+    char dir[256];        /* scratch directory */
+    char conf[300];       /* cardline-sim's config */
+    th_proc redis;        /* real redis-server */
+    th_proc sim;          /* real registry simulator, fresh database */
+} world;
+
+static void write_conf(const world *w)
+{
+    FILE *f = fopen(w->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[log]\nlevel = warn\n"
+            "[redis]\nport = %d\n"
+            "[registry]\nurl = http://127.0.0.1:%d\nread_retries = 0\n"
+            "[dialplans]\ndir = %s/dialplans\n",
+            w->redis.port, w->sim.port, CL_SOURCE_DIR);
+    fclose(f);
+}
+
+static int stop_world(void **state);
+
+static int start_world(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s", (const char *)*state);
+    th_mkdtemp(w->dir, "cl-transcript");
+    static const char *const sim_args[] = {"--today", SIM_TODAY, NULL};
+    *state = w;
+    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, sim_args)) {
+        stop_world(state);
+        return -1;
+    }
+    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
+    write_conf(w);
+    return 0;
+}
+
+static int stop_world(void **state)
+{
+    world *w = *state;
+    th_kill(&w->sim);
+    th_kill(&w->redis);
+    th_rmdir(w->dir);
+    free(w);
+    return 0;
+}
+
+/* Runs cardline-sim on the transcript; its output goes to `out`. */
+static int run_sim(const world *w, char *out, size_t cap)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s --config '%s' --transcript '%s' 2>&1 </dev/null",
+             CL_CARDLINE_SIM_BIN, w->conf, w->path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_transcript(void **state)
+{
+    world *w = *state;
+    char *out = malloc(OUTPUT_MAX);
+    int rc = run_sim(w, out, OUTPUT_MAX);
+    if (rc != 0)
+        print_error("%s", out);
+    bool ok = rc == 0 && strstr(out, ": ok (") != NULL;
+    free(out);
+    assert_true(ok);
+}
+
+/* Discovery -------------------------------------------------------------------------*/
+
+static int is_transcript(const struct dirent *e)
+{
+    size_t len = strlen(e->d_name);
+    return e->d_name[0] != '.' && len > EXT_LEN && strcmp(e->d_name + len - EXT_LEN, EXT) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct dirent **names;
+    int n = scandir(CL_TRANSCRIPT_DIR, &names, is_transcript, alphasort);
+    if (n <= 0) {
+        fprintf(stderr, "no transcripts in %s\n", CL_TRANSCRIPT_DIR);
+        return 1;
+    }
+    struct CMUnitTest *tests = calloc((size_t)n, sizeof *tests);
+    char (*paths)[512] = calloc((size_t)n, sizeof *paths);
+    size_t count = 0;
+    for (int i = 0; i < n; i++) {
+        if (argc < 2 || strstr(names[i]->d_name, argv[1]) != NULL) {
+            snprintf(paths[count], sizeof paths[count], "%s/%s", CL_TRANSCRIPT_DIR, names[i]->d_name);
+            tests[count] = (struct CMUnitTest){
+                .name = strrchr(paths[count], '/') + 1,
+                .test_func = test_transcript,
+                .setup_func = start_world,
+                .teardown_func = stop_world,
+                .initial_state = paths[count],
+            };
+            count++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    int failed = count > 0 ? _cmocka_run_group_tests("transcripts", tests, count, NULL, NULL) : 1;
+    free(tests);
+    free(paths);
+    return failed;
+}
