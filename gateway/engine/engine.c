@@ -26,6 +26,9 @@
 #define ENGINE_MAX_NAME 256          /* caller, entry, lang, node of an event */
 #define ENGINE_STATUS_COUNT (ENGINE_UNAVAILABLE + 1)
 
+_Static_assert(STEP_MAX_HOP_EVENTS <= STORE_MAX_SAVE_EVENTS, "a hop's events fit one save");
+_Static_assert(STEP_MAX_EVENT_BYTES <= STORE_MAX_EVENT_BYTES, "an event fits the store");
+
 typedef struct hop hop;
 
 struct engine {
@@ -109,6 +112,11 @@ engine *engine_new(struct event_base *base, const engine_options *opt, struct di
         return NULL;
     e->base = base;
     e->opt = *opt;
+    if (e->opt.max_events_kept < 0 || e->opt.max_events_kept > STORE_MAX_EVENTS_KEPT) {
+        int used = e->opt.max_events_kept < 0 ? 0 : STORE_MAX_EVENTS_KEPT;
+        log_warn("engine.option_invalid", "option=max_events_kept value=%d used=%d", e->opt.max_events_kept, used);
+        e->opt.max_events_kept = used;
+    }
     e->dp = dialplan_ref(dp);
     for (int st = 0; st < ENGINE_STATUS_COUNT; st++) {
         char labels[64];
@@ -254,17 +262,26 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
     load(h);
 }
 
-/* The walk stopped for good: drop the secrets and save the result. */
+/* The walk stopped for good: drop the secrets and save the result with
+ * this walk's events. They travel with the save, so a save that loses its
+ * race appends nothing, and the re-run collects its own. */
 static void save(hop *h)
 {
     metrics_add(h->e->steps_total, h->st.steps);
     h->output = step_output(&h->st);
+    json_t *events = step_take_events(&h->st);
     step_done(&h->st);
     h->stepping = false;
     session_set_last_hop(h->doc, h->ev.hop_key, h->output);
     json_object_set_new(h->doc, "updated_at", json_integer(session_now_ms()));
+    const char *items[STEP_MAX_HOP_EVENTS];
+    size_t n = 0;
+    for (; n < json_array_size(events) && n < STEP_MAX_HOP_EVENTS; n++)
+        items[n] = json_string_value(json_array_get(events, n));
+    store_events ev = {items, n, h->e->opt.max_events_kept};
     h->store_busy = true;
-    store_save(h->e->opt.store, h->ev.session_id, h->doc, h->rev, ttl_of(h), on_saved, h);
+    store_save(h->e->opt.store, h->ev.session_id, h->doc, h->rev, ttl_of(h), &ev, on_saved, h);
+    json_decref(events);
 }
 
 /* Handlers ------------------------------------------------------------------------*/

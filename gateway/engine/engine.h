@@ -81,7 +81,7 @@ typedef struct {
     int session_ttl_s[CHANNEL_COUNT];   /* TTL of a session document per channel */
     int max_steps_per_hop;              /* guard against runaway flows (nodes entered) */
     int max_input_bytes;                /* longer input is ENGINE_BAD_EVENT */
-    int max_events_kept;                /* recent events kept in the session for agents */
+    int max_events_kept;                /* recent events kept for agents in the store's event list (0..1000) */
     int handler_timeout_ms;             /* a handler not finished by then ends as "unavailable" */
     int max_cas_retries;                /* re-runs of a hop after losing a race */
 } engine_options;

@@ -2,7 +2,6 @@
  * to continue a conversation is here; nothing here may hold a secret. */
 #include "session.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -32,7 +31,7 @@ json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
                              "lang", pick_lang(dp, lang),
                              "session", id,
                              "node", "");
-    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{}, s:[], s:[], s:n, s:I, s:I}",
+    return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{}, s:[], s:n, s:I, s:I}",
                      "v", SESSION_FORMAT,
                      "id", id,
                      "channel", channel_name(ch),
@@ -45,10 +44,17 @@ json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
                      "vars", vars,
                      "fails",
                      "back",
-                     "events",
                      "last_hop",
                      "created_at", (json_int_t)now,
                      "updated_at", (json_int_t)now);
+}
+
+void session_upgrade(json_t *doc)
+{
+    if (json_integer_value(json_object_get(doc, "v")) == SESSION_FORMAT)
+        return;
+    json_object_del(doc, "events");
+    json_object_set_new(doc, "v", json_integer(SESSION_FORMAT));
 }
 
 const char *session_str(json_t *doc, const char *key)
@@ -135,35 +141,6 @@ void session_push_back(json_t *doc, const char *where)
     json_array_append_new(back, json_string(where));
     while (json_array_size(back) > SESSION_MAX_BACK)
         json_array_remove(back, 0);
-}
-
-/* An event is one string, "KIND NODE MS[ INPUT]": documents are parsed and
- * written on every hop, and a string costs jansson one token where an
- * object or array costs one per member. INPUT comes last, so it may hold
- * spaces. */
-/* A cut may split a UTF-8 sequence: drop its partial tail. */
-static void trim_partial_utf8(char *s, size_t len)
-{
-    size_t end = len;
-    while (end > 0 && ((unsigned char)s[end - 1] & 0xC0) == 0x80)
-        end--;
-    if (end > 0 && ((unsigned char)s[end - 1] & 0x80))
-        end--;
-    s[end] = '\0';
-}
-
-void session_log_event(json_t *doc, const char *kind, const char *where,
-                       const char *input, int max_kept)
-{
-    json_t *events = member(doc, "events", json_array, is_array);
-    char ev[SESSION_MAX_EVENT];
-    int n = snprintf(ev, sizeof ev, "%s %s %lld%s%s", kind, where, (long long)session_now_ms(),
-                     input ? " " : "", input ? input : "");
-    if (n >= (int)sizeof ev)
-        trim_partial_utf8(ev, sizeof ev - 1);
-    json_array_append_new(events, json_string(ev));
-    while (max_kept >= 0 && json_array_size(events) > (size_t)max_kept)
-        json_array_remove(events, 0);
 }
 
 void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)

@@ -15,9 +15,8 @@
 
 struct dialplan;
 
-#define SESSION_FORMAT 1          /* "v" of documents this code writes */
+#define SESSION_FORMAT 2          /* "v" of documents this code writes */
 #define SESSION_MAX_BACK 8        /* waiting nodes remembered for `back` */
-#define SESSION_MAX_EVENT 320     /* bytes of one recorded event */
 
 /* Creating ------------------------------------------------------------------*/
 
@@ -25,6 +24,10 @@ struct dialplan;
  * falls back to the set's default when NULL or not a language of `dp`. */
 json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
                     const char *caller, const char *entry, const char *lang);
+
+/* Brings a loaded document to SESSION_FORMAT: format 1 kept the events
+ * inside the document (they are in the store's event list now). */
+void session_upgrade(json_t *doc);
 
 /* Reading and writing -------------------------------------------------------*/
 
@@ -45,13 +48,6 @@ void session_reset_fails(json_t *doc);
 /* The stack of waiting nodes ("flow.node"), newest last. */
 json_t *session_back(json_t *doc);
 void session_push_back(json_t *doc, const char *where);
-
-/* Appends an event for agents, "KIND flow.node MS_SINCE_EPOCH[ INPUT]"
- * (input only when there is one: "<secret>" for a secret node; cut to fit
- * SESSION_MAX_EVENT bytes), keeping the newest `max_kept`. `input` may be
- * NULL. */
-void session_log_event(json_t *doc, const char *kind, const char *where,
-                       const char *input, int max_kept);
 
 /* Replays -------------------------------------------------------------------*/
 

@@ -1,7 +1,7 @@
 /* step — walks the dialplan for one hop. Owns the node semantics of the
  * dialplan language (say, menu, ask, call, goto, transfer, end, retries,
- * repeat and back, the step guard); knows nothing of Redis, handlers'
- * work or time limits. */
+ * repeat and back, the step guard) and the text of the hop's events; knows
+ * nothing of Redis, handlers' work or time limits. */
 #include "step.h"
 
 #include <stdio.h>
@@ -52,10 +52,12 @@ void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_
     s->doc = doc;
     s->secrets = json_object();
     s->prompts = json_array();
+    s->events = json_array();
     s->max_steps = max_steps;
-    s->max_events = max_events;
+    s->max_events = max_events < STEP_MAX_HOP_EVENTS ? max_events : STEP_MAX_HOP_EVENTS;
     if (!session_channel(doc, &s->channel))
         s->channel = CHANNEL_VOICE;
+    session_upgrade(doc);
     session_set_str(doc, "dialplan", dialplan_version(dp));
 }
 
@@ -64,6 +66,7 @@ void step_done(step *s)
     forget_secrets(s);
     json_decref(s->secrets);
     json_decref(s->prompts);
+    json_decref(s->events);
     drop_args(s);
     memset(s, 0, sizeof *s);
 }
@@ -73,6 +76,13 @@ json_t *step_take_args(step *s)
     json_t *args = s->call_args;
     s->call_args = NULL;
     return args;
+}
+
+json_t *step_take_events(step *s)
+{
+    json_t *events = s->events;
+    s->events = json_array();
+    return events;
 }
 
 /* Places --------------------------------------------------------------------------*/
@@ -379,6 +389,34 @@ static const char *event_name(engine_event_kind k)
     return k <= ENGINE_EV_TRANSFER_BACK ? names[k] : "unknown";
 }
 
+/* A cut may split a UTF-8 sequence: drop its partial tail. */
+static void trim_partial_utf8(char *text, size_t len)
+{
+    size_t end = len;
+    while (end > 0 && ((unsigned char)text[end - 1] & 0xC0) == 0x80)
+        end--;
+    if (end > 0 && ((unsigned char)text[end - 1] & 0x80))
+        end--;
+    text[end] = '\0';
+}
+
+/* One string, "KIND NODE MS[ INPUT]": INPUT comes last, so it may hold
+ * spaces. Only the newest max_events of the hop are kept, as the store
+ * would trim the older ones anyway. */
+static void note_event(step *s, const char *kind, const char *where, const char *input)
+{
+    if (s->max_events <= 0)
+        return;
+    char text[STEP_MAX_EVENT_BYTES + 1];
+    int n = snprintf(text, sizeof text, "%s %s %lld%s%s", kind, where, (long long)session_now_ms(),
+                     input ? " " : "", input ? input : "");
+    if (n >= (int)sizeof text)
+        trim_partial_utf8(text, sizeof text - 1);
+    if (json_array_size(s->events) == (size_t)s->max_events)
+        json_array_remove(s->events, 0);
+    json_array_append_new(s->events, json_string(text));
+}
+
 static void record_event(step *s, const engine_event *ev)
 {
     char where[STEP_MAX_WHERE];
@@ -386,7 +424,7 @@ static void record_event(step *s, const engine_event *ev)
     const char *input = ev->kind == ENGINE_EV_INPUT ? ev->input : NULL;
     if (input && s->node && s->node->kind == DP_ASK && s->node->secret)
         input = "<secret>";
-    session_log_event(s->doc, event_name(ev->kind), where, input, s->max_events);
+    note_event(s, event_name(ev->kind), where, input);
 }
 
 step_stop step_start(step *s, const dp_flow *flow)
@@ -395,7 +433,7 @@ step_stop step_start(step *s, const dp_flow *flow)
     const dp_node *start = dp_flow_start(flow);
     where_of(start, where, sizeof where);
     session_set_var(s->doc, "node", where);
-    session_log_event(s->doc, "start", where, NULL, s->max_events);
+    note_event(s, "start", where, NULL);
     return walk(s, start);
 }
 
@@ -469,7 +507,7 @@ step_stop step_resume(step *s, const char *result, json_t *vars)
             set_var(s, key, json_string_value(v));
     char where[STEP_MAX_WHERE];
     where_of(n, where, sizeof where);
-    session_log_event(s->doc, "result", where, result, s->max_events);
+    note_event(s, "result", where, result);
     const dp_branch *dflt = NULL;
     for (size_t i = 0; i < n->n_branches; i++) {
         if (strcmp(n->branches[i].result, result) == 0)

@@ -8,6 +8,8 @@
  * STEP_CALL and the rendered arguments; the caller runs the handler and
  * resumes with its result. Secrets (input of `secret` ask nodes) live in
  * the step's own table, never in the document, and are wiped by step_done.
+ * The hop's events for agents are collected in the step too (the caller
+ * saves them with the document), never in the document.
  *
  * A bad event (STEP_BAD) may have changed the document: callers step on a
  * copy and drop it. */
@@ -19,6 +21,9 @@
 
 #include "dialplan.h"
 #include "engine.h"
+
+#define STEP_MAX_EVENT_BYTES 256  /* one recorded event, cut to fit */
+#define STEP_MAX_HOP_EVENTS 64    /* events one hop keeps at most (its newest) */
 
 typedef enum {
     STEP_WAIT = 0,   /* at a menu or ask node: the output's `await` says what for */
@@ -37,7 +42,8 @@ typedef struct {
     channel_kind channel;      /* the session's channel */
     int steps;                 /* nodes entered in this hop */
     int max_steps;             /* the guard: more nodes end the session */
-    int max_events;            /* events kept in the document */
+    int max_events;            /* events kept for the session, so at most per hop */
+    json_t *events;            /* this hop's events, oldest first (take with step_take_events) */
     bool guard_tripped;        /* the walk was stopped by the guard */
     bool restarted;            /* a reload moved the session to its flow's start */
     const struct handler_def *call_def;  /* STEP_CALL: the handler to run */
@@ -45,7 +51,8 @@ typedef struct {
     step_stop stop;            /* the last stop */
 } step;
 
-/* Prepares a walk over `doc` (a session made by session_new or loaded). */
+/* Prepares a walk over `doc` (a session made by session_new or loaded).
+ * The hop keeps its newest min(max_events, STEP_MAX_HOP_EVENTS) events. */
 void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events);
 
 /* Wipes the secrets and frees what the step holds (not the document). */
@@ -64,6 +71,12 @@ step_stop step_resume(step *s, const char *result, json_t *vars);
 
 /* The rendered arguments of the pending call (the caller owns them). */
 json_t *step_take_args(step *s);
+
+/* The hop's events for agents, a JSON array of strings oldest first, each
+ * "KIND flow.node MS_SINCE_EPOCH[ INPUT]" (input only when there is one:
+ * "<secret>" for a secret node; cut to STEP_MAX_EVENT_BYTES). The caller
+ * owns the array; the step starts a new one. */
+json_t *step_take_events(step *s);
 
 /* Output ----------------------------------------------------------------------*/
 

@@ -1,6 +1,7 @@
 /* store — owns the one hiredis connection to Redis and every operation in
  * flight on it: the connect, handshake, ping and reconnect cycle, each
- * operation's deadline, and the matching of replies to callbacks. Replies are
+ * operation's deadline, the matching of replies to callbacks, and the two
+ * keys of a session (its document and its event list). Replies are
  * matched by operation id (hiredis privdata), never by pointer, because a
  * reply may arrive after its operation timed out. Nothing here logs a key,
  * a document or the Redis password. */
@@ -19,22 +20,42 @@
 #include <string.h>
 
 #define STORE_KEY_PREFIX "cl:s:"
+#define STORE_EVENTS_PREFIX "cl:e:" /* same length as STORE_KEY_PREFIX */
 #define STORE_KEY_SIZE (sizeof STORE_KEY_PREFIX + STORE_MAX_ID_LEN) /* with the NUL */
 #define STORE_PENDING_CEILING (1 << 20)
+#define STORE_SAVE_FIXED_ARGS 10 /* EVAL, script, numkeys, 2 keys, 5 ARGV */
 
-/* Compare-and-set in one atomic step. ARGV: expected revision, new
- * revision, document, TTL. Revisions are compared as decimal text, which we
- * always write canonically, so no Lua number ever holds one. */
+/* Compare-and-set in one atomic step. KEYS: the session, its event list.
+ * ARGV: expected revision, new revision, document, TTL, keep ("" = no
+ * events), then the events. Revisions are compared as decimal text, which
+ * we always write canonically, so no Lua number ever holds one. Whatever
+ * may fail (a list key of another type) runs before the document is
+ * written: Redis does not roll a script back. */
 static const char cas_script[] =
     "local cur = redis.call('HGET', KEYS[1], 'rev') or '0'\n"
     "if cur ~= ARGV[1] then return {0, cur} end\n"
+    "local keep = tonumber(ARGV[5])\n"
+    "if keep == 0 then\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "elseif keep then\n"
+    "  if #ARGV > 5 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 6)) end\n"
+    "  redis.call('LTRIM', KEYS[2], -keep, -1)\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'doc', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return {1}\n";
 
-typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_KINDS } op_kind;
+/* The event list, but only while the session exists (nil otherwise, where
+ * a bare LRANGE could not tell "no session" from "no events"). ARGV: the
+ * first index to read, counted from the end. */
+static const char events_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
+    "return redis.call('LRANGE', KEYS[2], ARGV[1], -1)\n";
 
-static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete"};
+typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_LOAD_EVENTS, OP_KINDS } op_kind;
+
+static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete", "load_events"};
 
 #define STORE_STATUSES (STORE_BAD_DATA + 1)
 
@@ -48,6 +69,7 @@ typedef union {
     store_load_cb *load;
     store_save_cb *save;
     store_delete_cb *del;
+    store_events_cb *events;
 } op_callback; /* the member named by the operation's kind */
 
 typedef struct store_op store_op;
@@ -175,6 +197,20 @@ static size_t session_key(char out[STORE_KEY_SIZE], const char *id)
     return (size_t)snprintf(out, STORE_KEY_SIZE, "%s%s", STORE_KEY_PREFIX, id);
 }
 
+static size_t events_key(char out[STORE_KEY_SIZE], const char *id)
+{
+    return (size_t)snprintf(out, STORE_KEY_SIZE, "%s%s", STORE_EVENTS_PREFIX, id);
+}
+
+/* Events come back as JSON strings, so only UTF-8 is stored; jansson's
+ * constructor is the check. */
+static bool valid_event(const char *text, size_t len)
+{
+    json_t *j = json_stringn(text, len);
+    json_decref(j);
+    return j != NULL;
+}
+
 /* Operation lists ------------------------------------------------------------*/
 
 static void list_append(op_list *l, store_op *op)
@@ -216,7 +252,8 @@ static store_op *inflight_find(store *s, uintptr_t id)
 /* Completion: the only place callbacks are called ---------------------------*/
 
 /* Frees the operation first so the callback may start new ones or see a
- * consistent store. `doc` stays owned by the caller of op_complete. */
+ * consistent store. `doc` (load: the document, load_events: the array)
+ * stays owned by the caller of op_complete. */
 static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision)
 {
     store *s = op->owner;
@@ -234,6 +271,9 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
         break;
     case OP_SAVE:
         cb.save(st, st == STORE_OK || st == STORE_CONFLICT ? revision : 0, arg);
+        break;
+    case OP_LOAD_EVENTS:
+        cb.events(st, st == STORE_OK ? doc : NULL, arg);
         break;
     default:
         cb.del(st, arg);
@@ -291,7 +331,8 @@ static store_op *op_new(store *s, op_kind kind, void *arg)
  * BAD_DATA outcome for the log. */
 typedef struct {
     store_status st;   /* the status to report */
-    json_t *doc;       /* load: the parsed document (owned), else NULL */
+    json_t *doc;       /* load: the parsed document, load_events: the array
+                        * (owned), else NULL */
     uint64_t revision; /* as store.h defines it per operation */
     const char *bad;   /* why the data is bad, or NULL */
 } outcome;
@@ -350,6 +391,27 @@ static outcome delete_outcome(const redisReply *r)
     return (outcome){.st = r->integer > 0 ? STORE_OK : STORE_NOT_FOUND};
 }
 
+static outcome events_outcome(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_NIL)
+        return (outcome){.st = STORE_NOT_FOUND};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements > STORE_MAX_EVENTS_KEPT)
+        return bad_outcome("unexpected_reply");
+    json_t *events = json_array();
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        json_t *text = e->type == REDIS_REPLY_STRING && e->len <= STORE_MAX_EVENT_BYTES
+                           ? json_stringn(e->str, e->len)
+                           : NULL;
+        if (text == NULL) {
+            json_decref(events);
+            return bad_outcome("events");
+        }
+        json_array_append_new(events, text);
+    }
+    return (outcome){.st = STORE_OK, .doc = events};
+}
+
 static outcome reply_outcome(const store_op *op, const redisReply *r)
 {
     if (r == NULL)
@@ -361,6 +423,8 @@ static outcome reply_outcome(const store_op *op, const redisReply *r)
         return load_outcome(r);
     case OP_SAVE:
         return save_outcome(r, op->new_revision);
+    case OP_LOAD_EVENTS:
+        return events_outcome(r);
     default:
         return delete_outcome(r);
     }
@@ -721,9 +785,25 @@ void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
     op_send(op, 4, argv, lens);
 }
 
+static const char *events_problem(const store_events *ev)
+{
+    if (ev->count > STORE_MAX_SAVE_EVENTS || (ev->count > 0 && ev->items == NULL))
+        return "event_count";
+    if (ev->keep < 0 || ev->keep > STORE_MAX_EVENTS_KEPT)
+        return "event_keep";
+    for (size_t i = 0; i < ev->count; i++) {
+        const char *text = ev->items[i];
+        size_t len = text ? strnlen(text, STORE_MAX_EVENT_BYTES + 1) : 0;
+        if (text == NULL || len > STORE_MAX_EVENT_BYTES || !valid_event(text, len))
+            return "event";
+    }
+    return NULL;
+}
+
 /* Checks what can be checked before Redis is asked; returns the reason the
  * request is refused, or NULL. */
-static const char *save_request_problem(const char *id, json_t *doc, uint64_t expected, int ttl_s)
+static const char *save_request_problem(const char *id, json_t *doc, uint64_t expected, int ttl_s,
+                                        const store_events *events)
 {
     if (!valid_id(id))
         return "id";
@@ -733,15 +813,15 @@ static const char *save_request_problem(const char *id, json_t *doc, uint64_t ex
         return "revision";
     if (ttl_s <= 0 || ttl_s > STORE_MAX_TTL_S)
         return "ttl";
-    return NULL;
+    return events ? events_problem(events) : NULL;
 }
 
 void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revision,
-                int ttl_s, store_save_cb *cb, void *arg)
+                int ttl_s, const store_events *events, store_save_cb *cb, void *arg)
 {
     store_op *op = op_new(s, OP_SAVE, arg);
     op->cb.save = cb;
-    const char *problem = save_request_problem(id, doc, expected_revision, ttl_s);
+    const char *problem = save_request_problem(id, doc, expected_revision, ttl_s, events);
     char *text = problem ? NULL : json_dumps(doc, JSON_COMPACT);
     size_t text_len = text ? strlen(text) : 0;
     if (!problem && (text == NULL || text_len > STORE_MAX_DOC_BYTES))
@@ -753,17 +833,45 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
         return;
     }
     op->new_revision = expected_revision + 1;
-    char key[STORE_KEY_SIZE];
-    char expected[24], next[24], ttl[16];
+    char key[STORE_KEY_SIZE], ekey[STORE_KEY_SIZE];
+    char expected[24], next[24], ttl[16], keep[16] = "";
     snprintf(expected, sizeof expected, "%" PRIu64, expected_revision);
     snprintf(next, sizeof next, "%" PRIu64, op->new_revision);
     snprintf(ttl, sizeof ttl, "%d", ttl_s);
+    if (events)
+        snprintf(keep, sizeof keep, "%d", events->keep);
     size_t key_len = session_key(key, id);
-    const char *argv[] = {"EVAL", cas_script, "1", key, expected, next, text, ttl};
-    const size_t lens[] = {4, sizeof cas_script - 1, 1, key_len,
-                           strlen(expected), strlen(next), text_len, strlen(ttl)};
-    op_send(op, 8, argv, lens);
+    size_t ekey_len = events_key(ekey, id);
+    const char *argv[STORE_SAVE_FIXED_ARGS + STORE_MAX_SAVE_EVENTS] = {
+        "EVAL", cas_script, "2", key, ekey, expected, next, text, ttl, keep};
+    size_t lens[STORE_SAVE_FIXED_ARGS + STORE_MAX_SAVE_EVENTS] = {
+        4, sizeof cas_script - 1, 1, key_len, ekey_len,
+        strlen(expected), strlen(next), text_len, strlen(ttl), strlen(keep)};
+    int argc = STORE_SAVE_FIXED_ARGS;
+    for (size_t i = 0; events && i < events->count; i++, argc++) {
+        argv[argc] = events->items[i];
+        lens[argc] = strlen(events->items[i]);
+    }
+    op_send(op, argc, argv, lens);
     free(text);
+}
+
+void store_load_events(store *s, const char *id, store_events_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD_EVENTS, arg);
+    op->cb.events = cb;
+    if (!valid_id(id)) {
+        log_warn("store.invalid_request", "op=load_events reason=id");
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    char key[STORE_KEY_SIZE], ekey[STORE_KEY_SIZE], first[16];
+    size_t key_len = session_key(key, id);
+    size_t ekey_len = events_key(ekey, id);
+    snprintf(first, sizeof first, "%d", -STORE_MAX_EVENTS_KEPT);
+    const char *argv[] = {"EVAL", events_script, "2", key, ekey, first};
+    const size_t lens[] = {4, sizeof events_script - 1, 1, key_len, ekey_len, strlen(first)};
+    op_send(op, 6, argv, lens);
 }
 
 void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg)
@@ -775,9 +883,10 @@ void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg)
         op_refuse(op, STORE_BAD_DATA);
         return;
     }
-    char key[STORE_KEY_SIZE];
+    char key[STORE_KEY_SIZE], ekey[STORE_KEY_SIZE];
     size_t key_len = session_key(key, id);
-    const char *argv[] = {"DEL", key};
-    const size_t lens[] = {3, key_len};
-    op_send(op, 2, argv, lens);
+    size_t ekey_len = events_key(ekey, id);
+    const char *argv[] = {"DEL", key, ekey};
+    const size_t lens[] = {3, key_len, ekey_len};
+    op_send(op, 3, argv, lens);
 }

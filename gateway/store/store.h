@@ -1,9 +1,11 @@
 /* store — session documents in Redis, asynchronously on the main loop.
  *
  * A session is one JSON object under `cl:s:{id}` (a hash holding the
- * document and its revision) with a TTL. Saves are compare-and-set on the
- * revision, done atomically in Redis by a Lua script, so of two racing
- * writers exactly one wins and the other gets STORE_CONFLICT.
+ * document and its revision) with a TTL, and its recent events for agents,
+ * a list of short strings under `cl:e:{id}` with the same TTL. Saves are
+ * compare-and-set on the revision, done atomically in Redis by a Lua script
+ * that also appends the save's events, so of two racing writers exactly one
+ * wins (and only its events are kept) and the other gets STORE_CONFLICT.
  *
  * Every operation ends in exactly one callback, never from inside the call
  * that started it, and at the latest after its deadline (STORE_TIMEOUT).
@@ -32,14 +34,26 @@ typedef enum {
     STORE_TIMEOUT,       /* no reply within the operation deadline */
     STORE_BAD_DATA       /* the stored value is not a JSON object (or has the wrong
                           * type or revision), or the request itself was refused:
-                          * bad id, doc not an object or too big, ttl out of range;
-                          * a refused request changes nothing */
+                          * bad id, doc not an object or too big, ttl out of range,
+                          * events beyond their limits; a refused request changes
+                          * nothing */
 } store_status;
 
 /* Limits of a request; anything beyond them ends in STORE_BAD_DATA. */
 #define STORE_MAX_ID_LEN 128             /* bytes; printable, no spaces */
 #define STORE_MAX_DOC_BYTES (64 * 1024)  /* the document as compact JSON */
 #define STORE_MAX_TTL_S (30 * 24 * 3600) /* 30 days */
+#define STORE_MAX_SAVE_EVENTS 64         /* events appended by one save */
+#define STORE_MAX_EVENT_BYTES 256        /* one event, UTF-8 text without the NUL */
+#define STORE_MAX_EVENTS_KEPT 1000       /* the `keep` of a save, and what load_events reads */
+
+/* Events appended by a save: `items[0..count)` go to the end of the
+ * session's list, then only its newest `keep` are kept (0 empties it). */
+typedef struct {
+    const char *const *items; /* the events, oldest first */
+    size_t count;             /* how many (0..STORE_MAX_SAVE_EVENTS) */
+    int keep;                 /* list length to trim to (0..STORE_MAX_EVENTS_KEPT) */
+} store_events;
 
 typedef struct {
     const char *host;          /* Redis address, e.g. "127.0.0.1" */
@@ -85,14 +99,27 @@ typedef void store_save_cb(store_status st, uint64_t revision, void *arg);
 
 typedef void store_delete_cb(store_status st, void *arg);
 
+/* `events` is a JSON array of strings, oldest first, borrowed for the
+ * duration of the callback only; NULL unless status is STORE_OK. */
+typedef void store_events_cb(store_status st, json_t *events, void *arg);
+
 void store_load(store *s, const char *id, store_load_cb *cb, void *arg);
 
 /* Writes `doc` only if the stored revision equals `expected_revision`
  * (0 = the session must not exist yet); the new revision is
- * expected_revision + 1 and the key expires after `ttl_s` seconds. */
+ * expected_revision + 1 and the key expires after `ttl_s` seconds. In the
+ * same atomic step, and only if the write happens, `events` (NULL for
+ * none) are appended to the session's event list; the list's TTL is set to
+ * `ttl_s` on every successful save, with or without events. */
 void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revision,
-                int ttl_s, store_save_cb *cb, void *arg);
+                int ttl_s, const store_events *events, store_save_cb *cb, void *arg);
 
+/* The session's events (at most the newest STORE_MAX_EVENTS_KEPT):
+ * STORE_NOT_FOUND when the session does not exist, an empty array when it
+ * has none. */
+void store_load_events(store *s, const char *id, store_events_cb *cb, void *arg);
+
+/* Removes the session and its events. */
 void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg);
 
 /* A short stable name ("ok", "conflict", ...) for logs and metrics. */

@@ -34,9 +34,17 @@ ensure_packages() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# build DIR [CMAKE ARGS...]: configures once, then builds incrementally.
+# build DIR [CMAKE ARGS...]: configures, then builds incrementally. Every
+# option that differs between builds is passed each time, since CMake's
+# cache would otherwise keep whatever an earlier run set.
 build() {
   local dir=$1; shift
   cmake -S "$(repo_root)" -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j"$(nproc)"
+}
+
+# The optimized, unsanitized binaries in build/bin that the demo runs and
+# the benchmarks measure.
+build_release() {
+  build "$(repo_root)/build" -DCARDLINE_SANITIZE=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARDLINE_TESTS=OFF
 }

@@ -2,15 +2,17 @@
  * Redis, each next to a baseline measured in the same run:
  *
  *   step alone     steps/s of the pure step (many sessions in memory, a
- *                  menu answered over and over, output and replay record
- *                  built as the hop runner does) vs json_dumps of a session
+ *                  menu answered over and over, output, replay record and
+ *                  the hop's events built as the hop runner does) vs
+ *                  json_dumps of a session
  *   with Redis     hops/s through engine_hop with N sessions in flight on
  *                  the one hiredis connection vs a bare GET+SET round trip
  *                  at the same concurrency through hiredis async
  *
  * Usage: bench-engine --dialplans DIR --redis-port PORT [--seconds S]
  *                     [--sessions N] [--concurrency N] [--events N]
- * Needs a redis-server it may write to (keys under cl:s:bench-*, bench:*). */
+ * Needs a redis-server it may write to (keys under cl:s:bench-*,
+ * cl:e:bench-*, bench:*). */
 #include <event2/event.h>
 #include <getopt.h>
 #include <hiredis/adapters/libevent.h>
@@ -78,29 +80,31 @@ static json_t **start_sessions(dialplan *dp, int n)
     return docs;
 }
 
-/* One hop's worth of pure work: the step, its output and replay record. */
-static int one_step(dialplan *dp, json_t *doc)
+/* One hop's worth of pure work: the step, its output, replay record and
+ * events. */
+static int one_step(dialplan *dp, json_t *doc, int max_events)
 {
     engine_event ev = {.kind = ENGINE_EV_INPUT, .session_id = "bench", .input = BENCH_INPUT};
     step st;
-    step_init(&st, dp, doc, 64, 20);
+    step_init(&st, dp, doc, 64, max_events);
     step_event(&st, &ev);
     json_t *out = step_output(&st);
     session_set_last_hop(doc, "k", out);
     json_decref(out);
+    json_decref(step_take_events(&st));
     int steps = st.steps;
     step_done(&st);
     return steps;
 }
 
-static double step_rate(dialplan *dp, json_t **docs, int n, double seconds)
+static double step_rate(dialplan *dp, json_t **docs, int n, int max_events, double seconds)
 {
     long steps = 0;
     double t0 = now_s(), t;
     int i = 0;
     do {
         for (int k = 0; k < 1000; k++, i = (i + 1) % n)
-            steps += one_step(dp, docs[i]);
+            steps += one_step(dp, docs[i], max_events);
         t = now_s();
     } while (t - t0 < seconds);
     return (double)steps / (t - t0);
@@ -342,7 +346,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-engine: no voice route for %s in %s\n", BENCH_ENTRY, o.dialplans);
         return 1;
     }
-    double steps = step_rate(dp, docs, o.sessions, o.seconds);
+    double steps = step_rate(dp, docs, o.sessions, o.events, o.seconds);
     double dumps = dumps_rate(docs, o.sessions, o.seconds);
     for (int i = 0; i < o.sessions; i++)
         json_decref(docs[i]);

@@ -2,7 +2,8 @@
  * registry-sim (demo seed): a whole PIN check through the registry (right
  * and locked), card status, replays
  * that run nothing twice, racing hops, Redis and registry outages, a reload
- * mid-session, malformed events, engine_free with hops in flight, and the
+ * mid-session, malformed events, engine_free with hops in flight, the
+ * events saved with each hop (bounded, never twice, never a PIN), and the
  * PIN kept out of Redis and the log. The loop runs until the awaited
  * callbacks have come, under a bounded deadline; nothing depends on timing. */
 #include <setjmp.h>
@@ -99,15 +100,23 @@ static void wait_connected(fixture *f)
     assert_true(store_connected(f->store));
 }
 
-static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_ms)
+static engine *make_engine_kept(fixture *f, int max_cas_retries, int handler_timeout_ms, int events_kept)
 {
     engine_options opt;
     engine_options_default(&opt);
+    opt.max_events_kept = events_kept;
     opt.store = f->store;
     opt.handlers = &f->env;
     opt.max_cas_retries = max_cas_retries;
     opt.handler_timeout_ms = handler_timeout_ms;
     return engine_new(f->base, &opt, f->dp);
+}
+
+static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_ms)
+{
+    engine_options opt;
+    engine_options_default(&opt);
+    return make_engine_kept(f, max_cas_retries, handler_timeout_ms, opt.max_events_kept);
 }
 
 static int setup(void **state)
@@ -227,18 +236,72 @@ static char *stored_field(const fixture *f, const char *sid, const char *field)
     return th_redis_cmd(&f->redis, 3, argv);
 }
 
-/* Every value of every key in Redis, joined. */
+/* Every key and every value of every key in Redis, joined. */
 static char *all_of_redis(const fixture *f)
 {
     const char *script =
         "local out = '' "
         "for _, k in ipairs(redis.call('KEYS', '*')) do "
-        "  if redis.call('TYPE', k).ok == 'hash' then "
+        "  local t = redis.call('TYPE', k).ok "
+        "  out = out .. k .. ' ' "
+        "  if t == 'hash' then "
         "    for _, v in ipairs(redis.call('HVALS', k)) do out = out .. v end "
+        "  elseif t == 'list' then "
+        "    for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out = out .. v .. ' ' end "
         "  else out = out .. tostring(redis.call('DUMP', k)) end "
         "end return out";
     const char *argv[] = {"EVAL", script, "0"};
     return th_redis_cmd(&f->redis, 3, argv);
+}
+
+static long events_len(const fixture *f, const char *sid)
+{
+    char key[160];
+    snprintf(key, sizeof key, "cl:e:%s", sid);
+    const char *argv[] = {"LLEN", key};
+    char *n = th_redis_cmd(&f->redis, 2, argv);
+    assert_non_null(n);
+    long len = strtol(n, NULL, 10);
+    free(n);
+    return len;
+}
+
+typedef struct {
+    int calls;                /* callbacks seen */
+    store_status st;          /* the status */
+    char text[4096];          /* the events without timestamps, joined by "|" */
+} events_answer;
+
+static void on_events(store_status st, json_t *events, void *arg)
+{
+    events_answer *a = arg;
+    a->calls++;
+    a->st = st;
+    size_t i;
+    json_t *e;
+    json_array_foreach(events, i, e) {
+        /* "KIND NODE MS[ INPUT]" → "KIND NODE[ INPUT]" */
+        const char *text = json_string_value(e);
+        const char *ms = strchr(strchr(text, ' ') + 1, ' ') + 1;
+        const char *rest = strchr(ms, ' ');
+        if (i)
+            strcat(a->text, "|");
+        strncat(a->text, text, (size_t)(ms - 1 - text));
+        if (rest)
+            strcat(a->text, rest);
+    }
+}
+
+/* The session's events as an agent reads them (store_load_events). */
+static events_answer stored_events(fixture *f, const char *sid)
+{
+    events_answer a = {0};
+    store_load_events(f->store, sid, on_events, &a);
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (a.calls == 0 && now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_int_equal(a.calls, 1);
+    return a;
 }
 
 static bool log_contains(fixture *f, const char *needle)
@@ -265,10 +328,19 @@ static void test_pin_check_through_registry(void **state)
     json_decref(a.output);
     assert_int_equal(pin_verifications(f), before + 1);
 
-    /* The PIN is nowhere in Redis nor in the log; the log has the hop lines. */
+    /* The events were saved with each hop, the PIN only as "<secret>". */
+    events_answer ev = stored_events(f, "call-1");
+    assert_int_equal(ev.st, STORE_OK);
+    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 2|input verify.ask_id " WANG_ID
+                                 "|input verify.ask_pin <secret>|result verify.check ok");
+
+    /* The PIN is nowhere in Redis (documents and event lists) nor in the
+     * log; the log has the hop lines. */
     char *redis = all_of_redis(f);
     assert_non_null(redis);
     assert_non_null(strstr(redis, "A10000001"));
+    assert_non_null(strstr(redis, "cl:e:call-1 "));
+    assert_non_null(strstr(redis, "<secret>"));
     assert_null(strstr(redis, WANG_PIN));
     free(redis);
     assert_true(log_contains(f, "event=engine.hop"));
@@ -294,6 +366,7 @@ static void test_replay_runs_nothing_twice(void **state)
     assert_int_equal(first.status, ENGINE_OK);
     assert_string_equal(prompt_ids(first.output), "wrong_pin enter_pin");
     char *rev = stored_field(f, "call-2", "rev");
+    long events = events_len(f, "call-2");
 
     hop_async(f, ENGINE_EV_INPUT, "call-2", "000000", "pin-hop", &again);
     wait_all(f, &again, 1);
@@ -302,6 +375,7 @@ static void test_replay_runs_nothing_twice(void **state)
     assert_int_equal(pin_verifications(f), before + 1);
     char *rev2 = stored_field(f, "call-2", "rev");
     assert_string_equal(rev, rev2);
+    assert_int_equal(events_len(f, "call-2"), events);   /* a replay appends nothing */
     free(rev);
     free(rev2);
     json_decref(first.output);
@@ -325,6 +399,7 @@ static void test_racing_same_hop_applies_once(void **state)
         json_decref(a[i].output);
     char *rev2 = stored_field(f, "call-3", "rev");
     assert_int_equal(strtol(rev2, NULL, 10), strtol(rev, NULL, 10) + 1);
+    assert_int_equal(events_len(f, "call-3"), 2);   /* start + the one applied input */
     free(rev);
     free(rev2);
 }
@@ -350,6 +425,72 @@ static void test_racing_hops_without_retries(void **state)
     }
     assert_int_equal(ok, 1);
     assert_int_equal(busy, RACERS - 1);
+    assert_int_equal(events_len(f, "call-4"), 2);   /* only the winner's event */
+}
+
+/* Hops that lose races re-run; only the attempt that is saved adds its
+ * events, so each applied hop appears exactly once. */
+static void test_cas_retries_append_once(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    f->engine = make_engine(f, RACERS, 3000);
+    expect(f, ENGINE_EV_START, "call-13", NULL, "welcome main_menu");
+    answer a[RACERS] = {0};
+    for (int i = 0; i < RACERS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "retry-%d", i);
+        hop_async(f, ENGINE_EV_INPUT, "call-13", "9", key, &a[i]);
+    }
+    wait_all(f, a, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        assert_int_equal(a[i].status, ENGINE_OK);
+        json_decref(a[i].output);
+    }
+    char *rev = stored_field(f, "call-13", "rev");
+    assert_int_equal(strtol(rev, NULL, 10), 1 + RACERS);
+    free(rev);
+    assert_int_equal(events_len(f, "call-13"), 1 + RACERS);
+    events_answer ev = stored_events(f, "call-13");
+    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 9|input main.main_menu 9|"
+                                 "input main.main_menu 9|input main.main_menu 9|input main.main_menu 9|"
+                                 "input main.main_menu 9|input main.main_menu 9|input main.main_menu 9");
+}
+
+/* The list keeps the newest max_events_kept and expires with the session. */
+static void test_events_are_bounded(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    f->engine = make_engine_kept(f, 3, 3000, 5);
+    expect(f, ENGINE_EV_START, "call-14", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-14", "3", "lang_set main_menu");
+    for (int i = 0; i < 6; i++)
+        expect(f, ENGINE_EV_INPUT, "call-14", "9", "main_menu");
+    expect(f, ENGINE_EV_TIMEOUT, "call-14", NULL, "no_input main_menu");
+    events_answer ev = stored_events(f, "call-14");
+    assert_string_equal(ev.text, "input main.main_menu 9|input main.main_menu 9|input main.main_menu 9|"
+                                 "input main.main_menu 9|timeout main.main_menu");
+    const char *sess[] = {"PEXPIRETIME", "cl:s:call-14"};
+    const char *list[] = {"PEXPIRETIME", "cl:e:call-14"};
+    char *a = th_redis_cmd(&f->redis, 2, sess), *b = th_redis_cmd(&f->redis, 2, list);
+    assert_true(strtoll(a, NULL, 10) > 0);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    /* No document carries events any more. */
+    char *doc = stored_field(f, "call-14", "doc");
+    assert_null(strstr(doc, "\"events\""));
+    free(doc);
+
+    /* Kept 0: nothing is recorded. */
+    engine_free(f->engine);
+    f->engine = make_engine_kept(f, 3, 3000, 0);
+    expect(f, ENGINE_EV_START, "call-15", NULL, "welcome main_menu");
+    ev = stored_events(f, "call-15");
+    assert_int_equal(ev.st, STORE_OK);
+    assert_string_equal(ev.text, "");
+    assert_int_equal(stored_events(f, "nobody").st, STORE_NOT_FOUND);
 }
 
 static void test_redis_down_is_unavailable(void **state)
@@ -478,6 +619,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_runs_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_same_hop_applies_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_hops_without_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cas_retries_append_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_down_takes_unavailable_branch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_pin, setup, teardown),

@@ -27,6 +27,8 @@ typedef struct {
     dialplan *dp;        /* the fixture set */
     json_t *doc;         /* the session between hops */
     json_t *out;         /* the last hop's output */
+    json_t *events;      /* the last hop's events */
+    int max_events;      /* events a hop keeps */
     step st;             /* the current hop's walk */
     step_stop stop;      /* where it stopped */
 } fixture;
@@ -45,6 +47,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     *state = f;
+    f->max_events = 20;
     f->dp = load_set(SET_DIR);
     assert_non_null(f->dp);
     return 0;
@@ -55,16 +58,20 @@ static int teardown(void **state)
     fixture *f = *state;
     json_decref(f->doc);
     json_decref(f->out);
+    json_decref(f->events);
     dialplan_unref(f->dp);
     free(f);
     return 0;
 }
 
-/* Ends the current hop's walk: keeps its output, wipes its secrets. */
+/* Ends the current hop's walk: keeps its output and events, wipes its
+ * secrets. */
 static void close_hop(fixture *f)
 {
     json_decref(f->out);
+    json_decref(f->events);
     f->out = step_output(&f->st);
+    f->events = step_take_events(&f->st);
     step_done(&f->st);
 }
 
@@ -72,7 +79,7 @@ static step_stop start(fixture *f, channel_kind ch, const char *entry)
 {
     json_decref(f->doc);
     f->doc = session_new(f->dp, "s-1", ch, "13800000001", entry, NULL);
-    step_init(&f->st, f->dp, f->doc, 64, 20);
+    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
     f->stop = step_start(&f->st, dialplan_route(f->dp, ch, entry));
     if (f->stop != STEP_CALL)
         close_hop(f);
@@ -82,7 +89,7 @@ static step_stop start(fixture *f, channel_kind ch, const char *entry)
 static step_stop send(fixture *f, engine_event_kind kind, const char *input)
 {
     engine_event ev = {.kind = kind, .session_id = "s-1", .input = input};
-    step_init(&f->st, f->dp, f->doc, 64, 20);
+    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
     f->stop = step_event(&f->st, &ev);
     if (f->stop != STEP_CALL)
         close_hop(f);
@@ -117,6 +124,27 @@ static const char *where(const fixture *f)
 {
     static char buf[160];
     snprintf(buf, sizeof buf, "%s.%s", session_str(f->doc, "flow"), session_str(f->doc, "node"));
+    return buf;
+}
+
+/* The last hop's events without their timestamps, joined by "|". */
+static const char *event_list(const fixture *f)
+{
+    static char buf[2048];
+    buf[0] = '\0';
+    size_t i;
+    json_t *e;
+    json_array_foreach(f->events, i, e) {
+        const char *text = json_string_value(e);
+        const char *ms = strchr(strchr(text, ' ') + 1, ' ') + 1;
+        const char *rest = strchr(ms, ' ');
+        assert_true(ms[0] >= '1' && ms[0] <= '9');
+        if (i)
+            strcat(buf, "|");
+        strncat(buf, text, (size_t)(ms - 1 - text));
+        if (rest)
+            strcat(buf, rest);
+    }
     return buf;
 }
 
@@ -256,14 +284,15 @@ static void test_secret_stays_out(void **state)
     assert_string_equal(json_string_value(json_object_get(args, "pin")), PIN);
     json_decref(args);
     assert_false(dumps_contain(f->doc, PIN));
-    assert_true(dumps_contain(f->doc, "<secret>"));
     resume(f, "wrong_pin", json_pack("{s:s}", "attempts_left", "4"));
+    assert_string_equal(event_list(f), "input verify.ask_pin <secret>|result verify.check wrong_pin");
     assert_int_equal(f->stop, STEP_WAIT);
     assert_string_equal(prompt_ids(f), "wrong_pin enter_pin");
     json_t *first = json_array_get(json_object_get(f->out, "prompts"), 0);
     assert_string_equal(json_string_value(json_object_get(json_object_get(first, "vars"), "attempts_left")), "4");
     assert_false(dumps_contain(f->doc, PIN));
     assert_false(dumps_contain(f->out, PIN));
+    assert_false(dumps_contain(f->events, PIN));
 }
 
 static void test_language_switch(void **state)
@@ -345,15 +374,58 @@ static void test_step_guard(void **state)
     assert_string_equal(json_string_value(json_object_get(f->out, "state")), "end");
 }
 
-static void test_events_are_bounded(void **state)
+/* Each hop collects its own events; none are in the document. */
+static void test_hop_events(void **state)
 {
     fixture *f = *state;
     start(f, CHANNEL_VOICE, "12333");
-    for (int i = 0; i < 30; i++) {
-        send(f, ENGINE_EV_INPUT, "9");
-        assert_int_equal(f->stop, STEP_WAIT);
-    }
-    assert_int_equal(json_array_size(json_object_get(f->doc, "events")), 20);
+    assert_string_equal(event_list(f), "start main.welcome");
+    send(f, ENGINE_EV_INPUT, "1");
+    assert_string_equal(event_list(f), "input main.main_menu 1");
+    send(f, ENGINE_EV_INPUT, VALID_ID);
+    resume(f, "normal", json_pack("{s:s}", "card", "A10000001"));
+    assert_string_equal(event_list(f), "input status.ask_id " VALID_ID "|result status.lookup normal");
+    send(f, ENGINE_EV_TIMEOUT, NULL);
+    assert_string_equal(event_list(f), "timeout status.after");
+    send(f, ENGINE_EV_HANGUP, NULL);
+    assert_string_equal(event_list(f), "hangup status.after");
+    assert_null(json_object_get(f->doc, "events"));
+    assert_int_equal(json_integer_value(json_object_get(f->doc, "v")), SESSION_FORMAT);
+}
+
+/* A hop keeps only its newest max_events (the store would trim the rest),
+ * and never more than STEP_MAX_HOP_EVENTS. */
+static void test_events_are_bounded(void **state)
+{
+    fixture *f = *state;
+    f->max_events = 1;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "1");
+    send(f, ENGINE_EV_INPUT, VALID_ID);
+    resume(f, "no_card", NULL);
+    assert_string_equal(event_list(f), "result status.lookup no_card");
+
+    f->max_events = 0;
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(json_array_size(f->events), 0);
+
+    step st;
+    step_init(&st, f->dp, f->doc, 64, 5000);
+    assert_int_equal(st.max_events, STEP_MAX_HOP_EVENTS);
+    step_done(&st);
+}
+
+/* A document of format 1 carried the events itself: they are dropped. */
+static void test_format_1_events_dropped(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    json_object_set_new(f->doc, "v", json_integer(1));
+    json_object_set_new(f->doc, "events", json_pack("[s]", "start main.welcome 1"));
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
+    assert_null(json_object_get(f->doc, "events"));
+    assert_int_equal(json_integer_value(json_object_get(f->doc, "v")), SESSION_FORMAT);
+    assert_string_equal(event_list(f), "input main.main_menu 9");
 }
 
 static void test_handler_table(void **state)
@@ -393,7 +465,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hangup_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_restarts_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hop_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_are_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format_1_events_dropped, setup, teardown),
         cmocka_unit_test(test_handler_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

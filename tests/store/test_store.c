@@ -1,5 +1,5 @@
 /* test_store — the session store against a real redis-server: round trips,
- * compare-and-set races, stored garbage, refused requests, a killed, a hung
+ * events appended with saves, compare-and-set races, stored garbage, refused requests, a killed, a hung
  * and an absent server, AUTH and SELECT, and store_free at awkward moments.
  * The loop is driven until the awaited callbacks have run, with a bounded
  * deadline; no assertion depends on timing. */
@@ -34,7 +34,7 @@ typedef struct {
     int calls;          /* how many times the callback ran */
     store_status st;    /* the last status reported */
     uint64_t rev;       /* the last revision reported */
-    json_t *doc;        /* load: the document, kept with json_incref */
+    json_t *doc;        /* load: the document, load_events: the array (kept) */
 } result;
 
 /* Callbacks -------------------------------------------------------------------*/
@@ -57,6 +57,17 @@ static void on_save(store_status st, uint64_t rev, void *arg)
     r->calls++;
     r->st = st;
     r->rev = rev;
+}
+
+static void on_events(store_status st, json_t *events, void *arg)
+{
+    result *r = arg;
+    r->calls++;
+    r->st = st;
+    if (events) {
+        json_decref(r->doc);
+        r->doc = json_incref(events);
+    }
 }
 
 static void on_delete(store_status st, void *arg)
@@ -146,11 +157,62 @@ static result do_save(fixture *f, store *s, const char *id, const char *json,
     result r = {0};
     json_t *doc = json_loads(json, 0, NULL);
     assert_non_null(doc);
-    store_save(s, id, doc, expected, ttl, on_save, &r);
+    store_save(s, id, doc, expected, ttl, NULL, on_save, &r);
     json_decref(doc);
     assert_int_equal(r.calls, 0);
     wait_all(f, &r, 1);
     return r;
+}
+
+static result do_save_events(fixture *f, store *s, const char *id, const char *json,
+                             uint64_t expected, int ttl, const store_events *events)
+{
+    result r = {0};
+    json_t *doc = json_loads(json, 0, NULL);
+    assert_non_null(doc);
+    store_save(s, id, doc, expected, ttl, events, on_save, &r);
+    json_decref(doc);
+    assert_int_equal(r.calls, 0);
+    wait_all(f, &r, 1);
+    return r;
+}
+
+/* The caller owns r.doc. */
+static result do_load_events(fixture *f, store *s, const char *id)
+{
+    result r = {0};
+    store_load_events(s, id, on_events, &r);
+    assert_int_equal(r.calls, 0);
+    wait_all(f, &r, 1);
+    return r;
+}
+
+/* The stored events joined by "|", or "NOT_FOUND" / "BAD_DATA" / ... */
+static char *events_text(fixture *f, store *s, const char *id)
+{
+    result r = do_load_events(f, s, id);
+    char buf[4096] = "";
+    if (r.st != STORE_OK) {
+        assert_null(r.doc);
+        snprintf(buf, sizeof buf, "%s", store_status_name(r.st));
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(r.doc, i, e) {
+        assert_true(json_is_string(e));
+        if (i)
+            strcat(buf, "|");
+        strcat(buf, json_string_value(e));
+    }
+    json_decref(r.doc);
+    return strdup(buf);
+}
+
+static void assert_events(fixture *f, store *s, const char *id, const char *want)
+{
+    char *got = events_text(f, s, id);
+    assert_string_equal(got, want);
+    free(got);
 }
 
 static result do_delete(fixture *f, store *s, const char *id)
@@ -352,6 +414,158 @@ static void test_round_trip(void **state)
     fclose(log);
 }
 
+/* Events appended with saves ---------------------------------------------------*/
+
+static void assert_same_expiry(fixture *f, const char *id)
+{
+    char key[64], ekey[64];
+    snprintf(key, sizeof key, "cl:s:%s", id);
+    snprintf(ekey, sizeof ekey, "cl:e:%s", id);
+    const char *sess[] = {"PEXPIRETIME", key};
+    const char *list[] = {"PEXPIRETIME", ekey};
+    char *a = redis_text(f, 2, sess), *b = redis_text(f, 2, list);
+    assert_true(atoll(a) > 0);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+static void test_events_saved_and_trimmed(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    const char *first[] = {"start main.welcome 1", "input main.menu 2 1", "result x.y 3 ok"};
+    store_events ev = {first, 3, 4};
+    assert_int_equal(do_save_events(f, s, "ev", "{\"n\":1}", 0, 120, &ev).st, STORE_OK);
+    assert_events(f, s, "ev", "start main.welcome 1|input main.menu 2 1|result x.y 3 ok");
+    assert_same_expiry(f, "ev");
+
+    /* Appended after the stored ones, then only the newest `keep` stay. */
+    const char *second[] = {"input a.b 4 9", "timeout a.b 5"};
+    ev = (store_events){second, 2, 4};
+    assert_int_equal(do_save_events(f, s, "ev", "{\"n\":2}", 1, 300, &ev).st, STORE_OK);
+    assert_events(f, s, "ev", "input main.menu 2 1|result x.y 3 ok|input a.b 4 9|timeout a.b 5");
+    const char *llen[] = {"LLEN", "cl:e:ev"};
+    assert_redis(f, "4", 2, llen);
+    assert_same_expiry(f, "ev");
+
+    /* A save without events keeps the list and gives it the session's TTL. */
+    assert_int_equal(do_save(f, s, "ev", "{\"n\":3}", 2, 600).st, STORE_OK);
+    assert_events(f, s, "ev", "input main.menu 2 1|result x.y 3 ok|input a.b 4 9|timeout a.b 5");
+    assert_same_expiry(f, "ev");
+    const char *ttl[] = {"TTL", "cl:e:ev"};
+    char *left = redis_text(f, 2, ttl);
+    assert_in_range(atoi(left), 301, 600);
+    free(left);
+
+    /* No events but a keep: trimmed; keep 0 empties the list. */
+    ev = (store_events){NULL, 0, 1};
+    assert_int_equal(do_save_events(f, s, "ev", "{\"n\":4}", 3, 600, &ev).st, STORE_OK);
+    assert_events(f, s, "ev", "timeout a.b 5");
+    ev = (store_events){second, 2, 0};
+    assert_int_equal(do_save_events(f, s, "ev", "{\"n\":5}", 4, 600, &ev).st, STORE_OK);
+    assert_events(f, s, "ev", "");
+    const char *exists[] = {"EXISTS", "cl:e:ev"};
+    assert_redis(f, "0", 2, exists);
+    assert_loaded(f, s, "ev", "{\"n\":5}", 5);
+
+    /* Events of up to STORE_MAX_SAVE_EVENTS and STORE_MAX_EVENT_BYTES, UTF-8. */
+    char longest[STORE_MAX_EVENT_BYTES + 1];
+    memset(longest, 'e', STORE_MAX_EVENT_BYTES);
+    longest[STORE_MAX_EVENT_BYTES] = '\0';
+    const char *many[STORE_MAX_SAVE_EVENTS];
+    for (int i = 0; i < STORE_MAX_SAVE_EVENTS; i++)
+        many[i] = i == 0 ? longest : "input \xe4\xbc\x9a.\xe8\xaf\x9d 6 \xe4\xbd\xa0";
+    ev = (store_events){many, STORE_MAX_SAVE_EVENTS, STORE_MAX_EVENTS_KEPT};
+    assert_int_equal(do_save_events(f, s, "ev", "{}", 5, 600, &ev).st, STORE_OK);
+    result r = do_load_events(f, s, "ev");
+    assert_int_equal(r.st, STORE_OK);
+    assert_int_equal(json_array_size(r.doc), STORE_MAX_SAVE_EVENTS);
+    assert_string_equal(json_string_value(json_array_get(r.doc, 0)), longest);
+    assert_string_equal(json_string_value(json_array_get(r.doc, 1)), many[1]);
+    json_decref(r.doc);
+
+    assert_int_equal(ops_count("load_events", "ok"), 6);
+    store_free(s);
+}
+
+static void test_conflict_appends_nothing(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    const char *one[] = {"start main.welcome 1"};
+    store_events ev = {one, 1, 20};
+    assert_int_equal(do_save_events(f, s, "cas", "{\"w\":1}", 0, 60, &ev).st, STORE_OK);
+
+    const char *lost[] = {"input main.menu 2 LOSER"};
+    ev = (store_events){lost, 1, 20};
+    result r = do_save_events(f, s, "cas", "{\"w\":2}", 0, 60, &ev);
+    assert_int_equal(r.st, STORE_CONFLICT);
+    assert_int_equal(r.rev, 1);
+    ev.keep = 0; /* would empty the list if it ran */
+    assert_int_equal(do_save_events(f, s, "cas", "{\"w\":3}", 7, 60, &ev).st, STORE_CONFLICT);
+    assert_events(f, s, "cas", "start main.welcome 1");
+    assert_loaded(f, s, "cas", "{\"w\":1}", 1);
+
+    /* Nor does a save refused for a session that never existed. */
+    assert_int_equal(do_save_events(f, s, "ghost", "{}", 3, 60, &ev).st, STORE_CONFLICT);
+    const char *exists[] = {"EXISTS", "cl:e:ghost", "cl:s:ghost"};
+    assert_redis(f, "0", 3, exists);
+    store_free(s);
+}
+
+static void test_delete_removes_events(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    const char *one[] = {"start main.welcome 1"};
+    store_events ev = {one, 1, 20};
+    assert_int_equal(do_save_events(f, s, "del", "{}", 0, 60, &ev).st, STORE_OK);
+    const char *both[] = {"EXISTS", "cl:s:del", "cl:e:del"};
+    assert_redis(f, "2", 3, both);
+    assert_int_equal(do_delete(f, s, "del").st, STORE_OK);
+    assert_redis(f, "0", 3, both);
+    assert_events(f, s, "del", "not_found");
+    assert_int_equal(do_delete(f, s, "del").st, STORE_NOT_FOUND);
+    store_free(s);
+}
+
+static void test_load_events_not_found_and_empty(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    assert_events(f, s, "nobody", "not_found");
+    assert_int_equal(do_save(f, s, "quiet", "{}", 0, 60).st, STORE_OK);
+    result r = do_load_events(f, s, "quiet");
+    assert_int_equal(r.st, STORE_OK);
+    assert_true(json_is_array(r.doc));
+    assert_int_equal(json_array_size(r.doc), 0);
+    json_decref(r.doc);
+    assert_events(f, s, "bad id", "bad_data");
+
+    /* An event list of another type is bad data, and a save with events
+     * on it fails before the document is written. */
+    assert_int_equal(do_save(f, s, "typed", "{\"k\":1}", 0, 60).st, STORE_OK);
+    const char *set[] = {"SET", "cl:e:typed", "not a list"};
+    free(redis_text(f, 3, set));
+    assert_events(f, s, "typed", "bad_data");
+    const char *one[] = {"start main.welcome 1"};
+    store_events ev = {one, 1, 20};
+    assert_int_equal(do_save_events(f, s, "typed", "{\"k\":2}", 1, 60, &ev).st, STORE_BAD_DATA);
+    assert_loaded(f, s, "typed", "{\"k\":1}", 1);
+    const char *get[] = {"GET", "cl:e:typed"};
+    assert_redis(f, "not a list", 2, get);
+    const char *items[] = {"RPUSH", "cl:e:typed-bad", "ok", "\xff\xfe"};
+    assert_int_equal(do_save(f, s, "typed-bad", "{}", 0, 60).st, STORE_OK);
+    free(redis_text(f, 4, items));
+    assert_events(f, s, "typed-bad", "bad_data");
+
+    assert_int_equal(ops_count("load_events", "not_found"), 1);
+    assert_int_equal(ops_count("load_events", "ok"), 1);
+    assert_int_equal(ops_count("load_events", "bad_data"), 3);
+    store_free(s);
+}
+
 /* Garbage in Redis ------------------------------------------------------------*/
 
 static void put_hash(fixture *f, const char *key, const char *rev, const char *doc)
@@ -395,7 +609,7 @@ static void assert_refused_save(fixture *f, store *s, const char *id, json_t *do
                                 uint64_t expected, int ttl)
 {
     result r = {0};
-    store_save(s, id, doc, expected, ttl, on_save, &r);
+    store_save(s, id, doc, expected, ttl, NULL, on_save, &r);
     assert_int_equal(r.calls, 0);
     wait_all(f, &r, 1);
     assert_int_equal(r.st, STORE_BAD_DATA);
@@ -433,6 +647,31 @@ static void test_invalid_requests_change_nothing(void **state)
     assert_refused_save(f, s, "ok-id", doc, UINT64_MAX, 60);
     json_decref(array);
     json_decref(big);
+
+    char too_big[STORE_MAX_EVENT_BYTES + 2];
+    memset(too_big, 'e', sizeof too_big - 1);
+    too_big[sizeof too_big - 1] = '\0';
+    const char *many[STORE_MAX_SAVE_EVENTS + 1];
+    for (int i = 0; i <= STORE_MAX_SAVE_EVENTS; i++)
+        many[i] = "input main.menu 1 1";
+    const char *oversize[] = {"ok", too_big};
+    const char *null_item[] = {"ok", NULL};
+    const char *not_utf8[] = {"input main.menu 1 \xff"};
+    const store_events bad_events[] = {
+        {many, STORE_MAX_SAVE_EVENTS + 1, 20},
+        {many, 1, -1},
+        {many, 1, STORE_MAX_EVENTS_KEPT + 1},
+        {oversize, 2, 20},
+        {null_item, 2, 20},
+        {NULL, 1, 20},
+        {not_utf8, 1, 20},
+    };
+    for (size_t i = 0; i < sizeof bad_events / sizeof *bad_events; i++) {
+        result r = {0};
+        store_save(s, "ok-id", doc, 0, 60, &bad_events[i], on_save, &r);
+        wait_all(f, &r, 1);
+        assert_int_equal(r.st, STORE_BAD_DATA);
+    }
     json_decref(doc);
 
     const char *dbsize[] = {"DBSIZE"};
@@ -477,7 +716,7 @@ static int race(fixture *f, store **stores, int n_stores, uint64_t expected)
     result r[RACERS] = {{0}};
     for (int i = 0; i < RACERS; i++) {
         json_t *doc = json_pack("{s:i}", "writer", i);
-        store_save(stores[i % n_stores], "raced", doc, expected, 60, on_save, &r[i]);
+        store_save(stores[i % n_stores], "raced", doc, expected, 60, NULL, on_save, &r[i]);
         json_decref(doc);
     }
     wait_all(f, r, RACERS);
@@ -549,7 +788,7 @@ static void test_redis_killed_and_restarted(void **state)
         if (i % 3 == 0)
             store_load(s, "keep", on_load, &r[i]);
         else if (i % 3 == 1)
-            store_save(s, id, doc, 0, 60, on_save, &r[i]);
+            store_save(s, id, doc, 0, 60, NULL, on_save, &r[i]);
         else
             store_delete(s, id, on_delete, &r[i]);
     }
@@ -598,7 +837,7 @@ static void test_hung_redis_times_out(void **state)
     json_t *doc = json_pack("{s:s}", "late", "yes");
     for (int i = 0; i < N; i++) {
         if (i == 0)
-            store_save(s, "hung", doc, 0, 60, on_save, &r[i]);
+            store_save(s, "hung", doc, 0, 60, NULL, on_save, &r[i]);
         else
             store_load(s, "hung", on_load, &r[i]);
     }
@@ -751,10 +990,10 @@ static void test_free_with_pending_ops(void **state)
     result r[N] = {{0}}, refused = {0};
     json_t *doc = json_pack("{}");
     for (int i = 0; i < N; i++)
-        store_save(s, "pending", doc, 0, 60, on_save, &r[i]);
+        store_save(s, "pending", doc, 0, 60, NULL, on_save, &r[i]);
     store_load(s, "bad id", on_load, &refused);
     chain c = {.s = s};
-    store_save(s, "chained", doc, 0, 60, save_then_load, &c);
+    store_save(s, "chained", doc, 0, 60, NULL, save_then_load, &c);
     json_decref(doc);
 
     store_free(s);
@@ -803,6 +1042,10 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_events_saved_and_trimmed, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_appends_nothing, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_removes_events, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_load_events_not_found_and_empty, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_stored_garbage_is_bad_data, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests_change_nothing, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_max_pending_bound, setup_redis, teardown),
