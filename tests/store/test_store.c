@@ -416,6 +416,8 @@ static void test_round_trip(void **state)
 
 /* Events appended with saves ---------------------------------------------------*/
 
+#define SAME_EXPIRY_SLACK_MS 100
+
 static void assert_same_expiry(fixture *f, const char *id)
 {
     char key[64], ekey[64];
@@ -424,10 +426,12 @@ static void assert_same_expiry(fixture *f, const char *id)
     const char *sess[] = {"PEXPIRETIME", key};
     const char *list[] = {"PEXPIRETIME", ekey};
     char *a = redis_text(f, 2, sess), *b = redis_text(f, 2, list);
-    assert_true(atoll(a) > 0);
-    assert_string_equal(a, b);
+    long long sess_at = atoll(a), list_at = atoll(b);
     free(a);
     free(b);
+    assert_true(sess_at > 0 && list_at > 0);
+    /* Set by one script, but Redis 7.0 reads its clock at each EXPIRE. */
+    assert_true(llabs(sess_at - list_at) <= SAME_EXPIRY_SLACK_MS);
 }
 
 static void test_events_saved_and_trimmed(void **state)
