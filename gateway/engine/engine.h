@@ -110,4 +110,13 @@ void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg);
 
 const char *engine_status_name(engine_status st);
 
+/* Rendering -----------------------------------------------------------------------*/
+
+/* The prompts of a hop's output as text for `channel`, in the output's
+ * language, one prompt after another separated by newlines. Writes at most
+ * out_size - 1 bytes (never cutting a UTF-8 character) and returns the
+ * length. An unknown prompt id (a reload removed it) is skipped. */
+size_t engine_render_text(const engine *e, json_t *output, channel_kind channel, char *out,
+                          size_t out_size);
+
 #endif

@@ -19,8 +19,8 @@
 #define HOP_MARGIN_MS 10000
 /* How often the loop wakes while waiting for Redis. */
 #define CONNECT_POLL_MS 20
-/* One rendered prompt, as text. */
-#define PROMPT_MAX 4096
+#define PROMPT_MAX 4096        /* one hint or refusal line */
+#define OUTPUT_TEXT_MAX 8192   /* every prompt of one output, as text */
 
 /* The hop being waited for; filled by the engine's callback. */
 typedef struct {
@@ -156,21 +156,9 @@ static void add_text(drv_reply *r, const char *text)
 
 static void render_prompts(const driver *d, json_t *out, drv_reply *r)
 {
-    const dialplan *dp = engine_dialplan(runtime_engine(d->rt));
-    const char *lang = json_string_value(json_object_get(out, "lang"));
-    if (lang == NULL)
-        lang = dialplan_language(dp, 0);
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(out, "prompts"), i, p) {
-        const char *id = json_string_value(json_object_get(p, "id"));
-        char text[PROMPT_MAX];
-        if (id != NULL && dialplan_render_text(dp, lang, d->channel, id, json_object_get(p, "vars"),
-                                               text, sizeof text))
-            add_text(r, text);
-        else
-            add_linef(r, "[unknown prompt %s]", id ? id : "(none)");
-    }
+    char text[OUTPUT_TEXT_MAX];
+    if (engine_render_text(runtime_engine(d->rt), out, d->channel, text, sizeof text) > 0)
+        add_text(r, text);
 }
 
 static void render_options(json_t *await, char *out, size_t size)
