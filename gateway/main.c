@@ -23,6 +23,8 @@
 #include "ops.h"
 #include "reload.h"
 #include "runtime.h"
+#include "sms.h"
+#include "ussd.h"
 #include "version.h"
 
 typedef struct {
@@ -39,6 +41,8 @@ typedef struct {
     dialplan *dialplans;        /* the set loaded at start (main holds a reference) */
     runtime *rt;                /* store, registry client, engine */
     httpd *http;                /* the HTTP listener */
+    ussd *ussd;                 /* POST /ussd on it */
+    sms *sms;                   /* /sms/kannel on it */
     ops *ops;                   /* /healthz and /metrics */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
     bool stopping;              /* a stop signal arrived */
@@ -230,13 +234,40 @@ static bool watch_signals(gateway *gw)
 
 /* Running ------------------------------------------------------------------------*/
 
+static void ussd_options_from(const conf *c, engine *e, ussd_options *uo)
+{
+    ussd_options_default(uo);
+    uo->engine = e;
+    uo->answer_deadline_ms = c->ussd.answer_deadline_ms;
+    uo->max_text_bytes = c->ussd.max_text_bytes;
+    uo->page_chars = c->ussd.page_chars;
+    uo->max_sessions = c->ussd.max_sessions;
+    uo->state_ttl_s = c->ussd.state_ttl_s;
+    uo->hop_key_secret = c->ussd.hop_key_secret;
+}
+
+static void sms_options_from(const conf *c, sms_options *so)
+{
+    sms_options_default(so);
+    so->max_messages = c->sms.max_messages;
+    so->max_text_bytes = c->sms.max_text_bytes;
+}
+
 static bool start_modules(gateway *gw)
 {
     httpd_options ho;
+    ussd_options uo;
+    sms_options so;
     httpd_options_from(gw->conf, &ho);
     gw->rt = runtime_new(gw->base, gw->conf, gw->dialplans);
     gw->http = httpd_new(gw->base, &ho);
     if (gw->rt == NULL || gw->http == NULL)
+        return false;
+    ussd_options_from(gw->conf, runtime_engine(gw->rt), &uo);
+    sms_options_from(gw->conf, &so);
+    gw->ussd = ussd_new(gw->base, gw->http, &uo);
+    gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
+    if (gw->ussd == NULL || gw->sms == NULL)
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
@@ -244,11 +275,13 @@ static bool start_modules(gateway *gw)
            reload_register("dialplans", apply_dialplans, gw) == 0 && watch_signals(gw);
 }
 
-/* Hops, store and registry operations in flight complete (as unavailable)
- * while their callers still exist; the listener goes last so late replies
- * still find their requests. */
+/* Channels let go of their hops first (those finish into nothing); then
+ * hops, store and registry operations in flight complete as unavailable;
+ * the listener goes last so late replies still find their requests. */
 static void stop_modules(gateway *gw)
 {
+    ussd_free(gw->ussd);
+    sms_free(gw->sms);
     runtime_free(gw->rt);
     ops_free(gw->ops);
     httpd_free(gw->http);

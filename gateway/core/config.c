@@ -84,6 +84,16 @@ static const conf_key keys[] = {
     KEY_INT("session", "events_kept", 0, 1000, "20", session.events_kept),
     KEY_INT("session", "handler_timeout_ms", 1, 600000, "3000", session.handler_timeout_ms),
 
+    KEY_INT("ussd", "answer_deadline_ms", 100, 60000, "2500", ussd.answer_deadline_ms),
+    KEY_INT("ussd", "max_text_bytes", 16, 4096, "1024", ussd.max_text_bytes),
+    KEY_INT("ussd", "page_chars", 40, 182, "182", ussd.page_chars),
+    KEY_INT("ussd", "max_sessions", 1, 1000000, "10000", ussd.max_sessions),
+    KEY_INT("ussd", "state_ttl_s", 10, 86400, "300", ussd.state_ttl_s),
+    KEY("ussd", "hop_key_secret", CONF_STRING, "", ussd.hop_key_secret),
+
+    KEY_INT("sms", "max_messages", 1, 10, "3", sms.max_messages),
+    KEY_INT("sms", "max_text_bytes", 1, 4096, "480", sms.max_text_bytes),
+
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
 

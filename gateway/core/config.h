@@ -70,6 +70,18 @@ typedef struct {
         int handler_timeout_ms; /* a handler not finished by then is "unavailable" */
     } session;
     struct {
+        int answer_deadline_ms; /* a slower hop is answered with a holding page */
+        int max_text_bytes;     /* longer `text` gets 413 */
+        int page_chars;         /* characters of one page after "CON "/"END " */
+        int max_sessions;       /* sessions with paging/holding state in memory */
+        int state_ttl_s;        /* that state is dropped after this much silence */
+        char *hop_key_secret;   /* HMAC key of replay keys, NULL = random per process */
+    } ussd;
+    struct {
+        int max_messages;       /* SMS parts one reply may take (Kannel's max-messages) */
+        int max_text_bytes;     /* longer MO text gets 413 */
+    } sms;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;

@@ -407,6 +407,33 @@ static void start_session(hop *h, uint64_t stored_rev)
     advance(h, step_start(&h->st, flow));
 }
 
+static bool text_ok(const char *s, size_t max);
+
+/* Replaces the event's input by what the channel derives from the loaded
+ * session; the previous input (a re-run's) is wiped first. */
+static bool derive_input(hop *h, json_t *doc)
+{
+    json_t *key = json_object_get(json_object_get(doc, "last_hop"), "key");
+    size_t size = (size_t)h->e->opt.max_input_bytes + 1;
+    char *input = malloc(size);
+    if (!input)
+        abort();
+    input[0] = '\0';
+    if (!h->ev.derive_input(json_is_string(key) ? json_string_value(key) : "", input, size, h->ev.derive_arg) ||
+        !text_ok(input, size - 1)) {
+        explicit_bzero(input, size);
+        free(input);
+        return false;
+    }
+    if (h->strs[4]) {
+        explicit_bzero(h->strs[4], strlen(h->strs[4]));
+        free(h->strs[4]);
+    }
+    h->strs[4] = input;
+    h->ev.input = input;
+    return true;
+}
+
 static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
 {
     hop *h = arg;
@@ -432,6 +459,10 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
     }
     if (!doc || strcmp(session_str(doc, "state"), "end") == 0) {
         finish(h, ENGINE_NO_SESSION, NULL);
+        return;
+    }
+    if (h->ev.derive_input && !derive_input(h, doc)) {
+        finish(h, ENGINE_BAD_EVENT, NULL);
         return;
     }
     h->rev = revision;
@@ -484,7 +515,7 @@ static bool event_ok(const engine *e, const engine_event *ev)
         return text_ok(ev->entry, ENGINE_MAX_NAME) && (!ev->caller || text_ok(ev->caller, ENGINE_MAX_NAME)) &&
                (!ev->lang || text_ok(ev->lang, ENGINE_MAX_NAME));
     case ENGINE_EV_INPUT:
-        return text_ok(ev->input, (size_t)e->opt.max_input_bytes);
+        return ev->derive_input || text_ok(ev->input, (size_t)e->opt.max_input_bytes);
     case ENGINE_EV_TRANSFER_BACK:
         return !ev->node || text_ok(ev->node, ENGINE_MAX_NAME);
     default:
@@ -514,6 +545,8 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
     h->cb_arg = arg;
     h->ev.kind = ev->kind;
     h->ev.channel = ev->channel;
+    h->ev.derive_input = ev->kind == ENGINE_EV_INPUT ? ev->derive_input : NULL;
+    h->ev.derive_arg = ev->derive_arg;
     if (copy) {
         h->ev.session_id = keep(h, 0, ev->session_id);
         h->ev.caller = keep(h, 1, ev->caller);

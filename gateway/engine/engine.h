@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "channel.h"
 
@@ -39,6 +40,15 @@ typedef enum {
     ENGINE_EV_TRANSFER_BACK  /* an agent hands the session back at `node` */
 } engine_event_kind;
 
+/* For channels whose request carries the whole history (USSD's `text`):
+ * called by the hop after the session is loaded and the replay check, with
+ * the key of the session's last applied hop ("" when none was recorded), so the channel can tell what is new against what the session
+ * consumed, atomically with the loaded state (a re-run after a lost race
+ * calls it again on the fresh state). Writes the new input (at most
+ * size - 1 bytes, size = max_input_bytes + 1) and returns true; false makes
+ * the hop ENGINE_BAD_EVENT with nothing changed. */
+typedef bool engine_derive_fn(const char *previous_hop_key, char *out, size_t size, void *arg);
+
 typedef struct {
     engine_event_kind kind;  /* what happened */
     channel_kind channel;    /* where it came from */
@@ -46,9 +56,11 @@ typedef struct {
     const char *caller;      /* START: phone number or SIP user of the caller */
     const char *entry;       /* START: SIP user part, USSD service code or SMS text */
     const char *lang;        /* START: preferred language, or NULL for the default */
-    const char *input;       /* INPUT: what was entered */
+    const char *input;       /* INPUT: what was entered (ignored with derive_input) */
     const char *node;        /* TRANSFER_BACK: "flow.node" to continue at */
     const char *hop_key;     /* the request's identity for replays, or NULL */
+    engine_derive_fn *derive_input; /* INPUT: computes `input` from the session, or NULL */
+    void *derive_arg;        /* passed to derive_input; must live until the hop's callback */
 } engine_event;
 
 typedef enum {

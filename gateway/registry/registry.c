@@ -1,18 +1,18 @@
-/* registry — the card registry client: libcurl multi on the libevent loop.
+/* registry — the card registry client, on the asynchronous HTTP client.
  *
- * Owns the curl multi handle, one libevent event per socket curl watches,
- * one timer for curl's own timeouts, and every request from registry_request
- * until its callback has run. libcurl is never called from inside its own
- * callbacks: the socket and timer callbacks only arm events, and transfers
- * advance in the event handlers, which then collect finished transfers.
- * Request bodies are serialized straight into a buffer of our own, which is
- * wiped and freed when the transfer ends; bodies are never logged. */
+ * Owns every request from registry_request until its callback has run: the
+ * contract's checks, headers, the read-retry policy, the mapping of HTTP
+ * answers to registry_status, one log line and the metrics per request.
+ * Transfers themselves (libcurl multi on the loop, deadlines, the response
+ * cap) are httpc's. Request bodies are serialized straight into a buffer of
+ * our own and wiped as soon as httpc has copied them (httpc wipes its copy
+ * when the transfer ends); bodies are never logged. */
 #include "registry.h"
 
+#include "httpc.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
-#include "version.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -38,7 +38,7 @@
 /* A request is in exactly one phase until it completes. */
 typedef enum {
     REQ_REFUSED,     /* refused before sending; completes from `ev` */
-    REQ_TRANSFER,    /* its easy handle is in the multi handle */
+    REQ_TRANSFER,    /* an httpc request is in flight for it */
     REQ_RETRY_WAIT   /* a read waiting on `ev` to be tried again */
 } req_phase;
 
@@ -49,14 +49,9 @@ struct registry_req {
     registry_req *prev, *next;      /* the owner's list of unfinished requests */
     req_phase phase;                /* what is going on for it now */
     struct event *ev;               /* deferred completion, or the retry pause */
-    CURL *easy;                     /* the transfer; NULL when refused early */
-    struct curl_slist *headers;     /* request headers, read by curl until the end */
-    char *body;                     /* serialized request body, wiped before free */
+    char *url;                      /* base URL + path, kept for a read's retry */
+    char *body;                     /* serialized request body, wiped once sent */
     size_t body_len;                /* its length */
-    char *resp;                     /* response body received so far */
-    size_t resp_len;                /* bytes in `resp` */
-    size_t resp_cap;                /* allocated size of `resp` */
-    bool resp_too_large;            /* the response passed REGISTRY_MAX_RESPONSE */
     bool is_read;                   /* a GET: may be tried again after UNAVAILABLE */
     int attempts;                   /* transfers started so far */
     registry_status refusal;        /* REQ_REFUSED: the status to complete with */
@@ -69,20 +64,11 @@ struct registry_req {
     void *arg;                      /* and its argument */
 };
 
-/* A socket curl asked us to watch. */
-typedef struct registry_sock {
-    registry *reg;                        /* owner */
-    struct registry_sock *prev, *next;    /* the owner's list of watched sockets */
-    struct event *ev;                     /* read/write interest curl asked for */
-} registry_sock;
-
 struct registry {
     struct event_base *base;        /* the main loop */
-    CURLM *multi;                   /* all transfers */
-    struct event *timer;            /* curl's single timeout */
+    httpc *http;                    /* the transfers */
     registry_options opt;           /* options, strings owned (copied) */
     registry_req *head, *tail;      /* unfinished requests, oldest first */
-    registry_sock *socks;           /* sockets being watched */
     int in_flight;                  /* accepted requests not yet complete */
     bool closing;                   /* registry_free has started */
     uint32_t id_tag;                /* random per instance, part of request ids */
@@ -247,10 +233,7 @@ static void req_wipe_body(registry_req *q)
 static void req_free(registry_req *q)
 {
     req_wipe_body(q);
-    if (q->easy)
-        curl_easy_cleanup(q->easy);
-    curl_slist_free_all(q->headers);
-    free(q->resp);
+    free(q->url);
     event_free(q->ev);
     free(q);
 }
@@ -336,97 +319,67 @@ static void req_refuse(registry_req *q, registry_status st, const char *reason)
 
 /* Transfers ----------------------------------------------------------------*/
 
-static size_t on_curl_data(char *data, size_t size, size_t n, void *arg)
-{
-    registry_req *q = arg;
-    size_t len = size * n;
-    if (len > REGISTRY_MAX_RESPONSE - q->resp_len) {
-        q->resp_too_large = true;
-        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
-    }
-    if (q->resp_len + len + 1 > q->resp_cap) {
-        size_t cap = q->resp_cap ? q->resp_cap : 1024;
-        while (cap < q->resp_len + len + 1)
-            cap *= 2;
-        char *grown = realloc(q->resp, cap);
-        if (grown == NULL)
-            return 0;
-        q->resp = grown;
-        q->resp_cap = cap;
-    }
-    memcpy(q->resp + q->resp_len, data, len);
-    q->resp_len += len;
-    return len;
-}
-
 static long remaining_ms(const registry_req *q)
 {
     return (long)q->reg->opt.timeout_ms - (long)ms_since(&q->started);
 }
 
-static bool add_header(struct curl_slist **list, const char *name, const char *value)
-{
-    char line[REGISTRY_MAX_TOKEN + 64];
-    snprintf(line, sizeof line, "%s: %s", name, value);
-    struct curl_slist *grown = curl_slist_append(*list, line);
-    if (grown == NULL)
-        return false;
-    *list = grown;
-    return true;
-}
+/* Header lines for one send; `bearer` holds the token and is wiped by the
+ * caller once httpc has copied the lines. */
+typedef struct {
+    char request_id[64];                  /* X-Request-Id */
+    char key[REGISTRY_MAX_KEY + 24];      /* Idempotency-Key */
+    char bearer[REGISTRY_MAX_TOKEN + 32]; /* Authorization */
+    const char *lines[8];                 /* NULL-terminated, for httpc */
+} header_set;
 
-static bool build_headers(registry_req *q, const char *key)
+static void build_headers(header_set *h, const registry_req *q, const char *key)
 {
     const registry_options *o = &q->reg->opt;
-    char bearer[REGISTRY_MAX_TOKEN + 16];
-    bool ok = add_header(&q->headers, "Accept", "application/json") &&
-              add_header(&q->headers, "X-Request-Id", q->request_id) &&
-              /* no 100-continue round trip: our bodies are small */
-              add_header(&q->headers, "Expect", "");
-    if (ok && strcmp(q->method, "GET") != 0) /* else curl would send a form type */
-        ok = add_header(&q->headers, "Content-Type", "application/json");
-    if (ok && key)
-        ok = add_header(&q->headers, "Idempotency-Key", key);
-    if (ok && o->token) {
-        snprintf(bearer, sizeof bearer, "Bearer %s", o->token);
-        ok = add_header(&q->headers, "Authorization", bearer);
-        explicit_bzero(bearer, sizeof bearer);
+    int n = 0;
+    h->lines[n++] = "Accept: application/json";
+    snprintf(h->request_id, sizeof h->request_id, "X-Request-Id: %s", q->request_id);
+    h->lines[n++] = h->request_id;
+    if (strcmp(q->method, "GET") != 0) /* else curl would send a form type */
+        h->lines[n++] = "Content-Type: application/json";
+    if (key) {
+        snprintf(h->key, sizeof h->key, "Idempotency-Key: %s", key);
+        h->lines[n++] = h->key;
     }
-    return ok;
+    if (o->token) {
+        snprintf(h->bearer, sizeof h->bearer, "Authorization: Bearer %s", o->token);
+        h->lines[n++] = h->bearer;
+    }
+    h->lines[n] = NULL;
 }
 
-static bool setup_easy(registry_req *q, const char *path, const char *key)
+static void on_transfer_done(const httpc_response *res, void *arg);
+
+/* Hands the request to httpc with the time it has left; the body is wiped
+ * at once (httpc holds its own copy until the transfer ends). */
+static void req_send(registry_req *q, const char *key, long timeout_ms)
 {
     const registry_options *o = &q->reg->opt;
-    char url[REGISTRY_MAX_BASE_URL + REGISTRY_MAX_PATH];
-    snprintf(url, sizeof url, "%s%s", o->base_url, path);
-    q->easy = curl_easy_init();
-    if (q->easy == NULL || !build_headers(q, key))
-        return false;
-    CURL *e = q->easy;
-    CURLcode rc = CURLE_OK;
-    rc |= curl_easy_setopt(e, CURLOPT_URL, url);
-    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)q);
-    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
-    rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
-    rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
-    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "cardline/" CARDLINE_VERSION);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_data);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)q);
-    if (strcmp(q->method, "GET") != 0) {
-        rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
-        rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)q->body_len);
-        rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body ? q->body : "");
-    }
-    if (o->ca_file)
-        rc |= curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
-    if (o->cert_file)
-        rc |= curl_easy_setopt(e, CURLOPT_SSLCERT, o->cert_file);
-    if (o->key_file)
-        rc |= curl_easy_setopt(e, CURLOPT_SSLKEY, o->key_file);
-    return rc == CURLE_OK;
+    header_set h;
+    build_headers(&h, q, key);
+    httpc_request hr = {
+        .method = q->method,
+        .url = q->url,
+        .headers = h.lines,
+        .body = q->body,
+        .body_len = q->body_len,
+        .timeout_ms = (int)timeout_ms,
+        .connect_timeout_ms = o->connect_timeout_ms < timeout_ms ? o->connect_timeout_ms
+                                                                 : (int)timeout_ms,
+        .ca_file = o->ca_file,
+        .cert_file = o->cert_file,
+        .key_file = o->key_file,
+    };
+    q->phase = REQ_TRANSFER;
+    q->attempts++;
+    httpc_send(q->reg->http, &hr, on_transfer_done, q);
+    explicit_bzero(h.bearer, sizeof h.bearer);
+    req_wipe_body(q);
 }
 
 /* Serializes `body` straight into one buffer of ours (json_dumpb has no
@@ -461,28 +414,21 @@ static void req_start(registry_req *q, const char *path, json_t *body, const cha
         req_refuse(q, REGISTRY_UNAVAILABLE, r->closing ? "closing" : "too_many_pending");
         return;
     }
-    if (!setup_easy(q, path, key) || curl_multi_add_handle(r->multi, q->easy) != CURLM_OK) {
-        req_wipe_body(q);
-        req_refuse(q, REGISTRY_UNAVAILABLE, "curl_setup_failed");
-        return;
-    }
-    q->phase = REQ_TRANSFER;
-    q->attempts = 1;
+    size_t url_len = strlen(r->opt.base_url) + strlen(path) + 1;
+    q->url = xcalloc(1, url_len);
+    snprintf(q->url, url_len, "%s%s", r->opt.base_url, path);
     r->in_flight++;
+    req_send(q, key, r->opt.timeout_ms);
 }
 
 static void req_retry_now(registry_req *q)
 {
     long left = remaining_ms(q);
-    q->resp_len = 0;
-    q->resp_too_large = false;
-    if (left <= 0 || curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, left) != CURLE_OK ||
-        curl_multi_add_handle(q->reg->multi, q->easy) != CURLM_OK) {
+    if (left <= 0) {
         req_complete(q, REGISTRY_UNAVAILABLE, 0, NULL, "retry_failed");
         return;
     }
-    q->phase = REQ_TRANSFER;
-    q->attempts++;
+    req_send(q, NULL, left);
 }
 
 static void on_req_event(evutil_socket_t fd, short what, void *arg)
@@ -520,11 +466,11 @@ static registry_status status_for_http(long code)
 }
 
 /* The response body when it is a JSON object, else NULL. */
-static json_t *parse_object(const registry_req *q)
+static json_t *parse_object(const httpc_response *res)
 {
-    if (q->resp_len == 0)
+    if (res->body_len == 0)
         return NULL;
-    json_t *j = json_loadb(q->resp, q->resp_len, 0, NULL);
+    json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
     if (j && !json_is_object(j)) {
         json_decref(j);
         return NULL;
@@ -538,36 +484,41 @@ static json_t *parse_object(const registry_req *q)
  * ran into its deadline has none left and is not repeated. */
 static bool should_retry(const registry_req *q, registry_status st)
 {
-    return q->is_read && st == REGISTRY_UNAVAILABLE &&
+    return q->is_read && st == REGISTRY_UNAVAILABLE && !q->reg->closing &&
            q->attempts <= q->reg->opt.read_retries &&
            remaining_ms(q) > REGISTRY_RETRY_DELAY_MS;
 }
 
-static void transfer_done(registry_req *q, CURLcode rc)
+static void on_transfer_done(const httpc_response *res, void *arg)
 {
+    registry_req *q = arg;
     registry *r = q->reg;
-    long http = 0, connects = 0;
-    curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &http);
-    curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &connects);
-    metrics_add(r->m_connects, (double)connects);
+    metrics_add(r->m_connects, (double)res->connects);
 
     registry_status st;
     json_t *body = NULL;
     const char *cause = NULL;
-    if (rc != CURLE_OK) {
-        st = q->resp_too_large ? REGISTRY_BAD_RESPONSE : REGISTRY_UNAVAILABLE;
-        cause = q->resp_too_large ? "response_too_large" : curl_easy_strerror(rc);
-    } else {
+    long http = res->http_status;
+    switch (res->status) {
+    case HTTPC_OK:
         st = status_for_http(http);
-        body = parse_object(q);
+        body = parse_object(res);
         if (st == REGISTRY_OK && body == NULL) {
             st = REGISTRY_BAD_RESPONSE;
             cause = "body_not_json_object";
         } else if (st == REGISTRY_BAD_RESPONSE) {
             cause = "unexpected_status";
         }
+        break;
+    case HTTPC_TOO_LARGE:
+        st = REGISTRY_BAD_RESPONSE;
+        cause = res->error;
+        break;
+    default:
+        st = REGISTRY_UNAVAILABLE;
+        cause = res->error;
+        break;
     }
-    req_wipe_body(q); /* reads have none; writes are never sent twice by us */
 
     if (should_retry(q, st)) {
         const struct timeval pause = {0, REGISTRY_RETRY_DELAY_MS * 1000};
@@ -579,107 +530,6 @@ static void transfer_done(registry_req *q, CURLcode rc)
         return;
     }
     req_complete(q, st, http, body, cause);
-}
-
-/* Collects finished transfers; called after every curl_multi_socket_action. */
-static void drain_finished(registry *r)
-{
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(r->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = m->easy_handle;
-        CURLcode rc = m->data.result;
-        char *priv = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
-        curl_multi_remove_handle(r->multi, easy); /* `m` is gone from here on */
-        transfer_done((registry_req *)priv, rc);
-    }
-}
-
-/* libcurl's socket and timer callbacks: they only arm libevent events ------*/
-
-static void on_socket_event(evutil_socket_t fd, short what, void *arg)
-{
-    registry_sock *sk = arg;
-    registry *r = sk->reg; /* `sk` may be freed inside the socket action */
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
-                ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    int running;
-    curl_multi_socket_action(r->multi, fd, flags, &running);
-    drain_finished(r);
-}
-
-static void on_timer_event(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    registry *r = arg;
-    int running;
-    curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    drain_finished(r);
-}
-
-static void sock_free(registry_sock *sk)
-{
-    registry *r = sk->reg;
-    if (sk->prev)
-        sk->prev->next = sk->next;
-    else
-        r->socks = sk->next;
-    if (sk->next)
-        sk->next->prev = sk->prev;
-    event_free(sk->ev);
-    free(sk);
-}
-
-static registry_sock *sock_new(registry *r, curl_socket_t fd)
-{
-    registry_sock *sk = xcalloc(1, sizeof *sk);
-    sk->reg = r;
-    sk->ev = event_new(r->base, fd, 0, on_socket_event, sk);
-    if (sk->ev == NULL) {
-        free(sk);
-        return NULL;
-    }
-    sk->next = r->socks;
-    if (r->socks)
-        r->socks->prev = sk;
-    r->socks = sk;
-    return sk;
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    registry *r = userp;
-    registry_sock *sk = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (sk)
-            sock_free(sk);
-        return 0;
-    }
-    if (sk == NULL) {
-        sk = sock_new(r, fd);
-        if (sk == NULL)
-            return -1;
-        curl_multi_assign(r->multi, fd, sk);
-    }
-    short events = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-                   ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    event_del(sk->ev);
-    event_assign(sk->ev, r->base, fd, events, on_socket_event, sk);
-    return event_add(sk->ev, NULL) == 0 ? 0 : -1;
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    registry *r = userp;
-    if (timeout_ms < 0)
-        return evtimer_del(r->timer);
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    return evtimer_add(r->timer, &tv);
 }
 
 /* Lifecycle -----------------------------------------------------------------*/
@@ -736,22 +586,6 @@ static void register_metrics(registry *r)
                                     "Connections opened to the registry", NULL);
 }
 
-static bool setup_multi(registry *r)
-{
-    r->multi = curl_multi_init();
-    r->timer = evtimer_new(r->base, on_timer_event, r);
-    if (r->multi == NULL || r->timer == NULL)
-        return false;
-    CURLMcode rc = CURLM_OK;
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, (void *)r);
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, (void *)r);
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)r->opt.max_connections);
-    rc |= curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)r->opt.max_connections);
-    return rc == CURLM_OK;
-}
-
 static void free_options(registry_options *o)
 {
     free((char *)o->base_url);
@@ -771,8 +605,6 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
         log_error("registry.config", "problem=%s", log_quote(problem).s);
         return NULL;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return NULL;
     registry *r = xcalloc(1, sizeof *r);
     r->base = base;
     r->opt = *opt;
@@ -787,8 +619,14 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
     if (getrandom(&r->id_tag, sizeof r->id_tag, 0) != sizeof r->id_tag)
         r->id_tag = (uint32_t)time(NULL);
     register_metrics(r);
-    if (!setup_multi(r)) {
-        log_error("registry.init", "problem=\"curl multi setup failed\"");
+    httpc_options hopt;
+    httpc_options_default(&hopt);
+    hopt.max_connections = r->opt.max_connections;
+    hopt.max_pending = r->opt.max_pending;
+    hopt.max_response_bytes = REGISTRY_MAX_RESPONSE;
+    r->http = httpc_new(base, &hopt);
+    if (r->http == NULL) {
+        log_error("registry.init", "problem=\"http client setup failed\"");
         registry_free(r);
         return NULL;
     }
@@ -800,22 +638,14 @@ void registry_free(registry *r)
     if (r == NULL)
         return;
     r->closing = true;
-    /* Requests made from these callbacks join the list and end here too. */
-    while (r->head) {
-        registry_req *q = r->head;
-        if (q->phase == REQ_TRANSFER)
-            curl_multi_remove_handle(r->multi, q->easy);
-        req_complete(q, REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
-    }
-    if (r->multi)
-        curl_multi_cleanup(r->multi);
-    while (r->socks)
-        sock_free(r->socks);
-    if (r->timer)
-        event_free(r->timer);
+    /* Transfers end first (httpc reports them cancelled: UNAVAILABLE, no
+     * retry while closing); requests made from any of these callbacks are
+     * refused, join the list and end here too. */
+    httpc_free(r->http);
+    while (r->head)
+        req_complete(r->head, REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
     free_options(&r->opt);
     free(r);
-    curl_global_cleanup();
 }
 
 /* Generic request -----------------------------------------------------------*/

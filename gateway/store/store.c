@@ -53,9 +53,10 @@ static const char events_script[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
     "return redis.call('LRANGE', KEYS[2], ARGV[1], -1)\n";
 
-typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_LOAD_EVENTS, OP_KINDS } op_kind;
+typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_LOAD_EVENTS, OP_COMMAND, OP_KINDS } op_kind;
 
-static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete", "load_events"};
+static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete", "load_events",
+                                                      "command"};
 
 #define STORE_STATUSES (STORE_BAD_DATA + 1)
 
@@ -70,6 +71,7 @@ typedef union {
     store_save_cb *save;
     store_delete_cb *del;
     store_events_cb *events;
+    store_reply_cb *reply;
 } op_callback; /* the member named by the operation's kind */
 
 typedef struct store_op store_op;
@@ -254,7 +256,8 @@ static store_op *inflight_find(store *s, uintptr_t id)
 /* Frees the operation first so the callback may start new ones or see a
  * consistent store. `doc` (load: the document, load_events: the array)
  * stays owned by the caller of op_complete. */
-static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision)
+static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision,
+                        const redisReply *reply)
 {
     store *s = op->owner;
     op_kind kind = op->kind;
@@ -275,6 +278,9 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
     case OP_LOAD_EVENTS:
         cb.events(st, st == STORE_OK ? doc : NULL, arg);
         break;
+    case OP_COMMAND:
+        cb.reply(st, st == STORE_OK ? reply : NULL, arg);
+        break;
     default:
         cb.del(st, arg);
         break;
@@ -286,7 +292,7 @@ static void fail_inflight(store *s, store_status st)
     store_op *op;
     while ((op = s->inflight.head) != NULL) {
         list_remove(&s->inflight, op);
-        op_complete(op, st, NULL, 0);
+        op_complete(op, st, NULL, 0, NULL);
     }
 }
 
@@ -299,7 +305,7 @@ static void report_refused(evutil_socket_t fd, short what, void *arg)
     store_op *op;
     while ((op = batch.head) != NULL) {
         list_remove(&batch, op);
-        op_complete(op, op->refused_with, NULL, 0);
+        op_complete(op, op->refused_with, NULL, 0, NULL);
     }
 }
 
@@ -416,6 +422,8 @@ static outcome reply_outcome(const store_op *op, const redisReply *r)
 {
     if (r == NULL)
         return (outcome){.st = STORE_UNAVAILABLE};
+    if (op->kind == OP_COMMAND)
+        return (outcome){.st = STORE_OK};
     if (r->type == REDIS_REPLY_ERROR)
         return error_outcome(op->kind, r);
     switch (op->kind) {
@@ -444,7 +452,7 @@ static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
     outcome o = reply_outcome(op, reply);
     if (o.bad)
         log_warn("store.bad_data", "op=%s reason=%s", op_kind_names[op->kind], o.bad);
-    op_complete(op, o.st, o.doc, o.revision);
+    op_complete(op, o.st, o.doc, o.revision, reply);
     json_decref(o.doc);
 }
 
@@ -453,7 +461,7 @@ static void op_deadline_passed(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     store_op *op = arg;
     list_remove(&op->owner->inflight, op);
-    op_complete(op, STORE_TIMEOUT, NULL, 0);
+    op_complete(op, STORE_TIMEOUT, NULL, 0, NULL);
 }
 
 /* Sends the command, or refuses the operation when the store cannot. */
@@ -889,4 +897,25 @@ void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg)
     const char *argv[] = {"DEL", key, ekey};
     const size_t lens[] = {3, key_len, ekey_len};
     op_send(op, 3, argv, lens);
+}
+
+void store_command(store *s, int argc, const char **argv, const size_t *argvlen,
+                   store_reply_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_COMMAND, arg);
+    op->cb.reply = cb;
+    if (argc < 1 || argc > STORE_MAX_COMMAND_ARGS || argv == NULL) {
+        log_warn("store.invalid_request", "op=command reason=argc");
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (argv[i] == NULL || (argvlen && argvlen[i] > STORE_MAX_COMMAND_BYTES) ||
+            (!argvlen && strnlen(argv[i], STORE_MAX_COMMAND_BYTES + 1) > STORE_MAX_COMMAND_BYTES)) {
+            log_warn("store.invalid_request", "op=command reason=argument");
+            op_refuse(op, STORE_BAD_DATA);
+            return;
+        }
+    }
+    op_send(op, argc, argv, argvlen);
 }

@@ -122,6 +122,30 @@ void store_load_events(store *s, const char *id, store_events_cb *cb, void *arg)
 /* Removes the session and its events. */
 void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg);
 
+/* Any command -----------------------------------------------------------------*/
+
+/* Limits of store_command; beyond them the request ends in STORE_BAD_DATA. */
+#define STORE_MAX_COMMAND_ARGS 1024           /* argc */
+#define STORE_MAX_COMMAND_BYTES (1024 * 1024) /* one argument */
+
+struct redisReply;
+
+/* STORE_OK means Redis answered: `reply` is that answer, borrowed for the
+ * duration of the callback only, and may be an error reply
+ * (REDIS_REPLY_ERROR) for the caller to judge. Every other status comes
+ * with a NULL reply. */
+typedef void store_reply_cb(store_status st, const struct redisReply *reply, void *arg);
+
+/* Sends one command on the store's connection with the store's guarantees:
+ * one callback, never from inside this call, STORE_TIMEOUT after
+ * op_timeout_ms, STORE_UNAVAILABLE while disconnected. Arguments travel as
+ * they are (argv-based: user data never meets a format string);
+ * `argvlen` NULL means NUL-terminated strings. Never send a blocking
+ * command (BLPOP, XREADGROUP BLOCK, WAIT): it would stall every session
+ * operation queued behind it on the one connection — poll from a timer. */
+void store_command(store *s, int argc, const char **argv, const size_t *argvlen,
+                   store_reply_cb *cb, void *arg);
+
 /* A short stable name ("ok", "conflict", ...) for logs and metrics. */
 const char *store_status_name(store_status st);
 

@@ -588,6 +588,73 @@ static void test_bad_events(void **state)
     expect(f, ENGINE_EV_INPUT, "call-9", "9", "main_menu");
 }
 
+typedef struct {
+    int calls;                /* times the engine asked */
+    char previous[64];        /* the previous hop key it gave */
+    const char *input;        /* what to answer, or NULL to refuse */
+} deriver;
+
+static bool derive(const char *previous_hop_key, char *out, size_t size, void *arg)
+{
+    deriver *d = arg;
+    d->calls++;
+    snprintf(d->previous, sizeof d->previous, "%s", previous_hop_key);
+    if (!d->input)
+        return false;
+    snprintf(out, size, "%s", d->input);
+    return true;
+}
+
+static answer derived_hop(fixture *f, const char *sid, const char *key, deriver *d)
+{
+    engine_event ev = {.kind = ENGINE_EV_INPUT, .channel = CHANNEL_VOICE, .session_id = sid,
+                       .hop_key = key, .derive_input = derive, .derive_arg = d};
+    answer a = {0};
+    engine_hop(f->engine, &ev, on_answer, &a);
+    wait_all(f, &a, 1);
+    return a;
+}
+
+/* The channel derives the input from the last applied hop's key, after the
+ * replay check; a refusal changes nothing. */
+static void test_derived_input(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-d", NULL, "welcome main_menu");   /* key "k1" */
+    char *rev = stored_field(f, "call-d", "rev");
+
+    deriver refuse = {0};
+    answer a = derived_hop(f, "call-d", "d-1", &refuse);
+    assert_int_equal(a.status, ENGINE_BAD_EVENT);
+    assert_int_equal(refuse.calls, 1);
+    assert_string_equal(refuse.previous, "k1");
+    char *rev2 = stored_field(f, "call-d", "rev");
+    assert_string_equal(rev, rev2);
+
+    deriver two = {.input = "2"};
+    a = derived_hop(f, "call-d", "d-2", &two);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "enter_id");
+    assert_string_equal(two.previous, "k1");
+    json_decref(a.output);
+
+    deriver again = {.input = "nonsense"};
+    a = derived_hop(f, "call-d", "d-2", &again);      /* a replay derives nothing */
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "enter_id");
+    assert_int_equal(again.calls, 0);
+    json_decref(a.output);
+
+    deriver id = {.input = WANG_ID};
+    a = derived_hop(f, "call-d", "d-3", &id);
+    assert_int_equal(a.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(a.output), "enter_pin");
+    assert_string_equal(id.previous, "d-2");
+    json_decref(a.output);
+    free(rev);
+    free(rev2);
+}
+
 static void test_free_with_hops_in_flight(void **state)
 {
     fixture *f = *state;
@@ -628,6 +695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_mid_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_hops_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_derived_input, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1041,11 +1042,117 @@ static void test_free_while_connecting_and_in_backoff(void **state)
     assert_int_equal(b.calls, 1);
 }
 
+/* store_command ---------------------------------------------------------------*/
+
+typedef struct {
+    int calls;          /* how many times the callback ran */
+    store_status st;    /* the last status reported */
+    int type;           /* the reply's type, -1 when there was none */
+    char text[256];     /* a string/status/error reply's text, an integer's digits */
+} cmd_result;
+
+static void on_command(store_status st, const redisReply *reply, void *arg)
+{
+    cmd_result *r = arg;
+    r->calls++;
+    r->st = st;
+    r->type = reply ? reply->type : -1;
+    r->text[0] = '\0';
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        snprintf(r->text, sizeof r->text, "%lld", reply->integer);
+    else if (reply && reply->str)
+        snprintf(r->text, sizeof r->text, "%.*s", (int)reply->len, reply->str);
+}
+
+static bool cmd_called(const void *arg)
+{
+    return ((const cmd_result *)arg)->calls > 0;
+}
+
+static cmd_result do_command(fixture *f, store *s, int argc, const char **argv,
+                             const size_t *lens)
+{
+    cmd_result r = {0};
+    store_command(s, argc, argv, lens, on_command, &r);
+    assert_int_equal(r.calls, 0);
+    assert_true(pump_until(f, cmd_called, &r, WAIT_MS));
+    return r;
+}
+
+static void test_command_round_trip(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    /* A value with a NUL and a '%' travels as it is: argv, not a format. */
+    const char *set[] = {"SET", "cl:t:cmd", "a%sb\0c"};
+    const size_t set_len[] = {3, 8, 6};
+    cmd_result r = do_command(f, s, 3, set, set_len);
+    assert_int_equal(r.st, STORE_OK);
+    assert_int_equal(r.type, REDIS_REPLY_STATUS);
+    assert_string_equal(r.text, "OK");
+
+    const char *strlen_cmd[] = {"STRLEN", "cl:t:cmd"};
+    r = do_command(f, s, 2, strlen_cmd, NULL);
+    assert_int_equal(r.type, REDIS_REPLY_INTEGER);
+    assert_string_equal(r.text, "6");
+
+    /* An error reply is an answer: STORE_OK, the caller judges it. */
+    const char *wrong[] = {"LPUSH", "cl:t:cmd", "x"};
+    r = do_command(f, s, 3, wrong, NULL);
+    assert_int_equal(r.st, STORE_OK);
+    assert_int_equal(r.type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r.text, "WRONGTYPE"));
+
+    metrics_series *ok = metrics_counter("cardline_store_ops_total", "",
+                                         "op=\"command\",result=\"ok\"");
+    assert_true(metrics_value(ok) >= 3);
+    store_free(s);
+}
+
+static void test_command_refused_and_unavailable(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    cmd_result r = do_command(f, s, 0, NULL, NULL);
+    assert_int_equal(r.st, STORE_BAD_DATA);
+    assert_int_equal(r.type, -1);
+    const char *with_null[] = {"SET", NULL, "x"};
+    r = do_command(f, s, 3, with_null, NULL);
+    assert_int_equal(r.st, STORE_BAD_DATA);
+
+    th_kill(&f->redis);
+    assert_true(pump_until(f, is_disconnected, s, WAIT_MS));
+    const char *ping[] = {"PING"};
+    r = do_command(f, s, 1, ping, NULL);
+    assert_int_equal(r.st, STORE_UNAVAILABLE);
+    assert_int_equal(r.type, -1);
+    store_free(s);
+}
+
+static void test_command_times_out(void **state)
+{
+    fixture *f = *state;
+    store_options o = test_options(f->redis.port);
+    o.op_timeout_ms = 300;
+    o.ping_interval_ms = 3600000;
+    store *s = connected_store(f, o);
+    kill(f->redis.pid, SIGSTOP);
+    const char *ping[] = {"PING"};
+    cmd_result r = do_command(f, s, 1, ping, NULL);
+    kill(f->redis.pid, SIGCONT);
+    assert_int_equal(r.st, STORE_TIMEOUT);
+    assert_int_equal(r.type, -1);
+    store_free(s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_command_round_trip, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_command_refused_and_unavailable, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_command_times_out, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_events_saved_and_trimmed, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_appends_nothing, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_delete_removes_events, setup_redis, teardown),

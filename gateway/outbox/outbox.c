@@ -1,0 +1,728 @@
+/* outbox — owns the stream `cl:outbox` (consumer group `cl:senders`), the
+ * schedule `cl:ob:due` (a sorted set: entry id -> when it may next be
+ * attempted, ms), the attempt counts `cl:ob:n` (a hash), the dead entries
+ * `cl:outbox:dead` (a stream) and the dedupe keys `cl:ob:k:KEY`. Every
+ * pending entry is in the schedule: while an attempt is open its score is
+ * the lease's end, after a retry-later the backoff's end, so one query
+ * finds retries that are due and attempts a crashed gateway left open.
+ * Each step that touches several keys is one Lua script (atomic). Redis
+ * operations run on the store's connection; requests whose outbox was
+ * freed meanwhile are "detached" and only report to their caller. */
+#include "outbox.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define OB_STREAM "cl:outbox"
+#define OB_GROUP "cl:senders"
+#define OB_DUE "cl:ob:due"
+#define OB_ATTEMPTS "cl:ob:n"
+#define OB_DEAD "cl:outbox:dead"
+#define OB_KEY_PREFIX "cl:ob:k:"
+#define OB_MAX_CONSUMER 64
+#define OB_MAX_ID 48
+
+/* Adds one entry unless its dedupe key already names one. KEYS: stream,
+ * dedupe key ("" = none). ARGV: kind, payload, created (ms), ttl. */
+static const char add_script[] =
+    "if KEYS[2] ~= '' then\n"
+    "  local old = redis.call('GET', KEYS[2])\n"
+    "  if old then return {0, old} end\n"
+    "end\n"
+    "local id = redis.call('XADD', KEYS[1], '*', 'kind', ARGV[1], 'payload', ARGV[2],\n"
+    "                      'created', ARGV[3])\n"
+    "if KEYS[2] ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[4]) end\n"
+    "return {1, id}\n";
+
+/* Takes up to ARGV[3] entries for this consumer: first those whose time
+ * has come (retries due, leases run out), then new ones; each gets the
+ * lease's end as its schedule and one more attempt. KEYS: stream,
+ * schedule, counts. ARGV: group, consumer, count, now, lease end.
+ * Returns {pending entries, {id, attempt, fields}...}. */
+static const char take_script[] =
+    "local out = {0}\n"
+    "local function take(id, fields)\n"
+    "  local n = redis.call('HINCRBY', KEYS[3], id, 1)\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[5], id)\n"
+    "  out[#out + 1] = {id, n, fields}\n"
+    "end\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, ARGV[3])\n"
+    "for _, id in ipairs(due) do\n"
+    "  local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)\n"
+    "  if e[1] then take(e[1][1], e[1][2])\n"
+    "  else redis.call('ZREM', KEYS[2], id); redis.call('HDEL', KEYS[3], id) end\n"
+    "end\n"
+    "local room = tonumber(ARGV[3]) - (#out - 1)\n"
+    "if room > 0 then\n"
+    "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', room,\n"
+    "                       'STREAMS', KEYS[1], '>')\n"
+    "  if r then for _, e in ipairs(r[1][2]) do take(e[1], e[2]) end end\n"
+    "end\n"
+    "out[1] = redis.call('XLEN', KEYS[1])\n"
+    "return out\n";
+
+/* Ends an entry: acknowledged, removed, forgotten by the schedule; when
+ * ARGV[3] is not empty it is first copied to the dead stream. KEYS:
+ * stream, schedule, counts, dead stream. ARGV: group, id, reason, kind,
+ * payload, created, attempts. */
+static const char end_script[] =
+    "if ARGV[3] ~= '' then\n"
+    "  redis.call('XADD', KEYS[4], '*', 'entry', ARGV[2], 'kind', ARGV[4], 'payload', ARGV[5],\n"
+    "             'created', ARGV[6], 'attempts', ARGV[7], 'reason', ARGV[3])\n"
+    "end\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[3], ARGV[2])\n"
+    "return 1\n";
+
+typedef struct {
+    char kind[OUTBOX_MAX_KIND_LEN + 1]; /* the kind it delivers */
+    outbox_deliver_fn *fn;              /* the deliverer */
+    void *arg;                          /* its argument */
+    metrics_series *delivered;          /* entries done */
+    metrics_series *retried;            /* attempts ended retry-later */
+    metrics_series *dead;               /* entries parked as dead */
+} deliverer;
+
+struct outbox_attempt {
+    outbox *ob;                  /* NULL once the outbox was freed (detached) */
+    outbox_attempt *prev, *next; /* the outbox's open attempts */
+    char id[OB_MAX_ID];          /* stream entry id */
+    char kind[OUTBOX_MAX_KIND_LEN + 1];
+    int number;                  /* attempt number, 1 on the first */
+    long long created_ms;        /* when the entry was added (wall clock) */
+    char *payload_text;          /* the payload as stored */
+    json_t *payload;             /* parsed, handed to the deliverer */
+};
+
+/* A Redis request made by the outbox; it outlives the outbox if need be. */
+typedef enum { REQ_ADD, REQ_GROUP, REQ_TAKE, REQ_END, REQ_SCHEDULE } req_kind;
+
+typedef struct ob_req ob_req;
+
+struct ob_req {
+    outbox *ob;               /* NULL when detached */
+    ob_req *prev, *next;      /* the outbox's live requests */
+    req_kind kind;            /* what it is */
+    outbox_add_cb *add_cb;    /* REQ_ADD: the caller's callback */
+    void *add_arg;            /* and argument */
+    outbox_add_status refused;/* REQ_ADD refused before Redis: the status */
+    struct event *ev;         /* REQ_ADD refused: reports on the next turn */
+    metrics_series *added;    /* REQ_ADD: the kind's counter */
+};
+
+struct outbox {
+    struct event_base *base;     /* the main loop */
+    store *st;                   /* the Redis connection */
+    outbox_options opt;          /* validated copy; consumer owned */
+    deliverer kinds[OUTBOX_MAX_KINDS]; /* registered deliverers */
+    int nkinds;                  /* how many */
+    outbox_attempt *open;        /* attempts handed out, not finished */
+    int in_flight;               /* how many */
+    ob_req *reqs;                /* requests not yet answered */
+    bool group_ready;            /* the consumer group is known to exist */
+    bool taking;                 /* a take is in flight */
+    struct event *poll_ev;       /* persistent poll timer */
+    metrics_series *pending;     /* gauge: entries in the stream */
+    metrics_series *unknown_kind;/* entries of a kind with no deliverer */
+};
+
+/* Small helpers -------------------------------------------------------------*/
+
+static void out_of_memory(void)
+{
+    log_error("outbox.oom", NULL);
+    abort();
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL)
+        out_of_memory();
+    return p;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool valid_kind(const char *k)
+{
+    size_t n = k ? strnlen(k, OUTBOX_MAX_KIND_LEN + 1) : 0;
+    return n > 0 && n <= OUTBOX_MAX_KIND_LEN &&
+           strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+static bool valid_key(const char *k)
+{
+    size_t n = strnlen(k, OUTBOX_MAX_KEY_LEN + 1);
+    if (n == 0 || n > OUTBOX_MAX_KEY_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] <= ' ' || k[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static deliverer *find_kind(outbox *ob, const char *kind)
+{
+    for (int i = 0; i < ob->nkinds; i++)
+        if (strcmp(ob->kinds[i].kind, kind) == 0)
+            return &ob->kinds[i];
+    return NULL;
+}
+
+static metrics_series *kind_counter(const char *name, const char *help, const char *kind)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "kind=\"%s\"", kind);
+    return metrics_counter(name, help, labels);
+}
+
+static metrics_series *added_counter(const char *kind)
+{
+    return kind_counter("cardline_outbox_added_total", "Outbox entries added, by kind.", kind);
+}
+
+const char *outbox_add_status_name(outbox_add_status st)
+{
+    switch (st) {
+    case OUTBOX_ADDED: return "added";
+    case OUTBOX_DUPLICATE: return "duplicate";
+    case OUTBOX_UNAVAILABLE: return "unavailable";
+    case OUTBOX_INVALID: return "invalid";
+    }
+    return "unknown";
+}
+
+/* Requests ------------------------------------------------------------------*/
+
+static ob_req *req_new(outbox *ob, req_kind kind)
+{
+    ob_req *q = xcalloc(1, sizeof *q);
+    q->ob = ob;
+    q->kind = kind;
+    q->next = ob->reqs;
+    if (ob->reqs)
+        ob->reqs->prev = q;
+    ob->reqs = q;
+    return q;
+}
+
+/* Unlinks and frees; returns the outbox it belonged to (NULL if detached). */
+static outbox *req_end(ob_req *q)
+{
+    outbox *ob = q->ob;
+    if (ob) {
+        if (q->prev)
+            q->prev->next = q->next;
+        else
+            ob->reqs = q->next;
+        if (q->next)
+            q->next->prev = q->prev;
+    }
+    if (q->ev)
+        event_free(q->ev);
+    free(q);
+    return ob;
+}
+
+static void send_script(ob_req *q, const char *script, size_t script_len, int nkeys,
+                        int nargs, const char **args, const size_t *lens,
+                        store_reply_cb *cb)
+{
+    const char *argv[16];
+    size_t argvlen[16];
+    char numkeys[8];
+    snprintf(numkeys, sizeof numkeys, "%d", nkeys);
+    argv[0] = "EVAL", argvlen[0] = 4;
+    argv[1] = script, argvlen[1] = script_len;
+    argv[2] = numkeys, argvlen[2] = strlen(numkeys);
+    for (int i = 0; i < nargs; i++) {
+        argv[3 + i] = args[i];
+        argvlen[3 + i] = lens ? lens[i] : strlen(args[i]);
+    }
+    store_command(q->ob->st, 3 + nargs, argv, argvlen, cb, q);
+}
+
+/* Adding --------------------------------------------------------------------*/
+
+static void add_report(ob_req *q, outbox_add_status st, const char *id)
+{
+    outbox_add_cb *cb = q->add_cb;
+    void *arg = q->add_arg;
+    if (st == OUTBOX_ADDED)
+        metrics_inc(q->added);
+    req_end(q);
+    cb(st, id, arg);
+}
+
+static void add_refused_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    ob_req *q = arg;
+    add_report(q, q->refused, NULL);
+}
+
+static void add_replied(store_status st, const struct redisReply *r, void *arg)
+{
+    ob_req *q = arg;
+    if (st != STORE_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_STRING || r->element[1]->len >= OB_MAX_ID) {
+        if (st == STORE_OK)
+            log_warn("outbox.add_failed", "reply_type=%d", r->type);
+        add_report(q, OUTBOX_UNAVAILABLE, NULL);
+        return;
+    }
+    char id[OB_MAX_ID];
+    snprintf(id, sizeof id, "%.*s", (int)r->element[1]->len, r->element[1]->str);
+    add_report(q, r->element[0]->integer == 1 ? OUTBOX_ADDED : OUTBOX_DUPLICATE, id);
+}
+
+static void add_refuse(ob_req *q, outbox_add_status st, const char *why)
+{
+    static const struct timeval now = {0, 0};
+    log_warn("outbox.add_refused", "reason=%s", why);
+    q->refused = st;
+    q->ev = evtimer_new(q->ob->base, add_refused_due, q);
+    if (q->ev == NULL)
+        out_of_memory();
+    evtimer_add(q->ev, &now);
+}
+
+void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
+                outbox_add_cb *cb, void *arg)
+{
+    ob_req *q = req_new(ob, REQ_ADD);
+    q->add_cb = cb;
+    q->add_arg = arg;
+    if (!valid_kind(kind)) {
+        add_refuse(q, OUTBOX_INVALID, "kind");
+        return;
+    }
+    if (dedupe_key && !valid_key(dedupe_key)) {
+        add_refuse(q, OUTBOX_INVALID, "dedupe_key");
+        return;
+    }
+    char *text = json_is_object(payload) ? json_dumps(payload, JSON_COMPACT) : NULL;
+    if (text == NULL || strlen(text) > (size_t)ob->opt.max_payload_bytes) {
+        free(text);
+        add_refuse(q, OUTBOX_INVALID, "payload");
+        return;
+    }
+    q->added = added_counter(kind);
+    char key[sizeof OB_KEY_PREFIX + OUTBOX_MAX_KEY_LEN] = "";
+    if (dedupe_key)
+        snprintf(key, sizeof key, "%s%s", OB_KEY_PREFIX, dedupe_key);
+    char created[24], ttl[16];
+    snprintf(created, sizeof created, "%lld", wall_ms());
+    snprintf(ttl, sizeof ttl, "%d", ob->opt.dedupe_ttl_s);
+    const char *args[] = {OB_STREAM, key, kind, text, created, ttl};
+    send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL, add_replied);
+    explicit_bzero(text, strlen(text));
+    free(text);
+}
+
+/* Ending entries ------------------------------------------------------------*/
+
+static void end_replied(store_status st, const struct redisReply *r, void *arg)
+{
+    ob_req *q = arg;
+    if (st != STORE_OK || r->type == REDIS_REPLY_ERROR)
+        /* The entry stays pending and comes back after its lease. */
+        log_warn("outbox.finish_not_recorded", "status=%s", store_status_name(st));
+    req_end(q);
+}
+
+static void record_end(outbox *ob, const outbox_attempt *a, const char *dead_reason)
+{
+    char created[24], attempts[16];
+    snprintf(created, sizeof created, "%lld", a->created_ms);
+    snprintf(attempts, sizeof attempts, "%d", a->number);
+    const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_DEAD, OB_GROUP, a->id,
+                          dead_reason ? dead_reason : "", a->kind, a->payload_text,
+                          created, attempts};
+    send_script(req_new(ob, REQ_END), end_script, sizeof end_script - 1, 4, 11, args, NULL,
+                end_replied);
+}
+
+static void schedule_replied(store_status st, const struct redisReply *r, void *arg)
+{
+    ob_req *q = arg;
+    if (st != STORE_OK || r->type == REDIS_REPLY_ERROR)
+        log_warn("outbox.retry_not_recorded", "status=%s", store_status_name(st));
+    req_end(q);
+}
+
+/* Backoff doubling from min to max, then a random point in its upper half
+ * so entries that failed together do not return together. */
+static int backoff_ms(const outbox_options *o, int attempt)
+{
+    long long d = o->backoff_min_ms;
+    for (int i = 1; i < attempt && d < o->backoff_max_ms; i++)
+        d *= 2;
+    if (d > o->backoff_max_ms)
+        d = o->backoff_max_ms;
+    unsigned r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        r = (unsigned)rand();
+    return (int)(d / 2 + (long long)(r % (unsigned)(d / 2 + 1)));
+}
+
+static void record_retry(outbox *ob, const outbox_attempt *a, int delay_ms)
+{
+    char when[24];
+    snprintf(when, sizeof when, "%lld", wall_ms() + delay_ms);
+    const char *argv[] = {"ZADD", OB_DUE, "XX", when, a->id};
+    store_command(ob->st, 5, argv, NULL, schedule_replied, req_new(ob, REQ_SCHEDULE));
+}
+
+static void attempt_free(outbox_attempt *a)
+{
+    json_decref(a->payload);
+    if (a->payload_text) {
+        explicit_bzero(a->payload_text, strlen(a->payload_text));
+        free(a->payload_text);
+    }
+    free(a);
+}
+
+static void attempt_unlink(outbox *ob, outbox_attempt *a)
+{
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        ob->open = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    ob->in_flight--;
+}
+
+static const char *outcome_name(outbox_outcome o)
+{
+    return o == OUTBOX_DONE ? "done" : o == OUTBOX_RETRY ? "retry" : "give_up";
+}
+
+void outbox_finish(outbox_attempt *a, outbox_outcome outcome, const char *reason)
+{
+    outbox *ob = a->ob;
+    if (ob == NULL) {
+        attempt_free(a);
+        return;
+    }
+    attempt_unlink(ob, a);
+    deliverer *d = find_kind(ob, a->kind);
+    const char *dead = NULL;
+    if (outcome == OUTBOX_GIVE_UP)
+        dead = "gave_up";
+    else if (outcome == OUTBOX_RETRY && a->number >= ob->opt.max_attempts)
+        dead = "max_attempts";
+    else if (outcome == OUTBOX_RETRY &&
+             wall_ms() - a->created_ms > (long long)ob->opt.max_age_s * 1000)
+        dead = "max_age";
+    log_event(dead ? LOG_WARN : LOG_INFO, "outbox.attempt",
+              "kind=%s entry=%s attempt=%d outcome=%s%s%s%s%s", a->kind, a->id, a->number,
+              outcome_name(outcome), reason ? " reason=" : "", reason ? log_quote(reason).s : "",
+              dead ? " dead=" : "", dead ? dead : "");
+    if (outcome == OUTBOX_DONE) {
+        metrics_inc(d ? d->delivered : NULL);
+        record_end(ob, a, NULL);
+    } else if (dead) {
+        metrics_inc(d ? d->dead : NULL);
+        record_end(ob, a, dead);
+    } else {
+        metrics_inc(d ? d->retried : NULL);
+        record_retry(ob, a, backoff_ms(&ob->opt, a->number));
+    }
+    attempt_free(a);
+}
+
+const char *outbox_attempt_id(const outbox_attempt *a) { return a->id; }
+const char *outbox_attempt_kind(const outbox_attempt *a) { return a->kind; }
+json_t *outbox_attempt_payload(const outbox_attempt *a) { return a->payload; }
+int outbox_attempt_number(const outbox_attempt *a) { return a->number; }
+
+/* Taking entries ------------------------------------------------------------*/
+
+static bool attempt_open(const outbox *ob, const char *id)
+{
+    for (const outbox_attempt *a = ob->open; a; a = a->next)
+        if (strcmp(a->id, id) == 0)
+            return true;
+    return false;
+}
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0 &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+            return fields->element[i + 1];
+    }
+    return NULL;
+}
+
+/* An attempt from one entry of the take script's reply, or NULL when the
+ * entry is malformed (then parked as dead: it can never be delivered). */
+static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 3 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= OB_MAX_ID ||
+        e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    outbox_attempt *a = xcalloc(1, sizeof *a);
+    a->ob = ob;
+    snprintf(a->id, sizeof a->id, "%s", e->element[0]->str);
+    a->number = (int)e->element[1]->integer;
+    const redisReply *kind = field(e->element[2], "kind");
+    const redisReply *payload = field(e->element[2], "payload");
+    const redisReply *created = field(e->element[2], "created");
+    if (kind && valid_kind(kind->str))
+        snprintf(a->kind, sizeof a->kind, "%s", kind->str);
+    a->created_ms = created ? strtoll(created->str, NULL, 10) : 0;
+    a->payload_text = strdup(payload ? payload->str : "");
+    if (a->payload_text == NULL)
+        out_of_memory();
+    a->payload = json_loads(a->payload_text, 0, NULL);
+    return a;
+}
+
+static void attempt_start(outbox *ob, outbox_attempt *a)
+{
+    a->next = ob->open;
+    if (ob->open)
+        ob->open->prev = a;
+    ob->open = a;
+    ob->in_flight++;
+    deliverer *d = find_kind(ob, a->kind);
+    if (!json_is_object(a->payload) || a->kind[0] == '\0') {
+        outbox_finish(a, OUTBOX_GIVE_UP, "malformed_entry");
+    } else if (d == NULL) {
+        /* Another gateway may know the kind: leave it to a later lease. */
+        metrics_inc(ob->unknown_kind);
+        log_warn("outbox.no_deliverer", "kind=%s entry=%s", a->kind, a->id);
+        attempt_unlink(ob, a);
+        attempt_free(a);
+    } else {
+        log_debug("outbox.attempt_start", "kind=%s entry=%s attempt=%d", a->kind, a->id,
+                  a->number);
+        d->fn(a, d->arg);
+    }
+}
+
+static void take_replied(store_status st, const struct redisReply *r, void *arg)
+{
+    ob_req *q = arg;
+    outbox *ob = req_end(q);
+    if (ob == NULL)
+        return; /* what it took comes back after its lease */
+    ob->taking = false;
+    if (st != STORE_OK)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "NOGROUP"))
+            ob->group_ready = false; /* Redis lost it (restart without AOF) */
+        else
+            log_warn("outbox.take_failed", "error=%s", log_quote(r->str).s);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER)
+        return;
+    metrics_set(ob->pending, (double)r->element[0]->integer);
+    for (size_t i = 1; i < r->elements; i++) {
+        outbox_attempt *a = attempt_from(ob, r->element[i]);
+        if (a == NULL) {
+            log_warn("outbox.bad_entry", "index=%zu", i);
+            continue;
+        }
+        if (attempt_open(ob, a->id)) { /* our own lease ran out mid-attempt */
+            attempt_free(a);
+            continue;
+        }
+        attempt_start(ob, a);
+    }
+}
+
+static void group_replied(store_status st, const struct redisReply *r, void *arg)
+{
+    ob_req *q = arg;
+    outbox *ob = req_end(q);
+    if (ob == NULL || st != STORE_OK)
+        return;
+    if (r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP"))
+        ob->group_ready = true;
+    else
+        log_warn("outbox.group_failed", "error=%s", log_quote(r->str).s);
+}
+
+static void ensure_group(outbox *ob)
+{
+    const char *argv[] = {"XGROUP", "CREATE", OB_STREAM, OB_GROUP, "0", "MKSTREAM"};
+    store_command(ob->st, 6, argv, NULL, group_replied, req_new(ob, REQ_GROUP));
+}
+
+static void take(outbox *ob)
+{
+    int room = ob->opt.max_in_flight - ob->in_flight;
+    if (room <= 0)
+        return;
+    if (room > ob->opt.batch)
+        room = ob->opt.batch;
+    char count[16], now[24], lease[24];
+    long long t = wall_ms();
+    snprintf(count, sizeof count, "%d", room);
+    snprintf(now, sizeof now, "%lld", t);
+    snprintf(lease, sizeof lease, "%lld", t + ob->opt.lease_ms);
+    const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_GROUP, ob->opt.consumer,
+                          count, now, lease};
+    ob->taking = true;
+    send_script(req_new(ob, REQ_TAKE), take_script, sizeof take_script - 1, 3, 8, args, NULL,
+                take_replied);
+}
+
+static void poll_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    outbox *ob = arg;
+    if (!store_connected(ob->st) || ob->taking)
+        return;
+    if (!ob->group_ready)
+        ensure_group(ob);
+    else
+        take(ob);
+}
+
+/* Registration --------------------------------------------------------------*/
+
+int outbox_register(outbox *ob, const char *kind, outbox_deliver_fn *fn, void *arg)
+{
+    if (!valid_kind(kind) || fn == NULL || find_kind(ob, kind) || ob->nkinds == OUTBOX_MAX_KINDS)
+        return -1;
+    deliverer *d = &ob->kinds[ob->nkinds++];
+    snprintf(d->kind, sizeof d->kind, "%s", kind);
+    d->fn = fn;
+    d->arg = arg;
+    d->delivered = kind_counter("cardline_outbox_delivered_total",
+                                "Outbox entries delivered, by kind.", kind);
+    d->retried = kind_counter("cardline_outbox_retried_total",
+                              "Outbox attempts ended retry-later, by kind.", kind);
+    d->dead = kind_counter("cardline_outbox_dead_total",
+                           "Outbox entries parked as dead, by kind.", kind);
+    return 0;
+}
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+void outbox_options_default(outbox_options *opt)
+{
+    *opt = (outbox_options){
+        .consumer = "cardline",
+        .poll_interval_ms = 200,
+        .batch = 32,
+        .max_in_flight = 256,
+        .lease_ms = 60000,
+        .backoff_min_ms = 1000,
+        .backoff_max_ms = 300000,
+        .max_attempts = 20,
+        .max_age_s = 86400,
+        .max_payload_bytes = 16384,
+        .dedupe_ttl_s = 7 * 86400,
+    };
+}
+
+static const char *options_problem(const outbox_options *o)
+{
+    size_t n = o->consumer ? strnlen(o->consumer, OB_MAX_CONSUMER + 1) : 0;
+    if (n == 0 || n > OB_MAX_CONSUMER ||
+        strspn(o->consumer, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") != n)
+        return "consumer must be 1-64 of [A-Za-z0-9_.:-]";
+    if (o->poll_interval_ms < 10 || o->poll_interval_ms > 60000)
+        return "poll_interval_ms must be 10-60000";
+    if (o->batch < 1 || o->batch > 1000)
+        return "batch must be 1-1000";
+    if (o->max_in_flight < 1 || o->max_in_flight > 100000)
+        return "max_in_flight must be 1-100000";
+    if (o->lease_ms < 100 || o->lease_ms > 3600000)
+        return "lease_ms must be 100-3600000";
+    if (o->backoff_min_ms < 1 || o->backoff_min_ms > 3600000)
+        return "backoff_min_ms must be 1-3600000";
+    if (o->backoff_max_ms < o->backoff_min_ms || o->backoff_max_ms > 86400000)
+        return "backoff_max_ms must be backoff_min_ms-86400000";
+    if (o->max_attempts < 1 || o->max_attempts > 1000)
+        return "max_attempts must be 1-1000";
+    if (o->max_age_s < 1 || o->max_age_s > 30 * 86400)
+        return "max_age_s must be 1-2592000";
+    if (o->max_payload_bytes < 2 || o->max_payload_bytes > 1024 * 1024)
+        return "max_payload_bytes must be 2-1048576";
+    if (o->dedupe_ttl_s < 1 || o->dedupe_ttl_s > 30 * 86400)
+        return "dedupe_ttl_s must be 1-2592000";
+    return NULL;
+}
+
+outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt)
+{
+    const char *problem = options_problem(opt);
+    if (problem) {
+        log_error("outbox.config", "problem=%s", log_quote(problem).s);
+        return NULL;
+    }
+    outbox *ob = xcalloc(1, sizeof *ob);
+    ob->base = base;
+    ob->st = st;
+    ob->opt = *opt;
+    ob->opt.consumer = strdup(opt->consumer);
+    ob->poll_ev = event_new(base, -1, EV_PERSIST, poll_due, ob);
+    if (ob->opt.consumer == NULL || ob->poll_ev == NULL)
+        out_of_memory();
+    ob->pending = metrics_gauge("cardline_outbox_pending",
+                                "Entries in the outbox stream (queued or being retried).", NULL);
+    ob->unknown_kind = metrics_counter("cardline_outbox_unknown_kind_total",
+                                       "Outbox entries taken with no deliverer for their kind.",
+                                       NULL);
+    struct timeval every = {opt->poll_interval_ms / 1000, (opt->poll_interval_ms % 1000) * 1000};
+    event_add(ob->poll_ev, &every);
+    return ob;
+}
+
+void outbox_free(outbox *ob)
+{
+    if (ob == NULL)
+        return;
+    event_free(ob->poll_ev);
+    while (ob->open) {
+        outbox_attempt *a = ob->open;
+        attempt_unlink(ob, a);
+        a->ob = NULL;
+    }
+    /* Refused adds report now; sent requests report when Redis answers. */
+    while (ob->reqs) {
+        ob_req *q = ob->reqs;
+        ob->reqs = q->next;
+        if (ob->reqs)
+            ob->reqs->prev = NULL;
+        q->ob = NULL;
+        q->prev = q->next = NULL;
+        if (q->ev)
+            add_report(q, q->refused, NULL);
+    }
+    free((char *)ob->opt.consumer);
+    free(ob);
+}

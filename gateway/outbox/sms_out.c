@@ -1,0 +1,460 @@
+/* sms_out — owns the sendsms requests in flight (one per open "sms"
+ * attempt), the message records `cl:m:{id}` and the DLR route. Kannel's
+ * answers decide each attempt: 2xx done, 400/401/403 a configuration
+ * error (given up, logged as an error), anything else or no answer retry
+ * later. Message records are written without waiting: they report, they
+ * never decide delivery. */
+#include "sms_out.h"
+
+#include "httpc.h"
+#include "httpd.h"
+#include "log.h"
+#include "mask.h"
+#include "outbox.h"
+#include "store.h"
+
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SO_KEY_PREFIX "cl:m:"
+#define SO_MAX_ID 48
+#define SO_MAX_URL 256
+#define SO_MAX_CRED 64
+
+/* Records a delivery report unless the message is unknown; a final state
+ * (delivered, failed) is not overwritten by a late intermediate report.
+ * KEYS: the message. ARGV: state, dlr status, dlr ts, now. */
+static const char dlr_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local cur = redis.call('HGET', KEYS[1], 'state')\n"
+    "if cur ~= 'delivered' and cur ~= 'failed' then\n"
+    "  redis.call('HSET', KEYS[1], 'state', ARGV[1])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'dlr_status', ARGV[2], 'dlr_ts', ARGV[3], 'updated', ARGV[4])\n"
+    "return 1\n";
+
+/* Records our side's state: "sent" and "queued" never replace what a
+ * delivery report said (a report may overtake Kannel's answer to us), and
+ * nothing replaces a final state. KEYS: the message. ARGV: state, now,
+ * last error, ttl. */
+static const char state_script[] =
+    "local cur = redis.call('HGET', KEYS[1], 'state')\n"
+    "local ours = {queued = true, sent = true}\n"
+    "if cur == false or cur == 'queued' or (cur == 'sent' and ARGV[1] ~= 'queued')\n"
+    "   or (ARGV[1] == 'failed' and ours[cur]) then\n"
+    "  redis.call('HSET', KEYS[1], 'state', ARGV[1])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'updated', ARGV[2], 'last_error', ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+typedef struct so_send so_send;
+typedef struct so_dlr so_dlr;
+
+struct so_send {
+    sms_out *so;              /* owner */
+    outbox_attempt *attempt;  /* the attempt this request decides */
+    masked to;                /* the number, masked, for logs */
+};
+
+struct sms_out {
+    struct event_base *base;  /* the main loop */
+    store *st;                /* message records */
+    outbox *ob;               /* where "sms" entries come from */
+    httpc *http;              /* sendsms requests */
+    sms_out_options opt;      /* copy; strings owned */
+    so_dlr *dlrs;             /* reports waiting for Redis */
+};
+
+/* Small helpers -------------------------------------------------------------*/
+
+static long long wall_s(void)
+{
+    return (long long)time(NULL);
+}
+
+static bool valid_number(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    size_t start = len && n[0] == '+' ? 1 : 0;
+    return len > start && len <= SMS_OUT_MAX_NUMBER &&
+           strspn(n + start, "0123456789") == len - start;
+}
+
+static bool valid_entry_id(const char *id)
+{
+    size_t len = id ? strlen(id) : 0;
+    const char *dash = id ? strchr(id, '-') : NULL;
+    return len > 2 && len < SO_MAX_ID && dash && dash != id && dash[1] != '\0' &&
+           strspn(id, "0123456789") == (size_t)(dash - id) &&
+           strspn(dash + 1, "0123456789") == strlen(dash + 1);
+}
+
+static bool is_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return false;
+    return true;
+}
+
+static void record_written(store_status st, const struct redisReply *r, void *arg)
+{
+    (void)arg;
+    if (st != STORE_OK || r->type == REDIS_REPLY_ERROR)
+        log_warn("sms_out.record_failed", "status=%s", store_status_name(st));
+}
+
+/* HSET cl:m:ID with up to 6 field/value pairs, then EXPIRE. */
+static void record(sms_out *so, const char *id, int npairs, const char **pairs)
+{
+    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], ttl[16];
+    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, id);
+    snprintf(ttl, sizeof ttl, "%d", so->opt.message_ttl_s);
+    const char *argv[2 + 12];
+    argv[0] = "HSET", argv[1] = key;
+    for (int i = 0; i < 2 * npairs; i++)
+        argv[2 + i] = pairs[i];
+    store_command(so->st, 2 + 2 * npairs, argv, NULL, record_written, NULL);
+    const char *expire[] = {"EXPIRE", key, ttl};
+    store_command(so->st, 3, expire, NULL, record_written, NULL);
+}
+
+static void record_state(sms_out *so, const char *id, const char *state, const char *error)
+{
+    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], now[24], ttl[16];
+    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, id);
+    snprintf(now, sizeof now, "%lld", wall_s());
+    snprintf(ttl, sizeof ttl, "%d", so->opt.message_ttl_s);
+    const char *argv[] = {"EVAL", state_script, "1", key, state, now, error ? error : "", ttl};
+    store_command(so->st, 8, argv, NULL, record_written, NULL);
+}
+
+/* Delivering ----------------------------------------------------------------*/
+
+/* Appends `name=escaped(value)` to the URL being built. */
+static bool add_param(char *url, size_t cap, const char *name, const char *value)
+{
+    char *esc = curl_easy_escape(NULL, value, (int)strlen(value));
+    if (esc == NULL)
+        return false;
+    size_t len = strlen(url);
+    int n = snprintf(url + len, cap - len, "%s%s=%s", strchr(url, '?') ? "&" : "?", name, esc);
+    curl_free(esc);
+    return n >= 0 && (size_t)n < cap - len;
+}
+
+static bool build_url(const sms_out *so, const char *id, const char *to, const char *text,
+                      char *url, size_t cap)
+{
+    const sms_out_options *o = &so->opt;
+    snprintf(url, cap, "%s", o->sendsms_url);
+    bool ok = add_param(url, cap, "username", o->username) &&
+              add_param(url, cap, "password", o->password) &&
+              add_param(url, cap, "from", o->from) && add_param(url, cap, "to", to) &&
+              add_param(url, cap, "text", text) && add_param(url, cap, "charset", "UTF-8");
+    if (ok && !is_ascii(text))
+        ok = add_param(url, cap, "coding", "2");
+    if (ok && o->dlr_url) {
+        /* Kannel fills %d (the report type) and %T (its time) itself. */
+        char dlr[SO_MAX_URL + SO_MAX_ID + 32];
+        snprintf(dlr, sizeof dlr, "%s?id=%s&status=%%d&ts=%%T", o->dlr_url, id);
+        ok = add_param(url, cap, "dlr-mask", "31") && add_param(url, cap, "dlr-url", dlr);
+    }
+    return ok;
+}
+
+static void sendsms_done(const httpc_response *res, void *arg)
+{
+    so_send *q = arg;
+    sms_out *so = q->so;
+    outbox_attempt *a = q->attempt;
+    const char *id = outbox_attempt_id(a);
+    long http = res->http_status;
+    if (res->status == HTTPC_OK && http >= 200 && http < 300) {
+        record_state(so, id, "sent", NULL);
+        log_info("sms_out.sent", "entry=%s to=%s http=%ld", id, q->to.s, http);
+        outbox_finish(a, OUTBOX_DONE, NULL);
+    } else if (res->status == HTTPC_OK && (http == 400 || http == 401 || http == 403)) {
+        /* Kannel refuses our credentials or parameters: no retry fixes that. */
+        record_state(so, id, "failed", "kannel_refused");
+        log_error("sms_out.refused_by_kannel", "entry=%s to=%s http=%ld hint=%s", id, q->to.s,
+                  http, log_quote("check [kannel] username, password and from").s);
+        outbox_finish(a, OUTBOX_GIVE_UP, "kannel_refused");
+    } else {
+        const char *why = res->status == HTTPC_OK ? "kannel_http_error" : "kannel_unreachable";
+        record_state(so, id, "queued", why);
+        log_warn("sms_out.retry", "entry=%s to=%s http=%ld error=%s", id, q->to.s, http,
+                 log_quote(res->error ? res->error : why).s);
+        outbox_finish(a, OUTBOX_RETRY, why);
+    }
+    free(q);
+}
+
+static void deliver_sms(outbox_attempt *a, void *arg)
+{
+    sms_out *so = arg;
+    json_t *p = outbox_attempt_payload(a);
+    const char *id = outbox_attempt_id(a);
+    const char *to = json_string_value(json_object_get(p, "to"));
+    const char *text = json_string_value(json_object_get(p, "text"));
+    const char *ref = json_string_value(json_object_get(p, "ref"));
+    if (!valid_number(to) || text == NULL || text[0] == '\0' ||
+        strlen(text) > SMS_OUT_MAX_TEXT || (ref && strlen(ref) > 64)) {
+        log_error("sms_out.bad_payload", "entry=%s", id);
+        outbox_finish(a, OUTBOX_GIVE_UP, "bad_payload");
+        return;
+    }
+    char attempts[16], now[24];
+    snprintf(attempts, sizeof attempts, "%d", outbox_attempt_number(a));
+    snprintf(now, sizeof now, "%lld", wall_s());
+    const char *pairs[] = {"to", to, "ref", ref ? ref : "", "attempts", attempts,
+                           "updated", now};
+    record(so, id, 4, pairs);
+    if (outbox_attempt_number(a) == 1) {
+        const char *first[] = {"created", now};
+        record(so, id, 1, first);
+        record_state(so, id, "queued", NULL);
+    }
+
+    size_t cap = 4 * SMS_OUT_MAX_TEXT + 2048;
+    char *url = calloc(1, cap);
+    if (url == NULL || !build_url(so, id, to, text, url, cap)) {
+        free(url);
+        outbox_finish(a, OUTBOX_RETRY, "url");
+        return;
+    }
+    so_send *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        abort();
+    q->so = so;
+    q->attempt = a;
+    q->to = mask_phone(to);
+    httpc_request req = {
+        .method = "GET",
+        .url = url,
+        .timeout_ms = so->opt.timeout_ms,
+        .connect_timeout_ms = so->opt.timeout_ms,
+    };
+    httpc_send(so->http, &req, sendsms_done, q);
+    explicit_bzero(url, cap); /* it held the text, maybe a one-time code */
+    free(url);
+}
+
+/* Delivery reports ----------------------------------------------------------*/
+
+struct so_dlr {
+    sms_out *so;             /* owner; NULL once sms_out_free ran (no reply then) */
+    so_dlr *prev, *next;     /* the owner's waiting reports */
+    httpd_request *req;      /* the report's HTTP request, answered when Redis is */
+};
+
+static void dlr_unlink(so_dlr *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        d->so->dlrs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static const char *state_for_dlr(long status)
+{
+    switch (status) {
+    case 1: return "delivered";
+    case 2: return "failed";
+    case 4: return "buffered";
+    case 8: return "smsc_accepted";
+    case 16: return "smsc_rejected";
+    }
+    return NULL;
+}
+
+static void dlr_recorded(store_status st, const struct redisReply *r, void *arg)
+{
+    so_dlr *d = arg;
+    if (d->so == NULL) {
+        free(d);
+        return;
+    }
+    dlr_unlink(d);
+    if (st != STORE_OK || r->type != REDIS_REPLY_INTEGER)
+        httpd_reply_error(d->req, 503, "unavailable", "the message store is unavailable");
+    else if (r->integer == 0)
+        httpd_reply_error(d->req, 404, "not_found", "no such message");
+    else
+        httpd_reply_json(d->req, 200, json_pack("{s:b}", "recorded", 1));
+    free(d);
+}
+
+static bool parse_long(const char *s, long *out)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 12 || strspn(s, "0123456789") != strlen(s))
+        return false;
+    *out = strtol(s, NULL, 10);
+    return true;
+}
+
+static void serve_dlr(httpd_request *req, void *arg)
+{
+    sms_out *so = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(httpd_request_evhttp(req));
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params; /* initialized by the parse, even when it fails */
+    if (query == NULL) {
+        httpd_reply_error(req, 400, "bad_request", "id and status are required");
+        return;
+    }
+    if (evhttp_parse_query_str(query, &params) != 0) {
+        evhttp_clear_headers(&params);
+        httpd_reply_error(req, 400, "bad_request", "id and status are required");
+        return;
+    }
+    const char *id = evhttp_find_header(&params, "id");
+    const char *ts = evhttp_find_header(&params, "ts");
+    long status = 0, when = 0;
+    const char *state = parse_long(evhttp_find_header(&params, "status"), &status)
+                            ? state_for_dlr(status)
+                            : NULL;
+    if (!valid_entry_id(id) || state == NULL || (ts && *ts && !parse_long(ts, &when))) {
+        evhttp_clear_headers(&params);
+        httpd_reply_error(req, 400, "bad_request", "id, status or ts is malformed");
+        return;
+    }
+    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], code[16], stamp[24], now[24];
+    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, id);
+    snprintf(code, sizeof code, "%ld", status);
+    snprintf(stamp, sizeof stamp, "%ld", when);
+    snprintf(now, sizeof now, "%lld", wall_s());
+    evhttp_clear_headers(&params);
+    log_info("sms_out.dlr", "entry=%s status=%s", key + strlen(SO_KEY_PREFIX), state);
+    so_dlr *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        abort();
+    d->so = so;
+    d->req = req;
+    d->next = so->dlrs;
+    if (so->dlrs)
+        so->dlrs->prev = d;
+    so->dlrs = d;
+    const char *argv[] = {"EVAL", dlr_script, "1", key, state, code, stamp, now};
+    store_command(so->st, 8, argv, NULL, dlr_recorded, d);
+}
+
+int sms_out_dlr_route(sms_out *so, httpd *h)
+{
+    return httpd_route(h, "/sms/dlr", EVHTTP_REQ_GET, serve_dlr, so);
+}
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+void sms_out_options_default(sms_out_options *opt)
+{
+    *opt = (sms_out_options){
+        .sendsms_url = "http://127.0.0.1:13013/cgi-bin/sendsms",
+        .username = "",
+        .password = "",
+        .from = "cardline",
+        .dlr_url = NULL,
+        .timeout_ms = 5000,
+        .message_ttl_s = 30 * 86400,
+    };
+}
+
+static bool url_ok(const char *u)
+{
+    size_t n = u ? strlen(u) : 0;
+    return n > 7 && n <= SO_MAX_URL && strncmp(u, "http", 4) == 0 && strstr(u, "://") &&
+           !strpbrk(u, " ?#\r\n");
+}
+
+static const char *options_problem(const sms_out_options *o)
+{
+    if (!url_ok(o->sendsms_url))
+        return "sendsms_url must be an http(s) URL without query, at most 256";
+    if (o->dlr_url && !url_ok(o->dlr_url))
+        return "dlr_url must be an http(s) URL without query, at most 256";
+    if (!o->username || !o->password || strlen(o->username) > SO_MAX_CRED ||
+        strlen(o->password) > SO_MAX_CRED)
+        return "username and password must be set, at most 64";
+    if (!o->from || !*o->from || strlen(o->from) > SMS_OUT_MAX_NUMBER)
+        return "from must be 1-20 characters";
+    if (o->timeout_ms < 100 || o->timeout_ms > 60000)
+        return "timeout_ms must be 100-60000";
+    if (o->message_ttl_s < 60 || o->message_ttl_s > STORE_MAX_TTL_S)
+        return "message_ttl_s must be 60-2592000";
+    return NULL;
+}
+
+static char *dup(const char *s)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && d == NULL)
+        abort();
+    return d;
+}
+
+static void release(sms_out *so)
+{
+    /* Reports still waiting for Redis end without a reply: the listener
+     * is being drained or freed. */
+    for (so_dlr *d = so->dlrs; d; d = d->next)
+        d->so = NULL;
+    httpc_free(so->http);
+    free((char *)so->opt.sendsms_url);
+    free((char *)so->opt.username);
+    if (so->opt.password) {
+        explicit_bzero((char *)so->opt.password, strlen(so->opt.password));
+        free((char *)so->opt.password);
+    }
+    free((char *)so->opt.from);
+    free((char *)so->opt.dlr_url);
+    free(so);
+}
+
+sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob, const sms_out_options *opt)
+{
+    const char *problem = options_problem(opt);
+    if (problem) {
+        log_error("sms_out.config", "problem=%s", log_quote(problem).s);
+        return NULL;
+    }
+    sms_out *so = calloc(1, sizeof *so);
+    if (so == NULL)
+        return NULL;
+    so->base = base;
+    so->st = st;
+    so->ob = ob;
+    so->opt = *opt;
+    so->opt.sendsms_url = dup(opt->sendsms_url);
+    so->opt.username = dup(opt->username);
+    so->opt.password = dup(opt->password);
+    so->opt.from = dup(opt->from);
+    so->opt.dlr_url = dup(opt->dlr_url);
+    httpc_options hopt;
+    httpc_options_default(&hopt);
+    hopt.max_connections = 8;
+    hopt.max_response_bytes = 4096;
+    so->http = httpc_new(base, &hopt);
+    if (so->http == NULL || outbox_register(ob, "sms", deliver_sms, so) != 0) {
+        log_error("sms_out.config", "problem=%s", log_quote("http client or outbox kind").s);
+        release(so);
+        return NULL;
+    }
+    return so;
+}
+
+void sms_out_free(sms_out *so)
+{
+    if (so)
+        release(so);
+}

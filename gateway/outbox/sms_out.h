@@ -1,0 +1,56 @@
+/* sms_out — SMS out through Kannel's sendsms HTTP interface, as the
+ * outbox's deliverer of kind "sms", and the delivery reports Kannel sends
+ * back to our dlr-url.
+ *
+ * An "sms" entry's payload is {"to": "+number", "text": "UTF-8 text",
+ * "ref": "caller's reference" (optional)}. Each message's state lives in
+ * Redis under `cl:m:{entry id}` (a hash: to, ref, state
+ * queued|sent|buffered|smsc_accepted|delivered|failed|smsc_rejected,
+ * attempts, created, updated, last_error, dlr_status, dlr_ts) with a TTL;
+ * the number is kept there, in full, for the agent API, and only masked in
+ * logs. Text never reaches a log (it may carry a one-time code).
+ * Main-thread only. */
+#ifndef CARDLINE_SMS_OUT_H
+#define CARDLINE_SMS_OUT_H
+
+struct event_base;
+typedef struct store store;
+typedef struct outbox outbox;
+typedef struct httpd httpd;
+
+typedef struct sms_out sms_out;
+
+#define SMS_OUT_MAX_TEXT 1600   /* bytes of UTF-8 (Kannel splits into parts) */
+#define SMS_OUT_MAX_NUMBER 20   /* '+' and digits */
+
+typedef struct {
+    const char *sendsms_url;  /* smsbox's sendsms, e.g. "http://127.0.0.1:13013/cgi-bin/sendsms" */
+    const char *username;     /* sendsms-user username */
+    const char *password;     /* its password (never logged) */
+    const char *from;         /* sender number or name shown to the handset */
+    const char *dlr_url;      /* our DLR endpoint as Kannel reaches it, e.g.
+                               * "http://127.0.0.1:8080/sms/dlr"; NULL = no reports */
+    int timeout_ms;           /* deadline of one sendsms request */
+    int message_ttl_s;        /* how long `cl:m:ID` is kept */
+} sms_out_options;
+
+/* Defaults: sendsms on 127.0.0.1:13013, no credentials, from "cardline",
+ * no DLR URL, 5 s requests, messages kept 30 days. */
+void sms_out_options_default(sms_out_options *opt);
+
+/* Registers the "sms" deliverer with `ob`. NULL (logged as sms_out.config)
+ * when an option is invalid or "sms" is already registered. */
+sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob,
+                     const sms_out_options *opt);
+
+/* Ends sendsms requests in flight (their attempts end retry-later) and
+ * forgets reports still waiting for Redis (they get no reply). Free it
+ * before the outbox, the listener with the DLR route and the store. */
+void sms_out_free(sms_out *so);
+
+/* Serves Kannel's delivery reports on `GET /sms/dlr?id=&status=&ts=`:
+ * 200 recorded, 400 bad input, 404 unknown message, 503 Redis down.
+ * Returns -1 if the route cannot be added. */
+int sms_out_dlr_route(sms_out *so, httpd *h);
+
+#endif

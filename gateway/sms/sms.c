@@ -1,0 +1,387 @@
+/* sms — Kannel's get-url to engine hops and back (see sms.h). Owns the
+ * request checks, the sender key, the keyword rule, reply sizing and the
+ * requests waiting for the engine; the conversation itself is the engine's
+ * session. */
+#include "sms.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialplan.h"
+#include "engine.h"
+#include "httpd.h"
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+
+#define SMS_PATH "/sms/kannel"
+#define SMS_SESSION_MAX 32
+#define SMS_REPLY_MAX 4096
+#define SMS_MAX_PARTS 10
+#define SMS_MAX_TEXT 4096
+/* When the dialplans route nothing at all, or the engine cannot answer. */
+#define SMS_HELP_TEXT "回复CX查询社保卡状态。Reply CX for your card status."
+#define SMS_UNAVAILABLE_TEXT "抱歉，服务暂时不可用，请稍后再试。"
+
+typedef struct sms_pending sms_pending;
+
+struct sms {
+    engine *engine;          /* runs the hops */
+    sms_options opt;         /* limits */
+    sms_pending *pending;    /* requests waiting for a hop, newest first */
+};
+
+/* One Kannel request waiting for the engine. */
+struct sms_pending {
+    sms *owner;              /* NULL once sms_free answered the request */
+    httpd_request *req;      /* the request to answer */
+    char session[SMS_SESSION_MAX + 4]; /* "sms:" + normalized sender */
+    char sender[SMS_SESSION_MAX];      /* normalized sender (masked in logs) */
+    char *text;              /* the MO text (never logged) */
+    bool started;            /* the START hop was sent (no second fallback) */
+    sms_pending *prev, *next;/* in owner->pending */
+};
+
+/* GSM 03.38: the default alphabet (ESC excluded) and the extension table. */
+static const char gsm_basic[] =
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+static const char gsm_extension[] = "^{}\\[~]|€\f";
+
+static metrics_series *counter(const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "result=\"%s\"", result);
+    return metrics_counter("cardline_sms_requests_total", "Kannel MO requests by result", labels);
+}
+
+void sms_options_default(sms_options *opt)
+{
+    opt->max_messages = 3;
+    opt->max_text_bytes = 480;
+}
+
+/* Text rules ------------------------------------------------------------------*/
+
+/* Length of the UTF-8 character at s, 0 when malformed. */
+static size_t utf8_char_len(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
+             : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 2 && s[0] < 0xC2)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_char_len(p);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+static bool in_table(const char *table, const char *ch, size_t n)
+{
+    return memmem(table, strlen(table), ch, n) != NULL;
+}
+
+/* Units the character takes: septets in GSM-7, UTF-16 units in UCS-2. */
+static size_t char_units(const char *ch, size_t n, bool gsm)
+{
+    if (gsm)
+        return in_table(gsm_basic, ch, n) ? 1 : 2;
+    return n == 4 ? 2 : 1;
+}
+
+bool sms_is_gsm7(const char *text)
+{
+    const char *p = text;
+    while (*p) {
+        size_t n = utf8_char_len((const unsigned char *)p);
+        if (n == 0 || (!in_table(gsm_basic, p, n) && !in_table(gsm_extension, p, n)))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+static size_t text_units(const char *text, bool gsm)
+{
+    size_t units = 0;
+    for (const char *p = text; *p;) {
+        size_t n = utf8_char_len((const unsigned char *)p);
+        if (n == 0)
+            break;
+        units += char_units(p, n, gsm);
+        p += n;
+    }
+    return units;
+}
+
+bool sms_fit(char *text, size_t size, int max_messages)
+{
+    bool gsm = sms_is_gsm7(text);
+    size_t single = gsm ? 160 : 70, part = gsm ? 153 : 67;
+    size_t limit = max_messages <= 1 ? single : part * (size_t)max_messages;
+    size_t total = text_units(text, gsm);
+    if (total <= single || total <= limit)
+        return false;
+    const char *marker = gsm ? "..." : "…";
+    size_t budget = limit - (gsm ? 3 : 1), units = 0, cut = 0, line_cut = 0;
+    for (const char *p = text; *p;) {
+        size_t n = utf8_char_len((const unsigned char *)p);
+        size_t u = char_units(p, n, gsm);
+        if (n == 0 || units + u > budget)
+            break;
+        units += u;
+        p += n;
+        cut = (size_t)(p - text);
+        if (p[-1] == '\n')
+            line_cut = cut;
+    }
+    cut = line_cut > 0 ? line_cut : cut;
+    if (cut + strlen(marker) + 1 > size)
+        cut = size - strlen(marker) - 1;
+    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+        cut--;
+    memcpy(text + cut, marker, strlen(marker) + 1);
+    return true;
+}
+
+bool sms_normalize_sender(const char *from, char *out, size_t size)
+{
+    char digits[32];
+    size_t n = 0;
+    bool plus = false;
+    for (const char *p = from; *p; p++) {
+        if (*p == ' ' || *p == '-')
+            continue;
+        if (*p == '+' && n == 0 && !plus) {
+            plus = true;
+        } else if (*p >= '0' && *p <= '9' && n < sizeof digits - 1) {
+            digits[n++] = *p;
+        } else {
+            return false;
+        }
+    }
+    digits[n] = '\0';
+    if (n < 3 || n > 20)
+        return false;
+    const char *national = NULL;
+    if (n == 11 && digits[0] == '1' && !plus)
+        national = digits;
+    else if (n == 13 && strncmp(digits, "86", 2) == 0)
+        national = digits + 2;
+    else if (n == 15 && strncmp(digits, "0086", 4) == 0 && !plus)
+        national = digits + 4;
+    int w = national ? snprintf(out, size, "+86%s", national)
+                     : snprintf(out, size, "%s%s", plus ? "+" : "", digits);
+    return w > 0 && (size_t)w < size;
+}
+
+/* Replies ---------------------------------------------------------------------*/
+
+static void reply_text(httpd_request *req, const char *text)
+{
+    char body[SMS_REPLY_MAX];
+    snprintf(body, sizeof body, "%s", text[0] ? text : SMS_HELP_TEXT);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(httpd_request_evhttp(req));
+    /* Kannel (accept-x-kannel-headers) sends UCS-2 only when told to. */
+    evhttp_add_header(headers, "X-Kannel-Coding", sms_is_gsm7(body) ? "0" : "2");
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add(buf, body, strlen(body));
+    httpd_reply_text(req, 200, "text/plain; charset=utf-8", buf);
+    evbuffer_free(buf);
+}
+
+static void refuse(httpd_request *req, int status, const char *code, const char *message)
+{
+    metrics_inc(counter(code));
+    httpd_reply_error(req, status, code, message);
+}
+
+/* The dialplan's "unavailable" prompt, or the fixed text. */
+static void render_unavailable(const sms *s, char *out, size_t size)
+{
+    const dialplan *dp = engine_dialplan(s->engine);
+    if (!dialplan_render_text(dp, dialplan_language(dp, 0), CHANNEL_SMS, DP_PROMPT_UNAVAILABLE,
+                              NULL, out, size))
+        snprintf(out, size, "%s", SMS_UNAVAILABLE_TEXT);
+}
+
+/* Requests --------------------------------------------------------------------*/
+
+static void pending_free(sms_pending *p)
+{
+    if (p->owner) {
+        if (p->prev)
+            p->prev->next = p->next;
+        else
+            p->owner->pending = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+    }
+    free(p->text);
+    free(p);
+}
+
+static void hop_done(const engine_result *r, void *arg);
+
+static void run_hop(sms_pending *p, engine_event_kind kind)
+{
+    engine_event ev = {
+        .kind = kind,
+        .channel = CHANNEL_SMS,
+        .session_id = p->session,
+        .caller = p->sender,
+        .entry = p->text,
+        .input = p->text,
+    };
+    p->started = kind == ENGINE_EV_START;
+    engine_hop(p->owner->engine, &ev, hop_done, p);
+}
+
+static void finish(sms_pending *p, const char *result, const char *text, bool cut)
+{
+    log_info("sms.mo", "from=%s text_len=%zu result=%s reply_cut=%d",
+             mask_phone(p->sender).s, strlen(p->text), result, cut);
+    metrics_inc(counter(result));
+    reply_text(p->req, text);
+    pending_free(p);
+}
+
+static void hop_done(const engine_result *r, void *arg)
+{
+    sms_pending *p = arg;
+    if (p->owner == NULL) {
+        pending_free(p);
+        return;
+    }
+    char reply[SMS_REPLY_MAX];
+    reply[0] = '\0';
+    /* No waiting conversation (none, ended, or with an agent): start anew. */
+    if (!p->started && (r->status == ENGINE_NO_SESSION || r->status == ENGINE_BAD_EVENT)) {
+        run_hop(p, ENGINE_EV_START);
+        return;
+    }
+    if (r->status == ENGINE_OK) {
+        engine_render_text(p->owner->engine, r->output, CHANNEL_SMS, reply, sizeof reply - 4);
+        bool cut = sms_fit(reply, sizeof reply, p->owner->opt.max_messages);
+        finish(p, "ok", reply, cut);
+    } else if (r->status == ENGINE_NO_ROUTE) {
+        finish(p, "help", SMS_HELP_TEXT, false);
+    } else {
+        render_unavailable(p->owner, reply, sizeof reply);
+        finish(p, engine_status_name(r->status), reply, false);
+    }
+}
+
+/* True when `text` routes to a flow of its own, not the catch-all's (the
+ * flow an empty text reaches). */
+static bool is_keyword(const sms *s, const char *text)
+{
+    const dialplan *dp = engine_dialplan(s->engine);
+    const dp_flow *flow = dialplan_route(dp, CHANNEL_SMS, text);
+    return flow != NULL && flow != dialplan_route(dp, CHANNEL_SMS, "");
+}
+
+/* The form fields: the query string for GET, the body for POST. */
+static bool read_form(httpd_request *req, struct evkeyvalq *form)
+{
+    struct evhttp_request *evr = httpd_request_evhttp(req);
+    if (evhttp_request_get_command(evr) == EVHTTP_REQ_POST) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(evr);
+        size_t len = evbuffer_get_length(in);
+        char *body = malloc(len + 1);
+        evbuffer_copyout(in, body, len);
+        body[len] = '\0';
+        int rc = memchr(body, '\0', len) ? -1 : evhttp_parse_query_str(body, form);
+        free(body);
+        return rc == 0;
+    }
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(evr));
+    return evhttp_parse_query_str(query ? query : "", form) == 0;
+}
+
+static void on_request(httpd_request *req, void *arg)
+{
+    sms *s = arg;
+    struct evkeyvalq form;
+    TAILQ_INIT(&form);
+    if (!read_form(req, &form)) {
+        evhttp_clear_headers(&form);
+        refuse(req, 400, "bad_form", "the form could not be parsed");
+        return;
+    }
+    const char *from = evhttp_find_header(&form, "from");
+    const char *text = evhttp_find_header(&form, "text");
+    char sender[SMS_SESSION_MAX];
+    if (!from || !text) {
+        refuse(req, 400, "missing_field", "from and text are required");
+    } else if (strlen(text) > (size_t)s->opt.max_text_bytes) {
+        refuse(req, 413, "text_too_long", "text is longer than allowed");
+    } else if (!valid_utf8(text) || !valid_utf8(from)) {
+        refuse(req, 400, "bad_encoding", "from and text must be UTF-8");
+    } else if (!sms_normalize_sender(from, sender, sizeof sender)) {
+        refuse(req, 400, "bad_sender", "from is not a phone number");
+    } else {
+        sms_pending *p = calloc(1, sizeof *p);
+        p->owner = s;
+        p->req = req;
+        snprintf(p->sender, sizeof p->sender, "%s", sender);
+        snprintf(p->session, sizeof p->session, "sms:%s", sender);
+        p->text = strdup(text);
+        p->next = s->pending;
+        if (s->pending)
+            s->pending->prev = p;
+        s->pending = p;
+        run_hop(p, is_keyword(s, text) ? ENGINE_EV_START : ENGINE_EV_INPUT);
+    }
+    evhttp_clear_headers(&form);
+}
+
+/* Lifecycle -------------------------------------------------------------------*/
+
+sms *sms_new(engine *e, httpd *h, const sms_options *opt)
+{
+    if (opt->max_messages < 1 || opt->max_messages > SMS_MAX_PARTS || opt->max_text_bytes < 1 ||
+        opt->max_text_bytes > SMS_MAX_TEXT) {
+        log_error("sms.option_invalid", "max_messages=%d max_text_bytes=%d", opt->max_messages,
+                  opt->max_text_bytes);
+        return NULL;
+    }
+    sms *s = calloc(1, sizeof *s);
+    s->engine = e;
+    s->opt = *opt;
+    if (httpd_route(h, SMS_PATH, EVHTTP_REQ_GET | EVHTTP_REQ_POST, on_request, s) != 0) {
+        log_error("sms.route_failed", "path=%s", SMS_PATH);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sms_free(sms *s)
+{
+    if (!s)
+        return;
+    for (sms_pending *p = s->pending; p; p = p->next) {
+        p->owner = NULL;
+        httpd_reply_error(p->req, 503, "shutting_down", "the gateway is stopping");
+    }
+    free(s);
+}

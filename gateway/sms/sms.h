@@ -1,0 +1,65 @@
+/* sms — the SMS channel in through Kannel: the sms-service get-url
+ * (`/sms/kannel?from=%p&to=%P&text=%a`, GET or a POST form) turned into
+ * engine hops, and the hop's output rendered as the reply SMS, which Kannel
+ * sends back to the sender (the HTTP reply body, text/plain; UTF-8).
+ *
+ * Sessions are keyed by sender ("sms:" + the normalized number). A text is
+ * input to the sender's waiting conversation unless it is a keyword (it
+ * routes to a flow other than the catch-all's): then, or when no
+ * conversation waits, it starts a new one. The reply always fits the
+ * configured number of concatenated parts and is never empty.
+ *
+ * Owns no state beyond the requests in flight: the conversation is the
+ * engine's session. Never logs the text (only its length) and masks the
+ * sender. Sending SMS on its own (the outbox) is not here. Main-thread only. */
+#ifndef CARDLINE_SMS_H
+#define CARDLINE_SMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct engine;
+struct httpd;
+
+typedef struct sms sms;
+
+typedef struct {
+    int max_messages;        /* SMS parts a reply may take (Kannel's max-messages), 1..10 */
+    int max_text_bytes;      /* longer MO text is refused with 413, 1..4096 */
+} sms_options;
+
+/* Defaults: 3 parts, 480 bytes. */
+void sms_options_default(sms_options *opt);
+
+/* Lifecycle -----------------------------------------------------------------*/
+
+/* Routes /sms/kannel on `h` and runs hops on `e`. NULL (logged) when an
+ * option is out of range or the route cannot be added. */
+sms *sms_new(struct engine *e, struct httpd *h, const sms_options *opt);
+
+/* Answers requests still waiting for the engine with 503, then frees. Call
+ * before freeing the httpd or the engine. */
+void sms_free(sms *s);
+
+/* Text rules (exposed for the tests and cardline-phone) ---------------------*/
+
+/* The session key of a sender: "+8613800000001", "8613800000001",
+ * "008613800000001" and "13800000001" all become "+8613800000001"; other
+ * numbers keep their digits (with "+" when given). Spaces and dashes are
+ * ignored. False when it is not a number of 3..20 digits. */
+bool sms_normalize_sender(const char *from, char *out, size_t size);
+
+/* True when every character of the UTF-8 `text` is in the GSM 03.38 default
+ * alphabet (or its extension table), so it travels as GSM-7. */
+bool sms_is_gsm7(const char *text);
+
+/* Fits `text` (UTF-8) into `max_messages` SMS parts in place: GSM-7 160
+ * septets single / 153 per concatenated part (extension characters count
+ * two), UCS-2 70 / 67 UTF-16 units. A longer text is cut at the last line
+ * break that leaves room (at a character boundary when none does) and ends
+ * with "..." (GSM-7) or "…" (UCS-2); `size` is the buffer's size (the
+ * marker may need up to 2 bytes more than the text held). Returns true when
+ * it was cut. */
+bool sms_fit(char *text, size_t size, int max_messages);
+
+#endif

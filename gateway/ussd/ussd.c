@@ -1,0 +1,875 @@
+/* ussd — the aggregator wire (form parsing, validation, CON/END replies),
+ * the derivation of the newest input from `text`, paging, holding pages and
+ * the in-memory channel state per session. The dialplan semantics, replays
+ * and races belong to the engine; this file only decides which requests
+ * reach it and how its outputs look on a handset. */
+#include "ussd.h"
+
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine.h"
+#include "httpd.h"
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+
+#define USSD_PATH "/ussd"
+#define USSD_ID_PREFIX "ussd:"
+#define USSD_MAX_SESSION_ID 64    /* bytes of the aggregator's sessionId */
+#define USSD_MAX_CODE 32          /* bytes of serviceCode */
+#define USSD_MAX_PHONE 32         /* bytes of phoneNumber */
+#define USSD_MAX_NETWORK 16       /* bytes of networkCode */
+#define USSD_MAX_WAITERS 16       /* identical requests answered by one hop */
+#define USSD_BUCKETS 4096         /* hash buckets of the session table */
+#define USSD_KEY_BYTES 16         /* HMAC bytes kept in a hop key */
+#define USSD_KEY_LEN (2 + 2 * USSD_KEY_BYTES)
+#define USSD_RENDER_MAX 8192      /* one output rendered as text */
+#define USSD_MORE_KEY "98"        /* no shipped menu uses it */
+#define USSD_CONTINUE_KEY "1"
+#define USSD_SECRET_BYTES 32
+
+typedef enum {
+    R_ENGINE = 0,   /* answered from an engine hop (applied or replayed) */
+    R_PAGE,         /* a further page of an output */
+    R_HOLDING,      /* a holding page */
+    R_CONTINUED,    /* a held hop's output after the caller's reply */
+    R_RETRY,        /* a retry of a locally answered request */
+    R_BAD_REQUEST,  /* 4xx: malformed request, nothing done */
+    R_OUT_OF_STEP,  /* 409: text does not continue the session, or another hop runs */
+    R_NO_ROUTE,
+    R_NO_SESSION,
+    R_UNAVAILABLE,  /* engine busy/unavailable or the table is full */
+    R_COUNT
+} result_kind;
+
+static const char *const result_names[R_COUNT] = {
+    "engine", "page", "holding", "continued", "retry", "bad_request",
+    "out_of_step", "no_route", "no_session", "unavailable"};
+
+typedef struct usess usess;
+typedef struct flight flight;
+
+/* The answer to one hop, split into pages ("CON …"/"END …" bodies). */
+typedef struct {
+    int status;                    /* HTTP status of every page */
+    char **pages;                  /* page bodies */
+    size_t count;                  /* pages */
+    size_t next;                   /* the next page to show */
+} pager;
+
+/* One engine hop in flight and the requests waiting for it. Self-contained
+ * for derive_input: it may outlive its session state (ussd_free). */
+struct flight {
+    ussd *u;                       /* NULL once ussd_free orphaned it */
+    usess *s;                      /* the session state it belongs to */
+    char *text;                    /* the request's text (may hold a PIN: wiped) */
+    char *consumed;                /* text consumed locally on top of base_key, or NULL */
+    char base_key[USSD_KEY_LEN + 1]; /* the engine hop key `consumed` builds on */
+    char key[USSD_KEY_LEN + 1];    /* this hop's key */
+    char sid[sizeof USSD_ID_PREFIX + USSD_MAX_SESSION_ID]; /* the engine's session id */
+    httpd_request *reqs[USSD_MAX_WAITERS]; /* requests to answer with the hop */
+    char phones[USSD_MAX_WAITERS][USSD_MAX_PHONE + 1]; /* their callers, for the log */
+    struct timespec t0[USSD_MAX_WAITERS]; /* their arrival, for the log */
+    size_t nreqs;                  /* entries in reqs */
+    struct event *deadline;        /* answer_deadline_ms after the first request */
+};
+
+/* What the channel remembers of one session between requests. */
+struct usess {
+    usess *next;                   /* bucket chain */
+    char id[USSD_MAX_SESSION_ID + 1]; /* the aggregator's sessionId */
+    char lang[8];                  /* language of the last output ("zh" until one came) */
+    time_t touched;                /* last request (monotonic seconds) */
+    flight *fl;                    /* the hop in flight, or NULL */
+    bool held;                     /* a holding page was the last answer of a hop */
+    char *local_text;              /* the text last answered here (not by the engine), or NULL */
+    char base_key[USSD_KEY_LEN + 1]; /* the engine hop key local_text builds on */
+    char *last_answer;             /* what local_text was answered (for retries) */
+    int last_status;               /* its HTTP status */
+    pager pages;                   /* the output being shown (pages.next = next to show) */
+    bool ready;                    /* pages holds a finished hop's output */
+};
+
+struct ussd {
+    struct event_base *base;       /* the main loop */
+    ussd_options opt;              /* limits */
+    unsigned char secret[USSD_SECRET_BYTES]; /* HMAC key of hop keys */
+    size_t secret_len;
+    usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
+    size_t nsessions;              /* entries in buckets */
+    struct event *sweep;           /* drops silent sessions' state */
+    metrics_series *results[R_COUNT]; /* requests by result */
+};
+
+/* Small helpers ------------------------------------------------------------------*/
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p)
+        abort();
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* Frees text that may hold a PIN. */
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static time_t now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static bool is_english(const char *lang)
+{
+    return strcmp(lang, "zh") != 0;
+}
+
+/* Hop keys ------------------------------------------------------------------------*/
+
+/* "u:" + HMAC-SHA256(secret, text) cut to 128 bits: the text itself may
+ * hold a PIN and the key is stored in Redis. */
+static void hop_key(const ussd *u, const char *text, size_t len, char out[USSD_KEY_LEN + 1])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    if (!HMAC(EVP_sha256(), u->secret, (int)u->secret_len, (const unsigned char *)text, len, mac, &mac_len))
+        abort();
+    out[0] = 'u';
+    out[1] = ':';
+    for (int i = 0; i < USSD_KEY_BYTES; i++)
+        snprintf(out + 2 + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* Session state table ----------------------------------------------------------------*/
+
+static size_t bucket_of(const char *id)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    return (size_t)(h % USSD_BUCKETS);
+}
+
+static usess *find_session(ussd *u, const char *id)
+{
+    for (usess *s = u->buckets[bucket_of(id)]; s; s = s->next)
+        if (strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
+static void pager_clear(pager *p)
+{
+    for (size_t i = 0; i < p->count; i++)
+        free(p->pages[i]);
+    free(p->pages);
+    *p = (pager){0};
+}
+
+static void forget_local(usess *s)
+{
+    wipe_free(s->local_text);
+    free(s->last_answer);
+    s->local_text = s->last_answer = NULL;
+    s->held = false;
+}
+
+static void remove_session(ussd *u, usess *s)
+{
+    usess **pp = &u->buckets[bucket_of(s->id)];
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    forget_local(s);
+    pager_clear(&s->pages);
+    free(s);
+    u->nsessions--;
+}
+
+/* A session keeps its entry only while the channel holds something for it. */
+static void drop_if_idle(ussd *u, usess *s)
+{
+    if (!s->fl && !s->local_text && s->pages.next >= s->pages.count)
+        remove_session(u, s);
+}
+
+static usess *add_session(ussd *u, const char *id)
+{
+    if (u->nsessions >= (size_t)u->opt.max_sessions)
+        return NULL;
+    usess *s = xcalloc(1, sizeof *s);
+    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->lang, sizeof s->lang, "zh");
+    size_t b = bucket_of(id);
+    s->next = u->buckets[b];
+    u->buckets[b] = s;
+    u->nsessions++;
+    return s;
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ussd *u = arg;
+    time_t limit = now_s() - u->opt.state_ttl_s;
+    for (size_t b = 0; b < USSD_BUCKETS; b++) {
+        usess *s = u->buckets[b];
+        while (s) {
+            usess *next = s->next;
+            if (!s->fl && s->touched < limit)
+                remove_session(u, s);
+            s = next;
+        }
+    }
+}
+
+/* Replies ---------------------------------------------------------------------------*/
+
+static void log_request(const char *sid, const char *phone, int status, result_kind r, const struct timespec *t0)
+{
+    log_info("ussd.request", "session=%s phone=%s status=%d result=%s ms=%.1f", log_quote(sid).s,
+             mask_phone(phone).s, status, result_names[r], ms_since(t0));
+}
+
+static void send_text(ussd *u, httpd_request *req, int status, const char *body, result_kind r)
+{
+    metrics_inc(u->results[r]);
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        abort();
+    evbuffer_add(b, body, strlen(body));
+    httpd_reply_text(req, status, "text/plain; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
+/* Pages -------------------------------------------------------------------------------*/
+
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* Bytes of the longest prefix of `s` with at most `chars` code points. */
+static size_t utf8_prefix(const char *s, size_t len, size_t chars)
+{
+    size_t i = 0, n = 0;
+    while (i < len) {
+        size_t j = i + 1;
+        while (j < len && ((unsigned char)s[j] & 0xC0) == 0x80)
+            j++;
+        if (++n > chars)
+            break;
+        i = j;
+    }
+    return i;
+}
+
+static void pager_add(pager *p, const char *prefix, const char *text, size_t len, const char *suffix)
+{
+    char **grown = realloc(p->pages, (p->count + 1) * sizeof *grown);
+    if (!grown)
+        abort();
+    p->pages = grown;
+    size_t size = strlen(prefix) + len + strlen(suffix) + 1;
+    char *page = malloc(size);
+    if (!page)
+        abort();
+    snprintf(page, size, "%s%.*s%s", prefix, (int)len, text, suffix);
+    p->pages[p->count++] = page;
+}
+
+/* Splits `text` into pages of at most page_chars code points, each but the
+ * last ending with the "more" line; cuts at a line break when one fits. */
+static void paginate(const ussd *u, pager *p, int status, bool more_to_come, const char *lang, const char *text)
+{
+    const char *prefix = more_to_come ? "CON " : "END ";
+    const char *more = is_english(lang) ? "\n" USSD_MORE_KEY " More" : "\n" USSD_MORE_KEY " 更多";
+    size_t limit = (size_t)u->opt.page_chars;
+    size_t room = limit - utf8_chars(more, strlen(more));
+    size_t len = strlen(text);
+    *p = (pager){.status = status};
+    while (utf8_chars(text, len) > limit) {
+        size_t cut = utf8_prefix(text, len, room);
+        size_t skip = cut;
+        for (size_t i = cut; i > 0; i--) {
+            if (text[i - 1] == '\n') {
+                cut = i - 1;
+                skip = i;
+                break;
+            }
+        }
+        if (cut == 0)
+            cut = skip = utf8_prefix(text, len, room);
+        pager_add(p, "CON ", text, cut, more);
+        text += skip;
+        len -= skip;
+    }
+    pager_add(p, prefix, text, len, "");
+}
+
+/* The dialplan's own wording for a prompt, or `fallback`. */
+static void prompt_text(const ussd *u, const char *lang, const char *id, const char *fallback, char *out, size_t size)
+{
+    json_t *o = json_pack("{s:s, s:[{s:s, s:{}}]}", "lang", lang, "prompts", "id", id, "vars");
+    if (!o || engine_render_text(u->opt.engine, o, CHANNEL_USSD, out, size) == 0)
+        snprintf(out, size, "%s", fallback);
+    json_decref(o);
+}
+
+static void refusal_pages(const ussd *u, engine_status st, const char *lang, pager *p)
+{
+    char text[1024];
+    bool en = is_english(lang);
+    int status = 200;
+    switch (st) {
+    case ENGINE_NO_ROUTE:
+        snprintf(text, sizeof text, "%s", en ? "This service code is not available." : "该服务代码不可用。");
+        break;
+    case ENGINE_NO_SESSION:
+        snprintf(text, sizeof text, "%s",
+                 en ? "Your session has expired. Please dial again." : "会话已过期，请重新拨号。");
+        break;
+    case ENGINE_BAD_EVENT:
+        status = 409;
+        snprintf(text, sizeof text, "%s", "This reply does not continue the session.");
+        break;
+    default:
+        prompt_text(u, lang, "unavailable",
+                    en ? "Sorry, the service is temporarily unavailable." : "抱歉，服务暂时不可用。", text,
+                    sizeof text);
+        break;
+    }
+    paginate(u, p, status, false, lang, text);
+}
+
+static result_kind refusal_result(engine_status st)
+{
+    switch (st) {
+    case ENGINE_NO_ROUTE:
+        return R_NO_ROUTE;
+    case ENGINE_NO_SESSION:
+        return R_NO_SESSION;
+    case ENGINE_BAD_EVENT:
+        return R_OUT_OF_STEP;
+    default:
+        return R_UNAVAILABLE;
+    }
+}
+
+static void output_pages(const ussd *u, json_t *output, pager *p)
+{
+    char *text = malloc(USSD_RENDER_MAX);
+    if (!text)
+        abort();
+    engine_render_text(u->opt.engine, output, CHANNEL_USSD, text, USSD_RENDER_MAX);
+    const char *state = json_string_value(json_object_get(output, "state"));
+    const char *lang = json_string_value(json_object_get(output, "lang"));
+    paginate(u, p, 200, state && strcmp(state, "wait") == 0, lang ? lang : "zh", text);
+    free(text);
+}
+
+static void holding_text(const usess *s, char *out, size_t size)
+{
+    snprintf(out, size, "CON %s",
+             is_english(s->lang) ? "Still checking — reply " USSD_CONTINUE_KEY " to continue"
+                                 : "正在查询，请回复" USSD_CONTINUE_KEY "继续");
+}
+
+/* Remembers what the channel answered for `text` itself, for retries and
+ * for deriving the next input. */
+static void remember_local(usess *s, const char *text, const char *answer, int status)
+{
+    if (!s->local_text || strcmp(s->local_text, text) != 0) {
+        wipe_free(s->local_text);
+        s->local_text = xstrdup(text);
+    }
+    free(s->last_answer);
+    s->last_answer = xstrdup(answer);
+    s->last_status = status;
+}
+
+/* Shows the next page of s->pages for a request answered locally. */
+static void send_next_page(ussd *u, usess *s, httpd_request *req, const char *text, result_kind r)
+{
+    const char *page = s->pages.pages[s->pages.next++];
+    remember_local(s, text, page, s->pages.status);
+    send_text(u, req, s->pages.status, page, r);
+}
+
+/* Flights: the engine hop ---------------------------------------------------------------*/
+
+static void flight_free(flight *f)
+{
+    wipe_free(f->text);
+    wipe_free(f->consumed);
+    if (f->deadline)
+        event_free(f->deadline);
+    free(f);
+}
+
+/* Takes the text after `prefix` + "*" when `text` extends it (all of a
+ * non-empty `text` extends the empty history). */
+static bool extends(const char *text, const char *prefix, size_t plen, const char **rest)
+{
+    if (plen == 0 && text[0]) {
+        *rest = text;
+        return true;
+    }
+    if (strncmp(text, prefix, plen) != 0 || text[plen] != '*')
+        return false;
+    *rest = text + plen + 1;
+    return true;
+}
+
+/* The newest input is what `text` adds to the text the session consumed:
+ * the locally consumed text when it builds on the engine's last hop, else
+ * the prefix (at a `*`, or empty) whose key is the last hop's key. Inputs
+ * containing `*` (an ID's X) come out whole. */
+static bool derive(const char *previous_hop_key, char *out, size_t size, void *arg)
+{
+    flight *f = arg;
+    const char *rest = NULL;
+    if (!f->u)
+        return false;
+    if (f->consumed && strcmp(f->base_key, previous_hop_key) == 0)
+        extends(f->text, f->consumed, strlen(f->consumed), &rest);
+    for (size_t p = strlen(f->text); !rest && p-- > 0;) {
+        char key[USSD_KEY_LEN + 1];
+        if (f->text[p] != '*')
+            continue;
+        hop_key(f->u, f->text, p, key);
+        if (strcmp(key, previous_hop_key) == 0)
+            rest = f->text + p + 1;
+    }
+    if (!rest) {
+        char key[USSD_KEY_LEN + 1];
+        hop_key(f->u, "", 0, key);
+        if (strcmp(key, previous_hop_key) == 0)
+            rest = f->text;
+    }
+    if (!rest || strlen(rest) >= size)
+        return false;
+    snprintf(out, size, "%s", rest);
+    return true;
+}
+
+static void answer_waiters(ussd *u, flight *f, int status, const char *body, result_kind r)
+{
+    for (size_t i = 0; i < f->nreqs; i++) {
+        send_text(u, f->reqs[i], status, body, r);
+        log_request(f->sid + strlen(USSD_ID_PREFIX), f->phones[i], status, r, &f->t0[i]);
+    }
+    f->nreqs = 0;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flight *f = arg;
+    usess *s = f->s;
+    char body[256];
+    holding_text(s, body, sizeof body);
+    remember_local(s, f->text, body, 200);
+    s->held = true;
+    answer_waiters(f->u, f, 200, body, R_HOLDING);
+}
+
+static void on_hop(const engine_result *r, void *arg)
+{
+    flight *f = arg;
+    ussd *u = f->u;
+    if (!u) {
+        flight_free(f);
+        return;
+    }
+    usess *s = f->s;
+    s->fl = NULL;
+    pager_clear(&s->pages);
+    const char *lang = r->output ? json_string_value(json_object_get(r->output, "lang")) : NULL;
+    if (lang)
+        snprintf(s->lang, sizeof s->lang, "%s", lang);
+    if (r->status == ENGINE_OK)
+        output_pages(u, r->output, &s->pages);
+    else
+        refusal_pages(u, r->status, s->lang, &s->pages);
+    if (r->status == ENGINE_OK && s->held) {
+        /* The caller saw a holding page: the output waits for the reply. */
+        snprintf(s->base_key, sizeof s->base_key, "%s", f->key);
+        s->ready = true;
+    } else if (s->held) {
+        s->ready = true;
+    } else {
+        result_kind rk = r->status == ENGINE_OK ? R_ENGINE : refusal_result(r->status);
+        int status = s->pages.status;
+        if (r->status == ENGINE_OK) {
+            forget_local(s);
+            if (s->pages.count > 1) {
+                remember_local(s, f->text, s->pages.pages[0], status);
+                snprintf(s->base_key, sizeof s->base_key, "%s", f->key);
+            }
+        }
+        s->pages.next = 1;
+        answer_waiters(u, f, status, s->pages.pages[0], rk);
+        if (s->pages.next >= s->pages.count)
+            pager_clear(&s->pages);
+    }
+    flight_free(f);
+    drop_if_idle(u, s);
+}
+
+static void add_waiter(flight *f, httpd_request *req, const char *phone, const struct timespec *t0)
+{
+    f->reqs[f->nreqs] = req;
+    snprintf(f->phones[f->nreqs], sizeof f->phones[0], "%s", phone);
+    f->t0[f->nreqs] = *t0;
+    f->nreqs++;
+}
+
+/* The request ---------------------------------------------------------------------------*/
+
+typedef struct {
+    const char *session_id;   /* sessionId */
+    const char *code;         /* serviceCode */
+    const char *phone;        /* phoneNumber */
+    const char *text;         /* text ("" when absent) */
+    struct timespec t0;       /* arrival */
+} ussd_req;
+
+static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
+{
+    flight *f = xcalloc(1, sizeof *f);
+    f->u = u;
+    f->s = s;
+    f->text = xstrdup(q->text);
+    snprintf(f->sid, sizeof f->sid, USSD_ID_PREFIX "%s", q->session_id);
+    hop_key(u, q->text, strlen(q->text), f->key);
+    if (s->local_text && !s->held) {
+        f->consumed = xstrdup(s->local_text);
+        snprintf(f->base_key, sizeof f->base_key, "%s", s->base_key);
+    }
+    add_waiter(f, req, q->phone, &q->t0);
+    f->deadline = evtimer_new(u->base, on_deadline, f);
+    if (!f->deadline)
+        abort();
+    struct timeval tv = {u->opt.answer_deadline_ms / 1000, (u->opt.answer_deadline_ms % 1000) * 1000};
+    evtimer_add(f->deadline, &tv);
+    s->fl = f;
+    s->held = false;
+    s->ready = false;
+    engine_event ev = {
+        .kind = q->text[0] ? ENGINE_EV_INPUT : ENGINE_EV_START,
+        .channel = CHANNEL_USSD,
+        .session_id = f->sid,
+        .caller = q->phone,
+        .entry = q->code,
+        .hop_key = f->key,
+        .derive_input = derive,
+        .derive_arg = f,
+    };
+    engine_hop(u->opt.engine, &ev, on_hop, f);
+}
+
+static void reply_local(ussd *u, httpd_request *req, const ussd_req *q, int status, const char *body, result_kind r)
+{
+    send_text(u, req, status, body, r);
+    log_request(q->session_id, q->phone, status, r, &q->t0);
+}
+
+/* A request for a session whose hop is still running. */
+static void while_in_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
+{
+    flight *f = s->fl;
+    const char *rest;
+    if (!s->held && strcmp(q->text, f->text) == 0 && f->nreqs < USSD_MAX_WAITERS) {
+        add_waiter(f, req, q->phone, &q->t0);
+        return;
+    }
+    /* After a holding page any reply, or its retry, gets the holding page. */
+    if (s->held && s->local_text &&
+        (strcmp(q->text, s->local_text) == 0 || extends(q->text, s->local_text, strlen(s->local_text), &rest))) {
+        char body[256];
+        holding_text(s, body, sizeof body);
+        remember_local(s, q->text, body, 200);
+        reply_local(u, req, q, 200, body, R_HOLDING);
+        return;
+    }
+    reply_local(u, req, q, 409, "END Another reply of this session is still being handled.", R_OUT_OF_STEP);
+}
+
+static void serve(ussd *u, httpd_request *req, const ussd_req *q)
+{
+    usess *s = find_session(u, q->session_id);
+    if (s && s->fl) {
+        s->touched = now_s();
+        while_in_flight(u, s, req, q);
+        return;
+    }
+    const char *rest = NULL;
+    if (s && s->local_text) {
+        if (strcmp(q->text, s->local_text) == 0) {
+            s->touched = now_s();
+            reply_local(u, req, q, s->last_status, s->last_answer, R_RETRY);
+            return;
+        }
+        extends(q->text, s->local_text, strlen(s->local_text), &rest);
+    }
+    if (rest && s->held && s->ready) {
+        /* Any reply to a holding page continues; none of it reaches the engine. */
+        s->held = s->ready = false;
+        s->touched = now_s();
+        send_next_page(u, s, req, q->text, R_CONTINUED);
+        log_request(q->session_id, q->phone, s->last_status, R_CONTINUED, &q->t0);
+        return;
+    }
+    if (rest && strcmp(rest, USSD_MORE_KEY) == 0 && s->pages.next < s->pages.count) {
+        s->touched = now_s();
+        send_next_page(u, s, req, q->text, R_PAGE);
+        log_request(q->session_id, q->phone, s->last_status, R_PAGE, &q->t0);
+        return;
+    }
+    if (!s)
+        s = add_session(u, q->session_id);
+    if (!s) {
+        reply_local(u, req, q, 503, "END Sorry, the service is busy. Please try again later.", R_UNAVAILABLE);
+        return;
+    }
+    s->touched = now_s();
+    pager_clear(&s->pages);
+    start_flight(u, s, req, q);
+}
+
+/* Parsing and validation -----------------------------------------------------------------*/
+
+static bool chars_ok(const char *s, size_t max, const char *allowed)
+{
+    size_t n = strnlen(s, max + 1);
+    return n > 0 && n <= max && strspn(s, allowed) == n;
+}
+
+static bool utf8_ok(const char *s)
+{
+    json_t *j = json_string(s);   /* refuses text that is not UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
+
+/* Why the request is refused (NULL when it is fine) and with which status. */
+static const char *check(const ussd *u, struct evkeyvalq *form, ussd_req *q, int *status)
+{
+    q->session_id = evhttp_find_header(form, "sessionId");
+    q->code = evhttp_find_header(form, "serviceCode");
+    q->phone = evhttp_find_header(form, "phoneNumber");
+    q->text = evhttp_find_header(form, "text");
+    const char *network = evhttp_find_header(form, "networkCode");
+    if (!q->text)
+        q->text = "";
+    *status = 400;
+    if (!q->session_id || !q->session_id[0])
+        return "sessionId is required";
+    if (!q->code || !q->code[0])
+        return "serviceCode is required";
+    if (!q->phone || !q->phone[0])
+        return "phoneNumber is required";
+    if (!chars_ok(q->session_id, USSD_MAX_SESSION_ID, ID_CHARS))
+        return "sessionId must be 1-64 letters, digits or -_.:";
+    if (!chars_ok(q->code, USSD_MAX_CODE, "0123456789*#"))
+        return "serviceCode must be 1-32 of 0-9 * #";
+    if (!chars_ok(q->phone, USSD_MAX_PHONE, "+0123456789"))
+        return "phoneNumber must be 1-32 of + and digits";
+    if (network && network[0] && !chars_ok(network, USSD_MAX_NETWORK, "0123456789"))
+        return "networkCode must be 1-16 digits";
+    if (strlen(q->text) > (size_t)u->opt.max_text_bytes) {
+        *status = 413;
+        return "text is too long";
+    }
+    if (!utf8_ok(q->text))
+        return "text must be UTF-8";
+    return NULL;
+}
+
+static bool form_content_type(struct evhttp_request *er)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(er), "Content-Type");
+    return ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 && (ct[33] == '\0' || ct[33] == ';');
+}
+
+static void refuse(ussd *u, httpd_request *req, int status, const char *why, const ussd_req *q)
+{
+    char body[256];
+    snprintf(body, sizeof body, "END %s", why);
+    send_text(u, req, status, body, R_BAD_REQUEST);
+    log_request(q->session_id && chars_ok(q->session_id, USSD_MAX_SESSION_ID, ID_CHARS) ? q->session_id : "",
+                q->phone && chars_ok(q->phone, USSD_MAX_PHONE, "+0123456789") ? q->phone : "", status,
+                R_BAD_REQUEST, &q->t0);
+}
+
+static void on_request(httpd_request *req, void *arg)
+{
+    ussd *u = arg;
+    ussd_req q = {0};
+    clock_gettime(CLOCK_MONOTONIC, &q.t0);
+    struct evhttp_request *er = httpd_request_evhttp(req);
+    if (!form_content_type(er)) {
+        refuse(u, req, 415, "the body must be application/x-www-form-urlencoded", &q);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(er);
+    size_t len = evbuffer_get_length(in);
+    if (len > (size_t)u->opt.max_text_bytes * 3 + 4096) {
+        refuse(u, req, 413, "the body is too large", &q);
+        return;
+    }
+    char *body = xcalloc(1, len + 1);
+    evbuffer_copyout(in, body, len);
+    struct evkeyvalq form;
+    TAILQ_INIT(&form);
+    int status = 400;
+    const char *why = strlen(body) != len ? "the body holds a NUL byte"
+                      : evhttp_parse_query_str(body, &form) != 0 ? "the form is malformed"
+                                                                  : check(u, &form, &q, &status);
+    if (why)
+        refuse(u, req, status, why, &q);
+    else
+        serve(u, req, &q);
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &form, next) explicit_bzero(kv->value, strlen(kv->value));
+    evhttp_clear_headers(&form);
+    explicit_bzero(body, len);
+    free(body);
+}
+
+/* Lifecycle ------------------------------------------------------------------------------*/
+
+void ussd_options_default(ussd_options *opt)
+{
+    *opt = (ussd_options){
+        .answer_deadline_ms = 2500,
+        .max_text_bytes = 1024,
+        .page_chars = USSD_MAX_PAGE_CHARS,
+        .max_sessions = 10000,
+        .state_ttl_s = 300,
+    };
+}
+
+static const char *options_problem(const ussd_options *o)
+{
+    if (!o->engine)
+        return "engine is required";
+    if (o->answer_deadline_ms < 100 || o->answer_deadline_ms > 60000)
+        return "answer_deadline_ms must be 100-60000";
+    if (o->max_text_bytes < 16 || o->max_text_bytes > USSD_MAX_TEXT_BYTES)
+        return "max_text_bytes must be 16-4096";
+    if (o->page_chars < USSD_MIN_PAGE_CHARS || o->page_chars > USSD_MAX_PAGE_CHARS)
+        return "page_chars must be 40-182";
+    if (o->max_sessions < 1 || o->max_sessions > 1000000)
+        return "max_sessions must be 1-1000000";
+    if (o->state_ttl_s < 10 || o->state_ttl_s > 86400)
+        return "state_ttl_s must be 10-86400";
+    if (o->hop_key_secret && (strlen(o->hop_key_secret) < 16 || strlen(o->hop_key_secret) > 256))
+        return "hop_key_secret must be 16-256 bytes";
+    return NULL;
+}
+
+ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *opt)
+{
+    const char *problem = options_problem(opt);
+    if (problem) {
+        log_error("ussd.option_invalid", "why=%s", log_quote(problem).s);
+        return NULL;
+    }
+    ussd *u = xcalloc(1, sizeof *u);
+    u->base = base;
+    u->opt = *opt;
+    u->opt.hop_key_secret = NULL;
+    if (opt->hop_key_secret) {
+        u->secret_len = strlen(opt->hop_key_secret);
+        if (u->secret_len > sizeof u->secret)
+            u->secret_len = sizeof u->secret;
+        memcpy(u->secret, opt->hop_key_secret, u->secret_len);
+    } else {
+        u->secret_len = sizeof u->secret;
+        if (RAND_bytes(u->secret, (int)u->secret_len) != 1)
+            abort();
+        log_warn("ussd.random_secret", "why=%s", log_quote("hop_key_secret unset: USSD sessions do not survive a restart").s);
+    }
+    for (int r = 0; r < R_COUNT; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "result=\"%s\"", result_names[r]);
+        u->results[r] = metrics_counter("cardline_ussd_requests_total", "USSD requests by result.", labels);
+    }
+    u->sweep = event_new(base, -1, EV_PERSIST, on_sweep, u);
+    struct timeval every = {u->opt.state_ttl_s / 4 + 1, 0};
+    if (!u->sweep || event_add(u->sweep, &every) != 0 ||
+        httpd_route(http, USSD_PATH, EVHTTP_REQ_POST, on_request, u) != 0) {
+        log_error("ussd.route_failed", "path=%s", USSD_PATH);
+        ussd_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void ussd_free(ussd *u)
+{
+    if (!u)
+        return;
+    for (size_t b = 0; b < USSD_BUCKETS; b++) {
+        while (u->buckets[b]) {
+            usess *s = u->buckets[b];
+            if (s->fl) {
+                s->fl->u = NULL;   /* its hop's callback frees it */
+                s->fl->s = NULL;
+                evtimer_del(s->fl->deadline);
+                s->fl = NULL;
+            }
+            remove_session(u, s);
+        }
+    }
+    if (u->sweep)
+        event_free(u->sweep);
+    explicit_bzero(u->secret, sizeof u->secret);
+    free(u);
+}

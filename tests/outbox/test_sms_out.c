@@ -1,0 +1,353 @@
+/* test_sms_out — SMS out through the outbox against real servers: the DLR
+ * endpoint over real HTTP on a real Redis, and end to end through a real
+ * Kannel (bearerbox, smsbox, the fake SMSC and fakesmsc): messages added
+ * while Kannel is down are retried, arrive at the handset exactly once
+ * when it is up, and the delivery reports Kannel sends back are recorded.
+ * Waiting is bounded polling on conditions; nothing asserts on timing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "httpd.h"
+#include "kannel.h"
+#include "log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "sms_out.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WAIT_MS 30000
+
+typedef struct {
+    th_proc redis;           /* the real Redis */
+    struct event_base *base; /* the loop */
+    store *st;               /* its connection */
+    outbox *ob;              /* the outbox */
+    httpd *http;             /* the listener with /sms/dlr */
+    sms_out *so;             /* the sms deliverer (NULL until a test makes it) */
+} fixture;
+
+/* Loop helpers --------------------------------------------------------------*/
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+typedef bool condition(fixture *f, const void *arg);
+
+static bool pump_until(fixture *f, condition *done, const void *arg)
+{
+    long deadline = now_ms() + WAIT_MS;
+    while (!done(f, arg) && now_ms() < deadline) {
+        struct timeval slice = {0, 10000};
+        event_base_loopexit(f->base, &slice);
+        event_base_dispatch(f->base);
+    }
+    return done(f, arg);
+}
+
+static bool store_up(fixture *f, const void *arg)
+{
+    (void)arg;
+    return store_connected(f->st);
+}
+
+static char *redis_text(fixture *f, int argc, const char **argv)
+{
+    return th_redis_cmd(&f->redis, argc, argv);
+}
+
+static bool field_is(fixture *f, const char *id, const char *name, const char *want)
+{
+    char key[80];
+    snprintf(key, sizeof key, "cl:m:%s", id);
+    const char *argv[] = {"HGET", key, name};
+    char *got = redis_text(f, 3, argv);
+    bool same = got && strcmp(got, want) == 0;
+    free(got);
+    return same;
+}
+
+/* A blocking HTTP GET run in a thread while the loop serves it. */
+typedef struct {
+    int port;          /* our listener */
+    const char *path;  /* path and query */
+    long status;       /* the answer's status */
+    bool finished;     /* set by the thread */
+} http_call;
+
+static void *http_thread(void *arg)
+{
+    http_call *c = arg;
+    c->status = th_http_get(c->port, c->path, NULL);
+    __atomic_store_n(&c->finished, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static bool call_finished(fixture *f, const void *arg)
+{
+    (void)f;
+    return __atomic_load_n(&((const http_call *)arg)->finished, __ATOMIC_ACQUIRE);
+}
+
+static long get(fixture *f, const char *path)
+{
+    http_call c = {.port = httpd_port(f->http), .path = path};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, http_thread, &c), 0);
+    bool done = pump_until(f, call_finished, &c);
+    pthread_join(t, NULL);
+    assert_true(done);
+    return c.status;
+}
+
+/* Fixture -------------------------------------------------------------------*/
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    th_mkdtemp(f->redis.dir, "cl-sms-out");
+    assert_true(th_redis_start(&f->redis, f->redis.dir, true));
+    f->base = event_base_new();
+    metrics_reset();
+    store_options so;
+    store_options_default(&so);
+    so.port = f->redis.port;
+    so.op_timeout_ms = 2000;
+    f->st = store_new(f->base, &so);
+    assert_true(pump_until(f, store_up, NULL));
+    outbox_options oo;
+    outbox_options_default(&oo);
+    oo.consumer = "gw-test";
+    oo.poll_interval_ms = 20;
+    oo.backoff_min_ms = 50;
+    oo.backoff_max_ms = 200;
+    oo.lease_ms = 10000;
+    f->ob = outbox_new(f->base, f->st, &oo);
+    httpd_options ho = {.name = "main", .host = "127.0.0.1", .port = 0,
+                        .max_body_bytes = 4096, .max_header_bytes = 8192,
+                        .max_connections = 64, .idle_timeout_ms = 5000};
+    f->http = httpd_new(f->base, &ho);
+    assert_non_null(f->ob);
+    assert_non_null(f->http);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    sms_out_free(f->so);
+    outbox_free(f->ob);
+    httpd_free(f->http);
+    store_free(f->st);
+    event_base_free(f->base);
+    th_stop(&f->redis, 2000);
+    th_rmdir(f->redis.dir);
+    metrics_reset();
+    free(f);
+    return 0;
+}
+
+static sms_out *open_sms_out(fixture *f, int sendsms_port, const char *user, const char *pass)
+{
+    char url[128], dlr[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/cgi-bin/sendsms", sendsms_port);
+    snprintf(dlr, sizeof dlr, "http://127.0.0.1:%d/sms/dlr", httpd_port(f->http));
+    sms_out_options o;
+    sms_out_options_default(&o);
+    o.sendsms_url = url;
+    o.username = user;
+    o.password = pass;
+    o.from = "1234";
+    o.dlr_url = dlr;
+    o.timeout_ms = 2000;
+    sms_out *so = sms_out_new(f->base, f->st, f->ob, &o);
+    assert_non_null(so);
+    assert_int_equal(sms_out_dlr_route(so, f->http), 0);
+    return so;
+}
+
+/* Tests ---------------------------------------------------------------------*/
+
+static void test_dlr_endpoint_records_states(void **state)
+{
+    fixture *f = *state;
+    f->so = open_sms_out(f, 9, "u", "p"); /* Kannel is not needed here */
+    const char *seed[] = {"HSET", "cl:m:1700000000000-0", "state", "sent", "to", "+15550001"};
+    free(redis_text(f, 6, seed));
+
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=8&ts=1700000001"), 200);
+    assert_true(field_is(f, "1700000000000-0", "state", "smsc_accepted"));
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=1&ts=1700000002"), 200);
+    assert_true(field_is(f, "1700000000000-0", "state", "delivered"));
+    assert_true(field_is(f, "1700000000000-0", "dlr_ts", "1700000002"));
+    /* A late intermediate report does not undo a final state. */
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=4"), 200);
+    assert_true(field_is(f, "1700000000000-0", "state", "delivered"));
+    assert_true(field_is(f, "1700000000000-0", "dlr_status", "4"));
+
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000001-0&status=1"), 404);
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=3"), 400);
+    assert_int_equal(get(f, "/sms/dlr?id=../etc&status=1"), 400);
+    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=1&ts=soon"), 400);
+    assert_int_equal(get(f, "/sms/dlr"), 400);
+    /* Bad requests changed nothing. */
+    assert_true(field_is(f, "1700000000000-0", "dlr_status", "4"));
+    const char *exists[] = {"EXISTS", "cl:m:1700000000001-0"};
+    char *n = redis_text(f, 2, exists);
+    assert_string_equal(n, "0");
+    free(n);
+}
+
+typedef struct {
+    int calls;        /* add callbacks run */
+    char ids[8][48];  /* the entry ids, in add order */
+} adds;
+
+static void on_added(outbox_add_status st, const char *id, void *arg)
+{
+    adds *a = arg;
+    assert_int_equal(st, OUTBOX_ADDED);
+    snprintf(a->ids[a->calls++], sizeof a->ids[0], "%s", id);
+}
+
+static bool all_added(fixture *f, const void *arg)
+{
+    (void)f;
+    return ((const adds *)arg)->calls == 3;
+}
+
+static double sms_metric(const char *name)
+{
+    return metrics_value(metrics_counter(name, "", "kind=\"sms\""));
+}
+
+static bool retried_once_each(fixture *f, const void *arg)
+{
+    (void)f, (void)arg;
+    return sms_metric("cardline_outbox_retried_total") >= 3;
+}
+
+static bool delivered_all(fixture *f, const void *arg)
+{
+    (void)f, (void)arg;
+    return sms_metric("cardline_outbox_delivered_total") >= 3;
+}
+
+static bool reports_recorded(fixture *f, const void *arg)
+{
+    const adds *a = arg;
+    /* The fake SMSC reports "accepted" (8) and then "delivered" (1). */
+    for (int i = 0; i < 3; i++)
+        if (!field_is(f, a->ids[i], "state", "delivered") &&
+            !field_is(f, a->ids[i], "state", "smsc_accepted"))
+            return false;
+    return true;
+}
+
+static void test_kannel_down_then_up_delivers_once(void **state)
+{
+    fixture *f = *state;
+    if (!tk_available())
+        skip();
+    tk_kannel k;
+    tk_options ko = {.get_url = "http://127.0.0.1:9/sms/kannel?from=%p&to=%P&text=%a"};
+    assert_true(tk_start(&k, &ko));
+    tk_boxes_down(&k);
+    f->so = open_sms_out(f, k.sendsms_port, k.user, k.pass);
+
+    static const char *const texts[] = {"Your card 1234 is blocked", "Kód: 482913",
+                                        "Report R-77 accepted"};
+    adds a = {0};
+    for (int i = 0; i < 3; i++) {
+        char to[32];
+        snprintf(to, sizeof to, "+4670000000%d", i);
+        json_t *p = json_pack("{s:s,s:s,s:s}", "to", to, "text", texts[i], "ref", "t");
+        outbox_add(f->ob, "sms", p, NULL, on_added, &a);
+        json_decref(p);
+    }
+    assert_true(pump_until(f, all_added, &a));
+    assert_true(pump_until(f, retried_once_each, NULL)); /* Kannel down: retry later */
+    assert_true(field_is(f, a.ids[0], "state", "queued"));
+    assert_true(field_is(f, a.ids[0], "last_error", "kannel_unreachable"));
+
+    assert_true(tk_boxes_up(&k));
+    assert_true(tk_smsc_connect(&k));
+    assert_true(pump_until(f, delivered_all, NULL));
+    assert_true(pump_until(f, reports_recorded, &a)); /* Kannel called our dlr-url */
+
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 3; i++) {
+        tk_mt mt;
+        assert_true(tk_wait_mt(&k, NULL, WAIT_MS, &mt));
+        int which = mt.to[strlen(mt.to) - 1] - '0';
+        assert_true(which >= 0 && which < 3);
+        assert_false(seen[which]);
+        seen[which] = true;
+        assert_string_equal(mt.text, texts[which]);
+        tk_mt_free(&mt);
+    }
+    /* Further polls send nothing more: each arrived exactly once. */
+    for (int i = 0; i < 50; i++) {
+        struct timeval slice = {0, 10000};
+        event_base_loopexit(f->base, &slice);
+        event_base_dispatch(f->base);
+    }
+    assert_int_equal(tk_pending_mt(&k), 0);
+    assert_int_equal(sms_metric("cardline_outbox_delivered_total"), 3);
+    tk_stop(&k);
+}
+
+static void test_kannel_refusing_credentials_gives_up(void **state)
+{
+    fixture *f = *state;
+    if (!tk_available())
+        skip();
+    tk_kannel k;
+    tk_options ko = {.get_url = "http://127.0.0.1:9/sms/kannel?from=%p&to=%P&text=%a"};
+    assert_true(tk_start(&k, &ko));
+    f->so = open_sms_out(f, k.sendsms_port, k.user, "wrong-password");
+    adds a = {0};
+    json_t *p = json_pack("{s:s,s:s}", "to", "+46700000009", "text", "hello");
+    outbox_add(f->ob, "sms", p, NULL, on_added, &a);
+    json_decref(p);
+    const char *dead[] = {"XLEN", "cl:outbox:dead"};
+    long n = 0;
+    for (long deadline = now_ms() + WAIT_MS; n == 0 && now_ms() < deadline;) {
+        struct timeval slice = {0, 10000};
+        event_base_loopexit(f->base, &slice);
+        event_base_dispatch(f->base);
+        char *t = redis_text(f, 2, dead);
+        n = t ? strtol(t, NULL, 10) : 0;
+        free(t);
+    }
+    assert_int_equal(n, 1);
+    assert_true(field_is(f, a.ids[0], "state", "failed"));
+    assert_true(field_is(f, a.ids[0], "last_error", "kannel_refused"));
+    tk_stop(&k);
+}
+
+int main(void)
+{
+    log_set_level(LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_dlr_endpoint_records_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kannel_down_then_up_delivers_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kannel_refusing_credentials_gives_up, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,35 @@
+/* sms_world — the SMS module hosted for a test: real redis-server, real
+ * registry simulator, a runtime on a dialplan directory, an httpd on a free
+ * port with the module routed, all run by a loop thread of their own so the
+ * test thread can be the client (directly, or through Kannel). */
+#ifndef CARDLINE_TEST_SMS_WORLD_H
+#define CARDLINE_TEST_SMS_WORLD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "harness.h"
+#include "httpd.h"
+#include "runtime.h"
+#include "sms.h"
+
+typedef struct {
+    char dir[256];              /* scratch directory */
+    th_proc redis;              /* real redis-server */
+    th_proc sim;                /* real registry simulator */
+    conf conf;                  /* the runtime's settings */
+    struct event_base *base;    /* the loop, run by `thread` */
+    runtime *rt;                /* store, registry, engine */
+    httpd *http;                /* the listener hosting /sms/kannel */
+    sms *sms;                   /* the module under test */
+    int port;                   /* the listener's port */
+    pthread_t thread;           /* runs the loop until `stop` */
+    atomic_int stop;            /* asks the loop thread to return */
+} sms_world;
+
+/* Starts everything with `dialplans` (a directory) and `opt`; NULL opt =
+ * defaults. Returns NULL (everything stopped) on failure. */
+sms_world *sms_world_start(const char *dialplans, const sms_options *opt);
+void sms_world_stop(sms_world *w);
+
+#endif

@@ -1,0 +1,99 @@
+/* End to end through a real Kannel: fakesmsc → bearerbox → smsbox → get-url
+ * → the SMS module (hosted here on a free port) → reply body → smsbox →
+ * bearerbox → fakesmsc, which receives the MT. Skips when Kannel is not
+ * installed (scripts/test installs it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kannel.h"
+#include "sms_world.h"
+
+#define PHONE "+8613800000001"
+#define SERVICE "12333"
+#define MT_WAIT_MS 20000
+
+typedef struct {
+    sms_world *w;        /* the module with its runtime */
+    tk_kannel k;         /* bearerbox, smsbox, fakesmsc */
+} chain;
+
+static int setup(void **state)
+{
+    if (!tk_available()) {
+        fprintf(stderr, "kannel binaries missing (%s): apt-get install kannel kannel-extras\n",
+                TK_BEARERBOX_BIN);
+        return 0;
+    }
+    chain *c = calloc(1, sizeof *c);
+    *state = c;
+    c->w = sms_world_start(CL_SOURCE_DIR "/dialplans", NULL);
+    if (!c->w)
+        return -1;
+    char url[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sms/kannel?from=%%p&to=%%P&text=%%a", c->w->port);
+    tk_options opt = {.get_url = url};
+    return tk_start(&c->k, &opt) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    chain *c = *state;
+    if (!c)
+        return 0;
+    tk_stop(&c->k);
+    if (c->w)
+        sms_world_stop(c->w);
+    free(c);
+    return 0;
+}
+
+/* MO `text`, then asserts the MT to PHONE contains `expect`. */
+static void exchange(chain *c, const char *text, const char *expect)
+{
+    assert_true(tk_mo(&c->k, PHONE, SERVICE, text));
+    tk_mt mt;
+    bool got = tk_wait_mt(&c->k, PHONE, MT_WAIT_MS, &mt);
+    if (!got)
+        print_error("no MT after \"%s\"\n", text);
+    assert_true(got);
+    if (!strstr(mt.text, expect))
+        print_error("after \"%s\" expected \"%s\", got \"%s\"\n", text, expect, mt.text);
+    assert_non_null(strstr(mt.text, expect));
+    assert_string_equal(mt.from, SERVICE);
+    tk_mt_free(&mt);
+}
+
+static void test_cx_conversation_through_kannel(void **state)
+{
+    chain *c = *state;
+    if (!c)
+        skip();
+    exchange(c, "CX", "请回复您的18位身份证号码。");
+    exchange(c, "110101199003074514", "请回复6位社保卡服务密码。");
+    exchange(c, "246810", "状态：正常");
+    exchange(c, "2", "感谢使用，再见。");
+    assert_int_equal(tk_pending_mt(&c->k), 0);
+}
+
+static void test_unknown_text_gets_help_through_kannel(void **state)
+{
+    chain *c = *state;
+    if (!c)
+        skip();
+    exchange(c, "hello there", "回复CX查询社保卡状态");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cx_conversation_through_kannel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_text_gets_help_through_kannel, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,540 @@
+/* test_ussd — the USSD channel hosted in-process on a real httpd listener
+ * with a real runtime (real redis-server, real registry-sim, the shipped
+ * dialplans), driven over real HTTP with libcurl from the test thread while
+ * the event loop runs in its own thread: a whole status check, an ID typed
+ * with `*` for X, retries that run nothing twice, racing requests on one
+ * session, a slow registry (holding page, then the answer), paging of a long
+ * output, and every bad input (status and nothing stored). Waiting is by
+ * polling with a bounded deadline, never by timing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "harness.h"
+#include "httpd.h"
+#include "log.h"
+#include "metrics.h"
+#include "runtime.h"
+#include "ussd.h"
+
+#define SHIPPED_DIR CL_SOURCE_DIR "/dialplans"
+#define PAGING_DIR CL_SOURCE_DIR "/tests/ussd/dialplans/paging"
+#define WAIT_MS 15000
+#define WANG_ID "110101199003074514"
+#define WANG_PIN "246810"
+#define WANG_PHONE "+8613800000001"
+#define CHEN_ID_STAR "51010719880214226*"
+#define CHEN_PIN "314159"
+#define DEADLINE_MS 300
+#define RACERS 8
+
+typedef struct {
+    th_proc redis;            /* real Redis */
+    th_proc sim;              /* real registry simulator */
+    char dir[256];            /* their files */
+    conf conf;                /* the runtime's settings */
+    struct event_base *base;  /* the loop (its own thread) */
+    runtime *rt;              /* store, registry, engine */
+    httpd *http;              /* the listener */
+    ussd *ussd;               /* under test */
+    struct event *tick;       /* keeps the loop thread looking at `stop` */
+    pthread_t loop;           /* runs `base` */
+    atomic_bool stop;         /* asks the loop thread to end */
+    FILE *log;                /* captured log lines */
+    char *log_text;
+    size_t log_len;
+} fixture;
+
+typedef struct {
+    long status;              /* HTTP status, 0 when none */
+    char body[2048];          /* the reply */
+    char ctype[128];          /* its Content-Type */
+} reply;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static void *run_loop(void *arg)
+{
+    fixture *f = arg;
+    while (!atomic_load(&f->stop))
+        event_base_loop(f->base, EVLOOP_ONCE);
+    return NULL;
+}
+
+/* Setup ---------------------------------------------------------------------------*/
+
+static int start(void **state, const char *dialplans)
+{
+    fixture *f = calloc(1, sizeof *f);
+    th_mkdtemp(f->dir, "ussd");
+    assert_true(th_redis_start(&f->redis, f->dir, false));
+    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
+    f->log = open_memstream(&f->log_text, &f->log_len);
+    log_set_stream(f->log);
+    conf_defaults(&f->conf);
+    f->conf.redis.port = f->redis.port;
+    free(f->conf.registry.url);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
+    f->conf.registry.url = strdup(url);
+    f->conf.registry.timeout_ms = 8000;
+    f->conf.session.handler_timeout_ms = 10000;
+    f->base = event_base_new();
+    dp_errors errs;
+    dialplan *dp = runtime_load_dialplans(dialplans, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    dp_errors_free(&errs);
+    assert_non_null(dp);
+    f->rt = runtime_new(f->base, &f->conf, dp);
+    dialplan_unref(dp);
+    assert_non_null(f->rt);
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (!store_connected(runtime_store(f->rt)) && now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_true(store_connected(runtime_store(f->rt)));
+    httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
+                        .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000};
+    f->http = httpd_new(f->base, &ho);
+    assert_non_null(f->http);
+    ussd_options uo;
+    ussd_options_default(&uo);
+    uo.engine = runtime_engine(f->rt);
+    uo.answer_deadline_ms = DEADLINE_MS;
+    uo.hop_key_secret = "a test secret of enough bytes";
+    f->ussd = ussd_new(f->base, f->http, &uo);
+    assert_non_null(f->ussd);
+    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval every = {0, 10000};
+    event_add(f->tick, &every);
+    assert_int_equal(pthread_create(&f->loop, NULL, run_loop, f), 0);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return start(state, SHIPPED_DIR);
+}
+
+static int setup_paging(void **state)
+{
+    return start(state, PAGING_DIR);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    atomic_store(&f->stop, true);
+    pthread_join(f->loop, NULL);
+    httpd_free(f->http);
+    ussd_free(f->ussd);
+    runtime_free(f->rt);
+    event_free(f->tick);
+    event_base_free(f->base);
+    conf_free(&f->conf);
+    log_set_stream(stderr);
+    fclose(f->log);
+    free(f->log_text);
+    th_stop(&f->sim, 3000);
+    th_stop(&f->redis, 3000);
+    th_rmdir(f->dir);
+    metrics_reset();
+    free(f);
+    return 0;
+}
+
+/* HTTP ------------------------------------------------------------------------------*/
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    reply *r = arg;
+    size_t have = strlen(r->body), add = size * n;
+    if (have + add < sizeof r->body)
+        memcpy(r->body + have, data, add);
+    return size * n;
+}
+
+static reply send_raw(const fixture *f, const char *method, const char *ctype, const char *body)
+{
+    reply r = {0};
+    CURL *c = curl_easy_init();
+    char url[64], header[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ussd", httpd_port(f->http));
+    struct curl_slist *h = NULL;
+    if (ctype) {
+        snprintf(header, sizeof header, "Content-Type: %s", ctype);
+        h = curl_slist_append(h, header);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        char *ct = NULL;
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        if (ct)
+            snprintf(r.ctype, sizeof r.ctype, "%s", ct);
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+/* One aggregator request; every value is form-encoded. */
+static reply ussd_post(const fixture *f, const char *sid, const char *code, const char *phone, const char *text)
+{
+    CURL *c = curl_easy_init();
+    char body[8192] = "";
+    const char *names[] = {"sessionId", "serviceCode", "phoneNumber", "text"};
+    const char *values[] = {sid, code, phone, text};
+    for (int i = 0; i < 4; i++) {
+        if (!values[i])
+            continue;
+        char *v = curl_easy_escape(c, values[i], 0);
+        size_t at = strlen(body);
+        snprintf(body + at, sizeof body - at, "%s%s=%s", at ? "&" : "", names[i], v);
+        curl_free(v);
+    }
+    curl_easy_cleanup(c);
+    return send_raw(f, "POST", "application/x-www-form-urlencoded", body);
+}
+
+static reply hop(const fixture *f, const char *sid, const char *text)
+{
+    return ussd_post(f, sid, "*123#", WANG_PHONE, text);
+}
+
+static void expect(const fixture *f, const char *sid, const char *text, const char *start, const char *contains)
+{
+    reply r = hop(f, sid, text);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "text/plain; charset=utf-8");
+    assert_memory_equal(r.body, start, strlen(start));
+    assert_non_null(strstr(r.body, contains));
+}
+
+/* Redis and the simulator -------------------------------------------------------------*/
+
+static long pin_verifications(const fixture *f)
+{
+    char *body = NULL;
+    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
+    json_decref(j);
+    return n;
+}
+
+static char *redis(const fixture *f, int argc, const char **argv)
+{
+    char *out = th_redis_cmd(&f->redis, argc, argv);
+    assert_non_null(out);
+    return out;
+}
+
+static long revision(const fixture *f, const char *sid)
+{
+    char key[128];
+    snprintf(key, sizeof key, "cl:s:ussd:%s", sid);
+    const char *argv[] = {"HGET", key, "rev"};
+    char *rev = redis(f, 3, argv);
+    long n = strtol(rev, NULL, 10);
+    free(rev);
+    return n;
+}
+
+static long dbsize(const fixture *f)
+{
+    const char *argv[] = {"DBSIZE"};
+    char *n = redis(f, 1, argv);
+    long v = strtol(n, NULL, 10);
+    free(n);
+    return v;
+}
+
+/* Every key and value in Redis, joined. */
+static char *all_of_redis(const fixture *f)
+{
+    const char *script =
+        "local out = '' "
+        "for _, k in ipairs(redis.call('KEYS', '*')) do "
+        "  local t = redis.call('TYPE', k).ok "
+        "  out = out .. k .. ' ' "
+        "  if t == 'hash' then for _, v in ipairs(redis.call('HVALS', k)) do out = out .. v end "
+        "  elseif t == 'list' then for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out = out .. v end "
+        "  else out = out .. tostring(redis.call('DUMP', k)) end "
+        "end return out";
+    const char *argv[] = {"EVAL", script, "0"};
+    return redis(f, 3, argv);
+}
+
+static bool log_contains(fixture *f, const char *needle)
+{
+    fflush(f->log);
+    return f->log_text && strstr(f->log_text, needle) != NULL;
+}
+
+/* Tests ----------------------------------------------------------------------------------*/
+
+static void test_status_session(void **state)
+{
+    fixture *f = *state;
+    expect(f, "s1", "", "CON ", "1 中文\n2 English");
+    expect(f, "s1", "1", "CON ", "1 查询社保卡状态\n0 人工服务");
+    expect(f, "s1", "1*1", "CON ", "18位身份证号码");
+    expect(f, "s1", "1*1*" WANG_ID, "CON ", "6位");
+    long before = pin_verifications(f);
+    reply first = hop(f, "s1", "1*1*" WANG_ID "*" WANG_PIN);
+    assert_int_equal(first.status, 200);
+    assert_non_null(strstr(first.body, "状态：正常"));
+    assert_non_null(strstr(first.body, "1 返回主菜单\n2 结束"));
+    assert_int_equal(pin_verifications(f), before + 1);
+    long rev = revision(f, "s1");
+
+    reply again = hop(f, "s1", "1*1*" WANG_ID "*" WANG_PIN);   /* the aggregator retries */
+    assert_int_equal(again.status, 200);
+    assert_string_equal(again.body, first.body);
+    assert_int_equal(pin_verifications(f), before + 1);
+    assert_int_equal(revision(f, "s1"), rev);
+
+    expect(f, "s1", "1*1*" WANG_ID "*" WANG_PIN "*2", "END ", "感谢使用，再见。");
+    char *all = all_of_redis(f);
+    assert_null(strstr(all, WANG_PIN));
+    free(all);
+    assert_false(log_contains(f, WANG_PIN));
+    assert_false(log_contains(f, "8613800000001"));   /* masked */
+    assert_true(log_contains(f, "event=ussd.request"));
+}
+
+static void test_id_typed_with_star(void **state)
+{
+    fixture *f = *state;
+    const char *phone = "+8613800000005";
+    ussd_post(f, "s2", "*123#", phone, "");
+    ussd_post(f, "s2", "*123#", phone, "1");
+    reply r = ussd_post(f, "s2", "*123#", phone, "1*1");
+    assert_non_null(strstr(r.body, "身份证"));
+    r = ussd_post(f, "s2", "*123#", phone, "1*1*" CHEN_ID_STAR);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "6位"));
+    r = ussd_post(f, "s2", "*123#", phone, "1*1*" CHEN_ID_STAR "*" CHEN_PIN);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "锁定"));
+}
+
+typedef struct {
+    const fixture *f;         /* where to send */
+    const char *text;         /* the text */
+    reply r;                  /* the answer */
+} racer;
+
+static void *race(void *arg)
+{
+    racer *x = arg;
+    x->r = hop(x->f, "s3", x->text);
+    return NULL;
+}
+
+static void test_racing_requests(void **state)
+{
+    fixture *f = *state;
+    expect(f, "s3", "", "CON ", "English");
+    expect(f, "s3", "1", "CON ", "查询");
+    long rev = revision(f, "s3");
+    racer x[RACERS];
+    pthread_t t[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        x[i] = (racer){.f = f, .text = i % 2 ? "1*1" : "1*9"};
+        assert_int_equal(pthread_create(&t[i], NULL, race, &x[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(revision(f, "s3"), rev + 1);   /* exactly one hop applied */
+    const char *winner = NULL, *body = NULL;
+    for (int i = 0; i < RACERS; i++) {
+        assert_true(x[i].r.status == 200 || x[i].r.status == 409);
+        assert_memory_equal(x[i].r.body, x[i].r.status == 200 ? "CON " : "END ", 4);
+        if (x[i].r.status != 200)
+            continue;
+        if (!winner) {
+            winner = x[i].text;
+            body = x[i].r.body;
+        }
+        assert_string_equal(x[i].text, winner);       /* only one text won */
+        assert_string_equal(x[i].r.body, body);       /* identical answers */
+    }
+    assert_non_null(winner);
+    reply again = hop(f, "s3", winner);               /* still a replay afterwards */
+    assert_string_equal(again.body, body);
+    assert_int_equal(revision(f, "s3"), rev + 1);
+}
+
+static void set_fault(const fixture *f, const char *json)
+{
+    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", json, NULL, NULL), 200);
+}
+
+static void test_slow_registry_holds(void **state)
+{
+    fixture *f = *state;
+    const char *text = "1*1*" WANG_ID "*" WANG_PIN;
+    hop(f, "s4", "");
+    hop(f, "s4", "1");
+    hop(f, "s4", "1*1");
+    hop(f, "s4", "1*1*" WANG_ID);
+    long before = pin_verifications(f);
+    set_fault(f, "{\"delay_ms\": 1500, \"count\": 1, \"path_prefix\": \"/v1/\"}");
+    reply held = hop(f, "s4", text);
+    assert_int_equal(held.status, 200);
+    assert_string_equal(held.body, "CON 正在查询，请回复1继续");
+
+    /* The caller replies 1 until the answer is there (bounded). */
+    char cont[1024];
+    snprintf(cont, sizeof cont, "%s", text);
+    reply r = held;
+    for (int polls = 0; strcmp(r.body, held.body) == 0; polls++) {
+        assert_true(polls < 60 && strlen(cont) + 3 < sizeof cont);
+        struct timespec pause = {0, 100 * 1000000};  /* a caller's pace, not a timing assumption */
+        nanosleep(&pause, NULL);
+        strcat(cont, "*1");
+        r = hop(f, "s4", cont);
+        assert_int_equal(r.status, 200);
+    }
+    assert_non_null(strstr(r.body, "状态：正常"));
+    assert_int_equal(pin_verifications(f), before + 1);
+    reply again = hop(f, "s4", cont);                 /* a retry of the continue */
+    assert_string_equal(again.body, r.body);
+
+    strcat(cont, "*2");                               /* the menu sees only "2" */
+    reply bye = hop(f, "s4", cont);
+    assert_int_equal(bye.status, 200);
+    assert_string_equal(bye.body, "END 感谢使用，再见。");
+}
+
+static size_t chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static void test_paging(void **state)
+{
+    fixture *f = *state;
+    char text[64] = "";
+    reply r = ussd_post(f, "p1", "*456#", WANG_PHONE, text);
+    int pages = 1;
+    char seen[8192] = "";
+    assert_int_equal(r.status, 200);
+    while (strstr(r.body, "\n98 更多")) {
+        assert_memory_equal(r.body, "CON ", 4);
+        assert_true(chars(r.body + 4) <= 182);
+        assert_null(strstr(r.body, "1 结束"));
+        strcat(seen, r.body);
+        strcat(text, text[0] ? "*98" : "98");
+        reply same = ussd_post(f, "p1", "*456#", WANG_PHONE, text);
+        r = ussd_post(f, "p1", "*456#", WANG_PHONE, text);   /* a retry gets the same page */
+        assert_string_equal(r.body, same.body);
+        assert_true(++pages < 10);
+    }
+    assert_true(pages >= 2);
+    assert_true(chars(r.body + 4) <= 182);
+    strcat(seen, r.body);
+    assert_non_null(strstr(seen, "第一段"));
+    assert_non_null(strstr(seen, "第二段"));
+    assert_non_null(strstr(seen, "第三段"));
+    assert_non_null(strstr(r.body, "1 结束"));
+    strcat(text, "*1");
+    r = ussd_post(f, "p1", "*456#", WANG_PHONE, text);
+    assert_string_equal(r.body, "END 感谢使用，再见。");
+}
+
+static void expect_refused(const fixture *f, reply r, long status)
+{
+    (void)f;
+    assert_int_equal(r.status, status);
+    assert_memory_equal(r.body, "END ", 4);
+}
+
+static void test_bad_input(void **state)
+{
+    fixture *f = *state;
+    expect_refused(f, ussd_post(f, NULL, "*123#", WANG_PHONE, ""), 400);
+    expect_refused(f, ussd_post(f, "", "*123#", WANG_PHONE, ""), 400);
+    expect_refused(f, ussd_post(f, "b1", NULL, WANG_PHONE, ""), 400);
+    expect_refused(f, ussd_post(f, "b1", "*123#", "", ""), 400);
+    expect_refused(f, ussd_post(f, "b1", "*123#", "not a phone", ""), 400);
+    expect_refused(f, ussd_post(f, "b1 x", "*123#", WANG_PHONE, ""), 400);
+    char big[1100];
+    memset(big, '1', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    expect_refused(f, ussd_post(f, "b1", "*123#", WANG_PHONE, big), 413);
+    expect_refused(f, send_raw(f, "POST", "application/x-www-form-urlencoded",
+                               "sessionId=b1&serviceCode=*123%23&phoneNumber=1380&text=%FF%FE"), 400);
+    expect_refused(f, send_raw(f, "POST", "application/json", "{\"sessionId\": \"b1\"}"), 415);
+    assert_int_equal(send_raw(f, "GET", NULL, NULL).status, 405);
+
+    reply r = ussd_post(f, "b2", "*999#", WANG_PHONE, "");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "END 该服务代码不可用。");
+    r = ussd_post(f, "b3", "*123#", WANG_PHONE, "1*1");      /* no such session: expired */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "END 会话已过期，请重新拨号。");
+    assert_int_equal(dbsize(f), 0);
+
+    expect(f, "b4", "", "CON ", "English");
+    expect(f, "b4", "1", "CON ", "查询");
+    long rev = revision(f, "b4");
+    r = hop(f, "b4", "2*1");                                 /* does not extend "1" */
+    expect_refused(f, r, 409);
+    assert_int_equal(revision(f, "b4"), rev);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_status_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_id_typed_with_star, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_racing_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_registry_holds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paging, setup_paging, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,186 @@
+/* cardline-phone — a terminal phone for the running gateway, over its real
+ * HTTP interfaces: USSD as an aggregator posts it (sessionId, serviceCode,
+ * phoneNumber and the cumulative `text`), SMS as Kannel's get-url sends it.
+ * Owns no protocol logic of the gateway; it only speaks the wire.
+ *
+ *   cardline-phone ussd '*123#' --from +8613800000001 [--url URL]
+ *   cardline-phone sms --from +8613800000001 [--url URL] ["TEXT"] */
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PHONE_BODY_MAX (64 * 1024)
+#define PHONE_LINE_MAX 512
+#define PHONE_TIMEOUT_MS 15000
+
+typedef struct {
+    char *data;              /* the reply body, NUL-terminated */
+    size_t len;              /* its length */
+} body;
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    body *b = arg;
+    size_t add = size * n;
+    if (b->len + add > PHONE_BODY_MAX)
+        return 0;
+    char *grown = realloc(b->data, b->len + add + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + b->len, p, add);
+    b->len += add;
+    grown[b->len] = '\0';
+    b->data = grown;
+    return add;
+}
+
+/* One request; `form` NULL = GET. Returns the HTTP status, 0 on failure. */
+static long request(const char *url, const char *form, body *out)
+{
+    CURL *c = curl_easy_init();
+    long status = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)PHONE_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    if (form)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    else
+        fprintf(stderr, "cardline-phone: %s\n", curl_easy_strerror(rc));
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static bool read_line(const char *prompt, char *line, size_t size)
+{
+    fputs(prompt, stdout);
+    fflush(stdout);
+    if (!fgets(line, (int)size, stdin))
+        return false;
+    line[strcspn(line, "\r\n")] = '\0';
+    return true;
+}
+
+/* SMS -------------------------------------------------------------------------*/
+
+static int sms_send(CURL *esc, const char *base, const char *from, const char *text)
+{
+    char *f = curl_easy_escape(esc, from, 0), *t = curl_easy_escape(esc, text, 0);
+    size_t n = strlen(base) + strlen(f) + strlen(t) + 64;
+    char *url = malloc(n);
+    snprintf(url, n, "%s/sms/kannel?from=%s&to=12333&text=%s", base, f, t);
+    body b = {0};
+    long status = request(url, NULL, &b);
+    if (status == 200)
+        printf("%s\n", b.data ? b.data : "");
+    else
+        fprintf(stderr, "cardline-phone: HTTP %ld %s\n", status, b.data ? b.data : "");
+    free(b.data);
+    free(url);
+    curl_free(f);
+    curl_free(t);
+    return status == 200 ? 0 : 1;
+}
+
+static int run_sms(const char *base, const char *from, const char *text)
+{
+    CURL *esc = curl_easy_init();
+    int rc = 0;
+    if (text) {
+        rc = sms_send(esc, base, from, text);
+    } else {
+        char line[PHONE_LINE_MAX];
+        while (read_line("sms> ", line, sizeof line))
+            if (line[0])
+                rc |= sms_send(esc, base, from, line);
+    }
+    curl_easy_cleanup(esc);
+    return rc;
+}
+
+/* USSD ------------------------------------------------------------------------*/
+
+static int run_ussd(const char *base, const char *from, const char *code)
+{
+    CURL *esc = curl_easy_init();
+    char session[64], text[PHONE_LINE_MAX * 4] = "", line[PHONE_LINE_MAX];
+    snprintf(session, sizeof session, "phone-%ld-%ld", (long)time(NULL), (long)clock());
+    size_t n = strlen(base) + 8;
+    char *url = malloc(n);
+    snprintf(url, n, "%s/ussd", base);
+    int rc = 1;
+    for (;;) {
+        char *s = curl_easy_escape(esc, session, 0), *c = curl_easy_escape(esc, code, 0);
+        char *p = curl_easy_escape(esc, from, 0), *t = curl_easy_escape(esc, text, 0);
+        char form[PHONE_LINE_MAX * 16];
+        snprintf(form, sizeof form, "sessionId=%s&serviceCode=%s&phoneNumber=%s&text=%s", s, c, p, t);
+        curl_free(s), curl_free(c), curl_free(p), curl_free(t);
+        body b = {0};
+        long status = request(url, form, &b);
+        const char *page = b.data ? b.data : "";
+        if (status != 200 || (strncmp(page, "CON ", 4) != 0 && strncmp(page, "END ", 4) != 0)) {
+            fprintf(stderr, "cardline-phone: HTTP %ld %s\n", status, page);
+            free(b.data);
+            break;
+        }
+        printf("%s\n", page + 4);
+        bool end = strncmp(page, "END ", 4) == 0;
+        free(b.data);
+        if (end) {
+            rc = 0;
+            break;
+        }
+        if (!read_line("ussd> ", line, sizeof line) ||
+            strlen(text) + strlen(line) + 2 > sizeof text)
+            break;
+        if (text[0])
+            strcat(text, "*");
+        strcat(text, line);
+    }
+    free(url);
+    curl_easy_cleanup(esc);
+    return rc;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: cardline-phone ussd CODE --from NUMBER [--url URL]\n"
+                    "       cardline-phone sms --from NUMBER [--url URL] [TEXT]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    const char *mode = argv[1], *from = NULL, *url = "http://127.0.0.1:8080", *arg = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from = argv[++i];
+        else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            url = argv[++i];
+        else if (argv[i][0] != '-' && !arg)
+            arg = argv[i];
+        else
+            return usage();
+    }
+    if (!from)
+        return usage();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (strcmp(mode, "sms") == 0)
+        rc = run_sms(url, from, arg);
+    else if (strcmp(mode, "ussd") == 0 && arg)
+        rc = run_ussd(url, from, arg);
+    else
+        rc = usage();
+    curl_global_cleanup();
+    return rc;
+}
