@@ -21,9 +21,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
+#include "outbox.h"
 #include "reload.h"
 #include "runtime.h"
 #include "sms.h"
+#include "sms_out.h"
 #include "ussd.h"
 #include "version.h"
 
@@ -43,6 +45,8 @@ typedef struct {
     httpd *http;                /* the HTTP listener */
     ussd *ussd;                 /* POST /ussd on it */
     sms *sms;                   /* /sms/kannel on it */
+    outbox *outbox;             /* durable work queue in Redis */
+    sms_out *sms_out;           /* SMS out through Kannel; /sms/dlr on the listener */
     ops *ops;                   /* /healthz and /metrics */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
     bool stopping;              /* a stop signal arrived */
@@ -253,6 +257,54 @@ static void sms_options_from(const conf *c, sms_options *so)
     so->max_text_bytes = c->sms.max_text_bytes;
 }
 
+static void outbox_options_from(const conf *c, outbox_options *oo)
+{
+    outbox_options_default(oo);
+    oo->consumer = c->outbox.consumer;
+    oo->poll_interval_ms = c->outbox.poll_interval_ms;
+    oo->batch = c->outbox.batch;
+    oo->max_in_flight = c->outbox.max_in_flight;
+    oo->lease_ms = c->outbox.lease_ms;
+    oo->backoff_min_ms = c->outbox.backoff_min_ms;
+    oo->backoff_max_ms = c->outbox.backoff_max_ms;
+    oo->max_attempts = c->outbox.max_attempts;
+    oo->max_age_s = c->outbox.max_age_s;
+    oo->max_payload_bytes = c->outbox.max_payload_bytes;
+    oo->dedupe_ttl_s = c->outbox.dedupe_ttl_s;
+}
+
+static void sms_out_options_from(const conf *c, sms_out_options *so)
+{
+    sms_out_options_default(so);
+    so->sendsms_url = c->kannel.sendsms_url;
+    so->username = c->kannel.username;
+    so->password = c->kannel.password;
+    so->from = c->kannel.from;
+    so->dlr_url = c->kannel.dlr_url;
+    so->timeout_ms = c->kannel.timeout_ms;
+    so->message_ttl_s = c->kannel.message_ttl_s;
+}
+
+/* The outbox, and its SMS deliverer with /sms/dlr on the listener when a
+ * Kannel sendsms user is configured: a gateway without Kannel still runs,
+ * its SMS entries waiting in the outbox for one that has it. */
+static bool start_outbox(gateway *gw)
+{
+    outbox_options oo;
+    sms_out_options so;
+    outbox_options_from(gw->conf, &oo);
+    sms_out_options_from(gw->conf, &so);
+    gw->outbox = outbox_new(gw->base, runtime_store(gw->rt), &oo);
+    if (gw->outbox == NULL)
+        return false;
+    if (so.username == NULL) {
+        log_warn("sms_out.disabled", "why=%s", log_quote("[kannel] username unset").s);
+        return true;
+    }
+    gw->sms_out = sms_out_new(gw->base, runtime_store(gw->rt), gw->outbox, &so);
+    return gw->sms_out != NULL && sms_out_dlr_route(gw->sms_out, gw->http) == 0;
+}
+
 static bool start_modules(gateway *gw)
 {
     httpd_options ho;
@@ -267,7 +319,7 @@ static bool start_modules(gateway *gw)
     sms_options_from(gw->conf, &so);
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
-    if (gw->ussd == NULL || gw->sms == NULL)
+    if (gw->ussd == NULL || gw->sms == NULL || !start_outbox(gw))
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
@@ -282,6 +334,8 @@ static void stop_modules(gateway *gw)
 {
     ussd_free(gw->ussd);
     sms_free(gw->sms);
+    sms_out_free(gw->sms_out);
+    outbox_free(gw->outbox);
     runtime_free(gw->rt);
     ops_free(gw->ops);
     httpd_free(gw->http);

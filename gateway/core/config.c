@@ -94,6 +94,26 @@ static const conf_key keys[] = {
     KEY_INT("sms", "max_messages", 1, 10, "3", sms.max_messages),
     KEY_INT("sms", "max_text_bytes", 1, 4096, "480", sms.max_text_bytes),
 
+    KEY("outbox", "consumer", CONF_STRING, "cardline", outbox.consumer),
+    KEY_INT("outbox", "poll_interval_ms", 10, 60000, "200", outbox.poll_interval_ms),
+    KEY_INT("outbox", "batch", 1, 1000, "32", outbox.batch),
+    KEY_INT("outbox", "max_in_flight", 1, 100000, "256", outbox.max_in_flight),
+    KEY_INT("outbox", "lease_ms", 100, 3600000, "60000", outbox.lease_ms),
+    KEY_INT("outbox", "backoff_min_ms", 1, 3600000, "1000", outbox.backoff_min_ms),
+    KEY_INT("outbox", "backoff_max_ms", 1, 86400000, "300000", outbox.backoff_max_ms),
+    KEY_INT("outbox", "max_attempts", 1, 1000, "20", outbox.max_attempts),
+    KEY_INT("outbox", "max_age_s", 1, 2592000, "86400", outbox.max_age_s),
+    KEY_INT("outbox", "max_payload_bytes", 2, 1048576, "16384", outbox.max_payload_bytes),
+    KEY_INT("outbox", "dedupe_ttl_s", 1, 2592000, "604800", outbox.dedupe_ttl_s),
+
+    KEY("kannel", "sendsms_url", CONF_URL, "http://127.0.0.1:13013/cgi-bin/sendsms", kannel.sendsms_url),
+    KEY("kannel", "username", CONF_STRING, "", kannel.username),
+    KEY("kannel", "password", CONF_STRING, "", kannel.password),
+    KEY("kannel", "from", CONF_STRING, "cardline", kannel.from),
+    KEY("kannel", "dlr_url", CONF_STRING, "", kannel.dlr_url),
+    KEY_INT("kannel", "timeout_ms", 100, 60000, "5000", kannel.timeout_ms),
+    KEY_INT("kannel", "message_ttl_s", 60, 2592000, "2592000", kannel.message_ttl_s),
+
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
 

@@ -82,6 +82,28 @@ typedef struct {
         int max_text_bytes;     /* longer MO text gets 413 */
     } sms;
     struct {
+        char *consumer;         /* this gateway's name in the consumer group (unique per instance) */
+        int poll_interval_ms;   /* how often new and due entries are fetched */
+        int batch;              /* entries fetched per poll */
+        int max_in_flight;      /* attempts open at once */
+        int lease_ms;           /* an attempt not finished by then is reclaimed */
+        int backoff_min_ms;     /* first retry delay */
+        int backoff_max_ms;     /* retry delay ceiling */
+        int max_attempts;       /* attempts before an entry is parked as dead */
+        int max_age_s;          /* age after which a failing entry is parked as dead */
+        int max_payload_bytes;  /* an entry's payload as compact JSON */
+        int dedupe_ttl_s;       /* how long a dedupe key remembers its entry */
+    } outbox;
+    struct {
+        char *sendsms_url;      /* smsbox's sendsms */
+        char *username;         /* sendsms-user, NULL when unset */
+        char *password;         /* its password, NULL when unset (never logged) */
+        char *from;             /* sender shown on the handset */
+        char *dlr_url;          /* /sms/dlr as Kannel reaches it, NULL = no reports */
+        int timeout_ms;         /* deadline of one sendsms request */
+        int message_ttl_s;      /* how long a message's state is kept */
+    } kannel;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;
