@@ -7,9 +7,9 @@ CARDLINE_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   libinih-dev libsqlite3-dev libcrypt-dev libyaml-dev libpcre2-dev libssl-dev
-  redis-server redis-tools curl
+  redis-server redis-tools curl kannel kannel-extras
 )
-CARDLINE_TEST_PACKAGES=(libcmocka-dev kannel kannel-extras)
+CARDLINE_TEST_PACKAGES=(libcmocka-dev)
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
