@@ -283,7 +283,10 @@ static void test_kannel_down_then_up_delivers_once(void **state)
     assert_true(pump_until(f, all_added, &a));
     assert_true(pump_until(f, retried_once_each, NULL)); /* Kannel down: retry later */
     assert_true(field_is(f, a.ids[0], "state", "queued"));
-    assert_true(field_is(f, a.ids[0], "last_error", "kannel_unreachable"));
+    /* Usually refused; under parallel tests another server may have taken
+     * the freed sendsms port and answered: either way Kannel took nothing. */
+    assert_true(field_is(f, a.ids[0], "last_error", "kannel_unreachable") ||
+                field_is(f, a.ids[0], "last_error", "kannel_http_error"));
 
     assert_true(tk_boxes_up(&k));
     assert_true(tk_smsc_connect(&k));
