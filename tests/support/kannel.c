@@ -46,6 +46,9 @@ struct tk_mt_list {
  * long: fakesmsc prints each line of a multi-line text separately. */
 #define TK_TEXT_SETTLE_MS 300
 
+/* Port picks tried before tk_start gives up. */
+#define TK_START_ATTEMPTS 3
+
 static long now_ms(void)
 {
     struct timespec ts;
@@ -180,6 +183,18 @@ void tk_boxes_down(tk_kannel *k)
     th_stop(&k->bearerbox, TK_STOP_GRACE_MS);
 }
 
+/* Four distinct ports that were free a moment ago. */
+static bool pick_ports(tk_kannel *k)
+{
+    k->admin_port = th_free_port();
+    k->box_port = th_free_port();
+    k->smsc_port = th_free_port();
+    k->sendsms_port = th_free_port();
+    return k->admin_port != k->box_port && k->box_port != k->smsc_port &&
+           k->smsc_port != k->sendsms_port && k->admin_port != k->smsc_port &&
+           k->admin_port != k->sendsms_port && k->box_port != k->sendsms_port;
+}
+
 bool tk_start(tk_kannel *k, const tk_options *opt)
 {
     memset(k, 0, sizeof *k);
@@ -192,18 +207,16 @@ bool tk_start(tk_kannel *k, const tk_options *opt)
     k->mts = calloc(1, sizeof *k->mts);
     char spool[300];
     snprintf(spool, sizeof spool, "%s/spool", k->dir);
-    k->admin_port = th_free_port();
-    k->box_port = th_free_port();
-    k->smsc_port = th_free_port();
-    k->sendsms_port = th_free_port();
-    bool distinct = k->admin_port != k->box_port && k->box_port != k->smsc_port &&
-                    k->smsc_port != k->sendsms_port && k->admin_port != k->smsc_port &&
-                    k->admin_port != k->sendsms_port && k->box_port != k->sendsms_port;
-    if (!distinct || !k->mts || !write_conf(k, opt) || mkdir(spool, 0700) != 0 || !tk_boxes_up(k)) {
-        tk_stop(k);
-        return false;
+    if (k->mts && mkdir(spool, 0700) == 0) {
+        /* Another test may bind a picked port before the boxes do (tests run
+         * in parallel): then the boxes fail to come up, and fresh ports
+         * usually succeed. */
+        for (int attempt = 0; attempt < TK_START_ATTEMPTS; attempt++)
+            if (pick_ports(k) && write_conf(k, opt) && tk_boxes_up(k))
+                return true;
     }
-    return true;
+    tk_stop(k);
+    return false;
 }
 
 static void mt_list_free(tk_mt_list *l)
