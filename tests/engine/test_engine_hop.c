@@ -67,22 +67,15 @@ static void on_answer(const engine_result *r, void *arg)
     a->output = r->output ? json_deep_copy(r->output) : NULL;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs the loop until `answers` callbacks have all come (bounded). */
 static void wait_all(fixture *f, answer *answers, int n)
 {
-    int64_t deadline = now_ms() + WAIT_MS;
+    long deadline = th_now_ms() + WAIT_MS;
     for (;;) {
         int done = 0;
         for (int i = 0; i < n; i++)
             done += answers[i].calls > 0;
-        if (done == n || now_ms() > deadline)
+        if (done == n || th_now_ms() > deadline)
             break;
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         struct timespec ts = {0, 1000000};
@@ -94,8 +87,8 @@ static void wait_all(fixture *f, answer *answers, int n)
 
 static void wait_connected(fixture *f)
 {
-    int64_t deadline = now_ms() + WAIT_MS;
-    while (!store_connected(f->store) && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (!store_connected(f->store) && th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     assert_true(store_connected(f->store));
 }
@@ -297,8 +290,8 @@ static events_answer stored_events(fixture *f, const char *sid)
 {
     events_answer a = {0};
     store_load_events(f->store, sid, on_events, &a);
-    int64_t deadline = now_ms() + WAIT_MS;
-    while (a.calls == 0 && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (a.calls == 0 && th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     assert_int_equal(a.calls, 1);
     return a;
@@ -671,8 +664,8 @@ static void test_free_with_hops_in_flight(void **state)
         assert_int_equal(a[i].status, ENGINE_UNAVAILABLE);
     }
     /* The orphaned hops' store callbacks still come and free them. */
-    int64_t deadline = now_ms() + 2000;
-    while (now_ms() < deadline)
+    long deadline = th_now_ms() + 2000;
+    while (th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     for (int i = 0; i < 4; i++)
         assert_int_equal(a[i].calls, 1);

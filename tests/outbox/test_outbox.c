@@ -83,19 +83,12 @@ static void on_added(outbox_add_status st, const char *id, void *arg)
 
 /* Driving the loop ------------------------------------------------------------*/
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 typedef bool condition(fixture *f, const void *arg);
 
 static bool pump_until(fixture *f, condition *done, const void *arg)
 {
-    long deadline = now_ms() + WAIT_MS;
-    while (!done(f, arg) && now_ms() < deadline) {
+    long deadline = th_now_ms() + WAIT_MS;
+    while (!done(f, arg) && th_now_ms() < deadline) {
         struct timeval slice = {0, 10000};
         event_base_loopexit(f->base, &slice);
         event_base_dispatch(f->base);

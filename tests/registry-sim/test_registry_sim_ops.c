@@ -17,13 +17,6 @@
 #define WANG_WEI "110101199003074514"
 #define WAIT_MS 10000
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static void pause_briefly(void)
 {
     struct timespec ts = {0, 10 * 1000000L};
@@ -149,8 +142,8 @@ static void test_fault_delay_holds_without_blocking(void **state)
     held_request h = {p->port, -1, 0};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, send_held, &h), 0);
-    long deadline = now_ms() + WAIT_MS;
-    while (st_stat(p, "requests") == before && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (st_stat(p, "requests") == before && th_now_ms() < deadline)
         pause_briefly();
     assert_true(st_stat(p, "requests") > before);
     assert_int_equal(get_status(p, "/v1/persons/" WANG_WEI), 200);
@@ -211,8 +204,8 @@ static void test_control_endpoints_need_flag(void **state)
     snprintf(db, sizeof db, "%s/registry.db", p.dir);
     const char *argv[] = {CL_SIM_BIN, "--listen", listen, "--db", db, NULL};
     assert_true(th_spawn(&p, "registry-sim", argv));
-    long deadline = now_ms() + WAIT_MS;
-    while (get_status(&p, "/v1/health") != 200 && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (get_status(&p, "/v1/health") != 200 && th_now_ms() < deadline)
         pause_briefly();
     assert_int_equal(get_status(&p, "/v1/health"), 200);
     assert_int_equal(get_status(&p, "/_sim/stats"), 404);
@@ -280,8 +273,8 @@ static void expect_exit_2(const char *const *args, const char *needle)
     argv[n] = NULL;
     assert_true(th_spawn(&p, "registry-sim", argv));
     int status = 0;
-    long deadline = now_ms() + WAIT_MS;
-    while (waitpid(p.pid, &status, WNOHANG) == 0 && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (waitpid(p.pid, &status, WNOHANG) == 0 && th_now_ms() < deadline)
         pause_briefly();
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 2);

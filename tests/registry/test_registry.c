@@ -66,19 +66,12 @@ static void outcome_clear(outcome *o)
     memset(o, 0, sizeof *o);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Runs the loop in short slices until `done(arg)` holds or WAIT_MS pass. */
 static bool run_until(struct event_base *base, bool (*done)(void *), void *arg)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = th_now_ms() + WAIT_MS;
     while (!done(arg)) {
-        if (now_ms() > deadline)
+        if (th_now_ms() > deadline)
             return false;
         const struct timeval slice = {0, 10000};
         event_base_loopexit(base, &slice);

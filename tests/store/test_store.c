@@ -80,19 +80,12 @@ static void on_delete(store_status st, void *arg)
 
 /* Driving the loop ------------------------------------------------------------*/
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 typedef bool condition(const void *arg);
 
 static bool pump_until(fixture *f, condition *done, const void *arg, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
-    while (!done(arg) && now_ms() < deadline)
+    long deadline = th_now_ms() + timeout_ms;
+    while (!done(arg) && th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     return done(arg);
 }

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long now_ms(void)
+long th_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -82,9 +82,9 @@ static bool port_accepts(int port)
 
 bool th_wait_port(int port, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = th_now_ms() + timeout_ms;
     while (!port_accepts(port)) {
-        if (now_ms() > deadline)
+        if (th_now_ms() > deadline)
             return false;
         pause_ms(10);
     }
@@ -195,9 +195,9 @@ int th_stop(th_proc *p, int grace_ms)
         return -1;
     int status = -1;
     kill(p->pid, SIGTERM);
-    long deadline = now_ms() + grace_ms;
+    long deadline = th_now_ms() + grace_ms;
     while (waitpid(p->pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (th_now_ms() > deadline) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, &status, 0);
             break;
@@ -254,9 +254,9 @@ bool th_redis_start(th_proc *p, const char *dir, bool aof)
                           "--appendfsync", "always", "--daemonize", "no", NULL};
     if (!th_spawn(p, "redis", argv))
         return false;
-    long deadline = now_ms() + 10000;
+    long deadline = th_now_ms() + 10000;
     while (!redis_answers(p->port)) {
-        if (!child_alive(p) || now_ms() > deadline) {
+        if (!child_alive(p) || th_now_ms() > deadline) {
             th_kill(p);
             return false;
         }
@@ -316,9 +316,9 @@ bool th_sim_start(th_proc *p, const char *dir, const char *seed,
     argv[n] = NULL;
     if (!th_spawn(p, "registry-sim", argv))
         return false;
-    long deadline = now_ms() + 10000;
+    long deadline = th_now_ms() + 10000;
     while (th_http_get(p->port, "/v1/health", NULL) != 200) {
-        if (!child_alive(p) || now_ms() > deadline) {
+        if (!child_alive(p) || th_now_ms() > deadline) {
             th_kill(p);
             return false;
         }

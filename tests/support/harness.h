@@ -19,6 +19,9 @@ typedef struct {
     char log[300];      /* its stdout+stderr, dir/NAME.log */
 } th_proc;
 
+/* Milliseconds on the monotonic clock: for bounded waits. */
+long th_now_ms(void);
+
 /* A fresh directory under $TMPDIR (or /tmp), removed by th_rmdir. */
 void th_mkdtemp(char out[256], const char *prefix);
 void th_rmdir(const char *dir);

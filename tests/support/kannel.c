@@ -49,13 +49,6 @@ struct tk_mt_list {
 /* Port picks tried before tk_start gives up. */
 #define TK_START_ATTEMPTS 3
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static void pause_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -148,8 +141,8 @@ static void proc_init(th_proc *p, const tk_kannel *k)
 
 static bool wait_boxes(tk_kannel *k)
 {
-    long deadline = now_ms() + TK_WAIT_MS;
-    while (now_ms() < deadline) {
+    long deadline = th_now_ms() + TK_WAIT_MS;
+    while (th_now_ms() < deadline) {
         if (status_has(k, "smsbox:") && th_wait_port(k->sendsms_port, 50))
             return true;
         pause_ms(50);
@@ -268,9 +261,9 @@ bool tk_mo(tk_kannel *k, const char *from, const char *to, const char *text)
     snprintf(message, len, "%s %s text %s", from, to, text);
     bool ok = spawn_smsc(k, message);
     free(message);
-    long deadline = now_ms() + TK_WAIT_MS;
+    long deadline = th_now_ms() + TK_WAIT_MS;
     while (ok && received_count(k) <= before) {
-        if (now_ms() > deadline)
+        if (th_now_ms() > deadline)
             return false;
         pause_ms(20);
     }
@@ -281,9 +274,9 @@ bool tk_smsc_connect(tk_kannel *k)
 {
     if (!spawn_smsc(k, NULL))
         return false;
-    long deadline = now_ms() + TK_WAIT_MS;
+    long deadline = th_now_ms() + TK_WAIT_MS;
     while (!smsc_online(k)) {
-        if (now_ms() > deadline)
+        if (th_now_ms() > deadline)
             return false;
         pause_ms(20);
     }
@@ -484,7 +477,7 @@ static void parse_line(tk_mt_list *l, char *line)
             m->text = realloc(m->text, a + b + 2);
             m->text[a] = '\n';
             memcpy(m->text + a + 1, line, b + 1);
-            l->open_at = now_ms();
+            l->open_at = th_now_ms();
         }
         return;
     }
@@ -494,7 +487,7 @@ static void parse_line(tk_mt_list *l, char *line)
     if (strcmp(type, "text") == 0) {
         mt_push(l, from, to, strdup(rest), 1);
         l->open_text = l->n;
-        l->open_at = now_ms();
+        l->open_at = th_now_ms();
     } else if (strcmp(type, "udh") == 0) {
         char *sp = strchr(rest, ' ');
         char *payload = sp ? strchr(sp + 1, ' ') : NULL;
@@ -554,7 +547,7 @@ static bool take_mt(tk_kannel *k, const char *to, tk_mt *out)
     for (size_t i = 0; i < l->n; i++) {
         if (to && strcmp(l->items[i].to, to) != 0)
             continue;
-        if (i + 1 == l->open_text && now_ms() - l->open_at < TK_TEXT_SETTLE_MS)
+        if (i + 1 == l->open_text && th_now_ms() - l->open_at < TK_TEXT_SETTLE_MS)
             return false;
         *out = l->items[i];
         memmove(&l->items[i], &l->items[i + 1], (l->n - i - 1) * sizeof *l->items);
@@ -568,12 +561,12 @@ static bool take_mt(tk_kannel *k, const char *to, tk_mt *out)
 bool tk_wait_mt(tk_kannel *k, const char *to, int timeout_ms, tk_mt *out)
 {
     memset(out, 0, sizeof *out);
-    long deadline = now_ms() + timeout_ms;
+    long deadline = th_now_ms() + timeout_ms;
     for (;;) {
         read_smsc_log(k);
         if (take_mt(k, to, out))
             return true;
-        if (now_ms() > deadline)
+        if (th_now_ms() > deadline)
             return false;
         pause_ms(20);
     }

@@ -63,13 +63,6 @@ typedef struct {
     char ctype[128];          /* its Content-Type */
 } reply;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -113,8 +106,8 @@ static int start(void **state, const char *dialplans)
     f->rt = runtime_new(f->base, &f->conf, dp);
     dialplan_unref(dp);
     assert_non_null(f->rt);
-    int64_t deadline = now_ms() + WAIT_MS;
-    while (!store_connected(runtime_store(f->rt)) && now_ms() < deadline)
+    long deadline = th_now_ms() + WAIT_MS;
+    while (!store_connected(runtime_store(f->rt)) && th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     assert_true(store_connected(runtime_store(f->rt)));
     httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
