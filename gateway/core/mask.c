@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 /* All stars, as long as `s` (within the buffer): for input too short to
@@ -80,4 +81,30 @@ masked mask_phone(const char *phone)
         return out;
     }
     return keep_ends(phone, 3, 4);
+}
+
+static bool is_phone_number(const char *s)
+{
+    const char *digits = s[0] == '+' ? s + 1 : s;
+    return looks_like(digits, 5, 15, isdigit, isdigit);
+}
+
+masked mask_session(const char *id)
+{
+    masked out;
+    const char *colon = id ? strchr(id, ':') : NULL;
+    if (id == NULL)
+        return all_stars(NULL);
+    if (colon == NULL || !is_phone_number(colon + 1)) {
+        snprintf(out.s, sizeof out.s, "%s", id);
+        return out;
+    }
+    size_t head = (size_t)(colon + 1 - id);
+    masked tail = mask_phone(colon + 1);
+    size_t tail_len = strlen(tail.s);
+    if (head + tail_len >= sizeof out.s)
+        return all_stars(id);
+    memcpy(out.s, id, head);
+    memcpy(out.s + head, tail.s, tail_len + 1);
+    return out;
 }

@@ -5,7 +5,8 @@
 #ifndef CARDLINE_MASK_H
 #define CARDLINE_MASK_H
 
-typedef struct { char s[40]; } masked;
+/* Big enough for a session id (STORE_MAX_ID_LEN) as well as any number. */
+typedef struct { char s[136]; } masked;
 
 /* Citizen ID: first 6 + last 4, e.g. 110101********4514. */
 masked mask_id(const char *id);
@@ -17,5 +18,10 @@ masked mask_card(const char *card);
  * form keeps its first three characters (+ and the country code) in front,
  * e.g. +86138****0001 or 138****0001. */
 masked mask_phone(const char *phone);
+
+/* Session id ("channel:rest"): a rest that is a phone number, as in SMS
+ * sessions keyed by sender, is masked like one; other ids (an aggregator's
+ * sessionId, a SIP Call-ID) are kept whole for correlating log lines. */
+masked mask_session(const char *id);
 
 #endif

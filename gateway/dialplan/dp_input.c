@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "domain.h"
+#include "utf8.h"
 
 static pcre2_match_data *match_data;
 
@@ -41,23 +42,6 @@ bool dp_matches(const pcre2_code *code, const char *subject)
     }
     /* Invalid UTF-8 from a channel is a non-match, not an error to raise. */
     return pcre2_match(code, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED, 0, 0, match_data, NULL) >= 0;
-}
-
-/* Characters in `s` if it is valid UTF-8, else -1. */
-static long utf8_length(const char *s)
-{
-    long n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int extra = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
-        if (extra < 0)
-            return -1;
-        p++;
-        for (int i = 0; i < extra; i++, p++)
-            if ((*p & 0xC0) != 0x80)
-                return -1;
-        n++;
-    }
-    return n;
 }
 
 static bool all_digits(const char *s)

@@ -190,7 +190,7 @@ static void log_hop(const hop *h, engine_status st)
     const char *caller = h->ev.caller ? h->ev.caller : h->doc ? session_str(h->doc, "caller") : "";
     log_info("engine.hop",
              "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%.1f",
-             log_quote(h->ev.session_id ? h->ev.session_id : "").s, channel_name(h->ev.channel),
+             log_quote(mask_session(h->ev.session_id).s).s, channel_name(h->ev.channel),
              mask_phone(caller).s, event_kind_name(h->ev.kind), h->ev.input ? strlen(h->ev.input) : 0,
              log_quote(h->before).s, log_quote(after).s, engine_status_name(st), ms_since(&h->t0));
 }
@@ -312,7 +312,8 @@ static void on_handler_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     hop *h = arg;
-    log_warn("engine.handler_timeout", "handler=%s session=%s", h->call_name, log_quote(h->ev.session_id).s);
+    log_warn("engine.handler_timeout", "handler=%s session=%s", h->call_name,
+             log_quote(mask_session(h->ev.session_id).s).s);
     handler_call_abandon(h->call);
     h->call = NULL;
     count_call(h, "timeout");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mask.h"
 #include "session.h"
 
 #define STEP_MAX_TEXT 1024     /* a rendered `set` value, argument or reason */
@@ -211,7 +212,7 @@ static step_stop guard(step *s)
     char where[STEP_MAX_WHERE];
     step_where(s, where, sizeof where);
     log_error("engine.step_guard", "session=%s node=%s steps=%d",
-              log_quote(session_str(s->doc, "id")).s, where, s->steps);
+              log_quote(mask_session(session_str(s->doc, "id")).s).s, where, s->steps);
     s->guard_tripped = true;
     return end_unavailable(s);
 }

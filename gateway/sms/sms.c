@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define SMS_PATH "/sms/kannel"
 #define SMS_SESSION_MAX 32
@@ -69,31 +70,6 @@ void sms_options_default(sms_options *opt)
 
 /* Text rules ------------------------------------------------------------------*/
 
-/* Length of the UTF-8 character at s, 0 when malformed. */
-static size_t utf8_char_len(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
-             : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 2 && s[0] < 0xC2)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
-
-static bool valid_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        size_t n = utf8_char_len(p);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
-}
-
 static bool in_table(const char *table, const char *ch, size_t n)
 {
     return memmem(table, strlen(table), ch, n) != NULL;
@@ -111,7 +87,7 @@ bool sms_is_gsm7(const char *text)
 {
     const char *p = text;
     while (*p) {
-        size_t n = utf8_char_len((const unsigned char *)p);
+        size_t n = utf8_char_len(p);
         if (n == 0 || (!in_table(gsm_basic, p, n) && !in_table(gsm_extension, p, n)))
             return false;
         p += n;
@@ -123,7 +99,7 @@ static size_t text_units(const char *text, bool gsm)
 {
     size_t units = 0;
     for (const char *p = text; *p;) {
-        size_t n = utf8_char_len((const unsigned char *)p);
+        size_t n = utf8_char_len(p);
         if (n == 0)
             break;
         units += char_units(p, n, gsm);
@@ -143,7 +119,7 @@ bool sms_fit(char *text, size_t size, int max_messages)
     const char *marker = gsm ? "..." : "…";
     size_t budget = limit - (gsm ? 3 : 1), units = 0, cut = 0, line_cut = 0;
     for (const char *p = text; *p;) {
-        size_t n = utf8_char_len((const unsigned char *)p);
+        size_t n = utf8_char_len(p);
         size_t u = char_units(p, n, gsm);
         if (n == 0 || units + u > budget)
             break;
@@ -334,7 +310,7 @@ static void on_request(httpd_request *req, void *arg)
         refuse(req, 400, "missing_field", "from and text are required");
     } else if (strlen(text) > (size_t)s->opt.max_text_bytes) {
         refuse(req, 413, "text_too_long", "text is longer than allowed");
-    } else if (!valid_utf8(text) || !valid_utf8(from)) {
+    } else if (!utf8_valid(text) || !utf8_valid(from)) {
         refuse(req, 400, "bad_encoding", "from and text must be UTF-8");
     } else if (!sms_normalize_sender(from, sender, sizeof sender)) {
         refuse(req, 400, "bad_sender", "from is not a phone number");

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define USSD_PATH "/ussd"
 #define USSD_ID_PREFIX "ussd:"
@@ -688,13 +689,6 @@ static bool chars_ok(const char *s, size_t max, const char *allowed)
     return n > 0 && n <= max && strspn(s, allowed) == n;
 }
 
-static bool utf8_ok(const char *s)
-{
-    json_t *j = json_string(s);   /* refuses text that is not UTF-8 */
-    json_decref(j);
-    return j != NULL;
-}
-
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
 
 /* Why the request is refused (NULL when it is fine) and with which status. */
@@ -726,7 +720,7 @@ static const char *check(const ussd *u, struct evkeyvalq *form, ussd_req *q, int
         *status = 413;
         return "text is too long";
     }
-    if (!utf8_ok(q->text))
+    if (!utf8_valid(q->text))
         return "text must be UTF-8";
     return NULL;
 }

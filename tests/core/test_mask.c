@@ -43,6 +43,18 @@ static void test_short_and_null_are_all_stars(void **state)
     assert_string_equal(mask_id("").s, "");
 }
 
+static void test_session_ids_mask_phone_numbers(void **state)
+{
+    (void)state;
+    /* SMS sessions are keyed by sender */
+    assert_string_equal(mask_session("sms:+8613800000001").s, "sms:+86138****0001");
+    assert_string_equal(mask_session("sms:13800000001").s, "sms:138****0001");
+    /* other ids stay whole, for correlating log lines */
+    assert_string_equal(mask_session("ussd:ATUid_5f2c9").s, "ussd:ATUid_5f2c9");
+    assert_string_equal(mask_session("call-7").s, "call-7");
+    assert_string_equal(mask_session(NULL).s, "");
+}
+
 static void test_other_input_is_not_echoed(void **state)
 {
     (void)state;
@@ -52,7 +64,7 @@ static void test_other_input_is_not_echoed(void **state)
     assert_null(strpbrk(mask_card("110101199003074514").s, "0123456789"));
     assert_string_equal(mask_phone("call me maybe").s, "*************");
     /* over-long input: stars, cut to the buffer */
-    char big[100];
+    char big[sizeof(masked) + 64];
     memset(big, '7', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     masked m = mask_phone(big);
@@ -66,6 +78,7 @@ int main(void)
         cmocka_unit_test(test_id_keeps_first6_last4),
         cmocka_unit_test(test_card_keeps_last4),
         cmocka_unit_test(test_phone_keeps_3_and_4),
+        cmocka_unit_test(test_session_ids_mask_phone_numbers),
         cmocka_unit_test(test_short_and_null_are_all_stars),
         cmocka_unit_test(test_other_input_is_not_echoed),
     };
