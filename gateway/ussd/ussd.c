@@ -400,14 +400,11 @@ static result_kind refusal_result(engine_status st)
 
 static void output_pages(const ussd *u, json_t *output, pager *p)
 {
-    char *text = malloc(USSD_RENDER_MAX);
-    if (!text)
-        abort();
-    engine_render_text(u->opt.engine, output, CHANNEL_USSD, text, USSD_RENDER_MAX);
+    char text[USSD_RENDER_MAX];
+    engine_render_text(u->opt.engine, output, CHANNEL_USSD, text, sizeof text);
     const char *state = json_string_value(json_object_get(output, "state"));
     const char *lang = json_string_value(json_object_get(output, "lang"));
     paginate(u, p, 200, state && strcmp(state, "wait") == 0, lang ? lang : "zh", text);
-    free(text);
 }
 
 static void holding_text(const usess *s, char *out, size_t size)
