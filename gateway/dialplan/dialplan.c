@@ -145,6 +145,14 @@ bool dp_valid_name(const char *s)
     return true;
 }
 
+const char *dp_setting_value(const dialplan *dp, const char *name)
+{
+    for (size_t i = 0; dp && i < dp->n_values; i++)
+        if (!strcmp(dp->values[i].name, name))
+            return dp->values[i].text;
+    return NULL;
+}
+
 bool dp_builtin_var(const char *s)
 {
     static const char *const builtins[] = {"caller", "channel", "lang", "session", "node"};

@@ -31,6 +31,7 @@ typedef enum {
     DP_ASK,        /* play prompts, collect input into `into` */
     DP_CALL,       /* run a handler, branch on its result */
     DP_GOTO,       /* jump (to another flow's node too) */
+    DP_SWITCH,     /* compare a value with literal cases, jump to the match */
     DP_TRANSFER,   /* hand the session to an agent queue */
     DP_END         /* play prompts, end the session */
 } dp_node_kind;
@@ -125,6 +126,9 @@ struct dp_node {
     const dp_branch *branches;     /* by result; a "default" branch may close the list */
     size_t n_branches;
 
+    /* DP_SWITCH: cases are `options` (key = the value), the default is `next` */
+    const dp_template *subject;    /* rendered and compared with each case */
+
     /* DP_TRANSFER */
     const char *queue;             /* agent queue name */
     const dp_template *reason;     /* shown to the agent */
@@ -188,6 +192,10 @@ bool dp_ask_accepts(const dp_node *ask, const char *input, char *out, size_t out
 /* The option selected by `input` on a menu node, or NULL: the menu's own
  * options first, then the settings keys. */
 const dp_option *dp_menu_option(const dp_node *menu, const char *input);
+
+/* The target of a switch node for its rendered `value`: the case with that
+ * exact value, else the default. */
+dp_target dp_switch_target(const dp_node *sw, const char *value);
 
 /* Every key a menu node accepts, for hints ("reply 1, 2 or 0"): calls
  * `emit` with its own option keys in order, then the settings keys it does

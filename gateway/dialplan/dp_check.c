@@ -258,6 +258,11 @@ static void add_node_edges(graph *g, const dp_node *n)
     case DP_TRANSFER:
         add_edge(g, n->fallback, EDGE_PLAIN, NULL);
         break;
+    case DP_SWITCH:
+        for (size_t i = 0; i < n->n_options; i++)
+            add_edge(g, n->options[i].target, EDGE_PLAIN, NULL);
+        add_edge(g, n->next, EDGE_PLAIN, NULL);
+        break;
     case DP_END:
         break;
     }
@@ -374,9 +379,11 @@ static void var_add(vartab *v, const char *name)
 
 static void collect_vars(vartab *v, dp_loader *L)
 {
-    static const char *const builtins[] = {"caller", "channel", "lang", "session", "node"};
-    for (size_t i = 0; i < 5; i++)
+    static const char *const builtins[DP_N_BUILTIN_VARS] = {"caller", "channel", "lang", "session", "node"};
+    for (size_t i = 0; i < DP_N_BUILTIN_VARS; i++)
         var_add(v, builtins[i]);
+    for (size_t i = 0; i < L->dp->n_values; i++)
+        var_add(v, L->dp->values[i].name);
     for (size_t i = 0; i < L->n_all; i++) {
         const dp_node *n = &L->all[i]->pub;
         for (size_t k = 0; k < n->n_set; k++)
@@ -527,7 +534,7 @@ static void solve(must *m)
     uint64_t *builtins = calloc(m->vars.words + 1, sizeof *builtins);
     if (!builtins)
         abort();
-    for (long i = 0; i < 5; i++)
+    for (long i = 0; i < (long)(DP_N_BUILTIN_VARS + dp->n_values); i++)
         bit_set(builtins, i);
     for (size_t i = 0; i < dp->n_flows; i++)
         if (routed(dp, dp->flows[i]) && dp->flows[i]->start)
@@ -631,6 +638,8 @@ static void check_node_uses(must *m, size_t i)
     }
     if (n->kind == DP_TRANSFER)
         check_template_use(m, n, avail, n->reason, USE_PLAIN);
+    if (n->kind == DP_SWITCH)
+        check_template_use(m, n, avail, n->subject, USE_PLAIN);
 }
 
 static void check_secret_declarations(dp_loader *L)
@@ -644,6 +653,13 @@ static void check_secret_declarations(dp_loader *L)
             if (is_secret(L, n->set[k].name))
                 PROBLEM(L, n->file, n->line, "node '%s': secret variable '%s' cannot be set", n->name,
                         n->set[k].name);
+        for (size_t k = 0; k < n->n_set; k++)
+            if (dp_setting_value(L->dp, n->set[k].name))
+                PROBLEM(L, n->file, n->line, "node '%s': '%s' is a settings value and cannot be set", n->name,
+                        n->set[k].name);
+        if (n->kind == DP_ASK && n->into && dp_setting_value(L->dp, n->into))
+            PROBLEM(L, n->file, n->line, "node '%s': '%s' is a settings value and cannot be set", n->name,
+                    n->into);
     }
 }
 

@@ -132,3 +132,11 @@ void dp_menu_keys(const dp_node *menu, dp_key_fn *emit, void *arg)
         if (!menu_defines(menu, dp->keys[i].key))
             emit(dp->keys[i].key, arg);
 }
+
+dp_target dp_switch_target(const dp_node *sw, const char *value)
+{
+    for (size_t i = 0; sw && value && i < sw->n_options; i++)
+        if (!strcmp(sw->options[i].key, value))
+            return sw->options[i].target;
+    return sw ? sw->next : (dp_target){DP_TO_NODE, NULL};
+}

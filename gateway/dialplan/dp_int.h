@@ -79,10 +79,12 @@ typedef struct {
 struct dp_template {
     const dp_tpart *parts;
     size_t n_parts;
+    const dialplan *dp;      /* the set whose settings.values fill placeholders no variable fills */
 };
 
-/* Parses `src`; NULL with `why` filled (static text) on a syntax error. */
-const dp_template *dp_template_parse(dp_pool *p, const char *src, const char **why);
+/* Parses `src` into `dp`'s pool; NULL with `why` filled (static text) on a
+ * syntax error. */
+const dp_template *dp_template_parse(dialplan *dp, const char *src, const char **why);
 bool dp_template_is_literal(const dp_template *t, const char **literal);
 
 /* Prompts -------------------------------------------------------------------*/
@@ -142,6 +144,14 @@ struct dp_flow {
     int line;
 };
 
+/* A settings value: a constant every template may use like a variable. */
+typedef struct {
+    const char *name;
+    const char *text;
+    const char *file;
+    int line;
+} dp_value;
+
 struct dialplan {
     int refs;
     char version[17];        /* hex FNV-1a 64 of the sources */
@@ -153,6 +163,8 @@ struct dialplan {
     int retries;             /* settings.retries */
     dp_option *keys;         /* settings.keys */
     size_t n_keys;
+    dp_value *values;        /* settings.values: the city's constants */
+    size_t n_values;
 
     dp_route *routes;        /* malloc'd, file order */
     size_t n_routes, cap_routes;
@@ -211,5 +223,8 @@ bool dp_matches(const pcre2_code *code, const char *subject);
 
 bool dp_valid_name(const char *s);       /* [a-z][a-z0-9_]*, at most DP_MAX_NAME */
 bool dp_builtin_var(const char *s);      /* caller, channel, lang, session, node */
+#define DP_N_BUILTIN_VARS 5
+/* The text of settings value `name`, or NULL if the set has none. */
+const char *dp_setting_value(const dialplan *dp, const char *name);
 
 #endif

@@ -202,7 +202,7 @@ static const dp_template *want_template(ydoc *d, yaml_node_t *n, const char *wha
         return NULL;
     }
     const char *why = NULL;
-    const dp_template *t = dp_template_parse(&d->dp->pool, s, &why);
+    const dp_template *t = dp_template_parse(d->dp, s, &why);
     if (!t)
         PROBLEM(d, n, "%s: %s", what, why);
     return t;
@@ -374,6 +374,44 @@ static void parse_menu(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
     }
     if (k == 0)
         PROBLEM(d, opts, "menu '%s' has no options", node->name);
+    node->options = o;
+    node->n_options = k;
+}
+
+/* switch: a template compared with literal case values; `default` is
+ * required so every value leads somewhere. Cases reuse `options`, the
+ * default is `next`. */
+static void parse_switch(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
+{
+    dp_node *node = &x->pub;
+    node->subject = want_template(d, get(d, n, "switch"), "switch value");
+    yaml_node_t *v;
+    if (!(v = get(d, n, "default")))
+        PROBLEM(d, n, "switch '%s' needs 'default'", node->name);
+    else
+        parse_target(d, v, &node->next, f, "default");
+    yaml_node_t *cases = get(d, n, "cases");
+    if (!cases) {
+        PROBLEM(d, n, "switch '%s' needs 'cases'", node->name);
+        return;
+    }
+    if (!want_mapping(d, cases, "cases") || !check_keys(d, cases, NULL, "cases"))
+        return;
+    dp_option *o = dp_alloc(&d->dp->pool, (pair_count(cases) + 1) * sizeof *o);
+    size_t k = 0;
+    for (yaml_node_pair_t *p = cases->data.mapping.pairs.start; p < cases->data.mapping.pairs.top; p++) {
+        yaml_node_t *key = node_at(d, p->key);
+        const char *ks = scalar_text(key);
+        if (!*ks || strlen(ks) > DP_MAX_NAME) {
+            PROBLEM(d, key, "case value must be 1..%d characters", DP_MAX_NAME);
+            continue;
+        }
+        o[k].key = dp_strdup(&d->dp->pool, ks);
+        parse_target(d, node_at(d, p->value), &o[k].target, f, "case target");
+        k++;
+    }
+    if (k == 0)
+        PROBLEM(d, cases, "switch '%s' has no cases", node->name);
     node->options = o;
     node->n_options = k;
 }
@@ -589,12 +627,13 @@ static const char *const ask_keys[] = {"into",       "pattern",   "min",        
                                        "timeout_ms", "on_timeout", "on_no_input", "on_invalid", NULL};
 static const char *const call_keys[] = {"args", "on", NULL};
 static const char *const transfer_keys[] = {"reason", "fallback", "prompt", NULL};
+static const char *const switch_keys[] = {"cases", "default", NULL};
 static const char *const no_keys[] = {NULL};
 
 static const kind_spec kinds[] = {
     {"say", DP_SAY, say_keys},   {"menu", DP_MENU, menu_keys},         {"ask", DP_ASK, ask_keys},
     {"call", DP_CALL, call_keys}, {"goto", DP_GOTO, no_keys}, {"transfer", DP_TRANSFER, transfer_keys},
-    {"end", DP_END, no_keys},
+    {"switch", DP_SWITCH, switch_keys}, {"end", DP_END, no_keys},
 };
 #define N_KINDS (sizeof kinds / sizeof *kinds)
 
@@ -612,7 +651,7 @@ static const kind_spec *node_kind(ydoc *d, yaml_node_t *n, const char *name)
         found = &kinds[i];
     }
     if (!found)
-        PROBLEM(d, n, "node '%s' needs one of say, menu, ask, call, goto, transfer, end", name);
+        PROBLEM(d, n, "node '%s' needs one of say, menu, ask, call, goto, switch, transfer, end", name);
     return found;
 }
 
@@ -657,6 +696,9 @@ static void parse_node(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f, const k
         break;
     case DP_TRANSFER:
         parse_transfer(d, n, x, f);
+        break;
+    case DP_SWITCH:
+        parse_switch(d, n, x, f);
         break;
     case DP_END:
         parse_prompt_ids(d, get(d, n, "end"), node, true);
@@ -910,6 +952,34 @@ static void parse_keys(ydoc *d, yaml_node_t *n)
     }
 }
 
+/* settings.values: name -> scalar, the city's constants (validity days,
+ * documents, opening hours) that prompts read like variables. */
+static void parse_values(ydoc *d, yaml_node_t *n)
+{
+    if (!want_mapping(d, n, "values"))
+        return;
+    dialplan *dp = d->dp;
+    dp->values = dp_alloc(&dp->pool, (pair_count(n) + 1) * sizeof *dp->values);
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(d, p->key);
+        const char *name = NULL;
+        if (!want_name(d, k, "value name", &name))
+            continue;
+        if (dp_builtin_var(name)) {
+            PROBLEM(d, k, "'%s' is built in and cannot be a settings value", name);
+            continue;
+        }
+        const char *text = want_string(d, node_at(d, p->value), "value");
+        if (!text)
+            continue;
+        if (strlen(text) > DP_MAX_PROMPT_BYTES) {
+            PROBLEM(d, k, "value '%s' longer than %d bytes", name, DP_MAX_PROMPT_BYTES);
+            continue;
+        }
+        dp->values[dp->n_values++] = (dp_value){name, dp_strdup(&dp->pool, text), d->file, line_of(k)};
+    }
+}
+
 static void parse_settings(ydoc *d, yaml_node_t *n, yaml_node_t *key)
 {
     dp_loader *L = d->L;
@@ -920,7 +990,7 @@ static void parse_settings(ydoc *d, yaml_node_t *n, yaml_node_t *key)
     L->settings = (dp_place){d->file, line_of(key), "settings"};
     if (!want_mapping(d, n, "settings"))
         return;
-    static const char *const keys[] = {"languages", "timeout_ms", "retries", "keys", NULL};
+    static const char *const keys[] = {"languages", "timeout_ms", "retries", "keys", "values", NULL};
     check_keys(d, n, keys, "settings");
     yaml_node_t *v;
     if (!(v = get(d, n, "languages")))
@@ -933,6 +1003,8 @@ static void parse_settings(ydoc *d, yaml_node_t *n, yaml_node_t *key)
         want_int(d, v, "retries", 0, DP_MAX_RETRIES, &d->dp->retries);
     if ((v = get(d, n, "keys")))
         parse_keys(d, v);
+    if ((v = get(d, n, "values")))
+        parse_values(d, v);
 }
 
 /* A file ---------------------------------------------------------------------*/

@@ -71,8 +71,9 @@ static void flush_literal(tbuild *b)
     b->lit_len = 0;
 }
 
-const dp_template *dp_template_parse(dp_pool *p, const char *src, const char **why)
+const dp_template *dp_template_parse(dialplan *dp, const char *src, const char **why)
 {
+    dp_pool *p = &dp->pool;
     size_t len = strlen(src);
     tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, malloc(len + 1), 0};
     if (!b.lit)
@@ -106,6 +107,7 @@ const dp_template *dp_template_parse(dp_pool *p, const char *src, const char **w
     dp_template *t = dp_alloc(p, sizeof *t);
     t->parts = b.parts;
     t->n_parts = b.n;
+    t->dp = dp;
     return t;
 }
 
@@ -160,11 +162,15 @@ static const dp_prompt *find_prompt(const dialplan *dp, const char *lang, const 
 
 #define DP_VALUE_MAX 256
 
-static void raw_value(json_t *vars, const char *name, char *buf, size_t size)
+/* A session variable, else the set's settings value of that name. */
+static void raw_value(const dialplan *dp, json_t *vars, const char *name, char *buf, size_t size)
 {
     json_t *v = vars ? json_object_get(vars, name) : NULL;
+    const char *setting = v ? NULL : dp_setting_value(dp, name);
     buf[0] = '\0';
-    if (json_is_string(v))
+    if (setting)
+        snprintf(buf, size, "%s", setting);
+    else if (json_is_string(v))
         snprintf(buf, size, "%s", json_string_value(v));
     else if (json_is_integer(v))
         snprintf(buf, size, "%lld", (long long)json_integer_value(v));
@@ -303,7 +309,7 @@ static void walk(const dp_template *t, json_t *vars, const char *lang, bool voic
         dp_piece piece = {p->is_var, p->render, p->text};
         char raw[DP_VALUE_MAX], shown[DP_VALUE_MAX];
         if (p->is_var) {
-            raw_value(vars, p->text, raw, sizeof raw);
+            raw_value(t->dp, vars, p->text, raw, sizeof raw);
             show_value(p->render, lang, voice, spoken, raw, shown, sizeof shown);
             piece.text = shown;
         }

@@ -295,6 +295,13 @@ static step_stop enter_transfer(step *s, const dp_node *n)
     return stop(s, STEP_TRANSFER);
 }
 
+static dp_target switch_target(step *s, const dp_node *n)
+{
+    char value[STEP_MAX_TEXT];
+    dialplan_render_template(n->subject, session_vars(s->doc), value, sizeof value);
+    return dp_switch_target(n, value);
+}
+
 /* Enters `n` and walks on until the flow waits, calls, transfers or ends. */
 static step_stop walk(step *s, const dp_node *n)
 {
@@ -322,6 +329,14 @@ static step_stop walk(step *s, const dp_node *n)
             drop_args(s);
             s->call_args = render_args(s, n);
             return stop(s, STEP_CALL);
+        case DP_SWITCH: {
+            s->node = n;
+            dp_target t = switch_target(s, n);
+            if (t.kind != DP_TO_NODE || !t.node)
+                return follow(s, t);
+            n = t.node;
+            continue;
+        }
         case DP_TRANSFER:
             return enter_transfer(s, n);
         case DP_END:

@@ -344,6 +344,28 @@ static void test_lang_set_to_unknown_language(void **state)
     CASE("lang_set", {"case.yaml:9", "lang set to 'fr'"});
 }
 
+static void test_switch_checks(void **state)
+{
+    (void)state;
+    CASE("switch", {"case.yaml:6", "variable 'nothing' is never set"},
+         {"case.yaml:8", "unknown target 'nowhere' in flow 't'"}, {"case.yaml:11", "switch 'nodefault' needs 'default'"},
+         {"case.yaml:10", "unreachable node 'nodefault'"}, {"case.yaml:14", "switch 'nocases' needs 'cases'"},
+         {"case.yaml:13", "unreachable node 'nocases'"});
+}
+
+static void test_settings_values_checks(void **state)
+{
+    (void)state;
+    char dir[256];
+    stage(dir, "values", false);
+    dp_errors errs;
+    load_broken(dir, 2, &errs);
+    expect_problem(&errs, "00-settings.yaml:5", "'node' is built in and cannot be a settings value");
+    expect_problem(&errs, "00-settings.yaml:12", "'loss_days' is a settings value and cannot be set");
+    dp_errors_free(&errs);
+    remove_dir(dir);
+}
+
 static void test_retries_and_timeout_ranges(void **state)
 {
     (void)state;
@@ -709,6 +731,44 @@ static void test_render_template(void **state)
     dialplan_unref(dp);
 }
 
+/* A set whose settings give a value, and a switch that branches on a
+ * variable: the value renders wherever a variable would, a variable of the
+ * same name wins, and the switch takes the matching case or its default. */
+static void test_values_and_switch(void **state)
+{
+    (void)state;
+    char dir[256];
+    stage(dir, NULL, false);
+    write_file(dir, "a.yaml",
+               "settings:\n  languages: [en]\n  values: { loss_days: '10', office: 'Counter 3' }\n"
+               "routes:\n  - { channel: sms, match: '^', flow: f }\n"
+               "flows:\n  f:\n    nodes:\n"
+               "      m: { menu: days, options: { '1': { goto: pick, set: { want: x } }, '2': pick } }\n"
+               "      pick:\n        switch: '{lang}-{office}'\n        cases: { en-Counter 3: ok }\n"
+               "        default: m\n"
+               "      ok: { end: days }\n"
+               "prompts:\n  en: { restarted: r, unavailable: u, days: '{loss_days:number} days at {office}' }\n");
+    dp_errors errs;
+    dialplan *dp = dialplan_load(dir, lookup, &errs);
+    print_errors(&errs);
+    assert_non_null(dp);
+    char out[128];
+    json_t *vars = json_pack("{s:s}", "lang", "en");
+    assert_true(dialplan_render_text(dp, "en", CHANNEL_SMS, "days", vars, out, sizeof out));
+    assert_string_equal(out, "10 days at Counter 3");
+    const dp_node *pick = dp_flow_node(dialplan_flow(dp, "f"), "pick");
+    dialplan_render_template(pick->subject, vars, out, sizeof out);
+    assert_string_equal(out, "en-Counter 3");
+    assert_string_equal(dp_switch_target(pick, out).node->name, "ok");
+    assert_string_equal(dp_switch_target(pick, "fr-Counter 3").node->name, "m");
+    json_object_set_new(vars, "office", json_string("Room 9"));
+    dialplan_render_template(pick->subject, vars, out, sizeof out);
+    assert_string_equal(out, "en-Room 9");
+    json_decref(vars);
+    dialplan_unref(dp);
+    remove_dir(dir);
+}
+
 /* Lifetime and version -----------------------------------------------------------*/
 
 static void test_ref_unref(void **state)
@@ -784,6 +844,9 @@ int main(void)
         cmocka_unit_test(test_render_missing_variable_is_empty),
         cmocka_unit_test(test_render_pieces_for_voice),
         cmocka_unit_test(test_render_template),
+        cmocka_unit_test(test_values_and_switch),
+        cmocka_unit_test(test_switch_checks),
+        cmocka_unit_test(test_settings_values_checks),
         cmocka_unit_test(test_ref_unref),
         cmocka_unit_test(test_version_follows_sources),
     };
