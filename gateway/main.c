@@ -21,7 +21,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
-#include "outbox.h"
 #include "reload.h"
 #include "runtime.h"
 #include "sms.h"
@@ -45,7 +44,6 @@ typedef struct {
     httpd *http;                /* the HTTP listener */
     ussd *ussd;                 /* POST /ussd on it */
     sms *sms;                   /* /sms/kannel on it */
-    outbox *outbox;             /* durable work queue in Redis */
     sms_out *sms_out;           /* SMS out through Kannel; /sms/dlr on the listener */
     ops *ops;                   /* /healthz and /metrics */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
@@ -257,22 +255,6 @@ static void sms_options_from(const conf *c, sms_options *so)
     so->max_text_bytes = c->sms.max_text_bytes;
 }
 
-static void outbox_options_from(const conf *c, outbox_options *oo)
-{
-    outbox_options_default(oo);
-    oo->consumer = c->outbox.consumer;
-    oo->poll_interval_ms = c->outbox.poll_interval_ms;
-    oo->batch = c->outbox.batch;
-    oo->max_in_flight = c->outbox.max_in_flight;
-    oo->lease_ms = c->outbox.lease_ms;
-    oo->backoff_min_ms = c->outbox.backoff_min_ms;
-    oo->backoff_max_ms = c->outbox.backoff_max_ms;
-    oo->max_attempts = c->outbox.max_attempts;
-    oo->max_age_s = c->outbox.max_age_s;
-    oo->max_payload_bytes = c->outbox.max_payload_bytes;
-    oo->dedupe_ttl_s = c->outbox.dedupe_ttl_s;
-}
-
 static void sms_out_options_from(const conf *c, sms_out_options *so)
 {
     sms_out_options_default(so);
@@ -285,24 +267,28 @@ static void sms_out_options_from(const conf *c, sms_out_options *so)
     so->message_ttl_s = c->kannel.message_ttl_s;
 }
 
-/* The outbox, and its SMS deliverer with /sms/dlr on the listener when a
- * Kannel sendsms user is configured: a gateway without Kannel still runs,
- * its SMS entries waiting in the outbox for one that has it. */
-static bool start_outbox(gateway *gw)
+static bool send_code_now(void *ctx, const char *to, const char *text)
 {
-    outbox_options oo;
+    return sms_out_send_now(ctx, to, text);
+}
+
+/* SMS out: the outbox's "sms" deliverer, /sms/dlr on the listener and the
+ * direct sends of one-time codes, when a Kannel sendsms user is configured.
+ * A gateway without Kannel still runs, its SMS entries waiting in the
+ * outbox for one that has it (codes cannot be sent then). */
+static bool start_sms_out(gateway *gw)
+{
     sms_out_options so;
-    outbox_options_from(gw->conf, &oo);
     sms_out_options_from(gw->conf, &so);
-    gw->outbox = outbox_new(gw->base, runtime_store(gw->rt), &oo);
-    if (gw->outbox == NULL)
-        return false;
     if (so.username == NULL) {
         log_warn("sms_out.disabled", "why=%s", log_quote("[kannel] username unset").s);
         return true;
     }
-    gw->sms_out = sms_out_new(gw->base, runtime_store(gw->rt), gw->outbox, &so);
-    return gw->sms_out != NULL && sms_out_dlr_route(gw->sms_out, gw->http) == 0;
+    gw->sms_out = sms_out_new(gw->base, runtime_store(gw->rt), runtime_outbox(gw->rt), &so);
+    if (gw->sms_out == NULL || sms_out_dlr_route(gw->sms_out, gw->http) != 0)
+        return false;
+    runtime_set_send_now(gw->rt, send_code_now, gw->sms_out);
+    return true;
 }
 
 static bool start_modules(gateway *gw)
@@ -319,7 +305,7 @@ static bool start_modules(gateway *gw)
     sms_options_from(gw->conf, &so);
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
-    if (gw->ussd == NULL || gw->sms == NULL || !start_outbox(gw))
+    if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw))
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
@@ -334,8 +320,8 @@ static void stop_modules(gateway *gw)
 {
     ussd_free(gw->ussd);
     sms_free(gw->sms);
+    runtime_set_send_now(gw->rt, NULL, NULL);
     sms_out_free(gw->sms_out);
-    outbox_free(gw->outbox);
     runtime_free(gw->rt);
     ops_free(gw->ops);
     httpd_free(gw->http);

@@ -12,4 +12,30 @@ handler_fn verify_identity_run;
 /* card_status.c: the status and bank of the caller's current card. */
 handler_fn card_status_run;
 
+/* reissue_progress.c: the stage of the newest card application. */
+handler_fn reissue_progress_run;
+
+/* card_history.c: the current card and the one it replaced. */
+handler_fn card_history_run;
+
+/* report_loss.c: the last four characters of the card; the loss report,
+ * placed through the durable outbox (gateway/loss). */
+handler_fn confirm_card_run;
+handler_fn report_loss_run;
+
+/* cancel_loss.c: cancels the temporary loss report of the current card. */
+handler_fn cancel_loss_run;
+
+/* activation.c: the card waiting for activation, the new PIN's strength
+ * and its digest (the first entry), and the activation itself. */
+handler_fn find_activatable_run;
+handler_fn check_new_pin_run;
+handler_fn activate_card_run;
+
+/* contact.c: one-time codes by SMS (only their digests reach Redis) and
+ * the change of mobile number or address. */
+handler_fn send_code_run;
+handler_fn check_code_run;
+handler_fn update_contact_run;
+
 #endif

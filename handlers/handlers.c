@@ -29,18 +29,20 @@ struct handler_call {
 
 static const char *const verify_args[] = {"id", "pin", NULL};
 static const char *const verify_secret_args[] = {"pin", NULL};
-static const char *const verify_ok_sets[] = {"verified_id", "card", "pin_initial", NULL};
+static const char *const verify_ok_sets[] = {"verified_id", "card", "pin_initial", "mobile", NULL};
 static const char *const verify_wrong_sets[] = {"attempts_left", NULL};
 static const handler_result verify_results[] = {
     {"ok", verify_ok_sets},
     {"wrong_pin", verify_wrong_sets},
     {"locked", NULL},
     {"not_found", NULL},
+    {"rate_limited", NULL},   /* too many failed identifications from this number or for this ID */
+    {"wrong_sender", NULL},   /* SMS: the sender is not the person's registered mobile */
     {"unavailable", NULL},
     {NULL, NULL},
 };
 
-static const char *const status_args[] = {"id", NULL};
+static const char *const id_args[] = {"id", NULL};
 /* One result per card status (the registry's status_name), so a dialplan
  * words each status, and offers its next step, in its own node. */
 static const char *const status_sets[] = {"card", "bank_name", "bank_hotline", NULL};
@@ -56,9 +58,137 @@ static const handler_result status_results[] = {
     {NULL, NULL},
 };
 
+/* One result per stage of the newest application, like card_status. */
+static const char *const progress_sets[] = {"stage_date",     "new_card",     "outlet_name",
+                                            "outlet_address", "outlet_hours", "outlet_phone", NULL};
+static const handler_result progress_results[] = {
+    {"received", progress_sets},
+    {"in_production", progress_sets},
+    {"at_city_bank", progress_sets},
+    {"at_outlet", progress_sets},
+    {"collected", progress_sets},
+    {"activated", progress_sets},
+    {"production_failed", progress_sets},
+    {"no_application", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const history_replaced_sets[] = {"card", "old_card", NULL};
+static const char *const history_single_sets[] = {"card", NULL};
+static const handler_result history_results[] = {
+    {"replaced", history_replaced_sets},
+    {"single", history_single_sets},
+    {"no_card", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const confirm_args[] = {"card", "last4", NULL};
+static const handler_result confirm_results[] = {
+    {"match", NULL},
+    {"mismatch", NULL},
+    {NULL, NULL},
+};
+
+static const char *const loss_args[] = {"id", "card", "lang", NULL};
+static const char *const loss_optional_args[] = {"mobile", NULL};
+static const char *const loss_done_sets[] = {"reference", "expires_on", NULL};
+static const char *const loss_accepted_sets[] = {"reference", NULL};
+static const handler_result loss_results[] = {
+    {"done", loss_done_sets},         /* the registry confirmed in time */
+    {"accepted", loss_accepted_sets}, /* durably queued; the SMS follows */
+    {"not_normal", NULL},             /* the registry refused: the card is not in normal use */
+    {"unavailable", NULL},            /* not even queued: nothing was promised */
+    {NULL, NULL},
+};
+
+static const char *const cancel_ok_sets[] = {"card", NULL};
+static const handler_result cancel_results[] = {
+    {"ok", cancel_ok_sets},
+    {"not_reported", NULL},           /* no active loss report on the current card */
+    {"not_temporary", NULL},          /* a formal report: counter only */
+    {"reissue_requested", NULL},      /* a replacement was applied for */
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const activatable_sets[] = {"new_card", NULL};
+static const handler_result activatable_results[] = {
+    {"ready", activatable_sets},         /* sealed and in the holder's hands */
+    {"not_collected", activatable_sets}, /* sealed, still to be collected */
+    {"nothing", NULL},                   /* no card waits for activation */
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const new_pin_args[] = {"id", "pin", NULL};
+static const char *const pin_secret_args[] = {"pin", NULL};
+static const char *const new_pin_ok_sets[] = {"new_pin_digest", NULL};
+static const handler_result new_pin_results[] = {
+    {"ok", new_pin_ok_sets},
+    {"initial", NULL},
+    {"repeated", NULL},
+    {"sequence", NULL},
+    {"birth_date", NULL},
+    {NULL, NULL},
+};
+
+static const char *const activate_args[] = {"id", "card", "pin", "digest", NULL};
+static const handler_result activate_results[] = {
+    {"ok", NULL},
+    {"mismatch", NULL},               /* the second entry differs from the first */
+    {"initial", NULL},
+    {"repeated", NULL},
+    {"sequence", NULL},
+    {"birth_date", NULL},
+    {"not_activatable", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const send_code_args[] = {"mobile", "lang", NULL};
+static const handler_result send_code_results[] = {
+    {"sent", NULL},
+    {"too_many", NULL},               /* this session asked for too many codes */
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const check_code_args[] = {"code", NULL};
+static const char *const check_code_secret_args[] = {"code", NULL};
+static const char *const check_code_ok_sets[] = {"new_mobile", NULL};
+static const char *const check_code_wrong_sets[] = {"tries_left", NULL};
+static const handler_result check_code_results[] = {
+    {"ok", check_code_ok_sets},
+    {"wrong", check_code_wrong_sets},
+    {"expired", NULL},                /* no live code: its life ended or none was sent */
+    {"too_many", NULL},               /* the tries are used up: the code is void */
+    {NULL, NULL},
+};
+
+static const char *const contact_optional_args[] = {"mobile", "address", NULL};
+static const handler_result contact_results[] = {
+    {"ok", NULL},
+    {"invalid", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
 static const handler_def table[] = {
     {"verify_identity", verify_args, NULL, verify_secret_args, verify_results, verify_identity_run},
-    {"card_status", status_args, NULL, NULL, status_results, card_status_run},
+    {"card_status", id_args, NULL, NULL, status_results, card_status_run},
+    {"reissue_progress", id_args, NULL, NULL, progress_results, reissue_progress_run},
+    {"card_history", id_args, NULL, NULL, history_results, card_history_run},
+    {"confirm_card", confirm_args, NULL, NULL, confirm_results, confirm_card_run},
+    {"report_loss", loss_args, loss_optional_args, NULL, loss_results, report_loss_run},
+    {"cancel_loss", id_args, NULL, NULL, cancel_results, cancel_loss_run},
+    {"find_activatable", id_args, NULL, NULL, activatable_results, find_activatable_run},
+    {"check_new_pin", new_pin_args, NULL, pin_secret_args, new_pin_results, check_new_pin_run},
+    {"activate_card", activate_args, NULL, pin_secret_args, activate_results, activate_card_run},
+    {"send_code", send_code_args, NULL, NULL, send_code_results, send_code_run},
+    {"check_code", check_code_args, NULL, check_code_secret_args, check_code_results, check_code_run},
+    {"update_contact", id_args, contact_optional_args, NULL, contact_results, update_contact_run},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof table[0])

@@ -20,6 +20,8 @@
 
 struct event_base;
 struct registry;
+struct store;
+struct loss;
 
 typedef struct handler_call handler_call;
 
@@ -39,10 +41,38 @@ typedef struct handler_def {
     handler_fn *run;                     /* starts the work */
 } handler_def;
 
+/* Renders prompt `id` of the running dialplan set in `lang` for SMS with
+ * `vars` into `out`; false when the set has no such prompt. */
+typedef bool handler_render_fn(void *ctx, const char *lang, const char *id, json_t *vars,
+                               char *out, size_t size);
+
+/* Sends `text` to `to` by SMS at once, outside the durable outbox, so a
+ * one-time code in it is never stored; false when no SMS route exists. */
+typedef bool handler_send_now_fn(void *ctx, const char *to, const char *text);
+
+/* The workflows' limits ([workflows] in the configuration). */
+typedef struct {
+    int identify_window_s;        /* window of the failed-identification counters */
+    int identify_max_per_caller;  /* failed identifications per caller number per window */
+    int identify_max_per_id;      /* failed identifications per citizen ID per window */
+    int code_ttl_s;               /* life of a one-time code */
+    int code_tries;               /* wrong entries before a code is void */
+    int code_sends;               /* codes one session may ask for */
+    int loss_confirm_wait_ms;     /* how long report_loss waits to say "done" */
+} handler_limits;
+
 /* What handlers may use; owned by the process, shared by every call. */
 typedef struct handler_env {
     struct event_base *base;             /* the main loop */
     struct registry *registry;           /* central card registry client */
+    struct store *store;                 /* Redis: counters, code digests (never a code) */
+    struct loss *loss;                   /* loss reports through the durable outbox */
+    handler_render_fn *render;           /* SMS wording from the dialplans */
+    handler_send_now_fn *send_now;       /* one-time codes; NULL: no SMS route */
+    void *ctx;                           /* argument of render and send_now */
+    const unsigned char *digest_key;     /* HMAC key of code and new-PIN digests */
+    size_t digest_key_len;
+    handler_limits limits;
 } handler_env;
 
 /* The table ------------------------------------------------------------------*/

@@ -114,6 +114,15 @@ static const conf_key keys[] = {
     KEY_INT("kannel", "timeout_ms", 100, 60000, "5000", kannel.timeout_ms),
     KEY_INT("kannel", "message_ttl_s", 60, 2592000, "2592000", kannel.message_ttl_s),
 
+    KEY_INT("workflows", "identify_window_s", 60, 86400, "3600", workflows.identify_window_s),
+    KEY_INT("workflows", "identify_max_per_caller", 1, 1000, "10", workflows.identify_max_per_caller),
+    KEY_INT("workflows", "identify_max_per_id", 1, 1000, "5", workflows.identify_max_per_id),
+    KEY_INT("workflows", "code_ttl_s", 30, 3600, "300", workflows.code_ttl_s),
+    KEY_INT("workflows", "code_tries", 1, 10, "3", workflows.code_tries),
+    KEY_INT("workflows", "code_sends", 1, 10, "3", workflows.code_sends),
+    KEY_INT("workflows", "loss_confirm_wait_ms", 0, 10000, "1500", workflows.loss_confirm_wait_ms),
+    KEY("workflows", "digest_secret", CONF_STRING, "", workflows.digest_secret),
+
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
 

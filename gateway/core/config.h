@@ -104,6 +104,16 @@ typedef struct {
         int message_ttl_s;      /* how long a message's state is kept */
     } kannel;
     struct {
+        int identify_window_s;       /* window of the failed-identification counters */
+        int identify_max_per_caller; /* failed identifications per caller number per window */
+        int identify_max_per_id;     /* failed identifications per citizen ID per window */
+        int code_ttl_s;              /* life of an SMS one-time code */
+        int code_tries;              /* wrong entries before a code is void */
+        int code_sends;              /* codes one session may ask for */
+        int loss_confirm_wait_ms;    /* wait for the registry before saying "accepted" */
+        char *digest_secret;         /* HMAC key of code and new-PIN digests, NULL = random */
+    } workflows;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;

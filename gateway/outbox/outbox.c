@@ -133,6 +133,7 @@ struct outbox {
     ob_req *reqs;                /* requests not yet answered */
     bool group_ready;            /* the consumer group is known to exist */
     bool taking;                 /* a take is in flight */
+    bool take_again;             /* outbox_poll_now came during a take: take once more */
     struct event *poll_ev;       /* persistent poll timer */
     metrics_series *pending;     /* gauge: entries in the stream */
     metrics_series *unknown_kind;/* entries of a kind with no deliverer */
@@ -534,6 +535,10 @@ static void take_replied(store_status st, const struct redisReply *r, void *arg)
     if (ob == NULL)
         return; /* what it took comes back after its lease */
     ob->taking = false;
+    if (ob->take_again) {
+        ob->take_again = false;
+        event_active(ob->poll_ev, EV_TIMEOUT, 0);
+    }
     if (st != STORE_OK)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -608,6 +613,14 @@ static void poll_due(evutil_socket_t fd, short what, void *arg)
         ensure_group(ob);
     else
         take(ob);
+}
+
+void outbox_poll_now(outbox *ob)
+{
+    if (ob->taking)
+        ob->take_again = true;
+    else
+        event_active(ob->poll_ev, EV_TIMEOUT, 0);
 }
 
 /* Registration --------------------------------------------------------------*/

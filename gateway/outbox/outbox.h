@@ -84,6 +84,10 @@ typedef void outbox_add_cb(outbox_add_status st, const char *entry_id, void *arg
 void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
                 outbox_add_cb *cb, void *arg);
 
+/* Fetches new and due entries on the next turn of the loop instead of at
+ * the next poll: for an entry whose caller waits for its delivery. */
+void outbox_poll_now(outbox *ob);
+
 /* Delivering ----------------------------------------------------------------*/
 
 /* Called with an open attempt; the deliverer ends it exactly once with

@@ -163,13 +163,55 @@ static bool build_url(const sms_out *so, const char *id, const char *to, const c
               add_param(url, cap, "text", text) && add_param(url, cap, "charset", "UTF-8");
     if (ok && !is_ascii(text))
         ok = add_param(url, cap, "coding", "2");
-    if (ok && o->dlr_url) {
+    if (ok && o->dlr_url && id) {
         /* Kannel fills %d (the report type) and %T (its time) itself. */
         char dlr[SO_MAX_URL + SO_MAX_ID + 32];
         snprintf(dlr, sizeof dlr, "%s?id=%s&status=%%d&ts=%%T", o->dlr_url, id);
         ok = add_param(url, cap, "dlr-mask", "31") && add_param(url, cap, "dlr-url", dlr);
     }
     return ok;
+}
+
+/* A direct send (a one-time code) has no entry and no record: the outcome
+ * is logged, and a caller who got nothing asks for a new code. */
+static void sent_now(const httpc_response *res, void *arg)
+{
+    so_send *q = arg;
+    long http = res->http_status;
+    if (res->status == HTTPC_OK && http >= 200 && http < 300)
+        log_info("sms_out.sent_now", "to=%s http=%ld", q->to.s, http);
+    else
+        log_warn("sms_out.send_now_failed", "to=%s http=%ld error=%s", q->to.s, http,
+                 log_quote(res->error ? res->error : "kannel_http_error").s);
+    free(q);
+}
+
+bool sms_out_send_now(sms_out *so, const char *to, const char *text)
+{
+    if (!so || !valid_number(to) || !text || !*text || strlen(text) > SMS_OUT_MAX_TEXT)
+        return false;
+    size_t cap = 4 * SMS_OUT_MAX_TEXT + 2048;
+    char *url = calloc(1, cap);
+    if (url == NULL)
+        abort();
+    bool built = build_url(so, NULL, to, text, url, cap);
+    if (built) {
+        so_send *q = calloc(1, sizeof *q);
+        if (q == NULL)
+            abort();
+        q->so = so;
+        q->to = mask_phone(to);
+        httpc_request req = {
+            .method = "GET",
+            .url = url,
+            .timeout_ms = so->opt.timeout_ms,
+            .connect_timeout_ms = so->opt.timeout_ms,
+        };
+        httpc_send(so->http, &req, sent_now, q);
+    }
+    explicit_bzero(url, cap);
+    free(url);
+    return built;
 }
 
 static void sendsms_done(const httpc_response *res, void *arg)

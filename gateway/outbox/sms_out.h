@@ -13,6 +13,8 @@
 #ifndef CARDLINE_SMS_OUT_H
 #define CARDLINE_SMS_OUT_H
 
+#include <stdbool.h>
+
 struct event_base;
 typedef struct store store;
 typedef struct outbox outbox;
@@ -47,6 +49,11 @@ sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob,
  * forgets reports still waiting for Redis (they get no reply). Free it
  * before the outbox, the listener with the DLR route and the store. */
 void sms_out_free(sms_out *so);
+
+/* Sends `text` to `to` at once, outside the outbox, with no record kept
+ * anywhere: for one-time codes, which must never be stored. The outcome is
+ * only logged (number masked). False when the number or text is invalid. */
+bool sms_out_send_now(sms_out *so, const char *to, const char *text);
 
 /* Serves Kannel's delivery reports on `GET /sms/dlr?id=&status=&ts=`:
  * 200 recorded, 400 bad input, 404 unknown message, 503 Redis down.

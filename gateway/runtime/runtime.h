@@ -1,6 +1,6 @@
 /* runtime — the service core built from a configuration: the Redis store,
- * the registry client, the handlers' environment, the dialplan set and the
- * engine that runs it. The daemon and cardline-sim both start it, so a
+ * the registry client, the durable outbox (with the loss-report deliverer),
+ * the handlers' environment, the dialplan set and the engine that runs it. The daemon and cardline-sim both start it, so a
  * session in the simulator runs exactly the code the channels will.
  *
  * runtime knows no listener, signal or channel: main adds those around it.
@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dialplan.h"
 #include "engine.h"
+#include "outbox.h"
 #include "registry.h"
 #include "store.h"
 
@@ -41,6 +42,17 @@ void runtime_free(runtime *rt);
 store *runtime_store(const runtime *rt);
 registry *runtime_registry(const runtime *rt);
 engine *runtime_engine(const runtime *rt);
+/* The outbox, for more deliverers (main adds "sms" when Kannel is set up). */
+outbox *runtime_outbox(const runtime *rt);
+
+/* One-time codes ------------------------------------------------------------*/
+
+/* How codes leave: an SMS sent at once and stored nowhere (main: Kannel's
+ * sendsms; cardline-sim: the simulated phone). False when it cannot go. */
+typedef bool runtime_send_now_fn(void *ctx, const char *to, const char *text);
+
+/* Sets how codes leave; until set, send_code answers `unavailable`. */
+void runtime_set_send_now(runtime *rt, runtime_send_now_fn *fn, void *ctx);
 
 /* Live reload -------------------------------------------------------------*/
 

@@ -197,7 +197,7 @@ static double hop_rate(const bench_options *o, dialplan *dp, long *failed)
         fprintf(stderr, "bench-engine: Redis on port %d does not answer\n", o->redis_port);
         exit(1);
     }
-    handler_env env = {base, NULL};
+    handler_env env = {.base = base};
     engine_options eo;
     engine_options_default(&eo);
     eo.store = st;

@@ -495,8 +495,9 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_string_equal(dp_flow_name(f), "main");
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_USSD, "*123#")), "main");
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "cx 110101199003074514")), "status");
+    assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "gs")), "loss");
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "hello")), "help");
-    const dp_node *pin = dp_flow_node(dialplan_flow(dp, "status"), "ask_pin");
+    const dp_node *pin = dp_flow_node(dialplan_flow(dp, "identify"), "ask_pin");
     assert_non_null(pin);
     assert_true(pin->secret);
     assert_int_equal(pin->timeout_ms, 8000);
@@ -506,7 +507,9 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_string_equal(verify->handler->name, "verify_identity");
     char out[256];
     assert_true(dialplan_render_text(dp, "en", CHANNEL_SMS, "main_menu", NULL, out, sizeof out));
-    assert_string_equal(out, "1 Card status\n0 Speak to an agent");
+    assert_non_null(strstr(out, "2 Report lost card\n"));
+    assert_true(dialplan_render_text(dp, "zh", CHANNEL_SMS, "rules_loss", NULL, out, sizeof out));
+    assert_non_null(strstr(out, "有效期7天")); /* settings.values: temp_loss_days */
     dialplan_unref(dp);
 }
 
@@ -717,7 +720,7 @@ static void test_render_template(void **state)
 {
     (void)state;
     dialplan *dp = load_shipped();
-    const dp_node *verify = dp_flow_node(dialplan_flow(dp, "status"), "verify");
+    const dp_node *verify = dp_flow_node(dialplan_flow(dp, "identify"), "verify");
     json_t *vars = json_pack("{s:s, s:s}", "id", "110101199003074514", "pin", "123456");
     char out[64];
     assert_string_equal(verify->args[0].name, "id");

@@ -444,7 +444,14 @@ static void test_handler_table(void **state)
     assert_null(handlers_find("nope"));
     assert_ptr_equal(handlers_at(0), v);
     assert_ptr_equal(handlers_at(1), c);
-    assert_null(handlers_at(2));
+    size_t n = 0;
+    while (handlers_at(n))
+        n++;
+    assert_int_equal(n, 13);
+    const handler_def *code = handlers_find("check_code");
+    assert_non_null(code);
+    assert_string_equal(code->secret_args[0], "code");
+    assert_true(handler_has_result(handlers_find("report_loss"), "accepted"));
 }
 
 int main(void)

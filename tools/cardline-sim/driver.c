@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mask.h"
 #include "runtime.h"
 
 /* A hop gets the engine's own deadlines (store, handler) plus this margin
@@ -21,6 +22,8 @@
 #define CONNECT_POLL_MS 20
 #define PROMPT_MAX 4096        /* one hint or refusal line */
 #define OUTPUT_TEXT_MAX 8192   /* every prompt of one output, as text */
+#define SMS_LINE_MAX 512       /* the SMS notices of one hop */
+#define CODE_DIGITS 6
 
 /* The hop being waited for; filled by the engine's callback. */
 typedef struct {
@@ -38,6 +41,8 @@ struct driver {
     char session_id[96];       /* the session's id */
     bool waiting;              /* the session waits for input */
     hop_wait hop;              /* the hop in flight (outlives a given-up hop) */
+    char code[8];              /* digits of the last code the simulated phone got, or "" */
+    char sms_to[SMS_LINE_MAX]; /* "[sms to 139****0002]" lines of the hop, "\n"-joined */
 };
 
 /* Time and waiting -----------------------------------------------------------*/
@@ -81,6 +86,26 @@ static dialplan *load_dialplans(const conf *c)
     return dp;
 }
 
+/* The simulated phone: a one-time code's SMS shows as "[sms to NUMBER]"
+ * with the number masked and the text withheld, and its digits wait for
+ * the DRV_CODE input, so a transcript can type a code it never shows. */
+static bool phone_receives(void *ctx, const char *to, const char *text)
+{
+    driver *d = ctx;
+    size_t run = 0;
+    d->code[0] = '\0';
+    for (const char *p = text; *p && !d->code[0]; p++) {
+        run = (*p >= '0' && *p <= '9') ? run + 1 : 0;
+        if (run == CODE_DIGITS && !(p[1] >= '0' && p[1] <= '9')) {
+            memcpy(d->code, p - CODE_DIGITS + 1, CODE_DIGITS);
+            d->code[CODE_DIGITS] = '\0';
+        }
+    }
+    size_t len = strlen(d->sms_to);
+    snprintf(d->sms_to + len, sizeof d->sms_to - len, "%s[sms to %s]", len ? "\n" : "", mask_phone(to).s);
+    return true;
+}
+
 driver *drv_new(const conf *c, int connect_timeout_ms)
 {
     dialplan *dp = load_dialplans(c);
@@ -93,6 +118,8 @@ driver *drv_new(const conf *c, int connect_timeout_ms)
     event_add(d->tick, &every);
     d->rt = runtime_new(d->base, c, dp);
     dialplan_unref(dp);
+    if (d->rt)
+        runtime_set_send_now(d->rt, phone_receives, d);
     d->hop_deadline_ms = c->session.handler_timeout_ms + 2 * c->redis.op_timeout_ms + HOP_MARGIN_MS;
     if (d->rt == NULL) {
         fprintf(stderr, "cardline-sim: the gateway modules refused the configuration\n");
@@ -117,6 +144,7 @@ void drv_free(driver *d)
         json_decref(d->hop.output);
     event_free(d->tick);
     event_base_free(d->base);
+    explicit_bzero(d->code, sizeof d->code);
     free(d);
 }
 
@@ -250,6 +278,9 @@ static bool run_hop(driver *d, const engine_event *ev, drv_reply *out)
         fprintf(stderr, "cardline-sim: no answer from the engine within %d ms\n", d->hop_deadline_ms);
         return false;
     }
+    if (d->sms_to[0])
+        add_text(out, d->sms_to);
+    d->sms_to[0] = '\0';
     if (d->hop.status == ENGINE_OK && d->hop.output != NULL)
         render_output(d, d->hop.output, out);
     else
@@ -295,7 +326,7 @@ bool drv_send(driver *d, const char *line, drv_reply *out)
         .session_id = d->session_id,
     };
     if (ev.kind == ENGINE_EV_INPUT)
-        ev.input = line;
+        ev.input = strcmp(line, DRV_CODE) == 0 ? d->code : line;
     return run_hop(d, &ev, out);
 }
 

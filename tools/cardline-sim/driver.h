@@ -44,6 +44,8 @@ typedef struct {
 #define DRV_TIMEOUT ":timeout"   /* the waiting node timed out */
 #define DRV_NO_INPUT ":noinput"  /* input ended empty (just the terminator) */
 #define DRV_HANGUP ":hangup"     /* the caller left */
+#define DRV_CODE ":code"         /* types the digits of the last one-time code
+                                  * the simulated phone received ("[sms to …]") */
 
 /* Lifecycle -----------------------------------------------------------------*/
 

@@ -49,6 +49,8 @@ static char **header_slot(transcript *t, const char *key)
         return &t->lang;
     if (strcmp(key, "session") == 0)
         return &t->session;
+    if (strcmp(key, "registry") == 0)
+        return &t->registry;
     return NULL;
 }
 
@@ -162,6 +164,7 @@ void ts_write_header(FILE *f, const transcript *t)
     write_header_key(f, "entry", t->entry);
     write_header_key(f, "lang", t->lang);
     write_header_key(f, "session", t->session);
+    write_header_key(f, "registry", t->registry);
     fputs("---\n", f);
 }
 
@@ -191,6 +194,7 @@ void ts_free(transcript *t)
     free(t->entry);
     free(t->lang);
     free(t->session);
+    free(t->registry);
     for (size_t i = 0; i < t->count; i++)
         free(t->lines[i].text);
     free(t->lines);

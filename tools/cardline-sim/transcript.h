@@ -46,6 +46,8 @@ typedef struct {
     char *entry;       /* number dialled, USSD code or first SMS text */
     char *lang;        /* preferred language, or NULL */
     char *session;     /* session id, or NULL */
+    char *registry;    /* "down": the test world runs no registry (read by the
+                        * harness, not by cardline-sim), or NULL */
     ts_line *lines;    /* body */
     size_t count;      /* body lines */
 } transcript;

@@ -1,0 +1,365 @@
+/* loss — owns the "loss_report" outbox kind: turning a confirmed report
+ * into a durable entry, delivering entries to the registry exactly once
+ * (Idempotency-Key), queueing the SMS confirmation, and the short waits of
+ * callers who want to hear "done" rather than "accepted" (see loss.h). */
+#include "loss.h"
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mask.h"
+#include "outbox.h"
+#include "registry.h"
+
+#define LOSS_KIND "loss_report"
+#define LOSS_KEY_MAX 128          /* a caller's key, as the outbox allows for dedupe */
+#define LOSS_SMS_MAX 1600         /* the SMS deliverer's text limit */
+#define LOSS_DATE_MAX 16
+
+typedef struct waiter waiter;
+
+/* A caller waiting to hear how its report went. */
+struct waiter {
+    loss *l;                     /* NULL once the module is gone */
+    waiter *prev, *next;         /* the module's open waits */
+    char reference[LOSS_REFERENCE_LEN + 1];
+    loss_cb *cb;                 /* told exactly once */
+    void *arg;
+    int wait_ms;                 /* how long to wait after the add */
+    bool adding;                 /* the outbox add has not answered yet */
+    struct event *timer;         /* the wait's end */
+};
+
+typedef struct delivery delivery;
+
+/* One delivery in flight: the attempt and what the registry's answer needs. */
+struct delivery {
+    loss *l;                     /* NULL once the module is gone */
+    delivery *prev, *next;       /* the module's deliveries in flight */
+    outbox_attempt *attempt;
+    char reference[LOSS_REFERENCE_LEN + 1];
+};
+
+struct loss {
+    struct event_base *base;     /* the main loop */
+    registry *reg;               /* where reports go */
+    outbox *ob;                  /* where they wait */
+    loss_render_fn *render;      /* SMS wording */
+    void *render_ctx;
+    waiter *waiters;             /* open waits, newest first */
+    delivery *deliveries;        /* registry requests in flight */
+};
+
+const char *loss_outcome_name(loss_outcome o)
+{
+    switch (o) {
+    case LOSS_DONE: return "done";
+    case LOSS_ACCEPTED: return "accepted";
+    case LOSS_NOT_NORMAL: return "not_normal";
+    case LOSS_UNAVAILABLE: return "unavailable";
+    }
+    return "?";
+}
+
+/* References ----------------------------------------------------------------*/
+
+/* "GS" + 12 characters (60 bits) of FNV-1a over the caller's key: the same
+ * confirmation always gets the same reference, which is also what the
+ * registry's Idempotency-Key is made of. Crockford's alphabet: no I, L, O, U,
+ * so a reference read out over the phone is not misheard. */
+static void reference_of(const char *key, char out[LOSS_REFERENCE_LEN + 1])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    out[0] = 'G';
+    out[1] = 'S';
+    for (int i = 0; i < 12; i++, h >>= 5)
+        out[2 + i] = alphabet[h & 31];
+    out[LOSS_REFERENCE_LEN] = '\0';
+}
+
+/* Waits -----------------------------------------------------------------------*/
+
+static void waiter_unlink(waiter *w)
+{
+    if (!w->l)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->l->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->l = NULL;
+}
+
+static void waiter_end(waiter *w, loss_outcome o, const char *expires_on)
+{
+    waiter_unlink(w);
+    if (w->timer)
+        event_free(w->timer);
+    loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, expires_on};
+    w->cb(&r, w->arg);
+    free(w);
+}
+
+static void wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    waiter_end(arg, LOSS_ACCEPTED, NULL);
+}
+
+static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
+{
+    waiter *w = l->waiters;
+    while (w) {
+        waiter *next = w->next;
+        if (!strcmp(w->reference, reference))
+            waiter_end(w, o, expires_on);
+        w = next;
+    }
+}
+
+/* Placing -------------------------------------------------------------------------*/
+
+static void added(outbox_add_status st, const char *entry_id, void *arg)
+{
+    waiter *w = arg;
+    (void)entry_id;
+    w->adding = false;
+    if (!w->l) { /* the module went away meanwhile */
+        waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+        return;
+    }
+    if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE) {
+        log_warn("loss.not_queued", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
+        waiter_end(w, LOSS_UNAVAILABLE, NULL);
+        return;
+    }
+    log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
+    struct timeval tv = {w->wait_ms / 1000, (w->wait_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+    outbox_poll_now(w->l->ob);
+}
+
+static bool request_complete(const loss_request *req)
+{
+    return req->card && *req->card && req->ssn && *req->ssn && req->channel && req->lang && req->key &&
+           *req->key && strlen(req->key) + 6 <= LOSS_KEY_MAX;
+}
+
+static json_t *payload_of(const loss_request *req, const char *reference)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "card", req->card, "ssn", req->ssn, "channel",
+                     req->channel, "lang", req->lang, "mobile", req->mobile ? req->mobile : "", "reference",
+                     reference, "idempotency_key", req->key);
+}
+
+static void refuse_soon(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    waiter_end(arg, LOSS_UNAVAILABLE, NULL);
+}
+
+void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void *arg)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        abort();
+    w->cb = cb;
+    w->arg = arg;
+    w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
+    if (!request_complete(req)) {
+        log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
+        w->timer = evtimer_new(l->base, refuse_soon, w);
+        event_active(w->timer, EV_TIMEOUT, 0);
+        return;
+    }
+    reference_of(req->key, w->reference);
+    w->l = l;
+    w->next = l->waiters;
+    if (l->waiters)
+        l->waiters->prev = w;
+    l->waiters = w;
+    w->timer = evtimer_new(l->base, wait_over, w);
+    w->adding = true;
+    char dedupe[LOSS_KEY_MAX + 1];
+    snprintf(dedupe, sizeof dedupe, "loss:%s", req->key);
+    json_t *payload = payload_of(req, w->reference);
+    outbox_add(l->ob, LOSS_KIND, payload, dedupe, added, w);
+    json_decref(payload);
+}
+
+/* Delivering ------------------------------------------------------------------------*/
+
+static const char *payload_str(json_t *payload, const char *name)
+{
+    const char *s = json_string_value(json_object_get(payload, name));
+    return s ? s : "";
+}
+
+/* The SMS the citizen gets once the registry answered, through the outbox
+ * (deduplicated by reference, so a redelivery queues it once). False when
+ * it could not be queued and the delivery should be tried again. */
+typedef struct {
+    delivery *d;
+    outbox_outcome then;         /* how the attempt ends once the SMS is queued */
+    const char *reason;
+} sms_wait;
+
+static void delivery_unlink(delivery *d)
+{
+    if (!d->l)
+        return;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        d->l->deliveries = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->l = NULL;
+}
+
+static void finish(delivery *d, outbox_outcome o, const char *reason)
+{
+    delivery_unlink(d);
+    outbox_finish(d->attempt, o, reason);
+    free(d);
+}
+
+static void sms_added(outbox_add_status st, const char *entry_id, void *arg)
+{
+    sms_wait *sw = arg;
+    (void)entry_id;
+    if (st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE)
+        finish(sw->d, sw->then, sw->reason);
+    else
+        finish(sw->d, OUTBOX_RETRY, "sms_not_queued");
+    free(sw);
+}
+
+static void confirm_by_sms(delivery *d, const char *prompt, const char *expires_on, outbox_outcome then,
+                           const char *reason)
+{
+    json_t *payload = outbox_attempt_payload(d->attempt);
+    const char *mobile = payload_str(payload, "mobile");
+    char text[LOSS_SMS_MAX];
+    json_t *vars = json_pack("{s:s, s:s, s:s}", "reference", d->reference, "card", payload_str(payload, "card"),
+                             "expires_on", expires_on ? expires_on : "");
+    bool worded = *mobile && d->l->render &&
+                  d->l->render(d->l->render_ctx, payload_str(payload, "lang"), prompt, vars, text, sizeof text);
+    json_decref(vars);
+    if (!worded) {
+        if (*mobile)
+            log_warn("loss.sms_unworded", "reference=%s prompt=%s", d->reference, prompt);
+        finish(d, then, reason);
+        return;
+    }
+    sms_wait *sw = malloc(sizeof *sw);
+    if (!sw)
+        abort();
+    *sw = (sms_wait){d, then, reason};
+    json_t *sms = json_pack("{s:s, s:s, s:s}", "to", mobile, "text", text, "ref", d->reference);
+    char dedupe[LOSS_KEY_MAX];
+    snprintf(dedupe, sizeof dedupe, "loss-sms:%s", d->reference);
+    outbox_add(d->l->ob, "sms", sms, dedupe, sms_added, sw);
+    json_decref(sms);
+}
+
+static void reported(const registry_result *r, void *arg)
+{
+    delivery *d = arg;
+    if (!d->l) { /* the module is gone: the lease brings the entry back */
+        finish(d, OUTBOX_RETRY, "shutting_down");
+        return;
+    }
+    log_info("loss.delivery", "reference=%s attempt=%d registry=%s http=%ld", d->reference,
+             outbox_attempt_number(d->attempt), registry_status_name(r->status), r->http_status);
+    switch (r->status) {
+    case REGISTRY_OK: {
+        char expires[LOSS_DATE_MAX];
+        snprintf(expires, sizeof expires, "%s", payload_str(r->body, "expires_on"));
+        tell_waiters(d->l, d->reference, LOSS_DONE, expires);
+        confirm_by_sms(d, "sms_loss_done", expires, OUTBOX_DONE, "placed");
+        return;
+    }
+    case REGISTRY_CONFLICT: /* the card is not in normal use: answered, nothing to retry */
+        tell_waiters(d->l, d->reference, LOSS_NOT_NORMAL, NULL);
+        confirm_by_sms(d, "sms_loss_refused", NULL, OUTBOX_DONE, "refused");
+        return;
+    case REGISTRY_NOT_FOUND:
+    case REGISTRY_REJECTED: /* never deliverable: parked for an operator */
+        tell_waiters(d->l, d->reference, LOSS_NOT_NORMAL, NULL);
+        confirm_by_sms(d, "sms_loss_refused", NULL, OUTBOX_GIVE_UP, "rejected");
+        return;
+    default:
+        finish(d, OUTBOX_RETRY, "registry_unavailable");
+        return;
+    }
+}
+
+static void deliver(outbox_attempt *a, void *arg)
+{
+    loss *l = arg;
+    json_t *p = outbox_attempt_payload(a);
+    const char *card = payload_str(p, "card"), *reference = payload_str(p, "reference");
+    const char *key = payload_str(p, "idempotency_key");
+    if (!*card || strlen(reference) != LOSS_REFERENCE_LEN || !*key) {
+        outbox_finish(a, OUTBOX_GIVE_UP, "malformed");
+        return;
+    }
+    delivery *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    d->l = l;
+    d->next = l->deliveries;
+    if (l->deliveries)
+        l->deliveries->prev = d;
+    l->deliveries = d;
+    d->attempt = a;
+    memcpy(d->reference, reference, LOSS_REFERENCE_LEN + 1);
+    char idem[LOSS_KEY_MAX];
+    snprintf(idem, sizeof idem, "loss.%s", key);
+    registry_report_loss(l->reg, card, payload_str(p, "channel"), reference, idem, reported, d);
+}
+
+/* Lifecycle -----------------------------------------------------------------------*/
+
+loss *loss_new(struct event_base *base, registry *reg, outbox *ob, loss_render_fn *render, void *render_ctx)
+{
+    loss *l = calloc(1, sizeof *l);
+    if (!l)
+        abort();
+    *l = (loss){.base = base, .reg = reg, .ob = ob, .render = render, .render_ctx = render_ctx};
+    if (outbox_register(ob, LOSS_KIND, deliver, l) != 0) {
+        log_error("loss.config", "why=%s", log_quote("kind loss_report already registered").s);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void loss_free(loss *l)
+{
+    if (!l)
+        return;
+    while (l->deliveries)
+        delivery_unlink(l->deliveries);
+    /* A wait whose add is still with Redis ends when Redis answers. */
+    waiter *w = l->waiters;
+    while (w) {
+        waiter *next = w->next;
+        if (w->adding)
+            waiter_unlink(w);
+        else
+            waiter_end(w, LOSS_ACCEPTED, NULL);
+        w = next;
+    }
+    free(l);
+}

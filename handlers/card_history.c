@@ -1,0 +1,61 @@
+/* card_history — the caller's current card and the card it replaced (GET
+ * cards; the registry lists the current card first, so the first page is
+ * enough, and the current card names its predecessor in `replaces`). */
+#include <stdbool.h>
+
+#include "builtin.h"
+#include "handler_call.h"
+#include "registry.h"
+
+static json_t *current_card(json_t *body)
+{
+    size_t i;
+    json_t *card;
+    json_array_foreach(json_object_get(body, "cards"), i, card)
+        if (json_is_true(json_object_get(card, "current")))
+            return card;
+    return NULL;
+}
+
+/* A number, and a predecessor that is absent, null or a number. */
+static bool well_formed(json_t *card)
+{
+    json_t *replaces = json_object_get(card, "replaces");
+    return json_is_string(json_object_get(card, "card_number")) &&
+           (!replaces || json_is_null(replaces) || json_is_string(replaces));
+}
+
+static void on_cards(const registry_result *r, void *arg)
+{
+    handler_call *c = arg;
+    if (r->status == REGISTRY_NOT_FOUND) {
+        handler_finish(c, "no_card", NULL);
+        return;
+    }
+    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    json_t *card = current_card(r->body);
+    const char *number = json_string_value(json_object_get(card, "card_number"));
+    const char *old = json_string_value(json_object_get(card, "replaces"));
+    if (!card)
+        handler_finish(c, "no_card", NULL);
+    else if (!well_formed(card))
+        handler_finish(c, "unavailable", NULL);
+    else if (old && old[0])
+        handler_finish(c, "replaced", json_pack("{s:s, s:s}", "card", number, "old_card", old));
+    else
+        handler_finish(c, "single", json_pack("{s:s}", "card", number));
+}
+
+void card_history_run(handler_call *c)
+{
+    const char *id = handler_arg(c, "id");
+    const handler_env *env = handler_env_of(c);
+    if (!id || !env->registry) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
+}

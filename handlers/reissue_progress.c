@@ -1,0 +1,72 @@
+/* reissue_progress — the stage of the caller's newest card application
+ * (GET applications, newest first, one item is enough). The call ends with
+ * the stage's name as its result, like card_status with the card status, so
+ * a dialplan words each stage in its own node. Every result of a stage sets
+ * all of its variables, "" where the registry has nothing yet (no card
+ * number before the maker assigns one, no outlet before `at_outlet`). */
+#include <stdbool.h>
+#include <string.h>
+
+#include "builtin.h"
+#include "handler_call.h"
+#include "registry.h"
+
+static const char *text_of(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+static json_t *progress_vars(json_t *app)
+{
+    json_t *outlet = json_object_get(app, "outlet");
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
+                     "stage_date", text_of(app, "stage_date"),
+                     "new_card", text_of(app, "card_number"),
+                     "outlet_name", text_of(outlet, "name"),
+                     "outlet_address", text_of(outlet, "address"),
+                     "outlet_hours", text_of(outlet, "hours"),
+                     "outlet_phone", text_of(outlet, "phone"));
+}
+
+/* A stage outside the contract's list is a bad response, not a result. */
+static bool is_stage_result(const char *stage)
+{
+    return strcmp(stage, "no_application") != 0 && strcmp(stage, "unavailable") != 0 &&
+           handler_has_result(handlers_find("reissue_progress"), stage);
+}
+
+static void on_applications(const registry_result *r, void *arg)
+{
+    handler_call *c = arg;
+    /* The ID was verified before; a person the registry does not know has
+     * no application either. */
+    if (r->status == REGISTRY_NOT_FOUND) {
+        handler_finish(c, "no_application", NULL);
+        return;
+    }
+    json_t *apps = json_object_get(r->body, "applications");
+    if (r->status != REGISTRY_OK || !json_is_array(apps)) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    json_t *newest = json_array_get(apps, 0);
+    const char *stage = json_string_value(json_object_get(newest, "stage"));
+    if (json_array_size(apps) == 0)
+        handler_finish(c, "no_application", NULL);
+    else if (!json_is_object(newest) || !stage || !is_stage_result(stage))
+        handler_finish(c, "unavailable", NULL);
+    else
+        handler_finish(c, stage, progress_vars(newest));
+}
+
+void reissue_progress_run(handler_call *c)
+{
+    const char *id = handler_arg(c, "id");
+    const handler_env *env = handler_env_of(c);
+    if (!id || !env->registry) {
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    registry_list_applications(env->registry, id, 1, NULL, on_applications, c);
+}

@@ -1,0 +1,713 @@
+/* test_identity_codes — verify_identity (its enumeration limit in Redis,
+ * the SMS sender rule, every result) and the contact handlers (one-time
+ * codes by SMS, the contact update) against a real redis-server and the
+ * registry simulator (demo seed), each call started the way the engine
+ * starts it (handler_call_start). The "phone" is a send_now that keeps the
+ * text it was given, so a test types back the code it received. Whether the
+ * registry was asked is read from the simulator's /_sim/stats. After every
+ * test, every key and value in Redis and every log line is searched for the
+ * PINs and codes used. The loop runs until the awaited callback has come,
+ * under a bounded deadline; nothing depends on timing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "domain.h"
+#include "handler_call.h"
+#include "handlers.h"
+#include "harness.h"
+#include "log.h"
+#include "registry.h"
+#include "store.h"
+
+#define WAIT_MS 15000
+#define WANG_ID "110101199003074514"     /* PIN 246810, mobile +8613800000001 */
+#define WANG_PIN "246810"
+#define LI_ID "310104198506123025"       /* initial PIN 123456, mobile +8613800000002 */
+#define LI_PIN "123456"
+#define CHEN_ID "51010719880214226X"     /* PIN locked */
+#define HUANG_ID "120101200101013536"    /* no card yet */
+#define WRONG_PIN "111111"
+#define MAX_SECRETS 64
+#define SMS_MAX 512
+
+typedef struct {
+    th_proc redis;            /* real Redis */
+    th_proc sim;              /* real registry simulator */
+    char dir[256];            /* their files */
+    struct event_base *base;  /* the loop */
+    store *store;             /* Redis client */
+    registry *registry;       /* the simulator's client */
+    handler_env env;          /* what the handlers use */
+    unsigned char key[32];    /* digest key */
+    FILE *log;                /* captured log lines */
+    char *log_text;
+    size_t log_len;
+    int seq;                  /* call keys */
+    bool route_up;            /* send_now succeeds */
+    int sms_sent;             /* texts the phone received */
+    char sms_to[32];          /* the last one's number */
+    char sms_text[SMS_MAX];   /* and its text */
+    char secrets[MAX_SECRETS][8];  /* PINs and codes that must stay out of Redis and logs */
+    int n_secrets;
+} fixture;
+
+static void remember_secret(fixture *f, const char *s)
+{
+    assert_true(f->n_secrets < MAX_SECRETS);
+    snprintf(f->secrets[f->n_secrets++], sizeof f->secrets[0], "%s", s);
+}
+
+/* The dialplan side and the phone ------------------------------------------------*/
+
+static bool test_render(void *ctx, const char *lang, const char *id, json_t *vars, char *out, size_t size)
+{
+    (void)ctx;
+    if (strcmp(id, "sms_code") != 0)
+        return false;
+    snprintf(out, size, "[%s] Your code is %s. It is valid for %s minutes.", lang,
+             json_string_value(json_object_get(vars, "code")),
+             json_string_value(json_object_get(vars, "minutes")));
+    return true;
+}
+
+static bool test_send_now(void *ctx, const char *to, const char *text)
+{
+    fixture *f = ctx;
+    if (!f->route_up)
+        return false;
+    f->sms_sent++;
+    snprintf(f->sms_to, sizeof f->sms_to, "%s", to);
+    snprintf(f->sms_text, sizeof f->sms_text, "%s", text);
+    return true;
+}
+
+/* The code in the last text received. */
+static const char *received_code(fixture *f)
+{
+    static char code[8];
+    const char *p = strstr(f->sms_text, "code is ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "code is %6[0-9].", code), 1);
+    assert_int_equal(strlen(code), 6);
+    remember_secret(f, code);
+    return code;
+}
+
+/* A six-digit code other than `code`. */
+static const char *other_code(const char *code)
+{
+    static char other[8];
+    snprintf(other, sizeof other, "%06ld", (strtol(code, NULL, 10) + 1) % 1000000);
+    return other;
+}
+
+/* Setup -------------------------------------------------------------------------*/
+
+static void wait_connected(fixture *f)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (!store_connected(f->store) && th_now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_true(store_connected(f->store));
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    signal(SIGPIPE, SIG_IGN);
+    th_mkdtemp(f->dir, "identity");
+    assert_true(th_redis_start(&f->redis, f->dir, false));
+    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
+    f->log = open_memstream(&f->log_text, &f->log_len);
+    log_set_stream(f->log);
+    log_set_level(LOG_DEBUG);
+    f->base = event_base_new();
+    store_options so;
+    store_options_default(&so);
+    so.port = f->redis.port;
+    so.op_timeout_ms = 2000;
+    f->store = store_new(f->base, &so);
+    registry_options ro;
+    registry_options_default(&ro);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
+    ro.base_url = url;
+    ro.read_retries = 0;
+    f->registry = registry_new(f->base, &ro);
+    for (size_t i = 0; i < sizeof f->key; i++)
+        f->key[i] = (unsigned char)(i * 7 + 1);
+    f->route_up = true;
+    f->env = (handler_env){
+        .base = f->base, .registry = f->registry, .store = f->store,
+        .render = test_render, .send_now = test_send_now, .ctx = f,
+        .digest_key = f->key, .digest_key_len = sizeof f->key,
+        .limits = {.identify_window_s = 600, .identify_max_per_caller = 3, .identify_max_per_id = 3,
+                   .code_ttl_s = 300, .code_tries = 3, .code_sends = 2, .loss_confirm_wait_ms = 1000},
+    };
+    wait_connected(f);
+    *state = f;
+    return 0;
+}
+
+/* Every key name and every value in Redis, read by type. */
+static void redis_contents(fixture *f, void (*seen)(fixture *f, const char *s, size_t len))
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", f->redis.port, tv);
+    assert_true(c && !c->err);
+    redisReply *keys = redisCommand(c, "KEYS *");
+    assert_non_null(keys);
+    assert_int_equal(keys->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        size_t klen = keys->element[i]->len;
+        seen(f, k, klen);
+        redisReply *type = redisCommand(c, "TYPE %b", k, klen);
+        const char *t = type->str;
+        redisReply *v = !strcmp(t, "string") ? redisCommand(c, "GET %b", k, klen)
+                      : !strcmp(t, "hash")   ? redisCommand(c, "HGETALL %b", k, klen)
+                      : !strcmp(t, "list")   ? redisCommand(c, "LRANGE %b 0 -1", k, klen)
+                      : !strcmp(t, "set")    ? redisCommand(c, "SMEMBERS %b", k, klen)
+                      : !strcmp(t, "zset")   ? redisCommand(c, "ZRANGE %b 0 -1", k, klen)
+                                             : NULL;
+        assert_non_null(v);   /* a type this scan cannot read would hide its contents */
+        if (v->type == REDIS_REPLY_STRING)
+            seen(f, v->str, v->len);
+        for (size_t j = 0; v->type == REDIS_REPLY_ARRAY && j < v->elements; j++)
+            seen(f, v->element[j]->str, v->element[j]->len);
+        freeReplyObject(v);
+        freeReplyObject(type);
+    }
+    freeReplyObject(keys);
+    redisFree(c);
+}
+
+static void assert_no_secret_in(fixture *f, const char *s, size_t len)
+{
+    for (int i = 0; i < f->n_secrets; i++)
+        assert_null(memmem(s, len, f->secrets[i], strlen(f->secrets[i])));
+}
+
+/* No PIN, no code in Redis or in the log. */
+static void assert_no_secrets(fixture *f)
+{
+    assert_true(f->n_secrets > 0);
+    if (f->redis.pid)
+        redis_contents(f, assert_no_secret_in);
+    fflush(f->log);
+    assert_no_secret_in(f, f->log_text, f->log_len);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    registry_free(f->registry);
+    store_free(f->store);
+    event_base_free(f->base);
+    log_set_stream(stderr);
+    fclose(f->log);
+    free(f->log_text);
+    th_stop(&f->sim, 2000);
+    th_stop(&f->redis, 2000);
+    th_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Calls -------------------------------------------------------------------------*/
+
+typedef struct {
+    int calls;            /* done callbacks */
+    char result[32];      /* the result */
+    json_t *vars;         /* its variables (kept) */
+} outcome;
+
+static void on_done(const char *result, json_t *vars, void *arg)
+{
+    outcome *o = arg;
+    o->calls++;
+    snprintf(o->result, sizeof o->result, "%s", result);
+    json_decref(o->vars);
+    o->vars = json_incref(vars);
+}
+
+/* Runs `handler` with `args` (stolen) and waits for its single result. */
+static outcome call_as(fixture *f, const char *handler, channel_kind ch, const char *caller,
+                       const char *session, json_t *args)
+{
+    char key[32];
+    snprintf(key, sizeof key, "ck%d", ++f->seq);
+    handler_call_spec spec = {.def = handlers_find(handler), .env = &f->env, .channel = ch,
+                              .caller = caller, .session_id = session, .call_key = key, .args = args};
+    assert_non_null(spec.def);
+    outcome o = {0};
+    handler_call_start(&spec, on_done, &o);
+    long deadline = th_now_ms() + WAIT_MS;
+    while (o.calls == 0 && th_now_ms() < deadline) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(o.calls, 1);
+    assert_true(handler_has_result(spec.def, o.result) || !strcmp(o.result, "unavailable"));
+    return o;
+}
+
+static void outcome_free(outcome *o)
+{
+    json_decref(o->vars);
+    o->vars = NULL;
+}
+
+static const char *var(const outcome *o, const char *name)
+{
+    return json_string_value(json_object_get(o->vars, name));
+}
+
+/* verify_identity from `caller` on `ch`; checks that the PIN argument's
+ * bytes were wiped by the time the call ended, whatever its result. */
+static outcome verify(fixture *f, channel_kind ch, const char *caller, const char *id, const char *pin)
+{
+    remember_secret(f, pin);
+    json_t *args = json_pack("{s:s, s:s}", "id", id, "pin", pin);
+    json_t *pin_value = json_incref(json_object_get(args, "pin"));
+    outcome o = call_as(f, "verify_identity", ch, caller, "voice:call-1", args);
+    const char *bytes = json_string_value(pin_value);
+    for (size_t i = 0; i < strlen(pin); i++)
+        assert_int_equal(bytes[i], 0);
+    json_decref(pin_value);
+    return o;
+}
+
+static void expect_verify(fixture *f, channel_kind ch, const char *caller, const char *id, const char *pin,
+                          const char *result)
+{
+    outcome o = verify(f, ch, caller, id, pin);
+    assert_string_equal(o.result, result);
+    outcome_free(&o);
+}
+
+static outcome send_code(fixture *f, const char *session, const char *mobile)
+{
+    return call_as(f, "send_code", CHANNEL_USSD, "13800000001", session,
+                   json_pack("{s:s, s:s}", "mobile", mobile, "lang", "en"));
+}
+
+static void expect_send(fixture *f, const char *session, const char *mobile, const char *result)
+{
+    outcome o = send_code(f, session, mobile);
+    assert_string_equal(o.result, result);
+    outcome_free(&o);
+}
+
+static outcome check_code(fixture *f, const char *session, const char *code)
+{
+    return call_as(f, "check_code", CHANNEL_USSD, "13800000001", session,
+                   json_pack("{s:s}", "code", code));
+}
+
+/* Servers -----------------------------------------------------------------------*/
+
+static char *redis(fixture *f, const char *cmd, const char *key)
+{
+    const char *argv[] = {cmd, key};
+    char *out = th_redis_cmd(&f->redis, 2, argv);
+    assert_non_null(out);
+    return out;
+}
+
+static long redis_long(fixture *f, const char *cmd, const char *key)
+{
+    char *s = redis(f, cmd, key);
+    long n = s[0] ? strtol(s, NULL, 10) : 0;
+    free(s);
+    return n;
+}
+
+/* A number from the simulator's /_sim/stats: "requests" or "applied.X". */
+static long sim_stat(fixture *f, const char *name)
+{
+    char *body = NULL;
+    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
+    json_t *stats = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(stats);
+    json_t *v = strncmp(name, "applied.", 8) == 0
+                    ? json_object_get(json_object_get(stats, "applied"), name + 8)
+                    : json_object_get(stats, name);
+    assert_true(json_is_integer(v));
+    long n = (long)json_integer_value(v);
+    json_decref(stats);
+    return n;
+}
+
+static void sim_fault(fixture *f, const char *fault)
+{
+    char *body = NULL;
+    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", fault, NULL, &body), 200);
+    free(body);
+}
+
+/* A well-formed citizen ID nobody in the seed has. */
+static const char *unknown_id(void)
+{
+    static char id[DOMAIN_ID_LEN + 1];
+    snprintf(id, sizeof id, "11010119900307123%c", domain_id_check_char("11010119900307123"));
+    assert_true(domain_id_valid(id));
+    return id;
+}
+
+/* verify_identity -----------------------------------------------------------------*/
+
+static void test_verify_every_result(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 10;
+    f->env.limits.identify_max_per_id = 10;
+
+    outcome o = verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN);
+    assert_string_equal(o.result, "ok");
+    assert_string_equal(var(&o, "verified_id"), WANG_ID);
+    assert_string_equal(var(&o, "card"), "A10000001");
+    assert_string_equal(var(&o, "pin_initial"), "no");
+    assert_string_equal(var(&o, "mobile"), "+8613800000001");
+    outcome_free(&o);
+
+    o = verify(f, CHANNEL_USSD, "13800000002", LI_ID, LI_PIN);
+    assert_string_equal(o.result, "ok");
+    assert_string_equal(var(&o, "pin_initial"), "yes");
+    assert_string_equal(var(&o, "mobile"), "+8613800000002");
+    outcome_free(&o);
+
+    o = verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WRONG_PIN);
+    assert_string_equal(o.result, "wrong_pin");
+    assert_string_equal(var(&o, "attempts_left"), "5");
+    outcome_free(&o);
+
+    expect_verify(f, CHANNEL_VOICE, "13800000005", CHEN_ID, "314159", "locked");
+    expect_verify(f, CHANNEL_VOICE, "13800000007", unknown_id(), WANG_PIN, "not_found");
+    expect_verify(f, CHANNEL_VOICE, "13800000008", HUANG_ID, WANG_PIN, "not_found"); /* no card */
+
+    /* Failures are counted per caller (in E.164) and per ID, living the window. */
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000001"), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000005"), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" CHEN_ID), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" HUANG_ID), 1);
+    long ttl = redis_long(f, "TTL", "cl:rl:c:+8613800000001");
+    assert_true(ttl > 0 && ttl <= 600);
+    /* Successes are not counted and reset nothing. */
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" LI_ID), 0);
+    expect_verify(f, CHANNEL_VOICE, "+8613800000001", WANG_ID, WANG_PIN, "ok");
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000001"), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 1);
+    assert_no_secrets(f);
+}
+
+static void test_rate_limited_by_caller(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_id = 100;
+    const char *caller = "13900000009";
+    expect_verify(f, CHANNEL_VOICE, caller, unknown_id(), WANG_PIN, "not_found");
+    expect_verify(f, CHANNEL_VOICE, caller, WANG_ID, WRONG_PIN, "wrong_pin");
+    expect_verify(f, CHANNEL_VOICE, caller, HUANG_ID, WANG_PIN, "not_found");
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613900000009"), 3);
+
+    /* At the limit even the right PIN is refused, and the registry is not asked. */
+    long requests = sim_stat(f, "requests");
+    expect_verify(f, CHANNEL_VOICE, caller, WANG_ID, WANG_PIN, "rate_limited");
+    expect_verify(f, CHANNEL_SMS, "+86 139-0000-0009", LI_ID, LI_PIN, "rate_limited");
+    assert_int_equal(sim_stat(f, "requests"), requests);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613900000009"), 3);
+
+    /* Another number is not limited. */
+    expect_verify(f, CHANNEL_VOICE, "13900000010", WANG_ID, WANG_PIN, "ok");
+    assert_no_secrets(f);
+}
+
+static void test_rate_limited_by_id(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 100;
+    expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN, "wrong_pin");
+    expect_verify(f, CHANNEL_USSD, "13900000002", WANG_ID, "222222", "wrong_pin");
+    expect_verify(f, CHANNEL_VOICE, "sip-user-3", WANG_ID, "333333", "wrong_pin");
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 3);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:sip-user-3"), 1);
+
+    long requests = sim_stat(f, "requests");
+    long checks = sim_stat(f, "applied.pin_verifications");
+    expect_verify(f, CHANNEL_VOICE, "13900000004", WANG_ID, WANG_PIN, "rate_limited");
+    assert_int_equal(sim_stat(f, "requests"), requests);
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 3);
+
+    /* The same caller may identify as someone else. */
+    expect_verify(f, CHANNEL_VOICE, "13900000004", LI_ID, LI_PIN, "ok");
+    assert_no_secrets(f);
+}
+
+static void test_wrong_sender_on_sms(void **state)
+{
+    fixture *f = *state;
+    long checks = sim_stat(f, "applied.pin_verifications");
+    /* Li Na's phone texting Wang Wei's ID and PIN: refused before the PIN. */
+    expect_verify(f, CHANNEL_SMS, "+8613800000002", WANG_ID, WANG_PIN, "wrong_sender");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000002"), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 1);
+
+    /* His own phone, however the number is written. */
+    expect_verify(f, CHANNEL_SMS, "8613800000001", WANG_ID, WANG_PIN, "ok");
+    expect_verify(f, CHANNEL_SMS, "13800000001", WANG_ID, WANG_PIN, "ok");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks + 2);
+    /* Voice and USSD do not compare: a call may come from any phone. */
+    expect_verify(f, CHANNEL_VOICE, "+8613800000002", WANG_ID, WANG_PIN, "ok");
+    assert_no_secrets(f);
+}
+
+static void test_verify_unavailable(void **state)
+{
+    fixture *f = *state;
+    /* A registry outage is not a failed identification. */
+    sim_fault(f, "{\"status\": 503, \"count\": 1}");
+    expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:c:+8613800000001"), 0);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" WANG_ID), 0);
+
+    /* Limits not configured: refused rather than unlimited. */
+    handler_limits kept = f->env.limits;
+    f->env.limits.identify_max_per_caller = 0;
+    long requests = sim_stat(f, "requests");
+    expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
+    f->env.limits = kept;
+
+    /* Without Redis the limit cannot be read: nobody is identified. */
+    th_stop(&f->redis, 2000);
+    expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
+    expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
+    assert_int_equal(sim_stat(f, "requests"), requests);
+    fflush(f->log);
+    assert_non_null(memmem(f->log_text, f->log_len, "identify.limit_unavailable", 26));
+    assert_no_secrets(f);
+}
+
+/* One-time codes -------------------------------------------------------------------*/
+
+static void test_code_wrong_then_ok(void **state)
+{
+    fixture *f = *state;
+    expect_send(f, "ussd:s1", "13900000002", "sent");
+    assert_int_equal(f->sms_sent, 1);
+    assert_string_equal(f->sms_to, "+8613900000002");
+    assert_non_null(strstr(f->sms_text, "[en] "));
+    assert_non_null(strstr(f->sms_text, "valid for 5 minutes"));
+    const char *code = received_code(f);
+
+    /* Redis holds the digest, the number and the tries, with the code's life. */
+    char *number = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "mobile"});
+    assert_string_equal(number, "+8613900000002");
+    free(number);
+    char *digest = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "digest"});
+    assert_int_equal(strlen(digest), 32);
+    free(digest);
+    long ttl = redis_long(f, "TTL", "cl:otp:ussd:s1");
+    assert_true(ttl > 0 && ttl <= 300);
+    assert_int_equal(redis_long(f, "GET", "cl:otp:n:ussd:s1"), 1);
+
+    outcome o = check_code(f, "ussd:s1", other_code(code));
+    assert_string_equal(o.result, "wrong");
+    assert_string_equal(var(&o, "tries_left"), "2");
+    outcome_free(&o);
+
+    /* Another session's code is not this one. */
+    o = check_code(f, "ussd:s2", code);
+    assert_string_equal(o.result, "expired");
+    outcome_free(&o);
+
+    o = check_code(f, "ussd:s1", code);
+    assert_string_equal(o.result, "ok");
+    assert_string_equal(var(&o, "new_mobile"), "+8613900000002");
+    outcome_free(&o);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:ussd:s1"), 0);
+
+    /* Used once, gone. */
+    o = check_code(f, "ussd:s1", code);
+    assert_string_equal(o.result, "expired");
+    outcome_free(&o);
+    assert_no_secrets(f);
+}
+
+static void test_code_too_many_tries(void **state)
+{
+    fixture *f = *state;
+    expect_send(f, "sms:+8613800000001", "+8613900000003", "sent");
+    const char *code = received_code(f);
+    const char *wrong = other_code(code);
+    const char *left[] = {"2", "1"};
+    for (int i = 0; i < 2; i++) {
+        outcome o = check_code(f, "sms:+8613800000001", wrong);
+        assert_string_equal(o.result, "wrong");
+        assert_string_equal(var(&o, "tries_left"), left[i]);
+        outcome_free(&o);
+    }
+    outcome o = check_code(f, "sms:+8613800000001", wrong);
+    assert_string_equal(o.result, "too_many");
+    outcome_free(&o);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:sms:+8613800000001"), 0);
+    o = check_code(f, "sms:+8613800000001", code);
+    assert_string_equal(o.result, "expired");
+    outcome_free(&o);
+
+    /* A code left with no tries (its delete lost) stays void, even typed right. */
+    expect_send(f, "sms:+8613800000001", "+8613900000003", "sent");
+    code = received_code(f);
+    char *r = th_redis_cmd(&f->redis, 4, (const char *[]){"HSET", "cl:otp:sms:+8613800000001", "tries", "0"});
+    free(r);
+    o = check_code(f, "sms:+8613800000001", code);
+    assert_string_equal(o.result, "too_many");
+    outcome_free(&o);
+    assert_no_secrets(f);
+}
+
+static void test_code_expired(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.code_ttl_s = 1;
+    expect_send(f, "ussd:s3", "13900000004", "sent");
+    assert_non_null(strstr(f->sms_text, "valid for 1 minutes"));
+    const char *code = received_code(f);
+    long deadline = th_now_ms() + WAIT_MS;
+    while (redis_long(f, "EXISTS", "cl:otp:ussd:s3") != 0 && th_now_ms() < deadline) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:ussd:s3"), 0);
+    outcome o = check_code(f, "ussd:s3", code);
+    assert_string_equal(o.result, "expired");
+    outcome_free(&o);
+    assert_no_secrets(f);
+}
+
+static void test_code_too_many_sends(void **state)
+{
+    fixture *f = *state;
+    expect_send(f, "ussd:s4", "13900000005", "sent");
+    received_code(f);
+    expect_send(f, "ussd:s4", "13900000005", "sent");
+    const char *second = received_code(f);
+    char code[8];
+    snprintf(code, sizeof code, "%s", second);
+    expect_send(f, "ussd:s4", "13900000005", "too_many");
+    assert_int_equal(f->sms_sent, 2);
+    assert_int_equal(redis_long(f, "GET", "cl:otp:n:ussd:s4"), 3);
+    long ttl = redis_long(f, "TTL", "cl:otp:n:ussd:s4");
+    assert_true(ttl > 0 && ttl <= 300);
+
+    /* Another session has its own allowance. */
+    expect_send(f, "ussd:s5", "13900000005", "sent");
+    received_code(f);
+    assert_int_equal(f->sms_sent, 3);
+
+    /* The refused send left the last code valid. */
+    outcome o = check_code(f, "ussd:s4", code);
+    assert_string_equal(o.result, "ok");
+    outcome_free(&o);
+    assert_no_secrets(f);
+}
+
+static void test_code_no_route(void **state)
+{
+    fixture *f = *state;
+    f->route_up = false;
+    expect_send(f, "ussd:s6", "13900000006", "unavailable");
+    assert_int_equal(f->sms_sent, 0);
+    fflush(f->log);
+    assert_non_null(memmem(f->log_text, f->log_len, "contact.code_not_sent", 21));
+    f->env.send_now = NULL;
+    expect_send(f, "ussd:s6", "13900000006", "unavailable");
+    f->env.send_now = test_send_now;
+    f->route_up = true;
+    expect_send(f, "ussd:s6", "13900000006", "sent");
+    received_code(f);
+    assert_no_secrets(f);
+}
+
+/* update_contact --------------------------------------------------------------------*/
+
+static json_t *person(fixture *f, const char *id)
+{
+    char path[64], *body = NULL;
+    snprintf(path, sizeof path, "/v1/persons/%s", id);
+    assert_int_equal(th_http_get(f->sim.port, path, &body), 200);
+    json_t *p = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(p);
+    return p;
+}
+
+static void expect_update(fixture *f, json_t *args, const char *result)
+{
+    outcome o = call_as(f, "update_contact", CHANNEL_VOICE, "13800000001", "voice:call-2", args);
+    assert_string_equal(o.result, result);
+    outcome_free(&o);
+}
+
+static void test_update_contact(void **state)
+{
+    fixture *f = *state;
+    long updates = sim_stat(f, "applied.contact_updates");
+    expect_update(f, json_pack("{s:s, s:s}", "id", WANG_ID, "mobile", "13900000002"), "ok");
+    json_t *p = person(f, WANG_ID);
+    assert_string_equal(json_string_value(json_object_get(p, "mobile")), "+8613900000002");
+    json_decref(p);
+
+    expect_update(f, json_pack("{s:s, s:s, s:s}", "id", LI_ID, "mobile", "", "address", "上海市徐汇区1号"), "ok");
+    p = person(f, LI_ID);
+    assert_string_equal(json_string_value(json_object_get(p, "address")), "上海市徐汇区1号");
+    assert_string_equal(json_string_value(json_object_get(p, "mobile")), "+8613800000002");
+    json_decref(p);
+    assert_int_equal(sim_stat(f, "applied.contact_updates"), updates + 2);
+
+    /* Refused by the registry's rules, or nothing to change. */
+    expect_update(f, json_pack("{s:s, s:s}", "id", WANG_ID, "mobile", "+12"), "invalid");
+    expect_update(f, json_pack("{s:s, s:s, s:s}", "id", WANG_ID, "mobile", "", "address", ""), "invalid");
+    expect_update(f, json_pack("{s:s}", "id", WANG_ID), "invalid");
+    assert_int_equal(sim_stat(f, "applied.contact_updates"), updates + 2);
+    p = person(f, WANG_ID);
+    assert_string_equal(json_string_value(json_object_get(p, "mobile")), "+8613900000002");
+    json_decref(p);
+
+    sim_fault(f, "{\"status\": 503, \"count\": 1}");
+    expect_update(f, json_pack("{s:s, s:s}", "id", WANG_ID, "address", "北京"), "unavailable");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_verify_every_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limited_by_caller, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limited_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_sender_on_sms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_wrong_then_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_too_many_tries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_too_many_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_no_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_contact, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
