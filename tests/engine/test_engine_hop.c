@@ -136,6 +136,8 @@ static int setup(void **state)
     f->registry = registry_new(f->base, &ro);
     f->env.base = f->base;
     f->env.registry = f->registry;
+    f->env.store = f->store;
+    f->env.limits = (handler_limits){.identify_window_s = 3600, .identify_max_per_caller = 100, .identify_max_per_id = 100};
     dp_errors errs = {0};
     f->dp = dialplan_load(SET_DIR, handlers_find, &errs);
     dp_errors_free(&errs);

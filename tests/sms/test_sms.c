@@ -18,7 +18,7 @@
 #define PIN "246810"
 #define ASK_ID "请回复您的18位身份证号码。"
 #define ASK_PIN "请回复6位社保卡服务密码。"
-#define HELP "社保卡短信服务：回复CX查询社保卡状态。人工服务请拨打12333。"
+#define HELP "社保卡短信服务，回复：CX 查询状态和补卡进度；GS 挂失；JG 解除挂失；QY 启用新卡；BD 修改手机号或地址；XK 新旧卡号说明。人工服务请拨打12333。"
 
 static int setup_shipped(void **state)
 {

@@ -86,7 +86,7 @@ static void test_unknown_text_gets_help_through_kannel(void **state)
     chain *c = *state;
     if (!c)
         skip();
-    exchange(c, "hello there", "回复CX查询社保卡状态");
+    exchange(c, "hello there", "CX 查询状态和补卡进度");
 }
 
 int main(void)

@@ -305,7 +305,7 @@ static void test_status_session(void **state)
 {
     fixture *f = *state;
     expect(f, "s1", "", "CON ", "1 中文\n2 English");
-    expect(f, "s1", "1", "CON ", "1 查询社保卡状态\n0 人工服务");
+    expect(f, "s1", "1", "CON ", "1 卡状态/补卡进度\n2 挂失");
     expect(f, "s1", "1*1", "CON ", "18位身份证号码");
     expect(f, "s1", "1*1*" WANG_ID, "CON ", "6位");
     long before = pin_verifications(f);
@@ -364,7 +364,7 @@ static void test_racing_requests(void **state)
 {
     fixture *f = *state;
     expect(f, "s3", "", "CON ", "English");
-    expect(f, "s3", "1", "CON ", "查询");
+    expect(f, "s3", "1", "CON ", "卡状态");
     long rev = revision(f, "s3");
     racer x[RACERS];
     pthread_t t[RACERS];
@@ -509,7 +509,7 @@ static void test_bad_input(void **state)
     assert_int_equal(dbsize(f), 0);
 
     expect(f, "b4", "", "CON ", "English");
-    expect(f, "b4", "1", "CON ", "查询");
+    expect(f, "b4", "1", "CON ", "卡状态");
     long rev = revision(f, "b4");
     r = hop(f, "b4", "2*1");                                 /* does not extend "1" */
     expect_refused(f, r, 409);
