@@ -164,6 +164,7 @@ static const handler_result check_code_results[] = {
     {"wrong", check_code_wrong_sets},
     {"expired", NULL},                /* no live code: its life ended or none was sent */
     {"too_many", NULL},               /* the tries are used up: the code is void */
+    {"unavailable", NULL},            /* Redis down: nothing was checked or used */
     {NULL, NULL},
 };
 

@@ -216,6 +216,7 @@ static int teardown(void **state)
     store_free(f->store);
     event_base_free(f->base);
     log_set_stream(stderr);
+    log_set_level(LOG_INFO);
     fclose(f->log);
     free(f->log_text);
     th_stop(&f->sim, 2000);
@@ -311,10 +312,17 @@ static void expect_send(fixture *f, const char *session, const char *mobile, con
     outcome_free(&o);
 }
 
+/* check_code; the code argument is wiped by the time the call ends. */
 static outcome check_code(fixture *f, const char *session, const char *code)
 {
-    return call_as(f, "check_code", CHANNEL_USSD, "13800000001", session,
-                   json_pack("{s:s}", "code", code));
+    json_t *args = json_pack("{s:s}", "code", code);
+    json_t *code_value = json_incref(json_object_get(args, "code"));
+    outcome o = call_as(f, "check_code", CHANNEL_USSD, "13800000001", session, args);
+    const char *bytes = json_string_value(code_value);
+    for (size_t i = 0; i < strlen(code); i++)
+        assert_int_equal(bytes[i], 0);
+    json_decref(code_value);
+    return o;
 }
 
 /* Servers -----------------------------------------------------------------------*/
