@@ -33,14 +33,38 @@ void log_set_stream(FILE *stream)
     out_stream = stream;
 }
 
+bool log_enabled(log_level level)
+{
+    return level >= threshold;
+}
+
+/* The date and time to the second change once a second while lines come
+ * thousands of times a second: each thread keeps its last one. */
 static size_t format_timestamp(char *buf, size_t size)
 {
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    static _Thread_local size_t cached_len;
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    return n + (size_t)snprintf(buf + n, size - n, ".%03ldZ", now.tv_nsec / 1000000);
+    if (now.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = now.tv_sec;
+    }
+    unsigned ms = (unsigned)(now.tv_nsec / 1000000);
+    if (size < cached_len + 6)
+        return 0;
+    memcpy(buf, cached, cached_len);
+    char *p = buf + cached_len;
+    p[0] = '.';
+    p[1] = (char)('0' + ms / 100);
+    p[2] = (char)('0' + ms / 10 % 10);
+    p[3] = (char)('0' + ms % 10);
+    p[4] = 'Z';
+    p[5] = '\0';
+    return cached_len + 5;
 }
 
 void log_event(log_level level, const char *event, const char *kv_fmt, ...)

@@ -10,6 +10,7 @@
 #define CARDLINE_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
@@ -24,6 +25,10 @@ int log_level_parse(const char *name, log_level *out);
 
 /* Where lines go. Default: stderr. The stream is not closed by log. */
 void log_set_stream(FILE *stream);
+
+/* True when lines of `level` are written: lets a caller skip formatting
+ * the values of a line that would be dropped. */
+bool log_enabled(log_level level);
 
 /* Emitting ------------------------------------------------------------------*/
 

@@ -20,6 +20,7 @@
 #include "session.h"
 #include "step.h"
 #include "store.h"
+#include "utf8.h"
 
 #define ENGINE_ENDED_TTL_S 60        /* an ended session stays for replays of its last hop */
 #define ENGINE_MAX_HOP_KEY 128       /* bytes of an event's hop_key */
@@ -58,6 +59,7 @@ struct hop {
     step st;                       /* the walk; live while `stepping` */
     bool stepping;                 /* `st` holds a walk (and maybe secrets) */
     bool store_busy;               /* a store callback is still to come */
+    bool blind;                    /* a START walking before any load (see create) */
     handler_call *call;            /* the running handler, or NULL */
     const char *call_name;         /* its handler's name, for metrics */
     struct event *call_timer;      /* the handler's deadline */
@@ -74,6 +76,7 @@ struct hop {
 };
 
 static void load(hop *h);
+static void reload(hop *h);
 
 /* Options and names ----------------------------------------------------------*/
 
@@ -141,11 +144,13 @@ struct dialplan *engine_dialplan(const engine *e)
 
 /* Hop life --------------------------------------------------------------------*/
 
-static double ms_since(const struct timespec *t0)
+/* Tenths of a millisecond since t0: printed as "%ld.%ld" (printf's
+ * floating-point path cost more than the rest of the hop's line). */
+static long tenths_since(const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+    return (long)(now.tv_sec - t0->tv_sec) * 10000 + (long)(now.tv_nsec - t0->tv_nsec) / 100000;
 }
 
 /* The input may be a PIN: its bytes are wiped before the memory goes. */
@@ -184,15 +189,18 @@ static void unlink_hop(hop *h)
 
 static void log_hop(const hop *h, engine_status st)
 {
+    if (!log_enabled(LOG_INFO))
+        return;
     char after[160] = "";
     if (h->doc)
         snprintf(after, sizeof after, "%s.%s", session_str(h->doc, "flow"), session_str(h->doc, "node"));
     const char *caller = h->ev.caller ? h->ev.caller : h->doc ? session_str(h->doc, "caller") : "";
+    long tenths = tenths_since(&h->t0);
     log_info("engine.hop",
-             "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%.1f",
+             "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%ld.%ld",
              log_quote(mask_session(h->ev.session_id).s).s, channel_name(h->ev.channel),
              mask_phone(caller).s, event_kind_name(h->ev.kind), h->ev.input ? strlen(h->ev.input) : 0,
-             log_quote(h->before).s, log_quote(after).s, engine_status_name(st), ms_since(&h->t0));
+             log_quote(h->before).s, log_quote(after).s, engine_status_name(st), tenths / 10, tenths % 10);
 }
 
 /* Answers the hop and frees it. `output` is borrowed. */
@@ -212,8 +220,19 @@ static void finish(hop *h, engine_status st, json_t *output)
 
 static void on_wake(evutil_socket_t fd, short what, void *arg);
 
+/* Events are made when first needed: most hops never defer nor call. */
+static struct event *new_event(hop *h, event_callback_fn fn)
+{
+    struct event *ev = event_new(h->e->base, -1, 0, fn, h);
+    if (!ev)
+        abort();
+    return ev;
+}
+
 static void defer(hop *h, wake_kind k)
 {
+    if (!h->wake)
+        h->wake = new_event(h, on_wake);
     h->wake_kind = k;
     event_active(h->wake, EV_TIMEOUT, 0);
 }
@@ -252,14 +271,13 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
         finish(h, ENGINE_UNAVAILABLE, NULL);
         return;
     }
-    if (++h->cas_retries > h->e->opt.max_cas_retries) {
+    /* A blind START found the session there: not a lost race, the usual
+     * hop begins (load, replay or replace). */
+    if (!h->blind && ++h->cas_retries > h->e->opt.max_cas_retries) {
         finish(h, ENGINE_BUSY, NULL);
         return;
     }
-    json_decref(h->doc);
-    json_decref(h->output);
-    h->doc = h->output = NULL;
-    load(h);
+    reload(h);
 }
 
 /* The walk stopped for good: drop the secrets and save the result with
@@ -350,6 +368,8 @@ static void start_call(hop *h)
         .args = step_take_args(&h->st),
     };
     h->call_name = spec.def->name;
+    if (!h->call_timer)
+        h->call_timer = new_event(h, on_handler_timeout);
     struct timeval tv = {h->e->opt.handler_timeout_ms / 1000, (h->e->opt.handler_timeout_ms % 1000) * 1000};
     evtimer_add(h->call_timer, &tv);
     h->call = handler_call_start(&spec, on_handler_done, h);
@@ -357,6 +377,12 @@ static void start_call(hop *h)
 
 static void advance(hop *h, step_stop stop)
 {
+    /* A blind walk only ever saves: a handler must not run, nor an answer
+     * come, before the load tells whether the START is a retry to replay. */
+    if (h->blind && (stop == STEP_CALL || stop == STEP_BAD)) {
+        reload(h);
+        return;
+    }
     switch (stop) {
     case STEP_CALL:
         start_call(h);
@@ -398,6 +424,10 @@ static void begin_step(hop *h)
 static void start_session(hop *h, uint64_t stored_rev)
 {
     const dp_flow *flow = dialplan_route(h->dp, h->ev.channel, h->ev.entry);
+    if (!flow && h->blind) {
+        reload(h);   /* a stored hop may still answer a retry */
+        return;
+    }
     if (!flow) {
         finish(h, ENGINE_NO_ROUTE, NULL);
         return;
@@ -480,18 +510,38 @@ static void load(hop *h)
     store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
 }
 
+/* Drops what a walk or a refused save left and loads afresh. */
+static void reload(hop *h)
+{
+    if (h->stepping) {
+        step_done(&h->st);
+        h->stepping = false;
+    }
+    json_decref(h->doc);
+    json_decref(h->output);
+    h->doc = h->output = NULL;
+    h->blind = false;
+    load(h);
+}
+
+/* Most STARTs name a session that does not exist yet, so the hop walks
+ * before loading anything and saves expecting revision 0: the session is
+ * created in one round trip. If the session exists (a retried START to
+ * replay, or one replacing it) that save conflicts and changes nothing,
+ * and the hop runs the usual way from a load. Nothing with an effect
+ * happens first: a walk reaching a handler call, or finding no route,
+ * loads before going on. */
+static void create(hop *h)
+{
+    h->blind = true;
+    start_session(h, 0);
+}
+
 /* Starting a hop ------------------------------------------------------------------*/
 
 static bool text_ok(const char *s, size_t max)
 {
-    if (!s)
-        return false;
-    size_t n = strnlen(s, max + 1);
-    if (n > max)
-        return false;
-    json_t *j = json_stringn(s, n);    /* refuses text that is not UTF-8 */
-    json_decref(j);
-    return j != NULL;
+    return s && strnlen(s, max + 1) <= max && utf8_valid(s);
 }
 
 static bool id_ok(const char *id)
@@ -557,10 +607,6 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
         h->ev.node = keep(h, 5, ev->node);
         h->ev.hop_key = keep(h, 6, ev->hop_key);
     }
-    h->wake = event_new(e->base, -1, 0, on_wake, h);
-    h->call_timer = evtimer_new(e->base, on_handler_timeout, h);
-    if (!h->wake || !h->call_timer)
-        abort();
     h->next = e->hops;
     if (e->hops)
         e->hops->prev = h;
@@ -580,7 +626,10 @@ void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg)
         defer_finish(h, ENGINE_BAD_EVENT);
         return;
     }
-    load(h);
+    if (h->ev.kind == ENGINE_EV_START)
+        create(h);
+    else
+        load(h);
 }
 
 /* Teardown -------------------------------------------------------------------------*/
@@ -599,8 +648,10 @@ void engine_free(engine *e)
         engine_result r = {ENGINE_UNAVAILABLE, NULL};
         h->cb(&r, h->cb_arg);
         h->e = NULL;
-        event_free(h->wake);
-        event_free(h->call_timer);
+        if (h->wake)
+            event_free(h->wake);
+        if (h->call_timer)
+            event_free(h->call_timer);
         h->wake = h->call_timer = NULL;
         if (!h->store_busy)
             hop_free(h);

@@ -7,8 +7,10 @@
  * a document or the Redis password. */
 #include "store.h"
 
+#include "compact.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -23,25 +25,32 @@
 #define STORE_EVENTS_PREFIX "cl:e:" /* same length as STORE_KEY_PREFIX */
 #define STORE_KEY_SIZE (sizeof STORE_KEY_PREFIX + STORE_MAX_ID_LEN) /* with the NUL */
 #define STORE_PENDING_CEILING (1 << 20)
-#define STORE_SAVE_FIXED_ARGS 10 /* EVAL, script, numkeys, 2 keys, 5 ARGV */
+#define STORE_SAVE_FIXED_ARGS 10 /* EVALSHA, sha, numkeys, 2 keys, 5 ARGV */
+#define STORE_SHA_LEN 40         /* hex SHA1 of a script, as SCRIPT LOAD answers */
 
 /* Compare-and-set in one atomic step. KEYS: the session, its event list.
  * ARGV: expected revision, new revision, document, TTL, keep ("" = no
  * events), then the events. Revisions are compared as decimal text, which
  * we always write canonically, so no Lua number ever holds one. Whatever
  * may fail (a list key of another type) runs before the document is
- * written: Redis does not roll a script back. */
+ * written: Redis does not roll a script back. Each redis.call costs the
+ * server about 2 µs, so calls that would change nothing are skipped: the
+ * trim when the push left the list within `keep`, the list's EXPIRE when
+ * it was just deleted. */
 static const char cas_script[] =
     "local cur = redis.call('HGET', KEYS[1], 'rev') or '0'\n"
     "if cur ~= ARGV[1] then return {0, cur} end\n"
     "local keep = tonumber(ARGV[5])\n"
     "if keep == 0 then\n"
     "  redis.call('DEL', KEYS[2])\n"
-    "elseif keep then\n"
-    "  if #ARGV > 5 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 6)) end\n"
-    "  redis.call('LTRIM', KEYS[2], -keep, -1)\n"
+    "else\n"
+    "  if keep then\n"
+    "    local len = keep + 1\n"
+    "    if #ARGV > 5 then len = redis.call('RPUSH', KEYS[2], unpack(ARGV, 6)) end\n"
+    "    if len > keep then redis.call('LTRIM', KEYS[2], -keep, -1) end\n"
+    "  end\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'doc', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return {1}\n";
@@ -83,6 +92,9 @@ struct store_op {
     op_callback cb;            /* the caller's callback */
     void *arg;                 /* the caller's argument */
     uint64_t new_revision;     /* save: the revision written on success */
+    char *cmd;                 /* save: the EVALSHA as sent, kept for one resend */
+    size_t cmd_len;            /* its bytes */
+    bool reloaded;             /* save: resent once after NOSCRIPT */
     store_status refused_with; /* status of an operation refused before sending */
     struct event *deadline;    /* STORE_TIMEOUT when it fires; NULL until sent */
     store_op *prev;            /* neighbours in the in-flight or refused list */
@@ -112,6 +124,9 @@ struct store {
     struct event *refused_ev;    /* reports the refused list on the next loop turn */
     metrics_series *ops_total[OP_KINDS][STORE_STATUSES]; /* per op and result */
     metrics_series *connected;   /* gauge: 1 while ready */
+    char cas_sha[STORE_SHA_LEN + 1]; /* the save script's SHA1, from SCRIPT LOAD */
+    const struct timeval *op_timeout; /* op_timeout_ms as a libevent common timeout */
+    compact_buf doc_text;        /* the document being saved, reused */
 };
 
 /* Small helpers -------------------------------------------------------------*/
@@ -204,15 +219,6 @@ static size_t events_key(char out[STORE_KEY_SIZE], const char *id)
     return (size_t)snprintf(out, STORE_KEY_SIZE, "%s%s", STORE_EVENTS_PREFIX, id);
 }
 
-/* Events come back as JSON strings, so only UTF-8 is stored; jansson's
- * constructor is the check. */
-static bool valid_event(const char *text, size_t len)
-{
-    json_t *j = json_stringn(text, len);
-    json_decref(j);
-    return j != NULL;
-}
-
 /* Operation lists ------------------------------------------------------------*/
 
 static void list_append(op_list *l, store_op *op)
@@ -265,6 +271,7 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
     op_callback cb = op->cb;
     if (op->deadline)
         event_free(op->deadline);
+    redisFreeCommand(op->cmd);
     free(op);
 
     metrics_inc(s->ops_total[kind][st]);
@@ -438,6 +445,17 @@ static outcome reply_outcome(const store_op *op, const redisReply *r)
     }
 }
 
+static bool op_resend(store_op *op);
+
+/* Redis lost the save script (SCRIPT FLUSH, a failover to a server that
+ * never saw it): nothing ran. Load it again and resend the same command
+ * behind it, once; Redis runs them in order on this connection. */
+static bool noscript(const store_op *op, const redisReply *r)
+{
+    return op->kind == OP_SAVE && r != NULL && r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
 /* Called by hiredis with the reply, or with NULL when the connection goes
  * away; ac->data is NULL once the store has let go of this connection. */
 static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
@@ -449,6 +467,8 @@ static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
     if (op == NULL)
         return;
     list_remove(&s->inflight, op);
+    if (noscript(op, reply) && !op->reloaded && op_resend(op))
+        return;
     outcome o = reply_outcome(op, reply);
     if (o.bad)
         log_warn("store.bad_data", "op=%s reason=%s", op_kind_names[op->kind], o.bad);
@@ -464,24 +484,68 @@ static void op_deadline_passed(evutil_socket_t fd, short what, void *arg)
     op_complete(op, STORE_TIMEOUT, NULL, 0, NULL);
 }
 
-/* Sends the command, or refuses the operation when the store cannot. */
-static void op_send(store_op *op, int argc, const char **argv, const size_t *lens)
+static bool op_can_send(store_op *op)
 {
     store *s = op->owner;
     if (s->state != CONN_READY || s->inflight.len >= (size_t)s->opt.max_pending) {
         op_refuse(op, STORE_UNAVAILABLE);
-        return;
+        return false;
     }
     op->deadline = evtimer_new(s->base, op_deadline_passed, op);
     if (op->deadline == NULL)
         out_of_memory();
     op->id = s->next_id++;
-    if (redisAsyncCommandArgv(s->ac, op_replied, (void *)op->id, argc, argv, lens) != REDIS_OK) {
+    return true;
+}
+
+static void op_sent(store_op *op, int status)
+{
+    if (status != REDIS_OK) {
         op_refuse(op, STORE_UNAVAILABLE);
         return;
     }
+    list_append(&op->owner->inflight, op);
+    evtimer_add(op->deadline, op->owner->op_timeout);
+}
+
+/* Sends the command, or refuses the operation when the store cannot. */
+static void op_send(store_op *op, int argc, const char **argv, const size_t *lens)
+{
+    if (op_can_send(op))
+        op_sent(op, redisAsyncCommandArgv(op->owner->ac, op_replied, (void *)op->id, argc, argv, lens));
+}
+
+/* Sends op->cmd, formatted by the caller and kept for a resend. */
+static void op_send_formatted(store_op *op)
+{
+    if (op_can_send(op))
+        op_sent(op, redisAsyncFormattedCommand(op->owner->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len));
+}
+
+static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    const redisReply *r = reply;
+    if (ac->data != NULL && r != NULL && r->type == REDIS_REPLY_ERROR)
+        log_warn("store.redis_error", "op=script_load code=%s", error_code(r->str).s);
+}
+
+/* The resend gets a new id (the in-flight list stays in send order) and
+ * keeps its deadline. False when it cannot go out. */
+static bool op_resend(store_op *op)
+{
+    store *s = op->owner;
+    const char *argv[] = {"SCRIPT", "LOAD", cas_script};
+    const size_t lens[] = {6, 4, sizeof cas_script - 1};
+    op->reloaded = true;
+    log_info("store.script_reloaded", NULL);
+    if (redisAsyncCommandArgv(s->ac, script_loaded, NULL, 3, argv, lens) != REDIS_OK)
+        return false;
+    op->id = s->next_id++;
+    if (redisAsyncFormattedCommand(s->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len) != REDIS_OK)
+        return false;
     list_append(&s->inflight, op);
-    timer_start(op->deadline, s->opt.op_timeout_ms);
+    return true;
 }
 
 /* Connection cycle ------------------------------------------------------------*/
@@ -549,6 +613,14 @@ static void handshake_replied(redisAsyncContext *ac, void *reply, void *privdata
     if (r->type == REDIS_REPLY_ERROR) {
         log_warn("store.handshake_failed", "step=%s code=%s", step, error_code(r->str).s);
         conn_drop(s);
+    } else if (strcmp(step, "script") == 0) {
+        if (r->type != REDIS_REPLY_STRING || r->len != STORE_SHA_LEN) {
+            log_warn("store.handshake_failed", "step=%s code=%s", step, log_quote("unexpected_reply").s);
+            conn_drop(s);
+            return;
+        }
+        memcpy(s->cas_sha, r->str, STORE_SHA_LEN);
+        s->cas_sha[STORE_SHA_LEN] = '\0';
     } else if (strcmp(step, "ping") == 0) {
         conn_ready(s);
     }
@@ -566,6 +638,11 @@ static void send_handshake(store *s)
         const char *argv[] = {"SELECT", db};
         redisAsyncCommandArgv(s->ac, handshake_replied, "select", 2, argv, NULL);
     }
+    /* Saves go out as EVALSHA: the ~600-byte script is not sent, nor
+     * hashed by Redis, on every save. */
+    const char *load[] = {"SCRIPT", "LOAD", cas_script};
+    const size_t load_lens[] = {6, 4, sizeof cas_script - 1};
+    redisAsyncCommandArgv(s->ac, handshake_replied, "script", 3, load, load_lens);
     const char *argv[] = {"PING"};
     redisAsyncCommandArgv(s->ac, handshake_replied, "ping", 1, argv, NULL);
 }
@@ -728,6 +805,7 @@ static void store_release(store *s)
         event_free(s->refused_ev);
     free((char *)s->opt.host);
     free_password((char *)s->opt.password);
+    compact_free(&s->doc_text);
     free(s);
 }
 
@@ -747,6 +825,14 @@ store *store_new(struct event_base *base, const store_options *opt)
     s->refused_ev = evtimer_new(base, report_refused, s);
     if (!s->opt.host || (opt->password && *opt->password && !s->opt.password) || !s->reconnect_ev ||
         !s->ping_ev || !s->alive_ev || !s->refused_ev) {
+        store_release(s);
+        return NULL;
+    }
+    /* Every operation has the same deadline: a common timeout keeps them in
+     * a queue (O(1) add and delete) instead of the timer heap. */
+    struct timeval op_tv = ms_to_tv(s->opt.op_timeout_ms);
+    s->op_timeout = event_base_init_common_timeout(base, &op_tv);
+    if (!s->op_timeout) {
         store_release(s);
         return NULL;
     }
@@ -802,7 +888,8 @@ static const char *events_problem(const store_events *ev)
     for (size_t i = 0; i < ev->count; i++) {
         const char *text = ev->items[i];
         size_t len = text ? strnlen(text, STORE_MAX_EVENT_BYTES + 1) : 0;
-        if (text == NULL || len > STORE_MAX_EVENT_BYTES || !valid_event(text, len))
+        /* Events come back as JSON strings: only UTF-8 is stored. */
+        if (text == NULL || len > STORE_MAX_EVENT_BYTES || !utf8_valid(text))
             return "event";
     }
     return NULL;
@@ -830,12 +917,9 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
     store_op *op = op_new(s, OP_SAVE, arg);
     op->cb.save = cb;
     const char *problem = save_request_problem(id, doc, expected_revision, ttl_s, events);
-    char *text = problem ? NULL : json_dumps(doc, JSON_COMPACT);
-    size_t text_len = text ? strlen(text) : 0;
-    if (!problem && (text == NULL || text_len > STORE_MAX_DOC_BYTES))
+    if (!problem && !compact_dump(&s->doc_text, doc, STORE_MAX_DOC_BYTES))
         problem = "document_size";
     if (problem) {
-        free(text);
         log_warn("store.invalid_request", "op=save reason=%s", problem);
         op_refuse(op, STORE_BAD_DATA);
         return;
@@ -851,17 +935,20 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
     size_t key_len = session_key(key, id);
     size_t ekey_len = events_key(ekey, id);
     const char *argv[STORE_SAVE_FIXED_ARGS + STORE_MAX_SAVE_EVENTS] = {
-        "EVAL", cas_script, "2", key, ekey, expected, next, text, ttl, keep};
+        "EVALSHA", s->cas_sha, "2", key, ekey, expected, next, s->doc_text.data, ttl, keep};
     size_t lens[STORE_SAVE_FIXED_ARGS + STORE_MAX_SAVE_EVENTS] = {
-        4, sizeof cas_script - 1, 1, key_len, ekey_len,
-        strlen(expected), strlen(next), text_len, strlen(ttl), strlen(keep)};
+        7, STORE_SHA_LEN, 1, key_len, ekey_len,
+        strlen(expected), strlen(next), s->doc_text.len, strlen(ttl), strlen(keep)};
     int argc = STORE_SAVE_FIXED_ARGS;
     for (size_t i = 0; events && i < events->count; i++, argc++) {
         argv[argc] = events->items[i];
         lens[argc] = strlen(events->items[i]);
     }
-    op_send(op, argc, argv, lens);
-    free(text);
+    int len = redisFormatCommandArgv(&op->cmd, argc, argv, lens);
+    if (len < 0)
+        out_of_memory();
+    op->cmd_len = (size_t)len;
+    op_send_formatted(op);
 }
 
 void store_load_events(store *s, const char *id, store_events_cb *cb, void *arg)

@@ -11,8 +11,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -72,8 +73,17 @@ typedef struct {
     size_t next;                   /* the next page to show */
 } pager;
 
+/* A request waiting for a hop's answer. */
+typedef struct {
+    httpd_request *req;            /* to answer with the hop */
+    char phone[USSD_MAX_PHONE + 1]; /* its caller, for the log */
+    struct timespec t0;            /* its arrival, for the log */
+} waiter;
+
 /* One engine hop in flight and the requests waiting for it. Self-contained
- * for derive_input: it may outlive its session state (ussd_free). */
+ * for derive_input: it may outlive its session state (ussd_free). Kept
+ * small, the waiters apart: an allocation over ~1 KB takes glibc's slow
+ * path, and nearly every hop has one waiter. */
 struct flight {
     ussd *u;                       /* NULL once ussd_free orphaned it */
     usess *s;                      /* the session state it belongs to */
@@ -82,10 +92,8 @@ struct flight {
     char base_key[USSD_KEY_LEN + 1]; /* the engine hop key `consumed` builds on */
     char key[USSD_KEY_LEN + 1];    /* this hop's key */
     char sid[sizeof USSD_ID_PREFIX + USSD_MAX_SESSION_ID]; /* the engine's session id */
-    httpd_request *reqs[USSD_MAX_WAITERS]; /* requests to answer with the hop */
-    char phones[USSD_MAX_WAITERS][USSD_MAX_PHONE + 1]; /* their callers, for the log */
-    struct timespec t0[USSD_MAX_WAITERS]; /* their arrival, for the log */
-    size_t nreqs;                  /* entries in reqs */
+    waiter *waiters;               /* identical requests answered by the hop */
+    size_t nreqs;                  /* entries in waiters (at most USSD_MAX_WAITERS) */
     struct event *deadline;        /* answer_deadline_ms after the first request */
 };
 
@@ -108,8 +116,9 @@ struct usess {
 struct ussd {
     struct event_base *base;       /* the main loop */
     ussd_options opt;              /* limits */
-    unsigned char secret[USSD_SECRET_BYTES]; /* HMAC key of hop keys */
-    size_t secret_len;
+    EVP_MAC_CTX *mac;              /* HMAC-SHA256 keyed with the hop key secret */
+    const struct timeval *deadline; /* answer_deadline_ms, a libevent common timeout (O(1) timers) */
+    struct evbuffer *reply;        /* the body of the reply being sent */
     usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
     size_t nsessions;              /* entries in buckets */
     struct event *sweep;           /* drops silent sessions' state */
@@ -165,17 +174,39 @@ static bool is_english(const char *lang)
 /* Hop keys ------------------------------------------------------------------------*/
 
 /* "u:" + HMAC-SHA256(secret, text) cut to 128 bits: the text itself may
- * hold a PIN and the key is stored in Redis. */
+ * hold a PIN and the key is stored in Redis. The context was keyed once
+ * (ussd_new); an init without a key starts over with that key, which costs
+ * a fifth of OpenSSL's one-shot HMAC() that looks up the digest each time. */
 static void hop_key(const ussd *u, const char *text, size_t len, char out[USSD_KEY_LEN + 1])
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), u->secret, (int)u->secret_len, (const unsigned char *)text, len, mac, &mac_len))
+    size_t mac_len = 0;
+    if (!EVP_MAC_init(u->mac, NULL, 0, NULL) || !EVP_MAC_update(u->mac, (const unsigned char *)text, len) ||
+        !EVP_MAC_final(u->mac, mac, &mac_len, sizeof mac) || mac_len < USSD_KEY_BYTES)
         abort();
     out[0] = 'u';
     out[1] = ':';
-    for (int i = 0; i < USSD_KEY_BYTES; i++)
-        snprintf(out + 2 + 2 * i, 3, "%02x", mac[i]);
+    for (int i = 0; i < USSD_KEY_BYTES; i++) {
+        out[2 + 2 * i] = hex[mac[i] >> 4];
+        out[3 + 2 * i] = hex[mac[i] & 15];
+    }
+    out[USSD_KEY_LEN] = '\0';
+}
+
+/* A context for HMAC-SHA256 with `key`; NULL when OpenSSL has none. */
+static EVP_MAC_CTX *keyed_mac(const unsigned char *key, size_t len)
+{
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    EVP_MAC_free(hmac);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (ctx && !EVP_MAC_init(ctx, key, len, params)) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
 }
 
 /* Session state table ----------------------------------------------------------------*/
@@ -264,21 +295,26 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 /* Replies ---------------------------------------------------------------------------*/
 
+/* A request the engine answered as usual already has its info line (the
+ * hop's, engine.hop): its own goes to debug. Every other outcome (pages,
+ * holding pages, refusals) is logged at info. */
 static void log_request(const char *sid, const char *phone, int status, result_kind r, const struct timespec *t0)
 {
-    log_info("ussd.request", "session=%s phone=%s status=%d result=%s ms=%.1f", log_quote(sid).s,
-             mask_phone(phone).s, status, result_names[r], ms_since(t0));
+    log_level level = r == R_ENGINE && status == 200 ? LOG_DEBUG : LOG_INFO;
+    if (!log_enabled(level))
+        return;
+    log_event(level, "ussd.request", "session=%s phone=%s status=%d result=%s ms=%.1f", log_quote(sid).s,
+              mask_phone(phone).s, status, result_names[r], ms_since(t0));
 }
 
+/* The reply moves the buffer's bytes to the connection: one buffer serves
+ * every reply. */
 static void send_text(ussd *u, httpd_request *req, int status, const char *body, result_kind r)
 {
     metrics_inc(u->results[r]);
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
-        abort();
-    evbuffer_add(b, body, strlen(body));
-    httpd_reply_text(req, status, "text/plain; charset=utf-8", b);
-    evbuffer_free(b);
+    evbuffer_add(u->reply, body, strlen(body));
+    httpd_reply_text(req, status, "text/plain; charset=utf-8", u->reply);
+    evbuffer_drain(u->reply, evbuffer_get_length(u->reply));
 }
 
 /* Pages -------------------------------------------------------------------------------*/
@@ -443,6 +479,7 @@ static void flight_free(flight *f)
     wipe_free(f->consumed);
     if (f->deadline)
         event_free(f->deadline);
+    free(f->waiters);
     free(f);
 }
 
@@ -495,8 +532,9 @@ static bool derive(const char *previous_hop_key, char *out, size_t size, void *a
 static void answer_waiters(ussd *u, flight *f, int status, const char *body, result_kind r)
 {
     for (size_t i = 0; i < f->nreqs; i++) {
-        send_text(u, f->reqs[i], status, body, r);
-        log_request(f->sid + strlen(USSD_ID_PREFIX), f->phones[i], status, r, &f->t0[i]);
+        waiter *w = &f->waiters[i];
+        send_text(u, w->req, status, body, r);
+        log_request(f->sid + strlen(USSD_ID_PREFIX), w->phone, status, r, &w->t0);
     }
     f->nreqs = 0;
 }
@@ -559,10 +597,14 @@ static void on_hop(const engine_result *r, void *arg)
 
 static void add_waiter(flight *f, httpd_request *req, const char *phone, const struct timespec *t0)
 {
-    f->reqs[f->nreqs] = req;
-    snprintf(f->phones[f->nreqs], sizeof f->phones[0], "%s", phone);
-    f->t0[f->nreqs] = *t0;
-    f->nreqs++;
+    waiter *grown = realloc(f->waiters, (f->nreqs + 1) * sizeof *grown);
+    if (!grown)
+        abort();
+    f->waiters = grown;
+    waiter *w = &f->waiters[f->nreqs++];
+    w->req = req;
+    snprintf(w->phone, sizeof w->phone, "%s", phone);
+    w->t0 = *t0;
 }
 
 /* The request ---------------------------------------------------------------------------*/
@@ -591,8 +633,7 @@ static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *
     f->deadline = evtimer_new(u->base, on_deadline, f);
     if (!f->deadline)
         abort();
-    struct timeval tv = {u->opt.answer_deadline_ms / 1000, (u->opt.answer_deadline_ms % 1000) * 1000};
-    evtimer_add(f->deadline, &tv);
+    evtimer_add(f->deadline, u->deadline);
     s->fl = f;
     s->held = false;
     s->ready = false;
@@ -816,25 +857,35 @@ ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *
     u->base = base;
     u->opt = *opt;
     u->opt.hop_key_secret = NULL;
+    unsigned char secret[USSD_SECRET_BYTES];
+    size_t secret_len = sizeof secret;
     if (opt->hop_key_secret) {
-        u->secret_len = strlen(opt->hop_key_secret);
-        if (u->secret_len > sizeof u->secret)
-            u->secret_len = sizeof u->secret;
-        memcpy(u->secret, opt->hop_key_secret, u->secret_len);
+        secret_len = strlen(opt->hop_key_secret);
+        if (secret_len > sizeof secret)
+            secret_len = sizeof secret;
+        memcpy(secret, opt->hop_key_secret, secret_len);
     } else {
-        u->secret_len = sizeof u->secret;
-        if (RAND_bytes(u->secret, (int)u->secret_len) != 1)
+        if (RAND_bytes(secret, (int)secret_len) != 1)
             abort();
         log_warn("ussd.random_secret", "why=%s", log_quote("hop_key_secret unset: USSD sessions do not survive a restart").s);
     }
+    u->mac = keyed_mac(secret, secret_len);
+    explicit_bzero(secret, sizeof secret);
+    if (!u->mac)
+        abort();
     for (int r = 0; r < R_COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "result=\"%s\"", result_names[r]);
         u->results[r] = metrics_counter("cardline_ussd_requests_total", "USSD requests by result.", labels);
     }
+    struct timeval deadline = {u->opt.answer_deadline_ms / 1000, (u->opt.answer_deadline_ms % 1000) * 1000};
+    u->deadline = event_base_init_common_timeout(base, &deadline);
+    if (!u->deadline)
+        abort();
+    u->reply = evbuffer_new();
     u->sweep = event_new(base, -1, EV_PERSIST, on_sweep, u);
     struct timeval every = {u->opt.state_ttl_s / 4 + 1, 0};
-    if (!u->sweep || event_add(u->sweep, &every) != 0 ||
+    if (!u->reply || !u->sweep || event_add(u->sweep, &every) != 0 ||
         httpd_route(http, USSD_PATH, EVHTTP_REQ_POST, on_request, u) != 0) {
         log_error("ussd.route_failed", "path=%s", USSD_PATH);
         ussd_free(u);
@@ -861,6 +912,8 @@ void ussd_free(ussd *u)
     }
     if (u->sweep)
         event_free(u->sweep);
-    explicit_bzero(u->secret, sizeof u->secret);
+    if (u->reply)
+        evbuffer_free(u->reply);
+    EVP_MAC_CTX_free(u->mac);
     free(u);
 }

@@ -1,8 +1,9 @@
 -- wrk script for scripts/bench ussd: every request dials *123# as a new USSD
--- session (a fresh sessionId), so each one is a whole engine hop: load from
--- Redis (not found), route, step to the language menu, save with
--- compare-and-set. wrk cannot tell which connection a response belongs to,
--- so continuing a session across requests is not possible here.
+-- session (a fresh sessionId), so each one is a whole engine hop: route,
+-- step to the language menu, save with compare-and-set expecting no session
+-- (the blind START: one Redis round trip, gateway/engine/README.md), render
+-- and answer. wrk cannot tell which connection a response belongs to, so
+-- continuing a session across requests is not possible here.
 local counter = 0
 local thread_id = 0
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "dialplan.h"
@@ -544,6 +545,125 @@ static void test_card_status_ok(void **state)
     json_decref(a.output);
 }
 
+static double store_ops(const char *op, const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "op=\"%s\",result=\"%s\"", op, result);
+    return metrics_value(metrics_counter("cardline_store_ops_total", "", labels));
+}
+
+static double loads(void)
+{
+    return store_ops("load", "ok") + store_ops("load", "not_found");
+}
+
+/* A START on a new session id creates it in one round trip (no load); one
+ * on an existing id learns so from the refused save and goes the usual
+ * way: a retry is replayed, a new START replaces the session. */
+static void test_start_creates_without_load(void **state)
+{
+    fixture *f = *state;
+    double loaded = loads(), saved = store_ops("save", "ok");
+    answer first = hop(f, ENGINE_EV_START, "call-new", NULL);
+    assert_int_equal(first.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(first.output), "welcome main_menu");
+    assert_true(loads() == loaded);
+    assert_true(store_ops("save", "ok") == saved + 1);
+    char *rev = stored_field(f, "call-new", "rev");
+    assert_string_equal(rev, "1");
+    free(rev);
+
+    /* The same START again (its key is k<seq>): answered from last_hop. */
+    answer again = {0};
+    char key[32];
+    snprintf(key, sizeof key, "k%d", f->seq);
+    hop_async(f, ENGINE_EV_START, "call-new", NULL, key, &again);
+    wait_all(f, &again, 1);
+    assert_int_equal(again.status, ENGINE_OK);
+    assert_true(json_equal(first.output, again.output));
+    rev = stored_field(f, "call-new", "rev");
+    assert_string_equal(rev, "1");
+    free(rev);
+    assert_int_equal(events_len(f, "call-new"), 1);
+    assert_true(store_ops("save", "conflict") >= 1);
+
+    /* A new START on it replaces the session, on the loaded revision. */
+    expect(f, ENGINE_EV_INPUT, "call-new", "3", "lang_set main_menu");
+    expect(f, ENGINE_EV_START, "call-new", NULL, "welcome main_menu");
+    rev = stored_field(f, "call-new", "rev");
+    assert_string_equal(rev, "3");
+    free(rev);
+    char *doc = stored_field(f, "call-new", "doc");
+    assert_non_null(strstr(doc, "\"lang\":\"zh\""));
+    free(doc);
+    json_decref(first.output);
+    json_decref(again.output);
+}
+
+static long registry_requests(const fixture *f)
+{
+    char *body = NULL;
+    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    long n = (long)json_integer_value(json_object_get(j, "requests"));
+    json_decref(j);
+    return n;
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A START whose flow calls a handler before it waits must not run the
+ * handler before the load has ruled out a replay: a retried START runs
+ * nothing, as any retried hop. */
+static void test_start_calling_at_once_is_replayed(void **state)
+{
+    fixture *f = *state;
+    char dir[300], prompts[512];
+    snprintf(dir, sizeof dir, "%s/startcall", f->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "00-settings.yaml",
+               "settings:\n  languages: [zh, en]\n  timeout_ms: 5000\n  retries: 2\n"
+               "routes:\n  - channel: voice\n    match: '^12333$'\n    flow: main\n");
+    write_file(dir, "flows.yaml",
+               "flows:\n  main:\n    nodes:\n"
+               "      lookup:\n        call: card_status\n        args: { id: \"" WANG_ID "\" }\n"
+               "        on:\n          default: menu\n"
+               "      menu:\n        menu: main_menu\n        options:\n          \"1\": bye\n"
+               "      bye:\n        end: goodbye\n");
+    snprintf(prompts, sizeof prompts, "cp %s/prompts.yaml %s/", SET_DIR, dir);
+    assert_int_equal(system(prompts), 0);
+    dp_errors errs = {0};
+    dialplan *dp = dialplan_load(dir, handlers_find, &errs);
+    dp_errors_free(&errs);
+    assert_non_null(dp);
+    engine_set_dialplan(f->engine, dp);
+    dialplan_unref(dp);
+
+    long before = registry_requests(f);
+    answer first = {0}, again = {0};
+    hop_async(f, ENGINE_EV_START, "call-look", NULL, "start-key", &first);
+    wait_all(f, &first, 1);
+    assert_int_equal(first.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(first.output), "main_menu");
+    assert_int_equal(registry_requests(f), before + 1);
+    hop_async(f, ENGINE_EV_START, "call-look", NULL, "start-key", &again);
+    wait_all(f, &again, 1);
+    assert_int_equal(again.status, ENGINE_OK);
+    assert_true(json_equal(first.output, again.output));
+    assert_int_equal(registry_requests(f), before + 1);
+    json_decref(first.output);
+    json_decref(again.output);
+}
+
 static void test_reload_mid_session(void **state)
 {
     fixture *f = *state;
@@ -687,6 +807,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_handler_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_card_status_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_creates_without_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_calling_at_once_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_mid_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_hops_in_flight, setup, teardown),

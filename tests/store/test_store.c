@@ -512,6 +512,36 @@ static void test_conflict_appends_nothing(void **state)
     store_free(s);
 }
 
+/* Saves go out as EVALSHA. A server that lost the script (SCRIPT FLUSH,
+ * or a failover) answers NOSCRIPT and runs nothing: the store loads the
+ * script again and resends, so the save still applies, exactly once. */
+static void test_save_survives_script_flush(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    const char *one[] = {"start main.welcome 1"};
+    store_events ev = {one, 1, 20};
+    assert_int_equal(do_save_events(f, s, "flush", "{\"w\":1}", 0, 60, &ev).st, STORE_OK);
+    const char *flush[] = {"SCRIPT", "FLUSH"};
+    assert_redis(f, "OK", 2, flush);
+
+    const char *two[] = {"input main.menu 2 1"};
+    ev = (store_events){two, 1, 20};
+    result r = do_save_events(f, s, "flush", "{\"w\":2}", 1, 60, &ev);
+    assert_int_equal(r.st, STORE_OK);
+    assert_int_equal(r.rev, 2);
+    assert_loaded(f, s, "flush", "{\"w\":2}", 2);
+    assert_events(f, s, "flush", "start main.welcome 1|input main.menu 2 1");
+
+    /* The reloaded script serves later saves directly, conflicts included. */
+    assert_redis(f, "OK", 2, flush);
+    r = do_save_events(f, s, "flush", "{\"w\":3}", 1, 60, &ev);
+    assert_int_equal(r.st, STORE_CONFLICT);
+    assert_int_equal(r.rev, 2);
+    assert_events(f, s, "flush", "start main.welcome 1|input main.menu 2 1");
+    store_free(s);
+}
+
 static void test_delete_removes_events(void **state)
 {
     fixture *f = *state;
@@ -1148,6 +1178,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_command_times_out, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_events_saved_and_trimmed, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_appends_nothing, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_save_survives_script_flush, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_delete_removes_events, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_load_events_not_found_and_empty, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_stored_garbage_is_bad_data, setup_redis, teardown),

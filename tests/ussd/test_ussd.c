@@ -328,7 +328,15 @@ static void test_status_session(void **state)
     free(all);
     assert_false(log_contains(f, WANG_PIN));
     assert_false(log_contains(f, "8613800000001"));   /* masked */
+    /* One info line per request: the hop's for those the engine answered
+     * (their own ussd.request line is at debug), ussd.request for the rest. */
+    assert_true(log_contains(f, "event=engine.hop"));
+    assert_true(log_contains(f, "channel=ussd"));
+    assert_false(log_contains(f, "result=engine"));
+    reply bad = ussd_post(f, "s1", "*123#", "+8613800000001", "1*\xff");
+    assert_int_equal(bad.status, 400);
     assert_true(log_contains(f, "event=ussd.request"));
+    assert_true(log_contains(f, "result=bad_request"));
 }
 
 static void test_id_typed_with_star(void **state)
