@@ -1,0 +1,817 @@
+/* test_loss_durability — a loss report a caller heard "accepted" for is
+ * never lost and never applied twice. The real cardline daemon runs against
+ * a real redis-server with AOF (appendfsync always) and the real registry
+ * simulator on its own SQLite file (a restarted simulator keeps its data
+ * and its count of applied writes); callers dial in over POST /ussd. Four
+ * failures:
+ *   - the gateway is SIGKILLed while the registry refuses the report, and a
+ *     new gateway on the same Redis delivers it;
+ *   - the registry is stopped while five identified callers confirm;
+ *   - Redis is restarted while three accepted reports wait for the registry;
+ *   - the registry applies a report whose answer the gateway gave up on.
+ * Each ends with every card in temporary loss carrying the reference its
+ * caller heard, the registry's count of applied loss reports equal to the
+ * reports confirmed, no loss_report entry left in the outbox (none dead),
+ * one SMS confirmation queued per report, no PIN in Redis (live keys and
+ * the AOF files, the whole write history) and neither PIN nor full ID in
+ * the gateway's log. The gateway has no Kannel, so the SMS entries stay in
+ * the outbox, which lets the test count them. Every wait is a bounded poll;
+ * how long delivery took is printed, never asserted. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "domain.h"
+#include "harness.h"
+
+#define WAIT_MS 20000            /* bound of every wait */
+#define PEOPLE 5                 /* callers with a normal card in the seed */
+#define CONFIRM_WAIT_MS 300      /* [workflows] loss_confirm_wait_ms */
+#define REFERENCE_LEN 14         /* "GS" + 12, gateway/loss/loss.h */
+#define ACCEPTED "挂失申请已受理"
+
+typedef struct {
+    char id[19];                 /* citizen ID (checksum computed) */
+    char pin[7];                 /* service PIN, not the initial one */
+    char card[10];               /* normal card */
+    char mobile[20];             /* registered mobile: the SMS confirmation goes there */
+    char phone[20];              /* the number the USSD session comes from */
+    char session[32];            /* the aggregator's sessionId */
+    char text[128];              /* the USSD history so far */
+    char reference[REFERENCE_LEN + 1]; /* what the caller heard */
+} person;
+
+typedef struct {
+    char dir[256];               /* everything of the test */
+    char seed[300];              /* the registry's seed */
+    char conf[300];              /* the gateway's config */
+    int http_port;               /* the gateway's listener */
+    th_proc redis;               /* real redis-server, AOF on, files in dir/redis */
+    th_proc sim;                 /* real registry-sim, database in dir/sim */
+    th_proc gw;                  /* the cardline daemon, log in dir/gw */
+    person people[PEOPLE];
+    int reporting;               /* people[0..reporting) report their card lost */
+} world;
+
+static const char *const PINS[PEOPLE] = {"246810", "582046", "907315", "731864", "620418"};
+
+static void pause_briefly(void)
+{
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The whole file, or NULL if it cannot be read; *len its size. */
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, out);
+    fclose(out);
+    fclose(f);
+    if (len)
+        *len = size;
+    return text;
+}
+
+static void subdir(const world *w, const char *name, char out[256])
+{
+    assert_true(snprintf(out, 256, "%s/%s", w->dir, name) < 256);
+    assert_int_equal(mkdir(out, 0700), 0);
+}
+
+/* The people and their seed ------------------------------------------------------*/
+
+/* Five people born 1980-01-01..05 in Beijing Dongcheng (110101), each with
+ * one normal card T2000000N and a PIN that is not the initial one. */
+static void make_people(world *w)
+{
+    for (int i = 0; i < PEOPLE; i++) {
+        person *p = &w->people[i];
+        char id17[18];
+        snprintf(id17, sizeof id17, "1101011980010%d23%d", i + 1, i);
+        snprintf(p->id, sizeof p->id, "%s%c", id17, domain_id_check_char(id17));
+        snprintf(p->pin, sizeof p->pin, "%s", PINS[i]);
+        snprintf(p->card, sizeof p->card, "T2000000%d", i + 1);
+        snprintf(p->mobile, sizeof p->mobile, "+86138100000%02d", i + 1);
+        snprintf(p->phone, sizeof p->phone, "+86139200000%02d", i + 1);
+        snprintf(p->session, sizeof p->session, "loss-durability-%d", i + 1);
+    }
+}
+
+static void write_seed(world *w)
+{
+    json_t *persons = json_array();
+    for (int i = 0; i < PEOPLE; i++) {
+        const person *p = &w->people[i];
+        json_t *card = json_pack("{s:s, s:i, s:b, s:i, s:s, s:s, s:{s:s, s:b}}", "card_number", p->card,
+                                 "status", 1, "current", 1, "generation", 1, "issued_date", "2024-05-01",
+                                 "bank", "ICBC", "pin", "value", p->pin, "initial", 0);
+        json_array_append_new(persons, json_pack("{s:s, s:s, s:s, s:[o]}", "ssn", p->id, "name", "测试",
+                                                 "mobile", p->mobile, "cards", card));
+    }
+    json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
+                             "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
+    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->dir);
+    assert_int_equal(json_dump_file(seed, w->seed, JSON_INDENT(1)), 0);
+    json_decref(seed);
+}
+
+/* The gateway ----------------------------------------------------------------------*/
+
+/* Fast reconnects, retries and reclaims so the failures heal in well under
+ * a second; no [kannel] username, so SMS entries wait in the outbox. */
+static void write_conf(world *w)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[log]\nlevel = info\n"
+             "[http]\nlisten = 127.0.0.1:%d\n"
+             "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n"
+             "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 500\nconnect_timeout_ms = 200\n"
+             "read_retries = 0\nhealth_interval_ms = 100\n"
+             "[dialplans]\ndir = %s/dialplans\n"
+             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = loss durability test secret\n"
+             "[outbox]\nconsumer = gw-loss\npoll_interval_ms = 20\nlease_ms = 1000\n"
+             "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
+             "[workflows]\nloss_confirm_wait_ms = %d\n"
+             "[gateway]\nshutdown_grace_ms = 3000\n",
+             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, CONFIRM_WAIT_MS);
+    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
+    write_file(w->conf, text);
+}
+
+/* Polls /healthz until its body contains `needle` (any status). */
+static bool health_shows(const world *w, const char *needle)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    for (;;) {
+        char *body = NULL;
+        th_http_get(w->http_port, "/healthz", &body);
+        bool found = body && strstr(body, needle);
+        free(body);
+        if (found)
+            return true;
+        if (th_now_ms() > deadline)
+            return false;
+        pause_briefly();
+    }
+}
+
+/* Starts the daemon and waits until it sees Redis and the registry: it
+ * listens before its Redis connection is up, and answers "unavailable"
+ * meanwhile. */
+static long start_gateway(world *w)
+{
+    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
+    long started = th_now_ms();
+    assert_true(th_spawn(&w->gw, "cardline", argv));
+    assert_true(th_wait_port(w->http_port, WAIT_MS));
+    assert_true(health_shows(w, "\"status\":\"ok\""));
+    return started;
+}
+
+/* SIGTERM; a clean exit also means LeakSanitizer found nothing. */
+static void stop_gateway(world *w)
+{
+    int status = th_stop(&w->gw, WAIT_MS);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int setup(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    th_mkdtemp(w->dir, "cl-loss");
+    make_people(w);
+    write_seed(w);
+    char dir[256];
+    subdir(w, "redis", dir);
+    if (!th_redis_start(&w->redis, dir, true))
+        return -1;
+    /* Should Redis rewrite its AOF, the RDB base file keeps strings readable
+     * for the PIN search. */
+    const char *plain[] = {"CONFIG", "SET", "rdbcompression", "no"};
+    free(th_redis_cmd(&w->redis, 4, plain));
+    subdir(w, "sim", dir);
+    if (!th_sim_start(&w->sim, dir, w->seed, NULL))
+        return -1;
+    w->http_port = th_free_port();
+    write_conf(w);
+    subdir(w, "gw", w->gw.dir);
+    start_gateway(w);
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    world *w = *state;
+    th_kill(&w->gw);
+    th_kill(&w->sim);
+    th_kill(&w->redis);
+    if (getenv("CL_KEEP_TMP"))
+        fprintf(stderr, "kept %s\n", w->dir);
+    else
+        th_rmdir(w->dir);
+    free(w);
+    return 0;
+}
+
+/* USSD -------------------------------------------------------------------------------*/
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    fwrite(data, size, n, arg);
+    return size * n;
+}
+
+/* POSTs the session's history to /ussd; the reply body, malloc'd. */
+static char *post_ussd(const world *w, const person *p, long *status)
+{
+    CURL *c = curl_easy_init();
+    char *sid = curl_easy_escape(c, p->session, 0), *phone = curl_easy_escape(c, p->phone, 0);
+    char *text = curl_easy_escape(c, p->text, 0);
+    char url[64], form[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ussd", w->http_port);
+    snprintf(form, sizeof form, "sessionId=%s&serviceCode=%%2A123%%23&phoneNumber=%s&text=%s", sid, phone,
+             text);
+    char *body = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&body, &len);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    *status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    fclose(out);
+    curl_slist_free_all(h);
+    curl_free(sid);
+    curl_free(phone);
+    curl_free(text);
+    curl_easy_cleanup(c);
+    return body;
+}
+
+/* One hop: `input` (NULL on the dial itself) joins the history; the reply
+ * must be 200, begin with `head` and contain `needle`. Returns the body. */
+static char *hop(const world *w, person *p, const char *input, const char *head, const char *needle)
+{
+    if (input) {
+        size_t used = strlen(p->text);
+        snprintf(p->text + used, sizeof p->text - used, "%s%s", used ? "*" : "", input);
+    }
+    long status;
+    char *body = post_ussd(w, p, &status);
+    if (status != 200 || strncmp(body, head, strlen(head)) != 0 || strstr(body, needle) == NULL)
+        fail_msg("%s after \"%s\": status %ld, wanted %s…%s, got: %s", p->session, input ? input : "(dial)",
+                 status, head, needle, body);
+    return body;
+}
+
+/* Dials *123# and goes as far as the confirmation menu: 中文, 挂失, ID, PIN,
+ * the card's last four. Needs the registry (identification, card status). */
+static void dial_to_confirm(const world *w, person *p)
+{
+    p->text[0] = '\0';
+    free(hop(w, p, NULL, "CON ", "1 中文"));
+    free(hop(w, p, "1", "CON ", "2 挂失"));
+    free(hop(w, p, "2", "CON ", "身份证号码"));
+    free(hop(w, p, p->id, "CON ", "服务密码"));
+    free(hop(w, p, p->pin, "CON ", "后4位"));
+    free(hop(w, p, p->card + strlen(p->card) - 4, "CON ", "1 确认挂失"));
+}
+
+/* Confirms with "1"; the answer must contain `outcome` and a reference,
+ * which is kept in p->reference. */
+static void confirm(const world *w, person *p, const char *outcome)
+{
+    char *body = hop(w, p, "1", "", outcome);
+    if (strncmp(body, "CON ", 4) != 0 && strncmp(body, "END ", 4) != 0)
+        fail_msg("not a USSD reply: %s", body);
+    const char *at = strstr(body, "受理编号");
+    if (at == NULL)
+        fail_msg("no reference in: %s", body);
+    at += strlen("受理编号");
+    size_t len = strspn(at, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    if (len != REFERENCE_LEN || strncmp(at, "GS", 2) != 0)
+        fail_msg("bad reference in: %s", body);
+    memcpy(p->reference, at, REFERENCE_LEN);
+    p->reference[REFERENCE_LEN] = '\0';
+    free(body);
+}
+
+/* The registry -------------------------------------------------------------------------*/
+
+/* GETs `path` from the simulator as JSON (NULL unless 200). */
+static json_t *sim_json(const world *w, const char *path)
+{
+    char *body = NULL;
+    long status = th_http_get(w->sim.port, path, &body);
+    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+/* The card's status (-1 when the registry does not answer) and, if it has
+ * an active loss report, that report's reference in `reference`. */
+static int card_status(const world *w, const char *card, char reference[65])
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/cards/%s", card);
+    json_t *j = sim_json(w, path);
+    int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
+    const char *ref = json_string_value(json_object_get(json_object_get(j, "loss_report"), "reference"));
+    snprintf(reference, 65, "%s", ref ? ref : "");
+    json_decref(j);
+    return status;
+}
+
+/* Writes of `what` the registry applied (kept in its database across
+ * restarts; never replays, refusals or injected faults). */
+static long long applied_count(const world *w, const char *what)
+{
+    json_t *j = sim_json(w, "/_sim/stats");
+    assert_non_null(j);
+    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
+    json_decref(j);
+    return n;
+}
+
+static long long sim_replays(const world *w)
+{
+    json_t *j = sim_json(w, "/_sim/stats");
+    assert_non_null(j);
+    long long n = json_integer_value(json_object_get(j, "replays"));
+    json_decref(j);
+    return n;
+}
+
+/* Polls the simulator's log until more than `seen` lines hold `needle`. */
+static bool sim_log_grows(const world *w, const char *needle, int seen)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    for (;;) {
+        char *text = read_all(w->sim.log, NULL);
+        int n = 0;
+        for (const char *at = text; at && (at = strstr(at, needle)) != NULL; at += strlen(needle))
+            n++;
+        free(text);
+        if (n > seen)
+            return true;
+        if (th_now_ms() > deadline)
+            return false;
+        pause_briefly();
+    }
+}
+
+static void set_fault(const world *w, const char *fault)
+{
+    assert_int_equal(th_http(w->sim.port, "PUT", "/_sim/fault", fault, NULL, NULL), 200);
+}
+
+/* Returns when it was started (th_now_ms). */
+static long restart_sim(world *w)
+{
+    long started = th_now_ms();
+    assert_true(th_sim_start(&w->sim, w->sim.dir, w->seed, NULL)); /* same port, same database */
+    return started;
+}
+
+/* Redis ----------------------------------------------------------------------------------*/
+
+static redisContext *redis_connect(const world *w)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->redis.port, tv);
+    assert_true(c != NULL && c->err == 0);
+    return c;
+}
+
+static const char *field_of(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1]->str;
+    return NULL;
+}
+
+/* Entries of `kind` in `stream` whose payload's `ref_field` is `reference`
+ * (any, when NULL). */
+static int count_entries(const world *w, const char *stream, const char *kind, const char *ref_field,
+                         const char *reference)
+{
+    redisContext *c = redis_connect(w);
+    redisReply *r = redisCommand(c, "XRANGE %s - +", stream);
+    assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *fields = r->element[i]->element[1];
+        const char *k = field_of(fields, "kind"), *payload = field_of(fields, "payload");
+        if (k == NULL || strcmp(k, kind) != 0)
+            continue;
+        json_t *j = json_loads(payload ? payload : "", 0, NULL);
+        const char *ref = json_string_value(json_object_get(j, ref_field));
+        n += reference == NULL || (ref && strcmp(ref, reference) == 0);
+        json_decref(j);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static int loss_entries(const world *w)
+{
+    return count_entries(w, "cl:outbox", "loss_report", "reference", NULL);
+}
+
+static long long stream_length(const world *w, const char *stream)
+{
+    redisContext *c = redis_connect(w);
+    redisReply *r = redisCommand(c, "XLEN %s", stream);
+    assert_true(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static void restart_redis(world *w)
+{
+    th_stop(&w->redis, WAIT_MS); /* SIGTERM */
+    assert_true(th_redis_start(&w->redis, w->redis.dir, true)); /* same port, same AOF */
+}
+
+/* Waiting ----------------------------------------------------------------------------------*/
+
+/* Every reporting card is in temporary loss and no loss_report entry is
+ * left in the outbox. */
+static bool all_delivered(const world *w)
+{
+    char ref[65];
+    for (int i = 0; i < w->reporting; i++)
+        if (card_status(w, w->people[i].card, ref) != 4)
+            return false;
+    return loss_entries(w) == 0;
+}
+
+/* Polls until everything is delivered and prints how long that took since
+ * `start` (th_now_ms) when `since` happened. */
+static void wait_delivered(const world *w, long start, const char *since)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (!all_delivered(w)) {
+        if (th_now_ms() > deadline)
+            fail_msg("%d report(s) not delivered within %d ms of %s; outbox holds %d", w->reporting, WAIT_MS,
+                     since, loss_entries(w));
+        pause_briefly();
+    }
+    long took = th_now_ms() - start;
+    print_message("%d report(s) delivered %ld ms after %s\n", w->reporting, took, since);
+}
+
+/* Lines of the gateway's log holding both `a` and `b`. */
+static int log_count(const world *w, const char *a, const char *b)
+{
+    char *text = read_all(w->gw.log, NULL);
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *copy = strndup(line, len);
+        n += strstr(copy, a) && strstr(copy, b);
+        free(copy);
+        line = end ? end + 1 : line + len;
+    }
+    free(text);
+    return n;
+}
+
+static bool log_has(const world *w, const char *a, const char *b)
+{
+    return log_count(w, a, b) > 0;
+}
+
+/* Polls the gateway's log until more than `seen` lines hold `a` and `b`. */
+static bool log_grows(const world *w, const char *a, const char *b, int seen)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (log_count(w, a, b) <= seen) {
+        if (th_now_ms() > deadline)
+            return false;
+        pause_briefly();
+    }
+    return true;
+}
+
+static bool log_shows(const world *w, const char *a, const char *b)
+{
+    return log_grows(w, a, b, 0);
+}
+
+/* Outcome and privacy ------------------------------------------------------------------*/
+
+/* The end state every test shares: each reporting card in temporary loss
+ * with its caller's reference, references distinct, exactly `reporting`
+ * loss reports applied, nothing dead, one SMS queued per report. */
+static void assert_exactly_once(const world *w)
+{
+    for (int i = 0; i < w->reporting; i++) {
+        const person *p = &w->people[i];
+        char ref[65];
+        assert_int_equal(card_status(w, p->card, ref), 4);
+        assert_string_equal(ref, p->reference);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(p->reference, w->people[j].reference);
+        assert_int_equal(count_entries(w, "cl:outbox", "sms", "ref", p->reference), 1);
+    }
+    char ref[65];
+    for (int i = w->reporting; i < PEOPLE; i++)
+        assert_int_equal(card_status(w, w->people[i].card, ref), 1);
+    assert_int_equal(applied_count(w, "loss_reports"), w->reporting);
+    assert_int_equal(loss_entries(w), 0);
+    assert_int_equal(stream_length(w, "cl:outbox:dead"), 0);
+    print_message("registry replays answered (since its last start): %lld\n", sim_replays(w));
+}
+
+/* `token` in s[0..len) as a whole run of digits: a PIN typed as input or
+ * stored as a value, not six digits inside a timestamp or a stream id. */
+static bool has_digit_run(const char *s, size_t len, const char *token)
+{
+    size_t n = strlen(token);
+    for (const char *at = s; (at = memmem(at, len - (size_t)(at - s), token, n)) != NULL; at++) {
+        bool starts = at == s || !isdigit((unsigned char)at[-1]);
+        bool ends = at + n == s + len || !isdigit((unsigned char)at[n]);
+        if (starts && ends)
+            return true;
+    }
+    return false;
+}
+
+static void assert_no_pin_in(const world *w, const char *what, const char *s, size_t len)
+{
+    for (int i = 0; i < PEOPLE; i++)
+        if (has_digit_run(s, len, w->people[i].pin))
+            fail_msg("PIN of %s found in %s", w->people[i].session, what);
+}
+
+/* Every string of a reply, recursively. */
+static void assert_no_pin_in_reply(const world *w, const char *key, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        assert_no_pin_in(w, key, r->str, r->len);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        assert_no_pin_in_reply(w, key, r->element[i]);
+}
+
+/* Reads `key` whole, by its type. */
+static redisReply *read_key(redisContext *c, const char *key)
+{
+    redisReply *t = redisCommand(c, "TYPE %s", key);
+    assert_non_null(t);
+    redisReply *r = NULL;
+    if (!strcmp(t->str, "string"))
+        r = redisCommand(c, "GET %s", key);
+    else if (!strcmp(t->str, "hash"))
+        r = redisCommand(c, "HGETALL %s", key);
+    else if (!strcmp(t->str, "list"))
+        r = redisCommand(c, "LRANGE %s 0 -1", key);
+    else if (!strcmp(t->str, "set"))
+        r = redisCommand(c, "SMEMBERS %s", key);
+    else if (!strcmp(t->str, "zset"))
+        r = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+    else if (!strcmp(t->str, "stream"))
+        r = redisCommand(c, "XRANGE %s - +", key);
+    else if (strcmp(t->str, "none") != 0) /* gone meanwhile is fine */
+        fail_msg("key %s of unexpected type %s", key, t->str);
+    freeReplyObject(t);
+    return r;
+}
+
+/* SCANs every key and reads it by type: no PIN in a name or a value. */
+static void assert_no_pin_in_redis(const world *w)
+{
+    redisContext *c = redis_connect(w);
+    char cursor[32] = "0";
+    int keys = 0;
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s COUNT 1000", cursor);
+        assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            assert_no_pin_in(w, "a key name", k->str, k->len);
+            redisReply *v = read_key(c, k->str);
+            if (v)
+                assert_no_pin_in_reply(w, k->str, v);
+            freeReplyObject(v);
+            keys++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(c);
+    assert_true(keys > 0); /* the search saw something */
+}
+
+/* The AOF holds every write Redis ever took, including keys deleted since:
+ * no PIN in it. It must hold the first reference (so the files were read). */
+static void assert_no_pin_in_aof(const world *w)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/appendonlydir", w->redis.dir);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    bool reference_seen = false;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, "appendonly", 10) != 0)
+            continue;
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len;
+        char *text = read_all(path, &len);
+        assert_non_null(text);
+        assert_no_pin_in(w, e->d_name, text, len);
+        reference_seen |= memmem(text, len, w->people[0].reference, REFERENCE_LEN) != NULL;
+        free(text);
+    }
+    closedir(d);
+    assert_true(reference_seen);
+}
+
+/* The gateway's log (every run of it): no PIN, no full ID; and it is the
+ * log of these reports. */
+static void assert_log_clean(const world *w)
+{
+    size_t len;
+    char *text = read_all(w->gw.log, &len);
+    assert_non_null(text);
+    assert_no_pin_in(w, "the gateway log", text, len);
+    for (int i = 0; i < PEOPLE; i++) {
+        char lower[19];
+        snprintf(lower, sizeof lower, "%s", w->people[i].id);
+        lower[17] = (char)tolower((unsigned char)lower[17]);
+        if (strstr(text, w->people[i].id) || strstr(text, lower))
+            fail_msg("full ID of %s found in the gateway log", w->people[i].session);
+    }
+    free(text);
+    assert_true(log_has(w, "loss.queued", w->people[0].reference));
+}
+
+static void assert_private(const world *w)
+{
+    assert_no_pin_in_redis(w);
+    assert_no_pin_in_aof(w);
+    assert_log_clean(w);
+}
+
+/* Tests ----------------------------------------------------------------------------------*/
+
+/* The registry refuses the report (503) so the caller hears "accepted";
+ * the gateway dies (SIGKILL) with the report in the outbox; a new gateway
+ * on the same Redis delivers it once the registry takes it. */
+static void test_gateway_crash(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    set_fault(w, "{\"status\": 503, \"path_prefix\": \"/v1/cards/\"}");
+    confirm(w, p, ACCEPTED);
+    /* The registry really was asked, and said no, before the crash. */
+    assert_true(log_shows(w, "loss.delivery", "http=503"));
+    assert_true(log_has(w, "loss.delivery", p->reference));
+    assert_int_equal(loss_entries(w), 1);
+    th_kill(&w->gw);
+
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    char ref[65];
+    assert_int_equal(card_status(w, p->card, ref), 1); /* nothing reached the registry */
+    assert_int_equal(applied_count(w, "loss_reports"), 0);
+    assert_int_equal(loss_entries(w), 1);               /* the report outlived its gateway */
+
+    long started = start_gateway(w);
+    wait_delivered(w, started, "the new gateway was started");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
+/* Five callers identified with the registry up; it stops; all five confirm
+ * and hear "accepted"; it comes back on the same port and database. */
+static void test_registry_outage(void **state)
+{
+    world *w = *state;
+    w->reporting = PEOPLE;
+    for (int i = 0; i < PEOPLE; i++)
+        dial_to_confirm(w, &w->people[i]);
+    th_stop(&w->sim, WAIT_MS);
+    for (int i = 0; i < PEOPLE; i++)
+        confirm(w, &w->people[i], ACCEPTED);
+    assert_int_equal(loss_entries(w), PEOPLE);
+    assert_true(log_shows(w, "loss.delivery", "registry=unavailable"));
+
+    long started = restart_sim(w);
+    assert_int_equal(applied_count(w, "pin_verifications"), PEOPLE); /* the same database */
+    wait_delivered(w, started, "the registry was started again");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
+/* Three reports accepted while the registry is down; Redis restarts
+ * (SIGTERM, then the same port and AOF); the gateway reconnects; the
+ * registry comes back and gets all three, once each. */
+static void test_redis_restart(void **state)
+{
+    world *w = *state;
+    w->reporting = 3;
+    for (int i = 0; i < w->reporting; i++)
+        dial_to_confirm(w, &w->people[i]);
+    th_stop(&w->sim, WAIT_MS);
+    for (int i = 0; i < w->reporting; i++)
+        confirm(w, &w->people[i], ACCEPTED);
+    assert_int_equal(loss_entries(w), w->reporting);
+
+    int connects = log_count(w, "store.connected", "port=");
+    restart_redis(w);
+    assert_int_equal(loss_entries(w), w->reporting); /* the AOF kept them */
+    assert_true(log_grows(w, "store.connected", "port=", connects)); /* the gateway reconnected */
+    assert_true(health_shows(w, "\"redis\":\"up\""));
+
+    long started = restart_sim(w);
+    wait_delivered(w, started, "the registry was started again");
+    assert_exactly_once(w);
+    assert_true(health_shows(w, "\"status\":\"ok\""));
+    stop_gateway(w);
+    assert_private(w);
+}
+
+/* The registry's answer is lost: the first two attempts are held 800 ms,
+ * past the gateway's 500 ms deadline. The first is applied after the
+ * gateway gave up on it; the third attempt (not held, sent after the second
+ * timed out, so after that write) and the held second are replays of it:
+ * one write, and the gateway ends with the replayed answer. */
+static void test_registry_answer_lost(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"delay_ms\": 800, \"count\": 2, \"path_prefix\": \"/v1/cards/%s/\"}",
+             p->card);
+    set_fault(w, fault);
+    confirm(w, p, ACCEPTED);
+    wait_delivered(w, th_now_ms(), "confirmation");
+    assert_true(log_has(w, "loss.delivery", "attempt=3 registry=ok"));
+    assert_true(sim_log_grows(w, "path=/v1/cards/*****0001/loss-reports", 2)); /* all three answered */
+    assert_int_equal(sim_replays(w), 2);
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gateway_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
