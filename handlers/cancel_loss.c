@@ -11,22 +11,13 @@
 #include "domain.h"
 #include "handler_call.h"
 #include "registry.h"
+#include "reply.h"
 
 /* Lives from the list's answer to the cancellation's. */
 typedef struct {
     handler_call *call;
     char card[DOMAIN_CARD_MAX + 1];   /* the current card, for the `ok` result */
 } cancel_ctx;
-
-static json_t *current_card(json_t *body)
-{
-    size_t i;
-    json_t *card;
-    json_array_foreach(json_object_get(body, "cards"), i, card)
-        if (json_is_true(json_object_get(card, "current")))
-            return card;
-    return NULL;
-}
 
 static bool text_is(json_t *obj, const char *key, const char *value)
 {
@@ -83,7 +74,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    json_t *card = current_card(r->body);
+    json_t *card = reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     json_t *report = json_object_get(card, "loss_report");
     const char *report_id = json_string_value(json_object_get(report, "id"));

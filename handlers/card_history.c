@@ -6,16 +6,7 @@
 #include "builtin.h"
 #include "handler_call.h"
 #include "registry.h"
-
-static json_t *current_card(json_t *body)
-{
-    size_t i;
-    json_t *card;
-    json_array_foreach(json_object_get(body, "cards"), i, card)
-        if (json_is_true(json_object_get(card, "current")))
-            return card;
-    return NULL;
-}
+#include "reply.h"
 
 /* A number, and a predecessor that is absent, null or a number. */
 static bool well_formed(json_t *card)
@@ -36,7 +27,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    json_t *card = current_card(r->body);
+    json_t *card = reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     const char *old = json_string_value(json_object_get(card, "replaces"));
     if (!card)

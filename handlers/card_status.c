@@ -8,30 +8,15 @@
 #include "builtin.h"
 #include "handler_call.h"
 #include "registry.h"
-
-static json_t *current_card(json_t *body)
-{
-    size_t i;
-    json_t *card;
-    json_array_foreach(json_object_get(body, "cards"), i, card)
-        if (json_is_true(json_object_get(card, "current")))
-            return card;
-    return NULL;
-}
-
-static const char *text_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
+#include "reply.h"
 
 static json_t *status_vars(json_t *card)
 {
     json_t *bank = json_object_get(card, "bank");
     return json_pack("{s:s, s:s, s:s}",
-                     "card", text_of(card, "card_number"),
-                     "bank_name", text_of(bank, "name"),
-                     "bank_hotline", text_of(bank, "hotline"));
+                     "card", reply_text(card, "card_number"),
+                     "bank_name", reply_text(bank, "name"),
+                     "bank_hotline", reply_text(bank, "hotline"));
 }
 
 /* A status outside the contract's list is a bad response, not a result. */
@@ -52,8 +37,8 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    json_t *card = current_card(r->body);
-    const char *status = card ? text_of(card, "status_name") : "";
+    json_t *card = reply_current_card(r->body);
+    const char *status = card ? reply_text(card, "status_name") : "";
     if (!card)
         handler_finish(c, "no_card", NULL);
     else if (!json_is_string(json_object_get(card, "card_number")) ||

@@ -10,23 +10,18 @@
 #include "builtin.h"
 #include "handler_call.h"
 #include "registry.h"
-
-static const char *text_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
+#include "reply.h"
 
 static json_t *progress_vars(json_t *app)
 {
     json_t *outlet = json_object_get(app, "outlet");
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
-                     "stage_date", text_of(app, "stage_date"),
-                     "new_card", text_of(app, "card_number"),
-                     "outlet_name", text_of(outlet, "name"),
-                     "outlet_address", text_of(outlet, "address"),
-                     "outlet_hours", text_of(outlet, "hours"),
-                     "outlet_phone", text_of(outlet, "phone"));
+                     "stage_date", reply_text(app, "stage_date"),
+                     "new_card", reply_text(app, "card_number"),
+                     "outlet_name", reply_text(outlet, "name"),
+                     "outlet_address", reply_text(outlet, "address"),
+                     "outlet_hours", reply_text(outlet, "hours"),
+                     "outlet_phone", reply_text(outlet, "phone"));
 }
 
 /* A stage outside the contract's list is a bad response, not a result. */
