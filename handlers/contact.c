@@ -44,9 +44,14 @@ typedef struct {
     char sends[CODE_KEY_MAX];  /* cl:otp:n:{session} */
 } code_keys;
 
+void handlers_code_key(const char *session_id, char *out, size_t size)
+{
+    snprintf(out, size, CODE_KEY_PREFIX "%s", session_id);
+}
+
 static void code_keys_of(const handler_call *c, code_keys *k)
 {
-    snprintf(k->code, sizeof k->code, CODE_KEY_PREFIX "%s", handler_session_id(c));
+    handlers_code_key(handler_session_id(c), k->code, sizeof k->code);
     snprintf(k->sends, sizeof k->sends, SENDS_KEY_PREFIX "%s", handler_session_id(c));
 }
 

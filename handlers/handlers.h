@@ -80,6 +80,11 @@ typedef struct handler_env {
 /* The handler named `name`, or NULL. */
 const handler_def *handlers_find(const char *name);
 
+/* The Redis key holding a session's one-time code (a digest, never the
+ * code): cardline-sim deletes it to make the code expire. */
+#define HANDLER_CODE_KEY_MAX 192
+void handlers_code_key(const char *session_id, char *out, size_t size);
+
 /* The i-th handler (0-based), or NULL past the end: for listing and docs. */
 const handler_def *handlers_at(size_t i);
 

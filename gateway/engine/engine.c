@@ -338,14 +338,22 @@ static void on_handler_timeout(evutil_socket_t fd, short what, void *arg)
     advance(h, step_resume(&h->st, "unavailable", NULL));
 }
 
-/* Two 64-bit FNV-1a hashes of the session id: a key of allowed characters
- * whatever the id holds, unique per session in practice. */
+/* Two 64-bit FNV-1a hashes of the session id and its creation time: a key
+ * of allowed characters whatever the id holds. The creation time tells
+ * apart two sessions that reuse one id (an aggregator recycling its
+ * sessionIds), whose writes must not be taken for replays of each other. */
 static void make_call_key(const hop *h, char *out, size_t size)
 {
     uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
-    for (const unsigned char *p = (const unsigned char *)h->ev.session_id; *p; p++) {
-        a = (a ^ *p) * 0x100000001b3ULL;
-        b = (b ^ *p) * 0x100000001b3ULL;
+    char created[24];
+    snprintf(created, sizeof created, "@%lld",
+             (long long)json_integer_value(json_object_get(h->doc, "created_at")));
+    const char *parts[] = {h->ev.session_id, created};
+    for (size_t i = 0; i < 2; i++) {
+        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
+            a = (a ^ *p) * 0x100000001b3ULL;
+            b = (b ^ *p) * 0x100000001b3ULL;
+        }
     }
     snprintf(out, size, "%016llx%016llx.%llu.%d", (unsigned long long)a, (unsigned long long)b,
              (unsigned long long)h->rev, h->calls);

@@ -337,7 +337,7 @@ loss *loss_new(struct event_base *base, registry *reg, outbox *ob, loss_render_f
     if (!l)
         abort();
     *l = (loss){.base = base, .reg = reg, .ob = ob, .render = render, .render_ctx = render_ctx};
-    if (outbox_register(ob, LOSS_KIND, deliver, l) != 0) {
+    if (outbox_register(ob, LOSS_KIND, OUTBOX_LIMIT_AGE_ONLY, deliver, l) != 0) {
         log_error("loss.config", "why=%s", log_quote("kind loss_report already registered").s);
         free(l);
         return NULL;

@@ -90,6 +90,7 @@ typedef struct {
     char kind[OUTBOX_MAX_KIND_LEN + 1]; /* the kind it delivers */
     outbox_deliver_fn *fn;              /* the deliverer */
     void *arg;                          /* its argument */
+    outbox_limit limit;                 /* when failing entries are parked */
     metrics_series *delivered;          /* entries done */
     metrics_series *retried;            /* attempts ended retry-later */
     metrics_series *dead;               /* entries parked as dead */
@@ -432,7 +433,8 @@ void outbox_finish(outbox_attempt *a, outbox_outcome outcome, const char *reason
     const char *dead = NULL;
     if (outcome == OUTBOX_GIVE_UP)
         dead = "gave_up";
-    else if (outcome == OUTBOX_RETRY && a->number >= ob->opt.max_attempts)
+    else if (outcome == OUTBOX_RETRY && a->number >= ob->opt.max_attempts &&
+             (d == NULL || d->limit == OUTBOX_LIMIT_ATTEMPTS_AND_AGE))
         dead = "max_attempts";
     else if (outcome == OUTBOX_RETRY &&
              wall_ms() - a->created_ms > (long long)ob->opt.max_age_s * 1000)
@@ -625,7 +627,8 @@ void outbox_poll_now(outbox *ob)
 
 /* Registration --------------------------------------------------------------*/
 
-int outbox_register(outbox *ob, const char *kind, outbox_deliver_fn *fn, void *arg)
+int outbox_register(outbox *ob, const char *kind, outbox_limit limit, outbox_deliver_fn *fn,
+                    void *arg)
 {
     if (!valid_kind(kind) || fn == NULL || find_kind(ob, kind) || ob->nkinds == OUTBOX_MAX_KINDS)
         return -1;
@@ -633,6 +636,7 @@ int outbox_register(outbox *ob, const char *kind, outbox_deliver_fn *fn, void *a
     snprintf(d->kind, sizeof d->kind, "%s", kind);
     d->fn = fn;
     d->arg = arg;
+    d->limit = limit;
     d->delivered = kind_counter("cardline_outbox_delivered_total",
                                 "Outbox entries delivered, by kind.", kind);
     d->retried = kind_counter("cardline_outbox_retried_total",

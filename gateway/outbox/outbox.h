@@ -94,8 +94,15 @@ void outbox_poll_now(outbox *ob);
  * outbox_finish, now or later. */
 typedef void outbox_deliver_fn(outbox_attempt *a, void *arg);
 
+/* When a failing entry of a kind is given up and parked as dead. */
+typedef enum {
+    OUTBOX_LIMIT_ATTEMPTS_AND_AGE = 0, /* after max_attempts or max_age_s, whichever first */
+    OUTBOX_LIMIT_AGE_ONLY              /* only after max_age_s: entries that must outlive a long outage */
+} outbox_limit;
+
 /* One deliverer per kind; -1 if the kind is taken, invalid or the table full. */
-int outbox_register(outbox *ob, const char *kind, outbox_deliver_fn *fn, void *arg);
+int outbox_register(outbox *ob, const char *kind, outbox_limit limit, outbox_deliver_fn *fn,
+                    void *arg);
 
 const char *outbox_attempt_id(const outbox_attempt *a);   /* the stream entry id */
 const char *outbox_attempt_kind(const outbox_attempt *a);

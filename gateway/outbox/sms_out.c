@@ -487,7 +487,7 @@ sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob, const sms_o
     hopt.max_connections = 8;
     hopt.max_response_bytes = 4096;
     so->http = httpc_new(base, &hopt);
-    if (so->http == NULL || outbox_register(ob, "sms", deliver_sms, so) != 0) {
+    if (so->http == NULL || outbox_register(ob, "sms", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver_sms, so) != 0) {
         log_error("sms_out.config", "problem=%s", log_quote("http client or outbox kind").s);
         release(so);
         return NULL;

@@ -805,6 +805,39 @@ static void test_registry_answer_lost(void **state)
     assert_private(w);
 }
 
+/* Lets every session expire at once, as their TTL would (the dedupe keys of
+ * the outbox live on, for days). */
+static void expire_sessions(const world *w)
+{
+    const char *argv[] = {"EVAL",
+                          "for _, k in ipairs(redis.call('KEYS', 'cl:s:*')) do redis.call('DEL', k) end\n"
+                          "return 1",
+                          "0"};
+    free(th_redis_cmd(&w->redis, 3, argv));
+}
+
+/* An aggregator recycles its sessionIds: a second caller gets the id of a
+ * session that expired. Their reports are two reports, each applied once,
+ * with two references: a report is keyed by its session's creation too,
+ * never taken for a replay of another session's. */
+static void test_reused_session_id(void **state)
+{
+    world *w = *state;
+    w->reporting = 2;
+    person *first = &w->people[0], *second = &w->people[1];
+    memcpy(second->session, first->session, sizeof second->session);
+    dial_to_confirm(w, first);
+    confirm(w, first, "挂失已办理");
+    expire_sessions(w);
+    dial_to_confirm(w, second);
+    confirm(w, second, "挂失已办理");
+    assert_string_not_equal(first->reference, second->reference);
+    wait_delivered(w, th_now_ms(), "the second confirmation");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -812,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

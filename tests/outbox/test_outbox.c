@@ -229,7 +229,7 @@ static outbox *open_outbox(fixture *f, const char *consumer, sink *s)
     outbox_options o = fast_options(consumer);
     outbox *ob = outbox_new(f->base, f->st, &o);
     assert_non_null(ob);
-    assert_int_equal(outbox_register(ob, "test", deliver, s), 0);
+    assert_int_equal(outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, s), 0);
     return ob;
 }
 
@@ -245,7 +245,7 @@ static void test_add_deliver_ack(void **state)
     fixture *f = *state;
     sink s = {0};
     outbox *ob = open_outbox(f, "gw1", &s);
-    assert_int_equal(outbox_register(ob, "test", deliver, &s), -1); /* one per kind */
+    assert_int_equal(outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, &s), -1); /* one per kind */
     for (int i = 0; i < 3; i++) {
         added a = add_one(f, ob, "test", i, NULL);
         assert_int_equal(a.st, OUTBOX_ADDED);
@@ -324,7 +324,7 @@ static void test_give_up_and_max_attempts_park_dead(void **state)
     outbox_options o = fast_options("gw2");
     o.max_attempts = 3;
     ob = outbox_new(f->base, f->st, &o);
-    outbox_register(ob, "test", deliver, &stubborn);
+    outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, &stubborn);
     add_one(f, ob, "test", 2, NULL);
     long two = 2;
     assert_true(pump_until(f, dead_count, &two));
@@ -345,6 +345,24 @@ static void test_give_up_and_max_attempts_park_dead(void **state)
     outbox_free(ob);
 }
 
+/* A kind registered age-only (loss reports) keeps retrying past
+ * max_attempts: a long registry outage parks nothing. */
+static void test_age_only_kind_outlives_max_attempts(void **state)
+{
+    fixture *f = *state;
+    sink patient = {.fail_first = 6};
+    outbox_options o = fast_options("gw1");
+    o.max_attempts = 2;
+    outbox *ob = outbox_new(f->base, f->st, &o);
+    assert_int_equal(outbox_register(ob, "test", OUTBOX_LIMIT_AGE_ONLY, deliver, &patient), 0);
+    add_one(f, ob, "test", 1, NULL);
+    wait_done(f, &patient, 1);
+    assert_int_equal(patient.attempts, 7);
+    assert_int_equal(stream_len(f, "cl:outbox:dead"), 0);
+    assert_true(pump_until(f, stream_empty, NULL));
+    outbox_free(ob);
+}
+
 static void test_invalid_adds_change_nothing(void **state)
 {
     fixture *f = *state;
@@ -352,7 +370,7 @@ static void test_invalid_adds_change_nothing(void **state)
     outbox_options o = fast_options("gw1");
     o.max_payload_bytes = 64;
     outbox *ob = outbox_new(f->base, f->st, &o);
-    outbox_register(ob, "test", deliver, &s);
+    outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, &s);
     added a = add_one(f, ob, "Bad Kind", 1, NULL);
     assert_int_equal(a.st, OUTBOX_INVALID);
     a = add_one(f, ob, "test", 1, "key with space");
@@ -437,6 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_with_backoff_until_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_give_up_and_max_attempts_park_dead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_age_only_kind_outlives_max_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_adds_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crashed_gateway_entries_delivered_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart_with_aof_loses_nothing, setup, teardown),

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "mask.h"
+#include "handlers.h"
 #include "runtime.h"
+#include "store.h"
 
 /* A hop gets the engine's own deadlines (store, handler) plus this margin
  * before the driver gives up on it. */
@@ -40,6 +42,7 @@ struct driver {
     channel_kind channel;      /* the session's channel */
     char session_id[96];       /* the session's id */
     bool waiting;              /* the session waits for input */
+    bool secret;               /* what it waits for is secret */
     hop_wait hop;              /* the hop in flight (outlives a given-up hop) */
     char code[8];              /* digits of the last code the simulated phone got, or "" */
     char sms_to[SMS_LINE_MAX]; /* "[sms to 139****0002]" lines of the hop, "\n"-joined */
@@ -202,10 +205,11 @@ static void render_options(json_t *await, char *out, size_t size)
     }
 }
 
-static void render_await(const driver *d, json_t *await, drv_reply *r)
+static void render_await(driver *d, json_t *await, drv_reply *r)
 {
     bool voice = d->channel == CHANNEL_VOICE;
     r->secret = json_is_true(json_object_get(await, "secret"));
+    d->secret = r->secret;
     const char *kind = json_string_value(json_object_get(await, "kind"));
     if (kind != NULL && strcmp(kind, "menu") == 0) {
         char keys[512];
@@ -318,8 +322,59 @@ static engine_event_kind event_kind(const char *line)
     return ENGINE_EV_INPUT;
 }
 
+/* Time passing ------------------------------------------------------------------------*/
+
+typedef struct {
+    bool done;                 /* Redis answered */
+    bool ok;                   /* ... without an error */
+} expiry_wait;
+
+static void on_deleted(store_status st, void *arg)
+{
+    expiry_wait *w = arg;
+    w->done = true;
+    w->ok = st == STORE_OK;
+}
+
+static void on_code_deleted(store_status st, const struct redisReply *reply, void *arg)
+{
+    (void)reply;
+    on_deleted(st, arg);
+}
+
+/* Deletes what a TTL would have removed: the session's one-time code or its
+ * document. Answers "[code expired]" or "[session expired]". */
+static bool expire(driver *d, const char *what, drv_reply *out)
+{
+    *out = (drv_reply){0};
+    expiry_wait w = {0};
+    store *st = runtime_store(d->rt);
+    bool code = strcmp(what, DRV_EXPIRE_CODE) == 0;
+    if (code) {
+        char key[HANDLER_CODE_KEY_MAX];
+        handlers_code_key(d->session_id, key, sizeof key);
+        const char *argv[] = {"DEL", key};
+        store_command(st, 2, argv, NULL, on_code_deleted, &w);
+    } else {
+        store_delete(st, d->session_id, on_deleted, &w);
+    }
+    long deadline = now_ms() + d->hop_deadline_ms;
+    while (!w.done && now_ms() < deadline)
+        event_base_loop(d->base, EVLOOP_ONCE);
+    if (!w.ok) {
+        fprintf(stderr, "cardline-sim: Redis did not expire the %s\n", code ? "code" : "session");
+        return false;
+    }
+    add_linef(out, code ? "[code expired]" : "[session expired]");
+    out->waiting = d->waiting;
+    out->secret = d->secret;
+    return true;
+}
+
 bool drv_send(driver *d, const char *line, drv_reply *out)
 {
+    if (strcmp(line, DRV_EXPIRE_CODE) == 0 || strcmp(line, DRV_EXPIRE_SESSION) == 0)
+        return expire(d, line, out);
     engine_event ev = {
         .kind = event_kind(line),
         .channel = d->channel,

@@ -46,6 +46,8 @@ typedef struct {
 #define DRV_HANGUP ":hangup"     /* the caller left */
 #define DRV_CODE ":code"         /* types the digits of the last one-time code
                                   * the simulated phone received ("[sms to …]") */
+#define DRV_EXPIRE_CODE ":expire-code"       /* the code's life runs out (its Redis key goes) */
+#define DRV_EXPIRE_SESSION ":expire-session" /* the session's TTL runs out (its document goes) */
 
 /* Lifecycle -----------------------------------------------------------------*/
 
@@ -62,7 +64,8 @@ void drv_free(driver *d);
 bool drv_start(driver *d, const drv_session *s, drv_reply *out);
 
 /* Sends one input line (or DRV_TIMEOUT, DRV_NO_INPUT, DRV_HANGUP) to the
- * session. Same return as drv_start. */
+ * session; DRV_EXPIRE_* make time pass instead (the reply says what
+ * expired and the session waits as before). Same return as drv_start. */
 bool drv_send(driver *d, const char *line, drv_reply *out);
 
 void drv_reply_free(drv_reply *r);

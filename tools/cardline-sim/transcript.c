@@ -168,9 +168,55 @@ void ts_write_header(FILE *f, const transcript *t)
     fputs("---\n", f);
 }
 
+/* Stable wording ------------------------------------------------------------------*/
+
+#define REFERENCE_TAIL 12
+
+static bool reference_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+/* A loss reference starts at p: "GS" and exactly 12 of [0-9A-Z], not inside
+ * a longer word. */
+static bool reference_at(const char *start, const char *p)
+{
+    if (p[0] != 'G' || p[1] != 'S' || (p > start && (reference_char(p[-1]) || (p[-1] >= 'a' && p[-1] <= 'z'))))
+        return false;
+    for (int i = 2; i < 2 + REFERENCE_TAIL; i++)
+        if (!reference_char(p[i]))
+            return false;
+    return !reference_char(p[2 + REFERENCE_TAIL]);
+}
+
+/* `text` with every loss reference replaced by the placeholder, malloc'd. */
+static char *stable_text(const char *text)
+{
+    size_t n = strlen(text);
+    char *out = malloc(n + 1); /* the placeholder is shorter than a reference */
+    if (out == NULL)
+        return NULL;
+    size_t used = 0;
+    for (const char *p = text; *p;) {
+        if (reference_at(text, p)) {
+            memcpy(out + used, TS_REFERENCE_PLACEHOLDER, strlen(TS_REFERENCE_PLACEHOLDER));
+            used += strlen(TS_REFERENCE_PLACEHOLDER);
+            p += 2 + REFERENCE_TAIL;
+        } else {
+            out[used++] = *p++;
+        }
+    }
+    out[used] = '\0';
+    return out;
+}
+
 void ts_write_line(FILE *f, ts_kind kind, const char *text)
 {
+    char *shown = kind == TS_OUTPUT ? stable_text(text) : NULL;
+    if (shown)
+        text = shown;
     fprintf(f, "%c%s%s\n", kind == TS_OUTPUT ? '<' : '>', *text ? " " : "", text);
+    free(shown);
 }
 
 /* Building -----------------------------------------------------------------------*/
@@ -182,8 +228,11 @@ bool ts_append(transcript *t, ts_kind kind, const char *text, bool secret)
     ts_line *grown = realloc(t->lines, (t->count + 1) * sizeof *grown);
     if (grown == NULL)
         return false;
+    char *copy = kind == TS_OUTPUT ? stable_text(text) : strdup(text);
+    if (copy == NULL)
+        return false;
     t->lines = grown;
-    t->lines[t->count++] = (ts_line){kind, strdup(text), 0, secret};
+    t->lines[t->count++] = (ts_line){kind, copy, 0, secret};
     return true;
 }
 

@@ -52,6 +52,11 @@ typedef struct {
     size_t count;      /* body lines */
 } transcript;
 
+/* Loss references ("GS" + 12 of [0-9A-Z], gateway/loss/loss.h) differ on
+ * every run: they hash the session's creation time. Shown lines keep them
+ * as "GS{ref}", in golden files and in runs alike. */
+#define TS_REFERENCE_PLACEHOLDER "GS{ref}"
+
 /* Reading and writing ----------------------------------------------------------*/
 
 /* Parses `path`. Returns false with "FILE:LINE: why" in `err`. */
