@@ -1,11 +1,12 @@
 /* main — the cardline daemon: command line, configuration, the one libevent
  * loop, signals and the order in which modules start and stop.
  *
- *   cardline [--config FILE] [--check] [--version] [--help]
+ *   cardline [--config FILE] [--check] [--prompt-list] [--version] [--help]
  *
  * Exit status: 0 after a clean stop or a clean --check, 1 when the
- * configuration or the dialplans are invalid or the gateway cannot start,
- * 2 for usage errors. SIGTERM/SIGINT drain the listeners (bounded by
+ * configuration or the dialplans are invalid, prompt audio is missing for
+ * an enabled voice channel, or the gateway cannot start, 2 for usage
+ * errors. SIGTERM/SIGINT drain the listeners (bounded by
  * [gateway] shutdown_grace_ms) and stop; SIGHUP reloads what can change
  * live: the log level and the dialplans. */
 #include <event2/event.h>
@@ -27,10 +28,12 @@
 #include "sms_out.h"
 #include "ussd.h"
 #include "version.h"
+#include "voice.h"
 
 typedef struct {
     const char *config_path;    /* --config, or NULL to run on defaults */
     bool check;                 /* --check: validate and exit */
+    bool prompt_list;           /* --prompt-list: print the audio files voice needs */
     bool version;               /* --version */
     bool help;                  /* --help */
 } cli;
@@ -46,6 +49,9 @@ typedef struct {
     sms *sms;                   /* /sms/kannel on it */
     sms_out *sms_out;           /* SMS out through Kannel; /sms/dlr on the listener */
     ops *ops;                   /* /healthz and /metrics */
+    voice *voice;               /* SIP calls, when [voice] enabled */
+    char trunks[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] trunks, split */
+    const char *trunk_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into trunks, for voice_sip_options */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
     bool stopping;              /* a stop signal arrived */
 } gateway;
@@ -54,10 +60,12 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: cardline [--config FILE] [--check] [--version] [--help]\n"
+    fprintf(out, "usage: cardline [--config FILE] [--check] [--prompt-list] [--version] [--help]\n"
                  "  --config FILE  read settings from FILE (default: built-in defaults)\n"
-                 "  --check        validate the configuration and the dialplans, print\n"
-                 "                 every error, exit\n"
+                 "  --check        validate the configuration, the dialplans and (voice\n"
+                 "                 enabled) their prompt audio, print every error, exit\n"
+                 "  --prompt-list  print every prompt audio file voice needs, one per line:\n"
+                 "                 LANG<TAB>PATH<TAB>TEXT (what scripts/prompts renders)\n"
                  "  --version      print the version and exit\n"
                  "  --help         print this text and exit\n");
 }
@@ -68,6 +76,7 @@ static bool parse_cli(int argc, char **argv, cli *out)
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},
+        {"prompt-list", no_argument, NULL, 'p'},
         {"version", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -78,6 +87,7 @@ static bool parse_cli(int argc, char **argv, cli *out)
         switch (opt) {
         case 'c': out->config_path = optarg; break;
         case 'k': out->check = true; break;
+        case 'p': out->prompt_list = true; break;
         case 'v': out->version = true; break;
         case 'h': out->help = true; break;
         default: return false;
@@ -153,7 +163,10 @@ static int apply_log_level(const conf *next, void *arg)
 static int apply_dialplans(const conf *next, void *arg)
 {
     gateway *gw = arg;
-    return runtime_reload_dialplans(gw->rt, next->dialplans.dir);
+    int rc = runtime_reload_dialplans(gw->rt, next->dialplans.dir);
+    if (rc == 0 && gw->voice)
+        voice_reload(gw->voice);
+    return rc;
 }
 
 static bool key_is(const conf_key *k, const char *section, const char *name)
@@ -291,6 +304,57 @@ static bool start_sms_out(gateway *gw)
     return true;
 }
 
+/* Splits "[voice] trunks" (commas, spaces allowed) into gw->trunks. */
+static size_t trunks_from(gateway *gw, const char *list)
+{
+    size_t n = 0;
+    const char *p = list ? list : "";
+    while (*p && n < VOICE_SIP_MAX_TRUNKS) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ", ");
+        if (len > 0 && len < sizeof gw->trunks[n]) {
+            snprintf(gw->trunks[n], sizeof gw->trunks[n], "%.*s", (int)len, p);
+            gw->trunk_list[n] = gw->trunks[n];
+            n++;
+        }
+        p += len;
+    }
+    return n;
+}
+
+static bool start_voice(gateway *gw)
+{
+    const conf *c = gw->conf;
+    if (!c->voice.enabled)
+        return true;
+    voice_options vo = {
+        .engine = runtime_engine(gw->rt),
+        .sip = {
+            .bind_addr = c->voice.listen.host,
+            .port = c->voice.listen.port,
+            .trunks = gw->trunk_list,
+            .n_trunks = trunks_from(gw, c->voice.trunks),
+            .max_calls = c->voice.max_calls,
+            .session_expires_s = c->voice.session_expires_s,
+            .refer_timeout_ms = c->voice.refer_timeout_ms,
+        },
+        .media = {
+            .bind_addr = c->voice.rtp_address,
+            .port_min = c->voice.rtp_port_min,
+            .port_max = c->voice.rtp_port_max,
+            .max_streams = c->voice.max_calls,
+            .inactivity_ms = c->voice.rtp_inactivity_ms,
+        },
+        .prompts_dir = c->voice.prompts_dir,
+        .recorded_dir = c->voice.recorded_dir,
+        .agent_uri = c->voice.agent_uri,
+        .inter_digit_timeout_ms = c->voice.inter_digit_timeout_ms,
+        .prompt_gap_ms = c->voice.prompt_gap_ms,
+    };
+    gw->voice = voice_new(gw->base, &vo);
+    return gw->voice != NULL;
+}
+
 static bool start_modules(gateway *gw)
 {
     httpd_options ho;
@@ -305,7 +369,7 @@ static bool start_modules(gateway *gw)
     sms_options_from(gw->conf, &so);
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
-    if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw))
+    if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw) || !start_voice(gw))
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
@@ -318,6 +382,7 @@ static bool start_modules(gateway *gw)
  * the listener goes last so late replies still find their requests. */
 static void stop_modules(gateway *gw)
 {
+    voice_free(gw->voice);
     ussd_free(gw->ussd);
     sms_free(gw->sms);
     runtime_set_send_now(gw->rt, NULL, NULL);
@@ -340,11 +405,26 @@ static void log_start(const gateway *gw)
              log_quote(gw->config_path ? gw->config_path : "").s, dialplan_version(gw->dialplans));
 }
 
+/* epoll's changelist folds the add/delete pairs of one loop turn into one
+ * epoll_ctl each: a USSD hop re-arms the same sockets several times (about
+ * 7% of its cost measured by scripts/bench ussd). Safe for us: no fd is
+ * dup'ed while watched. */
+static struct event_base *new_event_base(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (cfg == NULL)
+        return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 static int run(const char *config_path, const conf *c, dialplan *dp)
 {
     gateway gw = {.config_path = config_path, .conf = c, .dialplans = dp};
     signal(SIGPIPE, SIG_IGN);
-    gw.base = event_base_new();
+    gw.base = new_event_base();
     if (gw.base == NULL)
         return 1;
     int rc = 0;
@@ -360,6 +440,39 @@ static int run(const char *config_path, const conf *c, dialplan *dp)
     event_base_free(gw.base);
     metrics_reset();
     return rc;
+}
+
+/* --check and --prompt-list ---------------------------------------------------------*/
+
+static void print_needed(const char *lang, const char *path, const char *text, void *arg)
+{
+    (void)arg;
+    printf("%s\t%s\t%s\n", lang, path, text);
+}
+
+static void print_audio_problem(bool missing, const char *why, void *arg)
+{
+    size_t *count = arg;
+    (*count)++;
+    fprintf(stderr, "%s%s\n", why, missing ? " (run scripts/prompts or record it)" : "");
+}
+
+/* Prompt audio of an enabled voice channel: true when nothing is missing
+ * or unusable (each problem printed). */
+static bool check_audio(const conf *c, dialplan *dp)
+{
+    if (!c->voice.enabled)
+        return true;
+    size_t problems = 0;
+    voice_audio *a = voice_audio_load(dp, c->voice.prompts_dir, c->voice.recorded_dir, print_audio_problem,
+                                      &problems);
+    voice_audio_stats st = {0};
+    if (a)
+        voice_audio_stats_get(a, &st);
+    voice_audio_unref(a);
+    if (problems == 0)
+        printf("%s: ok (%zu prompt audio files)\n", c->voice.prompts_dir, st.files);
+    return a != NULL && problems == 0;
 }
 
 int main(int argc, char **argv)
@@ -384,10 +497,13 @@ int main(int argc, char **argv)
     }
     dialplan *dp = load_dialplans(&c);
     int rc = 1;
-    if (dp != NULL && args.check) {
+    if (dp != NULL && args.prompt_list) {
+        voice_audio_needed(dp, print_needed, NULL);
+        rc = 0;
+    } else if (dp != NULL && args.check) {
         printf("%s: ok\n", args.config_path ? args.config_path : "(built-in defaults)");
         printf("%s: ok (version %s)\n", c.dialplans.dir, dialplan_version(dp));
-        rc = 0;
+        rc = check_audio(&c, dp) ? 0 : 1;
     } else if (dp != NULL) {
         log_set_level(c.log.level);
         rc = run(args.config_path, &c, dp);

@@ -123,6 +123,22 @@ static const conf_key keys[] = {
     KEY_INT("workflows", "loss_confirm_wait_ms", 0, 10000, "1500", workflows.loss_confirm_wait_ms),
     KEY("workflows", "digest_secret", CONF_STRING, "", workflows.digest_secret),
 
+    KEY_INT("voice", "enabled", 0, 1, "0", voice.enabled),
+    KEY("voice", "listen", CONF_ADDRESS, "127.0.0.1:5060", voice.listen),
+    KEY("voice", "trunks", CONF_STRING, "127.0.0.1", voice.trunks),
+    KEY_INT("voice", "max_calls", 1, 10000, "600", voice.max_calls),
+    KEY("voice", "rtp_address", CONF_HOST, "127.0.0.1", voice.rtp_address),
+    KEY_INT("voice", "rtp_port_min", 1024, 65534, "20000", voice.rtp_port_min),
+    KEY_INT("voice", "rtp_port_max", 1025, 65535, "29999", voice.rtp_port_max),
+    KEY_INT("voice", "rtp_inactivity_ms", 0, 3600000, "30000", voice.rtp_inactivity_ms),
+    KEY_INT("voice", "session_expires_s", 90, 86400, "1800", voice.session_expires_s),
+    KEY("voice", "agent_uri", CONF_STRING, "sip:{queue}@127.0.0.1:5070", voice.agent_uri),
+    KEY_INT("voice", "refer_timeout_ms", 100, 60000, "8000", voice.refer_timeout_ms),
+    KEY_INT("voice", "inter_digit_timeout_ms", 500, 30000, "3000", voice.inter_digit_timeout_ms),
+    KEY_INT("voice", "prompt_gap_ms", 0, 2000, "300", voice.prompt_gap_ms),
+    KEY("voice", "prompts_dir", CONF_STRING, "build/prompts", voice.prompts_dir),
+    KEY("voice", "recorded_dir", CONF_STRING, "", voice.recorded_dir),
+
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
 

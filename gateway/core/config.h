@@ -114,6 +114,23 @@ typedef struct {
         char *digest_secret;         /* HMAC key of code and new-PIN digests, NULL = random */
     } workflows;
     struct {
+        int enabled;                /* 1: answer SIP calls; 0: no voice channel */
+        conf_address listen;        /* SIP address and port, UDP and TCP */
+        char *trunks;               /* comma-separated IP addresses allowed to INVITE */
+        int max_calls;              /* calls at once; more get 503 */
+        char *rtp_address;          /* local address of RTP sockets, put in SDP */
+        int rtp_port_min;           /* first RTP port (even) */
+        int rtp_port_max;           /* last RTP port */
+        int rtp_inactivity_ms;      /* no RTP from the caller this long: hang up */
+        int session_expires_s;      /* SIP session timer asked for */
+        char *agent_uri;            /* REFER target; {queue} is replaced by the queue */
+        int refer_timeout_ms;       /* a transfer not confirmed by then has failed */
+        int inter_digit_timeout_ms; /* silence that ends a multi-digit entry */
+        int prompt_gap_ms;          /* silence between prompts */
+        char *prompts_dir;          /* generated prompt audio (scripts/prompts) */
+        char *recorded_dir;         /* recorded prompts overriding them, NULL when unset */
+    } voice;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;

@@ -347,6 +347,14 @@ bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind c
     return true;
 }
 
+void dialplan_prompt_ids(const dialplan *dp, const char *lang, dp_prompt_id_fn *emit, void *arg)
+{
+    for (size_t i = 0; i < dp->n_cats; i++)
+        if (!strcmp(dp->cats[i].lang, lang))
+            for (size_t j = 0; j < dp->cats[i].n; j++)
+                emit(dp->cats[i].prompts[j].id, arg);
+}
+
 void dialplan_render_template(const dp_template *t, json_t *vars, char *out, size_t out_size)
 {
     if (!out_size)

@@ -7,7 +7,8 @@ CARDLINE_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   libinih-dev libsqlite3-dev libcrypt-dev libyaml-dev libpcre2-dev libssl-dev
-  redis-server redis-tools curl kannel kannel-extras
+  libsofia-sip-ua-dev libspandsp-dev libsndfile1-dev
+  redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)
 

@@ -1,0 +1,1064 @@
+/* sip — the SIP thread: a sofia-sip nua stack on a su_root of its own, the
+ * table of calls it holds, the checks that refuse INVITEs without asking
+ * the main loop, SDP parsing of offers, and the two queues across the
+ * thread boundary (events out through a locked list and an eventfd the
+ * main loop reads, actions in through su_msg). The main loop never touches nua; the thread
+ * never touches the caller's data except through voice_sip_event copies.
+ *
+ * SDP: soa negotiates the answer from the SDP built by voice_sip_answer
+ * (one codec plus telephone-event at the peer's payload type), and nua
+ * answers re-INVITEs (hold, new address) from the same SDP by itself:
+ * NUTAG_AUTOANSWER(0) is set on the default handle only, which leaves
+ * re-INVITEs auto-answered. Offers are parsed here with sdp_parse to report
+ * the peer's address, codec and hold state. The codec follows the
+ * offerer's order between PCMA and PCMU (RFC 3264 6.1). An INVITE without
+ * SDP gets 488 (no late offers: the request is valid, the session is not
+ * acceptable here); SDP that does not parse gets 400 (a malformed request,
+ * RFC 3261 21.4.1), from soa itself before the INVITE reaches us.
+ *
+ * The thread wakes the main loop by writing to an eventfd, so the base
+ * needs no evthread locking (which would tax every event of the loop). Call
+ * voice_sip_stop from the main loop, never from inside the event callback. */
+#include "sip.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+struct voice_sip;
+struct call;
+struct action;
+
+#define SU_ROOT_MAGIC_T struct voice_sip
+#define SU_MSG_ARG_T struct action
+#define SU_TIMER_ARG_T struct call
+#define NUA_MAGIC_T struct voice_sip
+#define NUA_HMAGIC_T struct call
+
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nua.h>
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sdp.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/soa_tag.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_log.h>
+#include <sofia-sip/su_wait.h>
+
+#include "log.h"
+#include "mask.h"
+#include "rtp.h"
+
+#define CALL_BUCKETS 1024          /* hash buckets of the call table */
+#define MAX_SDP 1024               /* bytes of the SDP we answer with */
+#define MAX_TARGET 256             /* bytes of a REFER target */
+#define MAX_SESSION 128            /* bytes of the X-Cardline-Session value */
+#define MIN_SE_S 90                /* RFC 4028 minimum we accept */
+
+typedef enum {
+    CALL_OFFERED = 0,              /* INCOMING delivered, waiting for answer or reject */
+    CALL_ANSWERED,                 /* 200 OK sent, waiting for ACK */
+    CALL_UP,                       /* ACK received */
+    CALL_ENDING                    /* BYE or refusal sent; ENDED follows */
+} call_state;
+
+/* What an offer tells us about the peer's media. */
+typedef struct {
+    struct sockaddr_storage rtp;   /* where the peer wants RTP */
+    socklen_t rtp_len;             /* length of rtp */
+    int pt;                        /* RTP_PT_PCMA or RTP_PT_PCMU */
+    int dtmf_pt;                   /* telephone-event payload type, or -1 */
+    bool hold;                     /* sendonly, inactive or c=0.0.0.0 */
+} media;
+
+/* One call, owned by the SIP thread. */
+typedef struct call {
+    struct call *next;             /* bucket chain */
+    struct voice_sip *s;           /* the module, for timer callbacks */
+    unsigned id;                   /* the number the main loop knows it by */
+    nua_handle_t *nh;              /* its nua handle (hmagic points back here) */
+    call_state state;              /* where the dialog is */
+    bool tcp;                      /* the INVITE came over TCP: our Contact says so */
+    media peer;                    /* the media last reported to the main loop */
+    bool refer_pending;            /* a REFER waits for its outcome */
+    su_timer_t *refer_timer;       /* refer_timeout_ms after the REFER, or NULL */
+} call;
+
+typedef enum { A_ANSWER, A_REJECT, A_HANGUP, A_REFER, A_STOP } action_kind;
+
+/* An action carried from the main loop to the thread in a su_msg. */
+typedef struct action {
+    action_kind kind;              /* what to do */
+    unsigned call;                 /* to which call (unused by A_STOP) */
+    int rtp_port;                  /* A_ANSWER */
+    int pt;                        /* A_ANSWER */
+    int dtmf_pt;                   /* A_ANSWER */
+    int status;                    /* A_REJECT */
+    char target[MAX_TARGET];       /* A_REFER: the URI in Refer-To */
+    char session[MAX_SESSION];     /* A_REFER: the X-Cardline-Session value */
+} action;
+
+/* An event waiting for the main loop. */
+typedef struct qnode {
+    struct qnode *next;            /* FIFO order */
+    voice_sip_event ev;            /* the event as delivered */
+} qnode;
+
+/* A trunk address in binary, for comparing with a packet's source. */
+typedef struct {
+    int family;                    /* AF_INET or AF_INET6 */
+    unsigned char addr[16];        /* 4 or 16 bytes */
+} trunk;
+
+struct voice_sip {
+    /* Set before the thread starts, read-only after. */
+    struct event_base *base;       /* the main loop */
+    voice_sip_options opt;         /* limits (string fields point into this struct) */
+    char bind_addr[64];            /* copy of opt.bind_addr */
+    trunk trunks[VOICE_SIP_MAX_TRUNKS]; /* allowed INVITE sources */
+    voice_sip_event_fn *fn;        /* event callback */
+    void *arg;                     /* its argument */
+    int wake_fd;                   /* eventfd the thread writes when events wait */
+    struct event *wake;            /* the main loop's read event on wake_fd */
+
+    /* Shared between the threads. */
+    pthread_mutex_t lock;          /* guards the event queue and the start state */
+    pthread_cond_t started;        /* signalled when start_state leaves 0 */
+    int start_state;               /* 0 starting, 1 running, -1 failed */
+    qnode *head, *tail;            /* events for the main loop */
+    su_root_t *root;               /* the thread's root, target of actions */
+    atomic_int ncalls;             /* calls in the table */
+    pthread_t thread;              /* the SIP thread */
+
+    /* SIP thread only. */
+    nua_t *nua;                    /* the stack */
+    call *calls[CALL_BUCKETS];     /* call table by number */
+    unsigned next_id;              /* the last number given to a call */
+    bool stopping;                 /* nua_shutdown was called */
+};
+
+/* Events to the main loop --------------------------------------------------------*/
+
+static void post(voice_sip *s, const voice_sip_event *ev)
+{
+    qnode *n = malloc(sizeof *n);
+    if (n == NULL) {
+        log_error("sip.event_lost", "call=%u kind=%d", ev->call, (int)ev->kind);
+        return;
+    }
+    n->next = NULL;
+    n->ev = *ev;
+    pthread_mutex_lock(&s->lock);
+    if (s->tail)
+        s->tail->next = n;
+    else
+        s->head = n;
+    s->tail = n;
+    pthread_mutex_unlock(&s->lock);
+    uint64_t one = 1;
+    if (write(s->wake_fd, &one, sizeof one) != sizeof one)
+        log_error("sip.wake", "errno=%d", errno); /* only EAGAIN at 2^64-1 pending: cannot happen */
+}
+
+static qnode *pop(voice_sip *s)
+{
+    pthread_mutex_lock(&s->lock);
+    qnode *n = s->head;
+    if (n) {
+        s->head = n->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void deliver(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    voice_sip *s = arg;
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        log_error("sip.wake", "errno=%d", errno);
+    for (qnode *n; (n = pop(s)) != NULL; free(n))
+        s->fn(&n->ev, s->arg);
+}
+
+static void post_simple(voice_sip *s, const call *c, voice_sip_event_kind kind, int status)
+{
+    voice_sip_event ev = {.kind = kind, .call = c->id, .status = status, .dtmf_pt = -1};
+    post(s, &ev);
+}
+
+static void post_media(voice_sip *s, const call *c)
+{
+    voice_sip_event ev = {.kind = VOICE_SIP_MEDIA, .call = c->id, .rtp = c->peer.rtp,
+                          .rtp_len = c->peer.rtp_len, .pt = c->peer.pt,
+                          .dtmf_pt = c->peer.dtmf_pt, .hold = c->peer.hold};
+    post(s, &ev);
+}
+
+/* The call table -----------------------------------------------------------------*/
+
+static call *call_find(voice_sip *s, unsigned id)
+{
+    for (call *c = s->calls[id % CALL_BUCKETS]; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+static call *call_add(voice_sip *s, nua_handle_t *nh)
+{
+    call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->s = s;
+    c->id = ++s->next_id;
+    c->nh = nh;
+    c->next = s->calls[c->id % CALL_BUCKETS];
+    s->calls[c->id % CALL_BUCKETS] = c;
+    nua_handle_bind(nh, c);
+    atomic_fetch_add(&s->ncalls, 1);
+    return c;
+}
+
+static void refer_timer_stop(call *c)
+{
+    if (c->refer_timer) {
+        su_timer_destroy(c->refer_timer);
+        c->refer_timer = NULL;
+    }
+    c->refer_pending = false;
+}
+
+/* Unlinks and frees the call and lets nua release its handle; events nua
+ * still holds for the handle find hmagic NULL and are ignored. */
+static void call_remove(voice_sip *s, call *c)
+{
+    for (call **p = &s->calls[c->id % CALL_BUCKETS]; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    refer_timer_stop(c);
+    nua_handle_bind(c->nh, NULL);
+    nua_handle_destroy(c->nh);
+    atomic_fetch_sub(&s->ncalls, 1);
+    free(c);
+}
+
+static void call_end(voice_sip *s, call *c, int status)
+{
+    log_info("sip.ended", "call=%u status=%d", c->id, status);
+    post_simple(s, c, VOICE_SIP_ENDED, status);
+    call_remove(s, c);
+}
+
+/* SDP ----------------------------------------------------------------------------*/
+
+static bool offers_pt(const sdp_media_t *m, int pt)
+{
+    for (const sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next)
+        if ((int)rm->rm_pt == pt)
+            return true;
+    return false;
+}
+
+/* PCMA or PCMU, whichever the offer lists first; `keep` wins when offered
+ * (a re-INVITE should not switch the codec under the media path). */
+static int pick_codec(const sdp_media_t *m, int keep)
+{
+    if (keep >= 0 && offers_pt(m, keep))
+        return keep;
+    for (const sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next)
+        if (rm->rm_pt == RTP_PT_PCMA || rm->rm_pt == RTP_PT_PCMU)
+            return (int)rm->rm_pt;
+    return -1;
+}
+
+static int pick_dtmf(const sdp_media_t *m)
+{
+    for (const sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next)
+        if (rm->rm_encoding && strcasecmp(rm->rm_encoding, "telephone-event") == 0 &&
+            (rm->rm_rate == 8000 || rm->rm_rate == 0))
+            return (int)rm->rm_pt;
+    return -1;
+}
+
+static bool set_address(const sdp_connection_t *c, unsigned port, media *out)
+{
+    memset(&out->rtp, 0, sizeof out->rtp);
+    if (c == NULL || c->c_address == NULL || c->c_nettype != sdp_net_in)
+        return false;
+    if (c->c_addrtype == sdp_addr_ip4) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->rtp;
+        if (inet_pton(AF_INET, c->c_address, &sin->sin_addr) != 1)
+            return false;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        out->rtp_len = sizeof *sin;
+        out->hold = sin->sin_addr.s_addr == INADDR_ANY;
+        return true;
+    }
+    if (c->c_addrtype == sdp_addr_ip6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->rtp;
+        if (inet_pton(AF_INET6, c->c_address, &sin6->sin6_addr) != 1)
+            return false;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        out->rtp_len = sizeof *sin6;
+        out->hold = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+        return true;
+    }
+    return false;
+}
+
+/* Parses an offer into `out`. Returns 0, 400 (not SDP) or 488 (no usable
+ * audio stream, no common codec, no address we can send to). */
+static int parse_offer(const char *body, size_t len, int keep_pt, media *out)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sdp_parser_t *parser = sdp_parse(home, body, (issize_t)len, 0);
+    sdp_session_t *sdp = sdp_session(parser);
+    int result = 488;
+    if (sdp == NULL) {
+        result = 400;
+        goto done;
+    }
+    for (const sdp_media_t *m = sdp->sdp_media; m; m = m->m_next) {
+        if (m->m_type != sdp_media_audio || m->m_proto != sdp_proto_rtp || m->m_port == 0 ||
+            m->m_rejected)
+            continue;
+        int pt = pick_codec(m, keep_pt);
+        if (pt < 0)
+            continue;
+        media found = {.pt = pt, .dtmf_pt = pick_dtmf(m)};
+        if (!set_address(m->m_connections ? m->m_connections : sdp->sdp_connection, m->m_port,
+                         &found))
+            continue;
+        sdp_mode_t session_mode = sdp_attribute_mode(sdp->sdp_attributes, sdp_sendrecv);
+        if (!(m->m_mode & sdp_recvonly) || !(session_mode & sdp_recvonly))
+            found.hold = true;
+        *out = found;
+        result = 0;
+        break;
+    }
+done:
+    sdp_parser_free(parser);
+    su_home_deinit(home);
+    return result;
+}
+
+static bool media_equal(const media *a, const media *b)
+{
+    return a->rtp_len == b->rtp_len && memcmp(&a->rtp, &b->rtp, a->rtp_len) == 0 &&
+           a->pt == b->pt && a->dtmf_pt == b->dtmf_pt && a->hold == b->hold;
+}
+
+static void build_answer_sdp(const voice_sip *s, int rtp_port, int pt, int dtmf_pt,
+                             char *out, size_t size)
+{
+    const char *ip = strchr(s->bind_addr, ':') ? "IP6" : "IP4";
+    int n = snprintf(out, size,
+                     "v=0\r\n"
+                     "o=cardline 1 1 IN %s %s\r\n"
+                     "s=cardline\r\n"
+                     "c=IN %s %s\r\n"
+                     "t=0 0\r\n"
+                     "m=audio %d RTP/AVP %d",
+                     ip, s->bind_addr, ip, s->bind_addr, rtp_port, pt);
+    if (dtmf_pt >= 0)
+        n += snprintf(out + n, size - (size_t)n, " %d", dtmf_pt);
+    n += snprintf(out + n, size - (size_t)n, "\r\na=rtpmap:%d %s/8000\r\n", pt,
+                  pt == RTP_PT_PCMA ? "PCMA" : "PCMU");
+    if (dtmf_pt >= 0)
+        n += snprintf(out + n, size - (size_t)n,
+                      "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-15\r\n", dtmf_pt,
+                      dtmf_pt);
+    snprintf(out + n, size - (size_t)n, "a=ptime:20\r\na=sendrecv\r\n");
+}
+
+/* Incoming requests --------------------------------------------------------------*/
+
+static void address_text(const struct sockaddr *sa, char *out, size_t size)
+{
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(out, size, "?");
+}
+
+static bool trunk_allowed(const voice_sip *s, const struct sockaddr *sa)
+{
+    int family = sa->sa_family;
+    const unsigned char *addr;
+    size_t len;
+    if (family == AF_INET) {
+        addr = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        len = 4;
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            addr = a6->s6_addr + 12;
+            len = 4;
+        } else {
+            addr = a6->s6_addr;
+            len = 16;
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < s->opt.n_trunks; i++)
+        if (s->trunks[i].family == family && memcmp(s->trunks[i].addr, addr, len) == 0)
+            return true;
+    return false;
+}
+
+static void copy_user(char *out, size_t size, const url_t *url)
+{
+    snprintf(out, size, "%s", url && url->url_user ? url->url_user : "");
+}
+
+/* The source address comes from the transport (the datagram's sender or
+ * the TCP peer), not from Via, which the sender writes. */
+static bool request_source(nua_t *nua, struct sockaddr_storage *out, bool *tcp)
+{
+    msg_t *msg = nua_current_request(nua);
+    su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    if (ai == NULL || ai->ai_addr == NULL || ai->ai_addrlen > sizeof *out)
+        return false;
+    memset(out, 0, sizeof *out);
+    memcpy(out, ai->ai_addr, ai->ai_addrlen);
+    *tcp = ai->ai_protocol == IPPROTO_TCP;
+    return true;
+}
+
+static void refuse(nua_t *nua, nua_handle_t *nh, int status)
+{
+    nua_respond(nh, status, sip_status_phrase(status), NUTAG_WITH_THIS(nua), TAG_END());
+    nua_handle_destroy(nh);
+}
+
+static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_t *sip)
+{
+    struct sockaddr_storage src;
+    char source[64] = "?";
+    const char *call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
+    bool tcp = false;
+    if (!request_source(nua, &src, &tcp)) {
+        log_warn("sip.refused", "status=500 reason=no_source call_id=%s", log_quote(call_id).s);
+        refuse(nua, nh, 500);
+        return;
+    }
+    address_text((struct sockaddr *)&src, source, sizeof source);
+    int status = 0;
+    const char *reason = NULL;
+    media peer;
+    if (!trunk_allowed(s, (struct sockaddr *)&src))
+        status = 403, reason = "source";
+    else if (s->stopping || atomic_load(&s->ncalls) >= s->opt.max_calls)
+        status = 503, reason = "busy";
+    else if (sip->sip_payload == NULL || sip->sip_payload->pl_len == 0)
+        status = 488, reason = "no_sdp";
+    else if ((status = parse_offer(sip->sip_payload->pl_data, sip->sip_payload->pl_len, -1,
+                                   &peer)) != 0)
+        reason = status == 400 ? "bad_sdp" : "no_common_codec";
+    if (status) {
+        log_info("sip.refused", "status=%d reason=%s source=%s call_id=%s", status, reason,
+                 source, log_quote(call_id).s);
+        refuse(nua, nh, status);
+        return;
+    }
+    call *c = call_add(s, nh);
+    if (c == NULL) {
+        refuse(nua, nh, 500);
+        return;
+    }
+    c->peer = peer;
+    c->tcp = tcp;
+    voice_sip_event ev = {.kind = VOICE_SIP_INCOMING, .call = c->id, .rtp = peer.rtp,
+                          .rtp_len = peer.rtp_len, .pt = peer.pt, .dtmf_pt = peer.dtmf_pt,
+                          .hold = peer.hold};
+    snprintf(ev.call_id, sizeof ev.call_id, "%s", call_id);
+    copy_user(ev.from_user, sizeof ev.from_user, sip->sip_from ? sip->sip_from->a_url : NULL);
+    copy_user(ev.to_user, sizeof ev.to_user, sip->sip_request ? sip->sip_request->rq_url : NULL);
+    snprintf(ev.source, sizeof ev.source, "%s", source);
+    log_info("sip.incoming", "call=%u call_id=%s from=%s to=%s source=%s pt=%d dtmf_pt=%d",
+             c->id, log_quote(call_id).s, mask_phone(ev.from_user).s,
+             log_quote(ev.to_user).s, source, peer.pt, peer.dtmf_pt);
+    post(s, &ev);
+}
+
+/* The key of a dtmf-relay "Signal=" value or a dtmf body; 0 if none. */
+static char parse_signal(const char *v, size_t len)
+{
+    while (len && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
+                   v[len - 1] == '\n'))
+        len--;
+    if (len == 1) {
+        char d = v[0];
+        if ((d >= '0' && d <= '9') || d == '*' || d == '#')
+            return d;
+        if ((d >= 'A' && d <= 'D') || (d >= 'a' && d <= 'd'))
+            return (char)(d & ~0x20);
+    }
+    if (len == 2 && v[0] == '1' && (v[1] == '0' || v[1] == '1'))
+        return v[1] == '0' ? '*' : '#';
+    return 0;
+}
+
+static char dtmf_relay_digit(const char *body, size_t len)
+{
+    const char *end = body + len;
+    for (const char *line = body; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        size_t n = (size_t)((eol ? eol : end) - line);
+        if (n >= 7 && strncasecmp(line, "Signal=", 7) == 0)
+            return parse_signal(line + 7, n - 7);
+        line = eol ? eol + 1 : end;
+    }
+    return 0;
+}
+
+/* Answers an INFO: 200 with a digit reported, 200 for an empty keepalive,
+ * 415 for other content, 400 for a DTMF body we cannot read. */
+static void on_info(voice_sip *s, nua_t *nua, call *c, const sip_t *sip)
+{
+    const sip_content_type_t *ct = sip->sip_content_type;
+    const sip_payload_t *pl = sip->sip_payload;
+    int status = 200;
+    char digit = 0;
+    if (pl == NULL || pl->pl_len == 0)
+        status = 200;
+    else if (ct && ct->c_type && strcasecmp(ct->c_type, "application/dtmf-relay") == 0)
+        status = (digit = dtmf_relay_digit(pl->pl_data, pl->pl_len)) ? 200 : 400;
+    else if (ct && ct->c_type && strcasecmp(ct->c_type, "application/dtmf") == 0)
+        status = (digit = parse_signal(pl->pl_data, pl->pl_len)) ? 200 : 400;
+    else
+        status = 415;
+    nua_respond(c->nh, status, sip_status_phrase(status), NUTAG_WITH_THIS(nua), TAG_END());
+    if (digit) {
+        voice_sip_event ev = {.kind = VOICE_SIP_DIGIT, .call = c->id, .digit = digit,
+                              .dtmf_pt = -1};
+        post(s, &ev);
+    }
+}
+
+/* A sipfrag status line ("SIP/2.0 200 OK"), or 0. */
+static int sipfrag_status(const sip_payload_t *pl)
+{
+    char line[64];
+    int status = 0;
+    if (pl == NULL)
+        return 0;
+    size_t n = pl->pl_len < sizeof line - 1 ? pl->pl_len : sizeof line - 1;
+    memcpy(line, pl->pl_data, n);
+    line[n] = '\0';
+    if (sscanf(line, "SIP/2.0 %3d", &status) != 1 || status < 100 || status > 699)
+        return 0;
+    return status;
+}
+
+static void transfer_failed(voice_sip *s, call *c, int status)
+{
+    refer_timer_stop(c);
+    log_info("sip.transfer_failed", "call=%u status=%d", c->id, status);
+    post_simple(s, c, VOICE_SIP_TRANSFER_FAILED, status);
+}
+
+static void on_notify(voice_sip *s, call *c, const sip_t *sip)
+{
+    if (!c->refer_pending || sip->sip_event == NULL ||
+        strcasecmp(sip->sip_event->o_type, "refer") != 0)
+        return;
+    int status = sipfrag_status(sip->sip_payload);
+    if (status >= 200 && status < 300) {
+        refer_timer_stop(c);
+        log_info("sip.transferred", "call=%u", c->id);
+        post_simple(s, c, VOICE_SIP_TRANSFERRED, status);
+        c->state = CALL_ENDING;
+        nua_bye(c->nh, TAG_END());
+    } else if (status >= 300) {
+        transfer_failed(s, c, status);
+    }
+}
+
+static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, call *c)
+{
+    (void)t;
+    if (c->refer_pending)
+        transfer_failed(magic, c, 0);
+}
+
+/* Reports a re-INVITE's media when it changed what we last reported. */
+static void on_offer(voice_sip *s, call *c, const char *sdp)
+{
+    media m;
+    if (sdp == NULL || parse_offer(sdp, strlen(sdp), c->peer.pt, &m) != 0 ||
+        media_equal(&m, &c->peer))
+        return;
+    c->peer = m;
+    log_info("sip.media", "call=%u pt=%d hold=%d", c->id, m.pt, m.hold);
+    post_media(s, c);
+}
+
+static void on_state(voice_sip *s, call *c, int status, tagi_t tags[])
+{
+    int state = -1, offer_recv = 0;
+    const char *remote_sdp = NULL;
+    tl_gets(tags, NUTAG_CALLSTATE_REF(state), NUTAG_OFFER_RECV_REF(offer_recv),
+            SOATAG_REMOTE_SDP_STR_REF(remote_sdp), TAG_END());
+    if (state == nua_callstate_terminated) {
+        call_end(s, c, status);
+        return;
+    }
+    if (offer_recv && c->state == CALL_UP)
+        on_offer(s, c, remote_sdp);
+    if (state == nua_callstate_ready && c->state == CALL_ANSWERED) {
+        c->state = CALL_UP;
+        log_info("sip.established", "call=%u", c->id);
+        post_simple(s, c, VOICE_SIP_ESTABLISHED, 200);
+    }
+}
+
+static bool is_request_event(nua_event_t e)
+{
+    return e == nua_i_options || e == nua_i_message || e == nua_i_refer ||
+           e == nua_i_subscribe || e == nua_i_notify || e == nua_i_publish ||
+           e == nua_i_update || e == nua_i_bye || e == nua_i_prack;
+}
+
+/* Events on handles we did not bind: new INVITEs, and requests nua answered
+ * by itself on a handle of its own making, which we release. */
+static void on_unbound(voice_sip *s, nua_event_t event, nua_t *nua, nua_handle_t *nh,
+                       const sip_t *sip)
+{
+    if (event == nua_i_invite && sip)
+        on_new_invite(s, nua, nh, sip);
+    else if (event == nua_i_info)
+        refuse(nua, nh, 481);
+    else if (is_request_event(event))
+        nua_handle_destroy(nh);
+}
+
+static void on_bound(voice_sip *s, nua_event_t event, int status, nua_t *nua, call *c,
+                     const sip_t *sip, tagi_t tags[])
+{
+    switch (event) {
+    case nua_i_state:
+        on_state(s, c, status, tags);
+        break;
+    case nua_i_info:
+        if (sip)
+            on_info(s, nua, c, sip);
+        break;
+    case nua_i_notify:
+        if (sip)
+            on_notify(s, c, sip);
+        break;
+    case nua_r_refer:
+        if (status >= 300 && c->refer_pending)
+            transfer_failed(s, c, status);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+                         voice_sip *s, nua_handle_t *nh, call *c, const sip_t *sip,
+                         tagi_t tags[])
+{
+    (void)phrase;
+    if (event == nua_r_shutdown) {
+        if (status >= 200)
+            su_root_break(s->root);
+        return;
+    }
+    if (nh == NULL || nh == nua_default(nua))
+        return;
+    if (c)
+        on_bound(s, event, status, nua, c, sip, tags);
+    else
+        on_unbound(s, event, nua, nh, sip);
+}
+
+/* Actions from the main loop -----------------------------------------------------*/
+
+static void do_answer(voice_sip *s, call *c, const action *a)
+{
+    if (c->state != CALL_OFFERED)
+        return;
+    char sdp[MAX_SDP], contact[128];
+    build_answer_sdp(s, a->rtp_port, a->pt, a->dtmf_pt, sdp, sizeof sdp);
+    /* nua's Contact names no transport, which sends the peer's in-dialog
+     * requests to UDP; a TCP caller is told to stay on TCP. */
+    snprintf(contact, sizeof contact,
+             strchr(s->bind_addr, ':') ? "<sip:[%s]:%d;transport=tcp>" : "<sip:%s:%d;transport=tcp>",
+             s->bind_addr, s->opt.port);
+    c->state = CALL_ANSWERED;
+    nua_respond(c->nh, SIP_200_OK, SOATAG_USER_SDP_STR(sdp), SOATAG_ADDRESS(s->bind_addr),
+                SOATAG_AUDIO_AUX("telephone-event"),
+                SOATAG_RTP_SELECT(SOA_RTP_SELECT_COMMON),
+                TAG_IF(c->tcp, SIPTAG_CONTACT_STR(contact)), TAG_END());
+}
+
+/* A refusal before the answer ends the call here and now: nua's own report
+ * of the refused INVITE is not relied on. */
+static void refuse_offered(voice_sip *s, call *c, int status)
+{
+    nua_respond(c->nh, status, sip_status_phrase(status), TAG_END());
+    call_end(s, c, status);
+}
+
+static void do_hangup(voice_sip *s, call *c)
+{
+    if (c->state == CALL_OFFERED) {
+        refuse_offered(s, c, 480);
+    } else if (c->state != CALL_ENDING) {
+        c->state = CALL_ENDING;
+        nua_bye(c->nh, TAG_END());
+    }
+}
+
+static void do_refer(voice_sip *s, call *c, const action *a)
+{
+    if (c->state != CALL_UP || c->refer_pending) {
+        post_simple(s, c, VOICE_SIP_TRANSFER_FAILED, 0);
+        return;
+    }
+    char refer_to[MAX_TARGET + 2], header[MAX_SESSION + 32];
+    snprintf(refer_to, sizeof refer_to, "<%s>", a->target);
+    snprintf(header, sizeof header, "X-Cardline-Session: %s", a->session);
+    c->refer_pending = true;
+    c->refer_timer = su_timer_create(su_root_task(s->root), s->opt.refer_timeout_ms);
+    if (c->refer_timer)
+        su_timer_set(c->refer_timer, on_refer_timeout, c);
+    log_info("sip.refer", "call=%u target=%s", c->id, log_quote(a->target).s);
+    nua_refer(c->nh, SIPTAG_REFER_TO_STR(refer_to), SIPTAG_HEADER_STR(header), TAG_END());
+}
+
+static void start_shutdown(voice_sip *s)
+{
+    s->stopping = true;
+    for (size_t b = 0; b < CALL_BUCKETS; b++)
+        for (call *c = s->calls[b], *next; c; c = next) {
+            next = c->next;
+            if (c->state == CALL_OFFERED)
+                refuse_offered(s, c, 503);
+            else if (c->state != CALL_ENDING)
+                do_hangup(s, c);
+        }
+    nua_shutdown(s->nua);
+}
+
+static void on_action(su_root_magic_t *magic, su_msg_r msg, action *a)
+{
+    (void)msg;
+    voice_sip *s = magic;
+    if (a->kind == A_STOP) {
+        start_shutdown(s);
+        return;
+    }
+    call *c = s->stopping ? NULL : call_find(s, a->call);
+    if (c == NULL)
+        return;
+    switch (a->kind) {
+    case A_ANSWER:
+        do_answer(s, c, a);
+        break;
+    case A_REJECT:
+        if (c->state == CALL_OFFERED)
+            refuse_offered(s, c, a->status);
+        break;
+    case A_HANGUP:
+        do_hangup(s, c);
+        break;
+    case A_REFER:
+        do_refer(s, c, a);
+        break;
+    case A_STOP:
+        break;
+    }
+}
+
+static void send_action(voice_sip *s, const action *a)
+{
+    su_msg_r m = SU_MSG_R_INIT;
+    if (su_msg_new(m, sizeof *a) != 0) {
+        log_error("sip.action_lost", "call=%u kind=%d", a->call, (int)a->kind);
+        return;
+    }
+    *su_msg_data(m) = *a;
+    if (su_msg_send_to(m, su_root_task(s->root), on_action) != 0)
+        log_error("sip.action_lost", "call=%u kind=%d", a->call, (int)a->kind);
+}
+
+/* The thread ---------------------------------------------------------------------*/
+
+/* sofia's own diagnostics (garbage received, ICMP errors) become debug
+ * lines of ours instead of free text on stderr. sofia writes a line in
+ * pieces; they are joined up to the newline. Only SIP threads log here. */
+static _Thread_local char stack_line[400];
+static _Thread_local size_t stack_len;
+
+static void stack_log(void *stream, char const *fmt, va_list ap)
+{
+    (void)stream;
+    char piece[400];
+    vsnprintf(piece, sizeof piece, fmt, ap);
+    for (const char *p = piece; *p; p++) {
+        if (*p == '\n') {
+            stack_line[stack_len] = '\0';
+            if (stack_len)
+                log_debug("sip.stack", "text=%s", log_quote(stack_line).s);
+            stack_len = 0;
+        } else if (stack_len < sizeof stack_line - 1) {
+            stack_line[stack_len++] = *p == '\t' ? ' ' : *p;
+        }
+    }
+}
+
+static void report_start(voice_sip *s, int state)
+{
+    pthread_mutex_lock(&s->lock);
+    s->start_state = state;
+    pthread_cond_signal(&s->started);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static nua_t *create_nua(voice_sip *s, su_root_t *root)
+{
+    char url[128];
+    snprintf(url, sizeof url, strchr(s->bind_addr, ':') ? "sip:[%s]:%d" : "sip:%s:%d",
+             s->bind_addr, s->opt.port);
+    return nua_create(root, on_nua_event, s,
+                      NUTAG_URL(url),
+                      NUTAG_ALLOW("INFO"),
+                      NUTAG_APPL_METHOD("INFO"),
+                      NUTAG_AUTOANSWER(0),
+                      NUTAG_AUTOALERT(0),
+                      NUTAG_MEDIA_ENABLE(1),
+                      NUTAG_SESSION_TIMER((unsigned)s->opt.session_expires_s),
+                      NUTAG_MIN_SE(MIN_SE_S),
+                      SIPTAG_SUPPORTED_STR("timer"),
+                      SIPTAG_USER_AGENT_STR("cardline"),
+                      TAG_END());
+}
+
+static void *sip_thread(void *arg)
+{
+    voice_sip *s = arg;
+    su_init();
+    su_log_redirect(su_log_default, stack_log, NULL);
+    su_root_t *root = su_root_create(s);
+    if (root == NULL) {
+        su_deinit();
+        report_start(s, -1);
+        return NULL;
+    }
+    su_root_threading(root, 0);
+    s->root = root;
+    s->nua = create_nua(s, root);
+    if (s->nua == NULL) {
+        su_root_destroy(root);
+        su_deinit();
+        report_start(s, -1);
+        return NULL;
+    }
+    report_start(s, 1);
+    su_root_run(root);
+    for (size_t b = 0; b < CALL_BUCKETS; b++)
+        while (s->calls[b])
+            call_remove(s, s->calls[b]);
+    nua_destroy(s->nua);
+    su_root_destroy(root);
+    su_deinit();
+    return NULL;
+}
+
+/* Lifecycle ----------------------------------------------------------------------*/
+
+static bool parse_trunk(const char *text, trunk *out)
+{
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, text, out->addr) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, text, out->addr) == 1)
+        out->family = AF_INET6;
+    return out->family != 0;
+}
+
+/* nua_create leaks its home when the bind fails (1.12.11), so a port that
+ * is taken is found here first; a lost race still ends in a clean NULL. */
+static bool port_bindable(const char *addr, int port)
+{
+    static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        struct addrinfo hints = {.ai_socktype = types[i], .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+        struct addrinfo *ai = NULL;
+        if (getaddrinfo(addr, service, &hints, &ai) != 0)
+            return false;
+        int fd = socket(ai->ai_family, ai->ai_socktype, 0);
+        int one = 1;
+        bool ok = fd >= 0 &&
+                  (types[i] == SOCK_DGRAM ||
+                   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0) &&
+                  bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool options_valid(const voice_sip_options *opt)
+{
+    return opt->bind_addr && *opt->bind_addr && strlen(opt->bind_addr) < 64 &&
+           opt->port > 0 && opt->port < 65536 && opt->n_trunks <= VOICE_SIP_MAX_TRUNKS &&
+           (opt->n_trunks == 0 || opt->trunks) && opt->max_calls > 0 &&
+           opt->session_expires_s >= MIN_SE_S && opt->refer_timeout_ms > 0;
+}
+
+static voice_sip *module_new(struct event_base *base, const voice_sip_options *opt,
+                             voice_sip_event_fn *fn, void *arg)
+{
+    voice_sip *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->base = base;
+    s->opt = *opt;
+    snprintf(s->bind_addr, sizeof s->bind_addr, "%s", opt->bind_addr);
+    s->opt.bind_addr = s->bind_addr;
+    s->opt.trunks = NULL;
+    s->fn = fn;
+    s->arg = arg;
+    for (size_t i = 0; i < opt->n_trunks; i++)
+        if (!parse_trunk(opt->trunks[i], &s->trunks[i])) {
+            log_error("sip.start", "error=bad_trunk trunk=%s", log_quote(opt->trunks[i]).s);
+            free(s);
+            return NULL;
+        }
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->wake = s->wake_fd < 0 ? NULL : event_new(base, s->wake_fd, EV_READ | EV_PERSIST, deliver, s);
+    if (s->wake == NULL || event_add(s->wake, NULL) != 0) {
+        if (s->wake)
+            event_free(s->wake);
+        if (s->wake_fd >= 0)
+            close(s->wake_fd);
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->started, NULL);
+    return s;
+}
+
+static void module_free(voice_sip *s)
+{
+    for (qnode *n; (n = pop(s)) != NULL;)
+        free(n);
+    event_free(s->wake);
+    close(s->wake_fd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->started);
+    free(s);
+}
+
+voice_sip *voice_sip_start(struct event_base *base, const voice_sip_options *opt,
+                           voice_sip_event_fn *fn, void *arg)
+{
+    if (base == NULL || opt == NULL || fn == NULL || !options_valid(opt)) {
+        log_error("sip.start", "error=bad_options");
+        return NULL;
+    }
+    if (!port_bindable(opt->bind_addr, opt->port)) {
+        log_error("sip.start", "error=bind addr=%s port=%d", log_quote(opt->bind_addr).s,
+                  opt->port);
+        return NULL;
+    }
+    voice_sip *s = module_new(base, opt, fn, arg);
+    if (s == NULL)
+        return NULL;
+    if (pthread_create(&s->thread, NULL, sip_thread, s) != 0) {
+        module_free(s);
+        return NULL;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (s->start_state == 0)
+        pthread_cond_wait(&s->started, &s->lock);
+    int state = s->start_state;
+    pthread_mutex_unlock(&s->lock);
+    if (state < 0) {
+        pthread_join(s->thread, NULL);
+        log_error("sip.start", "error=bind addr=%s port=%d", s->bind_addr, opt->port);
+        module_free(s);
+        return NULL;
+    }
+    log_info("sip.start", "addr=%s port=%d trunks=%zu max_calls=%d", s->bind_addr, opt->port,
+             opt->n_trunks, opt->max_calls);
+    return s;
+}
+
+void voice_sip_stop(voice_sip *s)
+{
+    if (s == NULL)
+        return;
+    send_action(s, &(action){.kind = A_STOP});
+    pthread_join(s->thread, NULL);
+    module_free(s);
+    log_info("sip.stop", NULL);
+}
+
+void voice_sip_answer(voice_sip *s, unsigned call, int rtp_port, int pt, int dtmf_pt)
+{
+    send_action(s, &(action){.kind = A_ANSWER, .call = call, .rtp_port = rtp_port, .pt = pt,
+                             .dtmf_pt = dtmf_pt});
+}
+
+void voice_sip_reject(voice_sip *s, unsigned call, int status)
+{
+    if (status < 300 || status > 699)
+        status = 500;
+    send_action(s, &(action){.kind = A_REJECT, .call = call, .status = status});
+}
+
+void voice_sip_hangup(voice_sip *s, unsigned call)
+{
+    send_action(s, &(action){.kind = A_HANGUP, .call = call});
+}
+
+void voice_sip_refer(voice_sip *s, unsigned call, const char *target, const char *session_id)
+{
+    action a = {.kind = A_REFER, .call = call};
+    snprintf(a.target, sizeof a.target, "%s", target ? target : "");
+    snprintf(a.session, sizeof a.session, "%s", session_id ? session_id : "");
+    send_action(s, &a);
+}
+
+int voice_sip_calls(const voice_sip *s)
+{
+    return atomic_load(&s->ncalls);
+}

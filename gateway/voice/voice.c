@@ -1,0 +1,665 @@
+/* voice — owns the calls: for each SIP call its RTP stream, the keys it
+ * collected, its timer and the engine hop in flight; turns SIP and media
+ * events into engine events and engine outputs into audio, hang-ups and
+ * transfers. SIP itself is sip.c (its own thread), RTP media.c, prompt
+ * audio audio.c. */
+#include "voice.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialplan.h"
+#include "engine.h"
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+
+#define SESSION_PREFIX "voice:"
+#define MAX_CLIPS 256            /* clips one output plays at most */
+#define MAX_ENTRY 64             /* keys of one entry (an ask node's max is smaller) */
+#define MAX_TYPEAHEAD 32         /* keys pressed while a hop runs, kept for the next wait */
+#define DEFAULT_WAIT_MS 8000     /* first-key wait when an output names none */
+#define URI_MAX 256
+#define FIGURES_EVERY_MS 1000    /* RTP send figures published to /metrics */
+
+typedef enum {
+    AWAIT_NONE = 0,              /* no input wanted (playing an end, transferring) */
+    AWAIT_MENU,                  /* one key */
+    AWAIT_ASK                    /* keys up to max or the terminator */
+} await_kind;
+
+typedef enum {
+    AFTER_NOTHING = 0,           /* the prompts are all: wait for keys */
+    AFTER_HANGUP,                /* end: BYE once played */
+    AFTER_TRANSFER               /* transfer: REFER once played */
+} after_play;
+
+typedef struct call call;
+
+struct call {
+    voice *v;                    /* owner; NULL once voice_free left the call to its hop */
+    unsigned id;                 /* sip.h's call number */
+    call *next;                  /* bucket chain */
+    char session[sizeof SESSION_PREFIX + 128]; /* the engine's session id */
+    voice_stream *stream;        /* RTP, NULL once closed */
+    voice_audio *audio;          /* the set playing now (a reference), or NULL */
+    struct event *timer;         /* first-key or inter-key timeout */
+
+    bool hop_running;            /* an engine hop is in flight */
+    bool started;                /* the START hop was sent */
+    bool gone;                   /* SIP ended: only the HANGUP hop is left */
+    bool session_over;           /* the engine ended the session, or it went to an agent */
+    bool playing;                /* prompts are being played */
+
+    await_kind await;            /* what the flow waits for */
+    int await_max;               /* ask: keys that end the entry by themselves */
+    char terminator;             /* ask: key that ends the entry, or 0 */
+    char swallow;                /* the terminator of an entry that ended at its maximum
+                                  * length: the habitual "#" after it is not the next input */
+    int wait_ms;                 /* first-key timeout of the waiting node */
+    after_play after;            /* what happens once the prompts are played */
+    char queue[64];              /* transfer: the agent queue */
+
+    char entry[MAX_ENTRY + 1];   /* keys of the entry so far (may be secret: wiped) */
+    int entry_len;               /* how many */
+    char typeahead[MAX_TYPEAHEAD]; /* keys pressed while a hop ran */
+    int typeahead_len;           /* how many */
+};
+
+struct voice {
+    struct event_base *base;     /* the main loop */
+    voice_options opt;           /* copy; strings owned */
+    engine *engine;              /* runs the hops */
+    voice_media *media;          /* RTP */
+    voice_sip *sip;              /* signalling thread */
+    voice_audio *audio;          /* audio of the current dialplan set */
+    call **buckets;              /* calls by number */
+    size_t nbuckets;             /* a power of two */
+    int ncalls;                  /* calls held */
+    metrics_series *m_calls;     /* gauge: calls held */
+    metrics_series *m_answered;  /* calls answered */
+    metrics_series *m_refused;   /* INVITEs refused here (no route, no port) */
+    metrics_series *m_packets;   /* RTP packets sent */
+    metrics_series *m_p50;       /* gauge: send interval median of the last window */
+    metrics_series *m_p99;       /* gauge: its 99th percentile */
+    struct event *figures;       /* publishes the media figures every FIGURES_EVERY_MS */
+};
+
+static void send_hop(call *c, engine_event_kind kind, const char *input);
+static void play_output(call *c, json_t *out);
+static void play_unavailable(call *c);
+static void on_key(call *c, char key);
+
+/* The call table ---------------------------------------------------------------*/
+
+static call **bucket_of(voice *v, unsigned id)
+{
+    return &v->buckets[id & (v->nbuckets - 1)];
+}
+
+static call *call_find(voice *v, unsigned id)
+{
+    for (call *c = *bucket_of(v, id); c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+static void call_unlink(call *c)
+{
+    voice *v = c->v;
+    for (call **p = bucket_of(v, c->id); *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            v->ncalls--;
+            metrics_set(v->m_calls, v->ncalls);
+            return;
+        }
+    }
+}
+
+static void wipe_entry(call *c)
+{
+    explicit_bzero(c->entry, sizeof c->entry);
+    explicit_bzero(c->typeahead, sizeof c->typeahead);
+    c->entry_len = 0;
+    c->typeahead_len = 0;
+}
+
+static void call_free(call *c)
+{
+    if (c->v)
+        call_unlink(c);
+    if (c->stream)
+        voice_stream_close(c->stream);
+    if (c->audio)
+        voice_audio_unref(c->audio);
+    if (c->timer)
+        event_free(c->timer);
+    wipe_entry(c);
+    free(c);
+}
+
+/* Timers ----------------------------------------------------------------------------*/
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+static void arm_timer(call *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Input ---------------------------------------------------------------------------*/
+
+/* The entry is over: its keys go to the engine (then are wiped), or the
+ * bare terminator counts as no input. */
+static void finish_entry(call *c)
+{
+    evtimer_del(c->timer);
+    c->await = AWAIT_NONE;
+    if (c->entry_len == 0) {
+        send_hop(c, ENGINE_EV_NO_INPUT, NULL);
+        return;
+    }
+    c->entry[c->entry_len] = '\0';
+    send_hop(c, ENGINE_EV_INPUT, c->entry);
+    explicit_bzero(c->entry, sizeof c->entry);
+    c->entry_len = 0;
+}
+
+static void take_key(call *c, char key)
+{
+    if (c->playing) {
+        voice_stream_stop(c->stream); /* barge-in */
+        c->playing = false;
+    }
+    if (c->await == AWAIT_MENU) {
+        char one[2] = {key, '\0'};
+        evtimer_del(c->timer);
+        c->await = AWAIT_NONE;
+        send_hop(c, ENGINE_EV_INPUT, one);
+        return;
+    }
+    if (c->terminator && key == c->terminator) {
+        finish_entry(c);
+        return;
+    }
+    c->entry[c->entry_len++] = key;
+    if (c->entry_len >= c->await_max || c->entry_len >= MAX_ENTRY) {
+        c->swallow = c->terminator;
+        finish_entry(c);
+        return;
+    }
+    arm_timer(c, c->v->opt.inter_digit_timeout_ms);
+}
+
+static void on_key(call *c, char key)
+{
+    if (c->gone || c->after != AFTER_NOTHING)
+        return;
+    bool swallowed = c->swallow && key == c->swallow;
+    c->swallow = 0;
+    if (swallowed)
+        return;
+    if (c->hop_running || c->await == AWAIT_NONE) {
+        if (c->typeahead_len < MAX_TYPEAHEAD)
+            c->typeahead[c->typeahead_len++] = key;
+        return;
+    }
+    take_key(c, key);
+}
+
+/* Keys pressed while the last hop ran, given to the node that now waits. */
+static void drain_typeahead(call *c)
+{
+    int i = 0;
+    while (i < c->typeahead_len && c->await != AWAIT_NONE && !c->hop_running)
+        take_key(c, c->typeahead[i++]);
+    memmove(c->typeahead, c->typeahead + i, (size_t)(c->typeahead_len - i));
+    c->typeahead_len -= i;
+    explicit_bzero(c->typeahead + c->typeahead_len, sizeof c->typeahead - (size_t)c->typeahead_len);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    call *c = arg;
+    if (c->hop_running || c->await == AWAIT_NONE)
+        return;
+    if (c->await == AWAIT_ASK && c->entry_len > 0) {
+        finish_entry(c); /* the caller stopped typing: what came is the entry */
+        return;
+    }
+    c->await = AWAIT_NONE;
+    send_hop(c, ENGINE_EV_TIMEOUT, NULL);
+}
+
+/* Hops -----------------------------------------------------------------------------*/
+
+static void end_call(call *c)
+{
+    c->after = AFTER_HANGUP;
+    voice_sip_hangup(c->v->sip, c->id);
+}
+
+/* The caller left: the session ends in the engine too, then the call goes. */
+static void finish_gone(call *c)
+{
+    if (c->started && !c->session_over) {
+        c->session_over = true;
+        send_hop(c, ENGINE_EV_HANGUP, NULL);
+        return;
+    }
+    call_free(c);
+}
+
+static void on_hop(const engine_result *r, void *arg)
+{
+    call *c = arg;
+    c->hop_running = false;
+    if (c->v == NULL || c->gone) {
+        if (c->v == NULL)
+            call_free(c);
+        else
+            finish_gone(c);
+        return;
+    }
+    if (r->status != ENGINE_OK) {
+        log_warn("voice.hop", "session=%s status=%s", log_quote(mask_session(c->session).s).s,
+                 engine_status_name(r->status));
+        play_unavailable(c);
+        return;
+    }
+    play_output(c, r->output);
+}
+
+static void send_hop(call *c, engine_event_kind kind, const char *input)
+{
+    engine_event ev = {
+        .kind = kind,
+        .channel = CHANNEL_VOICE,
+        .session_id = c->session,
+        .input = input,
+    };
+    c->hop_running = true;
+    engine_hop(c->v->engine, &ev, on_hop, c);
+}
+
+/* Output ------------------------------------------------------------------------------*/
+
+static void read_await(call *c, json_t *await)
+{
+    const char *kind = json_string_value(json_object_get(await, "kind"));
+    const char *term = json_string_value(json_object_get(await, "terminator"));
+    json_int_t wait = json_integer_value(json_object_get(await, "timeout_ms"));
+    c->await = kind && strcmp(kind, "menu") == 0 ? AWAIT_MENU : AWAIT_ASK;
+    c->await_max = (int)json_integer_value(json_object_get(await, "max"));
+    if (c->await_max <= 0 || c->await_max > MAX_ENTRY)
+        c->await_max = MAX_ENTRY;
+    c->terminator = term && term[0] ? term[0] : 0;
+    c->wait_ms = wait > 0 && wait < 600000 ? (int)wait : DEFAULT_WAIT_MS;
+}
+
+static void read_state(call *c, json_t *out)
+{
+    const char *state = json_string_value(json_object_get(out, "state"));
+    c->await = AWAIT_NONE;
+    c->after = AFTER_NOTHING;
+    if (state && strcmp(state, "wait") == 0) {
+        read_await(c, json_object_get(out, "await"));
+    } else if (state && strcmp(state, "transfer") == 0) {
+        const char *q = json_string_value(json_object_get(json_object_get(out, "transfer"), "queue"));
+        snprintf(c->queue, sizeof c->queue, "%s", q ? q : "");
+        c->after = AFTER_TRANSFER;
+    } else {
+        c->after = AFTER_HANGUP;
+        c->session_over = true; /* the engine ended it: no HANGUP hop */
+    }
+}
+
+/* Plays `ids` prompts of an output (each with its vars) in `lang`, a gap
+ * of silence between two. */
+static void play_prompts(call *c, const char *lang, json_t *prompts)
+{
+    const voice_clip *clips[MAX_CLIPS];
+    size_t n = 0, i;
+    json_t *p;
+    if (c->audio)
+        voice_audio_unref(c->audio);
+    c->audio = voice_audio_ref(c->v->audio);
+    json_array_foreach(prompts, i, p) {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        if (i > 0 && n < MAX_CLIPS && c->v->opt.prompt_gap_ms > 0)
+            clips[n++] = voice_audio_silence(c->audio, c->v->opt.prompt_gap_ms);
+        if (id)
+            voice_audio_say(c->audio, lang, id, json_object_get(p, "vars"), clips, &n, MAX_CLIPS);
+    }
+    c->playing = true;
+    voice_stream_play(c->stream, clips, n);
+}
+
+static void play_output(call *c, json_t *out)
+{
+    const char *lang = json_string_value(json_object_get(out, "lang"));
+    read_state(c, out);
+    play_prompts(c, lang ? lang : "", json_object_get(out, "prompts"));
+    if (c->await != AWAIT_NONE)
+        drain_typeahead(c);
+}
+
+/* The engine could not answer (Redis down): say so in the set's first
+ * language, then hang up. */
+static void play_unavailable(call *c)
+{
+    json_t *prompts = json_pack("[{s:s, s:{}}]", "id", DP_PROMPT_UNAVAILABLE, "vars");
+    c->await = AWAIT_NONE;
+    c->after = AFTER_HANGUP;
+    play_prompts(c, dialplan_language(engine_dialplan(c->v->engine), 0), prompts);
+    json_decref(prompts);
+}
+
+/* The agent URI for `queue`: "{queue}" in the template replaced. */
+static void agent_uri(const voice *v, const char *queue, char *out, size_t size)
+{
+    const char *t = v->opt.agent_uri, *at = strstr(t, "{queue}");
+    if (at == NULL)
+        snprintf(out, size, "%s", t);
+    else
+        snprintf(out, size, "%.*s%s%s", (int)(at - t), t, queue, at + strlen("{queue}"));
+}
+
+static void on_played(void *arg)
+{
+    call *c = arg;
+    c->playing = false;
+    if (c->gone)
+        return;
+    if (c->after == AFTER_HANGUP) {
+        voice_sip_hangup(c->v->sip, c->id);
+    } else if (c->after == AFTER_TRANSFER) {
+        char uri[URI_MAX];
+        agent_uri(c->v, c->queue, uri, sizeof uri);
+        voice_sip_refer(c->v->sip, c->id, uri, c->session);
+    } else if (c->await != AWAIT_NONE && !c->hop_running && c->entry_len == 0) {
+        arm_timer(c, c->wait_ms);
+    }
+}
+
+static void on_rtp_key(char key, void *arg)
+{
+    on_key(arg, key);
+}
+
+static void on_inactive(void *arg)
+{
+    call *c = arg;
+    log_info("voice.inactive", "session=%s", log_quote(mask_session(c->session).s).s);
+    end_call(c);
+}
+
+/* SIP events ----------------------------------------------------------------------------*/
+
+static void refuse(voice *v, const voice_sip_event *ev, int status, const char *why)
+{
+    metrics_inc(v->m_refused);
+    log_info("voice.refused", "status=%d why=%s to=%s", status, why, log_quote(ev->to_user).s);
+    voice_sip_reject(v->sip, ev->call, status);
+}
+
+static call *call_new(voice *v, const voice_sip_event *ev)
+{
+    call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        abort();
+    c->v = v;
+    c->id = ev->call;
+    snprintf(c->session, sizeof c->session, SESSION_PREFIX "%s", ev->call_id);
+    c->timer = evtimer_new(v->base, on_timer, c);
+    call **b = bucket_of(v, c->id);
+    c->next = *b;
+    *b = c;
+    v->ncalls++;
+    metrics_set(v->m_calls, v->ncalls);
+    return c;
+}
+
+static void on_incoming(voice *v, const voice_sip_event *ev)
+{
+    if (dialplan_route(engine_dialplan(v->engine), CHANNEL_VOICE, ev->to_user) == NULL) {
+        refuse(v, ev, 404, "no_route");
+        return;
+    }
+    call *c = call_new(v, ev);
+    voice_stream_cbs cbs = {on_rtp_key, on_played, on_inactive};
+    c->stream = voice_stream_open(v->media, &cbs, c);
+    if (c->stream == NULL) {
+        call_free(c);
+        refuse(v, ev, 503, "no_rtp_port");
+        return;
+    }
+    voice_stream_set_peer(c->stream, (const struct sockaddr *)&ev->rtp, ev->rtp_len, ev->pt, ev->dtmf_pt);
+    voice_stream_hold(c->stream, ev->hold);
+    voice_sip_answer(v->sip, c->id, voice_stream_port(c->stream), ev->pt, ev->dtmf_pt);
+    metrics_inc(v->m_answered);
+    log_info("voice.call", "session=%s from=%s to=%s", log_quote(mask_session(c->session).s).s,
+             log_quote(mask_phone(ev->from_user).s).s, log_quote(ev->to_user).s);
+    engine_event start = {
+        .kind = ENGINE_EV_START,
+        .channel = CHANNEL_VOICE,
+        .session_id = c->session,
+        .caller = ev->from_user,
+        .entry = ev->to_user,
+    };
+    c->started = true;
+    c->hop_running = true;
+    engine_hop(v->engine, &start, on_hop, c);
+}
+
+static void on_ended(call *c)
+{
+    c->gone = true;
+    evtimer_del(c->timer);
+    if (c->stream) {
+        voice_stream_close(c->stream);
+        c->stream = NULL;
+    }
+    if (!c->hop_running)
+        finish_gone(c);
+}
+
+/* The agent queue did not take the caller: the flow's fallback says why. */
+static void transfer_back(call *c, int status)
+{
+    log_info("voice.transfer_failed", "session=%s status=%d", log_quote(mask_session(c->session).s).s, status);
+    c->after = AFTER_NOTHING;
+    send_hop(c, ENGINE_EV_TRANSFER_BACK, NULL);
+}
+
+static void on_sip_event(const voice_sip_event *ev, void *arg)
+{
+    voice *v = arg;
+    if (ev->kind == VOICE_SIP_INCOMING) {
+        on_incoming(v, ev);
+        return;
+    }
+    call *c = call_find(v, ev->call);
+    if (c == NULL || c->gone)
+        return;
+    switch (ev->kind) {
+    case VOICE_SIP_MEDIA:
+        voice_stream_set_peer(c->stream, (const struct sockaddr *)&ev->rtp, ev->rtp_len, ev->pt, ev->dtmf_pt);
+        voice_stream_hold(c->stream, ev->hold);
+        break;
+    case VOICE_SIP_DIGIT:
+        on_key(c, ev->digit);
+        break;
+    case VOICE_SIP_TRANSFER_FAILED:
+        transfer_back(c, ev->status);
+        break;
+    case VOICE_SIP_TRANSFERRED:
+        /* The session stays "transfer" in Redis for the agent: no HANGUP hop. */
+        c->session_over = true;
+        on_ended(c);
+        break;
+    case VOICE_SIP_ENDED:
+        on_ended(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Lifecycle -------------------------------------------------------------------------------*/
+
+static void print_problem(bool missing, const char *why, void *arg)
+{
+    size_t *count = arg;
+    (*count)++;
+    if (!missing)
+        log_warn("voice.audio", "problem=%s", log_quote(why).s);
+}
+
+static voice_audio *load_audio(const voice *v)
+{
+    size_t problems = 0;
+    voice_audio *a = voice_audio_load(engine_dialplan(v->engine), v->opt.prompts_dir, v->opt.recorded_dir,
+                                      print_problem, &problems);
+    voice_audio_stats st;
+    voice_audio_stats_get(a, &st);
+    log_info("voice.audio", "files=%zu missing=%zu bytes=%zu dir=%s", st.files, st.missing, st.bytes,
+             log_quote(v->opt.prompts_dir).s);
+    return a;
+}
+
+/* Each window's RTP send intervals, so /metrics shows pacing as it is now. */
+static void on_figures(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    voice *v = arg;
+    voice_media_stats st;
+    voice_media_stats_get(v->media, &st, true);
+    metrics_add(v->m_packets, (double)st.packets);
+    metrics_set(v->m_p50, st.p50_us);
+    metrics_set(v->m_p99, st.p99_us);
+}
+
+static bool start_figures(voice *v)
+{
+    struct timeval every = {FIGURES_EVERY_MS / 1000, (FIGURES_EVERY_MS % 1000) * 1000};
+    v->m_packets = metrics_counter("cardline_voice_rtp_packets_total", "RTP packets sent.", NULL);
+    v->m_p50 = metrics_gauge("cardline_voice_rtp_interval_p50_us",
+                             "Median interval between a call's RTP packets over the last second, microseconds.",
+                             NULL);
+    v->m_p99 = metrics_gauge("cardline_voice_rtp_interval_p99_us",
+                             "99th percentile of that interval over the last second, microseconds.", NULL);
+    v->figures = event_new(v->base, -1, EV_PERSIST, on_figures, v);
+    return v->figures != NULL && event_add(v->figures, &every) == 0;
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+voice *voice_new(struct event_base *base, const voice_options *opt)
+{
+    if (opt->engine == NULL || opt->prompts_dir == NULL || opt->agent_uri == NULL ||
+        opt->inter_digit_timeout_ms < 100 || opt->prompt_gap_ms < 0 || opt->prompt_gap_ms > 2000 ||
+        opt->sip.max_calls < 1) {
+        log_error("voice.config", "why=%s", log_quote("voice options out of range").s);
+        return NULL;
+    }
+    voice *v = calloc(1, sizeof *v);
+    if (v == NULL)
+        abort();
+    v->base = base;
+    v->opt = *opt;
+    v->opt.prompts_dir = dup_opt(opt->prompts_dir);
+    v->opt.recorded_dir = dup_opt(opt->recorded_dir);
+    v->opt.agent_uri = dup_opt(opt->agent_uri);
+    v->engine = opt->engine;
+    for (v->nbuckets = 64; v->nbuckets < (size_t)opt->sip.max_calls * 2; v->nbuckets *= 2)
+        ;
+    v->buckets = calloc(v->nbuckets, sizeof *v->buckets);
+    v->m_calls = metrics_gauge("cardline_voice_calls", "Voice calls held now.", NULL);
+    v->m_answered = metrics_counter("cardline_voice_answered_total", "Voice calls answered.", NULL);
+    v->m_refused = metrics_counter("cardline_voice_refused_total",
+                                   "INVITEs refused by the gateway (no route, no RTP port).", NULL);
+    v->audio = load_audio(v);
+    v->media = voice_media_new(base, &opt->media);
+    if (v->buckets == NULL || v->audio == NULL || v->media == NULL || !start_figures(v)) {
+        voice_free(v);
+        return NULL;
+    }
+    v->sip = voice_sip_start(base, &opt->sip, on_sip_event, v);
+    if (v->sip == NULL) {
+        voice_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+void voice_reload(voice *v)
+{
+    voice_audio *fresh = load_audio(v);
+    if (fresh == NULL)
+        return;
+    voice_audio_unref(v->audio);
+    v->audio = fresh;
+}
+
+/* Calls whose hop is in flight are left to it (the engine answers every
+ * hop, at the latest when it is freed); the others go now. */
+static void drop_calls(voice *v)
+{
+    for (size_t i = 0; i < v->nbuckets; i++) {
+        call *c = v->buckets[i];
+        while (c) {
+            call *next = c->next;
+            evtimer_del(c->timer);
+            if (c->stream) {
+                voice_stream_close(c->stream);
+                c->stream = NULL;
+            }
+            c->v = NULL;
+            if (!c->hop_running)
+                call_free(c);
+            c = next;
+        }
+        v->buckets[i] = NULL;
+    }
+    v->ncalls = 0;
+}
+
+void voice_free(voice *v)
+{
+    if (v == NULL)
+        return;
+    if (v->figures)
+        event_free(v->figures);
+    if (v->sip)
+        voice_sip_stop(v->sip);
+    if (v->buckets)
+        drop_calls(v);
+    if (v->media)
+        voice_media_free(v->media);
+    if (v->audio)
+        voice_audio_unref(v->audio);
+    free(v->buckets);
+    free((char *)v->opt.prompts_dir);
+    free((char *)v->opt.recorded_dir);
+    free((char *)v->opt.agent_uri);
+    free(v);
+}
+
+void voice_stats_get(voice *v, voice_stats *out, bool reset_media)
+{
+    out->calls = v->ncalls;
+    voice_media_stats_get(v->media, &out->media, reset_media);
+    voice_audio_stats_get(v->audio, &out->audio);
+}
