@@ -116,6 +116,7 @@ struct dp_node {
     const struct dp_matcher *matcher; /* compiled pattern, private to dialplan.c; use dp_ask_accepts */
     int min_len, max_len;          /* input length bounds, in characters */
     char terminator;               /* key ending input on keypads ('#'), or 0 */
+    int inter_digit_ms;            /* keypads: silence ending the input, 0 = the channel's default */
     bool secret;                   /* `into` is never saved, logged or echoed */
     dp_validator validator;        /* extra check after the pattern */
 

@@ -31,6 +31,8 @@
 #define DP_MAX_ERRORS 100          /* lines reported before "N more" */
 #define DP_MIN_TIMEOUT_MS 1000
 #define DP_MAX_TIMEOUT_MS 120000
+#define DP_MIN_INTER_DIGIT_MS 500
+#define DP_MAX_INTER_DIGIT_MS 30000
 #define DP_MAX_RETRIES 9
 
 /* Pool ----------------------------------------------------------------------*/

@@ -466,6 +466,8 @@ static void parse_ask(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
         else if (t)
             node->terminator = t[0];
     }
+    if ((v = get(d, n, "inter_digit_ms")))
+        want_int(d, v, "inter_digit_ms", DP_MIN_INTER_DIGIT_MS, DP_MAX_INTER_DIGIT_MS, &node->inter_digit_ms);
     if ((v = get(d, n, "validator")))
         node->validator = parse_validator(d, v);
     if ((v = get(d, n, "secret")))
@@ -623,7 +625,7 @@ typedef struct {
 static const char *const say_keys[] = {"next", NULL};
 static const char *const menu_keys[] = {"options", "timeout_ms", "on_timeout", "on_no_input", "on_invalid", NULL};
 static const char *const ask_keys[] = {"into",       "pattern",   "min",        "max",
-                                       "terminator", "validator", "secret",     "next",
+                                       "terminator", "inter_digit_ms", "validator", "secret", "next",
                                        "timeout_ms", "on_timeout", "on_no_input", "on_invalid", NULL};
 static const char *const call_keys[] = {"args", "on", NULL};
 static const char *const transfer_keys[] = {"reason", "fallback", "prompt", NULL};

@@ -76,7 +76,8 @@ typedef enum {
  *   {"session": ID, "lang": "zh", "state": "wait"|"end"|"transfer",
  *    "prompts": [{"id": PROMPT, "vars": {...}}, ...],
  *    "await": {"kind": "menu"|"ask", "options": ["1","2"], "min": 1, "max": 18,
- *              "terminator": "#", "secret": false, "timeout_ms": 8000},
+ *              "terminator": "#", "secret": false, "timeout_ms": 8000,
+ *              "inter_digit_ms": 3000 (ask nodes that set it)},
  *    "transfer": {"queue": Q, "reason": TEXT}}
  * `await` is present when state is "wait", `transfer` when "transfer".
  * Prompt vars hold the values their placeholders need, never a secret. */

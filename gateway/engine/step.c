@@ -555,6 +555,8 @@ static json_t *await_of(const dp_node *n)
                           "secret", n->secret, "timeout_ms", n->timeout_ms);
     if (n->terminator)
         json_object_set_new(a, "terminator", json_stringn(&n->terminator, 1));
+    if (n->inter_digit_ms)
+        json_object_set_new(a, "inter_digit_ms", json_integer(n->inter_digit_ms));
     return a;
 }
 

@@ -59,6 +59,7 @@ struct call {
     char swallow;                /* the terminator of an entry that ended at its maximum
                                   * length: the habitual "#" after it is not the next input */
     int wait_ms;                 /* first-key timeout of the waiting node */
+    int inter_digit_ms;          /* silence that ends its entry */
     after_play after;            /* what happens once the prompts are played */
     char queue[64];              /* transfer: the agent queue */
 
@@ -193,7 +194,7 @@ static void take_key(call *c, char key)
         finish_entry(c);
         return;
     }
-    arm_timer(c, c->v->opt.inter_digit_timeout_ms);
+    arm_timer(c, c->inter_digit_ms);
 }
 
 static void on_key(call *c, char key)
@@ -296,12 +297,14 @@ static void read_await(call *c, json_t *await)
     const char *kind = json_string_value(json_object_get(await, "kind"));
     const char *term = json_string_value(json_object_get(await, "terminator"));
     json_int_t wait = json_integer_value(json_object_get(await, "timeout_ms"));
+    json_int_t gap = json_integer_value(json_object_get(await, "inter_digit_ms"));
     c->await = kind && strcmp(kind, "menu") == 0 ? AWAIT_MENU : AWAIT_ASK;
     c->await_max = (int)json_integer_value(json_object_get(await, "max"));
     if (c->await_max <= 0 || c->await_max > MAX_ENTRY)
         c->await_max = MAX_ENTRY;
     c->terminator = term && term[0] ? term[0] : 0;
     c->wait_ms = wait > 0 && wait < 600000 ? (int)wait : DEFAULT_WAIT_MS;
+    c->inter_digit_ms = gap > 0 && gap < 600000 ? (int)gap : c->v->opt.inter_digit_timeout_ms;
 }
 
 static void read_state(call *c, json_t *out)

@@ -370,7 +370,8 @@ static void test_retries_and_timeout_ranges(void **state)
 {
     (void)state;
     CASE("ranges", {"case.yaml:9", "timeout_ms 500 out of range (1000..120000)"},
-         {"case.yaml:10", "retries 12 out of range (0..9)"});
+         {"case.yaml:10", "retries 12 out of range (0..9)"},
+         {"case.yaml:14", "inter_digit_ms 100 out of range (500..30000)"});
 }
 
 static void test_required_prompts(void **state)
@@ -502,6 +503,8 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_true(pin->secret);
     assert_int_equal(pin->timeout_ms, 8000);
     assert_int_equal(pin->on_timeout.retries, 2);
+    assert_int_equal(pin->inter_digit_ms, 0); /* the channel's default */
+    assert_int_equal(dp_flow_node(dialplan_flow(dp, "identify"), "ask_id")->inter_digit_ms, 5000);
     const dp_node *verify = pin->next.node;
     assert_int_equal(verify->kind, DP_CALL);
     assert_string_equal(verify->handler->name, "verify_identity");
