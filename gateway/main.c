@@ -329,6 +329,7 @@ static bool start_voice(gateway *gw)
         return true;
     voice_options vo = {
         .engine = runtime_engine(gw->rt),
+        .store = runtime_store(gw->rt),
         .sip = {
             .bind_addr = c->voice.listen.host,
             .port = c->voice.listen.port,

@@ -24,11 +24,13 @@
 
 struct event_base;
 struct engine;
+struct store;
 
 typedef struct voice voice;
 
 typedef struct {
     struct engine *engine;      /* runs the hops (not owned) */
+    struct store *store;        /* Redis, for agents' resume tokens (not owned) */
     voice_sip_options sip;      /* signalling */
     voice_media_options media;  /* RTP */
     const char *prompts_dir;    /* generated audio */
