@@ -22,10 +22,10 @@
 
 #include "builtin.h"
 #include "digest.h"
+#include "domain.h"
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
-#include "phone.h"
 #include "registry.h"
 #include "store.h"
 
@@ -74,7 +74,7 @@ static const char store_code_script[] =
 
 typedef struct {
     handler_call *call;
-    char number[HANDLER_PHONE_MAX];  /* the new number, E.164 */
+    char number[DOMAIN_PHONE_MAX];  /* the new number, E.164 */
     char code[CODE_DIGITS + 1];      /* the secret: wiped before this is freed */
 } code_send;
 
@@ -160,7 +160,7 @@ void send_code_run(handler_call *c)
         abort();
     s->call = c;
     char digest[HANDLER_DIGEST_HEX + 1];
-    if (!handler_phone_e164(handler_arg(c, "mobile"), s->number) || !draw_code(s->code) ||
+    if (!domain_phone_normalize(handler_arg(c, "mobile"), true, s->number) || !draw_code(s->code) ||
         !handler_digest(env, "code", handler_session_id(c), s->code, digest)) {
         log_error("contact.send_code_refused", "reason=%s",
                   s->number[0] ? "no_code_or_digest" : "not_a_mobile");
@@ -315,8 +315,8 @@ void update_contact_run(handler_call *c)
     }
     /* The registry takes E.164 only; a number that is not one goes as
      * typed, for the registry to refuse by its own rule. */
-    char e164[HANDLER_PHONE_MAX];
-    if (mobile && handler_phone_e164(mobile, e164))
+    char e164[DOMAIN_PHONE_MAX];
+    if (mobile && domain_phone_normalize(mobile, true, e164))
         mobile = e164;
     char key[HANDLER_CALL_KEY_MAX + 16];
     snprintf(key, sizeof key, "%s.contact", handler_call_key(c));

@@ -26,7 +26,6 @@
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
-#include "phone.h"
 #include "registry.h"
 #include "store.h"
 
@@ -167,8 +166,8 @@ static void verify_pin(identify *v)
 /* Both numbers in E.164; one that is not a phone number matches nothing. */
 static bool same_number(const char *a, const char *b)
 {
-    char ea[HANDLER_PHONE_MAX], eb[HANDLER_PHONE_MAX];
-    return handler_phone_e164(a, ea) && handler_phone_e164(b, eb) && strcmp(ea, eb) == 0;
+    char ea[DOMAIN_PHONE_MAX], eb[DOMAIN_PHONE_MAX];
+    return domain_phone_normalize(a, true, ea) && domain_phone_normalize(b, true, eb) && strcmp(ea, eb) == 0;
 }
 
 static void on_person(const registry_result *r, void *arg)
@@ -242,9 +241,9 @@ static void on_counters(store_status st, const struct redisReply *reply, void *a
  * one counter rather than escaping the limit. */
 static void counter_keys(identify *v, const char *caller, const char *id)
 {
-    char e164[HANDLER_PHONE_MAX], nid[DOMAIN_ID_LEN + 1];
+    char e164[DOMAIN_PHONE_MAX], nid[DOMAIN_ID_LEN + 1];
     snprintf(v->caller_key, sizeof v->caller_key, IDENTIFY_CALLER_PREFIX "%s",
-             handler_phone_e164(caller, e164) ? e164 : caller);
+             domain_phone_normalize(caller, true, e164) ? e164 : caller);
     snprintf(v->id_key, sizeof v->id_key, IDENTIFY_ID_PREFIX "%s",
              domain_id_normalize(id, nid) ? nid : id);
 }

@@ -3,6 +3,7 @@
 #include "domain.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 static const int id_weights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
@@ -128,4 +129,39 @@ const char *domain_pin_verdict_name(domain_pin_verdict v)
     case DOMAIN_PIN_BIRTH_DATE: return "birth_date";
     }
     return "unknown";
+}
+
+/* Phone number -------------------------------------------------------------*/
+
+bool domain_phone_normalize(const char *in, bool e164_only, char out[DOMAIN_PHONE_MAX])
+{
+    char digits[21];
+    size_t n = 0;
+    bool plus = false;
+    for (const char *p = in ? in : ""; *p; p++) {
+        if (*p == ' ' || *p == '-')
+            continue;
+        if (*p == '+' && n == 0 && !plus)
+            plus = true;
+        else if (*p >= '0' && *p <= '9' && n < sizeof digits - 1)
+            digits[n++] = *p;
+        else
+            return false; /* not a digit, or too many of them */
+    }
+    digits[n] = '\0';
+    const char *national = NULL;
+    if (n == 11 && digits[0] == '1' && !plus)
+        national = digits;
+    else if (n == 13 && strncmp(digits, "86", 2) == 0)
+        national = digits + 2;
+    else if (n == 15 && strncmp(digits, "0086", 4) == 0 && !plus)
+        national = digits + 4;
+    int w;
+    if (national)
+        w = snprintf(out, DOMAIN_PHONE_MAX, "+86%s", national);
+    else if (e164_only ? plus && n >= 8 && n <= 15 : n >= 3)
+        w = snprintf(out, DOMAIN_PHONE_MAX, "%s%s", plus ? "+" : "", digits);
+    else
+        return false;
+    return w > 0 && w < DOMAIN_PHONE_MAX;
 }

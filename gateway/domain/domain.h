@@ -1,6 +1,6 @@
 /* domain — rules of the card domain that more than one program must apply
- * the same way: the citizen-ID checksum and the strength rules of a service
- * PIN. The gateway uses them to refuse bad input early; the registry
+ * the same way: the citizen-ID checksum, the strength rules of a service
+ * PIN and the one spelling of a phone number. The gateway uses them to refuse bad input early; the registry
  * simulator uses them to enforce the contract. Pure functions: no I/O, no
  * allocation, no logging (a PIN passed in here is never stored). */
 #ifndef CARDLINE_DOMAIN_H
@@ -26,6 +26,20 @@ bool domain_id_valid(const char *id);
 
 /* The check character (0-9 or X) for the first 17 digits of `id`. */
 char domain_id_check_char(const char *id17);
+
+/* Phone number -------------------------------------------------------------*/
+
+#define DOMAIN_PHONE_MAX 24   /* "+" and up to 20 digits, with room to spare */
+
+/* The one spelling of a phone number, so a sender's number, a caller and a
+ * registered mobile written in different ways ("13800000001",
+ * "+86 138-0000-0001", "008613800000001") compare equal: an 11-digit
+ * mainland mobile and the 86 / 0086 prefixed forms become "+86…"; spaces
+ * and dashes are ignored. With `e164_only` any other number needs its "+"
+ * and 8-15 digits (what the workflows store and compare); without, any 3-20
+ * digits are kept as given, with or without "+" (SMS short codes, session
+ * keys). False when `in` is not such a number (a SIP user name, letters). */
+bool domain_phone_normalize(const char *in, bool e164_only, char out[DOMAIN_PHONE_MAX]);
 
 /* Card number --------------------------------------------------------------*/
 

@@ -77,6 +77,32 @@ static void test_pin_rules(void **state)
     assert_string_equal(domain_pin_verdict_name(DOMAIN_PIN_SEQUENCE), "sequence");
 }
 
+/* One spelling whoever wrote the number; E.164 only where workflows store
+ * and compare, short codes too where the SMS channel keys sessions. */
+static void test_phone_normalize(void **state)
+{
+    (void)state;
+    char out[DOMAIN_PHONE_MAX];
+    const char *same[] = {"13800000001", "+86 138-0000-0001", "8613800000001", "008613800000001"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        assert_true(domain_phone_normalize(same[i], true, out));
+        assert_string_equal(out, "+8613800000001");
+    }
+    assert_true(domain_phone_normalize("+4915112345678", true, out));
+    assert_string_equal(out, "+4915112345678");
+    assert_false(domain_phone_normalize("12333", true, out));       /* a short code is no E.164 */
+    assert_false(domain_phone_normalize("4915112345678", true, out)); /* foreign without "+" */
+    assert_true(domain_phone_normalize("12333", false, out));
+    assert_string_equal(out, "12333");
+    assert_true(domain_phone_normalize("4915112345678", false, out));
+    assert_string_equal(out, "4915112345678");
+    assert_false(domain_phone_normalize("12", false, out));
+    assert_false(domain_phone_normalize("alice", false, out));
+    assert_false(domain_phone_normalize("1+2345", false, out));
+    assert_false(domain_phone_normalize("123456789012345678901", false, out));
+    assert_false(domain_phone_normalize(NULL, false, out));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -86,6 +112,7 @@ int main(void)
         cmocka_unit_test(test_id_normalize_maps_star_and_lowercase_x),
         cmocka_unit_test(test_card_number_format),
         cmocka_unit_test(test_pin_rules),
+        cmocka_unit_test(test_phone_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
