@@ -38,4 +38,8 @@ handler_fn send_code_run;
 handler_fn check_code_run;
 handler_fn update_contact_run;
 
+/* callback.c: a callback request queued for agents (USSD cannot reach a
+ * person live). */
+handler_fn request_callback_run;
+
 #endif

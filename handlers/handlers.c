@@ -176,6 +176,15 @@ static const handler_result contact_results[] = {
     {NULL, NULL},
 };
 
+static const char *const callback_args[] = {"caller", "lang", "reason", NULL};
+static const char *const callback_optional_args[] = {"at", NULL};
+static const char *const callback_ok_sets[] = {"callback_ref", NULL};
+static const handler_result callback_results[] = {
+    {"ok", callback_ok_sets},         /* queued for agents (or already, by this call) */
+    {"unavailable", NULL},            /* Redis down, or the caller is no phone number */
+    {NULL, NULL},
+};
+
 static const handler_def table[] = {
     {"verify_identity", verify_args, NULL, verify_secret_args, verify_results, verify_identity_run},
     {"card_status", id_args, NULL, NULL, status_results, card_status_run},
@@ -190,6 +199,7 @@ static const handler_def table[] = {
     {"send_code", send_code_args, NULL, NULL, send_code_results, send_code_run},
     {"check_code", check_code_args, NULL, check_code_secret_args, check_code_results, check_code_run},
     {"update_contact", id_args, contact_optional_args, NULL, contact_results, update_contact_run},
+    {"request_callback", callback_args, callback_optional_args, NULL, callback_results, request_callback_run},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof table[0])

@@ -94,6 +94,7 @@ struct dp_node {
     const char *file;              /* source file, for messages */
     int line;                      /* 1-based line of its definition */
     dp_node_kind kind;             /* what it does */
+    bool agent_entry;              /* agents may send a session here (docs/agents.md) */
 
     const char *const *prompts;    /* prompt ids said on entry, in order */
     size_t n_prompts;

@@ -312,8 +312,8 @@ static void reach(graph *g, size_t *stack, size_t *top, const dp_node *n)
     stack[(*top)++] = xnode_of(n)->index;
 }
 
-/* A node is reachable from a routed flow's start, or from the start of a
- * flow another reachable node leads into. */
+/* A node is reachable from a routed flow's start, from an agent entry, or
+ * from the start of a flow another reachable node leads into. */
 static void mark_reachable(graph *g)
 {
     const dialplan *dp = g->L->dp;
@@ -323,6 +323,9 @@ static void mark_reachable(graph *g)
     for (size_t i = 0; i < dp->n_flows; i++)
         if (routed(dp, dp->flows[i]))
             reach(g, stack, &top, dp->flows[i]->start);
+    for (size_t i = 0; i < g->n; i++)
+        if (g->L->all[i]->pub.agent_entry)
+            reach(g, stack, &top, &g->L->all[i]->pub);
     while (top) {
         size_t i = stack[--top];
         reach(g, stack, &top, g->L->all[i]->pub.flow->start);
@@ -525,9 +528,24 @@ static void propagate(must *m)
     }
 }
 
+/* An agent sends a session in with whatever it holds: any variable but a
+ * secret may be set (one that is not renders empty). */
+static void meet_agent_entries(must *m)
+{
+    uint64_t *any = calloc(m->vars.words + 1, sizeof *any);
+    if (!any)
+        abort();
+    for (size_t w = 0; w < m->vars.words; w++)
+        any[w] = ~m->secret[w];
+    for (size_t i = 0; i < m->g->n; i++)
+        if (m->g->L->all[i]->pub.agent_entry)
+            meet(m, i, any);
+    free(any);
+}
+
 /* Entry points start with the built-ins only: routed flow starts first, then
- * any reachable node nothing reachable leads to (a flow's start reached only
- * because another of its nodes is). */
+ * agent entries (see above), then any reachable node nothing reachable
+ * leads to (a flow's start reached only because another of its nodes is). */
 static void solve(must *m)
 {
     const dialplan *dp = m->g->L->dp;
@@ -539,6 +557,7 @@ static void solve(must *m)
     for (size_t i = 0; i < dp->n_flows; i++)
         if (routed(dp, dp->flows[i]) && dp->flows[i]->start)
             meet(m, xnode_of(dp->flows[i]->start)->index, builtins);
+    meet_agent_entries(m);
     propagate(m);
     for (size_t i = 0; i < m->g->n; i++) {
         if (m->g->reached[i] && !m->known[i]) {

@@ -659,8 +659,8 @@ static const kind_spec *node_kind(ydoc *d, yaml_node_t *n, const char *name)
 
 static void check_node_keys(ydoc *d, yaml_node_t *n, const kind_spec *ks)
 {
-    const char *allowed[16] = {ks->kind, "set"};
-    size_t k = 2;
+    const char *allowed[24] = {ks->kind, "set", "agent_entry"};
+    size_t k = 3;
     for (size_t i = 0; ks->keys[i]; i++)
         allowed[k++] = ks->keys[i];
     allowed[k] = NULL;
@@ -676,6 +676,8 @@ static void parse_node(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f, const k
     yaml_node_t *v = get(d, n, "set");
     if (v)
         parse_set(d, v, &node->set, &node->n_set);
+    if ((v = get(d, n, "agent_entry")))
+        want_bool(d, v, "agent_entry", &node->agent_entry);
     switch (ks->k) {
     case DP_SAY:
         parse_prompt_ids(d, get(d, n, "say"), node, false);

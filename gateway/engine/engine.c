@@ -25,7 +25,7 @@
 #define ENGINE_ENDED_TTL_S 60        /* an ended session stays for replays of its last hop */
 #define ENGINE_MAX_HOP_KEY 128       /* bytes of an event's hop_key */
 #define ENGINE_MAX_NAME 256          /* caller, entry, lang, node of an event */
-#define ENGINE_STATUS_COUNT (ENGINE_UNAVAILABLE + 1)
+#define ENGINE_STATUS_COUNT (ENGINE_HELD + 1)
 
 _Static_assert(STEP_MAX_HOP_EVENTS <= STORE_MAX_SAVE_EVENTS, "a hop's events fit one save");
 _Static_assert(STEP_MAX_EVENT_BYTES <= STORE_MAX_EVENT_BYTES, "an event fits the store");
@@ -96,7 +96,7 @@ void engine_options_default(engine_options *opt)
 const char *engine_status_name(engine_status st)
 {
     static const char *const names[ENGINE_STATUS_COUNT] = {
-        "ok", "no_route", "no_session", "bad_event", "busy", "unavailable"};
+        "ok", "no_route", "no_session", "bad_event", "busy", "unavailable", "held"};
     return (unsigned)st < ENGINE_STATUS_COUNT ? names[st] : "unknown";
 }
 
@@ -140,6 +140,16 @@ void engine_set_dialplan(engine *e, struct dialplan *dp)
 struct dialplan *engine_dialplan(const engine *e)
 {
     return e->dp;
+}
+
+struct store *engine_store(const engine *e)
+{
+    return e->opt.store;
+}
+
+int engine_session_ttl(const engine *e, channel_kind channel)
+{
+    return (unsigned)channel < CHANNEL_COUNT ? e->opt.session_ttl_s[channel] : 0;
 }
 
 /* Hop life --------------------------------------------------------------------*/
@@ -213,7 +223,7 @@ static void finish(hop *h, engine_status st, json_t *output)
     log_hop(h, st);
     metrics_inc(h->e->hops_total[st]);
     unlink_hop(h);
-    engine_result r = {st, st == ENGINE_OK ? output : NULL};
+    engine_result r = {st, st == ENGINE_OK || st == ENGINE_HELD ? output : NULL};
     h->cb(&r, h->cb_arg);
     hop_free(h);
 }
@@ -473,6 +483,35 @@ static bool derive_input(hop *h, json_t *doc)
     return true;
 }
 
+/* With an agent, only the agent's hand-back and the caller leaving move the
+ * session: a caller's input (or a START that must not replace it) waits
+ * for the agent, and a dialplan reload does not take the session away. */
+static bool held_back(const engine_event *ev, json_t *doc)
+{
+    if (strcmp(session_str(doc, "state"), "transfer") != 0)
+        return false;
+    switch (ev->kind) {
+    case ENGINE_EV_START:
+        return ev->keep_held;
+    case ENGINE_EV_INPUT:
+    case ENGINE_EV_TIMEOUT:
+    case ENGINE_EV_NO_INPUT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Answers ENGINE_HELD with the session as it stands, changing nothing. */
+static void hold(hop *h, json_t *doc)
+{
+    json_t *out = json_pack("{s:s, s:s, s:s, s:[], s:O}", "session", session_str(doc, "id"), "lang",
+                            session_lang(doc), "state", "transfer", "prompts", "transfer",
+                            json_object_get(doc, "transfer") ? json_object_get(doc, "transfer") : json_null());
+    finish(h, ENGINE_HELD, out);
+    json_decref(out);
+}
+
 static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
 {
     hop *h = arg;
@@ -492,12 +531,16 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
     }
     if (doc && !h->before[0])
         snprintf(h->before, sizeof h->before, "%s.%s", session_str(doc, "flow"), session_str(doc, "node"));
-    if (h->ev.kind == ENGINE_EV_START) {
+    if (h->ev.kind == ENGINE_EV_START && !(doc && held_back(&h->ev, doc))) {
         start_session(h, revision);
         return;
     }
     if (!doc || strcmp(session_str(doc, "state"), "end") == 0) {
         finish(h, ENGINE_NO_SESSION, NULL);
+        return;
+    }
+    if (held_back(&h->ev, doc)) {
+        hold(h, doc);
         return;
     }
     if (h->ev.derive_input && !derive_input(h, doc)) {
@@ -606,6 +649,7 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
     h->ev.channel = ev->channel;
     h->ev.derive_input = ev->kind == ENGINE_EV_INPUT ? ev->derive_input : NULL;
     h->ev.derive_arg = ev->derive_arg;
+    h->ev.keep_held = ev->kind == ENGINE_EV_START && ev->keep_held;
     if (copy) {
         h->ev.session_id = keep(h, 0, ev->session_id);
         h->ev.caller = keep(h, 1, ev->caller);

@@ -59,6 +59,8 @@ typedef struct {
     const char *input;       /* INPUT: what was entered (ignored with derive_input) */
     const char *node;        /* TRANSFER_BACK: "flow.node" to continue at */
     const char *hop_key;     /* the request's identity for replays, or NULL */
+    bool keep_held;          /* START: a session with an agent (state transfer) stays
+                              * with the agent (ENGINE_HELD) instead of being replaced */
     engine_derive_fn *derive_input; /* INPUT: computes `input` from the session, or NULL */
     void *derive_arg;        /* passed to derive_input; must live until the hop's callback */
 } engine_event;
@@ -69,7 +71,10 @@ typedef enum {
     ENGINE_NO_SESSION,       /* not START: the session does not exist (or expired) */
     ENGINE_BAD_EVENT,        /* malformed event (missing fields, oversize input, unknown node) */
     ENGINE_BUSY,             /* lost compare-and-set races repeatedly */
-    ENGINE_UNAVAILABLE       /* the store failed or timed out: nothing was applied */
+    ENGINE_UNAVAILABLE,      /* the store failed or timed out: nothing was applied */
+    ENGINE_HELD              /* the session is with an agent (state transfer): the
+                              * INPUT, TIMEOUT or NO_INPUT (or a keep_held START) was
+                              * not applied; only HANGUP and TRANSFER_BACK move it */
 } engine_status;
 
 /* The output of a hop (a JSON object, also what is stored for replays):
@@ -83,7 +88,9 @@ typedef enum {
  * Prompt vars hold the values their placeholders need, never a secret. */
 typedef struct {
     engine_status status;    /* ENGINE_OK or why not */
-    json_t *output;          /* borrowed during the callback; NULL unless ENGINE_OK */
+    json_t *output;          /* borrowed during the callback; NULL unless ENGINE_OK or
+                              * ENGINE_HELD (then the session as it stands: state
+                              * "transfer", its lang and transfer, no prompts) */
 } engine_result;
 
 typedef void engine_cb(const engine_result *r, void *arg);
@@ -115,6 +122,12 @@ void engine_free(engine *e);
  * flight finish on the set they started with. */
 void engine_set_dialplan(engine *e, struct dialplan *dp);
 struct dialplan *engine_dialplan(const engine *e);
+
+/* The store the sessions live in and their TTL on `channel`: for channels
+ * that keep data beside a session (the SMS messages held for an agent) with
+ * the session's Redis and lifetime. */
+struct store *engine_store(const engine *e);
+int engine_session_ttl(const engine *e, channel_kind channel);
 
 /* Hops ----------------------------------------------------------------------------*/
 

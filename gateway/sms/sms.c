@@ -1,24 +1,29 @@
 /* sms — Kannel's get-url to engine hops and back (see sms.h). Owns the
- * request checks, the sender key, the keyword rule, reply sizing and the
- * requests waiting for the engine; the conversation itself is the engine's
- * session. */
+ * request checks, the sender key, the keyword rule, reply sizing, the
+ * messages held for an agent (cl:held:{session}) and the requests waiting
+ * for the engine or Redis; the conversation itself is the engine's session. */
 #include "sms.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <sys/queue.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dialplan.h"
+#include "domain.h"
 #include "engine.h"
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
+#include "store.h"
 #include "utf8.h"
 
 #define SMS_PATH "/sms/kannel"
@@ -26,9 +31,23 @@
 #define SMS_REPLY_MAX 4096
 #define SMS_MAX_PARTS 10
 #define SMS_MAX_TEXT 4096
+#define SMS_HELD_PREFIX "cl:held:"
+#define SMS_HELD_KEEP 50         /* newest held messages kept for the agent */
+#define SMS_LANG_MAX 16
 /* When the dialplans route nothing at all, or the engine cannot answer. */
 #define SMS_HELP_TEXT "回复CX查询社保卡状态。Reply CX for your card status."
 #define SMS_UNAVAILABLE_TEXT "抱歉，服务暂时不可用，请稍后再试。"
+/* When the dialplans do not word `sms_held`. */
+#define SMS_HELD_TEXT "您的消息已转给人工客服，客服将通过短信回复您。"
+#define SMS_HELD_PROMPT "sms_held"
+
+/* Appends a held message and keeps the newest ARGV[2], all expiring with
+ * the conversation. KEYS: the held list. ARGV: message JSON, keep, ttl. */
+static const char hold_script[] =
+    "redis.call('RPUSH', KEYS[1], ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "return redis.call('LLEN', KEYS[1])\n";
 
 typedef struct sms_pending sms_pending;
 
@@ -45,6 +64,7 @@ struct sms_pending {
     char session[SMS_SESSION_MAX + 4]; /* "sms:" + normalized sender */
     char sender[SMS_SESSION_MAX];      /* normalized sender (masked in logs) */
     char *text;              /* the MO text (never logged) */
+    char lang[SMS_LANG_MAX]; /* held: the conversation's language, for the acknowledgement */
     bool started;            /* the START hop was sent (no second fallback) */
     sms_pending *prev, *next;/* in owner->pending */
 };
@@ -138,37 +158,6 @@ bool sms_fit(char *text, size_t size, int max_messages)
     return true;
 }
 
-bool sms_normalize_sender(const char *from, char *out, size_t size)
-{
-    char digits[32];
-    size_t n = 0;
-    bool plus = false;
-    for (const char *p = from; *p; p++) {
-        if (*p == ' ' || *p == '-')
-            continue;
-        if (*p == '+' && n == 0 && !plus) {
-            plus = true;
-        } else if (*p >= '0' && *p <= '9' && n < sizeof digits - 1) {
-            digits[n++] = *p;
-        } else {
-            return false;
-        }
-    }
-    digits[n] = '\0';
-    if (n < 3 || n > 20)
-        return false;
-    const char *national = NULL;
-    if (n == 11 && digits[0] == '1' && !plus)
-        national = digits;
-    else if (n == 13 && strncmp(digits, "86", 2) == 0)
-        national = digits + 2;
-    else if (n == 15 && strncmp(digits, "0086", 4) == 0 && !plus)
-        national = digits + 4;
-    int w = national ? snprintf(out, size, "+86%s", national)
-                     : snprintf(out, size, "%s%s", plus ? "+" : "", digits);
-    return w > 0 && (size_t)w < size;
-}
-
 /* Replies ---------------------------------------------------------------------*/
 
 static void reply_text(httpd_request *req, const char *text)
@@ -190,13 +179,21 @@ static void refuse(httpd_request *req, int status, const char *code, const char 
     httpd_reply_error(req, status, code, message);
 }
 
-/* The dialplan's "unavailable" prompt, or the fixed text. */
-static void render_unavailable(const sms *s, char *out, size_t size)
+/* A prompt said outside any hop (no variables), in `lang` (NULL: the
+ * default language), or `fallback` when the dialplans do not word it. */
+static void render_prompt(const sms *s, const char *lang, const char *id, const char *fallback, char *out,
+                          size_t size)
 {
     const dialplan *dp = engine_dialplan(s->engine);
-    if (!dialplan_render_text(dp, dialplan_language(dp, 0), CHANNEL_SMS, DP_PROMPT_UNAVAILABLE,
-                              NULL, out, size))
-        snprintf(out, size, "%s", SMS_UNAVAILABLE_TEXT);
+    if (!lang || !dialplan_has_language(dp, lang))
+        lang = dialplan_language(dp, 0);
+    if (!dialplan_render_text(dp, lang, CHANNEL_SMS, id, NULL, out, size))
+        snprintf(out, size, "%s", fallback);
+}
+
+static void render_unavailable(const sms *s, char *out, size_t size)
+{
+    render_prompt(s, NULL, DP_PROMPT_UNAVAILABLE, SMS_UNAVAILABLE_TEXT, out, size);
 }
 
 /* Requests --------------------------------------------------------------------*/
@@ -226,6 +223,7 @@ static void run_hop(sms_pending *p, engine_event_kind kind)
         .caller = p->sender,
         .entry = p->text,
         .input = p->text,
+        .keep_held = true,
     };
     p->started = kind == ENGINE_EV_START;
     engine_hop(p->owner->engine, &ev, hop_done, p);
@@ -239,6 +237,57 @@ static void finish(sms_pending *p, const char *result, const char *text, bool cu
     reply_text(p->req, text);
     pending_free(p);
 }
+
+/* Held messages ---------------------------------------------------------------*/
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_held(store_status st, const struct redisReply *reply, void *arg)
+{
+    sms_pending *p = arg;
+    if (p->owner == NULL) {
+        pending_free(p);
+        return;
+    }
+    char text[SMS_REPLY_MAX];
+    if (st != STORE_OK || reply->type != REDIS_REPLY_INTEGER) {
+        log_warn("sms.hold_failed", "from=%s status=%s", mask_phone(p->sender).s, store_status_name(st));
+        render_unavailable(p->owner, text, sizeof text);
+        finish(p, "unavailable", text, false);
+        return;
+    }
+    render_prompt(p->owner, p->lang, SMS_HELD_PROMPT, SMS_HELD_TEXT, text, sizeof text);
+    bool cut = sms_fit(text, sizeof text, p->owner->opt.max_messages);
+    finish(p, "held", text, cut);
+}
+
+/* The conversation is with an agent: the text waits in the session's held
+ * list for the agent (the Agent API shows and clears it), and the sender
+ * is told so. */
+static void hold_message(sms_pending *p, json_t *output)
+{
+    const char *lang = json_string_value(json_object_get(output, "lang"));
+    snprintf(p->lang, sizeof p->lang, "%s", lang ? lang : "");
+    json_t *msg = json_pack("{s:I, s:s}", "at_ms", (json_int_t)wall_ms(), "text", p->text);
+    char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (!payload)
+        abort();
+    char key[sizeof SMS_HELD_PREFIX + sizeof p->session], keep[16], ttl[16];
+    snprintf(key, sizeof key, SMS_HELD_PREFIX "%s", p->session);
+    snprintf(keep, sizeof keep, "%d", SMS_HELD_KEEP);
+    snprintf(ttl, sizeof ttl, "%d", engine_session_ttl(p->owner->engine, CHANNEL_SMS));
+    const char *argv[] = {"EVAL", hold_script, "1", key, payload, keep, ttl};
+    store_command(engine_store(p->owner->engine), 7, argv, NULL, on_held, p);
+    free(payload);
+}
+
+/* Hops ------------------------------------------------------------------------*/
 
 static void hop_done(const engine_result *r, void *arg)
 {
@@ -254,7 +303,9 @@ static void hop_done(const engine_result *r, void *arg)
         run_hop(p, ENGINE_EV_START);
         return;
     }
-    if (r->status == ENGINE_OK) {
+    if (r->status == ENGINE_HELD) {
+        hold_message(p, r->output);
+    } else if (r->status == ENGINE_OK) {
         engine_render_text(p->owner->engine, r->output, CHANNEL_SMS, reply, sizeof reply - 4);
         bool cut = sms_fit(reply, sizeof reply, p->owner->opt.max_messages);
         finish(p, "ok", reply, cut);
@@ -312,7 +363,7 @@ static void on_request(httpd_request *req, void *arg)
         refuse(req, 413, "text_too_long", "text is longer than allowed");
     } else if (!utf8_valid(text) || !utf8_valid(from)) {
         refuse(req, 400, "bad_encoding", "from and text must be UTF-8");
-    } else if (!sms_normalize_sender(from, sender, sizeof sender)) {
+    } else if (!domain_phone_normalize(from, false, sender)) {
         refuse(req, 400, "bad_sender", "from is not a phone number");
     } else {
         sms_pending *p = calloc(1, sizeof *p);

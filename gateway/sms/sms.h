@@ -3,15 +3,20 @@
  * engine hops, and the hop's output rendered as the reply SMS, which Kannel
  * sends back to the sender (the HTTP reply body, text/plain; UTF-8).
  *
- * Sessions are keyed by sender ("sms:" + the normalized number). A text is
+ * Sessions are keyed by sender ("sms:" + domain_phone_normalize). A text is
  * input to the sender's waiting conversation unless it is a keyword (it
  * routes to a flow other than the catch-all's): then, or when no
- * conversation waits, it starts a new one. The reply always fits the
+ * conversation waits, it starts a new one. While the conversation is with
+ * an agent (the engine answers ENGINE_HELD) every text, keywords too, is
+ * held for the agent in the list cl:held:{session} (JSON {"at_ms", "text"},
+ * the newest 50, expiring with the SMS session TTL) and the sender gets the
+ * dialplans' `sms_held` acknowledgement. The reply always fits the
  * configured number of concatenated parts and is never empty.
  *
- * Owns no state beyond the requests in flight: the conversation is the
- * engine's session. Never logs the text (only its length) and masks the
- * sender. Sending SMS on its own (the outbox) is not here. Main-thread only. */
+ * Owns no state beyond the requests in flight and the held lists: the
+ * conversation is the engine's session. Never logs the text (only its
+ * length) and masks the sender. Sending SMS on its own (the outbox, an
+ * agent's reply) is not here. Main-thread only. */
 #ifndef CARDLINE_SMS_H
 #define CARDLINE_SMS_H
 
@@ -42,12 +47,6 @@ sms *sms_new(struct engine *e, struct httpd *h, const sms_options *opt);
 void sms_free(sms *s);
 
 /* Text rules (exposed for the tests and cardline-phone) ---------------------*/
-
-/* The session key of a sender: "+8613800000001", "8613800000001",
- * "008613800000001" and "13800000001" all become "+8613800000001"; other
- * numbers keep their digits (with "+" when given). Spaces and dashes are
- * ignored. False when it is not a number of 3..20 digits. */
-bool sms_normalize_sender(const char *from, char *out, size_t size);
 
 /* True when every character of the UTF-8 `text` is in the GSM 03.38 default
  * alphabet (or its extension table), so it travels as GSM-7. */

@@ -411,6 +411,11 @@ static void refusal_pages(const ussd *u, engine_status st, const char *lang, pag
         status = 409;
         snprintf(text, sizeof text, "%s", "This reply does not continue the session.");
         break;
+    case ENGINE_HELD:
+        snprintf(text, sizeof text, "%s",
+                 en ? "Your session is with an agent. Please wait for the agent's call."
+                    : "您的会话已转交人工服务，请等候客服联系。");
+        break;
     default:
         prompt_text(u, lang, "unavailable",
                     en ? "Sorry, the service is temporarily unavailable." : "抱歉，服务暂时不可用。", text,
@@ -428,6 +433,7 @@ static result_kind refusal_result(engine_status st)
     case ENGINE_NO_SESSION:
         return R_NO_SESSION;
     case ENGINE_BAD_EVENT:
+    case ENGINE_HELD:
         return R_OUT_OF_STEP;
     default:
         return R_UNAVAILABLE;

@@ -435,6 +435,13 @@ static void copy_user(char *out, size_t size, const url_t *url)
     snprintf(out, size, "%s", url && url->url_user ? url->url_user : "");
 }
 
+/* The request-URI user as it may be logged: an agent's one-time resume
+ * token (resume-<token>) is a credential and stays out of the log. */
+static const char *loggable_user(const char *user)
+{
+    return strncmp(user, "resume-", strlen("resume-")) == 0 ? "resume-…" : user;
+}
+
 /* The source address comes from the transport (the datagram's sender or
  * the TCP peer), not from Via, which the sender writes. */
 static bool request_source(nua_t *nua, struct sockaddr_storage *out, bool *tcp)
@@ -501,7 +508,7 @@ static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_
     snprintf(ev.source, sizeof ev.source, "%s", source);
     log_info("sip.incoming", "call=%u call_id=%s from=%s to=%s source=%s pt=%d dtmf_pt=%d",
              c->id, log_quote(call_id).s, mask_phone(ev.from_user).s,
-             log_quote(ev.to_user).s, source, peer.pt, peer.dtmf_pt);
+             log_quote(loggable_user(ev.to_user)).s, source, peer.pt, peer.dtmf_pt);
     post(s, &ev);
 }
 

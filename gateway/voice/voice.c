@@ -1,11 +1,13 @@
 /* voice — owns the calls: for each SIP call its RTP stream, the keys it
  * collected, its timer and the engine hop in flight; turns SIP and media
  * events into engine events and engine outputs into audio, hang-ups and
- * transfers. SIP itself is sip.c (its own thread), RTP media.c, prompt
- * audio audio.c. */
+ * transfers. A call to a resume URI takes its agent's token from Redis and
+ * continues the token's session instead of starting one. SIP itself is
+ * sip.c (its own thread), RTP media.c, prompt audio audio.c. */
 #include "voice.h"
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
+#include "store.h"
 
 #define SESSION_PREFIX "voice:"
 #define MAX_CLIPS 256            /* clips one output plays at most */
@@ -23,6 +26,10 @@
 #define DEFAULT_WAIT_MS 8000     /* first-key wait when an output names none */
 #define URI_MAX 256
 #define FIGURES_EVERY_MS 1000    /* RTP send figures published to /metrics */
+#define RESUME_PREFIX "resume-"  /* request-URI user of a call an agent sends back */
+#define RESUME_TOKEN_LEN 32      /* lowercase hex after it */
+#define RESUME_KEY_PREFIX "cl:x:" /* the token's key in Redis (docs/agents.md) */
+#define RESUME_MAX_BYTES 4096    /* a token's JSON; anything longer was not written by the agent API */
 
 typedef enum {
     AWAIT_NONE = 0,              /* no input wanted (playing an end, transferring) */
@@ -47,7 +54,8 @@ struct call {
     voice_audio *audio;          /* the set playing now (a reference), or NULL */
     struct event *timer;         /* first-key or inter-key timeout */
 
-    bool hop_running;            /* an engine hop is in flight */
+    bool hop_running;            /* an engine hop (or a resume token lookup) is in flight */
+    bool resuming;               /* a resume call not answered yet: token or first hop in flight */
     bool started;                /* the START hop was sent */
     bool gone;                   /* SIP ended: only the HANGUP hop is left */
     bool session_over;           /* the engine ended the session, or it went to an agent */
@@ -62,6 +70,9 @@ struct call {
     int inter_digit_ms;          /* silence that ends its entry */
     after_play after;            /* what happens once the prompts are played */
     char queue[64];              /* transfer: the agent queue */
+    char return_uri[URI_MAX];    /* resumed: the agent every transfer goes back to; "" otherwise */
+    int answer_pt;               /* resuming: the codec to answer with */
+    int answer_dtmf_pt;          /* resuming: the telephone-event type to answer with, or -1 */
 
     char entry[MAX_ENTRY + 1];   /* keys of the entry so far (may be secret: wiped) */
     int entry_len;               /* how many */
@@ -81,7 +92,8 @@ struct voice {
     int ncalls;                  /* calls held */
     metrics_series *m_calls;     /* gauge: calls held */
     metrics_series *m_answered;  /* calls answered */
-    metrics_series *m_refused;   /* INVITEs refused here (no route, no port) */
+    metrics_series *m_refused;   /* INVITEs refused here (no route, no port, no resume token) */
+    metrics_series *m_resumed;   /* calls an agent sent back with a resume token, answered */
     metrics_series *m_packets;   /* RTP packets sent */
     metrics_series *m_p50;       /* gauge: send interval median of the last window */
     metrics_series *m_p99;       /* gauge: its 99th percentile */
@@ -92,6 +104,8 @@ static void send_hop(call *c, engine_event_kind kind, const char *input);
 static void play_output(call *c, json_t *out);
 static void play_unavailable(call *c);
 static void on_key(call *c, char key);
+static void answer_resumed(call *c);
+static void refuse_resumed(call *c, int status, const char *why);
 
 /* The call table ---------------------------------------------------------------*/
 
@@ -262,6 +276,8 @@ static void on_hop(const engine_result *r, void *arg)
 {
     call *c = arg;
     c->hop_running = false;
+    if (c->resuming && r->status != ENGINE_OK)
+        c->session_over = true; /* the session never came to this call: no HANGUP hop for it */
     if (c->v == NULL || c->gone) {
         if (c->v == NULL)
             call_free(c);
@@ -269,6 +285,15 @@ static void on_hop(const engine_result *r, void *arg)
             finish_gone(c);
         return;
     }
+    if (c->resuming && r->status != ENGINE_OK) {
+        /* No session in "transfer" to continue (gone, ended, taken back) is
+         * as good as no token; a store in trouble is "try again". */
+        bool busy = r->status == ENGINE_UNAVAILABLE || r->status == ENGINE_BUSY;
+        refuse_resumed(c, busy ? 503 : 404, engine_status_name(r->status));
+        return;
+    }
+    if (c->resuming)
+        answer_resumed(c);
     if (r->status != ENGINE_OK) {
         log_warn("voice.hop", "session=%s status=%s", log_quote(mask_session(c->session).s).s,
                  engine_status_name(r->status));
@@ -365,14 +390,17 @@ static void play_unavailable(call *c)
     json_decref(prompts);
 }
 
-/* The agent URI for `queue`: "{queue}" in the template replaced. */
-static void agent_uri(const voice *v, const char *queue, char *out, size_t size)
+/* Where a transfer goes: back to the agent who resumed the call, else the
+ * agent URI with "{queue}" replaced by the queue. */
+static void transfer_target(const call *c, char *out, size_t size)
 {
-    const char *t = v->opt.agent_uri, *at = strstr(t, "{queue}");
-    if (at == NULL)
+    const char *t = c->v->opt.agent_uri, *at = strstr(t, "{queue}");
+    if (c->return_uri[0])
+        snprintf(out, size, "%s", c->return_uri);
+    else if (at == NULL)
         snprintf(out, size, "%s", t);
     else
-        snprintf(out, size, "%.*s%s%s", (int)(at - t), t, queue, at + strlen("{queue}"));
+        snprintf(out, size, "%.*s%s%s", (int)(at - t), t, c->queue, at + strlen("{queue}"));
 }
 
 static void on_played(void *arg)
@@ -385,7 +413,7 @@ static void on_played(void *arg)
         voice_sip_hangup(c->v->sip, c->id);
     } else if (c->after == AFTER_TRANSFER) {
         char uri[URI_MAX];
-        agent_uri(c->v, c->queue, uri, sizeof uri);
+        transfer_target(c, uri, sizeof uri);
         voice_sip_refer(c->v->sip, c->id, uri, c->session);
     } else if (c->await != AWAIT_NONE && !c->hop_running && c->entry_len == 0) {
         arm_timer(c, c->wait_ms);
@@ -430,22 +458,161 @@ static call *call_new(voice *v, const voice_sip_event *ev)
     return c;
 }
 
+/* The call's RTP stream, pointed at the peer the offer names; false when
+ * no port is free. */
+static bool open_stream(call *c, const voice_sip_event *ev)
+{
+    voice_stream_cbs cbs = {on_rtp_key, on_played, on_inactive};
+    c->stream = voice_stream_open(c->v->media, &cbs, c);
+    if (c->stream == NULL)
+        return false;
+    voice_stream_set_peer(c->stream, (const struct sockaddr *)&ev->rtp, ev->rtp_len, ev->pt, ev->dtmf_pt);
+    voice_stream_hold(c->stream, ev->hold);
+    return true;
+}
+
+/* Resume calls ---------------------------------------------------------------------------*/
+
+/* An agent's phone sends the caller to sip:resume-<token>@…: the token,
+ * written by the agent API and good once, names the session (left with
+ * the agent by a transfer), the node to run and the agent to return to.
+ * The INVITE stays unanswered while the token is taken and the session is
+ * moved to the node; no token, or no session waiting for it, is a 404.
+ * This file never logs the token itself. */
+
+static bool token_shaped(const char *t)
+{
+    size_t n = strspn(t, "0123456789abcdef");
+    return n == RESUME_TOKEN_LEN && t[n] == '\0';
+}
+
+/* A URI that can stand between the angle brackets of Refer-To as it is. */
+static bool refer_uri_ok(const char *uri)
+{
+    if (uri == NULL || strlen(uri) >= URI_MAX || (strncmp(uri, "sip:", 4) && strncmp(uri, "sips:", 5)))
+        return false;
+    for (const char *p = uri; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || strchr("<>\"", *p))
+            return false;
+    return true;
+}
+
+/* Takes the token's session, node and return URI into the call; false
+ * when the value is not a token the agent API writes. */
+static bool read_token(call *c, const char *text, size_t len, char *node, size_t node_size, char *agent,
+                       size_t agent_size)
+{
+    json_t *t = len <= RESUME_MAX_BYTES ? json_loadb(text, len, 0, NULL) : NULL;
+    const char *session = json_string_value(json_object_get(t, "session"));
+    const char *to = json_string_value(json_object_get(t, "node"));
+    const char *uri = json_string_value(json_object_get(t, "return_uri"));
+    const char *who = json_string_value(json_object_get(t, "agent"));
+    bool ok = session && strncmp(session, SESSION_PREFIX, strlen(SESSION_PREFIX)) == 0 &&
+              strlen(session) < sizeof c->session && to && to[0] && strlen(to) < node_size && refer_uri_ok(uri);
+    if (ok) {
+        snprintf(c->session, sizeof c->session, "%s", session);
+        snprintf(c->return_uri, sizeof c->return_uri, "%s", uri);
+        snprintf(node, node_size, "%s", to);
+        snprintf(agent, agent_size, "%s", who ? who : "");
+    }
+    json_decref(t);
+    return ok;
+}
+
+static void refuse_resumed(call *c, int status, const char *why)
+{
+    voice *v = c->v;
+    metrics_inc(v->m_refused);
+    log_info("voice.refused", "status=%d why=%s to=%s", status, why, log_quote(RESUME_PREFIX "…").s);
+    voice_sip_reject(v->sip, c->id, status);
+    call_free(c);
+}
+
+static void answer_resumed(call *c)
+{
+    c->resuming = false;
+    voice_sip_answer(c->v->sip, c->id, voice_stream_port(c->stream), c->answer_pt, c->answer_dtmf_pt);
+    metrics_inc(c->v->m_answered);
+    metrics_inc(c->v->m_resumed);
+}
+
+static void on_token(store_status st, const struct redisReply *reply, void *arg)
+{
+    call *c = arg;
+    char node[128], agent[64];
+    c->hop_running = false;
+    if (c->v == NULL || c->gone) {
+        call_free(c); /* the caller left first: the session stays with the agent */
+        return;
+    }
+    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR) {
+        log_warn("voice.resume_failed", "status=%s", st == STORE_OK ? "error_reply" : store_status_name(st));
+        refuse_resumed(c, 503, "store");
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        refuse_resumed(c, 404, "no_token");
+        return;
+    }
+    if (!read_token(c, reply->str, reply->len, node, sizeof node, agent, sizeof agent)) {
+        refuse_resumed(c, 404, "bad_token");
+        return;
+    }
+    log_info("voice.resume", "session=%s agent=%s node=%s", log_quote(mask_session(c->session).s).s,
+             log_quote(agent).s, log_quote(node).s);
+    engine_event back = {
+        .kind = ENGINE_EV_TRANSFER_BACK,
+        .channel = CHANNEL_VOICE,
+        .session_id = c->session,
+        .node = node,
+    };
+    c->started = true;
+    c->hop_running = true;
+    engine_hop(c->v->engine, &back, on_hop, c);
+}
+
+static void on_resume_incoming(voice *v, const voice_sip_event *ev)
+{
+    const char *token = ev->to_user + strlen(RESUME_PREFIX);
+    if (!token_shaped(token)) {
+        metrics_inc(v->m_refused);
+        log_info("voice.refused", "status=404 why=bad_token to=%s", log_quote(RESUME_PREFIX "…").s);
+        voice_sip_reject(v->sip, ev->call, 404);
+        return;
+    }
+    call *c = call_new(v, ev);
+    if (!open_stream(c, ev)) {
+        refuse_resumed(c, 503, "no_rtp_port"); /* before the token is spent */
+        return;
+    }
+    c->resuming = true;
+    c->answer_pt = ev->pt;
+    c->answer_dtmf_pt = ev->dtmf_pt;
+    char key[sizeof RESUME_KEY_PREFIX + RESUME_TOKEN_LEN];
+    snprintf(key, sizeof key, RESUME_KEY_PREFIX "%s", token);
+    const char *argv[] = {"GETDEL", key};
+    c->hop_running = true;
+    store_command(v->opt.store, 2, argv, NULL, on_token, c);
+}
+
+/* Calls ------------------------------------------------------------------------------------*/
+
 static void on_incoming(voice *v, const voice_sip_event *ev)
 {
+    if (strncmp(ev->to_user, RESUME_PREFIX, strlen(RESUME_PREFIX)) == 0) {
+        on_resume_incoming(v, ev);
+        return;
+    }
     if (dialplan_route(engine_dialplan(v->engine), CHANNEL_VOICE, ev->to_user) == NULL) {
         refuse(v, ev, 404, "no_route");
         return;
     }
     call *c = call_new(v, ev);
-    voice_stream_cbs cbs = {on_rtp_key, on_played, on_inactive};
-    c->stream = voice_stream_open(v->media, &cbs, c);
-    if (c->stream == NULL) {
+    if (!open_stream(c, ev)) {
         call_free(c);
         refuse(v, ev, 503, "no_rtp_port");
         return;
     }
-    voice_stream_set_peer(c->stream, (const struct sockaddr *)&ev->rtp, ev->rtp_len, ev->pt, ev->dtmf_pt);
-    voice_stream_hold(c->stream, ev->hold);
     voice_sip_answer(v->sip, c->id, voice_stream_port(c->stream), ev->pt, ev->dtmf_pt);
     metrics_inc(v->m_answered);
     log_info("voice.call", "session=%s from=%s to=%s", log_quote(mask_session(c->session).s).s,
@@ -571,7 +738,7 @@ static char *dup_opt(const char *s)
 
 voice *voice_new(struct event_base *base, const voice_options *opt)
 {
-    if (opt->engine == NULL || opt->prompts_dir == NULL || opt->agent_uri == NULL ||
+    if (opt->engine == NULL || opt->store == NULL || opt->prompts_dir == NULL || opt->agent_uri == NULL ||
         opt->inter_digit_timeout_ms < 100 || opt->prompt_gap_ms < 0 || opt->prompt_gap_ms > 2000 ||
         opt->sip.max_calls < 1) {
         log_error("voice.config", "why=%s", log_quote("voice options out of range").s);
@@ -592,7 +759,10 @@ voice *voice_new(struct event_base *base, const voice_options *opt)
     v->m_calls = metrics_gauge("cardline_voice_calls", "Voice calls held now.", NULL);
     v->m_answered = metrics_counter("cardline_voice_answered_total", "Voice calls answered.", NULL);
     v->m_refused = metrics_counter("cardline_voice_refused_total",
-                                   "INVITEs refused by the gateway (no route, no RTP port).", NULL);
+                                   "INVITEs refused by the gateway (no route, no RTP port, no resume token).",
+                                   NULL);
+    v->m_resumed = metrics_counter("cardline_voice_resumed_total",
+                                   "Calls an agent sent back into the IVR with a resume token, answered.", NULL);
     v->audio = load_audio(v);
     v->media = voice_media_new(base, &opt->media);
     if (v->buckets == NULL || v->audio == NULL || v->media == NULL || !start_figures(v)) {

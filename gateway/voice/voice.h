@@ -10,6 +10,14 @@
  * caller to the agent URI with the session id in X-Cardline-Session, and a
  * refused transfer returns to the flow's fallback.
  *
+ * An agent sends a caller back into the IVR by transferring them to
+ * sip:resume-<token>@… : the token (Redis `cl:x:<token>`, written by the
+ * agent API, taken once with GETDEL) names a session left with an agent,
+ * the node to run and the agent's URI. The call continues that session at
+ * the node (a TRANSFER_BACK hop) and is answered only then; no token, or
+ * no session waiting for it, is a 404. Every transfer of such a call goes
+ * back to the agent's URI. voice never logs the token.
+ *
  * Entered digits of a secret ask are held only until their hop starts and
  * then wiped; no digit is ever logged. Main-thread only, except what
  * sip.h runs in its own thread. docs/voice.md has the behaviour. */
@@ -30,7 +38,7 @@ typedef struct voice voice;
 
 typedef struct {
     struct engine *engine;      /* runs the hops (not owned) */
-    struct store *store;        /* Redis, for agents' resume tokens (not owned) */
+    struct store *store;        /* Redis, for agents' resume tokens (not owned; required) */
     voice_sip_options sip;      /* signalling */
     voice_media_options media;  /* RTP */
     const char *prompts_dir;    /* generated audio */

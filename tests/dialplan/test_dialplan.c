@@ -505,6 +505,9 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_int_equal(pin->on_timeout.retries, 2);
     assert_int_equal(pin->inter_digit_ms, 0); /* the channel's default */
     assert_int_equal(dp_flow_node(dialplan_flow(dp, "identify"), "ask_id")->inter_digit_ms, 5000);
+    const dp_flow *assist = dialplan_flow(dp, "assist"); /* reached by agents only */
+    assert_true(dp_flow_node(assist, "verify_pin")->agent_entry);
+    assert_false(dp_flow_node(assist, "check_id")->agent_entry);
     const dp_node *verify = pin->next.node;
     assert_int_equal(verify->kind, DP_CALL);
     assert_string_equal(verify->handler->name, "verify_identity");
@@ -729,7 +732,7 @@ static void test_render_template(void **state)
     assert_string_equal(verify->args[0].name, "id");
     dialplan_render_template(verify->args[0].value, vars, out, sizeof out);
     assert_string_equal(out, "110101199003074514"); /* arguments are not masked */
-    const dp_node *agent = dp_flow_start(dialplan_flow(dp, "agent"));
+    const dp_node *agent = dp_flow_node(dialplan_flow(dp, "agent"), "to_agent");
     json_object_set_new(vars, "node", json_string("main_menu"));
     dialplan_render_template(agent->reason, vars, out, sizeof out);
     assert_string_equal(out, "caller asked for an agent at main_menu");

@@ -2,7 +2,8 @@
  * registry-sim (demo seed): a whole PIN check through the registry (right
  * and locked), card status, replays
  * that run nothing twice, racing hops, Redis and registry outages, a reload
- * mid-session, malformed events, engine_free with hops in flight, the
+ * mid-session, malformed events, engine_free with hops in flight, input
+ * held while a session is with an agent, the
  * events saved with each hop (bounded, never twice, never a PIN), and the
  * PIN kept out of Redis and the log. The loop runs until the awaited
  * callbacks have come, under a bounded deadline; nothing depends on timing. */
@@ -600,6 +601,58 @@ static void test_start_creates_without_load(void **state)
     json_decref(again.output);
 }
 
+/* A session with an agent holds: the caller's input, timeout and no-input
+ * and a START asking to keep it are answered ENGINE_HELD with the session
+ * as it stands (its language and transfer, no prompts) and change nothing;
+ * a plain START still replaces it, the agent's hand-back still moves it. */
+static void test_transferred_session_holds_input(void **state)
+{
+    fixture *f = *state;
+    expect(f, ENGINE_EV_START, "call-h", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-h", "3", "lang_set main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-h", "0", "transferring");
+    char *rev = stored_field(f, "call-h", "rev");
+    long events = events_len(f, "call-h");
+    const engine_event_kind held_kinds[] = {ENGINE_EV_INPUT, ENGINE_EV_TIMEOUT, ENGINE_EV_NO_INPUT};
+    for (size_t i = 0; i < sizeof held_kinds / sizeof *held_kinds; i++) {
+        answer a = hop(f, held_kinds[i], "call-h", "1");
+        assert_int_equal(a.status, ENGINE_HELD);
+        assert_non_null(a.output);
+        assert_string_equal(json_string_value(json_object_get(a.output, "state")), "transfer");
+        assert_string_equal(json_string_value(json_object_get(a.output, "lang")), "en");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(a.output, "transfer"), "queue")),
+                            "general");
+        assert_int_equal(json_array_size(json_object_get(a.output, "prompts")), 0);
+        json_decref(a.output);
+    }
+    answer kept = {0};
+    engine_event ev = {.kind = ENGINE_EV_START, .channel = CHANNEL_VOICE, .session_id = "call-h",
+                       .caller = "13800000001", .entry = "12333", .keep_held = true};
+    engine_hop(f->engine, &ev, on_answer, &kept);
+    wait_all(f, &kept, 1);
+    assert_int_equal(kept.status, ENGINE_HELD);
+    json_decref(kept.output);
+    char *rev2 = stored_field(f, "call-h", "rev");
+    assert_string_equal(rev, rev2);
+    assert_int_equal(events_len(f, "call-h"), events);
+    assert_string_equal(engine_status_name(ENGINE_HELD), "held");
+
+    /* The agent hands back at a node: input applies again. */
+    answer back = {0};
+    engine_event tb = {.kind = ENGINE_EV_TRANSFER_BACK, .channel = CHANNEL_VOICE, .session_id = "call-h",
+                       .node = "main.main_menu"};
+    engine_hop(f->engine, &tb, on_answer, &back);
+    wait_all(f, &back, 1);
+    assert_int_equal(back.status, ENGINE_OK);
+    assert_string_equal(prompt_ids(back.output), "main_menu");
+    json_decref(back.output);
+    expect(f, ENGINE_EV_INPUT, "call-h", "0", "transferring");
+    /* A START that does not keep the hold replaces the session. */
+    expect(f, ENGINE_EV_START, "call-h", NULL, "welcome main_menu");
+    free(rev);
+    free(rev2);
+}
+
 static long registry_requests(const fixture *f)
 {
     char *body = NULL;
@@ -813,6 +866,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_hops_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_derived_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transferred_session_holds_input, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

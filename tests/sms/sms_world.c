@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SIM_TODAY "2026-11-22"
+#define CONNECT_WAIT_MS 10000
 
 static void check_stop(evutil_socket_t fd, short what, void *arg)
 {
@@ -58,9 +60,14 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
     if (!w->sms)
         return false;
     w->port = httpd_port(w->http);
-    /* The store connects from the loop: hops before that are "unavailable". */
-    for (int i = 0; i < 1000 && !store_connected(runtime_store(w->rt)); i++)
-        event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), th_wait_port(w->redis.port, 10);
+    /* The store connects from the loop: hops before that are "unavailable".
+     * A loaded machine (sanitizers, parallel tests) may take seconds. */
+    long deadline = th_now_ms() + CONNECT_WAIT_MS;
+    while (!store_connected(runtime_store(w->rt)) && th_now_ms() < deadline) {
+        event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
     if (!store_connected(runtime_store(w->rt)))
         return false;
     return pthread_create(&w->thread, NULL, run_loop, w) == 0;

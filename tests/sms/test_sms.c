@@ -18,7 +18,11 @@
 #define PIN "246810"
 #define ASK_ID "请回复您的18位身份证号码。"
 #define ASK_PIN "请回复6位社保卡服务密码。"
-#define HELP "社保卡短信服务，回复：CX 查询状态和补卡进度；GS 挂失；JG 解除挂失；QY 启用新卡；BD 修改手机号或地址；XK 新旧卡号说明。人工服务请拨打12333。"
+#define HELP "社保卡短信服务，回复：CX 查询状态和补卡进度；GS 挂失；JG 解除挂失；QY 启用新卡；BD 修改手机号或地址；XK 新旧卡号说明；RG 转人工客服（短信回复）。也可拨打12333。"
+#define TO_AGENT "您的消息已转给人工客服，请稍候，客服将通过短信回复您。"
+#define HELD_ACK "您的消息已转给人工客服，客服将通过短信回复您。"
+#define HELD_KEY "cl:held:sms:" PHONE
+#define HELD_KEEP 50
 
 static int setup_shipped(void **state)
 {
@@ -142,6 +146,128 @@ static void test_after_the_end_a_text_starts_anew(void **state)
     converse(w, "2", HELP);
 }
 
+/* Held for an agent -----------------------------------------------------------*/
+
+/* The held list, one message per line as stored. */
+static char *held_messages(const sms_world *w)
+{
+    const char *argv[] = {"EVAL", "return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')", "1",
+                          HELD_KEY};
+    return th_redis_cmd(&w->redis, 4, argv);
+}
+
+static long redis_number(const sms_world *w, const char *cmd, const char *key)
+{
+    const char *argv[] = {cmd, key};
+    char *n = th_redis_cmd(&w->redis, 2, argv);
+    assert_non_null(n);
+    long v = strtol(n, NULL, 10);
+    free(n);
+    return v;
+}
+
+/* Sends `text` and asserts the reply is exactly `expect`. */
+static void converse_exactly(const sms_world *w, const char *text, const char *expect)
+{
+    char *body = NULL;
+    long status = mo(w, PHONE, text, &body);
+    if (status != 200 || strcmp(body ? body : "", expect) != 0)
+        print_error("sent %s, got %ld: %s\n", text, status, body ? body : "(none)");
+    assert_int_equal(status, 200);
+    assert_string_equal(body, expect);
+    free(body);
+}
+
+static void assert_held(json_t *msg, const char *text, long long *last_at)
+{
+    assert_true(json_is_object(msg));
+    assert_int_equal(json_object_size(msg), 2);
+    assert_string_equal(json_string_value(json_object_get(msg, "text")), text);
+    long long at = json_integer_value(json_object_get(msg, "at_ms"));
+    assert_true(at >= *last_at && at > 1700000000000LL);
+    *last_at = at;
+}
+
+/* RG hands the conversation to an agent; what follows, keywords too, is
+ * held in order for the agent and acknowledged, and changes nothing in the
+ * session. Once the session is gone (the agent released it), the next
+ * text starts anew. */
+static void test_talk_to_a_person_holds_messages(void **state)
+{
+    sms_world *w = *state;
+    converse_exactly(w, "rg", TO_AGENT);
+    char *doc = session_doc(w, PHONE);
+    assert_non_null(strstr(doc, "\"state\":\"transfer\""));
+    free(doc);
+    const char *argv_rev[] = {"HGET", "cl:s:sms:" PHONE, "rev"};
+    char *rev = th_redis_cmd(&w->redis, 3, argv_rev);
+
+    converse_exactly(w, "我的卡丢了，想挂失", HELD_ACK);
+    converse_exactly(w, "还在吗？", HELD_ACK);
+    converse_exactly(w, "CX", HELD_ACK);      /* a keyword is held too */
+    converse_exactly(w, "RG", HELD_ACK);
+
+    char *held = held_messages(w);
+    assert_non_null(held);
+    const char *want[] = {"我的卡丢了，想挂失", "还在吗？", "CX", "RG"};
+    long long at = 0;
+    char *save = NULL;
+    size_t n = 0;
+    for (char *line = strtok_r(held, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+        assert_true(n < 4);
+        json_t *msg = json_loads(line, 0, NULL);
+        assert_held(msg, want[n], &at);
+        json_decref(msg);
+    }
+    assert_int_equal(n, 4);
+    free(held);
+    long ttl = redis_number(w, "TTL", HELD_KEY);
+    assert_true(ttl > 890 && ttl <= 900);      /* the SMS session TTL */
+    char *rev2 = th_redis_cmd(&w->redis, 3, argv_rev);
+    assert_string_equal(rev, rev2);
+    free(rev);
+    free(rev2);
+
+    /* Released: the session is gone, a text starts a new conversation. */
+    const char *del[] = {"DEL", "cl:s:sms:" PHONE};
+    free(th_redis_cmd(&w->redis, 2, del));
+    converse_exactly(w, "CX", ASK_ID);
+    converse_exactly(w, ID, ASK_PIN);
+    assert_int_equal(redis_number(w, "LLEN", HELD_KEY), 4);   /* the API deletes it on release */
+}
+
+/* The held list keeps the newest 50; the acknowledgement is in the
+ * conversation's language. */
+static void test_held_list_keeps_the_newest(void **state)
+{
+    sms_world *w = *state;
+    converse_exactly(w, "人工", TO_AGENT);
+    for (int i = 0; i < HELD_KEEP; i++) {
+        char item[64];
+        snprintf(item, sizeof item, "{\"at_ms\":1,\"text\":\"old-%d\"}", i);
+        const char *argv[] = {"RPUSH", HELD_KEY, item};
+        free(th_redis_cmd(&w->redis, 3, argv));
+    }
+    converse_exactly(w, "newest", HELD_ACK);
+    assert_int_equal(redis_number(w, "LLEN", HELD_KEY), HELD_KEEP);
+    char *held = held_messages(w);
+    const char *oldest = "{\"at_ms\":1,\"text\":\"old-1\"}\n";
+    assert_true(strncmp(held, oldest, strlen(oldest)) == 0);
+    char *last = strrchr(held, '\n');
+    json_t *msg = json_loads(last + 1, 0, NULL);
+    long long at = 0;
+    assert_held(msg, "newest", &at);
+    json_decref(msg);
+    free(held);
+
+    /* The acknowledgement speaks the conversation's language. */
+    const char *to_en = "local d = redis.call('HGET', KEYS[1], 'doc') "
+                        "redis.call('HSET', KEYS[1], 'doc', (string.gsub(d, '\"lang\":\"zh\"', '\"lang\":\"en\"')))";
+    const char *argv[] = {"EVAL", to_en, "1", "cl:s:sms:" PHONE};
+    free(th_redis_cmd(&w->redis, 4, argv));
+    converse_exactly(w, "hello?", "Your message is with an agent, who will reply by SMS.");
+}
+
 /* Reply sizing ----------------------------------------------------------------*/
 
 static size_t utf8_chars(const char *s)
@@ -218,24 +344,6 @@ static void test_fit_boundaries(void **state)
     assert_true(sms_is_gsm7("Ü ö ñ à: £ and é, @ and €"));
 }
 
-static void test_sender_normalization(void **state)
-{
-    (void)state;
-    char out[32];
-    assert_true(sms_normalize_sender("+86 138-0000-0001", out, sizeof out));
-    assert_string_equal(out, "+8613800000001");
-    assert_true(sms_normalize_sender("008613800000001", out, sizeof out));
-    assert_string_equal(out, "+8613800000001");
-    assert_true(sms_normalize_sender("12333", out, sizeof out));
-    assert_string_equal(out, "12333");
-    assert_true(sms_normalize_sender("+4915112345678", out, sizeof out));
-    assert_string_equal(out, "+4915112345678");
-    assert_false(sms_normalize_sender("alice", out, sizeof out));
-    assert_false(sms_normalize_sender("12", out, sizeof out));
-    assert_false(sms_normalize_sender("1+2345", out, sizeof out));
-    assert_false(sms_normalize_sender("123456789012345678901", out, sizeof out));
-}
-
 /* Bad input -------------------------------------------------------------------*/
 
 static void assert_no_session(const sms_world *w)
@@ -287,10 +395,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_text_while_waiting_is_input, setup_shipped, teardown),
         cmocka_unit_test_setup_teardown(test_keyword_restarts_mid_conversation, setup_shipped, teardown),
         cmocka_unit_test_setup_teardown(test_after_the_end_a_text_starts_anew, setup_shipped, teardown),
+        cmocka_unit_test_setup_teardown(test_talk_to_a_person_holds_messages, setup_shipped, teardown),
+        cmocka_unit_test_setup_teardown(test_held_list_keeps_the_newest, setup_shipped, teardown),
         cmocka_unit_test_setup_teardown(test_long_chinese_reply_fits_three_ucs2_parts, setup_long, teardown),
         cmocka_unit_test_setup_teardown(test_long_ascii_reply_fits_three_gsm_parts, setup_long, teardown),
         cmocka_unit_test(test_fit_boundaries),
-        cmocka_unit_test(test_sender_normalization),
         cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup_shipped, teardown),
         cmocka_unit_test_setup_teardown(test_post_form_works_like_get, setup_shipped, teardown),
     };

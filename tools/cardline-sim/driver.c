@@ -235,11 +235,12 @@ static void render_output(driver *d, json_t *out, drv_reply *r)
 {
     const char *state = json_string_value(json_object_get(out, "state"));
     render_prompts(d, out, r);
-    d->waiting = state != NULL && strcmp(state, "wait") == 0;
+    d->waiting = state != NULL && (strcmp(state, "wait") == 0 || strcmp(state, "transfer") == 0);
     r->waiting = d->waiting;
-    if (d->waiting) {
+    if (state != NULL && strcmp(state, "wait") == 0) {
         render_await(d, json_object_get(out, "await"), r);
     } else if (state != NULL && strcmp(state, "transfer") == 0) {
+        d->secret = false;
         json_t *t = json_object_get(out, "transfer");
         add_linef(r, "[transfer to %s: %s]", json_string_value(json_object_get(t, "queue")),
                   json_string_value(json_object_get(t, "reason")));
@@ -375,6 +376,15 @@ bool drv_send(driver *d, const char *line, drv_reply *out)
 {
     if (strcmp(line, DRV_EXPIRE_CODE) == 0 || strcmp(line, DRV_EXPIRE_SESSION) == 0)
         return expire(d, line, out);
+    if (strncmp(line, DRV_AGENT, strlen(DRV_AGENT)) == 0) {
+        engine_event back = {
+            .kind = ENGINE_EV_TRANSFER_BACK,
+            .channel = d->channel,
+            .session_id = d->session_id,
+            .node = line + strlen(DRV_AGENT),
+        };
+        return run_hop(d, &back, out);
+    }
     engine_event ev = {
         .kind = event_kind(line),
         .channel = d->channel,

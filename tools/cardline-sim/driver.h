@@ -7,7 +7,8 @@
  *                              [enter 18 chars, secret]
  *   voice                      prompt texts, then [press 1 2 0] or
  *                              [press 6 keys, # to finish, secret]
- *   any                        [transfer to QUEUE: reason], [end],
+ *   any                        [transfer to QUEUE: reason] (the session
+ *                              then waits for an agent: DRV_AGENT), [end],
  *                              [engine: STATUS] when a hop is refused
  *
  * The driver never prints or keeps an input: a secret one only passes into
@@ -46,6 +47,8 @@ typedef struct {
 #define DRV_HANGUP ":hangup"     /* the caller left */
 #define DRV_CODE ":code"         /* types the digits of the last one-time code
                                   * the simulated phone received ("[sms to …]") */
+#define DRV_AGENT ":agent "  /* ":agent FLOW.NODE": an agent sends the transferred
+                             * session to that node (as the Agent API does) */
 #define DRV_EXPIRE_CODE ":expire-code"       /* the code's life runs out (its Redis key goes) */
 #define DRV_EXPIRE_SESSION ":expire-session" /* the session's TTL runs out (its document goes) */
 

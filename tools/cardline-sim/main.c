@@ -55,8 +55,9 @@ static void usage(FILE *out)
             "  --record FILE      also write the run as a transcript to FILE\n"
             "  --transcript FILE  replay FILE and compare every shown line\n"
             "Input lines: digits or text; %s, %s and %s stand for those events;\n"
-            "%s types the last one-time code received; %s and %s make them expire.\n",
-            DRV_TIMEOUT, DRV_NO_INPUT, DRV_HANGUP, DRV_CODE, DRV_EXPIRE_CODE, DRV_EXPIRE_SESSION);
+            "%s types the last one-time code received; %s and %s make them expire;\n"
+            "after a transfer, \"%sFLOW.NODE\" acts as the agent sending the session there.\n",
+            DRV_TIMEOUT, DRV_NO_INPUT, DRV_HANGUP, DRV_CODE, DRV_EXPIRE_CODE, DRV_EXPIRE_SESSION, DRV_AGENT);
 }
 
 static bool parse_cli(int argc, char **argv, cli *out)

@@ -170,38 +170,50 @@ void ts_write_header(FILE *f, const transcript *t)
 
 /* Stable wording ------------------------------------------------------------------*/
 
-#define REFERENCE_TAIL 12
+/* The references a line may show: a prefix and its count of [0-9A-Z]. */
+static const struct {
+    char prefix[3];
+    int tail;
+} references[] = {{"GS", 12}, {"CB", 10}};
 
 static bool reference_char(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
 }
 
-/* A loss reference starts at p: "GS" and exactly 12 of [0-9A-Z], not inside
- * a longer word. */
-static bool reference_at(const char *start, const char *p)
+/* The length of the reference starting at p (its prefix and exactly its
+ * tail of [0-9A-Z], not inside a longer word), or 0. */
+static size_t reference_at(const char *start, const char *p)
 {
-    if (p[0] != 'G' || p[1] != 'S' || (p > start && (reference_char(p[-1]) || (p[-1] >= 'a' && p[-1] <= 'z'))))
-        return false;
-    for (int i = 2; i < 2 + REFERENCE_TAIL; i++)
-        if (!reference_char(p[i]))
-            return false;
-    return !reference_char(p[2 + REFERENCE_TAIL]);
+    if (p > start && (reference_char(p[-1]) || (p[-1] >= 'a' && p[-1] <= 'z')))
+        return 0;
+    for (size_t r = 0; r < sizeof references / sizeof references[0]; r++) {
+        if (p[0] != references[r].prefix[0] || p[1] != references[r].prefix[1])
+            continue;
+        int i = 2;
+        while (i < 2 + references[r].tail && reference_char(p[i]))
+            i++;
+        if (i == 2 + references[r].tail && !reference_char(p[i]))
+            return (size_t)i;
+    }
+    return 0;
 }
 
-/* `text` with every loss reference replaced by the placeholder, malloc'd. */
+/* `text` with every reference's tail replaced by the placeholder, malloc'd. */
 static char *stable_text(const char *text)
 {
     size_t n = strlen(text);
-    char *out = malloc(n + 1); /* the placeholder is shorter than a reference */
+    char *out = malloc(n + 1); /* a prefix and the placeholder are shorter than a reference */
     if (out == NULL)
         return NULL;
     size_t used = 0;
     for (const char *p = text; *p;) {
-        if (reference_at(text, p)) {
-            memcpy(out + used, TS_REFERENCE_PLACEHOLDER, strlen(TS_REFERENCE_PLACEHOLDER));
-            used += strlen(TS_REFERENCE_PLACEHOLDER);
-            p += 2 + REFERENCE_TAIL;
+        size_t len = reference_at(text, p);
+        if (len) {
+            memcpy(out + used, p, 2);
+            memcpy(out + used + 2, TS_REFERENCE_PLACEHOLDER, strlen(TS_REFERENCE_PLACEHOLDER));
+            used += 2 + strlen(TS_REFERENCE_PLACEHOLDER);
+            p += len;
         } else {
             out[used++] = *p++;
         }

@@ -52,10 +52,12 @@ typedef struct {
     size_t count;      /* body lines */
 } transcript;
 
-/* Loss references ("GS" + 12 of [0-9A-Z], gateway/loss/loss.h) differ on
- * every run: they hash the session's creation time. Shown lines keep them
- * as "GS{ref}", in golden files and in runs alike. */
-#define TS_REFERENCE_PLACEHOLDER "GS{ref}"
+/* References differ on every run: loss references ("GS" + 12 of [0-9A-Z],
+ * gateway/loss/loss.h) hash the session's creation time, callback
+ * references ("CB" + 10 of [0-9A-Z], handlers/callback.c) are random.
+ * Shown lines keep them as "GS{ref}" and "CB{ref}", in golden files and in
+ * runs alike. */
+#define TS_REFERENCE_PLACEHOLDER "{ref}"
 
 /* Reading and writing ----------------------------------------------------------*/
 
