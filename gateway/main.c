@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agents.h"
 #include "config.h"
 #include "httpd.h"
 #include "log.h"
@@ -50,6 +51,9 @@ typedef struct {
     sms_out *sms_out;           /* SMS out through Kannel; /sms/dlr on the listener */
     ops *ops;                   /* /healthz and /metrics */
     voice *voice;               /* SIP calls, when [voice] enabled */
+    httpd *agents_http;         /* the agent API's own listener, when [agents] enabled */
+    agents *agents;             /* the agent API on it */
+    int draining;               /* listeners still draining after a stop signal */
     char trunks[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] trunks, split */
     const char *trunk_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into trunks, for voice_sip_options */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
@@ -214,7 +218,8 @@ static void reload(gateway *gw)
 static void drained(void *arg)
 {
     gateway *gw = arg;
-    event_base_loopbreak(gw->base);
+    if (--gw->draining == 0)
+        event_base_loopbreak(gw->base);
 }
 
 static void on_signal(evutil_socket_t signo, short what, void *arg)
@@ -233,7 +238,10 @@ static void on_signal(evutil_socket_t signo, short what, void *arg)
     gw->stopping = true;
     log_info("gateway.stopping", "signal=%s grace_ms=%d", sigabbrev_np((int)signo),
              gw->conf->gateway.shutdown_grace_ms);
+    gw->draining = gw->agents_http ? 2 : 1;
     httpd_drain(gw->http, gw->conf->gateway.shutdown_grace_ms, drained, gw);
+    if (gw->agents_http)
+        httpd_drain(gw->agents_http, gw->conf->gateway.shutdown_grace_ms, drained, gw);
 }
 
 static bool watch_signals(gateway *gw)
@@ -356,6 +364,38 @@ static bool start_voice(gateway *gw)
     return gw->voice != NULL;
 }
 
+/* The agent API on a listener of its own, when [agents] is enabled. */
+static bool start_agents(gateway *gw)
+{
+    const conf *c = gw->conf;
+    if (!c->agents.enabled)
+        return true;
+    httpd_options ho = {
+        .name = "agents",
+        .host = c->agents.listen.host,
+        .port = c->agents.listen.port,
+        .max_body_bytes = AGENTS_MAX_BODY_BYTES,
+        .max_header_bytes = AGENTS_MAX_HEADER_BYTES,
+        .max_connections = AGENTS_MAX_CONNECTIONS,
+        .idle_timeout_ms = c->http.idle_timeout_ms,
+    };
+    agents_options ao = {
+        .engine = runtime_engine(gw->rt),
+        .store = runtime_store(gw->rt),
+        .outbox = runtime_outbox(gw->rt),
+        .tokens_file = c->agents.tokens_file,
+        .resume_ttl_s = c->agents.resume_ttl_s,
+        .audit_max = c->agents.audit_max,
+        .resume_host = c->voice.listen.host,
+        .resume_port = c->voice.listen.port,
+    };
+    gw->agents_http = httpd_new(gw->base, &ho);
+    if (gw->agents_http == NULL)
+        return false;
+    gw->agents = agents_new(gw->agents_http, &ao);
+    return gw->agents != NULL;
+}
+
 static bool start_modules(gateway *gw)
 {
     httpd_options ho;
@@ -370,7 +410,7 @@ static bool start_modules(gateway *gw)
     sms_options_from(gw->conf, &so);
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
-    if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw) || !start_voice(gw))
+    if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw) || !start_voice(gw) || !start_agents(gw))
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
@@ -386,11 +426,13 @@ static void stop_modules(gateway *gw)
     voice_free(gw->voice);
     ussd_free(gw->ussd);
     sms_free(gw->sms);
+    agents_free(gw->agents);
     runtime_set_send_now(gw->rt, NULL, NULL);
     sms_out_free(gw->sms_out);
     runtime_free(gw->rt);
     ops_free(gw->ops);
     httpd_free(gw->http);
+    httpd_free(gw->agents_http);
     for (size_t i = 0; i < sizeof gw->signals / sizeof gw->signals[0]; i++)
         if (gw->signals[i])
             event_free(gw->signals[i]);
@@ -476,6 +518,22 @@ static bool check_audio(const conf *c, dialplan *dp)
     return a != NULL && problems == 0;
 }
 
+/* The tokens file of an enabled agent API: true when clean, every problem
+ * printed as FILE:LINE: message. */
+static bool check_agents(const conf *c, bool say_ok)
+{
+    if (!c->agents.enabled)
+        return true;
+    agents_errors errs;
+    int n = agents_check(c->agents.tokens_file, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    agents_errors_free(&errs);
+    if (n >= 0 && say_ok)
+        printf("%s: ok (%d agents)\n", c->agents.tokens_file, n);
+    return n >= 0;
+}
+
 int main(int argc, char **argv)
 {
     cli args;
@@ -504,8 +562,9 @@ int main(int argc, char **argv)
     } else if (dp != NULL && args.check) {
         printf("%s: ok\n", args.config_path ? args.config_path : "(built-in defaults)");
         printf("%s: ok (version %s)\n", c.dialplans.dir, dialplan_version(dp));
-        rc = check_audio(&c, dp) ? 0 : 1;
-    } else if (dp != NULL) {
+        bool audio_ok = check_audio(&c, dp);
+        rc = check_agents(&c, true) && audio_ok ? 0 : 1;
+    } else if (dp != NULL && check_agents(&c, false)) {
         log_set_level(c.log.level);
         rc = run(args.config_path, &c, dp);
     }

@@ -139,6 +139,12 @@ static const conf_key keys[] = {
     KEY("voice", "prompts_dir", CONF_STRING, "build/prompts", voice.prompts_dir),
     KEY("voice", "recorded_dir", CONF_STRING, "", voice.recorded_dir),
 
+    KEY_INT("agents", "enabled", 0, 1, "0", agents.enabled),
+    KEY("agents", "listen", CONF_ADDRESS, "127.0.0.1:8081", agents.listen),
+    KEY("agents", "tokens_file", CONF_STRING, "configs/agents.yaml", agents.tokens_file),
+    KEY_INT("agents", "resume_ttl_s", 10, 600, "60", agents.resume_ttl_s),
+    KEY_INT("agents", "audit_max", 1000, 10000000, "100000", agents.audit_max),
+
     KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
 };
 

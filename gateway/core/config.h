@@ -131,6 +131,13 @@ typedef struct {
         char *recorded_dir;         /* recorded prompts overriding them, NULL when unset */
     } voice;
     struct {
+        int enabled;            /* 1: serve the agent API; 0: no agent API */
+        conf_address listen;    /* the agent API's own HTTP listener */
+        char *tokens_file;      /* YAML file of agents, roles and token digests */
+        int resume_ttl_s;       /* life of a one-time voice resume token */
+        int audit_max;          /* audit stream entries kept (approximately) */
+    } agents;
+    struct {
         int shutdown_grace_ms;  /* wait for in-flight requests at SIGTERM */
     } gateway;
 } conf;

@@ -317,12 +317,27 @@ struct evhttp_request *httpd_request_evhttp(httpd_request *req)
 
 /* Dispatch -------------------------------------------------------------------*/
 
-static const route *find_route(const httpd *h, const char *path)
+static const route *exact_route(const httpd *h, const char *path)
 {
     for (size_t i = 0; path && i < h->route_count; i++)
         if (strcmp(h->routes[i].path, path) == 0)
             return &h->routes[i];
     return NULL;
+}
+
+/* The exact route, else the longest prefix route (a path ending in '/'). */
+static const route *find_route(const httpd *h, const char *path)
+{
+    const route *r = exact_route(h, path), *prefix = NULL;
+    size_t best = 0;
+    for (size_t i = 0; path && r == NULL && i < h->route_count; i++) {
+        size_t n = strlen(h->routes[i].path);
+        if (h->routes[i].path[n - 1] == '/' && n > best && strncmp(h->routes[i].path, path, n) == 0) {
+            best = n;
+            prefix = &h->routes[i];
+        }
+    }
+    return r ? r : prefix;
 }
 
 static void refuse_over_cap(httpd *h, struct evhttp_request *ev)
@@ -383,7 +398,7 @@ static void dispatch(struct evhttp_request *ev, void *arg)
 int httpd_route(httpd *h, const char *path, unsigned methods, httpd_handler *fn, void *arg)
 {
     if (path == NULL || path[0] != '/' || fn == NULL || (methods & KNOWN_METHODS) == 0 ||
-        (methods & ~(unsigned)KNOWN_METHODS) != 0 || find_route(h, path) != NULL ||
+        (methods & ~(unsigned)KNOWN_METHODS) != 0 || exact_route(h, path) != NULL ||
         h->route_count == HTTPD_MAX_ROUTES)
         return -1;
     route *r = &h->routes[h->route_count];

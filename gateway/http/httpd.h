@@ -49,9 +49,11 @@ int httpd_port(const httpd *h);
 typedef void httpd_handler(httpd_request *req, void *arg);
 
 /* Serves `path` (exact match, without query string) for the methods in
- * `methods`, a mask of EVHTTP_REQ_* bits; other methods get 405. Unknown
- * paths get a JSON 404. Returns -1 if the path is already routed, the table
- * is full (HTTPD_MAX_ROUTES) or an argument is invalid. */
+ * `methods`, a mask of EVHTTP_REQ_* bits; other methods get 405. A path
+ * ending in '/' also serves every path below it (for APIs with ids in the
+ * path): an exact route wins, then the longest such prefix. Unknown paths
+ * get a JSON 404. Returns -1 if the path is already routed, the table is
+ * full (HTTPD_MAX_ROUTES) or an argument is invalid. */
 #define HTTPD_MAX_ROUTES 32
 int httpd_route(httpd *h, const char *path, unsigned methods, httpd_handler *fn, void *arg);
 

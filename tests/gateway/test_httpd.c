@@ -102,6 +102,47 @@ static void test_route_table_refuses_bad_routes(void **state)
     assert_int_equal(httpd_route(f->h, "/x", EVHTTP_REQ_GET, NULL, f), -1);
 }
 
+/* Which route served a request: the route's name, answered at once. */
+static void named(httpd_request *req, void *arg)
+{
+    httpd_reply_json(req, 200, json_pack("{s:s}", "route", (const char *)arg));
+}
+
+/* GETs `path` while the loop runs; returns the status, the body in buf. */
+static int get_pumped(fixture *f, const char *path, char *buf, size_t cap)
+{
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    int fd = rh_connect(httpd_port(f->h));
+    assert_true(fd >= 0);
+    assert_true(rh_send(fd, req, strlen(req)));
+    long deadline = rh_now_ms() + WAIT_MS;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, 0) == 0 && rh_now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    int status = rh_response(fd, buf, cap, WAIT_MS);
+    close(fd);
+    return status;
+}
+
+/* A route ending in '/' serves the paths below it; an exact route wins,
+ * then the longest prefix; a path merely starting alike is not below. */
+static void test_prefix_routes(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(httpd_route(f->h, "/v1/items/", EVHTTP_REQ_GET, named, "items"), 0);
+    assert_int_equal(httpd_route(f->h, "/v1/items/special", EVHTTP_REQ_GET, named, "special"), 0);
+    assert_int_equal(httpd_route(f->h, "/v1/items/42/parts/", EVHTTP_REQ_GET, named, "parts"), 0);
+    char buf[4096];
+    assert_int_equal(get_pumped(f, "/v1/items/7", buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\"route\":\"items\""));
+    assert_int_equal(get_pumped(f, "/v1/items/special", buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\"route\":\"special\""));
+    assert_int_equal(get_pumped(f, "/v1/items/42/parts/3?x=1", buf, sizeof buf), 200);
+    assert_non_null(strstr(buf, "\"route\":\"parts\""));
+    assert_int_equal(get_pumped(f, "/v1/itemsx", buf, sizeof buf), 404);
+}
+
 static void test_drain_lets_request_in_flight_finish(void **state)
 {
     fixture *f = *state;
@@ -153,6 +194,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_route_table_refuses_bad_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_lets_request_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_with_nothing_in_flight_is_immediate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_gives_up_at_the_deadline, setup, teardown),

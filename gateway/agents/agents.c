@@ -1,0 +1,505 @@
+/* agents — owns the API's routes on its listener, the requests in flight,
+ * authentication, the role check, the audit entry and the log line of
+ * every request (see agents.h). The endpoints themselves are in
+ * sessions.c and callbacks.c; what a role may see is view.c's.
+ *
+ * Every path of the listener reaches dispatch() (a catch-all route), so
+ * that unknown paths are refused after authentication and audited like
+ * everything else: an unauthenticated client learns nothing about which
+ * paths exist. */
+#include "agents_int.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mask.h"
+
+#define AUDIT_STREAM "cl:audit"
+#define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
+#define WWW_AUTHENTICATE_BAD "Bearer realm=\"cardline-agents\", error=\"invalid_token\""
+
+typedef void endpoint_fn(agent_req *r);
+
+/* The API. `collection` and `verb` are path segments after /v1/; `has_id`
+ * says whether a segment (session id or callback ref) sits between them. */
+typedef struct {
+    const char *collection;   /* "sessions", "callbacks", "audit" */
+    bool has_id;              /* /v1/collection/{id}… */
+    const char *verb;         /* last segment, or NULL */
+    enum evhttp_cmd_type method; /* the one method served */
+    const char *action;       /* audit action */
+    agent_role min_role;      /* lowest role allowed */
+    const char *params;       /* accepted query parameters, comma-separated */
+    endpoint_fn *fn;          /* the handler */
+} endpoint;
+
+static const endpoint endpoints[] = {
+    {"sessions", false, NULL, EVHTTP_REQ_GET, "list", AGENT_OBSERVER, "channel,state,queue,limit", ep_list},
+    {"sessions", true, NULL, EVHTTP_REQ_GET, "context", AGENT_OBSERVER, "", ep_context},
+    {"sessions", true, "transfer", EVHTTP_REQ_POST, "transfer", AGENT_AGENT, "", ep_transfer},
+    {"sessions", true, "resume", EVHTTP_REQ_POST, "resume", AGENT_AGENT, "", ep_resume},
+    {"sessions", true, "reply", EVHTTP_REQ_POST, "reply", AGENT_AGENT, "", ep_reply},
+    {"sessions", true, "release", EVHTTP_REQ_POST, "release", AGENT_AGENT, "", ep_release},
+    {"callbacks", false, NULL, EVHTTP_REQ_GET, "callback_list", AGENT_OBSERVER, "state,limit", ep_callbacks},
+    {"callbacks", true, "claim", EVHTTP_REQ_POST, "callback_claim", AGENT_AGENT, "", ep_claim},
+    {"callbacks", true, "done", EVHTTP_REQ_POST, "callback_done", AGENT_AGENT, "", ep_done},
+    {"audit", false, NULL, EVHTTP_REQ_GET, "audit_read", AGENT_SUPERVISOR, "limit", ep_audit},
+};
+
+#define ENDPOINT_COUNT (sizeof endpoints / sizeof endpoints[0])
+
+/* Listener paths: all lead to dispatch; the specific ones give the
+ * listener's per-route metrics a useful label. */
+static const char *const routes[] = {"/v1/sessions", "/v1/sessions/", "/v1/callbacks", "/v1/callbacks/",
+                                     "/v1/audit", "/"};
+
+#define ALL_METHODS                                                                                          \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |               \
+     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS)
+
+int64_t agents_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Audit -------------------------------------------------------------------------*/
+
+static void audit_written(store_status st, const struct redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
+        log_warn("agents.audit_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
+}
+
+void audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
+                 int status, const char *detail)
+{
+    char result[8], at[24];
+    snprintf(result, sizeof result, "%d", status);
+    snprintf(at, sizeof at, "%lld", (long long)agents_now_ms());
+    const char *argv[] = {"XADD",   AUDIT_STREAM, "MAXLEN",  "~",     a->audit_max, "*",      "agent",
+                          agent,    "role",       role,      "action", action,      "session", session,
+                          "result", result,       "at_ms",   at,       "detail",    detail};
+    store_command(a->store, (int)(sizeof argv / sizeof argv[0]), argv, NULL, audit_written, NULL);
+}
+
+/* Requests ------------------------------------------------------------------------*/
+
+static agent_req *req_new(agents *a, httpd_request *http)
+{
+    agent_req *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        abort();
+    r->owner = a;
+    r->http = http;
+    r->action = "denied";
+    TAILQ_INIT(&r->query);
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    r->next = a->pending;
+    if (a->pending)
+        a->pending->prev = r;
+    a->pending = r;
+    return r;
+}
+
+static void req_unlink(agent_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->owner->pending = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void req_free(agent_req *r)
+{
+    evhttp_clear_headers(&r->query);
+    json_decref(r->body);
+    json_decref(r->doc);
+    json_decref(r->events);
+    json_decref(r->held);
+    json_decref(r->result);
+    json_decref(r->list.seen);
+    json_decref(r->list.items);
+    OPENSSL_cleanse(r->token, sizeof r->token);
+    free(r);
+}
+
+void req_wait(agent_req *r)
+{
+    r->waiting++;
+}
+
+bool req_back(agent_req *r)
+{
+    r->waiting--;
+    if (r->owner != NULL)
+        return true;
+    if (r->waiting == 0)
+        req_free(r);
+    return false;
+}
+
+bool req_unmasked(const agent_req *r)
+{
+    return r->who != NULL && r->who->role == AGENT_SUPERVISOR;
+}
+
+void req_detail(agent_req *r, const char *fmt, ...)
+{
+    size_t used = strlen(r->detail);
+    if (used + 1 >= sizeof r->detail)
+        return;
+    if (used > 0)
+        r->detail[used++] = ' ';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->detail + used, sizeof r->detail - used, fmt, ap);
+    va_end(ap);
+}
+
+static double elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+/* The audit entry and the log line of an answered request. */
+static void record(agent_req *r, int status)
+{
+    const char *agent = r->who ? r->who->name : "";
+    const char *role = r->who ? auth_role_name(r->who->role) : "";
+    audit_write(r->owner, agent, role, r->action, r->target, status, r->detail);
+    log_info("agents.request", "agent=%s action=%s session=%s status=%d ms=%.1f", agent[0] ? agent : "-",
+             r->action, log_quote(mask_session(r->target).s).s, status, elapsed_ms(&r->started));
+}
+
+/* Answers and lets go of the request; it is freed now, or by the last
+ * callback still out. */
+static void req_end(agent_req *r, int status, json_t *body)
+{
+    record(r, status);
+    httpd_reply_json(r->http, status, body);
+    r->http = NULL;
+    req_unlink(r);
+    r->owner = NULL;
+    if (r->waiting == 0)
+        req_free(r);
+}
+
+void req_reply(agent_req *r, int status, json_t *body)
+{
+    req_end(r, status, body);
+}
+
+void req_fail(agent_req *r, int status, const char *code, const char *message)
+{
+    req_end(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message));
+}
+
+void req_fail_store(agent_req *r, store_status st)
+{
+    req_detail(r, "store=%s", store_status_name(st));
+    if (st == STORE_TIMEOUT)
+        req_fail(r, 504, "store_timeout", "Redis did not answer in time; try again.");
+    else
+        req_fail(r, 503, "store_unavailable", "Sessions cannot be reached right now; try again.");
+}
+
+const char *req_param(agent_req *r, const char *name)
+{
+    return evhttp_find_header(&r->query, name);
+}
+
+bool req_limit(agent_req *r, int dflt, int max, int *out)
+{
+    const char *s = req_param(r, "limit");
+    char *end = NULL;
+    long v = s ? strtol(s, &end, 10) : dflt;
+    if (s && (*s == '\0' || *end != '\0' || v < 1 || v > max)) {
+        req_fail(r, 400, "bad_limit", "limit must be a whole number within the allowed range.");
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+static bool key_allowed(const char *key, const char *const *allowed)
+{
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(allowed[i], key) == 0)
+            return true;
+    return false;
+}
+
+json_t *req_json_body(agent_req *r, const char *const *allowed)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(httpd_request_evhttp(r->http));
+    size_t len = evbuffer_get_length(in);
+    const char *text = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "{}";
+    json_error_t err;
+    json_t *body = json_loadb(text, len ? len : 2, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        req_fail(r, 400, "bad_json", "The body must be a JSON object.");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (!key_allowed(key, allowed)) {
+            json_decref(body);
+            req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
+            return NULL;
+        }
+    }
+    r->body = body;
+    return body;
+}
+
+/* Routing ---------------------------------------------------------------------------*/
+
+/* The path split after "/v1/": up to three segments, none empty. */
+typedef struct {
+    char collection[16];      /* first segment */
+    char *id;                 /* second segment, decoded (malloc'd), or NULL */
+    char verb[16];            /* third segment, or "" */
+    bool valid;               /* the path has that shape */
+} path_parts;
+
+static bool copy_segment(const char *s, size_t n, char *out, size_t size)
+{
+    if (n == 0 || n >= size)
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* A session id or ref: printable, no spaces, within the store's limit. */
+static char *decode_id(const char *s, size_t n)
+{
+    char raw[3 * STORE_MAX_ID_LEN + 1];
+    if (n == 0 || n >= sizeof raw)
+        return NULL;
+    memcpy(raw, s, n);
+    raw[n] = '\0';
+    size_t len = 0;
+    char *id = evhttp_uridecode(raw, 0, &len);
+    bool ok = id && len == strlen(id) && len >= 1 && len <= STORE_MAX_ID_LEN;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (unsigned char)id[i] > ' ' && id[i] != 0x7f;
+    if (!ok) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+static path_parts split_path(const char *path)
+{
+    path_parts p = {.valid = false};
+    if (path == NULL || strncmp(path, "/v1/", 4) != 0)
+        return p;
+    const char *s = path + 4, *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (!copy_segment(s, n, p.collection, sizeof p.collection))
+        return p;
+    if (slash == NULL) {
+        p.valid = true;
+        return p;
+    }
+    s = slash + 1;
+    slash = strchr(s, '/');
+    n = slash ? (size_t)(slash - s) : strlen(s);
+    if ((p.id = decode_id(s, n)) == NULL)
+        return p;
+    if (slash == NULL) {
+        p.valid = true;
+        return p;
+    }
+    s = slash + 1;
+    p.valid = strchr(s, '/') == NULL && copy_segment(s, strlen(s), p.verb, sizeof p.verb);
+    return p;
+}
+
+static bool same_shape(const endpoint *e, const path_parts *p)
+{
+    return strcmp(e->collection, p->collection) == 0 && e->has_id == (p->id != NULL) &&
+           strcmp(e->verb ? e->verb : "", p->verb) == 0;
+}
+
+/* The endpoint for the path and method; *shape_found tells a 405 from a 404. */
+static const endpoint *find_endpoint(const path_parts *p, enum evhttp_cmd_type method, bool *shape_found)
+{
+    *shape_found = false;
+    for (size_t i = 0; p->valid && i < ENDPOINT_COUNT; i++) {
+        if (!same_shape(&endpoints[i], p))
+            continue;
+        *shape_found = true;
+        if (endpoints[i].method == method)
+            return &endpoints[i];
+    }
+    return NULL;
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    return m == EVHTTP_REQ_GET ? "GET" : m == EVHTTP_REQ_POST ? "POST" : "OTHER";
+}
+
+/* Every query parameter is one the endpoint takes (given once). */
+static bool params_ok(agent_req *r, const char *accepted)
+{
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &r->query, next) {
+        size_t n = strlen(kv->key);
+        const char *at = strstr(accepted, kv->key);
+        bool listed = false;
+        for (; at && !listed; at = strstr(at + 1, kv->key))
+            listed = (at == accepted || at[-1] == ',') && (at[n] == ',' || at[n] == '\0');
+        if (!listed || n == 0)
+            return false;
+        for (struct evkeyval *o = TAILQ_FIRST(&r->query); o != kv; o = TAILQ_NEXT(o, next))
+            if (strcmp(o->key, kv->key) == 0)
+                return false;
+    }
+    return true;
+}
+
+static void refuse_unauthenticated(agent_req *r, auth_result why)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(httpd_request_evhttp(r->http));
+    evhttp_add_header(out, "WWW-Authenticate", why == AUTH_MISSING ? WWW_AUTHENTICATE : WWW_AUTHENTICATE_BAD);
+    req_detail(r, "why=%s", auth_result_name(why));
+    req_fail(r, 401, why == AUTH_EXPIRED ? "token_expired" : "unauthorized",
+             why == AUTH_EXPIRED ? "The token has expired." : "A valid bearer token is required.");
+}
+
+static void set_allow(agent_req *r, const path_parts *p)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(httpd_request_evhttp(r->http));
+    for (size_t i = 0; i < ENDPOINT_COUNT; i++)
+        if (same_shape(&endpoints[i], p))
+            evhttp_add_header(out, "Allow", method_name(endpoints[i].method));
+}
+
+/* Authenticated: the endpoint, the role, the parameters, then the handler. */
+static void route(agent_req *r, const path_parts *p, enum evhttp_cmd_type method, const char *query)
+{
+    bool shape_found;
+    const endpoint *e = find_endpoint(p, method, &shape_found);
+    if (e == NULL) {
+        req_detail(r, "why=%s", shape_found ? "method" : "no_endpoint");
+        if (shape_found) {
+            set_allow(r, p);
+            req_fail(r, 405, "method_not_allowed", "The path does not accept this method.");
+        } else {
+            req_fail(r, 404, "not_found", "No such endpoint.");
+        }
+        return;
+    }
+    if (p->id && strcmp(p->collection, "sessions") == 0)
+        snprintf(r->target, sizeof r->target, "%s", p->id);
+    else if (p->id)
+        snprintf(r->ref, sizeof r->ref, "%.*s", (int)sizeof r->ref - 1, p->id);
+    if (r->who->role < e->min_role) {
+        req_detail(r, "why=role tried=%s", e->action);
+        req_fail(r, 403, "forbidden", "The agent's role does not allow this.");
+        return;
+    }
+    r->action = e->action;
+    if (evhttp_parse_query_str(query ? query : "", &r->query) != 0 || !params_ok(r, e->params)) {
+        req_fail(r, 400, "bad_query", "The query has a parameter this endpoint does not take.");
+        return;
+    }
+    e->fn(r);
+}
+
+static void dispatch(httpd_request *http, void *arg)
+{
+    agents *a = arg;
+    struct evhttp_request *ev = httpd_request_evhttp(http);
+    agent_req *r = req_new(a, http);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    path_parts p = split_path(evhttp_uri_get_path(uri));
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
+    auth_result ar = auth_check(a->auth, header, time(NULL), &r->who);
+    if (ar != AUTH_OK)
+        refuse_unauthenticated(r, ar);
+    else
+        route(r, &p, evhttp_request_get_command(ev), evhttp_uri_get_query(uri));
+    free(p.id);
+}
+
+/* Lifecycle -------------------------------------------------------------------------*/
+
+static bool options_ok(const agents_options *opt)
+{
+    return opt->engine && opt->store && opt->outbox && opt->tokens_file && opt->resume_ttl_s >= 10 &&
+           opt->resume_ttl_s <= 600 && opt->audit_max >= 1000 && opt->resume_host && opt->resume_port > 0 &&
+           opt->resume_port <= 65535;
+}
+
+static auth_table *load_tokens(const char *path)
+{
+    agents_errors errs;
+    auth_table *t = auth_load(path, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        log_error("agents.tokens_invalid", "error=%s", log_quote(errs.lines[i]).s);
+    agents_errors_free(&errs);
+    return t;
+}
+
+agents *agents_new(httpd *http, const agents_options *opt)
+{
+    if (!options_ok(opt)) {
+        log_error("agents.option_invalid", "resume_ttl_s=%d audit_max=%d", opt->resume_ttl_s, opt->audit_max);
+        return NULL;
+    }
+    auth_table *t = load_tokens(opt->tokens_file);
+    if (t == NULL)
+        return NULL;
+    agents *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        abort();
+    *a = (agents){.engine = opt->engine, .store = opt->store, .outbox = opt->outbox,
+                  .auth = t, .resume_ttl_s = opt->resume_ttl_s};
+    snprintf(a->audit_max, sizeof a->audit_max, "%d", opt->audit_max);
+    bool v6 = strchr(opt->resume_host, ':') != NULL;
+    snprintf(a->resume_at, sizeof a->resume_at, "%s%s%s:%d", v6 ? "[" : "", opt->resume_host, v6 ? "]" : "",
+             opt->resume_port);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (httpd_route(http, routes[i], ALL_METHODS, dispatch, a) != 0) {
+            log_error("agents.route_failed", "path=%s", routes[i]);
+            agents_free(a);
+            return NULL;
+        }
+    }
+    log_info("agents.start", "port=%d agents=%zu tokens_file=%s", httpd_port(http), auth_count(t),
+             log_quote(opt->tokens_file).s);
+    return a;
+}
+
+void agents_free(agents *a)
+{
+    if (a == NULL)
+        return;
+    while (a->pending)
+        req_fail(a->pending, 503, "shutting_down", "The gateway is stopping.");
+    auth_free(a->auth);
+    free(a);
+}

@@ -1,0 +1,137 @@
+/* agents_int — what the files of the agent API share: the module, one
+ * request in flight and the endpoint functions. Not for other modules.
+ *
+ * A request lives from dispatch until its answer and, should agents_free
+ * answer it early (503), until its last Redis or engine operation has
+ * called back: every callback first calls req_back(), which says whether
+ * the request is still ours to answer. Each request is answered exactly
+ * once, by req_reply or req_fail, which also write its audit entry. */
+#ifndef CARDLINE_AGENTS_INT_H
+#define CARDLINE_AGENTS_INT_H
+
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agents.h"
+#include "auth.h"
+#include "engine.h"
+#include "httpd.h"
+#include "outbox.h"
+#include "store.h"
+
+#define AGENTS_LIST_DEFAULT 50    /* sessions or callbacks listed without ?limit */
+#define AGENTS_LIST_MAX 200       /* ?limit ceiling */
+#define AGENTS_AUDIT_DEFAULT 100  /* audit entries without ?limit */
+#define AGENTS_AUDIT_MAX 1000     /* audit ?limit ceiling */
+#define AGENTS_MAX_REF 16         /* callback reference "CB" + 10 */
+#define AGENTS_MAX_NODE 128       /* "flow.node" */
+#define AGENTS_REPLY_MAX 480      /* bytes of an agent's SMS reply */
+
+struct agents {
+    engine *engine;           /* transfers and releases */
+    store *store;             /* every Redis operation */
+    outbox *outbox;           /* SMS to callers */
+    auth_table *auth;         /* the agents of the tokens file */
+    int resume_ttl_s;         /* life of a resume token */
+    char audit_max[16];       /* MAXLEN of the audit stream, as text */
+    char resume_at[300];      /* "host:port" of the voice listener, for resume URIs */
+    struct agent_req *pending;/* requests not yet answered, newest first */
+};
+
+typedef struct agent_req agent_req;
+
+/* The work of GET /v1/sessions. */
+typedef struct {
+    const char *channel;      /* filter or NULL (points into the query) */
+    const char *state;        /* filter or NULL */
+    const char *queue;        /* filter or NULL */
+    int limit;                /* sessions answered at most */
+    char cursor[32];          /* SCAN cursor, "0" at the start and at the end */
+    int rounds;               /* SCAN calls made */
+    json_t *seen;             /* id -> summary of the matching sessions */
+    json_t *items;            /* callbacks: [entry id, fields] read from the stream, newest first */
+} list_work;
+
+struct agent_req {
+    agents *owner;            /* NULL once agents_free answered the request */
+    httpd_request *http;      /* the request, until answered */
+    const auth_agent *who;    /* the authenticated agent, or NULL */
+    const char *action;       /* audit action ("list", "transfer", "denied", …) */
+    char target[STORE_MAX_ID_LEN + 1]; /* session id of the path, or "" */
+    char ref[24];             /* callback reference of the path, or "" */
+    char detail[160];         /* audit detail: short, masked, never a secret */
+    struct evkeyvalq query;   /* the query string's parameters */
+    struct timespec started;  /* for the log line */
+    int waiting;              /* operations started, not yet called back */
+    store_status failed;      /* a failure among parallel operations, STORE_OK if none */
+    json_t *body;             /* the POST body, or NULL */
+    json_t *doc;              /* the session document (a reference), or NULL */
+    json_t *events;           /* the session's events (a reference), or NULL */
+    json_t *held;             /* the held SMS (array of strings), or NULL */
+    json_t *result;           /* an engine hop's output (a reference), or NULL */
+    void (*then)(agent_req *r);     /* what runs once the session is loaded */
+    char node[AGENTS_MAX_NODE + 1]; /* transfer/resume: "flow.node" asked for */
+    char token[33];           /* resume: the new token (hex), wiped after the answer */
+    bool sms_queued;          /* transfer of an SMS session: its text went to the outbox */
+    list_work list;           /* GET /v1/sessions and /v1/callbacks */
+    agent_req *prev, *next;   /* in owner->pending */
+};
+
+/* Requests (agents.c) ---------------------------------------------------------*/
+
+/* Counts an operation about to start. */
+void req_wait(agent_req *r);
+
+/* The first call of every callback: counts the operation done and returns
+ * true when the request is still to be answered (else it may be freed). */
+bool req_back(agent_req *r);
+
+/* Answers `status` with `body` (stolen; NULL = {}), writes the audit entry
+ * and frees the request unless operations are still out. */
+void req_reply(agent_req *r, int status, json_t *body);
+
+/* Answers {"error": {"code", "message"}}. */
+void req_fail(agent_req *r, int status, const char *code, const char *message);
+
+/* Answers 503 (or 504 on a timeout) for a failed store operation. */
+void req_fail_store(agent_req *r, store_status st);
+
+/* True for the supervisor: identifiers unmasked. */
+bool req_unmasked(const agent_req *r);
+
+/* The JSON object body with only `allowed` keys (NULL-ended), or NULL
+ * after answering 400. */
+json_t *req_json_body(agent_req *r, const char *const *allowed);
+
+/* The query parameter `name`, or NULL. */
+const char *req_param(agent_req *r, const char *name);
+
+/* Parses ?limit: `dflt` when absent; false (after answering 400) when bad. */
+bool req_limit(agent_req *r, int dflt, int max, int *out);
+
+/* Appends to the audit detail (printf style; keep it short). */
+void req_detail(agent_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int64_t agents_now_ms(void);
+
+/* Endpoints (sessions.c, callbacks.c) ------------------------------------------*/
+
+void ep_list(agent_req *r);
+void ep_context(agent_req *r);
+void ep_transfer(agent_req *r);
+void ep_resume(agent_req *r);
+void ep_reply(agent_req *r);
+void ep_release(agent_req *r);
+void ep_callbacks(agent_req *r);
+void ep_claim(agent_req *r);
+void ep_done(agent_req *r);
+void ep_audit(agent_req *r);
+
+/* Writes one audit entry (fire and forget; a failure is logged). */
+void audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
+                 int status, const char *detail);
+
+#endif
