@@ -1,9 +1,10 @@
 /* test_resume_e2e — agent → IVR → agent on voice, end to end: sipp as the
  * citizen, the real cardline daemon, a real redis-server and the registry
  * simulator on its demo seed. A citizen identifies (ID and PIN by SIP
- * INFO), asks for an agent and is REFERred to the agent URI; the agent's
- * resume token is written into Redis as the agent API writes it
- * (`cl:x:<token>`, docs/agents.md; the API's own tests cover its side);
+ * INFO), asks for an agent and is REFERred to the agent URI; the agent asks
+ * the Agent API for a resume URI (and afterwards reads the outcome there);
+ * the refusal cases write tokens straight into Redis as the API does
+ * (`cl:x:<token>`, docs/agents.md) to make them expired or malformed;
  * then sipp plays the caller the agent's phone transferred to
  * sip:resume-<token>@gateway: it types the PIN as RFC 4733 events and must
  * be REFERred back to the token's return URI. The cases:
@@ -30,6 +31,7 @@
 #include <cmocka.h>
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -50,6 +52,8 @@
 #define RTP_PORTS 40             /* [voice] rtp_port_max - rtp_port_min + 1 */
 #define HOTLINE "12333"
 #define AGENT "li"
+#define AGENT_TOKEN "resume-e2e-agent-token" /* its bearer token; the tokens file keeps the digest */
+#define AGENT_TOKEN_SHA256 "e8c2ea9519d7e786f69192d3b226f7003648963891d4e59f6dcb4b8b0b1e1e1a"
 
 /* 王伟 of the demo seed: card A10000001 (normal), service PIN 246810. */
 #define ID "110101199003074514"
@@ -68,6 +72,7 @@ typedef struct {
     char dir[256];               /* everything of the test */
     char conf[300];              /* the gateway's config */
     int http_port;               /* /healthz and /metrics */
+    int agents_port;             /* the Agent API */
     int sip_port;                /* [voice] listen */
     int sipp_port;               /* sipp's SIP port: the agent URI's, and the agent's return URI */
     int media_port;              /* sipp's media port */
@@ -133,10 +138,23 @@ static int pick_rtp_base(void)
     return 30000 + 2 * (int)(((unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL)) % 14980);
 }
 
+/* One agent, li, whose resumed callers return to sipp's address. */
+static void write_agents(const world *w, char path[300])
+{
+    char text[512];
+    snprintf(path, 300, "%s/agents.yaml", w->dir);
+    snprintf(text, sizeof text,
+             "agents:\n  - name: " AGENT "\n    role: agent\n    token_sha256: " AGENT_TOKEN_SHA256
+             "\n    sip_uri: sip:" AGENT "@127.0.0.1:%d\n",
+             w->sipp_port);
+    write_file(path, text);
+}
+
 static void write_conf(world *w)
 {
-    char prompts[256], text[2048];
+    char prompts[256], agents[300], text[2048];
     subdir(w->dir, "prompts", prompts); /* empty: every prompt plays as nothing */
+    write_agents(w, agents);
     snprintf(text, sizeof text,
              "[log]\nlevel = info\n"
              "[http]\nlisten = 127.0.0.1:%d\n"
@@ -148,9 +166,10 @@ static void write_conf(world *w)
              "[voice]\nenabled = 1\nlisten = 127.0.0.1:%d\ntrunks = 127.0.0.1\nmax_calls = 8\n"
              "rtp_address = 127.0.0.1\nrtp_port_min = %d\nrtp_port_max = %d\n"
              "agent_uri = sip:{queue}@127.0.0.1:%d\nrefer_timeout_ms = 3000\n"
-             "inter_digit_timeout_ms = 1000\nprompts_dir = %s\n",
+             "inter_digit_timeout_ms = 1000\nprompts_dir = %s\n"
+             "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s\n",
              w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->sip_port, w->rtp_min,
-             w->rtp_min + RTP_PORTS - 1, w->sipp_port, prompts);
+             w->rtp_min + RTP_PORTS - 1, w->sipp_port, prompts, w->agents_port, agents);
     snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_file(w->conf, text);
 }
@@ -199,6 +218,7 @@ static int setup(void **state)
     if (!th_sim_start(&w->sim, dir, NULL, NULL))
         return -1;
     w->http_port = th_free_port();
+    w->agents_port = th_free_port();
     w->sip_port = th_free_port();
     w->sipp_port = th_free_port();
     w->media_port = th_free_port();
@@ -415,6 +435,54 @@ static void new_token(char out[33])
     out[32] = '\0';
 }
 
+/* The agent's request to the Agent API: `method` on /v1/sessions/{session}
+ * + `tail` with `body`; the status, and the answer's JSON in *out. */
+static long api(const world *w, const char *method, const char *session, const char *tail, const char *body,
+                json_t **out)
+{
+    char path[512], *escaped = curl_easy_escape(NULL, session, 0);
+    snprintf(path, sizeof path, "/v1/sessions/%s%s", escaped, tail);
+    curl_free(escaped);
+    const char *headers[] = {"Authorization: Bearer " AGENT_TOKEN, "Content-Type: application/json", NULL};
+    th_response r = th_request(w->agents_port, method, path, body, headers);
+    *out = json_loads(r.body, 0, NULL);
+    long status = r.status;
+    th_response_free(&r);
+    return status;
+}
+
+/* POST …/resume: the one-time URI the agent's phone transfers the caller
+ * to; its token (32 hex) goes to `token`. */
+static void api_resume(const world *w, const char *session, const char *node, char token[33])
+{
+    char body[128];
+    json_t *answer;
+    snprintf(body, sizeof body, "{\"node\": \"%s\"}", node);
+    assert_int_equal(api(w, "POST", session, "/resume", body, &answer), 201);
+    const char *uri = json_string_value(json_object_get(answer, "uri"));
+    assert_non_null(uri);
+    assert_int_equal(strncmp(uri, "sip:resume-", 11), 0);
+    assert_true(strlen(uri) > 11 + 32 && uri[11 + 32] == '@');
+    memcpy(token, uri + 11, 32);
+    token[32] = '\0';
+    json_decref(answer);
+}
+
+/* What the agent's tools show after the caller came back. */
+static void assert_api_assist(const world *w, const char *session, const char *result)
+{
+    json_t *ctx;
+    assert_int_equal(api(w, "GET", session, "", NULL, &ctx), 200);
+    json_t *assist = json_object_get(ctx, "assist");
+    assert_string_equal(json_string_value(json_object_get(assist, "node")), "verify_pin");
+    assert_string_equal(json_string_value(json_object_get(assist, "result")), result);
+    assert_string_equal(json_string_value(json_object_get(ctx, "state")), "transfer");
+    char *text = json_dumps(ctx, JSON_COMPACT);
+    assert_null(strstr(text, PIN)); /* the agent never sees the digits either */
+    free(text);
+    json_decref(ctx);
+}
+
 /* Writes `cl:x:<token>` in the agent API's format (docs/agents.md), living
  * `ttl_ms`. */
 static void write_token(const world *w, const char *token, const char *session, const char *node,
@@ -594,14 +662,13 @@ static void test_resume_verified(void **state)
         print_message("skipped: sipp's play_pcap_audio needs root or CAP_NET_RAW\n");
         skip();
     }
-    char session[96], token[33], uri[64], service[64];
+    char session[96], token[33], service[64];
     citizen_to_agent(w, session);
-    new_token(token);
-    return_uri(w, uri);
-    write_token(w, token, session, "assist.verify_pin", uri, 60000);
+    api_resume(w, session, "assist.verify_pin", token);
 
     resumed_call(w, token, session, PIN "#", "202");
     assert_assist(w, session, "verified");
+    assert_api_assist(w, session, "verified");
     assert_false(token_exists(w, token));
     assert_events_end(w, session,
                       "input main.after_task 0 | transfer_back agent.to_agent | input assist.ask_pin <secret> | "
@@ -628,14 +695,13 @@ static void test_resume_wrong_pin(void **state)
         print_message("skipped: sipp's play_pcap_audio needs root or CAP_NET_RAW\n");
         skip();
     }
-    char session[96], token[33], uri[64];
+    char session[96], token[33];
     citizen_to_agent(w, session);
-    new_token(token);
-    return_uri(w, uri);
-    write_token(w, token, session, "assist.verify_pin", uri, 60000);
+    api_resume(w, session, "assist.verify_pin", token);
 
     resumed_call(w, token, session, WRONG_PIN "#", "202");
     assert_assist(w, session, "failed");
+    assert_api_assist(w, session, "failed");
     assert_events_end(w, session, "transfer_back agent.to_agent | input assist.ask_pin <secret> | "
                                   "result assist.verify wrong_pin");
     assert_pin_kept_secret(w, session, WRONG_PIN);
