@@ -244,6 +244,12 @@ bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind c
 typedef void dp_prompt_id_fn(const char *id, void *arg);
 void dialplan_prompt_ids(const dialplan *dp, const char *lang, dp_prompt_id_fn *emit, void *arg);
 
+/* Calls `emit` with each placeholder name prompt `id` uses in any language
+ * or channel (a name may come more than once): the variables a prompt
+ * carries in an output, so it renders the same on every channel. */
+typedef void dp_var_name_fn(const char *name, void *arg);
+void dialplan_prompt_vars(const dialplan *dp, const char *id, dp_var_name_fn *emit, void *arg);
+
 /* Renders a template (call argument, `set` value) as plain text. */
 void dialplan_render_template(const dp_template *t, json_t *vars, char *out, size_t out_size);
 

@@ -355,6 +355,17 @@ void dialplan_prompt_ids(const dialplan *dp, const char *lang, dp_prompt_id_fn *
                 emit(dp->cats[i].prompts[j].id, arg);
 }
 
+void dialplan_prompt_vars(const dialplan *dp, const char *id, dp_var_name_fn *emit, void *arg)
+{
+    for (size_t i = 0; i < dp->n_cats; i++) {
+        const dp_prompt *pr = dp_catalogue_find(&dp->cats[i], id);
+        for (int w = 0; pr && w < DP_W_COUNT; w++)
+            for (size_t k = 0; pr->w[w] && k < pr->w[w]->n_parts; k++)
+                if (pr->w[w]->parts[k].is_var)
+                    emit(pr->w[w]->parts[k].text, arg);
+    }
+}
+
 void dialplan_render_template(const dp_template *t, json_t *vars, char *out, size_t out_size)
 {
     if (!out_size)

@@ -140,10 +140,29 @@ static void stand_at(step *s, const dp_node *n, const char *state)
 
 /* Prompts and variables ----------------------------------------------------------*/
 
+typedef struct {
+    json_t *from;            /* the session's variables */
+    json_t *to;              /* the prompt's */
+} var_pick;
+
+static void pick_var(const char *name, void *arg)
+{
+    var_pick *p = arg;
+    json_t *v = json_object_get(p->from, name);
+    if (v && !json_object_get(p->to, name))
+        json_object_set(p->to, name, v);
+}
+
+/* A prompt carries only the variables its wordings use: the output and
+ * the replay copy kept in the session stay small. */
 static void say_one(step *s, const char *id)
 {
-    json_array_append_new(s->prompts, json_pack("{s:s, s:o}", "id", id,
-                                                 "vars", json_copy(session_vars(s->doc))));
+    var_pick pick = {session_vars(s->doc), json_object()};
+    dialplan_prompt_vars(s->dp, id, pick_var, &pick);
+    json_t *prompt = json_object();
+    json_object_set_new_nocheck(prompt, "id", json_string(id));
+    json_object_set_new_nocheck(prompt, "vars", pick.to);
+    json_array_append_new(s->prompts, prompt);
 }
 
 static void say(step *s, const char *const *ids, size_t n)

@@ -485,6 +485,13 @@ static dialplan *load_shipped(void)
     return load_clean_with(CL_DIALPLANS_DIR, handlers_find);
 }
 
+static void append_name(const char *name, void *arg)
+{
+    char *names = arg;
+    size_t n = strlen(names);
+    snprintf(names + n, 256 - n, " %s", name);
+}
+
 static void test_shipped_dialplans_load_clean(void **state)
 {
     (void)state;
@@ -505,6 +512,11 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_int_equal(pin->on_timeout.retries, 2);
     assert_int_equal(pin->inter_digit_ms, 0); /* the channel's default */
     assert_int_equal(dp_flow_node(dialplan_flow(dp, "identify"), "ask_id")->inter_digit_ms, 5000);
+    char names[256] = "";
+    dialplan_prompt_vars(dp, "loss_done", append_name, names); /* zh and en, every channel */
+    assert_non_null(strstr(names, " reference"));
+    assert_non_null(strstr(names, " expires_on"));
+    assert_null(strstr(names, " card"));
     const dp_flow *assist = dialplan_flow(dp, "assist"); /* reached by agents only */
     assert_true(dp_flow_node(assist, "verify_pin")->agent_entry);
     assert_false(dp_flow_node(assist, "check_id")->agent_entry);
