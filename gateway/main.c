@@ -8,7 +8,7 @@
  * an enabled voice channel, or the gateway cannot start, 2 for usage
  * errors. SIGTERM/SIGINT drain the listeners (bounded by
  * [gateway] shutdown_grace_ms) and stop; SIGHUP reloads what can change
- * live: the log level and the dialplans. */
+ * live: the log settings and the dialplans. */
 #include <event2/event.h>
 #include <getopt.h>
 #include <signal.h>
@@ -57,6 +57,7 @@ typedef struct {
     char trunks[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] trunks, split */
     const char *trunk_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into trunks, for voice_sip_options */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
+    struct event *log_timer;    /* writes the held log lines every [log] flush_ms */
     bool stopping;              /* a stop signal arrived */
 } gateway;
 
@@ -157,10 +158,23 @@ static dialplan *load_dialplans(const conf *c)
 
 /* Reload ----------------------------------------------------------------------*/
 
-static int apply_log_level(const conf *next, void *arg)
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
 {
-    (void)arg;
+    (void)fd, (void)what, (void)arg;
+    log_flush();
+}
+
+/* Holding lines saves a write per line (see log.h); flush_ms 0 turns it off. */
+static int apply_log(const conf *next, void *arg)
+{
+    gateway *gw = arg;
     log_set_level(next->log.level);
+    log_set_hold(next->log.flush_ms > 0);
+    event_del(gw->log_timer);
+    if (next->log.flush_ms > 0) {
+        struct timeval every = {next->log.flush_ms / 1000, next->log.flush_ms % 1000 * 1000};
+        event_add(gw->log_timer, &every);
+    }
     return 0;
 }
 
@@ -181,7 +195,7 @@ static bool key_is(const conf_key *k, const char *section, const char *name)
 /* The settings a reload hook applies; every other change needs a restart. */
 static bool applied_live(const conf_key *k)
 {
-    return key_is(k, "log", "level") || key_is(k, "dialplans", "dir");
+    return strcmp(conf_key_section(k), "log") == 0 || key_is(k, "dialplans", "dir");
 }
 
 static void report_restart_needed(const conf *running, const conf *next)
@@ -414,7 +428,9 @@ static bool start_modules(gateway *gw)
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
-    return gw->ops != NULL && reload_register("log", apply_log_level, NULL) == 0 &&
+    gw->log_timer = event_new(gw->base, -1, EV_PERSIST, on_log_flush, NULL);
+    return gw->ops != NULL && gw->log_timer != NULL && apply_log(gw->conf, gw) == 0 &&
+           reload_register("log", apply_log, gw) == 0 &&
            reload_register("dialplans", apply_dialplans, gw) == 0 && watch_signals(gw);
 }
 
@@ -436,6 +452,9 @@ static void stop_modules(gateway *gw)
     for (size_t i = 0; i < sizeof gw->signals / sizeof gw->signals[0]; i++)
         if (gw->signals[i])
             event_free(gw->signals[i]);
+    if (gw->log_timer)
+        event_free(gw->log_timer);
+    log_set_hold(false);
     reload_clear();
 }
 

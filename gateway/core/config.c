@@ -45,6 +45,7 @@ struct conf_key {
 
 static const conf_key keys[] = {
     KEY("log", "level", CONF_LOG_LEVEL, "info", log.level),
+    KEY_INT("log", "flush_ms", 0, 1000, "100", log.flush_ms),
 
     KEY("http", "listen", CONF_ADDRESS, "127.0.0.1:8080", http.listen),
     KEY_INT("http", "max_body_bytes", 1, 16777216, "65536", http.max_body_bytes),

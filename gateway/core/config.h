@@ -25,6 +25,7 @@ typedef struct {
 typedef struct {
     struct {
         log_level level;        /* lowest level written */
+        int flush_ms;           /* debug/info lines held at most this long; 0 = written at once */
     } log;
     struct {
         conf_address listen;    /* the gateway's HTTP listener (ops endpoints) */

@@ -1,14 +1,22 @@
-/* log — structured key=value lines. Owns the output stream and the level
- * threshold; formats one line per call with a single write so lines from
- * the SIP thread and the main thread never interleave mid-line. */
+/* log — structured key=value lines. Owns the output stream, the level
+ * threshold and the hold buffer; a line is formatted whole, then written or
+ * held under one lock, so lines from the SIP thread and the main thread
+ * never interleave mid-line. */
 #include "log.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 static log_level threshold = LOG_INFO;
 static FILE *out_stream;
+
+/* Lines waiting for log_flush(); `held_lock` also orders every write. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool holding;
+static char held[LOG_HOLD_BYTES];
+static size_t held_len;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -28,9 +36,40 @@ int log_level_parse(const char *name, log_level *out)
     return -1;
 }
 
+static FILE *stream_now(void)
+{
+    return out_stream ? out_stream : stderr;
+}
+
+/* Writes what is held and flushes the stream. Caller holds held_lock. */
+static void write_held(void)
+{
+    fwrite(held, 1, held_len, stream_now());
+    held_len = 0;
+    fflush(stream_now());
+}
+
 void log_set_stream(FILE *stream)
 {
+    pthread_mutex_lock(&held_lock);
+    write_held();
     out_stream = stream;
+    pthread_mutex_unlock(&held_lock);
+}
+
+void log_set_hold(bool hold)
+{
+    pthread_mutex_lock(&held_lock);
+    holding = hold;
+    write_held();
+    pthread_mutex_unlock(&held_lock);
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&held_lock);
+    write_held();
+    pthread_mutex_unlock(&held_lock);
 }
 
 bool log_enabled(log_level level)
@@ -67,6 +106,20 @@ static size_t format_timestamp(char *buf, size_t size)
     return cached_len + 5;
 }
 
+/* Every line passes through the hold buffer, so one written at once goes out
+ * after the lines held before it, in the same write. */
+static void emit(log_level level, const char *line, size_t len)
+{
+    pthread_mutex_lock(&held_lock);
+    if (held_len + len > sizeof held)
+        write_held();
+    memcpy(held + held_len, line, len);
+    held_len += len;
+    if (!holding || level >= LOG_WARN)
+        write_held();
+    pthread_mutex_unlock(&held_lock);
+}
+
 void log_event(log_level level, const char *event, const char *kv_fmt, ...)
 {
     if (level < threshold)
@@ -87,9 +140,7 @@ void log_event(log_level level, const char *event, const char *kv_fmt, ...)
     if (n > (int)sizeof line - 2)
         n = (int)sizeof line - 2;
     line[n++] = '\n';
-    FILE *f = out_stream ? out_stream : stderr;
-    fwrite(line, 1, (size_t)n, f);
-    fflush(f);
+    emit(level, line, (size_t)n);
 }
 
 log_quoted log_quote(const char *value)

@@ -1,5 +1,6 @@
 /* log: one line per event, parseable as key=value pairs (quoted values
- * unescaped correctly), level threshold, quoting and truncation limits. */
+ * unescaped correctly), level threshold, quoting and truncation limits, and
+ * holding lines: until a flush, a warning or a full buffer, in order. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     capture *c = *state;
+    log_set_hold(false);
     log_set_stream(NULL);
     log_set_level(LOG_INFO);
     fclose(c->stream);
@@ -170,6 +172,65 @@ static void test_long_line_is_cut_but_ends_with_newline(void **state)
     assert_null(memchr(c->buf, '\n', c->len - 1));
 }
 
+/* What the stream has received so far, without flushing the log. */
+static const char *received(capture *c)
+{
+    fflush(c->stream);
+    return c->len ? c->buf : "";
+}
+
+static void test_held_lines_wait_for_flush(void **state)
+{
+    capture *c = *state;
+    log_set_hold(true);
+    log_info("test.first", NULL);
+    log_debug("test.hidden", NULL);
+    log_info("test.second", NULL);
+    assert_string_equal(received(c), "");
+    log_flush();
+    const char *first = strstr(received(c), "event=test.first\n");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "event=test.second\n"));
+    assert_null(strstr(c->buf, "test.hidden"));
+}
+
+static void test_warning_writes_held_lines_first(void **state)
+{
+    capture *c = *state;
+    log_set_hold(true);
+    log_info("test.before", NULL);
+    log_warn("test.warning", NULL);
+    const char *before = strstr(received(c), "event=test.before\n");
+    assert_non_null(before);
+    assert_non_null(strstr(before, "event=test.warning\n"));
+    log_info("test.after", NULL);
+    log_error("test.error", NULL);
+    const char *after = strstr(received(c), "event=test.after\n");
+    assert_non_null(after);
+    assert_non_null(strstr(after, "event=test.error\n"));
+}
+
+static void test_full_hold_writes_whole_lines(void **state)
+{
+    capture *c = *state;
+    log_set_hold(true);
+    char value[1000];
+    memset(value, 'x', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    int lines = 0;
+    while (received(c)[0] == '\0') {
+        assert_true(lines < 2 * LOG_HOLD_BYTES / 1000);
+        log_info("test.filler", "n=%d v=%s", lines++, value);
+    }
+    assert_true(c->len <= LOG_HOLD_BYTES);
+    assert_int_equal(c->buf[c->len - 1], '\n');
+    log_set_hold(false);
+    int written = 0;
+    for (const char *p = received(c); (p = strstr(p, "event=test.filler")) != NULL; p++)
+        written++;
+    assert_int_equal(written, lines);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +239,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_level_names_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quote_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_line_is_cut_but_ends_with_newline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_lines_wait_for_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_warning_writes_held_lines_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_hold_writes_whole_lines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

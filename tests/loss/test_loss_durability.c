@@ -153,7 +153,7 @@ static void write_conf(world *w)
 {
     char text[2048];
     snprintf(text, sizeof text,
-             "[log]\nlevel = info\n"
+             "[log]\nlevel = info\nflush_ms = 0\n" /* lines are counted right after each act */
              "[http]\nlisten = 127.0.0.1:%d\n"
              "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n"
              "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 500\nconnect_timeout_ms = 200\n"

@@ -118,7 +118,7 @@ static void write_conf(world *w, int max_calls)
     char prompts[256], text[2048];
     subdir(w->dir, "prompts", prompts); /* empty: every prompt plays as nothing */
     snprintf(text, sizeof text,
-             "[log]\nlevel = info\n"
+             "[log]\nlevel = info\nflush_ms = 0\n" /* lines are counted right after each act */
              "[http]\nlisten = 127.0.0.1:%d\n"
              "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n"
              "[registry]\nurl = http://127.0.0.1:%d\nhealth_interval_ms = 200\n"
