@@ -563,30 +563,47 @@ static void append_key(const char *key, void *keys)
     json_array_append_new(keys, json_string(key));
 }
 
+/* Outputs are built member by member, as session_new builds a session:
+ * every hop makes one, and json_pack's format parsing cost more than the
+ * members. Keys are literals, hence _nocheck. */
+static void put(json_t *obj, const char *key, json_t *value)
+{
+    json_object_set_new_nocheck(obj, key, value);
+}
+
 static json_t *await_of(const dp_node *n)
 {
+    json_t *a = json_object();
     if (n->kind == DP_MENU) {
         json_t *keys = json_array();
         dp_menu_keys(n, append_key, keys);
-        return json_pack("{s:s, s:o, s:i}", "kind", "menu", "options", keys, "timeout_ms", n->timeout_ms);
+        put(a, "kind", json_string("menu"));
+        put(a, "options", keys);
+        put(a, "timeout_ms", json_integer(n->timeout_ms));
+        return a;
     }
-    json_t *a = json_pack("{s:s, s:i, s:i, s:b, s:i}", "kind", "ask", "min", n->min_len, "max", n->max_len,
-                          "secret", n->secret, "timeout_ms", n->timeout_ms);
+    put(a, "kind", json_string("ask"));
+    put(a, "min", json_integer(n->min_len));
+    put(a, "max", json_integer(n->max_len));
+    put(a, "secret", json_boolean(n->secret));
+    put(a, "timeout_ms", json_integer(n->timeout_ms));
     if (n->terminator)
-        json_object_set_new(a, "terminator", json_stringn(&n->terminator, 1));
+        put(a, "terminator", json_stringn(&n->terminator, 1));
     if (n->inter_digit_ms)
-        json_object_set_new(a, "inter_digit_ms", json_integer(n->inter_digit_ms));
+        put(a, "inter_digit_ms", json_integer(n->inter_digit_ms));
     return a;
 }
 
 json_t *step_output(const step *s)
 {
-    const char *state = session_str(s->doc, "state");
-    json_t *out = json_pack("{s:s, s:s, s:s, s:O}", "session", session_str(s->doc, "id"),
-                            "lang", session_lang(s->doc), "state", state, "prompts", s->prompts);
+    json_t *out = json_object();
+    put(out, "session", json_string(session_str(s->doc, "id")));
+    put(out, "lang", json_string(session_lang(s->doc)));
+    put(out, "state", json_string(session_str(s->doc, "state")));
+    put(out, "prompts", json_incref(s->prompts));
     if (s->stop == STEP_WAIT && s->node)
-        json_object_set_new(out, "await", await_of(s->node));
+        put(out, "await", await_of(s->node));
     else if (s->stop == STEP_TRANSFER)
-        json_object_set(out, "transfer", json_object_get(s->doc, "transfer"));
+        json_object_set_nocheck(out, "transfer", json_object_get(s->doc, "transfer"));
     return out;
 }
