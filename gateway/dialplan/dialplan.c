@@ -299,6 +299,7 @@ dialplan *dialplan_load(const char *dir, dp_handler_lookup *handlers, dp_errors 
     dp_problems probs = {0};
     dp_loader L = {.dp = dp, .probs = &probs, .handlers = handlers};
     load_sources(&L, dir);
+    dp_sort_catalogues(&L);
     dp_check(&L);
     loader_free(&L);
     if (probs.n == 0) {

@@ -238,7 +238,7 @@ typedef void dp_piece_fn(const dp_piece *piece, void *arg);
 bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind channel,
                             const char *id, json_t *vars, dp_piece_fn *emit, void *arg);
 
-/* Calls `emit` with every prompt id of `lang`'s catalogue, in file order
+/* Calls `emit` with every prompt id of `lang`'s catalogue, sorted by id
  * (nothing for a language the set does not have): for tools that list all a
  * set can say, such as the voice prompt audio. */
 typedef void dp_prompt_id_fn(const char *id, void *arg);

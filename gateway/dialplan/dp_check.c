@@ -105,17 +105,9 @@ static void resolve_routes(dp_loader *L)
 
 /* Prompts --------------------------------------------------------------------*/
 
-static const dp_catalogue *catalogue_of(const dialplan *dp, const char *lang)
-{
-    for (size_t i = 0; i < dp->n_cats; i++)
-        if (!strcmp(dp->cats[i].lang, lang))
-            return &dp->cats[i];
-    return NULL;
-}
-
 static bool prompt_defined(const dialplan *dp, const char *lang, const char *id)
 {
-    const dp_catalogue *c = catalogue_of(dp, lang);
+    const dp_catalogue *c = dp_catalogue_of(dp, lang);
     return c && dp_catalogue_find(c, id);
 }
 
@@ -137,7 +129,7 @@ static void check_catalogues(dp_loader *L)
             PROBLEM(L, dp->cats[i].file, dp->cats[i].line,
                     "prompts for language '%s', which settings.languages does not list", dp->cats[i].lang);
     for (size_t li = 0; li < dp->n_langs; li++) {
-        const dp_catalogue *c = catalogue_of(dp, dp->langs[li]);
+        const dp_catalogue *c = dp_catalogue_of(dp, dp->langs[li]);
         for (size_t p = 0; c && p < c->n; p++) {
             const dp_prompt *pr = &c->prompts[p];
             bool earlier = false;

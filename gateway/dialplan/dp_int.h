@@ -103,7 +103,7 @@ typedef struct {
 
 typedef struct {
     const char *lang;
-    dp_prompt *prompts;      /* growable during load, sorted by id after */
+    dp_prompt *prompts;      /* file order during load, sorted by id once every file is read */
     size_t n, cap;
     const char *file;        /* where the language was first seen */
     int line;
@@ -111,6 +111,9 @@ typedef struct {
 
 /* The wording of a prompt for a channel, or NULL if it has none. */
 const dp_template *dp_prompt_wording(const dp_prompt *pr, channel_kind ch);
+/* The catalogue of `lang`, or NULL if the set has none. */
+const dp_catalogue *dp_catalogue_of(const dialplan *dp, const char *lang);
+/* A binary search: only once dp_sort_catalogues has run. */
 const dp_prompt *dp_catalogue_find(const dp_catalogue *c, const char *id);
 
 /* The model -----------------------------------------------------------------*/
@@ -211,6 +214,10 @@ typedef struct {
 
 /* Reads one file's YAML into the set; problems go to L->probs. */
 void dp_load_file(dp_loader *L, const char *path, const char *text, size_t len);
+
+/* Sorts every catalogue by id once every file is read; a prompt defined
+ * again in its language is reported at the later definition and dropped. */
+void dp_sort_catalogues(dp_loader *L);
 
 /* Resolves targets and runs every whole-set check. */
 void dp_check(dp_loader *L);

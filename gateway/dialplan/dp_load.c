@@ -2,7 +2,8 @@
  * the set being loaded (libyaml document API). Everything checkable inside a
  * file is checked here with the line it concerns: keys, types, names,
  * ranges, patterns, templates, handler arguments and results. Targets stay
- * text (dp_pending) until dp_check.c has seen every file. */
+ * text (dp_pending) until dp_check.c has seen every file; prompt catalogues
+ * are sorted, and repeated prompts found, once every file is read. */
 #include "dp_int.h"
 
 #include <limits.h>
@@ -894,11 +895,6 @@ static void parse_language(ydoc *d, yaml_node_t *key, yaml_node_t *val)
         const char *id = NULL;
         if (!want_name(d, k, "prompt id", &id))
             continue;
-        const dp_prompt *old = dp_catalogue_find(c, id);
-        if (old) {
-            PROBLEM(d, k, "prompt '%s' (%s) already defined at %s:%d", id, lang, old->file, old->line);
-            continue;
-        }
         c->prompts = dp_grow(c->prompts, &c->cap, c->n, sizeof *c->prompts);
         dp_prompt *pr = &c->prompts[c->n++];
         *pr = (dp_prompt){.id = id, .file = d->file, .line = line_of(k)};
@@ -912,6 +908,45 @@ static void parse_prompts(ydoc *d, yaml_node_t *n)
         return;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
         parse_language(d, node_at(d, p->key), node_at(d, p->value));
+}
+
+/* Files load in name order, so ordering equal ids by file and line puts
+ * the first definition of an id first among its repeats. */
+static int prompt_order(const void *a, const void *b)
+{
+    const dp_prompt *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    if (!c)
+        c = strcmp(x->file, y->file);
+    if (!c)
+        c = (x->line > y->line) - (x->line < y->line);
+    return c;
+}
+
+/* On a sorted catalogue: keeps the first definition of each id. */
+static void drop_repeated_prompts(dp_loader *L, dp_catalogue *c)
+{
+    size_t kept = 1;
+    for (size_t i = 1; i < c->n; i++) {
+        const dp_prompt *pr = &c->prompts[i], *first = &c->prompts[kept - 1];
+        if (strcmp(pr->id, first->id))
+            c->prompts[kept++] = *pr;
+        else
+            dp_report(L->probs, pr->file, pr->line, "prompt '%s' (%s) already defined at %s:%d", pr->id, c->lang,
+                      first->file, first->line);
+    }
+    c->n = kept;
+}
+
+void dp_sort_catalogues(dp_loader *L)
+{
+    for (size_t i = 0; i < L->dp->n_cats; i++) {
+        dp_catalogue *c = &L->dp->cats[i];
+        if (c->n < 2)
+            continue;
+        qsort(c->prompts, c->n, sizeof *c->prompts, prompt_order);
+        drop_repeated_prompts(L, c);
+    }
 }
 
 /* Settings -------------------------------------------------------------------*/

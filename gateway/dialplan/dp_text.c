@@ -140,22 +140,34 @@ const dp_template *dp_prompt_wording(const dp_prompt *pr, channel_kind ch)
     return specific ? specific : pr->w[DP_W_PLAIN];
 }
 
-const dp_prompt *dp_catalogue_find(const dp_catalogue *c, const char *id)
+const dp_catalogue *dp_catalogue_of(const dialplan *dp, const char *lang)
 {
-    for (size_t i = 0; i < c->n; i++)
-        if (!strcmp(c->prompts[i].id, id))
-            return &c->prompts[i];
+    for (size_t i = 0; lang && i < dp->n_cats; i++)
+        if (!strcmp(dp->cats[i].lang, lang))
+            return &dp->cats[i];
     return NULL;
 }
 
-/* The prompt in `lang`, the default language standing in for an unknown one. */
-static const dp_prompt *find_prompt(const dialplan *dp, const char *lang, const char *id)
+static int id_order(const void *id, const void *prompt)
 {
-    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
-    for (size_t i = 0; i < dp->n_cats; i++)
-        if (!strcmp(dp->cats[i].lang, use))
-            return dp_catalogue_find(&dp->cats[i], id);
-    return NULL;
+    return strcmp(id, ((const dp_prompt *)prompt)->id);
+}
+
+const dp_prompt *dp_catalogue_find(const dp_catalogue *c, const char *id)
+{
+    return c->n ? bsearch(id, c->prompts, c->n, sizeof *c->prompts, id_order) : NULL;
+}
+
+/* The prompt in `lang`, the default language standing in for an unknown
+ * one; `*said_in` is the language whose catalogue answered. A loaded set
+ * has a catalogue for exactly the languages settings lists (dp_check). */
+static const dp_prompt *find_prompt(const dialplan *dp, const char *lang, const char *id, const char **said_in)
+{
+    const dp_catalogue *c = dp_catalogue_of(dp, lang);
+    if (!c)
+        c = dp_catalogue_of(dp, dp->langs[0]);
+    *said_in = c ? c->lang : NULL;
+    return c ? dp_catalogue_find(c, id) : NULL;
 }
 
 /* Values ---------------------------------------------------------------------*/
@@ -327,10 +339,10 @@ bool dialplan_render_text(const dialplan *dp, const char *lang, channel_kind cha
 {
     if (out_size)
         out[0] = '\0';
-    const dp_prompt *pr = find_prompt(dp, lang, id);
+    const char *use;
+    const dp_prompt *pr = find_prompt(dp, lang, id, &use);
     if (!pr || !out_size)
         return pr != NULL;
-    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
     sink k = {out, out_size, 0};
     walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, false, put_piece, &k);
     return true;
@@ -339,20 +351,19 @@ bool dialplan_render_text(const dialplan *dp, const char *lang, channel_kind cha
 bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind channel, const char *id,
                             json_t *vars, dp_piece_fn *emit, void *arg)
 {
-    const dp_prompt *pr = find_prompt(dp, lang, id);
+    const char *use;
+    const dp_prompt *pr = find_prompt(dp, lang, id, &use);
     if (!pr)
         return false;
-    const char *use = dialplan_has_language(dp, lang) ? lang : dp->langs[0];
     walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, channel == CHANNEL_VOICE, emit, arg);
     return true;
 }
 
 void dialplan_prompt_ids(const dialplan *dp, const char *lang, dp_prompt_id_fn *emit, void *arg)
 {
-    for (size_t i = 0; i < dp->n_cats; i++)
-        if (!strcmp(dp->cats[i].lang, lang))
-            for (size_t j = 0; j < dp->cats[i].n; j++)
-                emit(dp->cats[i].prompts[j].id, arg);
+    const dp_catalogue *c = dp_catalogue_of(dp, lang);
+    for (size_t i = 0; c && i < c->n; i++)
+        emit(c->prompts[i].id, arg);
 }
 
 void dialplan_prompt_vars(const dialplan *dp, const char *id, dp_var_name_fn *emit, void *arg)

@@ -224,6 +224,29 @@ static void test_duplicate_names(void **state)
          {"a.yaml:2", "unreachable flow 'twice'"});
 }
 
+/* Reported at each later definition, naming the first one, and the later
+ * one dropped: 'only_zh' is missing in 'en' once, not twice. The message
+ * holds the staged directory, hence no CASE. */
+static void test_duplicate_prompts(void **state)
+{
+    (void)state;
+    char dir[256];
+    stage(dir, "duplicate_prompt", true);
+    dp_errors errs;
+    load_broken(dir, 5, &errs);
+    char bye_zh[400], bye_en[400], only_zh[400];
+    snprintf(bye_zh, sizeof bye_zh, "prompt 'bye' (zh) already defined at %s/00-base.yaml:12", dir);
+    snprintf(bye_en, sizeof bye_en, "prompt 'bye' (en) already defined at %s/00-base.yaml:13", dir);
+    snprintf(only_zh, sizeof only_zh, "prompt 'only_zh' (zh) already defined at %s/a.yaml:4", dir);
+    expect_problem(&errs, "a.yaml:3", bye_zh);
+    expect_problem(&errs, "a.yaml:4", "prompt 'only_zh' missing in language 'en'");
+    expect_problem(&errs, "b.yaml:3", bye_zh);
+    expect_problem(&errs, "b.yaml:4", only_zh);
+    expect_problem(&errs, "b.yaml:6", bye_en);
+    dp_errors_free(&errs);
+    remove_dir(dir);
+}
+
 static void test_unknown_targets(void **state)
 {
     (void)state;
@@ -830,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_missing_required_key),
         cmocka_unit_test(test_duplicate_names),
+        cmocka_unit_test(test_duplicate_prompts),
         cmocka_unit_test(test_unknown_targets),
         cmocka_unit_test(test_unreachable_nodes_and_flows),
         cmocka_unit_test(test_undefined_handler),
