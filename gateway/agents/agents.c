@@ -22,7 +22,6 @@
 #include "log.h"
 #include "mask.h"
 
-#define AUDIT_STREAM "cl:audit"
 #define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
 #define WWW_AUTHENTICATE_BAD "Bearer realm=\"cardline-agents\", error=\"invalid_token\""
 
@@ -72,6 +71,14 @@ int64_t agents_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool agents_one_of(const char *s, const char *const *names)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Audit -------------------------------------------------------------------------*/
 
 static void audit_written(store_status st, const struct redisReply *reply, void *arg)
@@ -87,9 +94,9 @@ void audit_write(agents *a, const char *agent, const char *role, const char *act
     char result[8], at[24];
     snprintf(result, sizeof result, "%d", status);
     snprintf(at, sizeof at, "%lld", (long long)agents_now_ms());
-    const char *argv[] = {"XADD",   AUDIT_STREAM, "MAXLEN",  "~",     a->audit_max, "*",      "agent",
-                          agent,    "role",       role,      "action", action,      "session", session,
-                          "result", result,       "at_ms",   at,       "detail",    detail};
+    const char *argv[] = {"XADD",   AGENTS_AUDIT_STREAM, "MAXLEN", "~",      a->audit_max, "*",       "agent",
+                          agent,    "role",              role,     "action", action,       "session", session,
+                          "result", result,              "at_ms",  at,       "detail",     detail};
     store_command(a->store, (int)(sizeof argv / sizeof argv[0]), argv, NULL, audit_written, NULL);
 }
 
@@ -150,6 +157,24 @@ bool req_back(agent_req *r)
     if (r->waiting == 0)
         req_free(r);
     return false;
+}
+
+agent_req *req_back_ok(void *arg, store_status st)
+{
+    agent_req *r = arg;
+    if (!req_back(r))
+        return NULL;
+    if (st != STORE_OK) {
+        req_fail_store(r, st);
+        return NULL;
+    }
+    return r;
+}
+
+void req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done)
+{
+    req_wait(r);
+    store_command(r->owner->store, argc, argv, argvlen, done, r);
 }
 
 bool req_unmasked(const agent_req *r)
@@ -237,14 +262,6 @@ bool req_limit(agent_req *r, int dflt, int max, int *out)
     return true;
 }
 
-static bool key_allowed(const char *key, const char *const *allowed)
-{
-    for (size_t i = 0; allowed[i]; i++)
-        if (strcmp(allowed[i], key) == 0)
-            return true;
-    return false;
-}
-
 json_t *req_json_body(agent_req *r, const char *const *allowed)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(httpd_request_evhttp(r->http));
@@ -260,7 +277,7 @@ json_t *req_json_body(agent_req *r, const char *const *allowed)
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
-        if (!key_allowed(key, allowed)) {
+        if (!agents_one_of(key, allowed)) {
             json_decref(body);
             req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
             return NULL;

@@ -3,9 +3,11 @@
  *
  * A request lives from dispatch until its answer and, should agents_free
  * answer it early (503), until its last Redis or engine operation has
- * called back: every callback first calls req_back(), which says whether
- * the request is still ours to answer. Each request is answered exactly
- * once, by req_reply or req_fail, which also write its audit entry. */
+ * called back: each operation is counted as it starts (req_wait, or
+ * req_command for a Redis command) and every callback first calls
+ * req_back() (or req_back_ok(), which calls it), which says whether the
+ * request is still ours to answer. Each request is answered exactly once,
+ * by req_reply or req_fail, which also write its audit entry. */
 #ifndef CARDLINE_AGENTS_INT_H
 #define CARDLINE_AGENTS_INT_H
 
@@ -29,6 +31,7 @@
 #define AGENTS_MAX_REF 16         /* callback reference "CB" + 10 */
 #define AGENTS_MAX_NODE 128       /* "flow.node" */
 #define AGENTS_REPLY_MAX 480      /* bytes of an agent's SMS reply */
+#define AGENTS_AUDIT_STREAM "cl:audit" /* written by every request, read by GET /v1/audit */
 
 struct agents {
     engine *engine;           /* transfers and releases */
@@ -89,6 +92,15 @@ void req_wait(agent_req *r);
  * true when the request is still to be answered (else it may be freed). */
 bool req_back(agent_req *r);
 
+/* The first call of a store callback that can do nothing with a failure
+ * but pass it on: the request (`arg`) when it is still to be answered and
+ * `st` is STORE_OK; NULL otherwise, a failure answered by req_fail_store. */
+agent_req *req_back_ok(void *arg, store_status st);
+
+/* Sends a Redis command for the request (counted by req_wait); `done` is
+ * called back with the request as its argument. */
+void req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done);
+
 /* Answers `status` with `body` (stolen; NULL = {}), writes the audit entry
  * and frees the request unless operations are still out. */
 void req_reply(agent_req *r, int status, json_t *body);
@@ -116,6 +128,9 @@ bool req_limit(agent_req *r, int dflt, int max, int *out);
 void req_detail(agent_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int64_t agents_now_ms(void);
+
+/* True when `s` is one of `names` (NULL-ended). */
+bool agents_one_of(const char *s, const char *const *names);
 
 /* Endpoints (sessions.c, callbacks.c) ------------------------------------------*/
 

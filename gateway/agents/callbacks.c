@@ -15,7 +15,6 @@
 
 #define CALLBACK_STREAM "cl:callbacks"
 #define CALLBACK_KEY "cl:cb:"
-#define AUDIT_STREAM "cl:audit"
 #define CALLBACK_WINDOW "1000"    /* newest stream entries a listing looks at */
 #define CALLBACK_WINDOW_N 1000
 #define CALLBACK_TTL_S "604800"   /* 7 days, as the producer sets */
@@ -96,20 +95,28 @@ static bool stream_entry(const redisReply *e)
            e->element[1]->type == REDIS_REPLY_ARRAY;
 }
 
+/* Reads the newest `count` entries of `stream`, newest first. */
+static void read_newest(agent_req *r, const char *stream, const char *count, store_reply_cb *done)
+{
+    const char *argv[] = {"XREVRANGE", stream, "+", "-", "COUNT", count};
+    req_command(r, 6, argv, NULL, done);
+}
+
+static void fail_bad_reply(agent_req *r)
+{
+    req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
+}
+
 /* GET /v1/callbacks ----------------------------------------------------------------*/
 
 static void states_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK) {
-        req_fail_store(r, st);
-        return;
-    }
     list_work *w = &r->list;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != json_array_size(w->items)) {
-        req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
+        fail_bad_reply(r);
         return;
     }
     json_t *out = json_array();
@@ -138,14 +145,11 @@ static void states_read(store_status st, const redisReply *reply, void *arg)
 
 static void stream_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK || reply->type != REDIS_REPLY_ARRAY) {
-        if (st == STORE_OK)
-            req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
-        else
-            req_fail_store(r, st);
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        fail_bad_reply(r);
         return;
     }
     list_work *w = &r->list;
@@ -178,49 +182,39 @@ static void stream_read(store_status st, const redisReply *reply, void *arg)
     argv[0] = "EVAL";
     argv[1] = states_script;
     argv[2] = numkeys;
-    req_wait(r);
-    store_command(r->owner->store, (int)(3 + n), argv, NULL, states_read, r);
+    req_command(r, (int)(3 + n), argv, NULL, states_read);
     free(argv);
     free(keys);
 }
 
 void ep_callbacks(agent_req *r)
 {
-    static const char *const states[] = {"queued", "claimed", "done"};
+    static const char *const states[] = {"queued", "claimed", "done", NULL};
     list_work *w = &r->list;
     w->state = req_param(r, "state");
-    bool known = w->state == NULL;
-    for (size_t i = 0; !known && i < sizeof states / sizeof states[0]; i++)
-        known = strcmp(w->state, states[i]) == 0;
-    if (!known) {
+    if (w->state && !agents_one_of(w->state, states)) {
         req_fail(r, 400, "bad_filter", "state is queued, claimed or done.");
         return;
     }
     if (!req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
         return;
     req_detail(r, "state=%s limit=%d", w->state ? w->state : "*", w->limit);
-    const char *argv[] = {"XREVRANGE", CALLBACK_STREAM, "+", "-", "COUNT", CALLBACK_WINDOW};
-    req_wait(r);
-    store_command(r->owner->store, 6, argv, NULL, stream_read, r);
+    read_newest(r, CALLBACK_STREAM, CALLBACK_WINDOW, stream_read);
 }
 
 /* POST /v1/callbacks/{ref}/claim and /done ----------------------------------------------*/
 
 static void claim_answered(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK) {
-        req_fail_store(r, st);
-        return;
-    }
     const char *outcome = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 ? reply_str(reply->element[0])
                                                                                      : NULL;
     const char *state = outcome ? reply_str(reply->element[1]) : NULL;
     const char *agent = outcome ? reply_str(reply->element[2]) : NULL;
     if (outcome == NULL || state == NULL || agent == NULL) {
-        req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
+        fail_bad_reply(r);
     } else if (strcmp(outcome, "missing") == 0) {
         req_fail(r, 404, "no_callback", "No such callback.");
     } else if (strcmp(outcome, "conflict") == 0) {
@@ -249,8 +243,7 @@ static void claim_or_finish(agent_req *r, const char *op)
     snprintf(now, sizeof now, "%lld", (long long)agents_now_ms());
     const char *argv[] = {"EVAL", claim_script, "2", key, CALLBACK_STREAM, r->who->name, now, r->ref, op,
                           req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};
-    req_wait(r);
-    store_command(r->owner->store, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered, r);
+    req_command(r, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered);
 }
 
 void ep_claim(agent_req *r)
@@ -267,13 +260,9 @@ void ep_done(agent_req *r)
 
 static void audit_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK) {
-        req_fail_store(r, st);
-        return;
-    }
     json_t *out = json_array();
     for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
@@ -297,7 +286,5 @@ void ep_audit(agent_req *r)
         return;
     char count[16];
     snprintf(count, sizeof count, "%d", limit);
-    const char *argv[] = {"XREVRANGE", AUDIT_STREAM, "+", "-", "COUNT", count};
-    req_wait(r);
-    store_command(r->owner->store, 6, argv, NULL, audit_read, r);
+    read_newest(r, AGENTS_AUDIT_STREAM, count, audit_read);
 }

@@ -27,14 +27,6 @@
 
 /* Checks --------------------------------------------------------------------------*/
 
-static bool one_of(const char *s, const char *const *names)
-{
-    for (size_t i = 0; names[i]; i++)
-        if (strcmp(s, names[i]) == 0)
-            return true;
-    return false;
-}
-
 /* A dialplan name: [a-z0-9_], 1..32. */
 static bool plain_name(const char *s, size_t n)
 {
@@ -141,6 +133,8 @@ static void load_then(agent_req *r, void (*then)(agent_req *))
     store_load(r->owner->store, r->target, session_loaded, r);
 }
 
+/* Engine hops and SMS to the caller ------------------------------------------------*/
+
 static void hop_failed(agent_req *r, const engine_result *res)
 {
     req_detail(r, "engine=%s", engine_status_name(res->status));
@@ -156,6 +150,37 @@ static void hop_failed(agent_req *r, const engine_result *res)
         req_fail(r, 503, "unavailable", "The session cannot be changed right now; try again.");
         break;
     }
+}
+
+/* The first call of an engine hop's callback: the request when it is still
+ * to be answered and the hop went through (its output kept in r->result);
+ * NULL otherwise, a failure answered. */
+static agent_req *hop_back_ok(const engine_result *res, void *arg)
+{
+    agent_req *r = arg;
+    if (!req_back(r))
+        return NULL;
+    if (res->status != ENGINE_OK) {
+        hop_failed(r, res);
+        return NULL;
+    }
+    r->result = json_incref(res->output);
+    return r;
+}
+
+/* The outbox holds the SMS: added now, or by an earlier add (duplicate). */
+static bool sms_accepted(outbox_add_status st)
+{
+    return st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE;
+}
+
+/* Hands an SMS to `to` to the outbox; `done` is called back with the request. */
+static void queue_sms(agent_req *r, const char *to, const char *text, outbox_add_cb *done)
+{
+    json_t *payload = json_pack("{s:s, s:s}", "to", to, "text", text);
+    req_wait(r);
+    outbox_add(r->owner->outbox, "sms", payload, NULL, done, r);
+    json_decref(payload);
 }
 
 /* GET /v1/sessions ---------------------------------------------------------------*/
@@ -222,13 +247,9 @@ static void doc_listed(store_status st, const redisReply *reply, void *arg)
 
 static void scanned(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK) {
-        req_fail_store(r, st);
-        return;
-    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[0]->len >= sizeof r->list.cursor) {
         req_fail(r, 502, "bad_reply", "Redis answered SCAN unexpectedly.");
@@ -244,8 +265,7 @@ static void scanned(store_status st, const redisReply *reply, void *arg)
             continue;
         const char *argv[] = {"HGET", keys->element[i]->str, "doc"};
         size_t lens[] = {4, keys->element[i]->len, 3};
-        req_wait(r);
-        store_command(r->owner->store, 3, argv, lens, doc_listed, r);
+        req_command(r, 3, argv, lens, doc_listed);
     }
     if (r->waiting == 0)
         list_next(r);
@@ -257,8 +277,7 @@ static void list_round(agent_req *r)
     char match[32];
     snprintf(match, sizeof match, SESSION_KEY "%s%s*", w->channel ? w->channel : "", w->channel ? ":" : "");
     const char *argv[] = {"SCAN", w->cursor, "MATCH", match, "COUNT", SCAN_COUNT};
-    req_wait(r);
-    store_command(r->owner->store, 6, argv, NULL, scanned, r);
+    req_command(r, 6, argv, NULL, scanned);
 }
 
 void ep_list(agent_req *r)
@@ -269,7 +288,7 @@ void ep_list(agent_req *r)
     w->channel = req_param(r, "channel");
     w->state = req_param(r, "state");
     w->queue = req_param(r, "queue");
-    if ((w->channel && !one_of(w->channel, channels)) || (w->state && !one_of(w->state, states)) ||
+    if ((w->channel && !agents_one_of(w->channel, channels)) || (w->state && !agents_one_of(w->state, states)) ||
         (w->queue && !plain_name(w->queue, strlen(w->queue)))) {
         req_fail(r, 400, "bad_filter", "channel is voice|ussd|sms, state wait|transfer|end, queue a queue name.");
         return;
@@ -351,8 +370,7 @@ void ep_context(agent_req *r)
         char key[sizeof HELD_KEY + STORE_MAX_ID_LEN];
         snprintf(key, sizeof key, HELD_KEY "%s", r->target);
         const char *argv[] = {"LRANGE", key, "-" HELD_SHOWN, "-1"};
-        req_wait(r);
-        store_command(a->store, 4, argv, NULL, context_held, r);
+        req_command(r, 4, argv, NULL, context_held);
     }
 }
 
@@ -390,7 +408,7 @@ static void transfer_sms_added(outbox_add_status st, const char *entry_id, void 
     (void)entry_id;
     if (!req_back(r))
         return;
-    r->sms_queued = st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE;
+    r->sms_queued = sms_accepted(st);
     if (!r->sms_queued)
         log_warn("agents.sms_not_queued", "why=%s", outbox_add_status_name(st));
     transfer_part_done(r);
@@ -403,24 +421,15 @@ static void send_output_by_sms(agent_req *r)
     char text[SMS_OUT_MAX_TEXT + 1];
     size_t n = engine_render_text(r->owner->engine, r->result, CHANNEL_SMS, text, sizeof text);
     const char *to = doc_str(r->doc, "caller");
-    if (n == 0 || *to == '\0')
-        return;
-    json_t *payload = json_pack("{s:s, s:s}", "to", to, "text", text);
-    req_wait(r);
-    outbox_add(r->owner->outbox, "sms", payload, NULL, transfer_sms_added, r);
-    json_decref(payload);
+    if (n > 0 && *to != '\0')
+        queue_sms(r, to, text, transfer_sms_added);
 }
 
 static void transfer_hopped(const engine_result *res, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = hop_back_ok(res, arg);
+    if (r == NULL)
         return;
-    if (res->status != ENGINE_OK) {
-        hop_failed(r, res);
-        return;
-    }
-    r->result = json_incref(res->output);
     req_detail(r, "state=%s", doc_str(r->result, "state"));
     if (doc_is(r->doc, "channel", "sms"))
         send_output_by_sms(r);
@@ -457,12 +466,10 @@ void ep_transfer(agent_req *r)
 
 static void resume_stored(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = req_back_ok(arg, st);
+    if (r == NULL)
         return;
-    if (st != STORE_OK) {
-        req_fail_store(r, st);
-    } else if (reply->type != REDIS_REPLY_STATUS) {
+    if (reply->type != REDIS_REPLY_STATUS) {
         req_fail(r, 503, "not_stored", "The resume token could not be stored; try again.");
     } else {
         char uri[sizeof r->token + sizeof r->owner->resume_at + 16];
@@ -502,8 +509,7 @@ static void resume_loaded(agent_req *r)
     snprintf(key, sizeof key, RESUME_KEY "%s", r->token);
     snprintf(ttl, sizeof ttl, "%d", a->resume_ttl_s);
     const char *argv[] = {"SET", key, text, "EX", ttl, "NX"};
-    req_wait(r);
-    store_command(a->store, 6, argv, NULL, resume_stored, r);
+    req_command(r, 6, argv, NULL, resume_stored);
     free(text);
 }
 
@@ -526,7 +532,7 @@ static void reply_added(outbox_add_status st, const char *entry_id, void *arg)
     (void)entry_id;
     if (!req_back(r))
         return;
-    if (st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE)
+    if (sms_accepted(st))
         req_reply(r, 202, json_pack("{s:b}", "queued", 1));
     else
         req_fail(r, 503, "not_queued", "The reply could not be queued; try again.");
@@ -540,11 +546,7 @@ static void reply_loaded(agent_req *r)
     }
     if (!with_agent(r))
         return;
-    json_t *payload = json_pack("{s:s, s:s}", "to", doc_str(r->doc, "caller"), "text",
-                                json_string_value(json_object_get(r->body, "text")));
-    req_wait(r);
-    outbox_add(r->owner->outbox, "sms", payload, NULL, reply_added, r);
-    json_decref(payload);
+    queue_sms(r, doc_str(r->doc, "caller"), json_string_value(json_object_get(r->body, "text")), reply_added);
 }
 
 void ep_reply(agent_req *r)
@@ -581,19 +583,13 @@ static void held_deleted(store_status st, const redisReply *reply, void *arg)
 
 static void released(const engine_result *res, void *arg)
 {
-    agent_req *r = arg;
-    if (!req_back(r))
+    agent_req *r = hop_back_ok(res, arg);
+    if (r == NULL)
         return;
-    if (res->status != ENGINE_OK) {
-        hop_failed(r, res);
-        return;
-    }
-    r->result = json_incref(res->output);
     char key[sizeof HELD_KEY + STORE_MAX_ID_LEN];
     snprintf(key, sizeof key, HELD_KEY "%s", r->target);
     const char *argv[] = {"DEL", key};
-    req_wait(r);
-    store_command(r->owner->store, 2, argv, NULL, held_deleted, r);
+    req_command(r, 2, argv, NULL, held_deleted);
 }
 
 static void release_loaded(agent_req *r)
