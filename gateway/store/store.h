@@ -146,6 +146,17 @@ typedef void store_reply_cb(store_status st, const struct redisReply *reply, voi
 void store_command(store *s, int argc, const char **argv, const size_t *argvlen,
                    store_reply_cb *cb, void *arg);
 
+/* Windowed counters ---------------------------------------------------------*/
+
+/* `count` is the counter after this take on STORE_OK, else 0. */
+typedef void store_count_cb(store_status st, long long count, void *arg);
+
+/* Adds one to the counter `key` before the caller acts (count.c says why)
+ * and reports the new count: a take is allowed when count <= its limit.
+ * The key expires `window_s` (1..STORE_MAX_TTL_S) after its first unit; an
+ * empty key or a window out of range ends in STORE_BAD_DATA. */
+void store_count_take(store *s, const char *key, int window_s, store_count_cb *cb, void *arg);
+
 /* A short stable name ("ok", "conflict", ...) for logs and metrics. */
 const char *store_status_name(store_status st);
 

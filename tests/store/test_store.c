@@ -1168,6 +1168,84 @@ static void test_command_times_out(void **state)
     store_free(s);
 }
 
+/* Windowed counters -----------------------------------------------------------*/
+
+typedef struct {
+    int calls;          /* how many times the callback ran */
+    store_status st;    /* the status reported */
+    long long count;    /* the count reported */
+} count_result;
+
+static void on_count(store_status st, long long count, void *arg)
+{
+    count_result *r = arg;
+    r->calls++;
+    r->st = st;
+    r->count = count;
+}
+
+static bool counts_called(const void *arg)
+{
+    const count_result *r = arg;
+    for (int i = 0; i < RACERS; i++)
+        if (r[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* Racing takes all sent before any answer: each sees its own count, so a
+ * check of count <= max lets exactly max of them through. */
+static void test_count_takes_race_to_distinct_counts(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    count_result r[RACERS] = {{0}};
+    for (int i = 0; i < RACERS; i++)
+        store_count_take(s, "cl:t:count", 60, on_count, &r[i]);
+    assert_true(pump_until(f, counts_called, r, WAIT_MS));
+    bool seen[RACERS + 1] = {false};
+    int allowed = 0;
+    for (int i = 0; i < RACERS; i++) {
+        assert_int_equal(r[i].st, STORE_OK);
+        assert_true(r[i].count >= 1 && r[i].count <= RACERS);
+        assert_false(seen[r[i].count]);
+        seen[r[i].count] = true;
+        allowed += r[i].count <= 5;
+    }
+    assert_int_equal(allowed, 5);
+    const char *ttl[] = {"TTL", "cl:t:count"};
+    char *left = redis_text(f, 2, ttl);
+    assert_true(atoi(left) > 0 && atoi(left) <= 60);
+    free(left);
+    store_free(s);
+}
+
+static void test_count_restores_a_lost_ttl_and_refuses_bad_requests(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    const char *set[] = {"SET", "cl:t:count", "7"};
+    free(redis_text(f, 3, set));
+    count_result r[RACERS] = {{0}};
+    store_count_take(s, "cl:t:count", 30, on_count, &r[0]);
+    store_count_take(s, "", 30, on_count, &r[1]);
+    store_count_take(s, "cl:t:other", 0, on_count, &r[2]);
+    for (int i = 3; i < RACERS; i++)
+        r[i].calls = 1;
+    assert_true(pump_until(f, counts_called, r, WAIT_MS));
+    assert_int_equal(r[0].st, STORE_OK);
+    assert_int_equal(r[0].count, 8);
+    assert_int_equal(r[1].st, STORE_BAD_DATA);
+    assert_int_equal(r[2].st, STORE_BAD_DATA);
+    const char *ttl[] = {"TTL", "cl:t:count"};
+    char *left = redis_text(f, 2, ttl);
+    assert_true(atoi(left) > 0 && atoi(left) <= 30);
+    free(left);
+    const char *exists[] = {"EXISTS", "cl:t:other"};
+    assert_redis(f, "0", 2, exists);
+    store_free(s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1176,6 +1254,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_command_round_trip, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_command_refused_and_unavailable, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_command_times_out, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_count_takes_race_to_distinct_counts, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_count_restores_a_lost_ttl_and_refuses_bad_requests,
+                                        setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_events_saved_and_trimmed, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_appends_nothing, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_save_survives_script_flush, setup_redis, teardown),
