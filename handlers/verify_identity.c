@@ -2,20 +2,31 @@
  * current card, checked in three steps, each only when the one before
  * passed:
  *
- *   1. the enumeration limit: failed identifications per caller number and
- *      per ID, counted in Redis so every gateway instance shares them; at
- *      either limit the call ends `rate_limited` without asking the registry;
+ *   1. the limit: one attempt is taken from the caller number's counter and
+ *      one from the ID's (store_count_take, counted in Redis so every
+ *      gateway shares them) BEFORE the registry is asked; past either limit
+ *      the call ends `rate_limited` without asking. The attempt is also
+ *      held in the ID's in-flight set until the registry has answered it;
  *   2. the person (GET persons): unknown → `not_found`; on SMS the sender
  *      must be the person's registered mobile, else `wrong_sender` (a text
- *      message is easy to send from anywhere; a PIN alone is not enough);
+ *      message is easy to send from anywhere; a PIN alone is not enough).
+ *      The person carries the registry's own count of PIN attempts left:
+ *      0 → `locked`; otherwise the PIN is sent only if every attempt in
+ *      flight for this ID (this one included) could still be wrong without
+ *      the card locking, else `rate_limited` — so the gateway never makes
+ *      the guess that would lock the card, whatever its own window says and
+ *      however many guesses arrive at once;
  *   3. the PIN (POST pin-verifications), mapped onto the results.
  *
- * A failure is answered only once it is counted, so not even an outage of
- * Redis lets a caller try more often than the limit allows. The PIN stays an
- * argument of the call until the registry client has built the request body
- * and is wiped right then; a call that ends before (rate_limited,
- * wrong_sender, ...) has it wiped when the call is freed (handlers.c). It is
- * never logged, and never reaches Redis. */
+ * Taking first makes racing attempts see distinct counts: of 40 sent at
+ * once only the limit's worth reach the registry. A registry without the
+ * count (older than it) leaves step 1 alone to stop guesses; that holds
+ * only while `identify_window_s` is at least the registry's own lock window
+ * (docs/workflows.md). The PIN stays an argument of the call until the
+ * registry client has built the request body and is wiped right then; a
+ * call that ends before (rate_limited, wrong_sender, ...) has it wiped when
+ * the call is freed (handlers.c). It is never logged, and never reaches
+ * Redis. Redis unreachable means `unavailable`, never "no limit". */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,28 +42,51 @@
 
 #define IDENTIFY_CALLER_PREFIX "cl:rl:c:"
 #define IDENTIFY_ID_PREFIX "cl:rl:i:"
+#define IDENTIFY_HELD_PREFIX "cl:rl:h:"
 /* Room for a long SIP user name; a longer one shares its counter with the
  * names it has in common up to here, which only makes the limit stricter. */
 #define IDENTIFY_KEY_MAX 160
 
-/* Counts one failure against both keys, each counter living the window from
- * its first failure. A counter found without a TTL (restored, PERSISTed) gets
- * one back: a counter that never expired would block its number for good. */
-static const char count_script[] =
-    "for _, key in ipairs(KEYS) do\n"
-    "  if redis.call('INCR', key) == 1 or redis.call('TTL', key) < 0 then\n"
-    "    redis.call('EXPIRE', key, ARGV[1])\n"
-    "  end\n"
+/* Holds attempt ARGV[1] (the call's key) in the ID's in-flight set for
+ * ARGV[2] ms and answers how many are held. Each member carries its own
+ * expiry as its score, so one attempt whose fate never became known
+ * (registry deadline) stops counting after the hold, however often others
+ * come; the set itself lives as long as its newest member. */
+static const char hold_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+/* Ends the hold of attempt ARGV[1] (KEYS[1]) and gives one unit back to
+ * each further key; a counter given back to nothing is removed rather than
+ * left at zero or below without a window. */
+static const char settle_script[] =
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "for i = 2, #KEYS do\n"
+    "  if redis.call('DECR', KEYS[i]) <= 0 then redis.call('DEL', KEYS[i]) end\n"
     "end\n"
     "return 1\n";
+
+/* What an answered attempt does to what it took. */
+typedef enum {
+    KEEP_ALL,        /* the registry may have counted a wrong PIN: keep both units and the hold */
+    KEEP_COUNTED,    /* a failure, answered: keep both units, end the hold */
+    GIVE_BACK        /* nothing counted against the card (or a success): give everything back */
+} settlement;
 
 typedef struct {
     handler_call *call;
     char caller_key[IDENTIFY_KEY_MAX];  /* cl:rl:c:{caller} */
     char id_key[IDENTIFY_KEY_MAX];      /* cl:rl:i:{id} */
+    char held_key[IDENTIFY_KEY_MAX];    /* cl:rl:h:{id}, the attempts in flight */
+    long long by_id;                    /* the ID's count after this attempt's take */
+    long long in_flight;                /* attempts held for this ID, this one included */
     char *mobile;                       /* the person's registered mobile, "" if none */
-    const char *failure;                /* the failed result being counted */
-    json_t *failure_vars;               /* its variables (owned) */
+    const char *result;                 /* the result being settled */
+    json_t *result_vars;                /* its variables (owned) */
 } identify;
 
 /* Ending ------------------------------------------------------------------------*/
@@ -60,34 +94,41 @@ typedef struct {
 static void identify_end(identify *v, const char *result, json_t *vars)
 {
     handler_finish(v->call, result, vars);
-    json_decref(v->failure_vars);
+    json_decref(v->result_vars);
     free(v->mobile);
     free(v);
 }
 
-static void on_failure_counted(store_status st, const struct redisReply *reply, void *arg)
+/* The answer waits for its settlement, so what Redis holds is final when the
+ * caller hears it. A settlement Redis failed to make changes no answer: the
+ * failure was counted when its attempt was taken, a unit not given back
+ * lapses with its window and a hold not ended with its hold. */
+static void on_settled(store_status st, const struct redisReply *reply, void *arg)
 {
     identify *v = arg;
-    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR) {
-        log_warn("identify.count_failed", "status=%s", store_status_name(st));
-        identify_end(v, "unavailable", NULL);
-        return;
-    }
-    json_t *vars = v->failure_vars;
-    v->failure_vars = NULL;
-    identify_end(v, v->failure, vars);
+    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
+        log_warn("identify.settle_failed", "status=%s", store_status_name(st));
+    json_t *vars = v->result_vars;
+    v->result_vars = NULL;
+    identify_end(v, v->result, vars);
 }
 
-/* Counts a failed identification (per caller and per ID), then answers it. */
-static void identify_fail(identify *v, const char *result, json_t *vars)
+static void identify_settle(identify *v, settlement how, const char *result, json_t *vars)
 {
-    const handler_env *env = handler_env_of(v->call);
-    char window[16];
-    snprintf(window, sizeof window, "%d", env->limits.identify_window_s);
-    v->failure = result;
-    v->failure_vars = vars;
-    const char *argv[] = {"EVAL", count_script, "2", v->caller_key, v->id_key, window};
-    store_command(env->store, 6, argv, NULL, on_failure_counted, v);
+    if (how == KEEP_ALL) {
+        identify_end(v, result, vars);
+        return;
+    }
+    v->result = result;
+    v->result_vars = vars;
+    const char *token = handler_call_key(v->call);
+    const char *give_back[] = {"EVAL", settle_script, "3", v->held_key, v->caller_key, v->id_key, token};
+    const char *end_hold[] = {"EVAL", settle_script, "1", v->held_key, token};
+    store *s = handler_env_of(v->call)->store;
+    if (how == GIVE_BACK)
+        store_command(s, 7, give_back, NULL, on_settled, v);
+    else
+        store_command(s, 5, end_hold, NULL, on_settled, v);
 }
 
 /* Step 3: the PIN -----------------------------------------------------------------*/
@@ -102,11 +143,15 @@ static json_t *ok_vars(const identify *v, json_t *body)
                      "mobile", v->mobile);
 }
 
-static json_t *wrong_pin_vars(json_t *body)
+/* The tries left as the registry counts them; from a registry without the
+ * count, the ones our own limit still lets through. */
+static json_t *wrong_pin_vars(const identify *v, json_t *body)
 {
+    int remaining = registry_pin_remaining(body);
+    long long left = remaining >= 0 ? remaining
+                                    : handler_env_of(v->call)->limits.identify_max_per_id - v->by_id;
     char n[24];
-    snprintf(n, sizeof n, "%lld",
-             (long long)json_integer_value(json_object_get(body, "remaining_attempts")));
+    snprintf(n, sizeof n, "%lld", left > 0 ? left : 0);
     return json_pack("{s:s}", "attempts_left", n);
 }
 
@@ -114,39 +159,40 @@ static bool well_formed_reply(json_t *body)
 {
     return json_is_boolean(json_object_get(body, "verified")) &&
            json_is_string(json_object_get(body, "card_number")) &&
-           json_is_integer(json_object_get(body, "remaining_attempts"));
+           registry_pin_remaining(body) != REGISTRY_COUNT_BAD;
 }
 
-/* A success leaves the counters as they are. Resetting them would let
+/* A success gives its units back: the counters count failures, and each
+ * task asks for the PIN again, so a person who does five things in one call
+ * is not stopped for it. It resets nothing either: resetting would let
  * anyone who knows one valid ID and PIN (their own) wipe the slate after
- * every few guesses and enumerate other IDs from the same number at will;
- * a real person who failed a few times and then succeeded loses nothing,
- * the counters lapse with the window. `locked` is counted like wrong_pin:
- * the registry says it for the sixth wrong PIN in a row as well, and a
- * locked card answered uncounted would tell an enumerator for free that the
- * ID exists. */
+ * every few guesses and enumerate other IDs from the same number at will.
+ * `locked` is counted like wrong_pin: a locked card answered uncounted
+ * would tell an enumerator for free that the ID exists. An answer that
+ * never came may still have been counted by the registry: its units and
+ * its hold stay. */
 static void on_verified(const registry_result *r, void *arg)
 {
     identify *v = arg;
     switch (r->status) {
     case REGISTRY_OK:
         if (!well_formed_reply(r->body))
-            identify_end(v, "unavailable", NULL);
+            identify_settle(v, KEEP_ALL, "unavailable", NULL);
         else if (json_is_true(json_object_get(r->body, "verified")))
-            identify_end(v, "ok", ok_vars(v, r->body));
+            identify_settle(v, GIVE_BACK, "ok", ok_vars(v, r->body));
         else if (json_is_true(json_object_get(r->body, "locked")))
-            identify_fail(v, "locked", NULL);
+            identify_settle(v, KEEP_COUNTED, "locked", NULL);
         else
-            identify_fail(v, "wrong_pin", wrong_pin_vars(r->body));
+            identify_settle(v, KEEP_COUNTED, "wrong_pin", wrong_pin_vars(v, r->body));
         return;
     case REGISTRY_LOCKED:
-        identify_fail(v, "locked", NULL);
+        identify_settle(v, KEEP_COUNTED, "locked", NULL);
         return;
     case REGISTRY_NOT_FOUND:   /* the person has no current card */
-        identify_fail(v, "not_found", NULL);
+        identify_settle(v, KEEP_COUNTED, "not_found", NULL);
         return;
     default:
-        identify_end(v, "unavailable", NULL);
+        identify_settle(v, KEEP_ALL, "unavailable", NULL);
         return;
     }
 }
@@ -170,16 +216,28 @@ static bool same_number(const char *a, const char *b)
     return domain_phone_normalize(a, true, ea) && domain_phone_normalize(b, true, eb) && strcmp(ea, eb) == 0;
 }
 
+/* Whether the registry's count lets this attempt be sent: every attempt in
+ * flight for the ID may turn out wrong, and the last of them must still
+ * leave one, since the wrong PIN that takes the last attempt locks the card.
+ * Counting every held attempt, not only those held before the count was
+ * read, is what makes racing attempts safe: of two, the later held sees the
+ * earlier one. */
+static bool registry_allows(const identify *v, int remaining)
+{
+    return remaining == REGISTRY_COUNT_ABSENT || v->in_flight <= remaining - 1;
+}
+
 static void on_person(const registry_result *r, void *arg)
 {
     identify *v = arg;
     handler_call *c = v->call;
     if (r->status == REGISTRY_NOT_FOUND) {
-        identify_fail(v, "not_found", NULL);
+        identify_settle(v, KEEP_COUNTED, "not_found", NULL);
         return;
     }
-    if (r->status != REGISTRY_OK) {
-        identify_end(v, "unavailable", NULL);
+    int remaining = r->status == REGISTRY_OK ? registry_pin_remaining(r->body) : REGISTRY_COUNT_BAD;
+    if (remaining == REGISTRY_COUNT_BAD) {
+        identify_settle(v, GIVE_BACK, "unavailable", NULL);
         return;
     }
     const char *mobile = json_string_value(json_object_get(r->body, "mobile"));
@@ -189,7 +247,18 @@ static void on_person(const registry_result *r, void *arg)
     if (handler_channel(c) == CHANNEL_SMS && !same_number(handler_caller(c), v->mobile)) {
         log_info("identify.wrong_sender", "caller=%s id=%s", mask_phone(handler_caller(c)).s,
                  mask_id(handler_arg(c, "id")).s);
-        identify_fail(v, "wrong_sender", NULL);
+        identify_settle(v, KEEP_COUNTED, "wrong_sender", NULL);
+        return;
+    }
+    if (remaining == 0) {
+        identify_settle(v, KEEP_COUNTED, "locked", NULL);
+        return;
+    }
+    if (!registry_allows(v, remaining)) {
+        log_info("identify.rate_limited", "by=registry attempts_left=%d in_flight=%lld caller=%s id=%s",
+                 remaining, v->in_flight, mask_phone(handler_caller(c)).s,
+                 mask_id(handler_arg(c, "id")).s);
+        identify_settle(v, KEEP_COUNTED, "rate_limited", NULL);
         return;
     }
     verify_pin(v);
@@ -197,42 +266,63 @@ static void on_person(const registry_result *r, void *arg)
 
 /* Step 1: the limit -----------------------------------------------------------------*/
 
-/* A counter's value: nil (no failure in the window) is 0; -1 when the
- * reply is not a counter at all. */
-static long long counter_value(const struct redisReply *r)
+static void limit_unavailable(identify *v, store_status st)
 {
-    if (r->type == REDIS_REPLY_NIL)
-        return 0;
-    if (r->type != REDIS_REPLY_STRING)
-        return -1;
-    char *end;
-    long long n = strtoll(r->str, &end, 10);
-    return end != r->str && *end == '\0' && n >= 0 ? n : -1;
+    log_warn("identify.limit_unavailable", "status=%s", store_status_name(st));
+    identify_end(v, "unavailable", NULL);
 }
 
-static void on_counters(store_status st, const struct redisReply *reply, void *arg)
+static void rate_limited(identify *v, const char *by)
+{
+    handler_call *c = v->call;
+    log_info("identify.rate_limited", "by=%s caller=%s id=%s", by, mask_phone(handler_caller(c)).s,
+             mask_id(handler_arg(c, "id")).s);
+    identify_end(v, "rate_limited", NULL);
+}
+
+static void on_held(store_status st, const struct redisReply *reply, void *arg)
 {
     identify *v = arg;
-    handler_call *c = v->call;
-    const handler_env *env = handler_env_of(c);
-    long long by_caller = -1, by_id = -1;
-    if (st == STORE_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
-        by_caller = counter_value(reply->element[0]);
-        by_id = counter_value(reply->element[1]);
-    }
-    if (by_caller < 0 || by_id < 0) {
-        log_warn("identify.limit_unavailable", "status=%s", store_status_name(st));
-        identify_end(v, "unavailable", NULL);
+    if (st != STORE_OK || reply->type != REDIS_REPLY_INTEGER) {
+        limit_unavailable(v, st == STORE_OK ? STORE_BAD_DATA : st);
         return;
     }
-    if (by_caller >= env->limits.identify_max_per_caller || by_id >= env->limits.identify_max_per_id) {
-        log_info("identify.rate_limited", "by=%s caller=%s id=%s",
-                 by_caller >= env->limits.identify_max_per_caller ? "caller" : "id",
-                 mask_phone(handler_caller(c)).s, mask_id(handler_arg(c, "id")).s);
-        identify_end(v, "rate_limited", NULL);
+    v->in_flight = reply->integer;
+    registry_get_person(handler_env_of(v->call)->registry, handler_arg(v->call, "id"), on_person, v);
+}
+
+static void on_id_taken(store_status st, long long count, void *arg)
+{
+    identify *v = arg;
+    const handler_env *env = handler_env_of(v->call);
+    if (st != STORE_OK) {
+        limit_unavailable(v, st);
         return;
     }
-    registry_get_person(env->registry, handler_arg(c, "id"), on_person, v);
+    if (count > env->limits.identify_max_per_id) {
+        rate_limited(v, "id");
+        return;
+    }
+    v->by_id = count;
+    char hold_ms[24];
+    snprintf(hold_ms, sizeof hold_ms, "%lld", env->limits.identify_window_s * 1000LL);
+    const char *argv[] = {"EVAL", hold_script, "1", v->held_key, handler_call_key(v->call), hold_ms};
+    store_command(env->store, 6, argv, NULL, on_held, v);
+}
+
+static void on_caller_taken(store_status st, long long count, void *arg)
+{
+    identify *v = arg;
+    const handler_env *env = handler_env_of(v->call);
+    if (st != STORE_OK) {
+        limit_unavailable(v, st);
+        return;
+    }
+    if (count > env->limits.identify_max_per_caller) {
+        rate_limited(v, "caller");
+        return;
+    }
+    store_count_take(env->store, v->id_key, env->limits.identify_window_s, on_id_taken, v);
 }
 
 /* The counters' keys. The same number written two ways (13800000001,
@@ -242,10 +332,11 @@ static void on_counters(store_status st, const struct redisReply *reply, void *a
 static void counter_keys(identify *v, const char *caller, const char *id)
 {
     char e164[DOMAIN_PHONE_MAX], nid[DOMAIN_ID_LEN + 1];
+    const char *key_id = domain_id_normalize(id, nid) ? nid : id;
     snprintf(v->caller_key, sizeof v->caller_key, IDENTIFY_CALLER_PREFIX "%s",
              domain_phone_normalize(caller, true, e164) ? e164 : caller);
-    snprintf(v->id_key, sizeof v->id_key, IDENTIFY_ID_PREFIX "%s",
-             domain_id_normalize(id, nid) ? nid : id);
+    snprintf(v->id_key, sizeof v->id_key, IDENTIFY_ID_PREFIX "%s", key_id);
+    snprintf(v->held_key, sizeof v->held_key, IDENTIFY_HELD_PREFIX "%s", key_id);
 }
 
 static bool limits_set(const handler_limits *l)
@@ -257,7 +348,9 @@ void verify_identity_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const handler_env *env = handler_env_of(c);
-    if (!id || !handler_arg(c, "pin") || !env->registry || !env->store) {
+    /* The call's key names its attempt in the in-flight set: without one,
+     * attempts could not be told apart. */
+    if (!id || !handler_arg(c, "pin") || !env->registry || !env->store || !handler_call_key(c)[0]) {
         handler_finish(c, "unavailable", NULL);
         return;
     }
@@ -274,6 +367,5 @@ void verify_identity_run(handler_call *c)
         abort();
     v->call = c;
     counter_keys(v, handler_caller(c), id);
-    const char *argv[] = {"MGET", v->caller_key, v->id_key};
-    store_command(env->store, 3, argv, NULL, on_counters, v);
+    store_count_take(env->store, v->caller_key, env->limits.identify_window_s, on_caller_taken, v);
 }

@@ -83,6 +83,27 @@ static const char *status_names[] = {
     "ok", "not_found", "conflict", "rejected", "locked", "unavailable", "bad_response",
 };
 
+/* A count is a JSON integer within 0..REGISTRY_COUNT_MAX. */
+static int pin_count(const json_t *v)
+{
+    if (v == NULL || json_is_null(v))
+        return REGISTRY_COUNT_ABSENT;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > REGISTRY_COUNT_MAX)
+        return REGISTRY_COUNT_BAD;
+    return (int)json_integer_value(v);
+}
+
+int registry_pin_remaining(const json_t *body)
+{
+    if (!json_is_object(body))
+        return REGISTRY_COUNT_ABSENT;
+    const json_t *pin = json_object_get(body, "pin");
+    if (pin != NULL && !json_is_null(pin))
+        return json_is_object(pin) ? pin_count(json_object_get(pin, "remaining_attempts"))
+                                   : REGISTRY_COUNT_BAD;
+    return pin_count(json_object_get(body, "remaining_attempts"));
+}
+
 const char *registry_status_name(registry_status st)
 {
     if (st < REGISTRY_OK || st > REGISTRY_BAD_RESPONSE)

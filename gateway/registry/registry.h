@@ -106,6 +106,21 @@ void registry_activate_card(registry *r, const char *card, const char *ssn,
                             const char *new_pin, const char *idempotency_key,
                             registry_cb *cb, void *arg);
 
+/* Reading answers -----------------------------------------------------------*/
+
+/* The registry's own count of PIN attempts left before it locks the card
+ * (1 = the next wrong PIN locks it, 0 = locked), as a person carries it
+ * (`pin.remaining_attempts`, docs/registry-api.md), a card (the same) and a
+ * pin-verification answer or its 423 error body (`remaining_attempts`).
+ * REGISTRY_COUNT_ABSENT when the body does not carry it (a registry older
+ * than the count, or a person without a current card), REGISTRY_COUNT_BAD
+ * when it is there but not a count: the caller must not take garbage for
+ * "no count". */
+#define REGISTRY_COUNT_ABSENT (-1)
+#define REGISTRY_COUNT_BAD (-2)
+#define REGISTRY_COUNT_MAX 1000
+int registry_pin_remaining(const json_t *body);
+
 /* Names ---------------------------------------------------------------------*/
 
 const char *registry_status_name(registry_status st);

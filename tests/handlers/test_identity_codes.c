@@ -438,7 +438,10 @@ static void test_rate_limited_by_caller(void **state)
     expect_verify(f, CHANNEL_VOICE, caller, WANG_ID, WANG_PIN, "rate_limited");
     expect_verify(f, CHANNEL_SMS, "+86 139-0000-0009", LI_ID, LI_PIN, "rate_limited");
     assert_int_equal(sim_stat(f, "requests"), requests);
-    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613900000009"), 3);
+    /* A refused attempt stays taken (it was taken before it was judged);
+     * the IDs it named were not charged. */
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613900000009"), 5);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" LI_ID), 0);
 
     /* Another number is not limited. */
     expect_verify(f, CHANNEL_VOICE, "13900000010", WANG_ID, WANG_PIN, "ok");
@@ -460,7 +463,7 @@ static void test_rate_limited_by_id(void **state)
     expect_verify(f, CHANNEL_VOICE, "13900000004", WANG_ID, WANG_PIN, "rate_limited");
     assert_int_equal(sim_stat(f, "requests"), requests);
     assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
-    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 3);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 4);
 
     /* The same caller may identify as someone else. */
     expect_verify(f, CHANNEL_VOICE, "13900000004", LI_ID, LI_PIN, "ok");
@@ -509,6 +512,221 @@ static void test_verify_unavailable(void **state)
     assert_int_equal(sim_stat(f, "requests"), requests);
     fflush(f->log);
     assert_non_null(memmem(f->log_text, f->log_len, "identify.limit_unavailable", 26));
+    assert_no_secrets(f);
+}
+
+/* The lock-proof limit ---------------------------------------------------------------*/
+
+#define RACE_MAX 40
+#define WANG_CARD "A10000001"
+
+typedef struct {
+    int wrong_pin;      /* guesses the registry judged */
+    int rate_limited;   /* guesses stopped by the gateway */
+    int other;          /* anything else (locked would be one) */
+} tally;
+
+/* `n` identifications of `id`, each from its own number with its own wrong
+ * PIN, all started before the loop runs once: they race for the limit. */
+static tally race(fixture *f, const char *id, int n)
+{
+    assert_true(n <= RACE_MAX);
+    outcome o[RACE_MAX] = {0};
+    for (int i = 0; i < n; i++) {
+        char caller[24], pin[16], key[32];
+        snprintf(caller, sizeof caller, "1390001%04d", i);
+        snprintf(pin, sizeof pin, "%06d", 100000 + i);
+        remember_secret(f, pin);
+        snprintf(key, sizeof key, "race%d", ++f->seq);
+        handler_call_spec spec = {.def = handlers_find("verify_identity"), .env = &f->env,
+                                  .channel = CHANNEL_USSD, .caller = caller, .session_id = key,
+                                  .call_key = key, .args = json_pack("{s:s, s:s}", "id", id, "pin", pin)};
+        handler_call_start(&spec, on_done, &o[i]);
+    }
+    long deadline = th_now_ms() + WAIT_MS;
+    int done = 0;
+    while (done < n && th_now_ms() < deadline) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += o[i].calls;
+    }
+    assert_int_equal(done, n);
+    tally t = {0};
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(o[i].calls, 1);
+        if (!strcmp(o[i].result, "wrong_pin"))
+            t.wrong_pin++;
+        else if (!strcmp(o[i].result, "rate_limited"))
+            t.rate_limited++;
+        else
+            t.other++;
+        outcome_free(&o[i]);
+    }
+    return t;
+}
+
+/* The card's status as the registry keeps it (3 is locked). */
+static long card_status(fixture *f, const char *card)
+{
+    char path[64], *body = NULL;
+    snprintf(path, sizeof path, "/v1/cards/%s", card);
+    assert_int_equal(th_http_get(f->sim.port, path, &body), 200);
+    json_t *c = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(c);
+    long status = (long)json_integer_value(json_object_get(c, "status"));
+    json_decref(c);
+    return status;
+}
+
+/* A wrong PIN sent straight to the registry, as another of its clients
+ * (a counter, a web portal) would: the gateway's counters never see it. */
+static void wrong_pin_elsewhere(fixture *f, const char *id, int n)
+{
+    char path[96], key[48];
+    snprintf(path, sizeof path, "/v1/persons/%s/pin-verifications", id);
+    snprintf(key, sizeof key, "Idempotency-Key: elsewhere-%d", n);
+    const char *headers[] = {key, "Content-Type: application/json", NULL};
+    char *body = NULL;
+    assert_int_equal(th_http(f->sim.port, "POST", path, "{\"pin\": \"999999\"}", headers, &body), 200);
+    free(body);
+}
+
+/* Polls Redis (bounded) until `key` has expired. */
+static void wait_expired(fixture *f, const char *key)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (redis_long(f, "EXISTS", key) != 0 && th_now_ms() < deadline) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(redis_long(f, "EXISTS", key), 0);
+}
+
+static bool logged(fixture *f, const char *text)
+{
+    fflush(f->log);
+    return memmem(f->log_text, f->log_len, text, strlen(text)) != NULL;
+}
+
+/* 40 guesses at once for one ID: the attempts are taken before the
+ * registry is asked, so only the limit's worth reach it, and the card the
+ * stranger aimed at stays usable. */
+static void test_race_stops_at_the_limit(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 100;
+    f->env.limits.identify_max_per_id = 5;
+    long checks = sim_stat(f, "applied.pin_verifications");
+    tally t = race(f, WANG_ID, RACE_MAX);
+    assert_int_equal(t.other, 0);
+    assert_true(t.wrong_pin <= 5);
+    assert_int_equal(t.wrong_pin + t.rate_limited, RACE_MAX);
+    assert_true(sim_stat(f, "applied.pin_verifications") - checks <= 5);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:h:" WANG_ID), 0); /* nothing left in flight */
+    assert_no_secrets(f);
+}
+
+/* The same race with a window too generous to stop it (as after a lapse):
+ * the registry's count, with every attempt in flight counted against it,
+ * still keeps the sixth guess from being sent. */
+static void test_race_stops_at_the_registry_count(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 100;
+    f->env.limits.identify_max_per_id = 100;
+    long checks = sim_stat(f, "applied.pin_verifications");
+    tally t = race(f, WANG_ID, RACE_MAX);
+    assert_int_equal(t.other, 0);
+    assert_true(t.wrong_pin <= 5);
+    assert_true(sim_stat(f, "applied.pin_verifications") - checks <= 5);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
+    /* A second wave finds the count as the first one left it. */
+    t = race(f, WANG_ID, 20);
+    assert_int_equal(t.other, 0);
+    assert_true(sim_stat(f, "applied.pin_verifications") - checks <= 5);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
+    assert_true(logged(f, "by=registry"));
+    assert_no_secrets(f);
+}
+
+/* Five wrong guesses, the gateway's window lapses, one more: the registry
+ * still counts the five, says one attempt is left, and the gateway stops. */
+static void test_lapsed_window_keeps_the_card(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_window_s = 1;
+    f->env.limits.identify_max_per_caller = 100;
+    f->env.limits.identify_max_per_id = 5;
+    const char *wrong[] = {"111111", "222222", "333333", "444444", "555555"};
+    for (int i = 0; i < 5; i++)
+        expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, wrong[i], "wrong_pin");
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, "666666", "rate_limited");
+    wait_expired(f, "cl:rl:i:" WANG_ID);
+    wait_expired(f, "cl:rl:c:+8613900000001");
+
+    long checks = sim_stat(f, "applied.pin_verifications");
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, "777777", "rate_limited");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
+    /* With one attempt left only a counter can reset the count: the gateway
+     * does not risk even the right PIN. */
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, WANG_PIN, "rate_limited");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_true(logged(f, "by=registry"));
+    assert_no_secrets(f);
+}
+
+/* Attempts used elsewhere count too: the registry's count, read before
+ * each PIN, is followed below the gateway's own limit. */
+static void test_registry_count_is_followed(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 100;
+    f->env.limits.identify_max_per_id = 5;
+    for (int i = 0; i < 4; i++)
+        wrong_pin_elsewhere(f, WANG_ID, i);
+
+    outcome o = verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN);
+    assert_string_equal(o.result, "wrong_pin");
+    assert_string_equal(var(&o, "attempts_left"), "1");
+    outcome_free(&o);
+    long checks = sim_stat(f, "applied.pin_verifications");
+    expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, "222222", "rate_limited");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 2);
+
+    /* A locked card is told as locked, without a PIN sent. */
+    expect_verify(f, CHANNEL_VOICE, "13900000005", CHEN_ID, "314159", "locked");
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    assert_no_secrets(f);
+}
+
+/* A registry without the count (--no-pin-count): the gateway's own take
+ * stops the race, and a wrong PIN tells the tries its own limit leaves. */
+static void test_registry_without_count(void **state)
+{
+    fixture *f = *state;
+    th_stop(&f->sim, 2000);
+    assert_true(th_sim_start(&f->sim, f->dir, NULL, (const char *const[]){"--no-pin-count", NULL}));
+    f->env.limits.identify_max_per_caller = 100;
+    f->env.limits.identify_max_per_id = 5;
+
+    outcome o = verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN);
+    assert_string_equal(o.result, "wrong_pin");
+    assert_string_equal(var(&o, "attempts_left"), "4");
+    outcome_free(&o);
+    expect_verify(f, CHANNEL_VOICE, "13900000001", LI_ID, LI_PIN, "ok");
+
+    long checks = sim_stat(f, "applied.pin_verifications");
+    tally t = race(f, WANG_ID, RACE_MAX);
+    assert_int_equal(t.other, 0);
+    assert_true(t.wrong_pin <= 4);
+    assert_true(sim_stat(f, "applied.pin_verifications") - checks <= 4);
+    assert_int_equal(card_status(f, WANG_CARD), 1);
     assert_no_secrets(f);
 }
 
@@ -710,6 +928,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limited_by_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_sender_on_sms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_stops_at_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_stops_at_the_registry_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lapsed_window_keeps_the_card, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_count_is_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_without_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_wrong_then_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_too_many_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_expired, setup, teardown),

@@ -36,6 +36,7 @@ typedef struct {
     char initial_pin[DOMAIN_PIN_LEN + 1];   /* the issuer's initial PIN */
     const char *token;                      /* bearer token, or NULL */
     bool control;                           /* serve /_sim */
+    bool pin_count;                         /* answers carry the PIN attempts left */
 } sim_args;
 
 static void usage(FILE *f)
@@ -43,7 +44,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: registry-sim --listen HOST:PORT --db FILE [--seed FILE] [--reseed]\n"
             "                    [--loss-days N] [--initial-pin PIN] [--token TOKEN]\n"
-            "                    [--control] [--today YYYY-MM-DD]\n"
+            "                    [--control] [--today YYYY-MM-DD] [--no-pin-count]\n"
             "See tools/registry-sim/README.md.\n");
 }
 
@@ -99,6 +100,7 @@ static int parse_args(int argc, char **argv, sim_args *a)
         {"loss-days", required_argument, NULL, 'n'}, {"initial-pin", required_argument, NULL, 'p'},
         {"token", required_argument, NULL, 't'},  {"control", no_argument, NULL, 'c'},
         {"today", required_argument, NULL, 'y'},  {"help", no_argument, NULL, 'h'},
+        {"no-pin-count", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0}};
     int opt;
     bool listen = false;
@@ -126,6 +128,7 @@ static int parse_args(int argc, char **argv, sim_args *a)
             a->token = optarg;
             break;
         case 'c': a->control = true; break;
+        case 'q': a->pin_count = false; break;
         case 'y':
             if (!simclock_set_today(optarg))
                 return refuse("--today wants a date YYYY-MM-DD within 100 years, got \"%s\"", optarg);
@@ -191,7 +194,7 @@ static int serve(const sim_args *a, sqlite3 *h)
 {
     int rc = EXIT_RUNTIME;
     struct event_base *base = event_base_new();
-    records *rec = records_new(h, a->loss_days, a->initial_pin);
+    records *rec = records_new(h, a->loss_days, a->initial_pin, a->pin_count);
     control *ctl = control_new(h);
     api_options ao = {a->token, a->control};
     api *srv = base && rec && ctl ? api_new(base, h, rec, ctl, &ao) : NULL;
@@ -224,7 +227,7 @@ static int serve(const sim_args *a, sqlite3 *h)
 
 int main(int argc, char **argv)
 {
-    sim_args a = {.loss_days = 7, .initial_pin = "123456"};
+    sim_args a = {.loss_days = 7, .initial_pin = "123456", .pin_count = true};
     signal(SIGPIPE, SIG_IGN);
     int rc = parse_args(argc, argv, &a);
     if (rc != 0)

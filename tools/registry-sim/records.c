@@ -21,6 +21,7 @@ struct records {
     sqlite3 *h;                            /* the database; owned by main */
     int loss_days;                         /* validity of a temporary loss report */
     char initial_pin[DOMAIN_PIN_LEN + 1];  /* the issuer's initial PIN */
+    bool pin_count;                        /* answers carry remaining_attempts */
 };
 
 const char *const records_counter_names[] = {
@@ -28,13 +29,14 @@ const char *const records_counter_names[] = {
 
 static const char *const channels[] = {"voice", "ussd", "sms", "agent", NULL};
 
-records *records_new(sqlite3 *h, int loss_days, const char *initial_pin)
+records *records_new(sqlite3 *h, int loss_days, const char *initial_pin, bool pin_count)
 {
     records *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
     r->h = h;
     r->loss_days = loss_days;
+    r->pin_count = pin_count;
     snprintf(r->initial_pin, sizeof r->initial_pin, "%s", initial_pin);
     return r;
 }
@@ -123,6 +125,33 @@ bool records_lapse_due(records *r)
 
 /* Rendering -----------------------------------------------------------------*/
 
+/* Sets `remaining_attempts` on `obj` unless the simulator plays a registry
+ * without the count (--no-pin-count). Returns `obj`. */
+static json_t *with_remaining(const records *r, json_t *obj, int remaining)
+{
+    if (obj != NULL && r->pin_count)
+        json_object_set_new(obj, "remaining_attempts", json_integer(remaining));
+    return obj;
+}
+
+/* The PIN state of the person's current card, `{"locked", "remaining_attempts"}`,
+ * or JSON null without a current card. The counter is the card's and never
+ * lapses: only a right PIN (or the counter's unlock) resets it. */
+static json_t *current_pin_json(records *r, const char *ssn)
+{
+    sqlite3_stmt *st = db_prepare(r->h, "SELECT pin_failures FROM cards WHERE ssn = ? AND current = 1",
+                                  "t", ssn);
+    json_t *pin = json_null();
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        int failures = sqlite3_column_int(st, 0);
+        json_decref(pin);
+        pin = with_remaining(r, json_pack("{s:b}", "locked", failures >= RECORDS_PIN_ATTEMPTS),
+                             RECORDS_PIN_ATTEMPTS - failures);
+    }
+    sqlite3_finalize(st);
+    return pin;
+}
+
 static json_t *person_json(records *r, const char *ssn)
 {
     sqlite3_stmt *st = db_prepare(r->h,
@@ -130,10 +159,10 @@ static json_t *person_json(records *r, const char *ssn)
         "t", ssn);
     json_t *p = NULL;
     if (st && sqlite3_step(st) == SQLITE_ROW)
-        p = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s}",
+        p = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:o}",
                       "ssn", db_text(st, 0), "name", db_text(st, 1), "birth_date", db_text(st, 2),
                       "mobile", text_or_null(db_text(st, 3)), "address", text_or_null(db_text(st, 4)),
-                      "updated_at", db_text(st, 5));
+                      "updated_at", db_text(st, 5), "pin", current_pin_json(r, ssn));
     sqlite3_finalize(st);
     return p;
 }
@@ -182,7 +211,7 @@ static json_t *card_json(records *r, const char *card)
         int status = sqlite3_column_int(st, 2);
         int failures = sqlite3_column_int(st, 12);
         j = json_pack("{s:s, s:s, s:i, s:s, s:b, s:i, s:o, s:o, s:o,"
-                      " s:{s:s, s:s, s:s}, s:{s:b, s:b, s:i}, s:o}",
+                      " s:{s:s, s:s, s:s}, s:o, s:o}",
                       "card_number", db_text(st, 0), "ssn", db_text(st, 1), "status", status,
                       "status_name", status_name(status), "current", sqlite3_column_int(st, 3),
                       "generation", sqlite3_column_int(st, 4),
@@ -190,9 +219,9 @@ static json_t *card_json(records *r, const char *card)
                       "replaces", text_or_null(db_text(st, 6)),
                       "replaced_by", text_or_null(db_text(st, 7)),
                       "bank", "code", db_text(st, 8), "name", db_text(st, 9), "hotline", db_text(st, 10),
-                      "pin", "initial", sqlite3_column_int(st, 11),
-                      "locked", failures >= RECORDS_PIN_ATTEMPTS,
-                      "remaining_attempts", RECORDS_PIN_ATTEMPTS - failures,
+                      "pin", with_remaining(r, json_pack("{s:b, s:b}", "initial", sqlite3_column_int(st, 11),
+                                                         "locked", failures >= RECORDS_PIN_ATTEMPTS),
+                                            RECORDS_PIN_ATTEMPTS - failures),
                       "loss_report", active_report_json(r, card));
     }
     sqlite3_finalize(st);
@@ -358,11 +387,12 @@ sim_reply records_update_contact(records *r, const char *ssn, json_t *body)
 
 /* PIN verification ----------------------------------------------------------*/
 
-static sim_reply pin_locked(void)
+static sim_reply pin_locked(const records *r)
 {
     sim_reply rep = reply_error(423, "pin_locked",
                                 "The service PIN is locked after 6 wrong attempts. Unlock at a service counter with your ID card.");
-    reply_error_field(&rep, "remaining_attempts", json_integer(0));
+    if (r->pin_count)
+        reply_error_field(&rep, "remaining_attempts", json_integer(0));
     reply_error_field(&rep, "unlock", json_string("counter"));
     return rep;
 }
@@ -407,15 +437,16 @@ sim_reply records_verify_pin(records *r, const char *ssn, json_t *body)
     bool right = failures < RECORDS_PIN_ATTEMPTS && pinhash_matches(pin, db_text(st, 1));
     sqlite3_finalize(st);
     if (failures >= RECORDS_PIN_ATTEMPTS)
-        return pin_locked();
+        return pin_locked(r);
     if (!record_attempt(r, card, right, failures) || !count_applied(r, "pin_verifications"))
         return internal_error();
     int remaining = right ? RECORDS_PIN_ATTEMPTS : RECORDS_PIN_ATTEMPTS - failures - 1;
     if (remaining == 0)
-        return pin_locked();
-    return reply_json(200, json_pack("{s:b, s:s, s:i, s:b, s:b}", "verified", right,
-                                     "card_number", card, "remaining_attempts", remaining,
-                                     "locked", 0, "initial_pin", initial));
+        return pin_locked(r);
+    return reply_json(200, with_remaining(r, json_pack("{s:b, s:s, s:b, s:b}", "verified", right,
+                                                       "card_number", card, "locked", 0,
+                                                       "initial_pin", initial),
+                                          remaining));
 }
 
 /* Loss reports --------------------------------------------------------------*/

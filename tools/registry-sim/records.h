@@ -22,8 +22,9 @@ typedef struct records records;
 /* Lifecycle -----------------------------------------------------------------*/
 
 /* `loss_days`: validity of a temporary loss report; `initial_pin`: the
- * issuer's initial PIN (copied). */
-records *records_new(sqlite3 *h, int loss_days, const char *initial_pin);
+ * issuer's initial PIN (copied); `pin_count`: whether answers carry the
+ * PIN attempts left (false plays a registry older than that field). */
+records *records_new(sqlite3 *h, int loss_days, const char *initial_pin, bool pin_count);
 void records_free(records *r);
 
 /* Lets due temporary loss reports lapse against the simulator's today.
