@@ -97,6 +97,9 @@ int registry_pin_remaining(const json_t *body)
 {
     if (!json_is_object(body))
         return REGISTRY_COUNT_ABSENT;
+    const json_t *error = json_object_get(body, "error");
+    if (json_is_object(error))
+        body = error;
     const json_t *pin = json_object_get(body, "pin");
     if (pin != NULL && !json_is_null(pin))
         return json_is_object(pin) ? pin_count(json_object_get(pin, "remaining_attempts"))

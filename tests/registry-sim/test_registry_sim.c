@@ -117,6 +117,73 @@ static void test_locked_pin_refused(void **state)
     assert_int_equal(st_applied(p, "pin_verifications"), 0);
 }
 
+static long long person_pin_count(const th_proc *p, const char *ssn)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/persons/%s", ssn);
+    st_resp r = st_call(p, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *n = st_get(&r, "pin.remaining_attempts");
+    assert_true(json_is_integer(n));
+    long long count = json_integer_value(n);
+    st_free(&r);
+    return count;
+}
+
+/* The person carries the count of the current card's PIN, and the count
+ * never lapses with time: only a right PIN resets it. */
+static void test_person_carries_pin_count(void **state)
+{
+    th_proc *p = *state;
+    assert_int_equal(person_pin_count(p, WANG_WEI), 6);
+    st_resp r = verify_pin(p, WANG_WEI, "000000");
+    st_free(&r);
+    r = verify_pin(p, WANG_WEI, "000001");
+    st_free(&r);
+    assert_int_equal(person_pin_count(p, WANG_WEI), 4);
+    r = st_call(p, "POST", "/_sim/clock", "{\"advance_days\": 400}", NULL);
+    assert_int_equal(r.status, 200);
+    st_free(&r);
+    assert_int_equal(person_pin_count(p, WANG_WEI), 4);
+
+    assert_int_equal(person_pin_count(p, CHEN_JING), 0);
+    r = st_call(p, "GET", "/v1/persons/" CHEN_JING, NULL, NULL);
+    assert_true(json_is_true(st_get(&r, "pin.locked")));
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/120101200101013536", NULL, NULL); /* no card yet */
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_null(st_get(&r, "pin")));
+    st_free(&r);
+}
+
+/* --no-pin-count plays a registry older than the count: no answer carries
+ * it, and the PIN rules are unchanged. */
+static void test_no_pin_count(void **state)
+{
+    th_proc *p = *state;
+    simtest_stop(p);
+    simtest_start(p, (const char *const[]){"--no-pin-count", NULL});
+    for (int i = 0; i < 5; i++) {
+        st_resp r = verify_pin(p, WANG_WEI, "000000");
+        assert_int_equal(r.status, 200);
+        assert_true(json_is_false(st_get(&r, "verified")));
+        assert_null(st_get(&r, "remaining_attempts"));
+        st_free(&r);
+    }
+    st_resp r = verify_pin(p, WANG_WEI, "000000");
+    assert_int_equal(r.status, 423);
+    assert_null(st_get(&r, "error.remaining_attempts"));
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/" WANG_WEI, NULL, NULL);
+    assert_true(json_is_true(st_get(&r, "pin.locked")));
+    assert_null(st_get(&r, "pin.remaining_attempts"));
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/cards/A10000001", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "status")), 3);
+    assert_null(st_get(&r, "pin.remaining_attempts"));
+    st_free(&r);
+}
+
 static void test_malformed_pin_changes_nothing(void **state)
 {
     th_proc *p = *state;
@@ -529,6 +596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_right_pin_resets_count, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_initial_pin_flag, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_locked_pin_refused, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_person_carries_pin_count, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_no_pin_count, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_pin_changes_nothing, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_lapses_after_loss_days, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_only_on_normal_card, simtest_setup, simtest_teardown),

@@ -350,6 +350,7 @@ static void test_wrong_pins_lock(void **state)
         assert_int_equal(o.status, REGISTRY_OK);
         assert_false(json_is_true(json_object_get(o.body, "verified")));
         assert_int_equal(json_integer_value(json_object_get(o.body, "remaining_attempts")), 6 - i);
+        assert_int_equal(registry_pin_remaining(o.body), 6 - i);
         outcome_clear(&o);
     }
     registry_verify_pin(c.reg, SSN_LOCK, "000001", "t-lock-6", on_result, &o);
@@ -359,6 +360,7 @@ static void test_wrong_pins_lock(void **state)
     assert_string_equal(o.error_code, "pin_locked");
     json_t *err = json_object_get(o.body, "error");
     assert_int_equal(json_integer_value(json_object_get(err, "remaining_attempts")), 0);
+    assert_int_equal(registry_pin_remaining(o.body), 0);
     outcome_clear(&o);
 
     /* Locked means locked: the right PIN no longer helps. */
@@ -865,6 +867,35 @@ static void test_pins_never_logged(void **state)
     client_close(&c);
 }
 
+/* The count wherever the contract puts it; absent and garbage told apart. */
+static void test_pin_remaining_read(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        int expected;
+    } cases[] = {
+        {"{\"verified\": false, \"remaining_attempts\": 4}", 4},
+        {"{\"ssn\": \"x\", \"pin\": {\"locked\": false, \"remaining_attempts\": 6}}", 6},
+        {"{\"error\": {\"code\": \"pin_locked\", \"remaining_attempts\": 0}}", 0},
+        {"{\"verified\": false}", REGISTRY_COUNT_ABSENT},
+        {"{\"ssn\": \"x\", \"pin\": null}", REGISTRY_COUNT_ABSENT},
+        {"{\"ssn\": \"x\", \"pin\": {\"locked\": false}}", REGISTRY_COUNT_ABSENT},
+        {"{\"remaining_attempts\": -1}", REGISTRY_COUNT_BAD},
+        {"{\"remaining_attempts\": \"3\"}", REGISTRY_COUNT_BAD},
+        {"{\"remaining_attempts\": 1.5}", REGISTRY_COUNT_BAD},
+        {"{\"remaining_attempts\": 100000}", REGISTRY_COUNT_BAD},
+        {"{\"pin\": 3}", REGISTRY_COUNT_BAD},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *body = json_loads(cases[i].json, 0, NULL);
+        assert_non_null(body);
+        assert_int_equal(registry_pin_remaining(body), cases[i].expected);
+        json_decref(body);
+    }
+    assert_int_equal(registry_pin_remaining(NULL), REGISTRY_COUNT_ABSENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -888,6 +919,7 @@ int main(void)
         cmocka_unit_test_teardown(test_identifiers_escaped_into_one_segment, test_teardown),
         cmocka_unit_test_teardown(test_max_pending_bound, test_teardown),
         cmocka_unit_test(test_bad_options_refused),
+        cmocka_unit_test(test_pin_remaining_read),
         cmocka_unit_test_teardown(test_list_cards_pages_with_token, test_teardown),
         cmocka_unit_test(test_bearer_token_sent),
         cmocka_unit_test_teardown(test_pins_never_logged, test_teardown),
