@@ -118,6 +118,7 @@ static const conf_key keys[] = {
     KEY_INT("workflows", "identify_window_s", 60, 86400, "3600", workflows.identify_window_s),
     KEY_INT("workflows", "identify_max_per_caller", 1, 1000, "10", workflows.identify_max_per_caller),
     KEY_INT("workflows", "identify_max_per_id", 1, 1000, "5", workflows.identify_max_per_id),
+    KEY_INT("workflows", "registry_pin_window_s", 0, 86400, "0", workflows.registry_pin_window_s),
     KEY_INT("workflows", "code_ttl_s", 30, 3600, "300", workflows.code_ttl_s),
     KEY_INT("workflows", "code_tries", 1, 10, "3", workflows.code_tries),
     KEY_INT("workflows", "code_sends", 1, 10, "3", workflows.code_sends),
@@ -492,6 +493,27 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+/* The line `name` of `section` was set on, 0 when it was not. */
+static int line_of(const load_ctx *ctx, const char *section, const char *name)
+{
+    size_t i;
+    return find_key(section, name, &i) ? ctx->set_on[i] : 0;
+}
+
+/* Settings each valid alone but not together. Without the registry's own
+ * PIN count, the per-ID window is all that keeps a guesser from the wrong
+ * PIN that locks a card, and only while the registry has forgotten a wrong
+ * PIN before the gateway has (docs/workflows.md). */
+static void vet_together(load_ctx *ctx)
+{
+    const conf *c = ctx->c;
+    if (c->workflows.registry_pin_window_s > c->workflows.identify_window_s)
+        add_error(ctx, line_of(ctx, "workflows", "registry_pin_window_s"),
+                  "[workflows] identify_window_s (%d) must be at least registry_pin_window_s (%d), "
+                  "or guesses spread over the registry's window lock the card",
+                  c->workflows.identify_window_s, c->workflows.registry_pin_window_s);
+}
+
 int conf_load(const char *path, conf *c, conf_errors *errs)
 {
     load_ctx ctx = {.path = path, .c = c, .errs = errs};
@@ -511,6 +533,7 @@ int conf_load(const char *path, conf *c, conf_errors *errs)
         add_error(&ctx, first_bad, "syntax error");
     else if (first_bad < 0)
         add_error(&ctx, 0, "out of memory while parsing");
+    vet_together(&ctx);
     if (ctx.dropped > 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %zu more errors not shown", path, ctx.dropped);

@@ -108,6 +108,7 @@ typedef struct {
         int identify_window_s;       /* window of the failed-identification counters */
         int identify_max_per_caller; /* failed identifications per caller number per window */
         int identify_max_per_id;     /* failed identifications per citizen ID per window */
+        int registry_pin_window_s;   /* a registry without the PIN count: its lock window, 0 = it sends the count */
         int code_ttl_s;              /* life of an SMS one-time code */
         int code_tries;              /* wrong entries before a code is void */
         int code_sends;              /* codes one session may ask for */

@@ -185,6 +185,16 @@ static void test_out_of_range(void **state)
     assert_int_equal(f->c.http.max_connections, 1024);
 }
 
+static void test_identify_window_shorter_than_registry(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_text(f, "[workflows]\nidentify_window_s = 600\nregistry_pin_window_s = 3600\n"), -1);
+    assert_int_equal(f->errs.count, 1);
+    assert_error(f, 0, 3, "[workflows] identify_window_s (600) must be at least registry_pin_window_s (3600), "
+                          "or guesses spread over the registry's window lock the card");
+    assert_int_equal(load_text(f, "[workflows]\nidentify_window_s = 3600\nregistry_pin_window_s = 3600\n"), 0);
+}
+
 static void test_duplicate_key(void **state)
 {
     fixture *f = *state;
@@ -409,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_errors_collected_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_count_is_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_differs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identify_window_shorter_than_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shipped_config_loads_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shipped_config_documents_every_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_docs_list_every_key, setup, teardown),
