@@ -497,6 +497,16 @@ static void test_verify_unavailable(void **state)
     expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
     assert_int_equal(redis_long(f, "EXISTS", "cl:rl:c:+8613800000001"), 0);
     assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" WANG_ID), 0);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:h:" WANG_ID), 0);
+
+    /* A PIN whose answer never came may have been counted by the registry:
+     * its attempt stays taken and stays in flight until its hold ends. */
+    sim_fault(f, "{\"status\": 503, \"count\": 1, \"path_prefix\": \"/v1/persons/" WANG_ID "/pin-verifications\"}");
+    expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 1);
+    assert_int_equal(redis_long(f, "ZCARD", "cl:rl:h:" WANG_ID), 1);
+    long hold = redis_long(f, "PTTL", "cl:rl:h:" WANG_ID);
+    assert_true(hold > 0 && hold <= 600 * 1000);
 
     /* Limits not configured: refused rather than unlimited. */
     handler_limits kept = f->env.limits;
