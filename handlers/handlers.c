@@ -37,6 +37,7 @@ static const handler_result verify_results[] = {
     {"locked", NULL},
     {"not_found", NULL},
     {"rate_limited", NULL},   /* too many failed identifications from this number or for this ID */
+    {"last_attempt", NULL},   /* one more wrong PIN would lock the card: not asked for */
     {"wrong_sender", NULL},   /* SMS: the sender is not the person's registered mobile */
     {"unavailable", NULL},
     {NULL, NULL},

@@ -13,10 +13,13 @@
  *      The person carries the registry's own count of PIN attempts left:
  *      0 → `locked`; otherwise the PIN is sent only if every attempt in
  *      flight for this ID (this one included) could still be wrong without
- *      the card locking, else `rate_limited` — so the gateway never makes
- *      the guess that would lock the card, whatever its own window says and
+ *      the card locking, else `last_attempt` (one attempt left) or
+ *      `rate_limited` (racing attempts) — so the gateway never makes the
+ *      guess that would lock the card, whatever its own window says and
  *      however many guesses arrive at once;
- *   3. the PIN (POST pin-verifications), mapped onto the results.
+ *   3. the PIN (POST pin-verifications), mapped onto the results; a wrong
+ *      PIN that leaves no try ends in `rate_limited` or `last_attempt`
+ *      rather than `wrong_pin` (settle_wrong_pin).
  *
  * Taking first makes racing attempts see distinct counts: of 40 sent at
  * once only the limit's worth reach the registry. A registry without the
@@ -82,6 +85,7 @@ typedef struct {
     char caller_key[IDENTIFY_KEY_MAX];  /* cl:rl:c:{caller} */
     char id_key[IDENTIFY_KEY_MAX];      /* cl:rl:i:{id} */
     char held_key[IDENTIFY_KEY_MAX];    /* cl:rl:h:{id}, the attempts in flight */
+    long long by_caller;                /* the caller's count after this attempt's take */
     long long by_id;                    /* the ID's count after this attempt's take */
     long long in_flight;                /* attempts held for this ID, this one included */
     char *mobile;                       /* the person's registered mobile, "" if none */
@@ -143,16 +147,29 @@ static json_t *ok_vars(const identify *v, json_t *body)
                      "mobile", v->mobile);
 }
 
-/* The tries left as the registry counts them; from a registry without the
- * count, the ones our own limit still lets through. */
-static json_t *wrong_pin_vars(const identify *v, json_t *body)
+/* What a wrong PIN leaves the caller: the tries this gateway will still
+ * send, the fewest of what our own limits allow and the registry's count
+ * less the attempt it never spends. None left ends the identification
+ * here rather than asking for a PIN that would only be refused; when the
+ * registry's count is what ran out, waiting will not bring tries back, so
+ * the caller hears `last_attempt`, not `rate_limited`. */
+static void settle_wrong_pin(identify *v, json_t *body)
 {
+    const handler_limits *l = &handler_env_of(v->call)->limits;
+    long long left = l->identify_max_per_id - v->by_id;
+    if (l->identify_max_per_caller - v->by_caller < left)
+        left = l->identify_max_per_caller - v->by_caller;
     int remaining = registry_pin_remaining(body);
-    long long left = remaining >= 0 ? remaining
-                                    : handler_env_of(v->call)->limits.identify_max_per_id - v->by_id;
+    bool registry_spent = remaining >= 0 && remaining - 1 <= left;
+    if (registry_spent)
+        left = remaining - 1;
+    if (left <= 0) {
+        identify_settle(v, KEEP_COUNTED, registry_spent ? "last_attempt" : "rate_limited", NULL);
+        return;
+    }
     char n[24];
-    snprintf(n, sizeof n, "%lld", left > 0 ? left : 0);
-    return json_pack("{s:s}", "attempts_left", n);
+    snprintf(n, sizeof n, "%lld", left);
+    identify_settle(v, KEEP_COUNTED, "wrong_pin", json_pack("{s:s}", "attempts_left", n));
 }
 
 static bool well_formed_reply(json_t *body)
@@ -183,7 +200,7 @@ static void on_verified(const registry_result *r, void *arg)
         else if (json_is_true(json_object_get(r->body, "locked")))
             identify_settle(v, KEEP_COUNTED, "locked", NULL);
         else
-            identify_settle(v, KEEP_COUNTED, "wrong_pin", wrong_pin_vars(v, r->body));
+            settle_wrong_pin(v, r->body);
         return;
     case REGISTRY_LOCKED:
         identify_settle(v, KEEP_COUNTED, "locked", NULL);
@@ -258,7 +275,7 @@ static void on_person(const registry_result *r, void *arg)
         log_info("identify.rate_limited", "by=registry attempts_left=%d in_flight=%lld caller=%s id=%s",
                  remaining, v->in_flight, mask_phone(handler_caller(c)).s,
                  mask_id(handler_arg(c, "id")).s);
-        identify_settle(v, KEEP_COUNTED, "rate_limited", NULL);
+        identify_settle(v, KEEP_COUNTED, remaining <= 1 ? "last_attempt" : "rate_limited", NULL);
         return;
     }
     verify_pin(v);
@@ -322,6 +339,7 @@ static void on_caller_taken(store_status st, long long count, void *arg)
         rate_limited(v, "caller");
         return;
     }
+    v->by_caller = count;
     store_count_take(env->store, v->id_key, env->limits.identify_window_s, on_id_taken, v);
 }
 

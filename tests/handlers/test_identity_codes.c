@@ -400,7 +400,8 @@ static void test_verify_every_result(void **state)
 
     o = verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WRONG_PIN);
     assert_string_equal(o.result, "wrong_pin");
-    assert_string_equal(var(&o, "attempts_left"), "5");
+    /* The registry's 5 less the one the gateway never spends. */
+    assert_string_equal(var(&o, "attempts_left"), "4");
     outcome_free(&o);
 
     expect_verify(f, CHANNEL_VOICE, "13800000005", CHEN_ID, "314159", "locked");
@@ -454,7 +455,8 @@ static void test_rate_limited_by_id(void **state)
     f->env.limits.identify_max_per_caller = 100;
     expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN, "wrong_pin");
     expect_verify(f, CHANNEL_USSD, "13900000002", WANG_ID, "222222", "wrong_pin");
-    expect_verify(f, CHANNEL_VOICE, "sip-user-3", WANG_ID, "333333", "wrong_pin");
+    /* The wrong PIN that uses the last try ends the identification. */
+    expect_verify(f, CHANNEL_VOICE, "sip-user-3", WANG_ID, "333333", "rate_limited");
     assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 3);
     assert_int_equal(redis_long(f, "GET", "cl:rl:c:sip-user-3"), 1);
 
@@ -531,8 +533,8 @@ static void test_verify_unavailable(void **state)
 #define WANG_CARD "A10000001"
 
 typedef struct {
-    int wrong_pin;      /* guesses the registry judged */
-    int rate_limited;   /* guesses stopped by the gateway */
+    int wrong_pin;      /* guesses answered "wrong, try again" */
+    int stopped;        /* guesses that ended in a limit, sent or not */
     int other;          /* anything else (locked would be one) */
 } tally;
 
@@ -567,8 +569,8 @@ static tally race(fixture *f, const char *id, int n)
         assert_int_equal(o[i].calls, 1);
         if (!strcmp(o[i].result, "wrong_pin"))
             t.wrong_pin++;
-        else if (!strcmp(o[i].result, "rate_limited"))
-            t.rate_limited++;
+        else if (!strcmp(o[i].result, "rate_limited") || !strcmp(o[i].result, "last_attempt"))
+            t.stopped++;
         else
             t.other++;
         outcome_free(&o[i]);
@@ -632,7 +634,7 @@ static void test_race_stops_at_the_limit(void **state)
     tally t = race(f, WANG_ID, RACE_MAX);
     assert_int_equal(t.other, 0);
     assert_true(t.wrong_pin <= 5);
-    assert_int_equal(t.wrong_pin + t.rate_limited, RACE_MAX);
+    assert_int_equal(t.wrong_pin + t.stopped, RACE_MAX);
     assert_true(sim_stat(f, "applied.pin_verifications") - checks <= 5);
     assert_int_equal(card_status(f, WANG_CARD), 1);
     assert_int_equal(redis_long(f, "EXISTS", "cl:rl:h:" WANG_ID), 0); /* nothing left in flight */
@@ -671,19 +673,20 @@ static void test_lapsed_window_keeps_the_card(void **state)
     f->env.limits.identify_max_per_caller = 100;
     f->env.limits.identify_max_per_id = 5;
     const char *wrong[] = {"111111", "222222", "333333", "444444", "555555"};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 4; i++)
         expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, wrong[i], "wrong_pin");
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, wrong[4], "last_attempt");
     expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, "666666", "rate_limited");
     wait_expired(f, "cl:rl:i:" WANG_ID);
     wait_expired(f, "cl:rl:c:+8613900000001");
 
     long checks = sim_stat(f, "applied.pin_verifications");
-    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, "777777", "rate_limited");
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, "777777", "last_attempt");
     assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
     assert_int_equal(card_status(f, WANG_CARD), 1);
     /* With one attempt left only a counter can reset the count: the gateway
      * does not risk even the right PIN. */
-    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, WANG_PIN, "rate_limited");
+    expect_verify(f, CHANNEL_USSD, "13900000001", WANG_ID, WANG_PIN, "last_attempt");
     assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
     assert_true(logged(f, "by=registry"));
     assert_no_secrets(f);
@@ -699,12 +702,10 @@ static void test_registry_count_is_followed(void **state)
     for (int i = 0; i < 4; i++)
         wrong_pin_elsewhere(f, WANG_ID, i);
 
-    outcome o = verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN);
-    assert_string_equal(o.result, "wrong_pin");
-    assert_string_equal(var(&o, "attempts_left"), "1");
-    outcome_free(&o);
+    /* Two left: this wrong one leaves the one the gateway never spends. */
+    expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, WRONG_PIN, "last_attempt");
     long checks = sim_stat(f, "applied.pin_verifications");
-    expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, "222222", "rate_limited");
+    expect_verify(f, CHANNEL_VOICE, "13900000001", WANG_ID, "222222", "last_attempt");
     assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
     assert_int_equal(card_status(f, WANG_CARD), 1);
     assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 2);
