@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -513,6 +514,105 @@ static void test_garbage(void **state)
     assert_dtmf_call(t);
 }
 
+/* The datagram of issue 13 ------------------------------------------------------*/
+
+#define RSS_GROWTH_KIB (20 * 1024) /* what one refused INVITE may cost, with room */
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* The SIP status of the first final answer to what `fd` sent, or -1 after
+ * WAIT_MS. The sofia-sip parser loop this guards against grows the process
+ * by hundreds of MB a second and never answers: once the process is
+ * RSS_GROWTH_KIB past `base_kib` the run ends here, before the machine
+ * runs out of memory (stopping the SIP thread would wait on the loop). */
+static int final_status(int fd, long base_kib)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (th_now_ms() < deadline) {
+        long grown = rss_kib() - base_kib;
+        if (grown > RSS_GROWTH_KIB) {
+            fprintf(stderr, "the SIP stack grew by %ld KiB on one datagram\n", grown);
+            _exit(1);
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20) != 1)
+            continue;
+        char buf[2048];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        int status;
+        if (n > 0 && (buf[n] = '\0', sscanf(buf, "SIP/2.0 %d", &status) == 1) && status >= 200)
+            return status;
+    }
+    return -1;
+}
+
+/* Sends an INVITE whose SDP has an unknown protocol and then a format that
+ * is not a token, from `source`, and returns the final status. */
+static int send_issue_13_invite(ctx *t, const char *source, int n)
+{
+    static const char sdp[] = "v=0\r\n"
+                              "o=- 1 1 IN IP4 127.0.0.2\r\n"
+                              "s=-\r\n"
+                              "c=IN IP4 127.0.0.2\r\n"
+                              "t=0 0\r\n"
+                              "m=audio 40000 X 8 <a>\r\n";
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET};
+    inet_pton(AF_INET, source, &local.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
+    socklen_t len = sizeof local;
+    getsockname(fd, (struct sockaddr *)&local, &len);
+    int lport = ntohs(local.sin_port);
+    char msg[1024];
+    int size = snprintf(msg, sizeof msg,
+                        "INVITE sip:5555@127.0.0.1:%d SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-issue13-%d\r\n"
+                        "Max-Forwards: 70\r\n"
+                        "From: <sip:13800000009@%s>;tag=x%d\r\n"
+                        "To: <sip:5555@127.0.0.1>\r\n"
+                        "Call-ID: issue13-%d@%s\r\n"
+                        "CSeq: 1 INVITE\r\n"
+                        "Contact: <sip:13800000009@%s:%d>\r\n"
+                        "Content-Type: application/sdp\r\n"
+                        "Content-Length: %zu\r\n\r\n%s",
+                        t->port, source, lport, n, source, n, n, source, source, lport,
+                        strlen(sdp), sdp);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    long base = rss_kib();
+    assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
+    int status = final_status(fd, base);
+    close(fd);
+    long grown = rss_kib() - base;
+    fprintf(stderr, "[ issue 13 INVITE from %s: %d, RSS %+ld KiB ]\n", source, status, grown);
+    assert_true(grown < RSS_GROWTH_KIB);
+    return status;
+}
+
+/* From a stranger the INVITE is refused before its SDP is read; from a
+ * trunk the SDP check refuses it. The stack answers calls afterwards. */
+static void test_issue_13_datagram(void **state)
+{
+    ctx *t = *state;
+    assert_int_equal(send_issue_13_invite(t, "127.0.0.2", 1), 403);
+    assert_int_equal(send_issue_13_invite(t, "127.0.0.1", 2), 400);
+    assert_int_equal(t->nev, 0);
+    t->hangup_after = "5#";
+    run_call(t, "uac_dtmf.xml", "u1", 1);
+    assert_dtmf_call(t);
+}
+
 /* Stop with one call up and one unanswered: BYE and 503 go out, and no
  * event reaches the callback once stop has returned. */
 static void test_stop_ends_calls(void **state)
@@ -570,6 +670,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issue_13_datagram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_ends_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
     };
