@@ -521,18 +521,35 @@ static void copy_user(char *out, size_t size, const url_t *url)
     snprintf(out, size, "%s", url && url->url_user ? url->url_user : "");
 }
 
-/* The caller: the first P-Asserted-Identity with a user (sip: or tel:)
- * when the source is trusted to assert one (RFC 3325), else From's user. */
+/* The user of the first P-Asserted-Identity that has one (sip: or tel:).
+ * nta's parser leaves the header unknown; its value is parsed here. */
+static bool copy_asserted_user(const sip_t *sip, char *out, size_t size)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    bool found = false;
+    for (const sip_unknown_t *u = sip->sip_unknown; u && !found; u = u->un_next) {
+        if (u->un_name == NULL || u->un_value == NULL ||
+            strcasecmp(u->un_name, "P-Asserted-Identity") != 0)
+            continue;
+        for (const sip_p_asserted_identity_t *pai = sip_p_asserted_identity_make(home, u->un_value);
+             pai && !found; pai = pai->paid_next)
+            if (pai->paid_url->url_user && *pai->paid_url->url_user) {
+                copy_user(out, size, pai->paid_url);
+                found = true;
+            }
+    }
+    su_home_deinit(home);
+    return found;
+}
+
+/* The caller: P-Asserted-Identity's user when the source is trusted to
+ * assert one (RFC 3325), else From's user. */
 static void copy_caller(const voice_sip *s, const sip_t *sip, const struct sockaddr *src,
                         char *out, size_t size)
 {
-    if (trunk_listed(s->pai_trunks, s->opt.n_pai_trunks, src))
-        for (const sip_p_asserted_identity_t *pai = sip_p_asserted_identity(sip); pai;
-             pai = pai->paid_next)
-            if (pai->paid_url->url_user && *pai->paid_url->url_user) {
-                copy_user(out, size, pai->paid_url);
-                return;
-            }
+    if (trunk_listed(s->pai_trunks, s->opt.n_pai_trunks, src) &&
+        copy_asserted_user(sip, out, size))
+        return;
     copy_user(out, size, sip->sip_from ? sip->sip_from->a_url : NULL);
 }
 

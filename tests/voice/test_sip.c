@@ -2,7 +2,10 @@
  * answers with DTMF by INFO over UDP and TCP, transfers (accepted, refused,
  * unanswered), refusals decided by the thread (source, cap, codec, bad or
  * missing SDP) and by the test (404), hold by re-INVITE, CANCEL, the
- * caller's BYE, garbage on the SIP port, and stop with calls in progress. Each case runs one or two sipp processes with
+ * caller's BYE, garbage on the SIP port, the issue 13 datagram (from a
+ * stranger and from a trunk, with the memory it cost), the caller taken
+ * from P-Asserted-Identity on a trusted trunk only, the liveness ping of a
+ * frozen thread, and stop with calls in progress. Each case runs one or two sipp processes with
  * `-m 1 -timeout 10s -timeout_error` and asserts on sipp's exit code and on
  * the events the test's callback received, in order. */
 #include <setjmp.h>
@@ -261,13 +264,22 @@ static void run_call(ctx *t, const char *scenario, const char *transport, int en
 
 /* Fixtures -----------------------------------------------------------------------*/
 
-static voice_sip *start_sip(ctx *t, const char *trunk, int max_calls)
+#define PING_MS 50                 /* the fixture's liveness ping */
+
+/* One trunk, trusted for P-Asserted-Identity when `pai`. */
+static voice_sip *start_sip_pai(ctx *t, const char *trunk, int max_calls, bool pai)
 {
     const char *trunks[] = {trunk};
     voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = t->port, .trunks = trunks,
-                             .n_trunks = 1, .max_calls = max_calls, .session_expires_s = 1800,
-                             .refer_timeout_ms = 500};
+                             .n_trunks = 1, .pai_trunks = trunks, .n_pai_trunks = pai,
+                             .max_calls = max_calls, .session_expires_s = 1800,
+                             .refer_timeout_ms = 500, .ping_interval_ms = PING_MS};
     return voice_sip_start(t->base, &opt, on_event, t);
+}
+
+static voice_sip *start_sip(ctx *t, const char *trunk, int max_calls)
+{
+    return start_sip_pai(t, trunk, max_calls, false);
 }
 
 static int setup(void **state)
@@ -608,9 +620,49 @@ static void test_issue_13_datagram(void **state)
     assert_int_equal(send_issue_13_invite(t, "127.0.0.2", 1), 403);
     assert_int_equal(send_issue_13_invite(t, "127.0.0.1", 2), 400);
     assert_int_equal(t->nev, 0);
+    assert_int_equal(voice_sip_refused(t->sip, VOICE_SIP_REFUSED_SOURCE), 1);
+    assert_int_equal(voice_sip_refused(t->sip, VOICE_SIP_REFUSED_BAD_SDP), 1);
+    assert_string_equal(voice_sip_refusal_name(VOICE_SIP_REFUSED_BAD_SDP), "bad_sdp");
     t->hangup_after = "5#";
     run_call(t, "uac_dtmf.xml", "u1", 1);
     assert_dtmf_call(t);
+}
+
+/* P-Asserted-Identity names the caller only on a trunk trusted for it. */
+static void test_pai_trusted(void **state)
+{
+    ctx *t = *state;
+    voice_sip_stop(t->sip);
+    t->sip = start_sip_pai(t, "127.0.0.1", 10, true);
+    assert_non_null(t->sip);
+    run_call(t, "uac_pai.xml", "u1", 1);
+    assert_string_equal(sequence(t), "IEX");
+    assert_string_equal(nth(t, VOICE_SIP_INCOMING, 0)->from_user, "+8613800000077");
+}
+
+static void test_pai_untrusted(void **state)
+{
+    ctx *t = *state;
+    run_call(t, "uac_pai.xml", "u1", 1);
+    assert_string_equal(sequence(t), "IEX");
+    assert_string_equal(nth(t, VOICE_SIP_INCOMING, 0)->from_user, "13800000001");
+}
+
+static bool alive_is(ctx *t, void *arg)
+{
+    return voice_sip_alive(t->sip) == *(bool *)arg;
+}
+
+/* A thread that stops answering pings is reported, and recovers. */
+static void test_liveness(void **state)
+{
+    ctx *t = *state;
+    bool want = false;
+    assert_true(voice_sip_alive(t->sip));
+    voice_sip_freeze(t->sip, 20 * PING_MS);
+    assert_true(run_until(t, alive_is, &want, WAIT_MS));
+    want = true;
+    assert_true(run_until(t, alive_is, &want, WAIT_MS));
 }
 
 /* Stop with one call up and one unanswered: BYE and 503 go out, and no
@@ -637,11 +689,15 @@ static void test_stop_ends_calls(void **state)
 static void test_bad_options(void **state)
 {
     ctx *t = *state;
-    const char *trunks[] = {"not-an-address"};
+    const char *trunks[] = {"not-an-address"}, *pai[] = {"127.0.0.2"};
     voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = th_free_port(), .trunks = trunks,
                              .n_trunks = 1, .max_calls = 1, .session_expires_s = 1800,
                              .refer_timeout_ms = 500};
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
+    trunks[0] = "127.0.0.1";
+    opt.pai_trunks = pai, opt.n_pai_trunks = 1; /* not a trunk */
+    assert_null(voice_sip_start(t->base, &opt, on_event, t));
+    opt.n_pai_trunks = 0;
     trunks[0] = "127.0.0.1";
     opt.session_expires_s = 30;
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
@@ -671,6 +727,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issue_13_datagram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pai_trusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pai_untrusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_liveness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_ends_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
     };
