@@ -157,6 +157,7 @@ struct voice_sip {
     struct event_base *base;       /* the main loop */
     voice_sip_options opt;         /* limits (string fields point into this struct) */
     char bind_addr[64];            /* copy of opt.bind_addr */
+    char rtp_address[64];          /* copy of opt.rtp_address, or of bind_addr */
     trunk trunks[VOICE_SIP_MAX_TRUNKS]; /* allowed INVITE sources */
     trunk pai_trunks[VOICE_SIP_MAX_TRUNKS]; /* trunks trusted for P-Asserted-Identity */
     voice_sip_event_fn *fn;        /* event callback */
@@ -452,7 +453,7 @@ static const char *answer_mode(int offered)
 /* Our SDP for the call, its o= version one higher than the last. */
 static void build_answer_sdp(const voice_sip *s, call *c, char *out, size_t size)
 {
-    const char *ip = strchr(s->bind_addr, ':') ? "IP6" : "IP4";
+    const char *ip = strchr(s->rtp_address, ':') ? "IP6" : "IP4";
     const answer *a = &c->ours;
     c->ours.version++;
     int n = snprintf(out, size,
@@ -462,7 +463,7 @@ static void build_answer_sdp(const voice_sip *s, call *c, char *out, size_t size
                      "c=IN %s %s\r\n"
                      "t=0 0\r\n"
                      "m=audio %d RTP/AVP %d",
-                     c->id, a->version, ip, s->bind_addr, ip, s->bind_addr, a->rtp_port, a->pt);
+                     c->id, a->version, ip, s->rtp_address, ip, s->rtp_address, a->rtp_port, a->pt);
     if (a->dtmf_pt >= 0)
         n += snprintf(out + n, size - (size_t)n, " %d", a->dtmf_pt);
     n += snprintf(out + n, size - (size_t)n, "\r\na=rtpmap:%d %s/8000\r\n", a->pt,
@@ -1102,6 +1103,7 @@ static bool port_bindable(const char *addr, int port)
 static bool options_valid(const voice_sip_options *opt)
 {
     return opt->bind_addr && *opt->bind_addr && strlen(opt->bind_addr) < 64 &&
+           (opt->rtp_address == NULL || strlen(opt->rtp_address) < 64) &&
            opt->port > 0 && opt->port < 65536 && opt->n_trunks <= VOICE_SIP_MAX_TRUNKS &&
            (opt->n_trunks == 0 || opt->trunks) && opt->n_pai_trunks <= VOICE_SIP_MAX_TRUNKS &&
            (opt->n_pai_trunks == 0 || opt->pai_trunks) && opt->max_calls > 0 &&
@@ -1163,6 +1165,9 @@ static voice_sip *module_new(struct event_base *base, const voice_sip_options *o
     s->opt = *opt;
     snprintf(s->bind_addr, sizeof s->bind_addr, "%s", opt->bind_addr);
     s->opt.bind_addr = s->bind_addr;
+    snprintf(s->rtp_address, sizeof s->rtp_address, "%s",
+             opt->rtp_address && *opt->rtp_address ? opt->rtp_address : opt->bind_addr);
+    s->opt.rtp_address = s->rtp_address;
     s->opt.trunks = NULL;
     s->opt.pai_trunks = NULL;
     if (s->opt.ping_interval_ms == 0)

@@ -44,6 +44,7 @@ typedef enum {
 
 typedef struct {
     const char *bind_addr;       /* address to listen on (and put in Contact) */
+    const char *rtp_address;     /* address our SDP gives for RTP; NULL for bind_addr */
     int port;                    /* SIP port, UDP and TCP */
     const char *const *trunks;   /* source addresses allowed to INVITE (IP literals) */
     size_t n_trunks;             /* entries in trunks, at most VOICE_SIP_MAX_TRUNKS */
