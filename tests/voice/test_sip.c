@@ -612,6 +612,37 @@ static int send_issue_13_invite(ctx *t, const char *source, int n)
     return status;
 }
 
+/* A message past VOICE_SIP_MAX_MESSAGE is not taken in: nta refuses an
+ * INVITE from the trunk padded with a large header with 413 (without the
+ * limit it would reach the thread and get 488 for its missing offer). */
+static void test_oversized_message(void **state)
+{
+    ctx *t = *state;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
+    socklen_t len = sizeof local;
+    getsockname(fd, (struct sockaddr *)&local, &len);
+    static char msg[VOICE_SIP_MAX_MESSAGE + 4096];
+    char pad[VOICE_SIP_MAX_MESSAGE + 1];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    int size = snprintf(msg, sizeof msg,
+                        "INVITE sip:5555@127.0.0.1:%d SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-big\r\n"
+                        "Max-Forwards: 70\r\nFrom: <sip:1@127.0.0.1>;tag=b\r\n"
+                        "To: <sip:5555@127.0.0.1>\r\nCall-ID: big@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+                        "X-Pad: %s\r\nContent-Length: 0\r\n\r\n",
+                        t->port, ntohs(local.sin_port), pad);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
+    int status = final_status(fd, rss_kib());
+    close(fd);
+    assert_int_equal(status, 413);
+    assert_int_equal(t->nev, 0);
+}
+
 /* From a stranger the INVITE is refused before its SDP is read; from a
  * trunk the SDP check refuses it. The stack answers calls afterwards. */
 static void test_issue_13_datagram(void **state)
@@ -727,6 +758,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_issue_13_datagram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pai_trusted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pai_untrusted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_liveness, setup, teardown),
