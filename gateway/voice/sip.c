@@ -19,7 +19,7 @@
  * acceptable here); a body of another type 415; SDP refused by the check
  * or the parser 400 (a malformed request, RFC 3261 21.4.1).
  *
- * Limits: messages above VOICE_SIP_MAX_MESSAGE bytes are dropped by nta,
+ * Limits: messages above VOICE_SIP_MAX_MESSAGE bytes are refused by nta (413),
  * server transactions in progress and queued outgoing messages are capped,
  * a TCP peer's half-sent message times out; calls are capped by max_calls.
  * Liveness: the main loop pings the thread through su_msg and watches for
