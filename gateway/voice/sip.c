@@ -1,9 +1,10 @@
 /* sip — the SIP thread: a sofia-sip nua stack on a su_root of its own, the
  * table of calls it holds, the checks that refuse INVITEs without asking
- * the main loop, SDP parsing of offers, and the two queues across the
- * thread boundary (events out through a locked list and an eventfd the
- * main loop reads, actions in through su_msg). The main loop never touches nua; the thread
- * never touches the caller's data except through voice_sip_event copies.
+ * the main loop, checking and parsing offers and writing our answers, the
+ * liveness ping, and the two queues across the thread boundary (events out
+ * through a locked list and an eventfd the main loop reads, actions in
+ * through su_msg). The main loop never touches nua; the thread never
+ * touches the caller's data except through voice_sip_event copies.
  *
  * SDP: nua runs without soa (NUTAG_MEDIA_ENABLE(0)), so no SDP is parsed
  * before this file decides: an INVITE from a source that is not a trunk is
@@ -81,7 +82,6 @@ struct action;
 #define MIN_SE_S 90                /* RFC 4028 minimum we accept */
 #define PING_MISSES 3              /* unanswered ping intervals that make the thread dead */
 #define OUT_QUEUE 64               /* messages queued for one transport connection */
-#define TCP_IDLE_MS 300000         /* a TCP connection carrying nothing is closed */
 #define TCP_PARTIAL_MS 10000       /* a TCP message not complete by then is dropped */
 #define MAX_FREEZE_MS 60000        /* longest voice_sip_freeze */
 
@@ -1021,7 +1021,6 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       NTATAG_MAXSIZE(VOICE_SIP_MAX_MESSAGE),
                       NTATAG_MAX_PROCEEDING((usize_t)s->opt.max_calls * 2 + 64),
                       TPTAG_QUEUESIZE(OUT_QUEUE),
-                      TPTAG_IDLE(TCP_IDLE_MS),
                       TPTAG_TIMEOUT(TCP_PARTIAL_MS),
                       NUTAG_SESSION_TIMER((unsigned)s->opt.session_expires_s),
                       NUTAG_MIN_SE(MIN_SE_S),
