@@ -1023,6 +1023,10 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       TPTAG_QUEUESIZE(OUT_QUEUE),
                       TPTAG_TIMEOUT(TCP_PARTIAL_MS),
                       NUTAG_SESSION_TIMER((unsigned)s->opt.session_expires_s),
+                      /* Without soa a refresh re-INVITE of ours would carry no
+                       * offer: the caller refreshes, or we refresh by UPDATE. */
+                      NUTAG_SESSION_REFRESHER(nua_remote_refresher),
+                      NUTAG_UPDATE_REFRESH(1),
                       NUTAG_MIN_SE(MIN_SE_S),
                       SIPTAG_SUPPORTED_STR("timer"),
                       SIPTAG_USER_AGENT_STR("cardline"),
