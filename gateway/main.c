@@ -56,6 +56,8 @@ typedef struct {
     int draining;               /* listeners still draining after a stop signal */
     char trunks[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] trunks, split */
     const char *trunk_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into trunks, for voice_sip_options */
+    char pai[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] pai_trunks, split */
+    const char *pai_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into pai */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
     struct event *log_timer;    /* writes the held log lines every [log] flush_ms */
     bool stopping;              /* a stop signal arrived */
@@ -326,22 +328,28 @@ static bool start_sms_out(gateway *gw)
     return true;
 }
 
-/* Splits "[voice] trunks" (commas, spaces allowed) into gw->trunks. */
-static size_t trunks_from(gateway *gw, const char *list)
+/* Splits a list of trunk addresses (commas, spaces allowed) into `text`,
+ * with `ptrs` pointing at each. */
+static size_t trunks_from(const char *list, char text[][64], const char **ptrs)
 {
     size_t n = 0;
     const char *p = list ? list : "";
     while (*p && n < VOICE_SIP_MAX_TRUNKS) {
         p += strspn(p, ", ");
         size_t len = strcspn(p, ", ");
-        if (len > 0 && len < sizeof gw->trunks[n]) {
-            snprintf(gw->trunks[n], sizeof gw->trunks[n], "%.*s", (int)len, p);
-            gw->trunk_list[n] = gw->trunks[n];
+        if (len > 0 && len < 64) {
+            snprintf(text[n], 64, "%.*s", (int)len, p);
+            ptrs[n] = text[n];
             n++;
         }
         p += len;
     }
     return n;
+}
+
+static bool voice_up(const void *v)
+{
+    return voice_alive(v);
 }
 
 static bool start_voice(gateway *gw)
@@ -354,9 +362,12 @@ static bool start_voice(gateway *gw)
         .store = runtime_store(gw->rt),
         .sip = {
             .bind_addr = c->voice.listen.host,
+            .rtp_address = c->voice.rtp_address,
             .port = c->voice.listen.port,
             .trunks = gw->trunk_list,
-            .n_trunks = trunks_from(gw, c->voice.trunks),
+            .n_trunks = trunks_from(c->voice.trunks, gw->trunks, gw->trunk_list),
+            .pai_trunks = gw->pai_list,
+            .n_pai_trunks = trunks_from(c->voice.pai_trunks, gw->pai, gw->pai_list),
             .max_calls = c->voice.max_calls,
             .session_expires_s = c->voice.session_expires_s,
             .refer_timeout_ms = c->voice.refer_timeout_ms,
@@ -428,6 +439,8 @@ static bool start_modules(gateway *gw)
         return false;
     gw->ops = ops_new(gw->base, gw->http, runtime_store(gw->rt), runtime_registry(gw->rt),
                       gw->conf->registry.health_interval_ms);
+    if (gw->ops && gw->voice)
+        ops_watch(gw->ops, "voice", voice_up, gw->voice);
     gw->log_timer = event_new(gw->base, -1, EV_PERSIST, on_log_flush, NULL);
     return gw->ops != NULL && gw->log_timer != NULL && apply_log(gw->conf, gw) == 0 &&
            reload_register("log", apply_log, gw) == 0 &&

@@ -23,6 +23,12 @@ struct ops {
     metrics_series *uptime;           /* cardline_uptime_seconds */
     metrics_series *redis_up;         /* cardline_dependency_up{dependency="redis"} */
     metrics_series *registry_up_gauge;/* cardline_dependency_up{dependency="registry"} */
+    struct {
+        const char *name;             /* its key in /healthz */
+        ops_up_fn *up;                /* asked on each request */
+        const void *arg;              /* its argument */
+    } watches[OPS_MAX_WATCHES];       /* parts added with ops_watch */
+    size_t n_watches;                 /* entries in watches */
 };
 
 static const char dependency_help[] = "1 when the dependency is reachable, else 0";
@@ -76,21 +82,41 @@ static bool redis_state(ops *o)
     return up;
 }
 
+bool ops_watch(ops *o, const char *name, ops_up_fn *up, const void *arg)
+{
+    if (o->n_watches == OPS_MAX_WATCHES)
+        return false;
+    o->watches[o->n_watches].name = name;
+    o->watches[o->n_watches].up = up;
+    o->watches[o->n_watches].arg = arg;
+    o->n_watches++;
+    return true;
+}
+
+/* Records one part's state in the body, and in `down` when it is down. */
+static bool report_part(json_t *body, json_t *down, const char *name, bool up)
+{
+    json_object_set_new(body, name, json_string(up ? "up" : "down"));
+    if (!up)
+        json_array_append_new(down, json_string(name));
+    return up;
+}
+
 static void serve_health(httpd_request *req, void *arg)
 {
     ops *o = arg;
-    bool redis = redis_state(o), reg = o->registry_up;
-    json_t *body = json_pack("{s:s,s:s,s:s}", "status", redis && reg ? "ok" : "unavailable",
-                             "redis", redis ? "up" : "down", "registry", reg ? "up" : "down");
-    if (!(redis && reg)) {
-        json_t *down = json_array();
-        if (!redis)
-            json_array_append_new(down, json_string("redis"));
-        if (!reg)
-            json_array_append_new(down, json_string("registry"));
+    json_t *body = json_pack("{s:s}", "status", "ok"), *down = json_array();
+    bool ok = report_part(body, down, "redis", redis_state(o));
+    ok &= report_part(body, down, "registry", o->registry_up);
+    for (size_t i = 0; i < o->n_watches; i++)
+        ok &= report_part(body, down, o->watches[i].name, o->watches[i].up(o->watches[i].arg));
+    if (ok) {
+        json_decref(down);
+    } else {
+        json_object_set_new(body, "status", json_string("unavailable"));
         json_object_set_new(body, "down", down);
     }
-    httpd_reply_json(req, redis && reg ? 200 : 503, body);
+    httpd_reply_json(req, ok ? 200 : 503, body);
 }
 
 /* /metrics ----------------------------------------------------------------------*/

@@ -1,5 +1,6 @@
 /* ops — the operations endpoints on an httpd listener: GET /healthz (is the
- * gateway able to serve: Redis connected, registry answering) and GET
+ * gateway able to serve: Redis connected, registry answering, and each part
+ * watched with ops_watch — voice's SIP thread alive) and GET
  * /metrics (every metrics series plus process gauges, Prometheus text).
  *
  * The registry's state comes from a periodic registry_health() probe whose
@@ -36,5 +37,12 @@ void ops_free(ops *o);
 
 /* The cached result of the last registry probe (false until one succeeded). */
 bool ops_registry_up(const ops *o);
+
+/* Adds a part to /healthz: `up(arg)` is asked on each request (it must be
+ * cheap and not block); false makes the answer 503 naming `name` (a static
+ * string). At most OPS_MAX_WATCHES; false when full. */
+#define OPS_MAX_WATCHES 4
+typedef bool ops_up_fn(const void *arg);
+bool ops_watch(ops *o, const char *name, ops_up_fn *up, const void *arg);
 
 #endif

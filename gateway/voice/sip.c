@@ -1,20 +1,30 @@
 /* sip — the SIP thread: a sofia-sip nua stack on a su_root of its own, the
  * table of calls it holds, the checks that refuse INVITEs without asking
- * the main loop, SDP parsing of offers, and the two queues across the
- * thread boundary (events out through a locked list and an eventfd the
- * main loop reads, actions in through su_msg). The main loop never touches nua; the thread
- * never touches the caller's data except through voice_sip_event copies.
+ * the main loop, checking and parsing offers and writing our answers, the
+ * liveness ping, and the two queues across the thread boundary (events out
+ * through a locked list and an eventfd the main loop reads, actions in
+ * through su_msg). The main loop never touches nua; the thread never
+ * touches the caller's data except through voice_sip_event copies.
  *
- * SDP: soa negotiates the answer from the SDP built by voice_sip_answer
- * (one codec plus telephone-event at the peer's payload type), and nua
- * answers re-INVITEs (hold, new address) from the same SDP by itself:
- * NUTAG_AUTOANSWER(0) is set on the default handle only, which leaves
- * re-INVITEs auto-answered. Offers are parsed here with sdp_parse to report
- * the peer's address, codec and hold state. The codec follows the
- * offerer's order between PCMA and PCMU (RFC 3264 6.1). An INVITE without
+ * SDP: nua runs without soa (NUTAG_MEDIA_ENABLE(0)), so no SDP is parsed
+ * before this file decides: an INVITE from a source that is not a trunk is
+ * refused 403 with its body unread (sofia-sip 1.12.11's sdp_parse can be
+ * made to allocate without end, docs/voice.md). A trunk's offer must pass
+ * sdp_check (sizes, RFC 4566 grammar) before sdp_parse reads it for the
+ * peer's address, codec and direction. The answer is written here: one
+ * codec (PCMA or PCMU, following the offerer's order, RFC 3264 6.1) plus
+ * telephone-event at the peer's payload type, our address and RTP port;
+ * re-INVITEs (hold, new address, refreshes) are answered here with the same
+ * SDP, its o= version one higher, the direction mirrored. An INVITE without
  * SDP gets 488 (no late offers: the request is valid, the session is not
- * acceptable here); SDP that does not parse gets 400 (a malformed request,
- * RFC 3261 21.4.1), from soa itself before the INVITE reaches us.
+ * acceptable here); a body of another type 415; SDP refused by the check
+ * or the parser 400 (a malformed request, RFC 3261 21.4.1).
+ *
+ * Limits: messages above VOICE_SIP_MAX_MESSAGE bytes are refused by nta (413),
+ * server transactions in progress and queued outgoing messages are capped,
+ * a TCP peer's half-sent message times out; calls are capped by max_calls.
+ * Liveness: the main loop pings the thread through su_msg and watches for
+ * the answer (voice_sip_alive).
  *
  * The thread wakes the main loop by writing to an eventfd, so the base
  * needs no evthread locking (which would tax every event of the loop). Call
@@ -54,20 +64,26 @@ struct action;
 #include <sofia-sip/sdp.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
-#include <sofia-sip/soa_tag.h>
+#include <sofia-sip/sip_extra.h>
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_wait.h>
+#include <sofia-sip/tport_tag.h>
 
 #include "log.h"
 #include "mask.h"
 #include "rtp.h"
+#include "sdp_check.h"
 
 #define CALL_BUCKETS 1024          /* hash buckets of the call table */
 #define MAX_SDP 1024               /* bytes of the SDP we answer with */
 #define MAX_TARGET 256             /* bytes of a REFER target */
 #define MAX_SESSION 128            /* bytes of the X-Cardline-Session value */
 #define MIN_SE_S 90                /* RFC 4028 minimum we accept */
+#define PING_MISSES 3              /* unanswered ping intervals that make the thread dead */
+#define OUT_QUEUE 64               /* messages queued for one transport connection */
+#define TCP_PARTIAL_MS 10000       /* a TCP message not complete by then is dropped */
+#define MAX_FREEZE_MS 60000        /* longest voice_sip_freeze */
 
 typedef enum {
     CALL_OFFERED = 0,              /* INCOMING delivered, waiting for answer or reject */
@@ -83,7 +99,16 @@ typedef struct {
     int pt;                        /* RTP_PT_PCMA or RTP_PT_PCMU */
     int dtmf_pt;                   /* telephone-event payload type, or -1 */
     bool hold;                     /* sendonly, inactive or c=0.0.0.0 */
+    int mode;                      /* the stream's direction (sdp_mode_t) as offered */
 } media;
+
+/* What our SDP says, kept to answer re-INVITEs alike. */
+typedef struct {
+    int rtp_port;                  /* our RTP port */
+    int pt;                        /* codec */
+    int dtmf_pt;                   /* telephone-event payload type, or -1 */
+    unsigned version;              /* o= version of the last answer sent */
+} answer;
 
 /* One call, owned by the SIP thread. */
 typedef struct call {
@@ -94,11 +119,12 @@ typedef struct call {
     call_state state;              /* where the dialog is */
     bool tcp;                      /* the INVITE came over TCP: our Contact says so */
     media peer;                    /* the media last reported to the main loop */
+    answer ours;                   /* our side, set by the first answer */
     bool refer_pending;            /* a REFER waits for its outcome */
     su_timer_t *refer_timer;       /* refer_timeout_ms after the REFER, or NULL */
 } call;
 
-typedef enum { A_ANSWER, A_REJECT, A_HANGUP, A_REFER, A_STOP } action_kind;
+typedef enum { A_ANSWER, A_REJECT, A_HANGUP, A_REFER, A_PING, A_FREEZE, A_STOP } action_kind;
 
 /* An action carried from the main loop to the thread in a su_msg. */
 typedef struct action {
@@ -108,6 +134,8 @@ typedef struct action {
     int pt;                        /* A_ANSWER */
     int dtmf_pt;                   /* A_ANSWER */
     int status;                    /* A_REJECT */
+    unsigned ping;                 /* A_PING: the number to echo */
+    int freeze_ms;                 /* A_FREEZE */
     char target[MAX_TARGET];       /* A_REFER: the URI in Refer-To */
     char session[MAX_SESSION];     /* A_REFER: the X-Cardline-Session value */
 } action;
@@ -129,11 +157,19 @@ struct voice_sip {
     struct event_base *base;       /* the main loop */
     voice_sip_options opt;         /* limits (string fields point into this struct) */
     char bind_addr[64];            /* copy of opt.bind_addr */
+    char rtp_address[64];          /* copy of opt.rtp_address, or of bind_addr */
     trunk trunks[VOICE_SIP_MAX_TRUNKS]; /* allowed INVITE sources */
+    trunk pai_trunks[VOICE_SIP_MAX_TRUNKS]; /* trunks trusted for P-Asserted-Identity */
     voice_sip_event_fn *fn;        /* event callback */
     void *arg;                     /* its argument */
     int wake_fd;                   /* eventfd the thread writes when events wait */
     struct event *wake;            /* the main loop's read event on wake_fd */
+
+    /* Main loop only. */
+    struct event *ping_timer;      /* every ping_interval_ms */
+    unsigned ping_sent;            /* number of the last ping sent */
+    int ping_waits;                /* intervals the last ping has gone unanswered */
+    bool alive;                    /* the thread answered in time */
 
     /* Shared between the threads. */
     pthread_mutex_t lock;          /* guards the event queue and the start state */
@@ -142,6 +178,8 @@ struct voice_sip {
     qnode *head, *tail;            /* events for the main loop */
     su_root_t *root;               /* the thread's root, target of actions */
     atomic_int ncalls;             /* calls in the table */
+    atomic_uint pong;              /* the last ping number the thread echoed */
+    atomic_ulong refused[VOICE_SIP_REFUSED_REASONS]; /* refusals by reason */
     pthread_t thread;              /* the SIP thread */
 
     /* SIP thread only. */
@@ -354,6 +392,7 @@ static int parse_offer(const char *body, size_t len, int keep_pt, media *out)
         sdp_mode_t session_mode = sdp_attribute_mode(sdp->sdp_attributes, sdp_sendrecv);
         if (!(m->m_mode & sdp_recvonly) || !(session_mode & sdp_recvonly))
             found.hold = true;
+        found.mode = (int)m->m_mode;
         *out = found;
         result = 0;
         break;
@@ -364,33 +403,81 @@ done:
     return result;
 }
 
+/* Checks and parses an offer body into `out`: 0, or the refusal status
+ * with its reason counted in *why. */
+static int read_offer(const sip_t *sip, int keep_pt, media *out, voice_sip_refusal *why)
+{
+    const sip_payload_t *pl = sip->sip_payload;
+    const sip_content_type_t *ct = sip->sip_content_type;
+    const char *problem = NULL;
+    if (pl == NULL || pl->pl_len == 0) {
+        *why = VOICE_SIP_REFUSED_NO_SDP;
+        return 488;
+    }
+    if (ct == NULL || ct->c_type == NULL || strcasecmp(ct->c_type, "application/sdp") != 0) {
+        *why = VOICE_SIP_REFUSED_CONTENT_TYPE;
+        return 415;
+    }
+    if (!sdp_check(pl->pl_data, pl->pl_len, &problem)) {
+        log_info("sip.bad_sdp", "check=%s", problem);
+        *why = VOICE_SIP_REFUSED_BAD_SDP;
+        return 400;
+    }
+    int status = parse_offer(pl->pl_data, pl->pl_len, keep_pt, out);
+    *why = status == 400 ? VOICE_SIP_REFUSED_BAD_SDP : VOICE_SIP_REFUSED_NO_CODEC;
+    return status;
+}
+
 static bool media_equal(const media *a, const media *b)
 {
     return a->rtp_len == b->rtp_len && memcmp(&a->rtp, &b->rtp, a->rtp_len) == 0 &&
-           a->pt == b->pt && a->dtmf_pt == b->dtmf_pt && a->hold == b->hold;
+           a->pt == b->pt && a->dtmf_pt == b->dtmf_pt && a->hold == b->hold &&
+           a->mode == b->mode;
 }
 
-static void build_answer_sdp(const voice_sip *s, int rtp_port, int pt, int dtmf_pt,
-                             char *out, size_t size)
+/* The answer's direction mirrors the offer's (RFC 3264 6.1). */
+static const char *answer_mode(int offered)
 {
-    const char *ip = strchr(s->bind_addr, ':') ? "IP6" : "IP4";
+    switch (offered) {
+    case sdp_sendonly:
+        return "recvonly";
+    case sdp_recvonly:
+        return "sendonly";
+    case sdp_inactive:
+        return "inactive";
+    default:
+        return "sendrecv";
+    }
+}
+
+/* Our SDP for the call, its o= version one higher than the last. */
+static void build_answer_sdp(const voice_sip *s, call *c, char *out, size_t size)
+{
+    const char *ip = strchr(s->rtp_address, ':') ? "IP6" : "IP4";
+    const answer *a = &c->ours;
+    c->ours.version++;
     int n = snprintf(out, size,
                      "v=0\r\n"
-                     "o=cardline 1 1 IN %s %s\r\n"
+                     "o=cardline %u %u IN %s %s\r\n"
                      "s=cardline\r\n"
                      "c=IN %s %s\r\n"
                      "t=0 0\r\n"
                      "m=audio %d RTP/AVP %d",
-                     ip, s->bind_addr, ip, s->bind_addr, rtp_port, pt);
-    if (dtmf_pt >= 0)
-        n += snprintf(out + n, size - (size_t)n, " %d", dtmf_pt);
-    n += snprintf(out + n, size - (size_t)n, "\r\na=rtpmap:%d %s/8000\r\n", pt,
-                  pt == RTP_PT_PCMA ? "PCMA" : "PCMU");
-    if (dtmf_pt >= 0)
+                     c->id, a->version, ip, s->rtp_address, ip, s->rtp_address, a->rtp_port, a->pt);
+    if (a->dtmf_pt >= 0)
+        n += snprintf(out + n, size - (size_t)n, " %d", a->dtmf_pt);
+    n += snprintf(out + n, size - (size_t)n, "\r\na=rtpmap:%d %s/8000\r\n", a->pt,
+                  a->pt == RTP_PT_PCMA ? "PCMA" : "PCMU");
+    if (a->dtmf_pt >= 0)
         n += snprintf(out + n, size - (size_t)n,
-                      "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-15\r\n", dtmf_pt,
-                      dtmf_pt);
-    snprintf(out + n, size - (size_t)n, "a=ptime:20\r\na=sendrecv\r\n");
+                      "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-15\r\n", a->dtmf_pt,
+                      a->dtmf_pt);
+    snprintf(out + n, size - (size_t)n, "a=ptime:20\r\na=%s\r\n", answer_mode(c->peer.mode));
+}
+
+static void count_refusal(voice_sip *s, voice_sip_refusal why)
+{
+    atomic_fetch_add(&s->refused[why], 1);
 }
 
 /* Incoming requests --------------------------------------------------------------*/
@@ -403,7 +490,7 @@ static void address_text(const struct sockaddr *sa, char *out, size_t size)
         snprintf(out, size, "?");
 }
 
-static bool trunk_allowed(const voice_sip *s, const struct sockaddr *sa)
+static bool trunk_listed(const trunk *list, size_t n, const struct sockaddr *sa)
 {
     int family = sa->sa_family;
     const unsigned char *addr;
@@ -424,8 +511,8 @@ static bool trunk_allowed(const voice_sip *s, const struct sockaddr *sa)
     } else {
         return false;
     }
-    for (size_t i = 0; i < s->opt.n_trunks; i++)
-        if (s->trunks[i].family == family && memcmp(s->trunks[i].addr, addr, len) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (list[i].family == family && memcmp(list[i].addr, addr, len) == 0)
             return true;
     return false;
 }
@@ -433,6 +520,38 @@ static bool trunk_allowed(const voice_sip *s, const struct sockaddr *sa)
 static void copy_user(char *out, size_t size, const url_t *url)
 {
     snprintf(out, size, "%s", url && url->url_user ? url->url_user : "");
+}
+
+/* The user of the first P-Asserted-Identity that has one (sip: or tel:).
+ * nta's parser leaves the header unknown; its value is parsed here. */
+static bool copy_asserted_user(const sip_t *sip, char *out, size_t size)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    bool found = false;
+    for (const sip_unknown_t *u = sip->sip_unknown; u && !found; u = u->un_next) {
+        if (u->un_name == NULL || u->un_value == NULL ||
+            strcasecmp(u->un_name, "P-Asserted-Identity") != 0)
+            continue;
+        for (const sip_p_asserted_identity_t *pai = sip_p_asserted_identity_make(home, u->un_value);
+             pai && !found; pai = pai->paid_next)
+            if (pai->paid_url->url_user && *pai->paid_url->url_user) {
+                copy_user(out, size, pai->paid_url);
+                found = true;
+            }
+    }
+    su_home_deinit(home);
+    return found;
+}
+
+/* The caller: P-Asserted-Identity's user when the source is trusted to
+ * assert one (RFC 3325), else From's user. */
+static void copy_caller(const voice_sip *s, const sip_t *sip, const struct sockaddr *src,
+                        char *out, size_t size)
+{
+    if (trunk_listed(s->pai_trunks, s->opt.n_pai_trunks, src) &&
+        copy_asserted_user(sip, out, size))
+        return;
+    copy_user(out, size, sip->sip_from ? sip->sip_from->a_url : NULL);
 }
 
 /* The request-URI user as it may be logged: an agent's one-time resume
@@ -475,20 +594,18 @@ static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_
     }
     address_text((struct sockaddr *)&src, source, sizeof source);
     int status = 0;
-    const char *reason = NULL;
+    voice_sip_refusal why = VOICE_SIP_REFUSED_SOURCE;
     media peer;
-    if (!trunk_allowed(s, (struct sockaddr *)&src))
-        status = 403, reason = "source";
+    if (!trunk_listed(s->trunks, s->opt.n_trunks, (struct sockaddr *)&src))
+        status = 403, why = VOICE_SIP_REFUSED_SOURCE;
     else if (s->stopping || atomic_load(&s->ncalls) >= s->opt.max_calls)
-        status = 503, reason = "busy";
-    else if (sip->sip_payload == NULL || sip->sip_payload->pl_len == 0)
-        status = 488, reason = "no_sdp";
-    else if ((status = parse_offer(sip->sip_payload->pl_data, sip->sip_payload->pl_len, -1,
-                                   &peer)) != 0)
-        reason = status == 400 ? "bad_sdp" : "no_common_codec";
+        status = 503, why = VOICE_SIP_REFUSED_BUSY;
+    else
+        status = read_offer(sip, -1, &peer, &why);
     if (status) {
-        log_info("sip.refused", "status=%d reason=%s source=%s call_id=%s", status, reason,
-                 source, log_quote(call_id).s);
+        log_info("sip.refused", "status=%d reason=%s source=%s call_id=%s", status,
+                 voice_sip_refusal_name(why), source, log_quote(call_id).s);
+        count_refusal(s, why);
         refuse(nua, nh, status);
         return;
     }
@@ -503,7 +620,7 @@ static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_
                           .rtp_len = peer.rtp_len, .pt = peer.pt, .dtmf_pt = peer.dtmf_pt,
                           .hold = peer.hold};
     snprintf(ev.call_id, sizeof ev.call_id, "%s", call_id);
-    copy_user(ev.from_user, sizeof ev.from_user, sip->sip_from ? sip->sip_from->a_url : NULL);
+    copy_caller(s, sip, (struct sockaddr *)&src, ev.from_user, sizeof ev.from_user);
     copy_user(ev.to_user, sizeof ev.to_user, sip->sip_request ? sip->sip_request->rq_url : NULL);
     snprintf(ev.source, sizeof ev.source, "%s", source);
     log_info("sip.incoming", "call=%u call_id=%s from=%s to=%s source=%s pt=%d dtmf_pt=%d",
@@ -615,30 +732,62 @@ static void on_refer_timeout(su_root_magic_t *magic, su_timer_t *t, call *c)
         transfer_failed(magic, c, 0);
 }
 
-/* Reports a re-INVITE's media when it changed what we last reported. */
-static void on_offer(voice_sip *s, call *c, const char *sdp)
+/* Sends 2xx with our SDP (its version one higher than the last). */
+static void respond_with_sdp(voice_sip *s, call *c, nua_t *nua)
 {
-    media m;
-    if (sdp == NULL || parse_offer(sdp, strlen(sdp), c->peer.pt, &m) != 0 ||
-        media_equal(&m, &c->peer))
+    char sdp[MAX_SDP], contact[128];
+    build_answer_sdp(s, c, sdp, sizeof sdp);
+    /* nua's Contact names no transport, which sends the peer's in-dialog
+     * requests to UDP; a TCP caller is told to stay on TCP. */
+    snprintf(contact, sizeof contact,
+             strchr(s->bind_addr, ':') ? "<sip:[%s]:%d;transport=tcp>" : "<sip:%s:%d;transport=tcp>",
+             s->bind_addr, s->opt.port);
+    nua_respond(c->nh, SIP_200_OK, TAG_IF(nua, NUTAG_WITH_THIS(nua)),
+                SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp),
+                TAG_IF(c->tcp, SIPTAG_CONTACT_STR(contact)), TAG_END());
+}
+
+/* A re-INVITE: hold, resume, a new address or codec, or a session refresh.
+ * Its offer is checked like the first; the answer is our SDP again, in the
+ * codec the peer now has (the one we had when it is still offered). Without
+ * an offer ours goes as the offer and the ACK's answer is not read. */
+static void on_reinvite(voice_sip *s, nua_t *nua, call *c, const sip_t *sip)
+{
+    if (c->state != CALL_UP) {
+        nua_respond(c->nh, SIP_491_REQUEST_PENDING, NUTAG_WITH_THIS(nua), TAG_END());
         return;
-    c->peer = m;
-    log_info("sip.media", "call=%u pt=%d hold=%d", c->id, m.pt, m.hold);
-    post_media(s, c);
+    }
+    if (sip->sip_payload && sip->sip_payload->pl_len) {
+        media m;
+        voice_sip_refusal why;
+        int status = read_offer(sip, c->peer.pt, &m, &why);
+        if (status) {
+            log_info("sip.refused", "call=%u status=%d reason=%s", c->id, status,
+                     voice_sip_refusal_name(why));
+            count_refusal(s, why);
+            nua_respond(c->nh, status, sip_status_phrase(status), NUTAG_WITH_THIS(nua),
+                        TAG_END());
+            return;
+        }
+        c->ours.pt = m.pt;
+        c->ours.dtmf_pt = m.dtmf_pt;
+        if (!media_equal(&m, &c->peer)) {
+            c->peer = m;
+            log_info("sip.media", "call=%u pt=%d hold=%d", c->id, m.pt, m.hold);
+            post_media(s, c);
+        }
+    }
+    respond_with_sdp(s, c, nua);
 }
 
 static void on_state(voice_sip *s, call *c, int status, tagi_t tags[])
 {
-    int state = -1, offer_recv = 0;
-    const char *remote_sdp = NULL;
-    tl_gets(tags, NUTAG_CALLSTATE_REF(state), NUTAG_OFFER_RECV_REF(offer_recv),
-            SOATAG_REMOTE_SDP_STR_REF(remote_sdp), TAG_END());
+    int state = -1;
+    tl_gets(tags, NUTAG_CALLSTATE_REF(state), TAG_END());
     if (state == nua_callstate_terminated) {
         call_end(s, c, status);
         return;
     }
-    if (offer_recv && c->state == CALL_UP)
-        on_offer(s, c, remote_sdp);
     if (state == nua_callstate_ready && c->state == CALL_ANSWERED) {
         c->state = CALL_UP;
         log_info("sip.established", "call=%u", c->id);
@@ -672,6 +821,10 @@ static void on_bound(voice_sip *s, nua_event_t event, int status, nua_t *nua, ca
     switch (event) {
     case nua_i_state:
         on_state(s, c, status, tags);
+        break;
+    case nua_i_invite:
+        if (sip)
+            on_reinvite(s, nua, c, sip);
         break;
     case nua_i_info:
         if (sip)
@@ -714,18 +867,9 @@ static void do_answer(voice_sip *s, call *c, const action *a)
 {
     if (c->state != CALL_OFFERED)
         return;
-    char sdp[MAX_SDP], contact[128];
-    build_answer_sdp(s, a->rtp_port, a->pt, a->dtmf_pt, sdp, sizeof sdp);
-    /* nua's Contact names no transport, which sends the peer's in-dialog
-     * requests to UDP; a TCP caller is told to stay on TCP. */
-    snprintf(contact, sizeof contact,
-             strchr(s->bind_addr, ':') ? "<sip:[%s]:%d;transport=tcp>" : "<sip:%s:%d;transport=tcp>",
-             s->bind_addr, s->opt.port);
+    c->ours = (answer){.rtp_port = a->rtp_port, .pt = a->pt, .dtmf_pt = a->dtmf_pt};
     c->state = CALL_ANSWERED;
-    nua_respond(c->nh, SIP_200_OK, SOATAG_USER_SDP_STR(sdp), SOATAG_ADDRESS(s->bind_addr),
-                SOATAG_AUDIO_AUX("telephone-event"),
-                SOATAG_RTP_SELECT(SOA_RTP_SELECT_COMMON),
-                TAG_IF(c->tcp, SIPTAG_CONTACT_STR(contact)), TAG_END());
+    respond_with_sdp(s, c, NULL);
 }
 
 /* A refusal before the answer ends the call here and now: nua's own report
@@ -785,6 +929,14 @@ static void on_action(su_root_magic_t *magic, su_msg_r msg, action *a)
         start_shutdown(s);
         return;
     }
+    if (a->kind == A_PING) {
+        atomic_store(&s->pong, a->ping);
+        return;
+    }
+    if (a->kind == A_FREEZE) {
+        usleep((useconds_t)a->freeze_ms * 1000);
+        return;
+    }
     call *c = s->stopping ? NULL : call_find(s, a->call);
     if (c == NULL)
         return;
@@ -802,6 +954,8 @@ static void on_action(su_root_magic_t *magic, su_msg_r msg, action *a)
     case A_REFER:
         do_refer(s, c, a);
         break;
+    case A_PING:
+    case A_FREEZE:
     case A_STOP:
         break;
     }
@@ -863,8 +1017,16 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       NUTAG_APPL_METHOD("INFO"),
                       NUTAG_AUTOANSWER(0),
                       NUTAG_AUTOALERT(0),
-                      NUTAG_MEDIA_ENABLE(1),
+                      NUTAG_MEDIA_ENABLE(0),
+                      NTATAG_MAXSIZE(VOICE_SIP_MAX_MESSAGE),
+                      NTATAG_MAX_PROCEEDING((usize_t)s->opt.max_calls * 2 + 64),
+                      TPTAG_QUEUESIZE(OUT_QUEUE),
+                      TPTAG_TIMEOUT(TCP_PARTIAL_MS),
                       NUTAG_SESSION_TIMER((unsigned)s->opt.session_expires_s),
+                      /* Without soa a refresh re-INVITE of ours would carry no
+                       * offer: the caller refreshes, or we refresh by UPDATE. */
+                      NUTAG_SESSION_REFRESHER(nua_remote_refresher),
+                      NUTAG_UPDATE_REFRESH(1),
                       NUTAG_MIN_SE(MIN_SE_S),
                       SIPTAG_SUPPORTED_STR("timer"),
                       SIPTAG_USER_AGENT_STR("cardline"),
@@ -944,9 +1106,56 @@ static bool port_bindable(const char *addr, int port)
 static bool options_valid(const voice_sip_options *opt)
 {
     return opt->bind_addr && *opt->bind_addr && strlen(opt->bind_addr) < 64 &&
+           (opt->rtp_address == NULL || strlen(opt->rtp_address) < 64) &&
            opt->port > 0 && opt->port < 65536 && opt->n_trunks <= VOICE_SIP_MAX_TRUNKS &&
-           (opt->n_trunks == 0 || opt->trunks) && opt->max_calls > 0 &&
-           opt->session_expires_s >= MIN_SE_S && opt->refer_timeout_ms > 0;
+           (opt->n_trunks == 0 || opt->trunks) && opt->n_pai_trunks <= VOICE_SIP_MAX_TRUNKS &&
+           (opt->n_pai_trunks == 0 || opt->pai_trunks) && opt->max_calls > 0 &&
+           opt->session_expires_s >= MIN_SE_S && opt->refer_timeout_ms > 0 &&
+           opt->ping_interval_ms >= 0;
+}
+
+/* Both lists in binary; every PAI trunk must be a trunk. */
+static bool trunks_parse(voice_sip *s, const voice_sip_options *opt)
+{
+    for (size_t i = 0; i < opt->n_trunks; i++)
+        if (!parse_trunk(opt->trunks[i], &s->trunks[i])) {
+            log_error("sip.start", "error=bad_trunk trunk=%s", log_quote(opt->trunks[i]).s);
+            return false;
+        }
+    for (size_t i = 0; i < opt->n_pai_trunks; i++) {
+        const trunk *t = &s->pai_trunks[i];
+        bool listed = false;
+        if (parse_trunk(opt->pai_trunks[i], &s->pai_trunks[i]))
+            for (size_t j = 0; j < opt->n_trunks && !listed; j++)
+                listed = s->trunks[j].family == t->family &&
+                         memcmp(s->trunks[j].addr, t->addr, sizeof t->addr) == 0;
+        if (!listed) {
+            log_error("sip.start", "error=bad_pai_trunk trunk=%s",
+                      log_quote(opt->pai_trunks[i]).s);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The main loop's liveness check: the last ping answered, or how long not. */
+static void ping_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    voice_sip *s = arg;
+    if (atomic_load(&s->pong) != s->ping_sent) {
+        if (++s->ping_waits >= PING_MISSES && s->alive) {
+            s->alive = false;
+            log_error("sip.unresponsive", "unanswered_ms=%d",
+                      s->ping_waits * s->opt.ping_interval_ms);
+        }
+        return;
+    }
+    if (!s->alive)
+        log_info("sip.responsive", NULL);
+    s->alive = true;
+    s->ping_waits = 0;
+    send_action(s, &(action){.kind = A_PING, .ping = ++s->ping_sent});
 }
 
 static voice_sip *module_new(struct event_base *base, const voice_sip_options *opt,
@@ -959,20 +1168,28 @@ static voice_sip *module_new(struct event_base *base, const voice_sip_options *o
     s->opt = *opt;
     snprintf(s->bind_addr, sizeof s->bind_addr, "%s", opt->bind_addr);
     s->opt.bind_addr = s->bind_addr;
+    snprintf(s->rtp_address, sizeof s->rtp_address, "%s",
+             opt->rtp_address && *opt->rtp_address ? opt->rtp_address : opt->bind_addr);
+    s->opt.rtp_address = s->rtp_address;
     s->opt.trunks = NULL;
+    s->opt.pai_trunks = NULL;
+    if (s->opt.ping_interval_ms == 0)
+        s->opt.ping_interval_ms = VOICE_SIP_PING_MS;
     s->fn = fn;
     s->arg = arg;
-    for (size_t i = 0; i < opt->n_trunks; i++)
-        if (!parse_trunk(opt->trunks[i], &s->trunks[i])) {
-            log_error("sip.start", "error=bad_trunk trunk=%s", log_quote(opt->trunks[i]).s);
-            free(s);
-            return NULL;
-        }
+    s->alive = true;
+    if (!trunks_parse(s, opt)) {
+        free(s);
+        return NULL;
+    }
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s->wake = s->wake_fd < 0 ? NULL : event_new(base, s->wake_fd, EV_READ | EV_PERSIST, deliver, s);
-    if (s->wake == NULL || event_add(s->wake, NULL) != 0) {
+    s->ping_timer = event_new(base, -1, EV_PERSIST, ping_tick, s);
+    if (s->wake == NULL || s->ping_timer == NULL || event_add(s->wake, NULL) != 0) {
         if (s->wake)
             event_free(s->wake);
+        if (s->ping_timer)
+            event_free(s->ping_timer);
         if (s->wake_fd >= 0)
             close(s->wake_fd);
         free(s);
@@ -988,6 +1205,7 @@ static void module_free(voice_sip *s)
     for (qnode *n; (n = pop(s)) != NULL;)
         free(n);
     event_free(s->wake);
+    event_free(s->ping_timer);
     close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->started);
@@ -1024,8 +1242,10 @@ voice_sip *voice_sip_start(struct event_base *base, const voice_sip_options *opt
         module_free(s);
         return NULL;
     }
-    log_info("sip.start", "addr=%s port=%d trunks=%zu max_calls=%d", s->bind_addr, opt->port,
-             opt->n_trunks, opt->max_calls);
+    int ms = s->opt.ping_interval_ms;
+    event_add(s->ping_timer, &(struct timeval){ms / 1000, (ms % 1000) * 1000});
+    log_info("sip.start", "addr=%s port=%d trunks=%zu pai_trunks=%zu max_calls=%d", s->bind_addr,
+             opt->port, opt->n_trunks, opt->n_pai_trunks, opt->max_calls);
     return s;
 }
 
@@ -1065,7 +1285,30 @@ void voice_sip_refer(voice_sip *s, unsigned call, const char *target, const char
     send_action(s, &a);
 }
 
+void voice_sip_freeze(voice_sip *s, int ms)
+{
+    send_action(s, &(action){.kind = A_FREEZE,
+                             .freeze_ms = ms < 0 ? 0 : ms > MAX_FREEZE_MS ? MAX_FREEZE_MS : ms});
+}
+
 int voice_sip_calls(const voice_sip *s)
 {
     return atomic_load(&s->ncalls);
+}
+
+unsigned long voice_sip_refused(const voice_sip *s, voice_sip_refusal why)
+{
+    return why < VOICE_SIP_REFUSED_REASONS ? atomic_load(&s->refused[why]) : 0;
+}
+
+const char *voice_sip_refusal_name(voice_sip_refusal why)
+{
+    static const char *const names[VOICE_SIP_REFUSED_REASONS] = {
+        "source", "busy", "no_sdp", "content_type", "bad_sdp", "no_codec"};
+    return why < VOICE_SIP_REFUSED_REASONS ? names[why] : "?";
+}
+
+bool voice_sip_alive(const voice_sip *s)
+{
+    return s->alive;
 }

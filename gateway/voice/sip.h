@@ -1,12 +1,18 @@
 /* sip — SIP signalling through sofia-sip in a thread of its own (sofia-sip
  * cannot run inside libevent; see docs/voice.md). The thread accepts or
  * refuses INVITEs on its own where no business is involved — a source not
- * in the trunk list (403), the concurrent-call cap (503), no common codec
- * (488), malformed SDP (400) — and hands every other event to the main loop
- * as a voice_sip_event. The main loop answers with the actions below, which
- * the thread carries out. No business logic and no media here: SDP is
- * negotiated (PCMA, PCMU, telephone-event) and the peer's RTP address
- * reported; media.c sends and receives.
+ * in the trunk list (403, before any SDP is read), the concurrent-call cap
+ * (503), no SDP or no common codec (488), a body that is not SDP (415),
+ * SDP that fails sdp_check.h's sizes and grammar or does not parse (400) —
+ * and hands every other event to the main loop as a voice_sip_event. The
+ * main loop answers with the actions below, which the thread carries out.
+ * No business logic and no media here: SDP is negotiated (PCMA, PCMU,
+ * telephone-event), written and answered here, also for re-INVITEs, and the
+ * peer's RTP address reported; media.c sends and receives.
+ *
+ * The main loop pings the thread every ping_interval_ms; voice_sip_alive
+ * turns false when a ping stays unanswered for three intervals (the thread
+ * is stuck or gone) and true again once it answers.
  *
  * Every nua_* call, handle reference and destroy stays in the SIP thread;
  * calls are named across threads by a number that is never reused. */
@@ -22,12 +28,29 @@ struct event_base;
 typedef struct voice_sip voice_sip;
 
 #define VOICE_SIP_MAX_TRUNKS 32
+#define VOICE_SIP_PING_MS 1000   /* default ping_interval_ms */
+#define VOICE_SIP_MAX_MESSAGE 16384 /* bytes of the largest SIP message taken in */
+
+/* Why the thread refused an INVITE, for cardline_sip_refused_total. */
+typedef enum {
+    VOICE_SIP_REFUSED_SOURCE = 0, /* 403: not a trunk */
+    VOICE_SIP_REFUSED_BUSY,      /* 503: max_calls reached or stopping */
+    VOICE_SIP_REFUSED_NO_SDP,    /* 488: no offer */
+    VOICE_SIP_REFUSED_CONTENT_TYPE, /* 415: a body that is not application/sdp */
+    VOICE_SIP_REFUSED_BAD_SDP,   /* 400: sizes, grammar or parse */
+    VOICE_SIP_REFUSED_NO_CODEC,  /* 488: no PCMA/PCMU stream we can send to */
+    VOICE_SIP_REFUSED_REASONS
+} voice_sip_refusal;
 
 typedef struct {
     const char *bind_addr;       /* address to listen on (and put in Contact) */
+    const char *rtp_address;     /* address our SDP gives for RTP; NULL for bind_addr */
     int port;                    /* SIP port, UDP and TCP */
     const char *const *trunks;   /* source addresses allowed to INVITE (IP literals) */
     size_t n_trunks;             /* entries in trunks, at most VOICE_SIP_MAX_TRUNKS */
+    const char *const *pai_trunks; /* trunks whose P-Asserted-Identity names the caller */
+    size_t n_pai_trunks;         /* entries in pai_trunks, at most VOICE_SIP_MAX_TRUNKS */
+    int ping_interval_ms;        /* liveness ping of the thread; 0 for VOICE_SIP_PING_MS */
     int max_calls;               /* calls at once; an INVITE beyond gets 503 */
     int session_expires_s;       /* session timer (RFC 4028) we ask for, >= 90 */
     int refer_timeout_ms;        /* a transfer not confirmed by then has failed */
@@ -48,7 +71,8 @@ typedef struct {
     unsigned call;               /* the call's number, unique for the process */
     /* INCOMING */
     char call_id[128];           /* SIP Call-ID (the engine's session id) */
-    char from_user[64];          /* user part of From (the caller), "" when absent */
+    char from_user[64];          /* the caller: user of P-Asserted-Identity from a pai_trunk
+                                  * carrying one, else user of From; "" when absent */
     char to_user[64];            /* user part of the request URI (the route entry) */
     char source[64];             /* IP address the INVITE came from */
     /* INCOMING and MEDIA */
@@ -92,7 +116,20 @@ void voice_sip_hangup(voice_sip *s, unsigned call);
 /* REFER to `target` (a SIP URI) with header X-Cardline-Session: session_id. */
 void voice_sip_refer(voice_sip *s, unsigned call, const char *target, const char *session_id);
 
+/* Makes the thread sleep `ms` (tests and drills of the health check). */
+void voice_sip_freeze(voice_sip *s, int ms);
+
+/* Figures ---------------------------------------------------------------------------*/
+
 /* Calls the thread holds now (for metrics and the bench). */
 int voice_sip_calls(const voice_sip *s);
+
+/* INVITEs (and re-INVITEs) refused for `why` since start. */
+unsigned long voice_sip_refused(const voice_sip *s, voice_sip_refusal why);
+/* The label value of a reason ("source", "busy", ...). */
+const char *voice_sip_refusal_name(voice_sip_refusal why);
+
+/* False once a ping stayed unanswered for three intervals. Main loop only. */
+bool voice_sip_alive(const voice_sip *s);
 
 #endif

@@ -94,6 +94,8 @@ struct voice {
     metrics_series *m_answered;  /* calls answered */
     metrics_series *m_refused;   /* INVITEs refused here (no route, no port, no resume token) */
     metrics_series *m_resumed;   /* calls an agent sent back with a resume token, answered */
+    metrics_series *m_sip_refused[VOICE_SIP_REFUSED_REASONS]; /* the SIP thread's refusals by reason */
+    metrics_series *m_sip_up;    /* gauge: the SIP thread answers its pings */
     metrics_series *m_packets;   /* RTP packets sent */
     metrics_series *m_p50;       /* gauge: send interval median of the last window */
     metrics_series *m_p99;       /* gauge: its 99th percentile */
@@ -716,6 +718,11 @@ static void on_figures(evutil_socket_t fd, short what, void *arg)
     metrics_add(v->m_packets, (double)st.packets);
     metrics_set(v->m_p50, st.p50_us);
     metrics_set(v->m_p99, st.p99_us);
+    if (v->sip == NULL)
+        return;
+    for (int i = 0; i < VOICE_SIP_REFUSED_REASONS; i++)
+        metrics_set(v->m_sip_refused[i], (double)voice_sip_refused(v->sip, (voice_sip_refusal)i));
+    metrics_set(v->m_sip_up, voice_sip_alive(v->sip));
 }
 
 static bool start_figures(voice *v)
@@ -727,6 +734,13 @@ static bool start_figures(voice *v)
                              NULL);
     v->m_p99 = metrics_gauge("cardline_voice_rtp_interval_p99_us",
                              "99th percentile of that interval over the last second, microseconds.", NULL);
+    for (int i = 0; i < VOICE_SIP_REFUSED_REASONS; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "reason=\"%s\"", voice_sip_refusal_name((voice_sip_refusal)i));
+        v->m_sip_refused[i] = metrics_counter("cardline_sip_refused_total",
+                                              "INVITEs the SIP thread refused on its own, by reason.", label);
+    }
+    v->m_sip_up = metrics_gauge("cardline_voice_sip_up", "1 while the SIP thread answers its pings.", NULL);
     v->figures = event_new(v->base, -1, EV_PERSIST, on_figures, v);
     return v->figures != NULL && event_add(v->figures, &every) == 0;
 }
@@ -828,6 +842,11 @@ void voice_free(voice *v)
     free((char *)v->opt.recorded_dir);
     free((char *)v->opt.agent_uri);
     free(v);
+}
+
+bool voice_alive(const voice *v)
+{
+    return v->sip && voice_sip_alive(v->sip);
 }
 
 void voice_stats_get(voice *v, voice_stats *out, bool reset_media)

@@ -65,6 +65,9 @@ void voice_free(voice *v);
 
 /* Figures -----------------------------------------------------------------------*/
 
+/* The SIP thread answers its liveness pings (sip.h); for /healthz. */
+bool voice_alive(const voice *v);
+
 typedef struct {
     int calls;                  /* calls with a session now */
     voice_media_stats media;    /* RTP send intervals */

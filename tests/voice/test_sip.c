@@ -2,7 +2,10 @@
  * answers with DTMF by INFO over UDP and TCP, transfers (accepted, refused,
  * unanswered), refusals decided by the thread (source, cap, codec, bad or
  * missing SDP) and by the test (404), hold by re-INVITE, CANCEL, the
- * caller's BYE, garbage on the SIP port, and stop with calls in progress. Each case runs one or two sipp processes with
+ * caller's BYE, garbage on the SIP port, the issue 13 datagram (from a
+ * stranger and from a trunk, with the memory it cost), the caller taken
+ * from P-Asserted-Identity on a trusted trunk only, the liveness ping of a
+ * frozen thread, and stop with calls in progress. Each case runs one or two sipp processes with
  * `-m 1 -timeout 10s -timeout_error` and asserts on sipp's exit code and on
  * the events the test's callback received, in order. */
 #include <setjmp.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -260,13 +264,22 @@ static void run_call(ctx *t, const char *scenario, const char *transport, int en
 
 /* Fixtures -----------------------------------------------------------------------*/
 
-static voice_sip *start_sip(ctx *t, const char *trunk, int max_calls)
+#define PING_MS 50                 /* the fixture's liveness ping */
+
+/* One trunk, trusted for P-Asserted-Identity when `pai`. */
+static voice_sip *start_sip_pai(ctx *t, const char *trunk, int max_calls, bool pai)
 {
     const char *trunks[] = {trunk};
     voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = t->port, .trunks = trunks,
-                             .n_trunks = 1, .max_calls = max_calls, .session_expires_s = 1800,
-                             .refer_timeout_ms = 500};
+                             .n_trunks = 1, .pai_trunks = trunks, .n_pai_trunks = pai,
+                             .max_calls = max_calls, .session_expires_s = 1800,
+                             .refer_timeout_ms = 500, .ping_interval_ms = PING_MS};
     return voice_sip_start(t->base, &opt, on_event, t);
+}
+
+static voice_sip *start_sip(ctx *t, const char *trunk, int max_calls)
+{
+    return start_sip_pai(t, trunk, max_calls, false);
 }
 
 static int setup(void **state)
@@ -513,6 +526,176 @@ static void test_garbage(void **state)
     assert_dtmf_call(t);
 }
 
+/* The datagram of issue 13 ------------------------------------------------------*/
+
+#define RSS_GROWTH_KIB (20 * 1024) /* what one refused INVITE may cost, with room */
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* The SIP status of the first final answer to what `fd` sent, or -1 after
+ * WAIT_MS. The sofia-sip parser loop this guards against grows the process
+ * by hundreds of MB a second and never answers: once the process is
+ * RSS_GROWTH_KIB past `base_kib` the run ends here, before the machine
+ * runs out of memory (stopping the SIP thread would wait on the loop). */
+static int final_status(int fd, long base_kib)
+{
+    long deadline = th_now_ms() + WAIT_MS;
+    while (th_now_ms() < deadline) {
+        long grown = rss_kib() - base_kib;
+        if (grown > RSS_GROWTH_KIB) {
+            fprintf(stderr, "the SIP stack grew by %ld KiB on one datagram\n", grown);
+            _exit(1);
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20) != 1)
+            continue;
+        char buf[2048];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        int status;
+        if (n > 0 && (buf[n] = '\0', sscanf(buf, "SIP/2.0 %d", &status) == 1) && status >= 200)
+            return status;
+    }
+    return -1;
+}
+
+/* Sends an INVITE whose SDP has an unknown protocol and then a format that
+ * is not a token, from `source`, and returns the final status. */
+static int send_issue_13_invite(ctx *t, const char *source, int n)
+{
+    static const char sdp[] = "v=0\r\n"
+                              "o=- 1 1 IN IP4 127.0.0.2\r\n"
+                              "s=-\r\n"
+                              "c=IN IP4 127.0.0.2\r\n"
+                              "t=0 0\r\n"
+                              "m=audio 40000 X 8 <a>\r\n";
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET};
+    inet_pton(AF_INET, source, &local.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
+    socklen_t len = sizeof local;
+    getsockname(fd, (struct sockaddr *)&local, &len);
+    int lport = ntohs(local.sin_port);
+    char msg[1024];
+    int size = snprintf(msg, sizeof msg,
+                        "INVITE sip:5555@127.0.0.1:%d SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-issue13-%d\r\n"
+                        "Max-Forwards: 70\r\n"
+                        "From: <sip:13800000009@%s>;tag=x%d\r\n"
+                        "To: <sip:5555@127.0.0.1>\r\n"
+                        "Call-ID: issue13-%d@%s\r\n"
+                        "CSeq: 1 INVITE\r\n"
+                        "Contact: <sip:13800000009@%s:%d>\r\n"
+                        "Content-Type: application/sdp\r\n"
+                        "Content-Length: %zu\r\n\r\n%s",
+                        t->port, source, lport, n, source, n, n, source, source, lport,
+                        strlen(sdp), sdp);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    long base = rss_kib();
+    assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
+    int status = final_status(fd, base);
+    close(fd);
+    long grown = rss_kib() - base;
+    fprintf(stderr, "[ issue 13 INVITE from %s: %d, RSS %+ld KiB ]\n", source, status, grown);
+    assert_true(grown < RSS_GROWTH_KIB);
+    return status;
+}
+
+/* A message past VOICE_SIP_MAX_MESSAGE is not taken in: nta refuses an
+ * INVITE from the trunk padded with a large header with 413 (without the
+ * limit it would reach the thread and get 488 for its missing offer). */
+static void test_oversized_message(void **state)
+{
+    ctx *t = *state;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
+    socklen_t len = sizeof local;
+    getsockname(fd, (struct sockaddr *)&local, &len);
+    static char msg[VOICE_SIP_MAX_MESSAGE + 4096];
+    char pad[VOICE_SIP_MAX_MESSAGE + 1];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    int size = snprintf(msg, sizeof msg,
+                        "INVITE sip:5555@127.0.0.1:%d SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-big\r\n"
+                        "Max-Forwards: 70\r\nFrom: <sip:1@127.0.0.1>;tag=b\r\n"
+                        "To: <sip:5555@127.0.0.1>\r\nCall-ID: big@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+                        "X-Pad: %s\r\nContent-Length: 0\r\n\r\n",
+                        t->port, ntohs(local.sin_port), pad);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
+    int status = final_status(fd, rss_kib());
+    close(fd);
+    assert_int_equal(status, 413);
+    assert_int_equal(t->nev, 0);
+}
+
+/* From a stranger the INVITE is refused before its SDP is read; from a
+ * trunk the SDP check refuses it. The stack answers calls afterwards. */
+static void test_issue_13_datagram(void **state)
+{
+    ctx *t = *state;
+    assert_int_equal(send_issue_13_invite(t, "127.0.0.2", 1), 403);
+    assert_int_equal(send_issue_13_invite(t, "127.0.0.1", 2), 400);
+    assert_int_equal(t->nev, 0);
+    assert_int_equal(voice_sip_refused(t->sip, VOICE_SIP_REFUSED_SOURCE), 1);
+    assert_int_equal(voice_sip_refused(t->sip, VOICE_SIP_REFUSED_BAD_SDP), 1);
+    assert_string_equal(voice_sip_refusal_name(VOICE_SIP_REFUSED_BAD_SDP), "bad_sdp");
+    t->hangup_after = "5#";
+    run_call(t, "uac_dtmf.xml", "u1", 1);
+    assert_dtmf_call(t);
+}
+
+/* P-Asserted-Identity names the caller only on a trunk trusted for it. */
+static void test_pai_trusted(void **state)
+{
+    ctx *t = *state;
+    voice_sip_stop(t->sip);
+    t->sip = start_sip_pai(t, "127.0.0.1", 10, true);
+    assert_non_null(t->sip);
+    run_call(t, "uac_pai.xml", "u1", 1);
+    assert_string_equal(sequence(t), "IEX");
+    assert_string_equal(nth(t, VOICE_SIP_INCOMING, 0)->from_user, "+8613800000077");
+}
+
+static void test_pai_untrusted(void **state)
+{
+    ctx *t = *state;
+    run_call(t, "uac_pai.xml", "u1", 1);
+    assert_string_equal(sequence(t), "IEX");
+    assert_string_equal(nth(t, VOICE_SIP_INCOMING, 0)->from_user, "13800000001");
+}
+
+static bool alive_is(ctx *t, void *arg)
+{
+    return voice_sip_alive(t->sip) == *(bool *)arg;
+}
+
+/* A thread that stops answering pings is reported, and recovers. */
+static void test_liveness(void **state)
+{
+    ctx *t = *state;
+    bool want = false;
+    assert_true(voice_sip_alive(t->sip));
+    voice_sip_freeze(t->sip, 20 * PING_MS);
+    assert_true(run_until(t, alive_is, &want, WAIT_MS));
+    want = true;
+    assert_true(run_until(t, alive_is, &want, WAIT_MS));
+}
+
 /* Stop with one call up and one unanswered: BYE and 503 go out, and no
  * event reaches the callback once stop has returned. */
 static void test_stop_ends_calls(void **state)
@@ -537,11 +720,15 @@ static void test_stop_ends_calls(void **state)
 static void test_bad_options(void **state)
 {
     ctx *t = *state;
-    const char *trunks[] = {"not-an-address"};
+    const char *trunks[] = {"not-an-address"}, *pai[] = {"127.0.0.2"};
     voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = th_free_port(), .trunks = trunks,
                              .n_trunks = 1, .max_calls = 1, .session_expires_s = 1800,
                              .refer_timeout_ms = 500};
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
+    trunks[0] = "127.0.0.1";
+    opt.pai_trunks = pai, opt.n_pai_trunks = 1; /* not a trunk */
+    assert_null(voice_sip_start(t->base, &opt, on_event, t));
+    opt.n_pai_trunks = 0;
     trunks[0] = "127.0.0.1";
     opt.session_expires_s = 30;
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
@@ -570,6 +757,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issue_13_datagram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pai_trusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pai_untrusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_liveness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_ends_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
     };

@@ -15,7 +15,11 @@
  *   - a REFER declined 603: the flow's fallback, then BYE;
  *   - an unknown number (404), a call beyond [voice] max_calls (503), and
  *     garbage datagrams to the SIP port and every RTP port during a call,
- *     after which the call still ends normally and a new one is served.
+ *     after which the call still ends normally and a new one is served;
+ *   - the INVITE of issue 13 (unknown protocol, a format that is not a
+ *     token) from a stranger (403) and from the trunk (400): the daemon
+ *     stays alive, grows by less than 20 MB, counts both refusals in
+ *     /metrics, reports voice up in /healthz and serves the next caller.
  * Prompts have no audio here (an empty prompts_dir plays as nothing), so a
  * flow runs as fast as its keys arrive. Every wait is bounded; each case
  * stops the daemon with SIGTERM and expects exit 0 (LeakSanitizer clean).
@@ -27,7 +31,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -320,11 +326,109 @@ static void test_garbage_datagrams(void **state)
     vw_stop_gateway(w);
 }
 
+/* The datagram of issue 13 against the daemon -----------------------------------------*/
+
+#define RSS_GROWTH_KIB (20 * 1024) /* what the refused INVITEs may cost, with room */
+
+static long daemon_rss_kib(const vw_world *w)
+{
+    char path[64], line[128];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)w->gw.pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* Sends the INVITE from `source` and returns the final status, or -1. The
+ * parser loop it once triggered grows the daemon by hundreds of MB a
+ * second without answering: past RSS_GROWTH_KIB the daemon is killed and
+ * the test fails before the machine runs out of memory. */
+static int issue_13_invite(vw_world *w, const char *source, int n, long base_kib)
+{
+    static const char sdp[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\n"
+                              "t=0 0\r\nm=audio 40000 X 8 <a>\r\n";
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    inet_pton(AF_INET, source, &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    char msg[1024];
+    int size = snprintf(msg, sizeof msg,
+                        "INVITE sip:" VW_HOTLINE "@127.0.0.1:%d SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-e2e13-%d\r\n"
+                        "Max-Forwards: 70\r\nFrom: <sip:13800000009@%s>;tag=e%d\r\n"
+                        "To: <sip:" VW_HOTLINE "@127.0.0.1>\r\nCall-ID: e2e13-%d@%s\r\n"
+                        "CSeq: 1 INVITE\r\nContact: <sip:13800000009@%s:%d>\r\n"
+                        "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
+                        w->sip_port, source, ntohs(sa.sin_port), n, source, n, n, source, source,
+                        ntohs(sa.sin_port), strlen(sdp), sdp);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->sip_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
+    int status = -1;
+    for (long deadline = th_now_ms() + VW_WAIT_MS; status < 0 && th_now_ms() < deadline;) {
+        if (daemon_rss_kib(w) - base_kib > RSS_GROWTH_KIB) {
+            th_kill(&w->gw);
+            fail_msg("the daemon grew past %d KiB on the INVITE from %s", RSS_GROWTH_KIB, source);
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char buf[2048];
+        ssize_t got = poll(&pfd, 1, 20) == 1 ? recv(fd, buf, sizeof buf - 1, 0) : -1;
+        int code;
+        if (got > 0 && (buf[got] = '\0', sscanf(buf, "SIP/2.0 %d", &code) == 1) && code >= 200)
+            status = code;
+    }
+    close(fd);
+    return status;
+}
+
+static void wait_metric(const vw_world *w, const char *name, double want)
+{
+    long deadline = th_now_ms() + VW_WAIT_MS;
+    while (vw_metric(w, name) != want) {
+        if (th_now_ms() > deadline)
+            fail_msg("%s stayed at %g, wanted %g", name, vw_metric(w, name), want);
+        vw_pause_briefly();
+    }
+}
+
+/* A stranger's INVITE is refused 403 before its SDP is read, a trunk's 400
+ * by the SDP check; the daemon stays up, small and healthy, counts both,
+ * and serves the next caller. */
+static void test_issue_13_datagram(void **state)
+{
+    vw_world *w = *state;
+    long base = daemon_rss_kib(w);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(issue_13_invite(w, "127.0.0.2", 2 * i, base), 403);
+        assert_int_equal(issue_13_invite(w, "127.0.0.1", 2 * i + 1, base), 400);
+    }
+    long grown = daemon_rss_kib(w) - base;
+    fprintf(stderr, "[ daemon RSS after 10 issue 13 INVITEs: %+ld KiB ]\n", grown);
+    assert_true(gateway_alive(w));
+    assert_true(grown < RSS_GROWTH_KIB);
+    wait_metric(w, "cardline_sip_refused_total{reason=\"source\"}", 5);
+    wait_metric(w, "cardline_sip_refused_total{reason=\"bad_sdp\"}", 5);
+    char *body = NULL;
+    assert_int_equal(th_http_get(w->http_port, "/healthz", &body), 200);
+    assert_non_null(strstr(body, "\"voice\":\"up\""));
+    free(body);
+    status_call(w, "after-issue-13");
+    vw_stop_gateway(w);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_status_by_info, setup, vw_teardown),
+        cmocka_unit_test_setup_teardown(test_issue_13_datagram, setup, vw_teardown),
         cmocka_unit_test_setup_teardown(test_loss_by_rtp, setup, vw_teardown),
         cmocka_unit_test_setup_teardown(test_agent_transfer, setup, vw_teardown),
         cmocka_unit_test_setup_teardown(test_refused_transfer, setup, vw_teardown),
