@@ -863,16 +863,34 @@ static void count_start(ussd *u, httpd_request *req, const ussd_req *q)
     store_count_take(engine_store(u->opt.engine), key, u->opt.number_window_s, on_start_counted, st);
 }
 
+/* Parses an authenticated body into `form` and serves it: a new session
+ * is counted against its number first. */
+static void serve_form(ussd *u, httpd_request *req, const char *body, size_t len, struct evkeyvalq *form,
+                       ussd_req *q)
+{
+    int status = 400;
+    ussd_fields fields;
+    const char *why = ussd_wire_fields(body, len, u->opt.max_text_bytes, form, &fields, &status);
+    q->session_id = fields.session_id;
+    q->code = fields.code;
+    q->phone = fields.phone;
+    q->text = fields.text;
+    if (why)
+        refuse(u, req, status, why, q);
+    else if (q->text[0] == '\0' && !find_session(u, q->session_id))
+        count_start(u, req, q);
+    else
+        serve(u, req, q);
+}
+
+/* The body is bounded, then authenticated, then read: a stranger learns
+ * nothing of the form's rules. */
 static void on_request(httpd_request *req, void *arg)
 {
     ussd *u = arg;
     ussd_req q = {0};
     clock_gettime(CLOCK_MONOTONIC, &q.t0);
     struct evhttp_request *er = httpd_request_evhttp(req);
-    if (!form_content_type(er)) {
-        refuse(u, req, 415, "the body must be application/x-www-form-urlencoded", &q);
-        return;
-    }
     struct evbuffer *in = evhttp_request_get_input_buffer(er);
     size_t len = evbuffer_get_length(in);
     if (len > (size_t)u->opt.max_text_bytes * 3 + 4096) {
@@ -883,25 +901,12 @@ static void on_request(httpd_request *req, void *arg)
     evbuffer_copyout(in, body, len);
     struct evkeyvalq form;
     TAILQ_INIT(&form);
-    int status = 400;
-    ussd_fields fields;
-    const char *why;
-    if (!peer_ok(u, req, body, len)) {
-        explicit_bzero(body, len);
-        free(body);
-        return;
+    if (peer_ok(u, req, body, len)) {
+        if (form_content_type(er))
+            serve_form(u, req, body, len, &form, &q);
+        else
+            refuse(u, req, 415, "the body must be application/x-www-form-urlencoded", &q);
     }
-    why = ussd_wire_fields(body, len, u->opt.max_text_bytes, &form, &fields, &status);
-    q.session_id = fields.session_id;
-    q.code = fields.code;
-    q.phone = fields.phone;
-    q.text = fields.text;
-    if (why)
-        refuse(u, req, status, why, &q);
-    else if (q.text[0] == '\0' && !find_session(u, q.session_id))
-        count_start(u, req, &q);
-    else
-        serve(u, req, &q);
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &form, next) explicit_bzero(kv->value, strlen(kv->value));
     evhttp_clear_headers(&form);
