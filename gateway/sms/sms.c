@@ -485,10 +485,11 @@ sms *sms_new(engine *e, httpd *h, const sms_options *opt)
     s->opt.secret = opt->secret ? strdup(opt->secret) : NULL;
     if (opt->secret && !s->opt.secret)
         abort();
-    if (!s->opt.secret)
-        log_warn(s->opt.allow_unsigned ? "sms.unsigned" : "sms.closed", "why=%s",
-                 log_quote(s->opt.allow_unsigned ? "[sms] secret unset and allow_unsigned = 1: Kannel is not authenticated"
-                                                 : "[sms] secret unset: every request is refused").s);
+    if (!s->opt.secret && s->opt.allow_unsigned)
+        log_warn("sms.unsigned", "why=%s",
+                 log_quote("[sms] secret unset and allow_unsigned = 1: Kannel is not authenticated").s);
+    else if (!s->opt.secret)
+        log_warn("sms.closed", "why=%s", log_quote("[sms] secret unset: every request is refused").s);
     if (httpd_route(h, SMS_PATH, EVHTTP_REQ_GET | EVHTTP_REQ_POST, on_request, s) != 0) {
         log_error("sms.route_failed", "path=%s", SMS_PATH);
         sms_free(s);

@@ -756,9 +756,9 @@ static void refuse(ussd *u, httpd_request *req, int status, const char *why, con
     char body[256];
     snprintf(body, sizeof body, "END %s", why);
     send_text(u, req, status, body, R_BAD_REQUEST);
-    log_request(q->session_id && ussd_wire_chars_ok(q->session_id, USSD_MAX_SESSION_ID, USSD_ID_CHARS) ? q->session_id : "",
-                q->phone && ussd_wire_chars_ok(q->phone, USSD_MAX_PHONE, USSD_PHONE_CHARS) ? q->phone : "", status,
-                R_BAD_REQUEST, &q->t0);
+    bool sid_ok = q->session_id && ussd_wire_chars_ok(q->session_id, USSD_MAX_SESSION_ID, USSD_ID_CHARS);
+    bool phone_ok = q->phone && ussd_wire_chars_ok(q->phone, USSD_MAX_PHONE, USSD_PHONE_CHARS);
+    log_request(sid_ok ? q->session_id : "", phone_ok ? q->phone : "", status, R_BAD_REQUEST, &q->t0);
 }
 
 /* Peers ------------------------------------------------------------------------------------*/
@@ -975,10 +975,11 @@ ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *
     u->opt.hop_key_secret = NULL;
     u->opt.allow_from = NULL;
     u->opt.secret = opt->secret ? xstrdup(opt->secret) : NULL;
-    if (!u->opt.secret)
-        log_warn(u->opt.allow_unsigned ? "ussd.unsigned" : "ussd.closed", "why=%s",
-                 log_quote(u->opt.allow_unsigned ? "[ussd] secret unset and allow_unsigned = 1: requests are not authenticated"
-                                                 : "[ussd] secret unset: every request is refused").s);
+    if (!u->opt.secret && u->opt.allow_unsigned)
+        log_warn("ussd.unsigned", "why=%s",
+                 log_quote("[ussd] secret unset and allow_unsigned = 1: requests are not authenticated").s);
+    else if (!u->opt.secret)
+        log_warn("ussd.closed", "why=%s", log_quote("[ussd] secret unset: every request is refused").s);
     unsigned char secret[USSD_SECRET_BYTES];
     size_t secret_len = sizeof secret;
     if (opt->hop_key_secret) {

@@ -5,6 +5,7 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -24,7 +25,8 @@ static bool mac_of(const char *secret, const char *timestamp, const char *body, 
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
     EVP_MAC_free(mac);
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
     size_t n = 0;
     bool ok = c && EVP_MAC_init(c, (const unsigned char *)secret, strlen(secret), params) &&
               EVP_MAC_update(c, (const unsigned char *)timestamp, strlen(timestamp)) &&

@@ -296,8 +296,8 @@ static void test_long_chinese_reply_fits_three_ucs2_parts(void **state)
 {
     sms_world *w = *state;
     const char *const hdr[] = {NULL};
-    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=longzh", NULL,
-                               hdr);
+    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=longzh",
+                               NULL, hdr);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "X-Kannel-Coding: 2"));
     assert_false(sms_is_gsm7(r.body));
@@ -316,8 +316,8 @@ static void test_long_chinese_reply_fits_three_ucs2_parts(void **state)
 static void test_long_ascii_reply_fits_three_gsm_parts(void **state)
 {
     sms_world *w = *state;
-    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=LONGEN", NULL,
-                               NULL);
+    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=LONGEN",
+                               NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "X-Kannel-Coding: 0"));
     assert_true(sms_is_gsm7(r.body));
@@ -392,8 +392,8 @@ static void test_post_form_works_like_get(void **state)
     sms_world *w = *state;
     const char *const hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     char *body = NULL;
-    assert_int_equal(th_http(w->port, "POST", "/sms/kannel", "key=" SMS_WORLD_KEY "&from=%2B8613800000001&to=12333&text=CX",
-                             hdr, &body),
+    assert_int_equal(th_http(w->port, "POST", "/sms/kannel",
+                             "key=" SMS_WORLD_KEY "&from=%2B8613800000001&to=12333&text=CX", hdr, &body),
                      200);
     assert_string_equal(body, ASK_ID);
     free(body);

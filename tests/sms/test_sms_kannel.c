@@ -37,7 +37,8 @@ static int setup(void **state)
     if (!c->w)
         return -1;
     char url[160];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/sms/kannel?key=" SMS_WORLD_KEY "&from=%%p&to=%%P&text=%%a", c->w->port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sms/kannel?key=" SMS_WORLD_KEY "&from=%%p&to=%%P&text=%%a",
+             c->w->port);
     tk_options opt = {.get_url = url};
     return tk_start(&c->k, &opt) ? 0 : -1;
 }
