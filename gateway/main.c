@@ -283,6 +283,12 @@ static void ussd_options_from(const conf *c, engine *e, ussd_options *uo)
     uo->max_sessions = c->ussd.max_sessions;
     uo->state_ttl_s = c->ussd.state_ttl_s;
     uo->hop_key_secret = c->ussd.hop_key_secret;
+    uo->secret = c->ussd.secret;
+    uo->allow_unsigned = c->ussd.allow_unsigned;
+    uo->allow_from = c->ussd.allow_from;
+    uo->max_clock_skew_s = c->ussd.max_clock_skew_s;
+    uo->starts_per_number = c->workflows.sessions_per_number;
+    uo->number_window_s = c->workflows.number_window_s;
 }
 
 static void sms_options_from(const conf *c, sms_options *so)
@@ -290,6 +296,11 @@ static void sms_options_from(const conf *c, sms_options *so)
     sms_options_default(so);
     so->max_messages = c->sms.max_messages;
     so->max_text_bytes = c->sms.max_text_bytes;
+    so->secret = c->sms.secret;
+    so->allow_unsigned = c->sms.allow_unsigned;
+    so->allow_from = c->sms.allow_from;
+    so->starts_per_number = c->workflows.sessions_per_number;
+    so->number_window_s = c->workflows.number_window_s;
 }
 
 static void sms_out_options_from(const conf *c, sms_out_options *so)

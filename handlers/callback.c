@@ -6,6 +6,10 @@
  * writes both and the dedupe key cl:cb:k:{call key} → ref, so a replayed
  * hop queues nothing twice and answers the first reference.
  *
+ * A caller number books at most `callbacks_per_number` callbacks per
+ * `number_window_s` (cl:rl:cb:{number}, counted before anything is
+ * queued); past that the answer is "unavailable".
+ *
  * The agent's context (where the caller asked, whether and who was
  * verified, the ID masked) reads the session as stored before this hop:
  * a verification may or may not have happened on the way here, which no
@@ -36,6 +40,7 @@
 #define CALLBACK_DRAW_LIMIT (256u - 256u % CALLBACK_ALPHABET_LEN)
 #define CALLBACK_KEY_MAX 96
 #define CALLBACK_TEXT_MAX 256            /* a context's flow or node */
+#define CALLBACK_LIMIT_PREFIX "cl:rl:cb:"
 
 /* Queues the callback unless this call already did, and answers the
  * reference either way. KEYS: dedupe key, stream, state hash. ARGV: ref,
@@ -161,6 +166,21 @@ static void on_session(store_status st, json_t *doc, uint64_t revision, void *ar
     free(context);
 }
 
+static void on_counted(store_status st, long long count, void *arg)
+{
+    callback_req *q = arg;
+    const handler_env *env = handler_env_of(q->call);
+    if (st != STORE_OK) {
+        log_warn("callback.count_failed", "status=%s", store_status_name(st));
+        end_request(q, "unavailable", NULL);
+    } else if (count > env->limits.callbacks_per_number) {
+        log_warn("callback.limited", "caller=%s count=%lld", mask_phone(q->caller).s, count);
+        end_request(q, "unavailable", NULL);
+    } else {
+        store_load(env->store, handler_session_id(q->call), on_session, q);
+    }
+}
+
 void request_callback_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
@@ -169,11 +189,15 @@ void request_callback_run(handler_call *c)
         abort();
     q->call = c;
     const char *caller = handler_arg(c, "caller");
-    if (!env->store || !caller || !domain_phone_normalize(caller, true, q->caller) || !draw_ref(q->ref)) {
+    if (!env->store || env->limits.callbacks_per_number < 1 || env->limits.number_window_s < 1 || !caller ||
+        !domain_phone_normalize(caller, true, q->caller) || !draw_ref(q->ref)) {
         log_warn("callback.refused", "reason=%s", !env->store ? "no_store"
+                                                  : env->limits.callbacks_per_number < 1 ? "no_limit_set"
                                                   : q->caller[0] ? "no_random" : "not_a_phone_number");
         end_request(q, "unavailable", NULL);
         return;
     }
-    store_load(env->store, handler_session_id(c), on_session, q);
+    char key[sizeof CALLBACK_LIMIT_PREFIX + DOMAIN_PHONE_MAX];
+    snprintf(key, sizeof key, CALLBACK_LIMIT_PREFIX "%s", q->caller);
+    store_count_take(env->store, key, env->limits.number_window_s, on_counted, q);
 }

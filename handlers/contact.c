@@ -4,7 +4,10 @@
  *   send_code       a six-digit one-time code by SMS to the new number;
  *                   Redis keeps only its keyed digest (digest.h), the
  *                   number and the tries left, under cl:otp:{session}, and
- *                   the session's sends under cl:otp:n:{session};
+ *                   the session's sends under cl:otp:n:{session}, and
+ *                   the number's under cl:rl:code:{number} (counted
+ *                   first, store_count_take: a number flooded with codes
+ *                   from many sessions is stopped too);
  *   check_code      the code as typed back, compared digest to digest;
  *   update_contact  PATCH persons with what was confirmed.
  *
@@ -36,6 +39,7 @@
 #define CODE_DRAW_LIMIT (UINT32_MAX - UINT32_MAX % CODE_SPACE)
 #define CODE_KEY_PREFIX "cl:otp:"
 #define SENDS_KEY_PREFIX "cl:otp:n:"
+#define NUMBER_KEY_PREFIX "cl:rl:code:"
 #define CODE_KEY_MAX (STORE_MAX_ID_LEN + 16)
 #define CODE_SMS_MAX 1024   /* the rendered SMS, several parts at most */
 
@@ -76,6 +80,7 @@ typedef struct {
     handler_call *call;
     char number[DOMAIN_PHONE_MAX];  /* the new number, E.164 */
     char code[CODE_DIGITS + 1];      /* the secret: wiped before this is freed */
+    char digest[HANDLER_DIGEST_HEX + 1]; /* its keyed digest, what Redis keeps */
 } code_send;
 
 static void code_send_end(code_send *s, const char *result)
@@ -145,7 +150,37 @@ static void on_code_stored(store_status st, const struct redisReply *reply, void
 
 static bool code_limits_set(const handler_limits *l)
 {
-    return l->code_ttl_s > 0 && l->code_tries > 0 && l->code_sends > 0;
+    return l->code_ttl_s > 0 && l->code_tries > 0 && l->code_sends > 0 && l->codes_per_number > 0 &&
+           l->number_window_s > 0;
+}
+
+/* Stores the code within the session's allowance (store_code_script). */
+static void store_code(code_send *s)
+{
+    const handler_env *env = handler_env_of(s->call);
+    code_keys k;
+    code_keys_of(s->call, &k);
+    char tries[16], ttl[16], sends[16];
+    snprintf(tries, sizeof tries, "%d", env->limits.code_tries);
+    snprintf(ttl, sizeof ttl, "%d", env->limits.code_ttl_s);
+    snprintf(sends, sizeof sends, "%d", env->limits.code_sends);
+    const char *argv[] = {"EVAL", store_code_script, "2", k.code, k.sends,
+                          s->digest, s->number, tries, ttl, sends};
+    store_command(env->store, 10, argv, NULL, on_code_stored, s);
+}
+
+static void on_number_counted(store_status st, long long count, void *arg)
+{
+    code_send *s = arg;
+    if (st != STORE_OK) {
+        log_warn("contact.code_count_failed", "status=%s", store_status_name(st));
+        code_send_end(s, "unavailable");
+    } else if (count > handler_env_of(s->call)->limits.codes_per_number) {
+        log_info("contact.too_many_codes_for_number", "to=%s count=%lld", mask_phone(s->number).s, count);
+        code_send_end(s, "too_many");
+    } else {
+        store_code(s);
+    }
 }
 
 void send_code_run(handler_call *c)
@@ -159,23 +194,16 @@ void send_code_run(handler_call *c)
     if (!s)
         abort();
     s->call = c;
-    char digest[HANDLER_DIGEST_HEX + 1];
     if (!domain_phone_normalize(handler_arg(c, "mobile"), true, s->number) || !draw_code(s->code) ||
-        !handler_digest(env, "code", handler_session_id(c), s->code, digest)) {
+        !handler_digest(env, "code", handler_session_id(c), s->code, s->digest)) {
         log_error("contact.send_code_refused", "reason=%s",
                   s->number[0] ? "no_code_or_digest" : "not_a_mobile");
         code_send_end(s, "unavailable");
         return;
     }
-    code_keys k;
-    code_keys_of(c, &k);
-    char tries[16], ttl[16], sends[16];
-    snprintf(tries, sizeof tries, "%d", env->limits.code_tries);
-    snprintf(ttl, sizeof ttl, "%d", env->limits.code_ttl_s);
-    snprintf(sends, sizeof sends, "%d", env->limits.code_sends);
-    const char *argv[] = {"EVAL", store_code_script, "2", k.code, k.sends,
-                          digest, s->number, tries, ttl, sends};
-    store_command(env->store, 10, argv, NULL, on_code_stored, s);
+    char key[sizeof NUMBER_KEY_PREFIX + DOMAIN_PHONE_MAX];
+    snprintf(key, sizeof key, NUMBER_KEY_PREFIX "%s", s->number);
+    store_count_take(env->store, key, env->limits.number_window_s, on_number_counted, s);
 }
 
 /* check_code --------------------------------------------------------------------*/

@@ -151,7 +151,7 @@ static const handler_result activate_results[] = {
 static const char *const send_code_args[] = {"mobile", "lang", NULL};
 static const handler_result send_code_results[] = {
     {"sent", NULL},
-    {"too_many", NULL},               /* this session asked for too many codes */
+    {"too_many", NULL},               /* this session, or the number's window, had too many codes */
     {"unavailable", NULL},
     {NULL, NULL},
 };
@@ -182,7 +182,7 @@ static const char *const callback_optional_args[] = {"at", NULL};
 static const char *const callback_ok_sets[] = {"callback_ref", NULL};
 static const handler_result callback_results[] = {
     {"ok", callback_ok_sets},         /* queued for agents (or already, by this call) */
-    {"unavailable", NULL},            /* Redis down, or the caller is no phone number */
+    {"unavailable", NULL},            /* Redis down, the caller is no phone number or booked too many */
     {NULL, NULL},
 };
 

@@ -5,6 +5,8 @@
  * every value against the table. */
 #include "config.h"
 
+#include "allow.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -25,6 +27,7 @@ typedef enum {
     CONF_URL,        /* http:// or https:// base URL */
     CONF_PATH,       /* readable file; empty means unset (NULL) */
     CONF_DIR,        /* directory name, required; read by its consumer */
+    CONF_ALLOWLIST,  /* source addresses and CIDR prefixes (allow.h); empty means unset */
     CONF_LOG_LEVEL   /* debug, info, warn or error */
 } conf_type;
 
@@ -91,9 +94,16 @@ static const conf_key keys[] = {
     KEY_INT("ussd", "max_sessions", 1, 1000000, "10000", ussd.max_sessions),
     KEY_INT("ussd", "state_ttl_s", 10, 86400, "300", ussd.state_ttl_s),
     KEY("ussd", "hop_key_secret", CONF_STRING, "", ussd.hop_key_secret),
+    KEY("ussd", "secret", CONF_STRING, "", ussd.secret),
+    KEY_INT("ussd", "allow_unsigned", 0, 1, "0", ussd.allow_unsigned),
+    KEY("ussd", "allow_from", CONF_ALLOWLIST, "", ussd.allow_from),
+    KEY_INT("ussd", "max_clock_skew_s", 1, 3600, "300", ussd.max_clock_skew_s),
 
     KEY_INT("sms", "max_messages", 1, 10, "3", sms.max_messages),
     KEY_INT("sms", "max_text_bytes", 1, 4096, "480", sms.max_text_bytes),
+    KEY("sms", "secret", CONF_STRING, "", sms.secret),
+    KEY_INT("sms", "allow_unsigned", 0, 1, "0", sms.allow_unsigned),
+    KEY("sms", "allow_from", CONF_ALLOWLIST, "", sms.allow_from),
 
     KEY("outbox", "consumer", CONF_STRING, "cardline", outbox.consumer),
     KEY_INT("outbox", "poll_interval_ms", 10, 60000, "200", outbox.poll_interval_ms),
@@ -124,6 +134,10 @@ static const conf_key keys[] = {
     KEY_INT("workflows", "code_sends", 1, 10, "3", workflows.code_sends),
     KEY_INT("workflows", "loss_confirm_wait_ms", 0, 10000, "1500", workflows.loss_confirm_wait_ms),
     KEY("workflows", "digest_secret", CONF_STRING, "", workflows.digest_secret),
+    KEY_INT("workflows", "number_window_s", 60, 86400, "3600", workflows.number_window_s),
+    KEY_INT("workflows", "sessions_per_number", 1, 1000000, "30", workflows.sessions_per_number),
+    KEY_INT("workflows", "codes_per_number", 1, 1000, "5", workflows.codes_per_number),
+    KEY_INT("workflows", "callbacks_per_number", 1, 1000, "3", workflows.callbacks_per_number),
 
     KEY_INT("voice", "enabled", 0, 1, "0", voice.enabled),
     KEY("voice", "listen", CONF_ADDRESS, "127.0.0.1:5060", voice.listen),
@@ -279,6 +293,19 @@ static const char *parse_dir(const char *v, char **out)
     return NULL;
 }
 
+static const char *parse_allowlist(const char *v, char **out)
+{
+    static char why[160];
+    if (*v != '\0') {
+        allow_list *l = allow_parse(v, why, sizeof why);
+        if (!l)
+            return why;
+        allow_free(l);
+    }
+    replace_string(out, v);
+    return NULL;
+}
+
 static const char *parse_value(const conf_key *k, const char *v, conf *c)
 {
     switch (k->type) {
@@ -297,6 +324,8 @@ static const char *parse_value(const conf_key *k, const char *v, conf *c)
         return parse_path(v, field(c, k));
     case CONF_DIR:
         return parse_dir(v, field(c, k));
+    case CONF_ALLOWLIST:
+        return parse_allowlist(v, field(c, k));
     case CONF_LOG_LEVEL:
         return log_level_parse(v, field(c, k)) == 0
                    ? NULL
@@ -589,6 +618,7 @@ bool conf_key_differs(const conf_key *k, const conf *a, const conf *b)
     case CONF_URL:
     case CONF_PATH:
     case CONF_DIR:
+    case CONF_ALLOWLIST:
         return !same_string(*(char *const *)fa, *(char *const *)fb);
     }
     return true;

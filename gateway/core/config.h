@@ -77,10 +77,17 @@ typedef struct {
         int max_sessions;       /* sessions with paging/holding state in memory */
         int state_ttl_s;        /* that state is dropped after this much silence */
         char *hop_key_secret;   /* HMAC key of replay keys, NULL = random per process */
+        char *secret;           /* key aggregators sign requests with, NULL when unset */
+        int allow_unsigned;     /* 1: with no secret, unsigned requests are served */
+        char *allow_from;       /* aggregator source addresses (allow.h), NULL = any */
+        int max_clock_skew_s;   /* a signature's timestamp may be this far off */
     } ussd;
     struct {
         int max_messages;       /* SMS parts one reply may take (Kannel's max-messages) */
         int max_text_bytes;     /* longer MO text gets 413 */
+        char *secret;           /* `key` Kannel's get-url carries, NULL when unset */
+        int allow_unsigned;     /* 1: with no secret, requests without a key are served */
+        char *allow_from;       /* Kannel's source addresses (allow.h), NULL = any */
     } sms;
     struct {
         char *consumer;         /* this gateway's name in the consumer group (unique per instance) */
@@ -114,6 +121,10 @@ typedef struct {
         int code_sends;              /* codes one session may ask for */
         int loss_confirm_wait_ms;    /* wait for the registry before saying "accepted" */
         char *digest_secret;         /* HMAC key of code and new-PIN digests, NULL = random */
+        int number_window_s;         /* window of the per-number limits below */
+        int sessions_per_number;     /* USSD/SMS sessions one phone number may start per window */
+        int codes_per_number;        /* one-time codes sent to one number per window */
+        int callbacks_per_number;    /* callbacks one caller number may book per window */
     } workflows;
     struct {
         int enabled;                /* 1: answer SIP calls; 0: no voice channel */

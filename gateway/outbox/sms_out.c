@@ -3,9 +3,15 @@
  * answers decide each attempt: 2xx done, 400/401/403 a configuration
  * error (given up, logged as an error), anything else or no answer retry
  * later. Message records are written without waiting: they report, they
- * never decide delivery. */
+ * never decide delivery.
+ *
+ * Each attempt draws a report token (RAND_bytes) that goes into its
+ * dlr-url and into the record's `dlr_token`; a report is recorded only
+ * when its token matches (CRYPTO_memcmp), and an unknown id gets the very
+ * answer a wrong token gets, so the route tells a guesser nothing. */
 #include "sms_out.h"
 
+#include "allow.h"
 #include "httpc.h"
 #include "httpd.h"
 #include "log.h"
@@ -18,7 +24,10 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdbool.h>
+#include <sys/queue.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +37,17 @@
 #define SO_MAX_ID 48
 #define SO_MAX_URL 256
 #define SO_MAX_CRED 64
+#define SO_TOKEN_BYTES 16
 
-/* Records a delivery report unless the message is unknown; a final state
- * (delivered, failed) is not overwritten by a late intermediate report.
- * KEYS: the message. ARGV: state, dlr status, dlr ts, now. */
+/* Records a delivery report unless the message is unknown (0) or already
+ * has its final state (delivered, failed: 2): the first final report
+ * stands, with its status and time. KEYS: the message. ARGV: state, dlr
+ * status, dlr ts, now. */
 static const char dlr_script[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
     "local cur = redis.call('HGET', KEYS[1], 'state')\n"
-    "if cur ~= 'delivered' and cur ~= 'failed' then\n"
-    "  redis.call('HSET', KEYS[1], 'state', ARGV[1])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'dlr_status', ARGV[2], 'dlr_ts', ARGV[3], 'updated', ARGV[4])\n"
+    "if cur == 'delivered' or cur == 'failed' then return 2 end\n"
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1], 'dlr_status', ARGV[2], 'dlr_ts', ARGV[3], 'updated', ARGV[4])\n"
     "return 1\n";
 
 /* Records our side's state: "sent" and "queued" never replace what a
@@ -140,6 +149,21 @@ static void record_state(sms_out *so, const char *id, const char *state, const c
 
 /* Delivering ----------------------------------------------------------------*/
 
+/* A report token: SO_TOKEN_BYTES from the CSPRNG, in hex. */
+static bool draw_token(char out[SMS_OUT_TOKEN_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[SO_TOKEN_BYTES];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return false;
+    for (size_t i = 0; i < sizeof raw; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[SMS_OUT_TOKEN_LEN] = '\0';
+    return true;
+}
+
 /* Appends `name=escaped(value)` to the URL being built. */
 static bool add_param(char *url, size_t cap, const char *name, const char *value)
 {
@@ -152,8 +176,8 @@ static bool add_param(char *url, size_t cap, const char *name, const char *value
     return n >= 0 && (size_t)n < cap - len;
 }
 
-static bool build_url(const sms_out *so, const char *id, const char *to, const char *text,
-                      char *url, size_t cap)
+static bool build_url(const sms_out *so, const char *id, const char *token, const char *to,
+                      const char *text, char *url, size_t cap)
 {
     const sms_out_options *o = &so->opt;
     snprintf(url, cap, "%s", o->sendsms_url);
@@ -165,8 +189,8 @@ static bool build_url(const sms_out *so, const char *id, const char *to, const c
         ok = add_param(url, cap, "coding", "2");
     if (ok && o->dlr_url && id) {
         /* Kannel fills %d (the report type) and %T (its time) itself. */
-        char dlr[SO_MAX_URL + SO_MAX_ID + 32];
-        snprintf(dlr, sizeof dlr, "%s?id=%s&status=%%d&ts=%%T", o->dlr_url, id);
+        char dlr[SO_MAX_URL + SO_MAX_ID + SMS_OUT_TOKEN_LEN + 48];
+        snprintf(dlr, sizeof dlr, "%s?id=%s&token=%s&status=%%d&ts=%%T", o->dlr_url, id, token);
         ok = add_param(url, cap, "dlr-mask", "31") && add_param(url, cap, "dlr-url", dlr);
     }
     return ok;
@@ -194,7 +218,7 @@ bool sms_out_send_now(sms_out *so, const char *to, const char *text)
     char *url = calloc(1, cap);
     if (url == NULL)
         abort();
-    bool built = build_url(so, NULL, to, text, url, cap);
+    bool built = build_url(so, NULL, NULL, to, text, url, cap);
     if (built) {
         so_send *q = calloc(1, sizeof *q);
         if (q == NULL)
@@ -255,12 +279,18 @@ static void deliver_sms(outbox_attempt *a, void *arg)
         outbox_finish(a, OUTBOX_GIVE_UP, "bad_payload");
         return;
     }
-    char attempts[16], now[24];
+    char attempts[16], now[24], token[SMS_OUT_TOKEN_LEN + 1];
     snprintf(attempts, sizeof attempts, "%d", outbox_attempt_number(a));
     snprintf(now, sizeof now, "%lld", wall_s());
+    if (!draw_token(token)) {
+        outbox_finish(a, OUTBOX_RETRY, "random");
+        return;
+    }
+    /* Written before the sendsms request on the same connection: Redis
+     * has the token before Kannel can call back with it. */
     const char *pairs[] = {"to", to, "ref", ref ? ref : "", "attempts", attempts,
-                           "updated", now};
-    record(so, id, 4, pairs);
+                           "updated", now, "dlr_token", token};
+    record(so, id, 5, pairs);
     if (outbox_attempt_number(a) == 1) {
         const char *first[] = {"created", now};
         record(so, id, 1, first);
@@ -269,7 +299,7 @@ static void deliver_sms(outbox_attempt *a, void *arg)
 
     size_t cap = 4 * SMS_OUT_MAX_TEXT + 2048;
     char *url = calloc(1, cap);
-    if (url == NULL || !build_url(so, id, to, text, url, cap)) {
+    if (url == NULL || !build_url(so, id, token, to, text, url, cap)) {
         free(url);
         outbox_finish(a, OUTBOX_RETRY, "url");
         return;
@@ -297,6 +327,7 @@ struct so_dlr {
     sms_out *so;             /* owner; NULL once sms_out_free ran (no reply then) */
     so_dlr *prev, *next;     /* the owner's waiting reports */
     httpd_request *req;      /* the report's HTTP request, answered when Redis is */
+    sms_out_dlr report;      /* what Kannel reported */
 };
 
 static void dlr_unlink(so_dlr *d)
@@ -321,23 +352,6 @@ static const char *state_for_dlr(long status)
     return NULL;
 }
 
-static void dlr_recorded(store_status st, const struct redisReply *r, void *arg)
-{
-    so_dlr *d = arg;
-    if (d->so == NULL) {
-        free(d);
-        return;
-    }
-    dlr_unlink(d);
-    if (st != STORE_OK || r->type != REDIS_REPLY_INTEGER)
-        httpd_reply_error(d->req, 503, "unavailable", "the message store is unavailable");
-    else if (r->integer == 0)
-        httpd_reply_error(d->req, 404, "not_found", "no such message");
-    else
-        httpd_reply_json(d->req, 200, json_pack("{s:b}", "recorded", 1));
-    free(d);
-}
-
 static bool parse_long(const char *s, long *out)
 {
     if (s == NULL || *s == '\0' || strlen(s) > 12 || strspn(s, "0123456789") != strlen(s))
@@ -346,50 +360,116 @@ static bool parse_long(const char *s, long *out)
     return true;
 }
 
+const char *sms_out_dlr_parse(const char *query, sms_out_dlr *out)
+{
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    *out = (sms_out_dlr){0};
+    if (query == NULL || evhttp_parse_query_str(query, &params) != 0) {
+        evhttp_clear_headers(&params);
+        return "id and status are required";
+    }
+    const char *id = evhttp_find_header(&params, "id");
+    const char *ts = evhttp_find_header(&params, "ts");
+    const char *token = evhttp_find_header(&params, "token");
+    const char *why = NULL;
+    if (!valid_entry_id(id) || !parse_long(evhttp_find_header(&params, "status"), &out->status) ||
+        (out->state = state_for_dlr(out->status)) == NULL || (ts && *ts && !parse_long(ts, &out->ts)))
+        why = "id, status or ts is malformed";
+    else if (token && strlen(token) <= SMS_OUT_TOKEN_LEN)
+        snprintf(out->token, sizeof out->token, "%s", token);
+    if (!why)
+        snprintf(out->id, sizeof out->id, "%s", id);
+    evhttp_clear_headers(&params);
+    return why;
+}
+
+static void dlr_end(so_dlr *d)
+{
+    dlr_unlink(d);
+    free(d);
+}
+
+/* The one answer to a report without a valid token, known id or not. */
+static void dlr_refuse(so_dlr *d)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(httpd_request_evhttp(d->req));
+    allow_refused("dlr", "token", conn ? evhttp_connection_get_addr(conn) : NULL);
+    httpd_reply_error(d->req, 401, "unauthorized", "the report's id and token do not name a message");
+    dlr_end(d);
+}
+
+static void dlr_recorded(store_status st, const struct redisReply *r, void *arg)
+{
+    so_dlr *d = arg;
+    if (d->so == NULL) {
+        free(d);
+        return;
+    }
+    if (st != STORE_OK || r->type != REDIS_REPLY_INTEGER) {
+        httpd_reply_error(d->req, 503, "unavailable", "the message store is unavailable");
+    } else if (r->integer == 0) {
+        dlr_refuse(d);  /* expired between the token check and now */
+        return;
+    } else {
+        log_info("sms_out.dlr", "entry=%s status=%s recorded=%d", d->report.id, d->report.state,
+                 r->integer == 1);
+        httpd_reply_json(d->req, 200, json_pack("{s:b}", "recorded", r->integer == 1));
+    }
+    dlr_end(d);
+}
+
+static void dlr_token_read(store_status st, const struct redisReply *r, void *arg)
+{
+    so_dlr *d = arg;
+    if (d->so == NULL) {
+        free(d);
+        return;
+    }
+    if (st != STORE_OK || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        httpd_reply_error(d->req, 503, "unavailable", "the message store is unavailable");
+        dlr_end(d);
+        return;
+    }
+    bool match = r->type == REDIS_REPLY_STRING && r->len == SMS_OUT_TOKEN_LEN &&
+                 strlen(d->report.token) == SMS_OUT_TOKEN_LEN &&
+                 CRYPTO_memcmp(r->str, d->report.token, SMS_OUT_TOKEN_LEN) == 0;
+    if (!match) {
+        dlr_refuse(d);
+        return;
+    }
+    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], code[16], stamp[24], now[24];
+    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
+    snprintf(code, sizeof code, "%ld", d->report.status);
+    snprintf(stamp, sizeof stamp, "%ld", d->report.ts);
+    snprintf(now, sizeof now, "%lld", wall_s());
+    const char *argv[] = {"EVAL", dlr_script, "1", key, d->report.state, code, stamp, now};
+    store_command(d->so->st, 8, argv, NULL, dlr_recorded, d);
+}
+
 static void serve_dlr(httpd_request *req, void *arg)
 {
     sms_out *so = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(httpd_request_evhttp(req));
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    struct evkeyvalq params; /* initialized by the parse, even when it fails */
-    if (query == NULL) {
-        httpd_reply_error(req, 400, "bad_request", "id and status are required");
-        return;
-    }
-    if (evhttp_parse_query_str(query, &params) != 0) {
-        evhttp_clear_headers(&params);
-        httpd_reply_error(req, 400, "bad_request", "id and status are required");
-        return;
-    }
-    const char *id = evhttp_find_header(&params, "id");
-    const char *ts = evhttp_find_header(&params, "ts");
-    long status = 0, when = 0;
-    const char *state = parse_long(evhttp_find_header(&params, "status"), &status)
-                            ? state_for_dlr(status)
-                            : NULL;
-    if (!valid_entry_id(id) || state == NULL || (ts && *ts && !parse_long(ts, &when))) {
-        evhttp_clear_headers(&params);
-        httpd_reply_error(req, 400, "bad_request", "id, status or ts is malformed");
-        return;
-    }
-    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], code[16], stamp[24], now[24];
-    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, id);
-    snprintf(code, sizeof code, "%ld", status);
-    snprintf(stamp, sizeof stamp, "%ld", when);
-    snprintf(now, sizeof now, "%lld", wall_s());
-    evhttp_clear_headers(&params);
-    log_info("sms_out.dlr", "entry=%s status=%s", key + strlen(SO_KEY_PREFIX), state);
     so_dlr *d = calloc(1, sizeof *d);
     if (d == NULL)
         abort();
+    const char *why = sms_out_dlr_parse(uri ? evhttp_uri_get_query(uri) : NULL, &d->report);
+    if (why) {
+        free(d);
+        httpd_reply_error(req, 400, "bad_request", why);
+        return;
+    }
     d->so = so;
     d->req = req;
     d->next = so->dlrs;
     if (so->dlrs)
         so->dlrs->prev = d;
     so->dlrs = d;
-    const char *argv[] = {"EVAL", dlr_script, "1", key, state, code, stamp, now};
-    store_command(so->st, 8, argv, NULL, dlr_recorded, d);
+    char key[sizeof SO_KEY_PREFIX + SO_MAX_ID];
+    snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
+    const char *argv[] = {"HGET", key, "dlr_token"};
+    store_command(so->st, 3, argv, NULL, dlr_token_read, d);
 }
 
 int sms_out_dlr_route(sms_out *so, httpd *h)

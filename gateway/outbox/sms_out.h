@@ -6,7 +6,8 @@
  * "ref": "caller's reference" (optional)}. Each message's state lives in
  * Redis under `cl:m:{entry id}` (a hash: to, ref, state
  * queued|sent|buffered|smsc_accepted|delivered|failed|smsc_rejected,
- * attempts, created, updated, last_error, dlr_status, dlr_ts) with a TTL;
+ * attempts, created, updated, last_error, dlr_status, dlr_ts, dlr_token:
+ * the latest attempt's report token) with a TTL;
  * the number is kept there, in full, for the agent API, and only masked in
  * logs. Text never reaches a log (it may carry a one-time code).
  * Main-thread only. */
@@ -55,9 +56,28 @@ void sms_out_free(sms_out *so);
  * only logged (number masked). False when the number or text is invalid. */
 bool sms_out_send_now(sms_out *so, const char *to, const char *text);
 
-/* Serves Kannel's delivery reports on `GET /sms/dlr?id=&status=&ts=`:
- * 200 recorded, 400 bad input, 404 unknown message, 503 Redis down.
- * Returns -1 if the route cannot be added. */
+/* Serves Kannel's delivery reports on `GET /sms/dlr?id=&token=&status=&ts=`:
+ * 200 {"recorded": true}, or {"recorded": false} when the message already
+ * has its final state (the first delivered/failed report stands); 400
+ * malformed; 401 when the token is missing or wrong or the id unknown (one
+ * answer for all three); 503 Redis down. Returns -1 if the route cannot be
+ * added. */
 int sms_out_dlr_route(sms_out *so, httpd *h);
+
+/* A delivery report's query ---------------------------------------------------*/
+
+#define SMS_OUT_TOKEN_LEN 32    /* hex characters of a report token */
+
+typedef struct {
+    char id[48];                          /* the outbox entry id */
+    char token[SMS_OUT_TOKEN_LEN + 1];    /* the token as sent ("" when absent or too long) */
+    long status;                          /* Kannel's report type (%d) */
+    long ts;                              /* Kannel's time (%T), 0 when absent */
+    const char *state;                    /* the state that type means (static) */
+} sms_out_dlr;
+
+/* Parses the query of one report (pure: for the route and the fuzz
+ * target). NULL when it is well formed, else why not. */
+const char *sms_out_dlr_parse(const char *query, sms_out_dlr *out);
 
 #endif

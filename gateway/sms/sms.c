@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "allow.h"
 #include "dialplan.h"
 #include "domain.h"
 #include "engine.h"
@@ -24,10 +25,10 @@
 #include "mask.h"
 #include "metrics.h"
 #include "store.h"
+#include "sms_wire.h"
 #include "utf8.h"
 
 #define SMS_PATH "/sms/kannel"
-#define SMS_SESSION_MAX 32
 #define SMS_REPLY_MAX 4096
 #define SMS_MAX_PARTS 10
 #define SMS_MAX_TEXT 4096
@@ -40,6 +41,8 @@
 /* When the dialplans do not word `sms_held`. */
 #define SMS_HELD_TEXT "您的消息已转给人工客服，客服将通过短信回复您。"
 #define SMS_HELD_PROMPT "sms_held"
+#define SMS_TRY_LATER_TEXT "您发起的会话过多，请稍后再试。Too many requests from your number; please try later."
+#define SMS_START_KEY_PREFIX "cl:rl:start:sms:"
 
 /* Appends a held message and keeps the newest ARGV[2], all expiring with
  * the conversation. KEYS: the held list. ARGV: message JSON, keep, ttl. */
@@ -53,7 +56,8 @@ typedef struct sms_pending sms_pending;
 
 struct sms {
     engine *engine;          /* runs the hops */
-    sms_options opt;         /* limits */
+    sms_options opt;         /* limits; secret owned */
+    allow_list *allow;       /* allowed sources, NULL = any */
     sms_pending *pending;    /* requests waiting for a hop, newest first */
 };
 
@@ -84,8 +88,12 @@ static metrics_series *counter(const char *result)
 
 void sms_options_default(sms_options *opt)
 {
-    opt->max_messages = 3;
-    opt->max_text_bytes = 480;
+    *opt = (sms_options){
+        .max_messages = 3,
+        .max_text_bytes = 480,
+        .starts_per_number = 30,
+        .number_window_s = 3600,
+    };
 }
 
 /* Text rules ------------------------------------------------------------------*/
@@ -229,6 +237,33 @@ static void run_hop(sms_pending *p, engine_event_kind kind)
     engine_hop(p->owner->engine, &ev, hop_done, p);
 }
 
+static void finish(sms_pending *p, const char *result, const char *text, bool cut);
+
+static void on_start_counted(store_status st, long long count, void *arg)
+{
+    sms_pending *p = arg;
+    if (p->owner == NULL) {
+        pending_free(p);
+        return;
+    }
+    /* Redis down: the hop itself will say so; a counter must not turn that into "try later". */
+    if (st == STORE_OK && count > p->owner->opt.starts_per_number) {
+        log_warn("sms.start_limited", "from=%s count=%lld", mask_phone(p->sender).s, count);
+        finish(p, "limited", SMS_TRY_LATER_TEXT, false);
+        return;
+    }
+    run_hop(p, ENGINE_EV_START);
+}
+
+/* A new conversation is counted against its sender before it starts. */
+static void start_hop(sms_pending *p)
+{
+    char key[sizeof SMS_START_KEY_PREFIX + SMS_SESSION_MAX];
+    snprintf(key, sizeof key, SMS_START_KEY_PREFIX "%s", p->sender);
+    p->started = true;
+    store_count_take(engine_store(p->owner->engine), key, p->owner->opt.number_window_s, on_start_counted, p);
+}
+
 static void finish(sms_pending *p, const char *result, const char *text, bool cut)
 {
     log_info("sms.mo", "from=%s text_len=%zu result=%s reply_cut=%d",
@@ -300,7 +335,7 @@ static void hop_done(const engine_result *r, void *arg)
     reply[0] = '\0';
     /* No waiting conversation (none, ended, or with an agent): start anew. */
     if (!p->started && (r->status == ENGINE_NO_SESSION || r->status == ENGINE_BAD_EVENT)) {
-        run_hop(p, ENGINE_EV_START);
+        start_hop(p);
         return;
     }
     if (r->status == ENGINE_HELD) {
@@ -326,59 +361,100 @@ static bool is_keyword(const sms *s, const char *text)
     return flow != NULL && flow != dialplan_route(dp, CHANNEL_SMS, "");
 }
 
-/* The form fields: the query string for GET, the body for POST. */
-static bool read_form(httpd_request *req, struct evkeyvalq *form)
+/* The form text: the query string for GET, the body for POST (caller
+ * frees); NULL when the body holds a NUL byte. */
+static char *form_text(httpd_request *req)
 {
     struct evhttp_request *evr = httpd_request_evhttp(req);
     if (evhttp_request_get_command(evr) == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(evr);
         size_t len = evbuffer_get_length(in);
         char *body = malloc(len + 1);
+        if (!body)
+            abort();
         evbuffer_copyout(in, body, len);
         body[len] = '\0';
-        int rc = memchr(body, '\0', len) ? -1 : evhttp_parse_query_str(body, form);
-        free(body);
-        return rc == 0;
+        if (memchr(body, '\0', len)) {
+            free(body);
+            return NULL;
+        }
+        return body;
     }
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(evr));
-    return evhttp_parse_query_str(query ? query : "", form) == 0;
+    char *copy = strdup(query ? query : "");
+    if (!copy)
+        abort();
+    return copy;
+}
+
+static const struct sockaddr *peer_of(httpd_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(httpd_request_evhttp(req));
+    return conn ? evhttp_connection_get_addr(conn) : NULL;
+}
+
+static void refuse_peer(httpd_request *req, int status, const char *reason, const char *message)
+{
+    allow_refused("sms", reason, peer_of(req));
+    refuse(req, status, status == 403 ? "forbidden" : "unauthorized", message);
+}
+
+/* True when Kannel proved itself (or no proof is asked); else answered. */
+static bool peer_ok(const sms *s, httpd_request *req, const sms_mo *mo)
+{
+    if (!s->opt.secret && s->opt.allow_unsigned)
+        return true;
+    if (!s->opt.secret)
+        refuse_peer(req, 401, "unconfigured", "no [sms] secret is configured");
+    else if (!mo->key)
+        refuse_peer(req, 401, "secret", "the key parameter is required");
+    else if (!sms_wire_key_ok(s->opt.secret, mo->key))
+        refuse_peer(req, 401, "secret", "the key does not match");
+    else
+        return true;
+    return false;
 }
 
 static void on_request(httpd_request *req, void *arg)
 {
     sms *s = arg;
-    struct evkeyvalq form;
-    TAILQ_INIT(&form);
-    if (!read_form(req, &form)) {
-        evhttp_clear_headers(&form);
-        refuse(req, 400, "bad_form", "the form could not be parsed");
+    if (s->allow && !allow_match(s->allow, peer_of(req))) {
+        refuse_peer(req, 403, "source", "this source address is not an allowed Kannel");
         return;
     }
-    const char *from = evhttp_find_header(&form, "from");
-    const char *text = evhttp_find_header(&form, "text");
-    char sender[SMS_SESSION_MAX];
-    if (!from || !text) {
-        refuse(req, 400, "missing_field", "from and text are required");
-    } else if (strlen(text) > (size_t)s->opt.max_text_bytes) {
-        refuse(req, 413, "text_too_long", "text is longer than allowed");
-    } else if (!utf8_valid(text) || !utf8_valid(from)) {
-        refuse(req, 400, "bad_encoding", "from and text must be UTF-8");
-    } else if (!domain_phone_normalize(from, false, sender)) {
-        refuse(req, 400, "bad_sender", "from is not a phone number");
-    } else {
-        sms_pending *p = calloc(1, sizeof *p);
-        p->owner = s;
-        p->req = req;
-        snprintf(p->sender, sizeof p->sender, "%s", sender);
-        snprintf(p->session, sizeof p->session, "sms:%s", sender);
-        p->text = strdup(text);
-        p->next = s->pending;
-        if (s->pending)
-            s->pending->prev = p;
-        s->pending = p;
-        run_hop(p, is_keyword(s, text) ? ENGINE_EV_START : ENGINE_EV_INPUT);
+    struct evkeyvalq form;
+    TAILQ_INIT(&form);
+    char *text = form_text(req);
+    sms_mo mo;
+    sms_refusal why;
+    bool parsed = sms_wire_parse(text, s->opt.max_text_bytes, &form, &mo, &why);
+    /* The key is checked first: a stranger learns nothing of the form rules. */
+    if (peer_ok(s, req, &mo)) {
+        if (!parsed) {
+            refuse(req, why.status, why.code, why.message);
+        } else {
+            sms_pending *p = calloc(1, sizeof *p);
+            if (!p)
+                abort();
+            p->owner = s;
+            p->req = req;
+            snprintf(p->sender, sizeof p->sender, "%s", mo.sender);
+            snprintf(p->session, sizeof p->session, "sms:%s", mo.sender);
+            p->text = strdup(mo.text);
+            if (!p->text)
+                abort();
+            p->next = s->pending;
+            if (s->pending)
+                s->pending->prev = p;
+            s->pending = p;
+            if (is_keyword(s, mo.text))
+                start_hop(p);
+            else
+                run_hop(p, ENGINE_EV_INPUT);
+        }
     }
     evhttp_clear_headers(&form);
+    free(text);
 }
 
 /* Lifecycle -------------------------------------------------------------------*/
@@ -386,17 +462,37 @@ static void on_request(httpd_request *req, void *arg)
 sms *sms_new(engine *e, httpd *h, const sms_options *opt)
 {
     if (opt->max_messages < 1 || opt->max_messages > SMS_MAX_PARTS || opt->max_text_bytes < 1 ||
-        opt->max_text_bytes > SMS_MAX_TEXT) {
-        log_error("sms.option_invalid", "max_messages=%d max_text_bytes=%d", opt->max_messages,
-                  opt->max_text_bytes);
+        opt->max_text_bytes > SMS_MAX_TEXT || opt->starts_per_number < 1 || opt->number_window_s < 1 ||
+        opt->number_window_s > 86400 || (opt->secret && (strlen(opt->secret) < 16 || strlen(opt->secret) > 256))) {
+        log_error("sms.option_invalid", "max_messages=%d max_text_bytes=%d starts_per_number=%d number_window_s=%d "
+                  "secret=%s", opt->max_messages, opt->max_text_bytes, opt->starts_per_number,
+                  opt->number_window_s, opt->secret ? "bad_length(16-256)" : "unset");
+        return NULL;
+    }
+    char why[160];
+    allow_list *allow = NULL;
+    if (opt->allow_from && !(allow = allow_parse(opt->allow_from, why, sizeof why))) {
+        log_error("sms.option_invalid", "allow_from=%s", log_quote(why).s);
         return NULL;
     }
     sms *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
     s->engine = e;
     s->opt = *opt;
+    s->allow = allow;
+    s->opt.allow_from = NULL;
+    s->opt.secret = opt->secret ? strdup(opt->secret) : NULL;
+    if (opt->secret && !s->opt.secret)
+        abort();
+    if (!s->opt.secret && s->opt.allow_unsigned)
+        log_warn("sms.unsigned", "why=%s",
+                 log_quote("[sms] secret unset and allow_unsigned = 1: Kannel is not authenticated").s);
+    else if (!s->opt.secret)
+        log_warn("sms.closed", "why=%s", log_quote("[sms] secret unset: every request is refused").s);
     if (httpd_route(h, SMS_PATH, EVHTTP_REQ_GET | EVHTTP_REQ_POST, on_request, s) != 0) {
         log_error("sms.route_failed", "path=%s", SMS_PATH);
-        free(s);
+        sms_free(s);
         return NULL;
     }
     return s;
@@ -409,6 +505,11 @@ void sms_free(sms *s)
     for (sms_pending *p = s->pending; p; p = p->next) {
         p->owner = NULL;
         httpd_reply_error(p->req, 503, "shutting_down", "the gateway is stopping");
+    }
+    allow_free(s->allow);
+    if (s->opt.secret) {
+        explicit_bzero((char *)s->opt.secret, strlen(s->opt.secret));
+        free((char *)s->opt.secret);
     }
     free(s);
 }

@@ -16,7 +16,13 @@
  * Owns no state beyond the requests in flight and the held lists: the
  * conversation is the engine's session. Never logs the text (only its
  * length) and masks the sender. Sending SMS on its own (the outbox, an
- * agent's reply) is not here. Main-thread only. */
+ * agent's reply) is not here. Main-thread only.
+ *
+ * Peers: a request is served only from an allowed source (`allow_from`,
+ * else 403) and with the shared secret in its `key` parameter, which
+ * Kannel's get-url carries (else 401); a refused request changes nothing.
+ * A sender starting more than `starts_per_number` conversations in
+ * `number_window_s` is answered a "try later" SMS. */
 #ifndef CARDLINE_SMS_H
 #define CARDLINE_SMS_H
 
@@ -31,9 +37,15 @@ typedef struct sms sms;
 typedef struct {
     int max_messages;        /* SMS parts a reply may take (Kannel's max-messages), 1..10 */
     int max_text_bytes;      /* longer MO text is refused with 413, 1..4096 */
+    const char *secret;      /* the `key` Kannel sends; NULL = see allow_unsigned */
+    bool allow_unsigned;     /* with no secret: true serves requests without a key, false refuses all */
+    const char *allow_from;  /* allowed sources (allow.h syntax); NULL = any */
+    int starts_per_number;   /* conversations one sender may start per window */
+    int number_window_s;     /* that window */
 } sms_options;
 
-/* Defaults: 3 parts, 480 bytes. */
+/* Defaults: 3 parts, 480 bytes, no secret and every request refused, any
+ * source, 30 conversations per sender an hour. */
 void sms_options_default(sms_options *opt);
 
 /* Lifecycle -----------------------------------------------------------------*/

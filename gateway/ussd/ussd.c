@@ -22,19 +22,18 @@
 #include <strings.h>
 #include <time.h>
 
+#include "allow.h"
 #include "engine.h"
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
+#include "store.h"
 #include "utf8.h"
+#include "ussd_wire.h"
 
 #define USSD_PATH "/ussd"
 #define USSD_ID_PREFIX "ussd:"
-#define USSD_MAX_SESSION_ID 64    /* bytes of the aggregator's sessionId */
-#define USSD_MAX_CODE 32          /* bytes of serviceCode */
-#define USSD_MAX_PHONE 32         /* bytes of phoneNumber */
-#define USSD_MAX_NETWORK 16       /* bytes of networkCode */
 #define USSD_MAX_WAITERS 16       /* identical requests answered by one hop */
 #define USSD_BUCKETS 4096         /* hash buckets of the session table */
 #define USSD_KEY_BYTES 16         /* HMAC bytes kept in a hop key */
@@ -43,6 +42,8 @@
 #define USSD_MORE_KEY "98"        /* no shipped menu uses it */
 #define USSD_CONTINUE_KEY "1"
 #define USSD_SECRET_BYTES 32
+#define USSD_START_KEY_PREFIX "cl:rl:start:ussd:"
+#define USSD_TRY_LATER "END 您的号码发起的会话过多，请稍后再试。Too many sessions from your number; please try later."
 
 typedef enum {
     R_ENGINE = 0,   /* answered from an engine hop (applied or replayed) */
@@ -55,15 +56,18 @@ typedef enum {
     R_NO_ROUTE,
     R_NO_SESSION,
     R_UNAVAILABLE,  /* engine busy/unavailable or the table is full */
+    R_REFUSED,      /* 401/403: the peer did not authenticate, nothing done */
+    R_LIMITED,      /* the number started too many sessions: a "try later" page */
     R_COUNT
 } result_kind;
 
 static const char *const result_names[R_COUNT] = {
     "engine", "page", "holding", "continued", "retry", "bad_request",
-    "out_of_step", "no_route", "no_session", "unavailable"};
+    "out_of_step", "no_route", "no_session", "unavailable", "refused", "limited"};
 
 typedef struct usess usess;
 typedef struct flight flight;
+typedef struct starting starting;
 
 /* The answer to one hop, split into pages ("CON …"/"END …" bodies). */
 typedef struct {
@@ -119,6 +123,8 @@ struct ussd {
     EVP_MAC_CTX *mac;              /* HMAC-SHA256 keyed with the hop key secret */
     const struct timeval *deadline; /* answer_deadline_ms, a libevent common timeout (O(1) timers) */
     struct evbuffer *reply;        /* the body of the reply being sent */
+    allow_list *allow;             /* allowed sources, NULL = any */
+    starting *starts;              /* session starts waiting for their count */
     usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
     size_t nsessions;              /* entries in buckets */
     struct event *sweep;           /* drops silent sessions' state */
@@ -623,6 +629,18 @@ typedef struct {
     struct timespec t0;       /* arrival */
 } ussd_req;
 
+/* A session start waiting for its number's count (the request's form is
+ * gone by then: the fields are copied). */
+struct starting {
+    ussd *u;                       /* NULL once ussd_free orphaned it */
+    starting *prev, *next;         /* in u->starts */
+    httpd_request *req;            /* to answer */
+    char sid[USSD_MAX_SESSION_ID + 1]; /* sessionId */
+    char code[USSD_MAX_CODE + 1];  /* serviceCode */
+    char phone[USSD_MAX_PHONE + 1]; /* phoneNumber */
+    struct timespec t0;            /* arrival */
+};
+
 static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
 {
     flight *f = xcalloc(1, sizeof *f);
@@ -727,48 +745,6 @@ static void serve(ussd *u, httpd_request *req, const ussd_req *q)
 
 /* Parsing and validation -----------------------------------------------------------------*/
 
-static bool chars_ok(const char *s, size_t max, const char *allowed)
-{
-    size_t n = strnlen(s, max + 1);
-    return n > 0 && n <= max && strspn(s, allowed) == n;
-}
-
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
-
-/* Why the request is refused (NULL when it is fine) and with which status. */
-static const char *check(const ussd *u, struct evkeyvalq *form, ussd_req *q, int *status)
-{
-    q->session_id = evhttp_find_header(form, "sessionId");
-    q->code = evhttp_find_header(form, "serviceCode");
-    q->phone = evhttp_find_header(form, "phoneNumber");
-    q->text = evhttp_find_header(form, "text");
-    const char *network = evhttp_find_header(form, "networkCode");
-    if (!q->text)
-        q->text = "";
-    *status = 400;
-    if (!q->session_id || !q->session_id[0])
-        return "sessionId is required";
-    if (!q->code || !q->code[0])
-        return "serviceCode is required";
-    if (!q->phone || !q->phone[0])
-        return "phoneNumber is required";
-    if (!chars_ok(q->session_id, USSD_MAX_SESSION_ID, ID_CHARS))
-        return "sessionId must be 1-64 letters, digits or -_.:";
-    if (!chars_ok(q->code, USSD_MAX_CODE, "0123456789*#"))
-        return "serviceCode must be 1-32 of 0-9 * #";
-    if (!chars_ok(q->phone, USSD_MAX_PHONE, "+0123456789"))
-        return "phoneNumber must be 1-32 of + and digits";
-    if (network && network[0] && !chars_ok(network, USSD_MAX_NETWORK, "0123456789"))
-        return "networkCode must be 1-16 digits";
-    if (strlen(q->text) > (size_t)u->opt.max_text_bytes) {
-        *status = 413;
-        return "text is too long";
-    }
-    if (!utf8_valid(q->text))
-        return "text must be UTF-8";
-    return NULL;
-}
-
 static bool form_content_type(struct evhttp_request *er)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(er), "Content-Type");
@@ -780,21 +756,141 @@ static void refuse(ussd *u, httpd_request *req, int status, const char *why, con
     char body[256];
     snprintf(body, sizeof body, "END %s", why);
     send_text(u, req, status, body, R_BAD_REQUEST);
-    log_request(q->session_id && chars_ok(q->session_id, USSD_MAX_SESSION_ID, ID_CHARS) ? q->session_id : "",
-                q->phone && chars_ok(q->phone, USSD_MAX_PHONE, "+0123456789") ? q->phone : "", status,
-                R_BAD_REQUEST, &q->t0);
+    bool sid_ok = q->session_id && ussd_wire_chars_ok(q->session_id, USSD_MAX_SESSION_ID, USSD_ID_CHARS);
+    bool phone_ok = q->phone && ussd_wire_chars_ok(q->phone, USSD_MAX_PHONE, USSD_PHONE_CHARS);
+    log_request(sid_ok ? q->session_id : "", phone_ok ? q->phone : "", status, R_BAD_REQUEST, &q->t0);
 }
 
+/* Peers ------------------------------------------------------------------------------------*/
+
+static const struct sockaddr *peer_of(httpd_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(httpd_request_evhttp(req));
+    return conn ? evhttp_connection_get_addr(conn) : NULL;
+}
+
+static void refuse_peer(ussd *u, httpd_request *req, int status, const char *reason, const char *why)
+{
+    char body[256];
+    snprintf(body, sizeof body, "END %s", why);
+    allow_refused("ussd", reason, peer_of(req));
+    send_text(u, req, status, body, R_REFUSED);
+}
+
+/* True when the request may be served; else it was answered 401/403. */
+static bool peer_ok(ussd *u, httpd_request *req, const char *body, size_t len)
+{
+    if (u->allow && !allow_match(u->allow, peer_of(req))) {
+        refuse_peer(u, req, 403, "source", "forbidden: this source address is not an allowed aggregator");
+        return false;
+    }
+    if (!u->opt.secret) {
+        if (u->opt.allow_unsigned)
+            return true;
+        refuse_peer(u, req, 401, "unconfigured", "unauthorized: no [ussd] secret is configured");
+        return false;
+    }
+    struct evkeyvalq *h = evhttp_request_get_input_headers(httpd_request_evhttp(req));
+    switch (ussd_wire_verify(u->opt.secret, evhttp_find_header(h, USSD_TIMESTAMP_HEADER),
+                             evhttp_find_header(h, USSD_SIGNATURE_HEADER), body, len, time(NULL),
+                             u->opt.max_clock_skew_s)) {
+    case USSD_SIG_OK:
+        return true;
+    case USSD_SIG_MISSING:
+        refuse_peer(u, req, 401, "signature",
+                    "unauthorized: " USSD_TIMESTAMP_HEADER " and " USSD_SIGNATURE_HEADER " are required");
+        return false;
+    case USSD_SIG_STALE:
+        refuse_peer(u, req, 401, "stale", "unauthorized: the timestamp is outside the allowed clock skew");
+        return false;
+    case USSD_SIG_BAD:
+        break;
+    }
+    refuse_peer(u, req, 401, "signature", "unauthorized: the signature does not match");
+    return false;
+}
+
+/* Session starts per number ------------------------------------------------------------------*/
+
+static void starting_free(starting *st)
+{
+    if (st->u) {
+        if (st->prev)
+            st->prev->next = st->next;
+        else
+            st->u->starts = st->next;
+        if (st->next)
+            st->next->prev = st->prev;
+    }
+    free(st);
+}
+
+static void on_start_counted(store_status status, long long count, void *arg)
+{
+    starting *st = arg;
+    ussd *u = st->u;
+    if (!u) {
+        starting_free(st);
+        return;
+    }
+    ussd_req q = {.session_id = st->sid, .code = st->code, .phone = st->phone, .text = "", .t0 = st->t0};
+    /* Redis down: the hop itself will say so; a counter must not turn that into "try later". */
+    if (status == STORE_OK && count > u->opt.starts_per_number) {
+        log_warn("ussd.start_limited", "phone=%s count=%lld", mask_phone(st->phone).s, count);
+        reply_local(u, st->req, &q, 200, USSD_TRY_LATER, R_LIMITED);
+    } else {
+        serve(u, st->req, &q);
+    }
+    starting_free(st);
+}
+
+/* A new session (empty text) is counted against its number before it starts. */
+static void count_start(ussd *u, httpd_request *req, const ussd_req *q)
+{
+    starting *st = xcalloc(1, sizeof *st);
+    st->u = u;
+    st->req = req;
+    snprintf(st->sid, sizeof st->sid, "%s", q->session_id);
+    snprintf(st->code, sizeof st->code, "%s", q->code);
+    snprintf(st->phone, sizeof st->phone, "%s", q->phone);
+    st->t0 = q->t0;
+    st->next = u->starts;
+    if (u->starts)
+        u->starts->prev = st;
+    u->starts = st;
+    char key[sizeof USSD_START_KEY_PREFIX + USSD_MAX_PHONE];
+    snprintf(key, sizeof key, USSD_START_KEY_PREFIX "%s", q->phone);
+    store_count_take(engine_store(u->opt.engine), key, u->opt.number_window_s, on_start_counted, st);
+}
+
+/* Parses an authenticated body into `form` and serves it: a new session
+ * is counted against its number first. */
+static void serve_form(ussd *u, httpd_request *req, const char *body, size_t len, struct evkeyvalq *form,
+                       ussd_req *q)
+{
+    int status = 400;
+    ussd_fields fields;
+    const char *why = ussd_wire_fields(body, len, u->opt.max_text_bytes, form, &fields, &status);
+    q->session_id = fields.session_id;
+    q->code = fields.code;
+    q->phone = fields.phone;
+    q->text = fields.text;
+    if (why)
+        refuse(u, req, status, why, q);
+    else if (q->text[0] == '\0' && !find_session(u, q->session_id))
+        count_start(u, req, q);
+    else
+        serve(u, req, q);
+}
+
+/* The body is bounded, then authenticated, then read: a stranger learns
+ * nothing of the form's rules. */
 static void on_request(httpd_request *req, void *arg)
 {
     ussd *u = arg;
     ussd_req q = {0};
     clock_gettime(CLOCK_MONOTONIC, &q.t0);
     struct evhttp_request *er = httpd_request_evhttp(req);
-    if (!form_content_type(er)) {
-        refuse(u, req, 415, "the body must be application/x-www-form-urlencoded", &q);
-        return;
-    }
     struct evbuffer *in = evhttp_request_get_input_buffer(er);
     size_t len = evbuffer_get_length(in);
     if (len > (size_t)u->opt.max_text_bytes * 3 + 4096) {
@@ -805,14 +901,12 @@ static void on_request(httpd_request *req, void *arg)
     evbuffer_copyout(in, body, len);
     struct evkeyvalq form;
     TAILQ_INIT(&form);
-    int status = 400;
-    const char *why = strlen(body) != len ? "the body holds a NUL byte"
-                      : evhttp_parse_query_str(body, &form) != 0 ? "the form is malformed"
-                                                                  : check(u, &form, &q, &status);
-    if (why)
-        refuse(u, req, status, why, &q);
-    else
-        serve(u, req, &q);
+    if (peer_ok(u, req, body, len)) {
+        if (form_content_type(er))
+            serve_form(u, req, body, len, &form, &q);
+        else
+            refuse(u, req, 415, "the body must be application/x-www-form-urlencoded", &q);
+    }
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &form, next) explicit_bzero(kv->value, strlen(kv->value));
     evhttp_clear_headers(&form);
@@ -830,6 +924,9 @@ void ussd_options_default(ussd_options *opt)
         .page_chars = USSD_MAX_PAGE_CHARS,
         .max_sessions = 10000,
         .state_ttl_s = 300,
+        .max_clock_skew_s = 300,
+        .starts_per_number = 30,
+        .number_window_s = 3600,
     };
 }
 
@@ -849,6 +946,12 @@ static const char *options_problem(const ussd_options *o)
         return "state_ttl_s must be 10-86400";
     if (o->hop_key_secret && (strlen(o->hop_key_secret) < 16 || strlen(o->hop_key_secret) > 256))
         return "hop_key_secret must be 16-256 bytes";
+    if (o->secret && (strlen(o->secret) < 16 || strlen(o->secret) > 256))
+        return "secret must be 16-256 bytes";
+    if (o->max_clock_skew_s < 1 || o->max_clock_skew_s > 3600)
+        return "max_clock_skew_s must be 1-3600";
+    if (o->starts_per_number < 1 || o->number_window_s < 1 || o->number_window_s > 86400)
+        return "starts_per_number must be at least 1 and number_window_s 1-86400";
     return NULL;
 }
 
@@ -859,10 +962,24 @@ ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *
         log_error("ussd.option_invalid", "why=%s", log_quote(problem).s);
         return NULL;
     }
+    char why[160];
+    allow_list *allow = NULL;
+    if (opt->allow_from && !(allow = allow_parse(opt->allow_from, why, sizeof why))) {
+        log_error("ussd.option_invalid", "why=%s", log_quote(why).s);
+        return NULL;
+    }
     ussd *u = xcalloc(1, sizeof *u);
     u->base = base;
     u->opt = *opt;
+    u->allow = allow;
     u->opt.hop_key_secret = NULL;
+    u->opt.allow_from = NULL;
+    u->opt.secret = opt->secret ? xstrdup(opt->secret) : NULL;
+    if (!u->opt.secret && u->opt.allow_unsigned)
+        log_warn("ussd.unsigned", "why=%s",
+                 log_quote("[ussd] secret unset and allow_unsigned = 1: requests are not authenticated").s);
+    else if (!u->opt.secret)
+        log_warn("ussd.closed", "why=%s", log_quote("[ussd] secret unset: every request is refused").s);
     unsigned char secret[USSD_SECRET_BYTES];
     size_t secret_len = sizeof secret;
     if (opt->hop_key_secret) {
@@ -916,8 +1033,15 @@ void ussd_free(ussd *u)
             remove_session(u, s);
         }
     }
+    for (starting *st = u->starts; st; st = st->next)
+        st->u = NULL;   /* its count's callback frees it */
     if (u->sweep)
         event_free(u->sweep);
+    allow_free(u->allow);
+    if (u->opt.secret) {
+        explicit_bzero((char *)u->opt.secret, strlen(u->opt.secret));
+        free((char *)u->opt.secret);
+    }
     if (u->reply)
         evbuffer_free(u->reply);
     EVP_MAC_CTX_free(u->mac);

@@ -184,8 +184,12 @@ static char *gateway_call(const char *path, const char *form, long *status)
     size_t len = 0;
     FILE *out = open_memstream(&body, &len);
     curl_easy_setopt(c, CURLOPT_URL, url);
-    if (form)
+    struct curl_slist *h = NULL;
+    if (form) {
+        h = th_ussd_sign(NULL, form);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
@@ -194,6 +198,7 @@ static char *gateway_call(const char *path, const char *form, long *status)
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     fclose(out);
+    curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return body;
 }
@@ -228,7 +233,7 @@ static void sms(const char *text, const char *needle)
     CURL *c = curl_easy_init();
     char *t = curl_easy_escape(c, text, 0), *from = curl_easy_escape(c, PHONE, 0);
     char path[512];
-    snprintf(path, sizeof path, "/sms/kannel?from=%s&to=12333&text=%s", from, t);
+    snprintf(path, sizeof path, "/sms/kannel?key=" TH_SMS_KEY "&from=%s&to=12333&text=%s", from, t);
     curl_free(t);
     curl_free(from);
     curl_easy_cleanup(c);
@@ -324,7 +329,8 @@ static void write_conf(world *w)
              "[redis]\nport = %d\n"
              "[registry]\nurl = http://127.0.0.1:%d\n"
              "[dialplans]\ndir = %s/dialplans\n"
-             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = agents api test secret\n"
+             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = agents api test secret\n" TH_USSD_SECRET_LINE
+             "[sms]\n" TH_SMS_KEY_LINE
              "[outbox]\nconsumer = gw-agents\n"
              "[voice]\nenabled = 0\nlisten = 127.0.0.1:%d\n"
              "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s\nresume_ttl_s = 60\n"

@@ -3,7 +3,8 @@
 -- step to the language menu, save with compare-and-set expecting no session
 -- (the blind START: one Redis round trip, gateway/engine/README.md), render
 -- and answer. wrk cannot tell which connection a response belongs to, so
--- continuing a session across requests is not possible here.
+-- continuing a session across requests is not possible here. Requests are
+-- unsigned: scripts/bench's config sets [ussd] allow_unsigned = 1.
 local counter = 0
 local thread_id = 0
 

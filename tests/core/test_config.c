@@ -138,6 +138,18 @@ static void test_every_type_parses(void **state)
     assert_int_equal(f->c.http.max_connections, 1024);
 }
 
+/* Allowlists are checked at load (allow.h), naming the bad entry. */
+static void test_allowlists(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_text(f, "[ussd]\nallow_from = 127.0.0.1, 10.0.0.0/8, ::1\n[sms]\nallow_from =\n"), 0);
+    assert_string_equal(f->c.ussd.allow_from, "127.0.0.1, 10.0.0.0/8, ::1");
+    assert_null(f->c.sms.allow_from);
+    assert_int_equal(load_text(f, "[sms]\nallow_from = 127.0.0.1, kannel.local\n"), -1);
+    assert_int_equal(f->errs.count, 1);
+    assert_non_null(strstr(f->errs.lines[0], "[sms] allow_from: \"kannel.local\" is not an IP address"));
+}
+
 static void test_ipv4_listen_and_range_edges(void **state)
 {
     fixture *f = *state;
@@ -407,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_type_parses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv4_listen_and_range_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allowlists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_an_integer_changes_nothing, setup, teardown),

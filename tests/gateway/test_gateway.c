@@ -377,6 +377,23 @@ static void test_unknown_path_and_method(void **state)
     free(body);
 }
 
+/* This world's config sets no [ussd] or [sms] secret: both channels are
+ * closed (401, saying why) while the rest of the gateway runs. */
+static void test_channels_without_a_secret_refuse_everything(void **state)
+{
+    world *w = *state;
+    const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    th_response r = th_request(w->http_port, "POST", "/ussd", NULL, form);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "no [ussd] secret is configured"));
+    th_response_free(&r);
+    r = th_request(w->http_port, "GET", "/sms/kannel?key=anything-at-all&from=%2B8613800000001&text=CX", NULL,
+                   NULL);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "no [sms] secret is configured"));
+    th_response_free(&r);
+}
+
 /* Every sample line is `name{labels} value` or `name value`. */
 static void assert_prometheus_text(char *text)
 {
@@ -574,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_healthz_follows_registry_fault),
         cmocka_unit_test(test_healthz_follows_registry_stopped),
         cmocka_unit_test(test_unknown_path_and_method),
+        cmocka_unit_test(test_channels_without_a_secret_refuse_everything),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_body_over_limit_is_413),
         cmocka_unit_test(test_oversize_head_is_refused),

@@ -3,7 +3,8 @@
  * state hash with exactly the fields agents read, the context from the
  * stored session (verification masked), one callback per call key however
  * often a hop is replayed, and "unavailable" with Redis down or a caller
- * who is no phone number. The loop runs until the awaited callback has
+ * who is no phone number, and at most callbacks_per_number bookings per
+ * number however many arrive at once. The loop runs until the awaited callback has
  * come, under a bounded deadline; nothing depends on timing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,8 @@
 #define WANG_ID "110101199003074514"
 #define SESSION "ussd:cb-test"
 #define SEVEN_DAYS 604800
+#define CALLBACKS_PER_NUMBER 3
+#define FLOOD 100
 
 typedef struct {
     th_proc redis;            /* real Redis */
@@ -81,6 +84,8 @@ static int setup(void **state)
     f->store = store_new(f->base, &so);
     f->env.base = f->base;
     f->env.store = f->store;
+    f->env.limits.number_window_s = 3600;
+    f->env.limits.callbacks_per_number = CALLBACKS_PER_NUMBER;
     long deadline = th_now_ms() + WAIT_MS;
     while (!store_connected(f->store) && th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
@@ -257,6 +262,41 @@ static void test_not_a_phone_number_is_unavailable(void **state)
     assert_int_equal(stream_len(f), 0);
 }
 
+/* 100 bookings for one number sent at once (distinct hops): only the
+ * allowance is queued, whatever the interleaving; another number still
+ * books. */
+static void test_callbacks_limited_per_number(void **state)
+{
+    fixture *f = *state;
+    static outcome outs[FLOOD];
+    char keys[FLOOD][32];
+    for (int i = 0; i < FLOOD; i++) {
+        outs[i] = (outcome){0};
+        snprintf(keys[i], sizeof keys[i], "flood.%d.1", i);
+        handler_call_spec spec = {
+            .def = handlers_find("request_callback"),
+            .env = &f->env,
+            .channel = CHANNEL_USSD,
+            .caller = "+8613800000005",
+            .session_id = SESSION,
+            .call_key = keys[i],
+            .args = json_pack("{s:s, s:s, s:s}", "caller", "+8613800000005", "lang", "zh", "reason", "flood"),
+        };
+        handler_call_start(&spec, on_done, &outs[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < FLOOD; i++) {
+        run_until(f, &outs[i].done);
+        ok += strcmp(outs[i].result, "ok") == 0;
+        if (strcmp(outs[i].result, "ok") != 0)
+            assert_string_equal(outs[i].result, "unavailable");
+    }
+    assert_int_equal(ok, CALLBACKS_PER_NUMBER);
+    assert_int_equal(stream_len(f), CALLBACKS_PER_NUMBER);
+    outcome o = call(f, "+8613800000006", "other.1.1", NULL);
+    assert_string_equal(o.result, "ok");
+}
+
 static void test_redis_down_is_unavailable(void **state)
 {
     fixture *f = *state;
@@ -278,6 +318,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_context_without_a_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_phone_number_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down_is_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callbacks_limited_per_number, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

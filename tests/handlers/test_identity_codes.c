@@ -30,6 +30,7 @@
 #include "registry.h"
 #include "store.h"
 
+#define CODES_PER_NUMBER 4
 #define WAIT_MS 15000
 #define WANG_ID "110101199003074514"     /* PIN 246810, mobile +8613800000001 */
 #define WANG_PIN "246810"
@@ -153,7 +154,8 @@ static int setup(void **state)
         .render = test_render, .send_now = test_send_now, .ctx = f,
         .digest_key = f->key, .digest_key_len = sizeof f->key,
         .limits = {.identify_window_s = 600, .identify_max_per_caller = 3, .identify_max_per_id = 3,
-                   .code_ttl_s = 300, .code_tries = 3, .code_sends = 2, .loss_confirm_wait_ms = 1000},
+                   .code_ttl_s = 300, .code_tries = 3, .code_sends = 2, .loss_confirm_wait_ms = 1000,
+                   .number_window_s = 600, .codes_per_number = CODES_PER_NUMBER},
     };
     wait_connected(f);
     *state = f;
@@ -838,6 +840,28 @@ static void test_code_expired(void **state)
     assert_no_secrets(f);
 }
 
+/* Codes flooding one number from many sessions (each within its own
+ * allowance) stop at the number's allowance; other numbers still get
+ * theirs. */
+static void test_codes_limited_per_number(void **state)
+{
+    fixture *f = *state;
+    char session[32];
+    for (int i = 0; i < CODES_PER_NUMBER; i++) {
+        snprintf(session, sizeof session, "ussd:flood%d", i);
+        expect_send(f, session, "13900000007", "sent");
+        received_code(f);
+    }
+    expect_send(f, "ussd:flood-last", "13900000007", "too_many");
+    assert_int_equal(f->sms_sent, CODES_PER_NUMBER);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:ussd:flood-last"), 0);
+    long ttl = redis_long(f, "TTL", "cl:rl:code:+8613900000007");
+    assert_true(ttl > 0 && ttl <= 600);
+    expect_send(f, "ussd:flood-last", "13900000008", "sent");
+    assert_int_equal(f->sms_sent, CODES_PER_NUMBER + 1);
+    assert_no_secrets(f);
+}
+
 static void test_code_too_many_sends(void **state)
 {
     fixture *f = *state;
@@ -948,6 +972,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_code_too_many_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_too_many_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_codes_limited_per_number, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_no_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_contact, setup, teardown),
     };

@@ -159,7 +159,7 @@ static void write_conf(world *w)
              "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 500\nconnect_timeout_ms = 200\n"
              "read_retries = 0\nhealth_interval_ms = 100\n"
              "[dialplans]\ndir = %s/dialplans\n"
-             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = loss durability test secret\n"
+             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = loss durability test secret\n" TH_USSD_SECRET_LINE
              "[outbox]\nconsumer = gw-loss\npoll_interval_ms = 20\nlease_ms = 1000\n"
              "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
@@ -267,7 +267,7 @@ static char *post_ussd(const world *w, const person *p, long *status)
     char *body = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&body, &len);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+    struct curl_slist *h = th_ussd_sign(curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded"), form);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);

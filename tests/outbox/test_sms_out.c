@@ -79,13 +79,14 @@ typedef struct {
     int port;          /* our listener */
     const char *path;  /* path and query */
     long status;       /* the answer's status */
+    char *body;        /* the answer's body (malloc'd) */
     bool finished;     /* set by the thread */
 } http_call;
 
 static void *http_thread(void *arg)
 {
     http_call *c = arg;
-    c->status = th_http_get(c->port, c->path, NULL);
+    c->status = th_http_get(c->port, c->path, &c->body);
     __atomic_store_n(&c->finished, true, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -96,7 +97,8 @@ static bool call_finished(fixture *f, const void *arg)
     return __atomic_load_n(&((const http_call *)arg)->finished, __ATOMIC_ACQUIRE);
 }
 
-static long get(fixture *f, const char *path)
+/* GETs `path`; the status, and the body in `body` when given (caller frees). */
+static long get_body(fixture *f, const char *path, char **body)
 {
     http_call c = {.port = httpd_port(f->http), .path = path};
     pthread_t t;
@@ -104,7 +106,16 @@ static long get(fixture *f, const char *path)
     bool done = pump_until(f, call_finished, &c);
     pthread_join(t, NULL);
     assert_true(done);
+    if (body)
+        *body = c.body;
+    else
+        free(c.body);
     return c.status;
+}
+
+static long get(fixture *f, const char *path)
+{
+    return get_body(f, path, NULL);
 }
 
 /* Fixture -------------------------------------------------------------------*/
@@ -180,26 +191,50 @@ static void test_dlr_endpoint_records_states(void **state)
 {
     fixture *f = *state;
     f->so = open_sms_out(f, 9, "u", "p"); /* Kannel is not needed here */
-    const char *seed[] = {"HSET", "cl:m:1700000000000-0", "state", "sent", "to", "+15550001"};
-    free(redis_text(f, 6, seed));
+#define TOKEN "0123456789abcdef0123456789abcdef"
+#define MSG "/sms/dlr?id=1700000000000-0&token=" TOKEN
+    const char *seed[] = {"HSET", "cl:m:1700000000000-0", "state", "sent", "to", "+15550001", "dlr_token", TOKEN};
+    free(redis_text(f, 8, seed));
 
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=8&ts=1700000001"), 200);
+    assert_int_equal(get(f, MSG "&status=8&ts=1700000001"), 200);
     assert_true(field_is(f, "1700000000000-0", "state", "smsc_accepted"));
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=1&ts=1700000002"), 200);
+    assert_int_equal(get(f, MSG "&status=1&ts=1700000002"), 200);
     assert_true(field_is(f, "1700000000000-0", "state", "delivered"));
     assert_true(field_is(f, "1700000000000-0", "dlr_ts", "1700000002"));
-    /* A late intermediate report does not undo a final state. */
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=4"), 200);
+    /* The first final report stands: neither a late intermediate report
+     * nor a second final one changes it. */
+    char *body = NULL;
+    assert_int_equal(get_body(f, MSG "&status=4", &body), 200);
+    assert_non_null(strstr(body, "false"));
+    free(body);
+    assert_int_equal(get(f, MSG "&status=2&ts=1700000009"), 200);
     assert_true(field_is(f, "1700000000000-0", "state", "delivered"));
-    assert_true(field_is(f, "1700000000000-0", "dlr_status", "4"));
+    assert_true(field_is(f, "1700000000000-0", "dlr_status", "1"));
+    assert_true(field_is(f, "1700000000000-0", "dlr_ts", "1700000002"));
 
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000001-0&status=1"), 404);
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=3"), 400);
+    /* Without the message's token: one answer whether the id exists or
+     * not, and nothing recorded. */
+    char *unknown = NULL, *wrong = NULL, *missing = NULL;
+    assert_int_equal(get_body(f, "/sms/dlr?id=1700000000001-0&token=" TOKEN "&status=2", &unknown), 401);
+    assert_int_equal(get_body(f, "/sms/dlr?id=1700000000000-0&token=0123456789abcdef0123456789abcdee&status=2",
+                              &wrong), 401);
+    assert_int_equal(get_body(f, "/sms/dlr?id=1700000000000-0&status=2", &missing), 401);
+    assert_string_equal(unknown, wrong);
+    assert_string_equal(unknown, missing);
+    assert_non_null(strstr(unknown, "unauthorized"));
+    free(unknown);
+    free(wrong);
+    free(missing);
+    assert_true(metrics_value(metrics_counter("cardline_peer_refused_total",
+                                              "Peer requests refused before anything was done, by channel and reason.",
+                                              "channel=\"dlr\",reason=\"token\"")) == 3);
+
+    assert_int_equal(get(f, MSG "&status=3"), 400);
     assert_int_equal(get(f, "/sms/dlr?id=../etc&status=1"), 400);
-    assert_int_equal(get(f, "/sms/dlr?id=1700000000000-0&status=1&ts=soon"), 400);
+    assert_int_equal(get(f, MSG "&status=1&ts=soon"), 400);
     assert_int_equal(get(f, "/sms/dlr"), 400);
     /* Bad requests changed nothing. */
-    assert_true(field_is(f, "1700000000000-0", "dlr_status", "4"));
+    assert_true(field_is(f, "1700000000000-0", "dlr_status", "1"));
     const char *exists[] = {"EXISTS", "cl:m:1700000000001-0"};
     char *n = redis_text(f, 2, exists);
     assert_string_equal(n, "0");

@@ -54,9 +54,13 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
                           .max_body_bytes = 8192, .max_header_bytes = 8192,
                           .max_connections = 16, .idle_timeout_ms = 10000};
     w->http = w->rt ? httpd_new(w->base, &hopt) : NULL;
-    sms_options def;
-    sms_options_default(&def);
-    w->sms = w->http ? sms_new(runtime_engine(w->rt), w->http, opt ? opt : &def) : NULL;
+    sms_options o;
+    sms_options_default(&o);
+    if (opt)
+        o = *opt;
+    if (!o.secret && !o.allow_unsigned)
+        o.secret = SMS_WORLD_KEY;
+    w->sms = w->http ? sms_new(runtime_engine(w->rt), w->http, &o) : NULL;
     if (!w->sms)
         return false;
     w->port = httpd_port(w->http);

@@ -27,8 +27,12 @@ typedef struct {
     atomic_int stop;            /* asks the loop thread to return */
 } sms_world;
 
+/* The `key` the module expects, as Kannel's get-url sends it. */
+#define SMS_WORLD_KEY "sms-world-test-key"
+
 /* Starts everything with `dialplans` (a directory) and `opt`; NULL opt =
- * defaults. Returns NULL (everything stopped) on failure. */
+ * defaults. Without a secret (and allow_unsigned off) the module expects
+ * SMS_WORLD_KEY. Returns NULL (everything stopped) on failure. */
 sms_world *sms_world_start(const char *dialplans, const sms_options *opt);
 void sms_world_stop(sms_world *w);
 

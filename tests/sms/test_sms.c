@@ -30,6 +30,20 @@ static int setup_shipped(void **state)
     return *state ? 0 : -1;
 }
 
+#define STARTS_PER_NUMBER 3
+
+/* The shipped dialplans, Kannel allowed from 127.0.0.1 only, and a small
+ * allowance of conversations per sender. */
+static int setup_guarded(void **state)
+{
+    sms_options o;
+    sms_options_default(&o);
+    o.allow_from = "127.0.0.1";
+    o.starts_per_number = STARTS_PER_NUMBER;
+    *state = sms_world_start(CL_SOURCE_DIR "/dialplans", &o);
+    return *state ? 0 : -1;
+}
+
 static int setup_long(void **state)
 {
     *state = sms_world_start(CL_SOURCE_DIR "/tests/sms/dialplans", NULL);
@@ -47,7 +61,7 @@ static long mo(const sms_world *w, const char *from, const char *text, char **bo
 {
     char *f = curl_easy_escape(NULL, from, 0), *t = curl_easy_escape(NULL, text, 0);
     char path[480];
-    snprintf(path, sizeof path, "/sms/kannel?from=%s&to=12333&text=%s", f, t);
+    snprintf(path, sizeof path, "/sms/kannel?key=" SMS_WORLD_KEY "&from=%s&to=12333&text=%s", f, t);
     curl_free(f);
     curl_free(t);
     return th_http_get(w->port, path, body);
@@ -282,8 +296,8 @@ static void test_long_chinese_reply_fits_three_ucs2_parts(void **state)
 {
     sms_world *w = *state;
     const char *const hdr[] = {NULL};
-    th_response r = th_request(w->port, "GET", "/sms/kannel?from=%2B8613800000003&text=longzh", NULL,
-                               hdr);
+    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=longzh",
+                               NULL, hdr);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "X-Kannel-Coding: 2"));
     assert_false(sms_is_gsm7(r.body));
@@ -302,8 +316,8 @@ static void test_long_chinese_reply_fits_three_ucs2_parts(void **state)
 static void test_long_ascii_reply_fits_three_gsm_parts(void **state)
 {
     sms_world *w = *state;
-    th_response r = th_request(w->port, "GET", "/sms/kannel?from=%2B8613800000003&text=LONGEN", NULL,
-                               NULL);
+    th_response r = th_request(w->port, "GET", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000003&text=LONGEN",
+                               NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "X-Kannel-Coding: 0"));
     assert_true(sms_is_gsm7(r.body));
@@ -357,14 +371,14 @@ static void assert_no_session(const sms_world *w)
 static void test_bad_input_is_refused_and_changes_nothing(void **state)
 {
     sms_world *w = *state;
-    assert_int_equal(th_http_get(w->port, "/sms/kannel?text=CX", NULL), 400);
-    assert_int_equal(th_http_get(w->port, "/sms/kannel?from=%2B8613800000009", NULL), 400);
-    assert_int_equal(th_http_get(w->port, "/sms/kannel?from=%2B8613800000009&text=C%FFX", NULL),
+    assert_int_equal(th_http_get(w->port, "/sms/kannel?key=" SMS_WORLD_KEY "&text=CX", NULL), 400);
+    assert_int_equal(th_http_get(w->port, "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000009", NULL), 400);
+    assert_int_equal(th_http_get(w->port, "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000009&text=C%FFX", NULL),
                      400);
-    assert_int_equal(th_http_get(w->port, "/sms/kannel?from=%2B86%FF&text=CX", NULL), 400);
-    assert_int_equal(th_http_get(w->port, "/sms/kannel?from=nobody&text=CX", NULL), 400);
+    assert_int_equal(th_http_get(w->port, "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B86%FF&text=CX", NULL), 400);
+    assert_int_equal(th_http_get(w->port, "/sms/kannel?key=" SMS_WORLD_KEY "&from=nobody&text=CX", NULL), 400);
     char form[700];
-    int n = snprintf(form, sizeof form, "from=%%2B8613800000009&text=");
+    int n = snprintf(form, sizeof form, "key=" SMS_WORLD_KEY "&from=%%2B8613800000009&text=");
     memset(form + n, 'a', 481);
     form[n + 481] = '\0';
     const char *const hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
@@ -378,9 +392,86 @@ static void test_post_form_works_like_get(void **state)
     sms_world *w = *state;
     const char *const hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     char *body = NULL;
-    assert_int_equal(th_http(w->port, "POST", "/sms/kannel", "from=%2B8613800000001&to=12333&text=CX",
-                             hdr, &body),
+    assert_int_equal(th_http(w->port, "POST", "/sms/kannel",
+                             "key=" SMS_WORLD_KEY "&from=%2B8613800000001&to=12333&text=CX", hdr, &body),
                      200);
+    assert_string_equal(body, ASK_ID);
+    free(body);
+}
+
+static size_t ignore_body(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+/* GET `path` from the loopback address `source`; the HTTP status. */
+static long get_from(const sms_world *w, const char *source, const char *path)
+{
+    char url[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", w->port, path);
+    CURL *c = curl_easy_init();
+    long status = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_INTERFACE, source);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ignore_body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static long redis_dbsize(const sms_world *w)
+{
+    const char *argv[] = {"DBSIZE"};
+    char *n = th_redis_cmd(&w->redis, 1, argv);
+    long v = n ? strtol(n, NULL, 10) : -1;
+    free(n);
+    return v;
+}
+
+/* A get-url without Kannel's key, with a wrong one, or from a source not
+ * allowed is refused (401/403, a clear body) and changes nothing: a forged
+ * `from` cannot start a conversation as that citizen. */
+static void test_requests_without_the_key_change_nothing(void **state)
+{
+    sms_world *w = *state;
+    th_response r = th_request(w->port, "GET", "/sms/kannel?from=%2B8613800000001&to=12333&text=CX", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "key parameter is required"));
+    th_response_free(&r);
+    r = th_request(w->port, "GET", "/sms/kannel?key=sms-world-test-kez&from=%2B8613800000001&text=CX", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "key does not match"));
+    th_response_free(&r);
+    const char *const hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    assert_int_equal(th_http(w->port, "POST", "/sms/kannel", "key=&from=%2B8613800000001&text=CX", hdr, NULL), 401);
+    assert_int_equal(get_from(w, "127.0.0.2", "/sms/kannel?key=" SMS_WORLD_KEY "&from=%2B8613800000001&text=CX"),
+                     403);
+    assert_int_equal(redis_dbsize(w), 0);
+    char *body = NULL;
+    assert_int_equal(mo(w, PHONE, "CX", &body), 200);
+    assert_string_equal(body, ASK_ID);
+    free(body);
+}
+
+/* Each keyword starts a conversation; past the sender's allowance the
+ * reply is a polite "try later" and no hop runs. */
+static void test_conversation_starts_limited_per_sender(void **state)
+{
+    sms_world *w = *state;
+    for (int i = 0; i < STARTS_PER_NUMBER; i++)
+        converse(w, "CX", ASK_ID);
+    converse(w, ID, ASK_PIN);
+    char *body = NULL;
+    assert_int_equal(mo(w, PHONE, "CX", &body), 200);
+    assert_non_null(strstr(body, "try later"));
+    free(body);
+    converse(w, PIN, "状态");          /* the conversation under way goes on */
+    body = NULL;
+    assert_int_equal(mo(w, "+8613800000002", "CX", &body), 200);
     assert_string_equal(body, ASK_ID);
     free(body);
 }
@@ -402,6 +493,8 @@ int main(void)
         cmocka_unit_test(test_fit_boundaries),
         cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup_shipped, teardown),
         cmocka_unit_test_setup_teardown(test_post_form_works_like_get, setup_shipped, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_without_the_key_change_nothing, setup_guarded, teardown),
+        cmocka_unit_test_setup_teardown(test_conversation_starts_limited_per_sender, setup_guarded, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

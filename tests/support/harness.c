@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ussd.h"
+
 long th_now_ms(void)
 {
     struct timespec ts;
@@ -325,4 +327,18 @@ bool th_sim_start(th_proc *p, const char *dir, const char *seed,
         pause_ms(10);
     }
     return true;
+}
+
+/* Peer credentials ---------------------------------------------------------*/
+
+struct curl_slist *th_ussd_sign(struct curl_slist *headers, const char *body)
+{
+    char ts[24], sig[USSD_SIGNATURE_MAX], line[160];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    if (!ussd_sign(TH_USSD_SECRET, ts, body, strlen(body), sig))
+        abort();
+    snprintf(line, sizeof line, USSD_TIMESTAMP_HEADER ": %s", ts);
+    headers = curl_slist_append(headers, line);
+    snprintf(line, sizeof line, USSD_SIGNATURE_HEADER ": %s", sig);
+    return curl_slist_append(headers, line);
 }

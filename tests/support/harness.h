@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+struct curl_slist;
+
 typedef struct {
     pid_t pid;          /* child process, 0 when not running */
     int port;           /* the port it listens on (127.0.0.1) */
@@ -51,6 +53,20 @@ typedef struct {
 th_response th_request(int port, const char *method, const char *path, const char *json_body,
                        const char *const *headers);
 void th_response_free(th_response *r);
+
+/* Peer credentials -------------------------------------------------------*/
+
+/* What the tests' gateways are configured with: the aggregator's signing
+ * secret ([ussd] secret) and Kannel's get-url key ([sms] secret). */
+#define TH_USSD_SECRET "the tests' aggregator secret"
+#define TH_SMS_KEY "the-tests-kannel-key"
+/* Lines for a cardline.conf's [ussd] and [sms] sections. */
+#define TH_USSD_SECRET_LINE "secret = " TH_USSD_SECRET "\n"
+#define TH_SMS_KEY_LINE "secret = " TH_SMS_KEY "\n"
+
+/* Appends the X-Cardline-Timestamp and X-Cardline-Signature lines that
+ * sign `body` (a /ussd form) with TH_USSD_SECRET now; returns the list. */
+struct curl_slist *th_ussd_sign(struct curl_slist *headers, const char *body);
 
 /* redis-server ------------------------------------------------------------*/
 

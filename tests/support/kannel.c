@@ -74,14 +74,14 @@ static bool write_conf(const tk_kannel *k, const tk_options *opt)
             "admin-port = %d\nadmin-interface = 127.0.0.1\n"
             "admin-password = tk-admin\nstatus-password = " TK_STATUS_PASS "\n"
             "smsbox-port = %d\nsmsbox-interface = 127.0.0.1\nbox-allow-ip = 127.0.0.1\n"
-            "log-file = \"%s/bearerbox-core.log\"\nlog-level = 1\n"
+            "log-file = \"%s/bearerbox-core.log\"\nlog-level = 2\n"
             "store-type = spool\nstore-location = \"%s/spool\"\n"
             "dlr-storage = internal\n\n"
             "group = smsc\nsmsc = fake\nsmsc-id = fake\nport = %d\n"
             "host = 127.0.0.1\nconnect-allow-ip = 127.0.0.1\n\n"
             "group = smsbox\nbearerbox-host = 127.0.0.1\nbearerbox-port = %d\n"
             "sendsms-port = %d\nsendsms-interface = 127.0.0.1\nmo-recode = true\n"
-            "log-file = \"%s/smsbox-core.log\"\nlog-level = 1\n\n"
+            "log-file = \"%s/smsbox-core.log\"\nlog-level = 2\n\n"
             "group = sms-service\nkeyword = default\ncatch-all = true\n"
             "get-url = \"%s\"\nmax-messages = %d\nconcatenation = true\n"
             "accept-x-kannel-headers = true\nomit-empty = true\n\n"
@@ -154,8 +154,10 @@ bool tk_boxes_up(tk_kannel *k)
 {
     proc_init(&k->bearerbox, k);
     proc_init(&k->smsbox, k);
-    const char *const bb[] = {TK_BEARERBOX_BIN, k->conf, NULL};
-    const char *const sb[] = {TK_SMSBOX_BIN, k->conf, NULL};
+    /* -v 2: warnings and errors on stderr too, as in scripts/demo (at
+     * info and below Kannel writes message text). */
+    const char *const bb[] = {TK_BEARERBOX_BIN, "-v", "2", k->conf, NULL};
+    const char *const sb[] = {TK_SMSBOX_BIN, "-v", "2", k->conf, NULL};
     if (!th_spawn(&k->bearerbox, "bearerbox", bb) || !th_wait_port(k->admin_port, TK_WAIT_MS) ||
         !th_spawn(&k->smsbox, "smsbox", sb) || !wait_boxes(k)) {
         tk_boxes_down(k);

@@ -39,6 +39,8 @@
 #define CHEN_PIN "314159"
 #define DEADLINE_MS 300
 #define RACERS 8
+#define AGGREGATOR_SECRET "the aggregator's test secret"
+#define STARTS_PER_NUMBER 40
 
 typedef struct {
     th_proc redis;            /* real Redis */
@@ -119,6 +121,9 @@ static int start(void **state, const char *dialplans)
     uo.engine = runtime_engine(f->rt);
     uo.answer_deadline_ms = DEADLINE_MS;
     uo.hop_key_secret = "a test secret of enough bytes";
+    uo.secret = AGGREGATOR_SECRET;
+    uo.allow_from = "127.0.0.1, ::1";
+    uo.starts_per_number = STARTS_PER_NUMBER;
     f->ussd = ussd_new(f->base, f->http, &uo);
     assert_non_null(f->ussd);
     f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
@@ -172,7 +177,20 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static reply send_raw(const fixture *f, const char *method, const char *ctype, const char *body)
+/* How a request proves itself: signed with `secret` (NULL: unsigned) at
+ * `now` + `skew_s`, sent from `source` (NULL: 127.0.0.1); the signature is
+ * over `signed_body` when set (one lifted from another request). */
+typedef struct {
+    const char *secret;
+    long skew_s;
+    const char *source;
+    const char *signed_body;
+} credentials;
+
+static const credentials aggregator = {AGGREGATOR_SECRET, 0, NULL, NULL};
+
+static reply send_as(const fixture *f, const credentials *cr, const char *method, const char *ctype,
+                     const char *body)
 {
     reply r = {0};
     CURL *c = curl_easy_init();
@@ -183,6 +201,18 @@ static reply send_raw(const fixture *f, const char *method, const char *ctype, c
         snprintf(header, sizeof header, "Content-Type: %s", ctype);
         h = curl_slist_append(h, header);
     }
+    if (cr->secret && body) {
+        char ts[24], sig[USSD_SIGNATURE_MAX];
+        snprintf(ts, sizeof ts, "%ld", (long)time(NULL) + cr->skew_s);
+        const char *over = cr->signed_body ? cr->signed_body : body;
+        assert_true(ussd_sign(cr->secret, ts, over, strlen(over), sig));
+        snprintf(header, sizeof header, USSD_TIMESTAMP_HEADER ": %s", ts);
+        h = curl_slist_append(h, header);
+        snprintf(header, sizeof header, USSD_SIGNATURE_HEADER ": %s", sig);
+        h = curl_slist_append(h, header);
+    }
+    if (cr->source)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, cr->source);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body)
@@ -204,22 +234,35 @@ static reply send_raw(const fixture *f, const char *method, const char *ctype, c
     return r;
 }
 
-/* One aggregator request; every value is form-encoded. */
-static reply ussd_post(const fixture *f, const char *sid, const char *code, const char *phone, const char *text)
+static reply send_raw(const fixture *f, const char *method, const char *ctype, const char *body)
+{
+    return send_as(f, &aggregator, method, ctype, body);
+}
+
+/* The form body of one aggregator request; every value is form-encoded. */
+static void form_of(const char *sid, const char *code, const char *phone, const char *text, char *body,
+                    size_t size)
 {
     CURL *c = curl_easy_init();
-    char body[8192] = "";
     const char *names[] = {"sessionId", "serviceCode", "phoneNumber", "text"};
     const char *values[] = {sid, code, phone, text};
+    body[0] = '\0';
     for (int i = 0; i < 4; i++) {
         if (!values[i])
             continue;
         char *v = curl_easy_escape(c, values[i], 0);
         size_t at = strlen(body);
-        snprintf(body + at, sizeof body - at, "%s%s=%s", at ? "&" : "", names[i], v);
+        snprintf(body + at, size - at, "%s%s=%s", at ? "&" : "", names[i], v);
         curl_free(v);
     }
     curl_easy_cleanup(c);
+}
+
+/* One signed aggregator request. */
+static reply ussd_post(const fixture *f, const char *sid, const char *code, const char *phone, const char *text)
+{
+    char body[8192];
+    form_of(sid, code, phone, text, body, sizeof body);
     return send_raw(f, "POST", "application/x-www-form-urlencoded", body);
 }
 
@@ -272,6 +315,16 @@ static long dbsize(const fixture *f)
 {
     const char *argv[] = {"DBSIZE"};
     char *n = redis(f, 1, argv);
+    long v = strtol(n, NULL, 10);
+    free(n);
+    return v;
+}
+
+/* Keys matching `pattern` (sessions, counters). */
+static long keys_matching(const fixture *f, const char *pattern)
+{
+    const char *argv[] = {"EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pattern};
+    char *n = redis(f, 4, argv);
     long v = strtol(n, NULL, 10);
     free(n);
     return v;
@@ -514,7 +567,7 @@ static void test_bad_input(void **state)
     r = ussd_post(f, "b3", "*123#", WANG_PHONE, "1*1");      /* no such session: expired */
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "END 会话已过期，请重新拨号。");
-    assert_int_equal(dbsize(f), 0);
+    assert_int_equal(keys_matching(f, "cl:s:*"), 0);
 
     expect(f, "b4", "", "CON ", "English");
     expect(f, "b4", "1", "CON ", "卡状态");
@@ -522,6 +575,87 @@ static void test_bad_input(void **state)
     r = hop(f, "b4", "2*1");                                 /* does not extend "1" */
     expect_refused(f, r, 409);
     assert_int_equal(revision(f, "b4"), rev);
+}
+
+static double refused(const char *reason)
+{
+    char labels[96];
+    snprintf(labels, sizeof labels, "channel=\"ussd\",reason=\"%s\"", reason);
+    return metrics_value(metrics_counter("cardline_peer_refused_total",
+                                         "Peer requests refused before anything was done, by channel and reason.",
+                                         labels));
+}
+
+/* A forged request (no, wrong or stale signature, a signature over another
+ * body, a source not allowed) is refused 401/403 with a clear body, is
+ * counted, and leaves Redis untouched: no session, no counter. */
+static void test_forged_requests_change_nothing(void **state)
+{
+    fixture *f = *state;
+    char body[512];
+    form_of("forged-1", "*123#", WANG_PHONE, "", body, sizeof body);
+    const char *form = "application/x-www-form-urlencoded";
+    double sig0 = refused("signature"), stale0 = refused("stale"), source0 = refused("source");
+
+    const credentials unsigned_ = {NULL, 0, NULL, NULL};
+    reply r = send_as(f, &unsigned_, "POST", form, body);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, USSD_SIGNATURE_HEADER));
+    const credentials wrong_secret = {"not the aggregator's secret", 0, NULL, NULL};
+    r = send_as(f, &wrong_secret, "POST", form, body);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "signature does not match"));
+    const credentials stale = {AGGREGATOR_SECRET, -301, NULL, NULL};
+    r = send_as(f, &stale, "POST", form, body);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "clock skew"));
+    const credentials future = {AGGREGATOR_SECRET, 301, NULL, NULL};
+    assert_int_equal(send_as(f, &future, "POST", form, body).status, 401);
+    const credentials stranger = {AGGREGATOR_SECRET, 0, "127.0.0.2", NULL};
+    r = send_as(f, &stranger, "POST", form, body);
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "not an allowed aggregator"));
+
+    /* A signature lifted from one request does not carry another body. */
+    char victim[512];
+    form_of("forged-1", "*123#", "+8613800000009", "", victim, sizeof victim);
+    const credentials lifted = {AGGREGATOR_SECRET, 0, NULL, body};
+    assert_int_equal(send_as(f, &lifted, "POST", form, victim).status, 401);
+
+    assert_int_equal(dbsize(f), 0);
+    assert_true(refused("signature") == sig0 + 3);
+    assert_true(refused("stale") == stale0 + 2);
+    assert_true(refused("source") == source0 + 1);
+    assert_true(log_contains(f, "event=peer.refused"));
+
+    /* The genuine request still works. */
+    expect(f, "forged-1", "", "CON ", "English");
+}
+
+/* Sessions started by one number are counted before they start: past the
+ * limit the caller gets a polite page (200, END) and no session. */
+static void test_session_starts_limited_per_number(void **state)
+{
+    fixture *f = *state;
+    const char *phone = "+8613800000077";
+    char sid[32];
+    for (int i = 0; i < STARTS_PER_NUMBER; i++) {
+        snprintf(sid, sizeof sid, "lim-%d", i);
+        reply r = ussd_post(f, sid, "*123#", phone, "");
+        assert_int_equal(r.status, 200);
+        assert_memory_equal(r.body, "CON ", 4);
+    }
+    long sessions = keys_matching(f, "cl:s:ussd:lim-*");
+    reply r = ussd_post(f, "lim-over", "*123#", phone, "");
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "END ", 4);
+    assert_non_null(strstr(r.body, "try later"));
+    assert_int_equal(keys_matching(f, "cl:s:ussd:lim-*"), sessions);
+    /* Another number is not affected, nor a session already running. */
+    expect(f, "lim-other", "", "CON ", "English");
+    r = ussd_post(f, "lim-0", "*123#", phone, "1");
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "CON ", 4);
 }
 
 int main(void)
@@ -534,6 +668,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_registry_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging, setup_paging, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_requests_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_starts_limited_per_number, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

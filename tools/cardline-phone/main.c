@@ -1,10 +1,13 @@
 /* cardline-phone — a terminal phone for the running gateway, over its real
  * HTTP interfaces: USSD as an aggregator posts it (sessionId, serviceCode,
  * phoneNumber and the cumulative `text`), SMS as Kannel's get-url sends it.
- * Owns no protocol logic of the gateway; it only speaks the wire.
+ * Owns no protocol logic of the gateway; it only speaks the wire, with the
+ * credentials an aggregator or Kannel would send: USSD requests signed
+ * (ussd_sign), SMS with the get-url `key`. The defaults are the demo's
+ * (configs/cardline.conf); --secret and --key give others.
  *
- *   cardline-phone ussd '*123#' --from +8613800000001 [--url URL]
- *   cardline-phone sms --from +8613800000001 [--url URL] ["TEXT"] */
+ *   cardline-phone ussd '*123#' --from +8613800000001 [--url URL] [--secret S]
+ *   cardline-phone sms --from +8613800000001 [--url URL] [--key K] ["TEXT"] */
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,9 +15,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "ussd.h"
+
 #define PHONE_BODY_MAX (64 * 1024)
 #define PHONE_LINE_MAX 512
 #define PHONE_TIMEOUT_MS 15000
+#define DEMO_USSD_SECRET "cardline demo aggregator secret"
+#define DEMO_SMS_KEY "cardline-demo-kannel-key"
 
 typedef struct {
     char *data;              /* the reply body, NUL-terminated */
@@ -37,24 +44,37 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-/* One request; `form` NULL = GET. Returns the HTTP status, 0 on failure. */
-static long request(const char *url, const char *form, body *out)
+/* One request; `form` NULL = GET, else a POST signed with `secret`.
+ * Returns the HTTP status, 0 on failure. */
+static long request(const char *url, const char *form, const char *secret, body *out)
 {
     CURL *c = curl_easy_init();
+    struct curl_slist *headers = NULL;
     long status = 0;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)PHONE_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    if (form)
+    if (form) {
+        char ts[24], sig[USSD_SIGNATURE_MAX], line[128];
+        snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+        if (ussd_sign(secret, ts, form, strlen(form), sig)) {
+            snprintf(line, sizeof line, USSD_TIMESTAMP_HEADER ": %s", ts);
+            headers = curl_slist_append(headers, line);
+            snprintf(line, sizeof line, USSD_SIGNATURE_HEADER ": %s", sig);
+            headers = curl_slist_append(headers, line);
+        }
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    }
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     else
         fprintf(stderr, "cardline-phone: %s\n", curl_easy_strerror(rc));
     curl_easy_cleanup(c);
+    curl_slist_free_all(headers);
     return status;
 }
 
@@ -70,14 +90,17 @@ static bool read_line(const char *prompt, char *line, size_t size)
 
 /* SMS -------------------------------------------------------------------------*/
 
-static int sms_send(CURL *esc, const char *base, const char *from, const char *text)
+static int sms_send(CURL *esc, const char *base, const char *key, const char *from, const char *text)
 {
     char *f = curl_easy_escape(esc, from, 0), *t = curl_easy_escape(esc, text, 0);
-    size_t n = strlen(base) + strlen(f) + strlen(t) + 64;
+    char *k = curl_easy_escape(esc, key, 0);
+    size_t n = strlen(base) + strlen(k) + strlen(f) + strlen(t) + 64;
     char *url = malloc(n);
-    snprintf(url, n, "%s/sms/kannel?from=%s&to=12333&text=%s", base, f, t);
+    if (!url)
+        abort();
+    snprintf(url, n, "%s/sms/kannel?key=%s&from=%s&to=12333&text=%s", base, k, f, t);
     body b = {0};
-    long status = request(url, NULL, &b);
+    long status = request(url, NULL, NULL, &b);
     if (status == 200)
         printf("%s\n", b.data ? b.data : "");
     else
@@ -86,20 +109,21 @@ static int sms_send(CURL *esc, const char *base, const char *from, const char *t
     free(url);
     curl_free(f);
     curl_free(t);
+    curl_free(k);
     return status == 200 ? 0 : 1;
 }
 
-static int run_sms(const char *base, const char *from, const char *text)
+static int run_sms(const char *base, const char *key, const char *from, const char *text)
 {
     CURL *esc = curl_easy_init();
     int rc = 0;
     if (text) {
-        rc = sms_send(esc, base, from, text);
+        rc = sms_send(esc, base, key, from, text);
     } else {
         char line[PHONE_LINE_MAX];
         while (read_line("sms> ", line, sizeof line))
             if (line[0])
-                rc |= sms_send(esc, base, from, line);
+                rc |= sms_send(esc, base, key, from, line);
     }
     curl_easy_cleanup(esc);
     return rc;
@@ -107,7 +131,7 @@ static int run_sms(const char *base, const char *from, const char *text)
 
 /* USSD ------------------------------------------------------------------------*/
 
-static int run_ussd(const char *base, const char *from, const char *code)
+static int run_ussd(const char *base, const char *secret, const char *from, const char *code)
 {
     CURL *esc = curl_easy_init();
     char session[64], text[PHONE_LINE_MAX * 4] = "", line[PHONE_LINE_MAX];
@@ -123,7 +147,7 @@ static int run_ussd(const char *base, const char *from, const char *code)
         snprintf(form, sizeof form, "sessionId=%s&serviceCode=%s&phoneNumber=%s&text=%s", s, c, p, t);
         curl_free(s), curl_free(c), curl_free(p), curl_free(t);
         body b = {0};
-        long status = request(url, form, &b);
+        long status = request(url, form, secret, &b);
         const char *page = b.data ? b.data : "";
         if (status != 200 || (strncmp(page, "CON ", 4) != 0 && strncmp(page, "END ", 4) != 0)) {
             fprintf(stderr, "cardline-phone: HTTP %ld %s\n", status, page);
@@ -151,8 +175,8 @@ static int run_ussd(const char *base, const char *from, const char *code)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: cardline-phone ussd CODE --from NUMBER [--url URL]\n"
-                    "       cardline-phone sms --from NUMBER [--url URL] [TEXT]\n");
+    fprintf(stderr, "usage: cardline-phone ussd CODE --from NUMBER [--url URL] [--secret S]\n"
+                    "       cardline-phone sms --from NUMBER [--url URL] [--key K] [TEXT]\n");
     return 2;
 }
 
@@ -161,11 +185,16 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage();
     const char *mode = argv[1], *from = NULL, *url = "http://127.0.0.1:8080", *arg = NULL;
+    const char *secret = DEMO_USSD_SECRET, *key = DEMO_SMS_KEY;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
             from = argv[++i];
         else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
             url = argv[++i];
+        else if (strcmp(argv[i], "--secret") == 0 && i + 1 < argc)
+            secret = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key = argv[++i];
         else if (argv[i][0] != '-' && !arg)
             arg = argv[i];
         else
@@ -176,9 +205,9 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
     if (strcmp(mode, "sms") == 0)
-        rc = run_sms(url, from, arg);
+        rc = run_sms(url, key, from, arg);
     else if (strcmp(mode, "ussd") == 0 && arg)
-        rc = run_ussd(url, from, arg);
+        rc = run_ussd(url, secret, from, arg);
     else
         rc = usage();
     curl_global_cleanup();
