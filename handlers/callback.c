@@ -8,7 +8,7 @@
  *
  * A caller number books at most `callbacks_per_number` callbacks per
  * `number_window_s` (cl:rl:cb:{number}, counted before anything is
- * queued); past that the answer is "unavailable".
+ * queued); past that the answer is "too_many".
  *
  * The agent's context (where the caller asked, whether and who was
  * verified, the ID masked) reads the session as stored before this hop:
@@ -175,7 +175,7 @@ static void on_counted(store_status st, long long count, void *arg)
         end_request(q, "unavailable", NULL);
     } else if (count > env->limits.callbacks_per_number) {
         log_warn("callback.limited", "caller=%s count=%lld", mask_phone(q->caller).s, count);
-        end_request(q, "unavailable", NULL);
+        end_request(q, "too_many", NULL);
     } else {
         store_load(env->store, handler_session_id(q->call), on_session, q);
     }

@@ -182,7 +182,8 @@ static const char *const callback_optional_args[] = {"at", NULL};
 static const char *const callback_ok_sets[] = {"callback_ref", NULL};
 static const handler_result callback_results[] = {
     {"ok", callback_ok_sets},         /* queued for agents (or already, by this call) */
-    {"unavailable", NULL},            /* Redis down, the caller is no phone number or booked too many */
+    {"too_many", NULL},               /* this number booked callbacks_per_number in the window */
+    {"unavailable", NULL},            /* Redis down, or the caller is no phone number */
     {NULL, NULL},
 };
 
