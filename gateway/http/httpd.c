@@ -9,32 +9,34 @@
  * There the connection is counted (so the cap covers sockets that never send
  * a byte) and queued as a "newborn" holding a reference on its bufferevent;
  * an event activated at the same moment adopts the newborns once evhttp has
- * finished: bufferevent_getcb yields the evhttp_connection (or NULL callbacks
- * if evhttp already freed it, which the held reference makes safe to see).
- * Adopted, a connection gets a close callback that forgets it and goes into
- * a tsearch tree keyed by its evhttp_connection. A socket accepted while
- * max_connections are open is closed at adoption, before any request:
+ * finished: bufferevent_getcb yields the evhttp_connection, or NULL
+ * callbacks if evhttp already freed it (the held reference keeps that safe
+ * to look at). Adopted, a connection gets a close callback that forgets it
+ * and goes into a tsearch tree keyed by its evhttp_connection. A socket
+ * accepted while max_connections are open is closed at adoption, before any
+ * request, and counted as rejected (logged once a second with a count):
  * waiting for its request would let an idle client keep the socket, and a
  * 503 written before reading the request is lost to a reset whenever the
  * request is already in our receive buffer at close.
  *
  * The request deadline. evhttp's idle timeout restarts at every read, so a
- * client sending one byte per interval would never meet it. Each connection
- * has a timer of request_timeout_ms, armed at adoption and each time a reply
- * is handed to evhttp (for the next request on a kept-alive connection),
- * and stopped while a handler works on a request. When it fires the
- * connection is dropped the way evhttp's own timeout drops it
- * (bufferevent_trigger_event with BEV_EVENT_TIMEOUT|BEV_EVENT_READING), so
- * evhttp frees it and detaches any request it still holds.
+ * client sending one byte per interval never meets it. Each connection has a
+ * timer of request_timeout_ms, armed at adoption and again when a reply is
+ * handed to evhttp (it then covers writing the reply and the whole next
+ * request on a kept-alive connection), and stopped while a handler works on
+ * a request. When it fires the connection is dropped the way evhttp's own
+ * timeout drops it (bufferevent_trigger_event with
+ * BEV_EVENT_TIMEOUT|BEV_EVENT_READING): evhttp frees it, closing the socket.
  *
  * Accept errors. At the descriptor limit accept fails with EMFILE and
  * libevent's listener would retry at once forever, logging each failure.
- * Its error callback (which only receives the evhttp, hence the list of live
+ * Its error callback (which receives only the evhttp, hence the list of live
  * listeners) instead pauses the listener and retries after a backoff of 10
- * ms doubling to 1 s, logging at most once a second. For EMFILE and ENFILE
- * it first frees the spare descriptor kept open on /dev/null, accepts and
- * closes the waiting connections (so their clients see a prompt close, not
- * a hang in the backlog), and opens the spare again. */
+ * ms doubling to 1 s (back to 10 ms after an accept succeeds), logging at
+ * most once a second. For EMFILE and ENFILE it first closes the spare
+ * descriptor kept open on /dev/null, accepts and closes the connections
+ * waiting in the backlog (so their clients see a prompt close, not a hang),
+ * and opens the spare again. */
 #include "httpd.h"
 
 #include <arpa/inet.h>
@@ -68,7 +70,7 @@ enum {
     STATUS_CLASSES = 5,
     ACCEPT_BACKOFF_FIRST_MS = 10,    /* first pause after an accept error */
     ACCEPT_BACKOFF_MAX_MS = 1000,    /* longest pause */
-    ACCEPT_LOG_EVERY_MS = 1000,      /* accept errors logged at most this often */
+    LOG_EVERY_MS = 1000,             /* refusals and accept errors logged at most this often */
     SHED_MAX = 64,                   /* waiting connections closed per accept error */
 };
 
@@ -114,12 +116,14 @@ struct httpd {
     int spare_fd;                         /* /dev/null, given up to shed at EMFILE; -1 if none */
     struct event *accept_retry;           /* ends an accept pause */
     int accept_backoff_ms;                /* length of the current pause, 0 when none */
+    long rejected_logged_ms;              /* when a refusal at the cap was last logged */
+    unsigned rejected_unlogged;           /* refusals since that line */
     long accept_logged_ms;                /* when an accept error was last logged */
     unsigned accept_errors_unlogged;      /* accept errors since that line */
     unsigned shed_unlogged;               /* connections shed since that line */
     route routes[HTTPD_MAX_ROUTES];       /* the route table */
     size_t route_count;                   /* used entries of routes */
-    route unmatched;                      /* metrics of 404s and httpd's own 503s */
+    route unmatched;                      /* metrics of 404s */
     httpd_request *in_flight_list;        /* dispatched, not yet answered */
     size_t in_flight;                     /* length of in_flight_list */
     bool draining;                        /* httpd_drain was called */
@@ -184,11 +188,18 @@ static void count_answer(const route *r, int status)
         metrics_inc(r->answers[cls]);
 }
 
-static long now_ms(void)
+/* True (and *last moved to now) when no line of this kind was written in
+ * the last LOG_EVERY_MS: what a flood of clients can trigger is logged once
+ * a second with a count, not once per client. */
+static bool log_due(long *last)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    long now = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    if (*last != 0 && now - *last < LOG_EVERY_MS)
+        return false;
+    *last = now;
+    return true;
 }
 
 /* Connections -----------------------------------------------------------------*/
@@ -257,8 +268,12 @@ static void deadline_passed(evutil_socket_t fd, short what, void *arg)
 
 static void log_rejected(httpd *h)
 {
-    log_warn("http.connection_rejected", "listener=%s connections=%zu max=%zu", h->name,
-             h->connection_count, h->max_connections);
+    h->rejected_unlogged++;
+    if (!log_due(&h->rejected_logged_ms))
+        return;
+    log_warn("http.connection_rejected", "listener=%s connections=%zu max=%zu rejected=%u", h->name,
+             h->connection_count, h->max_connections, h->rejected_unlogged);
+    h->rejected_unlogged = 0;
 }
 
 /* Takes over a newborn once evhttp has built its connection: closes it if it
@@ -387,15 +402,20 @@ static unsigned shed_waiting(httpd *h, evutil_socket_t listen_fd)
 
 static void log_accept_error(httpd *h, int err)
 {
-    long now = now_ms();
-    if (h->accept_logged_ms != 0 && now - h->accept_logged_ms < ACCEPT_LOG_EVERY_MS)
+    if (!log_due(&h->accept_logged_ms))
         return;
     log_warn("http.accept_paused", "listener=%s error=%s errors=%u shed=%u retry_ms=%d", h->name,
              log_quote(strerror(err)).s, h->accept_errors_unlogged, h->shed_unlogged,
              h->accept_backoff_ms);
-    h->accept_logged_ms = now;
     h->accept_errors_unlogged = 0;
     h->shed_unlogged = 0;
+}
+
+static int next_backoff(int ms)
+{
+    if (ms == 0)
+        return ACCEPT_BACKOFF_FIRST_MS;
+    return ms * 2 < ACCEPT_BACKOFF_MAX_MS ? ms * 2 : ACCEPT_BACKOFF_MAX_MS;
 }
 
 /* evconnlistener error callback: accept failed with an error libevent does
@@ -411,9 +431,7 @@ static void accept_failed(struct evconnlistener *lev, void *arg)
         h->shed_unlogged += shed_waiting(h, evconnlistener_get_fd(lev));
     metrics_inc(h->accept_errors_total);
     h->accept_errors_unlogged++;
-    h->accept_backoff_ms = h->accept_backoff_ms == 0 ? ACCEPT_BACKOFF_FIRST_MS
-                           : h->accept_backoff_ms * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS
-                                                                              : h->accept_backoff_ms * 2;
+    h->accept_backoff_ms = next_backoff(h->accept_backoff_ms);
     log_accept_error(h, err);
     struct timeval tv = {h->accept_backoff_ms / 1000, (h->accept_backoff_ms % 1000) * 1000};
     evtimer_add(h->accept_retry, &tv);

@@ -468,10 +468,10 @@ static void test_connection_cap(void **state)
         assert_true(rh_send(fds[i], get, strlen(get)));
         assert_int_equal(rh_response(fds[i], buf, sizeof buf, WAIT_MS), 200);
     }
+    /* one more is closed as soon as it is accepted, without an answer */
     fds[MAX_CONNECTIONS] = rh_connect(w->http_port);
-    assert_true(rh_send(fds[MAX_CONNECTIONS], get, strlen(get)));
-    assert_int_equal(rh_response(fds[MAX_CONNECTIONS], buf, sizeof buf, WAIT_MS), 503);
-    assert_non_null(strstr(buf, "too_many_connections"));
+    assert_true(fds[MAX_CONNECTIONS] >= 0);
+    assert_int_equal(rh_response(fds[MAX_CONNECTIONS], buf, sizeof buf, WAIT_MS), 0);
     assert_true(rh_wait_closed(fds[MAX_CONNECTIONS], WAIT_MS));
     /* the admitted ones are still served on their kept-alive connections */
     assert_true(rh_send(fds[0], get, strlen(get)));
@@ -480,6 +480,8 @@ static void test_connection_cap(void **state)
         close(fds[i]);
     /* closing them frees the places again */
     assert_true(connections_settle(w->http_port));
+    assert_true(answers(w->http_port, "/metrics", 200,
+                        "cardline_http_connections_rejected_total{listener=\"http\"} 1\n"));
 }
 
 static void test_idle_connection_closed(void **state)
