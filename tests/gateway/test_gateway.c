@@ -2,7 +2,7 @@
  * registry simulator on free loopback ports: --version/--check/usage exit
  * codes, /healthz following Redis and the registry down and back up,
  * /metrics, the HTTP limits (413, refused heads, connection cap, idle
- * close), SIGHUP reload (configuration and dialplans), --check of broken
+ * close, request deadline), SIGHUP reload (configuration and dialplans), --check of broken
  * dialplans and SIGTERM shutdown. The gateway runs on a copy of the shipped
  * dialplans/ that the reload tests edit. Every wait is a bounded poll. */
 #include <setjmp.h>
@@ -111,7 +111,7 @@ static void write_gateway_conf_with(const world *w, const char *path, int max_co
     snprintf(text, sizeof text,
              "[log]\nlevel = info\n"
              "[http]\nlisten = 127.0.0.1:%d\nmax_body_bytes = 1024\nmax_header_bytes = 1024\n"
-             "max_connections = %d\nidle_timeout_ms = 400\n"
+             "max_connections = %d\nidle_timeout_ms = 400\nrequest_timeout_ms = 1000\n"
              "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n"
              "ping_interval_ms = 100\n"
              "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 1000\n"
@@ -500,6 +500,30 @@ static void test_idle_connection_closed(void **state)
     close(kept);
 }
 
+/* A header line every 100 ms keeps resetting idle_timeout_ms (400 ms);
+ * request_timeout_ms (1 s) still closes the connection, without an answer,
+ * long before the head would reach max_header_bytes. */
+static void test_trickled_request_dropped(void **state)
+{
+    world *w = *state;
+    static const char head[] = "GET /healthz HTTP/1.1\r\n", line[] = "X-S: 1\r\n";
+    int fd = rh_connect(w->http_port);
+    assert_true(fd >= 0);
+    assert_true(rh_send(fd, head, strlen(head)));
+    char buf[256];
+    ssize_t got = -1;
+    int lines = 0;
+    while (got < 0 && lines < 100 && rh_send(fd, line, strlen(line))) {
+        lines++;
+        got = rh_recv(fd, buf, sizeof buf, rh_now_ms() + 100);
+    }
+    if (got < 0) /* the last send may have met the close */
+        got = rh_recv(fd, buf, sizeof buf, rh_now_ms() + WAIT_MS);
+    assert_int_equal(got, 0);
+    assert_true(lines < 100);
+    close(fd);
+}
+
 /* Signals --------------------------------------------------------------------------*/
 
 static void test_sighup_reloads(void **state)
@@ -581,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_oversize_head_is_refused),
         cmocka_unit_test(test_connection_cap),
         cmocka_unit_test(test_idle_connection_closed),
+        cmocka_unit_test(test_trickled_request_dropped),
         cmocka_unit_test(test_sighup_reloads),
         cmocka_unit_test(test_sighup_reloads_dialplans),
         cmocka_unit_test(test_sigterm_exits_cleanly),
