@@ -38,8 +38,10 @@ typedef struct {
 
 /* Lifecycle -----------------------------------------------------------------*/
 
-/* Binds and starts listening. Returns NULL (and logs why) when the address
- * cannot be bound or an option is out of range. */
+/* Binds and starts listening, and keeps one spare descriptor open (on
+ * /dev/null) to shed waiting clients with at the descriptor limit. Returns
+ * NULL (and logs why) when the address cannot be bound or an option is out
+ * of range. */
 httpd *httpd_new(struct event_base *base, const httpd_options *opt);
 
 /* Closes the listener and every connection; requests still in flight are
