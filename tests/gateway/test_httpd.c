@@ -26,7 +26,7 @@ typedef struct {
     httpd *h;                  /* listener under test */
     httpd_request *held;       /* the request the handler kept */
     int drained;               /* times the drain callback ran */
-    int answered;              /* requests the "named" route answered */
+    int answered;              /* requests the /ok route answered */
 } fixture;
 
 static void hold(httpd_request *req, void *arg)
