@@ -82,8 +82,11 @@ typedef struct {
     metrics_series *answers[STATUS_CLASSES];  /* requests by status class */
 } route;
 
+typedef struct conn conn;
+
 struct httpd_request {
     httpd *owner;                  /* listener that dispatched it */
+    conn *conn;                    /* its connection's record, NULL if untracked */
     struct evhttp_request *ev;     /* the evhttp request (freed after reply) */
     const route *route;            /* matched route, or the unmatched pseudo-route */
     bool close_after;              /* ask the client to close after the answer */
@@ -92,14 +95,14 @@ struct httpd_request {
 };
 
 /* One accepted socket, from accept until evhttp frees its connection. */
-typedef struct conn {
+struct conn {
     httpd *owner;                      /* listener that accepted it */
     struct bufferevent *bev;           /* its bufferevent; we hold a reference */
     struct evhttp_connection *evcon;   /* evhttp's connection, NULL until adopted */
     struct event *deadline;            /* request_timeout_ms timer */
     bool refused;                      /* accepted beyond the cap: close at adoption */
-    struct conn *next_newborn;         /* the listener's not-yet-adopted list */
-} conn;
+    conn *next_newborn;                /* the listener's not-yet-adopted list */
+};
 
 struct httpd {
     struct event_base *base;              /* the main loop */
@@ -563,9 +566,10 @@ static void send_reply(httpd_request *req, int status, const char *content_type,
                        struct evbuffer *body)
 {
     httpd *h = req->owner;
-    conn *c = find_connection(h, evhttp_request_get_connection(req->ev));
-    if (c)  /* the reply's write and the next request share one deadline */
-        arm_deadline(c);
+    /* Still attached to its connection, the request proves the record alive.
+     * The reply's write and the next request share one deadline. */
+    if (req->conn && evhttp_request_get_connection(req->ev) != NULL)
+        arm_deadline(req->conn);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
     evhttp_add_header(out, "Content-Type", content_type);
     if (h->draining || req->close_after)
@@ -667,6 +671,7 @@ static void dispatch(struct evhttp_request *ev, void *arg)
         evhttp_send_error(ev, HTTP_SERVUNAVAIL, NULL);
         return;
     }
+    req->conn = c;
     if (r == NULL) {
         httpd_reply_error(req, 404, "not_found", "No such path.");
     } else if ((r->methods & evhttp_request_get_command(ev)) == 0) {
