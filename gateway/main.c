@@ -139,6 +139,7 @@ static void httpd_options_from(const conf *c, httpd_options *ho)
         .max_header_bytes = c->http.max_header_bytes,
         .max_connections = c->http.max_connections,
         .idle_timeout_ms = c->http.idle_timeout_ms,
+        .request_timeout_ms = c->http.request_timeout_ms,
     };
 }
 
@@ -414,6 +415,7 @@ static bool start_agents(gateway *gw)
         .max_header_bytes = AGENTS_MAX_HEADER_BYTES,
         .max_connections = AGENTS_MAX_CONNECTIONS,
         .idle_timeout_ms = c->http.idle_timeout_ms,
+        .request_timeout_ms = c->http.request_timeout_ms,
     };
     agents_options ao = {
         .engine = runtime_engine(gw->rt),

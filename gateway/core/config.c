@@ -55,6 +55,7 @@ static const conf_key keys[] = {
     KEY_INT("http", "max_header_bytes", 256, 1048576, "8192", http.max_header_bytes),
     KEY_INT("http", "max_connections", 1, 100000, "1024", http.max_connections),
     KEY_INT("http", "idle_timeout_ms", 10, 3600000, "30000", http.idle_timeout_ms),
+    KEY_INT("http", "request_timeout_ms", 10, 3600000, "10000", http.request_timeout_ms),
 
     KEY("redis", "host", CONF_HOST, "127.0.0.1", redis.host),
     KEY_INT("redis", "port", 1, 65535, "6379", redis.port),

@@ -33,6 +33,7 @@ typedef struct {
         int max_header_bytes;   /* larger request heads are refused */
         int max_connections;    /* open client connections served at once */
         int idle_timeout_ms;    /* a silent connection is closed after this */
+        int request_timeout_ms; /* a request's head and body must arrive within this */
     } http;
     struct {
         char *host;             /* Redis address */

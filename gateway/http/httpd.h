@@ -1,8 +1,9 @@
 /* httpd — one HTTP listener on the main loop, a thin layer over evhttp that
- * every listener of the gateway uses (operations now; USSD, SMS and the agent
- * API later). It owns the listening socket, the route table, the limits
- * (body, head, connections, idle time), per-route metrics and the count of
- * requests in flight that a graceful shutdown waits for.
+ * every listener of the gateway uses (operations, USSD and SMS on [http];
+ * the Agent API on its own). It owns the listening socket, the route table,
+ * the limits (body, head, connections, idle time, request deadline, accept
+ * errors), per-route metrics and the count of requests in flight that a
+ * graceful shutdown waits for.
  *
  * Handlers receive an httpd_request and must end it exactly once with one of
  * the httpd_reply_* calls, now or later from another callback. Nothing here
@@ -27,14 +28,20 @@ typedef struct {
     int port;                  /* port to bind; 0 picks a free one */
     int max_body_bytes;        /* larger bodies are answered 413 */
     int max_header_bytes;      /* larger request heads are refused */
-    int max_connections;       /* connections served at once; more get 503 */
-    int idle_timeout_ms;       /* silent connections are closed after this */
+    int max_connections;       /* connections open at once, counted from accept;
+                                  more are closed as soon as they are accepted */
+    int idle_timeout_ms;       /* a connection silent this long is closed */
+    int request_timeout_ms;    /* a request's head and body must all arrive
+                                  this soon after the connection starts
+                                  waiting for it, or the connection is closed */
 } httpd_options;
 
 /* Lifecycle -----------------------------------------------------------------*/
 
-/* Binds and starts listening. Returns NULL (and logs why) when the address
- * cannot be bound or an option is out of range. */
+/* Binds and starts listening, and keeps one spare descriptor open (on
+ * /dev/null) to shed waiting clients with at the descriptor limit. Returns
+ * NULL (and logs why) when the address cannot be bound or an option is out
+ * of range. */
 httpd *httpd_new(struct event_base *base, const httpd_options *opt);
 
 /* Closes the listener and every connection; requests still in flight are
@@ -88,7 +95,8 @@ void httpd_drain(httpd *h, int grace_ms, httpd_drained_cb *cb, void *arg);
 /* Requests dispatched to a handler and not yet replied to. */
 size_t httpd_in_flight(const httpd *h);
 
-/* Connections counted against max_connections. */
+/* Connections counted against max_connections: every accepted one that is
+ * not closed yet. */
 size_t httpd_connections(const httpd *h);
 
 #endif

@@ -143,7 +143,8 @@ static int setup(void **state)
     f->ob = outbox_new(f->base, f->st, &oo);
     httpd_options ho = {.name = "main", .host = "127.0.0.1", .port = 0,
                         .max_body_bytes = 4096, .max_header_bytes = 8192,
-                        .max_connections = 64, .idle_timeout_ms = 5000};
+                        .max_connections = 64, .idle_timeout_ms = 5000,
+                        .request_timeout_ms = 5000};
     f->http = httpd_new(f->base, &ho);
     assert_non_null(f->ob);
     assert_non_null(f->http);

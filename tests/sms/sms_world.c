@@ -52,7 +52,8 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
     dialplan_unref(dp);
     httpd_options hopt = {.name = "sms-test", .host = "127.0.0.1", .port = 0,
                           .max_body_bytes = 8192, .max_header_bytes = 8192,
-                          .max_connections = 16, .idle_timeout_ms = 10000};
+                          .max_connections = 16, .idle_timeout_ms = 10000,
+                          .request_timeout_ms = 10000};
     w->http = w->rt ? httpd_new(w->base, &hopt) : NULL;
     sms_options o;
     sms_options_default(&o);

@@ -113,7 +113,8 @@ static int start(void **state, const char *dialplans)
         event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     assert_true(store_connected(runtime_store(f->rt)));
     httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
-                        .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000};
+                        .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000,
+                        .request_timeout_ms = 10000};
     f->http = httpd_new(f->base, &ho);
     assert_non_null(f->http);
     ussd_options uo;
