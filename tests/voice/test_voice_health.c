@@ -104,7 +104,8 @@ static int setup(void **state)
     w->http_port = th_free_port();
     httpd_options ho = {.name = "ops", .host = "127.0.0.1", .port = w->http_port,
                         .max_body_bytes = 1024, .max_header_bytes = 4096,
-                        .max_connections = 8, .idle_timeout_ms = 5000};
+                        .max_connections = 8, .idle_timeout_ms = 5000,
+                        .request_timeout_ms = 5000};
     store_options so = {.host = "127.0.0.1", .port = th_free_port(), .op_timeout_ms = 1000,
                         .reconnect_min_ms = 1000, .reconnect_max_ms = 5000,
                         .ping_interval_ms = 1000, .max_pending = 8};
