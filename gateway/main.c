@@ -54,10 +54,6 @@ typedef struct {
     httpd *agents_http;         /* the agent API's own listener, when [agents] enabled */
     agents *agents;             /* the agent API on it */
     int draining;               /* listeners still draining after a stop signal */
-    char trunks[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] trunks, split */
-    const char *trunk_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into trunks, for voice_sip_options */
-    char pai[VOICE_SIP_MAX_TRUNKS][64]; /* [voice] pai_trunks, split */
-    const char *pai_list[VOICE_SIP_MAX_TRUNKS]; /* pointers into pai */
     struct event *signals[3];   /* SIGTERM, SIGINT, SIGHUP */
     struct event *log_timer;    /* writes the held log lines every [log] flush_ms */
     bool stopping;              /* a stop signal arrived */
@@ -340,25 +336,6 @@ static bool start_sms_out(gateway *gw)
     return true;
 }
 
-/* Splits a list of trunk addresses (commas, spaces allowed) into `text`,
- * with `ptrs` pointing at each. */
-static size_t trunks_from(const char *list, char text[][64], const char **ptrs)
-{
-    size_t n = 0;
-    const char *p = list ? list : "";
-    while (*p && n < VOICE_SIP_MAX_TRUNKS) {
-        p += strspn(p, ", ");
-        size_t len = strcspn(p, ", ");
-        if (len > 0 && len < 64) {
-            snprintf(text[n], 64, "%.*s", (int)len, p);
-            ptrs[n] = text[n];
-            n++;
-        }
-        p += len;
-    }
-    return n;
-}
-
 static bool voice_up(const void *v)
 {
     return voice_alive(v);
@@ -376,10 +353,8 @@ static bool start_voice(gateway *gw)
             .bind_addr = c->voice.listen.host,
             .rtp_address = c->voice.rtp_address,
             .port = c->voice.listen.port,
-            .trunks = gw->trunk_list,
-            .n_trunks = trunks_from(c->voice.trunks, gw->trunks, gw->trunk_list),
-            .pai_trunks = gw->pai_list,
-            .n_pai_trunks = trunks_from(c->voice.pai_trunks, gw->pai, gw->pai_list),
+            .trunks = c->voice.trunks,
+            .pai_trunks = c->voice.pai_trunks,
             .max_calls = c->voice.max_calls,
             .session_expires_s = c->voice.session_expires_s,
             .refer_timeout_ms = c->voice.refer_timeout_ms,

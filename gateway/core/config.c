@@ -142,8 +142,8 @@ static const conf_key keys[] = {
 
     KEY_INT("voice", "enabled", 0, 1, "0", voice.enabled),
     KEY("voice", "listen", CONF_ADDRESS, "127.0.0.1:5060", voice.listen),
-    KEY("voice", "trunks", CONF_STRING, "127.0.0.1", voice.trunks),
-    KEY("voice", "pai_trunks", CONF_STRING, "", voice.pai_trunks),
+    KEY("voice", "trunks", CONF_ALLOWLIST, "127.0.0.1", voice.trunks),
+    KEY("voice", "pai_trunks", CONF_ALLOWLIST, "", voice.pai_trunks),
     KEY_INT("voice", "max_calls", 1, 10000, "600", voice.max_calls),
     KEY("voice", "rtp_address", CONF_HOST, "127.0.0.1", voice.rtp_address),
     KEY_INT("voice", "rtp_port_min", 1024, 65534, "20000", voice.rtp_port_min),

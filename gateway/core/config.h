@@ -130,8 +130,8 @@ typedef struct {
     struct {
         int enabled;                /* 1: answer SIP calls; 0: no voice channel */
         conf_address listen;        /* SIP address and port, UDP and TCP */
-        char *trunks;               /* comma-separated IP addresses allowed to INVITE */
-        char *pai_trunks;           /* those of trunks whose P-Asserted-Identity names the caller */
+        char *trunks;               /* allowlist (allow.h) of sources allowed to INVITE; NULL = none */
+        char *pai_trunks;           /* allowlist of trunks whose P-Asserted-Identity names the caller */
         int max_calls;              /* calls at once; more get 503 */
         char *rtp_address;          /* local address of RTP sockets, put in SDP */
         int rtp_port_min;           /* first RTP port (even) */

@@ -70,6 +70,7 @@ struct action;
 #include <sofia-sip/su_wait.h>
 #include <sofia-sip/tport_tag.h>
 
+#include "allow.h"
 #include "log.h"
 #include "mask.h"
 #include "rtp.h"
@@ -146,20 +147,14 @@ typedef struct qnode {
     voice_sip_event ev;            /* the event as delivered */
 } qnode;
 
-/* A trunk address in binary, for comparing with a packet's source. */
-typedef struct {
-    int family;                    /* AF_INET or AF_INET6 */
-    unsigned char addr[16];        /* 4 or 16 bytes */
-} trunk;
-
 struct voice_sip {
     /* Set before the thread starts, read-only after. */
     struct event_base *base;       /* the main loop */
     voice_sip_options opt;         /* limits (string fields point into this struct) */
     char bind_addr[64];            /* copy of opt.bind_addr */
     char rtp_address[64];          /* copy of opt.rtp_address, or of bind_addr */
-    trunk trunks[VOICE_SIP_MAX_TRUNKS]; /* allowed INVITE sources */
-    trunk pai_trunks[VOICE_SIP_MAX_TRUNKS]; /* trunks trusted for P-Asserted-Identity */
+    allow_list *trunks;            /* allowed INVITE sources, NULL for none */
+    allow_list *pai_trunks;        /* sources trusted for P-Asserted-Identity, NULL for none */
     voice_sip_event_fn *fn;        /* event callback */
     void *arg;                     /* its argument */
     int wake_fd;                   /* eventfd the thread writes when events wait */
@@ -490,31 +485,10 @@ static void address_text(const struct sockaddr *sa, char *out, size_t size)
         snprintf(out, size, "?");
 }
 
-static bool trunk_listed(const trunk *list, size_t n, const struct sockaddr *sa)
+/* Whether `sa` is in `list`; an empty list (NULL) holds nobody. */
+static bool listed(const allow_list *list, const struct sockaddr *sa)
 {
-    int family = sa->sa_family;
-    const unsigned char *addr;
-    size_t len;
-    if (family == AF_INET) {
-        addr = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
-        len = 4;
-    } else if (family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a6)) {
-            family = AF_INET;
-            addr = a6->s6_addr + 12;
-            len = 4;
-        } else {
-            addr = a6->s6_addr;
-            len = 16;
-        }
-    } else {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (list[i].family == family && memcmp(list[i].addr, addr, len) == 0)
-            return true;
-    return false;
+    return list != NULL && allow_match(list, sa);
 }
 
 static void copy_user(char *out, size_t size, const url_t *url)
@@ -548,7 +522,7 @@ static bool copy_asserted_user(const sip_t *sip, char *out, size_t size)
 static void copy_caller(const voice_sip *s, const sip_t *sip, const struct sockaddr *src,
                         char *out, size_t size)
 {
-    if (trunk_listed(s->pai_trunks, s->opt.n_pai_trunks, src) &&
+    if (listed(s->pai_trunks, src) &&
         copy_asserted_user(sip, out, size))
         return;
     copy_user(out, size, sip->sip_from ? sip->sip_from->a_url : NULL);
@@ -596,7 +570,7 @@ static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_
     int status = 0;
     voice_sip_refusal why = VOICE_SIP_REFUSED_SOURCE;
     media peer;
-    if (!trunk_listed(s->trunks, s->opt.n_trunks, (struct sockaddr *)&src))
+    if (!listed(s->trunks, (struct sockaddr *)&src))
         status = 403, why = VOICE_SIP_REFUSED_SOURCE;
     else if (s->stopping || atomic_load(&s->ncalls) >= s->opt.max_calls)
         status = 503, why = VOICE_SIP_REFUSED_BUSY;
@@ -1066,16 +1040,6 @@ static void *sip_thread(void *arg)
 
 /* Lifecycle ----------------------------------------------------------------------*/
 
-static bool parse_trunk(const char *text, trunk *out)
-{
-    memset(out, 0, sizeof *out);
-    if (inet_pton(AF_INET, text, out->addr) == 1)
-        out->family = AF_INET;
-    else if (inet_pton(AF_INET6, text, out->addr) == 1)
-        out->family = AF_INET6;
-    return out->family != 0;
-}
-
 /* nua_create leaks its home when the bind fails (1.12.11), so a port that
  * is taken is found here first; a lost race still ends in a clean NULL. */
 static bool port_bindable(const char *addr, int port)
@@ -1107,35 +1071,36 @@ static bool options_valid(const voice_sip_options *opt)
 {
     return opt->bind_addr && *opt->bind_addr && strlen(opt->bind_addr) < 64 &&
            (opt->rtp_address == NULL || strlen(opt->rtp_address) < 64) &&
-           opt->port > 0 && opt->port < 65536 && opt->n_trunks <= VOICE_SIP_MAX_TRUNKS &&
-           (opt->n_trunks == 0 || opt->trunks) && opt->n_pai_trunks <= VOICE_SIP_MAX_TRUNKS &&
-           (opt->n_pai_trunks == 0 || opt->pai_trunks) && opt->max_calls > 0 &&
+           opt->port > 0 && opt->port < 65536 && opt->max_calls > 0 &&
            opt->session_expires_s >= MIN_SE_S && opt->refer_timeout_ms > 0 &&
            opt->ping_interval_ms >= 0;
 }
 
-/* Both lists in binary; every PAI trunk must be a trunk. */
+/* One allowlist option: NULL for none, or false when it does not parse. */
+static bool list_parse(const char *text, const char *name, allow_list **out)
+{
+    char err[128];
+    *out = NULL;
+    if (text == NULL || text[strspn(text, " ,")] == '\0')
+        return true;
+    *out = allow_parse(text, err, sizeof err);
+    if (*out == NULL)
+        log_error("sip.start", "error=bad_%s why=%s", name, log_quote(err).s);
+    return *out != NULL;
+}
+
+/* A PAI-trusted source that is not a trunk is never asked: its INVITEs are
+ * refused before the caller is read. */
 static bool trunks_parse(voice_sip *s, const voice_sip_options *opt)
 {
-    for (size_t i = 0; i < opt->n_trunks; i++)
-        if (!parse_trunk(opt->trunks[i], &s->trunks[i])) {
-            log_error("sip.start", "error=bad_trunk trunk=%s", log_quote(opt->trunks[i]).s);
-            return false;
-        }
-    for (size_t i = 0; i < opt->n_pai_trunks; i++) {
-        const trunk *t = &s->pai_trunks[i];
-        bool listed = false;
-        if (parse_trunk(opt->pai_trunks[i], &s->pai_trunks[i]))
-            for (size_t j = 0; j < opt->n_trunks && !listed; j++)
-                listed = s->trunks[j].family == t->family &&
-                         memcmp(s->trunks[j].addr, t->addr, sizeof t->addr) == 0;
-        if (!listed) {
-            log_error("sip.start", "error=bad_pai_trunk trunk=%s",
-                      log_quote(opt->pai_trunks[i]).s);
-            return false;
-        }
-    }
-    return true;
+    return list_parse(opt->trunks, "trunks", &s->trunks) &&
+           list_parse(opt->pai_trunks, "pai_trunks", &s->pai_trunks);
+}
+
+static void trunks_free(voice_sip *s)
+{
+    allow_free(s->trunks);
+    allow_free(s->pai_trunks);
 }
 
 /* The main loop's liveness check: the last ping answered, or how long not. */
@@ -1179,6 +1144,7 @@ static voice_sip *module_new(struct event_base *base, const voice_sip_options *o
     s->arg = arg;
     s->alive = true;
     if (!trunks_parse(s, opt)) {
+        trunks_free(s);
         free(s);
         return NULL;
     }
@@ -1192,6 +1158,7 @@ static voice_sip *module_new(struct event_base *base, const voice_sip_options *o
             event_free(s->ping_timer);
         if (s->wake_fd >= 0)
             close(s->wake_fd);
+        trunks_free(s);
         free(s);
         return NULL;
     }
@@ -1209,6 +1176,7 @@ static void module_free(voice_sip *s)
     close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->started);
+    trunks_free(s);
     free(s);
 }
 
@@ -1244,8 +1212,9 @@ voice_sip *voice_sip_start(struct event_base *base, const voice_sip_options *opt
     }
     int ms = s->opt.ping_interval_ms;
     event_add(s->ping_timer, &(struct timeval){ms / 1000, (ms % 1000) * 1000});
-    log_info("sip.start", "addr=%s port=%d trunks=%zu pai_trunks=%zu max_calls=%d", s->bind_addr,
-             opt->port, opt->n_trunks, opt->n_pai_trunks, opt->max_calls);
+    log_info("sip.start", "addr=%s port=%d trunks=%s pai_trunks=%s max_calls=%d", s->bind_addr,
+             opt->port, log_quote(opt->trunks ? opt->trunks : "").s,
+             log_quote(opt->pai_trunks ? opt->pai_trunks : "").s, opt->max_calls);
     return s;
 }
 

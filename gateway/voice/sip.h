@@ -27,7 +27,6 @@ struct event_base;
 
 typedef struct voice_sip voice_sip;
 
-#define VOICE_SIP_MAX_TRUNKS 32
 #define VOICE_SIP_PING_MS 1000   /* default ping_interval_ms */
 #define VOICE_SIP_MAX_MESSAGE 16384 /* bytes of the largest SIP message taken in */
 
@@ -46,10 +45,9 @@ typedef struct {
     const char *bind_addr;       /* address to listen on (and put in Contact) */
     const char *rtp_address;     /* address our SDP gives for RTP; NULL for bind_addr */
     int port;                    /* SIP port, UDP and TCP */
-    const char *const *trunks;   /* source addresses allowed to INVITE (IP literals) */
-    size_t n_trunks;             /* entries in trunks, at most VOICE_SIP_MAX_TRUNKS */
-    const char *const *pai_trunks; /* trunks whose P-Asserted-Identity names the caller */
-    size_t n_pai_trunks;         /* entries in pai_trunks, at most VOICE_SIP_MAX_TRUNKS */
+    const char *trunks;          /* allowlist (allow.h) of sources that may INVITE; NULL/"" none */
+    const char *pai_trunks;      /* allowlist of those trunks whose P-Asserted-Identity
+                                  * names the caller; NULL/"" none */
     int ping_interval_ms;        /* liveness ping of the thread; 0 for VOICE_SIP_PING_MS */
     int max_calls;               /* calls at once; an INVITE beyond gets 503 */
     int session_expires_s;       /* session timer (RFC 4028) we ask for, >= 90 */

@@ -269,9 +269,8 @@ static void run_call(ctx *t, const char *scenario, const char *transport, int en
 /* One trunk, trusted for P-Asserted-Identity when `pai`. */
 static voice_sip *start_sip_pai(ctx *t, const char *trunk, int max_calls, bool pai)
 {
-    const char *trunks[] = {trunk};
-    voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = t->port, .trunks = trunks,
-                             .n_trunks = 1, .pai_trunks = trunks, .n_pai_trunks = pai,
+    voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = t->port, .trunks = trunk,
+                             .pai_trunks = pai ? trunk : NULL,
                              .max_calls = max_calls, .session_expires_s = 1800,
                              .refer_timeout_ms = 500, .ping_interval_ms = PING_MS};
     return voice_sip_start(t->base, &opt, on_event, t);
@@ -720,16 +719,14 @@ static void test_stop_ends_calls(void **state)
 static void test_bad_options(void **state)
 {
     ctx *t = *state;
-    const char *trunks[] = {"not-an-address"}, *pai[] = {"127.0.0.2"};
-    voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = th_free_port(), .trunks = trunks,
-                             .n_trunks = 1, .max_calls = 1, .session_expires_s = 1800,
+    voice_sip_options opt = {.bind_addr = "127.0.0.1", .port = th_free_port(),
+                             .trunks = "not-an-address", .max_calls = 1, .session_expires_s = 1800,
                              .refer_timeout_ms = 500};
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
-    trunks[0] = "127.0.0.1";
-    opt.pai_trunks = pai, opt.n_pai_trunks = 1; /* not a trunk */
+    opt.trunks = "127.0.0.1";
+    opt.pai_trunks = "127.0.0.0/40";
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
-    opt.n_pai_trunks = 0;
-    trunks[0] = "127.0.0.1";
+    opt.pai_trunks = NULL;
     opt.session_expires_s = 30;
     assert_null(voice_sip_start(t->base, &opt, on_event, t));
     opt.session_expires_s = 1800;
