@@ -290,10 +290,13 @@ json_t *req_json_body(agent_req *r, const char *const *allowed)
     const char *text = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
     bool unknown_field;
     json_t *body = agents_body_parse(text, len, allowed, &unknown_field);
-    if (body == NULL && unknown_field)
-        req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
-    else if (body == NULL)
-        req_fail(r, 400, "bad_json", "The body must be a JSON object.");
+    if (body == NULL) {
+        if (unknown_field)
+            req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
+        else
+            req_fail(r, 400, "bad_json", "The body must be a JSON object.");
+        return NULL;
+    }
     r->body = body;
     return body;
 }
