@@ -262,16 +262,13 @@ bool req_limit(agent_req *r, int dflt, int max, int *out)
     return true;
 }
 
-json_t *req_json_body(agent_req *r, const char *const *allowed)
+json_t *agents_body_parse(const char *text, size_t len, const char *const *allowed, bool *unknown_field)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(httpd_request_evhttp(r->http));
-    size_t len = evbuffer_get_length(in);
-    const char *text = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "{}";
     json_error_t err;
-    json_t *body = json_loadb(text, len ? len : 2, JSON_REJECT_DUPLICATES, &err);
+    json_t *body = json_loadb(len ? text : "{}", len ? len : 2, JSON_REJECT_DUPLICATES, &err);
+    *unknown_field = false;
     if (!json_is_object(body)) {
         json_decref(body);
-        req_fail(r, 400, "bad_json", "The body must be a JSON object.");
         return NULL;
     }
     const char *key;
@@ -279,9 +276,26 @@ json_t *req_json_body(agent_req *r, const char *const *allowed)
     json_object_foreach(body, key, v) {
         if (!agents_one_of(key, allowed)) {
             json_decref(body);
-            req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
+            *unknown_field = true;
             return NULL;
         }
+    }
+    return body;
+}
+
+json_t *req_json_body(agent_req *r, const char *const *allowed)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(httpd_request_evhttp(r->http));
+    size_t len = evbuffer_get_length(in);
+    const char *text = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    bool unknown_field;
+    json_t *body = agents_body_parse(text, len, allowed, &unknown_field);
+    if (body == NULL) {
+        if (unknown_field)
+            req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
+        else
+            req_fail(r, 400, "bad_json", "The body must be a JSON object.");
+        return NULL;
     }
     r->body = body;
     return body;

@@ -118,6 +118,10 @@ bool req_unmasked(const agent_req *r);
  * after answering 400. */
 json_t *req_json_body(agent_req *r, const char *const *allowed);
 
+/* What req_json_body checks, on bytes (an empty body is {}): the object,
+ * or NULL with `unknown_field` telling a stray key from bad JSON. */
+json_t *agents_body_parse(const char *text, size_t len, const char *const *allowed, bool *unknown_field);
+
 /* The query parameter `name`, or NULL. */
 const char *req_param(agent_req *r, const char *name);
 

@@ -980,6 +980,9 @@ static void report_start(voice_sip *s, int state)
     pthread_mutex_unlock(&s->lock);
 }
 
+#define SIP_TCP_IDLE_MS 30000       /* a connection without traffic or transactions */
+#define SIP_TCP_INCOMPLETE_MS 10000 /* silence in the middle of a message */
+
 static nua_t *create_nua(voice_sip *s, su_root_t *root)
 {
     char url[128];
@@ -1004,6 +1007,13 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       NUTAG_MIN_SE(MIN_SE_S),
                       SIPTAG_SUPPORTED_STR("timer"),
                       SIPTAG_USER_AGENT_STR("cardline"),
+                      /* After a message head it cannot parse, sofia stops
+                       * reading that TCP connection and, left to its
+                       * defaults, never closes it: it stayed in CLOSE-WAIT
+                       * once the peer hung up. Close connections idle this
+                       * long, and those stuck mid-message (docs/voice.md). */
+                      TPTAG_IDLE(SIP_TCP_IDLE_MS),
+                      TPTAG_TIMEOUT(SIP_TCP_INCOMPLETE_MS),
                       TAG_END());
 }
 

@@ -11,6 +11,8 @@ CARDLINE_PACKAGES=(
   redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)
+# clang and its runtime libraries (libFuzzer, the sanitizers) for tests/fuzz.
+CARDLINE_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -48,4 +50,15 @@ build() {
 # the benchmarks measure.
 build_release() {
   build "$(repo_root)/build" -DCARDLINE_SANITIZE=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARDLINE_TESTS=OFF
+}
+
+# build_fuzz DIR: the libFuzzer targets of tests/fuzz, built by clang with
+# every library instrumented for coverage and the sanitizers (-O1 keeps the
+# runs fast and the stacks readable). Only the targets are built: the
+# daemon and tools there would cost build time and serve nothing.
+build_fuzz() {
+  local dir=$1
+  cmake -S "$(repo_root)" -B "$dir" -DCMAKE_C_COMPILER=clang -DCARDLINE_FUZZ=ON -DCARDLINE_TESTS=OFF \
+        -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 >/dev/null
+  cmake --build "$dir" --target fuzz -j"$(nproc)"
 }
