@@ -71,6 +71,7 @@ struct action;
 #include <sofia-sip/tport_tag.h>
 
 #include "allow.h"
+#include "dtmf.h"
 #include "log.h"
 #include "mask.h"
 #include "rtp.h"
@@ -83,7 +84,8 @@ struct action;
 #define MIN_SE_S 90                /* RFC 4028 minimum we accept */
 #define PING_MISSES 3              /* unanswered ping intervals that make the thread dead */
 #define OUT_QUEUE 64               /* messages queued for one transport connection */
-#define TCP_PARTIAL_MS 10000       /* a TCP message not complete by then is dropped */
+#define TCP_PARTIAL_MS 10000       /* silence in the middle of a TCP message: the connection is closed */
+#define TCP_IDLE_MS 30000          /* a TCP connection without traffic or transactions is closed */
 #define MAX_FREEZE_MS 60000        /* longest voice_sip_freeze */
 
 typedef enum {
@@ -603,39 +605,6 @@ static void on_new_invite(voice_sip *s, nua_t *nua, nua_handle_t *nh, const sip_
     post(s, &ev);
 }
 
-/* The key of a dtmf-relay "Signal=" value or a dtmf body; 0 if none. */
-static char parse_signal(const char *v, size_t len)
-{
-    while (len && (*v == ' ' || *v == '\t'))
-        v++, len--;
-    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                   v[len - 1] == '\n'))
-        len--;
-    if (len == 1) {
-        char d = v[0];
-        if ((d >= '0' && d <= '9') || d == '*' || d == '#')
-            return d;
-        if ((d >= 'A' && d <= 'D') || (d >= 'a' && d <= 'd'))
-            return (char)(d & ~0x20);
-    }
-    if (len == 2 && v[0] == '1' && (v[1] == '0' || v[1] == '1'))
-        return v[1] == '0' ? '*' : '#';
-    return 0;
-}
-
-static char dtmf_relay_digit(const char *body, size_t len)
-{
-    const char *end = body + len;
-    for (const char *line = body; line < end;) {
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        size_t n = (size_t)((eol ? eol : end) - line);
-        if (n >= 7 && strncasecmp(line, "Signal=", 7) == 0)
-            return parse_signal(line + 7, n - 7);
-        line = eol ? eol + 1 : end;
-    }
-    return 0;
-}
-
 /* Answers an INFO: 200 with a digit reported, 200 for an empty keepalive,
  * 415 for other content, 400 for a DTMF body we cannot read. */
 static void on_info(voice_sip *s, nua_t *nua, call *c, const sip_t *sip)
@@ -647,9 +616,9 @@ static void on_info(voice_sip *s, nua_t *nua, call *c, const sip_t *sip)
     if (pl == NULL || pl->pl_len == 0)
         status = 200;
     else if (ct && ct->c_type && strcasecmp(ct->c_type, "application/dtmf-relay") == 0)
-        status = (digit = dtmf_relay_digit(pl->pl_data, pl->pl_len)) ? 200 : 400;
+        status = (digit = voice_info_digit(true, pl->pl_data, pl->pl_len)) ? 200 : 400;
     else if (ct && ct->c_type && strcasecmp(ct->c_type, "application/dtmf") == 0)
-        status = (digit = parse_signal(pl->pl_data, pl->pl_len)) ? 200 : 400;
+        status = (digit = voice_info_digit(false, pl->pl_data, pl->pl_len)) ? 200 : 400;
     else
         status = 415;
     nua_respond(c->nh, status, sip_status_phrase(status), NUTAG_WITH_THIS(nua), TAG_END());
@@ -980,8 +949,6 @@ static void report_start(voice_sip *s, int state)
     pthread_mutex_unlock(&s->lock);
 }
 
-#define SIP_TCP_IDLE_MS 30000       /* a connection without traffic or transactions */
-#define SIP_TCP_INCOMPLETE_MS 10000 /* silence in the middle of a message */
 
 static nua_t *create_nua(voice_sip *s, su_root_t *root)
 {
@@ -998,7 +965,6 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       NTATAG_MAXSIZE(VOICE_SIP_MAX_MESSAGE),
                       NTATAG_MAX_PROCEEDING((usize_t)s->opt.max_calls * 2 + 64),
                       TPTAG_QUEUESIZE(OUT_QUEUE),
-                      TPTAG_TIMEOUT(TCP_PARTIAL_MS),
                       NUTAG_SESSION_TIMER((unsigned)s->opt.session_expires_s),
                       /* Without soa a refresh re-INVITE of ours would carry no
                        * offer: the caller refreshes, or we refresh by UPDATE. */
@@ -1012,8 +978,8 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                        * defaults, never closes it: it stayed in CLOSE-WAIT
                        * once the peer hung up. Close connections idle this
                        * long, and those stuck mid-message (docs/voice.md). */
-                      TPTAG_IDLE(SIP_TCP_IDLE_MS),
-                      TPTAG_TIMEOUT(SIP_TCP_INCOMPLETE_MS),
+                      TPTAG_IDLE(TCP_IDLE_MS),
+                      TPTAG_TIMEOUT(TCP_PARTIAL_MS),
                       TAG_END());
 }
 

@@ -1,10 +1,14 @@
-/* fuzz_sipinfo — the DTMF bodies of SIP INFO requests (gateway/voice/sip.c):
- * "application/dtmf-relay" (Signal=5 on one of several lines) and
- * "application/dtmf" (the key alone). The readers are static in the SIP
- * thread's file, so this target compiles that file itself rather than
- * keep a copy of them; the first input byte picks the content type, the
- * rest is the body. A body must yield a key of 0-9 * # A-D, or none. */
-#include "../../gateway/voice/sip.c"
+/* fuzz_sipinfo — the DTMF bodies of SIP INFO requests (voice_info_digit in
+ * gateway/voice/dtmf.h): "application/dtmf-relay" (Signal=5 on one of
+ * several lines) and "application/dtmf" (the key alone). The first input
+ * byte picks the content type, the rest is the body. A body must yield a
+ * key of 0-9 * # A-D, or none. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtmf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (body == NULL)
         abort();
     memcpy(body, data + 1, size - 1);
-    char digit = (data[0] & 1) ? parse_signal(body, size - 1) : dtmf_relay_digit(body, size - 1);
+    char digit = voice_info_digit((data[0] & 1) == 0, body, size - 1);
     free(body);
     if (digit != 0 && !is_key(digit))
         abort();
