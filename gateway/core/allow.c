@@ -5,7 +5,9 @@
 #include "allow.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +158,103 @@ bool allow_match(const allow_list *l, const struct sockaddr *sa)
         if (in_prefix(a, &l->entries[i]))
             return true;
     return false;
+}
+
+/* Kernel filters -----------------------------------------------------------------*/
+
+/* A classic BPF program over the source address in the packet's network
+ * header (SKF_NET_OFF: socket filters see TCP and UDP from the transport
+ * header on). Each entry is one short test followed by "accept", so every
+ * jump stays within an 8-bit offset however long the list. An IPv4 packet
+ * is the v4-mapped address, as in allow_match: its first 96 bits are known
+ * when the program is built, so an entry either tests the last word or
+ * cannot match it at all. */
+#define FILTER_MAX (8 + ALLOW_MAX_ENTRIES * (4 + 13)) /* header, v4 and v6 tests */
+#define NET(k) ((uint32_t)(SKF_NET_OFF + (k)))
+
+typedef struct {
+    struct sock_filter insns[FILTER_MAX]; /* the program */
+    unsigned short len;                   /* instructions written */
+} filter;
+
+static void emit(filter *f, uint16_t code, uint8_t jt, uint8_t jf, uint32_t k)
+{
+    f->insns[f->len++] = (struct sock_filter)BPF_JUMP(code, k, jt, jf);
+}
+
+/* The mask of word `w` (0..3) of a prefix of `prefix` bits. */
+static uint32_t word_mask(int prefix, int w)
+{
+    int bits = prefix - 32 * w;
+    if (bits <= 0)
+        return 0;
+    return bits >= 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
+}
+
+static uint32_t word_of(const unsigned char *a, int w)
+{
+    return (uint32_t)a[4 * w] << 24 | (uint32_t)a[4 * w + 1] << 16 | (uint32_t)a[4 * w + 2] << 8 |
+           a[4 * w + 3];
+}
+
+static void emit_accept_if_equal(filter *f, uint32_t mask, uint32_t net, uint8_t skip)
+{
+    emit(f, BPF_ALU | BPF_AND | BPF_K, 0, 0, mask);
+    emit(f, BPF_JMP | BPF_JEQ | BPF_K, 0, skip, net & mask);
+}
+
+/* IPv4 packets: entries whose first 96 bits admit the v4-mapped prefix. */
+static void emit_v4_tests(filter *f, const allow_list *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        const allow_entry *e = &l->entries[i];
+        bool admits = true;
+        for (int w = 0; w < 3; w++)
+            admits = admits && (word_of(v4_mapped, w) & word_mask(e->prefix, w)) ==
+                                   (word_of(e->addr, w) & word_mask(e->prefix, w));
+        if (!admits)
+            continue;
+        emit(f, BPF_LD | BPF_W | BPF_ABS, 0, 0, NET(12));
+        emit_accept_if_equal(f, word_mask(e->prefix, 3), word_of(e->addr, 3), 1);
+        emit(f, BPF_RET | BPF_K, 0, 0, 0xffffffffu);
+    }
+}
+
+/* IPv6 packets: every entry, word by word; a word that differs skips the
+ * rest of the entry and its accept. */
+static void emit_v6_tests(filter *f, const allow_list *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        const allow_entry *e = &l->entries[i];
+        for (int w = 0; w < 4; w++) {
+            uint8_t left = (uint8_t)(3 * (3 - w) + 1); /* the later words' tests and the accept */
+            emit(f, BPF_LD | BPF_W | BPF_ABS, 0, 0, NET(8 + 4 * w));
+            emit_accept_if_equal(f, word_mask(e->prefix, w), word_of(e->addr, w), left);
+        }
+        emit(f, BPF_RET | BPF_K, 0, 0, 0xffffffffu);
+    }
+}
+
+int allow_filter_socket(const allow_list *l, int fd)
+{
+    static const allow_list none = {0};
+    filter *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        abort();
+    emit(f, BPF_LD | BPF_B | BPF_ABS, 0, 0, NET(0));
+    emit(f, BPF_ALU | BPF_RSH | BPF_K, 0, 0, 4);
+    emit(f, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 6);
+    size_t to_v6 = f->len;
+    emit(f, BPF_JMP | BPF_JA, 0, 0, 0); /* its 32-bit offset is set below */
+    emit_v4_tests(f, l ? l : &none);
+    emit(f, BPF_RET | BPF_K, 0, 0, 0);
+    f->insns[to_v6].k = (uint32_t)(f->len - to_v6 - 1);
+    emit_v6_tests(f, l ? l : &none);
+    emit(f, BPF_RET | BPF_K, 0, 0, 0);
+    struct sock_fprog prog = {.len = f->len, .filter = f->insns};
+    int rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    free(f);
+    return rc;
 }
 
 /* Refusals ----------------------------------------------------------------------*/

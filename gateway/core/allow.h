@@ -31,6 +31,16 @@ bool allow_match(const allow_list *l, const struct sockaddr *sa);
 
 void allow_free(allow_list *l);
 
+/* Kernel filters ------------------------------------------------------------*/
+
+/* Attaches to socket `fd` a classic BPF filter that lets the kernel deliver
+ * only packets whose source is in `l` (NULL: none): the rest is dropped
+ * before the program reads a byte. On a listening TCP socket it applies to
+ * connection attempts and is inherited by the connections accepted. For
+ * peers that must not reach a parser at all (the SIP stack). 0, or -1 with
+ * errno from setsockopt. */
+int allow_filter_socket(const allow_list *l, int fd);
+
 /* Refusals ------------------------------------------------------------------*/
 
 /* Writes the numeric address of `sa` ("?" when there is none). */

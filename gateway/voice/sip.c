@@ -32,6 +32,7 @@
 #include "sip.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -983,6 +984,51 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
                       TAG_END());
 }
 
+/* The TCP listening sockets nua opened on our port; the only way to them,
+ * since sofia-sip 1.12.11 exposes no transport's descriptor. */
+static size_t tcp_listeners(const voice_sip *s, int *fds, size_t max)
+{
+    size_t n = 0;
+    DIR *dir = opendir("/proc/self/fd");
+    for (struct dirent *d; dir && n < max && (d = readdir(dir)) != NULL;) {
+        int fd = atoi(d->d_name), type = 0, listening = 0;
+        socklen_t len = sizeof type;
+        struct sockaddr_storage ss;
+        if (d->d_name[0] < '0' || d->d_name[0] > '9' || fd == dirfd(dir) ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+            continue;
+        len = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+            continue;
+        len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+            continue;
+        int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                   : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                              : -1;
+        if (port == s->opt.port)
+            fds[n++] = fd;
+    }
+    if (dir)
+        closedir(dir);
+    return n;
+}
+
+/* Over TCP, sofia-sip 1.12.11 reads a message that follows another on the
+ * same connection without its size limit and allocates whatever its
+ * Content-Length claims (2 GiB ends in an assertion). Only trunks may
+ * reach that code: the kernel drops other sources' connection attempts
+ * before the stack sees a byte. A stranger's datagram still gets its 403. */
+static void filter_tcp_strangers(voice_sip *s)
+{
+    int fds[4];
+    size_t n = tcp_listeners(s, fds, sizeof fds / sizeof *fds);
+    for (size_t i = 0; i < n; i++)
+        if (allow_filter_socket(s->trunks, fds[i]) != 0)
+            log_error("sip.tcp_filter_failed", "errno=%d", errno);
+    log_info("sip.tcp_filtered", "listeners=%zu", n);
+}
+
 static void *sip_thread(void *arg)
 {
     voice_sip *s = arg;
@@ -1003,6 +1049,7 @@ static void *sip_thread(void *arg)
         report_start(s, -1);
         return NULL;
     }
+    filter_tcp_strangers(s);
     report_start(s, 1);
     su_root_run(root);
     for (size_t b = 0; b < CALL_BUCKETS; b++)

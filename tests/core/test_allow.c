@@ -7,8 +7,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "allow.h"
 #include "metrics.h"
@@ -125,6 +128,112 @@ static void test_refusals_are_counted_by_channel_and_reason(void **state)
     assert_string_equal(text, "?");
 }
 
+/* Kernel filters: real sockets on loopback --------------------------------------*/
+
+static int bound_udp(const char *addr, struct sockaddr_storage *out, socklen_t *len)
+{
+    peer p;
+    const struct sockaddr *sa = addr_of(&p, addr);
+    int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    *len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    assert_int_equal(bind(fd, sa, *len), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)out, len), 0);
+    return fd;
+}
+
+/* Sends `text` from a socket bound to `from` to `to`. */
+static void send_from(const char *from, const struct sockaddr_storage *to, socklen_t to_len,
+                      const char *text)
+{
+    struct sockaddr_storage me;
+    socklen_t len;
+    int fd = bound_udp(from, &me, &len);
+    assert_int_equal(sendto(fd, text, strlen(text), 0, (const struct sockaddr *)to, to_len),
+                     (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* The datagrams waiting on `fd`, joined with spaces, without waiting. */
+static void drain(int fd, char *out, size_t size)
+{
+    out[0] = '\0';
+    char buf[64];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+        buf[n] = '\0';
+        if (out[0])
+            strncat(out, " ", size - strlen(out) - 1);
+        strncat(out, buf, size - strlen(out) - 1);
+    }
+    assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* Which senders' datagrams a socket on `at` filtered by `list` lets
+ * through. The last datagram comes from an allowed sender; once it has
+ * arrived, every earlier one has been judged (loopback keeps the order). */
+static void expect_delivered(const char *at, const char *list, const char *const *senders, size_t n,
+                             const char *last_allowed, const char *want)
+{
+    char err[128], got[256];
+    allow_list *l = list ? allow_parse(list, err, sizeof err) : NULL;
+    assert_true(list == NULL || l != NULL);
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int fd = bound_udp(at, &sa, &len);
+    assert_int_equal(allow_filter_socket(l, fd), 0);
+    for (size_t i = 0; i < n; i++)
+        send_from(senders[i], &sa, len, senders[i]);
+    if (last_allowed) {
+        send_from(last_allowed, &sa, len, "last");
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&pfd, 1, 5000), 1);
+    }
+    drain(fd, got, sizeof got);
+    assert_string_equal(got, want);
+    close(fd);
+    allow_free(l);
+}
+
+static void test_filter_drops_ipv4_strangers_in_the_kernel(void **state)
+{
+    (void)state;
+    const char *senders[] = {"127.0.0.2", "127.0.0.1", "127.0.0.5", "127.0.3.1"};
+    expect_delivered("127.0.0.1", "127.0.0.1", senders, 4, "127.0.0.1", "127.0.0.1 last");
+    expect_delivered("127.0.0.1", "127.0.0.4/30, 127.0.3.0/24", senders, 4, "127.0.0.6",
+                     "127.0.0.5 127.0.3.1 last");
+    expect_delivered("127.0.0.1", "::/0", senders, 4, "127.0.0.9",
+                     "127.0.0.2 127.0.0.1 127.0.0.5 127.0.3.1 last");
+}
+
+static void test_filter_reads_ipv6_and_drops_all_for_no_list(void **state)
+{
+    (void)state;
+    const char *v6[] = {"::1"};
+    expect_delivered("::1", "::1", v6, 1, "::1", "::1 last");
+    const char *senders[] = {"127.0.0.1", "127.0.0.2"};
+    expect_delivered("127.0.0.1", NULL, senders, 2, NULL, "");
+    /* No IPv6 entry admits an IPv6 packet; nothing but ::1 reaches here. */
+    peer p;
+    int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+    bool have_v6 = probe >= 0 && bind(probe, addr_of(&p, "::1"), sizeof(struct sockaddr_in6)) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (have_v6) {
+        char err[128], got[64];
+        allow_list *l = allow_parse("127.0.0.1, fd00::/8", err, sizeof err);
+        struct sockaddr_storage sa;
+        socklen_t len;
+        int fd = bound_udp("::1", &sa, &len);
+        assert_int_equal(allow_filter_socket(l, fd), 0);
+        send_from("::1", &sa, len, "dropped"); /* loopback delivers within sendto */
+        drain(fd, got, sizeof got);
+        assert_string_equal(got, "");
+        close(fd);
+        allow_free(l);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +242,8 @@ int main(void)
         cmocka_unit_test(test_bad_lists_name_the_entry),
         cmocka_unit_test(test_no_list_or_no_address_matches_nothing),
         cmocka_unit_test(test_refusals_are_counted_by_channel_and_reason),
+        cmocka_unit_test(test_filter_drops_ipv4_strangers_in_the_kernel),
+        cmocka_unit_test(test_filter_reads_ipv6_and_drops_all_for_no_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,6 +413,40 @@ static void test_source_not_a_trunk(void **state)
     assert_int_equal(t->nev, 0);
 }
 
+/* Connects over TCP from `source` to the SIP port: true when the handshake
+ * completes within `ms`. On loopback an accepted SYN completes at once, so
+ * a connection still pending after `ms` had its SYN dropped. */
+static bool tcp_connects(ctx *t, const char *source, int ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET};
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
+    inet_pton(AF_INET, source, &local.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
+    bool up = connect(fd, (struct sockaddr *)&to, sizeof to) == 0;
+    if (!up) {
+        assert_int_equal(errno, EINPROGRESS);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int err = -1;
+        socklen_t len = sizeof err;
+        up = poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+    }
+    close(fd);
+    return up;
+}
+
+/* Strangers never reach sofia-sip over TCP, where its parser can be made
+ * to allocate what a Content-Length claims: the kernel drops their SYNs. */
+static void test_tcp_from_a_stranger_never_connects(void **state)
+{
+    ctx *t = *state;
+    assert_true(tcp_connects(t, "127.0.0.1", 5000));
+    assert_false(tcp_connects(t, "127.0.0.2", 1000));
+    assert_true(tcp_connects(t, "127.0.0.1", 5000));
+    assert_int_equal(t->nev, 0);
+}
+
 static bool established(ctx *t, void *arg)
 {
     (void)arg;
@@ -747,6 +782,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refer_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reject_404, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_not_a_trunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_from_a_stranger_never_connects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_g729_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_sdp, setup, teardown),
