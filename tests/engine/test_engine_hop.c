@@ -325,10 +325,10 @@ static void test_pin_check_through_registry(void **state)
     json_decref(a.output);
     assert_int_equal(pin_verifications(f), before + 1);
 
-    /* The events were saved with each hop, the PIN only as "<secret>". */
+    /* The events were saved with each hop, the ID masked, the PIN only as "<secret>". */
     events_answer ev = stored_events(f, "call-1");
     assert_int_equal(ev.st, STORE_OK);
-    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 2|input verify.ask_id " WANG_ID
+    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 2|input verify.ask_id 110101********4514"
                                  "|input verify.ask_pin <secret>|result verify.check ok");
 
     /* The PIN is nowhere in Redis (documents and event lists) nor in the
