@@ -439,6 +439,23 @@ static void begin_step(hop *h)
     h->stepping = true;
 }
 
+/* The entry a session keeps, for routing it again after a reload: its
+ * shortest prefix (at a character boundary) that routes to `flow`. An SMS
+ * entry is whatever the citizen texted, a PIN sent when no conversation
+ * waits included; the catch-all keeps "", a keyword only itself. */
+static void routed_entry(const hop *h, const dp_flow *flow, char out[ENGINE_MAX_NAME + 1])
+{
+    const char *entry = h->ev.entry;
+    size_t len = strlen(entry);
+    for (size_t n = 0; n < len; n += utf8_char_len(entry + n)) {  /* checked UTF-8: never 0 */
+        memcpy(out, entry, n);
+        out[n] = '\0';
+        if (dialplan_route(h->dp, h->ev.channel, out) == flow)
+            return;
+    }
+    memcpy(out, entry, len + 1);
+}
+
 static void start_session(hop *h, uint64_t stored_rev)
 {
     const dp_flow *flow = dialplan_route(h->dp, h->ev.channel, h->ev.entry);
@@ -451,7 +468,9 @@ static void start_session(hop *h, uint64_t stored_rev)
         return;
     }
     h->rev = stored_rev;
-    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, h->ev.entry, h->ev.lang);
+    char entry[ENGINE_MAX_NAME + 1];
+    routed_entry(h, flow, entry);
+    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, entry, h->ev.lang);
     begin_step(h);
     advance(h, step_start(&h->st, flow));
 }

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "mask.h"
 #include "session.h"
+#include "utf8.h"
 
 #define STEP_MAX_TEXT 1024     /* a rendered `set` value, argument or reason */
 #define STEP_MAX_WHERE 160     /* "flow.node" */
@@ -367,7 +368,7 @@ static step_stop walk(step *s, const dp_node *n)
     }
 }
 
-/* Input at waiting nodes ----------------------------------------------------------*/
+/* Failures at waiting nodes -------------------------------------------------------*/
 
 static const char *fail_kind_name(engine_event_kind k)
 {
@@ -394,27 +395,6 @@ static step_stop fail(step *s, engine_event_kind k)
     return reask(s, w);
 }
 
-static step_stop menu_input(step *s, const char *input)
-{
-    const dp_option *opt = dp_menu_option(s->node, input);
-    return opt ? follow(s, opt->target) : fail(s, ENGINE_EV_INPUT);
-}
-
-static step_stop ask_input(step *s, const char *input)
-{
-    const dp_node *n = s->node;
-    char value[STEP_MAX_TEXT];
-    if (!dp_ask_accepts(n, input, value, sizeof value)) {
-        explicit_bzero(value, sizeof value);
-        return fail(s, ENGINE_EV_INPUT);
-    }
-    if (n->secret)
-        json_object_set_new(s->secrets, n->into, json_string(value));
-    else
-        session_set_var(s->doc, n->into, value);
-    explicit_bzero(value, sizeof value);
-    return follow(s, n->next);
-}
 
 /* Events --------------------------------------------------------------------------*/
 
@@ -452,14 +432,82 @@ static void note_event(step *s, const char *kind, const char *where, const char 
     json_array_append_new(s->events, json_string(text));
 }
 
-static void record_event(step *s, const engine_event *ev)
+/* An event at the stored node; `understood` is what an input meant to the
+ * node (below), NULL for events without input. */
+static void record_event(step *s, const engine_event *ev, const char *understood)
 {
     char where[STEP_MAX_WHERE];
     step_where(s, where, sizeof where);
-    const char *input = ev->kind == ENGINE_EV_INPUT ? ev->input : NULL;
-    if (input && s->node && s->node->kind == DP_ASK && s->node->secret)
-        input = "<secret>";
-    note_event(s, event_name(ev->kind), where, input);
+    note_event(s, event_name(ev->kind), where, understood);
+}
+
+/* Input at waiting nodes ----------------------------------------------------------*/
+
+/* What the node understood is recorded, never what was typed: a caller who
+ * types ahead sends an ID and a PIN to whatever node is waiting, so raw
+ * input may hold anything. */
+
+/* An input the node refused: its length in characters and why. */
+static void record_refused(step *s, const engine_event *ev, const char *why)
+{
+    char text[64];
+    snprintf(text, sizeof text, "<refused len=%ld %s>", utf8_length(ev->input), why);
+    record_event(s, ev, text);
+}
+
+static const char *ask_refusal(const dp_node *n, const char *input)
+{
+    long len = utf8_length(input);
+    return len < n->min_len ? "too_short" : len > n->max_len ? "too_long" : "not_valid";
+}
+
+/* An accepted answer as recorded: masked by what its validator says it is
+ * (gateway/core/mask.h); an answer no validator names is recorded by its
+ * length only, as nothing says which masking rule would cover it. */
+static void record_answer(step *s, const engine_event *ev, const char *value)
+{
+    const dp_node *n = s->node;
+    char text[STEP_MAX_EVENT_BYTES];
+    if (n->secret || n->validator == DP_VALIDATE_PIN)
+        snprintf(text, sizeof text, "<secret>");
+    else if (n->validator == DP_VALIDATE_CITIZEN_ID)
+        snprintf(text, sizeof text, "%s", mask_id(value).s);
+    else if (n->validator == DP_VALIDATE_CARD_NUMBER)
+        snprintf(text, sizeof text, "%s", mask_card(value).s);
+    else if (n->validator == DP_VALIDATE_MOBILE)
+        snprintf(text, sizeof text, "%s", mask_phone(value).s);
+    else
+        snprintf(text, sizeof text, "<answer len=%ld>", utf8_length(value));
+    record_event(s, ev, text);
+}
+
+static step_stop menu_input(step *s, const engine_event *ev)
+{
+    const dp_option *opt = dp_menu_option(s->node, ev->input);
+    if (!opt) {
+        record_refused(s, ev, "no_option");
+        return fail(s, ENGINE_EV_INPUT);
+    }
+    record_event(s, ev, opt->key);
+    return follow(s, opt->target);
+}
+
+static step_stop ask_input(step *s, const engine_event *ev)
+{
+    const dp_node *n = s->node;
+    char value[STEP_MAX_TEXT];
+    if (!dp_ask_accepts(n, ev->input, value, sizeof value)) {
+        explicit_bzero(value, sizeof value);
+        record_refused(s, ev, ask_refusal(n, ev->input));
+        return fail(s, ENGINE_EV_INPUT);
+    }
+    record_answer(s, ev, value);
+    if (n->secret)
+        json_object_set_new(s->secrets, n->into, json_string(value));
+    else
+        session_set_var(s->doc, n->into, value);
+    explicit_bzero(value, sizeof value);
+    return follow(s, n->next);
 }
 
 step_stop step_start(step *s, const dp_flow *flow)
@@ -506,7 +554,7 @@ step_stop step_event(step *s, const engine_event *ev)
         return stop(s, STEP_BAD);
     s->node = n;
     if (ev->kind == ENGINE_EV_HANGUP) {
-        record_event(s, ev);
+        record_event(s, ev, NULL);
         return end_silently(s);
     }
     if (!n || (waiting && !is_waiting(n)) || (transferred && n->kind != DP_TRANSFER))
@@ -514,18 +562,17 @@ step_stop step_event(step *s, const engine_event *ev)
     if (transferred) {
         if (ev->kind != ENGINE_EV_TRANSFER_BACK)
             return stop(s, STEP_BAD);
-        record_event(s, ev);
+        record_event(s, ev, NULL);
         return transfer_back(s, ev);
     }
     switch (ev->kind) {
     case ENGINE_EV_INPUT:
         if (!ev->input)
             return stop(s, STEP_BAD);
-        record_event(s, ev);
-        return n->kind == DP_MENU ? menu_input(s, ev->input) : ask_input(s, ev->input);
+        return n->kind == DP_MENU ? menu_input(s, ev) : ask_input(s, ev);
     case ENGINE_EV_TIMEOUT:
     case ENGINE_EV_NO_INPUT:
-        record_event(s, ev);
+        record_event(s, ev, NULL);
         return fail(s, ev->kind);
     default:
         return stop(s, STEP_BAD);

@@ -325,10 +325,10 @@ static void test_pin_check_through_registry(void **state)
     json_decref(a.output);
     assert_int_equal(pin_verifications(f), before + 1);
 
-    /* The events were saved with each hop, the PIN only as "<secret>". */
+    /* The events were saved with each hop, the ID masked, the PIN only as "<secret>". */
     events_answer ev = stored_events(f, "call-1");
     assert_int_equal(ev.st, STORE_OK);
-    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 2|input verify.ask_id " WANG_ID
+    assert_string_equal(ev.text, "start main.welcome|input main.main_menu 2|input verify.ask_id 110101********4514"
                                  "|input verify.ask_pin <secret>|result verify.check ok");
 
     /* The PIN is nowhere in Redis (documents and event lists) nor in the
@@ -603,6 +603,28 @@ static void test_start_creates_without_load(void **state)
     json_decref(again.output);
 }
 
+/* A session keeps only as much of its entry as routes it: an SMS entry is
+ * the whole text, which may hold a PIN; a voice number is kept whole. */
+static void test_entry_kept_as_routed(void **state)
+{
+    fixture *f = *state;
+    answer a = {0};
+    engine_event ev = {.kind = ENGINE_EV_START, .channel = CHANNEL_SMS, .session_id = "sms:+8613800000001",
+                       .caller = "+8613800000001", .entry = "cx " WANG_PIN, .hop_key = "k-sms"};
+    engine_hop(f->engine, &ev, on_answer, &a);
+    wait_all(f, &a, 1);
+    assert_int_equal(a.status, ENGINE_OK);
+    json_decref(a.output);
+    char *doc = stored_field(f, "sms:+8613800000001", "doc");
+    assert_non_null(strstr(doc, "\"entry\":\"cx\""));
+    assert_null(strstr(doc, WANG_PIN));
+    free(doc);
+    expect(f, ENGINE_EV_START, "call-entry", NULL, "welcome main_menu");
+    doc = stored_field(f, "call-entry", "doc");
+    assert_non_null(strstr(doc, "\"entry\":\"12333\""));
+    free(doc);
+}
+
 /* A session with an agent holds: the caller's input, timeout and no-input
  * and a START asking to keep it are answered ENGINE_HELD with the session
  * as it stands (its language and transfer, no prompts) and change nothing;
@@ -863,6 +885,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_handler_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_card_status_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_creates_without_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_kept_as_routed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_calling_at_once_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_mid_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),

@@ -20,8 +20,10 @@
 
 #define SET_DIR CL_SOURCE_DIR "/tests/engine/dialplans/main"
 #define RELOADED_DIR CL_SOURCE_DIR "/tests/engine/dialplans/reloaded"
+#define TYPEAHEAD_DIR CL_SOURCE_DIR "/tests/engine/dialplans/typeahead"
 #define VALID_ID "110101199003074514"
 #define PIN "246810"
+#define TYPED_AHEAD "1*3*" VALID_ID "*" PIN  /* a USSD caller who knows the menus */
 
 typedef struct {
     dialplan *dp;        /* the fixture set */
@@ -49,6 +51,16 @@ static int setup(void **state)
     *state = f;
     f->max_events = 20;
     f->dp = load_set(SET_DIR);
+    assert_non_null(f->dp);
+    return 0;
+}
+
+static int setup_typeahead(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    *state = f;
+    f->max_events = 20;
+    f->dp = load_set(TYPEAHEAD_DIR);
     assert_non_null(f->dp);
     return 0;
 }
@@ -385,7 +397,7 @@ static void test_hop_events(void **state)
     assert_string_equal(event_list(f), "input main.main_menu 1");
     send(f, ENGINE_EV_INPUT, VALID_ID);
     resume(f, "normal", json_pack("{s:s}", "card", "A10000001"));
-    assert_string_equal(event_list(f), "input status.ask_id " VALID_ID "|result status.lookup normal");
+    assert_string_equal(event_list(f), "input status.ask_id 110101********4514|result status.lookup normal");
     send(f, ENGINE_EV_TIMEOUT, NULL);
     assert_string_equal(event_list(f), "timeout status.after");
     send(f, ENGINE_EV_HANGUP, NULL);
@@ -427,6 +439,44 @@ static void test_format_1_events_dropped(void **state)
     assert_null(json_object_get(f->doc, "events"));
     assert_int_equal(json_integer_value(json_object_get(f->doc, "v")), SESSION_FORMAT);
     assert_string_equal(event_list(f), "input main.main_menu 9");
+}
+
+/* One input at the node the session waits at: its hop's events must be
+ * `want`, and hold neither the ID nor the PIN. */
+static void expect_understood(fixture *f, const char *input, const char *want)
+{
+    send(f, ENGINE_EV_INPUT, input);
+    assert_string_equal(event_list(f), want);
+    assert_false(dumps_contain(f->events, VALID_ID));
+    assert_false(dumps_contain(f->events, PIN));
+}
+
+/* An event records what the node understood, never what was typed: the ID
+ * and PIN typed ahead reach every kind of waiting node and are recorded as
+ * refused (length and why); answers are masked by their validator. */
+static void test_events_record_what_was_understood(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "1");
+    expect_understood(f, TYPED_AHEAD, "input t.pick <refused len=29 no_option>");
+    expect_understood(f, "1", "input t.pick 1");
+    expect_understood(f, VALID_ID "*" PIN, "input t.id <refused len=25 too_long>");
+    expect_understood(f, VALID_ID, "input t.id 110101********4514");
+    expect_understood(f, "2", "input t.pick 2");
+    expect_understood(f, PIN, "input t.card <refused len=6 too_short>");
+    expect_understood(f, "A10000001", "input t.card *****0001");
+    expect_understood(f, "3", "input t.pick 3");
+    expect_understood(f, "2468101234X", "input t.mobile <refused len=11 not_valid>");
+    expect_understood(f, "13800000001", "input t.mobile 138****0001");
+    expect_understood(f, "4", "input t.pick 4");
+    expect_understood(f, PIN, "input t.note <answer len=6>");
+    expect_understood(f, "5", "input t.pick 5");
+    expect_understood(f, VALID_ID "*" PIN, "input t.pin <refused len=25 too_long>");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, PIN), STEP_CALL);
+    json_decref(step_take_args(&f->st));
+    resume(f, "ok", NULL);
+    assert_string_equal(event_list(f), "input t.pin <secret>|result t.check ok");
+    assert_string_equal(where(f), "t.pick");
 }
 
 static void test_handler_table(void **state)
@@ -476,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hop_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format_1_events_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_record_what_was_understood, setup_typeahead, teardown),
         cmocka_unit_test(test_handler_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

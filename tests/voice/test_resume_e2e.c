@@ -49,7 +49,7 @@
  * #, then 0 (an agent) at the menu after the status. */
 static const char TO_AGENT_KEYS[] = "11" VW_ID "#" VW_PIN "#0";
 static const char TO_AGENT_EVENTS[] = "input main.choose_lang 1 | input main.main_menu 1 | "
-                                      "input identify.ask_id " VW_ID " | input identify.ask_pin <secret> | "
+                                      "input identify.ask_id 110101********4514 | input identify.ask_pin <secret> | "
                                       "result identify.verify ok | result status.lookup normal | "
                                       "result status.progress activated | input main.after_task 0";
 

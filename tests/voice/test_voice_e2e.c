@@ -135,7 +135,7 @@ static void assert_registry_untouched(const vw_world *w)
  * after the task. */
 static const char STATUS_KEYS[] = "11" VW_ID "#" VW_PIN "#2";
 static const char STATUS_EVENTS[] = "input main.choose_lang 1 | input main.main_menu 1 | "
-                                    "input identify.ask_id " VW_ID " | input identify.ask_pin <secret> | "
+                                    "input identify.ask_id 110101********4514 | input identify.ask_pin <secret> | "
                                     "input main.after_task 2";
 
 static void status_call(vw_world *w, const char *tag)
@@ -165,8 +165,8 @@ static void test_loss_by_rtp(void **state)
     assert_int_equal(vw_sipp(w, &r, "loss", "e2e-loss-rtp.xml", VW_HOTLINE, extra), 0);
     vw_wait_session(w, r.session, "end", NULL);
     vw_assert_events(w, r.session,
-                     "input main.choose_lang 1 | input main.main_menu 2 | input identify.ask_id " VW_ID
-                     " | input identify.ask_pin <secret> | input loss.ask_last4 " LAST4
+                     "input main.choose_lang 1 | input main.main_menu 2 | input identify.ask_id 110101********4514"
+                     " | input identify.ask_pin <secret> | input loss.ask_last4 <answer len=4>"
                      " | input loss.confirm 1 | input main.after_task 2");
     long deadline = th_now_ms() + VW_WAIT_MS;
     while (applied_count(w, "loss_reports") < 1 && th_now_ms() < deadline)
