@@ -419,6 +419,9 @@ static bool start_modules(gateway *gw)
     gw->http = httpd_new(gw->base, &ho);
     if (gw->rt == NULL || gw->http == NULL)
         return false;
+    if (runtime_digest_key_random(gw->rt))
+        log_warn("runtime.digest_secret_random", "why=%s",
+                 log_quote("[workflows] digest_secret unset: codes do not survive a restart").s);
     ussd_options_from(gw->conf, runtime_engine(gw->rt), &uo);
     sms_options_from(gw->conf, &so);
     gw->ussd = ussd_new(gw->base, gw->http, &uo);

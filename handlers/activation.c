@@ -26,7 +26,7 @@
 
 /* The issuer's initial PIN. The registry's is a setting of its own
  * (registry-sim --initial-pin), which the gateway does not know; this is the
- * one commonly used (docs/registry-api.md, domain.md), and the registry
+ * one commonly used (docs/registry-api.md, the demo data), and the registry
  * itself refuses any other with reason `initial`. */
 #define ACTIVATION_INITIAL_PIN "123456"
 

@@ -1,5 +1,6 @@
 /* domain — citizen-ID checksum and service PIN strength rules.
- * See domain.h; the numbers come from ../shared/domain.md (GB 11643). */
+ * See domain.h; the weights and check characters are those of GB 11643, the
+ * citizen-ID standard. */
 #include "domain.h"
 
 #include <ctype.h>

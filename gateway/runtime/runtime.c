@@ -26,6 +26,7 @@ struct runtime {
     runtime_send_now_fn *send_now;   /* one-time codes by SMS, or NULL */
     void *send_now_ctx;
     unsigned char digest_key[RUNTIME_DIGEST_KEY_MAX]; /* handler_env.digest_key */
+    bool digest_key_random;          /* no digest_secret: the key is this process's own */
 };
 
 /* Options from the configuration ---------------------------------------------*/
@@ -109,8 +110,7 @@ static bool digest_key_from(const conf *c, runtime *rt)
         if (RAND_bytes(rt->digest_key, 32) != 1)
             return false;
         rt->env.digest_key_len = 32;
-        log_warn("runtime.digest_secret_random",
-                 "why=%s", log_quote("[workflows] digest_secret unset: codes do not survive a restart").s);
+        rt->digest_key_random = true;
     }
     rt->env.digest_key = rt->digest_key;
     return true;
@@ -227,6 +227,11 @@ engine *runtime_engine(const runtime *rt)
 outbox *runtime_outbox(const runtime *rt)
 {
     return rt->outbox;
+}
+
+bool runtime_digest_key_random(const runtime *rt)
+{
+    return rt->digest_key_random;
 }
 
 void runtime_set_send_now(runtime *rt, runtime_send_now_fn *fn, void *ctx)

@@ -44,6 +44,11 @@ registry *runtime_registry(const runtime *rt);
 engine *runtime_engine(const runtime *rt);
 /* The outbox, for more deliverers (main adds "sms" when Kannel is set up). */
 outbox *runtime_outbox(const runtime *rt);
+/* True when [workflows] digest_secret is unset and the code digests use a
+ * random key of this process: a code sent before a restart, or checked by
+ * another gateway, no longer matches. Whether that deserves a warning is
+ * the program's call (the daemon's yes, cardline-sim's no: one process). */
+bool runtime_digest_key_random(const runtime *rt);
 
 /* One-time codes ------------------------------------------------------------*/
 

@@ -4,7 +4,9 @@
  * /metrics, the HTTP limits (413, refused heads, connection cap, idle
  * close, request deadline), SIGHUP reload (configuration and dialplans), --check of broken
  * dialplans and SIGTERM shutdown. The gateway runs on a copy of the shipped
- * dialplans/ that the reload tests edit. Every wait is a bounded poll. */
+ * dialplans/ that the reload tests edit. The log carries the registry
+ * probe's transitions but not its healthy answers, and warns of a random
+ * digest key. Every wait is a bounded poll. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -351,6 +353,32 @@ static void test_healthz_follows_registry_fault(void **state)
     assert_true(answers(w->http_port, "/healthz", 200, "\"registry\":\"up\""));
 }
 
+/* The probe runs every 100 ms here, the log at info: the registry going
+ * down and coming back are events, its healthy answers are not. */
+static void test_log_has_probe_transitions_not_probes(void **state)
+{
+    world *w = *state;
+    const char *down = "event=ops.dependency name=registry state=down";
+    const char *up = "event=ops.dependency name=registry state=up";
+    int downs = log_count(&w->gw, down), ups = log_count(&w->gw, up);
+    assert_true(answers(w->http_port, "/healthz", 200, "\"registry\":\"up\""));
+    assert_int_equal(th_http(w->sim.port, "PUT", "/_sim/fault",
+                             "{\"status\":503,\"path_prefix\":\"/v1/health\"}", NULL, NULL),
+                     200);
+    assert_true(log_grows(&w->gw, down, downs));
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_true(log_grows(&w->gw, up, ups));
+    assert_int_equal(log_count(&w->gw, "path=/v1/health result=ok"), 0);
+}
+
+/* No [workflows] digest_secret here: the daemon says codes will not
+ * survive a restart, once. */
+static void test_random_digest_key_warned(void **state)
+{
+    world *w = *state;
+    assert_int_equal(log_count(&w->gw, "level=warn event=runtime.digest_secret_random"), 1);
+}
+
 static void test_healthz_follows_registry_stopped(void **state)
 {
     world *w = *state;
@@ -616,6 +644,8 @@ int main(void)
         cmocka_unit_test(test_healthz_follows_redis),
         cmocka_unit_test(test_healthz_follows_registry_fault),
         cmocka_unit_test(test_healthz_follows_registry_stopped),
+        cmocka_unit_test(test_log_has_probe_transitions_not_probes),
+        cmocka_unit_test(test_random_digest_key_warned),
         cmocka_unit_test(test_unknown_path_and_method),
         cmocka_unit_test(test_channels_without_a_secret_refuse_everything),
         cmocka_unit_test(test_metrics),

@@ -1,8 +1,9 @@
 /* The registry client against the real registry simulator: typed results,
  * faults injected through /_sim/fault, deadlines, retries, idempotent
- * writes, concurrency, keep-alive, shutdown with requests in flight, and
- * PINs kept out of the log. The event loop is driven until the callbacks
- * under test have run, with a bounded deadline. */
+ * writes, concurrency, keep-alive, shutdown with requests in flight, PINs
+ * kept out of the log, and the health probe's quiet log line. The event
+ * loop is driven until the callbacks under test have run, with a bounded
+ * deadline. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -822,6 +823,62 @@ static void test_bearer_token_sent(void **state)
 
 /* Privacy ----------------------------------------------------------------------------*/
 
+/* The level of the registry.request line in `text` whose path is `path`,
+ * "" if there is none. */
+static void request_level(const char *text, const char *path, char *out, size_t size)
+{
+    char want[96];
+    snprintf(want, sizeof want, "path=%s ", path);
+    out[0] = '\0';
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line += line != NULL) {
+        size_t len = strcspn(line, "\n");
+        char copy[512];
+        snprintf(copy, sizeof copy, "%.*s", (int)len, line);
+        const char *level = strstr(copy, "level=");
+        if (strstr(copy, "event=registry.request") && strstr(copy, want) && level)
+            snprintf(out, size, "%.*s", (int)strcspn(level + 6, " "), level + 6);
+    }
+}
+
+/* /healthz probes every few seconds: a healthy answer is a debug line, a
+ * failed one still a warning, and other reads stay at info. */
+static void test_health_probe_quiet_when_healthy(void **state)
+{
+    (void)state;
+    client c;
+    outcome ok = {0}, down = {0}, read = {0};
+    capture cap;
+    char level[16];
+    client_open(&c, sim.port, NULL);
+    capture_begin(&cap);
+    registry_health(c.reg, on_result, &ok);
+    wait_for(c.base, &ok);
+    capture_end(&cap);
+    assert_int_equal(ok.status, REGISTRY_OK);
+    request_level(cap.text, "/v1/health", level, sizeof level);
+    assert_string_equal(level, "debug");
+    free(cap.text);
+
+    sim_fault("{\"status\":503,\"path_prefix\":\"/v1/health\"}");
+    capture_begin(&cap);
+    registry_health(c.reg, on_result, &down);
+    wait_for(c.base, &down);
+    registry_get_person(c.reg, SSN_READER, on_result, &read);
+    wait_for(c.base, &read);
+    capture_end(&cap);
+    assert_int_equal(down.status, REGISTRY_UNAVAILABLE);
+    request_level(cap.text, "/v1/health", level, sizeof level);
+    assert_string_equal(level, "warn");
+    assert_int_equal(read.status, REGISTRY_OK);
+    request_level(cap.text, "/v1/persons/110101********4514", level, sizeof level);
+    assert_string_equal(level, "info");
+    free(cap.text);
+    outcome_clear(&ok);
+    outcome_clear(&down);
+    outcome_clear(&read);
+    client_close(&c);
+}
+
 static void test_pins_never_logged(void **state)
 {
     (void)state;
@@ -923,6 +980,7 @@ int main(void)
         cmocka_unit_test_teardown(test_list_cards_pages_with_token, test_teardown),
         cmocka_unit_test(test_bearer_token_sent),
         cmocka_unit_test_teardown(test_pins_never_logged, test_teardown),
+        cmocka_unit_test_teardown(test_health_probe_quiet_when_healthy, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

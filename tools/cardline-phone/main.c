@@ -7,13 +7,21 @@
  * (configs/cardline.conf); --secret and --key give others.
  *
  *   cardline-phone ussd '*123#' --from +8613800000001 [--url URL] [--secret S]
- *   cardline-phone sms --from +8613800000001 [--url URL] [--key K] ["TEXT"] */
+ *   cardline-phone sms --from +8613800000001 [--url URL] [--key K] ["TEXT"]
+ *
+ * Answers are read a line each from stdin; when stdin is not a terminal
+ * (answers piped in) each is echoed after its prompt, so the output reads
+ * as the conversation. Exit status: 0 when every message was answered and
+ * a USSD session reached its END page (and for --help), 1 when the gateway
+ * could not be reached or refused or the answers ran out first, 2 for
+ * usage errors. */
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ussd.h"
 
@@ -78,13 +86,19 @@ static long request(const char *url, const char *form, const char *secret, body 
     return status;
 }
 
+/* A terminal echoes what is typed; piped answers would leave the output
+ * with prompts and no answers, so they are echoed here. */
 static bool read_line(const char *prompt, char *line, size_t size)
 {
     fputs(prompt, stdout);
     fflush(stdout);
-    if (!fgets(line, (int)size, stdin))
+    if (!fgets(line, (int)size, stdin)) {
+        putchar('\n');
         return false;
+    }
     line[strcspn(line, "\r\n")] = '\0';
+    if (!isatty(STDIN_FILENO))
+        printf("%s\n", line);
     return true;
 }
 
@@ -173,17 +187,41 @@ static int run_ussd(const char *base, const char *secret, const char *from, cons
     return rc;
 }
 
-static int usage(void)
+static void usage(FILE *out)
 {
-    fprintf(stderr, "usage: cardline-phone ussd CODE --from NUMBER [--url URL] [--secret S]\n"
-                    "       cardline-phone sms --from NUMBER [--url URL] [--key K] [TEXT]\n");
+    fprintf(out,
+            "usage: cardline-phone ussd CODE --from NUMBER [--url URL] [--secret S]\n"
+            "       cardline-phone sms --from NUMBER [--url URL] [--key K] [TEXT]\n"
+            "  --from NUMBER  the phone's number\n"
+            "  --url URL      the gateway (default: http://127.0.0.1:8080)\n"
+            "  --secret S     the aggregator's USSD signing secret (default: the demo's)\n"
+            "  --key K        Kannel's get-url key (default: the demo's)\n"
+            "USSD dials CODE, then sends each line read as the answer to the page shown.\n"
+            "SMS sends TEXT, or each line read, and prints each reply.\n");
+}
+
+static int usage_error(void)
+{
+    usage(stderr);
     return 2;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (argc < 2)
-        return usage();
+        return usage_error();
     const char *mode = argv[1], *from = NULL, *url = "http://127.0.0.1:8080", *arg = NULL;
     const char *secret = DEMO_USSD_SECRET, *key = DEMO_SMS_KEY;
     for (int i = 2; i < argc; i++) {
@@ -198,10 +236,10 @@ int main(int argc, char **argv)
         else if (argv[i][0] != '-' && !arg)
             arg = argv[i];
         else
-            return usage();
+            return usage_error();
     }
     if (!from)
-        return usage();
+        return usage_error();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
     if (strcmp(mode, "sms") == 0)
@@ -209,7 +247,7 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "ussd") == 0 && arg)
         rc = run_ussd(url, secret, from, arg);
     else
-        rc = usage();
+        rc = usage_error();
     curl_global_cleanup();
     return rc;
 }
