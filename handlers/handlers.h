@@ -112,4 +112,9 @@ const char *handler_call_key(const handler_call *c);
  * NULL for none). Exactly once per call. */
 void handler_finish(handler_call *c, const char *result, json_t *vars);
 
+/* handler_finish for a result whose effect is already durable and promised
+ * to the caller (a loss report in the outbox): the hop answers with it even
+ * if its session then cannot be saved, rather than "unavailable". */
+void handler_finish_durable(handler_call *c, const char *result, json_t *vars);
+
 #endif

@@ -1,7 +1,9 @@
 /* report_loss — the two steps of a loss report that are the caller's:
  * confirming the card by its last four characters, and placing the report
  * through gateway/loss, which makes it durable before anyone is told
- * "accepted" and delivers it to the registry exactly once. */
+ * "accepted" and delivers it to the registry exactly once. Every outcome
+ * but "unavailable" ends durably: the report is in the outbox, so the
+ * caller hears it even if the session cannot be saved afterwards. */
 #include <ctype.h>
 #include <string.h>
 
@@ -37,14 +39,14 @@ static void placed(const loss_result *r, void *arg)
     handler_call *c = arg;
     switch (r->outcome) {
     case LOSS_DONE:
-        handler_finish(c, "done", json_pack("{s:s, s:s}", "reference", r->reference, "expires_on",
+        handler_finish_durable(c, "done", json_pack("{s:s, s:s}", "reference", r->reference, "expires_on",
                                             r->expires_on ? r->expires_on : ""));
         return;
     case LOSS_ACCEPTED:
-        handler_finish(c, "accepted", json_pack("{s:s}", "reference", r->reference));
+        handler_finish_durable(c, "accepted", json_pack("{s:s}", "reference", r->reference));
         return;
     case LOSS_NOT_NORMAL:
-        handler_finish(c, "not_normal", NULL);
+        handler_finish_durable(c, "not_normal", NULL);
         return;
     case LOSS_UNAVAILABLE:
     default:
