@@ -2,12 +2,15 @@
  * never lost and never applied twice. The real cardline daemon runs against
  * a real redis-server with AOF (appendfsync always) and the real registry
  * simulator on its own SQLite file (a restarted simulator keeps its data
- * and its count of applied writes); callers dial in over POST /ussd. Four
+ * and its count of applied writes); callers dial in over POST /ussd. Five
  * failures:
  *   - the gateway is SIGKILLed while the registry refuses the report, and a
  *     new gateway on the same Redis delivers it;
  *   - the registry is stopped while five identified callers confirm;
  *   - Redis is restarted while three accepted reports wait for the registry;
+ *   - Redis is SIGKILLed after a report reached the outbox and before its
+ *     caller was answered: the caller still hears "accepted" with the
+ *     reference the registry then gets, and a retry hears the same;
  *   - the registry applies a report whose answer the gateway gave up on.
  * Each ends with every card in temporary loss carrying the reference its
  * caller heard, the registry's count of applied loss reports equal to the
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -40,6 +44,8 @@
 #define WAIT_MS 20000            /* bound of every wait */
 #define PEOPLE 5                 /* callers with a normal card in the seed */
 #define CONFIRM_WAIT_MS 300      /* [workflows] loss_confirm_wait_ms */
+#define HELD_CONFIRM_WAIT_MS 2000 /* the same, where the test acts during the wait
+                                   * (below [session] handler_timeout_ms, 3000) */
 #define REFERENCE_LEN 14         /* "GS" + 12, gateway/loss/loss.h */
 #define ACCEPTED "挂失申请已受理"
 
@@ -62,6 +68,7 @@ typedef struct {
     th_proc redis;               /* real redis-server, AOF on, files in dir/redis */
     th_proc sim;                 /* real registry-sim, database in dir/sim */
     th_proc gw;                  /* the cardline daemon, log in dir/gw */
+    int confirm_wait_ms;         /* [workflows] loss_confirm_wait_ms */
     person people[PEOPLE];
     int reporting;               /* people[0..reporting) report their card lost */
 } world;
@@ -164,7 +171,7 @@ static void write_conf(world *w)
              "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, CONFIRM_WAIT_MS);
+             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->confirm_wait_ms);
     snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_file(w->conf, text);
 }
@@ -207,9 +214,10 @@ static void stop_gateway(world *w)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static int setup(void **state)
+static int setup_waiting(void **state, int confirm_wait_ms)
 {
     world *w = calloc(1, sizeof *w);
+    w->confirm_wait_ms = confirm_wait_ms;
     th_mkdtemp(w->dir, "cl-loss");
     make_people(w);
     write_seed(w);
@@ -230,6 +238,17 @@ static int setup(void **state)
     start_gateway(w);
     *state = w;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_waiting(state, CONFIRM_WAIT_MS);
+}
+
+/* A wait long enough for the test to act in after the report is queued. */
+static int setup_held(void **state)
+{
+    return setup_waiting(state, HELD_CONFIRM_WAIT_MS);
 }
 
 static int teardown(void **state)
@@ -316,11 +335,9 @@ static void dial_to_confirm(const world *w, person *p)
     free(hop(w, p, p->card + strlen(p->card) - 4, "CON ", "1 确认挂失"));
 }
 
-/* Confirms with "1"; the answer must contain `outcome` and a reference,
- * which is kept in p->reference. */
-static void confirm(const world *w, person *p, const char *outcome)
+/* The reference a USSD reply tells, into `out`; fails the test if none. */
+static void reference_in(const char *body, char out[REFERENCE_LEN + 1])
 {
-    char *body = hop(w, p, "1", "", outcome);
     if (strncmp(body, "CON ", 4) != 0 && strncmp(body, "END ", 4) != 0)
         fail_msg("not a USSD reply: %s", body);
     const char *at = strstr(body, "受理编号");
@@ -330,9 +347,48 @@ static void confirm(const world *w, person *p, const char *outcome)
     size_t len = strspn(at, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ");
     if (len != REFERENCE_LEN || strncmp(at, "GS", 2) != 0)
         fail_msg("bad reference in: %s", body);
-    memcpy(p->reference, at, REFERENCE_LEN);
-    p->reference[REFERENCE_LEN] = '\0';
+    memcpy(out, at, REFERENCE_LEN);
+    out[REFERENCE_LEN] = '\0';
+}
+
+/* Confirms with "1"; the answer must contain `outcome` and a reference,
+ * which is kept in p->reference. */
+static void confirm(const world *w, person *p, const char *outcome)
+{
+    char *body = hop(w, p, "1", "", outcome);
+    reference_in(body, p->reference);
     free(body);
+}
+
+/* A confirmation sent from a thread, so the test can act while the
+ * gateway holds it. */
+typedef struct {
+    const world *w;
+    const person *p;             /* its text already ends with the "1" */
+    pthread_t thread;
+    long status;                 /* the reply's HTTP status, 0 if none */
+    char *body;                  /* the reply, malloc'd */
+} pending_confirm;
+
+static void *send_confirm(void *arg)
+{
+    pending_confirm *pc = arg;
+    pc->body = post_ussd(pc->w, pc->p, &pc->status);
+    return NULL;
+}
+
+static void confirm_start(pending_confirm *pc, const world *w, person *p)
+{
+    size_t used = strlen(p->text);
+    snprintf(p->text + used, sizeof p->text - used, "*1");
+    *pc = (pending_confirm){.w = w, .p = p};
+    assert_int_equal(pthread_create(&pc->thread, NULL, send_confirm, pc), 0);
+}
+
+/* Waits for the reply (post_ussd's own deadline bounds it). */
+static void confirm_end(pending_confirm *pc)
+{
+    assert_int_equal(pthread_join(pc->thread, NULL), 0);
 }
 
 /* The registry -------------------------------------------------------------------------*/
@@ -780,6 +836,66 @@ static void test_redis_restart(void **state)
     assert_private(w);
 }
 
+/* One trial of test_redis_killed_before_answer: `p` confirms while the
+ * registry refuses their card (503), so the hop waits the whole
+ * loss_confirm_wait_ms for it; once the gateway logs the report queued
+ * (the outbox append acknowledged, under appendfsync always) Redis is
+ * SIGKILLed inside that wait, and the hop's session save meets a dead
+ * Redis. The caller must hear "accepted" with a reference. Redis restarts
+ * on its AOF; the aggregator's retry of the same request must hear the
+ * same reference. */
+static void kill_redis_while_waiting(world *w, person *p)
+{
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    int queued = log_count(w, "loss.queued", "duplicate=no");
+    int unsaved = log_count(w, "engine.unsaved_answer", "session=");
+    pending_confirm pc;
+    confirm_start(&pc, w, p);
+    assert_true(log_grows(w, "loss.queued", "duplicate=no", queued));
+    th_kill(&w->redis);
+    confirm_end(&pc);
+    if (pc.status != 200 || strncmp(pc.body, "END ", 4) != 0 || strstr(pc.body, ACCEPTED) == NULL)
+        fail_msg("%s: Redis died after the report was queued; the caller heard (status %ld): %s", p->session,
+                 pc.status, pc.body);
+    reference_in(pc.body, p->reference);
+    free(pc.body);
+    /* The answer came from the failed save, so the kill was inside the window. */
+    assert_true(log_grows(w, "engine.unsaved_answer", "session=", unsaved));
+
+    int connects = log_count(w, "store.connected", "port=");
+    assert_true(th_redis_start(&w->redis, w->redis.dir, true)); /* same port, same AOF */
+    assert_true(log_grows(w, "store.connected", "port=", connects));
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+
+    long status;
+    char *again = post_ussd(w, p, &status); /* the same request, retried */
+    char reference[REFERENCE_LEN + 1];
+    if (status != 200 || strstr(again, ACCEPTED) == NULL)
+        fail_msg("%s: the retry heard (status %ld): %s", p->session, status, again);
+    reference_in(again, reference);
+    assert_string_equal(reference, p->reference);
+    free(again);
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+}
+
+/* Redis dies between the outbox append and the answer, once per caller:
+ * what each caller heard is what the registry gets, once. */
+static void test_redis_killed_before_answer(void **state)
+{
+    world *w = *state;
+    for (int i = 0; i < PEOPLE; i++)
+        kill_redis_while_waiting(w, &w->people[i]);
+    w->reporting = PEOPLE;
+    wait_delivered(w, th_now_ms(), "the last retry");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 /* The registry's answer is lost: the first two attempts are held 800 ms,
  * past the gateway's 500 ms deadline. The first is applied after the
  * gateway gave up on it; the third attempt (not held, sent after the second
@@ -844,6 +960,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gateway_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_killed_before_answer, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
     };
