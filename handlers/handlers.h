@@ -59,6 +59,7 @@ typedef struct {
     int code_tries;               /* wrong entries before a code is void */
     int code_sends;               /* codes one session may ask for */
     int loss_confirm_wait_ms;     /* how long report_loss waits to say "done" */
+    int handler_timeout_ms;       /* the engine abandons a call after this ([session]); 0: unknown */
     int number_window_s;          /* window of the per-number counters below */
     int codes_per_number;         /* codes sent to one mobile number per window */
     int callbacks_per_number;     /* callbacks one caller number may book per window */

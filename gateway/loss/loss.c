@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mask.h"
@@ -30,6 +31,7 @@ struct waiter {
     loss_cb *cb;                 /* told exactly once */
     void *arg;
     int wait_ms;                 /* how long to wait after the add */
+    long answer_by_ms;           /* monotonic ms the wait must end by; 0: none */
     bool adding;                 /* the outbox add has not answered yet */
     struct event *timer;         /* the wait's end */
 };
@@ -128,6 +130,22 @@ static void tell_waiters(loss *l, const char *reference, loss_outcome o, const c
 
 /* Placing -------------------------------------------------------------------------*/
 
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The wait after the add, cut to what is left before the caller's deadline. */
+static int wait_left(const waiter *w)
+{
+    if (!w->answer_by_ms)
+        return w->wait_ms;
+    long left = w->answer_by_ms - now_ms();
+    return left < 0 ? 0 : left < w->wait_ms ? (int)left : w->wait_ms;
+}
+
 static void added(outbox_add_status st, const char *entry_id, void *arg)
 {
     waiter *w = arg;
@@ -143,7 +161,8 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
         return;
     }
     log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
-    struct timeval tv = {w->wait_ms / 1000, (w->wait_ms % 1000) * 1000};
+    int wait_ms = wait_left(w);
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     evtimer_add(w->timer, &tv);
     outbox_poll_now(w->l->ob);
 }
@@ -167,7 +186,7 @@ static void refuse_soon(evutil_socket_t fd, short what, void *arg)
     waiter_end(arg, LOSS_UNAVAILABLE, NULL);
 }
 
-void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void *arg)
+void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
 {
     waiter *w = calloc(1, sizeof *w);
     if (!w)
@@ -175,6 +194,7 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void
     w->cb = cb;
     w->arg = arg;
     w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
+    w->answer_by_ms = answer_within_ms > 0 ? now_ms() + answer_within_ms : 0;
     if (!request_complete(req)) {
         log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
         w->timer = evtimer_new(l->base, refuse_soon, w);

@@ -73,9 +73,12 @@ void loss_free(loss *l);
 
 /* Placing -------------------------------------------------------------------*/
 
-/* Queues the report durably, then waits up to `wait_ms` for the registry.
- * `cb` runs exactly once, never inside this call. */
-void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void *arg);
+/* Queues the report durably, then waits up to `wait_ms` for the registry,
+ * but never past `answer_within_ms` from now (<= 0: no such bound): the
+ * deadline of whoever tells the caller, who would otherwise give up and
+ * say "unavailable" of a report already queued. `cb` runs exactly once,
+ * never inside this call. */
+void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg);
 
 const char *loss_outcome_name(loss_outcome o);
 
