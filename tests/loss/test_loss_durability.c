@@ -11,7 +11,9 @@
  *   - Redis is SIGKILLed after a report reached the outbox and before its
  *     caller was answered: the caller still hears "accepted" with the
  *     reference the registry then gets, and a retry hears the same;
- *   - the registry applies a report whose answer the gateway gave up on.
+ *   - the registry applies a report whose answer the gateway gave up on;
+ *   - the wait for the registry is set longer than the engine's deadline
+ *     for a handler: the caller still hears "accepted".
  * Each ends with every card in temporary loss carrying the reference its
  * caller heard, the registry's count of applied loss reports equal to the
  * reports confirmed, no loss_report entry left in the outbox (none dead),
@@ -45,7 +47,8 @@
 #define PEOPLE 5                 /* callers with a normal card in the seed */
 #define CONFIRM_WAIT_MS 300      /* [workflows] loss_confirm_wait_ms */
 #define HELD_CONFIRM_WAIT_MS 2000 /* the same, where the test acts during the wait
-                                   * (below [session] handler_timeout_ms, 3000) */
+                                   * (below [session] handler_timeout_ms) */
+#define HANDLER_TIMEOUT_MS 3000  /* [session] handler_timeout_ms, its default */
 #define REFERENCE_LEN 14         /* "GS" + 12, gateway/loss/loss.h */
 #define ACCEPTED "挂失申请已受理"
 
@@ -69,6 +72,7 @@ typedef struct {
     th_proc sim;                 /* real registry-sim, database in dir/sim */
     th_proc gw;                  /* the cardline daemon, log in dir/gw */
     int confirm_wait_ms;         /* [workflows] loss_confirm_wait_ms */
+    int handler_timeout_ms;      /* [session] handler_timeout_ms */
     person people[PEOPLE];
     int reporting;               /* people[0..reporting) report their card lost */
 } world;
@@ -169,9 +173,11 @@ static void write_conf(world *w)
              "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = loss durability test secret\n" TH_USSD_SECRET_LINE
              "[outbox]\nconsumer = gw-loss\npoll_interval_ms = 20\nlease_ms = 1000\n"
              "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
+             "[session]\nhandler_timeout_ms = %d\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->confirm_wait_ms);
+             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->handler_timeout_ms,
+             w->confirm_wait_ms);
     snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_file(w->conf, text);
 }
@@ -214,10 +220,11 @@ static void stop_gateway(world *w)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static int setup_waiting(void **state, int confirm_wait_ms)
+static int setup_waiting(void **state, int confirm_wait_ms, int handler_timeout_ms)
 {
     world *w = calloc(1, sizeof *w);
     w->confirm_wait_ms = confirm_wait_ms;
+    w->handler_timeout_ms = handler_timeout_ms;
     th_mkdtemp(w->dir, "cl-loss");
     make_people(w);
     write_seed(w);
@@ -242,13 +249,19 @@ static int setup_waiting(void **state, int confirm_wait_ms)
 
 static int setup(void **state)
 {
-    return setup_waiting(state, CONFIRM_WAIT_MS);
+    return setup_waiting(state, CONFIRM_WAIT_MS, HANDLER_TIMEOUT_MS);
 }
 
 /* A wait long enough for the test to act in after the report is queued. */
 static int setup_held(void **state)
 {
-    return setup_waiting(state, HELD_CONFIRM_WAIT_MS);
+    return setup_waiting(state, HELD_CONFIRM_WAIT_MS, HANDLER_TIMEOUT_MS);
+}
+
+/* A wait configured past the engine's deadline for the handler. */
+static int setup_overlong(void **state)
+{
+    return setup_waiting(state, 3000, 1000);
 }
 
 static int teardown(void **state)
@@ -899,6 +912,28 @@ static void test_redis_killed_before_answer(void **state)
     assert_private(w);
 }
 
+/* loss_confirm_wait_ms (3 s) is longer than handler_timeout_ms (1 s) and
+ * the registry refuses the card, so the wait runs into the engine's
+ * deadline: the caller must hear "accepted", not the "unavailable" of an
+ * abandoned handler, and the registry gets the report they heard of. */
+static void test_wait_past_handler_deadline(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    confirm(w, p, ACCEPTED);
+    assert_false(log_has(w, "engine.handler_timeout", "handler=report_loss"));
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    wait_delivered(w, th_now_ms(), "the registry took it");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 /* The registry's answer is lost: the first two attempts are held 800 ms,
  * past the gateway's 500 ms deadline. The first is applied after the
  * gateway gave up on it; the third attempt (not held, sent after the second
@@ -965,6 +1000,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_killed_before_answer, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_past_handler_deadline, setup_overlong, teardown),
         cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
