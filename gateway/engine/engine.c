@@ -270,8 +270,9 @@ static int ttl_of(const hop *h)
     return ttl;
 }
 
-/* The store failed after a handler's effect became durable (a loss report
- * in the outbox): the caller hears that effect, not "unavailable", and the
+/* The session cannot be saved (the store failed, or races were lost too
+ * often) after a handler's effect became durable (a loss report in the
+ * outbox): the caller hears that effect, not "unavailable", and the
  * answer ends the session, since no next hop would find where it stands.
  * The stored session stays as it was: a retried request walks again from
  * there with the same call key, so the handler finds its effect done
@@ -279,7 +280,7 @@ static int ttl_of(const hop *h)
 static void answer_ending(hop *h)
 {
     log_warn("engine.unsaved_answer", "session=%s why=%s", log_quote(mask_session(h->ev.session_id).s).s,
-             log_quote("store failed after a durable handler result").s);
+             log_quote("session not saved after a durable handler result").s);
     finish(h, ENGINE_OK, h->ending);
 }
 
@@ -307,7 +308,10 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
     /* A blind START found the session there: not a lost race, the usual
      * hop begins (load, replay or replace). */
     if (!h->blind && ++h->cas_retries > h->e->opt.max_cas_retries) {
-        finish(h, ENGINE_BUSY, NULL);
+        if (h->ending)
+            answer_ending(h);
+        else
+            finish(h, ENGINE_BUSY, NULL);
         return;
     }
     reload(h);
