@@ -43,7 +43,7 @@ static void placed(const loss_result *r, void *arg)
     switch (r->outcome) {
     case LOSS_DONE:
         handler_finish_durable(c, "done", json_pack("{s:s, s:s}", "reference", r->reference, "expires_on",
-                                            r->expires_on ? r->expires_on : ""));
+                                                    r->expires_on ? r->expires_on : ""));
         return;
     case LOSS_ACCEPTED:
         handler_finish_durable(c, "accepted", json_pack("{s:s}", "reference", r->reference));
@@ -73,7 +73,7 @@ void report_loss_run(handler_call *c)
         .mobile = handler_arg(c, "mobile"),
         .key = handler_call_key(c),
     };
-    int within = env->limits.handler_timeout_ms > ANSWER_SLACK_MS ? env->limits.handler_timeout_ms - ANSWER_SLACK_MS
-                                                                  : env->limits.handler_timeout_ms;
+    int deadline = env->limits.handler_timeout_ms; /* 0: unknown, no bound */
+    int within = deadline > ANSWER_SLACK_MS ? deadline - ANSWER_SLACK_MS : deadline;
     loss_place(env->loss, &req, env->limits.loss_confirm_wait_ms, within, placed, c);
 }
