@@ -13,7 +13,9 @@
  *     reference the registry then gets, and a retry hears the same;
  *   - the registry applies a report whose answer the gateway gave up on;
  *   - the wait for the registry is set longer than the engine's deadline
- *     for a handler: the caller still hears "accepted".
+ *     for a handler: the caller still hears "accepted";
+ *   - Redis stalls as a report is added, past the store's deadline, and
+ *     applies the add when it resumes: the caller hears "accepted".
  * Each ends with every card in temporary loss carrying the reference its
  * caller heard, the registry's count of applied loss reports equal to the
  * reports confirmed, no loss_report entry left in the outbox (none dead),
@@ -934,6 +936,50 @@ static void test_wait_past_handler_deadline(void **state)
     assert_private(w);
 }
 
+/* Redis stalls (CLIENT PAUSE WRITE) as the report is added: the add
+ * outlives the store's deadline and is answered "unavailable", and Redis
+ * applies it once it resumes, so the report is in the outbox all the same.
+ * The caller must hear "accepted" with the reference the registry then
+ * gets, once. Redis resumes as soon as the gateway logs the add's
+ * failure. */
+static void test_redis_stalls_during_add(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    const char *pause[] = {"CLIENT", "PAUSE", "60000", "WRITE"};
+    char *ok = th_redis_cmd(&w->redis, 4, pause);
+    assert_non_null(ok);
+    free(ok);
+    int failed = log_count(w, "loss.", "why=unavailable");
+    pending_confirm pc;
+    confirm_start(&pc, w, p);
+    bool seen = log_grows(w, "loss.", "why=unavailable", failed);
+    const char *unpause[] = {"CLIENT", "UNPAUSE"};
+    ok = th_redis_cmd(&w->redis, 2, unpause);
+    confirm_end(&pc);
+    char heard[512];
+    snprintf(heard, sizeof heard, "%s", pc.body ? pc.body : "");
+    free(pc.body);
+    assert_non_null(ok);
+    free(ok);
+    assert_true(seen); /* the add did fail while Redis was paused */
+    if (pc.status != 200 || strstr(heard, ACCEPTED) == NULL)
+        fail_msg("%s: the report's add was applied late; the caller heard (status %ld): %s", p->session,
+                 pc.status, heard);
+    reference_in(heard, p->reference);
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    wait_delivered(w, th_now_ms(), "Redis resumed");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 /* The registry's answer is lost: the first two attempts are held 800 ms,
  * past the gateway's 500 ms deadline. The first is applied after the
  * gateway gave up on it; the third attempt (not held, sent after the second
@@ -1001,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_killed_before_answer, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_past_handler_deadline, setup_overlong, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_stalls_during_add, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
