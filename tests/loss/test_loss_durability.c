@@ -2,7 +2,7 @@
  * never lost and never applied twice. The real cardline daemon runs against
  * a real redis-server with AOF (appendfsync always) and the real registry
  * simulator on its own SQLite file (a restarted simulator keeps its data
- * and its count of applied writes); callers dial in over POST /ussd. Five
+ * and its count of applied writes); callers dial in over POST /ussd. Seven
  * failures:
  *   - the gateway is SIGKILLed while the registry refuses the report, and a
  *     new gateway on the same Redis delivers it;
