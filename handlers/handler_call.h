@@ -22,6 +22,8 @@ typedef struct {
     const char *session_id;      /* the session's id */
     const char *call_key;        /* idempotency base, <= HANDLER_CALL_KEY_MAX chars */
     json_t *args;                /* rendered arguments (stolen; strings wiped at the end) */
+    bool *durable;               /* set true before `done` when the handler ends with
+                                  * handler_finish_durable; NULL when not wanted */
 } handler_call_spec;
 
 /* Room left for a handler's suffix within the registry's 64-char key. */

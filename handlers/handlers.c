@@ -21,6 +21,7 @@ struct handler_call {
     json_t *args;             /* rendered arguments; strings wiped on free */
     handler_done_fn *done;    /* the owner's callback, NULL once abandoned */
     void *done_arg;           /* its argument */
+    bool *durable;            /* the owner's flag for handler_finish_durable, or NULL */
     bool in_run;              /* run() has not returned yet */
     bool finished;            /* handler_finish ran */
 };
@@ -307,6 +308,13 @@ void handler_finish(handler_call *c, const char *result, json_t *vars)
         call_free(c);
 }
 
+void handler_finish_durable(handler_call *c, const char *result, json_t *vars)
+{
+    if (!c->finished && c->done && c->durable)
+        *c->durable = true;
+    handler_finish(c, result, vars);
+}
+
 /* The owner's side ---------------------------------------------------------------*/
 
 static char *dup_or_empty(const char *s)
@@ -328,6 +336,7 @@ handler_call *handler_call_start(const handler_call_spec *spec, handler_done_fn 
     c->args = spec->args ? spec->args : json_object();
     c->done = done;
     c->done_arg = arg;
+    c->durable = spec->durable;
     c->in_run = true;
     c->def->run(c);
     c->in_run = false;

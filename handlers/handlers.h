@@ -59,6 +59,7 @@ typedef struct {
     int code_tries;               /* wrong entries before a code is void */
     int code_sends;               /* codes one session may ask for */
     int loss_confirm_wait_ms;     /* how long report_loss waits to say "done" */
+    int handler_timeout_ms;       /* the engine abandons a call after this ([session]); 0: unknown */
     int number_window_s;          /* window of the per-number counters below */
     int codes_per_number;         /* codes sent to one mobile number per window */
     int callbacks_per_number;     /* callbacks one caller number may book per window */
@@ -111,5 +112,10 @@ const char *handler_call_key(const handler_call *c);
  * set, a JSON object whose keys must be among the result's `sets` (stolen;
  * NULL for none). Exactly once per call. */
 void handler_finish(handler_call *c, const char *result, json_t *vars);
+
+/* handler_finish for a result whose effect is already durable and promised
+ * to the caller (a loss report in the outbox): the hop answers with it even
+ * if its session then cannot be saved, rather than "unavailable". */
+void handler_finish_durable(handler_call *c, const char *result, json_t *vars);
 
 #endif

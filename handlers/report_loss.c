@@ -1,7 +1,9 @@
 /* report_loss — the two steps of a loss report that are the caller's:
  * confirming the card by its last four characters, and placing the report
  * through gateway/loss, which makes it durable before anyone is told
- * "accepted" and delivers it to the registry exactly once. */
+ * "accepted" and delivers it to the registry exactly once. Every outcome
+ * but "unavailable" ends durably: the report is in the outbox, so the
+ * caller hears it even if the session cannot be saved afterwards. */
 #include <ctype.h>
 #include <string.h>
 
@@ -11,6 +13,9 @@
 #include "loss.h"
 
 #define LAST_CHARS 4
+/* The wait for the registry ends this long before the engine's deadline for
+ * the call, so "accepted" comes from here, not "unavailable" from there. */
+#define ANSWER_SLACK_MS 100
 
 /* Compares the caller's last four with the card's, ignoring case: a keypad
  * cannot type letters, and a text user may type them in either case. */
@@ -37,14 +42,14 @@ static void placed(const loss_result *r, void *arg)
     handler_call *c = arg;
     switch (r->outcome) {
     case LOSS_DONE:
-        handler_finish(c, "done", json_pack("{s:s, s:s}", "reference", r->reference, "expires_on",
-                                            r->expires_on ? r->expires_on : ""));
+        handler_finish_durable(c, "done", json_pack("{s:s, s:s}", "reference", r->reference, "expires_on",
+                                                    r->expires_on ? r->expires_on : ""));
         return;
     case LOSS_ACCEPTED:
-        handler_finish(c, "accepted", json_pack("{s:s}", "reference", r->reference));
+        handler_finish_durable(c, "accepted", json_pack("{s:s}", "reference", r->reference));
         return;
     case LOSS_NOT_NORMAL:
-        handler_finish(c, "not_normal", NULL);
+        handler_finish_durable(c, "not_normal", NULL);
         return;
     case LOSS_UNAVAILABLE:
     default:
@@ -68,5 +73,7 @@ void report_loss_run(handler_call *c)
         .mobile = handler_arg(c, "mobile"),
         .key = handler_call_key(c),
     };
-    loss_place(env->loss, &req, env->limits.loss_confirm_wait_ms, placed, c);
+    int deadline = env->limits.handler_timeout_ms; /* 0: unknown, no bound */
+    int within = deadline > ANSWER_SLACK_MS ? deadline - ANSWER_SLACK_MS : deadline;
+    loss_place(env->loss, &req, env->limits.loss_confirm_wait_ms, within, placed, c);
 }

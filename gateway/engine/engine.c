@@ -1,6 +1,7 @@
 /* engine — the hop runner: loads the session, replays a retried hop, steps
  * the dialplan (step.c) with handlers run between steps, saves with
- * compare-and-set and answers exactly once. Owns the life of a hop (its
+ * compare-and-set and answers exactly once (with what a handler made
+ * durable, even when the save then fails). Owns the life of a hop (its
  * dialplan reference, its handler call, its timers) and the hop's log line
  * and metrics; the node semantics belong to step.c, the document to
  * session.c. */
@@ -69,6 +70,10 @@ struct hop {
     char result[64];               /* WAKE_RESUME: the handler's result */
     json_t *result_vars;           /* WAKE_RESUME: the variables it set */
     json_t *output;                /* the output being saved */
+    bool durable;                  /* a handler's effect is durable and promised
+                                    * (handler_finish_durable) */
+    json_t *ending;                /* with `durable`: the answer should the store
+                                    * fail from then on (step_output_ending) */
     int cas_retries;               /* races lost so far */
     int calls;                     /* handler calls started, for call keys */
     struct timespec t0;            /* when the hop began */
@@ -176,6 +181,7 @@ static void hop_free(hop *h)
         event_free(h->wake);
     json_decref(h->doc);
     json_decref(h->output);
+    json_decref(h->ending);
     json_decref(h->result_vars);
     dialplan_unref(h->dp);
     for (size_t i = 0; i < sizeof h->strs / sizeof h->strs[0]; i++) {
@@ -264,6 +270,20 @@ static int ttl_of(const hop *h)
     return ttl;
 }
 
+/* The session cannot be saved (the store failed, or races were lost too
+ * often) after a handler's effect became durable (a loss report in the
+ * outbox): the caller hears that effect, not "unavailable", and the
+ * answer ends the session, since no next hop would find where it stands.
+ * The stored session stays as it was: a retried request walks again from
+ * there with the same call key, so the handler finds its effect done
+ * (the outbox's dedupe key) and no second one is made. */
+static void answer_ending(hop *h)
+{
+    log_warn("engine.unsaved_answer", "session=%s why=%s", log_quote(mask_session(h->ev.session_id).s).s,
+             log_quote("session not saved after a durable handler result").s);
+    finish(h, ENGINE_OK, h->ending);
+}
+
 static void on_saved(store_status st, uint64_t revision, void *arg)
 {
     (void)revision;
@@ -277,6 +297,10 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
         finish(h, ENGINE_OK, h->output);
         return;
     }
+    if (st != STORE_CONFLICT && h->ending) {
+        answer_ending(h);
+        return;
+    }
     if (st != STORE_CONFLICT) {
         finish(h, ENGINE_UNAVAILABLE, NULL);
         return;
@@ -284,7 +308,10 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
     /* A blind START found the session there: not a lost race, the usual
      * hop begins (load, replay or replace). */
     if (!h->blind && ++h->cas_retries > h->e->opt.max_cas_retries) {
-        finish(h, ENGINE_BUSY, NULL);
+        if (h->ending)
+            answer_ending(h);
+        else
+            finish(h, ENGINE_BUSY, NULL);
         return;
     }
     reload(h);
@@ -297,6 +324,10 @@ static void save(hop *h)
 {
     metrics_add(h->e->steps_total, h->st.steps);
     h->output = step_output(&h->st);
+    if (h->durable) {
+        json_decref(h->ending);
+        h->ending = step_output_ending(&h->st);
+    }
     json_t *events = step_take_events(&h->st);
     step_done(&h->st);
     h->stepping = false;
@@ -384,6 +415,7 @@ static void start_call(hop *h)
         .session_id = h->ev.session_id,
         .call_key = key,
         .args = step_take_args(&h->st),
+        .durable = &h->durable,
     };
     h->call_name = spec.def->name;
     if (!h->call_timer)
@@ -539,6 +571,10 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
         hop_free(h);
         return;
     }
+    if (st != STORE_OK && st != STORE_NOT_FOUND && h->ending) {
+        answer_ending(h); /* a re-run after a lost race */
+        return;
+    }
     if (st != STORE_OK && st != STORE_NOT_FOUND) {
         finish(h, ENGINE_UNAVAILABLE, NULL);
         return;
@@ -580,7 +616,8 @@ static void load(hop *h)
     store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
 }
 
-/* Drops what a walk or a refused save left and loads afresh. */
+/* Drops what a walk or a refused save left and loads afresh; an ending
+ * a durable handler result left stays (see answer_ending). */
 static void reload(hop *h)
 {
     if (h->stepping) {

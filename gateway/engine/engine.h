@@ -12,6 +12,13 @@
  * never both apply: the loser re-reads and, if the winner was its own
  * retry, answers the winner's output.
  *
+ * A store failing (or the last lost race) after a handler made its effect
+ * durable and promised (handler_finish_durable: a loss report in the
+ * outbox) does not turn the answer into ENGINE_UNAVAILABLE (or BUSY): the
+ * hop answers ENGINE_OK with what the walk said, ended (state "end", no
+ * question), and the stored session stays as it was, so a retry walks
+ * again and finds the effect done.
+ *
  * Secrets (input of `secret` ask nodes) live only inside the hop that
  * received them and are wiped when it ends: never saved, logged or output.
  * Main-thread only. */

@@ -654,3 +654,19 @@ json_t *step_output(const step *s)
         json_object_set_nocheck(out, "transfer", json_object_get(s->doc, "transfer"));
     return out;
 }
+
+json_t *step_output_ending(const step *s)
+{
+    json_t *out = step_output(s);
+    size_t said = json_array_size(s->prompts);
+    if (s->stop == STEP_WAIT && s->node)
+        said = said > s->node->n_prompts ? said - s->node->n_prompts : 0;
+    json_t *prompts = json_array();
+    for (size_t i = 0; i < said; i++)
+        json_array_append(prompts, json_array_get(s->prompts, i));
+    put(out, "prompts", prompts);
+    put(out, "state", json_string("end"));
+    json_object_del(out, "await");
+    json_object_del(out, "transfer");
+    return out;
+}

@@ -85,6 +85,12 @@ json_t *step_take_events(step *s);
 /* The hop's output as engine.h describes it (new reference). */
 json_t *step_output(const step *s);
 
+/* The output as a last answer: what the walk said, with state "end" and
+ * neither the waiting node's own prompts (a question nobody will take the
+ * answer of) nor its await or transfer. For a hop whose effect is durable
+ * but whose session could not be saved (engine.c). New reference. */
+json_t *step_output_ending(const step *s);
+
 /* "flow.node" of where the walk stands, into `out`. */
 void step_where(const step *s, char *out, size_t size);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mask.h"
@@ -19,6 +20,7 @@
 #define LOSS_KEY_MAX 128          /* a caller's key, as the outbox allows for dedupe */
 #define LOSS_SMS_MAX 1600         /* the SMS deliverer's text limit */
 #define LOSS_DATE_MAX 16
+#define LOSS_READD_MS 100         /* pause before adding again an add of unknown outcome */
 
 typedef struct waiter waiter;
 
@@ -30,8 +32,13 @@ struct waiter {
     loss_cb *cb;                 /* told exactly once */
     void *arg;
     int wait_ms;                 /* how long to wait after the add */
+    long answer_by_ms;           /* monotonic ms the wait must end by; 0: none */
     bool adding;                 /* the outbox add has not answered yet */
-    struct event *timer;         /* the wait's end */
+    bool readding;               /* `timer` adds again instead of ending the wait */
+    json_t *payload;             /* the entry, kept until an add is answered for
+                                  * sure (full numbers: never logged) */
+    char dedupe[LOSS_KEY_MAX + 1]; /* its dedupe key: a second add finds the first */
+    struct event *timer;         /* the wait's end, or the next add */
 };
 
 typedef struct delivery delivery;
@@ -104,29 +111,65 @@ static void waiter_end(waiter *w, loss_outcome o, const char *expires_on)
     waiter_unlink(w);
     if (w->timer)
         event_free(w->timer);
+    json_decref(w->payload);
     loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, expires_on};
     w->cb(&r, w->arg);
     free(w);
 }
 
-static void wait_over(evutil_socket_t fd, short what, void *arg)
+static void add(waiter *w);
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
+    waiter *w = arg;
     (void)fd, (void)what;
-    waiter_end(arg, LOSS_ACCEPTED, NULL);
+    if (w->readding) {
+        w->readding = false;
+        add(w);
+        return;
+    }
+    waiter_end(w, LOSS_ACCEPTED, NULL);
 }
 
+/* A wait whose add is still with Redis is not told: its add callback
+ * still has to come, and the wait ends after it. */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
     waiter *w = l->waiters;
     while (w) {
         waiter *next = w->next;
-        if (!strcmp(w->reference, reference))
+        if (!w->adding && !strcmp(w->reference, reference))
             waiter_end(w, o, expires_on);
         w = next;
     }
 }
 
 /* Placing -------------------------------------------------------------------------*/
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The wait after the add, cut to what is left before the caller's deadline. */
+static int wait_left(const waiter *w)
+{
+    if (!w->answer_by_ms)
+        return w->wait_ms;
+    long left = w->answer_by_ms - now_ms();
+    return left < 0 ? 0 : left < w->wait_ms ? (int)left : w->wait_ms;
+}
+
+/* An unavailable add may have landed all the same (Redis slow past the
+ * store's deadline, or gone between applying it and answering): adding
+ * again under the same dedupe key tells, "duplicate" meaning it did, while
+ * the caller's deadline leaves time for another try. */
+static bool may_add_again(const waiter *w, outbox_add_status st)
+{
+    return st == OUTBOX_UNAVAILABLE && w->answer_by_ms && w->answer_by_ms - now_ms() > 2 * LOSS_READD_MS;
+}
 
 static void added(outbox_add_status st, const char *entry_id, void *arg)
 {
@@ -137,13 +180,23 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
         waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
         return;
     }
+    if (may_add_again(w, st)) {
+        log_warn("loss.add_again", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
+        w->readding = true;
+        struct timeval tv = {0, LOSS_READD_MS * 1000};
+        evtimer_add(w->timer, &tv);
+        return;
+    }
     if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE) {
         log_warn("loss.not_queued", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
         waiter_end(w, LOSS_UNAVAILABLE, NULL);
         return;
     }
+    json_decref(w->payload);
+    w->payload = NULL;
     log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
-    struct timeval tv = {w->wait_ms / 1000, (w->wait_ms % 1000) * 1000};
+    int wait_ms = wait_left(w);
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     evtimer_add(w->timer, &tv);
     outbox_poll_now(w->l->ob);
 }
@@ -161,13 +214,19 @@ static json_t *payload_of(const loss_request *req, const char *reference)
                      reference, "idempotency_key", req->key);
 }
 
+static void add(waiter *w)
+{
+    w->adding = true;
+    outbox_add(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
+}
+
 static void refuse_soon(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     waiter_end(arg, LOSS_UNAVAILABLE, NULL);
 }
 
-void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void *arg)
+void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
 {
     waiter *w = calloc(1, sizeof *w);
     if (!w)
@@ -175,6 +234,7 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void
     w->cb = cb;
     w->arg = arg;
     w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
+    w->answer_by_ms = answer_within_ms > 0 ? now_ms() + answer_within_ms : 0;
     if (!request_complete(req)) {
         log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
         w->timer = evtimer_new(l->base, refuse_soon, w);
@@ -187,13 +247,10 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void
     if (l->waiters)
         l->waiters->prev = w;
     l->waiters = w;
-    w->timer = evtimer_new(l->base, wait_over, w);
-    w->adding = true;
-    char dedupe[LOSS_KEY_MAX + 1];
-    snprintf(dedupe, sizeof dedupe, "loss:%s", req->key);
-    json_t *payload = payload_of(req, w->reference);
-    outbox_add(l->ob, LOSS_KIND, payload, dedupe, added, w);
-    json_decref(payload);
+    w->timer = evtimer_new(l->base, on_timer, w);
+    snprintf(w->dedupe, sizeof w->dedupe, "loss:%s", req->key);
+    w->payload = payload_of(req, w->reference);
+    add(w);
 }
 
 /* Delivering ------------------------------------------------------------------------*/
@@ -351,14 +408,15 @@ void loss_free(loss *l)
         return;
     while (l->deliveries)
         delivery_unlink(l->deliveries);
-    /* A wait whose add is still with Redis ends when Redis answers. */
+    /* A wait whose add is still with Redis ends when Redis answers; one
+     * about to add again never learnt whether its report landed. */
     waiter *w = l->waiters;
     while (w) {
         waiter *next = w->next;
         if (w->adding)
             waiter_unlink(w);
         else
-            waiter_end(w, LOSS_ACCEPTED, NULL);
+            waiter_end(w, w->readding ? LOSS_UNAVAILABLE : LOSS_ACCEPTED, NULL);
         w = next;
     }
     free(l);

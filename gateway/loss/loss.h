@@ -1,10 +1,14 @@
 /* loss — temporary loss reports that are never lost once confirmed.
  *
  * A report is first added to the durable outbox (kind "loss_report", a
- * Redis stream with AOF) and only then may the caller hear "accepted". The
- * outbox hands it to this module's deliverer, which places it with the
- * registry under an Idempotency-Key derived from the report's reference, so
- * a retried, reclaimed or repeated delivery is applied once. While the
+ * Redis stream with AOF) and only then may the caller hear "accepted"; once
+ * it is there the caller hears nothing else. An add answered "unavailable"
+ * may have landed all the same (Redis slow past the store's deadline), so
+ * it is made again under the same dedupe key while the caller's deadline
+ * allows: "duplicate" means it had. The outbox hands it to this module's
+ * deliverer, which places it with the registry under an Idempotency-Key
+ * derived from the report's reference, so a retried, reclaimed or repeated
+ * delivery is applied once. While the
  * registry is down the entry is retried with backoff, across gateway
  * restarts and by any gateway on the same Redis.
  *
@@ -36,7 +40,8 @@ typedef enum {
     LOSS_DONE = 0,       /* the registry placed the report before the wait ended */
     LOSS_ACCEPTED,       /* durably queued; delivery goes on after the wait */
     LOSS_NOT_NORMAL,     /* the registry refused before the wait ended: card not in normal use */
-    LOSS_UNAVAILABLE     /* not queued (Redis down, bad request): nothing was promised */
+    LOSS_UNAVAILABLE     /* not queued as far as we could learn by the deadline
+                          * (Redis down, bad request): nothing was promised */
 } loss_outcome;
 
 typedef struct {
@@ -73,9 +78,12 @@ void loss_free(loss *l);
 
 /* Placing -------------------------------------------------------------------*/
 
-/* Queues the report durably, then waits up to `wait_ms` for the registry.
- * `cb` runs exactly once, never inside this call. */
-void loss_place(loss *l, const loss_request *req, int wait_ms, loss_cb *cb, void *arg);
+/* Queues the report durably, then waits up to `wait_ms` for the registry,
+ * but never past `answer_within_ms` from now (<= 0: no such bound): the
+ * deadline of whoever tells the caller, who would otherwise give up and
+ * say "unavailable" of a report already queued. `cb` runs exactly once,
+ * never inside this call. */
+void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg);
 
 const char *loss_outcome_name(loss_outcome o);
 

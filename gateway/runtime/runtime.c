@@ -86,6 +86,7 @@ static handler_limits limits_from(const conf *c)
         .code_tries = c->workflows.code_tries,
         .code_sends = c->workflows.code_sends,
         .loss_confirm_wait_ms = c->workflows.loss_confirm_wait_ms,
+        .handler_timeout_ms = c->session.handler_timeout_ms,
         .number_window_s = c->workflows.number_window_s,
         .codes_per_number = c->workflows.codes_per_number,
         .callbacks_per_number = c->workflows.callbacks_per_number,

@@ -117,19 +117,25 @@ static step_stop resume(fixture *f, const char *result, json_t *vars)
     return f->stop;
 }
 
-/* The output's prompt ids joined by spaces. */
-static const char *prompt_ids(const fixture *f)
+/* The prompt ids of `out` joined by spaces. */
+static const char *ids_of(const json_t *out)
 {
     static char buf[512];
     buf[0] = '\0';
     size_t i;
     json_t *p;
-    json_array_foreach(json_object_get(f->out, "prompts"), i, p) {
+    json_array_foreach(json_object_get(out, "prompts"), i, p) {
         if (i)
             strcat(buf, " ");
         strcat(buf, json_string_value(json_object_get(p, "id")));
     }
     return buf;
+}
+
+/* The last hop's prompt ids. */
+static const char *prompt_ids(const fixture *f)
+{
+    return ids_of(f->out);
 }
 
 static const char *where(const fixture *f)
@@ -337,6 +343,35 @@ static void test_transfer_and_back(void **state)
     assert_string_equal(where(f), "status.ask_id");
 }
 
+/* The answer of a hop whose effect is durable but whose session cannot be
+ * saved (engine.c): what was said, ended, without the waiting node's own
+ * question, its await or a transfer. */
+static void test_output_ending(void **state)
+{
+    fixture *f = *state;
+    f->doc = session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
+    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    assert_int_equal(step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333")), STEP_WAIT);
+    json_t *ending = step_output_ending(&f->st);
+    close_hop(f);
+    assert_string_equal(prompt_ids(f), "welcome main_menu");
+    assert_string_equal(ids_of(ending), "welcome");
+    assert_string_equal(json_string_value(json_object_get(ending, "state")), "end");
+    assert_null(json_object_get(ending, "await"));
+    json_decref(ending);
+
+    engine_event ev = {.kind = ENGINE_EV_INPUT, .session_id = "s-1", .input = "0"};
+    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    assert_int_equal(step_event(&f->st, &ev), STEP_TRANSFER);
+    ending = step_output_ending(&f->st);
+    close_hop(f);
+    assert_string_equal(ids_of(ending), "transferring");
+    assert_string_equal(json_string_value(json_object_get(ending, "state")), "end");
+    assert_null(json_object_get(ending, "transfer"));
+    assert_non_null(json_object_get(f->out, "transfer"));
+    json_decref(ending);
+}
+
 static void test_transfer_fallback(void **state)
 {
     fixture *f = *state;
@@ -519,6 +554,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secret_stays_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_language_switch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_ending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hangup_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_restarts_flow, setup, teardown),

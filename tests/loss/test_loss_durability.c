@@ -2,13 +2,20 @@
  * never lost and never applied twice. The real cardline daemon runs against
  * a real redis-server with AOF (appendfsync always) and the real registry
  * simulator on its own SQLite file (a restarted simulator keeps its data
- * and its count of applied writes); callers dial in over POST /ussd. Four
+ * and its count of applied writes); callers dial in over POST /ussd. Seven
  * failures:
  *   - the gateway is SIGKILLed while the registry refuses the report, and a
  *     new gateway on the same Redis delivers it;
  *   - the registry is stopped while five identified callers confirm;
  *   - Redis is restarted while three accepted reports wait for the registry;
- *   - the registry applies a report whose answer the gateway gave up on.
+ *   - Redis is SIGKILLed after a report reached the outbox and before its
+ *     caller was answered: the caller still hears "accepted" with the
+ *     reference the registry then gets, and a retry hears the same;
+ *   - the registry applies a report whose answer the gateway gave up on;
+ *   - the wait for the registry is set longer than the engine's deadline
+ *     for a handler: the caller still hears "accepted";
+ *   - Redis stalls as a report is added, past the store's deadline, and
+ *     applies the add when it resumes: the caller hears "accepted".
  * Each ends with every card in temporary loss carrying the reference its
  * caller heard, the registry's count of applied loss reports equal to the
  * reports confirmed, no loss_report entry left in the outbox (none dead),
@@ -31,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -40,6 +48,9 @@
 #define WAIT_MS 20000            /* bound of every wait */
 #define PEOPLE 5                 /* callers with a normal card in the seed */
 #define CONFIRM_WAIT_MS 300      /* [workflows] loss_confirm_wait_ms */
+#define HELD_CONFIRM_WAIT_MS 2000 /* the same, where the test acts during the wait
+                                   * (below [session] handler_timeout_ms) */
+#define HANDLER_TIMEOUT_MS 3000  /* [session] handler_timeout_ms, its default */
 #define REFERENCE_LEN 14         /* "GS" + 12, gateway/loss/loss.h */
 #define ACCEPTED "挂失申请已受理"
 
@@ -62,6 +73,8 @@ typedef struct {
     th_proc redis;               /* real redis-server, AOF on, files in dir/redis */
     th_proc sim;                 /* real registry-sim, database in dir/sim */
     th_proc gw;                  /* the cardline daemon, log in dir/gw */
+    int confirm_wait_ms;         /* [workflows] loss_confirm_wait_ms */
+    int handler_timeout_ms;      /* [session] handler_timeout_ms */
     person people[PEOPLE];
     int reporting;               /* people[0..reporting) report their card lost */
 } world;
@@ -162,9 +175,11 @@ static void write_conf(world *w)
              "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = loss durability test secret\n" TH_USSD_SECRET_LINE
              "[outbox]\nconsumer = gw-loss\npoll_interval_ms = 20\nlease_ms = 1000\n"
              "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
+             "[session]\nhandler_timeout_ms = %d\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, CONFIRM_WAIT_MS);
+             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->handler_timeout_ms,
+             w->confirm_wait_ms);
     snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_file(w->conf, text);
 }
@@ -207,9 +222,11 @@ static void stop_gateway(world *w)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static int setup(void **state)
+static int setup_waiting(void **state, int confirm_wait_ms, int handler_timeout_ms)
 {
     world *w = calloc(1, sizeof *w);
+    w->confirm_wait_ms = confirm_wait_ms;
+    w->handler_timeout_ms = handler_timeout_ms;
     th_mkdtemp(w->dir, "cl-loss");
     make_people(w);
     write_seed(w);
@@ -230,6 +247,23 @@ static int setup(void **state)
     start_gateway(w);
     *state = w;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_waiting(state, CONFIRM_WAIT_MS, HANDLER_TIMEOUT_MS);
+}
+
+/* A wait long enough for the test to act in after the report is queued. */
+static int setup_held(void **state)
+{
+    return setup_waiting(state, HELD_CONFIRM_WAIT_MS, HANDLER_TIMEOUT_MS);
+}
+
+/* A wait configured past the engine's deadline for the handler. */
+static int setup_overlong(void **state)
+{
+    return setup_waiting(state, 3000, 1000);
 }
 
 static int teardown(void **state)
@@ -316,11 +350,9 @@ static void dial_to_confirm(const world *w, person *p)
     free(hop(w, p, p->card + strlen(p->card) - 4, "CON ", "1 确认挂失"));
 }
 
-/* Confirms with "1"; the answer must contain `outcome` and a reference,
- * which is kept in p->reference. */
-static void confirm(const world *w, person *p, const char *outcome)
+/* The reference a USSD reply tells, into `out`; fails the test if none. */
+static void reference_in(const char *body, char out[REFERENCE_LEN + 1])
 {
-    char *body = hop(w, p, "1", "", outcome);
     if (strncmp(body, "CON ", 4) != 0 && strncmp(body, "END ", 4) != 0)
         fail_msg("not a USSD reply: %s", body);
     const char *at = strstr(body, "受理编号");
@@ -330,9 +362,48 @@ static void confirm(const world *w, person *p, const char *outcome)
     size_t len = strspn(at, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ");
     if (len != REFERENCE_LEN || strncmp(at, "GS", 2) != 0)
         fail_msg("bad reference in: %s", body);
-    memcpy(p->reference, at, REFERENCE_LEN);
-    p->reference[REFERENCE_LEN] = '\0';
+    memcpy(out, at, REFERENCE_LEN);
+    out[REFERENCE_LEN] = '\0';
+}
+
+/* Confirms with "1"; the answer must contain `outcome` and a reference,
+ * which is kept in p->reference. */
+static void confirm(const world *w, person *p, const char *outcome)
+{
+    char *body = hop(w, p, "1", "", outcome);
+    reference_in(body, p->reference);
     free(body);
+}
+
+/* A confirmation sent from a thread, so the test can act while the
+ * gateway holds it. */
+typedef struct {
+    const world *w;
+    const person *p;             /* its text already ends with the "1" */
+    pthread_t thread;
+    long status;                 /* the reply's HTTP status, 0 if none */
+    char *body;                  /* the reply, malloc'd */
+} pending_confirm;
+
+static void *send_confirm(void *arg)
+{
+    pending_confirm *pc = arg;
+    pc->body = post_ussd(pc->w, pc->p, &pc->status);
+    return NULL;
+}
+
+static void confirm_start(pending_confirm *pc, const world *w, person *p)
+{
+    size_t used = strlen(p->text);
+    snprintf(p->text + used, sizeof p->text - used, "*1");
+    *pc = (pending_confirm){.w = w, .p = p};
+    assert_int_equal(pthread_create(&pc->thread, NULL, send_confirm, pc), 0);
+}
+
+/* Waits for the reply (post_ussd's own deadline bounds it). */
+static void confirm_end(pending_confirm *pc)
+{
+    assert_int_equal(pthread_join(pc->thread, NULL), 0);
 }
 
 /* The registry -------------------------------------------------------------------------*/
@@ -780,6 +851,135 @@ static void test_redis_restart(void **state)
     assert_private(w);
 }
 
+/* One trial of test_redis_killed_before_answer: `p` confirms while the
+ * registry refuses their card (503), so the hop waits the whole
+ * loss_confirm_wait_ms for it; once the gateway logs the report queued
+ * (the outbox append acknowledged, under appendfsync always) Redis is
+ * SIGKILLed inside that wait, and the hop's session save meets a dead
+ * Redis. The caller must hear "accepted" with a reference. Redis restarts
+ * on its AOF; the aggregator's retry of the same request must hear the
+ * same reference. */
+static void kill_redis_while_waiting(world *w, person *p)
+{
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    int queued = log_count(w, "loss.queued", "duplicate=no");
+    int unsaved = log_count(w, "engine.unsaved_answer", "session=");
+    pending_confirm pc;
+    confirm_start(&pc, w, p);
+    assert_true(log_grows(w, "loss.queued", "duplicate=no", queued));
+    th_kill(&w->redis);
+    confirm_end(&pc);
+    char heard[512]; /* the body is freed before any failure: a failing run reports no leak */
+    snprintf(heard, sizeof heard, "%s", pc.body ? pc.body : "");
+    free(pc.body);
+    if (pc.status != 200 || strncmp(heard, "END ", 4) != 0 || strstr(heard, ACCEPTED) == NULL)
+        fail_msg("%s: Redis died after the report was queued; the caller heard (status %ld): %s", p->session,
+                 pc.status, heard);
+    reference_in(heard, p->reference);
+    /* The answer came from the failed save, so the kill was inside the window. */
+    assert_true(log_grows(w, "engine.unsaved_answer", "session=", unsaved));
+
+    int connects = log_count(w, "store.connected", "port=");
+    assert_true(th_redis_start(&w->redis, w->redis.dir, true)); /* same port, same AOF */
+    assert_true(log_grows(w, "store.connected", "port=", connects));
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+
+    long status;
+    char *again = post_ussd(w, p, &status); /* the same request, retried */
+    snprintf(heard, sizeof heard, "%s", again ? again : "");
+    free(again);
+    if (status != 200 || strstr(heard, ACCEPTED) == NULL)
+        fail_msg("%s: the retry heard (status %ld): %s", p->session, status, heard);
+    char reference[REFERENCE_LEN + 1];
+    reference_in(heard, reference);
+    assert_string_equal(reference, p->reference);
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+}
+
+/* Redis dies between the outbox append and the answer, once per caller:
+ * what each caller heard is what the registry gets, once. */
+static void test_redis_killed_before_answer(void **state)
+{
+    world *w = *state;
+    for (int i = 0; i < PEOPLE; i++)
+        kill_redis_while_waiting(w, &w->people[i]);
+    w->reporting = PEOPLE;
+    wait_delivered(w, th_now_ms(), "the last retry");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
+/* loss_confirm_wait_ms (3 s) is longer than handler_timeout_ms (1 s) and
+ * the registry refuses the card, so the wait runs into the engine's
+ * deadline: the caller must hear "accepted", not the "unavailable" of an
+ * abandoned handler, and the registry gets the report they heard of. */
+static void test_wait_past_handler_deadline(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    confirm(w, p, ACCEPTED);
+    assert_false(log_has(w, "engine.handler_timeout", "handler=report_loss"));
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    wait_delivered(w, th_now_ms(), "the registry took it");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
+/* Redis stalls (CLIENT PAUSE WRITE) as the report is added: the add
+ * outlives the store's deadline and is answered "unavailable", and Redis
+ * applies it once it resumes, so the report is in the outbox all the same.
+ * The caller must hear "accepted" with the reference the registry then
+ * gets, once. Redis resumes as soon as the gateway logs the add's
+ * failure. */
+static void test_redis_stalls_during_add(void **state)
+{
+    world *w = *state;
+    person *p = &w->people[0];
+    w->reporting = 1;
+    dial_to_confirm(w, p);
+    char fault[160];
+    snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
+    set_fault(w, fault);
+    const char *pause[] = {"CLIENT", "PAUSE", "60000", "WRITE"};
+    char *ok = th_redis_cmd(&w->redis, 4, pause);
+    assert_non_null(ok);
+    free(ok);
+    int failed = log_count(w, "loss.", "why=unavailable");
+    pending_confirm pc;
+    confirm_start(&pc, w, p);
+    bool seen = log_grows(w, "loss.", "why=unavailable", failed);
+    const char *unpause[] = {"CLIENT", "UNPAUSE"};
+    ok = th_redis_cmd(&w->redis, 2, unpause);
+    confirm_end(&pc);
+    char heard[512];
+    snprintf(heard, sizeof heard, "%s", pc.body ? pc.body : "");
+    free(pc.body);
+    assert_non_null(ok);
+    free(ok);
+    assert_true(seen); /* the add did fail while Redis was paused */
+    if (pc.status != 200 || strstr(heard, ACCEPTED) == NULL)
+        fail_msg("%s: the report's add was applied late; the caller heard (status %ld): %s", p->session,
+                 pc.status, heard);
+    reference_in(heard, p->reference);
+    assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
+    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    wait_delivered(w, th_now_ms(), "Redis resumed");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 /* The registry's answer is lost: the first two attempts are held 800 ms,
  * past the gateway's 500 ms deadline. The first is applied after the
  * gateway gave up on it; the third attempt (not held, sent after the second
@@ -844,7 +1044,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gateway_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_killed_before_answer, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_registry_answer_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_past_handler_deadline, setup_overlong, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_stalls_during_add, setup_held, teardown),
         cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
