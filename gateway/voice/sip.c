@@ -84,6 +84,9 @@ struct action;
 #define MAX_SESSION 128            /* bytes of the X-Cardline-Session value */
 #define MIN_SE_S 90                /* RFC 4028 minimum we accept */
 #define PING_MISSES 3              /* unanswered ping intervals that make the thread dead */
+/* Methods nua accepts; others get 405 (create_nua says why). NOTIFY is for
+ * the progress of our own REFERs. */
+#define SIP_ALLOWED_METHODS "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, PRACK, NOTIFY"
 #define OUT_QUEUE 64               /* messages queued for one transport connection */
 #define TCP_PARTIAL_MS 10000       /* silence in the middle of a TCP message: the connection is closed */
 #define TCP_IDLE_MS 30000          /* a TCP connection without traffic or transactions is closed */
@@ -739,15 +742,11 @@ static void on_state(voice_sip *s, call *c, int status, tagi_t tags[])
     }
 }
 
-static bool is_request_event(nua_event_t e)
-{
-    return e == nua_i_options || e == nua_i_message || e == nua_i_refer ||
-           e == nua_i_subscribe || e == nua_i_notify || e == nua_i_publish ||
-           e == nua_i_update || e == nua_i_bye || e == nua_i_prack;
-}
-
-/* Events on handles we did not bind: new INVITEs, and requests nua answered
- * by itself on a handle of its own making, which we release. */
+/* Events on handles we did not bind: new INVITEs, and whatever else nua
+ * made a handle of its own for (OPTIONS, MESSAGE, REGISTER, a method it
+ * does not know, ...), which it has answered by itself and we release:
+ * this thread binds every handle it keeps, so an unbound one left alone
+ * would never be freed. */
 static void on_unbound(voice_sip *s, nua_event_t event, nua_t *nua, nua_handle_t *nh,
                        const sip_t *sip)
 {
@@ -755,7 +754,7 @@ static void on_unbound(voice_sip *s, nua_event_t event, nua_t *nua, nua_handle_t
         on_new_invite(s, nua, nh, sip);
     else if (event == nua_i_info)
         refuse(nua, nh, 481);
-    else if (is_request_event(event))
+    else
         nua_handle_destroy(nh);
 }
 
@@ -958,8 +957,15 @@ static nua_t *create_nua(voice_sip *s, su_root_t *root)
              s->bind_addr, s->opt.port);
     return nua_create(root, on_nua_event, s,
                       NUTAG_URL(url),
-                      NUTAG_ALLOW("INFO"),
+                      /* The methods a call needs, and no more: nua answers
+                       * others 405 before any usage exists. A REFER or a
+                       * SUBSCRIBE would make it a notifier, and 1.12.11
+                       * retries a NOTIFY it cannot build (a From host that
+                       * is no host, no Contact) from inside its own failure
+                       * until the SIP thread's stack overflows. */
+                      SIPTAG_ALLOW_STR(SIP_ALLOWED_METHODS),
                       NUTAG_APPL_METHOD("INFO"),
+
                       NUTAG_AUTOANSWER(0),
                       NUTAG_AUTOALERT(0),
                       NUTAG_MEDIA_ENABLE(0),

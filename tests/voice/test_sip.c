@@ -447,6 +447,62 @@ static void test_tcp_from_a_stranger_never_connects(void **state)
     assert_int_equal(t->nev, 0);
 }
 
+/* Sends `msg` over a TCP connection from the trunk and returns the final
+ * status of its answer, or -1. */
+static int tcp_request(ctx *t, const char *msg)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    assert_int_equal(send(fd, msg, strlen(msg), 0), (ssize_t)strlen(msg));
+    int status = -1;
+    char buf[4096];
+    size_t got = 0;
+    long deadline = th_now_ms() + WAIT_MS;
+    while (status < 200 && got < sizeof buf - 1 && th_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20) != 1)
+            continue;
+        ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        for (const char *p = buf; (p = strstr(p, "SIP/2.0 ")) != NULL; p++)
+            if (sscanf(p, "SIP/2.0 %d", &status) == 1 && status >= 200)
+                break;
+    }
+    close(fd);
+    return status;
+}
+
+/* A REFER or SUBSCRIBE outside a call, from a referrer nua cannot NOTIFY
+ * (the From host is no host, no Contact): nua 1.12.11 retried the NOTIFY
+ * from inside its own failure until the SIP thread's stack overflowed
+ * (found by scripts/fuzz-daemon). Such methods are now refused 405 before
+ * nua makes anything of them, and the stack still takes calls. */
+static void test_refer_and_subscribe_refused(void **state)
+{
+    ctx *t = *state;
+    static const char *const methods[][2] = {{"REFER", "Refer-To: <sip:1000@127.0.0.1>\r\n"},
+                                             {"SUBSCRIBE", "Event: refer\r\nExpires: 60\r\n"}};
+    for (size_t i = 0; i < 2; i++) {
+        char msg[1024];
+        snprintf(msg, sizeof msg,
+                 "%s sip:12333@127.0.0.1 SIP/2.0\r\n"
+                 "Via: SIP/2.0/TCP 127.0.0.1:42508;branch=z9hG4bK-refer-%zu;rport\r\n"
+                 "From: <sip:+8613800000001@1?27.0.0.1>;tag=b1\r\n"
+                 "To: <sip:12333@127.0.0.1>\r\n"
+                 "Call-ID: refer-%zu@127.0.0.1\r\n"
+                 "CSeq: 5 %s\r\n%s"
+                 "Content-Length: 0\r\n\r\n",
+                 methods[i][0], i, i, methods[i][0], methods[i][1]);
+        assert_int_equal(tcp_request(t, msg), 405);
+    }
+    run_call(t, "uac_pcmu_bye.xml", "u1", 1);
+}
+
 static bool established(ctx *t, void *arg)
 {
     (void)arg;
@@ -783,6 +839,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reject_404, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_not_a_trunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_from_a_stranger_never_connects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refer_and_subscribe_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_g729_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_sdp, setup, teardown),
