@@ -61,12 +61,6 @@ static world *W;
 
 /* Small helpers -------------------------------------------------------------------*/
 
-static void pause_briefly(void)
-{
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -298,46 +292,25 @@ static void write_conf(world *w)
     write_file(w->conf, text);
 }
 
-static bool healthy(const world *w)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    for (;;) {
-        char *body = NULL;
-        th_http_get(w->http_port, "/healthz", &body);
-        bool ok = body && strstr(body, "\"status\":\"ok\"");
-        free(body);
-        if (ok)
-            return true;
-        if (th_now_ms() > deadline)
-            return false;
-        pause_briefly();
-    }
-}
-
-static void subdir(const world *w, const char *name, char out[256])
-{
-    assert_true(snprintf(out, 256, "%s/%s", w->dir, name) < 256);
-    mkdir(out, 0700);
-}
-
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
     W = w;
     th_mkdtemp(w->dir, "cl-typeahead");
     char dir[256];
-    subdir(w, "redis", dir);
+    th_subdir(w->dir, "redis", dir);
     if (!th_redis_start(&w->redis, dir, true))
         return -1;
-    subdir(w, "sim", dir);
+    th_subdir(w->dir, "sim", dir);
     if (!th_sim_start(&w->sim, dir, NULL, NULL))
         return -1;
     w->http_port = th_free_port();
     w->api_port = th_free_port();
     write_conf(w);
-    subdir(w, "gw", w->gw.dir);
+    th_subdir(w->dir, "gw", w->gw.dir);
     const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
-    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->api_port, WAIT_MS) || !healthy(w))
+    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->api_port, WAIT_MS) ||
+        !th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS))
         return -1;
     *state = w;
     return 0;

@@ -115,12 +115,6 @@ static char *read_all(const char *path, size_t *len)
     return text;
 }
 
-static void subdir(const world *w, const char *name, char out[256])
-{
-    assert_true(snprintf(out, 256, "%s/%s", w->dir, name) < 256);
-    assert_int_equal(mkdir(out, 0700), 0);
-}
-
 /* The people and their seed ------------------------------------------------------*/
 
 /* Five people born 1980-01-01..05 in Beijing Dongcheng (110101), each with
@@ -184,23 +178,6 @@ static void write_conf(world *w)
     write_file(w->conf, text);
 }
 
-/* Polls /healthz until its body contains `needle` (any status). */
-static bool health_shows(const world *w, const char *needle)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    for (;;) {
-        char *body = NULL;
-        th_http_get(w->http_port, "/healthz", &body);
-        bool found = body && strstr(body, needle);
-        free(body);
-        if (found)
-            return true;
-        if (th_now_ms() > deadline)
-            return false;
-        pause_briefly();
-    }
-}
-
 /* Starts the daemon and waits until it sees Redis and the registry: it
  * listens before its Redis connection is up, and answers "unavailable"
  * meanwhile. */
@@ -210,7 +187,7 @@ static long start_gateway(world *w)
     long started = th_now_ms();
     assert_true(th_spawn(&w->gw, "cardline", argv));
     assert_true(th_wait_port(w->http_port, WAIT_MS));
-    assert_true(health_shows(w, "\"status\":\"ok\""));
+    assert_true(th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS));
     return started;
 }
 
@@ -231,19 +208,19 @@ static int setup_waiting(void **state, int confirm_wait_ms, int handler_timeout_
     make_people(w);
     write_seed(w);
     char dir[256];
-    subdir(w, "redis", dir);
+    th_subdir(w->dir, "redis", dir);
     if (!th_redis_start(&w->redis, dir, true))
         return -1;
     /* Should Redis rewrite its AOF, the RDB base file keeps strings readable
      * for the PIN search. */
     const char *plain[] = {"CONFIG", "SET", "rdbcompression", "no"};
     free(th_redis_cmd(&w->redis, 4, plain));
-    subdir(w, "sim", dir);
+    th_subdir(w->dir, "sim", dir);
     if (!th_sim_start(&w->sim, dir, w->seed, NULL))
         return -1;
     w->http_port = th_free_port();
     write_conf(w);
-    subdir(w, "gw", w->gw.dir);
+    th_subdir(w->dir, "gw", w->gw.dir);
     start_gateway(w);
     *state = w;
     return 0;
@@ -841,12 +818,12 @@ static void test_redis_restart(void **state)
     restart_redis(w);
     assert_int_equal(loss_entries(w), w->reporting); /* the AOF kept them */
     assert_true(log_grows(w, "store.connected", "port=", connects)); /* the gateway reconnected */
-    assert_true(health_shows(w, "\"redis\":\"up\""));
+    assert_true(th_wait_healthz(w->http_port, "\"redis\":\"up\"", WAIT_MS));
 
     long started = restart_sim(w);
     wait_delivered(w, started, "the registry was started again");
     assert_exactly_once(w);
-    assert_true(health_shows(w, "\"status\":\"ok\""));
+    assert_true(th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS));
     stop_gateway(w);
     assert_private(w);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,14 @@ void th_rmdir(const char *dir)
 {
     if (dir && *dir)
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void th_subdir(const char *dir, const char *name, char out[256])
+{
+    if (snprintf(out, 256, "%s/%s", dir, name) >= 256 || mkdir(out, 0700) != 0) {
+        fprintf(stderr, "cannot make %s/%s\n", dir, name);
+        abort();
+    }
 }
 
 int th_free_port(void)
@@ -163,6 +172,22 @@ long th_http(int port, const char *method, const char *path, const char *json_bo
 long th_http_get(int port, const char *path, char **body)
 {
     return th_http(port, "GET", path, NULL, NULL, body);
+}
+
+bool th_wait_healthz(int port, const char *needle, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        char *body = NULL;
+        th_http_get(port, "/healthz", &body);
+        bool found = body && strstr(body, needle);
+        free(body);
+        if (found)
+            return true;
+        if (th_now_ms() > deadline)
+            return false;
+        pause_ms(20);
+    }
 }
 
 bool th_spawn(th_proc *p, const char *name, const char *const *argv)

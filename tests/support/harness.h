@@ -28,6 +28,9 @@ long th_now_ms(void);
 void th_mkdtemp(char out[256], const char *prefix);
 void th_rmdir(const char *dir);
 
+/* Makes dir/name (it must not exist yet) and writes its path to `out`. */
+void th_subdir(const char *dir, const char *name, char out[256]);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int th_free_port(void);
 
@@ -38,6 +41,10 @@ bool th_wait_port(int port, int timeout_ms);
 /* GETs http://127.0.0.1:port/path; returns the HTTP status (0 on failure)
  * and, if `body` is given, a malloc'd copy of the body (caller frees). */
 long th_http_get(int port, const char *path, char **body);
+
+/* Polls GET /healthz on 127.0.0.1:port until its body contains `needle`
+ * (whatever the status) or `timeout_ms` passes. */
+bool th_wait_healthz(int port, const char *needle, int timeout_ms);
 
 /* Sends one request with an optional JSON body and extra header lines
  * ("Name: value", NULL-terminated array or NULL). Same return as above. */
