@@ -48,7 +48,7 @@ void store_count_take(store *s, const char *key, int window_s, store_count_cb *c
 {
     count_req *q = malloc(sizeof *q);
     if (q == NULL) {
-        log_error("store.out_of_memory", "op=count");
+        log_error("store.oom", "op=count");
         abort();
     }
     *q = (count_req){cb, arg};
