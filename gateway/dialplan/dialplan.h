@@ -108,8 +108,9 @@ struct dp_node {
     dp_failure on_no_input;        /* empty input (just the terminator) */
     dp_failure on_invalid;         /* input that does not match */
 
-    /* DP_MENU */
-    const dp_option *options;      /* choices, keys unique */
+    /* DP_MENU: the choices; DP_ASK: its `keys`, inputs that leave the ask
+     * instead of being an answer (never a valid answer, the checker says) */
+    const dp_option *options;      /* keys unique */
     size_t n_options;
 
     /* DP_ASK */
@@ -194,6 +195,10 @@ bool dp_ask_accepts(const dp_node *ask, const char *input, char *out, size_t out
 /* The option selected by `input` on a menu node, or NULL: the menu's own
  * options first, then the settings keys. */
 const dp_option *dp_menu_option(const dp_node *menu, const char *input);
+
+/* The key of an ask node that `input` is exactly (its `keys`: "0" for an
+ * agent while an ID is typed), or NULL: then `input` is an answer. */
+const dp_option *dp_ask_key(const dp_node *ask, const char *input);
 
 /* The target of a switch node for its rendered `value`: the case with that
  * exact value, else the default. */

@@ -183,6 +183,20 @@ static void check_lang_sets(dp_loader *L)
     }
 }
 
+/* An ask's key is an input that leaves the ask: if the ask would also take
+ * it as an answer, which one the caller meant could not be told. */
+static void check_ask_keys(dp_loader *L)
+{
+    for (size_t i = 0; i < L->n_all; i++) {
+        const dp_node *n = &L->all[i]->pub;
+        char answer[DP_MAX_OPTION_KEY * 4 + 1];
+        for (size_t k = 0; n->kind == DP_ASK && k < n->n_options; k++)
+            if (dp_ask_accepts(n, n->options[k].key, answer, sizeof answer))
+                PROBLEM(L, n->file, n->line, "ask '%s': key '%s' is also a valid answer", n->name,
+                        n->options[k].key);
+    }
+}
+
 /* The graph ---------------------------------------------------------------*/
 
 typedef enum {
@@ -240,6 +254,8 @@ static void add_node_edges(graph *g, const dp_node *n)
         break;
     case DP_ASK:
         add_edge(g, n->next, EDGE_INPUT, NULL);
+        for (size_t i = 0; i < n->n_options; i++)
+            add_edge(g, n->options[i].target, EDGE_PLAIN, NULL);
         break;
     case DP_CALL:
         for (size_t i = 0; i < n->n_branches; i++) {
@@ -777,6 +793,7 @@ void dp_check(dp_loader *L)
     check_catalogues(L);
     check_used_prompts(L);
     check_lang_sets(L);
+    check_ask_keys(L);
     graph g;
     build_graph(&g, L);
     mark_reachable(&g);

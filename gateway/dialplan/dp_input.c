@@ -113,6 +113,16 @@ const dp_option *dp_menu_option(const dp_node *menu, const char *input)
     return NULL;
 }
 
+const dp_option *dp_ask_key(const dp_node *ask, const char *input)
+{
+    if (!ask || ask->kind != DP_ASK || !input)
+        return NULL;
+    for (size_t i = 0; i < ask->n_options; i++)
+        if (!strcmp(ask->options[i].key, input))
+            return &ask->options[i];
+    return NULL;
+}
+
 static bool menu_defines(const dp_node *menu, const char *key)
 {
     for (size_t i = 0; i < menu->n_options; i++)

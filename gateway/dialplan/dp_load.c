@@ -348,17 +348,10 @@ static void parse_waiting(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
         want_int(d, v, "timeout_ms", DP_MIN_TIMEOUT_MS, DP_MAX_TIMEOUT_MS, &node->timeout_ms);
 }
 
-static void parse_menu(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
+/* A menu's `options`, or an ask's `keys` (`what`): key -> target. */
+static void parse_options(ydoc *d, yaml_node_t *opts, dp_node *node, dp_flow *f, const char *what)
 {
-    dp_node *node = &x->pub;
-    parse_prompt_ids(d, get(d, n, "menu"), node, false);
-    parse_waiting(d, n, x, f);
-    yaml_node_t *opts = get(d, n, "options");
-    if (!opts) {
-        PROBLEM(d, n, "menu '%s' needs 'options'", node->name);
-        return;
-    }
-    if (!want_mapping(d, opts, "options") || !check_keys(d, opts, NULL, "options"))
+    if (!want_mapping(d, opts, what) || !check_keys(d, opts, NULL, what))
         return;
     dp_option *o = dp_alloc(&d->dp->pool, (pair_count(opts) + 1) * sizeof *o);
     size_t k = 0;
@@ -374,9 +367,21 @@ static void parse_menu(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
         k++;
     }
     if (k == 0)
-        PROBLEM(d, opts, "menu '%s' has no options", node->name);
+        PROBLEM(d, opts, "%s '%s' has no %s", node->kind == DP_MENU ? "menu" : "ask", node->name, what);
     node->options = o;
     node->n_options = k;
+}
+
+static void parse_menu(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
+{
+    dp_node *node = &x->pub;
+    parse_prompt_ids(d, get(d, n, "menu"), node, false);
+    parse_waiting(d, n, x, f);
+    yaml_node_t *opts = get(d, n, "options");
+    if (!opts)
+        PROBLEM(d, n, "menu '%s' needs 'options'", node->name);
+    else
+        parse_options(d, opts, node, f, "options");
 }
 
 /* switch: a template compared with literal case values; `default` is
@@ -487,6 +492,8 @@ static void parse_ask(ydoc *d, yaml_node_t *n, dp_xnode *x, dp_flow *f)
             node->matcher = m;
         }
     }
+    if ((v = get(d, n, "keys")))
+        parse_options(d, v, node, f, "keys");
     if (!(v = get(d, n, "next")))
         PROBLEM(d, n, "ask '%s' needs 'next'", node->name);
     else
@@ -627,7 +634,7 @@ static const char *const say_keys[] = {"next", NULL};
 static const char *const menu_keys[] = {"options", "timeout_ms", "on_timeout", "on_no_input", "on_invalid", NULL};
 static const char *const ask_keys[] = {"into",       "pattern",   "min",        "max",
                                        "terminator", "inter_digit_ms", "validator", "secret", "next",
-                                       "timeout_ms", "on_timeout", "on_no_input", "on_invalid", NULL};
+                                       "timeout_ms", "on_timeout", "on_no_input", "on_invalid", "keys", NULL};
 static const char *const call_keys[] = {"args", "on", NULL};
 static const char *const transfer_keys[] = {"reason", "fallback", "prompt", NULL};
 static const char *const switch_keys[] = {"cases", "default", NULL};

@@ -14,6 +14,7 @@
 
 #define STEP_MAX_TEXT 1024     /* a rendered `set` value, argument or reason */
 #define STEP_MAX_WHERE 160     /* "flow.node" */
+#define STEP_MAX_KEY_EVENT 32    /* "<key K>", K at most 16 bytes */
 
 static step_stop walk(step *s, const dp_node *n);
 
@@ -492,9 +493,23 @@ static step_stop menu_input(step *s, const engine_event *ev)
     return follow(s, opt->target);
 }
 
+/* An input that is exactly one of the ask's keys leaves it (the checker
+ * makes sure no key is also an answer); it is recorded as the key, as a
+ * menu's choice is. */
+static step_stop ask_key(step *s, const engine_event *ev, const dp_option *key)
+{
+    char text[STEP_MAX_KEY_EVENT];
+    snprintf(text, sizeof text, "<key %s>", key->key);
+    record_event(s, ev, text);
+    return follow(s, key->target);
+}
+
 static step_stop ask_input(step *s, const engine_event *ev)
 {
     const dp_node *n = s->node;
+    const dp_option *key = dp_ask_key(n, ev->input);
+    if (key)
+        return ask_key(s, ev, key);
     char value[STEP_MAX_TEXT];
     if (!dp_ask_accepts(n, ev->input, value, sizeof value)) {
         explicit_bzero(value, sizeof value);

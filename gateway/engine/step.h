@@ -75,8 +75,9 @@ json_t *step_take_args(step *s);
 /* The hop's events for agents, a JSON array of strings oldest first, each
  * "KIND flow.node MS_SINCE_EPOCH[ INPUT]" (cut to STEP_MAX_EVENT_BYTES).
  * INPUT is what the node understood, never the raw input: a menu's chosen
- * key, an ask's answer masked by its validator ("<secret>" for a secret
- * node, "<answer len=N>" without a validator), or "<refused len=N WHY>".
+ * key, an ask's key as "<key K>", an ask's answer masked by its validator
+ * ("<secret>" for a secret node, "<answer len=N>" without a validator), or
+ * "<refused len=N WHY>".
  * The caller owns the array; the step starts a new one. */
 json_t *step_take_events(step *s);
 

@@ -343,6 +343,15 @@ static void test_min_greater_than_max(void **state)
     CASE("min_max", {"case.yaml:7", "min 9 is greater than max 4"});
 }
 
+/* A key of an ask is an input that leaves it: one the ask would take as an
+ * answer is refused; keys lead somewhere (only_by_key is reachable). */
+static void test_ask_keys(void **state)
+{
+    (void)state;
+    CASE("ask_keys", {"case.yaml:6", "ask 'a': key '0' is also a valid answer"},
+         {"case.yaml:17", "unknown target 'nowhere' in flow 't'"}, {"case.yaml:22", "ask 'c' has no keys"});
+}
+
 static void test_unknown_validator(void **state)
 {
     (void)state;
@@ -615,6 +624,14 @@ static void test_ask_accepts(void **state)
     assert_false(dp_ask_accepts(word, "a", out, sizeof out));
     assert_false(dp_ask_accepts(word, "\xff\xfe", out, sizeof out));
     assert_false(dp_ask_accepts(dp_flow_node(f, "menu1"), "1", out, sizeof out));
+    /* an input that is exactly one of the ask's keys leaves it */
+    const dp_option *key = dp_ask_key(id, "0");
+    assert_non_null(key);
+    assert_ptr_equal(key->target.node, dp_flow_node(f, "bye"));
+    assert_null(dp_ask_key(id, "00"));
+    assert_null(dp_ask_key(id, "110101199003074514"));
+    assert_null(dp_ask_key(card, "0"));          /* keys are the ask's own */
+    assert_null(dp_ask_key(dp_flow_node(f, "menu1"), "1"));
     dialplan_unref(dp);
 }
 
@@ -870,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_bad_patterns_with_offset),
         cmocka_unit_test(test_min_greater_than_max),
         cmocka_unit_test(test_unknown_validator),
+        cmocka_unit_test(test_ask_keys),
         cmocka_unit_test(test_unknown_channel),
         cmocka_unit_test(test_route_to_unknown_flow),
         cmocka_unit_test(test_lang_set_to_unknown_language),

@@ -313,6 +313,22 @@ static void test_secret_stays_out(void **state)
     assert_false(dumps_contain(f->events, PIN));
 }
 
+/* An input that is exactly a key of the ask leaves it for the key's target
+ * (here a transfer), recorded as the key; anything else stays an answer. */
+static void test_ask_key_leaves_ask(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "2");
+    send(f, ENGINE_EV_INPUT, VALID_ID);
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "00"), STEP_WAIT);
+    assert_string_equal(event_list(f), "input verify.ask_pin <refused len=2 too_short>");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "0"), STEP_TRANSFER);
+    assert_string_equal(event_list(f), "input verify.ask_pin <key 0>");
+    assert_string_equal(where(f), "main.agent");
+    assert_string_equal(prompt_ids(f), "transferring");
+}
+
 static void test_language_switch(void **state)
 {
     fixture *f = *state;
@@ -552,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_back_on_first_menu_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ask_validator_and_star, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_stays_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_key_leaves_ask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_language_switch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_ending, setup, teardown),
