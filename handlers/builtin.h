@@ -23,7 +23,9 @@ handler_fn card_history_run;
 handler_fn confirm_card_run;
 handler_fn report_loss_run;
 
-/* cancel_loss.c: cancels the temporary loss report of the current card. */
+/* cancel_loss.c: whether the temporary loss report of the current card can
+ * be cancelled (no write), and its cancellation. */
+handler_fn check_cancel_run;
 handler_fn cancel_loss_run;
 
 /* activation.c: the card waiting for activation, the new PIN's strength

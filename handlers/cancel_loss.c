@@ -1,8 +1,11 @@
-/* cancel_loss — cancels the temporary loss report of the caller's current
- * card: GET cards finds the card and its active report, then POST
- * cancellation. The refusals the list already shows (no active report, a
- * formal one) are answered without a write; the ones only the registry
- * knows (a replacement was applied for) come back as 409 codes. */
+/* cancel_loss — the temporary loss report of the caller's current card:
+ * check_cancel says, without a write, whether it can be cancelled (GET
+ * cards for the card and its active report, then GET applications for a
+ * replacement of that card), so the caller hears why not before being
+ * asked to confirm; cancel_loss cancels it (GET cards, then POST
+ * cancellation). A refusal that arose since the check (a replacement
+ * applied for, the report lapsed) still comes back as the registry's 409
+ * code. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,38 +66,108 @@ static void cancel_report(handler_call *c, const char *card, const char *report_
                          channel_name(handler_channel(c)), key, on_cancelled, x);
 }
 
-static void on_cards(const registry_result *r, void *arg)
+/* The current card's active temporary report, from a card list: NULL with
+ * `*refusal` set to the result when there is none to cancel. */
+static json_t *cancellable_card(const registry_result *r, const char **refusal)
 {
-    handler_call *c = arg;
+    *refusal = "unavailable";
     if (r->status == REGISTRY_NOT_FOUND) {
-        handler_finish(c, "not_reported", NULL);
-        return;
+        *refusal = "not_reported";
+        return NULL;
     }
-    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
-        handler_finish(c, "unavailable", NULL);
-        return;
-    }
+    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards")))
+        return NULL;
     json_t *card = reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     json_t *report = json_object_get(card, "loss_report");
-    const char *report_id = json_string_value(json_object_get(report, "id"));
     if (!card || !json_is_object(report) || !text_is(report, "state", "active"))
-        handler_finish(c, "not_reported", NULL);
+        *refusal = "not_reported";
     else if (text_is(report, "kind", "formal"))
-        handler_finish(c, "not_temporary", NULL);
-    else if (!number || !domain_card_number_valid(number) || !report_id)
-        handler_finish(c, "unavailable", NULL);
-    else
-        cancel_report(c, number, report_id);
+        *refusal = "not_temporary";
+    else if (number && domain_card_number_valid(number) && json_string_value(json_object_get(report, "id")))
+        return card;
+    return NULL;
+}
+
+static void on_cards(const registry_result *r, void *arg)
+{
+    handler_call *c = arg;
+    const char *refusal;
+    json_t *card = cancellable_card(r, &refusal);
+    if (!card) {
+        handler_finish(c, refusal, NULL);
+        return;
+    }
+    cancel_report(c, json_string_value(json_object_get(card, "card_number")),
+                  json_string_value(json_object_get(json_object_get(card, "loss_report"), "id")));
+}
+
+static bool start_with_cards(handler_call *c, registry_cb *cb, void *arg)
+{
+    const char *id = handler_arg(c, "id");
+    const handler_env *env = handler_env_of(c);
+    if (!id || !env->registry)
+        return false;
+    registry_list_cards(env->registry, id, 0, NULL, cb, arg);
+    return true;
 }
 
 void cancel_loss_run(handler_call *c)
 {
-    const char *id = handler_arg(c, "id");
-    const handler_env *env = handler_env_of(c);
-    if (!id || !env->registry) {
+    if (!start_with_cards(c, on_cards, c))
         handler_finish(c, "unavailable", NULL);
+}
+
+/* check_cancel ----------------------------------------------------------------------*/
+
+/* A replacement applied for after the card was issued is among the newest
+ * applications; one page of them is the bound on what is read. */
+#define CHECK_APPLICATIONS_PAGE 20
+
+/* The registry's rule: an application replacing this card forbids the
+ * cancellation unless its production failed. */
+static bool replacement_pending(json_t *apps, const char *card)
+{
+    size_t i;
+    json_t *app;
+    json_array_foreach(apps, i, app)
+        if (text_is(app, "replaces_card", card) && !text_is(app, "stage", "production_failed"))
+            return true;
+    return false;
+}
+
+static void on_check_applications(const registry_result *r, void *arg)
+{
+    cancel_ctx *x = arg;
+    json_t *apps = json_object_get(r->body, "applications");
+    if (r->status == REGISTRY_OK && json_is_array(apps))
+        handler_finish(x->call, replacement_pending(apps, x->card) ? "reissue_requested" : "ok",
+                       json_pack("{s:s}", "card", x->card));
+    else
+        handler_finish(x->call, "unavailable", NULL);
+    free(x);
+}
+
+static void on_check_cards(const registry_result *r, void *arg)
+{
+    handler_call *c = arg;
+    const char *refusal;
+    json_t *card = cancellable_card(r, &refusal);
+    if (!card) {
+        handler_finish(c, refusal, NULL);
         return;
     }
-    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
+    cancel_ctx *x = calloc(1, sizeof *x);
+    if (!x)
+        abort();
+    x->call = c;
+    snprintf(x->card, sizeof x->card, "%s", json_string_value(json_object_get(card, "card_number")));
+    registry_list_applications(handler_env_of(c)->registry, handler_arg(c, "id"), CHECK_APPLICATIONS_PAGE,
+                               NULL, on_check_applications, x);
+}
+
+void check_cancel_run(handler_call *c)
+{
+    if (!start_with_cards(c, on_check_cards, c))
+        handler_finish(c, "unavailable", NULL);
 }

@@ -115,6 +115,16 @@ static const handler_result cancel_results[] = {
     {NULL, NULL},
 };
 
+/* The same refusals, found before the caller is asked to confirm. */
+static const handler_result check_cancel_results[] = {
+    {"ok", cancel_ok_sets},           /* an active temporary report that may be cancelled */
+    {"not_reported", NULL},
+    {"not_temporary", NULL},
+    {"reissue_requested", cancel_ok_sets},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
 static const char *const activatable_sets[] = {"new_card", NULL};
 static const handler_result activatable_results[] = {
     {"ready", activatable_sets},         /* sealed and in the holder's hands */
@@ -195,6 +205,7 @@ static const handler_def table[] = {
     {"card_history", id_args, NULL, NULL, history_results, card_history_run},
     {"confirm_card", confirm_args, NULL, NULL, confirm_results, confirm_card_run},
     {"report_loss", loss_args, loss_optional_args, NULL, loss_results, report_loss_run},
+    {"check_cancel", id_args, NULL, NULL, check_cancel_results, check_cancel_run},
     {"cancel_loss", id_args, NULL, NULL, cancel_results, cancel_loss_run},
     {"find_activatable", id_args, NULL, NULL, activatable_results, find_activatable_run},
     {"check_new_pin", new_pin_args, NULL, pin_secret_args, new_pin_results, check_new_pin_run},

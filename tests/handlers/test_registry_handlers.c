@@ -370,6 +370,37 @@ static void test_cancel_refusals(void **state)
     assert_int_equal(sim_applied(&shared, "cancellations"), before);
 }
 
+/* check_cancel: the refusals cancel_loss would meet, found with reads only,
+ * including a replacement applied for (which only the applications show). */
+static void expect_cancel_check(const char *id, const char *expected, const char *card)
+{
+    outcome o;
+    call(&shared, "check_cancel", json_pack("{s:s}", "id", id), expected, &o);
+    if (card)
+        assert_var(&o, "card", card);
+    else
+        assert_int_equal(json_object_size(o.vars), 0);
+    outcome_clear(&o);
+}
+
+static void test_check_cancel(void **state)
+{
+    (void)state;
+    long long before = sim_applied(&shared, "cancellations");
+    expect_cancel_check(ZHANG_MIN, "ok", "D40000003");
+    expect_cancel_check(LIU_YANG, "reissue_requested", "E50000004");
+    expect_cancel_check(YANG_LEI, "not_temporary", NULL);
+    expect_cancel_check(WANG_WEI, "not_reported", NULL);
+    expect_cancel_check(ZHOU_JIE, "not_reported", NULL);
+    expect_cancel_check(HUANG_QIANG, "not_reported", NULL);
+    expect_cancel_check(NOBODY, "not_reported", NULL);
+    assert_int_equal(sim_applied(&shared, "cancellations"), before);
+    /* The applications cannot be read: nothing is promised. */
+    sim_fault(&shared, "{\"status\": 503, \"path_prefix\": \"/v1/persons/" ZHANG_MIN "/applications\"}");
+    expect_cancel_check(ZHANG_MIN, "unavailable", NULL);
+    sim_fault_clear(&shared);
+}
+
 static void test_cancel_unavailable(void **state)
 {
     (void)state;
@@ -740,6 +771,7 @@ int main(void)
         cmocka_unit_test_teardown(test_history_single, test_teardown),
         cmocka_unit_test_teardown(test_history_no_card, test_teardown),
         cmocka_unit_test_teardown(test_history_unavailable, test_teardown),
+        cmocka_unit_test_teardown(test_check_cancel, test_teardown),
         cmocka_unit_test_teardown(test_cancel_refusals, test_teardown),
         cmocka_unit_test_teardown(test_cancel_unavailable, test_teardown),
         cmocka_unit_test_teardown(test_cancel_ok_then_not_reported, test_teardown),
