@@ -77,7 +77,7 @@ static void test_cx_conversation_through_kannel(void **state)
     if (!c)
         skip();
     exchange(c, "CX", "请回复您的18位身份证号码。");
-    exchange(c, "110101199003074514", "请回复6位社保卡服务密码。");
+    exchange(c, "110101199003074514", "请回复6位社保卡服务密码。忘记密码请回复0。");
     exchange(c, "246810", "状态：正常");
     exchange(c, "2", "感谢使用，再见。");
     assert_int_equal(tk_pending_mt(&c->k), 0);
@@ -139,7 +139,7 @@ static void test_codes_and_pins_never_reach_kannel_logs(void **state)
     if (!c)
         skip();
     exchange(c, "CX", "请回复您的18位身份证号码。");
-    exchange(c, "110101199003074514", "请回复6位社保卡服务密码。");
+    exchange(c, "110101199003074514", "请回复6位社保卡服务密码。忘记密码请回复0。");
     exchange(c, "246810", "状态：正常");
     char *text = curl_easy_escape(NULL, "验证码731942，5分钟内有效。", 0);
     char *to = curl_easy_escape(NULL, PHONE, 0);
