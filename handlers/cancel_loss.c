@@ -16,7 +16,8 @@
 #include "registry.h"
 #include "reply.h"
 
-/* Lives from the list's answer to the cancellation's. */
+/* Lives from the card list's answer to the next request's: the
+ * cancellation, or check_cancel's applications. */
 typedef struct {
     handler_call *call;
     char card[DOMAIN_CARD_MAX + 1];   /* the current card, for the `ok` result */
