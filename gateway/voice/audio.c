@@ -52,7 +52,7 @@
 #define ALAW_SILENCE 0xD5
 #define ULAW_SILENCE 0xFF
 #define PATH_BYTES 256               /* "LANG/PROMPT.K.wav": names are at most 64 bytes */
-#define MAX_WORDS 320                /* a value is at most 255 bytes; each says at most one word or pause, plus "ending" */
+#define MAX_WORDS 320                /* a value is at most 255 bytes: one word or pause each, and "ending" */
 #define NUMBER_DIGITS 8              /* up to 99,999,999 in words, longer digit by digit */
 
 typedef struct {
