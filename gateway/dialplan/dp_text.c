@@ -255,7 +255,7 @@ typedef enum {
 typedef struct {
     show_for to;
     const char *lang;        /* the catalogue's language, NULL for templates */
-    bool letters;            /* card: another card in the prompt has the same last 4 */
+    bool letters;            /* card: another card of the prompt ends alike, its letters differ */
 } show_how;
 
 #define TAIL_CHARS 4         /* what masking lets us read back of a card or phone */
