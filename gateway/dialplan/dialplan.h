@@ -220,8 +220,9 @@ typedef enum {
     DP_RENDER_DATE,      /* YYYY-MM-DD, said or printed per language */
     DP_RENDER_AMOUNT,    /* money, in yuan */
     DP_RENDER_ID,        /* citizen ID, masked: first 6 + last 4 (text), last 4 (voice) */
-    DP_RENDER_CARD,      /* card number, masked: last 4 */
-    DP_RENDER_PHONE      /* phone number, masked: 3 + 4 */
+    DP_RENDER_CARD,      /* card number, masked: last 4 (and its letters where two cards need them) */
+    DP_RENDER_PHONE,     /* phone number, masked: 3 + 4 (text), "ending" and last 4 (voice) */
+    DP_RENDER_REF        /* a reference to quote back: as is (text), in groups (voice) */
 } dp_render;
 
 /* One piece of a rendered prompt: literal text, or a value with its
@@ -229,7 +230,10 @@ typedef enum {
 typedef struct {
     bool is_value;           /* false: literal text */
     dp_render render;        /* how to show the value */
-    const char *text;        /* the literal, or the value (already masked if the render masks) */
+    const char *text;        /* the literal, or the value in its spoken form: masked if the
+                                render masks, groups apart by spaces, dates and amounts raw */
+    bool ending;             /* a value: the tail of a masked number, said after the word
+                                dialplan_ending_word gives ("尾号0002") */
 } dp_piece;
 
 /* Renders prompt `id` in `lang` for `channel` with `vars`, as text, into
@@ -242,6 +246,10 @@ bool dialplan_render_text(const dialplan *dp, const char *lang, channel_kind cha
 typedef void dp_piece_fn(const dp_piece *piece, void *arg);
 bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind channel,
                             const char *id, json_t *vars, dp_piece_fn *emit, void *arg);
+
+/* The word a masked number's tail is said after in `lang` ("尾号", "the
+ * number ending"), or NULL for a language with no such word. */
+const char *dialplan_ending_word(const char *lang);
 
 /* Calls `emit` with every prompt id of `lang`'s catalogue, sorted by id
  * (nothing for a language the set does not have): for tools that list all a

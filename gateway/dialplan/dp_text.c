@@ -1,8 +1,10 @@
 /* dp_text — templates ("text with {placeholders}") parsed once at load, and
  * rendering them: a prompt's wording per channel, each value shown per its
  * rendering and language, personal numbers masked (mask.h, plus the spoken
- * forms: only the last four characters of an ID or card are said). Output
- * is always terminated and never cut inside a UTF-8 character. */
+ * forms: only the last four characters of an ID, card or phone are said).
+ * One function per kind of value decides its form on screens, as heard and
+ * as the voice player's pieces. Output is always terminated and never cut
+ * inside a UTF-8 character. */
 #include "dp_int.h"
 
 #include <ctype.h>
@@ -14,7 +16,7 @@
 
 /* Parsing --------------------------------------------------------------------*/
 
-static const char *const render_names[] = {"text", "digits", "number", "date", "amount", "id", "card", "phone"};
+static const char *const render_names[] = {"text", "digits", "number", "date", "amount", "id", "card", "phone", "ref"};
 #define N_RENDERS (sizeof render_names / sizeof *render_names)
 
 /* `{name}` or `{name:render}` at s (after the brace); returns the length up
@@ -46,7 +48,7 @@ static size_t parse_placeholder(const char *s, char *name, dp_render *render, co
         while (i < N_RENDERS && !(strlen(render_names[i]) == rlen && !memcmp(render_names[i], colon + 1, rlen)))
             i++;
         if (i == N_RENDERS) {
-            *why = "unknown rendering (text, digits, number, date, amount, id, card, phone)";
+            *why = "unknown rendering (text, digits, number, date, amount, id, card, phone, ref)";
             return 0;
         }
         *render = (dp_render)i;
@@ -238,52 +240,193 @@ static bool long_date(const char *raw, const char *lang, char *out, size_t size)
     return true;
 }
 
-/* The last four characters of a masked number, or "" if it was all stars. */
-static void spoken_tail(masked m, char *out, size_t size)
+/* Kinds ----------------------------------------------------------------------*/
+
+/* Each kind of value has one function deciding how it reads wherever it
+ * goes, so a screen and the hotline never disagree on a number's form. */
+
+typedef enum {
+    SHOW_TEMPLATE,           /* call arguments and `set` values: no words */
+    SHOW_SCREEN,             /* USSD and SMS */
+    SHOW_HEARD,              /* a voice wording as text: what the caller hears */
+    SHOW_SPOKEN              /* voice pieces for the player: dates and amounts raw, groups apart */
+} show_for;
+
+typedef struct {
+    show_for to;
+    const char *lang;        /* the catalogue's language, NULL for templates */
+    bool letters;            /* card: another card of the prompt ends alike, its letters differ */
+} show_how;
+
+#define TAIL_CHARS 4         /* what masking lets us read back of a card or phone */
+#define GROUP_MAX 4          /* characters said in one breath */
+
+const char *dialplan_ending_word(const char *lang)
 {
-    size_t n = strlen(m.s);
-    const char *tail = n >= 4 ? m.s + n - 4 : m.s;
-    snprintf(out, size, "%s", strchr(tail, '*') ? "" : tail);
+    if (!lang)
+        return NULL;
+    return !strcmp(lang, "zh") ? "尾号" : !strcmp(lang, "en") ? "the number ending" : NULL;
 }
 
-/* How a value is shown. `spoken`: a voice piece (raw dates and amounts);
- * otherwise text for a screen or an SMS. `voice`: only the tail of an ID or
- * card, since that is all a caller may hear. `lang` NULL: no words
- * (templates). */
-static void show_value(dp_render r, const char *lang, bool voice, bool spoken, const char *raw, char *out,
-                       size_t size)
+/* The last four characters of a masked number, or "" if it was all stars. */
+static const char *masked_tail(const masked *m)
 {
+    size_t n = strlen(m->s);
+    const char *tail = n >= TAIL_CHARS ? m->s + n - TAIL_CHARS : m->s;
+    return strchr(tail, '*') ? "" : tail;
+}
+
+/* `s` in groups as even as can be, at most GROUP_MAX each, larger ones
+ * first: 14 characters are said 4-4-3-3, 12 are 4-4-4. */
+static void even_groups(const char *s, size_t n, char *out, size_t size)
+{
+    size_t groups = (n + GROUP_MAX - 1) / GROUP_MAX, len = 0;
+    out[0] = '\0';
+    for (size_t g = 0, at = 0; g < groups && len + 1 < size; g++) {
+        size_t take = n / groups + (g < n % groups);
+        len += (size_t)snprintf(out + len, size - len, "%s%.*s", g ? " " : "", (int)take, s + at);
+        at += take;
+        if (len >= size)
+            return;
+    }
+}
+
+/* The 11 digits of a Chinese mobile number ("13800000002", "+8613800000002"),
+ * or NULL. */
+static const char *chinese_mobile(const char *raw)
+{
+    const char *national = strncmp(raw, "+86", 3) == 0 ? raw + 3 : raw;
+    return strlen(national) == 11 && national[0] == '1' && all_digits(national, 11) ? national : NULL;
+}
+
+static void show_date(show_how h, const char *raw, char *out, size_t size)
+{
+    if (h.to == SHOW_SPOKEN || !h.lang || !long_date(raw, h.lang, out, size))
+        snprintf(out, size, "%s", raw);
+}
+
+static void show_amount(show_how h, const char *raw, char *out, size_t size)
+{
+    char y[YUAN_MAX_DIGITS + 5]; /* sign, digits, point, two decimals, NUL */
+    if (!yuan(raw, y, sizeof y))
+        snprintf(out, size, "%s", raw);
+    else if (h.to == SHOW_SPOKEN || !h.lang)
+        snprintf(out, size, "%s", y);
+    else if (!strcmp(h.lang, "zh"))
+        snprintf(out, size, "%s元", y);
+    else
+        snprintf(out, size, "CNY %s", y);
+}
+
+/* First 6 + last 4 on a screen, only the last 4 by voice. */
+static void show_id(show_how h, const char *raw, char *out, size_t size)
+{
+    masked m = mask_id(raw);
+    bool voice = h.to == SHOW_HEARD || h.to == SHOW_SPOKEN;
+    snprintf(out, size, "%s", voice ? masked_tail(&m) : m.s);
+}
+
+/* The letters a card number starts with ("A" of A10000001), if any. */
+static size_t card_letters(const char *raw)
+{
+    size_t n = 0;
+    while (isupper((unsigned char)raw[n]))
+        n++;
+    return n;
+}
+
+/* Two cards read back alike by their last 4 but told apart by their letters. */
+static bool cards_need_letters(const char *a, const char *b)
+{
+    masked ma = mask_card(a), mb = mask_card(b);
+    const char *ta = masked_tail(&ma), *tb = masked_tail(&mb);
+    size_t la = card_letters(a), lb = card_letters(b);
+    return *ta && !strcmp(ta, tb) && la && lb && (la != lb || memcmp(a, b, la) != 0);
+}
+
+/* The last 4 everywhere ("尾号0001", "ending 0001"); where two cards of a
+ * prompt end alike, their letters too: "A...0001" (ASCII, so an English
+ * page stays GSM 7-bit; voice says the letter, a pause, the digits). A
+ * value that is not a card number shows as stars and says nothing. */
+static void show_card(show_how h, const char *raw, char *out, size_t size)
+{
+    masked m = mask_card(raw);
+    const char *tail = masked_tail(&m);
+    if (!*tail)
+        snprintf(out, size, "%s", h.to == SHOW_SCREEN || h.to == SHOW_TEMPLATE ? m.s : "");
+    else if (h.letters)
+        snprintf(out, size, "%.*s...%s", (int)card_letters(raw), raw, tail);
+    else
+        snprintf(out, size, "%s", tail);
+}
+
+/* 3 + 4 on a screen, a Chinese mobile without its +86 ("138****0002"); by
+ * voice the last 4 after the ending word ("尾号0002"), which the player
+ * says for a spoken piece marked `ending`. */
+static void show_phone(show_how h, const char *raw, char *out, size_t size, bool *ending)
+{
+    const char *mobile = chinese_mobile(raw);
+    masked m = mask_phone(mobile ? mobile : raw);
+    const char *tail = masked_tail(&m);
+    const char *word = dialplan_ending_word(h.lang);
+    if (h.to == SHOW_SCREEN || h.to == SHOW_TEMPLATE)
+        snprintf(out, size, "%s", m.s);
+    else if (h.to == SHOW_HEARD && *tail && word)
+        snprintf(out, size, "%s%s%s", word, isalpha((unsigned char)word[strlen(word) - 1]) ? " " : "", tail);
+    else
+        snprintf(out, size, "%s", tail);
+    *ending = h.to == SHOW_SPOKEN && *tail;
+}
+
+/* As is; said digit by digit, a mobile number in groups 3-4-4 (anything
+ * between digits, as in 010-12333, is a pause too). */
+static void show_digits(show_how h, const char *raw, char *out, size_t size)
+{
+    const char *mobile = chinese_mobile(raw);
+    if (h.to == SHOW_SPOKEN && mobile)
+        snprintf(out, size, "%.3s %.4s %.4s", mobile, mobile + 3, mobile + 7);
+    else
+        snprintf(out, size, "%s", raw);
+}
+
+/* A reference the caller may have to quote: as is on a screen, said in
+ * even groups of at most 4 ("GS3K 7Q2M 9X4 PZ1"). */
+static void show_ref(show_how h, const char *raw, char *out, size_t size)
+{
+    size_t n = strlen(raw);
+    bool alnum = n > 0;
+    for (size_t i = 0; i < n; i++)
+        alnum = alnum && isalnum((unsigned char)raw[i]);
+    if (h.to == SHOW_SPOKEN && alnum)
+        even_groups(raw, n, out, size);
+    else
+        snprintf(out, size, "%s", raw);
+}
+
+static void show_value(dp_render r, show_how h, const char *raw, char *out, size_t size, bool *ending)
+{
+    *ending = false;
     switch (r) {
     case DP_RENDER_DATE:
-        if (spoken || !lang || !long_date(raw, lang, out, size))
-            snprintf(out, size, "%s", raw);
+        show_date(h, raw, out, size);
         return;
-    case DP_RENDER_AMOUNT: {
-        char y[YUAN_MAX_DIGITS + 5]; /* sign, digits, point, two decimals, NUL */
-        if (!yuan(raw, y, sizeof y))
-            snprintf(out, size, "%s", raw);
-        else if (spoken || !lang)
-            snprintf(out, size, "%s", y);
-        else if (!strcmp(lang, "zh"))
-            snprintf(out, size, "%s元", y);
-        else
-            snprintf(out, size, "CNY %s", y);
+    case DP_RENDER_AMOUNT:
+        show_amount(h, raw, out, size);
         return;
-    }
     case DP_RENDER_ID:
-        if (voice)
-            spoken_tail(mask_id(raw), out, size);
-        else
-            snprintf(out, size, "%s", mask_id(raw).s);
+        show_id(h, raw, out, size);
         return;
     case DP_RENDER_CARD:
-        if (voice)
-            spoken_tail(mask_card(raw), out, size);
-        else
-            snprintf(out, size, "%s", mask_card(raw).s);
+        show_card(h, raw, out, size);
         return;
     case DP_RENDER_PHONE:
-        snprintf(out, size, "%s", mask_phone(raw).s);
+        show_phone(h, raw, out, size, ending);
+        return;
+    case DP_RENDER_DIGITS:
+        show_digits(h, raw, out, size);
+        return;
+    case DP_RENDER_REF:
+        show_ref(h, raw, out, size);
         return;
     default:
         snprintf(out, size, "%s", raw);
@@ -313,16 +456,32 @@ static void sink_put(sink *k, const char *s)
     k->out[k->len] = '\0';
 }
 
-static void walk(const dp_template *t, json_t *vars, const char *lang, bool voice, bool spoken, dp_piece_fn *emit,
-                 void *arg)
+/* Whether card part `i` of `t` ends like another card of the same prompt
+ * (old and new card: "A...0001 replaced by B...0001"). */
+static bool card_needs_letters(const dp_template *t, json_t *vars, size_t i, const char *raw)
+{
+    char other[DP_VALUE_MAX];
+    for (size_t k = 0; k < t->n_parts; k++) {
+        const dp_tpart *p = &t->parts[k];
+        if (k == i || !p->is_var || p->render != DP_RENDER_CARD)
+            continue;
+        raw_value(t->dp, vars, p->text, other, sizeof other);
+        if (cards_need_letters(raw, other))
+            return true;
+    }
+    return false;
+}
+
+static void walk(const dp_template *t, json_t *vars, show_for to, const char *lang, dp_piece_fn *emit, void *arg)
 {
     for (size_t i = 0; i < t->n_parts; i++) {
         const dp_tpart *p = &t->parts[i];
-        dp_piece piece = {p->is_var, p->render, p->text};
+        dp_piece piece = {p->is_var, p->render, p->text, false};
         char raw[DP_VALUE_MAX], shown[DP_VALUE_MAX];
         if (p->is_var) {
             raw_value(t->dp, vars, p->text, raw, sizeof raw);
-            show_value(p->render, lang, voice, spoken, raw, shown, sizeof shown);
+            show_how h = {to, lang, p->render == DP_RENDER_CARD && card_needs_letters(t, vars, i, raw)};
+            show_value(p->render, h, raw, shown, sizeof shown, &piece.ending);
             piece.text = shown;
         }
         emit(&piece, arg);
@@ -344,7 +503,7 @@ bool dialplan_render_text(const dialplan *dp, const char *lang, channel_kind cha
     if (!pr || !out_size)
         return pr != NULL;
     sink k = {out, out_size, 0};
-    walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, false, put_piece, &k);
+    walk(dp_prompt_wording(pr, channel), vars, channel == CHANNEL_VOICE ? SHOW_HEARD : SHOW_SCREEN, use, put_piece, &k);
     return true;
 }
 
@@ -355,7 +514,7 @@ bool dialplan_render_pieces(const dialplan *dp, const char *lang, channel_kind c
     const dp_prompt *pr = find_prompt(dp, lang, id, &use);
     if (!pr)
         return false;
-    walk(dp_prompt_wording(pr, channel), vars, use, channel == CHANNEL_VOICE, channel == CHANNEL_VOICE, emit, arg);
+    walk(dp_prompt_wording(pr, channel), vars, channel == CHANNEL_VOICE ? SHOW_SPOKEN : SHOW_SCREEN, use, emit, arg);
     return true;
 }
 
@@ -383,5 +542,5 @@ void dialplan_render_template(const dp_template *t, json_t *vars, char *out, siz
         return;
     out[0] = '\0';
     sink k = {out, out_size, 0};
-    walk(t, vars, NULL, false, false, put_piece, &k);
+    walk(t, vars, SHOW_TEMPLATE, NULL, put_piece, &k);
 }

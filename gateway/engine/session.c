@@ -153,6 +153,20 @@ void session_push_back(json_t *doc, const char *where)
         json_array_remove(back, 0);
 }
 
+json_t *session_said(json_t *doc)
+{
+    json_t *said = json_object_get(doc, "said");
+    return json_is_array(said) ? said : NULL;
+}
+
+void session_set_said(json_t *doc, json_t *prompts)
+{
+    if (json_array_size(prompts))
+        json_object_set_nocheck(doc, "said", prompts);
+    else
+        json_object_del(doc, "said");
+}
+
 void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)
 {
     json_t *last = json_object();

@@ -49,6 +49,13 @@ void session_reset_fails(json_t *doc);
 json_t *session_back(json_t *doc);
 void session_push_back(json_t *doc, const char *where);
 
+/* The information said on the way to the waiting node the session stands
+ * at (prompts with their variables, as in an output), for `repeat`; NULL
+ * when there was none (borrowed). Setting takes a reference; an empty list
+ * removes the member. */
+json_t *session_said(json_t *doc);
+void session_set_said(json_t *doc, json_t *prompts);
+
 /* Replays -------------------------------------------------------------------*/
 
 /* Records the hop's key (may be NULL) and its output (a reference is taken). */

@@ -248,6 +248,29 @@ static step_stop reask(step *s, const dp_node *w)
     return stop(s, STEP_WAIT);
 }
 
+/* `repeat`: the information given on the way to the waiting node `w` (a
+ * reference number, an outlet's address, a status answer), then `w`
+ * asked again. The prompts are said as they were, with the variables they
+ * had, since the session may have moved on. */
+static step_stop repeat(step *s, const dp_node *w)
+{
+    json_t *said = session_said(s->doc);
+    for (size_t i = 0; i < json_array_size(said); i++)
+        json_array_append(s->prompts, json_array_get(said, i));
+    return reask(s, w);
+}
+
+/* What this walk said before entering a waiting node, kept for `repeat`
+ * while the caller stays there. */
+static void keep_said(step *s)
+{
+    json_t *info = json_array();
+    for (size_t i = s->info_from; i < json_array_size(s->prompts); i++)
+        json_array_append(info, json_array_get(s->prompts, i));
+    session_set_said(s->doc, info);
+    json_decref(info);
+}
+
 /* The waiting node the caller is at: the current node, or after a call the
  * newest one on the back stack. */
 static const dp_node *current_waiting(step *s)
@@ -282,7 +305,7 @@ static step_stop follow(step *s, dp_target t)
     switch (t.kind) {
     case DP_TO_REPEAT: {
         const dp_node *w = current_waiting(s);
-        return w ? reask(s, w) : end_silently(s);
+        return w ? repeat(s, w) : end_silently(s);
     }
     case DP_TO_BACK:
         return go_back(s);
@@ -300,6 +323,7 @@ static step_stop enter_waiting(step *s, const dp_node *n)
     session_reset_fails(s->doc);
     session_push_back(s->doc, where);
     session_set_var(s->doc, "node", where);
+    keep_said(s);
     stand_at(s, n, "wait");
     say(s, n->prompts, n->n_prompts);
     return stop(s, STEP_WAIT);
@@ -548,6 +572,7 @@ static step_stop restart(step *s)
     if (!f)
         return end_unavailable(s);
     say_one(s, DP_PROMPT_RESTARTED);
+    s->info_from = json_array_size(s->prompts);
     return walk(s, dp_flow_start(f));
 }
 

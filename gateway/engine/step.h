@@ -38,6 +38,7 @@ typedef struct {
     json_t *doc;               /* the session document (borrowed, changed) */
     json_t *secrets;           /* hop-only variables of secret ask nodes */
     json_t *prompts;           /* the output's prompts so far */
+    size_t info_from;          /* prompts before this one are no information (the restart notice) */
     const dp_node *node;       /* where the walk stands */
     channel_kind channel;      /* the session's channel */
     int steps;                 /* nodes entered in this hop */

@@ -7,8 +7,12 @@
  * loaded once however many prompts use it and a lookup is a binary search.
  * How values are said, per language (zh, en; any other language has no
  * words, its values are skipped):
- *   digits, id, card, phone  each digit or letter, '*' and the rest skipped;
- *                            zh says 1 as 幺 here, as phone numbers are read
+ *   digits, id, card, phone, ref  each digit or letter, a pause for anything
+ *                            between them (dp_text.c gives groups: a mobile
+ *                            3-4-4, a reference in fours, "A...0001"); zh
+ *                            says 1 as 幺 here, as phone numbers are read;
+ *                            a masked number's tail after "尾号" / "the number
+ *                            ending" (the piece's `ending`)
  *   number                   words up to 99,999,999 (zh 二千零二十六, en two
  *                            thousand twenty six), larger ones digit by digit;
  *                            a fraction is said "point" and its digits
@@ -48,7 +52,7 @@
 #define ALAW_SILENCE 0xD5
 #define ULAW_SILENCE 0xFF
 #define PATH_BYTES 256               /* "LANG/PROMPT.K.wav": names are at most 64 bytes */
-#define MAX_WORDS 320                /* a value is at most 255 bytes; each says at most one word */
+#define MAX_WORDS 320                /* a value is at most 255 bytes: one word or pause each, and "ending" */
 #define NUMBER_DIGITS 8              /* up to 99,999,999 in words, longer digit by digit */
 
 typedef struct {
@@ -128,15 +132,29 @@ static void push(words *w, const char *key)
         w->w[w->n++] = key;
 }
 
-/* Each digit and letter of `s`, anything else skipped. `phone`: zh says 1
+/* The pause between groups of a spelled value: a key with no file. */
+#define PAUSE ""
+#define PAUSE_MS 200
+
+/* Each digit and letter of `s`; anything else between them is one pause
+ * (groups: "138 0000 0002", "010-12333", "A...0001"). `phone`: zh says 1
  * as 幺, the way numbers are read out, rather than 一 of quantities. */
 static void spell(words *w, lang_kind lk, const char *s, size_t len, bool phone)
 {
+    bool gap = false, said = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c)) {
+            gap = said;
+            continue;
+        }
+        if (gap)
+            push(w, PAUSE);
+        gap = false;
+        said = true;
         if (isdigit(c))
             push(w, lk == LANG_ZH && phone && c == '1' ? "yao" : small[c - '0']);
-        else if (isalpha(c))
+        else
             push(w, letters[toupper(c) - 'A']);
     }
 }
@@ -341,11 +359,16 @@ static bool alnum_only(const char *s)
     return *s != '\0';
 }
 
-static void say_value(words *w, lang_kind lk, dp_render r, const char *value)
+/* A value's words; a masked number's tail (`ending`) after the word
+ * dialplan_ending_word gives ("尾号", "the number ending"). */
+static void say_value(words *w, lang_kind lk, const dp_piece *piece)
 {
+    const char *value = piece->text;
     if (lk == LANG_OTHER || !*value)
         return;
-    switch (r) {
+    if (piece->ending)
+        push(w, "ending");
+    switch (piece->render) {
     case DP_RENDER_NUMBER:
         say_number(w, lk, value);
         return;
@@ -466,6 +489,8 @@ static void need_words(const char *lang, voice_audio_need_fn *emit, void *arg)
         word_path(path, lang, letters[i]);
         emit(lang, path, letters[i], arg);
     }
+    word_path(path, lang, "ending");
+    emit(lang, path, dialplan_ending_word(lang), arg);
 }
 
 void voice_audio_needed(const struct dialplan *dp, voice_audio_need_fn *emit, void *arg)
@@ -729,8 +754,13 @@ static void say_piece(const dp_piece *piece, void *arg)
         return;
     }
     words w = {.n = 0};
-    say_value(&w, sw->lk, piece->render, piece->text);
+    say_value(&w, sw->lk, piece);
     for (size_t i = 0; i < w.n; i++) {
+        if (!strcmp(w.w[i], PAUSE)) {
+            if (*sw->n < sw->max)
+                sw->out[(*sw->n)++] = voice_audio_silence(sw->a, PAUSE_MS);
+            continue;
+        }
         word_path(path, sw->lang, w.w[i]);
         append(sw, path);
     }

@@ -712,14 +712,16 @@ static void test_render_kinds_and_masking(void **state)
     json_t *vars = sample_vars();
     char out[512];
     assert_true(dialplan_render_text(dp, "zh", CHANNEL_SMS, "all", vars, out, sizeof out));
-    assert_string_equal(out, "Thi D12333 N3 日期2026年11月29日 金额12.50元 证110101********4514 卡*****0001 "
+    assert_string_equal(out, "Thi D12333 N3 日期2026年11月29日 金额12.50元 证110101********4514 卡0001 "
                              "机138****8000 {x}");
     assert_true(dialplan_render_text(dp, "en", CHANNEL_USSD, "all", vars, out, sizeof out));
     assert_string_equal(out, "Thi D12333 N3 date 29 November 2026 sum CNY 12.50 id 110101********4514 "
-                             "card *****0001 ph 138****8000 {x}");
-    /* by voice only the last four of an ID or card are said */
+                             "card 0001 ph 138****8000 {x}");
+    /* by voice only the last four of an ID, card or phone are said */
     assert_true(dialplan_render_text(dp, "en", CHANNEL_VOICE, "all", vars, out, sizeof out));
-    assert_non_null(strstr(out, "id 4514 card 0001 ph 138****8000"));
+    assert_non_null(strstr(out, "id 4514 card 0001 ph the number ending 8000"));
+    assert_true(dialplan_render_text(dp, "zh", CHANNEL_VOICE, "all", vars, out, sizeof out));
+    assert_non_null(strstr(out, "证4514 卡0001 机尾号8000"));
     json_decref(vars);
     dialplan_unref(dp);
 }
@@ -743,11 +745,14 @@ typedef struct {
     char joined[512];
     int values;
     dp_render renders[16];
+    unsigned endings;        /* bit i: value i is a masked tail said after the ending word */
 } piece_log;
 
 static void collect_piece(const dp_piece *p, void *arg)
 {
     piece_log *log = arg;
+    if (p->is_value && p->ending)
+        log->endings |= 1u << log->values;
     if (p->is_value)
         log->renders[log->values++] = p->render;
     strcat(log->joined, p->is_value ? "[" : "");
@@ -763,13 +768,69 @@ static void test_render_pieces_for_voice(void **state)
     piece_log log = {0};
     assert_true(dialplan_render_pieces(dp, "zh", CHANNEL_VOICE, "all", vars, collect_piece, &log));
     assert_string_equal(log.joined, "T[hi] D[12333] N[3] 日期[2026-11-29] 金额[12.50] 证[4514] 卡[0001] "
-                                    "机[138****8000] {x}");
+                                    "机[8000] {x}");
+    assert_int_equal(log.endings, 1 << 7); /* only the phone's tail follows "尾号" */
     assert_int_equal(log.values, 8);
     assert_int_equal(log.renders[1], DP_RENDER_DIGITS);
     assert_int_equal(log.renders[3], DP_RENDER_DATE);
     assert_int_equal(log.renders[4], DP_RENDER_AMOUNT);
     assert_int_equal(log.renders[5], DP_RENDER_ID);
     assert_false(dialplan_render_pieces(dp, "zh", CHANNEL_VOICE, "nope", vars, collect_piece, &log));
+    json_decref(vars);
+    dialplan_unref(dp);
+}
+
+/* One form per kind, the same decision on a screen, as heard and as the
+ * player's pieces: "kinds" is "{c:card}|{o:card}|{p:phone}|{r:ref}|{d:digits}". */
+static void expect_kinds(dialplan *dp, const char *lang, channel_kind ch, json_t *vars, const char *expected)
+{
+    char out[256];
+    assert_true(dialplan_render_text(dp, lang, ch, "kinds", vars, out, sizeof out));
+    assert_string_equal(out, expected);
+}
+
+static void expect_spoken(dialplan *dp, json_t *vars, const char *expected, unsigned endings)
+{
+    piece_log log = {0};
+    assert_true(dialplan_render_pieces(dp, "zh", CHANNEL_VOICE, "kinds", vars, collect_piece, &log));
+    assert_string_equal(log.joined, expected);
+    assert_int_equal(log.endings, endings);
+}
+
+static void test_render_one_form_per_kind(void **state)
+{
+    (void)state;
+    dialplan *dp = load_clean(CL_CASES_DIR "/_render");
+    /* Old and new card ending alike: their letters tell them apart. A
+     * Chinese mobile loses its +86; a reference and a mobile are said in
+     * groups, the masked phone after "尾号". */
+    json_t *vars = json_pack("{s:s, s:s, s:s, s:s, s:s}", "c", "A10000001", "o", "B20000001", "p",
+                             "+8613800000002", "r", "GS3K7Q2M9X4PZ1", "d", "13800000002");
+    expect_kinds(dp, "zh", CHANNEL_SMS, vars, "A...0001|B...0001|138****0002|GS3K7Q2M9X4PZ1|13800000002");
+    expect_kinds(dp, "en", CHANNEL_USSD, vars, "A...0001|B...0001|138****0002|GS3K7Q2M9X4PZ1|13800000002");
+    expect_kinds(dp, "zh", CHANNEL_VOICE, vars, "A...0001|B...0001|尾号0002|GS3K7Q2M9X4PZ1|13800000002");
+    expect_kinds(dp, "en", CHANNEL_VOICE, vars,
+                 "A...0001|B...0001|the number ending 0002|GS3K7Q2M9X4PZ1|13800000002");
+    expect_spoken(dp, vars, "[A...0001]|[B...0001]|[0002]|[GS3K 7Q2M 9X4 PZ1]|[138 0000 0002]", 1u << 2);
+    /* Cards ending differently need only their last 4; cards with the same
+     * letters (or none) cannot be told apart by them, so they get none. */
+    json_object_set_new(vars, "o", json_string("B20000002"));
+    expect_kinds(dp, "zh", CHANNEL_SMS, vars, "0001|0002|138****0002|GS3K7Q2M9X4PZ1|13800000002");
+    json_object_set_new(vars, "o", json_string("A20000001"));
+    expect_kinds(dp, "zh", CHANNEL_SMS, vars, "0001|0001|138****0002|GS3K7Q2M9X4PZ1|13800000002");
+    json_object_set_new(vars, "o", json_string("20000001"));
+    expect_kinds(dp, "zh", CHANNEL_SMS, vars, "0001|0001|138****0002|GS3K7Q2M9X4PZ1|13800000002");
+    json_decref(vars);
+    /* Not a card, another country's phone, a reference that is not only
+     * letters and digits, a landline, a short reference. */
+    vars = json_pack("{s:s, s:s, s:s, s:s, s:s}", "c", "x1", "o", "", "p", "+447911123456", "r", "GS-7", "d",
+                     "010-12333");
+    expect_kinds(dp, "zh", CHANNEL_SMS, vars, "**||+44791***3456|GS-7|010-12333");
+    expect_kinds(dp, "zh", CHANNEL_VOICE, vars, "||尾号3456|GS-7|010-12333");
+    expect_spoken(dp, vars, "[]|[]|[3456]|[GS-7]|[010-12333]", 1u << 2);
+    json_object_set_new(vars, "r", json_string("CB12345678AB"));
+    json_object_set_new(vars, "p", json_string("12"));
+    expect_spoken(dp, vars, "[]|[]|[]|[CB12 3456 78AB]|[010-12333]", 0);
     json_decref(vars);
     dialplan_unref(dp);
 }
@@ -906,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_render_kinds_and_masking),
         cmocka_unit_test(test_render_missing_variable_is_empty),
         cmocka_unit_test(test_render_pieces_for_voice),
+        cmocka_unit_test(test_render_one_form_per_kind),
         cmocka_unit_test(test_render_template),
         cmocka_unit_test(test_values_and_switch),
         cmocka_unit_test(test_switch_checks),

@@ -248,7 +248,7 @@ static void test_repeat_and_back(void **state)
     fixture *f = *state;
     start(f, CHANNEL_VOICE, "12333");
     assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
-    assert_string_equal(prompt_ids(f), "main_menu");
+    assert_string_equal(prompt_ids(f), "welcome main_menu"); /* what was said on the way, then the menu */
     assert_string_equal(where(f), "main.main_menu");
     send(f, ENGINE_EV_INPUT, "1");
     assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_CALL);
@@ -260,6 +260,54 @@ static void test_repeat_and_back(void **state)
     assert_int_equal(send(f, ENGINE_EV_INPUT, "*"), STEP_WAIT);
     assert_string_equal(where(f), "status.ask_id");
     assert_string_equal(prompt_ids(f), "enter_id");
+}
+
+/* The card of the first prompt `id` in the last output. */
+static const char *card_said_in(const fixture *f, const char *id)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(f->out, "prompts"), i, p)
+        if (!strcmp(json_string_value(json_object_get(p, "id")), id))
+            return json_string_value(json_object_get(json_object_get(p, "vars"), "card"));
+    return NULL;
+}
+
+/* 9 says the last information again (here a status answer), as it was
+ * said, before the menu; a failure or a repeat keeps it; entering a
+ * waiting node anew forgets it. No secret is kept for it. */
+static void test_repeat_says_the_information_again(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "2");
+    send(f, ENGINE_EV_INPUT, VALID_ID);
+    assert_int_equal(send(f, ENGINE_EV_INPUT, PIN), STEP_CALL);
+    assert_int_equal(resume(f, "wrong_pin", json_pack("{s:s}", "attempts_left", "2")), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "wrong_pin enter_pin");
+    assert_false(dumps_contain(f->doc, PIN));
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "1");
+    send(f, ENGINE_EV_INPUT, VALID_ID);
+    assert_int_equal(resume(f, "normal", json_pack("{s:s, s:s, s:s}", "card", "A10000001", "bank_name", "ICBC",
+                                                    "bank_hotline", "95588")),
+                     STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "status_is after_menu");
+    session_set_var(f->doc, "card", "B20000001"); /* the session moved on; the answer was about A... */
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "status_is after_menu");
+    assert_string_equal(card_said_in(f, "status_is"), "A10000001");
+    assert_string_equal(where(f), "status.after");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "7"), STEP_WAIT); /* a miss asks the menu again ... */
+    assert_string_equal(prompt_ids(f), "after_menu");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT); /* ... and keeps the answer */
+    assert_string_equal(prompt_ids(f), "status_is after_menu");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "status_is after_menu");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_WAIT);
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
+    assert_string_equal(prompt_ids(f), "main_menu");
+    assert_null(json_object_get(f->doc, "said"));
 }
 
 static void test_back_on_first_menu_repeats(void **state)
@@ -565,6 +613,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_and_no_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_reset_on_new_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeat_says_the_information_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_back_on_first_menu_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ask_validator_and_star, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_stays_out, setup, teardown),

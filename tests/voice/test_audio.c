@@ -47,6 +47,8 @@ static const char set_yaml[] =
     "    ref: \"编号{r}，银行{b}\"\n"
     "    ids: \"{p:phone}{i:id}{x:digits}\"\n"
     "    lines: \"第一行\\n第二行\"\n"
+    "    two: \"{c:card}/{o:card}\"\n"
+    "    grp: \"{r:ref}|{x:digits}|{p:phone}\"\n"
     "  en:\n"
     "    restarted: \"again\"\n"
     "    unavailable: \"down\"\n"
@@ -58,7 +60,9 @@ static const char set_yaml[] =
     "    sum: \"sum {a:amount}\"\n"
     "    ref: \"reference {r}, bank {b}\"\n"
     "    ids: \"{p:phone}{i:id}{x:digits}\"\n"
-    "    lines: \"one\\ttwo\"\n";
+    "    lines: \"one\\ttwo\"\n"
+    "    two: \"{c:card}/{o:card}\"\n"
+    "    grp: \"{r:ref}|{x:digits}|{p:phone}\"\n";
 
 /* Fixture ----------------------------------------------------------------*/
 
@@ -231,6 +235,8 @@ static void say(const fixture *f, const voice_audio *a, const char *lang, const 
     for (size_t i = 0; i < n; i++) {
         char name[128];
         snprintf(name, sizeof name, "?%zu", clips[i]->samples);
+        if (clips[i]->pcma == voice_audio_silence(a, 0)->pcma)
+            snprintf(name, sizeof name, "pause");
         for (size_t j = 0; j < f->n_needs; j++)
             if (length_of(j) == clips[i]->samples) {
                 const char *p = f->needs[j].path + strlen(f->needs[j].lang) + 1;
@@ -274,6 +280,8 @@ static void test_needed_lists_literal_pieces_and_words(void **state)
     assert_string_equal(find_need(f, "en/say/19.wav")->text, "nineteen");
     assert_string_equal(find_need(f, "en/say/90.wav")->text, "ninety");
     assert_null(find_need(f, "en/say/yao.wav"));
+    assert_string_equal(find_need(f, "zh/say/ending.wav")->text, "尾号");
+    assert_string_equal(find_need(f, "en/say/ending.wav")->text, "the number ending");
     for (size_t i = 0; i < f->n_needs; i++) {
         assert_null(strchr(f->needs[i].text, '\t'));
         assert_null(strchr(f->needs[i].text, '\n'));
@@ -298,10 +306,11 @@ static void test_say_literals_and_spelled_values(void **state)
                 "card.0 say/yao say/2 say/3 say/yao");
     ASSERT_SAYS(f, a, "en", "card", json_pack("{s:s}", "c", "A12341231"),
                 "card.0 say/1 say/2 say/3 say/1");
-    /* Phone masked 3 + 4, ID's last four with its X, digits as they are. */
+    /* A phone's last four after "尾号", an ID's last four with its X, digits
+     * as they are. */
     ASSERT_SAYS(f, a, "zh", "ids",
                 json_pack("{s:s,s:s,s:s}", "p", "13800138000", "i", "11010119900307451X", "x", "12333"),
-                "say/yao say/3 say/8 say/8 say/0 say/0 say/0 say/4 say/5 say/yao say/X "
+                "say/ending say/8 say/0 say/0 say/0 say/4 say/5 say/yao say/X "
                 "say/yao say/2 say/3 say/3 say/3");
     /* Text: a reference is spelled, a bank's name has no audio. */
     ASSERT_SAYS(f, a, "zh", "ref", json_pack("{s:s,s:s}", "r", "GS7k2Q", "b", "工商银行"),
@@ -312,6 +321,28 @@ static void test_say_literals_and_spelled_values(void **state)
     ASSERT_SAYS(f, a, "zh", "card", NULL, "card.0");
     ASSERT_SAYS(f, a, "zh", "days", NULL, "days.0 say/7 days.1");
     ASSERT_SAYS(f, a, "en", "days", NULL, "days.0 say/7 days.1");
+    voice_audio_unref(a);
+}
+
+/* Numbers people read out come in groups with a pause between them: a
+ * reference in fours, a mobile 3-4-4, a landline at its dash, old and new
+ * cards ending alike by letter and last four. */
+static void test_say_numbers_in_groups(void **state)
+{
+    fixture *f = *state;
+    write_generated(f, NULL);
+    voice_audio *a = load(f, false);
+    ASSERT_SAYS(f, a, "zh", "grp",
+                json_pack("{s:s,s:s,s:s}", "r", "GS1K7Q2M9X4P", "x", "13800000002", "p", "+8613912345678"),
+                "say/G say/S say/yao say/K pause say/7 say/Q say/2 say/M pause say/9 say/X say/4 say/P "
+                "say/yao say/3 say/8 pause say/0 say/0 say/0 say/0 pause say/0 say/0 say/0 say/2 "
+                "say/ending say/5 say/6 say/7 say/8");
+    ASSERT_SAYS(f, a, "en", "grp", json_pack("{s:s,s:s}", "r", "CB12", "x", "010-12333"),
+                "say/C say/B say/1 say/2 say/0 say/1 say/0 pause say/1 say/2 say/3 say/3 say/3");
+    ASSERT_SAYS(f, a, "en", "two", json_pack("{s:s,s:s}", "c", "A10000001", "o", "B20000001"),
+                "say/A pause say/0 say/0 say/0 say/1 say/B pause say/0 say/0 say/0 say/1");
+    ASSERT_SAYS(f, a, "en", "two", json_pack("{s:s,s:s}", "c", "A10000001", "o", "B20000002"),
+                "say/0 say/0 say/0 say/1 say/0 say/0 say/0 say/2");
     voice_audio_unref(a);
 }
 
@@ -378,9 +409,9 @@ static void test_say_dates_and_amounts(void **state)
                 "when.0 say/2 say/0 say/3 say/1 say/nian say/1 say/yue say/shi say/ri");
     ASSERT_SAYS(f, a, "en", "when", json_pack("{s:s}", "d", "2026-11-29"),
                 "when.0 say/november say/20 say/9 say/2 say/thousand say/20 say/6");
-    /* Not a date: spelled. */
+    /* Not a date: spelled, a pause at each dash. */
     ASSERT_SAYS(f, a, "zh", "when", json_pack("{s:s}", "d", "2026-13-01"),
-                "when.0 say/2 say/0 say/2 say/6 say/yao say/3 say/0 say/yao");
+                "when.0 say/2 say/0 say/2 say/6 pause say/yao say/3 pause say/0 say/yao");
 
     ASSERT_SAYS(f, a, "zh", "sum", json_pack("{s:f}", "a", 12.5), "sum.0 say/shi say/2 say/yuan say/5 say/jiao");
     ASSERT_SAYS(f, a, "zh", "sum", json_pack("{s:s}", "a", "12.05"),
@@ -579,6 +610,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_needed_lists_literal_pieces_and_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_literals_and_spelled_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_say_numbers_in_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_numbers_in_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_dates_and_amounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_unknown_prompt_language_and_room, setup, teardown),
