@@ -225,8 +225,6 @@ static const handler_result callback_results[] = {
 
 static const handler_def table[] = {
     {"verify_identity", verify_args, NULL, verify_secret_args, verify_results, verify_identity_run},
-    {"identify_sender", id_args, NULL, NULL, sender_results, identify_sender_run},
-    {"find_person", id_args, NULL, NULL, person_results, find_person_run},
     {"card_status", id_args, NULL, NULL, status_results, card_status_run},
     {"reissue_progress", id_args, NULL, NULL, progress_results, reissue_progress_run},
     {"card_history", id_args, NULL, NULL, history_results, card_history_run},
@@ -241,6 +239,8 @@ static const handler_def table[] = {
     {"verify_code", check_code_args, NULL, check_code_secret_args, verify_code_results, verify_code_run},
     {"update_contact", id_args, contact_optional_args, NULL, contact_results, update_contact_run},
     {"request_callback", callback_args, callback_optional_args, NULL, callback_results, request_callback_run},
+    {"identify_sender", id_args, NULL, NULL, sender_results, identify_sender_run},
+    {"find_person", id_args, NULL, NULL, person_results, find_person_run},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof table[0])
