@@ -226,10 +226,15 @@ void send_code_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     const char *mobile = handler_arg(c, "mobile"), *id = handler_arg(c, "id");
+    /* A call node giving both or neither is a dialplan mistake: where the
+     * code goes must never be a guess. */
+    if (!mobile == !id) {
+        log_error("contact.send_code_refused", "reason=%s", mobile ? "mobile_and_id" : "no_mobile_nor_id");
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
     if (!env->store || !env->render || !env->send_now || !code_limits_set(&env->limits) ||
-        !mobile == !id || (id && !env->registry)) {
-        if (!mobile == !id)
-            log_error("contact.send_code_refused", "reason=%s", "mobile_xor_id");
+        (id && !env->registry)) {
         handler_finish(c, "unavailable", NULL);
         return;
     }

@@ -85,7 +85,7 @@ typedef enum {
 /* Which question a call asks. */
 typedef enum {
     ASK_PIN,         /* verify_identity: the ID and the service PIN */
-    ASK_SENDER,      /* identify_sender: the ID and, on SMS, the sender as its registered mobile */
+    ASK_SENDER,      /* identify_sender: the ID and the SMS sender as its registered mobile */
     ASK_PERSON       /* find_person: is the ID known, and does it have a current card */
 } identify_kind;
 
