@@ -6,8 +6,11 @@
 
 #include "handlers.h"
 
-/* verify_identity.c: checks the service PIN of the caller's current card. */
+/* verify_identity.c: checks the service PIN of the caller's current card;
+ * without a PIN, the ID and the SMS sender, or whether an ID has a card. */
 handler_fn verify_identity_run;
+handler_fn identify_sender_run;
+handler_fn find_person_run;
 
 /* card_status.c: the status and bank of the caller's current card. */
 handler_fn card_status_run;
@@ -34,10 +37,12 @@ handler_fn find_activatable_run;
 handler_fn check_new_pin_run;
 handler_fn activate_card_run;
 
-/* contact.c: one-time codes by SMS (only their digests reach Redis) and
- * the change of mobile number or address. */
+/* contact.c: one-time codes by SMS (only their digests reach Redis), to a
+ * new number or to an ID's registered mobile, and the change of mobile
+ * number or address. */
 handler_fn send_code_run;
 handler_fn check_code_run;
+handler_fn verify_code_run;
 handler_fn update_contact_run;
 
 /* callback.c: a callback request queued for agents (USSD cannot reach a

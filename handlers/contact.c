@@ -1,14 +1,25 @@
-/* contact — a change of the mobile number or the address on record, in the
- * three calls a dialplan makes in turn:
+/* contact — one-time codes by SMS, and a change of the mobile number or
+ * the address on record:
  *
- *   send_code       a six-digit one-time code by SMS to the new number;
- *                   Redis keeps only its keyed digest (digest.h), the
- *                   number and the tries left, under cl:otp:{session}, and
- *                   the session's sends under cl:otp:n:{session}, and
- *                   the number's under cl:rl:code:{number} (counted
- *                   first, store_count_take: a number flooded with codes
- *                   from many sessions is stopped too);
- *   check_code      the code as typed back, compared digest to digest;
+ *   send_code       a six-digit one-time code by SMS, to a new number
+ *                   (`mobile`) or to the mobile the registry has for an ID
+ *                   (`id`: GET persons; the number never passes through
+ *                   the dialplan, so a caller cannot choose it); Redis
+ *                   keeps only its keyed digest (digest.h), the number,
+ *                   the ID it was sent for and the tries left, under
+ *                   cl:otp:{session}, and the session's sends under
+ *                   cl:otp:n:{session}, and the number's under
+ *                   cl:rl:code:{number} (counted first, store_count_take:
+ *                   a number flooded with codes from many sessions is
+ *                   stopped too);
+ *   check_code      a code sent to a new number, as typed back, compared
+ *                   digest to digest: `ok` sets the number (new_mobile);
+ *   verify_code     a code sent to an ID's registered mobile: `ok` sets
+ *                   verified_id, identifying a caller without a PIN (an
+ *                   applicant who has no card yet) or confirming an SMS
+ *                   sender's state change. The digests of the two kinds
+ *                   differ (their purpose), so a code sent to a number the
+ *                   caller typed never identifies anyone;
  *   update_contact  PATCH persons with what was confirmed.
  *
  * The code lives in this process only from its draw until the SMS is
@@ -61,24 +72,30 @@ static void code_keys_of(const handler_call *c, code_keys *k)
 
 /* send_code ---------------------------------------------------------------------*/
 
+/* What a code is for: the purpose of its digest. */
+#define PURPOSE_NEW_NUMBER "code"      /* check_code: a number the caller typed */
+#define PURPOSE_IDENTIFY "identify"    /* verify_code: an ID's registered mobile */
+
 /* Counts the send and, within the session's allowance, replaces any earlier
- * code with the new one's digest, number and tries, all expiring together.
- * The send counter's life restarts with every request, so a session can ask
- * again only after staying quiet for a whole code life. Returns the sends so
- * far, or 0 past the allowance (the earlier code, if any, stays valid).
- * KEYS: code hash, send counter. ARGV: digest, number, tries, ttl, sends allowed. */
+ * code with the new one's digest, number, ID and tries, all expiring
+ * together. The send counter's life restarts with every request, so a
+ * session can ask again only after staying quiet for a whole code life.
+ * Returns the sends so far, or 0 past the allowance (the earlier code, if
+ * any, stays valid). KEYS: code hash, send counter. ARGV: digest, number,
+ * tries, ttl, sends allowed, ID ("" for a new number). */
 static const char store_code_script[] =
     "local sends = redis.call('INCR', KEYS[2])\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "if sends > tonumber(ARGV[5]) then return 0 end\n"
     "redis.call('DEL', KEYS[1])\n"
-    "redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'mobile', ARGV[2], 'tries', ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'mobile', ARGV[2], 'tries', ARGV[3], 'id', ARGV[6])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return sends\n";
 
 typedef struct {
     handler_call *call;
-    char number[DOMAIN_PHONE_MAX];  /* the new number, E.164 */
+    const char *id;                  /* the person whose registered mobile gets it, or NULL */
+    char number[DOMAIN_PHONE_MAX];  /* where it goes, E.164 */
     char code[CODE_DIGITS + 1];      /* the secret: wiped before this is freed */
     char digest[HANDLER_DIGEST_HEX + 1]; /* its keyed digest, what Redis keeps */
 } code_send;
@@ -165,8 +182,8 @@ static void store_code(code_send *s)
     snprintf(ttl, sizeof ttl, "%d", env->limits.code_ttl_s);
     snprintf(sends, sizeof sends, "%d", env->limits.code_sends);
     const char *argv[] = {"EVAL", store_code_script, "2", k.code, k.sends,
-                          s->digest, s->number, tries, ttl, sends};
-    store_command(env->store, 10, argv, NULL, on_code_stored, s);
+                          s->digest, s->number, tries, ttl, sends, s->id ? s->id : ""};
+    store_command(env->store, 11, argv, NULL, on_code_stored, s);
 }
 
 static void on_number_counted(store_status st, long long count, void *arg)
@@ -183,10 +200,41 @@ static void on_number_counted(store_status st, long long count, void *arg)
     }
 }
 
+static void count_number(code_send *s)
+{
+    char key[sizeof NUMBER_KEY_PREFIX + DOMAIN_PHONE_MAX];
+    snprintf(key, sizeof key, NUMBER_KEY_PREFIX "%s", s->number);
+    const handler_env *env = handler_env_of(s->call);
+    store_count_take(env->store, key, env->limits.number_window_s, on_number_counted, s);
+}
+
+static void on_registered_mobile(const registry_result *r, void *arg)
+{
+    code_send *s = arg;
+    const char *mobile = r->status == REGISTRY_OK ? json_string_value(json_object_get(r->body, "mobile")) : NULL;
+    if (r->status == REGISTRY_OK && (!mobile || !domain_phone_normalize(mobile, true, s->number))) {
+        log_info("contact.no_registered_mobile", "id=%s", mask_id(s->id).s);
+        code_send_end(s, "no_mobile");
+    } else if (r->status != REGISTRY_OK) {
+        code_send_end(s, "unavailable");
+    } else {
+        count_number(s);
+    }
+}
+
 void send_code_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
-    if (!env->store || !env->render || !env->send_now || !code_limits_set(&env->limits)) {
+    const char *mobile = handler_arg(c, "mobile"), *id = handler_arg(c, "id");
+    /* A call node giving both or neither is a dialplan mistake: where the
+     * code goes must never be a guess. */
+    if (!mobile == !id) {
+        log_error("contact.send_code_refused", "reason=%s", mobile ? "mobile_and_id" : "no_mobile_nor_id");
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    if (!env->store || !env->render || !env->send_now || !code_limits_set(&env->limits) ||
+        (id && !env->registry)) {
         handler_finish(c, "unavailable", NULL);
         return;
     }
@@ -194,16 +242,19 @@ void send_code_run(handler_call *c)
     if (!s)
         abort();
     s->call = c;
-    if (!domain_phone_normalize(handler_arg(c, "mobile"), true, s->number) || !draw_code(s->code) ||
-        !handler_digest(env, "code", handler_session_id(c), s->code, s->digest)) {
+    s->id = id;
+    const char *purpose = id ? PURPOSE_IDENTIFY : PURPOSE_NEW_NUMBER;
+    if ((mobile && !domain_phone_normalize(mobile, true, s->number)) || !draw_code(s->code) ||
+        !handler_digest(env, purpose, handler_session_id(c), s->code, s->digest)) {
         log_error("contact.send_code_refused", "reason=%s",
-                  s->number[0] ? "no_code_or_digest" : "not_a_mobile");
+                  s->number[0] || id ? "no_code_or_digest" : "not_a_mobile");
         code_send_end(s, "unavailable");
         return;
     }
-    char key[sizeof NUMBER_KEY_PREFIX + DOMAIN_PHONE_MAX];
-    snprintf(key, sizeof key, NUMBER_KEY_PREFIX "%s", s->number);
-    store_count_take(env->store, key, env->limits.number_window_s, on_number_counted, s);
+    if (id)
+        registry_get_person(env->registry, id, on_registered_mobile, s);
+    else
+        count_number(s);
 }
 
 /* check_code --------------------------------------------------------------------*/
@@ -211,15 +262,16 @@ void send_code_run(handler_call *c)
 /* Takes one try of the session's code before any comparison, so racing
  * entries cannot get more tries than the code allows. Returns 0 when there
  * is no code, -1 when its tries are used up, else {digest, number, tries
- * left after this one}. KEYS: code hash. */
+ * left after this one, ID}. KEYS: code hash. */
 static const char take_try_script[] =
-    "local h = redis.call('HMGET', KEYS[1], 'digest', 'mobile', 'tries')\n"
+    "local h = redis.call('HMGET', KEYS[1], 'digest', 'mobile', 'tries', 'id')\n"
     "if not h[1] then return 0 end\n"
     "if (tonumber(h[3]) or 0) <= 0 then return -1 end\n"
-    "return {h[1], h[2] or '', redis.call('HINCRBY', KEYS[1], 'tries', -1)}\n";
+    "return {h[1], h[2] or '', redis.call('HINCRBY', KEYS[1], 'tries', -1), h[4] or ''}\n";
 
 typedef struct {
     handler_call *call;
+    bool identify;                         /* verify_code, not check_code */
     char key[CODE_KEY_MAX];                /* cl:otp:{session} */
     char digest[HANDLER_DIGEST_HEX + 1];   /* of the code as typed */
     const char *result;                    /* once the key is deleted */
@@ -255,9 +307,17 @@ static void delete_then_end(code_check *k, const char *result, json_t *vars)
 
 static bool is_try_reply(const struct redisReply *r)
 {
-    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
            r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
-           r->element[2]->type == REDIS_REPLY_INTEGER;
+           r->element[2]->type == REDIS_REPLY_INTEGER && r->element[3]->type == REDIS_REPLY_STRING;
+}
+
+/* What a right code proves: a new number, or the ID it was sent for. */
+static json_t *code_ok_vars(const code_check *k, const struct redisReply *reply)
+{
+    if (!k->identify)
+        return json_pack("{s:s}", "new_mobile", reply->element[1]->str);
+    return json_pack("{s:s, s:s}", "verified_id", reply->element[3]->str, "mobile", reply->element[1]->str);
 }
 
 static void on_try_taken(store_status st, const struct redisReply *reply, void *arg)
@@ -273,8 +333,12 @@ static void on_try_taken(store_status st, const struct redisReply *reply, void *
         return;
     }
     long long left = reply->element[2]->integer;
-    if (handler_digest_equal(k->digest, reply->element[0]->str)) {
-        delete_then_end(k, "ok", json_pack("{s:s}", "new_mobile", reply->element[1]->str));
+    /* A digest of the other purpose never matches; an ID is there exactly
+     * when the code was sent for one, checked all the same. */
+    bool right = handler_digest_equal(k->digest, reply->element[0]->str) &&
+                 k->identify == (reply->element[3]->str[0] != '\0');
+    if (right) {
+        delete_then_end(k, "ok", code_ok_vars(k, reply));
     } else if (left > 0) {
         char n[24];
         snprintf(n, sizeof n, "%lld", left);
@@ -284,7 +348,7 @@ static void on_try_taken(store_status st, const struct redisReply *reply, void *
     }
 }
 
-void check_code_run(handler_call *c)
+static void check_run(handler_call *c, bool identify)
 {
     const handler_env *env = handler_env_of(c);
     const char *code = handler_arg(c, "code");
@@ -292,8 +356,10 @@ void check_code_run(handler_call *c)
     if (!k)
         abort();
     k->call = c;
+    k->identify = identify;
+    const char *purpose = identify ? PURPOSE_IDENTIFY : PURPOSE_NEW_NUMBER;
     bool digested = code && env->store &&
-                    handler_digest(env, "code", handler_session_id(c), code, k->digest);
+                    handler_digest(env, purpose, handler_session_id(c), code, k->digest);
     handler_wipe_arg(c, "code");
     if (!digested) {
         code_check_end(k, "unavailable", NULL);
@@ -304,6 +370,16 @@ void check_code_run(handler_call *c)
     memcpy(k->key, keys.code, sizeof k->key);
     const char *argv[] = {"EVAL", take_try_script, "1", k->key};
     store_command(env->store, 4, argv, NULL, on_try_taken, k);
+}
+
+void check_code_run(handler_call *c)
+{
+    check_run(c, false);
+}
+
+void verify_code_run(handler_call *c)
+{
+    check_run(c, true);
 }
 
 /* update_contact ----------------------------------------------------------------*/

@@ -44,6 +44,28 @@ static const handler_result verify_results[] = {
     {NULL, NULL},
 };
 
+/* Without a PIN: the SMS sender, or whether there is a card (verify_identity.c). */
+static const char *const sender_ok_sets[] = {"verified_id", "card", "mobile", NULL};
+static const char *const sender_no_card_sets[] = {"verified_id", "mobile", NULL};
+static const handler_result sender_results[] = {
+    {"ok", sender_ok_sets},           /* the sender is the person's registered mobile */
+    {"no_card", sender_no_card_sets}, /* likewise, and the person has no current card */
+    {"not_found", NULL},
+    {"wrong_sender", NULL},
+    {"rate_limited", NULL},
+    {"unavailable", NULL},            /* also: not on SMS */
+    {NULL, NULL},
+};
+
+static const handler_result person_results[] = {
+    {"card", NULL},                   /* known, with a current card: ask the PIN */
+    {"no_card", NULL},                /* known, no current card yet (an applicant) */
+    {"not_found", NULL},
+    {"rate_limited", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
 static const char *const id_args[] = {"id", NULL};
 /* One result per card status (the registry's status_name), so a dialplan
  * words each status, and offers its next step, in its own node. */
@@ -159,10 +181,13 @@ static const handler_result activate_results[] = {
     {NULL, NULL},
 };
 
-static const char *const send_code_args[] = {"mobile", "lang", NULL};
+/* Exactly one of `mobile` (a new number) and `id` (that person's registered mobile). */
+static const char *const send_code_args[] = {"lang", NULL};
+static const char *const send_code_optional_args[] = {"mobile", "id", NULL};
 static const handler_result send_code_results[] = {
     {"sent", NULL},
     {"too_many", NULL},               /* this session, or the number's window, had too many codes */
+    {"no_mobile", NULL},              /* `id`: no mobile is registered for the person */
     {"unavailable", NULL},
     {NULL, NULL},
 };
@@ -177,6 +202,16 @@ static const handler_result check_code_results[] = {
     {"expired", NULL},                /* no live code: its life ended or none was sent */
     {"too_many", NULL},               /* the tries are used up: the code is void */
     {"unavailable", NULL},            /* Redis down: nothing was checked or used */
+    {NULL, NULL},
+};
+
+static const char *const verify_code_ok_sets[] = {"verified_id", "mobile", NULL};
+static const handler_result verify_code_results[] = {
+    {"ok", verify_code_ok_sets},      /* the code sent to verified_id's registered mobile */
+    {"wrong", check_code_wrong_sets},
+    {"expired", NULL},
+    {"too_many", NULL},
+    {"unavailable", NULL},
     {NULL, NULL},
 };
 
@@ -210,10 +245,13 @@ static const handler_def table[] = {
     {"find_activatable", id_args, NULL, NULL, activatable_results, find_activatable_run},
     {"check_new_pin", new_pin_args, NULL, pin_secret_args, new_pin_results, check_new_pin_run},
     {"activate_card", activate_args, NULL, pin_secret_args, activate_results, activate_card_run},
-    {"send_code", send_code_args, NULL, NULL, send_code_results, send_code_run},
+    {"send_code", send_code_args, send_code_optional_args, NULL, send_code_results, send_code_run},
     {"check_code", check_code_args, NULL, check_code_secret_args, check_code_results, check_code_run},
+    {"verify_code", check_code_args, NULL, check_code_secret_args, verify_code_results, verify_code_run},
     {"update_contact", id_args, contact_optional_args, NULL, contact_results, update_contact_run},
     {"request_callback", callback_args, callback_optional_args, NULL, callback_results, request_callback_run},
+    {"identify_sender", id_args, NULL, NULL, sender_results, identify_sender_run},
+    {"find_person", id_args, NULL, NULL, person_results, find_person_run},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof table[0])

@@ -1,6 +1,6 @@
 /* verify_identity — who is calling: a citizen ID and the service PIN of its
  * current card, checked in three steps, each only when the one before
- * passed:
+ * passed (the two handlers without a PIN are at the end of the file):
  *
  *   1. the limit: one attempt is taken from the caller number's counter and
  *      one from the ID's (store_count_take, counted in Redis so every
@@ -41,6 +41,7 @@
 #include "log.h"
 #include "mask.h"
 #include "registry.h"
+#include "reply.h"
 #include "store.h"
 
 #define IDENTIFY_CALLER_PREFIX "cl:rl:c:"
@@ -77,11 +78,20 @@ static const char settle_script[] =
 typedef enum {
     KEEP_ALL,        /* the registry may have counted a wrong PIN: keep both units and the hold */
     KEEP_COUNTED,    /* a failure, answered: keep both units, end the hold */
-    GIVE_BACK        /* nothing counted against the card (or a success): give everything back */
+    GIVE_BACK,       /* nothing counted against the card (or a success): give everything back */
+    GIVE_BACK_ID     /* a person found for a caller not yet identified: keep the caller's unit */
 } settlement;
+
+/* Which question a call asks. */
+typedef enum {
+    ASK_PIN,         /* verify_identity: the ID and the service PIN */
+    ASK_SENDER,      /* identify_sender: the ID and the SMS sender as its registered mobile */
+    ASK_PERSON       /* find_person: is the ID known, and does it have a current card */
+} identify_kind;
 
 typedef struct {
     handler_call *call;
+    identify_kind kind;                 /* what the call checks */
     char caller_key[IDENTIFY_KEY_MAX];  /* cl:rl:c:{caller} */
     char id_key[IDENTIFY_KEY_MAX];      /* cl:rl:i:{id} */
     char held_key[IDENTIFY_KEY_MAX];    /* cl:rl:h:{id}, the attempts in flight */
@@ -127,10 +137,13 @@ static void identify_settle(identify *v, settlement how, const char *result, jso
     v->result_vars = vars;
     const char *token = handler_call_key(v->call);
     const char *give_back[] = {"EVAL", settle_script, "3", v->held_key, v->caller_key, v->id_key, token};
+    const char *give_back_id[] = {"EVAL", settle_script, "2", v->held_key, v->id_key, token};
     const char *end_hold[] = {"EVAL", settle_script, "1", v->held_key, token};
     store *s = handler_env_of(v->call)->store;
     if (how == GIVE_BACK)
         store_command(s, 7, give_back, NULL, on_settled, v);
+    else if (how == GIVE_BACK_ID)
+        store_command(s, 6, give_back_id, NULL, on_settled, v);
     else
         store_command(s, 5, end_hold, NULL, on_settled, v);
 }
@@ -281,6 +294,8 @@ static void on_person(const registry_result *r, void *arg)
     verify_pin(v);
 }
 
+static void lookup_person(identify *v);
+
 /* Step 1: the limit -----------------------------------------------------------------*/
 
 static void limit_unavailable(identify *v, store_status st)
@@ -321,6 +336,10 @@ static void on_id_taken(store_status st, long long count, void *arg)
         return;
     }
     v->by_id = count;
+    if (v->kind != ASK_PIN) {
+        lookup_person(v);
+        return;
+    }
     char hold_ms[24];
     snprintf(hold_ms, sizeof hold_ms, "%lld", env->limits.identify_window_s * 1000LL);
     const char *argv[] = {"EVAL", hold_script, "1", v->held_key, handler_call_key(v->call), hold_ms};
@@ -362,15 +381,29 @@ static bool limits_set(const handler_limits *l)
     return l->identify_window_s > 0 && l->identify_max_per_caller > 0 && l->identify_max_per_id > 0;
 }
 
-void verify_identity_run(handler_call *c)
+/* Takes the caller's and the ID's units, then asks what `kind` asks. */
+static void identify_start(handler_call *c, identify_kind kind)
 {
-    const char *id = handler_arg(c, "id");
+    identify *v = calloc(1, sizeof *v);
+    if (!v)
+        abort();
+    v->call = c;
+    v->kind = kind;
+    const handler_env *env = handler_env_of(c);
+    counter_keys(v, handler_caller(c), handler_arg(c, "id"));
+    store_count_take(env->store, v->caller_key, env->limits.identify_window_s, on_caller_taken, v);
+}
+
+/* What every identification needs before it starts; false when the call
+ * was ended `unavailable`. */
+static bool identify_ready(handler_call *c)
+{
     const handler_env *env = handler_env_of(c);
     /* The call's key names its attempt in the in-flight set: without one,
      * attempts could not be told apart. */
-    if (!id || !handler_arg(c, "pin") || !env->registry || !env->store || !handler_call_key(c)[0]) {
+    if (!handler_arg(c, "id") || !env->registry || !env->store || !handler_call_key(c)[0]) {
         handler_finish(c, "unavailable", NULL);
-        return;
+        return false;
     }
     /* No limits configured is a broken configuration, not "no limit". */
     if (!limits_set(&env->limits)) {
@@ -378,12 +411,111 @@ void verify_identity_run(handler_call *c)
                   env->limits.identify_window_s, env->limits.identify_max_per_caller,
                   env->limits.identify_max_per_id);
         handler_finish(c, "unavailable", NULL);
+        return false;
+    }
+    return true;
+}
+
+void verify_identity_run(handler_call *c)
+{
+    if (!handler_arg(c, "pin")) {
+        handler_finish(c, "unavailable", NULL);
         return;
     }
-    identify *v = calloc(1, sizeof *v);
-    if (!v)
+    if (identify_ready(c))
+        identify_start(c, ASK_PIN);
+}
+
+/* Without a PIN ---------------------------------------------------------------------
+ *
+ * identify_sender: on SMS, the ID and the sender: a text from the person's
+ * registered mobile is the person (docs/workflows.md, "SMS identification"),
+ * since the answer goes back to that mobile whoever typed the sender; a
+ * state change is then confirmed by a one-time code sent to the same
+ * mobile (contact.c), which a spoofed sender never sees. `ok` sets what
+ * verify_identity's `ok` sets but `pin_initial`; `no_card` (the person has
+ * no current card: an applicant) sets `verified_id` and `mobile`.
+ *
+ * find_person: whether an ID is known and has a current card, before any
+ * secret is asked, so a first-time applicant (no card, hence no PIN) is
+ * offered a one-time code instead. It sets nothing. A miss is a failed
+ * identification; a hit tells an unidentified caller that the ID exists,
+ * so it keeps the caller's unit (a number can ask only
+ * identify_max_per_caller times per window) and gives back the ID's: the
+ * identification that follows (PIN or code) is counted on its own.
+ *
+ * Both take their units like verify_identity, ask GET persons, then GET
+ * cards (the current card is listed first; a registry without `pin` in
+ * the person could not tell "no card" otherwise). */
+
+static void on_lookup_cards(const registry_result *r, void *arg)
+{
+    identify *v = arg;
+    bool listed = r->status == REGISTRY_OK && json_is_array(json_object_get(r->body, "cards"));
+    if (!listed && r->status != REGISTRY_NOT_FOUND) {
+        identify_settle(v, GIVE_BACK, "unavailable", NULL);
+        return;
+    }
+    json_t *card = listed ? reply_current_card(r->body) : NULL;
+    const char *number = json_string_value(json_object_get(card, "card_number"));
+    if (card && !number) {
+        identify_settle(v, GIVE_BACK, "unavailable", NULL);
+        return;
+    }
+    if (v->kind == ASK_PERSON) {
+        identify_settle(v, GIVE_BACK_ID, card ? "card" : "no_card", NULL);
+        return;
+    }
+    const char *id = handler_arg(v->call, "id");
+    json_t *vars = card ? json_pack("{s:s, s:s, s:s}", "verified_id", id, "card", number, "mobile", v->mobile)
+                        : json_pack("{s:s, s:s}", "verified_id", id, "mobile", v->mobile);
+    identify_settle(v, GIVE_BACK, card ? "ok" : "no_card", vars);
+}
+
+static void on_lookup_person(const registry_result *r, void *arg)
+{
+    identify *v = arg;
+    handler_call *c = v->call;
+    if (r->status == REGISTRY_NOT_FOUND) {
+        identify_settle(v, KEEP_COUNTED, "not_found", NULL);
+        return;
+    }
+    if (r->status != REGISTRY_OK) {
+        identify_settle(v, GIVE_BACK, "unavailable", NULL);
+        return;
+    }
+    const char *mobile = json_string_value(json_object_get(r->body, "mobile"));
+    v->mobile = strdup(mobile ? mobile : "");
+    if (!v->mobile)
         abort();
-    v->call = c;
-    counter_keys(v, handler_caller(c), id);
-    store_count_take(env->store, v->caller_key, env->limits.identify_window_s, on_caller_taken, v);
+    if (v->kind == ASK_SENDER && !same_number(handler_caller(c), v->mobile)) {
+        log_info("identify.wrong_sender", "caller=%s id=%s", mask_phone(handler_caller(c)).s,
+                 mask_id(handler_arg(c, "id")).s);
+        identify_settle(v, KEEP_COUNTED, "wrong_sender", NULL);
+        return;
+    }
+    registry_list_cards(handler_env_of(c)->registry, handler_arg(c, "id"), 0, NULL, on_lookup_cards, v);
+}
+
+static void lookup_person(identify *v)
+{
+    registry_get_person(handler_env_of(v->call)->registry, handler_arg(v->call, "id"), on_lookup_person, v);
+}
+
+void identify_sender_run(handler_call *c)
+{
+    /* Only an SMS sender is an address the network vouches for here. */
+    if (handler_channel(c) != CHANNEL_SMS) {
+        log_error("identify.sender_off_sms", "channel=%s", channel_name(handler_channel(c)));
+        handler_finish(c, "unavailable", NULL);
+        return;
+    }
+    if (identify_ready(c))
+        identify_start(c, ASK_SENDER);
+}
+
+void find_person_run(handler_call *c)
+{
+    if (identify_ready(c))
+        identify_start(c, ASK_PERSON);
 }

@@ -330,14 +330,26 @@ const char *dialplan_version(const dialplan *dp)
 
 /* Lookups --------------------------------------------------------------------*/
 
-const dp_flow *dialplan_route(const dialplan *dp, channel_kind channel, const char *entry)
+static const dp_route *route_of(const dialplan *dp, channel_kind channel, const char *entry)
 {
     for (size_t i = 0; i < dp->n_routes; i++) {
         const dp_route *r = &dp->routes[i];
         if (r->channel == channel && dp_matches(r->code, entry))
-            return r->flow;
+            return r;
     }
     return NULL;
+}
+
+const dp_flow *dialplan_route(const dialplan *dp, channel_kind channel, const char *entry)
+{
+    const dp_route *r = route_of(dp, channel, entry);
+    return r ? r->flow : NULL;
+}
+
+const char *dialplan_route_lang(const dialplan *dp, channel_kind channel, const char *entry)
+{
+    const dp_route *r = route_of(dp, channel, entry);
+    return r ? r->lang : NULL;
 }
 
 const dp_flow *dialplan_flow(const dialplan *dp, const char *name)

@@ -176,6 +176,10 @@ const char *dialplan_version(const dialplan *dp);
  * NULL if none. */
 const dp_flow *dialplan_route(const dialplan *dp, channel_kind channel, const char *entry);
 
+/* The language that route sets (its `lang`: an SMS keyword in English), or
+ * NULL when it sets none or nothing matches. */
+const char *dialplan_route_lang(const dialplan *dp, channel_kind channel, const char *entry);
+
 const dp_flow *dialplan_flow(const dialplan *dp, const char *name);
 const char *dp_flow_name(const dp_flow *f);
 const dp_node *dp_flow_start(const dp_flow *f);

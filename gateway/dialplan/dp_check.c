@@ -100,6 +100,8 @@ static void resolve_routes(dp_loader *L)
             PROBLEM(L, r->file, r->line, "route to unknown flow '%s'", r->flow_name);
         else if (!r->flow->start)
             PROBLEM(L, r->file, r->line, "route to flow '%s', which has no start node", r->flow_name);
+        if (r->lang && dp->n_langs && !dialplan_has_language(dp, r->lang))
+            PROBLEM(L, r->file, r->line, "route lang '%.32s', which settings.languages does not list", r->lang);
     }
 }
 

@@ -127,6 +127,7 @@ typedef struct {
     pcre2_code *code;
     const char *flow_name;   /* as written, resolved by the checker */
     const dp_flow *flow;
+    const char *lang;        /* the language a session it starts speaks, or NULL */
     const char *file;
     int line;
 } dp_route;

@@ -816,13 +816,13 @@ static void parse_route(ydoc *d, yaml_node_t *r)
 {
     if (!want_mapping(d, r, "a route"))
         return;
-    static const char *const keys[] = {"channel", "match", "flow", NULL};
+    static const char *const keys[] = {"channel", "match", "flow", "lang", NULL};
     check_keys(d, r, keys, "a route");
     dp_route route = {.file = d->file, .line = line_of(r)};
     bool ok = true;
     /* A route with a bad channel or pattern still names its flow, so the
      * flow is not reported unreachable as well. */
-    for (size_t i = 0; keys[i]; i++) {
+    for (size_t i = 0; keys[i] && strcmp(keys[i], "lang") != 0; i++) {
         if (!get(d, r, keys[i])) {
             PROBLEM(d, r, "route needs '%s'", keys[i]);
             ok = false;
@@ -840,6 +840,9 @@ static void parse_route(ydoc *d, yaml_node_t *r)
     if (pat && !route.code)
         PROBLEM(d, m, "route pattern error %s", err);
     if (!want_name(d, fl, "flow name", &route.flow_name))
+        return;
+    yaml_node_t *lang = get(d, r, "lang");
+    if (lang && !want_name(d, lang, "route lang", &route.lang))
         return;
     dialplan *dp = d->dp;
     dp->routes = dp_grow(dp->routes, &dp->cap_routes, dp->n_routes, sizeof *dp->routes);

@@ -502,7 +502,9 @@ static void start_session(hop *h, uint64_t stored_rev)
     h->rev = stored_rev;
     char entry[ENGINE_MAX_NAME + 1];
     routed_entry(h, flow, entry);
-    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, entry, h->ev.lang);
+    /* A route's language (an English keyword) wins over the channel's preference. */
+    const char *lang = dialplan_route_lang(h->dp, h->ev.channel, h->ev.entry);
+    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, entry, lang ? lang : h->ev.lang);
     begin_step(h);
     advance(h, step_start(&h->st, flow));
 }

@@ -352,13 +352,17 @@ static void hop_done(const engine_result *r, void *arg)
     }
 }
 
-/* True when `text` routes to a flow of its own, not the catch-all's (the
- * flow an empty text reaches). */
+/* True when `text` routes to a flow of its own, or in a language of its
+ * own, not as the catch-all does (the route an empty text takes): HELP is
+ * a keyword too, the English one. */
 static bool is_keyword(const sms *s, const char *text)
 {
     const dialplan *dp = engine_dialplan(s->engine);
     const dp_flow *flow = dialplan_route(dp, CHANNEL_SMS, text);
-    return flow != NULL && flow != dialplan_route(dp, CHANNEL_SMS, "");
+    const char *lang = dialplan_route_lang(dp, CHANNEL_SMS, text);
+    const char *plain = dialplan_route_lang(dp, CHANNEL_SMS, "");
+    bool other_lang = lang && (!plain || strcmp(lang, plain) != 0);
+    return flow != NULL && (flow != dialplan_route(dp, CHANNEL_SMS, "") || other_lang);
 }
 
 /* The form text: the query string for GET, the body for POST (caller

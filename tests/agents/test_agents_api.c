@@ -1,7 +1,7 @@
 /* test_agents_api — the agent API of the real cardline daemon, against a
  * real redis-server and the real registry simulator (demo seed). Sessions
  * are made the way citizens make them: USSD over POST /ussd (identified
- * with ID and PIN 246810) and SMS over /sms/kannel (BD, ID, PIN, then 0 at
+ * with ID and PIN 246810) and SMS over /sms/kannel (CX, ID, then 0 at
  * the menu hands the conversation to the agent queue). Two things are put
  * into Redis by hand, in the formats of gateway/agents/README.md: a voice
  * session (a hash in the store's exact layout: rev + doc), since calls need
@@ -271,12 +271,12 @@ static void wait_state(const char *path, const char *state)
     }
 }
 
-/* The SMS session from BD to the agent: ID, PIN, then 0 at the menu. */
+/* The SMS session from CX to the agent: the ID (SMS asks no PIN), then 0
+ * at the menu. */
 static void sms_to_agent(void)
 {
-    sms("BD", "身份证");
-    sms(ID, "密码");
-    sms(PIN, "1 修改手机号");
+    sms("CX", "身份证");
+    sms(ID, "1 返回主菜单");
     sms("0", "");
     wait_state(SMS_PATH, "transfer");
 }
@@ -587,6 +587,13 @@ static void test_transfer_back_into_a_node(void **state)
 {
     (void)state;
     json_t *out;
+    /* SMS never asks for a PIN: sent to the PIN step, the citizen is told
+     * to call, and the conversation comes straight back to the agent. */
+    assert_int_equal(api_json("POST", SMS_PATH "/transfer", LI, "{\"node\":\"assist.verify_pin\"}", &out), 200);
+    assert_string_equal(jstr(out, "state"), "transfer");
+    json_decref(out);
+    assert_int_equal(outbox_sms(PHONE, "服务密码不能通过短信发送"), 1);
+    assert_int_equal(outbox_sms(PHONE, "请回复6位"), 0);
     assert_int_equal(api_json("POST", SMS_PATH "/transfer", LI, "{\"node\":\"main.main_menu\"}", &out), 200);
     assert_string_equal(jstr(out, "state"), "wait");
     assert_string_equal(jstr(out, "node"), "main.main_menu");

@@ -5,8 +5,9 @@
  * the whole history `1*3*ID*PIN` arrives at a menu (the channel derives
  * the newest input from it, gateway/ussd), by SMS the ID and PIN are texted
  * at the wrong moment — at every kind of waiting node (two menus, an ask
- * with a validator, a secret ask, an ask without a validator) and, by SMS,
- * when no conversation waits. The identification itself is done with
+ * with a validator, a secret ask, an ask without a validator; SMS has no
+ * secret ask, since it never asks for the PIN) and, by SMS, when no
+ * conversation waits. The identification itself is done with
  * another citizen's ID and PIN (刘 … 2922, the sender's registered mobile),
  * whose PIN must not be stored either.
  *
@@ -358,15 +359,11 @@ static void ussd_journey(void)
  * conversation waiting (each starts the catch-all's help). */
 static void sms_journey(void)
 {
-    sms("GS", "身份证");
+    sms("CX", "身份证");
     sms(TEXTED, "身份证");                      /* identify.ask_id */
     sms(PIN, "身份证");
-    sms(OWN_ID, "密码");
-    sms(TEXTED, "密码");                        /* identify.ask_pin */
-    sms(OWN_PIN, "后4位");
-    sms(TEXTED, "后4位");                       /* loss.ask_last4 */
-    sms("0009", "");
-    sms(TEXTED, "");                            /* loss.confirm: asked again twice, */
+    sms(OWN_ID, "状态");                        /* SMS asks no PIN: the sender and the ID */
+    sms(TEXTED, "");                            /* main.after_task: asked again twice, */
     sms(PIN, "");
     sms(ID, "");                                /* then the conversation ends */
 }
@@ -383,9 +380,8 @@ static void test_typed_ahead_is_kept_nowhere(void **state)
 
     sms_journey();
     check_context(SMS_PATH, nodes, sizeof nodes);
-    assert_string_equal(nodes, "identify.ask_id identify.ask_id identify.ask_id identify.ask_pin "
-                               "identify.ask_pin loss.ask_last4 loss.ask_last4 loss.confirm loss.confirm "
-                               "loss.confirm ");
+    assert_string_equal(nodes, "identify.ask_id identify.ask_id identify.ask_id main.after_task "
+                               "main.after_task main.after_task ");
     sms(PIN, "");                               /* none waits: each starts anew */
     sms(TEXTED, "");
     check_context(SMS_PATH, nodes, sizeof nodes);

@@ -370,6 +370,14 @@ static void test_route_to_unknown_flow(void **state)
     CASE("route_flow", {"case.yaml:2", "route to unknown flow 'nothere'"});
 }
 
+/* A route may set the language a session starts in, one the set has. */
+static void test_route_lang(void **state)
+{
+    (void)state;
+    CASE("route_lang", {"case.yaml:2", "route lang 'fr', which settings.languages does not list"},
+         {"case.yaml:3", "route lang must be a string"});
+}
+
 static void test_lang_set_to_unknown_language(void **state)
 {
     (void)state;
@@ -537,6 +545,15 @@ static void test_shipped_dialplans_load_clean(void **state)
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "cx 110101199003074514")), "status");
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "gs")), "loss");
     assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "hello")), "help");
+    assert_null(dialplan_route_lang(dp, CHANNEL_SMS, "hello"));
+    /* English keywords reach the same tasks in English */
+    static const char *const english[][2] = {{"STATUS", "status"}, {"lost", "loss"}, {"Cancel", "cancel"},
+                                             {"ACTIVATE", "activate"}, {"UPDATE", "contact"},
+                                             {"CARD", "history"}, {"AGENT", "agent"}, {"HELP", "help"}};
+    for (size_t i = 0; i < sizeof english / sizeof english[0]; i++) {
+        assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, english[i][0])), english[i][1]);
+        assert_string_equal(dialplan_route_lang(dp, CHANNEL_SMS, english[i][0]), "en");
+    }
     const dp_node *pin = dp_flow_node(dialplan_flow(dp, "identify"), "ask_pin");
     assert_non_null(pin);
     assert_true(pin->secret);
@@ -579,6 +596,11 @@ static void test_routing(void **state)
     assert_null(dialplan_route(dp, CHANNEL_SMS, "hello"));
     assert_null(dialplan_route(dp, CHANNEL_VOICE, "123330"));
     assert_null(dialplan_route(dp, CHANNEL_SMS, "\xff\xfe"));
+    /* a route's language, if it sets one */
+    assert_string_equal(dp_flow_name(dialplan_route(dp, CHANNEL_SMS, "en 1")), "f");
+    assert_string_equal(dialplan_route_lang(dp, CHANNEL_SMS, "en 1"), "en");
+    assert_null(dialplan_route_lang(dp, CHANNEL_SMS, "cx"));
+    assert_null(dialplan_route_lang(dp, CHANNEL_SMS, "hello"));
     const dp_flow *f = dialplan_flow(dp, "f");
     assert_string_equal(dp_flow_start(f)->name, "menu1");
     assert_null(dialplan_flow(dp, "nope"));
@@ -952,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_unknown_channel),
         cmocka_unit_test(test_route_to_unknown_flow),
         cmocka_unit_test(test_lang_set_to_unknown_language),
+        cmocka_unit_test(test_route_lang),
         cmocka_unit_test(test_retries_and_timeout_ranges),
         cmocka_unit_test(test_required_prompts),
         cmocka_unit_test(test_name_length_limit),

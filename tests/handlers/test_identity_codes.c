@@ -743,7 +743,185 @@ static void test_registry_without_count(void **state)
     assert_no_secrets(f);
 }
 
+/* Without a PIN ----------------------------------------------------------------------*/
+
+static outcome without_pin(fixture *f, const char *handler, channel_kind ch, const char *caller,
+                           const char *id)
+{
+    return call_as(f, handler, ch, caller, "sms:x", json_pack("{s:s}", "id", id));
+}
+
+/* identify_sender: the ID and the SMS sender as the person's registered
+ * mobile; no PIN is ever sent, and only failures stay counted. */
+static void test_identify_sender_every_result(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_caller = 10;
+    f->env.limits.identify_max_per_id = 10;
+    remember_secret(f, WANG_PIN);
+    long checks = sim_stat(f, "applied.pin_verifications");
+
+    outcome o = without_pin(f, "identify_sender", CHANNEL_SMS, "+8613800000001", WANG_ID);
+    assert_string_equal(o.result, "ok");
+    assert_string_equal(var(&o, "verified_id"), WANG_ID);
+    assert_string_equal(var(&o, "card"), "A10000001");
+    assert_string_equal(var(&o, "mobile"), "+8613800000001");
+    outcome_free(&o);
+
+    /* An applicant: known, no card yet. */
+    o = without_pin(f, "identify_sender", CHANNEL_SMS, "13800000008", HUANG_ID);
+    assert_string_equal(o.result, "no_card");
+    assert_string_equal(var(&o, "verified_id"), HUANG_ID);
+    assert_string_equal(var(&o, "mobile"), "+8613800000008");
+    assert_null(var(&o, "card"));
+    outcome_free(&o);
+
+    o = without_pin(f, "identify_sender", CHANNEL_SMS, "+8613800000002", WANG_ID);
+    assert_string_equal(o.result, "wrong_sender");
+    assert_null(o.vars ? json_object_get(o.vars, "verified_id") : NULL);
+    outcome_free(&o);
+    o = without_pin(f, "identify_sender", CHANNEL_SMS, "+8613800000003", unknown_id());
+    assert_string_equal(o.result, "not_found");
+    outcome_free(&o);
+
+    /* Off SMS the caller's number proves nothing: refused unasked. */
+    long requests = sim_stat(f, "requests");
+    o = without_pin(f, "identify_sender", CHANNEL_VOICE, "+8613800000001", WANG_ID);
+    assert_string_equal(o.result, "unavailable");
+    outcome_free(&o);
+    assert_int_equal(sim_stat(f, "requests"), requests);
+
+    assert_int_equal(sim_stat(f, "applied.pin_verifications"), checks);
+    /* Failures stay counted, the owner's own texts do not. */
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000002"), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:i:" WANG_ID), 1);
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613800000003"), 1);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:c:+8613800000001"), 0);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:c:+8613800000008"), 0);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" HUANG_ID), 0);
+    assert_no_secrets(f);
+}
+
+/* find_person: is there a card (ask the PIN) or not (an applicant)? A hit
+ * keeps the caller's unit and gives back the ID's, so a number can only
+ * ask so often; past the limit the registry is not asked. */
+static void test_find_person(void **state)
+{
+    fixture *f = *state;
+    f->env.limits.identify_max_per_id = 10;
+    const char *caller = "13900000001";
+    outcome o = without_pin(f, "find_person", CHANNEL_VOICE, caller, WANG_ID);
+    assert_string_equal(o.result, "card");
+    assert_int_equal(json_object_size(o.vars), 0);
+    outcome_free(&o);
+    o = without_pin(f, "find_person", CHANNEL_USSD, caller, HUANG_ID);
+    assert_string_equal(o.result, "no_card");
+    assert_int_equal(json_object_size(o.vars), 0);
+    outcome_free(&o);
+    o = without_pin(f, "find_person", CHANNEL_VOICE, caller, unknown_id());
+    assert_string_equal(o.result, "not_found");
+    outcome_free(&o);
+
+    assert_int_equal(redis_long(f, "GET", "cl:rl:c:+8613900000001"), 3);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" WANG_ID), 0);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:rl:i:" HUANG_ID), 0);
+    char unknown_key[64];
+    snprintf(unknown_key, sizeof unknown_key, "cl:rl:i:%s", unknown_id());
+    assert_int_equal(redis_long(f, "GET", unknown_key), 1);
+
+    long requests = sim_stat(f, "requests");
+    o = without_pin(f, "find_person", CHANNEL_VOICE, caller, HUANG_ID);
+    assert_string_equal(o.result, "rate_limited");
+    outcome_free(&o);
+    assert_int_equal(sim_stat(f, "requests"), requests);
+}
+
 /* One-time codes -------------------------------------------------------------------*/
+
+static outcome send_code_to_id(fixture *f, const char *session, const char *id)
+{
+    return call_as(f, "send_code", CHANNEL_USSD, "13900000077", session,
+                   json_pack("{s:s, s:s}", "id", id, "lang", "zh"));
+}
+
+/* verify_code; the code argument is wiped by the time the call ends. */
+static outcome verify_code(fixture *f, const char *session, const char *code)
+{
+    json_t *args = json_pack("{s:s}", "code", code);
+    json_t *code_value = json_incref(json_object_get(args, "code"));
+    outcome o = call_as(f, "verify_code", CHANNEL_USSD, "13900000077", session, args);
+    const char *bytes = json_string_value(code_value);
+    for (size_t i = 0; i < strlen(code); i++)
+        assert_int_equal(bytes[i], 0);
+    json_decref(code_value);
+    return o;
+}
+
+/* A code to the mobile the registry has for an ID (whoever calls) proves
+ * the ID: verify_code sets verified_id and mobile. */
+static void test_code_to_registered_mobile(void **state)
+{
+    fixture *f = *state;
+    outcome o = send_code_to_id(f, "ussd:r1", HUANG_ID);
+    assert_string_equal(o.result, "sent");
+    outcome_free(&o);
+    assert_string_equal(f->sms_to, "+8613800000008");
+    assert_non_null(strstr(f->sms_text, "[zh] "));
+    const char *code = received_code(f);
+    char *id = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:r1", "id"});
+    assert_string_equal(id, HUANG_ID);
+    free(id);
+
+    o = verify_code(f, "ussd:r1", other_code(code));
+    assert_string_equal(o.result, "wrong");
+    assert_string_equal(var(&o, "tries_left"), "2");
+    outcome_free(&o);
+    o = verify_code(f, "ussd:r1", code);
+    assert_string_equal(o.result, "ok");
+    assert_string_equal(var(&o, "verified_id"), HUANG_ID);
+    assert_string_equal(var(&o, "mobile"), "+8613800000008");
+    outcome_free(&o);
+    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:ussd:r1"), 0);
+
+    /* An ID the registry does not know gets no code. */
+    int sent = f->sms_sent;
+    o = send_code_to_id(f, "ussd:r2", unknown_id());
+    assert_string_equal(o.result, "unavailable");
+    outcome_free(&o);
+    assert_int_equal(f->sms_sent, sent);
+    assert_no_secrets(f);
+}
+
+/* A code sent to a number the caller typed never identifies anyone, and a
+ * code for an ID never confirms a new number; the call says where to send. */
+static void test_codes_do_not_cross(void **state)
+{
+    fixture *f = *state;
+    expect_send(f, "ussd:x1", "13900000005", "sent");
+    const char *typed = received_code(f);
+    outcome o = verify_code(f, "ussd:x1", typed);
+    assert_string_equal(o.result, "wrong");
+    outcome_free(&o);
+
+    o = send_code_to_id(f, "ussd:x2", WANG_ID);
+    assert_string_equal(o.result, "sent");
+    outcome_free(&o);
+    const char *registered = received_code(f);
+    o = check_code(f, "ussd:x2", registered);
+    assert_string_equal(o.result, "wrong");
+    outcome_free(&o);
+
+    int sent = f->sms_sent;
+    o = call_as(f, "send_code", CHANNEL_USSD, "13900000077", "ussd:x3",
+                json_pack("{s:s, s:s, s:s}", "id", WANG_ID, "mobile", "13900000005", "lang", "zh"));
+    assert_string_equal(o.result, "unavailable");
+    outcome_free(&o);
+    o = call_as(f, "send_code", CHANNEL_USSD, "13900000077", "ussd:x3", json_pack("{s:s}", "lang", "zh"));
+    assert_string_equal(o.result, "unavailable");
+    outcome_free(&o);
+    assert_int_equal(f->sms_sent, sent);
+    assert_no_secrets(f);
+}
 
 static void test_code_wrong_then_ok(void **state)
 {
@@ -968,6 +1146,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lapsed_window_keeps_the_card, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_count_is_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_without_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identify_sender_every_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_person, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_to_registered_mobile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_codes_do_not_cross, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_wrong_then_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_too_many_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_code_expired, setup, teardown),

@@ -1,6 +1,7 @@
 /* sms_world — see sms_world.h. */
 #include "sms_world.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,41 @@ static void *run_loop(void *arg)
     return NULL;
 }
 
+/* The phones one-time codes go to: the runtime's send_now, on the loop. */
+static bool phone_receives(void *ctx, const char *to, const char *text)
+{
+    sms_world *w = ctx;
+    pthread_mutex_lock(&w->phone_lock);
+    w->phone_count++;
+    snprintf(w->phone_to, sizeof w->phone_to, "%s", to);
+    snprintf(w->phone_text, sizeof w->phone_text, "%s", text);
+    pthread_mutex_unlock(&w->phone_lock);
+    return true;
+}
+
+bool sms_world_last_code(sms_world *w, const char *to, char code[7])
+{
+    pthread_mutex_lock(&w->phone_lock);
+    bool found = false;
+    for (const char *p = w->phone_text; *p && strcmp(w->phone_to, to) == 0 && !found; p++) {
+        if (strspn(p, "0123456789") == 6 && (p == w->phone_text || !isdigit((unsigned char)p[-1]))) {
+            memcpy(code, p, 6);
+            code[6] = '\0';
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&w->phone_lock);
+    return found;
+}
+
+int sms_world_sent(sms_world *w)
+{
+    pthread_mutex_lock(&w->phone_lock);
+    int n = w->phone_count;
+    pthread_mutex_unlock(&w->phone_lock);
+    return n;
+}
+
 static bool start_services(sms_world *w, const char *dialplans, const sms_options *opt)
 {
     static const char *const sim_args[] = {"--today", SIM_TODAY, NULL};
@@ -50,6 +86,8 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
     w->base = event_base_new();
     w->rt = runtime_new(w->base, &w->conf, dp);
     dialplan_unref(dp);
+    if (w->rt)
+        runtime_set_send_now(w->rt, phone_receives, w);
     httpd_options hopt = {.name = "sms-test", .host = "127.0.0.1", .port = 0,
                           .max_body_bytes = 8192, .max_header_bytes = 8192,
                           .max_connections = 16, .idle_timeout_ms = 10000,
@@ -83,6 +121,7 @@ sms_world *sms_world_start(const char *dialplans, const sms_options *opt)
     sms_world *w = calloc(1, sizeof *w);
     th_mkdtemp(w->dir, "cl-sms");
     atomic_init(&w->stop, 0);
+    pthread_mutex_init(&w->phone_lock, NULL);
     conf_defaults(&w->conf);
     if (!start_services(w, dialplans, opt)) {
         sms_world_stop(w);
@@ -108,5 +147,6 @@ void sms_world_stop(sms_world *w)
     th_kill(&w->sim);
     th_kill(&w->redis);
     th_rmdir(w->dir);
+    pthread_mutex_destroy(&w->phone_lock);
     free(w);
 }

@@ -25,6 +25,10 @@ typedef struct {
     int port;                   /* the listener's port */
     pthread_t thread;           /* runs the loop until `stop` */
     atomic_int stop;            /* asks the loop thread to return */
+    pthread_mutex_t phone_lock; /* guards the phone's fields (written by the loop) */
+    int phone_count;            /* SMS sent at once (one-time codes) */
+    char phone_to[32];          /* the last one's number */
+    char phone_text[512];       /* and its text */
 } sms_world;
 
 /* The `key` the module expects, as Kannel's get-url sends it. */
@@ -35,5 +39,12 @@ typedef struct {
  * SMS_WORLD_KEY. Returns NULL (everything stopped) on failure. */
 sms_world *sms_world_start(const char *dialplans, const sms_options *opt);
 void sms_world_stop(sms_world *w);
+
+/* The six-digit code in the last SMS sent at once to `to` (a one-time
+ * code), into `code` (7 bytes); false when none went there. */
+bool sms_world_last_code(sms_world *w, const char *to, char code[7]);
+
+/* How many SMS were sent at once so far. */
+int sms_world_sent(sms_world *w);
 
 #endif

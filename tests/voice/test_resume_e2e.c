@@ -45,11 +45,13 @@
 /* A PIN that is not VW_PIN. */
 #define WRONG_PIN "135790"
 
-/* The citizen's keys by INFO: 1 中文, 1 status, the ID and #, the PIN and
- * #, then 0 (an agent) at the menu after the status. */
+/* The citizen's keys by INFO: 1 中文, 1 status, the ID and # (status first
+ * asks whether the ID has a card: an applicant would get a code), the PIN
+ * and #, then 0 (an agent) at the menu after the status. */
 static const char TO_AGENT_KEYS[] = "11" VW_ID "#" VW_PIN "#0";
 static const char TO_AGENT_EVENTS[] = "input main.choose_lang 1 | input main.main_menu 1 | "
-                                      "input identify.ask_id 110101********4514 | input identify.ask_pin <secret> | "
+                                      "input identify.ask_id 110101********4514 | "
+                                      "result identify.find_person card | input identify.ask_pin <secret> | "
                                       "result identify.verify ok | result status.lookup normal | "
                                       "result status.progress activated | input main.after_task 0";
 
