@@ -47,7 +47,7 @@
 #define WAIT_MS 20000
 #define MAX_DEPTH 16          /* inputs on one path */
 #define MAX_STATES 400        /* distinct states walked per person */
-#define MAX_HOPS 40000        /* hops in the whole walk */
+#define MAX_HOPS 8000         /* hops per person (about 2600 walk the shipped set) */
 #define INPUT_MAX 80
 #define NEW_PIN "274951"      /* no sequence, no repeat, no birth date */
 #define NEW_MOBILE "13912345678"
@@ -73,8 +73,10 @@ typedef struct {
     size_t n_people;
     char **seen;              /* state keys walked for the current person */
     size_t n_seen;
-    long hops, outputs, pages, multi_page, max_octets;
-    long states[2];           /* zh, en states walked in all */
+    long hops, outputs, pages, multi_page, max_octets; /* in all */
+    long person_hops;         /* hops for the current person */
+    long states[2];           /* zh, en states walked for the current person */
+    long all_states;          /* states walked in all */
     unsigned session_seq;
 } walker;
 
@@ -103,6 +105,7 @@ static json_t *hop(walker *w, const engine_event *ev)
 {
     hop_wait h = {0};
     w->hops++;
+    w->person_hops++;
     engine_hop(runtime_engine(w->rt), ev, on_hop, &h);
     long deadline = th_now_ms() + WAIT_MS;
     while (!h.done && th_now_ms() < deadline)
@@ -390,7 +393,7 @@ static void try_input(walker *w, const person *pe, const path *pa, const char *i
 /* Walks the state `pa` leads to and, if it is new, every way on from it. */
 static void explore(walker *w, const person *pe, const path *pa)
 {
-    if (w->hops >= MAX_HOPS || w->n_seen >= MAX_STATES)
+    if (w->person_hops >= MAX_HOPS || w->n_seen >= MAX_STATES)
         return;
     char sid[64], trail[2048], key[1024];
     json_t *out = run_path(w, pe, pa, sid, sizeof sid, trail, sizeof trail);
@@ -409,6 +412,7 @@ static void explore(walker *w, const person *pe, const path *pa)
         return;
     }
     w->states[strcmp(json_string_value(json_object_get(out, "lang")), "zh") != 0]++;
+    w->all_states++;
     json_t *await = json_object_get(out, "await");
     const char *kind = json_string_value(json_object_get(await, "kind"));
     if (kind && !strcmp(kind, "menu")) {
@@ -488,18 +492,20 @@ static void test_every_page_fits_a_handset(void **state)
 {
     walker *w = *state;
     for (size_t i = 0; i < w->n_people; i++) {
+        const person *pe = &w->people[i];
         path root = {.depth = 0};
         w->code[0] = '\0';
-        explore(w, &w->people[i], &root);
+        w->person_hops = w->states[0] = w->states[1] = 0;
+        explore(w, pe, &root);
         forget_seen(w);
+        /* Both languages walked: a bound that cut the walk short says so here. */
+        if (w->states[0] < 10 || w->states[1] < 10)
+            fail_msg("%s: only %ld zh and %ld en states walked (%ld hops, bounds %d hops, %d states)", pe->mobile,
+                     w->states[0], w->states[1], w->person_hops, MAX_HOPS, MAX_STATES);
     }
-    print_message("walked %zu people: %ld zh and %ld en states, %ld hops, %ld outputs in %ld pages "
+    print_message("walked %zu people: %ld states, %ld hops, %ld outputs in %ld pages "
                   "(%ld of more than one page), fullest page %ld octets\n",
-                  w->n_people, w->states[0], w->states[1], w->hops, w->outputs, w->pages, w->multi_page,
-                  w->max_octets);
-    assert_true(w->hops < MAX_HOPS);     /* the bound was not what ended the walk */
-    assert_true(w->states[0] > 10 * (long)w->n_people / 2);
-    assert_true(w->states[1] > 10 * (long)w->n_people / 2);
+                  w->n_people, w->all_states, w->hops, w->outputs, w->pages, w->multi_page, w->max_octets);
 }
 
 int main(void)
