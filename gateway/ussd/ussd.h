@@ -90,10 +90,11 @@ typedef struct {
  * UCS-2 as soon as one character is outside GSM 03.38). Every page but
  * the last ends with the line "98 更多" (`lang` zh) or "98 More", which
  * counts against it. A page ends at the last line break that fills at
- * least half of what fits, else at such a sentence end (。！？ or .!?
- * before a blank), else at the last space or Chinese clause mark (，；：、),
- * never inside a word; only a run with no such place longer than a page is
- * cut, and then at a character boundary. Blanks at a cut are dropped.
+ * least half of what fits, else at such a sentence end (。！？, or .!?
+ * before a blank), else at such a clause mark (，；：、, or ,;: before a
+ * blank), else at the last of any of these or a space — never inside a
+ * word; only a run with no such place longer than a page is cut, and then
+ * at a character boundary. Blanks at a cut are dropped.
  * `text` from byte `block` on (the question the caller answers, with a
  * menu's options; strlen(text) = none) is never split when it fits one
  * page: it comes whole on the last page, earlier text on earlier pages. */

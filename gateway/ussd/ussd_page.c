@@ -24,7 +24,8 @@ typedef struct {
 typedef enum {
     CUT_LINE = 1,                  /* at a line break */
     CUT_SENTENCE,                  /* after a sentence end */
-    CUT_WORD,                      /* at a space, or after Chinese clause punctuation */
+    CUT_CLAUSE,                    /* after a clause mark (，；：、 or ,;: before a blank) */
+    CUT_WORD,                      /* at a space */
 } cut_kind;
 
 /* A place a page may end: the page is [start, end), the next starts at next. */
@@ -71,8 +72,8 @@ static bool is_one_of(const char *s, size_t n, const char *const *set)
 }
 
 /* What cutting next to the character at text[i] (n bytes) would be, and
- * where: 0 when it is no place to cut. A full stop counts as a sentence
- * end only before a blank ("12.50" is one word). */
+ * where: 0 when it is no place to cut. ASCII punctuation counts only
+ * before a blank ("12.50" is one word). */
 static cut_kind cut_at(const char *text, size_t i, size_t n, cut *c)
 {
     char ch = text[i];
@@ -80,9 +81,14 @@ static cut_kind cut_at(const char *text, size_t i, size_t n, cut *c)
         *c = (cut){i, i + 1};
         return CUT_LINE;
     }
-    if ((ch == '.' || ch == '!' || ch == '?') && (text[i + 1] == ' ' || text[i + 1] == '\n')) {
+    bool blank_next = text[i + 1] == ' ' || text[i + 1] == '\n';
+    if ((ch == '.' || ch == '!' || ch == '?') && blank_next) {
         *c = (cut){i + 1, i + 1};
         return CUT_SENTENCE;
+    }
+    if ((ch == ',' || ch == ';' || ch == ':') && blank_next) {
+        *c = (cut){i + 1, i + 1};
+        return CUT_CLAUSE;
     }
     if (is_one_of(text + i, n, sentence_ends)) {
         *c = (cut){i + n, i + n};
@@ -94,7 +100,7 @@ static cut_kind cut_at(const char *text, size_t i, size_t n, cut *c)
     }
     if (is_one_of(text + i, n, clause_marks)) {
         *c = (cut){i + n, i + n};
-        return CUT_WORD;
+        return CUT_CLAUSE;
     }
     return 0;
 }
@@ -103,8 +109,8 @@ static cut_kind cut_at(const char *text, size_t i, size_t n, cut *c)
  * `budget` octets together with `more` and may not run past `limit`: the
  * whole stretch when it fits, else the last line break that fills at least
  * half of what fits, else the last sentence end that does, else the last
- * space or clause mark, else (one unbreakable run) the last character that
- * fits. */
+ * clause mark that does, else the last of any of these or a space, else
+ * (one unbreakable run) the last character that fits. */
 static cut page_cut(const char *text, size_t pos, size_t limit, const cost *more, size_t budget)
 {
     cut best[CUT_WORD + 1] = {{0, 0}};
@@ -129,10 +135,9 @@ static cut page_cut(const char *text, size_t pos, size_t limit, const cost *more
     if (hard >= limit)
         return (cut){limit, limit};
     size_t half = pos + (hard - pos) / 2;
-    if (best[CUT_LINE].end > pos && best[CUT_LINE].end >= half)
-        return best[CUT_LINE];
-    if (best[CUT_SENTENCE].end > pos && best[CUT_SENTENCE].end >= half)
-        return best[CUT_SENTENCE];
+    for (cut_kind k = CUT_LINE; k < CUT_WORD; k++)
+        if (best[k].end > pos && best[k].end >= half)
+            return best[k];
     cut last = {0, 0};
     for (cut_kind k = CUT_LINE; k <= CUT_WORD; k++)
         if (best[k].end > last.end)

@@ -131,7 +131,17 @@ static void test_never_inside_a_word(void **state)
     assert_true(strncmp(text, first, body) == 0);
     assert_true(strncmp(p.text[1], text + body + 1, strlen(p.text[1])) == 0);
     ussd_pages_free(&p);
-    /* No sentence end in reach: the last space. */
+    /* No sentence end past half the page: a clause mark that is. */
+    const char *clauses =
+        "Bring your original ID card to a service counter for a formal loss report, a new or replacement "
+        "card, unlocking your PIN, and changes to your name, ID number, photo or service bank. Someone "
+        "acting for you brings their own ID card.";
+    assert_int_equal(pages_of(clauses, "en", &p), 2);
+    assert_true(strncmp(p.text[0] + strlen(p.text[0]) - strlen("number,\n98 More"), "number,\n98 More",
+                        strlen("number,\n98 More")) == 0);
+    assert_true(strncmp(p.text[1], "photo or service", strlen("photo or service")) == 0);
+    ussd_pages_free(&p);
+    /* No sentence end or clause mark in reach: the last space. */
     char words[1024];
     repeat(words, "photograph ", 30);
     pages_of(words, "en", &p);

@@ -258,11 +258,11 @@ static bool ends_with(const char *s, size_t len, const char *tail)
     return len >= n && memcmp(s + len - n, tail, n) == 0;
 }
 
-/* A cut at text[at] is at a boundary: before a blank, or after a sentence
- * end or a clause mark. */
+/* A cut at text[at] is at a boundary: before a blank, or after Chinese
+ * punctuation. */
 static bool at_boundary(const char *text, size_t at)
 {
-    static const char *const after[] = {"。", "！", "？", "，", "；", "：", "、", ".", "!", "?", NULL};
+    static const char *const after[] = {"。", "！", "？", "，", "；", "：", "、", NULL};
     if (text[at] == ' ' || text[at] == '\n')
         return true;
     for (size_t i = 0; after[i]; i++)
