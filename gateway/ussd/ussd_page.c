@@ -208,20 +208,43 @@ void ussd_pages_free(ussd_pages *p)
     *p = (ussd_pages){0};
 }
 
+/* Renders prompts [from, to) of `output` as engine_render_text does. */
+static size_t render_prompts(const struct engine *e, json_t *output, size_t from, size_t to, char *out,
+                             size_t size)
+{
+    json_t *prompts = json_object_get(output, "prompts");
+    json_t *part = json_pack("{s:O?, s:[]}", "lang", json_object_get(output, "lang"), "prompts");
+    if (!part)
+        abort();
+    for (size_t i = from; i < to; i++)
+        json_array_append(json_object_get(part, "prompts"), json_array_get(prompts, i));
+    size_t len = engine_render_text(e, part, CHANNEL_USSD, out, size);
+    json_decref(part);
+    return len;
+}
+
+/* The output's text is its earlier prompts, then (joined by a line break,
+ * as engine_render_text joins them) the question: rendered apart, so the
+ * question's offset is known without rendering anything twice. */
 void ussd_output_pages(const struct engine *e, json_t *output, int page_octets, ussd_pages *out)
 {
-    char text[PAGE_RENDER_MAX], question[PAGE_RENDER_MAX];
-    size_t len = engine_render_text(e, output, CHANNEL_USSD, text, sizeof text), block = len;
+    char text[PAGE_RENDER_MAX];
     const char *state = json_string_value(json_object_get(output, "state"));
     const char *lang = json_string_value(json_object_get(output, "lang"));
-    json_t *prompts = json_object_get(output, "prompts");
-    size_t n = json_array_size(prompts);
+    size_t n = json_array_size(json_object_get(output, "prompts"));
+    size_t len, block;
     if (state && strcmp(state, "wait") == 0 && n > 1) {
-        json_t *last = json_pack("{s:s?, s:[O]}", "lang", lang, "prompts", json_array_get(prompts, n - 1));
-        size_t qlen = last ? engine_render_text(e, last, CHANNEL_USSD, question, sizeof question) : 0;
-        if (qlen > 0 && qlen < len && memcmp(text + len - qlen, question, qlen) == 0)
-            block = len - qlen;
-        json_decref(last);
+        len = block = render_prompts(e, output, 0, n - 1, text, sizeof text - 1);
+        char *question = text + len + (len > 0);
+        size_t qlen = render_prompts(e, output, n - 1, n, question, sizeof text - (size_t)(question - text));
+        if (len > 0 && qlen > 0) {
+            text[len] = '\n';
+            block = len + 1;
+        } else if (len == 0) {
+            memmove(text, question, qlen + 1);
+        }
+    } else {
+        len = block = engine_render_text(e, output, CHANNEL_USSD, text, sizeof text);
     }
     ussd_paginate(text, block, lang ? lang : "zh", page_octets, out);
 }
