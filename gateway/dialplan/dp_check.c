@@ -874,8 +874,8 @@ static void check_ussd_questions(graph *g)
         for (size_t li = 0; li < dp->n_langs; li++) {
             const dp_catalogue *c = dp_catalogue_of(dp, dp->langs[li]);
             const dp_prompt *pr = c ? dp_catalogue_find(c, id) : NULL;
-            if (!pr || prompt_seen(seen, n_seen, pr))
-                continue;
+            if (!pr || !dp_prompt_wording(pr, CHANNEL_USSD) || prompt_seen(seen, n_seen, pr))
+                continue;   /* a prompt without USSD wording was reported already */
             seen[n_seen++] = pr;
             widest *w = calloc(1, sizeof *w);
             if (!w)

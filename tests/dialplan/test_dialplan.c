@@ -330,6 +330,9 @@ static void test_ussd_question_fits_one_page(void **state)
     CASE("ussd_page",
          {"case.yaml:20", "prompt 'long_menu' (zh) of menu 'a' does not fit one USSD page: 81 UCS-2 units, at most 80"},
          {"case.yaml:26", "prompt 'code' (en) of ask 'b' does not fit one USSD page: 86 UCS-2 units, at most 80"});
+    /* Without USSD wording there is nothing to measure: reported once, as such. */
+    CASE("ussd_page_no_wording", {"case.yaml:9", "prompt 'q' has no wording for ussd"},
+         {"case.yaml:10", "prompt 'q' has no wording for ussd"});
 }
 
 static void test_input_free_loop(void **state)
