@@ -276,7 +276,7 @@ static void ussd_options_from(const conf *c, engine *e, ussd_options *uo)
     uo->engine = e;
     uo->answer_deadline_ms = c->ussd.answer_deadline_ms;
     uo->max_text_bytes = c->ussd.max_text_bytes;
-    uo->page_chars = c->ussd.page_chars;
+    uo->page_octets = c->ussd.page_octets;
     uo->max_sessions = c->ussd.max_sessions;
     uo->state_ttl_s = c->ussd.state_ttl_s;
     uo->hop_key_secret = c->ussd.hop_key_secret;

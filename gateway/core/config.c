@@ -91,7 +91,7 @@ static const conf_key keys[] = {
 
     KEY_INT("ussd", "answer_deadline_ms", 100, 60000, "2500", ussd.answer_deadline_ms),
     KEY_INT("ussd", "max_text_bytes", 16, 4096, "1024", ussd.max_text_bytes),
-    KEY_INT("ussd", "page_chars", 40, 182, "182", ussd.page_chars),
+    KEY_INT("ussd", "page_octets", 64, 160, "160", ussd.page_octets),
     KEY_INT("ussd", "max_sessions", 1, 1000000, "10000", ussd.max_sessions),
     KEY_INT("ussd", "state_ttl_s", 10, 86400, "300", ussd.state_ttl_s),
     KEY("ussd", "hop_key_secret", CONF_STRING, "", ussd.hop_key_secret),

@@ -74,7 +74,7 @@ typedef struct {
     struct {
         int answer_deadline_ms; /* a slower hop is answered with a holding page */
         int max_text_bytes;     /* longer `text` gets 413 */
-        int page_chars;         /* characters of one page after "CON "/"END " */
+        int page_octets;        /* octets of one page after "CON "/"END " (GSM-7 packed or UCS-2) */
         int max_sessions;       /* sessions with paging/holding state in memory */
         int state_ttl_s;        /* that state is dropped after this much silence */
         char *hop_key_secret;   /* HMAC key of replay keys, NULL = random per process */

@@ -1,14 +1,19 @@
 /* dp_check — the checks that need the whole set: resolving targets, routes
  * and settings defaults, prompt catalogues complete in every language,
  * reachability, variables set before use (a must-analysis over every flow
- * at once), secrets consumed by a call in the hop that collected them, and
- * loops that would spin without waiting for input. Read-only on the model
- * except for filling in targets and defaults. */
+ * at once), secrets consumed by a call in the hop that collected them,
+ * loops that would spin without waiting for input, and questions a USSD
+ * handset could not show on one page. Read-only on the model except for
+ * filling in targets and defaults. */
 #include "dp_int.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gsm.h"
+#include "mask.h"
 
 #define PROBLEM(L, file, line, ...) dp_report((L)->probs, (file), (line), __VA_ARGS__)
 
@@ -314,35 +319,49 @@ static bool routed(const dialplan *dp, const dp_flow *f)
     return false;
 }
 
-static void reach(graph *g, size_t *stack, size_t *top, const dp_node *n)
+static bool routed_on(const dialplan *dp, const dp_flow *f, channel_kind ch)
 {
-    if (!n || g->reached[xnode_of(n)->index])
+    for (size_t i = 0; i < dp->n_routes; i++)
+        if (dp->routes[i].flow == f && dp->routes[i].channel == ch)
+            return true;
+    return false;
+}
+
+static void reach(bool *reached, size_t *stack, size_t *top, const dp_node *n)
+{
+    if (!n || reached[xnode_of(n)->index])
         return;
-    g->reached[xnode_of(n)->index] = true;
+    reached[xnode_of(n)->index] = true;
     stack[(*top)++] = xnode_of(n)->index;
 }
 
-/* A node is reachable from a routed flow's start, from an agent entry, or
- * from the start of a flow another reachable node leads into. */
-static void mark_reachable(graph *g)
+/* Marks in `reached` the nodes reachable from the start of a flow routed
+ * on `ch` (any channel when `any`), from an agent entry, or from the start
+ * of a flow another reachable node leads into. */
+static void reach_all(graph *g, bool *reached, bool any, channel_kind ch)
 {
     const dialplan *dp = g->L->dp;
     size_t *stack = malloc((g->n + 1) * sizeof *stack), top = 0;
     if (!stack)
         abort();
     for (size_t i = 0; i < dp->n_flows; i++)
-        if (routed(dp, dp->flows[i]))
-            reach(g, stack, &top, dp->flows[i]->start);
+        if (any ? routed(dp, dp->flows[i]) : routed_on(dp, dp->flows[i], ch))
+            reach(reached, stack, &top, dp->flows[i]->start);
     for (size_t i = 0; i < g->n; i++)
         if (g->L->all[i]->pub.agent_entry)
-            reach(g, stack, &top, &g->L->all[i]->pub);
+            reach(reached, stack, &top, &g->L->all[i]->pub);
     while (top) {
         size_t i = stack[--top];
-        reach(g, stack, &top, g->L->all[i]->pub.flow->start);
+        reach(reached, stack, &top, g->L->all[i]->pub.flow->start);
         for (size_t e = g->first[i]; e < g->first[i + 1]; e++)
-            reach(g, stack, &top, &g->L->all[g->edges[e].to]->pub);
+            reach(reached, stack, &top, &g->L->all[g->edges[e].to]->pub);
     }
     free(stack);
+}
+
+static void mark_reachable(graph *g)
+{
+    reach_all(g, g->reached, true, CHANNEL_VOICE);
 }
 
 static bool flow_reached(const graph *g, const dp_flow *f)
@@ -784,6 +803,120 @@ static void find_loops(graph *g)
     free(path);
 }
 
+/* USSD pages -------------------------------------------------------------------*/
+
+/* What a question costs on a USSD page, placeholders at their widest. */
+typedef struct {
+    const char *lang;        /* the catalogue's language (dates, amounts) */
+    char text[4 * DP_MAX_PROMPT_BYTES]; /* the wording with every placeholder at its widest */
+    size_t len;
+} widest;
+
+static void widest_put(widest *w, const char *s)
+{
+    size_t n = strlen(s);
+    if (w->len + n < sizeof w->text) {
+        memcpy(w->text + w->len, s, n + 1);
+        w->len += n;
+    }
+}
+
+/* A placeholder's widest text (docs/dialplans.md, "What the checker
+ * reports"): free text as 20 Chinese characters (a bank, an outlet), IDs,
+ * cards and phones masked as shown, dates and amounts in the language's
+ * words. A settings value renders as itself. */
+static void widest_piece(const dp_piece *piece, void *arg)
+{
+    widest *w = arg;
+    bool zh = !strcmp(w->lang, "zh");
+    if (!piece->is_value || piece->text[0]) {
+        widest_put(w, piece->text);
+        return;
+    }
+    switch (piece->render) {
+    case DP_RENDER_DIGITS:
+        widest_put(w, "123456789012345678");
+        break;
+    case DP_RENDER_NUMBER:
+        widest_put(w, "1234567890");
+        break;
+    case DP_RENDER_DATE:
+        widest_put(w, zh ? "2026年12月31日" : "30 September 2026");
+        break;
+    case DP_RENDER_AMOUNT:
+        widest_put(w, zh ? "9999999.99元" : "CNY 9999999.99");
+        break;
+    case DP_RENDER_ID:
+        widest_put(w, mask_id("11010119900307451X").s);
+        break;
+    case DP_RENDER_CARD:
+        widest_put(w, mask_card("AB1000001").s);
+        break;
+    case DP_RENDER_PHONE:
+        widest_put(w, mask_phone("+8613800000001").s);
+        break;
+    default:
+        widest_put(w, "中国工商银行股份有限公司北京市分行");
+        break;
+    }
+}
+
+static bool prompt_seen(const dp_prompt **seen, size_t n, const dp_prompt *pr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (seen[i] == pr)
+            return true;
+    return false;
+}
+
+/* The question of a waiting node (its last prompt: a menu's question and
+ * options, an ask's request) is what a USSD page keeps whole, so in every
+ * language it must fit one USSD string on its own. Checked for the nodes a
+ * USSD route can reach; reported once per prompt and language, where the
+ * wording is. */
+static void check_ussd_questions(graph *g)
+{
+    dp_loader *L = g->L;
+    const dialplan *dp = L->dp;
+    bool *ussd = calloc(g->n + 1, sizeof *ussd);
+    const dp_prompt **seen = calloc(g->n * dp->n_langs + 1, sizeof *seen);
+    size_t n_seen = 0;
+    if (!ussd || !seen)
+        abort();
+    reach_all(g, ussd, false, CHANNEL_USSD);
+    for (size_t i = 0; i < g->n; i++) {
+        const dp_node *n = &L->all[i]->pub;
+        if (!ussd[i] || !is_waiting(n) || n->n_prompts == 0)
+            continue;
+        const char *id = n->prompts[n->n_prompts - 1];
+        for (size_t li = 0; li < dp->n_langs; li++) {
+            const dp_catalogue *c = dp_catalogue_of(dp, dp->langs[li]);
+            const dp_prompt *pr = c ? dp_catalogue_find(c, id) : NULL;
+            if (!pr || !dp_prompt_wording(pr, CHANNEL_USSD) || prompt_seen(seen, n_seen, pr))
+                continue;   /* a prompt without USSD wording was reported already */
+            seen[n_seen++] = pr;
+            widest *w = calloc(1, sizeof *w);
+            if (!w)
+                abort();
+            w->lang = c->lang;
+            dialplan_render_pieces(dp, c->lang, CHANNEL_USSD, id, NULL, widest_piece, w);
+            size_t octets = gsm_octets(w->text, w->len);
+            if (octets > GSM_USSD_OCTETS) {
+                bool gsm = gsm_is_gsm7(w->text, w->len);
+                PROBLEM(L, pr->file, pr->line,
+                        "prompt '%s' (%s) of %s '%s' does not fit one USSD page: %zu %s, at most %d "
+                        "(placeholders at their widest)",
+                        id, c->lang, n->kind == DP_MENU ? "menu" : "ask", n->name,
+                        gsm ? gsm_septets(w->text, w->len) : gsm_ucs2_units(w->text, w->len),
+                        gsm ? "GSM-7 characters" : "UCS-2 units", gsm ? GSM_USSD_OCTETS * 8 / 7 : GSM_USSD_OCTETS / 2);
+            }
+            free(w);
+        }
+    }
+    free(seen);
+    free(ussd);
+}
+
 /* All of it -----------------------------------------------------------------*/
 
 void dp_check(dp_loader *L)
@@ -802,5 +935,6 @@ void dp_check(dp_loader *L)
     report_unreachable(&g);
     check_variables(&g);
     find_loops(&g);
+    check_ussd_questions(&g);
     free_graph(&g);
 }

@@ -20,6 +20,7 @@
 #include "dialplan.h"
 #include "domain.h"
 #include "engine.h"
+#include "gsm.h"
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
@@ -73,12 +74,6 @@ struct sms_pending {
     sms_pending *prev, *next;/* in owner->pending */
 };
 
-/* GSM 03.38: the default alphabet (ESC excluded) and the extension table. */
-static const char gsm_basic[] =
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-static const char gsm_extension[] = "^{}\\[~]|€\f";
-
 static metrics_series *counter(const char *result)
 {
     char labels[64];
@@ -98,50 +93,23 @@ void sms_options_default(sms_options *opt)
 
 /* Text rules ------------------------------------------------------------------*/
 
-static bool in_table(const char *table, const char *ch, size_t n)
-{
-    return memmem(table, strlen(table), ch, n) != NULL;
-}
-
 /* Units the character takes: septets in GSM-7, UTF-16 units in UCS-2. */
 static size_t char_units(const char *ch, size_t n, bool gsm)
 {
-    if (gsm)
-        return in_table(gsm_basic, ch, n) ? 1 : 2;
-    return n == 4 ? 2 : 1;
+    return gsm ? gsm_char_septets(ch, n) : gsm_char_ucs2(n);
 }
 
-bool sms_is_gsm7(const char *text)
+static bool is_gsm7(const char *text)
 {
-    const char *p = text;
-    while (*p) {
-        size_t n = utf8_char_len(p);
-        if (n == 0 || (!in_table(gsm_basic, p, n) && !in_table(gsm_extension, p, n)))
-            return false;
-        p += n;
-    }
-    return true;
-}
-
-static size_t text_units(const char *text, bool gsm)
-{
-    size_t units = 0;
-    for (const char *p = text; *p;) {
-        size_t n = utf8_char_len(p);
-        if (n == 0)
-            break;
-        units += char_units(p, n, gsm);
-        p += n;
-    }
-    return units;
+    return gsm_is_gsm7(text, strlen(text));
 }
 
 bool sms_fit(char *text, size_t size, int max_messages)
 {
-    bool gsm = sms_is_gsm7(text);
+    bool gsm = is_gsm7(text);
     size_t single = gsm ? 160 : 70, part = gsm ? 153 : 67;
     size_t limit = max_messages <= 1 ? single : part * (size_t)max_messages;
-    size_t total = text_units(text, gsm);
+    size_t total = gsm ? gsm_septets(text, strlen(text)) : gsm_ucs2_units(text, strlen(text));
     if (total <= single || total <= limit)
         return false;
     const char *marker = gsm ? "..." : "…";
@@ -174,7 +142,7 @@ static void reply_text(httpd_request *req, const char *text)
     snprintf(body, sizeof body, "%s", text[0] ? text : SMS_HELP_TEXT);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(httpd_request_evhttp(req));
     /* Kannel (accept-x-kannel-headers) sends UCS-2 only when told to. */
-    evhttp_add_header(headers, "X-Kannel-Coding", sms_is_gsm7(body) ? "0" : "2");
+    evhttp_add_header(headers, "X-Kannel-Coding", is_gsm7(body) ? "0" : "2");
     struct evbuffer *buf = evbuffer_new();
     evbuffer_add(buf, body, strlen(body));
     httpd_reply_text(req, 200, "text/plain; charset=utf-8", buf);

@@ -60,11 +60,8 @@ void sms_free(sms *s);
 
 /* Text rules (exposed for the tests and cardline-phone) ---------------------*/
 
-/* True when every character of the UTF-8 `text` is in the GSM 03.38 default
- * alphabet (or its extension table), so it travels as GSM-7. */
-bool sms_is_gsm7(const char *text);
-
-/* Fits `text` (UTF-8) into `max_messages` SMS parts in place: GSM-7 160
+/* Fits `text` (UTF-8) into `max_messages` SMS parts in place, in the coding
+ * gsm.h says it needs (the reply's X-Kannel-Coding says the same): GSM-7 160
  * septets single / 153 per concatenated part (extension characters count
  * two), UCS-2 70 / 67 UTF-16 units. A longer text is cut at the last line
  * break that leaves room (at a character boundary when none does) and ends

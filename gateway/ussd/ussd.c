@@ -1,8 +1,9 @@
 /* ussd — the aggregator wire (form parsing, validation, CON/END replies),
  * the derivation of the newest input from `text`, paging, holding pages and
- * the in-memory channel state per session. The dialplan semantics, replays
- * and races belong to the engine; this file only decides which requests
- * reach it and how its outputs look on a handset. */
+ * the in-memory channel state per session (where pages are cut is
+ * ussd_page.c's). The dialplan semantics, replays and races belong to the
+ * engine; this file only decides which requests reach it and how its
+ * outputs look on a handset. */
 #include "ussd.h"
 
 #include <sys/queue.h>
@@ -29,7 +30,6 @@
 #include "mask.h"
 #include "metrics.h"
 #include "store.h"
-#include "utf8.h"
 #include "ussd_wire.h"
 
 #define USSD_PATH "/ussd"
@@ -38,8 +38,6 @@
 #define USSD_BUCKETS 4096         /* hash buckets of the session table */
 #define USSD_KEY_BYTES 16         /* HMAC bytes kept in a hop key */
 #define USSD_KEY_LEN (2 + 2 * USSD_KEY_BYTES)
-#define USSD_RENDER_MAX 8192      /* one output rendered as text */
-#define USSD_MORE_KEY "98"        /* no shipped menu uses it */
 #define USSD_CONTINUE_KEY "1"
 #define USSD_SECRET_BYTES 32
 #define USSD_START_KEY_PREFIX "cl:rl:start:ussd:"
@@ -325,70 +323,25 @@ static void send_text(ussd *u, httpd_request *req, int status, const char *body,
 
 /* Pages -------------------------------------------------------------------------------*/
 
-static size_t utf8_chars(const char *s, size_t len)
+/* Keeps `cut` as the session's pages: "CON " on every page but the last,
+ * which says whether more is to come. */
+static void keep_pages(pager *p, int status, bool more_to_come, ussd_pages *cut)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
-/* Bytes of the longest prefix of `s` with at most `chars` code points. */
-static size_t utf8_prefix(const char *s, size_t len, size_t chars)
-{
-    size_t i = 0, n = 0;
-    while (i < len) {
-        size_t j = i + 1;
-        while (j < len && ((unsigned char)s[j] & 0xC0) == 0x80)
-            j++;
-        if (++n > chars)
-            break;
-        i = j;
+    *p = (pager){.status = status, .pages = xcalloc(cut->count, sizeof *p->pages), .count = cut->count};
+    for (size_t i = 0; i < cut->count; i++) {
+        const char *prefix = i + 1 < cut->count || more_to_come ? "CON " : "END ";
+        size_t size = strlen(prefix) + strlen(cut->text[i]) + 1;
+        p->pages[i] = xcalloc(1, size);
+        snprintf(p->pages[i], size, "%s%s", prefix, cut->text[i]);
     }
-    return i;
+    ussd_pages_free(cut);
 }
 
-static void pager_add(pager *p, const char *prefix, const char *text, size_t len, const char *suffix)
+static void paginate(const ussd *u, pager *p, int status, const char *lang, const char *text)
 {
-    char **grown = realloc(p->pages, (p->count + 1) * sizeof *grown);
-    if (!grown)
-        abort();
-    p->pages = grown;
-    size_t size = strlen(prefix) + len + strlen(suffix) + 1;
-    char *page = malloc(size);
-    if (!page)
-        abort();
-    snprintf(page, size, "%s%.*s%s", prefix, (int)len, text, suffix);
-    p->pages[p->count++] = page;
-}
-
-/* Splits `text` into pages of at most page_chars code points, each but the
- * last ending with the "more" line; cuts at a line break when one fits. */
-static void paginate(const ussd *u, pager *p, int status, bool more_to_come, const char *lang, const char *text)
-{
-    const char *prefix = more_to_come ? "CON " : "END ";
-    const char *more = is_english(lang) ? "\n" USSD_MORE_KEY " More" : "\n" USSD_MORE_KEY " 更多";
-    size_t limit = (size_t)u->opt.page_chars;
-    size_t room = limit - utf8_chars(more, strlen(more));
-    size_t len = strlen(text);
-    *p = (pager){.status = status};
-    while (utf8_chars(text, len) > limit) {
-        size_t cut = utf8_prefix(text, len, room);
-        size_t skip = cut;
-        for (size_t i = cut; i > 0; i--) {
-            if (text[i - 1] == '\n') {
-                cut = i - 1;
-                skip = i;
-                break;
-            }
-        }
-        if (cut == 0)
-            cut = skip = utf8_prefix(text, len, room);
-        pager_add(p, "CON ", text, cut, more);
-        text += skip;
-        len -= skip;
-    }
-    pager_add(p, prefix, text, len, "");
+    ussd_pages cut;
+    ussd_paginate(text, strlen(text), lang, u->opt.page_octets, &cut);
+    keep_pages(p, status, false, &cut);
 }
 
 /* The dialplan's own wording for a prompt, or `fallback`. */
@@ -428,7 +381,7 @@ static void refusal_pages(const ussd *u, engine_status st, const char *lang, pag
                     sizeof text);
         break;
     }
-    paginate(u, p, status, false, lang, text);
+    paginate(u, p, status, lang, text);
 }
 
 static result_kind refusal_result(engine_status st)
@@ -448,11 +401,10 @@ static result_kind refusal_result(engine_status st)
 
 static void output_pages(const ussd *u, json_t *output, pager *p)
 {
-    char text[USSD_RENDER_MAX];
-    engine_render_text(u->opt.engine, output, CHANNEL_USSD, text, sizeof text);
+    ussd_pages cut;
+    ussd_output_pages(u->opt.engine, output, u->opt.page_octets, &cut);
     const char *state = json_string_value(json_object_get(output, "state"));
-    const char *lang = json_string_value(json_object_get(output, "lang"));
-    paginate(u, p, 200, state && strcmp(state, "wait") == 0, lang ? lang : "zh", text);
+    keep_pages(p, 200, state && strcmp(state, "wait") == 0, &cut);
 }
 
 static void holding_text(const usess *s, char *out, size_t size)
@@ -921,7 +873,7 @@ void ussd_options_default(ussd_options *opt)
     *opt = (ussd_options){
         .answer_deadline_ms = 2500,
         .max_text_bytes = 1024,
-        .page_chars = USSD_MAX_PAGE_CHARS,
+        .page_octets = USSD_MAX_PAGE_OCTETS,
         .max_sessions = 10000,
         .state_ttl_s = 300,
         .max_clock_skew_s = 300,
@@ -938,8 +890,8 @@ static const char *options_problem(const ussd_options *o)
         return "answer_deadline_ms must be 100-60000";
     if (o->max_text_bytes < 16 || o->max_text_bytes > USSD_MAX_TEXT_BYTES)
         return "max_text_bytes must be 16-4096";
-    if (o->page_chars < USSD_MIN_PAGE_CHARS || o->page_chars > USSD_MAX_PAGE_CHARS)
-        return "page_chars must be 40-182";
+    if (o->page_octets < USSD_MIN_PAGE_OCTETS || o->page_octets > USSD_MAX_PAGE_OCTETS)
+        return "page_octets must be 64-160";
     if (o->max_sessions < 1 || o->max_sessions > 1000000)
         return "max_sessions must be 1-1000000";
     if (o->state_ttl_s < 10 || o->state_ttl_s > 86400)

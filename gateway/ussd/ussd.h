@@ -2,8 +2,9 @@
  * (form fields sessionId, serviceCode, phoneNumber, text; replies
  * "CON …"/"END …" as text/plain). It turns each request into one engine
  * event, derives the newest input from the `*`-joined history against what
- * the session consumed, splits long outputs into pages of at most
- * `page_chars` characters, and answers a holding page when a hop outlives
+ * the session consumed, splits long outputs into pages a handset can show
+ * (at most `page_octets` octets in the coding each page needs, see "Pages"
+ * below), and answers a holding page when a hop outlives
  * `answer_deadline_ms`.
  *
  * It owns the per-session channel state (pages still to show, a hop still
@@ -22,8 +23,11 @@
 #ifndef CARDLINE_USSD_H
 #define CARDLINE_USSD_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "gsm.h"
 
 struct event_base;
 struct engine;
@@ -35,7 +39,7 @@ typedef struct {
     struct engine *engine;      /* runs the hops (not owned) */
     int answer_deadline_ms;     /* a hop not done by then is answered with a holding page */
     int max_text_bytes;         /* longer `text` is refused with 413 */
-    int page_chars;             /* characters (code points) of one page after "CON "/"END " */
+    int page_octets;            /* octets of one page after "CON "/"END " (GSM-7 packed or UCS-2) */
     int max_sessions;           /* sessions with channel state held at once; more get "unavailable" */
     int state_ttl_s;            /* channel state of a silent session is dropped after this */
     const char *hop_key_secret; /* HMAC key of hop keys; NULL = random per process (not shared) */
@@ -49,11 +53,11 @@ typedef struct {
 
 /* Limits ----------------------------------------------------------------------*/
 
-#define USSD_MIN_PAGE_CHARS 40
-#define USSD_MAX_PAGE_CHARS 182
+#define USSD_MIN_PAGE_OCTETS 64              /* room for a menu and the "98" line */
+#define USSD_MAX_PAGE_OCTETS GSM_USSD_OCTETS /* one USSD string: 160 */
 #define USSD_MAX_TEXT_BYTES 4096
 
-/* Defaults: deadline 2500 ms, text 1024 bytes, 182 characters a page,
+/* Defaults: deadline 2500 ms, text 1024 bytes, 160 octets a page,
  * 10000 sessions, state kept 300 s, random hop key secret, no request
  * secret and unsigned requests refused, any source, 300 s clock skew, 30
  * sessions per number an hour. */
@@ -70,6 +74,41 @@ void ussd_options_default(ussd_options *opt);
  * is not decimal. */
 bool ussd_sign(const char *secret, const char *timestamp, const char *body, size_t len,
                char out[USSD_SIGNATURE_MAX]);
+
+/* Pages (pure: the channel, the tests and tools show pages the same way) ---*/
+
+#define USSD_MORE_KEY "98"   /* the reply that shows the next page; no shipped menu uses it */
+
+/* An output cut into pages. */
+typedef struct {
+    char **text;             /* each page as shown after "CON "/"END ", its "98" line included */
+    size_t count;            /* pages, at least one */
+} ussd_pages;
+
+/* Cuts `text` (UTF-8) into pages of at most `page_octets` octets each, a
+ * page measured in the coding its own text needs (gsm.h: GSM-7 packed, or
+ * UCS-2 as soon as one character is outside GSM 03.38). Every page but
+ * the last ends with the line "98 更多" (`lang` zh) or "98 More", which
+ * counts against it. A page ends at the last line break that fills at
+ * least half of what fits, else at such a sentence end (。！？, or .!?
+ * before a blank), else at such a clause mark (，；：、, or ,;: before a
+ * blank), else at the last of any of these or a space — never inside a
+ * word; only a run with no such place longer than a page is cut, and then
+ * at a character boundary. Blanks at a cut are dropped.
+ * `text` from byte `block` on (the question the caller answers, with a
+ * menu's options; strlen(text) = none) is never split when it fits one
+ * page: it comes whole on the last page, earlier text on earlier pages. */
+void ussd_paginate(const char *text, size_t block, const char *lang, int page_octets, ussd_pages *out);
+
+/* The pages of a hop's output (engine.h) as the channel shows them: its
+ * prompts rendered for USSD, and when it waits (menu or ask) its last
+ * prompt — the waiting node's question — kept whole. */
+void ussd_output_pages(const struct engine *e, json_t *output, int page_octets, ussd_pages *out);
+
+void ussd_pages_free(ussd_pages *p);
+
+/* "\n98 更多" or "\n98 More": the line ending a page that has a next. */
+const char *ussd_more_line(const char *lang);
 
 /* Lifecycle -------------------------------------------------------------------*/
 

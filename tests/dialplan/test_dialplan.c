@@ -324,6 +324,17 @@ static void test_option_keys(void **state)
     CASE("option_keys", {"case.yaml:10", "duplicate key '1'"}, {"case.yaml:11", "option key must be 1..16"});
 }
 
+static void test_ussd_question_fits_one_page(void **state)
+{
+    (void)state;
+    CASE("ussd_page",
+         {"case.yaml:20", "prompt 'long_menu' (zh) of menu 'a' does not fit one USSD page: 81 UCS-2 units, at most 80"},
+         {"case.yaml:26", "prompt 'code' (en) of ask 'b' does not fit one USSD page: 86 UCS-2 units, at most 80"});
+    /* Without USSD wording there is nothing to measure: reported once, as such. */
+    CASE("ussd_page_no_wording", {"case.yaml:9", "prompt 'q' has no wording for ussd"},
+         {"case.yaml:10", "prompt 'q' has no wording for ussd"});
+}
+
 static void test_input_free_loop(void **state)
 {
     (void)state;
@@ -967,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_bad_placeholders),
         cmocka_unit_test(test_option_keys),
         cmocka_unit_test(test_input_free_loop),
+        cmocka_unit_test(test_ussd_question_fits_one_page),
         cmocka_unit_test(test_bad_patterns_with_offset),
         cmocka_unit_test(test_min_greater_than_max),
         cmocka_unit_test(test_unknown_validator),
