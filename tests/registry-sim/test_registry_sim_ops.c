@@ -60,7 +60,7 @@ static void test_fault_path_prefix_and_health(void **state)
     th_proc *p = *state;
     set_fault(p, "{\"status\": 500, \"path_prefix\": \"/v1/cards/\"}");
     assert_int_equal(get_status(p, "/v1/persons/" WANG_WEI), 200);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 500);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 500);
     assert_int_equal(get_status(p, "/v1/health"), 200);
     set_fault(p, "{\"status\": 503}");
     assert_int_equal(get_status(p, "/v1/health"), 503);
@@ -77,20 +77,20 @@ static void test_fault_malformed_body(void **state)
 {
     th_proc *p = *state;
     set_fault(p, "{\"malformed\": true, \"count\": 1}");
-    st_resp r = st_call(p, "GET", "/v1/cards/A10000001", NULL, NULL);
+    st_resp r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_null(r.body);
     assert_true(strlen(r.raw) > 0);
     st_free(&r);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 200);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 200);
 }
 
 static void test_fault_drop_connection(void **state)
 {
     th_proc *p = *state;
     set_fault(p, "{\"drop\": true, \"count\": 1}");
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 0);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 200);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 0);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 200);
 }
 
 static void test_fault_write_not_applied(void **state)
@@ -98,11 +98,11 @@ static void test_fault_write_not_applied(void **state)
     th_proc *p = *state;
     set_fault(p, "{\"status\": 503, \"count\": 1}");
     const char *body = "{\"kind\": \"temporary\", \"channel\": \"voice\"}";
-    st_resp r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports", body, "retry-key-1");
+    st_resp r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports", body, "retry-key-1");
     assert_int_equal(r.status, 503);
     st_free(&r);
     assert_int_equal(st_applied(p, "loss_reports"), 0);
-    r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports", body, "retry-key-1");
+    r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports", body, "retry-key-1");
     assert_int_equal(r.status, 201);
     st_free(&r);
     assert_int_equal(st_applied(p, "loss_reports"), 1);
