@@ -54,6 +54,16 @@ typedef struct {
 
 static world shared;
 
+/* The dialplan set's wording, as the runtime gives it: "LANG/PROMPT", so a
+ * test sees which prompt a handler picked in which language. */
+static bool fake_render(void *ctx, const char *lang, const char *id, json_t *vars, char *out, size_t size)
+{
+    (void)ctx;
+    (void)vars;
+    snprintf(out, size, "%s/%s", lang, id);
+    return true;
+}
+
 static bool world_open(world *w, const char *seed, const char *const *more_args)
 {
     const char *args[8] = {"--today", SIM_TODAY};
@@ -73,6 +83,7 @@ static bool world_open(world *w, const char *seed, const char *const *more_args)
     w->env = (handler_env){
         .base = w->base,
         .registry = w->reg,
+        .render = fake_render,
         .digest_key = digest_key,
         .digest_key_len = sizeof digest_key,
     };
@@ -253,12 +264,16 @@ static void digest_of(const char *pin, const char *session, char out[HANDLER_DIG
 
 /* reissue_progress ---------------------------------------------------------------*/
 
-static void expect_progress(const char *id, const char *stage, const char *date, const char *card,
-                            const char *outlet_name, const char *outlet_phone)
+static void expect_progress(const char *id, const char *type, const char *stage, const char *date,
+                            const char *card, const char *outlet_name, const char *outlet_phone)
 {
     outcome o;
-    call(&shared, "reissue_progress", json_pack("{s:s}", "id", id), stage, &o);
-    assert_int_equal(json_object_size(o.vars), 6);
+    char type_words[64];
+    snprintf(type_words, sizeof type_words, "zh/application_%s", type);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", id, "lang", "zh"), stage, &o);
+    assert_int_equal(json_object_size(o.vars), 8);
+    assert_var(&o, "app_type", type_words);
+    assert_var(&o, "collect_by", strcmp(stage, "at_outlet") == 0 ? "2027-11-18" : "");
     assert_var(&o, "stage_date", date);
     assert_var(&o, "new_card", card);
     assert_var(&o, "outlet_name", outlet_name);
@@ -275,41 +290,41 @@ static void expect_progress(const char *id, const char *stage, const char *date,
 static void test_progress_every_stage(void **state)
 {
     (void)state;
-    expect_progress(HUANG_QIANG, "received", "2026-11-19", "", "", "");
-    expect_progress(LIU_YANG, "in_production", "2026-11-21", "", "", "");
-    expect_progress(WU_FANG, "at_city_bank", "2026-11-16", "N62948531", "", "");
-    expect_progress(ZHAO_LI, "at_outlet", "2026-11-18", "K90273658", "玄武区社保服务中心", "025-12333");
-    expect_progress(YANG_LEI, "collected", "2026-11-15", "H70461592", "武昌区社保服务中心", "027-12333");
-    expect_progress(WANG_WEI, "activated", "2024-05-01", "A52870316", "东城区社保服务中心", "010-12333");
-    expect_progress(ZHOU_JIE, "production_failed", "2026-10-29", "", "", "");
+    expect_progress(HUANG_QIANG, "new", "received", "2026-11-19", "", "", "");
+    expect_progress(LIU_YANG, "reissue_after_loss", "in_production", "2026-11-21", "", "", "");
+    expect_progress(WU_FANG, "replacement", "at_city_bank", "2026-11-16", "N62948531", "", "");
+    expect_progress(ZHAO_LI, "replacement", "at_outlet", "2026-11-18", "K90273658", "玄武区社保服务中心",
+                    "025-12333");
+    expect_progress(YANG_LEI, "reissue_after_loss", "collected", "2026-11-15", "H70461592", "武昌区社保服务中心",
+                    "027-12333");
+    expect_progress(WANG_WEI, "replacement", "activated", "2024-05-01", "A52870316", "东城区社保服务中心",
+                    "010-12333");
+    expect_progress(ZHOU_JIE, "warranty_replacement", "production_failed", "2026-10-29", "", "", "");
 }
 
+/* Names, address and hours in the session's language; without one, the
+ * registry's own (Chinese). */
 static void test_progress_outlet_details(void **state)
 {
     (void)state;
     outcome o;
     call(&shared, "reissue_progress", json_pack("{s:s}", "id", YANG_LEI), "collected", &o);
     assert_var(&o, "outlet_address", "武汉市武昌区友谊大道303号");
-    assert_var(&o, "outlet_hours", "Mon-Sat 08:30-17:30");
+    assert_var(&o, "outlet_hours", "周一至周六8:30-17:30");
+    assert_var(&o, "app_type", ""); /* no language: no wording to pick */
     outcome_clear(&o);
-}
-
-static void test_progress_no_application(void **state)
-{
-    (void)state;
-    expect_by_id(&shared, "reissue_progress", LI_NA, "no_application");
-    expect_by_id(&shared, "reissue_progress", NOBODY, "no_application");
-}
-
-static void test_progress_unavailable(void **state)
-{
-    (void)state;
-    sim_fault(&shared, "{\"status\": 503}");
-    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
-    sim_fault(&shared, "{\"malformed\": true}");
-    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
-    sim_fault_clear(&shared);
-    expect_progress(YANG_LEI, "collected", "2026-11-15", "H70461592", "武昌区社保服务中心", "027-12333");
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", YANG_LEI, "lang", "en"), "collected", &o);
+    assert_var(&o, "outlet_name", "Wuchang District Social Security Service Centre");
+    assert_var(&o, "outlet_address", "303 Youyi Avenue, Wuchang District, Wuhan");
+    assert_var(&o, "outlet_hours", "Mon-Sat 08:30-17:30");
+    assert_var(&o, "app_type", "en/application_reissue_after_loss");
+    outcome_clear(&o);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "zh"), "activated", &o);
+    assert_var(&o, "outlet_hours", "周一至周五9:00-17:00，周六9:00-12:00");
+    outcome_clear(&o);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "en"), "activated", &o);
+    assert_var(&o, "outlet_hours", "Mon-Fri 09:00-17:00; Sat 09:00-12:00");
+    outcome_clear(&o);
 }
 
 /* card_history ----------------------------------------------------------------------*/
@@ -706,6 +721,113 @@ static void test_activate_counter_card(void **state)
     th_rmdir(dir);
 }
 
+/* reissue_progress, later stages ---------------------------------------------------*/
+
+/* A year after the card reached the outlet it is sealed: the stage says so
+ * from the day after `collect_by`, and the card still waits for collection. */
+static void test_progress_uncollected(void **state)
+{
+    (void)state;
+    world *w = private_world(NULL, (const char *const[]){"--control", NULL});
+    outcome o;
+    assert_int_equal(th_http(w->sim.port, "POST", "/_sim/clock", "{\"today\": \"2027-11-18\"}", NULL, NULL), 200);
+    call(w, "reissue_progress", json_pack("{s:s, s:s}", "id", ZHAO_LI, "lang", "zh"), "at_outlet", &o);
+    assert_var(&o, "collect_by", "2027-11-18");
+    outcome_clear(&o);
+    assert_int_equal(th_http(w->sim.port, "POST", "/_sim/clock", "{\"advance_days\": 1}", NULL, NULL), 200);
+    call(w, "reissue_progress", json_pack("{s:s, s:s}", "id", ZHAO_LI, "lang", "zh"), "uncollected", &o);
+    assert_var(&o, "stage_date", "2027-11-19");
+    assert_var(&o, "collect_by", "");
+    assert_var(&o, "outlet_name", "玄武区社保服务中心");
+    outcome_clear(&o);
+    expect_activatable(w, ZHAO_LI, "not_collected", "K90273658");
+    private_world_close(w);
+}
+
+/* card_status -----------------------------------------------------------------------*/
+
+/* A temporary loss says until when; one that a reissue holds has no end. */
+static void test_status_temporary_loss(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", ZHANG_MIN, "lang", "zh"), "temporary_loss", &o);
+    assert_var(&o, "loss_until", "2026-11-27"); /* placed 2 days before today, 7 days' validity */
+    assert_var(&o, "bank_name", "中国农业银行");
+    outcome_clear(&o);
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", LIU_YANG, "lang", "en"), "temporary_loss_held", &o);
+    assert_null(json_object_get(o.vars, "loss_until"));
+    assert_var(&o, "bank_name", "Bank of China");
+    outcome_clear(&o);
+}
+
+/* English sessions hear the registry's English bank name; others, and an
+ * English session when the registry has none, the registry's own. */
+static void test_status_bank_names(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "en"), "normal", &o);
+    assert_var(&o, "bank_name", "Industrial and Commercial Bank of China");
+    outcome_clear(&o);
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "zh"), "normal", &o);
+    assert_var(&o, "bank_name", "中国工商银行");
+    outcome_clear(&o);
+    char *seed = write_seed(counter_seed); /* its bank has no English name */
+    world *w = private_world(seed, NULL);
+    call(w, "card_status", json_pack("{s:s, s:s}", "id", LI_NA, "lang", "en"), "normal", &o);
+    assert_var(&o, "bank_name", "中国建设银行");
+    outcome_clear(&o);
+    private_world_close(w);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", seed);
+    *strrchr(dir, '/') = '\0';
+    th_rmdir(dir);
+}
+
+/* registry_settings -----------------------------------------------------------------*/
+
+static void test_settings(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "registry_settings", json_object(), "ok", &o);
+    assert_var(&o, "temp_loss_days", "7");
+    assert_var(&o, "collection_days", "365");
+    outcome_clear(&o);
+    world *w = private_world(NULL, (const char *const[]){"--loss-days", "10", "--collect-days", "180", NULL});
+    call(w, "registry_settings", json_object(), "ok", &o);
+    assert_var(&o, "temp_loss_days", "10");
+    assert_var(&o, "collection_days", "180");
+    outcome_clear(&o);
+    private_world_close(w);
+    sim_fault(&shared, "{\"status\": 503}");
+    call(&shared, "registry_settings", json_object(), "unavailable", &o);
+    outcome_clear(&o);
+    sim_fault(&shared, "{\"malformed\": true}");
+    call(&shared, "registry_settings", json_object(), "unavailable", &o);
+    outcome_clear(&o);
+}
+
+static void test_progress_no_application(void **state)
+{
+    (void)state;
+    expect_by_id(&shared, "reissue_progress", LI_NA, "no_application");
+    expect_by_id(&shared, "reissue_progress", NOBODY, "no_application");
+}
+
+static void test_progress_unavailable(void **state)
+{
+    (void)state;
+    sim_fault(&shared, "{\"status\": 503}");
+    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
+    sim_fault(&shared, "{\"malformed\": true}");
+    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
+    sim_fault_clear(&shared);
+    expect_progress(YANG_LEI, "reissue_after_loss", "collected", "2026-11-15", "H70461592", "武昌区社保服务中心",
+                    "027-12333");
+}
+
 /* Fixtures -------------------------------------------------------------------------*/
 
 static int group_setup(void **state)
@@ -736,6 +858,10 @@ int main(void)
         cmocka_unit_test_teardown(test_progress_outlet_details, test_teardown),
         cmocka_unit_test_teardown(test_progress_no_application, test_teardown),
         cmocka_unit_test_teardown(test_progress_unavailable, test_teardown),
+        cmocka_unit_test_teardown(test_progress_uncollected, test_teardown),
+        cmocka_unit_test_teardown(test_status_temporary_loss, test_teardown),
+        cmocka_unit_test_teardown(test_status_bank_names, test_teardown),
+        cmocka_unit_test_teardown(test_settings, test_teardown),
         cmocka_unit_test_teardown(test_history_replaced, test_teardown),
         cmocka_unit_test_teardown(test_history_single, test_teardown),
         cmocka_unit_test_teardown(test_history_no_card, test_teardown),

@@ -244,6 +244,122 @@ static void test_loss_report_lapses_after_loss_days(void **state)
     expect(p, "POST", path, "{}", 409, "not_active");
 }
 
+static st_resp activate(const th_proc *p, const char *card, const char *ssn, const char *pin);
+
+/* 刘洋's report is held by his replacement: it shows no end date, names
+ * the application, and stays active long after its validity. */
+static void test_reissue_holds_temporary_report(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/cards/E81625073", NULL, NULL);
+    assert_true(json_is_null(st_get(&r, "loss_report.expires_on")));
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.held_by")), "AP2026112100002");
+    st_free(&r);
+    advance_days(p, 60);
+    r = st_call(p, "GET", "/v1/cards/E81625073", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "status")), 4);
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.state")), "active");
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.id")), "LR2026112100007");
+    st_free(&r);
+    /* 张敏's, held by nothing, has its date and lapsed meanwhile. */
+    r = st_call(p, "GET", "/v1/cards/D27159384", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "status")), 1);
+    assert_true(json_is_null(st_get(&r, "loss_report")));
+    st_free(&r);
+}
+
+/* A new report carries its end date and no hold. */
+static void test_report_carries_end_date(void **state)
+{
+    th_proc *p = *state;
+    st_resp clock = st_call(p, "GET", "/_sim/clock", NULL, NULL);
+    st_resp r = report_loss(p, "A52870316", st_key());
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_null(st_get(&r, "held_by")));
+    assert_true(json_is_string(st_get(&r, "expires_on")));
+    assert_string_not_equal(json_string_value(st_get(&r, "expires_on")),
+                            json_string_value(st_get(&clock, "today")));
+    st_free(&r);
+    st_free(&clock);
+}
+
+/* 赵丽's card reached the outlet on 2026-11-18: she collects it by the same
+ * day a year later; from the day after, the application is `uncollected`
+ * and the card cannot be activated. */
+static void test_uncollected_card_sealed_after_a_year(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    json_t *app = json_array_get(st_get(&r, "applications"), 0);
+    assert_string_equal(json_string_value(json_object_get(app, "collect_by")), "2027-11-18");
+    assert_string_equal(json_string_value(json_object_get(app, "stage")), "at_outlet");
+    st_free(&r);
+    r = st_call(p, "POST", "/_sim/clock", "{\"today\": \"2027-11-18\"}", NULL);
+    assert_int_equal(r.status, 200);
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(st_get(&r, "applications"), 0), "stage")),
+                        "at_outlet");
+    st_free(&r);
+    advance_days(p, 1);
+    r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    app = json_array_get(st_get(&r, "applications"), 0);
+    assert_string_equal(json_string_value(json_object_get(app, "stage")), "uncollected");
+    assert_string_equal(json_string_value(json_object_get(app, "stage_date")), "2027-11-19");
+    assert_true(json_is_null(json_object_get(app, "collect_by")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(app, "outlet"), "code")), "NJ-XW-01");
+    st_free(&r);
+    r = activate(p, "K90273658", ZHAO_LI, "482915");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(json_string_value(st_get(&r, "error.stage")), "uncollected");
+    st_free(&r);
+    assert_int_equal(card_status(p, "K90273658"), 0);
+}
+
+/* Names in Chinese and English; opening hours as data and as text. */
+static void test_english_names_and_hours(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
+    assert_string_equal(json_string_value(st_get(&r, "bank.name")), "中国工商银行");
+    assert_string_equal(json_string_value(st_get(&r, "bank.name_en")), "Industrial and Commercial Bank of China");
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/" WANG_WEI "/applications", NULL, NULL);
+    json_t *outlet = json_object_get(json_array_get(st_get(&r, "applications"), 0), "outlet");
+    assert_string_equal(json_string_value(json_object_get(outlet, "name_en")),
+                        "Dongcheng District Social Security Service Centre");
+    assert_string_equal(json_string_value(json_object_get(outlet, "address_en")),
+                        "6 Chaoyangmen North Street, Dongcheng District, Beijing");
+    assert_string_equal(json_string_value(json_object_get(outlet, "hours")), "Mon-Fri 09:00-17:00; Sat 09:00-12:00");
+    json_t *sat = json_array_get(json_object_get(outlet, "opening_hours"), 1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(sat, "days"), 0)), 6);
+    assert_string_equal(json_string_value(json_object_get(sat, "close")), "12:00");
+    st_free(&r);
+}
+
+static void test_settings(void **state)
+{
+    st_resp r = st_call(*state, "GET", "/v1/settings", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(st_get(&r, "temporary_loss_days")), 7);
+    assert_int_equal(json_integer_value(st_get(&r, "collection_days")), 365);
+    st_free(&r);
+    th_proc other;
+    simtest_start(&other, (const char *const[]){"--loss-days", "15", "--collect-days", "90", NULL});
+    r = st_call(&other, "GET", "/v1/settings", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "temporary_loss_days")), 15);
+    assert_int_equal(json_integer_value(st_get(&r, "collection_days")), 90);
+    st_free(&r);
+    r = report_loss(&other, "A52870316", st_key());
+    assert_int_equal(r.status, 201);
+    st_free(&r);
+    r = st_call(&other, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(st_get(&r, "applications"), 0),
+                                                          "collect_by")), "2027-02-16");
+    st_free(&r);
+    simtest_stop(&other);
+}
+
 static void test_loss_report_only_on_normal_card(void **state)
 {
     th_proc *p = *state;
@@ -600,6 +716,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_pin_count, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_pin_changes_nothing, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_lapses_after_loss_days, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_reissue_holds_temporary_report, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_report_carries_end_date, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_uncollected_card_sealed_after_a_year, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_english_names_and_hours, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_settings, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_only_on_normal_card, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_allowed, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_refused_not_temporary, simtest_setup, simtest_teardown),

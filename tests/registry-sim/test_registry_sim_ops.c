@@ -311,6 +311,15 @@ static void test_broken_seed_exits_2(void **state)
     expect_exit_2(a1, "line 3, column");
     const char *a2[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
     expect_exit_2(a2, "persons[0]: ssn");
+    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+                         " \"address\": \"x\", \"phone\": \"1\","
+                         " \"opening_hours\": [{\"days\": [5, 4], \"open\": \"09:00\", \"close\": \"17:00\"}]}]}\n");
+    const char *a3[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
+    expect_exit_2(a3, "outlets[0]: opening_hours: days");
+    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+                         " \"address\": \"x\", \"phone\": \"1\","
+                         " \"opening_hours\": [{\"days\": [1], \"open\": \"17:00\", \"close\": \"09:00\"}]}]}\n");
+    expect_exit_2(a3, "outlets[0]: opening_hours: open");
     th_rmdir(dir);
 }
 
@@ -325,6 +334,8 @@ static void test_bad_arguments_exit_2(void **state)
     expect_exit_2(a3, "--today");
     const char *a4[] = {"--listen", "127.0.0.1:9", "--reseed", NULL};
     expect_exit_2(a4, "--reseed");
+    const char *a5[] = {"--listen", "127.0.0.1:9", "--collect-days", "3651", NULL};
+    expect_exit_2(a5, "--collect-days");
 }
 
 int main(void)
