@@ -533,7 +533,7 @@ static void test_handler_table(void **state)
     size_t n = 0;
     while (handlers_at(n))
         n++;
-    assert_int_equal(n, 14);
+    assert_int_equal(n, 15);
     const handler_def *code = handlers_find("check_code");
     assert_non_null(code);
     assert_string_equal(code->secret_args[0], "code");
