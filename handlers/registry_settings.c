@@ -8,21 +8,24 @@
 #include "handler_call.h"
 #include "registry.h"
 
-/* A count of days the contract allows (1 to 10 years) as text, or false. */
-static bool days_text(json_t *settings, const char *key, char out[8])
+#define DAYS_MAX 3650   /* the contract's bound on a setting in days */
+#define DAYS_TEXT 8     /* room for "3650" and more */
+
+/* A count of days the contract allows as text, or false. */
+static bool days_text(json_t *settings, const char *key, char out[DAYS_TEXT])
 {
     json_t *v = json_object_get(settings, key);
     json_int_t days = json_is_integer(v) ? json_integer_value(v) : 0;
-    if (days < 1 || days > 3650)
+    if (days < 1 || days > DAYS_MAX)
         return false;
-    snprintf(out, 8, "%d", (int)days);
+    snprintf(out, DAYS_TEXT, "%d", (int)days);
     return true;
 }
 
 static void on_settings(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    char loss[8], collection[8];
+    char loss[DAYS_TEXT], collection[DAYS_TEXT];
     if (r->status != REGISTRY_OK || !days_text(r->body, "temporary_loss_days", loss) ||
         !days_text(r->body, "collection_days", collection))
         handler_finish(c, "unavailable", NULL);
