@@ -12,6 +12,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "simtest.h"
 
 #define WANG_WEI "110101199003074514"
@@ -239,6 +241,30 @@ static void test_data_survives_restart(void **state)
     assert_int_equal(st_applied(p, "contact_updates"), 1);
 }
 
+/* A database an older simulator wrote (an older schema version) is rebuilt
+ * at start and the seed loads into it, rather than being half-read. */
+static void test_older_schema_rebuilt(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "PATCH", "/v1/persons/" WANG_WEI, "{\"mobile\": \"+8613911112222\"}", st_key());
+    assert_int_equal(r.status, 200);
+    st_free(&r);
+    int port = p->port;
+    char dir[256], db[300];
+    snprintf(dir, sizeof dir, "%s", p->dir);
+    snprintf(db, sizeof db, "%s/registry.db", dir);
+    th_stop(p, WAIT_MS);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version=1;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    p->port = port;
+    assert_true(th_sim_start(p, dir, NULL, NULL));
+    r = st_call(p, "GET", "/v1/persons/" WANG_WEI, NULL, NULL);
+    assert_string_equal(json_string_value(st_get(&r, "mobile")), "+8613800000001");
+    st_free(&r);
+}
+
 static void test_reseed_restores_seed(void **state)
 {
     th_proc *p = *state;
@@ -352,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_token_required),
         cmocka_unit_test(test_control_endpoints_need_flag),
         cmocka_unit_test_setup_teardown(test_data_survives_restart, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_older_schema_rebuilt, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_reseed_restores_seed, simtest_setup, simtest_teardown),
         cmocka_unit_test(test_broken_seed_exits_2),
         cmocka_unit_test(test_bad_arguments_exit_2),
