@@ -36,7 +36,8 @@ static const char *status_result(json_t *card, const char *status)
 static bool is_status_result(const char *status)
 {
     return strcmp(status, "no_card") != 0 && strcmp(status, "unavailable") != 0 &&
-           strcmp(status, "temporary_loss_held") != 0 && handler_has_result(handlers_find("card_status"), status);
+           strcmp(status, "temporary_loss_held") != 0 &&
+           handler_has_result(handlers_find("card_status"), status);
 }
 
 static void on_cards(const registry_result *r, void *arg)

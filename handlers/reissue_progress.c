@@ -20,23 +20,28 @@
 #define TYPE_PROMPT_MAX 64
 #define TYPE_WORDS_MAX 256
 
+static bool known_type(const char *type)
+{
+    static const char *const types[] = {"new", "reissue_after_loss", "replacement", "warranty_replacement", NULL};
+    for (const char *const *t = types; *t; t++)
+        if (strcmp(type, *t) == 0)
+            return true;
+    return false;
+}
+
 /* The application's type in the session's words, "" when the set has no
  * prompt for it (or the registry sent a type the contract does not name). */
 static void type_words(handler_call *c, const char *type, char *out, size_t size)
 {
-    static const char *const types[] = {"new", "reissue_after_loss", "replacement", "warranty_replacement", NULL};
     const handler_env *env = handler_env_of(c);
     const char *lang = handler_arg(c, "lang");
     char id[TYPE_PROMPT_MAX];
     out[0] = '\0';
-    for (const char *const *t = types; type && *t; t++) {
-        if (strcmp(type, *t) != 0)
-            continue;
-        snprintf(id, sizeof id, "application_%s", type);
-        if (!lang || !env->render || !env->render(env->ctx, lang, id, NULL, out, size))
-            out[0] = '\0';
+    if (!known_type(type) || !lang || !env->render)
         return;
-    }
+    snprintf(id, sizeof id, "application_%s", type);
+    if (!env->render(env->ctx, lang, id, NULL, out, size))
+        out[0] = '\0';
 }
 
 static json_t *progress_vars(handler_call *c, json_t *app)
