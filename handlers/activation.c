@@ -101,7 +101,9 @@ static const char *stage_result(const char *stage)
         return "unavailable";
     if (strcmp(stage, "collected") == 0)
         return "ready";
-    if (stage_before_collected(stage))
+    /* A card sealed for not being collected in time is still to be
+     * collected, now at a counter. */
+    if (stage_before_collected(stage) || strcmp(stage, "uncollected") == 0)
         return "not_collected";
     if (strcmp(stage, "activated") == 0 || strcmp(stage, "production_failed") == 0)
         return "nothing";

@@ -18,6 +18,9 @@ handler_fn card_status_run;
 /* reissue_progress.c: the stage of the newest card application. */
 handler_fn reissue_progress_run;
 
+/* registry_settings.c: the registry's loss validity and collection period. */
+handler_fn registry_settings_run;
+
 /* card_history.c: the current card and the one it replaced. */
 handler_fn card_history_run;
 

@@ -67,15 +67,18 @@ static const handler_result person_results[] = {
 };
 
 static const char *const id_args[] = {"id", NULL};
+static const char *const lang_optional_args[] = {"lang", NULL};
 /* One result per card status (the registry's status_name), so a dialplan
  * words each status, and offers its next step, in its own node. */
 static const char *const status_sets[] = {"card", "bank_name", "bank_hotline", NULL};
+static const char *const temp_loss_sets[] = {"card", "bank_name", "bank_hotline", "loss_until", NULL};
 static const handler_result status_results[] = {
     {"sealed", status_sets},
     {"normal", status_sets},
     {"formal_loss", status_sets},
     {"locked", status_sets},
-    {"temporary_loss", status_sets},
+    {"temporary_loss", temp_loss_sets},   /* lapses on `loss_until` */
+    {"temporary_loss_held", status_sets}, /* a replacement holds it: no end date */
     {"cancelled", status_sets},
     {"no_card", NULL},
     {"unavailable", NULL},
@@ -83,17 +86,26 @@ static const handler_result status_results[] = {
 };
 
 /* One result per stage of the newest application, like card_status. */
-static const char *const progress_sets[] = {"stage_date",     "new_card",     "outlet_name",
-                                            "outlet_address", "outlet_hours", "outlet_phone", NULL};
+static const char *const progress_sets[] = {"app_type",     "stage_date",     "collect_by",
+                                            "new_card",     "outlet_name",    "outlet_address",
+                                            "outlet_hours", "outlet_phone",   NULL};
 static const handler_result progress_results[] = {
     {"received", progress_sets},
     {"in_production", progress_sets},
     {"at_city_bank", progress_sets},
-    {"at_outlet", progress_sets},
+    {"at_outlet", progress_sets},         /* collect by `collect_by`, or it is sealed */
     {"collected", progress_sets},
     {"activated", progress_sets},
     {"production_failed", progress_sets},
+    {"uncollected", progress_sets},       /* not collected in time: sealed */
     {"no_application", NULL},
+    {"unavailable", NULL},
+    {NULL, NULL},
+};
+
+static const char *const settings_ok_sets[] = {"temp_loss_days", "collection_days", NULL};
+static const handler_result settings_results[] = {
+    {"ok", settings_ok_sets},
     {"unavailable", NULL},
     {NULL, NULL},
 };
@@ -235,8 +247,9 @@ static const handler_result callback_results[] = {
 
 static const handler_def table[] = {
     {"verify_identity", verify_args, NULL, verify_secret_args, verify_results, verify_identity_run},
-    {"card_status", id_args, NULL, NULL, status_results, card_status_run},
-    {"reissue_progress", id_args, NULL, NULL, progress_results, reissue_progress_run},
+    {"card_status", id_args, lang_optional_args, NULL, status_results, card_status_run},
+    {"reissue_progress", id_args, lang_optional_args, NULL, progress_results, reissue_progress_run},
+    {"registry_settings", NULL, NULL, NULL, settings_results, registry_settings_run},
     {"card_history", id_args, NULL, NULL, history_results, card_history_run},
     {"confirm_card", confirm_args, NULL, NULL, confirm_results, confirm_card_run},
     {"report_loss", loss_args, loss_optional_args, NULL, loss_results, report_loss_run},

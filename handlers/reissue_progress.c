@@ -3,8 +3,13 @@
  * the stage's name as its result, like card_status with the card status, so
  * a dialplan words each stage in its own node. Every result of a stage sets
  * all of its variables, "" where the registry has nothing yet (no card
- * number before the maker assigns one, no outlet before `at_outlet`). */
+ * number before the maker assigns one, no outlet before `at_outlet`, no
+ * collection date but at `at_outlet`). Outlet names, address and hours are
+ * in the session's language; the application's type is worded by the
+ * dialplan set's prompt `application_TYPE` (a prompt cannot pick its words
+ * by a variable's value, so the handler picks the prompt). */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "builtin.h"
@@ -12,15 +17,48 @@
 #include "registry.h"
 #include "reply.h"
 
-static json_t *progress_vars(json_t *app)
+#define TYPE_PROMPT_MAX 64
+#define TYPE_WORDS_MAX 256
+
+static bool known_type(const char *type)
 {
+    static const char *const types[] = {"new", "reissue_after_loss", "replacement", "warranty_replacement", NULL};
+    for (const char *const *t = types; *t; t++)
+        if (strcmp(type, *t) == 0)
+            return true;
+    return false;
+}
+
+/* The application's type in the session's words, "" when the set has no
+ * prompt for it (or the registry sent a type the contract does not name). */
+static void type_words(handler_call *c, const char *type, char *out, size_t size)
+{
+    const handler_env *env = handler_env_of(c);
+    const char *lang = handler_arg(c, "lang");
+    char id[TYPE_PROMPT_MAX];
+    out[0] = '\0';
+    if (!known_type(type) || !lang || !env->render)
+        return;
+    snprintf(id, sizeof id, "application_%s", type);
+    if (!env->render(env->ctx, lang, id, NULL, out, size))
+        out[0] = '\0';
+}
+
+static json_t *progress_vars(handler_call *c, json_t *app)
+{
+    const char *lang = handler_arg(c, "lang");
     json_t *outlet = json_object_get(app, "outlet");
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
+    char hours[REPLY_HOURS_MAX], type[TYPE_WORDS_MAX];
+    reply_hours(outlet, lang, hours, sizeof hours);
+    type_words(c, reply_text(app, "type"), type, sizeof type);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+                     "app_type", type,
                      "stage_date", reply_text(app, "stage_date"),
+                     "collect_by", reply_text(app, "collect_by"),
                      "new_card", reply_text(app, "card_number"),
-                     "outlet_name", reply_text(outlet, "name"),
-                     "outlet_address", reply_text(outlet, "address"),
-                     "outlet_hours", reply_text(outlet, "hours"),
+                     "outlet_name", reply_name(outlet, "name", lang),
+                     "outlet_address", reply_name(outlet, "address", lang),
+                     "outlet_hours", hours,
                      "outlet_phone", reply_text(outlet, "phone"));
 }
 
@@ -52,7 +90,7 @@ static void on_applications(const registry_result *r, void *arg)
     else if (!json_is_object(newest) || !stage || !is_stage_result(stage))
         handler_finish(c, "unavailable", NULL);
     else
-        handler_finish(c, stage, progress_vars(newest));
+        handler_finish(c, stage, progress_vars(c, newest));
 }
 
 void reissue_progress_run(handler_call *c)

@@ -800,6 +800,11 @@ void registry_health(registry *r, registry_cb *cb, void *arg)
     registry_request(r, "GET", REGISTRY_HEALTH_PATH, NULL, NULL, cb, arg);
 }
 
+void registry_get_settings(registry *r, registry_cb *cb, void *arg)
+{
+    registry_request(r, "GET", "/v1/settings", NULL, NULL, cb, arg);
+}
+
 void registry_get_person(registry *r, const char *ssn, registry_cb *cb, void *arg)
 {
     path_buf p = {0};

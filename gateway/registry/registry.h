@@ -82,6 +82,8 @@ void registry_request(registry *r, const char *method, const char *path,
 /* The contract's calls ------------------------------------------------------*/
 
 void registry_health(registry *r, registry_cb *cb, void *arg);
+/* The registry's settings (temporary loss validity, collection period). */
+void registry_get_settings(registry *r, registry_cb *cb, void *arg);
 void registry_get_person(registry *r, const char *ssn, registry_cb *cb, void *arg);
 void registry_update_contact(registry *r, const char *ssn, const char *mobile,
                              const char *address, const char *idempotency_key,

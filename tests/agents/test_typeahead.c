@@ -40,7 +40,7 @@
 #define PIN "246810"                      /* his service PIN: typed ahead */
 #define TYPED_AHEAD "1*3*" ID "*" PIN     /* at the language menu, knowing the menus */
 #define TEXTED ID " " PIN                 /* an SMS with both */
-#define OWN_ID "370102196807202922"       /* the citizen who identifies (normal card L20000009) */
+#define OWN_ID "370102196807202922"       /* the citizen who identifies (normal card L58304167) */
 #define OWN_PIN "620418"
 #define PHONE "+8613800000009"            /* his registered mobile: sends the SMS, dials USSD */
 #define USSD_SID "typeahead-1"
@@ -351,7 +351,7 @@ static void ussd_journey(void)
     ussd(PIN, "CON ");                          /* a wrong PIN: asked again */
     ussd(OWN_PIN, "CON ");
     ussd(ID "*" PIN, "CON ");                   /* loss.ask_last4 (no validator) */
-    ussd("0009", "CON ");
+    ussd("4167", "CON ");
     ussd(ID "*" PIN, "CON ");                   /* loss.confirm (menu) */
 }
 

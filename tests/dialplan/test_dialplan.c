@@ -586,8 +586,10 @@ static void test_shipped_dialplans_load_clean(void **state)
     char out[256];
     assert_true(dialplan_render_text(dp, "en", CHANNEL_SMS, "main_menu", NULL, out, sizeof out));
     assert_non_null(strstr(out, "2 Report lost card\n"));
-    assert_true(dialplan_render_text(dp, "zh", CHANNEL_SMS, "rules_loss", NULL, out, sizeof out));
-    assert_non_null(strstr(out, "有效期7天")); /* settings.values: temp_loss_days */
+    json_t *terms = json_pack("{s:s}", "temp_loss_days", "10"); /* the registry's, by registry_settings */
+    assert_true(dialplan_render_text(dp, "zh", CHANNEL_SMS, "rules_loss", terms, out, sizeof out));
+    assert_non_null(strstr(out, "有效期10天"));
+    json_decref(terms);
     dialplan_unref(dp);
 }
 

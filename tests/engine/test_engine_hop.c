@@ -320,7 +320,7 @@ static void test_pin_check_through_registry(void **state)
     assert_int_equal(a.status, ENGINE_OK);
     assert_string_equal(prompt_ids(a.output), "verified goodbye");
     json_t *vars = json_object_get(json_array_get(json_object_get(a.output, "prompts"), 0), "vars");
-    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A10000001");
+    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A52870316");
     assert_string_equal(json_string_value(json_object_get(a.output, "state")), "end");
     json_decref(a.output);
     assert_int_equal(pin_verifications(f), before + 1);
@@ -335,7 +335,7 @@ static void test_pin_check_through_registry(void **state)
      * log; the log has the hop lines. */
     char *redis = all_of_redis(f);
     assert_non_null(redis);
-    assert_non_null(strstr(redis, "A10000001"));
+    assert_non_null(strstr(redis, "A52870316"));
     assert_non_null(strstr(redis, "cl:e:call-1 "));
     assert_non_null(strstr(redis, "<secret>"));
     assert_null(strstr(redis, WANG_PIN));
@@ -541,7 +541,7 @@ static void test_card_status_ok(void **state)
     assert_int_equal(a.status, ENGINE_OK);
     assert_string_equal(prompt_ids(a.output), "status_is after_menu");
     json_t *vars = json_object_get(json_array_get(json_object_get(a.output, "prompts"), 0), "vars");
-    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A10000001");
+    assert_string_equal(json_string_value(json_object_get(vars, "card")), "A52870316");
     /* A prompt carries only what its wordings use: status_is says the card,
      * not the bank's hotline the handler also set. */
     assert_null(json_object_get(vars, "bank_hotline"));

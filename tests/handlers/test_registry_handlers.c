@@ -27,15 +27,15 @@
 #define WAIT_MS 15000   /* bound on every wait for a handler to finish */
 
 /* The demo people. */
-#define WANG_WEI "110101199003074514"     /* normal card replacing B20000001; application activated */
+#define WANG_WEI "110101199003074514"     /* normal card replacing B19346728; application activated */
 #define LI_NA "310104198506123025"        /* one normal card, no application */
 #define ZHANG_MIN "440106199211234816"    /* temporary loss that can be cancelled */
 #define LIU_YANG "330106197809301556"     /* temporary loss; reissue requested (in_production) */
-#define YANG_LEI "420106197505053719"     /* formal loss; sealed H80000006 collected */
-#define ZHAO_LI "320102199508184642"      /* sealed K10000007, application at_outlet */
+#define YANG_LEI "420106197505053719"     /* formal loss; sealed H70461592 collected */
+#define ZHAO_LI "320102199508184642"      /* sealed K90273658, application at_outlet */
 #define HUANG_QIANG "120101200101013536"  /* no card; new application received */
 #define ZHOU_JIE "370102196807202922"     /* warranty replacement production_failed */
-#define WU_FANG "610103198303105120"      /* sealed N40000010, application at_city_bank */
+#define WU_FANG "610103198303105120"      /* sealed N62948531, application at_city_bank */
 #define NOBODY "110101199001010015"       /* valid checksum, not in the seed */
 
 #define STRONG_PIN "620481"
@@ -53,6 +53,16 @@ typedef struct {
 } world;
 
 static world shared;
+
+/* The dialplan set's wording, as the runtime gives it: "LANG/PROMPT", so a
+ * test sees which prompt a handler picked in which language. */
+static bool fake_render(void *ctx, const char *lang, const char *id, json_t *vars, char *out, size_t size)
+{
+    (void)ctx;
+    (void)vars;
+    snprintf(out, size, "%s/%s", lang, id);
+    return true;
+}
 
 static bool world_open(world *w, const char *seed, const char *const *more_args)
 {
@@ -73,6 +83,7 @@ static bool world_open(world *w, const char *seed, const char *const *more_args)
     w->env = (handler_env){
         .base = w->base,
         .registry = w->reg,
+        .render = fake_render,
         .digest_key = digest_key,
         .digest_key_len = sizeof digest_key,
     };
@@ -253,12 +264,16 @@ static void digest_of(const char *pin, const char *session, char out[HANDLER_DIG
 
 /* reissue_progress ---------------------------------------------------------------*/
 
-static void expect_progress(const char *id, const char *stage, const char *date, const char *card,
-                            const char *outlet_name, const char *outlet_phone)
+static void expect_progress(const char *id, const char *type, const char *stage, const char *date,
+                            const char *card, const char *outlet_name, const char *outlet_phone)
 {
     outcome o;
-    call(&shared, "reissue_progress", json_pack("{s:s}", "id", id), stage, &o);
-    assert_int_equal(json_object_size(o.vars), 6);
+    char type_words[64];
+    snprintf(type_words, sizeof type_words, "zh/application_%s", type);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", id, "lang", "zh"), stage, &o);
+    assert_int_equal(json_object_size(o.vars), 8);
+    assert_var(&o, "app_type", type_words);
+    assert_var(&o, "collect_by", strcmp(stage, "at_outlet") == 0 ? "2027-11-18" : "");
     assert_var(&o, "stage_date", date);
     assert_var(&o, "new_card", card);
     assert_var(&o, "outlet_name", outlet_name);
@@ -275,41 +290,41 @@ static void expect_progress(const char *id, const char *stage, const char *date,
 static void test_progress_every_stage(void **state)
 {
     (void)state;
-    expect_progress(HUANG_QIANG, "received", "2026-11-19", "", "", "");
-    expect_progress(LIU_YANG, "in_production", "2026-11-21", "", "", "");
-    expect_progress(WU_FANG, "at_city_bank", "2026-11-16", "N40000010", "", "");
-    expect_progress(ZHAO_LI, "at_outlet", "2026-11-18", "K10000007", "玄武区社保服务中心", "025-12333");
-    expect_progress(YANG_LEI, "collected", "2026-11-15", "H80000006", "武昌区社保服务中心", "027-12333");
-    expect_progress(WANG_WEI, "activated", "2024-05-01", "A10000001", "东城区社保服务中心", "010-12333");
-    expect_progress(ZHOU_JIE, "production_failed", "2026-10-29", "", "", "");
+    expect_progress(HUANG_QIANG, "new", "received", "2026-11-19", "", "", "");
+    expect_progress(LIU_YANG, "reissue_after_loss", "in_production", "2026-11-21", "", "", "");
+    expect_progress(WU_FANG, "replacement", "at_city_bank", "2026-11-16", "N62948531", "", "");
+    expect_progress(ZHAO_LI, "replacement", "at_outlet", "2026-11-18", "K90273658", "玄武区社保服务中心",
+                    "025-12333");
+    expect_progress(YANG_LEI, "reissue_after_loss", "collected", "2026-11-15", "H70461592", "武昌区社保服务中心",
+                    "027-12333");
+    expect_progress(WANG_WEI, "replacement", "activated", "2024-05-01", "A52870316", "东城区社保服务中心",
+                    "010-12333");
+    expect_progress(ZHOU_JIE, "warranty_replacement", "production_failed", "2026-10-29", "", "", "");
 }
 
+/* Names, address and hours in the session's language; without one, the
+ * registry's own (Chinese). */
 static void test_progress_outlet_details(void **state)
 {
     (void)state;
     outcome o;
     call(&shared, "reissue_progress", json_pack("{s:s}", "id", YANG_LEI), "collected", &o);
     assert_var(&o, "outlet_address", "武汉市武昌区友谊大道303号");
-    assert_var(&o, "outlet_hours", "Mon-Sat 08:30-17:30");
+    assert_var(&o, "outlet_hours", "周一至周六8:30-17:30");
+    assert_var(&o, "app_type", ""); /* no language: no wording to pick */
     outcome_clear(&o);
-}
-
-static void test_progress_no_application(void **state)
-{
-    (void)state;
-    expect_by_id(&shared, "reissue_progress", LI_NA, "no_application");
-    expect_by_id(&shared, "reissue_progress", NOBODY, "no_application");
-}
-
-static void test_progress_unavailable(void **state)
-{
-    (void)state;
-    sim_fault(&shared, "{\"status\": 503}");
-    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
-    sim_fault(&shared, "{\"malformed\": true}");
-    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
-    sim_fault_clear(&shared);
-    expect_progress(YANG_LEI, "collected", "2026-11-15", "H80000006", "武昌区社保服务中心", "027-12333");
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", YANG_LEI, "lang", "en"), "collected", &o);
+    assert_var(&o, "outlet_name", "Wuchang District Social Security Service Centre");
+    assert_var(&o, "outlet_address", "303 Youyi Avenue, Wuchang District, Wuhan");
+    assert_var(&o, "outlet_hours", "Mon-Sat 08:30-17:30");
+    assert_var(&o, "app_type", "en/application_reissue_after_loss");
+    outcome_clear(&o);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "zh"), "activated", &o);
+    assert_var(&o, "outlet_hours", "周一至周五9:00-17:00，周六9:00-12:00");
+    outcome_clear(&o);
+    call(&shared, "reissue_progress", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "en"), "activated", &o);
+    assert_var(&o, "outlet_hours", "Mon-Fri 09:00-17:00; Sat 09:00-12:00");
+    outcome_clear(&o);
 }
 
 /* card_history ----------------------------------------------------------------------*/
@@ -320,8 +335,8 @@ static void test_history_replaced(void **state)
     outcome o;
     call(&shared, "card_history", json_pack("{s:s}", "id", WANG_WEI), "replaced", &o);
     assert_int_equal(json_object_size(o.vars), 2);
-    assert_var(&o, "card", "A10000001");
-    assert_var(&o, "old_card", "B20000001");
+    assert_var(&o, "card", "A52870316");
+    assert_var(&o, "old_card", "B19346728");
     outcome_clear(&o);
 }
 
@@ -331,11 +346,11 @@ static void test_history_single(void **state)
     outcome o;
     call(&shared, "card_history", json_pack("{s:s}", "id", LI_NA), "single", &o);
     assert_int_equal(json_object_size(o.vars), 1);
-    assert_var(&o, "card", "C30000002");
+    assert_var(&o, "card", "C60482915");
     outcome_clear(&o);
-    /* The sealed successor names G70000006, but G70000006 is still current. */
+    /* The sealed successor names G25738104, but G25738104 is still current. */
     call(&shared, "card_history", json_pack("{s:s}", "id", YANG_LEI), "single", &o);
-    assert_var(&o, "card", "G70000006");
+    assert_var(&o, "card", "G25738104");
     outcome_clear(&o);
 }
 
@@ -387,8 +402,8 @@ static void test_check_cancel(void **state)
 {
     (void)state;
     long long before = sim_applied(&shared, "cancellations");
-    expect_cancel_check(ZHANG_MIN, "ok", "D40000003");
-    expect_cancel_check(LIU_YANG, "reissue_requested", "E50000004");
+    expect_cancel_check(ZHANG_MIN, "ok", "D27159384");
+    expect_cancel_check(LIU_YANG, "reissue_requested", "E81625073");
     expect_cancel_check(YANG_LEI, "not_temporary", NULL);
     expect_cancel_check(WANG_WEI, "not_reported", NULL);
     expect_cancel_check(ZHOU_JIE, "not_reported", NULL);
@@ -422,12 +437,12 @@ static void test_cancel_ok_then_not_reported(void **state)
     call_in(w, CHANNEL_USSD, "ussd:cancel", "cancel_loss", json_pack("{s:s}", "id", ZHANG_MIN), "ok",
             &o);
     assert_int_equal(json_object_size(o.vars), 1);
-    assert_var(&o, "card", "D40000003");
+    assert_var(&o, "card", "D27159384");
     outcome_clear(&o);
     assert_int_equal(sim_applied(w, "cancellations"), 1);
 
     char *text = NULL;
-    assert_int_equal(th_http_get(w->sim.port, "/v1/cards/D40000003", &text), 200);
+    assert_int_equal(th_http_get(w->sim.port, "/v1/cards/D27159384", &text), 200);
     json_t *card = json_loads(text, 0, NULL);
     free(text);
     assert_int_equal(json_integer_value(json_object_get(card, "status")), 1);
@@ -453,9 +468,9 @@ static void expect_activatable(world *w, const char *id, const char *result, con
 static void test_find_activatable(void **state)
 {
     (void)state;
-    expect_activatable(&shared, YANG_LEI, "ready", "H80000006");
-    expect_activatable(&shared, ZHAO_LI, "not_collected", "K10000007");
-    expect_activatable(&shared, WU_FANG, "not_collected", "N40000010");
+    expect_activatable(&shared, YANG_LEI, "ready", "H70461592");
+    expect_activatable(&shared, ZHAO_LI, "not_collected", "K90273658");
+    expect_activatable(&shared, WU_FANG, "not_collected", "N62948531");
     expect_by_id(&shared, "find_activatable", WANG_WEI, "nothing");
     expect_by_id(&shared, "find_activatable", HUANG_QIANG, "nothing");
     expect_by_id(&shared, "find_activatable", NOBODY, "nothing");
@@ -479,10 +494,10 @@ static const char counter_seed[] =
     "{\"banks\": [{\"code\": \"CCB\", \"name\": \"中国建设银行\", \"hotline\": \"95533\"}],"
     " \"outlets\": [],"
     " \"persons\": [{\"ssn\": \"" LI_NA "\", \"name\": \"李娜\","
-    "  \"cards\": [{\"card_number\": \"C30000002\", \"status\": 1, \"current\": true, \"generation\": 1,"
+    "  \"cards\": [{\"card_number\": \"C60482915\", \"status\": 1, \"current\": true, \"generation\": 1,"
     "              \"issued_date\": \"2025-09-20\", \"bank\": \"CCB\", \"pin\": {\"value\": \"502817\", \"initial\": false}},"
-    "             {\"card_number\": \"P50000002\", \"status\": 0, \"current\": false, \"generation\": 2,"
-    "              \"replaces\": \"C30000002\", \"bank\": \"CCB\"}]}]}";
+    "             {\"card_number\": \"P83051629\", \"status\": 0, \"current\": false, \"generation\": 2,"
+    "              \"replaces\": \"C60482915\", \"bank\": \"CCB\"}]}]}";
 
 static char *write_seed(const char *text)
 {
@@ -561,7 +576,7 @@ static void test_new_pin_without_key(void **state)
     assert_var(&o, "new_pin_digest", "");
     outcome_clear(&o);
     call(&shared, "activate_card",
-         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H80000006", "pin", STRONG_PIN,
+         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H70461592", "pin", STRONG_PIN,
                    "digest", ""),
          "unavailable", &o);
     assert_true(o.pin_wiped);
@@ -593,13 +608,13 @@ static void activate(world *w, const char *id, const char *card, const char *fir
 static void test_activate_mismatch(void **state)
 {
     (void)state;
-    activate(&shared, YANG_LEI, "H80000006", STRONG_PIN, "620418", "mismatch");
+    activate(&shared, YANG_LEI, "H70461592", STRONG_PIN, "620418", "mismatch");
     /* A digest made in another session does not match either. */
     char digest[HANDLER_DIGEST_HEX + 1];
     digest_of(STRONG_PIN, "voice:another", digest);
     outcome o;
     call(&shared, "activate_card",
-         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H80000006", "pin", STRONG_PIN,
+         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H70461592", "pin", STRONG_PIN,
                    "digest", digest),
          "mismatch", &o);
     outcome_clear(&o);
@@ -609,11 +624,11 @@ static void test_activate_mismatch(void **state)
 static void test_activate_weak(void **state)
 {
     (void)state;
-    activate(&shared, YANG_LEI, "H80000006", "123456", "123456", "initial");
-    activate(&shared, YANG_LEI, "H80000006", "222222", "222222", "repeated");
-    activate(&shared, YANG_LEI, "H80000006", "345678", "345678", "sequence");
-    activate(&shared, YANG_LEI, "H80000006", "750505", "750505", "birth_date");
-    activate(&shared, YANG_LEI, "H80000006", "050575", "050575", "birth_date");
+    activate(&shared, YANG_LEI, "H70461592", "123456", "123456", "initial");
+    activate(&shared, YANG_LEI, "H70461592", "222222", "222222", "repeated");
+    activate(&shared, YANG_LEI, "H70461592", "345678", "345678", "sequence");
+    activate(&shared, YANG_LEI, "H70461592", "750505", "750505", "birth_date");
+    activate(&shared, YANG_LEI, "H70461592", "050575", "050575", "birth_date");
     assert_int_equal(sim_applied(&shared, "activations"), 0);
 }
 
@@ -621,11 +636,11 @@ static void test_activate_not_activatable(void **state)
 {
     (void)state;
     /* At the outlet, not collected yet: the registry's 409. */
-    activate(&shared, ZHAO_LI, "K10000007", STRONG_PIN, STRONG_PIN, "not_activatable");
+    activate(&shared, ZHAO_LI, "K90273658", STRONG_PIN, STRONG_PIN, "not_activatable");
     /* Another person's card: the registry's 404. */
-    activate(&shared, WANG_WEI, "H80000006", STRONG_PIN, STRONG_PIN, "not_activatable");
+    activate(&shared, WANG_WEI, "H70461592", STRONG_PIN, STRONG_PIN, "not_activatable");
     /* A card in use. */
-    activate(&shared, WANG_WEI, "A10000001", STRONG_PIN, STRONG_PIN, "not_activatable");
+    activate(&shared, WANG_WEI, "A52870316", STRONG_PIN, STRONG_PIN, "not_activatable");
     assert_int_equal(sim_applied(&shared, "activations"), 0);
 }
 
@@ -633,9 +648,9 @@ static void test_activate_unavailable(void **state)
 {
     (void)state;
     sim_fault(&shared, "{\"status\": 503, \"path_prefix\": \"/v1/cards/\"}");
-    activate(&shared, YANG_LEI, "H80000006", STRONG_PIN, STRONG_PIN, "unavailable");
+    activate(&shared, YANG_LEI, "H70461592", STRONG_PIN, STRONG_PIN, "unavailable");
     sim_fault(&shared, "{\"drop\": true, \"path_prefix\": \"/v1/cards/\"}");
-    activate(&shared, YANG_LEI, "H80000006", STRONG_PIN, STRONG_PIN, "unavailable");
+    activate(&shared, YANG_LEI, "H70461592", STRONG_PIN, STRONG_PIN, "unavailable");
     sim_fault_clear(&shared);
     assert_int_equal(sim_applied(&shared, "activations"), 0);
 }
@@ -680,13 +695,13 @@ static void test_activate_collected_card(void **state)
     capture cap;
     outcome o;
     capture_begin(&cap);
-    expect_activatable(w, YANG_LEI, "ready", "H80000006");
+    expect_activatable(w, YANG_LEI, "ready", "H70461592");
     call(w, "check_new_pin", json_pack("{s:s, s:s}", "id", YANG_LEI, "pin", STRONG_PIN), "ok", &o);
     char digest[HANDLER_DIGEST_HEX + 1];
     snprintf(digest, sizeof digest, "%s", json_string_value(json_object_get(o.vars, "new_pin_digest")));
     outcome_clear(&o);
     call(w, "activate_card",
-         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H80000006", "pin", STRONG_PIN,
+         json_pack("{s:s, s:s, s:s, s:s}", "id", YANG_LEI, "card", "H70461592", "pin", STRONG_PIN,
                    "digest", digest),
          "ok", &o);
     assert_true(o.pin_wiped);
@@ -695,12 +710,12 @@ static void test_activate_collected_card(void **state)
     assert_null(strstr(cap.text, STRONG_PIN));
     free(cap.text);
 
-    assert_int_equal(card_status_code(w, "H80000006"), 1);
+    assert_int_equal(card_status_code(w, "H70461592"), 1);
     assert_int_equal(sim_applied(w, "activations"), 1);
     /* The new card is current and the application done; nothing waits. */
     call(w, "card_history", json_pack("{s:s}", "id", YANG_LEI), "replaced", &o);
-    assert_var(&o, "card", "H80000006");
-    assert_var(&o, "old_card", "G70000006");
+    assert_var(&o, "card", "H70461592");
+    assert_var(&o, "old_card", "G25738104");
     outcome_clear(&o);
     call(w, "reissue_progress", json_pack("{s:s}", "id", YANG_LEI), "activated", &o);
     assert_var(&o, "stage_date", SIM_TODAY);
@@ -722,19 +737,126 @@ static void test_activate_counter_card(void **state)
     static const char *const args[] = {"--initial-pin", "135246", NULL};
     char *seed = write_seed(counter_seed);
     world *w = private_world(seed, args);
-    expect_activatable(w, LI_NA, "ready", "P50000002");
-    activate(w, LI_NA, "P50000002", "135246", "135246", "initial");
-    assert_int_equal(card_status_code(w, "P50000002"), 0);
-    activate(w, LI_NA, "P50000002", STRONG_PIN, STRONG_PIN, "ok");
-    assert_int_equal(card_status_code(w, "P50000002"), 1);
+    expect_activatable(w, LI_NA, "ready", "P83051629");
+    activate(w, LI_NA, "P83051629", "135246", "135246", "initial");
+    assert_int_equal(card_status_code(w, "P83051629"), 0);
+    activate(w, LI_NA, "P83051629", STRONG_PIN, STRONG_PIN, "ok");
+    assert_int_equal(card_status_code(w, "P83051629"), 1);
     /* Once active, it waits no more. */
     expect_by_id(w, "find_activatable", LI_NA, "nothing");
-    activate(w, LI_NA, "P50000002", "864120", "864120", "not_activatable");
+    activate(w, LI_NA, "P83051629", "864120", "864120", "not_activatable");
     private_world_close(w);
     char dir[300];
     snprintf(dir, sizeof dir, "%s", seed);
     *strrchr(dir, '/') = '\0';
     th_rmdir(dir);
+}
+
+/* reissue_progress, later stages ---------------------------------------------------*/
+
+/* A year after the card reached the outlet it is sealed: the stage says so
+ * from the day after `collect_by`, and the card still waits for collection. */
+static void test_progress_uncollected(void **state)
+{
+    (void)state;
+    world *w = private_world(NULL, (const char *const[]){"--control", NULL});
+    outcome o;
+    assert_int_equal(th_http(w->sim.port, "POST", "/_sim/clock", "{\"today\": \"2027-11-18\"}", NULL, NULL), 200);
+    call(w, "reissue_progress", json_pack("{s:s, s:s}", "id", ZHAO_LI, "lang", "zh"), "at_outlet", &o);
+    assert_var(&o, "collect_by", "2027-11-18");
+    outcome_clear(&o);
+    assert_int_equal(th_http(w->sim.port, "POST", "/_sim/clock", "{\"advance_days\": 1}", NULL, NULL), 200);
+    call(w, "reissue_progress", json_pack("{s:s, s:s}", "id", ZHAO_LI, "lang", "zh"), "uncollected", &o);
+    assert_var(&o, "stage_date", "2027-11-19");
+    assert_var(&o, "collect_by", "");
+    assert_var(&o, "outlet_name", "玄武区社保服务中心");
+    outcome_clear(&o);
+    expect_activatable(w, ZHAO_LI, "not_collected", "K90273658");
+    private_world_close(w);
+}
+
+/* card_status -----------------------------------------------------------------------*/
+
+/* A temporary loss says until when; one that a reissue holds has no end. */
+static void test_status_temporary_loss(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", ZHANG_MIN, "lang", "zh"), "temporary_loss", &o);
+    assert_var(&o, "loss_until", "2026-11-27"); /* placed 2 days before today, 7 days' validity */
+    assert_var(&o, "bank_name", "中国农业银行");
+    outcome_clear(&o);
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", LIU_YANG, "lang", "en"), "temporary_loss_held", &o);
+    assert_null(json_object_get(o.vars, "loss_until"));
+    assert_var(&o, "bank_name", "Bank of China");
+    outcome_clear(&o);
+}
+
+/* English sessions hear the registry's English bank name; others, and an
+ * English session when the registry has none, the registry's own. */
+static void test_status_bank_names(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "en"), "normal", &o);
+    assert_var(&o, "bank_name", "Industrial and Commercial Bank of China");
+    outcome_clear(&o);
+    call(&shared, "card_status", json_pack("{s:s, s:s}", "id", WANG_WEI, "lang", "zh"), "normal", &o);
+    assert_var(&o, "bank_name", "中国工商银行");
+    outcome_clear(&o);
+    char *seed = write_seed(counter_seed); /* its bank has no English name */
+    world *w = private_world(seed, NULL);
+    call(w, "card_status", json_pack("{s:s, s:s}", "id", LI_NA, "lang", "en"), "normal", &o);
+    assert_var(&o, "bank_name", "中国建设银行");
+    outcome_clear(&o);
+    private_world_close(w);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", seed);
+    *strrchr(dir, '/') = '\0';
+    th_rmdir(dir);
+}
+
+/* registry_settings -----------------------------------------------------------------*/
+
+static void test_settings(void **state)
+{
+    (void)state;
+    outcome o;
+    call(&shared, "registry_settings", json_object(), "ok", &o);
+    assert_var(&o, "temp_loss_days", "7");
+    assert_var(&o, "collection_days", "365");
+    outcome_clear(&o);
+    world *w = private_world(NULL, (const char *const[]){"--loss-days", "10", "--collect-days", "180", NULL});
+    call(w, "registry_settings", json_object(), "ok", &o);
+    assert_var(&o, "temp_loss_days", "10");
+    assert_var(&o, "collection_days", "180");
+    outcome_clear(&o);
+    private_world_close(w);
+    sim_fault(&shared, "{\"status\": 503}");
+    call(&shared, "registry_settings", json_object(), "unavailable", &o);
+    outcome_clear(&o);
+    sim_fault(&shared, "{\"malformed\": true}");
+    call(&shared, "registry_settings", json_object(), "unavailable", &o);
+    outcome_clear(&o);
+}
+
+static void test_progress_no_application(void **state)
+{
+    (void)state;
+    expect_by_id(&shared, "reissue_progress", LI_NA, "no_application");
+    expect_by_id(&shared, "reissue_progress", NOBODY, "no_application");
+}
+
+static void test_progress_unavailable(void **state)
+{
+    (void)state;
+    sim_fault(&shared, "{\"status\": 503}");
+    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
+    sim_fault(&shared, "{\"malformed\": true}");
+    expect_by_id(&shared, "reissue_progress", YANG_LEI, "unavailable");
+    sim_fault_clear(&shared);
+    expect_progress(YANG_LEI, "reissue_after_loss", "collected", "2026-11-15", "H70461592", "武昌区社保服务中心",
+                    "027-12333");
 }
 
 /* Fixtures -------------------------------------------------------------------------*/
@@ -767,6 +889,10 @@ int main(void)
         cmocka_unit_test_teardown(test_progress_outlet_details, test_teardown),
         cmocka_unit_test_teardown(test_progress_no_application, test_teardown),
         cmocka_unit_test_teardown(test_progress_unavailable, test_teardown),
+        cmocka_unit_test_teardown(test_progress_uncollected, test_teardown),
+        cmocka_unit_test_teardown(test_status_temporary_loss, test_teardown),
+        cmocka_unit_test_teardown(test_status_bank_names, test_teardown),
+        cmocka_unit_test_teardown(test_settings, test_teardown),
         cmocka_unit_test_teardown(test_history_replaced, test_teardown),
         cmocka_unit_test_teardown(test_history_single, test_teardown),
         cmocka_unit_test_teardown(test_history_no_card, test_teardown),

@@ -12,13 +12,13 @@
 
 #include "simtest.h"
 
-#define WANG_WEI "110101199003074514"     /* normal card A10000001, PIN 246810 */
-#define LI_NA "310104198506123025"        /* normal card C30000002 on the initial PIN */
+#define WANG_WEI "110101199003074514"     /* normal card A52870316, PIN 246810 */
+#define LI_NA "310104198506123025"        /* normal card C60482915 on the initial PIN */
 #define ZHANG_MIN "440106199211234816"    /* temporary loss, cancellable */
 #define LIU_YANG "330106197809301556"     /* temporary loss, reissue requested */
 #define CHEN_JING "51010719880214226X"    /* locked PIN */
-#define YANG_LEI "420106197505053719"     /* sealed H80000006, application collected */
-#define ZHAO_LI "320102199508184642"      /* sealed K10000007, application at_outlet */
+#define YANG_LEI "420106197505053719"     /* sealed H70461592, application collected */
+#define ZHAO_LI "320102199508184642"      /* sealed K90273658, application at_outlet */
 #define NOBODY "110101200001011232"       /* valid ID, not in the registry */
 
 static st_resp verify_pin(const th_proc *p, const char *ssn, const char *pin)
@@ -67,7 +67,7 @@ static void test_pin_locks_after_six_wrong(void **state)
     assert_int_equal(json_integer_value(st_get(&r, "error.remaining_attempts")), 0);
     assert_string_equal(json_string_value(st_get(&r, "error.unlock")), "counter");
     st_free(&r);
-    assert_int_equal(card_status(p, "A10000001"), 3);
+    assert_int_equal(card_status(p, "A52870316"), 3);
     r = verify_pin(p, WANG_WEI, "246810");
     assert_int_equal(r.status, 423);
     st_free(&r);
@@ -86,7 +86,7 @@ static void test_right_pin_resets_count(void **state)
     assert_int_equal(r.status, 200);
     assert_true(json_is_true(st_get(&r, "verified")));
     assert_int_equal(json_integer_value(st_get(&r, "remaining_attempts")), 6);
-    assert_string_equal(json_string_value(st_get(&r, "card_number")), "A10000001");
+    assert_string_equal(json_string_value(st_get(&r, "card_number")), "A52870316");
     st_free(&r);
     r = verify_pin(p, WANG_WEI, "000000");
     assert_int_equal(json_integer_value(st_get(&r, "remaining_attempts")), 5);
@@ -178,7 +178,7 @@ static void test_no_pin_count(void **state)
     assert_true(json_is_true(st_get(&r, "pin.locked")));
     assert_null(st_get(&r, "pin.remaining_attempts"));
     st_free(&r);
-    r = st_call(p, "GET", "/v1/cards/A10000001", NULL, NULL);
+    r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
     assert_int_equal(json_integer_value(st_get(&r, "status")), 3);
     assert_null(st_get(&r, "pin.remaining_attempts"));
     st_free(&r);
@@ -217,7 +217,7 @@ static void test_loss_report_lapses_after_loss_days(void **state)
     th_proc *p = *state;
     st_resp clock = st_call(p, "GET", "/_sim/clock", NULL, NULL);
     char expected_expiry[16];
-    st_resp r = report_loss(p, "A10000001", st_key());
+    st_resp r = report_loss(p, "A52870316", st_key());
     assert_int_equal(r.status, 201);
     assert_string_equal(json_string_value(st_get(&r, "state")), "active");
     assert_string_equal(json_string_value(st_get(&r, "kind")), "temporary");
@@ -225,7 +225,7 @@ static void test_loss_report_lapses_after_loss_days(void **state)
     char id[32], path[128];
     snprintf(id, sizeof id, "%s", json_string_value(st_get(&r, "id")));
     st_free(&r);
-    assert_int_equal(card_status(p, "A10000001"), 4);
+    assert_int_equal(card_status(p, "A52870316"), 4);
 
     advance_days(p, 7);
     r = st_call(p, "GET", "/_sim/clock", NULL, NULL);
@@ -233,69 +233,185 @@ static void test_loss_report_lapses_after_loss_days(void **state)
     assert_string_not_equal(json_string_value(st_get(&clock, "today")), expected_expiry);
     st_free(&r);
     st_free(&clock);
-    assert_int_equal(card_status(p, "A10000001"), 4);
+    assert_int_equal(card_status(p, "A52870316"), 4);
 
     advance_days(p, 1);
-    r = st_call(p, "GET", "/v1/cards/A10000001", NULL, NULL);
+    r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
     assert_int_equal(json_integer_value(st_get(&r, "status")), 1);
     assert_true(json_is_null(st_get(&r, "loss_report")));
     st_free(&r);
-    snprintf(path, sizeof path, "/v1/cards/A10000001/loss-reports/%s/cancellation", id);
+    snprintf(path, sizeof path, "/v1/cards/A52870316/loss-reports/%s/cancellation", id);
     expect(p, "POST", path, "{}", 409, "not_active");
+}
+
+static st_resp activate(const th_proc *p, const char *card, const char *ssn, const char *pin);
+
+/* 刘洋's report is held by his replacement: it shows no end date, names
+ * the application, and stays active long after its validity. */
+static void test_reissue_holds_temporary_report(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/cards/E81625073", NULL, NULL);
+    assert_true(json_is_null(st_get(&r, "loss_report.expires_on")));
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.held_by")), "AP2026112100002");
+    st_free(&r);
+    advance_days(p, 60);
+    r = st_call(p, "GET", "/v1/cards/E81625073", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "status")), 4);
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.state")), "active");
+    assert_string_equal(json_string_value(st_get(&r, "loss_report.id")), "LR2026112100007");
+    st_free(&r);
+    /* 张敏's, held by nothing, has its date and lapsed meanwhile. */
+    r = st_call(p, "GET", "/v1/cards/D27159384", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "status")), 1);
+    assert_true(json_is_null(st_get(&r, "loss_report")));
+    st_free(&r);
+}
+
+/* A new report carries its end date and no hold. */
+static void test_report_carries_end_date(void **state)
+{
+    th_proc *p = *state;
+    st_resp clock = st_call(p, "GET", "/_sim/clock", NULL, NULL);
+    st_resp r = report_loss(p, "A52870316", st_key());
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_null(st_get(&r, "held_by")));
+    assert_true(json_is_string(st_get(&r, "expires_on")));
+    assert_string_not_equal(json_string_value(st_get(&r, "expires_on")),
+                            json_string_value(st_get(&clock, "today")));
+    st_free(&r);
+    st_free(&clock);
+}
+
+/* 赵丽's card reached the outlet on 2026-11-18: she collects it by the same
+ * day a year later; from the day after, the application is `uncollected`
+ * and the card cannot be activated. */
+static void test_uncollected_card_sealed_after_a_year(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    json_t *app = json_array_get(st_get(&r, "applications"), 0);
+    assert_string_equal(json_string_value(json_object_get(app, "collect_by")), "2027-11-18");
+    assert_string_equal(json_string_value(json_object_get(app, "stage")), "at_outlet");
+    st_free(&r);
+    r = st_call(p, "POST", "/_sim/clock", "{\"today\": \"2027-11-18\"}", NULL);
+    assert_int_equal(r.status, 200);
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(st_get(&r, "applications"), 0), "stage")),
+                        "at_outlet");
+    st_free(&r);
+    advance_days(p, 1);
+    r = st_call(p, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    app = json_array_get(st_get(&r, "applications"), 0);
+    assert_string_equal(json_string_value(json_object_get(app, "stage")), "uncollected");
+    assert_string_equal(json_string_value(json_object_get(app, "stage_date")), "2027-11-19");
+    assert_true(json_is_null(json_object_get(app, "collect_by")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(app, "outlet"), "code")), "NJ-XW-01");
+    st_free(&r);
+    r = activate(p, "K90273658", ZHAO_LI, "482915");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(json_string_value(st_get(&r, "error.stage")), "uncollected");
+    st_free(&r);
+    assert_int_equal(card_status(p, "K90273658"), 0);
+}
+
+/* Names in Chinese and English; opening hours as data and as text. */
+static void test_english_names_and_hours(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
+    assert_string_equal(json_string_value(st_get(&r, "bank.name")), "中国工商银行");
+    assert_string_equal(json_string_value(st_get(&r, "bank.name_en")), "Industrial and Commercial Bank of China");
+    st_free(&r);
+    r = st_call(p, "GET", "/v1/persons/" WANG_WEI "/applications", NULL, NULL);
+    json_t *outlet = json_object_get(json_array_get(st_get(&r, "applications"), 0), "outlet");
+    assert_string_equal(json_string_value(json_object_get(outlet, "name_en")),
+                        "Dongcheng District Social Security Service Centre");
+    assert_string_equal(json_string_value(json_object_get(outlet, "address_en")),
+                        "6 Chaoyangmen North Street, Dongcheng District, Beijing");
+    assert_string_equal(json_string_value(json_object_get(outlet, "hours")), "Mon-Fri 09:00-17:00; Sat 09:00-12:00");
+    json_t *sat = json_array_get(json_object_get(outlet, "opening_hours"), 1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(sat, "days"), 0)), 6);
+    assert_string_equal(json_string_value(json_object_get(sat, "close")), "12:00");
+    st_free(&r);
+}
+
+static void test_settings(void **state)
+{
+    st_resp r = st_call(*state, "GET", "/v1/settings", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(st_get(&r, "temporary_loss_days")), 7);
+    assert_int_equal(json_integer_value(st_get(&r, "collection_days")), 365);
+    st_free(&r);
+    th_proc other;
+    simtest_start(&other, (const char *const[]){"--loss-days", "15", "--collect-days", "90", NULL});
+    r = st_call(&other, "GET", "/v1/settings", NULL, NULL);
+    assert_int_equal(json_integer_value(st_get(&r, "temporary_loss_days")), 15);
+    assert_int_equal(json_integer_value(st_get(&r, "collection_days")), 90);
+    st_free(&r);
+    r = report_loss(&other, "A52870316", st_key());
+    assert_int_equal(r.status, 201);
+    st_free(&r);
+    r = st_call(&other, "GET", "/v1/persons/" ZHAO_LI "/applications", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(st_get(&r, "applications"), 0),
+                                                          "collect_by")), "2027-02-16");
+    st_free(&r);
+    simtest_stop(&other);
 }
 
 static void test_loss_report_only_on_normal_card(void **state)
 {
     th_proc *p = *state;
-    st_resp r = report_loss(p, "F60000005", st_key());
+    st_resp r = report_loss(p, "F43097216", st_key());
     assert_int_equal(r.status, 409);
     assert_string_equal(st_code(&r), "card_not_normal");
     assert_int_equal(json_integer_value(st_get(&r, "error.status")), 3);
     st_free(&r);
-    expect(p, "POST", "/v1/cards/A10000001/loss-reports", "{\"kind\": \"formal\", \"channel\": \"voice\"}",
+    expect(p, "POST", "/v1/cards/A52870316/loss-reports", "{\"kind\": \"formal\", \"channel\": \"voice\"}",
            422, "invalid_value");
-    assert_int_equal(card_status(p, "A10000001"), 1);
+    assert_int_equal(card_status(p, "A52870316"), 1);
     assert_int_equal(st_applied(p, "loss_reports"), 0);
 }
 
 static void test_cancel_allowed(void **state)
 {
     th_proc *p = *state;
-    st_resp r = st_call(p, "POST", "/v1/cards/D40000003/loss-reports/LR2026112000004/cancellation",
+    st_resp r = st_call(p, "POST", "/v1/cards/D27159384/loss-reports/LR2026112000004/cancellation",
                         "{\"channel\": \"sms\"}", st_key());
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(st_get(&r, "state")), "cancelled");
     assert_true(json_is_string(st_get(&r, "cancelled_at")));
     st_free(&r);
-    assert_int_equal(card_status(p, "D40000003"), 1);
+    assert_int_equal(card_status(p, "D27159384"), 1);
     assert_int_equal(st_applied(p, "cancellations"), 1);
 }
 
 static void test_cancel_refused_not_temporary(void **state)
 {
-    expect(*state, "POST", "/v1/cards/G70000006/loss-reports/LR2026102300019/cancellation", "{}", 409,
+    expect(*state, "POST", "/v1/cards/G25738104/loss-reports/LR2026102300019/cancellation", "{}", 409,
            "not_temporary");
-    assert_int_equal(card_status(*state, "G70000006"), 2);
+    assert_int_equal(card_status(*state, "G25738104"), 2);
 }
 
 static void test_cancel_refused_not_active(void **state)
 {
-    expect(*state, "POST", "/v1/cards/D40000003/loss-reports/LR2026052000011/cancellation", "{}", 409,
+    expect(*state, "POST", "/v1/cards/D27159384/loss-reports/LR2026052000011/cancellation", "{}", 409,
            "not_active");
-    assert_int_equal(card_status(*state, "D40000003"), 4);
+    assert_int_equal(card_status(*state, "D27159384"), 4);
 }
 
 static void test_cancel_refused_reissue_requested(void **state)
 {
-    expect(*state, "POST", "/v1/cards/E50000004/loss-reports/LR2026112100007/cancellation", "{}", 409,
+    expect(*state, "POST", "/v1/cards/E81625073/loss-reports/LR2026112100007/cancellation", "{}", 409,
            "reissue_requested");
-    assert_int_equal(card_status(*state, "E50000004"), 4);
+    assert_int_equal(card_status(*state, "E81625073"), 4);
     assert_int_equal(st_applied(*state, "cancellations"), 0);
 }
 
 static void test_cancel_unknown_report_404(void **state)
 {
-    expect(*state, "POST", "/v1/cards/A10000001/loss-reports/LR2026112000004/cancellation", "{}", 404,
+    expect(*state, "POST", "/v1/cards/A52870316/loss-reports/LR2026112000004/cancellation", "{}", 404,
            "not_found");
 }
 
@@ -359,19 +475,19 @@ static void test_activation_refuses_weak_pins(void **state)
         {"123456", "initial"}, {"777777", "repeated"}, {"234567", "sequence"}, {"987654", "sequence"},
         {"750505", "birth_date"}, {"050575", "birth_date"}, {"12a456", "malformed"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        st_resp r = activate(p, "H80000006", YANG_LEI, cases[i][0]);
+        st_resp r = activate(p, "H70461592", YANG_LEI, cases[i][0]);
         assert_int_equal(r.status, 422);
         assert_string_equal(st_code(&r), "pin_too_weak");
         assert_string_equal(json_string_value(st_get(&r, "error.reason")), cases[i][1]);
         st_free(&r);
     }
-    assert_int_equal(card_status(p, "H80000006"), 0);
+    assert_int_equal(card_status(p, "H70461592"), 0);
     assert_int_equal(st_applied(p, "activations"), 0);
 }
 
 static void test_activation_refuses_card_not_sealed(void **state)
 {
-    st_resp r = activate(*state, "A10000001", WANG_WEI, "482915");
+    st_resp r = activate(*state, "A52870316", WANG_WEI, "482915");
     assert_int_equal(r.status, 409);
     assert_string_equal(st_code(&r), "card_not_activatable");
     assert_int_equal(json_integer_value(st_get(&r, "error.status")), 1);
@@ -380,18 +496,18 @@ static void test_activation_refuses_card_not_sealed(void **state)
 
 static void test_activation_refuses_uncollected_card(void **state)
 {
-    st_resp r = activate(*state, "K10000007", ZHAO_LI, "482915");
+    st_resp r = activate(*state, "K90273658", ZHAO_LI, "482915");
     assert_int_equal(r.status, 409);
     assert_string_equal(st_code(&r), "card_not_activatable");
     assert_int_equal(json_integer_value(st_get(&r, "error.status")), 0);
     assert_string_equal(json_string_value(st_get(&r, "error.stage")), "at_outlet");
     st_free(&r);
-    assert_int_equal(card_status(*state, "K10000007"), 0);
+    assert_int_equal(card_status(*state, "K90273658"), 0);
 }
 
 static void test_activation_refuses_other_holder(void **state)
 {
-    st_resp r = activate(*state, "H80000006", WANG_WEI, "482915");
+    st_resp r = activate(*state, "H70461592", WANG_WEI, "482915");
     assert_int_equal(r.status, 404);
     assert_string_equal(st_code(&r), "not_found");
     st_free(&r);
@@ -400,16 +516,16 @@ static void test_activation_refuses_other_holder(void **state)
 static void test_activation_success(void **state)
 {
     th_proc *p = *state;
-    st_resp r = activate(p, "H80000006", YANG_LEI, "482915");
+    st_resp r = activate(p, "H70461592", YANG_LEI, "482915");
     assert_int_equal(r.status, 200);
     assert_int_equal(json_integer_value(st_get(&r, "status")), 1);
     assert_true(json_is_true(st_get(&r, "current")));
     assert_true(json_is_false(st_get(&r, "pin.initial")));
-    assert_string_equal(json_string_value(st_get(&r, "replaces")), "G70000006");
+    assert_string_equal(json_string_value(st_get(&r, "replaces")), "G25738104");
     st_free(&r);
-    r = st_call(p, "GET", "/v1/cards/G70000006", NULL, NULL);
+    r = st_call(p, "GET", "/v1/cards/G25738104", NULL, NULL);
     assert_true(json_is_false(st_get(&r, "current")));
-    assert_string_equal(json_string_value(st_get(&r, "replaced_by")), "H80000006");
+    assert_string_equal(json_string_value(st_get(&r, "replaced_by")), "H70461592");
     st_free(&r);
     r = st_call(p, "GET", "/v1/persons/" YANG_LEI "/applications", NULL, NULL);
     assert_string_equal(json_string_value(json_object_get(json_array_get(st_get(&r, "applications"), 0), "stage")),
@@ -417,7 +533,7 @@ static void test_activation_success(void **state)
     st_free(&r);
     r = verify_pin(p, YANG_LEI, "482915");
     assert_true(json_is_true(st_get(&r, "verified")));
-    assert_string_equal(json_string_value(st_get(&r, "card_number")), "H80000006");
+    assert_string_equal(json_string_value(st_get(&r, "card_number")), "H70461592");
     st_free(&r);
     assert_int_equal(st_applied(p, "activations"), 1);
 }
@@ -432,8 +548,8 @@ static void test_idempotent_replay(void **state)
     snprintf(header, sizeof header, "Idempotency-Key: %s", key);
     const char *headers[] = {header, NULL};
     const char *body = "{\"kind\": \"temporary\", \"channel\": \"ussd\"}";
-    st_resp first = st_call_h(p, "POST", "/v1/cards/A10000001/loss-reports", body, headers);
-    st_resp again = st_call_h(p, "POST", "/v1/cards/A10000001/loss-reports", body, headers);
+    st_resp first = st_call_h(p, "POST", "/v1/cards/A52870316/loss-reports", body, headers);
+    st_resp again = st_call_h(p, "POST", "/v1/cards/A52870316/loss-reports", body, headers);
     assert_int_equal(first.status, 201);
     assert_int_equal(again.status, 201);
     assert_string_equal(st_header(&first, "Idempotent-Replayed"), "");
@@ -469,17 +585,17 @@ static void test_idempotency_key_reused(void **state)
 static void test_missing_key_refused(void **state)
 {
     th_proc *p = *state;
-    st_resp r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports",
+    st_resp r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports",
                         "{\"kind\": \"temporary\", \"channel\": \"voice\"}", NULL);
     assert_int_equal(r.status, 400);
     assert_string_equal(st_code(&r), "idempotency_key_required");
     st_free(&r);
-    r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports",
+    r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports",
                 "{\"kind\": \"temporary\", \"channel\": \"voice\"}", "bad key!");
     assert_int_equal(r.status, 400);
     assert_string_equal(st_code(&r), "invalid_request");
     st_free(&r);
-    assert_int_equal(card_status(p, "A10000001"), 1);
+    assert_int_equal(card_status(p, "A52870316"), 1);
 }
 
 /* Identifiers, lists, limits, routing ---------------------------------------*/
@@ -515,7 +631,7 @@ static void test_unknown_person_404(void **state)
 static void test_pagination_walks_all_cards(void **state)
 {
     th_proc *p = *state;
-    const char *expected[] = {"G70000006", "H80000006"};
+    const char *expected[] = {"G25738104", "H70461592"};
     char path[256] = "/v1/persons/" YANG_LEI "/cards?page_size=1";
     size_t seen = 0;
     for (;;) {
@@ -576,7 +692,7 @@ static void test_wrong_method_405_unknown_path_404(void **state)
     assert_string_equal(st_code(&r), "method_not_allowed");
     assert_string_equal(st_header(&r, "Allow"), "GET, PATCH");
     st_free(&r);
-    expect(p, "POST", "/v1/cards/A10000001", "{}", 405, "method_not_allowed");
+    expect(p, "POST", "/v1/cards/A52870316", "{}", 405, "method_not_allowed");
     expect(p, "GET", "/v1/nothing/here", NULL, 404, "not_found");
     expect(p, "GET", "/v1/persons/" WANG_WEI "/", NULL, 404, "not_found");
 }
@@ -586,7 +702,7 @@ static void test_body_not_object_400(void **state)
     th_proc *p = *state;
     expect(p, "PATCH", "/v1/persons/" WANG_WEI, "[1, 2]", 400, "invalid_request");
     expect(p, "PATCH", "/v1/persons/" WANG_WEI, "{\"mobile\": ", 400, "invalid_request");
-    expect(p, "POST", "/v1/cards/A10000001/loss-reports", "{\"kind\": \"temporary\"}", 400, "invalid_request");
+    expect(p, "POST", "/v1/cards/A52870316/loss-reports", "{\"kind\": \"temporary\"}", 400, "invalid_request");
 }
 
 int main(void)
@@ -600,6 +716,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_pin_count, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_pin_changes_nothing, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_lapses_after_loss_days, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_reissue_holds_temporary_report, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_report_carries_end_date, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_uncollected_card_sealed_after_a_year, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_english_names_and_hours, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_settings, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_loss_report_only_on_normal_card, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_allowed, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_refused_not_temporary, simtest_setup, simtest_teardown),

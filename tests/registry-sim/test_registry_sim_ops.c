@@ -12,6 +12,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "simtest.h"
 
 #define WANG_WEI "110101199003074514"
@@ -60,7 +62,7 @@ static void test_fault_path_prefix_and_health(void **state)
     th_proc *p = *state;
     set_fault(p, "{\"status\": 500, \"path_prefix\": \"/v1/cards/\"}");
     assert_int_equal(get_status(p, "/v1/persons/" WANG_WEI), 200);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 500);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 500);
     assert_int_equal(get_status(p, "/v1/health"), 200);
     set_fault(p, "{\"status\": 503}");
     assert_int_equal(get_status(p, "/v1/health"), 503);
@@ -77,20 +79,20 @@ static void test_fault_malformed_body(void **state)
 {
     th_proc *p = *state;
     set_fault(p, "{\"malformed\": true, \"count\": 1}");
-    st_resp r = st_call(p, "GET", "/v1/cards/A10000001", NULL, NULL);
+    st_resp r = st_call(p, "GET", "/v1/cards/A52870316", NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_null(r.body);
     assert_true(strlen(r.raw) > 0);
     st_free(&r);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 200);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 200);
 }
 
 static void test_fault_drop_connection(void **state)
 {
     th_proc *p = *state;
     set_fault(p, "{\"drop\": true, \"count\": 1}");
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 0);
-    assert_int_equal(get_status(p, "/v1/cards/A10000001"), 200);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 0);
+    assert_int_equal(get_status(p, "/v1/cards/A52870316"), 200);
 }
 
 static void test_fault_write_not_applied(void **state)
@@ -98,11 +100,11 @@ static void test_fault_write_not_applied(void **state)
     th_proc *p = *state;
     set_fault(p, "{\"status\": 503, \"count\": 1}");
     const char *body = "{\"kind\": \"temporary\", \"channel\": \"voice\"}";
-    st_resp r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports", body, "retry-key-1");
+    st_resp r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports", body, "retry-key-1");
     assert_int_equal(r.status, 503);
     st_free(&r);
     assert_int_equal(st_applied(p, "loss_reports"), 0);
-    r = st_call(p, "POST", "/v1/cards/A10000001/loss-reports", body, "retry-key-1");
+    r = st_call(p, "POST", "/v1/cards/A52870316/loss-reports", body, "retry-key-1");
     assert_int_equal(r.status, 201);
     st_free(&r);
     assert_int_equal(st_applied(p, "loss_reports"), 1);
@@ -239,6 +241,30 @@ static void test_data_survives_restart(void **state)
     assert_int_equal(st_applied(p, "contact_updates"), 1);
 }
 
+/* A database an older simulator wrote (an older schema version) is rebuilt
+ * at start and the seed loads into it, rather than being half-read. */
+static void test_older_schema_rebuilt(void **state)
+{
+    th_proc *p = *state;
+    st_resp r = st_call(p, "PATCH", "/v1/persons/" WANG_WEI, "{\"mobile\": \"+8613911112222\"}", st_key());
+    assert_int_equal(r.status, 200);
+    st_free(&r);
+    int port = p->port;
+    char dir[256], db[300];
+    snprintf(dir, sizeof dir, "%s", p->dir);
+    snprintf(db, sizeof db, "%s/registry.db", dir);
+    th_stop(p, WAIT_MS);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version=1;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    p->port = port;
+    assert_true(th_sim_start(p, dir, NULL, NULL));
+    r = st_call(p, "GET", "/v1/persons/" WANG_WEI, NULL, NULL);
+    assert_string_equal(json_string_value(st_get(&r, "mobile")), "+8613800000001");
+    st_free(&r);
+}
+
 static void test_reseed_restores_seed(void **state)
 {
     th_proc *p = *state;
@@ -311,6 +337,15 @@ static void test_broken_seed_exits_2(void **state)
     expect_exit_2(a1, "line 3, column");
     const char *a2[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
     expect_exit_2(a2, "persons[0]: ssn");
+    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+                         " \"address\": \"x\", \"phone\": \"1\","
+                         " \"opening_hours\": [{\"days\": [5, 4], \"open\": \"09:00\", \"close\": \"17:00\"}]}]}\n");
+    const char *a3[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
+    expect_exit_2(a3, "outlets[0]: opening_hours: days");
+    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+                         " \"address\": \"x\", \"phone\": \"1\","
+                         " \"opening_hours\": [{\"days\": [1], \"open\": \"17:00\", \"close\": \"09:00\"}]}]}\n");
+    expect_exit_2(a3, "outlets[0]: opening_hours: open");
     th_rmdir(dir);
 }
 
@@ -325,6 +360,8 @@ static void test_bad_arguments_exit_2(void **state)
     expect_exit_2(a3, "--today");
     const char *a4[] = {"--listen", "127.0.0.1:9", "--reseed", NULL};
     expect_exit_2(a4, "--reseed");
+    const char *a5[] = {"--listen", "127.0.0.1:9", "--collect-days", "3651", NULL};
+    expect_exit_2(a5, "--collect-days");
 }
 
 int main(void)
@@ -341,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_token_required),
         cmocka_unit_test(test_control_endpoints_need_flag),
         cmocka_unit_test_setup_teardown(test_data_survives_restart, simtest_setup, simtest_teardown),
+        cmocka_unit_test_setup_teardown(test_older_schema_rebuilt, simtest_setup, simtest_teardown),
         cmocka_unit_test_setup_teardown(test_reseed_restores_seed, simtest_setup, simtest_teardown),
         cmocka_unit_test(test_broken_seed_exits_2),
         cmocka_unit_test(test_bad_arguments_exit_2),

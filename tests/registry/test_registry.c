@@ -255,6 +255,23 @@ static void test_get_person_ok(void **state)
     client_close(&c);
 }
 
+/* The registry's own settings, which the gateway words answers with. */
+static void test_get_settings(void **state)
+{
+    (void)state;
+    client c;
+    outcome o = {0};
+    client_open(&c, sim.port, NULL);
+    registry_get_settings(c.reg, on_result, &o);
+    assert_int_equal(o.calls, 0);
+    wait_for(c.base, &o);
+    assert_int_equal(o.status, REGISTRY_OK);
+    assert_int_equal(json_integer_value(json_object_get(o.body, "temporary_loss_days")), 7);
+    assert_int_equal(json_integer_value(json_object_get(o.body, "collection_days")), 365);
+    outcome_clear(&o);
+    client_close(&c);
+}
+
 static void test_unknown_person_not_found(void **state)
 {
     (void)state;
@@ -957,6 +974,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_get_person_ok, test_teardown),
+        cmocka_unit_test_teardown(test_get_settings, test_teardown),
         cmocka_unit_test_teardown(test_unknown_person_not_found, test_teardown),
         cmocka_unit_test_teardown(test_cancel_twice_conflict, test_teardown),
         cmocka_unit_test_teardown(test_weak_pin_rejected_with_reason, test_teardown),

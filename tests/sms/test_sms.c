@@ -516,7 +516,7 @@ static void test_loss_by_sms_confirmed_by_code(void **state)
     char *doc = session_doc(w, PHONE);
     assert_null(strstr(doc, code));
     free(doc);
-    expect_reply(w, PHONE, "0001", "1 确认挂失");
+    expect_reply(w, PHONE, "0316", "1 确认挂失");
     expect_reply(w, PHONE, "1", "挂失已办理");
 }
 
@@ -553,7 +553,7 @@ static void test_english_keywords_speak_english(void **state)
     assert_non_null(strstr(doc, "\"lang\":\"en\""));
     free(doc);
     expect_reply(w, PHONE, "STATUS", EN_ASK_ID);
-    expect_reply(w, PHONE, ID, "Your card ending 0001: in normal use.");
+    expect_reply(w, PHONE, ID, "Your card ending 0316: in normal use.");
     expect_reply(w, "+8613800000002", "agent", "Your message is with an agent.");
 }
 

@@ -43,8 +43,8 @@
 #include "voice_world.h"
 
 /* The card of VW_ID (normal) and its last four digits. */
-#define CARD "A10000001"
-#define LAST4 "0001"
+#define CARD "A52870316"
+#define LAST4 "0316"
 
 /* The world ---------------------------------------------------------------------------------*/
 

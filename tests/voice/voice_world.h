@@ -24,7 +24,7 @@
 #define VW_RTP_PORTS 40          /* [voice] rtp_port_max - rtp_port_min + 1 */
 #define VW_HOTLINE "12333"
 
-/* 王伟 of the demo seed: card A10000001 (normal), service PIN 246810. */
+/* 王伟 of the demo seed: card A52870316 (normal), service PIN 246810. */
 #define VW_ID "110101199003074514"
 #define VW_PIN "246810"
 

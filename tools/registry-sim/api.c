@@ -32,7 +32,7 @@
 #define SEGMENTS_MAX 8
 
 typedef enum {
-    RT_HEALTH, RT_PERSON, RT_PIN, RT_PERSON_CARDS, RT_PERSON_APPS, RT_CARD,
+    RT_HEALTH, RT_SETTINGS, RT_PERSON, RT_PIN, RT_PERSON_CARDS, RT_PERSON_APPS, RT_CARD,
     RT_LOSS, RT_CANCEL, RT_ACTIVATE, RT_SIM_FAULT, RT_SIM_CLOCK, RT_SIM_STATS
 } route_id;
 
@@ -47,6 +47,7 @@ typedef struct {
 #define POST EVHTTP_REQ_POST
 static const route routes[] = {
     {RT_HEALTH, "/v1/health", GET, false},
+    {RT_SETTINGS, "/v1/settings", GET, false},
     {RT_PERSON, "/v1/persons/{ssn}", GET | EVHTTP_REQ_PATCH, false},
     {RT_PIN, "/v1/persons/{ssn}/pin-verifications", POST, false},
     {RT_PERSON_CARDS, "/v1/persons/{ssn}/cards", GET, false},
@@ -462,6 +463,7 @@ static sim_reply dispatch_read(exchange *x, int offset, int limit)
     bool more = false;
     sim_reply rep;
     switch (x->route->id) {
+    case RT_SETTINGS: return records_get_settings(r);
     case RT_PERSON: return records_get_person(r, x->ssn);
     case RT_CARD: return records_get_card(r, x->card);
     case RT_PERSON_CARDS: rep = records_list_cards(r, x->ssn, offset, limit, &more); break;
@@ -512,7 +514,7 @@ static void handle_read(exchange *x)
         send_error(x, 500, "internal", "The registry database is busy.");
         return;
     }
-    sim_reply rep = records_lapse_due(a->rec) ? dispatch_read(x, offset, limit)
+    sim_reply rep = records_apply_due(a->rec) ? dispatch_read(x, offset, limit)
                                               : reply_error(500, "internal", "The registry failed.");
     send_reply(x, finish_transaction(a, rep), NULL);
 }
@@ -550,7 +552,7 @@ static void handle_write(exchange *x, const char *text, size_t len)
     sim_reply rep = {0, NULL};
     idem_verdict v = IDEM_ERROR;
     if (db_begin(a->h)) {
-        if (idem_purge(a->h) && records_lapse_due(a->rec))
+        if (idem_purge(a->h) && records_apply_due(a->rec))
             v = idem_lookup(a->h, key, method, path, text, len, &rep);
         if (v == IDEM_NEW)
             rep = apply_write(x, key, body, text, len);

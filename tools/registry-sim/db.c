@@ -1,18 +1,28 @@
 /* db — SQLite connection, schema and statement helpers (see db.h). WAL mode
  * with synchronous=NORMAL: a committed write survives a process crash, which
- * is what "seed survives restart" and exactly-once delivery need. */
+ * is what "seed survives restart" and exactly-once delivery need. The schema
+ * carries a version (PRAGMA user_version): a database an older simulator made
+ * is rebuilt empty, so the seed loads again, rather than half-read. */
 #include "db.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
+/* Bumped whenever a table changes shape. */
+#define SCHEMA_VERSION 2
+
+static const char drop_all[] =
+    "DROP TABLE IF EXISTS loss_reports; DROP TABLE IF EXISTS applications;"
+    "DROP TABLE IF EXISTS cards; DROP TABLE IF EXISTS persons; DROP TABLE IF EXISTS outlets;"
+    "DROP TABLE IF EXISTS banks; DROP TABLE IF EXISTS idempotency; DROP TABLE IF EXISTS counters;";
+
 static const char schema[] =
     "PRAGMA foreign_keys=ON;"
     "CREATE TABLE IF NOT EXISTS banks("
-    "  code TEXT PRIMARY KEY, name TEXT NOT NULL, hotline TEXT NOT NULL);"
+    "  code TEXT PRIMARY KEY, name TEXT NOT NULL, name_en TEXT, hotline TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS outlets("
-    "  code TEXT PRIMARY KEY, name TEXT NOT NULL, address TEXT NOT NULL,"
-    "  hours TEXT NOT NULL, phone TEXT NOT NULL);"
+    "  code TEXT PRIMARY KEY, name TEXT NOT NULL, name_en TEXT, address TEXT NOT NULL,"
+    "  address_en TEXT, opening_hours TEXT NOT NULL, phone TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS persons("
     "  ssn TEXT PRIMARY KEY, name TEXT NOT NULL, birth_date TEXT NOT NULL,"
     "  mobile TEXT, address TEXT, updated_at TEXT NOT NULL);"
@@ -36,6 +46,18 @@ static const char schema[] =
     "  body TEXT NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, n INTEGER NOT NULL);";
 
+/* Drops the tables of an older schema; a new database passes untouched. */
+static bool schema_current(sqlite3 *h, char **msg)
+{
+    long long version = db_int(h, -1, "PRAGMA user_version", "");
+    if (version == SCHEMA_VERSION)
+        return true;
+    char set[48];
+    snprintf(set, sizeof set, "PRAGMA user_version=%d;", SCHEMA_VERSION);
+    return sqlite3_exec(h, drop_all, NULL, NULL, msg) == SQLITE_OK &&
+           sqlite3_exec(h, set, NULL, NULL, msg) == SQLITE_OK;
+}
+
 sqlite3 *db_open(const char *path, char *err, size_t errlen)
 {
     sqlite3 *h = NULL;
@@ -47,7 +69,7 @@ sqlite3 *db_open(const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(h, 2000);
     char *msg = NULL;
     if (sqlite3_exec(h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(h, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        !schema_current(h, &msg) || sqlite3_exec(h, schema, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "cannot prepare %s: %s", path, msg ? msg : sqlite3_errmsg(h));
         sqlite3_free(msg);
         sqlite3_close(h);

@@ -25,6 +25,7 @@
 #define HOST_MAX 64
 #define TOKEN_MAX 256
 #define LOSS_DAYS_MAX 365
+#define COLLECT_DAYS_MAX 3650
 
 typedef struct {
     char host[HOST_MAX];                    /* listen address */
@@ -33,6 +34,7 @@ typedef struct {
     const char *seed_path;                  /* seed file, or NULL */
     bool reseed;                            /* wipe and load the seed */
     int loss_days;                          /* temporary loss validity */
+    int collect_days;                       /* days a card waits at the outlet */
     char initial_pin[DOMAIN_PIN_LEN + 1];   /* the issuer's initial PIN */
     const char *token;                      /* bearer token, or NULL */
     bool control;                           /* serve /_sim */
@@ -43,8 +45,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: registry-sim --listen HOST:PORT --db FILE [--seed FILE] [--reseed]\n"
-            "                    [--loss-days N] [--initial-pin PIN] [--token TOKEN]\n"
-            "                    [--control] [--today YYYY-MM-DD] [--no-pin-count]\n"
+            "                    [--loss-days N] [--collect-days N] [--initial-pin PIN]\n"
+            "                    [--token TOKEN] [--control] [--today YYYY-MM-DD] [--no-pin-count]\n"
             "See tools/registry-sim/README.md.\n");
 }
 
@@ -100,7 +102,7 @@ static int parse_args(int argc, char **argv, sim_args *a)
         {"loss-days", required_argument, NULL, 'n'}, {"initial-pin", required_argument, NULL, 'p'},
         {"token", required_argument, NULL, 't'},  {"control", no_argument, NULL, 'c'},
         {"today", required_argument, NULL, 'y'},  {"help", no_argument, NULL, 'h'},
-        {"no-pin-count", no_argument, NULL, 'q'},
+        {"no-pin-count", no_argument, NULL, 'q'}, {"collect-days", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0}};
     int opt;
     bool listen = false;
@@ -116,6 +118,10 @@ static int parse_args(int argc, char **argv, sim_args *a)
         case 'n':
             if (!parse_int(optarg, 1, LOSS_DAYS_MAX, &a->loss_days))
                 return refuse("--loss-days wants a number of days from 1 to 365, got \"%s\"", optarg);
+            break;
+        case 'k':
+            if (!parse_int(optarg, 1, COLLECT_DAYS_MAX, &a->collect_days))
+                return refuse("--collect-days wants a number of days from 1 to 3650, got \"%s\"", optarg);
             break;
         case 'p':
             if (domain_pin_check(optarg, NULL, NULL) == DOMAIN_PIN_MALFORMED)
@@ -194,7 +200,7 @@ static int serve(const sim_args *a, sqlite3 *h)
 {
     int rc = EXIT_RUNTIME;
     struct event_base *base = event_base_new();
-    records *rec = records_new(h, a->loss_days, a->initial_pin, a->pin_count);
+    records *rec = records_new(h, a->loss_days, a->collect_days, a->initial_pin, a->pin_count);
     control *ctl = control_new(h);
     api_options ao = {a->token, a->control};
     api *srv = base && rec && ctl ? api_new(base, h, rec, ctl, &ao) : NULL;
@@ -206,8 +212,9 @@ static int serve(const sim_args *a, sqlite3 *h)
         evsignal_add(intr, NULL);
         char today[SIMCLOCK_DATE_LEN + 1];
         simclock_today(today);
-        log_info("start", "listen=%s:%d control=%s auth=%s loss_days=%d today=%s", a->host, a->port,
-                 a->control ? "on" : "off", a->token ? "bearer" : "none", a->loss_days, today);
+        log_info("start", "listen=%s:%d control=%s auth=%s loss_days=%d collect_days=%d today=%s", a->host,
+                 a->port, a->control ? "on" : "off", a->token ? "bearer" : "none", a->loss_days,
+                 a->collect_days, today);
         event_base_dispatch(base);
         rc = 0;
     } else {
@@ -227,7 +234,7 @@ static int serve(const sim_args *a, sqlite3 *h)
 
 int main(int argc, char **argv)
 {
-    sim_args a = {.loss_days = 7, .initial_pin = "123456", .pin_count = true};
+    sim_args a = {.loss_days = 7, .collect_days = 365, .initial_pin = "123456", .pin_count = true};
     signal(SIGPIPE, SIG_IGN);
     int rc = parse_args(argc, argv, &a);
     if (rc != 0)

@@ -20,6 +20,7 @@
 struct records {
     sqlite3 *h;                            /* the database; owned by main */
     int loss_days;                         /* validity of a temporary loss report */
+    int collect_days;                      /* a card at the outlet waits this long */
     char initial_pin[DOMAIN_PIN_LEN + 1];  /* the issuer's initial PIN */
     bool pin_count;                        /* answers carry remaining_attempts */
 };
@@ -29,13 +30,14 @@ const char *const records_counter_names[] = {
 
 static const char *const channels[] = {"voice", "ussd", "sms", "agent", NULL};
 
-records *records_new(sqlite3 *h, int loss_days, const char *initial_pin, bool pin_count)
+records *records_new(sqlite3 *h, int loss_days, int collect_days, const char *initial_pin, bool pin_count)
 {
     records *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
     r->h = h;
     r->loss_days = loss_days;
+    r->collect_days = collect_days;
     r->pin_count = pin_count;
     snprintf(r->initial_pin, sizeof r->initial_pin, "%s", initial_pin);
     return r;
@@ -110,17 +112,41 @@ static bool count_applied(records *r, const char *counter)
     return db_counter_add(r->h, counter, 1);
 }
 
-bool records_lapse_due(records *r)
+/* SQL: a replacement of card `col` was applied for and has not failed. It
+ * holds the card's temporary loss report (no lapse) and refuses its
+ * cancellation. */
+#define REPLACEMENT_REQUESTED(col) \
+    "EXISTS(SELECT 1 FROM applications WHERE replaces_card = " col " AND stage <> 'production_failed')"
+
+/* SQL: the temporary reports due to lapse on `?` (today): past their date
+ * and not held by a replacement. */
+#define REPORTS_DUE \
+    "SELECT id FROM loss_reports WHERE kind = 'temporary' AND state = 'active' AND expires_on < ?" \
+    " AND NOT " REPLACEMENT_REQUESTED("loss_reports.card_number")
+
+/* The day a card waiting at the outlet since `stage_date` is sealed. */
+#define COLLECT_BY_SQL "date(stage_date, '+' || ? || ' days')"
+
+bool records_apply_due(records *r)
 {
     char today[SIMCLOCK_DATE_LEN + 1];
     simclock_today(today);
     return db_run(r->h,
                   "UPDATE cards SET status = 1 WHERE status = 4 AND card_number IN ("
-                  " SELECT card_number FROM loss_reports WHERE kind = 'temporary'"
-                  " AND state = 'active' AND expires_on < ?)", "t", today) &&
+                  " SELECT card_number FROM loss_reports WHERE id IN (" REPORTS_DUE "))", "t", today) &&
+           db_run(r->h, "UPDATE loss_reports SET state = 'lapsed' WHERE id IN (" REPORTS_DUE ")",
+                  "t", today) &&
            db_run(r->h,
-                  "UPDATE loss_reports SET state = 'lapsed' WHERE kind = 'temporary'"
-                  " AND state = 'active' AND expires_on < ?", "t", today);
+                  "UPDATE applications SET stage = 'uncollected',"
+                  " stage_date = date(" COLLECT_BY_SQL ", '+1 day')"
+                  " WHERE stage = 'at_outlet' AND " COLLECT_BY_SQL " < ?",
+                  "iit", r->collect_days, r->collect_days, today);
+}
+
+sim_reply records_get_settings(records *r)
+{
+    return reply_json(200, json_pack("{s:i, s:i}", "temporary_loss_days", r->loss_days,
+                                     "collection_days", r->collect_days));
 }
 
 /* Rendering -----------------------------------------------------------------*/
@@ -167,18 +193,25 @@ static json_t *person_json(records *r, const char *ssn)
     return p;
 }
 
+/* An active temporary report held by a replacement lapses on no date: it
+ * shows the application holding it and no `expires_on`. */
 static json_t *report_row_json(sqlite3_stmt *st)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o}",
+    const char *held_by = db_text(st, 9);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o}",
                      "id", db_text(st, 0), "card_number", db_text(st, 1), "kind", db_text(st, 2),
                      "state", db_text(st, 3), "channel", db_text(st, 4),
                      "reference", text_or_null(db_text(st, 5)), "placed_at", db_text(st, 6),
-                     "expires_on", text_or_null(db_text(st, 7)),
+                     "expires_on", held_by ? json_null() : text_or_null(db_text(st, 7)),
+                     "held_by", text_or_null(held_by),
                      "cancelled_at", text_or_null(db_text(st, 8)));
 }
 
 #define REPORT_COLUMNS \
-    "id, card_number, kind, state, channel, reference, placed_at, expires_on, cancelled_at"
+    "id, card_number, kind, state, channel, reference, placed_at, expires_on, cancelled_at," \
+    " CASE WHEN kind = 'temporary' AND state = 'active' THEN" \
+    " (SELECT a.id FROM applications a WHERE a.replaces_card = loss_reports.card_number" \
+    "  AND a.stage <> 'production_failed' ORDER BY a.created_at DESC LIMIT 1) END"
 
 static json_t *report_json(records *r, const char *id)
 {
@@ -204,22 +237,23 @@ static json_t *card_json(records *r, const char *card)
 {
     sqlite3_stmt *st = db_prepare(r->h,
         "SELECT c.card_number, c.ssn, c.status, c.current, c.generation, c.issued_date,"
-        " c.replaces, c.replaced_by, b.code, b.name, b.hotline, c.pin_initial, c.pin_failures"
+        " c.replaces, c.replaced_by, b.code, b.name, b.name_en, b.hotline, c.pin_initial, c.pin_failures"
         " FROM cards c JOIN banks b ON b.code = c.bank_code WHERE c.card_number = ?", "t", card);
     json_t *j = NULL;
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         int status = sqlite3_column_int(st, 2);
-        int failures = sqlite3_column_int(st, 12);
+        int failures = sqlite3_column_int(st, 13);
         j = json_pack("{s:s, s:s, s:i, s:s, s:b, s:i, s:o, s:o, s:o,"
-                      " s:{s:s, s:s, s:s}, s:o, s:o}",
+                      " s:{s:s, s:s, s:o, s:s}, s:o, s:o}",
                       "card_number", db_text(st, 0), "ssn", db_text(st, 1), "status", status,
                       "status_name", status_name(status), "current", sqlite3_column_int(st, 3),
                       "generation", sqlite3_column_int(st, 4),
                       "issued_date", text_or_null(db_text(st, 5)),
                       "replaces", text_or_null(db_text(st, 6)),
                       "replaced_by", text_or_null(db_text(st, 7)),
-                      "bank", "code", db_text(st, 8), "name", db_text(st, 9), "hotline", db_text(st, 10),
-                      "pin", with_remaining(r, json_pack("{s:b, s:b}", "initial", sqlite3_column_int(st, 11),
+                      "bank", "code", db_text(st, 8), "name", db_text(st, 9),
+                      "name_en", text_or_null(db_text(st, 10)), "hotline", db_text(st, 11),
+                      "pin", with_remaining(r, json_pack("{s:b, s:b}", "initial", sqlite3_column_int(st, 12),
                                                          "locked", failures >= RECORDS_PIN_ATTEMPTS),
                                             RECORDS_PIN_ATTEMPTS - failures),
                       "loss_report", active_report_json(r, card));
@@ -230,19 +264,66 @@ static json_t *card_json(records *r, const char *card)
 
 static bool stage_has_outlet(const char *stage)
 {
-    static const char *const stages[] = {"at_outlet", "collected", "activated", NULL};
+    static const char *const stages[] = {"at_outlet", "collected", "activated", "uncollected", NULL};
     return in_list(stage, stages);
+}
+
+/* Appends "Mon-Fri" (a run of days) or "Sat" to `out`. */
+static void day_run_text(int from, int to, char *out, size_t size)
+{
+    static const char *const names[] = {"", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    size_t n = strlen(out);
+    if (from == to)
+        snprintf(out + n, size - n, "%s", names[from]);
+    else
+        snprintf(out + n, size - n, "%s-%s", names[from], names[to]);
+}
+
+/* The free-text `hours` older clients show: "Mon-Fri 09:00-17:00; Sat
+ * 09:00-12:00", from the structured opening hours (checked at seeding). */
+static json_t *hours_text(json_t *opening)
+{
+    char out[256] = "";
+    size_t i, k;
+    json_t *entry, *day;
+    json_array_foreach(opening, i, entry) {
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof out - n, "%s", i ? "; " : "");
+        int run_from = 0, prev = 0;
+        json_array_foreach(json_object_get(entry, "days"), k, day) {
+            int d = (int)json_integer_value(day);
+            if (run_from && d != prev + 1) {
+                day_run_text(run_from, prev, out, sizeof out);
+                n = strlen(out);
+                snprintf(out + n, sizeof out - n, ", ");
+                run_from = 0;
+            }
+            run_from = run_from ? run_from : d;
+            prev = d;
+        }
+        day_run_text(run_from, prev, out, sizeof out);
+        n = strlen(out);
+        snprintf(out + n, sizeof out - n, " %s-%s", json_string_value(json_object_get(entry, "open")),
+                 json_string_value(json_object_get(entry, "close")));
+    }
+    return json_string(out);
 }
 
 static json_t *outlet_json(records *r, const char *code)
 {
     sqlite3_stmt *st = db_prepare(r->h,
-        "SELECT code, name, address, hours, phone FROM outlets WHERE code = ?", "t", code);
+        "SELECT code, name, name_en, address, address_en, opening_hours, phone FROM outlets WHERE code = ?",
+        "t", code);
     json_t *j = json_null();
     if (st && sqlite3_step(st) == SQLITE_ROW) {
+        json_t *opening = json_loads(db_text(st, 5), 0, NULL);
         json_decref(j);
-        j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "code", db_text(st, 0), "name", db_text(st, 1),
-                      "address", db_text(st, 2), "hours", db_text(st, 3), "phone", db_text(st, 4));
+        j = json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:s}", "code", db_text(st, 0),
+                      "name", db_text(st, 1), "name_en", text_or_null(db_text(st, 2)),
+                      "address", db_text(st, 3), "address_en", text_or_null(db_text(st, 4)),
+                      "opening_hours", json_incref(opening), "hours", hours_text(opening),
+                      "phone", db_text(st, 6));
+        json_decref(opening);
     }
     sqlite3_finalize(st);
     return j;
@@ -252,9 +333,10 @@ static json_t *application_row_json(records *r, sqlite3_stmt *st)
 {
     const char *stage = db_text(st, 3);
     const char *outlet = db_text(st, 7);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:s}",
                      "id", db_text(st, 0), "ssn", db_text(st, 1), "type", db_text(st, 2),
                      "stage", stage, "stage_date", db_text(st, 4),
+                     "collect_by", text_or_null(db_text(st, 9)),
                      "card_number", text_or_null(db_text(st, 5)),
                      "replaces_card", text_or_null(db_text(st, 6)),
                      "outlet", outlet && stage_has_outlet(stage) ? outlet_json(r, outlet) : json_null(),
@@ -315,8 +397,9 @@ sim_reply records_list_applications(records *r, const char *ssn, int offset, int
         return person_not_found();
     sqlite3_stmt *st = db_prepare(r->h,
         "SELECT id, ssn, type, stage, stage_date, card_number, replaces_card, outlet_code,"
-        " created_at FROM applications WHERE ssn = ? ORDER BY created_at DESC, id DESC"
-        " LIMIT ? OFFSET ?", "tii", ssn, limit + 1, offset);
+        " created_at, CASE WHEN stage = 'at_outlet' THEN " COLLECT_BY_SQL " END"
+        " FROM applications WHERE ssn = ? ORDER BY created_at DESC, id DESC"
+        " LIMIT ? OFFSET ?", "itii", r->collect_days, ssn, limit + 1, offset);
     if (st == NULL)
         return internal_error();
     json_t *apps = json_array();
@@ -536,8 +619,7 @@ static sim_reply check_cancellable(records *r, const char *card, const char *kin
         return conflict("not_temporary", "Only a temporary loss report can be cancelled remotely.");
     if (strcmp(state, "active") != 0)
         return conflict("not_active", "This loss report is no longer active.");
-    if (db_int(r->h, 1, "SELECT EXISTS(SELECT 1 FROM applications WHERE replaces_card = ?"
-                                 " AND stage <> 'production_failed')", "t", card))
+    if (db_int(r->h, 1, "SELECT " REPLACEMENT_REQUESTED("?"), "t", card))
         return conflict("reissue_requested",
                         "A replacement of this card has been requested; the loss report stays.");
     return reply_json(0, NULL);

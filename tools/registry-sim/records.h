@@ -21,17 +21,23 @@ typedef struct records records;
 
 /* Lifecycle -----------------------------------------------------------------*/
 
-/* `loss_days`: validity of a temporary loss report; `initial_pin`: the
+/* `loss_days`: validity of a temporary loss report; `collect_days`: how
+ * long a card waits at the outlet before it is sealed; `initial_pin`: the
  * issuer's initial PIN (copied); `pin_count`: whether answers carry the
  * PIN attempts left (false plays a registry older than that field). */
-records *records_new(sqlite3 *h, int loss_days, const char *initial_pin, bool pin_count);
+records *records_new(sqlite3 *h, int loss_days, int collect_days, const char *initial_pin, bool pin_count);
 void records_free(records *r);
 
-/* Lets due temporary loss reports lapse against the simulator's today.
- * Called before every operation, so lapse is evaluated lazily. */
-bool records_lapse_due(records *r);
+/* Applies the calendar against the simulator's today: due temporary loss
+ * reports lapse (unless a replacement of the card holds them) and cards
+ * left at the outlet past their collection date are sealed (stage
+ * `uncollected`). Called before every operation, so both are lazy. */
+bool records_apply_due(records *r);
 
 /* Reads ---------------------------------------------------------------------*/
+
+/* The registry's settings clients word their answers with. */
+sim_reply records_get_settings(records *r);
 
 sim_reply records_get_person(records *r, const char *ssn);
 sim_reply records_get_card(records *r, const char *card);

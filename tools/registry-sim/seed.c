@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
@@ -67,27 +68,88 @@ static bool insert_failed(loader *l)
 
 static bool load_bank(loader *l, json_t *j)
 {
-    const char *code, *name, *hotline;
+    const char *code, *name, *name_en = NULL, *hotline;
     json_error_t e;
-    if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s, s:s, s:s}", "code", &code, "name", &name,
-                       "hotline", &hotline) != 0)
+    if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s, s:s, s?s, s:s}", "code", &code, "name", &name,
+                       "name_en", &name_en, "hotline", &hotline) != 0)
         return fail(l, "%s", e.text);
-    if (!db_run(l->h, "INSERT INTO banks(code, name, hotline) VALUES(?, ?, ?)", "ttt", code, name, hotline))
+    if (!db_run(l->h, "INSERT INTO banks(code, name, name_en, hotline) VALUES(?, ?, ?, ?)", "tttt", code,
+                name, name_en, hotline))
         return insert_failed(l);
+    return true;
+}
+
+/* "HH:MM" on a 24-hour clock; its minutes since midnight in *minutes. */
+static bool clock_time(const char *s, int *minutes)
+{
+    if (strlen(s) != 5 || s[2] != ':')
+        return false;
+    for (int i = 0; i < 5; i++)
+        if (i != 2 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+    *minutes = h * 60 + m;
+    return h < 24 && m < 60;
+}
+
+/* One `opening_hours` entry: days 1 (Monday) to 7, ascending, once each;
+ * an opening before the closing. `seen` collects days across entries. */
+static bool opening_entry_valid(loader *l, json_t *entry, unsigned *seen)
+{
+    json_t *days;
+    const char *open, *close;
+    json_error_t e;
+    int from, to, last = 0;
+    if (json_unpack_ex(entry, &e, JSON_STRICT, "{s:o, s:s, s:s}", "days", &days, "open", &open,
+                       "close", &close) != 0)
+        return fail(l, "opening_hours: %s", e.text);
+    if (!json_is_array(days) || json_array_size(days) == 0)
+        return fail(l, "opening_hours: days must be a non-empty array of weekdays 1 (Monday) to 7");
+    size_t i;
+    json_t *day;
+    json_array_foreach(days, i, day) {
+        json_int_t d = json_is_integer(day) ? json_integer_value(day) : 0;
+        if (d < 1 || d > 7 || d <= last || (*seen & (1u << d)))
+            return fail(l, "opening_hours: days are weekdays 1 (Monday) to 7, ascending, each once");
+        last = (int)d;
+        *seen |= 1u << d;
+    }
+    if (!clock_time(open, &from) || !clock_time(close, &to) || from >= to)
+        return fail(l, "opening_hours: open and close are HH:MM, open before close");
+    return true;
+}
+
+static bool opening_hours_valid(loader *l, json_t *hours)
+{
+    unsigned seen = 0;
+    size_t i;
+    json_t *entry;
+    if (!json_is_array(hours) || json_array_size(hours) < 1 || json_array_size(hours) > 7)
+        return fail(l, "opening_hours must be an array of 1 to 7 entries");
+    json_array_foreach(hours, i, entry)
+        if (!opening_entry_valid(l, entry, &seen))
+            return false;
     return true;
 }
 
 static bool load_outlet(loader *l, json_t *j)
 {
-    const char *code, *name, *address, *hours, *phone;
+    const char *code, *name, *name_en = NULL, *address, *address_en = NULL, *phone;
+    json_t *hours;
     json_error_t e;
-    if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s, s:s, s:s, s:s, s:s}", "code", &code, "name", &name,
-                       "address", &address, "hours", &hours, "phone", &phone) != 0)
+    if (json_unpack_ex(j, &e, JSON_STRICT, "{s:s, s:s, s?s, s:s, s?s, s:o, s:s}", "code", &code,
+                       "name", &name, "name_en", &name_en, "address", &address, "address_en",
+                       &address_en, "opening_hours", &hours, "phone", &phone) != 0)
         return fail(l, "%s", e.text);
-    if (!db_run(l->h, "INSERT INTO outlets(code, name, address, hours, phone) VALUES(?, ?, ?, ?, ?)",
-                "ttttt", code, name, address, hours, phone))
-        return insert_failed(l);
-    return true;
+    if (!opening_hours_valid(l, hours))
+        return false;
+    char *hours_text = json_dumps(hours, JSON_COMPACT);
+    bool ok = hours_text &&
+              db_run(l->h, "INSERT INTO outlets(code, name, name_en, address, address_en, opening_hours, phone)"
+                           " VALUES(?, ?, ?, ?, ?, ?, ?)",
+                     "ttttttt", code, name, name_en, address, address_en, hours_text, phone);
+    free(hours_text);
+    return ok ? true : insert_failed(l);
 }
 
 /* Loss reports --------------------------------------------------------------*/
@@ -244,8 +306,8 @@ static bool application_values_valid(loader *l, const char *type, const char *st
 {
     static const char *const types[] = {"new", "reissue_after_loss", "replacement", "warranty_replacement", NULL};
     static const char *const stages[] = {"received", "in_production", "at_city_bank", "at_outlet",
-                                         "collected", "activated", "production_failed", NULL};
-    static const char *const with_outlet[] = {"at_outlet", "collected", "activated", NULL};
+                                         "collected", "activated", "production_failed", "uncollected", NULL};
+    static const char *const with_outlet[] = {"at_outlet", "collected", "activated", "uncollected", NULL};
     if (!one_of(type, types))
         return fail(l, "type must be new, reissue_after_loss, replacement or warranty_replacement");
     if (!one_of(stage, stages))
