@@ -17,6 +17,8 @@
  *     agent (Redis), so a transfer that fell back to "agents busy" fails;
  *   - after the resume, the second call shows the same session, and the
  *     Agent API context the phone prints says the PIN was verified;
+ *   - the same by hand: a resume URI asked of the Agent API, `t URI` typed
+ *     to the phone, the PIN typed again, and the caller is back (call 3);
  *   - the PIN is in neither the gateway's log, the session, nor the agent
  *     phone's screen; both the agent phone and the gateway exit cleanly
  *     (LeakSanitizer).
@@ -270,9 +272,34 @@ static void test_transfer_reaches_the_agent_phone_and_back(void **state)
     free(text);
     vw_assert_pin_kept_secret(w, session, VW_PIN);
 
+    /* By hand, as docs/agents.md shows it: the agent asks the Agent API
+     * for the URI and has the phone transfer the caller there; the ID is
+     * known by now, so the caller types the PIN only. */
+    char path[200], command[300];
+    snprintf(path, sizeof path, "/v1/sessions/%s/resume", session);
+    const char *auth[] = {"Authorization: Bearer " AGENT_TOKEN, NULL};
+    json_t *reply = NULL;
+    char *body = NULL;
+    assert_int_equal(th_http(w->agents_port, "POST", path, "{\"node\": \"assist.verify_pin\"}", auth, &body), 201);
+    reply = json_loads(body, 0, NULL);
+    snprintf(command, sizeof command, "t %s\n", vw_doc_str(reply, "uri", NULL));
+    json_decref(reply);
+    free(body);
+    type_command(r, command);
+    wait_logged(&r->phone, "call 2 transferred (200)", 1);
+    wait_logged(&r->softphone, "Call established: sip:resume-", 2);
+    press(r, VW_PIN "#");
+    wait_logged(&r->phone, "call 3 answered", 1);
+    text = screen(r);
+    snprintf(want, sizeof want, "call 3 answered (PCMA), session %s, greeting zh\n", session);
+    assert_non_null(strstr(text, want));
+    assert_null(strstr(text, VW_PIN));
+    assert_int_equal(vw_count_in(text, "sip:resume-"), vw_count_in(text, "sip:resume-…@"));
+    free(text);
+
     /* The agent hangs up; everything stops cleanly. */
     type_command(r, "h\n");
-    wait_logged(&r->phone, "call 2 ended", 1);
+    wait_logged(&r->phone, "call 3 ended", 1);
     th_stop(&r->softphone, VW_WAIT_MS);
     int status = th_stop(&r->phone, VW_WAIT_MS);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);

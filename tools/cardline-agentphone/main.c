@@ -5,8 +5,8 @@
  * the transfer carried (X-Cardline-Session, docs/agents.md), the session's
  * context from the Agent API, and how to send the caller into PIN entry.
  * Typed commands act on the latest call: `r [NODE]` asks the Agent API for
- * a resume URI and blind-transfers the caller there (REFER), `h` hangs up,
- * `q` quits.
+ * a resume URI and blind-transfers the caller there (REFER), `t URI`
+ * blind-transfers to a URI the agent got by hand, `h` hangs up, `q` quits.
  *
  * One thread: sofia-sip's nua on its su_root, which also waits on stdin,
  * the signals (signalfd) and each call's RTP socket; the greeting leaves
@@ -64,6 +64,7 @@
 #define SESSION_HEADER "X-Cardline-Session"
 #define DEFAULT_NODE "assist.verify_pin"
 #define DEMO_TOKEN "demo-agent-li"
+#define COMMANDS "commands: r [NODE] (resume into NODE, default %s), t URI (transfer), h (hang up), q (quit)"
 
 typedef struct {
     char lang[8];                /* the session language it greets in */
@@ -391,8 +392,8 @@ static void show_session(phone *p, call *c, const greeting *g, const desk_contex
     else
         say(c, "context: unavailable (%s)", why);
     desk_resume_command(&p->opt.desk, c->session, p->opt.node, command, sizeof command);
-    say(c, "type r + Enter to send the caller to %s (then back here), h to hang up; by hand: %s", p->opt.node,
-        command);
+    say(c, "type r + Enter to send the caller to %s (then back here), h to hang up; by hand: %s, then t URI",
+        p->opt.node, command);
 }
 
 static void on_invite(phone *p, nua_handle_t *nh, const sip_t *sip)
@@ -505,9 +506,25 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
 
 /* Commands ----------------------------------------------------------------------*/
 
+/* A blind transfer: REFER, then BYE once the caller's phone reports the
+ * target answered (on_notify). */
+static void transfer(call *c, const char *uri)
+{
+    char refer_to[DESK_URI_MAX + 2], shown[DESK_URI_MAX + 8];
+    if (strncmp(uri, "sip:", 4) != 0 || strlen(uri) >= DESK_URI_MAX || strpbrk(uri, "<> \t\r\n")) {
+        say(c, "cannot transfer to '%s': a sip: URI is wanted", uri);
+        return;
+    }
+    masked_uri(uri, shown, sizeof shown);
+    say(c, "transferring the caller to %s", shown);
+    snprintf(refer_to, sizeof refer_to, "<%s>", uri);
+    c->transferring = true;
+    nua_refer(c->nh, SIPTAG_REFER_TO_STR(refer_to), TAG_END());
+}
+
 static void resume(phone *p, call *c, const char *node)
 {
-    char uri[DESK_URI_MAX], why[256], shown[DESK_URI_MAX + 8], refer_to[DESK_URI_MAX + 2];
+    char uri[DESK_URI_MAX], why[256];
     if (!c->session[0]) {
         say(c, "has no cardline session to resume");
         return;
@@ -516,11 +533,8 @@ static void resume(phone *p, call *c, const char *node)
         say(c, "resume refused: %s", why);
         return;
     }
-    masked_uri(uri, shown, sizeof shown);
-    say(c, "sending the caller to %s at %s", node, shown);
-    snprintf(refer_to, sizeof refer_to, "<%s>", uri);
-    c->transferring = true;
-    nua_refer(c->nh, SIPTAG_REFER_TO_STR(refer_to), TAG_END());
+    say(c, "resume URI for %s from the Agent API", node);
+    transfer(c, uri);
 }
 
 static void stop(phone *p)
@@ -539,15 +553,19 @@ static void command(phone *p, char *line)
         return;
     if (strcmp(verb, "q") == 0) {
         stop(p);
-    } else if (strcmp(verb, "r") == 0 || strcmp(verb, "h") == 0) {
+    } else if (strcmp(verb, "r") == 0 || strcmp(verb, "t") == 0 || strcmp(verb, "h") == 0) {
         if (c == NULL)
             say(NULL, "no call is up");
         else if (verb[0] == 'r')
             resume(p, c, arg ? arg : p->opt.node);
-        else
+        else if (verb[0] == 't' && arg)
+            transfer(c, arg);
+        else if (verb[0] == 'h')
             nua_bye(c->nh, TAG_END());
+        else
+            say(NULL, "t wants the URI to transfer to");
     } else {
-        say(NULL, "commands: r [NODE] (resume; default %s), h (hang up), q (quit)", p->opt.node);
+        say(NULL, COMMANDS, p->opt.node);
     }
 }
 
@@ -629,7 +647,7 @@ static int run(phone *p)
     }
     say(NULL, "cardline-agentphone: agent %s answering %s (UDP and TCP, any user), Agent API %s", p->opt.name, url,
         p->opt.desk.api);
-    say(NULL, "commands: r [NODE] (resume; default %s), h (hang up), q (quit)", p->opt.node);
+    say(NULL, COMMANDS, p->opt.node);
     su_root_run(p->root);
     for (size_t i = 0; i < MAX_CALLS; i++)
         if (p->calls[i])
@@ -656,7 +674,7 @@ static void usage(FILE *out)
             "  --node FLOW.NODE    where `r` sends the caller (default %s)\n"
             "  --greeting L=FILE   8 kHz mono WAV said to callers whose session language is L;\n"
             "                      the first is for everyone else\n"
-            "Typed commands act on the latest call: r [NODE], h, q.\n",
+            "Typed commands act on the latest call: r [NODE], t URI, h, q.\n",
             DEMO_TOKEN, DEFAULT_NODE);
 }
 
