@@ -86,6 +86,7 @@ typedef struct {
     socklen_t peer_len;          /* its length */
     int fd;                      /* our RTP socket */
     int port;                    /* its port, in our SDP */
+    unsigned sdp_version;        /* o= version of our last SDP */
     su_wait_t wait;              /* the socket in the root (drained) */
     int wait_index;              /* su_root_register's index, or -1 */
     su_timer_t *timer;           /* the 20 ms clock of our RTP */
@@ -369,9 +370,9 @@ static void answer(phone *p, call *c)
     char sdp[512];
     const char *ip = strchr(p->opt.host, ':') ? "IP6" : "IP4";
     snprintf(sdp, sizeof sdp,
-             "v=0\r\no=agentphone %u 1 IN %s %s\r\ns=cardline agent\r\nc=IN %s %s\r\nt=0 0\r\n"
+             "v=0\r\no=agentphone %u %u IN %s %s\r\ns=cardline agent\r\nc=IN %s %s\r\nt=0 0\r\n"
              "m=audio %d RTP/AVP %d\r\na=rtpmap:%d %s/8000\r\na=ptime:20\r\na=sendrecv\r\n",
-             c->number, ip, p->opt.host, ip, p->opt.host, c->port, c->pt, c->pt,
+             c->number, ++c->sdp_version, ip, p->opt.host, ip, p->opt.host, c->port, c->pt, c->pt,
              c->pt == RTP_PT_PCMA ? "PCMA" : "PCMU");
     nua_respond(c->nh, SIP_200_OK, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp),
                 TAG_END());
@@ -414,6 +415,16 @@ static void on_invite(phone *p, nua_handle_t *nh, const sip_t *sip)
     if (!read_offer(sip, c) || !rtp_open(p, c)) {
         say(c, "refused: no G.711 offer we can answer");
         nua_respond(nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+        return;
+    }
+    answer(p, c);
+}
+
+/* A re-INVITE (hold, a new address): its offer read again, our SDP again. */
+static void on_reinvite(phone *p, call *c, const sip_t *sip)
+{
+    if (!read_offer(sip, c)) {
+        nua_respond(c->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
         return;
     }
     answer(p, c);
@@ -488,6 +499,10 @@ static void on_event(nua_event_t event, int status, char const *phrase, nua_t *n
             say(c, "ended (%d %s)", status, phrase ? phrase : "");
             call_free(c);
         }
+        break;
+    case nua_i_invite:
+        if (sip)
+            on_reinvite(p, c, sip);
         break;
     case nua_i_notify:
         if (sip)
