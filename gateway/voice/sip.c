@@ -82,6 +82,7 @@ struct action;
 #define MAX_SDP 1024               /* bytes of the SDP we answer with */
 #define MAX_TARGET 256             /* bytes of a REFER target */
 #define MAX_SESSION 128            /* bytes of the X-Cardline-Session value */
+#define SESSION_HEADER "X-Cardline-Session" /* on the REFER and embedded in its Refer-To */
 #define MIN_SE_S 90                /* RFC 4028 minimum we accept */
 #define PING_MISSES 3              /* unanswered ping intervals that make the thread dead */
 /* Methods nua accepts; others get 405 (create_nua says why). NOTIFY is for
@@ -833,15 +834,32 @@ static void do_hangup(voice_sip *s, call *c)
     }
 }
 
+/* Refer-To: the target with the session id as an embedded header (RFC 3261
+ * 19.1.5), so the transferred caller's INVITE carries it to the agent's
+ * phone. ':' stays as it is (a header value may hold it): phones that copy
+ * the URI literally (baresip 1.0.0 mangles every %XX) then still pass
+ * "voice:" intact; the rest that a header value may not hold is escaped. */
+static void refer_to_with_session(char *out, size_t size, const char *target, const char *session)
+{
+    char escaped[3 * MAX_SESSION + 1];
+    isize_t len = url_esclen(session, "@&=;,%");
+    if (len < 0 || (size_t)len >= sizeof escaped) {
+        snprintf(out, size, "<%s>", target);
+        return;
+    }
+    url_escape(escaped, session, "@&=;,%");
+    snprintf(out, size, "<%s%c" SESSION_HEADER "=%s>", target, strchr(target, '?') ? '&' : '?', escaped);
+}
+
 static void do_refer(voice_sip *s, call *c, const action *a)
 {
     if (c->state != CALL_UP || c->refer_pending) {
         post_simple(s, c, VOICE_SIP_TRANSFER_FAILED, 0);
         return;
     }
-    char refer_to[MAX_TARGET + 2], header[MAX_SESSION + 32];
-    snprintf(refer_to, sizeof refer_to, "<%s>", a->target);
-    snprintf(header, sizeof header, "X-Cardline-Session: %s", a->session);
+    char refer_to[MAX_TARGET + 3 * MAX_SESSION + 32], header[MAX_SESSION + 32];
+    refer_to_with_session(refer_to, sizeof refer_to, a->target, a->session);
+    snprintf(header, sizeof header, SESSION_HEADER ": %s", a->session);
     c->refer_pending = true;
     c->refer_timer = su_timer_create(su_root_task(s->root), s->opt.refer_timeout_ms);
     if (c->refer_timer)

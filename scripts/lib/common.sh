@@ -8,7 +8,7 @@ CARDLINE_PACKAGES=(
   libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   libinih-dev libsqlite3-dev libcrypt-dev libyaml-dev libpcre2-dev libssl-dev
   libsofia-sip-ua-dev libspandsp-dev libsndfile1-dev libjemalloc-dev
-  redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester
+  redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester baresip
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)
 # clang and its runtime libraries (libFuzzer, the sanitizers) for tests/fuzz.

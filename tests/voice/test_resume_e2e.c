@@ -240,13 +240,14 @@ static void return_uri(const vw_world *w, char out[64])
 static void resumed_call(vw_world *w, const char *token, const char *session, const char *digits,
                          const char *refer_answer)
 {
-    char service[64], uri[64], want[200];
+    char service[64], uri[64], refer_to[256], want[640];
     vw_sipp_run r;
     snprintf(service, sizeof service, "resume-%s", token);
     const char *extra[] = {"-key", "digits", digits, "-key", "refer_answer", refer_answer, NULL};
     assert_int_equal(vw_sipp(w, &r, "resumed", "resume-assist.xml", service, extra), 0);
     return_uri(w, uri);
-    snprintf(want, sizeof want, "REFER session=%s refer_to=%s ", session, uri);
+    vw_refer_to(refer_to, sizeof refer_to, uri, session);
+    snprintf(want, sizeof want, "REFER session=%s refer_to=%s ", session, refer_to);
     vw_assert_sipp_logged_once(&r, want);
 }
 

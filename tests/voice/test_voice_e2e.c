@@ -178,12 +178,14 @@ static void test_loss_by_rtp(void **state)
 }
 
 /* The REFER's session header names this call's session and its target is
- * the agent URI with the queue filled in. */
+ * the agent URI with the queue filled in, carrying the session on to the
+ * agent's phone. */
 static void assert_refer_logged(const vw_world *w, const vw_sipp_run *r)
 {
-    char want[256];
-    snprintf(want, sizeof want, "REFER session=voice:%s call_id=%s refer_to=sip:general@127.0.0.1:%d ",
-             r->call_id, r->call_id, w->sipp_port);
+    char target[64], refer_to[256], want[640];
+    snprintf(target, sizeof target, "sip:general@127.0.0.1:%d", w->sipp_port);
+    vw_refer_to(refer_to, sizeof refer_to, target, r->session);
+    snprintf(want, sizeof want, "REFER session=voice:%s call_id=%s refer_to=%s ", r->call_id, r->call_id, refer_to);
     vw_assert_sipp_logged_once(r, want);
 }
 

@@ -65,6 +65,13 @@ bool vw_has_digit_run(const char *s, const char *token)
     return false;
 }
 
+void vw_refer_to(char *out, size_t size, const char *target, const char *session)
+{
+    int n = snprintf(out, size, "%s?X-Cardline-Session=", target);
+    for (const char *c = session; *c && n + 4 < (int)size; c++)
+        n += *c == '@' ? snprintf(out + n, size - n, "%%40") : snprintf(out + n, size - n, "%c", *c);
+}
+
 static void subdir(const char *parent, const char *name, char out[256])
 {
     assert_true(snprintf(out, 256, "%s/%s", parent, name) < 256);

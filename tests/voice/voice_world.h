@@ -143,6 +143,10 @@ void vw_write_file(const char *path, const char *text);
 int vw_count_in(const char *text, const char *needle);
 /* `token` in `s` as a whole run of digits. */
 bool vw_has_digit_run(const char *s, const char *token);
+/* The Refer-To URI the gateway sends for `target` and `session`: the
+ * session embedded as an X-Cardline-Session header, '@' escaped (the
+ * only character of the suites' Call-IDs a header value may not hold). */
+void vw_refer_to(char *out, size_t size, const char *target, const char *session);
 /* A short sleep between two polls. */
 void vw_pause_briefly(void);
 
