@@ -21,7 +21,7 @@
 #define ASK_PIN "请回复6位社保卡服务密码。忘记密码请回复0。"
 #define STATUS_OK "状态：正常"
 #define ASK_CODE "为确认是您本人办理，验证码已发送到本手机，5分钟内有效。请回复短信中的6位验证码。"
-#define HELP "社保卡短信服务，请用登记的手机发送：CX 查询状态和补卡进度；GS 挂失；JG 解除挂失；QY 启用新卡；BD 修改手机号或地址；XK 新旧卡号说明；RG 转人工客服（短信回复）。短信办理不需要服务密码，请勿在短信中发送密码。也可拨打12333。For English, send HELP."
+#define HELP "社保卡短信服务，请用登记的手机发送：CX 查询状态和补卡进度；GS 挂失；JG 解除挂失；QY 启用（激活）新卡；BD 修改手机号或地址；XK 新旧卡号说明；RG 转人工客服（短信回复）。短信办理不需要服务密码，请勿在短信中发送密码。也可拨打12333。For English, send HELP."
 #define EN_ASK_ID "Please reply with your 18-character ID number."
 #define TO_AGENT "您的消息已转给人工客服，请稍候，客服将通过短信回复您。"
 #define HELD_ACK "您的消息已转给人工客服，客服将通过短信回复您。"
