@@ -346,6 +346,13 @@ static bool start_voice(gateway *gw)
     const conf *c = gw->conf;
     if (!c->voice.enabled)
         return true;
+    speech_options so = {
+        .voices = c->speech.voices,
+        .rate = c->speech.rate,
+        .cache_bytes = (size_t)c->speech.cache_bytes,
+        .queue = c->speech.queue,
+        .recorded_dir = c->voice.recorded_dir,
+    };
     voice_options vo = {
         .engine = runtime_engine(gw->rt),
         .store = runtime_store(gw->rt),
@@ -365,12 +372,14 @@ static bool start_voice(gateway *gw)
             .port_max = c->voice.rtp_port_max,
             .max_streams = c->voice.max_calls,
             .inactivity_ms = c->voice.rtp_inactivity_ms,
+            .value_wait_ms = c->speech.wait_ms,
         },
         .prompts_dir = c->voice.prompts_dir,
         .recorded_dir = c->voice.recorded_dir,
         .agent_uri = c->voice.agent_uri,
         .inter_digit_timeout_ms = c->voice.inter_digit_timeout_ms,
         .prompt_gap_ms = c->voice.prompt_gap_ms,
+        .speech = c->speech.enabled ? &so : NULL,
     };
     gw->voice = voice_new(gw->base, &vo);
     return gw->voice != NULL;
