@@ -21,9 +21,9 @@
  * scripts/prompts treats the prompts; or a recording as it is. Then to
  * 8 kHz with speexdsp's resampler: it takes and gives int16 (espeak-ng's
  * and G.711's format, where libsamplerate works in float and needs two
- * conversions), is made for telephony rates, and its quality is a knob;
- * then 50 ms of silence (as the prompts end) and both G.711 laws by
- * spandsp, as audio.c encodes prompts. The worker runs at a lower priority
+ * conversions), is made for telephony rates, and its quality is a knob
+ * (RESAMPLE_QUALITY); then 50 ms of silence (as the prompts end) and both
+ * G.711 laws by spandsp, as audio.c encodes prompts. The worker runs at a lower priority
  * (nice +10) so that RTP pacing on the main loop comes first. */
 #include "speech.h"
 
@@ -63,7 +63,11 @@
 #define TRIM_RUN 220                 /* 10 ms at 22050 Hz above it starts speech */
 #define PEAK 0.7079                   /* -3 dBFS: the peak after normalizing */
 #define PAD_MS 50                    /* silence after a value */
-#define RESAMPLE_QUALITY 8           /* speexdsp 0-10: offline, a few ms per value */
+/* speexdsp's quality for VoIP (3 of 0-10): about 2.5 ms for 4 s of
+ * speech, where 8 took 8 ms and made synthesis the worker's bottleneck
+ * at 100 new values a second (scripts/bench voice); G.711's own noise is
+ * far above what the higher qualities remove. */
+#define RESAMPLE_QUALITY SPEEX_RESAMPLER_QUALITY_VOIP
 #define WORKER_NICE 10
 #define HIST_STEP_US 100             /* synthesis time histogram: 0.1 ms steps */
 #define HIST_BUCKETS 10000           /* up to 1 s; one more bucket for longer */
