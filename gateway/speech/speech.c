@@ -779,11 +779,6 @@ const speech_sound *speech_get(speech *s, const char *lang, const char *text)
     return &e->sound;
 }
 
-void speech_warm(speech *s, const char *lang, const char *text)
-{
-    speech_release(speech_get(s, lang, text));
-}
-
 void speech_stats_get(const speech *s, speech_stats *out)
 {
     *out = s->stats;

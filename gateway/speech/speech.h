@@ -57,9 +57,6 @@ void speech_free(speech *s);
 const speech_sound *speech_get(speech *s, const char *lang, const char *text);
 void speech_release(const speech_sound *sound);
 
-/* Makes sure `text` is in the cache (or on its way), holding nothing. */
-void speech_warm(speech *s, const char *lang, const char *text);
-
 /* The recording's file name of `text`: HASH (SPEECH_HASH_HEX digits). */
 void speech_hash(const char *text, char out[SPEECH_HASH_HEX + 1]);
 
