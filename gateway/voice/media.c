@@ -20,6 +20,10 @@
  * of one socket only, and every call must send from the port it put in its
  * SDP (peers behind NAT and symmetric-RTP peers answer that port).
  *
+ * A clip whose `later` sound (speech.h) is not ready when its turn comes
+ * is waited for packet by packet, in silence, up to value_wait_ms; the
+ * sound is read at that moment only, on this loop, where speech writes it.
+ *
  * Callbacks: on_digit runs from the socket's read event; on_played and
  * on_inactive are flagged by the tick (or by voice_stream_play) and run
  * from one deferred event. While any of our events runs user code, a
