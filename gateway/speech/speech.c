@@ -61,18 +61,16 @@
 #define LANG_NAME 16                 /* bytes of a language code */
 #define TRIM_LEVEL 33                /* |sample| below 0.1 % of full scale is silence */
 #define TRIM_RUN 220                 /* 10 ms at 22050 Hz above it starts speech */
-#define PEAK 0.7079                   /* -3 dBFS: the peak after normalizing */
+#define PEAK 0.7079                  /* -3 dBFS: the peak after normalizing */
 #define PAD_MS 50                    /* silence after a value */
 /* speexdsp's quality for VoIP (3 of 0-10): about 2.5 ms for 4 s of
  * speech, where 8 took 8 ms and made synthesis the worker's bottleneck
  * at 100 new values a second (scripts/bench voice); G.711's own noise is
  * far above what the higher qualities remove. */
 #define RESAMPLE_QUALITY SPEEX_RESAMPLER_QUALITY_VOIP
-#define WORKER_NICE 10
+#define WORKER_NICE 10               /* below the main loop's 0 */
 #define HIST_STEP_US 100             /* synthesis time histogram: 0.1 ms steps */
 #define HIST_BUCKETS 10000           /* up to 1 s; one more bucket for longer */
-#define ALAW_SILENCE 0xD5
-#define ULAW_SILENCE 0xFF
 
 typedef struct entry entry;
 struct entry {
@@ -100,8 +98,8 @@ struct job {
 };
 
 typedef struct {
-    char lang[LANG_NAME];
-    char voice[VOICE_NAME];
+    char lang[LANG_NAME];        /* a dialplan language */
+    char voice[VOICE_NAME];      /* the espeak-ng voice that says it */
 } voice_map;
 
 struct speech {
@@ -109,9 +107,9 @@ struct speech {
     speech_options opt;          /* copy; strings below */
     char *recorded_dir;          /* owned copy, or NULL */
     voice_map voices[MAX_VOICES]; /* parsed `voices` */
-    size_t nvoices;
-    entry **buckets;             /* the table; a power of two */
-    size_t nbuckets;
+    size_t nvoices;              /* entries of voices */
+    entry **buckets;             /* the table */
+    size_t nbuckets;             /* its size, a power of two */
     size_t nentries;             /* entries in it */
     entry *newest, *oldest;      /* LRU ends */
     size_t bytes;                /* audio held by ready cached entries */
@@ -129,7 +127,8 @@ struct speech {
     speech_stats stats;          /* figures; percentiles from hist */
     uint32_t hist[HIST_BUCKETS + 1]; /* synthesis times */
     uint64_t timed;              /* entries of hist */
-    metrics_series *m_synth, *m_recorded, *m_failed, *m_hits, *m_misses, *m_refused, *m_bytes, *m_p50, *m_p99;
+    metrics_series *m_synth, *m_recorded, *m_failed, *m_hits, *m_misses, *m_refused; /* stats, as counters */
+    metrics_series *m_bytes, *m_p50, *m_p99; /* and as gauges */
 };
 
 static int64_t now_ns(void)
@@ -198,8 +197,9 @@ static bool has_han(const char *text)
 /* Making audio (worker thread, or speech_synthesize's caller) -----------------------*/
 
 typedef struct {
-    int16_t *pcm;
-    size_t n, cap, max;
+    int16_t *pcm;                /* samples so far */
+    size_t n, cap;               /* their count, the allocation's */
+    size_t max;                  /* MAX_SECONDS of them: synthesis stops there */
 } pcm_buf;
 
 static bool pcm_push(pcm_buf *b, const int16_t *in, size_t n)
