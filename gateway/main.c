@@ -550,6 +550,20 @@ static bool check_audio(const conf *c, dialplan *dp)
     return a != NULL && problems == 0;
 }
 
+/* The espeak-ng voices of enabled speech: true when each is known. */
+static bool check_speech(const conf *c)
+{
+    if (!c->voice.enabled || !c->speech.enabled)
+        return true;
+    char why[160];
+    const char *bad = speech_check_voices(c->speech.voices, why, sizeof why);
+    if (bad)
+        fprintf(stderr, "[speech] voices: %s\n", bad);
+    else
+        printf("[speech] voices: ok (%s)\n", c->speech.voices);
+    return bad == NULL;
+}
+
 /* The tokens file of an enabled agent API: true when clean, every problem
  * printed as FILE:LINE: message. */
 static bool check_agents(const conf *c, bool say_ok)
@@ -594,8 +608,8 @@ int main(int argc, char **argv)
     } else if (dp != NULL && args.check) {
         printf("%s: ok\n", args.config_path ? args.config_path : "(built-in defaults)");
         printf("%s: ok (version %s)\n", c.dialplans.dir, dialplan_version(dp));
-        bool audio_ok = check_audio(&c, dp);
-        rc = check_agents(&c, true) && audio_ok ? 0 : 1;
+        bool audio_ok = check_audio(&c, dp), speech_ok = check_speech(&c);
+        rc = check_agents(&c, true) && audio_ok && speech_ok ? 0 : 1;
     } else if (dp != NULL && check_agents(&c, false)) {
         log_set_level(c.log.level);
         rc = run(args.config_path, &c, dp);

@@ -116,12 +116,11 @@ struct speech {
     int queued;                  /* jobs not yet back (todo, in hand, done) */
     pthread_t thread;            /* the worker */
     bool started;                /* thread exists */
-    pthread_mutex_t lock;        /* guards todo, done, stop and init */
-    pthread_cond_t wake;         /* todo grew, stop set, or init ended */
+    pthread_mutex_t lock;        /* guards todo, done and stop */
+    pthread_cond_t wake;         /* todo grew or stop was set */
     job *todo, *todo_tail;       /* for the worker */
     job *done, *done_tail;       /* for the main loop */
     bool stop;                   /* the worker should return */
-    int init;                    /* worker's start: 0 pending, 1 ok, -1 failed */
     int wake_fd;                 /* eventfd the worker writes */
     struct event *wake_ev;       /* its read event */
     speech_stats stats;          /* figures; percentiles from hist */
@@ -140,30 +139,30 @@ static int64_t now_ns(void)
 
 /* Options ---------------------------------------------------------------------*/
 
-/* "zh:cmn en:en": pairs separated by spaces or commas. */
-static bool parse_voices(speech *s, const char *text)
+/* "zh:cmn en:en": pairs separated by spaces or commas, into map[0..*n). */
+static bool parse_voices(const char *text, voice_map *map, size_t *n)
 {
     const char *p = text ? text : "";
-    s->nvoices = 0;
+    *n = 0;
     while (*p) {
         p += strspn(p, " ,\t");
         if (!*p)
             break;
-        size_t n = strcspn(p, " ,\t");
-        const char *colon = memchr(p, ':', n);
-        if (!colon || s->nvoices == MAX_VOICES)
+        size_t len = strcspn(p, " ,\t");
+        const char *colon = memchr(p, ':', len);
+        if (!colon || *n == MAX_VOICES)
             return false;
-        size_t ln = (size_t)(colon - p), vn = n - ln - 1;
+        size_t ln = (size_t)(colon - p), vn = len - ln - 1;
         if (ln == 0 || ln >= LANG_NAME || vn == 0 || vn >= VOICE_NAME)
             return false;
-        voice_map *v = &s->voices[s->nvoices++];
+        voice_map *v = &map[(*n)++];
         memcpy(v->lang, p, ln);
         v->lang[ln] = '\0';
         memcpy(v->voice, colon + 1, vn);
         v->voice[vn] = '\0';
-        p += n;
+        p += len;
     }
-    return s->nvoices > 0;
+    return *n > 0;
 }
 
 static const voice_map *voice_of(const speech *s, const char *lang)
@@ -419,26 +418,27 @@ bool speech_synthesize(const char *voice, int rate, const char *text, int16_t **
     return espeak_start() && synthesize_8k(voice, rate, text, out, samples);
 }
 
-/* The worker ---------------------------------------------------------------------*/
-
-static void worker_started(speech *s, int state)
+const char *speech_check_voices(const char *voices, char *why, size_t size)
 {
-    pthread_mutex_lock(&s->lock);
-    s->init = state;
-    pthread_cond_broadcast(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-}
-
-static bool voices_known(const speech *s)
-{
-    for (size_t i = 0; i < s->nvoices; i++)
-        if (espeak_ng_SetVoiceByName(s->voices[i].voice) != ENS_OK) {
-            log_error("speech.config", "key=voices why=%s voice=%s", log_quote("unknown to espeak-ng").s,
-                      log_quote(s->voices[i].voice).s);
-            return false;
+    voice_map map[MAX_VOICES];
+    size_t n;
+    if (!parse_voices(voices, map, &n)) {
+        snprintf(why, size, "\"%s\" is not LANG:VOICE pairs (at most %d)", voices ? voices : "", MAX_VOICES);
+        return why;
+    }
+    if (!espeak_start()) {
+        snprintf(why, size, "espeak-ng did not initialize (is espeak-ng-data installed?)");
+        return why;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (espeak_ng_SetVoiceByName(map[i].voice) != ENS_OK) {
+            snprintf(why, size, "voice \"%s\" of %s is unknown to espeak-ng", map[i].voice, map[i].lang);
+            return why;
         }
-    return true;
+    return NULL;
 }
+
+/* The worker ---------------------------------------------------------------------*/
 
 static job *take_job(speech *s)
 {
@@ -474,16 +474,6 @@ static void *worker(void *arg)
 {
     speech *s = arg;
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
-    if (!espeak_start()) {
-        log_error("speech.start", "why=%s", log_quote("espeak-ng did not initialize (espeak-ng-data?)").s);
-        worker_started(s, -1);
-        return NULL;
-    }
-    if (!voices_known(s)) {
-        worker_started(s, -1);
-        return NULL;
-    }
-    worker_started(s, 1);
     for (job *j; (j = take_job(s)) != NULL;) {
         make_sound(s->recorded_dir, s->opt.rate, j);
         hand_back(s, j);
@@ -822,9 +812,11 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->wake_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    if (!options_ok(opt) || !parse_voices(s, opt->voices)) {
-        log_error("speech.config", "why=%s voices=%s", log_quote("options out of range").s,
-                  log_quote(opt->voices ? opt->voices : "").s);
+    /* espeak-ng is set up here, before the worker exists, which then has it alone. */
+    char why[160];
+    const char *bad = options_ok(opt) ? speech_check_voices(opt->voices, why, sizeof why) : "options out of range";
+    if (bad || !parse_voices(opt->voices, s->voices, &s->nvoices)) {
+        log_error("speech.config", "why=%s", log_quote(bad ? bad : "voices").s);
         speech_free(s);
         return NULL;
     }
@@ -840,15 +832,6 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
         return NULL;
     }
     s->started = true;
-    pthread_mutex_lock(&s->lock);
-    while (s->init == 0)
-        pthread_cond_wait(&s->wake, &s->lock);
-    int init = s->init;
-    pthread_mutex_unlock(&s->lock);
-    if (init < 0) {
-        speech_free(s);
-        return NULL;
-    }
     register_metrics(s);
     publish(s);
     log_info("speech.start", "voices=%s rate=%d cache_bytes=%zu queue=%d", log_quote(opt->voices).s, opt->rate,

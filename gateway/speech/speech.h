@@ -44,6 +44,10 @@ typedef struct {
 
 #define SPEECH_HASH_HEX 16     /* hex digits of a recording's file name */
 
+/* NULL when `voices` is well-formed and espeak-ng knows every voice in
+ * it; else why not, written into why[0..size). For --check too. */
+const char *speech_check_voices(const char *voices, char *why, size_t size);
+
 /* NULL (logged) when an option is out of range, a voice is unknown to
  * espeak-ng, or the worker cannot start. */
 speech *speech_new(struct event_base *base, const speech_options *opt);
