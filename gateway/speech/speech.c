@@ -341,6 +341,8 @@ static bool synthesize_raw(const char *voice, int rate, const char *text, pcm_bu
     if (espeak_ng_Synthesize(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, b) != ENS_OK)
         return false;
     size_t from, to;
+    if (b->n == 0)
+        return true;
     trim(b->pcm, b->n, &from, &to);
     memmove(b->pcm, b->pcm + from, (to - from) * sizeof *b->pcm);
     b->n = to - from;
@@ -351,8 +353,9 @@ static bool synthesize_raw(const char *voice, int rate, const char *text, pcm_bu
 static bool synthesize_8k(const char *voice, int rate, const char *text, int16_t **out, size_t *samples)
 {
     pcm_buf b = {0};
-    bool ok = synthesize_raw(voice, rate, text, &b) &&
-              resample(b.pcm ? b.pcm : (int16_t[1]){0}, b.n, espeak_ng_GetSampleRate(), out, samples);
+    /* Nothing above the silence level is nothing said: a failure, not 50 ms of silence. */
+    bool ok = synthesize_raw(voice, rate, text, &b) && b.n > 0 &&
+              resample(b.pcm, b.n, espeak_ng_GetSampleRate(), out, samples);
     free(b.pcm);
     return ok;
 }
