@@ -346,6 +346,13 @@ static bool start_voice(gateway *gw)
     const conf *c = gw->conf;
     if (!c->voice.enabled)
         return true;
+    speech_options so = {
+        .voices = c->speech.voices,
+        .rate = c->speech.rate,
+        .cache_bytes = (size_t)c->speech.cache_bytes,
+        .queue = c->speech.queue,
+        .recorded_dir = c->voice.recorded_dir,
+    };
     voice_options vo = {
         .engine = runtime_engine(gw->rt),
         .store = runtime_store(gw->rt),
@@ -365,12 +372,14 @@ static bool start_voice(gateway *gw)
             .port_max = c->voice.rtp_port_max,
             .max_streams = c->voice.max_calls,
             .inactivity_ms = c->voice.rtp_inactivity_ms,
+            .value_wait_ms = c->speech.wait_ms,
         },
         .prompts_dir = c->voice.prompts_dir,
         .recorded_dir = c->voice.recorded_dir,
         .agent_uri = c->voice.agent_uri,
         .inter_digit_timeout_ms = c->voice.inter_digit_timeout_ms,
         .prompt_gap_ms = c->voice.prompt_gap_ms,
+        .speech = c->speech.enabled ? &so : NULL,
     };
     gw->voice = voice_new(gw->base, &vo);
     return gw->voice != NULL;
@@ -541,6 +550,20 @@ static bool check_audio(const conf *c, dialplan *dp)
     return a != NULL && problems == 0;
 }
 
+/* The espeak-ng voices of enabled speech: true when each is known. */
+static bool check_speech(const conf *c)
+{
+    if (!c->voice.enabled || !c->speech.enabled)
+        return true;
+    char why[160];
+    const char *bad = speech_check_voices(c->speech.voices, why, sizeof why);
+    if (bad)
+        fprintf(stderr, "[speech] voices: %s\n", bad);
+    else
+        printf("[speech] voices: ok (%s)\n", c->speech.voices);
+    return bad == NULL;
+}
+
 /* The tokens file of an enabled agent API: true when clean, every problem
  * printed as FILE:LINE: message. */
 static bool check_agents(const conf *c, bool say_ok)
@@ -585,8 +608,8 @@ int main(int argc, char **argv)
     } else if (dp != NULL && args.check) {
         printf("%s: ok\n", args.config_path ? args.config_path : "(built-in defaults)");
         printf("%s: ok (version %s)\n", c.dialplans.dir, dialplan_version(dp));
-        bool audio_ok = check_audio(&c, dp);
-        rc = check_agents(&c, true) && audio_ok ? 0 : 1;
+        bool audio_ok = check_audio(&c, dp), speech_ok = check_speech(&c);
+        rc = check_agents(&c, true) && audio_ok && speech_ok ? 0 : 1;
     } else if (dp != NULL && check_agents(&c, false)) {
         log_set_level(c.log.level);
         rc = run(args.config_path, &c, dp);

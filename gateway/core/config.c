@@ -157,6 +157,13 @@ static const conf_key keys[] = {
     KEY("voice", "prompts_dir", CONF_STRING, "build/prompts", voice.prompts_dir),
     KEY("voice", "recorded_dir", CONF_STRING, "", voice.recorded_dir),
 
+    KEY_INT("speech", "enabled", 0, 1, "1", speech.enabled),
+    KEY("speech", "voices", CONF_STRING, "zh:cmn en:en", speech.voices),
+    KEY_INT("speech", "rate", 80, 450, "150", speech.rate),
+    KEY_INT("speech", "cache_bytes", 65536, 1073741824, "16777216", speech.cache_bytes),
+    KEY_INT("speech", "queue", 1, 100000, "256", speech.queue),
+    KEY_INT("speech", "wait_ms", 0, 10000, "1000", speech.wait_ms),
+
     KEY_INT("agents", "enabled", 0, 1, "0", agents.enabled),
     KEY("agents", "listen", CONF_ADDRESS, "127.0.0.1:8081", agents.listen),
     KEY("agents", "tokens_file", CONF_STRING, "configs/agents.yaml", agents.tokens_file),

@@ -146,6 +146,14 @@ typedef struct {
         char *recorded_dir;         /* recorded prompts overriding them, NULL when unset */
     } voice;
     struct {
+        int enabled;                /* 1: values without words are synthesized; 0: skipped */
+        char *voices;               /* "LANG:VOICE ..." espeak-ng voice per language */
+        int rate;                   /* words per minute */
+        int cache_bytes;            /* audio of values kept in memory */
+        int queue;                  /* values waiting for synthesis, at most */
+        int wait_ms;                /* a value not ready when its turn comes is waited for this long */
+    } speech;
+    struct {
         int enabled;            /* 1: serve the agent API; 0: no agent API */
         conf_address listen;    /* the agent API's own HTTP listener */
         char *tokens_file;      /* YAML file of agents, roles and token digests */

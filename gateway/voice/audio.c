@@ -23,7 +23,8 @@
  *                            nine two thousand twenty six (cardinal day, the
  *                            year as a number)
  *   text                     spelled when it is only letters and digits (a
- *                            reference such as GS7K2Q), otherwise skipped
+ *                            reference such as GS7K2Q), otherwise given to
+ *                            the caller's value function (speech.h says it)
  * A value that is not in the form its rendering expects is spelled. */
 #include "audio.h"
 
@@ -587,7 +588,7 @@ static read_result read_file(audio_file *f, const char *full, const reporter *r)
                 data[n + i] = linear_to_ulaw(pcm[i]);
             }
             f->data = data;
-            f->clip = (voice_clip){data, data + n, n};
+            f->clip = (voice_clip){data, data + n, n, NULL};
             res = READ_OK;
         }
     }
@@ -628,7 +629,7 @@ static void init_silence(voice_audio *a)
     memset(a->silence_pcma, ALAW_SILENCE, sizeof a->silence_pcma);
     memset(a->silence_pcmu, ULAW_SILENCE, sizeof a->silence_pcmu);
     for (size_t i = 0; i <= SILENCE_STEPS; i++)
-        a->silence[i] = (voice_clip){a->silence_pcma, a->silence_pcmu, i * SILENCE_STEP_MS * AUDIO_RATE / 1000};
+        a->silence[i] = (voice_clip){a->silence_pcma, a->silence_pcmu, i * SILENCE_STEP_MS * AUDIO_RATE / 1000, NULL};
 }
 
 /* Takes the sorted, deduplicated paths of `l` as the audio's files. */
@@ -733,6 +734,8 @@ typedef struct {
     lang_kind lk;
     const char *id;
     size_t literal;          /* literal pieces seen so far */
+    voice_audio_value_fn *value; /* says values that have no words, or NULL */
+    void *value_arg;
     const voice_clip **out;
     size_t *n, max;
 } say_walk;
@@ -740,6 +743,15 @@ typedef struct {
 static void append(say_walk *sw, const char *path)
 {
     const voice_clip *c = find_clip(sw->a, path);
+    if (c && *sw->n < sw->max)
+        sw->out[(*sw->n)++] = c;
+}
+
+/* Free text (a bank's name, an address) has no words of ours: the value
+ * function makes its clip, or it is skipped. */
+static void say_unworded(say_walk *sw, const char *text)
+{
+    const voice_clip *c = sw->value ? sw->value(sw->lang, text, sw->value_arg) : NULL;
     if (c && *sw->n < sw->max)
         sw->out[(*sw->n)++] = c;
 }
@@ -755,6 +767,10 @@ static void say_piece(const dp_piece *piece, void *arg)
     }
     words w = {.n = 0};
     say_value(&w, sw->lk, piece);
+    if (w.n == 0 && piece->render == DP_RENDER_TEXT && speakable(piece->text)) {
+        say_unworded(sw, piece->text);
+        return;
+    }
     for (size_t i = 0; i < w.n; i++) {
         if (!strcmp(w.w[i], PAUSE)) {
             if (*sw->n < sw->max)
@@ -766,12 +782,19 @@ static void say_piece(const dp_piece *piece, void *arg)
     }
 }
 
+bool voice_audio_say_values(const voice_audio *a, const char *lang, const char *id, json_t *vars,
+                            voice_audio_value_fn *value, void *value_arg, const voice_clip **out, size_t *n,
+                            size_t max)
+{
+    const char *use = dialplan_has_language(a->dp, lang) ? lang : dialplan_language(a->dp, 0);
+    say_walk sw = {a, use, lang_of(use), id, 0, value, value_arg, out, n, max};
+    return dialplan_render_pieces(a->dp, use, CHANNEL_VOICE, id, vars, say_piece, &sw);
+}
+
 bool voice_audio_say(const voice_audio *a, const char *lang, const char *id, json_t *vars,
                      const voice_clip **out, size_t *n, size_t max)
 {
-    const char *use = dialplan_has_language(a->dp, lang) ? lang : dialplan_language(a->dp, 0);
-    say_walk sw = {a, use, lang_of(use), id, 0, out, n, max};
-    return dialplan_render_pieces(a->dp, use, CHANNEL_VOICE, id, vars, say_piece, &sw);
+    return voice_audio_say_values(a, lang, id, vars, NULL, NULL, out, n, max);
 }
 
 const voice_clip *voice_audio_silence(const voice_audio *a, int ms)

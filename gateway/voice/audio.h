@@ -13,8 +13,9 @@
  *
  * Values: digits, card, id and phone renderings are said character by
  * character; numbers, amounts and dates in words of the language; plain text
- * values spelled when they are letters and digits, otherwise skipped (free
- * text such as a bank name has no recording: the text channels carry it).
+ * values spelled when they are letters and digits; other free text (a
+ * bank's name, an address) has no words here and is said by the caller's
+ * value function (voice.c: speech.h), or skipped without one.
  * Main-thread only once loaded; a loaded set is immutable and reference
  * counted so a reload can swap it while calls still play the old one. */
 #ifndef CARDLINE_VOICE_AUDIO_H
@@ -52,9 +53,19 @@ void voice_audio_unref(voice_audio *a);
 /* Appends to out[*n..max) the clips saying prompt `id` in `lang` with
  * `vars` (what an engine output's prompt carries). Returns false when the
  * prompt is unknown to the set the audio was loaded for; pieces without
- * audio are skipped. */
+ * audio, and values without words, are skipped. */
 bool voice_audio_say(const voice_audio *a, const char *lang, const char *id, json_t *vars,
                      const voice_clip **out, size_t *n, size_t max);
+
+/* Says free text that has no words here: the clip that says `text` in
+ * `lang` (it may still be being made, voice_clip's `later`), living until
+ * the caller's play list is done, or NULL to skip the value. */
+typedef const voice_clip *voice_audio_value_fn(const char *lang, const char *text, void *arg);
+
+/* voice_audio_say, with `value` (may be NULL) for values without words. */
+bool voice_audio_say_values(const voice_audio *a, const char *lang, const char *id, json_t *vars,
+                            voice_audio_value_fn *value, void *value_arg, const voice_clip **out, size_t *n,
+                            size_t max);
 
 /* A clip of `ms` milliseconds of silence (between prompts), at most 2000,
  * rounded to 20 ms (one packet). */

@@ -20,6 +20,10 @@
  * of one socket only, and every call must send from the port it put in its
  * SDP (peers behind NAT and symmetric-RTP peers answer that port).
  *
+ * A clip whose `later` sound (speech.h) is not ready when its turn comes
+ * is waited for packet by packet, in silence, up to value_wait_ms; the
+ * sound is read at that moment only, on this loop, where speech writes it.
+ *
  * Callbacks: on_digit runs from the socket's read event; on_played and
  * on_inactive are flagged by the tick (or by voice_stream_play) and run
  * from one deferred event. While any of our events runs user code, a
@@ -98,6 +102,7 @@ struct voice_stream {
     size_t nclips;                 /* its length */
     size_t clip;                   /* the clip being sent */
     size_t offset;                 /* samples of it already sent */
+    int waited;                    /* packets sent waiting for the current clip's value */
     rtp_event_dedupe dedupe;       /* RFC 4733 events reported */
     voice_inband *inband;          /* tone detector, made at the first audio packet */
 };
@@ -128,6 +133,8 @@ struct voice_media {
     struct event *deferred;        /* runs on_played and on_inactive */
     uint64_t packets;              /* sent since the window began */
     uint64_t send_errors;          /* failed sends since then */
+    uint64_t values_late;          /* values skipped after the wait, since then */
+    uint64_t values_empty;         /* empty values skipped, since then */
     int64_t max_interval_ns;       /* longest interval since then */
     uint32_t hist[HIST_BUCKETS + 1]; /* intervals in HIST_STEP_US buckets */
     uint8_t rx_buf[RECV_BATCH][RTP_MAX_PACKET]; /* receive buffers, shared */
@@ -266,12 +273,38 @@ static void finish_play(voice_stream *s) {
     set_pending(s, PENDING_PLAYED);
 }
 
+/* The clip to send now, in *now: the clip itself, or its value once ready.
+ * False while its value is awaited (the packet's rest is silence); a value
+ * late past value_wait_ms, or empty, is skipped (counted; a late one is
+ * logged). */
+static bool current_clip(voice_stream *s, voice_clip *now) {
+    const voice_clip *c = s->clips[s->clip];
+    *now = *c;
+    if (!c->later)
+        return true;
+    if (!c->later->ready) {
+        if (++s->waited * (PACKET_NS / 1000000) <= s->m->opt.value_wait_ms)
+            return false;
+        s->m->values_late++;
+        log_warn("voice.value_late", "port=%d waited_ms=%d", s->port, s->m->opt.value_wait_ms);
+    } else if (!c->later->samples) {
+        s->m->values_empty++;
+    }
+    now->pcma = c->later->ready ? c->later->pcma : NULL;
+    now->pcmu = c->later->ready ? c->later->pcmu : NULL;
+    now->samples = c->later->ready ? c->later->samples : 0;
+    return true;
+}
+
 /* The next RTP_SAMPLES_PER_PACKET samples of the play list, silence after
  * its end. A clip ending mid-packet continues with the next one. */
 static void fill_payload(voice_stream *s, uint8_t *out) {
     size_t filled = 0;
+    voice_clip now;
     while (s->playing && filled < RTP_SAMPLES_PER_PACKET && s->clip < s->nclips) {
-        const voice_clip *c = s->clips[s->clip];
+        if (!current_clip(s, &now))
+            break;
+        const voice_clip *c = &now;
         const uint8_t *src = s->pt == RTP_PT_PCMU ? c->pcmu : c->pcma;
         size_t take = c->samples - s->offset;
         if (take > RTP_SAMPLES_PER_PACKET - filled)
@@ -285,6 +318,7 @@ static void fill_payload(voice_stream *s, uint8_t *out) {
         if (s->offset == c->samples) {
             s->clip++;
             s->offset = 0;
+            s->waited = 0;
         }
     }
     if (s->playing && s->clip == s->nclips)
@@ -505,6 +539,8 @@ static const char *check_options(const voice_media_options *o) {
         return "max_streams";
     if (o->inactivity_ms < 0)
         return "inactivity_ms";
+    if (o->value_wait_ms < 0 || o->value_wait_ms > 60000)
+        return "value_wait_ms";
     return NULL;
 }
 
@@ -719,6 +755,7 @@ void voice_stream_stop(voice_stream *s) {
     free(s->clips);
     s->clips = NULL;
     s->nclips = s->clip = s->offset = 0;
+    s->waited = 0;
     s->playing = false;
     clear_pending(s, PENDING_PLAYED);
 }
@@ -786,10 +823,13 @@ void voice_media_stats_get(voice_media *m, voice_media_stats *out, bool reset) {
         .p99_us = total ? percentile_us(m, total, 0.99) : 0,
         .max_us = (double)m->max_interval_ns / 1000.0,
         .streams = m->open,
+        .values_late = m->values_late,
+        .values_empty = m->values_empty,
     };
     if (reset) {
         memset(m->hist, 0, sizeof m->hist);
         m->packets = m->send_errors = 0;
+        m->values_late = m->values_empty = 0;
         m->max_interval_ns = 0;
     }
 }

@@ -19,17 +19,23 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "speech.h"
+
 struct event_base;
 
 typedef struct voice_media voice_media;
 typedef struct voice_stream voice_stream;
 
 /* A piece of audio in both G.711 laws, shared by every call that plays it.
- * A clip with NULL data is that many samples of silence. */
+ * A clip with NULL data is that many samples of silence. A clip with
+ * `later` is a value still being made (speech.h): when the play list
+ * reaches it the stream sends silence until it is ready, at most
+ * value_wait_ms, then plays it, or skips it (a late value). */
 typedef struct {
     const uint8_t *pcma;       /* A-law samples, or NULL for silence */
     const uint8_t *pcmu;       /* µ-law samples, or NULL for silence */
     size_t samples;            /* 8 kHz samples */
+    const speech_sound *later; /* the audio instead of the above, or NULL */
 } voice_clip;
 
 typedef struct {
@@ -38,6 +44,7 @@ typedef struct {
     int port_max;              /* last RTP port */
     int max_streams;           /* open streams at once; more are refused */
     int inactivity_ms;         /* no RTP received for this long → on_inactive (0 = never) */
+    int value_wait_ms;         /* a value not ready when its turn comes is waited for this long */
 } voice_media_options;
 
 typedef struct {
@@ -54,6 +61,8 @@ typedef struct {
     double p99_us;             /* its 99th percentile */
     double max_us;             /* the largest interval */
     int streams;               /* streams open now */
+    uint64_t values_late;      /* values skipped: not ready after value_wait_ms */
+    uint64_t values_empty;     /* values skipped: nothing could be made of them */
 } voice_media_stats;
 
 /* Lifecycle ---------------------------------------------------------------------*/

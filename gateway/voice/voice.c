@@ -21,6 +21,7 @@
 
 #define SESSION_PREFIX "voice:"
 #define MAX_CLIPS 256            /* clips one output plays at most */
+#define MAX_VALUES 16            /* values without words one output says at most */
 #define MAX_ENTRY 64             /* keys of one entry (an ask node's max is smaller) */
 #define MAX_TYPEAHEAD 32         /* keys pressed while a hop runs, kept for the next wait */
 #define DEFAULT_WAIT_MS 8000     /* first-key wait when an output names none */
@@ -42,6 +43,10 @@ typedef enum {
     AFTER_HANGUP,                /* end: BYE once played */
     AFTER_TRANSFER               /* transfer: REFER once played */
 } after_play;
+
+/* Why a value without words was not said (cardline_voice_values_skipped_total). */
+enum { SKIP_OFF, SKIP_BUSY, SKIP_LATE, SKIP_EMPTY, SKIP_REASONS };
+static const char *const skip_reasons[] = {"off", "busy", "late", "empty"};
 
 typedef struct call call;
 
@@ -74,6 +79,10 @@ struct call {
     int answer_pt;               /* resuming: the codec to answer with */
     int answer_dtmf_pt;          /* resuming: the telephone-event type to answer with, or -1 */
 
+    voice_clip values[MAX_VALUES]; /* clips of the output's values without words */
+    const speech_sound *held[MAX_VALUES]; /* their sounds, held until the next output */
+    int nvalues;                 /* how many */
+
     char entry[MAX_ENTRY + 1];   /* keys of the entry so far (may be secret: wiped) */
     int entry_len;               /* how many */
     char typeahead[MAX_TYPEAHEAD]; /* keys pressed while a hop ran */
@@ -99,6 +108,8 @@ struct voice {
     metrics_series *m_packets;   /* RTP packets sent */
     metrics_series *m_p50;       /* gauge: send interval median of the last window */
     metrics_series *m_p99;       /* gauge: its 99th percentile */
+    speech *speech;              /* values without words, or NULL */
+    metrics_series *m_skipped[SKIP_REASONS]; /* values skipped, by SKIP_* */
     struct event *figures;       /* publishes the media figures every FIGURES_EVERY_MS */
 };
 
@@ -145,6 +156,13 @@ static void wipe_entry(call *c)
     c->typeahead_len = 0;
 }
 
+static void release_values(call *c)
+{
+    for (int i = 0; i < c->nvalues; i++)
+        speech_release(c->held[i]);
+    c->nvalues = 0;
+}
+
 static void call_free(call *c)
 {
     if (c->v)
@@ -153,6 +171,7 @@ static void call_free(call *c)
         voice_stream_close(c->stream);
     if (c->audio)
         voice_audio_unref(c->audio);
+    release_values(c);
     if (c->timer)
         event_free(c->timer);
     wipe_entry(c);
@@ -351,8 +370,29 @@ static void read_state(call *c, json_t *out)
     }
 }
 
+/* A value without words: its sound, asked of speech now so that it is
+ * made while what comes before it plays. */
+static const voice_clip *value_clip(const char *lang, const char *text, void *arg)
+{
+    call *c = arg;
+    voice *v = c->v;
+    const speech_sound *sound = NULL;
+    if (v->speech == NULL) {
+        metrics_inc(v->m_skipped[SKIP_OFF]);
+        return NULL;
+    }
+    if (c->nvalues == MAX_VALUES || !(sound = speech_get(v->speech, lang, text))) {
+        metrics_inc(v->m_skipped[SKIP_BUSY]);
+        return NULL;
+    }
+    c->held[c->nvalues] = sound;
+    c->values[c->nvalues] = (voice_clip){NULL, NULL, 0, sound};
+    return &c->values[c->nvalues++];
+}
+
 /* Plays `ids` prompts of an output (each with its vars) in `lang`, a gap
- * of silence between two. */
+ * of silence between two. The last output's values are let go: the new
+ * play list replaces the one that played them. */
 static void play_prompts(call *c, const char *lang, json_t *prompts)
 {
     const voice_clip *clips[MAX_CLIPS];
@@ -361,12 +401,14 @@ static void play_prompts(call *c, const char *lang, json_t *prompts)
     if (c->audio)
         voice_audio_unref(c->audio);
     c->audio = voice_audio_ref(c->v->audio);
+    release_values(c);
     json_array_foreach(prompts, i, p) {
         const char *id = json_string_value(json_object_get(p, "id"));
         if (i > 0 && n < MAX_CLIPS && c->v->opt.prompt_gap_ms > 0)
             clips[n++] = voice_audio_silence(c->audio, c->v->opt.prompt_gap_ms);
         if (id)
-            voice_audio_say(c->audio, lang, id, json_object_get(p, "vars"), clips, &n, MAX_CLIPS);
+            voice_audio_say_values(c->audio, lang, id, json_object_get(p, "vars"), value_clip, c, clips, &n,
+                                   MAX_CLIPS);
     }
     c->playing = true;
     voice_stream_play(c->stream, clips, n);
@@ -718,6 +760,8 @@ static void on_figures(evutil_socket_t fd, short what, void *arg)
     metrics_add(v->m_packets, (double)st.packets);
     metrics_set(v->m_p50, st.p50_us);
     metrics_set(v->m_p99, st.p99_us);
+    metrics_add(v->m_skipped[SKIP_LATE], (double)st.values_late);
+    metrics_add(v->m_skipped[SKIP_EMPTY], (double)st.values_empty);
     if (v->sip == NULL)
         return;
     for (int i = 0; i < VOICE_SIP_REFUSED_REASONS; i++)
@@ -739,6 +783,14 @@ static bool start_figures(voice *v)
         snprintf(label, sizeof label, "reason=\"%s\"", voice_sip_refusal_name((voice_sip_refusal)i));
         v->m_sip_refused[i] = metrics_counter("cardline_sip_refused_total",
                                               "INVITEs the SIP thread refused on its own, by reason.", label);
+    }
+    for (int i = 0; i < SKIP_REASONS; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "reason=\"%s\"", skip_reasons[i]);
+        v->m_skipped[i] = metrics_counter("cardline_voice_values_skipped_total",
+                                          "Values without words not said: no speech (off), speech queue full "
+                                          "(busy), not made within [speech] wait_ms (late), nothing made (empty).",
+                                          label);
     }
     v->m_sip_up = metrics_gauge("cardline_voice_sip_up", "1 while the SIP thread answers its pings.", NULL);
     v->figures = event_new(v->base, -1, EV_PERSIST, on_figures, v);
@@ -766,6 +818,7 @@ voice *voice_new(struct event_base *base, const voice_options *opt)
     v->opt.prompts_dir = dup_opt(opt->prompts_dir);
     v->opt.recorded_dir = dup_opt(opt->recorded_dir);
     v->opt.agent_uri = dup_opt(opt->agent_uri);
+    v->opt.speech = NULL; /* used here only */
     v->engine = opt->engine;
     for (v->nbuckets = 64; v->nbuckets < (size_t)opt->sip.max_calls * 2; v->nbuckets *= 2)
         ;
@@ -779,6 +832,10 @@ voice *voice_new(struct event_base *base, const voice_options *opt)
                                    "Calls an agent sent back into the IVR with a resume token, answered.", NULL);
     v->audio = load_audio(v);
     v->media = voice_media_new(base, &opt->media);
+    if (opt->speech && (v->speech = speech_new(base, opt->speech)) == NULL) {
+        voice_free(v);
+        return NULL;
+    }
     if (v->buckets == NULL || v->audio == NULL || v->media == NULL || !start_figures(v)) {
         voice_free(v);
         return NULL;
@@ -837,6 +894,7 @@ void voice_free(voice *v)
         voice_media_free(v->media);
     if (v->audio)
         voice_audio_unref(v->audio);
+    speech_free(v->speech);
     free(v->buckets);
     free((char *)v->opt.prompts_dir);
     free((char *)v->opt.recorded_dir);

@@ -6,7 +6,9 @@
  * played as audio (audio.h) over RTP (media.h); a key pressed while a
  * waiting node's prompts play stops them and counts as input (barge-in);
  * keys pressed while a hop runs are kept for the next wait (type-ahead).
- * An "end" output hangs up after its prompts, a "transfer" REFERs the
+ * Free text values (a bank's name, an outlet's address) are asked of
+ * speech.h as soon as the output arrives, so they are made while the
+ * prompts before them play. An "end" output hangs up after its prompts, a "transfer" REFERs the
  * caller to the agent URI with the session id in X-Cardline-Session, and a
  * refused transfer returns to the flow's fallback.
  *
@@ -29,6 +31,7 @@
 #include "audio.h"
 #include "media.h"
 #include "sip.h"
+#include "speech.h"
 
 struct event_base;
 struct engine;
@@ -46,6 +49,7 @@ typedef struct {
     const char *agent_uri;      /* REFER target; "{queue}" is replaced by the queue */
     int inter_digit_timeout_ms; /* silence that ends a multi-key entry */
     int prompt_gap_ms;          /* silence between prompts */
+    const speech_options *speech; /* values without words said at run time, or NULL: skipped */
 } voice_options;
 
 /* Lifecycle ---------------------------------------------------------------------*/

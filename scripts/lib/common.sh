@@ -7,7 +7,7 @@ CARDLINE_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev
   libinih-dev libsqlite3-dev libcrypt-dev libyaml-dev libpcre2-dev libssl-dev
-  libsofia-sip-ua-dev libspandsp-dev libsndfile1-dev libjemalloc-dev
+  libsofia-sip-ua-dev libspandsp-dev libsndfile1-dev libjemalloc-dev libespeak-ng-dev libspeexdsp-dev
   redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester baresip
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)

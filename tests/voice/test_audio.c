@@ -346,6 +346,52 @@ static void test_say_numbers_in_groups(void **state)
     voice_audio_unref(a);
 }
 
+/* The value function of voice_audio_say_values: what it saw, the clip it gives. */
+typedef struct {
+    char seen[256];          /* "LANG:TEXT" per call, joined by "|" */
+    voice_clip clip;         /* handed out, 4242 samples */
+    bool refuse;             /* give NULL */
+} value_spy;
+
+static const voice_clip *spy_value(const char *lang, const char *text, void *arg)
+{
+    value_spy *v = arg;
+    size_t len = strlen(v->seen);
+    snprintf(v->seen + len, sizeof v->seen - len, "%s%s:%s", len ? "|" : "", lang, text);
+    return v->refuse ? NULL : &v->clip;
+}
+
+/* Free text without words goes to the value function, in its place among
+ * the pieces; a reference is still spelled; refused, it is skipped. */
+static void test_values_without_words_go_to_the_value_function(void **state)
+{
+    fixture *f = *state;
+    write_generated(f, NULL);
+    voice_audio *a = load(f, false);
+    value_spy spy = {.clip = {NULL, NULL, 4242, NULL}};
+    const voice_clip *clips[16];
+    size_t n = 0;
+    json_t *vars = json_pack("{s:s,s:s}", "r", "GS7K2Q", "b", "中国工商银行");
+    assert_true(voice_audio_say_values(a, "en", "ref", vars, spy_value, &spy, clips, &n, 16));
+    assert_string_equal(spy.seen, "en:中国工商银行");
+    assert_int_equal(n, 9); /* ref.0, six letters and digits, ref.1, the value */
+    assert_ptr_equal(clips[8], &spy.clip);
+    assert_int_equal(clips[7]->samples, length_of((size_t)(find_need(f, "en/ref.1.wav") - f->needs)));
+    spy = (value_spy){.refuse = true};
+    n = 0;
+    assert_true(voice_audio_say_values(a, "zh", "ref", vars, spy_value, &spy, clips, &n, 16));
+    assert_string_equal(spy.seen, "zh:中国工商银行");
+    assert_int_equal(n, 8);
+    /* Punctuation alone says nothing and is not asked for. */
+    spy = (value_spy){.seen = ""};
+    n = 0;
+    json_object_set_new(vars, "b", json_string("——"));
+    assert_true(voice_audio_say_values(a, "zh", "ref", vars, spy_value, &spy, clips, &n, 16));
+    assert_string_equal(spy.seen, "");
+    json_decref(vars);
+    voice_audio_unref(a);
+}
+
 static void test_say_numbers_in_words(void **state)
 {
     fixture *f = *state;
@@ -611,6 +657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_needed_lists_literal_pieces_and_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_literals_and_spelled_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_numbers_in_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_values_without_words_go_to_the_value_function, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_numbers_in_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_dates_and_amounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_say_unknown_prompt_language_and_room, setup, teardown),

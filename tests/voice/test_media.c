@@ -3,7 +3,8 @@
  * bytes then G.711 silence), on_played after the clip and never after
  * stop, hold, a new peer, RFC 4733 keys (sipp's packets), in-band keys,
  * hostile datagrams, inactivity, closing a stream from its own callback,
- * and the port range. The loop runs until a condition holds, with a bounded
+ * the port range, and values that are still being made (waited for, then
+ * played or skipped). The loop runs until a condition holds, with a bounded
  * deadline; no assertion depends on timing (intervals are printed). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -291,7 +292,7 @@ static void play_and_check(fixture *f, int pt, uint8_t silence) {
         a2[i] = (uint8_t)(200 + i % 13);
         u2[i] = (uint8_t)(150 + i % 17);
     }
-    const voice_clip c1 = {a1, u1, 400}, gap = {NULL, NULL, 40}, c2 = {a2, u2, 100};
+    const voice_clip c1 = {a1, u1, 400, NULL}, gap = {NULL, NULL, 40, NULL}, c2 = {a2, u2, 100, NULL};
     const voice_clip *list[] = {&c1, &gap, &c2};
 
     sink k;
@@ -344,7 +345,7 @@ static void test_stop_and_empty_play(void **state) {
     fixture *f = *state;
     static uint8_t tone[16000];
     memset(tone, 0x2a, sizeof tone);
-    const voice_clip long_clip = {tone, tone, sizeof tone};
+    const voice_clip long_clip = {tone, tone, sizeof tone, NULL};
     const voice_clip *list[] = {&long_clip};
     sink k;
     sink_open(f, &k);
@@ -383,6 +384,87 @@ static void test_stop_and_empty_play(void **state) {
     WAIT_FOR(f, c.played == 1);
     run_for(f, 100);
     assert_int_equal(c.played, 1);
+    voice_stream_close(s);
+    sink_close(&k);
+}
+
+/* Index of the first packet from `from` whose first byte is `b`, or -1. */
+static int first_with(const sink *k, int from, uint8_t b) {
+    for (int i = from; i < k->n && i < MAX_PKTS; i++)
+        if (k->pkts[i].data[0] == b)
+            return i;
+    return -1;
+}
+
+/* A value still being made when its turn comes: silence until it is
+ * ready, then the value, then the rest; nothing counted late. */
+static void test_value_waited_for(void **state) {
+    fixture *f = *state;
+    voice_media_free(f->m);
+    voice_media_options o = {.bind_addr = "127.0.0.1", .port_min = range_base(), .port_max = range_base() + 19,
+                             .max_streams = 8, .value_wait_ms = 5000};
+    f->m = voice_media_new(f->base, &o);
+    static uint8_t before[160], value[320], after[160];
+    memset(before, 0x11, sizeof before);
+    memset(value, 0x22, sizeof value);
+    memset(after, 0x33, sizeof after);
+    speech_sound sound = {0};
+    const voice_clip c1 = {before, before, sizeof before, NULL}, later = {NULL, NULL, 0, &sound},
+                     c2 = {after, after, sizeof after, NULL};
+    const voice_clip *list[] = {&c1, &later, &c2};
+    sink k;
+    sink_open(f, &k);
+    calls c = {0};
+    voice_stream *s = voice_stream_open(f->m, &cbs, &c);
+    set_peer(s, &k, RTP_PT_PCMA, 101);
+    voice_stream_play(s, list, 3);
+    WAIT_FOR(f, k.n >= 6);
+    assert_int_equal(k.pkts[0].data[0], 0x11);
+    for (int i = 1; i < 6; i++)
+        assert_int_equal(k.pkts[i].data[0], SILENCE_PCMA);
+    assert_int_equal(c.played, 0);
+    sound = (speech_sound){value, value, sizeof value, true};
+    WAIT_FOR(f, c.played == 1);
+    sink_drain(&k);
+    int v = first_with(&k, 1, 0x22);
+    assert_true(v > 0);
+    assert_int_equal(k.pkts[v + 1].data[0], 0x22);
+    assert_int_equal(k.pkts[v + 2].data[0], 0x33);
+    voice_media_stats st;
+    voice_media_stats_get(f->m, &st, false);
+    assert_int_equal(st.values_late, 0);
+    voice_stream_close(s);
+    sink_close(&k);
+}
+
+/* A value not ready within value_wait_ms is skipped: the rest plays and
+ * the miss is counted; an empty one is skipped at once. */
+static void test_value_late_and_empty(void **state) {
+    fixture *f = *state;
+    voice_media_free(f->m);
+    voice_media_options o = {.bind_addr = "127.0.0.1", .port_min = range_base(), .port_max = range_base() + 19,
+                             .max_streams = 8, .value_wait_ms = 100};
+    f->m = voice_media_new(f->base, &o);
+    static uint8_t after[160];
+    memset(after, 0x33, sizeof after);
+    speech_sound never = {0}, empty = {NULL, NULL, 0, true};
+    const voice_clip late = {NULL, NULL, 0, &never}, none = {NULL, NULL, 0, &empty},
+                     c2 = {after, after, sizeof after, NULL};
+    const voice_clip *list[] = {&none, &late, &c2};
+    sink k;
+    sink_open(f, &k);
+    calls c = {0};
+    voice_stream *s = voice_stream_open(f->m, &cbs, &c);
+    set_peer(s, &k, RTP_PT_PCMA, 101);
+    voice_stream_play(s, list, 3);
+    WAIT_FOR(f, c.played == 1);
+    sink_drain(&k);
+    int v = first_with(&k, 0, 0x33);
+    assert_int_equal(v, 5); /* 100 ms of waiting: five packets of silence */
+    voice_media_stats st;
+    voice_media_stats_get(f->m, &st, false);
+    assert_int_equal(st.values_late, 1);
+    assert_int_equal(st.values_empty, 1);
     voice_stream_close(s);
     sink_close(&k);
 }
@@ -631,6 +713,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_play_pcma, setup, teardown),
         cmocka_unit_test_setup_teardown(test_play_pcmu, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_and_empty_play, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_waited_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_late_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rfc4733_keys_and_garbage, setup, teardown),
