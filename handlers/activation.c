@@ -20,7 +20,6 @@
 #include "builtin.h"
 #include "digest.h"
 #include "domain.h"
-#include "handler_call.h"
 #include "log.h"
 #include "registry.h"
 

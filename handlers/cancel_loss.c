@@ -12,7 +12,6 @@
 
 #include "builtin.h"
 #include "domain.h"
-#include "handler_call.h"
 #include "registry.h"
 #include "reply.h"
 

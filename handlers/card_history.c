@@ -4,7 +4,6 @@
 #include <stdbool.h>
 
 #include "builtin.h"
-#include "handler_call.h"
 #include "registry.h"
 #include "reply.h"
 

@@ -26,9 +26,6 @@ typedef struct {
                                   * handler_finish_durable; NULL when not wanted */
 } handler_call_spec;
 
-/* Room left for a handler's suffix within the registry's 64-char key. */
-#define HANDLER_CALL_KEY_MAX 56
-
 /* Starts the call. Returns it while it runs, or NULL when it already ended
  * inside run(): `done` was then called before this returned. */
 handler_call *handler_call_start(const handler_call_spec *spec, handler_done_fn *done, void *arg);
@@ -36,9 +33,5 @@ handler_call *handler_call_start(const handler_call_spec *spec, handler_done_fn 
 /* The owner stops listening: `done` is never called for this call, which
  * frees itself when the handler finishes. */
 void handler_call_abandon(handler_call *c);
-
-/* For handlers: wipes a secret argument once it has been copied where it is
- * needed (the request body), so it lives no longer than necessary. */
-void handler_wipe_arg(handler_call *c, const char *name);
 
 #endif

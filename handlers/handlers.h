@@ -17,29 +17,12 @@
 #include <stddef.h>
 
 #include "channel.h"
+#include "handler_def.h"
 
 struct event_base;
 struct registry;
 struct store;
 struct loss;
-
-typedef struct handler_call handler_call;
-
-typedef void handler_fn(handler_call *call);
-
-typedef struct {
-    const char *name;            /* result a call node branches on, e.g. "ok" */
-    const char *const *sets;     /* variables set by this result (NULL-terminated, may be NULL) */
-} handler_result;
-
-typedef struct handler_def {
-    const char *name;                    /* as written in dialplans */
-    const char *const *args;             /* required arguments (NULL-terminated, may be NULL) */
-    const char *const *optional_args;    /* optional arguments (NULL-terminated, may be NULL) */
-    const char *const *secret_args;      /* arguments that may carry a secret variable (subset of the above) */
-    const handler_result *results;       /* every possible result, ended by {NULL, NULL} */
-    handler_fn *run;                     /* starts the work */
-} handler_def;
 
 /* Renders prompt `id` of the running dialplan set in `lang` for SMS with
  * `vars` into `out`; false when the set has no such prompt. */
@@ -107,6 +90,13 @@ const char *handler_session_id(const handler_call *c);
 /* A key unique to this call of this session's step, stable across a
  * replayed hop: use it (with a suffix) as the registry Idempotency-Key. */
 const char *handler_call_key(const handler_call *c);
+
+/* Room left for a handler's suffix within the registry's 64-char key. */
+#define HANDLER_CALL_KEY_MAX 56
+
+/* Wipes a secret argument once it has been copied where it is needed (the
+ * request body), so it lives no longer than necessary. */
+void handler_wipe_arg(handler_call *c, const char *name);
 
 /* Ends the call with `result` (one the table declares) and the variables to
  * set, a JSON object whose keys must be among the result's `sets` (stolen;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 
 #include "builtin.h"
-#include "handler_call.h"
 #include "registry.h"
 
 #define DAYS_MAX 3650   /* the contract's bound on a setting in days */

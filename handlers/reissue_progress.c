@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "builtin.h"
-#include "handler_call.h"
 #include "registry.h"
 #include "reply.h"
 

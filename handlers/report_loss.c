@@ -9,7 +9,6 @@
 
 #include "builtin.h"
 #include "channel.h"
-#include "handler_call.h"
 #include "loss.h"
 
 #define LAST_CHARS 4

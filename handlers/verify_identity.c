@@ -37,7 +37,6 @@
 
 #include "builtin.h"
 #include "domain.h"
-#include "handler_call.h"
 #include "log.h"
 #include "mask.h"
 #include "registry.h"

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "dialplan.h"
-#include "handlers.h"
+#include "handler_def.h"
 
 /* Limits: a set larger than this is refused with a message. */
 #define DP_MAX_FILE_BYTES (1024 * 1024)
