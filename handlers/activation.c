@@ -179,7 +179,7 @@ static void on_cards(const registry_result *r, void *arg)
                                ACTIVATION_APPLICATIONS_PAGE, NULL, on_applications, x);
 }
 
-void find_activatable_run(handler_call *c)
+void handlers_find_activatable_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const handler_env *env = handler_env_of(c);
@@ -196,7 +196,7 @@ void find_activatable_run(handler_call *c)
  * configuration fault: the table gives this handler no `unavailable`) the
  * digest is "", which no second entry can match: activate_card then ends
  * `unavailable`, so the caller hears of a fault, not of a weak PIN. */
-void check_new_pin_run(handler_call *c)
+void handlers_check_new_pin_run(handler_call *c)
 {
     domain_pin_verdict v = judge_pin(c);
     char digest[HANDLER_DIGEST_HEX + 1] = "";
@@ -245,7 +245,7 @@ static const char *second_entry_refusal(handler_call *c)
     return v == DOMAIN_PIN_OK ? NULL : weak_result(v);
 }
 
-void activate_card_run(handler_call *c)
+void handlers_activate_card_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const char *card = handler_arg(c, "card");

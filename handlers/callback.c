@@ -181,7 +181,7 @@ static void on_counted(store_status st, long long count, void *arg)
     }
 }
 
-void request_callback_run(handler_call *c)
+void handlers_request_callback_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     callback_req *q = calloc(1, sizeof *q);

@@ -77,7 +77,7 @@ static json_t *cancellable_card(const registry_result *r, const char **refusal)
     }
     if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards")))
         return NULL;
-    json_t *card = reply_current_card(r->body);
+    json_t *card = handler_reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     json_t *report = json_object_get(card, "loss_report");
     if (!card || !json_is_object(report) || !text_is(report, "state", "active"))
@@ -112,7 +112,7 @@ static bool start_with_cards(handler_call *c, registry_cb *cb, void *arg)
     return true;
 }
 
-void cancel_loss_run(handler_call *c)
+void handlers_cancel_loss_run(handler_call *c)
 {
     if (!start_with_cards(c, on_cards, c))
         handler_finish(c, "unavailable", NULL);
@@ -166,7 +166,7 @@ static void on_check_cards(const registry_result *r, void *arg)
                                NULL, on_check_applications, x);
 }
 
-void check_cancel_run(handler_call *c)
+void handlers_check_cancel_run(handler_call *c)
 {
     if (!start_with_cards(c, on_check_cards, c))
         handler_finish(c, "unavailable", NULL);

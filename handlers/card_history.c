@@ -26,7 +26,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    json_t *card = reply_current_card(r->body);
+    json_t *card = handler_reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     const char *old = json_string_value(json_object_get(card, "replaces"));
     if (!card)
@@ -39,7 +39,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "single", json_pack("{s:s}", "card", number));
 }
 
-void card_history_run(handler_call *c)
+void handlers_card_history_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const handler_env *env = handler_env_of(c);

@@ -15,10 +15,10 @@ static json_t *status_vars(json_t *card, const char *lang)
 {
     json_t *bank = json_object_get(card, "bank");
     return json_pack("{s:s, s:s, s:s, s:s}",
-                     "card", reply_text(card, "card_number"),
-                     "bank_name", reply_name(bank, "name", lang),
-                     "bank_hotline", reply_text(bank, "hotline"),
-                     "loss_until", reply_text(json_object_get(card, "loss_report"), "expires_on"));
+                     "card", handler_reply_text(card, "card_number"),
+                     "bank_name", handler_reply_name(bank, "name", lang),
+                     "bank_hotline", handler_reply_text(bank, "hotline"),
+                     "loss_until", handler_reply_text(json_object_get(card, "loss_report"), "expires_on"));
 }
 
 /* The result for the card's status; a temporary loss that a replacement
@@ -50,8 +50,8 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    json_t *card = reply_current_card(r->body);
-    const char *status = card ? reply_text(card, "status_name") : "";
+    json_t *card = handler_reply_current_card(r->body);
+    const char *status = card ? handler_reply_text(card, "status_name") : "";
     if (!card)
         handler_finish(c, "no_card", NULL);
     else if (!json_is_string(json_object_get(card, "card_number")) ||
@@ -61,7 +61,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, status_result(card, status), status_vars(card, handler_arg(c, "lang")));
 }
 
-void card_status_run(handler_call *c)
+void handlers_card_status_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const handler_env *env = handler_env_of(c);

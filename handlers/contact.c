@@ -221,7 +221,7 @@ static void on_registered_mobile(const registry_result *r, void *arg)
     }
 }
 
-void send_code_run(handler_call *c)
+void handlers_send_code_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     const char *mobile = handler_arg(c, "mobile"), *id = handler_arg(c, "id");
@@ -371,12 +371,12 @@ static void check_run(handler_call *c, bool identify)
     store_command(env->store, 4, argv, NULL, on_try_taken, k);
 }
 
-void check_code_run(handler_call *c)
+void handlers_check_code_run(handler_call *c)
 {
     check_run(c, false);
 }
 
-void verify_code_run(handler_call *c)
+void handlers_verify_code_run(handler_call *c)
 {
     check_run(c, true);
 }
@@ -402,7 +402,7 @@ static const char *non_empty(const char *s)
     return s && s[0] ? s : NULL;
 }
 
-void update_contact_run(handler_call *c)
+void handlers_update_contact_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     const char *id = handler_arg(c, "id");

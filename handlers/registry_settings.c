@@ -32,7 +32,7 @@ static void on_settings(const registry_result *r, void *arg)
         handler_finish(c, "ok", json_pack("{s:s, s:s}", "temp_loss_days", loss, "collection_days", collection));
 }
 
-void registry_settings_run(handler_call *c)
+void handlers_registry_settings_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     if (!env->registry) {

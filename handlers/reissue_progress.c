@@ -48,17 +48,17 @@ static json_t *progress_vars(handler_call *c, json_t *app)
     const char *lang = handler_arg(c, "lang");
     json_t *outlet = json_object_get(app, "outlet");
     char hours[REPLY_HOURS_MAX], type[TYPE_WORDS_MAX];
-    reply_hours(outlet, lang, hours, sizeof hours);
-    type_words(c, reply_text(app, "type"), type, sizeof type);
+    handler_reply_hours(outlet, lang, hours, sizeof hours);
+    type_words(c, handler_reply_text(app, "type"), type, sizeof type);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
                      "app_type", type,
-                     "stage_date", reply_text(app, "stage_date"),
-                     "collect_by", reply_text(app, "collect_by"),
-                     "new_card", reply_text(app, "card_number"),
-                     "outlet_name", reply_name(outlet, "name", lang),
-                     "outlet_address", reply_name(outlet, "address", lang),
+                     "stage_date", handler_reply_text(app, "stage_date"),
+                     "collect_by", handler_reply_text(app, "collect_by"),
+                     "new_card", handler_reply_text(app, "card_number"),
+                     "outlet_name", handler_reply_name(outlet, "name", lang),
+                     "outlet_address", handler_reply_name(outlet, "address", lang),
                      "outlet_hours", hours,
-                     "outlet_phone", reply_text(outlet, "phone"));
+                     "outlet_phone", handler_reply_text(outlet, "phone"));
 }
 
 /* A stage outside the contract's list is a bad response, not a result. */
@@ -92,7 +92,7 @@ static void on_applications(const registry_result *r, void *arg)
         handler_finish(c, stage, progress_vars(c, newest));
 }
 
-void reissue_progress_run(handler_call *c)
+void handlers_reissue_progress_run(handler_call *c)
 {
     const char *id = handler_arg(c, "id");
     const handler_env *env = handler_env_of(c);

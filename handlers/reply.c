@@ -10,7 +10,7 @@
 #define NAME_KEY_MAX 64
 #define HOURS_ENTRIES_MAX 7
 
-json_t *reply_current_card(json_t *body)
+json_t *handler_reply_current_card(json_t *body)
 {
     size_t i;
     json_t *card;
@@ -20,20 +20,20 @@ json_t *reply_current_card(json_t *body)
     return NULL;
 }
 
-const char *reply_text(json_t *obj, const char *key)
+const char *handler_reply_text(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s ? s : "";
 }
 
-const char *reply_name(json_t *obj, const char *key, const char *lang)
+const char *handler_reply_name(json_t *obj, const char *key, const char *lang)
 {
     char en_key[NAME_KEY_MAX];
     snprintf(en_key, sizeof en_key, "%s_en", key);
     const char *en = json_string_value(json_object_get(obj, en_key));
     if (lang && strcmp(lang, "en") == 0 && en && en[0])
         return en;
-    return reply_text(obj, key);
+    return handler_reply_text(obj, key);
 }
 
 /* Wording of days and times in one language. */
@@ -126,7 +126,7 @@ static bool put_entry(text_buf *b, json_t *entry, const hours_words *w)
     return true;
 }
 
-void reply_hours(json_t *outlet, const char *lang, char *out, size_t size)
+void handler_reply_hours(json_t *outlet, const char *lang, char *out, size_t size)
 {
     const hours_words *w = lang && strcmp(lang, "en") == 0 ? &en_words : &zh_words;
     json_t *opening = json_object_get(outlet, "opening_hours");
@@ -145,5 +145,5 @@ void reply_hours(json_t *outlet, const char *lang, char *out, size_t size)
         ok = put_entry(&b, entry, w);
     }
     if (size > 0 && (!ok || b.overflow))
-        snprintf(out, size, "%s", reply_text(outlet, "hours"));
+        snprintf(out, size, "%s", handler_reply_text(outlet, "hours"));
 }

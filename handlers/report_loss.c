@@ -29,7 +29,7 @@ static bool last_four_match(const char *card, const char *last4)
     return true;
 }
 
-void confirm_card_run(handler_call *c)
+void handlers_confirm_card_run(handler_call *c)
 {
     const char *card = handler_arg(c, "card"), *last4 = handler_arg(c, "last4");
     bool match = card && last4 && last_four_match(card, last4);
@@ -57,7 +57,7 @@ static void placed(const loss_result *r, void *arg)
     }
 }
 
-void report_loss_run(handler_call *c)
+void handlers_report_loss_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
     if (!env->loss) {

@@ -415,7 +415,7 @@ static bool identify_ready(handler_call *c)
     return true;
 }
 
-void verify_identity_run(handler_call *c)
+void handlers_verify_identity_run(handler_call *c)
 {
     if (!handler_arg(c, "pin")) {
         handler_finish(c, "unavailable", NULL);
@@ -455,7 +455,7 @@ static void on_lookup_cards(const registry_result *r, void *arg)
         identify_settle(v, GIVE_BACK, "unavailable", NULL);
         return;
     }
-    json_t *card = listed ? reply_current_card(r->body) : NULL;
+    json_t *card = listed ? handler_reply_current_card(r->body) : NULL;
     const char *number = json_string_value(json_object_get(card, "card_number"));
     if (card && !number) {
         identify_settle(v, GIVE_BACK, "unavailable", NULL);
@@ -501,7 +501,7 @@ static void lookup_person(identify *v)
     registry_get_person(handler_env_of(v->call)->registry, handler_arg(v->call, "id"), on_lookup_person, v);
 }
 
-void identify_sender_run(handler_call *c)
+void handlers_identify_sender_run(handler_call *c)
 {
     /* Only an SMS sender is an address the network vouches for here. */
     if (handler_channel(c) != CHANNEL_SMS) {
@@ -513,7 +513,7 @@ void identify_sender_run(handler_call *c)
         identify_start(c, ASK_SENDER);
 }
 
-void find_person_run(handler_call *c)
+void handlers_find_person_run(handler_call *c)
 {
     if (identify_ready(c))
         identify_start(c, ASK_PERSON);

@@ -41,16 +41,16 @@ typedef struct {
 } endpoint;
 
 static const endpoint endpoints[] = {
-    {"sessions", false, NULL, EVHTTP_REQ_GET, "list", AGENT_OBSERVER, "channel,state,queue,limit", ep_list},
-    {"sessions", true, NULL, EVHTTP_REQ_GET, "context", AGENT_OBSERVER, "", ep_context},
-    {"sessions", true, "transfer", EVHTTP_REQ_POST, "transfer", AGENT_AGENT, "", ep_transfer},
-    {"sessions", true, "resume", EVHTTP_REQ_POST, "resume", AGENT_AGENT, "", ep_resume},
-    {"sessions", true, "reply", EVHTTP_REQ_POST, "reply", AGENT_AGENT, "", ep_reply},
-    {"sessions", true, "release", EVHTTP_REQ_POST, "release", AGENT_AGENT, "", ep_release},
-    {"callbacks", false, NULL, EVHTTP_REQ_GET, "callback_list", AGENT_OBSERVER, "state,limit", ep_callbacks},
-    {"callbacks", true, "claim", EVHTTP_REQ_POST, "callback_claim", AGENT_AGENT, "", ep_claim},
-    {"callbacks", true, "done", EVHTTP_REQ_POST, "callback_done", AGENT_AGENT, "", ep_done},
-    {"audit", false, NULL, EVHTTP_REQ_GET, "audit_read", AGENT_SUPERVISOR, "limit", ep_audit},
+    {"sessions", false, NULL, EVHTTP_REQ_GET, "list", AGENT_OBSERVER, "channel,state,queue,limit", agents_ep_list},
+    {"sessions", true, NULL, EVHTTP_REQ_GET, "context", AGENT_OBSERVER, "", agents_ep_context},
+    {"sessions", true, "transfer", EVHTTP_REQ_POST, "transfer", AGENT_AGENT, "", agents_ep_transfer},
+    {"sessions", true, "resume", EVHTTP_REQ_POST, "resume", AGENT_AGENT, "", agents_ep_resume},
+    {"sessions", true, "reply", EVHTTP_REQ_POST, "reply", AGENT_AGENT, "", agents_ep_reply},
+    {"sessions", true, "release", EVHTTP_REQ_POST, "release", AGENT_AGENT, "", agents_ep_release},
+    {"callbacks", false, NULL, EVHTTP_REQ_GET, "callback_list", AGENT_OBSERVER, "state,limit", agents_ep_callbacks},
+    {"callbacks", true, "claim", EVHTTP_REQ_POST, "callback_claim", AGENT_AGENT, "", agents_ep_claim},
+    {"callbacks", true, "done", EVHTTP_REQ_POST, "callback_done", AGENT_AGENT, "", agents_ep_done},
+    {"audit", false, NULL, EVHTTP_REQ_GET, "audit_read", AGENT_SUPERVISOR, "limit", agents_ep_audit},
 };
 
 #define ENDPOINT_COUNT (sizeof endpoints / sizeof endpoints[0])
@@ -88,7 +88,7 @@ static void audit_written(store_status st, const struct redisReply *reply, void 
         log_warn("agents.audit_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
 }
 
-void audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
+void agents_audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
                  int status, const char *detail)
 {
     char result[8], at[24];
@@ -144,12 +144,12 @@ static void req_free(agent_req *r)
     free(r);
 }
 
-void req_wait(agent_req *r)
+void agents_req_wait(agent_req *r)
 {
     r->waiting++;
 }
 
-bool req_back(agent_req *r)
+bool agents_req_back(agent_req *r)
 {
     r->waiting--;
     if (r->owner != NULL)
@@ -159,30 +159,30 @@ bool req_back(agent_req *r)
     return false;
 }
 
-agent_req *req_back_ok(void *arg, store_status st)
+agent_req *agents_req_back_ok(void *arg, store_status st)
 {
     agent_req *r = arg;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return NULL;
     if (st != STORE_OK) {
-        req_fail_store(r, st);
+        agents_req_fail_store(r, st);
         return NULL;
     }
     return r;
 }
 
-void req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done)
+void agents_req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done)
 {
-    req_wait(r);
+    agents_req_wait(r);
     store_command(r->owner->store, argc, argv, argvlen, done, r);
 }
 
-bool req_unmasked(const agent_req *r)
+bool agents_req_unmasked(const agent_req *r)
 {
     return r->who != NULL && r->who->role == AGENT_SUPERVISOR;
 }
 
-void req_detail(agent_req *r, const char *fmt, ...)
+void agents_req_detail(agent_req *r, const char *fmt, ...)
 {
     size_t used = strlen(r->detail);
     if (used + 1 >= sizeof r->detail)
@@ -206,8 +206,8 @@ static double elapsed_ms(const struct timespec *since)
 static void record(agent_req *r, int status)
 {
     const char *agent = r->who ? r->who->name : "";
-    const char *role = r->who ? auth_role_name(r->who->role) : "";
-    audit_write(r->owner, agent, role, r->action, r->target, status, r->detail);
+    const char *role = r->who ? agents_auth_role_name(r->who->role) : "";
+    agents_audit_write(r->owner, agent, role, r->action, r->target, status, r->detail);
     log_info("agents.request", "agent=%s action=%s session=%s status=%d ms=%.1f", agent[0] ? agent : "-",
              r->action, log_quote(mask_session(r->target).s).s, status, elapsed_ms(&r->started));
 }
@@ -225,37 +225,37 @@ static void req_end(agent_req *r, int status, json_t *body)
         req_free(r);
 }
 
-void req_reply(agent_req *r, int status, json_t *body)
+void agents_req_reply(agent_req *r, int status, json_t *body)
 {
     req_end(r, status, body);
 }
 
-void req_fail(agent_req *r, int status, const char *code, const char *message)
+void agents_req_fail(agent_req *r, int status, const char *code, const char *message)
 {
     req_end(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message));
 }
 
-void req_fail_store(agent_req *r, store_status st)
+void agents_req_fail_store(agent_req *r, store_status st)
 {
-    req_detail(r, "store=%s", store_status_name(st));
+    agents_req_detail(r, "store=%s", store_status_name(st));
     if (st == STORE_TIMEOUT)
-        req_fail(r, 504, "store_timeout", "Redis did not answer in time; try again.");
+        agents_req_fail(r, 504, "store_timeout", "Redis did not answer in time; try again.");
     else
-        req_fail(r, 503, "store_unavailable", "Sessions cannot be reached right now; try again.");
+        agents_req_fail(r, 503, "store_unavailable", "Sessions cannot be reached right now; try again.");
 }
 
-const char *req_param(agent_req *r, const char *name)
+const char *agents_req_param(agent_req *r, const char *name)
 {
     return evhttp_find_header(&r->query, name);
 }
 
-bool req_limit(agent_req *r, int dflt, int max, int *out)
+bool agents_req_limit(agent_req *r, int dflt, int max, int *out)
 {
-    const char *s = req_param(r, "limit");
+    const char *s = agents_req_param(r, "limit");
     char *end = NULL;
     long v = s ? strtol(s, &end, 10) : dflt;
     if (s && (*s == '\0' || *end != '\0' || v < 1 || v > max)) {
-        req_fail(r, 400, "bad_limit", "limit must be a whole number within the allowed range.");
+        agents_req_fail(r, 400, "bad_limit", "limit must be a whole number within the allowed range.");
         return false;
     }
     *out = (int)v;
@@ -283,7 +283,7 @@ json_t *agents_body_parse(const char *text, size_t len, const char *const *allow
     return body;
 }
 
-json_t *req_json_body(agent_req *r, const char *const *allowed)
+json_t *agents_req_json_body(agent_req *r, const char *const *allowed)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(httpd_request_evhttp(r->http));
     size_t len = evbuffer_get_length(in);
@@ -292,9 +292,9 @@ json_t *req_json_body(agent_req *r, const char *const *allowed)
     json_t *body = agents_body_parse(text, len, allowed, &unknown_field);
     if (body == NULL) {
         if (unknown_field)
-            req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
+            agents_req_fail(r, 400, "unknown_field", "The body has a field this endpoint does not take.");
         else
-            req_fail(r, 400, "bad_json", "The body must be a JSON object.");
+            agents_req_fail(r, 400, "bad_json", "The body must be a JSON object.");
         return NULL;
     }
     r->body = body;
@@ -415,8 +415,8 @@ static void refuse_unauthenticated(agent_req *r, auth_result why)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(httpd_request_evhttp(r->http));
     evhttp_add_header(out, "WWW-Authenticate", why == AUTH_MISSING ? WWW_AUTHENTICATE : WWW_AUTHENTICATE_BAD);
-    req_detail(r, "why=%s", auth_result_name(why));
-    req_fail(r, 401, why == AUTH_EXPIRED ? "token_expired" : "unauthorized",
+    agents_req_detail(r, "why=%s", agents_auth_result_name(why));
+    agents_req_fail(r, 401, why == AUTH_EXPIRED ? "token_expired" : "unauthorized",
              why == AUTH_EXPIRED ? "The token has expired." : "A valid bearer token is required.");
 }
 
@@ -434,12 +434,12 @@ static void route(agent_req *r, const path_parts *p, enum evhttp_cmd_type method
     bool shape_found;
     const endpoint *e = find_endpoint(p, method, &shape_found);
     if (e == NULL) {
-        req_detail(r, "why=%s", shape_found ? "method" : "no_endpoint");
+        agents_req_detail(r, "why=%s", shape_found ? "method" : "no_endpoint");
         if (shape_found) {
             set_allow(r, p);
-            req_fail(r, 405, "method_not_allowed", "The path does not accept this method.");
+            agents_req_fail(r, 405, "method_not_allowed", "The path does not accept this method.");
         } else {
-            req_fail(r, 404, "not_found", "No such endpoint.");
+            agents_req_fail(r, 404, "not_found", "No such endpoint.");
         }
         return;
     }
@@ -448,13 +448,13 @@ static void route(agent_req *r, const path_parts *p, enum evhttp_cmd_type method
     else if (p->id)
         snprintf(r->ref, sizeof r->ref, "%.*s", (int)sizeof r->ref - 1, p->id);
     if (r->who->role < e->min_role) {
-        req_detail(r, "why=role tried=%s", e->action);
-        req_fail(r, 403, "forbidden", "The agent's role does not allow this.");
+        agents_req_detail(r, "why=role tried=%s", e->action);
+        agents_req_fail(r, 403, "forbidden", "The agent's role does not allow this.");
         return;
     }
     r->action = e->action;
     if (evhttp_parse_query_str(query ? query : "", &r->query) != 0 || !params_ok(r, e->params)) {
-        req_fail(r, 400, "bad_query", "The query has a parameter this endpoint does not take.");
+        agents_req_fail(r, 400, "bad_query", "The query has a parameter this endpoint does not take.");
         return;
     }
     e->fn(r);
@@ -468,7 +468,7 @@ static void dispatch(httpd_request *http, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
     path_parts p = split_path(evhttp_uri_get_path(uri));
     const char *header = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
-    auth_result ar = auth_check(a->auth, header, time(NULL), &r->who);
+    auth_result ar = agents_auth_check(a->auth, header, time(NULL), &r->who);
     if (ar != AUTH_OK)
         refuse_unauthenticated(r, ar);
     else
@@ -488,7 +488,7 @@ static bool options_ok(const agents_options *opt)
 static auth_table *load_tokens(const char *path)
 {
     agents_errors errs;
-    auth_table *t = auth_load(path, &errs);
+    auth_table *t = agents_auth_load(path, &errs);
     for (size_t i = 0; i < errs.count; i++)
         log_error("agents.tokens_invalid", "error=%s", log_quote(errs.lines[i]).s);
     agents_errors_free(&errs);
@@ -520,7 +520,7 @@ agents *agents_new(httpd *http, const agents_options *opt)
             return NULL;
         }
     }
-    log_info("agents.start", "port=%d agents=%zu tokens_file=%s", httpd_port(http), auth_count(t),
+    log_info("agents.start", "port=%d agents=%zu tokens_file=%s", httpd_port(http), agents_auth_count(t),
              log_quote(opt->tokens_file).s);
     return a;
 }
@@ -530,7 +530,7 @@ void agents_free(agents *a)
     if (a == NULL)
         return;
     while (a->pending)
-        req_fail(a->pending, 503, "shutting_down", "The gateway is stopping.");
-    auth_free(a->auth);
+        agents_req_fail(a->pending, 503, "shutting_down", "The gateway is stopping.");
+    agents_auth_free(a->auth);
     free(a);
 }

@@ -327,7 +327,7 @@ static char *read_file(const char *path, size_t *len, agents_errors *errs)
     return text;
 }
 
-auth_table *auth_load(const char *path, agents_errors *errs)
+auth_table *agents_auth_load(const char *path, agents_errors *errs)
 {
     errs->lines = NULL;
     errs->count = 0;
@@ -342,13 +342,13 @@ auth_table *auth_load(const char *path, agents_errors *errs)
     parse_text(&L, text, len);
     free(text);
     if (errs->count > 0) {
-        auth_free(t);
+        agents_auth_free(t);
         return NULL;
     }
     return t;
 }
 
-void auth_free(auth_table *t)
+void agents_auth_free(auth_table *t)
 {
     if (t == NULL)
         return;
@@ -357,16 +357,16 @@ void auth_free(auth_table *t)
     free(t);
 }
 
-size_t auth_count(const auth_table *t)
+size_t agents_auth_count(const auth_table *t)
 {
     return t->count;
 }
 
 int agents_check(const char *tokens_file, agents_errors *errs)
 {
-    auth_table *t = auth_load(tokens_file, errs);
+    auth_table *t = agents_auth_load(tokens_file, errs);
     int n = t ? (int)t->count : -1;
-    auth_free(t);
+    agents_auth_free(t);
     return n;
 }
 
@@ -386,7 +386,7 @@ static bool token68(const char *s)
     return i == n;
 }
 
-auth_result auth_check(const auth_table *t, const char *header, time_t now, const auth_agent **who)
+auth_result agents_auth_check(const auth_table *t, const char *header, time_t now, const auth_agent **who)
 {
     *who = NULL;
     if (header == NULL)
@@ -410,7 +410,7 @@ auth_result auth_check(const auth_table *t, const char *header, time_t now, cons
     return AUTH_OK;
 }
 
-const char *auth_result_name(auth_result r)
+const char *agents_auth_result_name(auth_result r)
 {
     switch (r) {
     case AUTH_OK: return "ok";
@@ -422,7 +422,7 @@ const char *auth_result_name(auth_result r)
     return "unknown";
 }
 
-const char *auth_role_name(agent_role r)
+const char *agents_auth_role_name(agent_role r)
 {
     switch (r) {
     case AGENT_OBSERVER: return "observer";

@@ -99,19 +99,19 @@ static bool stream_entry(const redisReply *e)
 static void read_newest(agent_req *r, const char *stream, const char *count, store_reply_cb *done)
 {
     const char *argv[] = {"XREVRANGE", stream, "+", "-", "COUNT", count};
-    req_command(r, 6, argv, NULL, done);
+    agents_req_command(r, 6, argv, NULL, done);
 }
 
 static void fail_bad_reply(agent_req *r)
 {
-    req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
+    agents_req_fail(r, 502, "bad_reply", "Redis answered unexpectedly.");
 }
 
 /* GET /v1/callbacks ----------------------------------------------------------------*/
 
 static void states_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     list_work *w = &r->list;
@@ -127,8 +127,8 @@ static void states_read(store_status st, const redisReply *reply, void *arg)
             continue;
         const char *state = reply_str(s->element[0]);
         json_t *item = json_array_get(w->items, i);
-        json_t *cb = view_callback(json_string_value(json_array_get(item, 0)), json_array_get(item, 1), state,
-                                   reply_str(s->element[1]), reply_str(s->element[2]), req_unmasked(r));
+        json_t *cb = agents_view_callback(json_string_value(json_array_get(item, 0)), json_array_get(item, 1), state,
+                                   reply_str(s->element[1]), reply_str(s->element[2]), agents_req_unmasked(r));
         if (w->state && strcmp(json_string_value(json_object_get(cb, "state")), w->state) != 0) {
             json_decref(cb);
             continue;
@@ -139,13 +139,13 @@ static void states_read(store_status st, const redisReply *reply, void *arg)
             json_decref(cb);
     }
     bool truncated = matched > (size_t)w->limit || json_array_size(w->items) >= CALLBACK_WINDOW_N;
-    req_detail(r, "n=%zu", json_array_size(out));
-    req_reply(r, 200, json_pack("{s:o, s:b}", "callbacks", out, "truncated", truncated));
+    agents_req_detail(r, "n=%zu", json_array_size(out));
+    agents_req_reply(r, 200, json_pack("{s:o, s:b}", "callbacks", out, "truncated", truncated));
 }
 
 static void stream_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     if (reply->type != REDIS_REPLY_ARRAY) {
@@ -174,7 +174,7 @@ static void stream_read(store_status st, const redisReply *reply, void *arg)
     if (n == 0) {
         free(argv);
         free(keys);
-        req_reply(r, 200, json_pack("{s:[], s:b}", "callbacks", "truncated", 0));
+        agents_req_reply(r, 200, json_pack("{s:[], s:b}", "callbacks", "truncated", 0));
         return;
     }
     char numkeys[24];
@@ -182,23 +182,23 @@ static void stream_read(store_status st, const redisReply *reply, void *arg)
     argv[0] = "EVAL";
     argv[1] = states_script;
     argv[2] = numkeys;
-    req_command(r, (int)(3 + n), argv, NULL, states_read);
+    agents_req_command(r, (int)(3 + n), argv, NULL, states_read);
     free(argv);
     free(keys);
 }
 
-void ep_callbacks(agent_req *r)
+void agents_ep_callbacks(agent_req *r)
 {
     static const char *const states[] = {"queued", "claimed", "done", NULL};
     list_work *w = &r->list;
-    w->state = req_param(r, "state");
+    w->state = agents_req_param(r, "state");
     if (w->state && !agents_one_of(w->state, states)) {
-        req_fail(r, 400, "bad_filter", "state is queued, claimed or done.");
+        agents_req_fail(r, 400, "bad_filter", "state is queued, claimed or done.");
         return;
     }
-    if (!req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
+    if (!agents_req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
         return;
-    req_detail(r, "state=%s limit=%d", w->state ? w->state : "*", w->limit);
+    agents_req_detail(r, "state=%s limit=%d", w->state ? w->state : "*", w->limit);
     read_newest(r, CALLBACK_STREAM, CALLBACK_WINDOW, stream_read);
 }
 
@@ -206,7 +206,7 @@ void ep_callbacks(agent_req *r)
 
 static void claim_answered(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     const char *outcome = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 ? reply_str(reply->element[0])
@@ -216,42 +216,42 @@ static void claim_answered(store_status st, const redisReply *reply, void *arg)
     if (outcome == NULL || state == NULL || agent == NULL) {
         fail_bad_reply(r);
     } else if (strcmp(outcome, "missing") == 0) {
-        req_fail(r, 404, "no_callback", "No such callback.");
+        agents_req_fail(r, 404, "no_callback", "No such callback.");
     } else if (strcmp(outcome, "conflict") == 0) {
-        req_detail(r, "state=%s", state);
-        req_fail(r, 409, strcmp(state, "claimed") == 0 ? "claimed_by_another" : state[0] ? state : "conflict",
+        agents_req_detail(r, "state=%s", state);
+        agents_req_fail(r, 409, strcmp(state, "claimed") == 0 ? "claimed_by_another" : state[0] ? state : "conflict",
                  strcmp(state, "claimed") == 0 ? "Another agent has claimed this callback."
                  : strcmp(state, "done") == 0  ? "The callback is done already."
                                                : "Claim the callback first.");
     } else {
-        req_reply(r, 200, json_pack("{s:s, s:s, s:s}", "ref", r->ref, "state", state, "agent", agent));
+        agents_req_reply(r, 200, json_pack("{s:s, s:s, s:s}", "ref", r->ref, "state", state, "agent", agent));
     }
 }
 
 static void claim_or_finish(agent_req *r, const char *op)
 {
-    req_detail(r, "ref=%s", r->ref);
+    agents_req_detail(r, "ref=%s", r->ref);
     if (!valid_ref(r->ref)) {
-        req_fail(r, 404, "no_callback", "No such callback.");
+        agents_req_fail(r, 404, "no_callback", "No such callback.");
         return;
     }
     static const char *const allowed[] = {NULL};
-    if (req_json_body(r, allowed) == NULL)
+    if (agents_req_json_body(r, allowed) == NULL)
         return;
     char key[sizeof CALLBACK_KEY + sizeof r->ref], now[24];
     snprintf(key, sizeof key, CALLBACK_KEY "%s", r->ref);
     snprintf(now, sizeof now, "%lld", (long long)agents_now_ms());
     const char *argv[] = {"EVAL", claim_script, "2", key, CALLBACK_STREAM, r->who->name, now, r->ref, op,
-                          req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};
-    req_command(r, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered);
+                          agents_req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};
+    agents_req_command(r, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered);
 }
 
-void ep_claim(agent_req *r)
+void agents_ep_claim(agent_req *r)
 {
     claim_or_finish(r, "claim");
 }
 
-void ep_done(agent_req *r)
+void agents_ep_done(agent_req *r)
 {
     claim_or_finish(r, "done");
 }
@@ -260,7 +260,7 @@ void ep_done(agent_req *r)
 
 static void audit_read(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     json_t *out = json_array();
@@ -275,14 +275,14 @@ static void audit_read(store_status st, const redisReply *reply, void *arg)
                                                                   NULL, 10)));
         json_array_append_new(out, fields);
     }
-    req_detail(r, "n=%zu", json_array_size(out));
-    req_reply(r, 200, json_pack("{s:o}", "entries", out));
+    agents_req_detail(r, "n=%zu", json_array_size(out));
+    agents_req_reply(r, 200, json_pack("{s:o}", "entries", out));
 }
 
-void ep_audit(agent_req *r)
+void agents_ep_audit(agent_req *r)
 {
     int limit;
-    if (!req_limit(r, AGENTS_AUDIT_DEFAULT, AGENTS_AUDIT_MAX, &limit))
+    if (!agents_req_limit(r, AGENTS_AUDIT_DEFAULT, AGENTS_AUDIT_MAX, &limit))
         return;
     char count[16];
     snprintf(count, sizeof count, "%d", limit);

@@ -67,16 +67,16 @@ static bool node_exists(const agents *a, const char *where)
 static bool read_node(agent_req *r)
 {
     static const char *const allowed[] = {"node", NULL};
-    json_t *body = req_json_body(r, allowed);
+    json_t *body = agents_req_json_body(r, allowed);
     if (body == NULL)
         return false;
     const char *node = json_string_value(json_object_get(body, "node"));
     if (node == NULL || strlen(node) > AGENTS_MAX_NODE || !node_exists(r->owner, node)) {
-        req_fail(r, 400, "bad_node", "node must name a node of the dialplans as \"flow.node\".");
+        agents_req_fail(r, 400, "bad_node", "node must name a node of the dialplans as \"flow.node\".");
         return false;
     }
     snprintf(r->node, sizeof r->node, "%s", node);
-    req_detail(r, "node=%s", node);
+    agents_req_detail(r, "node=%s", node);
     return true;
 }
 
@@ -84,7 +84,7 @@ static bool known_session(agent_req *r)
 {
     if (session_id_form(r->target))
         return true;
-    req_fail(r, 404, "no_session", "No such session.");
+    agents_req_fail(r, 404, "no_session", "No such session.");
     return false;
 }
 
@@ -103,8 +103,8 @@ static bool with_agent(agent_req *r)
 {
     if (doc_is(r->doc, "state", "transfer"))
         return true;
-    req_detail(r, "state=%s", doc_str(r->doc, "state"));
-    req_fail(r, 409, "not_with_agent", "The session is not with an agent (its state is not transfer).");
+    agents_req_detail(r, "state=%s", doc_str(r->doc, "state"));
+    agents_req_fail(r, 409, "not_with_agent", "The session is not with an agent (its state is not transfer).");
     return false;
 }
 
@@ -114,12 +114,12 @@ static void session_loaded(store_status st, json_t *doc, uint64_t revision, void
 {
     agent_req *r = arg;
     (void)revision;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st == STORE_NOT_FOUND) {
-        req_fail(r, 404, "no_session", "No such session (or it expired).");
+        agents_req_fail(r, 404, "no_session", "No such session (or it expired).");
     } else if (st != STORE_OK) {
-        req_fail_store(r, st);
+        agents_req_fail_store(r, st);
     } else {
         r->doc = json_incref(doc);
         r->then(r);
@@ -129,7 +129,7 @@ static void session_loaded(store_status st, json_t *doc, uint64_t revision, void
 static void load_then(agent_req *r, void (*then)(agent_req *))
 {
     r->then = then;
-    req_wait(r);
+    agents_req_wait(r);
     store_load(r->owner->store, r->target, session_loaded, r);
 }
 
@@ -137,17 +137,17 @@ static void load_then(agent_req *r, void (*then)(agent_req *))
 
 static void hop_failed(agent_req *r, const engine_result *res)
 {
-    req_detail(r, "engine=%s", engine_status_name(res->status));
+    agents_req_detail(r, "engine=%s", engine_status_name(res->status));
     switch (res->status) {
     case ENGINE_NO_SESSION:
-        req_fail(r, 404, "no_session", "No such session (or it ended).");
+        agents_req_fail(r, 404, "no_session", "No such session (or it ended).");
         break;
     case ENGINE_BAD_EVENT:
     case ENGINE_BUSY:
-        req_fail(r, 409, "conflict", "The session changed meanwhile (another agent or the caller); reload it.");
+        agents_req_fail(r, 409, "conflict", "The session changed meanwhile (another agent or the caller); reload it.");
         break;
     default:
-        req_fail(r, 503, "unavailable", "The session cannot be changed right now; try again.");
+        agents_req_fail(r, 503, "unavailable", "The session cannot be changed right now; try again.");
         break;
     }
 }
@@ -158,7 +158,7 @@ static void hop_failed(agent_req *r, const engine_result *res)
 static agent_req *hop_back_ok(const engine_result *res, void *arg)
 {
     agent_req *r = arg;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return NULL;
     if (res->status != ENGINE_OK) {
         hop_failed(r, res);
@@ -178,7 +178,7 @@ static bool sms_accepted(outbox_add_status st)
 static void queue_sms(agent_req *r, const char *to, const char *text, outbox_add_cb *done)
 {
     json_t *payload = json_pack("{s:s, s:s}", "to", to, "text", text);
-    req_wait(r);
+    agents_req_wait(r);
     outbox_add(r->owner->outbox, "sms", payload, NULL, done, r);
     json_decref(payload);
 }
@@ -211,15 +211,15 @@ static void list_answer(agent_req *r)
         json_array_append(out, all[i]);
     free(all);
     bool truncated = n > (size_t)w->limit || strcmp(w->cursor, "0") != 0;
-    req_detail(r, "n=%zu truncated=%d", json_array_size(out), truncated);
-    req_reply(r, 200, json_pack("{s:o, s:b}", "sessions", out, "truncated", truncated));
+    agents_req_detail(r, "n=%zu truncated=%d", json_array_size(out), truncated);
+    agents_req_reply(r, 200, json_pack("{s:o, s:b}", "sessions", out, "truncated", truncated));
 }
 
 static void list_next(agent_req *r)
 {
     list_work *w = &r->list;
     if (r->failed != STORE_OK)
-        req_fail_store(r, r->failed);
+        agents_req_fail_store(r, r->failed);
     else if (json_object_size(w->seen) > (size_t)w->limit || strcmp(w->cursor, "0") == 0 ||
              w->rounds >= SCAN_ROUNDS)
         list_answer(r);
@@ -230,15 +230,15 @@ static void list_next(agent_req *r)
 static void doc_listed(store_status st, const redisReply *reply, void *arg)
 {
     agent_req *r = arg;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st != STORE_OK) {
         r->failed = st;
     } else if (reply->type == REDIS_REPLY_STRING) {
         json_t *doc = json_loadb(reply->str, reply->len, 0, NULL);
         list_work *w = &r->list;
-        if (json_is_object(doc) && view_matches(doc, w->channel, w->state, w->queue) && *doc_str(doc, "id"))
-            json_object_set_new(w->seen, doc_str(doc, "id"), view_summary(doc, req_unmasked(r)));
+        if (json_is_object(doc) && agents_view_matches(doc, w->channel, w->state, w->queue) && *doc_str(doc, "id"))
+            json_object_set_new(w->seen, doc_str(doc, "id"), agents_view_summary(doc, agents_req_unmasked(r)));
         json_decref(doc);
     }
     if (r->waiting == 0)
@@ -247,12 +247,12 @@ static void doc_listed(store_status st, const redisReply *reply, void *arg)
 
 static void scanned(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[0]->len >= sizeof r->list.cursor) {
-        req_fail(r, 502, "bad_reply", "Redis answered SCAN unexpectedly.");
+        agents_req_fail(r, 502, "bad_reply", "Redis answered SCAN unexpectedly.");
         return;
     }
     list_work *w = &r->list;
@@ -265,7 +265,7 @@ static void scanned(store_status st, const redisReply *reply, void *arg)
             continue;
         const char *argv[] = {"HGET", keys->element[i]->str, "doc"};
         size_t lens[] = {4, keys->element[i]->len, 3};
-        req_command(r, 3, argv, lens, doc_listed);
+        agents_req_command(r, 3, argv, lens, doc_listed);
     }
     if (r->waiting == 0)
         list_next(r);
@@ -277,25 +277,26 @@ static void list_round(agent_req *r)
     char match[32];
     snprintf(match, sizeof match, SESSION_KEY "%s%s*", w->channel ? w->channel : "", w->channel ? ":" : "");
     const char *argv[] = {"SCAN", w->cursor, "MATCH", match, "COUNT", SCAN_COUNT};
-    req_command(r, 6, argv, NULL, scanned);
+    agents_req_command(r, 6, argv, NULL, scanned);
 }
 
-void ep_list(agent_req *r)
+void agents_ep_list(agent_req *r)
 {
     static const char *const channels[] = {"voice", "ussd", "sms", NULL};
     static const char *const states[] = {"wait", "transfer", "end", NULL};
     list_work *w = &r->list;
-    w->channel = req_param(r, "channel");
-    w->state = req_param(r, "state");
-    w->queue = req_param(r, "queue");
+    w->channel = agents_req_param(r, "channel");
+    w->state = agents_req_param(r, "state");
+    w->queue = agents_req_param(r, "queue");
     if ((w->channel && !agents_one_of(w->channel, channels)) || (w->state && !agents_one_of(w->state, states)) ||
         (w->queue && !plain_name(w->queue, strlen(w->queue)))) {
-        req_fail(r, 400, "bad_filter", "channel is voice|ussd|sms, state wait|transfer|end, queue a queue name.");
+        agents_req_fail(r, 400, "bad_filter",
+                        "channel is voice|ussd|sms, state wait|transfer|end, queue a queue name.");
         return;
     }
-    if (!req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
+    if (!agents_req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
         return;
-    req_detail(r, "channel=%s state=%s queue=%s limit=%d", w->channel ? w->channel : "*",
+    agents_req_detail(r, "channel=%s state=%s queue=%s limit=%d", w->channel ? w->channel : "*",
                w->state ? w->state : "*", w->queue ? w->queue : "*", w->limit);
     snprintf(w->cursor, sizeof w->cursor, "0");
     w->seen = json_object();
@@ -309,18 +310,18 @@ static void context_part_done(agent_req *r)
     if (r->waiting > 0)
         return;
     if (r->failed != STORE_OK)
-        req_fail_store(r, r->failed);
+        agents_req_fail_store(r, r->failed);
     else if (r->doc == NULL)
-        req_fail(r, 404, "no_session", "No such session (or it expired).");
+        agents_req_fail(r, 404, "no_session", "No such session (or it expired).");
     else
-        req_reply(r, 200, view_context(r->doc, r->events, r->held, req_unmasked(r)));
+        agents_req_reply(r, 200, agents_view_context(r->doc, r->events, r->held, agents_req_unmasked(r)));
 }
 
 static void context_doc(store_status st, json_t *doc, uint64_t revision, void *arg)
 {
     agent_req *r = arg;
     (void)revision;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st == STORE_OK)
         r->doc = json_incref(doc);
@@ -332,7 +333,7 @@ static void context_doc(store_status st, json_t *doc, uint64_t revision, void *a
 static void context_events(store_status st, json_t *events, void *arg)
 {
     agent_req *r = arg;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st == STORE_OK)
         r->events = json_incref(events);
@@ -344,7 +345,7 @@ static void context_events(store_status st, json_t *events, void *arg)
 static void context_held(store_status st, const redisReply *reply, void *arg)
 {
     agent_req *r = arg;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st != STORE_OK) {
         r->failed = st;
@@ -357,20 +358,20 @@ static void context_held(store_status st, const redisReply *reply, void *arg)
     context_part_done(r);
 }
 
-void ep_context(agent_req *r)
+void agents_ep_context(agent_req *r)
 {
     if (!known_session(r))
         return;
     agents *a = r->owner;
-    req_wait(r);
+    agents_req_wait(r);
     store_load(a->store, r->target, context_doc, r);
-    req_wait(r);
+    agents_req_wait(r);
     store_load_events(a->store, r->target, context_events, r);
     if (strncmp(r->target, "sms:", 4) == 0) {
         char key[sizeof HELD_KEY + STORE_MAX_ID_LEN];
         snprintf(key, sizeof key, HELD_KEY "%s", r->target);
         const char *argv[] = {"LRANGE", key, "-" HELD_SHOWN, "-1"};
-        req_command(r, 4, argv, NULL, context_held);
+        agents_req_command(r, 4, argv, NULL, context_held);
     }
 }
 
@@ -388,14 +389,14 @@ static void transfer_part_done(agent_req *r)
     }
     if (strncmp(r->target, "sms:", 4) == 0)
         json_object_set_new(out, "sms_queued", json_boolean(r->sms_queued));
-    req_reply(r, 200, out);
+    agents_req_reply(r, 200, out);
 }
 
 static void transfer_reloaded(store_status st, json_t *doc, uint64_t revision, void *arg)
 {
     agent_req *r = arg;
     (void)revision;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     json_decref(r->doc);
     r->doc = st == STORE_OK ? json_incref(doc) : NULL;
@@ -406,7 +407,7 @@ static void transfer_sms_added(outbox_add_status st, const char *entry_id, void 
 {
     agent_req *r = arg;
     (void)entry_id;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     r->sms_queued = sms_accepted(st);
     if (!r->sms_queued)
@@ -430,10 +431,10 @@ static void transfer_hopped(const engine_result *res, void *arg)
     agent_req *r = hop_back_ok(res, arg);
     if (r == NULL)
         return;
-    req_detail(r, "state=%s", doc_str(r->result, "state"));
+    agents_req_detail(r, "state=%s", doc_str(r->result, "state"));
     if (doc_is(r->doc, "channel", "sms"))
         send_output_by_sms(r);
-    req_wait(r);
+    agents_req_wait(r);
     store_load(r->owner->store, r->target, transfer_reloaded, r);
 }
 
@@ -441,7 +442,8 @@ static void transfer_loaded(agent_req *r)
 {
     channel_kind ch;
     if (channel_parse(doc_str(r->doc, "channel"), &ch) != 0 || ch == CHANNEL_VOICE) {
-        req_fail(r, 400, "not_ussd_or_sms", "Only USSD and SMS sessions are transferred here; voice uses resume.");
+        agents_req_fail(r, 400, "not_ussd_or_sms",
+                        "Only USSD and SMS sessions are transferred here; voice uses resume.");
         return;
     }
     if (!with_agent(r))
@@ -452,11 +454,11 @@ static void transfer_loaded(agent_req *r)
         .session_id = r->target,
         .node = r->node,
     };
-    req_wait(r);
+    agents_req_wait(r);
     engine_hop(r->owner->engine, &ev, transfer_hopped, r);
 }
 
-void ep_transfer(agent_req *r)
+void agents_ep_transfer(agent_req *r)
 {
     if (known_session(r) && read_node(r))
         load_then(r, transfer_loaded);
@@ -466,15 +468,15 @@ void ep_transfer(agent_req *r)
 
 static void resume_stored(store_status st, const redisReply *reply, void *arg)
 {
-    agent_req *r = req_back_ok(arg, st);
+    agent_req *r = agents_req_back_ok(arg, st);
     if (r == NULL)
         return;
     if (reply->type != REDIS_REPLY_STATUS) {
-        req_fail(r, 503, "not_stored", "The resume token could not be stored; try again.");
+        agents_req_fail(r, 503, "not_stored", "The resume token could not be stored; try again.");
     } else {
         char uri[sizeof r->token + sizeof r->owner->resume_at + 16];
         snprintf(uri, sizeof uri, "sip:resume-%s@%s", r->token, r->owner->resume_at);
-        req_reply(r, 201, json_pack("{s:s, s:i}", "uri", uri, "expires_in_s", r->owner->resume_ttl_s));
+        agents_req_reply(r, 201, json_pack("{s:s, s:i}", "uri", uri, "expires_in_s", r->owner->resume_ttl_s));
     }
 }
 
@@ -493,11 +495,11 @@ static void resume_loaded(agent_req *r)
 {
     agents *a = r->owner;
     if (!doc_is(r->doc, "channel", "voice")) {
-        req_fail(r, 400, "not_voice", "Only voice sessions can be resumed.");
+        agents_req_fail(r, 400, "not_voice", "Only voice sessions can be resumed.");
         return;
     }
     if (!new_token(r->token)) {
-        req_fail(r, 503, "no_randomness", "No token could be made; try again.");
+        agents_req_fail(r, 503, "no_randomness", "No token could be made; try again.");
         return;
     }
     json_t *value = json_pack("{s:s, s:s, s:s, s:s, s:I}", "session", r->target, "node", r->node, "agent",
@@ -509,16 +511,16 @@ static void resume_loaded(agent_req *r)
     snprintf(key, sizeof key, RESUME_KEY "%s", r->token);
     snprintf(ttl, sizeof ttl, "%d", a->resume_ttl_s);
     const char *argv[] = {"SET", key, text, "EX", ttl, "NX"};
-    req_command(r, 6, argv, NULL, resume_stored);
+    agents_req_command(r, 6, argv, NULL, resume_stored);
     free(text);
 }
 
-void ep_resume(agent_req *r)
+void agents_ep_resume(agent_req *r)
 {
     if (!known_session(r) || !read_node(r))
         return;
     if (r->who->sip_uri[0] == '\0') {
-        req_fail(r, 400, "no_sip_uri", "The agent has no sip_uri in the tokens file to return the caller to.");
+        agents_req_fail(r, 400, "no_sip_uri", "The agent has no sip_uri in the tokens file to return the caller to.");
         return;
     }
     load_then(r, resume_loaded);
@@ -530,18 +532,18 @@ static void reply_added(outbox_add_status st, const char *entry_id, void *arg)
 {
     agent_req *r = arg;
     (void)entry_id;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (sms_accepted(st))
-        req_reply(r, 202, json_pack("{s:b}", "queued", 1));
+        agents_req_reply(r, 202, json_pack("{s:b}", "queued", 1));
     else
-        req_fail(r, 503, "not_queued", "The reply could not be queued; try again.");
+        agents_req_fail(r, 503, "not_queued", "The reply could not be queued; try again.");
 }
 
 static void reply_loaded(agent_req *r)
 {
     if (!doc_is(r->doc, "channel", "sms")) {
-        req_fail(r, 400, "not_sms", "Only SMS sessions can be replied to.");
+        agents_req_fail(r, 400, "not_sms", "Only SMS sessions can be replied to.");
         return;
     }
     if (!with_agent(r))
@@ -549,21 +551,21 @@ static void reply_loaded(agent_req *r)
     queue_sms(r, doc_str(r->doc, "caller"), json_string_value(json_object_get(r->body, "text")), reply_added);
 }
 
-void ep_reply(agent_req *r)
+void agents_ep_reply(agent_req *r)
 {
     static const char *const allowed[] = {"text", NULL};
     if (!known_session(r))
         return;
-    json_t *body = req_json_body(r, allowed);
+    json_t *body = agents_req_json_body(r, allowed);
     if (body == NULL)
         return;
     json_t *text = json_object_get(body, "text");
     size_t len = json_string_length(text);
     if (!json_is_string(text) || len == 0 || len > AGENTS_REPLY_MAX || strlen(json_string_value(text)) != len) {
-        req_fail(r, 400, "bad_text", "text must be 1 to 480 bytes of UTF-8.");
+        agents_req_fail(r, 400, "bad_text", "text must be 1 to 480 bytes of UTF-8.");
         return;
     }
-    req_detail(r, "text_len=%zu", len);
+    agents_req_detail(r, "text_len=%zu", len);
     load_then(r, reply_loaded);
 }
 
@@ -573,11 +575,11 @@ static void held_deleted(store_status st, const redisReply *reply, void *arg)
 {
     agent_req *r = arg;
     (void)reply;
-    if (!req_back(r))
+    if (!agents_req_back(r))
         return;
     if (st != STORE_OK)
         log_warn("agents.held_not_deleted", "why=%s", store_status_name(st));
-    req_reply(r, 200, json_pack("{s:s, s:b}", "state", doc_str(r->result, "state"), "held_deleted",
+    agents_req_reply(r, 200, json_pack("{s:s, s:b}", "state", doc_str(r->result, "state"), "held_deleted",
                                 st == STORE_OK));
 }
 
@@ -589,26 +591,26 @@ static void released(const engine_result *res, void *arg)
     char key[sizeof HELD_KEY + STORE_MAX_ID_LEN];
     snprintf(key, sizeof key, HELD_KEY "%s", r->target);
     const char *argv[] = {"DEL", key};
-    req_command(r, 2, argv, NULL, held_deleted);
+    agents_req_command(r, 2, argv, NULL, held_deleted);
 }
 
 static void release_loaded(agent_req *r)
 {
     channel_kind ch;
     if (channel_parse(doc_str(r->doc, "channel"), &ch) != 0) {
-        req_fail(r, 409, "bad_session", "The session document names no channel.");
+        agents_req_fail(r, 409, "bad_session", "The session document names no channel.");
         return;
     }
     if (!with_agent(r))
         return;
     engine_event ev = {.kind = ENGINE_EV_HANGUP, .channel = ch, .session_id = r->target};
-    req_wait(r);
+    agents_req_wait(r);
     engine_hop(r->owner->engine, &ev, released, r);
 }
 
-void ep_release(agent_req *r)
+void agents_ep_release(agent_req *r)
 {
     static const char *const allowed[] = {NULL};
-    if (known_session(r) && req_json_body(r, allowed))
+    if (known_session(r) && agents_req_json_body(r, allowed))
         load_then(r, release_loaded);
 }

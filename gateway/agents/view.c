@@ -63,7 +63,7 @@ static bool put(char *out, size_t size, size_t *len, const char *s, size_t n)
     return true;
 }
 
-void view_mask_text(const char *in, unsigned flags, char *out, size_t size)
+void agents_view_mask_text(const char *in, unsigned flags, char *out, size_t size)
 {
     size_t len = 0;
     const char *p = in ? in : "";
@@ -103,7 +103,7 @@ void view_mask_text(const char *in, unsigned flags, char *out, size_t size)
 static json_t *masked_string(const char *s, unsigned flags)
 {
     char buf[VIEW_MAX_TEXT];
-    view_mask_text(s, flags, buf, sizeof buf);
+    agents_view_mask_text(s, flags, buf, sizeof buf);
     return json_string(buf);
 }
 
@@ -136,7 +136,7 @@ static bool transferred(json_t *doc)
     return strcmp(str_of(doc, "state"), "transfer") == 0;
 }
 
-json_t *view_summary(json_t *doc, bool unmasked)
+json_t *agents_view_summary(json_t *doc, bool unmasked)
 {
     json_t *queue = transferred(doc) ? str_or_null(str_of(json_object_get(doc, "transfer"), "queue"))
                                      : json_null();
@@ -146,7 +146,7 @@ json_t *view_summary(json_t *doc, bool unmasked)
                      ms_of(doc, "updated_at"));
 }
 
-bool view_matches(json_t *doc, const char *channel, const char *state, const char *queue)
+bool agents_view_matches(json_t *doc, const char *channel, const char *state, const char *queue)
 {
     if (channel && strcmp(str_of(doc, "channel"), channel) != 0)
         return false;
@@ -199,7 +199,7 @@ static json_t *vars_of(json_t *vars, bool unmasked)
     return out;
 }
 
-json_t *view_event(const char *event, bool unmasked)
+json_t *agents_view_event(const char *event, bool unmasked)
 {
     char kind[32], where[160];
     long long ms;
@@ -222,7 +222,7 @@ static json_t *events_of(json_t *events, bool unmasked)
     for (size_t i = n > VIEW_EVENTS_SHOWN ? n - VIEW_EVENTS_SHOWN : 0; i < n; i++) {
         const char *s = json_string_value(json_array_get(events, i));
         if (s)
-            json_array_append_new(out, view_event(s, unmasked));
+            json_array_append_new(out, agents_view_event(s, unmasked));
     }
     return out;
 }
@@ -246,7 +246,7 @@ static json_t *held_of(json_t *held, bool unmasked)
     return out;
 }
 
-json_t *view_context(json_t *doc, json_t *events, json_t *held, bool unmasked)
+json_t *agents_view_context(json_t *doc, json_t *events, json_t *held, bool unmasked)
 {
     json_t *vars = json_object_get(doc, "vars");
     unsigned flags = VIEW_MASK_SHORT_NUMBERS | (unmasked ? 0 : VIEW_MASK_IDENTIFIERS);
@@ -280,7 +280,7 @@ static json_t *callback_context(const char *text, unsigned flags)
     return out;
 }
 
-json_t *view_callback(const char *entry_id, json_t *fields, const char *state, const char *agent,
+json_t *agents_view_callback(const char *entry_id, json_t *fields, const char *state, const char *agent,
                       const char *updated_ms, bool unmasked)
 {
     const char *caller = str_of(fields, "caller");

@@ -73,7 +73,7 @@ struct hop {
     bool durable;                  /* a handler's effect is durable and promised
                                     * (handler_finish_durable) */
     json_t *ending;                /* with `durable`: the answer should the store
-                                    * fail from then on (step_output_ending) */
+                                    * fail from then on (engine_step_output_ending) */
     int cas_retries;               /* races lost so far */
     int calls;                     /* handler calls started, for call keys */
     struct timespec t0;            /* when the hop began */
@@ -172,7 +172,7 @@ static long tenths_since(const struct timespec *t0)
 static void hop_free(hop *h)
 {
     if (h->stepping)
-        step_done(&h->st);
+        engine_step_done(&h->st);
     if (h->call)
         handler_call_abandon(h->call);
     if (h->call_timer)
@@ -209,8 +209,8 @@ static void log_hop(const hop *h, engine_status st)
         return;
     char after[160] = "";
     if (h->doc)
-        snprintf(after, sizeof after, "%s.%s", session_str(h->doc, "flow"), session_str(h->doc, "node"));
-    const char *caller = h->ev.caller ? h->ev.caller : h->doc ? session_str(h->doc, "caller") : "";
+        snprintf(after, sizeof after, "%s.%s", engine_session_str(h->doc, "flow"), engine_session_str(h->doc, "node"));
+    const char *caller = h->ev.caller ? h->ev.caller : h->doc ? engine_session_str(h->doc, "caller") : "";
     long tenths = tenths_since(&h->t0);
     log_info("engine.hop",
              "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%ld.%ld",
@@ -223,7 +223,7 @@ static void log_hop(const hop *h, engine_status st)
 static void finish(hop *h, engine_status st, json_t *output)
 {
     if (h->stepping) {
-        step_done(&h->st);
+        engine_step_done(&h->st);
         h->stepping = false;
     }
     log_hop(h, st);
@@ -264,8 +264,9 @@ static void defer_finish(hop *h, engine_status st)
 static int ttl_of(const hop *h)
 {
     channel_kind ch;
-    int ttl = session_channel(h->doc, &ch) ? h->e->opt.session_ttl_s[ch] : h->e->opt.session_ttl_s[CHANNEL_VOICE];
-    if (strcmp(session_str(h->doc, "state"), "end") == 0 && ttl > ENGINE_ENDED_TTL_S)
+    int ttl = engine_session_channel(h->doc, &ch) ? h->e->opt.session_ttl_s[ch]
+                                                  : h->e->opt.session_ttl_s[CHANNEL_VOICE];
+    if (strcmp(engine_session_str(h->doc, "state"), "end") == 0 && ttl > ENGINE_ENDED_TTL_S)
         ttl = ENGINE_ENDED_TTL_S;
     return ttl;
 }
@@ -323,16 +324,16 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
 static void save(hop *h)
 {
     metrics_add(h->e->steps_total, h->st.steps);
-    h->output = step_output(&h->st);
+    h->output = engine_step_output(&h->st);
     if (h->durable) {
         json_decref(h->ending);
-        h->ending = step_output_ending(&h->st);
+        h->ending = engine_step_output_ending(&h->st);
     }
-    json_t *events = step_take_events(&h->st);
-    step_done(&h->st);
+    json_t *events = engine_step_take_events(&h->st);
+    engine_step_done(&h->st);
     h->stepping = false;
-    session_set_last_hop(h->doc, h->ev.hop_key, h->output);
-    json_object_set_new(h->doc, "updated_at", json_integer(session_now_ms()));
+    engine_session_set_last_hop(h->doc, h->ev.hop_key, h->output);
+    json_object_set_new(h->doc, "updated_at", json_integer(engine_session_now_ms()));
     const char *items[STEP_MAX_HOP_EVENTS];
     size_t n = 0;
     for (; n < json_array_size(events) && n < STEP_MAX_HOP_EVENTS; n++)
@@ -376,7 +377,7 @@ static void on_handler_timeout(evutil_socket_t fd, short what, void *arg)
     handler_call_abandon(h->call);
     h->call = NULL;
     count_call(h, "timeout");
-    advance(h, step_resume(&h->st, "unavailable", NULL));
+    advance(h, engine_step_resume(&h->st, "unavailable", NULL));
 }
 
 /* Two 64-bit FNV-1a hashes of the session id and its creation time: a key
@@ -406,15 +407,15 @@ static void start_call(hop *h)
     h->calls++;
     make_call_key(h, key, sizeof key);
     channel_kind ch = CHANNEL_VOICE;
-    session_channel(h->doc, &ch);
+    engine_session_channel(h->doc, &ch);
     handler_call_spec spec = {
         .def = h->st.call_def,
         .env = h->e->opt.handlers,
         .channel = ch,
-        .caller = session_str(h->doc, "caller"),
+        .caller = engine_session_str(h->doc, "caller"),
         .session_id = h->ev.session_id,
         .call_key = key,
-        .args = step_take_args(&h->st),
+        .args = engine_step_take_args(&h->st),
         .durable = &h->durable,
     };
     h->call_name = spec.def->name;
@@ -458,7 +459,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     count_call(h, h->result);
     json_t *vars = h->result_vars;
     h->result_vars = NULL;
-    step_stop stop = step_resume(&h->st, h->result, vars);
+    step_stop stop = engine_step_resume(&h->st, h->result, vars);
     json_decref(vars);
     advance(h, stop);
 }
@@ -467,7 +468,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 static void begin_step(hop *h)
 {
-    step_init(&h->st, h->dp, h->doc, h->e->opt.max_steps_per_hop, h->e->opt.max_events_kept);
+    engine_step_init(&h->st, h->dp, h->doc, h->e->opt.max_steps_per_hop, h->e->opt.max_events_kept);
     h->stepping = true;
 }
 
@@ -504,9 +505,9 @@ static void start_session(hop *h, uint64_t stored_rev)
     routed_entry(h, flow, entry);
     /* A route's language (an English keyword) wins over the channel's preference. */
     const char *lang = dialplan_route_lang(h->dp, h->ev.channel, h->ev.entry);
-    h->doc = session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, entry, lang ? lang : h->ev.lang);
+    h->doc = engine_session_new(h->dp, h->ev.session_id, h->ev.channel, h->ev.caller, entry, lang ? lang : h->ev.lang);
     begin_step(h);
-    advance(h, step_start(&h->st, flow));
+    advance(h, engine_step_start(&h->st, flow));
 }
 
 static bool text_ok(const char *s, size_t max);
@@ -541,7 +542,7 @@ static bool derive_input(hop *h, json_t *doc)
  * for the agent, and a dialplan reload does not take the session away. */
 static bool held_back(const engine_event *ev, json_t *doc)
 {
-    if (strcmp(session_str(doc, "state"), "transfer") != 0)
+    if (strcmp(engine_session_str(doc, "state"), "transfer") != 0)
         return false;
     switch (ev->kind) {
     case ENGINE_EV_START:
@@ -558,8 +559,8 @@ static bool held_back(const engine_event *ev, json_t *doc)
 /* Answers ENGINE_HELD with the session as it stands, changing nothing. */
 static void hold(hop *h, json_t *doc)
 {
-    json_t *out = json_pack("{s:s, s:s, s:s, s:[], s:O}", "session", session_str(doc, "id"), "lang",
-                            session_lang(doc), "state", "transfer", "prompts", "transfer",
+    json_t *out = json_pack("{s:s, s:s, s:s, s:[], s:O}", "session", engine_session_str(doc, "id"), "lang",
+                            engine_session_lang(doc), "state", "transfer", "prompts", "transfer",
                             json_object_get(doc, "transfer") ? json_object_get(doc, "transfer") : json_null());
     finish(h, ENGINE_HELD, out);
     json_decref(out);
@@ -581,18 +582,19 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
         finish(h, ENGINE_UNAVAILABLE, NULL);
         return;
     }
-    json_t *replayed = doc ? session_replay(doc, h->ev.hop_key) : NULL;
+    json_t *replayed = doc ? engine_session_replay(doc, h->ev.hop_key) : NULL;
     if (replayed) {
         finish(h, ENGINE_OK, replayed);
         return;
     }
     if (doc && !h->before[0])
-        snprintf(h->before, sizeof h->before, "%s.%s", session_str(doc, "flow"), session_str(doc, "node"));
+        snprintf(h->before, sizeof h->before, "%s.%s", engine_session_str(doc, "flow"),
+                 engine_session_str(doc, "node"));
     if (h->ev.kind == ENGINE_EV_START && !(doc && held_back(&h->ev, doc))) {
         start_session(h, revision);
         return;
     }
-    if (!doc || strcmp(session_str(doc, "state"), "end") == 0) {
+    if (!doc || strcmp(engine_session_str(doc, "state"), "end") == 0) {
         finish(h, ENGINE_NO_SESSION, NULL);
         return;
     }
@@ -609,7 +611,7 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
      * changing it in place spares a copy (a bad event drops it unsaved). */
     h->doc = json_incref(doc);
     begin_step(h);
-    advance(h, step_event(&h->st, &h->ev));
+    advance(h, engine_step_event(&h->st, &h->ev));
 }
 
 static void load(hop *h)
@@ -623,7 +625,7 @@ static void load(hop *h)
 static void reload(hop *h)
 {
     if (h->stepping) {
-        step_done(&h->st);
+        engine_step_done(&h->st);
         h->stepping = false;
     }
     json_decref(h->doc);

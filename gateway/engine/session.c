@@ -7,7 +7,7 @@
 
 #include "dialplan.h"
 
-int64_t session_now_ms(void)
+int64_t engine_session_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -29,10 +29,10 @@ static void set_string(json_t *obj, const char *key, const char *value)
 /* Built member by member: json_pack's format parsing was a third of the
  * cost of a new session, which every USSD dial pays. Keys are literals
  * (UTF-8 by construction, hence _nocheck); values are checked as usual. */
-json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
+json_t *engine_session_new(const struct dialplan *dp, const char *id, channel_kind ch,
                     const char *caller, const char *entry, const char *lang)
 {
-    json_int_t now = (json_int_t)session_now_ms();
+    json_int_t now = (json_int_t)engine_session_now_ms();
     const char *chan = channel_name(ch);
     json_t *vars = json_object();
     set_string(vars, "caller", caller ? caller : "");
@@ -59,7 +59,7 @@ json_t *session_new(const struct dialplan *dp, const char *id, channel_kind ch,
     return doc;
 }
 
-void session_upgrade(json_t *doc)
+void engine_session_upgrade(json_t *doc)
 {
     if (json_integer_value(json_object_get(doc, "v")) == SESSION_FORMAT)
         return;
@@ -67,23 +67,23 @@ void session_upgrade(json_t *doc)
     json_object_set_new(doc, "v", json_integer(SESSION_FORMAT));
 }
 
-const char *session_str(json_t *doc, const char *key)
+const char *engine_session_str(json_t *doc, const char *key)
 {
     const char *s = json_string_value(json_object_get(doc, key));
     return s ? s : "";
 }
 
-void session_set_str(json_t *doc, const char *key, const char *value)
+void engine_session_set_str(json_t *doc, const char *key, const char *value)
 {
     json_object_set_new(doc, key, json_string(value));
 }
 
-bool session_channel(json_t *doc, channel_kind *out)
+bool engine_session_channel(json_t *doc, channel_kind *out)
 {
-    return channel_parse(session_str(doc, "channel"), out) == 0;
+    return channel_parse(engine_session_str(doc, "channel"), out) == 0;
 }
 
-json_t *session_vars(json_t *doc)
+json_t *engine_session_vars(json_t *doc)
 {
     json_t *vars = json_object_get(doc, "vars");
     if (!json_is_object(vars)) {
@@ -93,19 +93,19 @@ json_t *session_vars(json_t *doc)
     return vars;
 }
 
-const char *session_var(json_t *doc, const char *name)
+const char *engine_session_var(json_t *doc, const char *name)
 {
-    return json_string_value(json_object_get(session_vars(doc), name));
+    return json_string_value(json_object_get(engine_session_vars(doc), name));
 }
 
-void session_set_var(json_t *doc, const char *name, const char *value)
+void engine_session_set_var(json_t *doc, const char *name, const char *value)
 {
-    json_object_set_new(session_vars(doc), name, json_string(value));
+    json_object_set_new(engine_session_vars(doc), name, json_string(value));
 }
 
-const char *session_lang(json_t *doc)
+const char *engine_session_lang(json_t *doc)
 {
-    const char *lang = session_var(doc, "lang");
+    const char *lang = engine_session_var(doc, "lang");
     return lang ? lang : "";
 }
 
@@ -122,29 +122,29 @@ static json_t *member(json_t *doc, const char *key, json_t *(*make)(void), int (
 static int is_object(const json_t *v) { return json_is_object(v); }
 static int is_array(const json_t *v) { return json_is_array(v); }
 
-int session_fail_count(json_t *doc, const char *kind)
+int engine_session_fail_count(json_t *doc, const char *kind)
 {
     return (int)json_integer_value(json_object_get(json_object_get(doc, "fails"), kind));
 }
 
-void session_set_fail_count(json_t *doc, const char *kind, int n)
+void engine_session_set_fail_count(json_t *doc, const char *kind, int n)
 {
     json_object_set_new(member(doc, "fails", json_object, is_object), kind, json_integer(n));
 }
 
-void session_reset_fails(json_t *doc)
+void engine_session_reset_fails(json_t *doc)
 {
     json_object_clear(member(doc, "fails", json_object, is_object));
 }
 
-json_t *session_back(json_t *doc)
+json_t *engine_session_back(json_t *doc)
 {
     return member(doc, "back", json_array, is_array);
 }
 
-void session_push_back(json_t *doc, const char *where)
+void engine_session_push_back(json_t *doc, const char *where)
 {
-    json_t *back = session_back(doc);
+    json_t *back = engine_session_back(doc);
     size_t n = json_array_size(back);
     if (n && strcmp(json_string_value(json_array_get(back, n - 1)), where) == 0)
         return;
@@ -153,13 +153,13 @@ void session_push_back(json_t *doc, const char *where)
         json_array_remove(back, 0);
 }
 
-json_t *session_said(json_t *doc)
+json_t *engine_session_said(json_t *doc)
 {
     json_t *said = json_object_get(doc, "said");
     return json_is_array(said) ? said : NULL;
 }
 
-void session_set_said(json_t *doc, json_t *prompts)
+void engine_session_set_said(json_t *doc, json_t *prompts)
 {
     if (json_array_size(prompts))
         json_object_set_nocheck(doc, "said", prompts);
@@ -167,7 +167,7 @@ void session_set_said(json_t *doc, json_t *prompts)
         json_object_del(doc, "said");
 }
 
-void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)
+void engine_session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)
 {
     json_t *last = json_object();
     json_object_set_new_nocheck(last, "key", hop_key ? json_string(hop_key) : json_null());
@@ -175,7 +175,7 @@ void session_set_last_hop(json_t *doc, const char *hop_key, json_t *output)
     json_object_set_new_nocheck(doc, "last_hop", last);
 }
 
-json_t *session_replay(json_t *doc, const char *hop_key)
+json_t *engine_session_replay(json_t *doc, const char *hop_key)
 {
     json_t *last = json_object_get(doc, "last_hop");
     const char *key = json_string_value(json_object_get(last, "key"));

@@ -48,7 +48,7 @@ static void drop_args(step *s)
 
 /* Lifecycle --------------------------------------------------------------------*/
 
-void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events)
+void engine_step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events)
 {
     memset(s, 0, sizeof *s);
     s->dp = dp;
@@ -58,13 +58,13 @@ void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_
     s->events = json_array();
     s->max_steps = max_steps;
     s->max_events = max_events < STEP_MAX_HOP_EVENTS ? max_events : STEP_MAX_HOP_EVENTS;
-    if (!session_channel(doc, &s->channel))
+    if (!engine_session_channel(doc, &s->channel))
         s->channel = CHANNEL_VOICE;
-    session_upgrade(doc);
-    session_set_str(doc, "dialplan", dialplan_version(dp));
+    engine_session_upgrade(doc);
+    engine_session_set_str(doc, "dialplan", dialplan_version(dp));
 }
 
-void step_done(step *s)
+void engine_step_done(step *s)
 {
     forget_secrets(s);
     json_decref(s->secrets);
@@ -74,14 +74,14 @@ void step_done(step *s)
     memset(s, 0, sizeof *s);
 }
 
-json_t *step_take_args(step *s)
+json_t *engine_step_take_args(step *s)
 {
     json_t *args = s->call_args;
     s->call_args = NULL;
     return args;
 }
 
-json_t *step_take_events(step *s)
+json_t *engine_step_take_events(step *s)
 {
     json_t *events = s->events;
     s->events = json_array();
@@ -95,12 +95,12 @@ static void where_of(const dp_node *n, char *out, size_t size)
     snprintf(out, size, "%s.%s", dp_flow_name(n->flow), n->name);
 }
 
-void step_where(const step *s, char *out, size_t size)
+void engine_step_where(const step *s, char *out, size_t size)
 {
     if (s->node)
         where_of(s->node, out, size);
     else
-        snprintf(out, size, "%s.%s", session_str(s->doc, "flow"), session_str(s->doc, "node"));
+        snprintf(out, size, "%s.%s", engine_session_str(s->doc, "flow"), engine_session_str(s->doc, "node"));
 }
 
 /* "flow.node", or "flow.start" for the flow's start unless a node is named so. */
@@ -123,8 +123,8 @@ static const dp_node *resolve_where(const dialplan *dp, const char *where)
 
 static const dp_node *stored_node(const step *s)
 {
-    const dp_flow *f = dialplan_flow(s->dp, session_str(s->doc, "flow"));
-    return f ? dp_flow_node(f, session_str(s->doc, "node")) : NULL;
+    const dp_flow *f = dialplan_flow(s->dp, engine_session_str(s->doc, "flow"));
+    return f ? dp_flow_node(f, engine_session_str(s->doc, "node")) : NULL;
 }
 
 static bool is_waiting(const dp_node *n)
@@ -135,9 +135,9 @@ static bool is_waiting(const dp_node *n)
 static void stand_at(step *s, const dp_node *n, const char *state)
 {
     s->node = n;
-    session_set_str(s->doc, "flow", dp_flow_name(n->flow));
-    session_set_str(s->doc, "node", n->name);
-    session_set_str(s->doc, "state", state);
+    engine_session_set_str(s->doc, "flow", dp_flow_name(n->flow));
+    engine_session_set_str(s->doc, "node", n->name);
+    engine_session_set_str(s->doc, "state", state);
 }
 
 /* Prompts and variables ----------------------------------------------------------*/
@@ -159,7 +159,7 @@ static void pick_var(const char *name, void *arg)
  * the replay copy kept in the session stay small. */
 static void say_one(step *s, const char *id)
 {
-    var_pick pick = {session_vars(s->doc), json_object()};
+    var_pick pick = {engine_session_vars(s->doc), json_object()};
     dialplan_prompt_vars(s->dp, id, pick_var, &pick);
     json_t *prompt = json_object();
     json_object_set_new_nocheck(prompt, "id", json_string(id));
@@ -179,14 +179,14 @@ static void set_var(step *s, const char *name, const char *value)
         log_warn("engine.bad_lang", "lang=%s", log_quote(value).s);
         return;
     }
-    session_set_var(s->doc, name, value);
+    engine_session_set_var(s->doc, name, value);
 }
 
 static void apply_set(step *s, const dp_node *n)
 {
     char value[STEP_MAX_TEXT];
     for (size_t i = 0; i < n->n_set; i++) {
-        dialplan_render_template(n->set[i].value, session_vars(s->doc), value, sizeof value);
+        dialplan_render_template(n->set[i].value, engine_session_vars(s->doc), value, sizeof value);
         set_var(s, n->set[i].name, value);
     }
 }
@@ -195,7 +195,7 @@ static void apply_set(step *s, const dp_node *n)
  * hop's secret table, and wipe the scratch text. */
 static json_t *render_args(step *s, const dp_node *n)
 {
-    json_t *scope = json_copy(session_vars(s->doc));
+    json_t *scope = json_copy(engine_session_vars(s->doc));
     json_object_update(scope, s->secrets);
     json_t *args = json_object();
     char value[STEP_MAX_TEXT];
@@ -218,7 +218,7 @@ static step_stop stop(step *s, step_stop st)
 
 static step_stop end_silently(step *s)
 {
-    session_set_str(s->doc, "state", "end");
+    engine_session_set_str(s->doc, "state", "end");
     return stop(s, STEP_END);
 }
 
@@ -231,9 +231,9 @@ static step_stop end_unavailable(step *s)
 static step_stop guard(step *s)
 {
     char where[STEP_MAX_WHERE];
-    step_where(s, where, sizeof where);
+    engine_step_where(s, where, sizeof where);
     log_error("engine.step_guard", "session=%s node=%s steps=%d",
-              log_quote(mask_session(session_str(s->doc, "id")).s).s, where, s->steps);
+              log_quote(mask_session(engine_session_str(s->doc, "id")).s).s, where, s->steps);
     s->guard_tripped = true;
     return end_unavailable(s);
 }
@@ -254,7 +254,7 @@ static step_stop reask(step *s, const dp_node *w)
  * had, since the session may have moved on. */
 static step_stop repeat(step *s, const dp_node *w)
 {
-    json_t *said = session_said(s->doc);
+    json_t *said = engine_session_said(s->doc);
     for (size_t i = 0; i < json_array_size(said); i++)
         json_array_append(s->prompts, json_array_get(said, i));
     return reask(s, w);
@@ -267,7 +267,7 @@ static void keep_said(step *s)
     json_t *info = json_array();
     for (size_t i = s->info_from; i < json_array_size(s->prompts); i++)
         json_array_append(info, json_array_get(s->prompts, i));
-    session_set_said(s->doc, info);
+    engine_session_set_said(s->doc, info);
     json_decref(info);
 }
 
@@ -277,7 +277,7 @@ static const dp_node *current_waiting(step *s)
 {
     if (s->node && is_waiting(s->node))
         return s->node;
-    json_t *back = session_back(s->doc);
+    json_t *back = engine_session_back(s->doc);
     size_t n = json_array_size(back);
     return n ? resolve_where(s->dp, json_string_value(json_array_get(back, n - 1))) : NULL;
 }
@@ -285,7 +285,7 @@ static const dp_node *current_waiting(step *s)
 static step_stop go_back(step *s)
 {
     const dp_node *here = current_waiting(s);
-    json_t *back = session_back(s->doc);
+    json_t *back = engine_session_back(s->doc);
     char where[STEP_MAX_WHERE];
     if (here) {
         where_of(here, where, sizeof where);
@@ -320,9 +320,9 @@ static step_stop enter_waiting(step *s, const dp_node *n)
     char where[STEP_MAX_WHERE];
     where_of(n, where, sizeof where);
     forget_secrets(s);
-    session_reset_fails(s->doc);
-    session_push_back(s->doc, where);
-    session_set_var(s->doc, "node", where);
+    engine_session_reset_fails(s->doc);
+    engine_session_push_back(s->doc, where);
+    engine_session_set_var(s->doc, "node", where);
     keep_said(s);
     stand_at(s, n, "wait");
     say(s, n->prompts, n->n_prompts);
@@ -333,7 +333,7 @@ static step_stop enter_transfer(step *s, const dp_node *n)
 {
     char reason[STEP_MAX_TEXT] = "";
     if (n->reason)
-        dialplan_render_template(n->reason, session_vars(s->doc), reason, sizeof reason);
+        dialplan_render_template(n->reason, engine_session_vars(s->doc), reason, sizeof reason);
     stand_at(s, n, "transfer");
     say(s, n->prompts, n->n_prompts);
     json_object_set_new(s->doc, "transfer", json_pack("{s:s, s:s}", "queue", n->queue, "reason", reason));
@@ -343,7 +343,7 @@ static step_stop enter_transfer(step *s, const dp_node *n)
 static dp_target switch_target(step *s, const dp_node *n)
 {
     char value[STEP_MAX_TEXT];
-    dialplan_render_template(n->subject, session_vars(s->doc), value, sizeof value);
+    dialplan_render_template(n->subject, engine_session_vars(s->doc), value, sizeof value);
     return dp_switch_target(n, value);
 }
 
@@ -411,8 +411,8 @@ static step_stop fail(step *s, engine_event_kind k)
     const dp_node *w = s->node;
     const dp_failure *f = failure_of(w, k);
     const char *kind = fail_kind_name(k);
-    int count = session_fail_count(s->doc, kind) + 1;
-    session_set_fail_count(s->doc, kind, count);
+    int count = engine_session_fail_count(s->doc, kind) + 1;
+    engine_session_set_fail_count(s->doc, kind, count);
     if (count > f->retries)
         return follow(s, f->then);
     if (f->prompt)
@@ -448,7 +448,7 @@ static void note_event(step *s, const char *kind, const char *where, const char 
     if (s->max_events <= 0)
         return;
     char text[STEP_MAX_EVENT_BYTES + 1];
-    int n = snprintf(text, sizeof text, "%s %s %lld%s%s", kind, where, (long long)session_now_ms(),
+    int n = snprintf(text, sizeof text, "%s %s %lld%s%s", kind, where, (long long)engine_session_now_ms(),
                      input ? " " : "", input ? input : "");
     if (n >= (int)sizeof text)
         trim_partial_utf8(text, sizeof text - 1);
@@ -462,7 +462,7 @@ static void note_event(step *s, const char *kind, const char *where, const char 
 static void record_event(step *s, const engine_event *ev, const char *understood)
 {
     char where[STEP_MAX_WHERE];
-    step_where(s, where, sizeof where);
+    engine_step_where(s, where, sizeof where);
     note_event(s, event_name(ev->kind), where, understood);
 }
 
@@ -544,17 +544,17 @@ static step_stop ask_input(step *s, const engine_event *ev)
     if (n->secret)
         json_object_set_new(s->secrets, n->into, json_string(value));
     else
-        session_set_var(s->doc, n->into, value);
+        engine_session_set_var(s->doc, n->into, value);
     explicit_bzero(value, sizeof value);
     return follow(s, n->next);
 }
 
-step_stop step_start(step *s, const dp_flow *flow)
+step_stop engine_step_start(step *s, const dp_flow *flow)
 {
     char where[STEP_MAX_WHERE];
     const dp_node *start = dp_flow_start(flow);
     where_of(start, where, sizeof where);
-    session_set_var(s->doc, "node", where);
+    engine_session_set_var(s->doc, "node", where);
     note_event(s, "start", where, NULL);
     return walk(s, start);
 }
@@ -564,11 +564,11 @@ step_stop step_start(step *s, const dp_flow *flow)
 static step_stop restart(step *s)
 {
     s->restarted = true;
-    const dp_flow *f = dialplan_flow(s->dp, session_str(s->doc, "flow"));
+    const dp_flow *f = dialplan_flow(s->dp, engine_session_str(s->doc, "flow"));
     if (!f)
-        f = dialplan_route(s->dp, s->channel, session_str(s->doc, "entry"));
-    json_array_clear(session_back(s->doc));
-    session_reset_fails(s->doc);
+        f = dialplan_route(s->dp, s->channel, engine_session_str(s->doc, "entry"));
+    json_array_clear(engine_session_back(s->doc));
+    engine_session_reset_fails(s->doc);
     if (!f)
         return end_unavailable(s);
     say_one(s, DP_PROMPT_RESTARTED);
@@ -584,9 +584,9 @@ static step_stop transfer_back(step *s, const engine_event *ev)
     return to ? walk(s, to) : follow(s, s->node->fallback);
 }
 
-step_stop step_event(step *s, const engine_event *ev)
+step_stop engine_step_event(step *s, const engine_event *ev)
 {
-    const char *state = session_str(s->doc, "state");
+    const char *state = engine_session_str(s->doc, "state");
     const dp_node *n = stored_node(s);
     bool waiting = strcmp(state, "wait") == 0;
     bool transferred = strcmp(state, "transfer") == 0;
@@ -619,7 +619,7 @@ step_stop step_event(step *s, const engine_event *ev)
     }
 }
 
-step_stop step_resume(step *s, const char *result, json_t *vars)
+step_stop engine_step_resume(step *s, const char *result, json_t *vars)
 {
     const dp_node *n = s->node;
     const char *key;
@@ -650,7 +650,7 @@ static void append_key(const char *key, void *keys)
     json_array_append_new(keys, json_string(key));
 }
 
-/* Outputs are built member by member, as session_new builds a session:
+/* Outputs are built member by member, as engine_session_new builds a session:
  * every hop makes one, and json_pack's format parsing cost more than the
  * members. Keys are literals, hence _nocheck. */
 static void put(json_t *obj, const char *key, json_t *value)
@@ -681,12 +681,12 @@ static json_t *await_of(const dp_node *n)
     return a;
 }
 
-json_t *step_output(const step *s)
+json_t *engine_step_output(const step *s)
 {
     json_t *out = json_object();
-    put(out, "session", json_string(session_str(s->doc, "id")));
-    put(out, "lang", json_string(session_lang(s->doc)));
-    put(out, "state", json_string(session_str(s->doc, "state")));
+    put(out, "session", json_string(engine_session_str(s->doc, "id")));
+    put(out, "lang", json_string(engine_session_lang(s->doc)));
+    put(out, "state", json_string(engine_session_str(s->doc, "state")));
     put(out, "prompts", json_incref(s->prompts));
     if (s->stop == STEP_WAIT && s->node)
         put(out, "await", await_of(s->node));
@@ -695,9 +695,9 @@ json_t *step_output(const step *s)
     return out;
 }
 
-json_t *step_output_ending(const step *s)
+json_t *engine_step_output_ending(const step *s)
 {
-    json_t *out = step_output(s);
+    json_t *out = engine_step_output(s);
     size_t said = json_array_size(s->prompts);
     if (s->stop == STEP_WAIT && s->node)
         said = said > s->node->n_prompts ? said - s->node->n_prompts : 0;

@@ -179,7 +179,7 @@ static bool put_value(writer *w, const json_t *v, int depth)
     }
 }
 
-bool compact_dump(compact_buf *b, const json_t *value, size_t max_len)
+bool store_compact_dump(compact_buf *b, const json_t *value, size_t max_len)
 {
     writer w = {b, max_len};
     b->len = 0;
@@ -189,7 +189,7 @@ bool compact_dump(compact_buf *b, const json_t *value, size_t max_len)
     return true;
 }
 
-void compact_free(compact_buf *b)
+void store_compact_free(compact_buf *b)
 {
     free(b->data);
     *b = (compact_buf){0};

@@ -805,7 +805,7 @@ static void store_release(store *s)
         event_free(s->refused_ev);
     free((char *)s->opt.host);
     free_password((char *)s->opt.password);
-    compact_free(&s->doc_text);
+    store_compact_free(&s->doc_text);
     free(s);
 }
 
@@ -917,7 +917,7 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
     store_op *op = op_new(s, OP_SAVE, arg);
     op->cb.save = cb;
     const char *problem = save_request_problem(id, doc, expected_revision, ttl_s, events);
-    if (!problem && !compact_dump(&s->doc_text, doc, STORE_MAX_DOC_BYTES))
+    if (!problem && !store_compact_dump(&s->doc_text, doc, STORE_MAX_DOC_BYTES))
         problem = "document_size";
     if (problem) {
         log_warn("store.invalid_request", "op=save reason=%s", problem);

@@ -16,7 +16,7 @@
 static void masks(const char *in, unsigned flags, const char *want)
 {
     char out[VIEW_MAX_TEXT];
-    view_mask_text(in, flags, out, sizeof out);
+    agents_view_mask_text(in, flags, out, sizeof out);
     assert_string_equal(out, want);
 }
 
@@ -35,26 +35,26 @@ static void test_mask_text(void **state)
     masks("abc246810", all, "abc246810"); /* inside a word: not a number of its own */
     masks("", all, "");
     char small[8];
-    view_mask_text("中文中文", 0, small, sizeof small); /* never cuts a character */
+    agents_view_mask_text("中文中文", 0, small, sizeof small); /* never cuts a character */
     assert_string_equal(small, "中文");
 }
 
 static void test_events(void **state)
 {
     (void)state;
-    json_t *e = view_event("input identify.ask_id 1795319578901 110101199003074514", false);
+    json_t *e = agents_view_event("input identify.ask_id 1795319578901 110101199003074514", false);
     assert_string_equal(json_string_value(json_object_get(e, "kind")), "input");
     assert_string_equal(json_string_value(json_object_get(e, "node")), "identify.ask_id");
     assert_int_equal(json_integer_value(json_object_get(e, "at_ms")), 1795319578901LL);
     assert_string_equal(json_string_value(json_object_get(e, "input")), "110101********4514");
     json_decref(e);
-    e = view_event("input main.main_menu 1 246810", true);
+    e = agents_view_event("input main.main_menu 1 246810", true);
     assert_string_equal(json_string_value(json_object_get(e, "input")), "******");
     json_decref(e);
-    e = view_event("start main.welcome 5", true);
+    e = agents_view_event("start main.welcome 5", true);
     assert_null(json_object_get(e, "input"));
     json_decref(e);
-    e = view_event("garbage", true);
+    e = agents_view_event("garbage", true);
     assert_string_equal(json_string_value(json_object_get(e, "kind")), "unreadable");
     json_decref(e);
 }
@@ -67,7 +67,7 @@ static void test_context_whitelist(void **state)
                             "channel", "sms", "caller", "+8613800000001", "state", "wait", "flow", "main", "vars",
                             "lang", "zh", "verified_id", "110101199003074514", "pin", "246810", "new_pin_digest",
                             "abc", "code", "123456", "card", "T20000001", "last_hop", "output", "246810");
-    json_t *ctx = view_context(doc, NULL, NULL, true);
+    json_t *ctx = agents_view_context(doc, NULL, NULL, true);
     char *text = json_dumps(ctx, 0);
     assert_null(strstr(text, "246810"));
     assert_null(strstr(text, "123456"));
@@ -75,7 +75,7 @@ static void test_context_whitelist(void **state)
     assert_non_null(strstr(text, "T20000001"));
     free(text);
     json_decref(ctx);
-    ctx = view_context(doc, NULL, NULL, false);
+    ctx = agents_view_context(doc, NULL, NULL, false);
     assert_string_equal(json_string_value(json_object_get(json_object_get(ctx, "vars"), "card")), "*****0001");
     assert_int_equal(json_array_size(json_object_get(ctx, "held")), 0);
     json_decref(ctx);
@@ -171,23 +171,23 @@ static void test_bearer_check(void **state)
                "    token_sha256: f7606fd3d17ce45aa42f8f7c5978eda7885e9767b036a2208a01f7914e3640e1\n"
                "    expires: 2030-01-01T00:00:00Z\n");
     agents_errors errs;
-    auth_table *t = auth_load(path, &errs);
+    auth_table *t = agents_auth_load(path, &errs);
     assert_non_null(t);
     assert_int_equal(errs.count, 0);
     const auth_agent *who;
-    assert_int_equal(auth_check(t, "Bearer demo-agent-li", 1700000000, &who), AUTH_OK);
+    assert_int_equal(agents_auth_check(t, "Bearer demo-agent-li", 1700000000, &who), AUTH_OK);
     assert_string_equal(who->name, "li");
     assert_int_equal(who->role, AGENT_AGENT);
-    assert_int_equal(auth_check(t, "bearer demo-agent-li", 1700000000, &who), AUTH_OK);
-    assert_int_equal(auth_check(t, "Bearer demo-agent-li", 1893456000, &who), AUTH_EXPIRED);
+    assert_int_equal(agents_auth_check(t, "bearer demo-agent-li", 1700000000, &who), AUTH_OK);
+    assert_int_equal(agents_auth_check(t, "Bearer demo-agent-li", 1893456000, &who), AUTH_EXPIRED);
     assert_string_equal(who->name, "li");
-    assert_int_equal(auth_check(t, NULL, 0, &who), AUTH_MISSING);
-    assert_int_equal(auth_check(t, "Bearer ", 0, &who), AUTH_MALFORMED);
-    assert_int_equal(auth_check(t, "Bearer a b", 0, &who), AUTH_MALFORMED);
-    assert_int_equal(auth_check(t, "Token demo-agent-li", 0, &who), AUTH_MALFORMED);
-    assert_int_equal(auth_check(t, "Bearer demo-agent-lj", 0, &who), AUTH_UNKNOWN);
+    assert_int_equal(agents_auth_check(t, NULL, 0, &who), AUTH_MISSING);
+    assert_int_equal(agents_auth_check(t, "Bearer ", 0, &who), AUTH_MALFORMED);
+    assert_int_equal(agents_auth_check(t, "Bearer a b", 0, &who), AUTH_MALFORMED);
+    assert_int_equal(agents_auth_check(t, "Token demo-agent-li", 0, &who), AUTH_MALFORMED);
+    assert_int_equal(agents_auth_check(t, "Bearer demo-agent-lj", 0, &who), AUTH_UNKNOWN);
     assert_null(who);
-    auth_free(t);
+    agents_auth_free(t);
 }
 
 int main(void)

@@ -71,11 +71,11 @@ static json_t **start_sessions(dialplan *dp, int n)
     for (int i = 0; i < n; i++) {
         char id[32];
         snprintf(id, sizeof id, "bench-%d", i);
-        docs[i] = session_new(dp, id, CHANNEL_VOICE, "13800000001", BENCH_ENTRY, NULL);
+        docs[i] = engine_session_new(dp, id, CHANNEL_VOICE, "13800000001", BENCH_ENTRY, NULL);
         step st;
-        step_init(&st, dp, docs[i], 64, 20);
-        step_start(&st, flow);
-        step_done(&st);
+        engine_step_init(&st, dp, docs[i], 64, 20);
+        engine_step_start(&st, flow);
+        engine_step_done(&st);
     }
     return docs;
 }
@@ -86,14 +86,14 @@ static int one_step(dialplan *dp, json_t *doc, int max_events)
 {
     engine_event ev = {.kind = ENGINE_EV_INPUT, .session_id = "bench", .input = BENCH_INPUT};
     step st;
-    step_init(&st, dp, doc, 64, max_events);
-    step_event(&st, &ev);
-    json_t *out = step_output(&st);
-    session_set_last_hop(doc, "k", out);
+    engine_step_init(&st, dp, doc, 64, max_events);
+    engine_step_event(&st, &ev);
+    json_t *out = engine_step_output(&st);
+    engine_session_set_last_hop(doc, "k", out);
     json_decref(out);
-    json_decref(step_take_events(&st));
+    json_decref(engine_step_take_events(&st));
     int steps = st.steps;
-    step_done(&st);
+    engine_step_done(&st);
     return steps;
 }
 

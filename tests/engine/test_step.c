@@ -82,17 +82,17 @@ static void close_hop(fixture *f)
 {
     json_decref(f->out);
     json_decref(f->events);
-    f->out = step_output(&f->st);
-    f->events = step_take_events(&f->st);
-    step_done(&f->st);
+    f->out = engine_step_output(&f->st);
+    f->events = engine_step_take_events(&f->st);
+    engine_step_done(&f->st);
 }
 
 static step_stop start(fixture *f, channel_kind ch, const char *entry)
 {
     json_decref(f->doc);
-    f->doc = session_new(f->dp, "s-1", ch, "13800000001", entry, NULL);
-    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
-    f->stop = step_start(&f->st, dialplan_route(f->dp, ch, entry));
+    f->doc = engine_session_new(f->dp, "s-1", ch, "13800000001", entry, NULL);
+    engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    f->stop = engine_step_start(&f->st, dialplan_route(f->dp, ch, entry));
     if (f->stop != STEP_CALL)
         close_hop(f);
     return f->stop;
@@ -101,8 +101,8 @@ static step_stop start(fixture *f, channel_kind ch, const char *entry)
 static step_stop send(fixture *f, engine_event_kind kind, const char *input)
 {
     engine_event ev = {.kind = kind, .session_id = "s-1", .input = input};
-    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
-    f->stop = step_event(&f->st, &ev);
+    engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    f->stop = engine_step_event(&f->st, &ev);
     if (f->stop != STEP_CALL)
         close_hop(f);
     return f->stop;
@@ -110,7 +110,7 @@ static step_stop send(fixture *f, engine_event_kind kind, const char *input)
 
 static step_stop resume(fixture *f, const char *result, json_t *vars)
 {
-    f->stop = step_resume(&f->st, result, vars);
+    f->stop = engine_step_resume(&f->st, result, vars);
     json_decref(vars);
     if (f->stop != STEP_CALL)
         close_hop(f);
@@ -141,7 +141,7 @@ static const char *prompt_ids(const fixture *f)
 static const char *where(const fixture *f)
 {
     static char buf[160];
-    snprintf(buf, sizeof buf, "%s.%s", session_str(f->doc, "flow"), session_str(f->doc, "node"));
+    snprintf(buf, sizeof buf, "%s.%s", engine_session_str(f->doc, "flow"), engine_session_str(f->doc, "node"));
     return buf;
 }
 
@@ -293,7 +293,7 @@ static void test_repeat_says_the_information_again(void **state)
                                                     "bank_hotline", "95588")),
                      STEP_WAIT);
     assert_string_equal(prompt_ids(f), "status_is after_menu");
-    session_set_var(f->doc, "card", "B20000001"); /* the session moved on; the answer was about A... */
+    engine_session_set_var(f->doc, "card", "B20000001"); /* the session moved on; the answer was about A... */
     assert_int_equal(send(f, ENGINE_EV_INPUT, "9"), STEP_WAIT);
     assert_string_equal(prompt_ids(f), "status_is after_menu");
     assert_string_equal(card_said_in(f, "status_is"), "A10000001");
@@ -329,9 +329,9 @@ static void test_ask_validator_and_star(void **state)
     assert_string_equal(prompt_ids(f), "enter_id");
     assert_string_equal(where(f), "status.ask_id");
     assert_int_equal(send(f, ENGINE_EV_INPUT, "51010719880214226*"), STEP_CALL);
-    json_t *args = step_take_args(&f->st);
+    json_t *args = engine_step_take_args(&f->st);
     assert_string_equal(json_string_value(json_object_get(args, "id")), "51010719880214226X");
-    assert_string_equal(session_var(f->doc, "id"), "51010719880214226X");
+    assert_string_equal(engine_session_var(f->doc, "id"), "51010719880214226X");
     json_decref(args);
     resume(f, "no_card", NULL);
     assert_int_equal(f->stop, STEP_END);
@@ -346,7 +346,7 @@ static void test_secret_stays_out(void **state)
     assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_WAIT);
     assert_true(json_is_true(json_object_get(json_object_get(f->out, "await"), "secret")));
     assert_int_equal(send(f, ENGINE_EV_INPUT, PIN), STEP_CALL);
-    json_t *args = step_take_args(&f->st);
+    json_t *args = engine_step_take_args(&f->st);
     assert_string_equal(json_string_value(json_object_get(args, "pin")), PIN);
     json_decref(args);
     assert_false(dumps_contain(f->doc, PIN));
@@ -383,7 +383,7 @@ static void test_language_switch(void **state)
     start(f, CHANNEL_VOICE, "12333");
     assert_int_equal(send(f, ENGINE_EV_INPUT, "3"), STEP_WAIT);
     assert_string_equal(json_string_value(json_object_get(f->out, "lang")), "en");
-    assert_string_equal(session_lang(f->doc), "en");
+    assert_string_equal(engine_session_lang(f->doc), "en");
     json_t *first = json_array_get(json_object_get(f->out, "prompts"), 0);
     assert_non_null(json_object_get(first, "vars"));
     assert_null(json_object_get(json_object_get(first, "vars"), "lang")); /* its wording has no {lang} */
@@ -401,8 +401,8 @@ static void test_transfer_and_back(void **state)
     /* Input while an agent has the session does not fit. */
     assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_BAD);
     engine_event back = {.kind = ENGINE_EV_TRANSFER_BACK, .session_id = "s-1", .node = "status.start"};
-    step_init(&f->st, f->dp, f->doc, 64, 20);
-    assert_int_equal(step_event(&f->st, &back), STEP_WAIT);
+    engine_step_init(&f->st, f->dp, f->doc, 64, 20);
+    assert_int_equal(engine_step_event(&f->st, &back), STEP_WAIT);
     close_hop(f);
     assert_string_equal(where(f), "status.ask_id");
 }
@@ -413,10 +413,10 @@ static void test_transfer_and_back(void **state)
 static void test_output_ending(void **state)
 {
     fixture *f = *state;
-    f->doc = session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
-    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
-    assert_int_equal(step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333")), STEP_WAIT);
-    json_t *ending = step_output_ending(&f->st);
+    f->doc = engine_session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
+    engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    assert_int_equal(engine_step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333")), STEP_WAIT);
+    json_t *ending = engine_step_output_ending(&f->st);
     close_hop(f);
     assert_string_equal(prompt_ids(f), "welcome main_menu");
     assert_string_equal(ids_of(ending), "welcome");
@@ -425,9 +425,9 @@ static void test_output_ending(void **state)
     json_decref(ending);
 
     engine_event ev = {.kind = ENGINE_EV_INPUT, .session_id = "s-1", .input = "0"};
-    step_init(&f->st, f->dp, f->doc, 64, f->max_events);
-    assert_int_equal(step_event(&f->st, &ev), STEP_TRANSFER);
-    ending = step_output_ending(&f->st);
+    engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    assert_int_equal(engine_step_event(&f->st, &ev), STEP_TRANSFER);
+    ending = engine_step_output_ending(&f->st);
     close_hop(f);
     assert_string_equal(ids_of(ending), "transferring");
     assert_string_equal(json_string_value(json_object_get(ending, "state")), "end");
@@ -451,7 +451,7 @@ static void test_hangup_ends(void **state)
     start(f, CHANNEL_VOICE, "12333");
     assert_int_equal(send(f, ENGINE_EV_HANGUP, NULL), STEP_END);
     assert_string_equal(prompt_ids(f), "");
-    assert_string_equal(session_str(f->doc, "state"), "end");
+    assert_string_equal(engine_session_str(f->doc, "state"), "end");
     assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_BAD);
 }
 
@@ -468,7 +468,7 @@ static void test_reload_restarts_flow(void **state)
     assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_WAIT);
     assert_string_equal(prompt_ids(f), "restarted enter_id");
     assert_string_equal(where(f), "status.ask_number");
-    assert_string_equal(session_str(f->doc, "dialplan"), dialplan_version(reloaded));
+    assert_string_equal(engine_session_str(f->doc, "dialplan"), dialplan_version(reloaded));
 }
 
 /* The checker refuses input-free loops, so the guard is tripped here by a
@@ -476,9 +476,9 @@ static void test_reload_restarts_flow(void **state)
 static void test_step_guard(void **state)
 {
     fixture *f = *state;
-    f->doc = session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
-    step_init(&f->st, f->dp, f->doc, 1, 20);
-    f->stop = step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333"));
+    f->doc = engine_session_new(f->dp, "s-1", CHANNEL_VOICE, "13800000001", "12333", NULL);
+    engine_step_init(&f->st, f->dp, f->doc, 1, 20);
+    f->stop = engine_step_start(&f->st, dialplan_route(f->dp, CHANNEL_VOICE, "12333"));
     assert_true(f->st.guard_tripped);
     close_hop(f);
     assert_int_equal(f->stop, STEP_END);
@@ -522,9 +522,9 @@ static void test_events_are_bounded(void **state)
     assert_int_equal(json_array_size(f->events), 0);
 
     step st;
-    step_init(&st, f->dp, f->doc, 64, 5000);
+    engine_step_init(&st, f->dp, f->doc, 64, 5000);
     assert_int_equal(st.max_events, STEP_MAX_HOP_EVENTS);
-    step_done(&st);
+    engine_step_done(&st);
 }
 
 /* A document of format 1 carried the events itself: they are dropped. */
@@ -572,7 +572,7 @@ static void test_events_record_what_was_understood(void **state)
     expect_understood(f, "5", "input t.pick 5");
     expect_understood(f, VALID_ID "*" PIN, "input t.pin <refused len=25 too_long>");
     assert_int_equal(send(f, ENGINE_EV_INPUT, PIN), STEP_CALL);
-    json_decref(step_take_args(&f->st));
+    json_decref(engine_step_take_args(&f->st));
     resume(f, "ok", NULL);
     assert_string_equal(event_list(f), "input t.pin <secret>|result t.check ok");
     assert_string_equal(where(f), "t.pick");

@@ -1,5 +1,5 @@
 /* fuzz_agents_body — the JSON bodies of the Agent API's POST endpoints
- * (gateway/agents): agents_body_parse, what req_json_body checks before an
+ * (gateway/agents): agents_body_parse, what agents_req_json_body checks before an
  * endpoint reads a field, with each endpoint's list of allowed keys, then
  * the field reads the endpoints do. A body must be refused or come back as
  * an object holding only allowed keys, with no leak either way. */
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!agents_one_of(key, endpoints[e]))
                 abort();
         }
-        /* What ep_reply and read_node take from a body. */
+        /* What agents_ep_reply and read_node take from a body. */
         json_t *text = json_object_get(body, "text");
         if (json_is_string(text) && strlen(json_string_value(text)) > json_string_length(text))
             abort();

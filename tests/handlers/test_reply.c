@@ -20,7 +20,7 @@ static void expect_hours(const char *opening_json, const char *lang, const char 
 {
     json_t *o = outlet(opening_json, "free text");
     char out[REPLY_HOURS_MAX];
-    reply_hours(o, lang, out, sizeof out);
+    handler_reply_hours(o, lang, out, sizeof out);
     assert_string_equal(out, expected);
     json_decref(o);
 }
@@ -29,14 +29,14 @@ static void test_names_by_language(void **state)
 {
     (void)state;
     json_t *bank = json_pack("{s:s, s:s}", "name", "中国银行", "name_en", "Bank of China");
-    assert_string_equal(reply_name(bank, "name", "en"), "Bank of China");
-    assert_string_equal(reply_name(bank, "name", "zh"), "中国银行");
-    assert_string_equal(reply_name(bank, "name", NULL), "中国银行");
+    assert_string_equal(handler_reply_name(bank, "name", "en"), "Bank of China");
+    assert_string_equal(handler_reply_name(bank, "name", "zh"), "中国银行");
+    assert_string_equal(handler_reply_name(bank, "name", NULL), "中国银行");
     json_object_set_new(bank, "name_en", json_null()); /* the registry has none */
-    assert_string_equal(reply_name(bank, "name", "en"), "中国银行");
+    assert_string_equal(handler_reply_name(bank, "name", "en"), "中国银行");
     json_object_set_new(bank, "name_en", json_string(""));
-    assert_string_equal(reply_name(bank, "name", "en"), "中国银行");
-    assert_string_equal(reply_name(NULL, "name", "en"), "");
+    assert_string_equal(handler_reply_name(bank, "name", "en"), "中国银行");
+    assert_string_equal(handler_reply_name(NULL, "name", "en"), "");
     json_decref(bank);
 }
 
@@ -66,7 +66,7 @@ static void test_hours_malformed(void **state)
     expect_hours("{}", "en", "free text");
     json_t *none = json_object();
     char out[16] = "x";
-    reply_hours(none, "en", out, sizeof out);
+    handler_reply_hours(none, "en", out, sizeof out);
     assert_string_equal(out, "");
     json_decref(none);
 }
@@ -77,7 +77,7 @@ static void test_hours_too_long(void **state)
     (void)state;
     json_t *o = outlet("[{\"days\": [1, 2, 3, 4, 5], \"open\": \"09:00\", \"close\": \"17:00\"}]", "short");
     char out[12];
-    reply_hours(o, "en", out, sizeof out);
+    handler_reply_hours(o, "en", out, sizeof out);
     assert_string_equal(out, "short");
     json_decref(o);
 }

@@ -17,7 +17,7 @@ static void assert_like_jansson(compact_buf *b, json_t *v)
 {
     char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     assert_non_null(want);
-    assert_true(compact_dump(b, v, 1 << 20));
+    assert_true(store_compact_dump(b, v, 1 << 20));
     assert_int_equal(b->len, strlen(want));
     assert_string_equal(b->data, want);
     free(want);
@@ -45,7 +45,7 @@ static void test_same_bytes_as_jansson(void **state)
                                       (json_int_t)LLONG_MAX, (json_int_t)LLONG_MIN));
     /* Insertion order, as jansson keeps it. */
     assert_like_jansson(&b, json_pack("{s:i, s:i, s:i, s:i}", "z", 1, "a", 2, "m", 3, "b", 4));
-    compact_free(&b);
+    store_compact_free(&b);
 }
 
 static void test_limits(void **state)
@@ -53,29 +53,29 @@ static void test_limits(void **state)
     (void)state;
     compact_buf b = {0};
     json_t *v = json_pack("{s:s}", "key", "0123456789");
-    assert_true(compact_dump(&b, v, 20));      /* {"key":"0123456789"} is 20 bytes */
+    assert_true(store_compact_dump(&b, v, 20));      /* {"key":"0123456789"} is 20 bytes */
     assert_string_equal(b.data, "{\"key\":\"0123456789\"}");
-    assert_false(compact_dump(&b, v, 19));
+    assert_false(store_compact_dump(&b, v, 19));
     json_decref(v);
 
     json_t *deep = json_array();
     for (int i = 0; i < COMPACT_MAX_DEPTH; i++)
         deep = json_pack("[o]", deep);
-    assert_true(compact_dump(&b, deep, 1 << 20)); /* COMPACT_MAX_DEPTH levels below the top */
+    assert_true(store_compact_dump(&b, deep, 1 << 20)); /* COMPACT_MAX_DEPTH levels below the top */
     deep = json_pack("[o]", deep);
-    assert_false(compact_dump(&b, deep, 1 << 20));
+    assert_false(store_compact_dump(&b, deep, 1 << 20));
     json_decref(deep);
 
     /* A cycle would recurse forever: the depth limit stops it. */
     json_t *a = json_array(), *c = json_array();
     json_array_append(a, c);
     json_array_append(c, a);
-    assert_false(compact_dump(&b, a, 1 << 20));
+    assert_false(store_compact_dump(&b, a, 1 << 20));
     json_array_clear(c);
     json_decref(a);
     json_decref(c);
-    assert_false(compact_dump(&b, NULL, 100));
-    compact_free(&b);
+    assert_false(store_compact_dump(&b, NULL, 100));
+    store_compact_free(&b);
 }
 
 int main(void)

@@ -3,11 +3,11 @@
  *
  * A request lives from dispatch until its answer and, should agents_free
  * answer it early (503), until its last Redis or engine operation has
- * called back: each operation is counted as it starts (req_wait, or
- * req_command for a Redis command) and every callback first calls
- * req_back() (or req_back_ok(), which calls it), which says whether the
+ * called back: each operation is counted as it starts (agents_req_wait, or
+ * agents_req_command for a Redis command) and every callback first calls
+ * agents_req_back() (or agents_req_back_ok(), which calls it), which says whether the
  * request is still ours to answer. Each request is answered exactly once,
- * by req_reply or req_fail, which also write its audit entry. */
+ * by agents_req_reply or agents_req_fail, which also write its audit entry. */
 #ifndef CARDLINE_AGENTS_INT_H
 #define CARDLINE_AGENTS_INT_H
 
@@ -86,50 +86,50 @@ struct agent_req {
 /* Requests (agents.c) ---------------------------------------------------------*/
 
 /* Counts an operation about to start. */
-void req_wait(agent_req *r);
+void agents_req_wait(agent_req *r);
 
 /* The first call of every callback: counts the operation done and returns
  * true when the request is still to be answered (else it may be freed). */
-bool req_back(agent_req *r);
+bool agents_req_back(agent_req *r);
 
 /* The first call of a store callback that can do nothing with a failure
  * but pass it on: the request (`arg`) when it is still to be answered and
- * `st` is STORE_OK; NULL otherwise, a failure answered by req_fail_store. */
-agent_req *req_back_ok(void *arg, store_status st);
+ * `st` is STORE_OK; NULL otherwise, a failure answered by agents_req_fail_store. */
+agent_req *agents_req_back_ok(void *arg, store_status st);
 
-/* Sends a Redis command for the request (counted by req_wait); `done` is
+/* Sends a Redis command for the request (counted by agents_req_wait); `done` is
  * called back with the request as its argument. */
-void req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done);
+void agents_req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done);
 
 /* Answers `status` with `body` (stolen; NULL = {}), writes the audit entry
  * and frees the request unless operations are still out. */
-void req_reply(agent_req *r, int status, json_t *body);
+void agents_req_reply(agent_req *r, int status, json_t *body);
 
 /* Answers {"error": {"code", "message"}}. */
-void req_fail(agent_req *r, int status, const char *code, const char *message);
+void agents_req_fail(agent_req *r, int status, const char *code, const char *message);
 
 /* Answers 503 (or 504 on a timeout) for a failed store operation. */
-void req_fail_store(agent_req *r, store_status st);
+void agents_req_fail_store(agent_req *r, store_status st);
 
 /* True for the supervisor: identifiers unmasked. */
-bool req_unmasked(const agent_req *r);
+bool agents_req_unmasked(const agent_req *r);
 
 /* The JSON object body with only `allowed` keys (NULL-ended), or NULL
  * after answering 400. */
-json_t *req_json_body(agent_req *r, const char *const *allowed);
+json_t *agents_req_json_body(agent_req *r, const char *const *allowed);
 
-/* What req_json_body checks, on bytes (an empty body is {}): the object,
+/* What agents_req_json_body checks, on bytes (an empty body is {}): the object,
  * or NULL with `unknown_field` telling a stray key from bad JSON. */
 json_t *agents_body_parse(const char *text, size_t len, const char *const *allowed, bool *unknown_field);
 
 /* The query parameter `name`, or NULL. */
-const char *req_param(agent_req *r, const char *name);
+const char *agents_req_param(agent_req *r, const char *name);
 
 /* Parses ?limit: `dflt` when absent; false (after answering 400) when bad. */
-bool req_limit(agent_req *r, int dflt, int max, int *out);
+bool agents_req_limit(agent_req *r, int dflt, int max, int *out);
 
 /* Appends to the audit detail (printf style; keep it short). */
-void req_detail(agent_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void agents_req_detail(agent_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int64_t agents_now_ms(void);
 
@@ -138,19 +138,19 @@ bool agents_one_of(const char *s, const char *const *names);
 
 /* Endpoints (sessions.c, callbacks.c) ------------------------------------------*/
 
-void ep_list(agent_req *r);
-void ep_context(agent_req *r);
-void ep_transfer(agent_req *r);
-void ep_resume(agent_req *r);
-void ep_reply(agent_req *r);
-void ep_release(agent_req *r);
-void ep_callbacks(agent_req *r);
-void ep_claim(agent_req *r);
-void ep_done(agent_req *r);
-void ep_audit(agent_req *r);
+void agents_ep_list(agent_req *r);
+void agents_ep_context(agent_req *r);
+void agents_ep_transfer(agent_req *r);
+void agents_ep_resume(agent_req *r);
+void agents_ep_reply(agent_req *r);
+void agents_ep_release(agent_req *r);
+void agents_ep_callbacks(agent_req *r);
+void agents_ep_claim(agent_req *r);
+void agents_ep_done(agent_req *r);
+void agents_ep_audit(agent_req *r);
 
 /* Writes one audit entry (fire and forget; a failure is logged). */
-void audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
+void agents_audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
                  int status, const char *detail);
 
 #endif

@@ -37,9 +37,9 @@ typedef struct {
 typedef struct auth_table auth_table;
 
 /* NULL with `errs` filled when the file is not clean. */
-auth_table *auth_load(const char *path, agents_errors *errs);
-void auth_free(auth_table *t);
-size_t auth_count(const auth_table *t);
+auth_table *agents_auth_load(const char *path, agents_errors *errs);
+void agents_auth_free(auth_table *t);
+size_t agents_auth_count(const auth_table *t);
 
 typedef enum {
     AUTH_OK = 0,                 /* `who` is the agent */
@@ -50,9 +50,9 @@ typedef enum {
 } auth_result;
 
 /* Checks an Authorization header value (NULL when absent) at `now`. */
-auth_result auth_check(const auth_table *t, const char *header, time_t now, const auth_agent **who);
+auth_result agents_auth_check(const auth_table *t, const char *header, time_t now, const auth_agent **who);
 
-const char *auth_result_name(auth_result r);
-const char *auth_role_name(agent_role r);
+const char *agents_auth_result_name(auth_result r);
+const char *agents_auth_role_name(agent_role r);
 
 #endif

@@ -23,27 +23,27 @@
 
 /* Copies `in` to `out` (at most size - 1 bytes, never cutting a UTF-8
  * character) with the digit runs `flags` names replaced. */
-void view_mask_text(const char *in, unsigned flags, char *out, size_t size);
+void agents_view_mask_text(const char *in, unsigned flags, char *out, size_t size);
 
 /* The list entry of a session: {id, channel, state, flow, node, queue,
  * caller, updated_ms}; `unmasked` for supervisors. */
-json_t *view_summary(json_t *doc, bool unmasked);
+json_t *agents_view_summary(json_t *doc, bool unmasked);
 
 /* True when the session passes the list filters (NULL = any). */
-bool view_matches(json_t *doc, const char *channel, const char *state, const char *queue);
+bool agents_view_matches(json_t *doc, const char *channel, const char *state, const char *queue);
 
 /* The context of a session (gateway/agents/README.md): the document's
  * whitelisted fields, `events` (JSON array of the store's event strings,
  * oldest first; the newest VIEW_EVENTS_SHOWN are shown, newest last) and,
  * for SMS, `held` (JSON array of the held-message strings, or NULL). */
-json_t *view_context(json_t *doc, json_t *events, json_t *held, bool unmasked);
+json_t *agents_view_context(json_t *doc, json_t *events, json_t *held, bool unmasked);
 
 /* One stored event "KIND flow.node MS[ INPUT]" as {kind, node, at_ms[, input]}. */
-json_t *view_event(const char *event, bool unmasked);
+json_t *agents_view_event(const char *event, bool unmasked);
 
 /* A callback stream entry's fields (an object of strings) joined with its
  * state hash (state, agent, updated_ms; any may be NULL). */
-json_t *view_callback(const char *entry_id, json_t *fields, const char *state, const char *agent,
+json_t *agents_view_callback(const char *entry_id, json_t *fields, const char *state, const char *agent,
                       const char *updated_ms, bool unmasked);
 
 #endif

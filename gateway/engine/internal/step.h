@@ -7,7 +7,7 @@
  * needs a handler, transfers or ends. A call node stops the walk with
  * STEP_CALL and the rendered arguments; the caller runs the handler and
  * resumes with its result. Secrets (input of `secret` ask nodes) live in
- * the step's own table, never in the document, and are wiped by step_done.
+ * the step's own table, never in the document, and are wiped by engine_step_done.
  * The hop's events for agents are collected in the step too (the caller
  * saves them with the document), never in the document.
  *
@@ -44,34 +44,34 @@ typedef struct {
     int steps;                 /* nodes entered in this hop */
     int max_steps;             /* the guard: more nodes end the session */
     int max_events;            /* events kept for the session, so at most per hop */
-    json_t *events;            /* this hop's events, oldest first (take with step_take_events) */
+    json_t *events;            /* this hop's events, oldest first (take with engine_step_take_events) */
     bool guard_tripped;        /* the walk was stopped by the guard */
     bool restarted;            /* a reload moved the session to its flow's start */
     const struct handler_def *call_def;  /* STEP_CALL: the handler to run */
-    json_t *call_args;         /* STEP_CALL: rendered arguments (take with step_take_args) */
+    json_t *call_args;         /* STEP_CALL: rendered arguments (take with engine_step_take_args) */
     step_stop stop;            /* the last stop */
 } step;
 
-/* Prepares a walk over `doc` (a session made by session_new or loaded).
+/* Prepares a walk over `doc` (a session made by engine_session_new or loaded).
  * The hop keeps its newest min(max_events, STEP_MAX_HOP_EVENTS) events. */
-void step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events);
+void engine_step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, int max_events);
 
 /* Wipes the secrets and frees what the step holds (not the document). */
-void step_done(step *s);
+void engine_step_done(step *s);
 
 /* Walking -------------------------------------------------------------------*/
 
 /* A new session: enters the start of `flow` (the routed one). */
-step_stop step_start(step *s, const dp_flow *flow);
+step_stop engine_step_start(step *s, const dp_flow *flow);
 
 /* Any other event, at the node the document stands on. */
-step_stop step_event(step *s, const engine_event *ev);
+step_stop engine_step_event(step *s, const engine_event *ev);
 
 /* After STEP_CALL: the handler ended with `result` and `vars` (borrowed). */
-step_stop step_resume(step *s, const char *result, json_t *vars);
+step_stop engine_step_resume(step *s, const char *result, json_t *vars);
 
 /* The rendered arguments of the pending call (the caller owns them). */
-json_t *step_take_args(step *s);
+json_t *engine_step_take_args(step *s);
 
 /* The hop's events for agents, a JSON array of strings oldest first, each
  * "KIND flow.node MS_SINCE_EPOCH[ INPUT]" (cut to STEP_MAX_EVENT_BYTES).
@@ -80,20 +80,20 @@ json_t *step_take_args(step *s);
  * ("<secret>" for a secret node, "<answer len=N>" without a validator), or
  * "<refused len=N WHY>".
  * The caller owns the array; the step starts a new one. */
-json_t *step_take_events(step *s);
+json_t *engine_step_take_events(step *s);
 
 /* Output ----------------------------------------------------------------------*/
 
 /* The hop's output as engine.h describes it (new reference). */
-json_t *step_output(const step *s);
+json_t *engine_step_output(const step *s);
 
 /* The output as a last answer: what the walk said, with state "end" and
  * neither the waiting node's own prompts (a question nobody will take the
  * answer of) nor its await or transfer. For a hop whose effect is durable
  * but whose session could not be saved (engine.c). New reference. */
-json_t *step_output_ending(const step *s);
+json_t *engine_step_output_ending(const step *s);
 
 /* "flow.node" of where the walk stands, into `out`. */
-void step_where(const step *s, char *out, size_t size);
+void engine_step_where(const step *s, char *out, size_t size);
 
 #endif

@@ -17,7 +17,7 @@
 #define COMPACT_MAX_DEPTH 64 /* deeper values (or a cycle) are refused */
 
 typedef struct {
-    char *data; /* the text, NUL-terminated after compact_dump */
+    char *data; /* the text, NUL-terminated after store_compact_dump */
     size_t len; /* bytes of text */
     size_t cap; /* bytes allocated */
 } compact_buf;
@@ -25,9 +25,9 @@ typedef struct {
 /* Replaces the buffer's text with `value` as compact JSON. False when the
  * value nests deeper than COMPACT_MAX_DEPTH or the text would exceed
  * `max_len` bytes (the text is then unusable). Aborts when out of memory. */
-bool compact_dump(compact_buf *b, const json_t *value, size_t max_len);
+bool store_compact_dump(compact_buf *b, const json_t *value, size_t max_len);
 
 /* Frees the buffer's memory. */
-void compact_free(compact_buf *b);
+void store_compact_free(compact_buf *b);
 
 #endif
