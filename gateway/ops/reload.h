@@ -1,7 +1,7 @@
 /* reload — what SIGHUP does: a short list of hooks, each applying the part
  * of a freshly loaded, already validated configuration that it can change
- * live (the log level now; dialplans later). A hook that cannot apply its
- * part refuses and keeps what it had; the others still run.
+ * live (main registers the log level and the dialplans). A hook that cannot
+ * apply its part refuses and keeps what it had; the others still run.
  *
  * reload does not read files or decide which settings need a restart: main
  * loads the file and reports those. Main-thread only. */

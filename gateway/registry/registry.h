@@ -1,9 +1,9 @@
 /* registry — the client of the central card registry (docs/registry-api.md).
  *
- * libcurl multi driven by the main libevent loop (socket API): requests run
- * concurrently over kept-alive connections, each with its own deadline. Every
- * write carries an Idempotency-Key chosen by the caller, so a retried write
- * is never applied twice. Results are typed: the caller branches on
+ * Transfers run on gateway/httpc (libcurl multi on the main libevent loop):
+ * requests run concurrently over kept-alive connections, each with its own
+ * deadline. Every write carries an Idempotency-Key chosen by the caller, so
+ * a retried write is never applied twice. Results are typed: the caller branches on
  * registry_status and reads the JSON body for details.
  *
  * Bodies may carry a PIN (pin verification, activation): the client never

@@ -19,19 +19,21 @@
 #define DTMF_BLOCK 160 /* samples decoded at a time: one 20 ms packet */
 
 struct voice_inband {
-    dtmf_rx_state_t *rx;       /* spandsp detector, owned */
-    voice_digit_fn *emit;      /* the current feed's sink, valid during a feed */
-    void *arg;                 /* its argument */
+    dtmf_rx_state_t *rx;  /* spandsp detector, owned */
+    voice_digit_fn *emit; /* the current feed's sink, valid during a feed */
+    void *arg;            /* its argument */
 };
 
 /* spandsp calls this from inside dtmf_rx() with the keys it confirmed. */
-static void on_keys(void *user, const char *digits, int len) {
+static void on_keys(void *user, const char *digits, int len)
+{
     voice_inband *d = user;
     for (int i = 0; i < len; i++)
         d->emit(digits[i], d->arg);
 }
 
-voice_inband *voice_inband_new(void) {
+voice_inband *voice_inband_new(void)
+{
     voice_inband *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
@@ -43,20 +45,22 @@ voice_inband *voice_inband_new(void) {
     return d;
 }
 
-void voice_inband_free(voice_inband *d) {
+void voice_inband_free(voice_inband *d)
+{
     if (!d)
         return;
     dtmf_rx_free(d->rx);
     free(d);
 }
 
-static void decode(int pt, const uint8_t *in, size_t n, int16_t *out) {
+static void decode(int pt, const uint8_t *in, size_t n, int16_t *out)
+{
     for (size_t i = 0; i < n; i++)
         out[i] = pt == RTP_PT_PCMA ? alaw_to_linear(in[i]) : ulaw_to_linear(in[i]);
 }
 
-void voice_inband_feed(voice_inband *d, int pt, const uint8_t *payload, size_t len,
-                       voice_digit_fn *emit, void *arg) {
+void voice_inband_feed(voice_inband *d, int pt, const uint8_t *payload, size_t len, voice_digit_fn *emit, void *arg)
+{
     if (pt != RTP_PT_PCMA && pt != RTP_PT_PCMU)
         return;
     d->emit = emit;
@@ -76,8 +80,7 @@ static char signal_digit(const char *v, size_t len)
 {
     while (len && (*v == ' ' || *v == '\t'))
         v++, len--;
-    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' ||
-                   v[len - 1] == '\n'))
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r' || v[len - 1] == '\n'))
         len--;
     if (len == 1) {
         char d = v[0];

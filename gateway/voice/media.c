@@ -48,18 +48,18 @@
 #include "log.h"
 #include "rtp.h"
 
-#define PACKET_NS 20000000LL           /* one packet's worth of time */
-#define SLOTS 4                        /* phase slots per packet period */
+#define PACKET_NS 20000000LL /* one packet's worth of time */
+#define SLOTS 4              /* phase slots per packet period */
 #define SLOT_NS (PACKET_NS / SLOTS)
-#define RESYNC_NS 100000000LL          /* behind by more than this: skip, don't burst */
-#define RECV_BATCH 8                   /* datagrams per recvmmsg */
-#define RECV_ROUNDS 8                  /* recvmmsg calls per wakeup, for fairness */
-#define HIST_STEP_US 10                /* histogram resolution */
-#define HIST_BUCKETS 10000             /* 0..100 ms; one more bucket for longer */
+#define RESYNC_NS 100000000LL /* behind by more than this: skip, don't burst */
+#define RECV_BATCH 8          /* datagrams per recvmmsg */
+#define RECV_ROUNDS 8         /* recvmmsg calls per wakeup, for fairness */
+#define HIST_STEP_US 10       /* histogram resolution */
+#define HIST_BUCKETS 10000    /* 0..100 ms; one more bucket for longer */
 #define SILENCE_PCMA 0xD5
 #define SILENCE_PCMU 0xFF
-#define PENDING_PLAYED 0x1             /* on_played is owed */
-#define PENDING_INACTIVE 0x2           /* on_inactive is owed */
+#define PENDING_PLAYED 0x1   /* on_played is owed */
+#define PENDING_INACTIVE 0x2 /* on_inactive is owed */
 
 typedef union {
     struct sockaddr sa;
@@ -68,96 +68,102 @@ typedef union {
 } sock_addr;
 
 struct voice_stream {
-    voice_media *m;                /* owner */
-    size_t idx;                    /* position in m->streams */
-    int fd;                        /* UDP socket, -1 once closed */
-    int port;                      /* its local port */
-    struct event *rx;              /* read event of fd */
-    voice_stream_cbs cbs;          /* the owner's callbacks */
-    void *arg;                     /* their argument */
-    sock_addr peer;                /* where packets go */
-    socklen_t peer_len;            /* 0 until voice_stream_set_peer */
-    sock_addr source;              /* the source received packets are accepted from */
-    bool latched;                  /* source is set */
-    bool hold;                     /* sending paused, inactivity not watched */
-    bool dead;                     /* closed; while busy, a zombie awaiting the sweep */
-    bool marker;                   /* the next packet starts a spurt */
-    bool playing;                  /* clips remain to be sent */
-    bool inactive_reported;        /* on_inactive was owed for the current silence */
-    uint8_t pending;               /* PENDING_* flags */
-    int8_t slot;                   /* phase slot while sending, else -1 */
-    voice_stream *slot_prev;       /* neighbours in the slot's list */
+    voice_media *m;          /* owner */
+    size_t idx;              /* position in m->streams */
+    int fd;                  /* UDP socket, -1 once closed */
+    int port;                /* its local port */
+    struct event *rx;        /* read event of fd */
+    voice_stream_cbs cbs;    /* the owner's callbacks */
+    void *arg;               /* their argument */
+    sock_addr peer;          /* where packets go */
+    socklen_t peer_len;      /* 0 until voice_stream_set_peer */
+    sock_addr source;        /* the source received packets are accepted from */
+    bool latched;            /* source is set */
+    bool hold;               /* sending paused, inactivity not watched */
+    bool dead;               /* closed; while busy, a zombie awaiting the sweep */
+    bool marker;             /* the next packet starts a spurt */
+    bool playing;            /* clips remain to be sent */
+    bool inactive_reported;  /* on_inactive was owed for the current silence */
+    uint8_t pending;         /* PENDING_* flags */
+    int8_t slot;             /* phase slot while sending, else -1 */
+    voice_stream *slot_prev; /* neighbours in the slot's list */
     voice_stream *slot_next;
-    uint8_t pt;                    /* payload type sent */
-    int16_t dtmf_pt;               /* telephone-event payload type, -1 none */
-    uint16_t seq;                  /* next sequence number */
-    uint32_t ts;                   /* next timestamp */
-    uint32_t ssrc;                 /* ours */
-    int last_errno;                /* last send error logged, 0 after a success */
-    int64_t next_ns;               /* deadline of the next packet */
-    int64_t last_deadline_ns;      /* deadline of the last packet sent, 0 none */
-    int64_t last_sent_ns;          /* when the last packet left, 0 at a spurt's start */
-    int64_t last_rx_ns;            /* when valid RTP last arrived (or watching began) */
-    const voice_clip **clips;      /* play list, owned array of borrowed clips */
-    size_t nclips;                 /* its length */
-    size_t clip;                   /* the clip being sent */
-    size_t offset;                 /* samples of it already sent */
-    int waited;                    /* packets sent waiting for the current clip's value */
-    rtp_event_dedupe dedupe;       /* RFC 4733 events reported */
-    voice_inband *inband;          /* tone detector, made at the first audio packet */
+    uint8_t pt;               /* payload type sent */
+    int16_t dtmf_pt;          /* telephone-event payload type, -1 none */
+    uint16_t seq;             /* next sequence number */
+    uint32_t ts;              /* next timestamp */
+    uint32_t ssrc;            /* ours */
+    int last_errno;           /* last send error logged, 0 after a success */
+    int64_t next_ns;          /* deadline of the next packet */
+    int64_t last_deadline_ns; /* deadline of the last packet sent, 0 none */
+    int64_t last_sent_ns;     /* when the last packet left, 0 at a spurt's start */
+    int64_t last_rx_ns;       /* when valid RTP last arrived (or watching began) */
+    const voice_clip **clips; /* play list, owned array of borrowed clips */
+    size_t nclips;            /* its length */
+    size_t clip;              /* the clip being sent */
+    size_t offset;            /* samples of it already sent */
+    int waited;               /* packets sent waiting for the current clip's value */
+    rtp_event_dedupe dedupe;  /* RFC 4733 events reported */
+    voice_inband *inband;     /* tone detector, made at the first audio packet */
 };
 
 struct voice_media {
-    struct event_base *base;       /* the main loop */
-    voice_media_options opt;       /* options (bind_addr not kept) */
-    sock_addr bind;                /* address sockets bind to, port 0 */
-    socklen_t bind_len;            /* its length */
-    int first_port;                /* the lowest even port of the range */
-    int next_port;                 /* where the next search for a free port begins */
-    voice_stream **streams;        /* open streams, zombies included */
-    size_t count;                  /* entries of streams */
-    size_t cap;                    /* its allocation */
-    int open;                      /* streams not closed */
-    int busy;                      /* depth of our events running user code */
-    int zombies;                   /* closed streams awaiting the sweep */
-    int npending;                  /* streams with pending callbacks */
-    int64_t origin_ns;             /* the pacing grid's origin, a period before creation */
+    struct event_base *base; /* the main loop */
+    voice_media_options opt; /* options (bind_addr not kept) */
+    sock_addr bind;          /* address sockets bind to, port 0 */
+    socklen_t bind_len;      /* its length */
+    int first_port;          /* the lowest even port of the range */
+    int next_port;           /* where the next search for a free port begins */
+    voice_stream **streams;  /* open streams, zombies included */
+    size_t count;            /* entries of streams */
+    size_t cap;              /* its allocation */
+    int open;                /* streams not closed */
+    int busy;                /* depth of our events running user code */
+    int zombies;             /* closed streams awaiting the sweep */
+    int npending;            /* streams with pending callbacks */
+    int64_t origin_ns;       /* the pacing grid's origin, a period before creation */
     struct {
-        voice_stream *head;        /* sending streams of this phase */
-        int count;                 /* their number */
-        int64_t due_ns;            /* its next time to send */
+        voice_stream *head; /* sending streams of this phase */
+        int count;          /* their number */
+        int64_t due_ns;     /* its next time to send */
     } slots[SLOTS];
-    int timer_fd;                  /* one-shot timerfd for the next due slot */
-    int64_t armed_ns;              /* when it fires, 0 when disarmed */
-    struct event *tick;            /* read event of timer_fd */
-    struct event *deferred;        /* runs on_played and on_inactive */
-    uint64_t packets;              /* sent since the window began */
-    uint64_t send_errors;          /* failed sends since then */
-    uint64_t values_late;          /* values skipped after the wait, since then */
-    uint64_t values_empty;         /* empty values skipped, since then */
-    int64_t max_interval_ns;       /* longest interval since then */
-    uint32_t hist[HIST_BUCKETS + 1]; /* intervals in HIST_STEP_US buckets */
+    int timer_fd;                               /* one-shot timerfd for the next due slot */
+    int64_t armed_ns;                           /* when it fires, 0 when disarmed */
+    struct event *tick;                         /* read event of timer_fd */
+    struct event *deferred;                     /* runs on_played and on_inactive */
+    uint64_t packets;                           /* sent since the window began */
+    uint64_t send_errors;                       /* failed sends since then */
+    uint64_t values_late;                       /* values skipped after the wait, since then */
+    uint64_t values_empty;                      /* empty values skipped, since then */
+    int64_t max_interval_ns;                    /* longest interval since then */
+    uint32_t hist[HIST_BUCKETS + 1];            /* intervals in HIST_STEP_US buckets */
     uint8_t rx_buf[RECV_BATCH][RTP_MAX_PACKET]; /* receive buffers, shared */
 };
 
-static int64_t now_ns(void) {
+static int64_t now_ns(void)
+{
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 /* The first time of phase slot `slot` after `now`. */
-static int64_t next_slot_time(const voice_media *m, int slot, int64_t now) {
+static int64_t next_slot_time(const voice_media *m, int slot, int64_t now)
+{
     int64_t phase = m->origin_ns + slot * SLOT_NS;
     return phase + ((now - phase) / PACKET_NS + 1) * PACKET_NS;
 }
 
-static uint8_t silence_of(uint8_t pt) { return pt == RTP_PT_PCMU ? SILENCE_PCMU : SILENCE_PCMA; }
+static uint8_t silence_of(uint8_t pt)
+{
+    return pt == RTP_PT_PCMU ? SILENCE_PCMU : SILENCE_PCMA;
+}
 
 /* Timer --------------------------------------------------------------------------*/
 
 /* Arms the timerfd for `at` (0 disarms). */
-static void set_timer(voice_media *m, int64_t at) {
+static void set_timer(voice_media *m, int64_t at)
+{
     struct itimerspec its = {
         .it_value = {.tv_sec = at / 1000000000LL, .tv_nsec = at % 1000000000LL},
     };
@@ -166,7 +172,8 @@ static void set_timer(voice_media *m, int64_t at) {
     m->armed_ns = at;
 }
 
-static void join_slot(voice_media *m, voice_stream *s, int64_t now) {
+static void join_slot(voice_media *m, voice_stream *s, int64_t now)
+{
     int best = 0;
     for (int i = 1; i < SLOTS; i++)
         if (m->slots[i].count < m->slots[best].count)
@@ -185,7 +192,8 @@ static void join_slot(voice_media *m, voice_stream *s, int64_t now) {
 }
 
 /* The timer stays armed: a wake-up with nothing due re-arms for what is. */
-static void leave_slot(voice_media *m, voice_stream *s) {
+static void leave_slot(voice_media *m, voice_stream *s)
+{
     if (s->slot < 0)
         return;
     if (s->slot_prev)
@@ -201,7 +209,8 @@ static void leave_slot(voice_media *m, voice_stream *s) {
 
 /* Callbacks and zombies ----------------------------------------------------------*/
 
-static void set_pending(voice_stream *s, uint8_t flag) {
+static void set_pending(voice_stream *s, uint8_t flag)
+{
     if (!s->pending) {
         s->m->npending++;
         event_active(s->m->deferred, EV_TIMEOUT, 0);
@@ -209,7 +218,8 @@ static void set_pending(voice_stream *s, uint8_t flag) {
     s->pending |= flag;
 }
 
-static void clear_pending(voice_stream *s, uint8_t flag) {
+static void clear_pending(voice_stream *s, uint8_t flag)
+{
     if (!s->pending)
         return;
     s->pending &= (uint8_t)~flag;
@@ -217,7 +227,8 @@ static void clear_pending(voice_stream *s, uint8_t flag) {
         s->m->npending--;
 }
 
-static void free_stream(voice_stream *s) {
+static void free_stream(voice_stream *s)
+{
     voice_media *m = s->m;
     m->streams[s->idx] = m->streams[--m->count];
     m->streams[s->idx]->idx = s->idx;
@@ -227,7 +238,8 @@ static void free_stream(voice_stream *s) {
 }
 
 /* Frees the zombies once no event of ours is running user code. */
-static void sweep(voice_media *m) {
+static void sweep(voice_media *m)
+{
     for (size_t i = m->count; i-- > 0 && m->zombies;) {
         voice_stream *s = m->streams[i];
         if (s->dead) {
@@ -237,14 +249,19 @@ static void sweep(voice_media *m) {
     }
 }
 
-static void enter(voice_media *m) { m->busy++; }
+static void enter(voice_media *m)
+{
+    m->busy++;
+}
 
-static void leave(voice_media *m) {
+static void leave(voice_media *m)
+{
     if (--m->busy == 0 && m->zombies)
         sweep(m);
 }
 
-static void on_deferred(evutil_socket_t fd, short what, void *arg) {
+static void on_deferred(evutil_socket_t fd, short what, void *arg)
+{
     (void)fd;
     (void)what;
     voice_media *m = arg;
@@ -265,7 +282,8 @@ static void on_deferred(evutil_socket_t fd, short what, void *arg) {
 
 /* Sending ------------------------------------------------------------------------*/
 
-static void finish_play(voice_stream *s) {
+static void finish_play(voice_stream *s)
+{
     free(s->clips);
     s->clips = NULL;
     s->nclips = s->clip = s->offset = 0;
@@ -277,7 +295,8 @@ static void finish_play(voice_stream *s) {
  * False while its value is awaited (the packet's rest is silence); a value
  * late past value_wait_ms, or empty, is skipped (counted; a late one is
  * logged). */
-static bool current_clip(voice_stream *s, voice_clip *now) {
+static bool current_clip(voice_stream *s, voice_clip *now)
+{
     const voice_clip *c = s->clips[s->clip];
     *now = *c;
     if (!c->later)
@@ -298,7 +317,8 @@ static bool current_clip(voice_stream *s, voice_clip *now) {
 
 /* The next RTP_SAMPLES_PER_PACKET samples of the play list, silence after
  * its end. A clip ending mid-packet continues with the next one. */
-static void fill_payload(voice_stream *s, uint8_t *out) {
+static void fill_payload(voice_stream *s, uint8_t *out)
+{
     size_t filled = 0;
     voice_clip now;
     while (s->playing && filled < RTP_SAMPLES_PER_PACKET && s->clip < s->nclips) {
@@ -326,25 +346,33 @@ static void fill_payload(voice_stream *s, uint8_t *out) {
     memset(out + filled, silence_of(s->pt), RTP_SAMPLES_PER_PACKET - filled);
 }
 
-static void record_interval(voice_media *m, int64_t ns) {
+static void record_interval(voice_media *m, int64_t ns)
+{
     if (ns > m->max_interval_ns)
         m->max_interval_ns = ns;
     int64_t bucket = ns / 1000 / HIST_STEP_US;
     m->hist[bucket < HIST_BUCKETS ? bucket : HIST_BUCKETS]++;
 }
 
-static void note_send_error(voice_media *m, voice_stream *s, int err) {
+static void note_send_error(voice_media *m, voice_stream *s, int err)
+{
     m->send_errors++;
     if (err != s->last_errno)
         log_warn("voice.rtp.send_failed", "port=%d error=%s", s->port, log_quote(strerror(err)).s);
     s->last_errno = err;
 }
 
-static void send_packet(voice_media *m, voice_stream *s) {
+static void send_packet(voice_media *m, voice_stream *s)
+{
     uint8_t payload[RTP_SAMPLES_PER_PACKET];
     fill_payload(s, payload);
-    rtp_packet p = {.pt = s->pt, .marker = s->marker, .seq = s->seq, .ts = s->ts,
-                    .ssrc = s->ssrc, .payload = payload, .payload_len = sizeof payload};
+    rtp_packet p = {.pt = s->pt,
+                    .marker = s->marker,
+                    .seq = s->seq,
+                    .ts = s->ts,
+                    .ssrc = s->ssrc,
+                    .payload = payload,
+                    .payload_len = sizeof payload};
     uint8_t buf[RTP_HEADER_BYTES + RTP_SAMPLES_PER_PACKET];
     size_t len = rtp_pack(&p, buf, sizeof buf);
     int64_t now = now_ns();
@@ -366,7 +394,8 @@ static void send_packet(voice_media *m, voice_stream *s) {
 
 /* Sends what `s` owes at `now`: nothing before its deadline, the packets
  * of a short delay at once, one packet after a long stall. */
-static void pace(voice_media *m, voice_stream *s, int64_t now) {
+static void pace(voice_media *m, voice_stream *s, int64_t now)
+{
     int64_t late = now - s->next_ns;
     if (late < 0)
         return;
@@ -380,7 +409,8 @@ static void pace(voice_media *m, voice_stream *s, int64_t now) {
         send_packet(m, s);
 }
 
-static void watch_inactivity(voice_media *m, voice_stream *s, int64_t now) {
+static void watch_inactivity(voice_media *m, voice_stream *s, int64_t now)
+{
     if (!m->opt.inactivity_ms || s->inactive_reported)
         return;
     if (now - s->last_rx_ns >= (int64_t)m->opt.inactivity_ms * 1000000LL) {
@@ -390,7 +420,8 @@ static void watch_inactivity(voice_media *m, voice_stream *s, int64_t now) {
 }
 
 /* Sends for every slot that is due and re-arms for the next one. */
-static void on_tick(evutil_socket_t fd, short what, void *arg) {
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
     (void)what;
     voice_media *m = arg;
     uint64_t expirations;
@@ -416,13 +447,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
 
 /* Starts (or resumes) sending at the next time of a phase slot; the
  * timestamp jumps by the time paused, as if the samples had been sent. */
-static void start_sending(voice_stream *s) {
+static void start_sending(voice_stream *s)
+{
     voice_media *m = s->m;
     int64_t now = now_ns();
     join_slot(m, s, now);
     if (s->last_deadline_ns) {
         if (s->next_ns < s->last_deadline_ns + PACKET_NS)
-            s->next_ns += PACKET_NS;  /* a new slot must not send early */
+            s->next_ns += PACKET_NS; /* a new slot must not send early */
         s->ts += (uint32_t)((s->next_ns - s->last_deadline_ns) / PACKET_NS - 1) * RTP_SAMPLES_PER_PACKET;
     }
     s->marker = true;
@@ -434,7 +466,8 @@ static void start_sending(voice_stream *s) {
 
 /* Receiving ----------------------------------------------------------------------*/
 
-static bool same_addr(const sock_addr *a, const sock_addr *b) {
+static bool same_addr(const sock_addr *a, const sock_addr *b)
+{
     if (a->sa.sa_family != b->sa.sa_family)
         return false;
     if (a->sa.sa_family == AF_INET)
@@ -446,7 +479,8 @@ static bool same_addr(const sock_addr *a, const sock_addr *b) {
 /* Packets count from one source: the peer of the SDP whenever it sends,
  * else the first that sent valid RTP (a peer behind NAT). Others could
  * only inject keys. */
-static bool accept_source(voice_stream *s, const sock_addr *from) {
+static bool accept_source(voice_stream *s, const sock_addr *from)
+{
     if (same_addr(from, &s->peer) || !s->latched) {
         s->source = *from;
         s->latched = true;
@@ -455,13 +489,15 @@ static bool accept_source(voice_stream *s, const sock_addr *from) {
     return same_addr(from, &s->source);
 }
 
-static void emit_digit(char digit, void *arg) {
+static void emit_digit(char digit, void *arg)
+{
     voice_stream *s = arg;
     if (!s->dead && s->cbs.on_digit)
         s->cbs.on_digit(digit, s->arg);
 }
 
-static void handle_datagram(voice_stream *s, const uint8_t *buf, size_t len, const sock_addr *from) {
+static void handle_datagram(voice_stream *s, const uint8_t *buf, size_t len, const sock_addr *from)
+{
     rtp_packet p;
     if (!s->peer_len || !rtp_parse(buf, len, &p) || !accept_source(s, from))
         return;
@@ -483,7 +519,8 @@ static void handle_datagram(voice_stream *s, const uint8_t *buf, size_t len, con
     voice_inband_feed(s->inband, p.pt, p.payload, p.payload_len, emit_digit, s);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg) {
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
     (void)what;
     voice_stream *s = arg;
     voice_media *m = s->m;
@@ -494,14 +531,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
         sock_addr from[RECV_BATCH];
         for (int i = 0; i < RECV_BATCH; i++) {
             iov[i] = (struct iovec){.iov_base = m->rx_buf[i], .iov_len = RTP_MAX_PACKET};
-            msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &from[i], .msg_namelen = sizeof from[i],
-                                                   .msg_iov = &iov[i], .msg_iovlen = 1}};
+            msgs[i] = (struct mmsghdr){
+                .msg_hdr = {.msg_name = &from[i], .msg_namelen = sizeof from[i], .msg_iov = &iov[i], .msg_iovlen = 1}};
         }
         int n = recvmmsg(fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("voice.rtp.recv_failed", "port=%d error=%s", s->port,
-                         log_quote(strerror(errno)).s);
+                log_warn("voice.rtp.recv_failed", "port=%d error=%s", s->port, log_quote(strerror(errno)).s);
             break;
         }
         for (int i = 0; i < n && !s->dead; i++)
@@ -515,7 +551,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
 
 /* Lifecycle ----------------------------------------------------------------------*/
 
-static bool parse_bind(voice_media *m, const char *addr) {
+static bool parse_bind(voice_media *m, const char *addr)
+{
     memset(&m->bind, 0, sizeof m->bind);
     if (addr && inet_pton(AF_INET, addr, &m->bind.in.sin_addr) == 1) {
         m->bind.in.sin_family = AF_INET;
@@ -530,7 +567,8 @@ static bool parse_bind(voice_media *m, const char *addr) {
     return false;
 }
 
-static const char *check_options(const voice_media_options *o) {
+static const char *check_options(const voice_media_options *o)
+{
     if (o->port_min < 1 || o->port_max > 65535 || o->port_min > o->port_max)
         return "port range";
     if ((o->port_min + 1) / 2 * 2 > o->port_max)
@@ -544,7 +582,8 @@ static const char *check_options(const voice_media_options *o) {
     return NULL;
 }
 
-voice_media *voice_media_new(struct event_base *base, const voice_media_options *opt) {
+voice_media *voice_media_new(struct event_base *base, const voice_media_options *opt)
+{
     const char *bad = check_options(opt);
     if (bad) {
         log_error("voice.media.bad_option", "option=%s", log_quote(bad).s);
@@ -580,7 +619,8 @@ voice_media *voice_media_new(struct event_base *base, const voice_media_options 
     return m;
 }
 
-void voice_media_free(voice_media *m) {
+void voice_media_free(voice_media *m)
+{
     if (!m)
         return;
     m->busy = 0;
@@ -598,7 +638,8 @@ void voice_media_free(voice_media *m) {
 }
 
 /* A socket bound to the next free even port after the cursor, or -1. */
-static int bind_free_port(voice_media *m, int *port) {
+static int bind_free_port(voice_media *m, int *port)
+{
     int fd = socket(m->bind.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         log_warn("voice.rtp.socket_failed", "error=%s", log_quote(strerror(errno)).s);
@@ -618,8 +659,7 @@ static int bind_free_port(voice_media *m, int *port) {
             return fd;
         }
         if (errno != EADDRINUSE && errno != EACCES) {
-            log_warn("voice.rtp.bind_failed", "port=%d error=%s", candidate,
-                     log_quote(strerror(errno)).s);
+            log_warn("voice.rtp.bind_failed", "port=%d error=%s", candidate, log_quote(strerror(errno)).s);
             break;
         }
     }
@@ -628,7 +668,8 @@ static int bind_free_port(voice_media *m, int *port) {
 }
 
 /* Voice packets ask the network for expedited forwarding (DSCP EF). */
-static void mark_voice(int fd, int family) {
+static void mark_voice(int fd, int family)
+{
     int tos = 0xB8;
     if (family == AF_INET)
         setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
@@ -636,7 +677,8 @@ static void mark_voice(int fd, int family) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
 }
 
-static bool add_to_table(voice_media *m, voice_stream *s) {
+static bool add_to_table(voice_media *m, voice_stream *s)
+{
     if (m->count == m->cap) {
         size_t cap = m->cap ? 2 * m->cap : 16;
         voice_stream **grown = realloc(m->streams, cap * sizeof *grown);
@@ -650,7 +692,8 @@ static bool add_to_table(voice_media *m, voice_stream *s) {
     return true;
 }
 
-static void random_start(voice_stream *s) {
+static void random_start(voice_stream *s)
+{
     uint8_t r[10];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         log_warn("voice.rtp.random_failed", NULL);
@@ -659,7 +702,8 @@ static void random_start(voice_stream *s) {
     memcpy(&s->ssrc, r + 6, sizeof s->ssrc);
 }
 
-voice_stream *voice_stream_open(voice_media *m, const voice_stream_cbs *cbs, void *arg) {
+voice_stream *voice_stream_open(voice_media *m, const voice_stream_cbs *cbs, void *arg)
+{
     if (m->open >= m->opt.max_streams) {
         log_warn("voice.media.full", "max_streams=%d", m->opt.max_streams);
         return NULL;
@@ -696,33 +740,38 @@ voice_stream *voice_stream_open(voice_media *m, const voice_stream_cbs *cbs, voi
     return s;
 }
 
-int voice_stream_port(const voice_stream *s) { return s->port; }
+int voice_stream_port(const voice_stream *s)
+{
+    return s->port;
+}
 
 /* An address packets can go to: c=0.0.0.0 (old-style hold) or port 0 is
  * not, and Linux would deliver a datagram to 0.0.0.0 to this very host. */
-static bool is_destination(const sock_addr *a) {
+static bool is_destination(const sock_addr *a)
+{
     if (a->sa.sa_family == AF_INET)
         return a->in.sin_port && a->in.sin_addr.s_addr != htonl(INADDR_ANY);
     return a->in6.sin6_port && !IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr);
 }
 
-static bool should_send(const voice_stream *s) {
+static bool should_send(const voice_stream *s)
+{
     return s->peer_len && !s->hold && is_destination(&s->peer);
 }
 
-static socklen_t addr_len_of(int family) {
+static socklen_t addr_len_of(int family)
+{
     return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
-void voice_stream_set_peer(voice_stream *s, const struct sockaddr *addr, socklen_t len, int pt,
-                           int dtmf_pt) {
+void voice_stream_set_peer(voice_stream *s, const struct sockaddr *addr, socklen_t len, int pt, int dtmf_pt)
+{
     if (s->dead)
         return;
     int family = s->m->bind.sa.sa_family;
-    if ((pt != RTP_PT_PCMA && pt != RTP_PT_PCMU) || dtmf_pt < -1 || dtmf_pt > 127 ||
-        addr->sa_family != family || len < addr_len_of(family)) {
-        log_warn("voice.rtp.bad_peer", "port=%d pt=%d dtmf_pt=%d family=%d", s->port, pt, dtmf_pt,
-                 addr->sa_family);
+    if ((pt != RTP_PT_PCMA && pt != RTP_PT_PCMU) || dtmf_pt < -1 || dtmf_pt > 127 || addr->sa_family != family ||
+        len < addr_len_of(family)) {
+        log_warn("voice.rtp.bad_peer", "port=%d pt=%d dtmf_pt=%d family=%d", s->port, pt, dtmf_pt, addr->sa_family);
         return;
     }
     bool was_sending = s->slot >= 0;
@@ -739,7 +788,8 @@ void voice_stream_set_peer(voice_stream *s, const struct sockaddr *addr, socklen
         start_sending(s);
 }
 
-void voice_stream_hold(voice_stream *s, bool on) {
+void voice_stream_hold(voice_stream *s, bool on)
+{
     if (s->dead || s->hold == on)
         return;
     s->hold = on;
@@ -751,7 +801,8 @@ void voice_stream_hold(voice_stream *s, bool on) {
     }
 }
 
-void voice_stream_stop(voice_stream *s) {
+void voice_stream_stop(voice_stream *s)
+{
     free(s->clips);
     s->clips = NULL;
     s->nclips = s->clip = s->offset = 0;
@@ -760,7 +811,8 @@ void voice_stream_stop(voice_stream *s) {
     clear_pending(s, PENDING_PLAYED);
 }
 
-void voice_stream_play(voice_stream *s, const voice_clip *const *clips, size_t n) {
+void voice_stream_play(voice_stream *s, const voice_clip *const *clips, size_t n)
+{
     voice_stream_stop(s);
     if (s->dead)
         return;
@@ -776,7 +828,8 @@ void voice_stream_play(voice_stream *s, const voice_clip *const *clips, size_t n
     s->marker = true;
 }
 
-void voice_stream_close(voice_stream *s) {
+void voice_stream_close(voice_stream *s)
+{
     if (!s || s->dead)
         return;
     voice_media *m = s->m;
@@ -798,7 +851,8 @@ void voice_stream_close(voice_stream *s) {
 
 /* The middle of the bucket holding the q-quantile, never above the exact
  * maximum (which may lie in the lower half of its bucket). */
-static double percentile_us(const voice_media *m, uint64_t total, double q) {
+static double percentile_us(const voice_media *m, uint64_t total, double q)
+{
     double max_us = (double)m->max_interval_ns / 1000.0;
     uint64_t want = (uint64_t)(q * (double)total + 0.999999);
     uint64_t seen = 0;
@@ -812,7 +866,8 @@ static double percentile_us(const voice_media *m, uint64_t total, double q) {
     return max_us;
 }
 
-void voice_media_stats_get(voice_media *m, voice_media_stats *out, bool reset) {
+void voice_media_stats_get(voice_media *m, voice_media_stats *out, bool reset)
+{
     uint64_t total = 0;
     for (int b = 0; b <= HIST_BUCKETS; b++)
         total += m->hist[b];

@@ -12,25 +12,32 @@
  * one already reported rather than a new source clock: 2 s of 8 kHz. */
 #define RTP_EVENT_REORDER_WINDOW 16000u
 
-static uint16_t read16(const uint8_t *b) { return (uint16_t)(b[0] << 8 | b[1]); }
+static uint16_t read16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] << 8 | b[1]);
+}
 
-static uint32_t read32(const uint8_t *b) {
+static uint32_t read32(const uint8_t *b)
+{
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-static void write16(uint8_t *b, uint16_t v) {
+static void write16(uint8_t *b, uint16_t v)
+{
     b[0] = (uint8_t)(v >> 8);
     b[1] = (uint8_t)v;
 }
 
-static void write32(uint8_t *b, uint32_t v) {
+static void write32(uint8_t *b, uint32_t v)
+{
     b[0] = (uint8_t)(v >> 24);
     b[1] = (uint8_t)(v >> 16);
     b[2] = (uint8_t)(v >> 8);
     b[3] = (uint8_t)v;
 }
 
-size_t rtp_pack(const rtp_packet *p, uint8_t *out, size_t size) {
+size_t rtp_pack(const rtp_packet *p, uint8_t *out, size_t size)
+{
     if (p->pt > 127 || p->payload_len > size || size - p->payload_len < RTP_HEADER_BYTES)
         return 0;
     out[0] = RTP_VERSION << 6;
@@ -45,9 +52,13 @@ size_t rtp_pack(const rtp_packet *p, uint8_t *out, size_t size) {
 
 /* RTCP multiplexed on the RTP port (RFC 5761) shows as these payload
  * types once the marker bit is taken off its packet type 200..204. */
-static bool is_rtcp_type(uint8_t pt) { return pt >= 72 && pt <= 76; }
+static bool is_rtcp_type(uint8_t pt)
+{
+    return pt >= 72 && pt <= 76;
+}
 
-bool rtp_parse(const uint8_t *buf, size_t len, rtp_packet *out) {
+bool rtp_parse(const uint8_t *buf, size_t len, rtp_packet *out)
+{
     if (len < RTP_HEADER_BYTES || len > RTP_MAX_PACKET || buf[0] >> 6 != RTP_VERSION)
         return false;
     uint8_t pt = buf[1] & 0x7f;
@@ -81,7 +92,8 @@ bool rtp_parse(const uint8_t *buf, size_t len, rtp_packet *out) {
     return true;
 }
 
-bool rtp_event_parse(const uint8_t *payload, size_t len, rtp_event *out) {
+bool rtp_event_parse(const uint8_t *payload, size_t len, rtp_event *out)
+{
     if (len < RTP_EVENT_BYTES)
         return false;
     out->event = payload[0];
@@ -91,21 +103,24 @@ bool rtp_event_parse(const uint8_t *payload, size_t len, rtp_event *out) {
     return true;
 }
 
-char rtp_event_digit(uint8_t event) {
+char rtp_event_digit(uint8_t event)
+{
     static const char keys[] = "0123456789*#ABCD";
     return event < sizeof keys - 1 ? keys[event] : 0;
 }
 
 /* True for a packet of the event last reported, or of an earlier one
  * arriving late (reordered end packets must not report again). */
-static bool already_seen(const rtp_event_dedupe *d, const rtp_packet *p) {
+static bool already_seen(const rtp_event_dedupe *d, const rtp_packet *p)
+{
     if (!d->have || d->ssrc != p->ssrc)
         return false;
     uint32_t behind = d->ts - p->ts;
     return behind <= RTP_EVENT_REORDER_WINDOW;
 }
 
-char rtp_event_feed(rtp_event_dedupe *d, const rtp_packet *p) {
+char rtp_event_feed(rtp_event_dedupe *d, const rtp_packet *p)
+{
     rtp_event ev;
     if (!rtp_event_parse(p->payload, p->payload_len, &ev) || already_seen(d, p))
         return 0;

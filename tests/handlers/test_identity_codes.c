@@ -59,7 +59,7 @@ typedef struct {
     int sms_sent;             /* texts the phone received */
     char sms_to[32];          /* the last one's number */
     char sms_text[SMS_MAX];   /* and its text */
-    char secrets[MAX_SECRETS][8];  /* PINs and codes that must stay out of Redis and logs */
+    char secrets[MAX_SECRETS][16]; /* PINs and codes that must stay out of Redis and logs, whole */
     int n_secrets;
 } fixture;
 

@@ -34,41 +34,42 @@
 
 /* A received packet, copied. */
 typedef struct {
-    rtp_packet h;                  /* header fields (payload points into data) */
+    rtp_packet h;                         /* header fields (payload points into data) */
     uint8_t data[RTP_SAMPLES_PER_PACKET]; /* payload bytes */
-    long at_us;                    /* arrival, monotonic microseconds */
+    long at_us;                           /* arrival, monotonic microseconds */
 } pkt;
 
 /* A UDP socket of the test that streams send to. */
 typedef struct {
-    int fd;                        /* bound to 127.0.0.1, non-blocking */
-    struct sockaddr_in addr;       /* its address */
-    struct event *ev;              /* read event */
-    pkt pkts[MAX_PKTS];            /* packets kept */
-    int n;                         /* packets received (may exceed MAX_PKTS) */
-    int bad;                       /* datagrams that were not 172-byte RTP */
+    int fd;                  /* bound to 127.0.0.1, non-blocking */
+    struct sockaddr_in addr; /* its address */
+    struct event *ev;        /* read event */
+    pkt pkts[MAX_PKTS];      /* packets kept */
+    int n;                   /* packets received (may exceed MAX_PKTS) */
+    int bad;                 /* datagrams that were not 172-byte RTP */
 } sink;
 
 /* What a stream's callbacks saw. */
 typedef struct {
-    voice_stream *s;               /* the stream (NULL once closed by a callback) */
-    sink *watch;                   /* sink to drain when on_played fires */
-    int played;                    /* on_played calls */
-    int played_at;                 /* packets at watch when on_played first ran */
-    int inactive;                  /* on_inactive calls */
-    char digits[32];               /* keys, in order */
-    int ndigits;                   /* their count */
-    bool close_on_digit;           /* close the stream inside on_digit */
-    bool close_on_inactive;        /* close the stream inside on_inactive */
+    voice_stream *s;        /* the stream (NULL once closed by a callback) */
+    sink *watch;            /* sink to drain when on_played fires */
+    int played;             /* on_played calls */
+    int played_at;          /* packets at watch when on_played first ran */
+    int inactive;           /* on_inactive calls */
+    char digits[32];        /* keys, in order */
+    int ndigits;            /* their count */
+    bool close_on_digit;    /* close the stream inside on_digit */
+    bool close_on_inactive; /* close the stream inside on_inactive */
 } calls;
 
 typedef struct {
-    struct event_base *base;       /* the loop */
-    struct event *wake;            /* wakes the loop so waits see their deadline */
-    voice_media *m;                /* media under test */
+    struct event_base *base; /* the loop */
+    struct event *wake;      /* wakes the loop so waits see their deadline */
+    voice_media *m;          /* media under test */
 } fixture;
 
-static long now_us(void) {
+static long now_us(void)
+{
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1000000L + t.tv_nsec / 1000L;
@@ -76,7 +77,8 @@ static long now_us(void) {
 
 /* Sinks ---------------------------------------------------------------------*/
 
-static void sink_drain(sink *k) {
+static void sink_drain(sink *k)
+{
     uint8_t buf[2048];
     for (;;) {
         ssize_t len = recv(k->fd, buf, sizeof buf, 0);
@@ -98,13 +100,15 @@ static void sink_drain(sink *k) {
     }
 }
 
-static void on_sink(evutil_socket_t fd, short what, void *arg) {
+static void on_sink(evutil_socket_t fd, short what, void *arg)
+{
     (void)fd;
     (void)what;
     sink_drain(arg);
 }
 
-static void sink_open(fixture *f, sink *k) {
+static void sink_open(fixture *f, sink *k)
+{
     memset(k, 0, sizeof *k);
     k->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     assert_true(k->fd >= 0);
@@ -117,22 +121,25 @@ static void sink_open(fixture *f, sink *k) {
     event_add(k->ev, NULL);
 }
 
-static void sink_close(sink *k) {
+static void sink_close(sink *k)
+{
     event_free(k->ev);
     close(k->fd);
 }
 
 /* Sends a datagram from the sink's socket to a stream's port. */
-static void sink_send(sink *k, int port, const void *data, size_t len) {
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+static void sink_send(sink *k, int port, const void *data, size_t len)
+{
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(sendto(k->fd, data, len, 0, (struct sockaddr *)&to, sizeof to), (ssize_t)len);
 }
 
-static void send_rtp(sink *k, int port, uint8_t pt, bool marker, uint16_t seq, uint32_t ts,
-                     uint32_t ssrc, const uint8_t *payload, size_t len) {
-    rtp_packet p = {.pt = pt, .marker = marker, .seq = seq, .ts = ts, .ssrc = ssrc,
-                    .payload = payload, .payload_len = len};
+static void send_rtp(sink *k, int port, uint8_t pt, bool marker, uint16_t seq, uint32_t ts, uint32_t ssrc,
+                     const uint8_t *payload, size_t len)
+{
+    rtp_packet p = {
+        .pt = pt, .marker = marker, .seq = seq, .ts = ts, .ssrc = ssrc, .payload = payload, .payload_len = len};
     uint8_t buf[RTP_MAX_PACKET];
     size_t n = rtp_pack(&p, buf, sizeof buf);
     assert_true(n > 0);
@@ -141,19 +148,20 @@ static void send_rtp(sink *k, int port, uint8_t pt, bool marker, uint16_t seq, u
 
 /* One key as sipp's dtmf_2833 pcaps send it: one timestamp, duration +320
  * every packet, three end packets with one sequence number. */
-static void send_event(sink *k, int port, uint8_t event, uint16_t seq, uint32_t ts) {
+static void send_event(sink *k, int port, uint8_t event, uint16_t seq, uint32_t ts)
+{
     for (int i = 0; i < 10; i++) {
         bool end = i >= 7;
         uint16_t duration = (uint16_t)(320 * (end ? 7 : i));
-        uint8_t pl[4] = {event, (uint8_t)((end ? 0x80 : 0) | 10), (uint8_t)(duration >> 8),
-                         (uint8_t)duration};
+        uint8_t pl[4] = {event, (uint8_t)((end ? 0x80 : 0) | 10), (uint8_t)(duration >> 8), (uint8_t)duration};
         send_rtp(k, port, 101, i == 0, (uint16_t)(seq + (end ? 7 : i)), ts, 0x0e05384e, pl, 4);
     }
 }
 
 /* Callbacks -----------------------------------------------------------------*/
 
-static void cb_digit(char digit, void *arg) {
+static void cb_digit(char digit, void *arg)
+{
     calls *c = arg;
     if (c->ndigits + 1 < (int)sizeof c->digits)
         c->digits[c->ndigits++] = digit;
@@ -163,7 +171,8 @@ static void cb_digit(char digit, void *arg) {
     }
 }
 
-static void cb_played(void *arg) {
+static void cb_played(void *arg)
+{
     calls *c = arg;
     if (c->played++ == 0 && c->watch) {
         sink_drain(c->watch);
@@ -171,7 +180,8 @@ static void cb_played(void *arg) {
     }
 }
 
-static void cb_inactive(void *arg) {
+static void cb_inactive(void *arg)
+{
     calls *c = arg;
     c->inactive++;
     if (c->close_on_inactive && c->s) {
@@ -184,7 +194,8 @@ static const voice_stream_cbs cbs = {cb_digit, cb_played, cb_inactive};
 
 /* Fixture -------------------------------------------------------------------*/
 
-static void on_wake(evutil_socket_t fd, short what, void *arg) {
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
     (void)fd;
     (void)what;
     (void)arg;
@@ -192,17 +203,23 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
 
 /* A port range of our own for this process, so parallel tests rarely meet
  * (and skip each other's ports when they do). */
-static int range_base(void) { return 30000 + (getpid() % 1000) * 20; }
+static int range_base(void)
+{
+    return 30000 + (getpid() % 1000) * 20;
+}
 
-static voice_media *media_with(fixture *f, int port_min, int port_max, int max_streams,
-                               int inactivity_ms) {
-    voice_media_options o = {.bind_addr = "127.0.0.1", .port_min = port_min,
-                             .port_max = port_max, .max_streams = max_streams,
+static voice_media *media_with(fixture *f, int port_min, int port_max, int max_streams, int inactivity_ms)
+{
+    voice_media_options o = {.bind_addr = "127.0.0.1",
+                             .port_min = port_min,
+                             .port_max = port_max,
+                             .max_streams = max_streams,
                              .inactivity_ms = inactivity_ms};
     return voice_media_new(f->base, &o);
 }
 
-static int setup(void **state) {
+static int setup(void **state)
+{
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
     f->wake = event_new(f->base, -1, EV_PERSIST, on_wake, NULL);
@@ -214,7 +231,8 @@ static int setup(void **state) {
     return 0;
 }
 
-static int teardown(void **state) {
+static int teardown(void **state)
+{
     fixture *f = *state;
     voice_media_free(f->m);
     event_free(f->wake);
@@ -223,29 +241,32 @@ static int teardown(void **state) {
     return 0;
 }
 
-#define WAIT_FOR(f, cond)                                                     \
-    do {                                                                      \
-        long deadline_ = th_now_ms() + WAIT_MS;                               \
-        while (!(cond) && th_now_ms() < deadline_)                            \
-            event_base_loop((f)->base, EVLOOP_ONCE);                          \
-        assert_true(cond);                                                    \
+#define WAIT_FOR(f, cond)                                                                                              \
+    do {                                                                                                               \
+        long deadline_ = th_now_ms() + WAIT_MS;                                                                        \
+        while (!(cond) && th_now_ms() < deadline_)                                                                     \
+            event_base_loop((f)->base, EVLOOP_ONCE);                                                                   \
+        assert_true(cond);                                                                                             \
     } while (0)
 
 /* Runs the loop for `ms`: only to show that something did NOT happen. */
-static void run_for(fixture *f, long ms) {
+static void run_for(fixture *f, long ms)
+{
     long deadline = th_now_ms() + ms;
     while (th_now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
 }
 
-static void set_peer(voice_stream *s, const sink *k, int pt, int dtmf_pt) {
+static void set_peer(voice_stream *s, const sink *k, int pt, int dtmf_pt)
+{
     voice_stream_set_peer(s, (const struct sockaddr *)&k->addr, sizeof k->addr, pt, dtmf_pt);
 }
 
 /* Checks -----------------------------------------------------------------------*/
 
 /* One spurt: seq +1, ts +160, one SSRC, marker on the first only. */
-static void assert_continuous(const sink *k, int from, int to) {
+static void assert_continuous(const sink *k, int from, int to)
+{
     for (int i = from + 1; i < to; i++) {
         assert_int_equal((uint16_t)(k->pkts[i].h.seq - k->pkts[i - 1].h.seq), 1);
         assert_int_equal(k->pkts[i].h.ts - k->pkts[i - 1].h.ts, RTP_SAMPLES_PER_PACKET);
@@ -255,12 +276,14 @@ static void assert_continuous(const sink *k, int from, int to) {
 }
 
 /* Payload bytes of packets [0, n) in one buffer. */
-static void payload_stream(const sink *k, int n, uint8_t *out) {
+static void payload_stream(const sink *k, int n, uint8_t *out)
+{
     for (int i = 0; i < n; i++)
         memcpy(out + i * RTP_SAMPLES_PER_PACKET, k->pkts[i].data, RTP_SAMPLES_PER_PACKET);
 }
 
-static void print_intervals(const char *what, const sink *k, int n) {
+static void print_intervals(const char *what, const sink *k, int n)
+{
     long iv[MAX_PKTS], lo = 1L << 40, hi = 0;
     int m = 0;
     for (int i = 1; i < n && i < MAX_PKTS; i++) {
@@ -274,15 +297,15 @@ static void print_intervals(const char *what, const sink *k, int n) {
     long sum = 0;
     for (int i = 0; i < m; i++)
         sum += iv[i];
-    printf("%s: %d intervals at the receiver: min %ld us, mean %ld us, max %ld us\n", what, m, lo,
-           m ? sum / m : 0, hi);
+    printf("%s: %d intervals at the receiver: min %ld us, mean %ld us, max %ld us\n", what, m, lo, m ? sum / m : 0, hi);
 }
 
 /* Tests ----------------------------------------------------------------------*/
 
 /* A-law: two clips (the first ending mid-packet), then silence; on_played
  * once, after the packet carrying the last sample. */
-static void play_and_check(fixture *f, int pt, uint8_t silence) {
+static void play_and_check(fixture *f, int pt, uint8_t silence)
+{
     static uint8_t a1[400], a2[100], u1[400], u2[100];
     for (int i = 0; i < 400; i++) {
         a1[i] = (uint8_t)(i % 200);
@@ -328,20 +351,27 @@ static void play_and_check(fixture *f, int pt, uint8_t silence) {
     assert_int_equal(st.send_errors, 0);
     assert_int_equal(st.streams, 1);
     assert_true(st.p50_us > 0 && st.p99_us >= st.p50_us && st.max_us >= st.p99_us);
-    printf("stats: packets %llu p50 %.0f us p99 %.0f us max %.0f us\n",
-           (unsigned long long)st.packets, st.p50_us, st.p99_us, st.max_us);
+    printf("stats: packets %llu p50 %.0f us p99 %.0f us max %.0f us\n", (unsigned long long)st.packets, st.p50_us,
+           st.p99_us, st.max_us);
     voice_stream_close(s);
     sink_close(&k);
 }
 
-static void test_play_pcma(void **state) { play_and_check(*state, RTP_PT_PCMA, SILENCE_PCMA); }
+static void test_play_pcma(void **state)
+{
+    play_and_check(*state, RTP_PT_PCMA, SILENCE_PCMA);
+}
 
-static void test_play_pcmu(void **state) { play_and_check(*state, RTP_PT_PCMU, SILENCE_PCMU); }
+static void test_play_pcmu(void **state)
+{
+    play_and_check(*state, RTP_PT_PCMU, SILENCE_PCMU);
+}
 
 /* Barge-in: silence from the next packet, no on_played; a new play list
  * starts with a marker. An empty list reports played, but not inside the
  * call. */
-static void test_stop_and_empty_play(void **state) {
+static void test_stop_and_empty_play(void **state)
+{
     fixture *f = *state;
     static uint8_t tone[16000];
     memset(tone, 0x2a, sizeof tone);
@@ -355,7 +385,7 @@ static void test_stop_and_empty_play(void **state) {
     set_peer(s, &k, RTP_PT_PCMA, 101);
     voice_stream_play(s, list, 1);
     WAIT_FOR(f, k.n >= 3);
-    sink_drain(&k);      /* loopback: every packet sent so far is queued now */
+    sink_drain(&k); /* loopback: every packet sent so far is queued now */
     voice_stream_stop(s);
     int stopped_at = k.n;
     WAIT_FOR(f, k.n >= stopped_at + 15);
@@ -389,7 +419,8 @@ static void test_stop_and_empty_play(void **state) {
 }
 
 /* Index of the first packet from `from` whose first byte is `b`, or -1. */
-static int first_with(const sink *k, int from, uint8_t b) {
+static int first_with(const sink *k, int from, uint8_t b)
+{
     for (int i = from; i < k->n && i < MAX_PKTS; i++)
         if (k->pkts[i].data[0] == b)
             return i;
@@ -398,11 +429,15 @@ static int first_with(const sink *k, int from, uint8_t b) {
 
 /* A value still being made when its turn comes: silence until it is
  * ready, then the value, then the rest; nothing counted late. */
-static void test_value_waited_for(void **state) {
+static void test_value_waited_for(void **state)
+{
     fixture *f = *state;
     voice_media_free(f->m);
-    voice_media_options o = {.bind_addr = "127.0.0.1", .port_min = range_base(), .port_max = range_base() + 19,
-                             .max_streams = 8, .value_wait_ms = 5000};
+    voice_media_options o = {.bind_addr = "127.0.0.1",
+                             .port_min = range_base(),
+                             .port_max = range_base() + 19,
+                             .max_streams = 8,
+                             .value_wait_ms = 5000};
     f->m = voice_media_new(f->base, &o);
     static uint8_t before[160], value[320], after[160];
     memset(before, 0x11, sizeof before);
@@ -439,11 +474,15 @@ static void test_value_waited_for(void **state) {
 
 /* A value not ready within value_wait_ms is skipped: the rest plays and
  * the miss is counted; an empty one is skipped at once. */
-static void test_value_late_and_empty(void **state) {
+static void test_value_late_and_empty(void **state)
+{
     fixture *f = *state;
     voice_media_free(f->m);
-    voice_media_options o = {.bind_addr = "127.0.0.1", .port_min = range_base(), .port_max = range_base() + 19,
-                             .max_streams = 8, .value_wait_ms = 100};
+    voice_media_options o = {.bind_addr = "127.0.0.1",
+                             .port_min = range_base(),
+                             .port_max = range_base() + 19,
+                             .max_streams = 8,
+                             .value_wait_ms = 100};
     f->m = voice_media_new(f->base, &o);
     static uint8_t after[160];
     memset(after, 0x33, sizeof after);
@@ -472,7 +511,8 @@ static void test_value_late_and_empty(void **state) {
 /* Hold: nothing sent; resume: marker, seq continues, ts jumps by whole
  * packets. A peer at 0.0.0.0 (old-style hold) gets nothing either: Linux
  * would hand such datagrams to this host, the sink included. */
-static void test_hold(void **state) {
+static void test_hold(void **state)
+{
     fixture *f = *state;
     sink k;
     sink_open(f, &k);
@@ -504,7 +544,8 @@ static void test_hold(void **state) {
 }
 
 /* A re-INVITE moves the stream: packets go to the new peer, seq continues. */
-static void test_new_peer(void **state) {
+static void test_new_peer(void **state)
+{
     fixture *f = *state;
     sink a, b;
     sink_open(f, &a);
@@ -529,7 +570,8 @@ static void test_new_peer(void **state) {
 }
 
 /* RFC 4733 keys, once each, with hostile datagrams in between. */
-static void test_rfc4733_keys_and_garbage(void **state) {
+static void test_rfc4733_keys_and_garbage(void **state)
+{
     fixture *f = *state;
     sink k, intruder;
     sink_open(f, &k);
@@ -544,10 +586,10 @@ static void test_rfc4733_keys_and_garbage(void **state) {
         junk[i] = (uint8_t)(i * 31 + 7);
     sink_send(&k, port, junk, 1);
     sink_send(&k, port, junk, 11);
-    sink_send(&k, port, junk, sizeof junk);          /* larger than any RTP packet */
+    sink_send(&k, port, junk, sizeof junk); /* larger than any RTP packet */
     uint8_t rtcp[28] = {0x80, 200, 0, 6};
     sink_send(&k, port, rtcp, sizeof rtcp);
-    uint8_t overrun[16] = {0x8f, 101};               /* 15 CSRCs in 16 bytes */
+    uint8_t overrun[16] = {0x8f, 101}; /* 15 CSRCs in 16 bytes */
     sink_send(&k, port, overrun, sizeof overrun);
     uint8_t short_event[2] = {1, 0x8a};
     send_rtp(&k, port, 101, true, 1, 100, 5, short_event, sizeof short_event);
@@ -558,7 +600,7 @@ static void test_rfc4733_keys_and_garbage(void **state) {
     uint8_t audio[160];
     memset(audio, SILENCE_PCMA, sizeof audio);
     send_rtp(&k, port, RTP_PT_PCMA, false, 9000, 99999, 0x0e05384e, audio, sizeof audio);
-    send_event(&intruder, port, 5, 1, 777);          /* not the peer: ignored */
+    send_event(&intruder, port, 5, 1, 777); /* not the peer: ignored */
     send_event(&k, port, 9, 8020, 13280 + 3200);
     WAIT_FOR(f, c.ndigits >= 3);
     run_for(f, 50);
@@ -570,7 +612,8 @@ static void test_rfc4733_keys_and_garbage(void **state) {
 
 /* The owner closes the stream from on_digit while more keys wait in the
  * same batch: nothing more is reported and nothing is touched after. */
-static void test_close_inside_on_digit(void **state) {
+static void test_close_inside_on_digit(void **state)
+{
     fixture *f = *state;
     sink k;
     sink_open(f, &k);
@@ -592,7 +635,8 @@ static void test_close_inside_on_digit(void **state) {
 }
 
 /* No telephone-event: tones in the audio are keys (A-law and µ-law). */
-static void inband_keys(fixture *f, int pt) {
+static void inband_keys(fixture *f, int pt)
+{
     sink k;
     sink_open(f, &k);
     calls c = {0};
@@ -607,8 +651,7 @@ static void inband_keys(fixture *f, int pt) {
         uint8_t payload[RTP_SAMPLES_PER_PACKET];
         for (int b = 0; b < RTP_SAMPLES_PER_PACKET; b++)
             payload[b] = pt == RTP_PT_PCMA ? linear_to_alaw(pcm[b]) : linear_to_ulaw(pcm[b]);
-        send_rtp(&k, port, (uint8_t)pt, i == 0, (uint16_t)(500 + i), 160u * i, 42, payload,
-                 sizeof payload);
+        send_rtp(&k, port, (uint8_t)pt, i == 0, (uint16_t)(500 + i), 160u * i, 42, payload, sizeof payload);
     }
     dtmf_tx_free(tx);
     WAIT_FOR(f, c.ndigits >= 3);
@@ -618,14 +661,16 @@ static void inband_keys(fixture *f, int pt) {
     sink_close(&k);
 }
 
-static void test_inband_keys(void **state) {
+static void test_inband_keys(void **state)
+{
     inband_keys(*state, RTP_PT_PCMA);
     inband_keys(*state, RTP_PT_PCMU);
 }
 
 /* on_inactive after silence from the peer, again after a packet restarts
  * the clock; never for a stream on hold; the callee may close inside. */
-static void test_inactivity(void **state) {
+static void test_inactivity(void **state)
+{
     fixture *f = *state;
     voice_media *m = media_with(f, range_base() + 100, range_base() + 119, 4, 200);
     assert_non_null(m);
@@ -653,19 +698,20 @@ static void test_inactivity(void **state) {
 
 /* Even ports only, ports in use skipped, NULL when the range or
  * max_streams is used up, and the cursor moving on. */
-static void test_port_range(void **state) {
+static void test_port_range(void **state)
+{
     fixture *f = *state;
     int p = range_base() + 200;
     int blocker = -1;
     for (; p < 65000; p += 4) {
         blocker = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in a = {
+            .sin_family = AF_INET, .sin_port = htons((uint16_t)p), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int probe = socket(AF_INET, SOCK_DGRAM, 0);
         struct sockaddr_in b = a;
         b.sin_port = htons((uint16_t)(p + 2));
-        bool ok = bind(blocker, (struct sockaddr *)&a, sizeof a) == 0 &&
-                  bind(probe, (struct sockaddr *)&b, sizeof b) == 0;
+        bool ok =
+            bind(blocker, (struct sockaddr *)&a, sizeof a) == 0 && bind(probe, (struct sockaddr *)&b, sizeof b) == 0;
         close(probe);
         if (ok)
             break;
@@ -687,28 +733,28 @@ static void test_port_range(void **state) {
     voice_stream *s3 = voice_stream_open(m, &cbs, &c);
     assert_non_null(s3);
     assert_int_equal(voice_stream_port(s3), p + 2);
-    voice_media_free(m);    /* closes s2 and s3 */
+    voice_media_free(m); /* closes s2 and s3 */
 
     m = media_with(f, p, p + 3, 1, 0);
     s1 = voice_stream_open(m, &cbs, &c);
     assert_non_null(s1);
     assert_int_equal(voice_stream_port(s1), p);
-    assert_null(voice_stream_open(m, &cbs, &c));      /* max_streams */
+    assert_null(voice_stream_open(m, &cbs, &c)); /* max_streams */
     voice_stream_close(s1);
     s2 = voice_stream_open(m, &cbs, &c);
     assert_non_null(s2);
-    assert_int_equal(voice_stream_port(s2), p + 2);   /* the cursor moved on */
+    assert_int_equal(voice_stream_port(s2), p + 2); /* the cursor moved on */
     voice_media_free(m);
 
-    assert_null(media_with(f, p + 1, p + 1, 1, 0));   /* no even port */
+    assert_null(media_with(f, p + 1, p + 1, 1, 0)); /* no even port */
     assert_null(media_with(f, p, p - 2, 1, 0));
     assert_null(media_with(f, p, p + 3, 0, 0));
-    voice_media_options bad = {.bind_addr = "not an address", .port_min = p, .port_max = p + 3,
-                               .max_streams = 1};
+    voice_media_options bad = {.bind_addr = "not an address", .port_min = p, .port_max = p + 3, .max_streams = 1};
     assert_null(voice_media_new(f->base, &bad));
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_play_pcma, setup, teardown),
         cmocka_unit_test_setup_teardown(test_play_pcmu, setup, teardown),

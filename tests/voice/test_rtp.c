@@ -18,13 +18,19 @@
 
 /* Packets -------------------------------------------------------------------*/
 
-static void test_pack_parse_round_trip(void **state) {
+static void test_pack_parse_round_trip(void **state)
+{
     (void)state;
     uint8_t payload[RTP_SAMPLES_PER_PACKET];
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (uint8_t)(i * 7);
-    rtp_packet in = {.pt = RTP_PT_PCMA, .marker = true, .seq = 0xfffe, .ts = 0xfffffff0u,
-                     .ssrc = 0xdeadbeef, .payload = payload, .payload_len = sizeof payload};
+    rtp_packet in = {.pt = RTP_PT_PCMA,
+                     .marker = true,
+                     .seq = 0xfffe,
+                     .ts = 0xfffffff0u,
+                     .ssrc = 0xdeadbeef,
+                     .payload = payload,
+                     .payload_len = sizeof payload};
     uint8_t buf[RTP_MAX_PACKET];
     size_t len = rtp_pack(&in, buf, sizeof buf);
     assert_int_equal(len, RTP_HEADER_BYTES + sizeof payload);
@@ -50,7 +56,8 @@ static void test_pack_parse_round_trip(void **state) {
     assert_int_equal(out.pt, RTP_PT_PCMU);
 }
 
-static void test_pack_refuses_small_buffer(void **state) {
+static void test_pack_refuses_small_buffer(void **state)
+{
     (void)state;
     uint8_t payload[RTP_SAMPLES_PER_PACKET] = {0};
     rtp_packet p = {.pt = 8, .payload = payload, .payload_len = sizeof payload};
@@ -64,7 +71,8 @@ static void test_pack_refuses_small_buffer(void **state) {
 
 /* A header with `cc` CSRCs, an extension of `ext_words` words when
  * ext_words >= 0, `payload` bytes and `pad` padding bytes; returns length. */
-static size_t build(uint8_t *buf, int cc, int ext_words, size_t payload, uint8_t pad) {
+static size_t build(uint8_t *buf, int cc, int ext_words, size_t payload, uint8_t pad)
+{
     size_t off = 0;
     buf[off++] = (uint8_t)(0x80 | (ext_words >= 0 ? 0x10 : 0) | (pad ? 0x20 : 0) | cc);
     buf[off++] = 101;
@@ -90,7 +98,8 @@ static size_t build(uint8_t *buf, int cc, int ext_words, size_t payload, uint8_t
     return off;
 }
 
-static void test_parse_csrc_extension_padding(void **state) {
+static void test_parse_csrc_extension_padding(void **state)
+{
     (void)state;
     uint8_t buf[RTP_MAX_PACKET];
     rtp_packet p;
@@ -100,45 +109,46 @@ static void test_parse_csrc_extension_padding(void **state) {
     assert_ptr_equal(p.payload, buf + 12 + 8 + 4 + 12);
     assert_int_equal(p.payload[0], 0x44);
 
-    len = build(buf, 0, 0, 0, 0);  /* empty extension, no payload */
+    len = build(buf, 0, 0, 0, 0); /* empty extension, no payload */
     assert_true(rtp_parse(buf, len, &p));
     assert_int_equal(p.payload_len, 0);
 }
 
-static void test_parse_refuses_overruns(void **state) {
+static void test_parse_refuses_overruns(void **state)
+{
     (void)state;
     uint8_t buf[RTP_MAX_PACKET + 16];
     rtp_packet p;
     size_t len;
 
-    len = build(buf, 15, -1, 0, 0);                    /* 15 CSRCs, exactly enough */
+    len = build(buf, 15, -1, 0, 0); /* 15 CSRCs, exactly enough */
     assert_true(rtp_parse(buf, len, &p));
-    assert_false(rtp_parse(buf, len - 1, &p));         /* CSRC list past the end */
+    assert_false(rtp_parse(buf, len - 1, &p)); /* CSRC list past the end */
     assert_false(rtp_parse(buf, 12 + 4 * 15 - 4, &p));
 
     len = build(buf, 0, 2, 0, 0);
-    assert_false(rtp_parse(buf, len - 1, &p));         /* extension body past the end */
-    assert_false(rtp_parse(buf, 12 + 2, &p));          /* extension header cut */
+    assert_false(rtp_parse(buf, len - 1, &p)); /* extension body past the end */
+    assert_false(rtp_parse(buf, 12 + 2, &p));  /* extension header cut */
     len = build(buf, 1, 0, 0, 0);
-    buf[12 + 4 + 2] = 0xff;                            /* extension length 0xffxx words */
+    buf[12 + 4 + 2] = 0xff; /* extension length 0xffxx words */
     assert_false(rtp_parse(buf, len, &p));
 
     len = build(buf, 0, -1, 4, 4);
-    buf[len - 1] = 9;                                  /* padding longer than the payload */
+    buf[len - 1] = 9; /* padding longer than the payload */
     assert_false(rtp_parse(buf, len, &p));
-    buf[len - 1] = 0;                                  /* padding flag with zero count */
+    buf[len - 1] = 0; /* padding flag with zero count */
     assert_false(rtp_parse(buf, len, &p));
-    buf[len - 1] = 8;                                  /* padding eats the whole payload */
+    buf[len - 1] = 8; /* padding eats the whole payload */
     assert_true(rtp_parse(buf, len, &p));
     assert_int_equal(p.payload_len, 0);
 
     len = build(buf, 0, -1, 160, 0);
-    assert_false(rtp_parse(buf, 11, &p));              /* shorter than a header */
+    assert_false(rtp_parse(buf, 11, &p)); /* shorter than a header */
     assert_false(rtp_parse(buf, 0, &p));
-    buf[0] = 0x40;                                     /* version 1 */
+    buf[0] = 0x40; /* version 1 */
     assert_false(rtp_parse(buf, len, &p));
     buf[0] = 0x80;
-    buf[1] = 200;                                      /* RTCP sender report */
+    buf[1] = 200; /* RTCP sender report */
     assert_false(rtp_parse(buf, len, &p));
     memset(buf, 0x80, sizeof buf);
     buf[1] = 8;
@@ -146,7 +156,8 @@ static void test_parse_refuses_overruns(void **state) {
 }
 
 /* Random datagrams: whatever parses must describe bytes inside the buffer. */
-static void test_parse_garbage(void **state) {
+static void test_parse_garbage(void **state)
+{
     (void)state;
     uint32_t x = 12345;
     int accepted = 0;
@@ -160,7 +171,7 @@ static void test_parse_garbage(void **state) {
             buf[i] = (uint8_t)(x >> 16);
         }
         if (len && round % 2)
-            buf[0] = (uint8_t)(0x80 | (buf[0] & 0x3f));   /* half look like version 2 */
+            buf[0] = (uint8_t)(0x80 | (buf[0] & 0x3f)); /* half look like version 2 */
         rtp_packet p;
         if (rtp_parse(buf, len, &p)) {
             accepted++;
@@ -175,7 +186,8 @@ static void test_parse_garbage(void **state) {
 
 /* RFC 4733 events -----------------------------------------------------------*/
 
-static void test_event_parse(void **state) {
+static void test_event_parse(void **state)
+{
     (void)state;
     const uint8_t bytes[] = {0x0b, 0x8a, 0x03, 0x20};
     rtp_event ev;
@@ -193,18 +205,19 @@ static void test_event_parse(void **state) {
     assert_int_equal(rtp_event_digit(255), 0);
 }
 
-static rtp_packet event_packet(uint8_t *payload, uint32_t ssrc, uint32_t ts, uint16_t seq,
-                               uint8_t event, bool end, uint16_t duration) {
+static rtp_packet event_packet(uint8_t *payload, uint32_t ssrc, uint32_t ts, uint16_t seq, uint8_t event, bool end,
+                               uint16_t duration)
+{
     payload[0] = event;
     payload[1] = (uint8_t)((end ? 0x80 : 0) | 10);
     payload[2] = (uint8_t)(duration >> 8);
     payload[3] = (uint8_t)duration;
-    return (rtp_packet){.pt = 101, .seq = seq, .ts = ts, .ssrc = ssrc, .payload = payload,
-                        .payload_len = 4};
+    return (rtp_packet){.pt = 101, .seq = seq, .ts = ts, .ssrc = ssrc, .payload = payload, .payload_len = 4};
 }
 
 /* Feeds packets and returns what was reported, as a string. */
-static void feed_all(rtp_event_dedupe *d, const rtp_packet *pkts, size_t n, char *out) {
+static void feed_all(rtp_event_dedupe *d, const rtp_packet *pkts, size_t n, char *out)
+{
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         char c = rtp_event_feed(d, &pkts[i]);
@@ -216,25 +229,31 @@ static void feed_all(rtp_event_dedupe *d, const rtp_packet *pkts, size_t n, char
 
 /* The packets of sipp's dtmf_2833_1.pcap, byte for byte: one timestamp,
  * duration +320 per 20 ms, three end packets with one sequence number. */
-static void test_event_sipp_pcap(void **state) {
+static void test_event_sipp_pcap(void **state)
+{
     (void)state;
     static const uint8_t payloads[10][4] = {
-        {0x01, 0x0a, 0x00, 0x00}, {0x01, 0x0a, 0x01, 0x40}, {0x01, 0x0a, 0x02, 0x80},
-        {0x01, 0x0a, 0x03, 0xc0}, {0x01, 0x0a, 0x05, 0x00}, {0x01, 0x0a, 0x06, 0x40},
-        {0x01, 0x0a, 0x07, 0x80}, {0x01, 0x8a, 0x08, 0xc0}, {0x01, 0x8a, 0x08, 0xc0},
-        {0x01, 0x8a, 0x08, 0xc0}};
+        {0x01, 0x0a, 0x00, 0x00}, {0x01, 0x0a, 0x01, 0x40}, {0x01, 0x0a, 0x02, 0x80}, {0x01, 0x0a, 0x03, 0xc0},
+        {0x01, 0x0a, 0x05, 0x00}, {0x01, 0x0a, 0x06, 0x40}, {0x01, 0x0a, 0x07, 0x80}, {0x01, 0x8a, 0x08, 0xc0},
+        {0x01, 0x8a, 0x08, 0xc0}, {0x01, 0x8a, 0x08, 0xc0}};
     static const uint16_t seqs[10] = {7984, 7985, 7986, 7987, 7988, 7989, 7990, 7991, 7991, 7991};
     rtp_packet pkts[10];
     for (int i = 0; i < 10; i++)
-        pkts[i] = (rtp_packet){.pt = 101, .marker = i == 0, .seq = seqs[i], .ts = 13280,
-                               .ssrc = 0x0e05384e, .payload = payloads[i], .payload_len = 4};
+        pkts[i] = (rtp_packet){.pt = 101,
+                               .marker = i == 0,
+                               .seq = seqs[i],
+                               .ts = 13280,
+                               .ssrc = 0x0e05384e,
+                               .payload = payloads[i],
+                               .payload_len = 4};
     rtp_event_dedupe d = {0};
     char got[16];
     feed_all(&d, pkts, 10, got);
     assert_string_equal(got, "1");
 }
 
-static void test_event_dedupe(void **state) {
+static void test_event_dedupe(void **state)
+{
     (void)state;
     uint8_t pl[16][4];
     rtp_packet pkts[16];
@@ -302,11 +321,12 @@ static void test_event_dedupe(void **state) {
 /* In-band tones ---------------------------------------------------------------*/
 
 typedef struct {
-    char digits[64];   /* keys reported, in order */
-    size_t n;          /* their count */
+    char digits[64]; /* keys reported, in order */
+    size_t n;        /* their count */
 } collected;
 
-static void collect(char digit, void *arg) {
+static void collect(char digit, void *arg)
+{
     collected *c = arg;
     if (c->n + 1 < sizeof c->digits)
         c->digits[c->n++] = digit;
@@ -315,7 +335,8 @@ static void collect(char digit, void *arg) {
 
 /* Tones of `keys` made by dtmf_tx (then 200 ms of silence), coded in
  * `pt`'s law, fed to a detector in 160-byte payloads. */
-static void detect_tones(int pt, const char *keys, collected *c) {
+static void detect_tones(int pt, const char *keys, collected *c)
+{
     dtmf_tx_state_t *tx = dtmf_tx_init(NULL);
     assert_non_null(tx);
     assert_int_equal(dtmf_tx_put(tx, keys, -1), 0); /* 0: all keys queued */
@@ -336,7 +357,8 @@ static void detect_tones(int pt, const char *keys, collected *c) {
     dtmf_tx_free(tx);
 }
 
-static void test_inband_alaw(void **state) {
+static void test_inband_alaw(void **state)
+{
     (void)state;
     collected c;
     detect_tones(RTP_PT_PCMA, "0123456789*#ABCD", &c);
@@ -345,7 +367,8 @@ static void test_inband_alaw(void **state) {
     assert_string_equal(c.digits, "1155");
 }
 
-static void test_inband_ulaw(void **state) {
+static void test_inband_ulaw(void **state)
+{
     (void)state;
     collected c;
     detect_tones(RTP_PT_PCMU, "0123456789*#ABCD", &c);
@@ -354,7 +377,8 @@ static void test_inband_ulaw(void **state) {
     assert_string_equal(c.digits, "#9#");
 }
 
-static void test_inband_ignores_silence_and_other_types(void **state) {
+static void test_inband_ignores_silence_and_other_types(void **state)
+{
     (void)state;
     voice_inband *d = voice_inband_new();
     collected c = {0};
@@ -383,7 +407,8 @@ static void test_inband_ignores_silence_and_other_types(void **state) {
     voice_inband_free(d);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_parse_round_trip),
         cmocka_unit_test(test_pack_refuses_small_buffer),

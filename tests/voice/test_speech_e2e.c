@@ -427,7 +427,7 @@ static size_t assert_values_between(const heard *h, size_t from, const char *lan
 {
     int16_t before = through_law(h->pt, level_of(piece_index(lang, prompt, k)));
     int16_t after = through_law(h->pt, level_of(piece_index(lang, prompt, next)));
-    size_t s0, e0, s1, e1, want = 0;
+    size_t s0 = 0, e0 = 0, s1 = 0, e1 = 0, want = 0; /* fail_msg returns as far as the compiler knows */
     if (!find_run(h, from, before, &s0, &e0))
         fail_msg("%s/%s.%d never heard", lang, prompt, k);
     if (!find_run(h, e0, after, &s1, &e1))
