@@ -123,9 +123,9 @@ static const char *event_kind_name(engine_event_kind k)
 
 engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp)
 {
-    /* [session] events_kept's range; the configuration refuses others. */
-    if (opt->max_events_kept < 0 || opt->max_events_kept > STORE_MAX_EVENTS_KEPT) {
-        log_error("engine.option_invalid", "option=max_events_kept value=%d", opt->max_events_kept);
+    char why[96];
+    if (conf_section_problem(&engine_config, opt, why, sizeof why)) {
+        log_error("engine.option_invalid", "why=%s", log_quote(why).s);
         return NULL;
     }
     engine *e = calloc(1, sizeof *e);
