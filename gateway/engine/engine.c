@@ -93,17 +93,14 @@ static const conf_key engine_conf_keys[] = {
     CONF_KEY_INT(engine_options, "max_input_bytes", max_input_bytes, 1, 65536, "512"),
     CONF_KEY_INT(engine_options, "events_kept", max_events_kept, 0, STORE_MAX_EVENTS_KEPT, "20"),
     CONF_KEY_INT(engine_options, "handler_timeout_ms", handler_timeout_ms, 1, 600000, "3000"),
+    CONF_KEY_INT(engine_options, "max_cas_retries", max_cas_retries, 0, 100, "3"),
 };
 const conf_section engine_config = CONF_SECTION("session", engine_conf_keys, NULL);
-
-/* Lost races re-run a hop this often before it ends as busy. */
-#define ENGINE_CAS_RETRIES 3
 
 void engine_options_default(engine_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     conf_section_defaults(&engine_config, opt);
-    opt->max_cas_retries = ENGINE_CAS_RETRIES;
 }
 
 const char *engine_status_name(engine_status st)

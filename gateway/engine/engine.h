@@ -114,7 +114,7 @@ typedef struct {
     int max_cas_retries;                /* re-runs of a hop after losing a race */
 } engine_options;
 
-/* [session]: the TTLs and limits (not store, handlers, max_cas_retries). */
+/* [session]: the TTLs and limits (not store, handlers). */
 extern const conf_section engine_config;
 
 /* Defaults: TTL voice 3600 s, USSD 300 s, SMS 900 s; 64 steps per hop;
