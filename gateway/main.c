@@ -247,22 +247,6 @@ static bool watch_signals(gateway *gw)
 
 /* Running ------------------------------------------------------------------------*/
 
-/* The per-number limits are [workflows]', shared by the text channels. */
-static void ussd_options_from(const conf *c, engine *e, ussd_options *uo)
-{
-    *uo = c->ussd;
-    uo->engine = e;
-    uo->starts_per_number = c->workflows.sessions_per_number;
-    uo->number_window_s = c->workflows.number_window_s;
-}
-
-static void sms_options_from(const conf *c, sms_options *so)
-{
-    *so = c->sms;
-    so->starts_per_number = c->workflows.sessions_per_number;
-    so->number_window_s = c->workflows.number_window_s;
-}
-
 static bool send_code_now(void *ctx, const char *to, const char *text)
 {
     return sms_out_send_now(ctx, to, text);
@@ -342,9 +326,10 @@ static bool start_agents(gateway *gw)
 
 static bool start_modules(gateway *gw)
 {
-    httpd_options ho = gw->conf->http;
-    ussd_options uo;
-    sms_options so;
+    const conf *c = gw->conf;
+    httpd_options ho = c->http;
+    ussd_options uo = c->ussd;
+    sms_options so = c->sms;
     ho.name = "http";
     gw->rt = runtime_new(gw->base, gw->conf, gw->dialplans);
     gw->http = httpd_new(gw->base, &ho);
@@ -353,8 +338,10 @@ static bool start_modules(gateway *gw)
     if (runtime_digest_key_random(gw->rt))
         log_warn("runtime.digest_secret_random", "why=%s",
                  log_quote("[workflows] digest_secret unset: codes do not survive a restart").s);
-    ussd_options_from(gw->conf, runtime_engine(gw->rt), &uo);
-    sms_options_from(gw->conf, &so);
+    /* The per-number limits are [workflows]', shared by the text channels. */
+    uo.engine = runtime_engine(gw->rt);
+    uo.starts_per_number = so.starts_per_number = c->workflows.sessions_per_number;
+    uo.number_window_s = so.number_window_s = c->workflows.number_window_s;
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
     if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw) || !start_voice(gw) || !start_agents(gw))
