@@ -48,17 +48,11 @@ static const conf_key handler_conf_keys[] = {
  * keeps a guesser from the wrong PIN that locks a card, and only while the
  * registry has forgotten a wrong PIN before the gateway has
  * (docs/workflows.md). */
-static void vet_limits(const void *opts, conf_check *chk)
-{
-    const handler_limits *l = opts;
-    if (l->registry_pin_window_s > l->identify_window_s)
-        conf_refuse(chk, "registry_pin_window_s",
-                    "identify_window_s (%d) must be at least registry_pin_window_s (%d), "
-                    "or guesses spread over the registry's window lock the card",
-                    l->identify_window_s, l->registry_pin_window_s);
-}
+static const conf_order handler_conf_orders[] = {
+    {"registry_pin_window_s", "identify_window_s", "or guesses spread over the registry's window lock the card"},
+};
 
-const conf_section handler_config = CONF_SECTION("workflows", handler_conf_keys, vet_limits);
+const conf_section handler_config = CONF_SECTION_ORDERED("workflows", handler_conf_keys, handler_conf_orders);
 
 /* The table ------------------------------------------------------------------*/
 

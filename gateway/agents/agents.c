@@ -88,7 +88,7 @@ static const conf_key agents_conf_keys[] = {
     CONF_KEY_INT(agents_options, "resume_ttl_s", resume_ttl_s, 10, 600, "60"),
     CONF_KEY_INT(agents_options, "audit_max", audit_max, 1000, 10000000, "100000"),
 };
-const conf_section agents_config = CONF_SECTION("agents", agents_conf_keys, NULL);
+const conf_section agents_config = CONF_SECTION("agents", agents_conf_keys);
 
 
 

@@ -278,6 +278,24 @@ static size_t key_count(const conf_schema *s)
     return n;
 }
 
+/* The int value of key `name` of `sec` in `opts`. */
+static int int_value(const conf_section *sec, const void *opts, const char *name)
+{
+    const conf_key *k = find_key(sec, name);
+    return k ? *(const int *)field_const(opts, k->offset) : 0;
+}
+
+/* The first order of `sec` that `opts` breaks, or NULL. */
+static const conf_order *broken_order(const conf_section *sec, const void *opts)
+{
+    for (size_t i = 0; i < sec->order_count; i++) {
+        const conf_order *o = &sec->orders[i];
+        if (int_value(sec, opts, o->high) < int_value(sec, opts, o->low))
+            return o;
+    }
+    return NULL;
+}
+
 /* Defaults and release ----------------------------------------------------------*/
 
 void conf_section_defaults(const conf_section *sec, void *opts)
@@ -306,6 +324,11 @@ const char *conf_section_problem(const conf_section *sec, const void *opts, char
             snprintf(buf, size, "%s must be %ld-%ld", k->name, k->min, k->max);
             return buf;
         }
+    }
+    const conf_order *o = broken_order(sec, opts);
+    if (o) {
+        snprintf(buf, size, "%s must be at least %s", o->high, o->low);
+        return buf;
     }
     return NULL;
 }
@@ -483,32 +506,25 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
-/* Cross-key checks --------------------------------------------------------------*/
-
-struct conf_check {
-    load_ctx *ctx;           /* the load */
-    const conf_part *part;   /* the section being vetted */
-};
-
-void conf_refuse(conf_check *chk, const char *key, const char *fmt, ...)
-{
-    char why[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    long i = key_index(chk->ctx->schema, chk->part, key);
-    add_error(chk->ctx, i < 0 ? 0 : chk->ctx->set_on[i], "[%s] %s", chk->part->section->name, why);
-}
+/* Checks across keys ------------------------------------------------------------*/
 
 /* Settings each valid alone but not together, section by section. */
 static void vet_together(load_ctx *ctx)
 {
     for (size_t p = 0; p < ctx->schema->count; p++) {
         const conf_part *part = &ctx->schema->parts[p];
-        conf_check chk = {ctx, part};
-        if (part->section->vet)
-            part->section->vet(part_opts(part, ctx->settings), &chk);
+        const conf_section *sec = part->section;
+        const void *opts = part_opts(part, ctx->settings);
+        for (size_t i = 0; i < sec->order_count; i++) {
+            const conf_order *o = &sec->orders[i];
+            int high = int_value(sec, opts, o->high), low = int_value(sec, opts, o->low);
+            if (high >= low)
+                continue;
+            long hi = key_index(ctx->schema, part, o->high), lo = key_index(ctx->schema, part, o->low);
+            int line_hi = hi < 0 ? 0 : ctx->set_on[hi], line_lo = lo < 0 ? 0 : ctx->set_on[lo];
+            add_error(ctx, line_hi > line_lo ? line_hi : line_lo, "[%s] %s (%d) must be at least %s (%d)%s%s",
+                      sec->name, o->high, high, o->low, low, o->why ? ", " : "", o->why ? o->why : "");
+        }
     }
 }
 

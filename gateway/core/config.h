@@ -60,21 +60,27 @@ typedef struct conf_key {
 #define CONF_LIVE_INT(T, key, field, lo, hi, dflt) {key, CONF_INT, lo, hi, dflt, offsetof(T, field), 0, true}
 #define CONF_LIVE(T, key, type, field, dflt) {key, type, 0, 0, dflt, offsetof(T, field), 0, true}
 
-typedef struct conf_check conf_check;
-
-/* Settings each valid alone but not together: reports with conf_refuse.
- * `opts` is the section's options struct, filled. */
-typedef void conf_vet_fn(const void *opts, conf_check *chk);
+/* Two CONF_INT keys of a section, each valid alone, that must keep an
+ * order: high >= low. Refused on the later of their two lines as
+ * "[section] HIGH (h) must be at least LOW (l)[, why]". */
+typedef struct {
+    const char *low;      /* the key that must not exceed high */
+    const char *high;     /* the key that must be at least low */
+    const char *why;      /* what breaks otherwise, or NULL */
+} conf_order;
 
 /* A module's settings: one [section] of the file. */
 typedef struct {
-    const char *name;     /* INI section without brackets */
-    const conf_key *keys; /* its keys, in file order */
-    size_t count;         /* entries in keys */
-    conf_vet_fn *vet;     /* cross-key checks, or NULL */
+    const char *name;         /* INI section without brackets */
+    const conf_key *keys;     /* its keys, in file order */
+    size_t count;             /* entries in keys */
+    const conf_order *orders; /* checks across keys, or NULL */
+    size_t order_count;       /* entries in orders */
 } conf_section;
 
-#define CONF_SECTION(name, keys, vet) {name, keys, sizeof keys / sizeof keys[0], vet}
+#define CONF_SECTION(name, keys) {name, keys, sizeof keys / sizeof keys[0], NULL, 0}
+#define CONF_SECTION_ORDERED(name, keys, orders) \
+    {name, keys, sizeof keys / sizeof keys[0], orders, sizeof orders / sizeof orders[0]}
 
 /* Where a section's options struct sits in the program's settings struct. */
 typedef struct {
@@ -102,7 +108,8 @@ void conf_section_defaults(const conf_section *sec, void *opts);
 
 /* Options a module is handed (from conf_load, or built by a test): NULL
  * when every number and bounded text of `sec` in `opts` is within its
- * table's range, else "KEY must be MIN-MAX" (bytes for text) in `buf`. A module's *_new refuses such options;
+ * table's range and its orders hold, else "KEY must be MIN-MAX" (bytes
+ * for text) or "HIGH must be at least LOW" in `buf`. A module's *_new refuses such options;
  * the table stays the one place the ranges are written. */
 const char *conf_section_problem(const conf_section *sec, const void *opts, char *buf, size_t size);
 
@@ -122,11 +129,6 @@ int conf_load(const conf_schema *s, const char *path, void *settings, conf_error
  * the options structs are untouched). */
 void conf_free(const conf_schema *s, void *settings);
 void conf_errors_free(conf_errors *errs);
-
-/* Inside a conf_vet_fn: refuses `key` of the section being vetted,
- * reported on the line it was set on as "[section] why". */
-void conf_refuse(conf_check *chk, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* The keys, read-only ----------------------------------------------------------*/
 

@@ -29,7 +29,7 @@ static const conf_key log_conf_keys[] = {
     CONF_LIVE(log_options, "level", CONF_LOG_LEVEL, level, "info"),
     CONF_LIVE_INT(log_options, "flush_ms", flush_ms, 0, 1000, "100"),
 };
-const conf_section log_config = CONF_SECTION("log", log_conf_keys, NULL);
+const conf_section log_config = CONF_SECTION("log", log_conf_keys);
 
 int log_level_parse(const char *name, log_level *out)
 {

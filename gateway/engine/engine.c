@@ -95,7 +95,7 @@ static const conf_key engine_conf_keys[] = {
     CONF_KEY_INT(engine_options, "handler_timeout_ms", handler_timeout_ms, 1, 600000, "3000"),
     CONF_KEY_INT(engine_options, "max_cas_retries", max_cas_retries, 0, 100, "3"),
 };
-const conf_section engine_config = CONF_SECTION("session", engine_conf_keys, NULL);
+const conf_section engine_config = CONF_SECTION("session", engine_conf_keys);
 
 void engine_options_default(engine_options *opt)
 {

@@ -155,7 +155,7 @@ static const conf_key httpd_conf_keys[] = {
     CONF_KEY_INT(httpd_options, "idle_timeout_ms", idle_timeout_ms, 10, 3600000, "30000"),
     CONF_KEY_INT(httpd_options, "request_timeout_ms", request_timeout_ms, 10, 3600000, "10000"),
 };
-const conf_section httpd_config = CONF_SECTION("http", httpd_conf_keys, NULL);
+const conf_section httpd_config = CONF_SECTION("http", httpd_conf_keys);
 
 /* Metrics -------------------------------------------------------------------*/
 

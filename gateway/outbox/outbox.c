@@ -662,15 +662,9 @@ static const conf_key outbox_conf_keys[] = {
     CONF_KEY_INT(outbox_options, "dedupe_ttl_s", dedupe_ttl_s, 1, 2592000, "604800"),
 };
 /* Retry delays grow from backoff_min_ms up to backoff_max_ms. */
-static void vet_options(const void *opts, conf_check *chk)
-{
-    const outbox_options *o = opts;
-    if (o->backoff_max_ms < o->backoff_min_ms)
-        conf_refuse(chk, "backoff_max_ms", "backoff_max_ms (%d) must be at least backoff_min_ms (%d)",
-                    o->backoff_max_ms, o->backoff_min_ms);
-}
+static const conf_order outbox_conf_orders[] = {{"backoff_min_ms", "backoff_max_ms", NULL}};
 
-const conf_section outbox_config = CONF_SECTION("outbox", outbox_conf_keys, vet_options);
+const conf_section outbox_config = CONF_SECTION_ORDERED("outbox", outbox_conf_keys, outbox_conf_orders);
 
 void outbox_options_default(outbox_options *opt)
 {
@@ -684,8 +678,6 @@ static const char *options_problem(const outbox_options *o, char *buf, size_t si
     if (n == 0 || n > OB_MAX_CONSUMER ||
         strspn(o->consumer, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") != n)
         return "consumer must be 1-64 of [A-Za-z0-9_.:-]";
-    if (o->backoff_max_ms < o->backoff_min_ms)
-        return "backoff_max_ms must be at least backoff_min_ms";
     return conf_section_problem(&outbox_config, o, buf, size);
 }
 

@@ -488,7 +488,7 @@ static const conf_key sms_out_conf_keys[] = {
     CONF_KEY_INT(sms_out_options, "timeout_ms", timeout_ms, 100, 60000, "5000"),
     CONF_KEY_INT(sms_out_options, "message_ttl_s", message_ttl_s, 60, STORE_MAX_TTL_S, "2592000"),
 };
-const conf_section sms_out_config = CONF_SECTION("kannel", sms_out_conf_keys, NULL);
+const conf_section sms_out_config = CONF_SECTION("kannel", sms_out_conf_keys);
 
 void sms_out_options_default(sms_out_options *opt)
 {

@@ -129,15 +129,9 @@ static const conf_key registry_conf_keys[] = {
     CONF_KEY_INT(registry_options, "health_interval_ms", health_interval_ms, 10, 3600000, "5000"),
 };
 /* The connect deadline is part of the whole request's. */
-static void vet_options(const void *opts, conf_check *chk)
-{
-    const registry_options *o = opts;
-    if (o->connect_timeout_ms > o->timeout_ms)
-        conf_refuse(chk, "connect_timeout_ms", "connect_timeout_ms (%d) must be at most timeout_ms (%d)",
-                    o->connect_timeout_ms, o->timeout_ms);
-}
+static const conf_order registry_conf_orders[] = {{"connect_timeout_ms", "timeout_ms", NULL}};
 
-const conf_section registry_config = CONF_SECTION("registry", registry_conf_keys, vet_options);
+const conf_section registry_config = CONF_SECTION_ORDERED("registry", registry_conf_keys, registry_conf_orders);
 
 void registry_options_default(registry_options *opt)
 {
@@ -592,8 +586,6 @@ static const char *options_problem(const registry_options *o, char *buf, size_t 
     if (o->token && (strlen(o->token) == 0 || strlen(o->token) > REGISTRY_MAX_TOKEN ||
                      strpbrk(o->token, "\r\n")))
         return "token must be 1-512 characters on one line";
-    if (o->connect_timeout_ms > o->timeout_ms)
-        return "connect_timeout_ms must be 1-timeout_ms";
     return conf_section_problem(&registry_config, o, buf, size);
 }
 

@@ -8,12 +8,12 @@
 static const conf_key dialplans_keys[] = {
     CONF_LIVE(settings_dialplans, "dir", CONF_DIR, dir, "dialplans"),
 };
-static const conf_section dialplans_config = CONF_SECTION("dialplans", dialplans_keys, NULL);
+static const conf_section dialplans_config = CONF_SECTION("dialplans", dialplans_keys);
 
 static const conf_key gateway_keys[] = {
     CONF_KEY_INT(settings_gateway, "shutdown_grace_ms", shutdown_grace_ms, 0, 600000, "5000"),
 };
-static const conf_section gateway_config = CONF_SECTION("gateway", gateway_keys, NULL);
+static const conf_section gateway_config = CONF_SECTION("gateway", gateway_keys);
 
 #define PART(section, field) {&section, offsetof(conf, field)}
 

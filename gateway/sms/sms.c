@@ -88,7 +88,7 @@ static const conf_key sms_conf_keys[] = {
     CONF_KEY_BOOL(sms_options, "allow_unsigned", allow_unsigned, "0"),
     CONF_KEY(sms_options, "allow_from", CONF_ALLOWLIST, allow_from, ""),
 };
-const conf_section sms_config = CONF_SECTION("sms", sms_conf_keys, NULL);
+const conf_section sms_config = CONF_SECTION("sms", sms_conf_keys);
 
 void sms_options_default(sms_options *opt)
 {

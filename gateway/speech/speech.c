@@ -147,7 +147,7 @@ static const conf_key speech_conf_keys[] = {
     CONF_KEY_INT(speech_options, "queue", queue, 1, 100000, "256"),
     CONF_KEY_INT(speech_options, "wait_ms", wait_ms, 0, 10000, "1000"),
 };
-const conf_section speech_config = CONF_SECTION("speech", speech_conf_keys, NULL);
+const conf_section speech_config = CONF_SECTION("speech", speech_conf_keys);
 
 /* "zh:cmn en:en": pairs separated by spaces or commas, into map[0..*n). */
 static bool parse_voices(const char *text, voice_map *map, size_t *n)

@@ -741,15 +741,9 @@ static const conf_key store_conf_keys[] = {
 };
 
 /* The backoff runs from reconnect_min_ms up to reconnect_max_ms. */
-static void vet_options(const void *opts, conf_check *chk)
-{
-    const store_options *o = opts;
-    if (o->reconnect_max_ms < o->reconnect_min_ms)
-        conf_refuse(chk, "reconnect_max_ms", "reconnect_max_ms (%d) must be at least reconnect_min_ms (%d)",
-                    o->reconnect_max_ms, o->reconnect_min_ms);
-}
+static const conf_order store_conf_orders[] = {{"reconnect_min_ms", "reconnect_max_ms", NULL}};
 
-const conf_section store_config = CONF_SECTION("redis", store_conf_keys, vet_options);
+const conf_section store_config = CONF_SECTION_ORDERED("redis", store_conf_keys, store_conf_orders);
 
 void store_options_default(store_options *opt)
 {

@@ -880,7 +880,7 @@ static const conf_key ussd_conf_keys[] = {
     CONF_KEY(ussd_options, "allow_from", CONF_ALLOWLIST, allow_from, ""),
     CONF_KEY_INT(ussd_options, "max_clock_skew_s", max_clock_skew_s, 1, 3600, "300"),
 };
-const conf_section ussd_config = CONF_SECTION("ussd", ussd_conf_keys, NULL);
+const conf_section ussd_config = CONF_SECTION("ussd", ussd_conf_keys);
 
 void ussd_options_default(ussd_options *opt)
 {

@@ -140,7 +140,7 @@ static const conf_key voice_conf_keys[] = {
     CONF_KEY(voice_options, "prompts_dir", CONF_STRING, prompts_dir, "build/prompts"),
     CONF_KEY(voice_options, "recorded_dir", CONF_STRING, recorded_dir, ""),
 };
-const conf_section voice_config = CONF_SECTION("voice", voice_conf_keys, NULL);
+const conf_section voice_config = CONF_SECTION("voice", voice_conf_keys);
 
 
 

@@ -209,8 +209,8 @@ static void test_identify_window_shorter_than_registry(void **state)
 }
 
 /* Checks across keys belong to the module that owns them and refuse at
- * load, on the line of the key that breaks them (they used to be clamped
- * or refused only when the module started). */
+ * load, on the later of the two lines (they used to be clamped or refused
+ * only when the module started). */
 static void test_module_checks_across_keys(void **state)
 {
     fixture *f = *state;
@@ -220,7 +220,7 @@ static void test_module_checks_across_keys(void **state)
                      -1);
     assert_int_equal(f->errs.count, 3);
     assert_error(f, 0, 3, "[redis] reconnect_max_ms (1000) must be at least reconnect_min_ms (2000)");
-    assert_error(f, 1, 6, "[registry] connect_timeout_ms (2000) must be at most timeout_ms (1000)");
+    assert_error(f, 1, 6, "[registry] timeout_ms (1000) must be at least connect_timeout_ms (2000)");
     assert_error(f, 2, 9, "[outbox] backoff_max_ms (10) must be at least backoff_min_ms (5000)");
 }
 
