@@ -18,13 +18,13 @@
 #include <string.h>
 
 #include "agents.h"
-#include "config.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
 #include "reload.h"
 #include "runtime.h"
+#include "settings.h"
 #include "sms.h"
 #include "sms_out.h"
 #include "ussd.h"
@@ -116,27 +116,13 @@ static bool load_config(const char *path, conf *c)
 {
     conf_errors errs;
     if (path == NULL) {
-        conf_defaults(c);
+        settings_defaults(c);
         return true;
     }
-    bool ok = conf_load(path, c, &errs) == 0;
+    bool ok = settings_load(path, c, &errs) == 0;
     print_errors(&errs);
     conf_errors_free(&errs);
     return ok;
-}
-
-static void httpd_options_from(const conf *c, httpd_options *ho)
-{
-    *ho = (httpd_options){
-        .name = "http",
-        .host = c->http.listen.host,
-        .port = c->http.listen.port,
-        .max_body_bytes = c->http.max_body_bytes,
-        .max_header_bytes = c->http.max_header_bytes,
-        .max_connections = c->http.max_connections,
-        .idle_timeout_ms = c->http.idle_timeout_ms,
-        .request_timeout_ms = c->http.request_timeout_ms,
-    };
 }
 
 /* Dialplans -------------------------------------------------------------------*/
@@ -186,24 +172,15 @@ static int apply_dialplans(const conf *next, void *arg)
     return rc;
 }
 
-static bool key_is(const conf_key *k, const char *section, const char *name)
-{
-    return strcmp(conf_key_section(k), section) == 0 && strcmp(conf_key_name(k), name) == 0;
-}
-
-/* The settings a reload hook applies; every other change needs a restart. */
-static bool applied_live(const conf_key *k)
-{
-    return strcmp(conf_key_section(k), "log") == 0 || key_is(k, "dialplans", "dir");
-}
-
+/* Keys marked live in their table are applied by the hooks above; every
+ * other change needs a restart. */
 static void report_restart_needed(const conf *running, const conf *next)
 {
     const conf_key *k;
-    for (size_t i = 0; (k = conf_key_at(i)) != NULL; i++)
-        if (!applied_live(k) && conf_key_differs(k, running, next))
-            log_warn("reload.restart_needed", "section=%s key=%s", conf_key_section(k),
-                     conf_key_name(k));
+    const char *section;
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &section)) != NULL; i++)
+        if (!k->live && conf_key_differs(&settings_schema, section, k, running, next))
+            log_warn("reload.restart_needed", "section=%s key=%s", section, k->name);
 }
 
 static void reload(gateway *gw)
@@ -215,7 +192,7 @@ static void reload(gateway *gw)
     }
     conf next;
     conf_errors errs;
-    if (conf_load(gw->config_path, &next, &errs) != 0) {
+    if (settings_load(gw->config_path, &next, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error("reload.config_invalid", "error=%s", log_quote(errs.lines[i]).s);
     } else {
@@ -223,7 +200,7 @@ static void reload(gateway *gw)
         reload_run(&next);
     }
     conf_errors_free(&errs);
-    conf_free(&next);
+    settings_free(&next);
 }
 
 /* Signals ----------------------------------------------------------------------*/
@@ -270,48 +247,6 @@ static bool watch_signals(gateway *gw)
 
 /* Running ------------------------------------------------------------------------*/
 
-static void ussd_options_from(const conf *c, engine *e, ussd_options *uo)
-{
-    ussd_options_default(uo);
-    uo->engine = e;
-    uo->answer_deadline_ms = c->ussd.answer_deadline_ms;
-    uo->max_text_bytes = c->ussd.max_text_bytes;
-    uo->page_octets = c->ussd.page_octets;
-    uo->max_sessions = c->ussd.max_sessions;
-    uo->state_ttl_s = c->ussd.state_ttl_s;
-    uo->hop_key_secret = c->ussd.hop_key_secret;
-    uo->secret = c->ussd.secret;
-    uo->allow_unsigned = c->ussd.allow_unsigned;
-    uo->allow_from = c->ussd.allow_from;
-    uo->max_clock_skew_s = c->ussd.max_clock_skew_s;
-    uo->starts_per_number = c->workflows.sessions_per_number;
-    uo->number_window_s = c->workflows.number_window_s;
-}
-
-static void sms_options_from(const conf *c, sms_options *so)
-{
-    sms_options_default(so);
-    so->max_messages = c->sms.max_messages;
-    so->max_text_bytes = c->sms.max_text_bytes;
-    so->secret = c->sms.secret;
-    so->allow_unsigned = c->sms.allow_unsigned;
-    so->allow_from = c->sms.allow_from;
-    so->starts_per_number = c->workflows.sessions_per_number;
-    so->number_window_s = c->workflows.number_window_s;
-}
-
-static void sms_out_options_from(const conf *c, sms_out_options *so)
-{
-    sms_out_options_default(so);
-    so->sendsms_url = c->kannel.sendsms_url;
-    so->username = c->kannel.username;
-    so->password = c->kannel.password;
-    so->from = c->kannel.from;
-    so->dlr_url = c->kannel.dlr_url;
-    so->timeout_ms = c->kannel.timeout_ms;
-    so->message_ttl_s = c->kannel.message_ttl_s;
-}
-
 static bool send_code_now(void *ctx, const char *to, const char *text)
 {
     return sms_out_send_now(ctx, to, text);
@@ -323,13 +258,12 @@ static bool send_code_now(void *ctx, const char *to, const char *text)
  * outbox for one that has it (codes cannot be sent then). */
 static bool start_sms_out(gateway *gw)
 {
-    sms_out_options so;
-    sms_out_options_from(gw->conf, &so);
-    if (so.username == NULL) {
+    const sms_out_options *so = &gw->conf->kannel;
+    if (so->username == NULL) {
         log_warn("sms_out.disabled", "why=%s", log_quote("[kannel] username unset").s);
         return true;
     }
-    gw->sms_out = sms_out_new(gw->base, runtime_store(gw->rt), runtime_outbox(gw->rt), &so);
+    gw->sms_out = sms_out_new(gw->base, runtime_store(gw->rt), runtime_outbox(gw->rt), so);
     if (gw->sms_out == NULL || sms_out_dlr_route(gw->sms_out, gw->http) != 0)
         return false;
     runtime_set_send_now(gw->rt, send_code_now, gw->sms_out);
@@ -341,46 +275,22 @@ static bool voice_up(const void *v)
     return voice_alive(v);
 }
 
+/* RTP takes the address SDP gives and room for every call; values wait
+ * as [speech] says; recorded values sit with the recorded prompts. */
 static bool start_voice(gateway *gw)
 {
     const conf *c = gw->conf;
     if (!c->voice.enabled)
         return true;
-    speech_options so = {
-        .voices = c->speech.voices,
-        .rate = c->speech.rate,
-        .cache_bytes = (size_t)c->speech.cache_bytes,
-        .queue = c->speech.queue,
-        .recorded_dir = c->voice.recorded_dir,
-    };
-    voice_options vo = {
-        .engine = runtime_engine(gw->rt),
-        .store = runtime_store(gw->rt),
-        .sip = {
-            .bind_addr = c->voice.listen.host,
-            .rtp_address = c->voice.rtp_address,
-            .port = c->voice.listen.port,
-            .trunks = c->voice.trunks,
-            .pai_trunks = c->voice.pai_trunks,
-            .max_calls = c->voice.max_calls,
-            .session_expires_s = c->voice.session_expires_s,
-            .refer_timeout_ms = c->voice.refer_timeout_ms,
-        },
-        .media = {
-            .bind_addr = c->voice.rtp_address,
-            .port_min = c->voice.rtp_port_min,
-            .port_max = c->voice.rtp_port_max,
-            .max_streams = c->voice.max_calls,
-            .inactivity_ms = c->voice.rtp_inactivity_ms,
-            .value_wait_ms = c->speech.wait_ms,
-        },
-        .prompts_dir = c->voice.prompts_dir,
-        .recorded_dir = c->voice.recorded_dir,
-        .agent_uri = c->voice.agent_uri,
-        .inter_digit_timeout_ms = c->voice.inter_digit_timeout_ms,
-        .prompt_gap_ms = c->voice.prompt_gap_ms,
-        .speech = c->speech.enabled ? &so : NULL,
-    };
+    speech_options so = c->speech;
+    so.recorded_dir = c->voice.recorded_dir;
+    voice_options vo = c->voice;
+    vo.engine = runtime_engine(gw->rt);
+    vo.store = runtime_store(gw->rt);
+    vo.media.bind_addr = c->voice.sip.rtp_address;
+    vo.media.max_streams = c->voice.sip.max_calls;
+    vo.media.value_wait_ms = c->speech.wait_ms;
+    vo.speech = c->speech.enabled ? &so : NULL;
     gw->voice = voice_new(gw->base, &vo);
     return gw->voice != NULL;
 }
@@ -393,24 +303,20 @@ static bool start_agents(gateway *gw)
         return true;
     httpd_options ho = {
         .name = "agents",
-        .host = c->agents.listen.host,
-        .port = c->agents.listen.port,
+        .host = c->agents.listen_host,
+        .port = c->agents.listen_port,
         .max_body_bytes = AGENTS_MAX_BODY_BYTES,
         .max_header_bytes = AGENTS_MAX_HEADER_BYTES,
         .max_connections = AGENTS_MAX_CONNECTIONS,
         .idle_timeout_ms = c->http.idle_timeout_ms,
         .request_timeout_ms = c->http.request_timeout_ms,
     };
-    agents_options ao = {
-        .engine = runtime_engine(gw->rt),
-        .store = runtime_store(gw->rt),
-        .outbox = runtime_outbox(gw->rt),
-        .tokens_file = c->agents.tokens_file,
-        .resume_ttl_s = c->agents.resume_ttl_s,
-        .audit_max = c->agents.audit_max,
-        .resume_host = c->voice.listen.host,
-        .resume_port = c->voice.listen.port,
-    };
+    agents_options ao = c->agents;
+    ao.engine = runtime_engine(gw->rt);
+    ao.store = runtime_store(gw->rt);
+    ao.outbox = runtime_outbox(gw->rt);
+    ao.resume_host = c->voice.sip.bind_addr;
+    ao.resume_port = c->voice.sip.port;
     gw->agents_http = httpd_new(gw->base, &ho);
     if (gw->agents_http == NULL)
         return false;
@@ -420,10 +326,11 @@ static bool start_agents(gateway *gw)
 
 static bool start_modules(gateway *gw)
 {
-    httpd_options ho;
-    ussd_options uo;
-    sms_options so;
-    httpd_options_from(gw->conf, &ho);
+    const conf *c = gw->conf;
+    httpd_options ho = c->http;
+    ussd_options uo = c->ussd;
+    sms_options so = c->sms;
+    ho.name = "http";
     gw->rt = runtime_new(gw->base, gw->conf, gw->dialplans);
     gw->http = httpd_new(gw->base, &ho);
     if (gw->rt == NULL || gw->http == NULL)
@@ -431,8 +338,10 @@ static bool start_modules(gateway *gw)
     if (runtime_digest_key_random(gw->rt))
         log_warn("runtime.digest_secret_random", "why=%s",
                  log_quote("[workflows] digest_secret unset: codes do not survive a restart").s);
-    ussd_options_from(gw->conf, runtime_engine(gw->rt), &uo);
-    sms_options_from(gw->conf, &so);
+    /* The per-number limits are [workflows]', shared by the text channels. */
+    uo.engine = runtime_engine(gw->rt);
+    uo.starts_per_number = so.starts_per_number = c->workflows.sessions_per_number;
+    uo.number_window_s = so.number_window_s = c->workflows.number_window_s;
     gw->ussd = ussd_new(gw->base, gw->http, &uo);
     gw->sms = sms_new(runtime_engine(gw->rt), gw->http, &so);
     if (gw->ussd == NULL || gw->sms == NULL || !start_sms_out(gw) || !start_voice(gw) || !start_agents(gw))
@@ -473,10 +382,10 @@ static void stop_modules(gateway *gw)
 
 static void log_start(const gateway *gw)
 {
-    const conf_address *a = &gw->conf->http.listen;
-    bool v6 = strchr(a->host, ':') != NULL;
+    const char *host = gw->conf->http.host;
+    bool v6 = strchr(host, ':') != NULL;
     log_info("gateway.start", "version=%s listeners=http://%s%s%s:%d config=%s dialplan=%s",
-             CARDLINE_VERSION, v6 ? "[" : "", a->host, v6 ? "]" : "", httpd_port(gw->http),
+             CARDLINE_VERSION, v6 ? "[" : "", host, v6 ? "]" : "", httpd_port(gw->http),
              log_quote(gw->config_path ? gw->config_path : "").s, dialplan_version(gw->dialplans));
 }
 
@@ -597,7 +506,7 @@ int main(int argc, char **argv)
     }
     conf c;
     if (!load_config(args.config_path, &c)) {
-        conf_free(&c);
+        settings_free(&c);
         return 1;
     }
     dialplan *dp = load_dialplans(&c);
@@ -616,6 +525,6 @@ int main(int argc, char **argv)
     }
     if (dp != NULL)
         dialplan_unref(dp);
-    conf_free(&c);
+    settings_free(&c);
     return rc;
 }

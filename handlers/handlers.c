@@ -26,6 +26,34 @@ struct handler_call {
     bool finished;            /* handler_finish ran */
 };
 
+/* Settings ----------------------------------------------------------------------*/
+
+static const conf_key handler_conf_keys[] = {
+    CONF_KEY_INT(handler_limits, "identify_window_s", identify_window_s, 60, 86400, "3600"),
+    CONF_KEY_INT(handler_limits, "identify_max_per_caller", identify_max_per_caller, 1, 1000, "10"),
+    CONF_KEY_INT(handler_limits, "identify_max_per_id", identify_max_per_id, 1, 1000, "5"),
+    CONF_KEY_INT(handler_limits, "registry_pin_window_s", registry_pin_window_s, 0, 86400, "0"),
+    CONF_KEY_INT(handler_limits, "code_ttl_s", code_ttl_s, 30, 3600, "300"),
+    CONF_KEY_INT(handler_limits, "code_tries", code_tries, 1, 10, "3"),
+    CONF_KEY_INT(handler_limits, "code_sends", code_sends, 1, 10, "3"),
+    CONF_KEY_INT(handler_limits, "loss_confirm_wait_ms", loss_confirm_wait_ms, 0, 10000, "1500"),
+    CONF_KEY_TEXT(handler_limits, "digest_secret", digest_secret, 16, 256, ""),
+    CONF_KEY_INT(handler_limits, "number_window_s", number_window_s, 60, 86400, "3600"),
+    CONF_KEY_INT(handler_limits, "sessions_per_number", sessions_per_number, 1, 1000000, "30"),
+    CONF_KEY_INT(handler_limits, "codes_per_number", codes_per_number, 1, 1000, "5"),
+    CONF_KEY_INT(handler_limits, "callbacks_per_number", callbacks_per_number, 1, 1000, "3"),
+};
+
+/* Without the registry's own PIN count, the per-ID window is all that
+ * keeps a guesser from the wrong PIN that locks a card, and only while the
+ * registry has forgotten a wrong PIN before the gateway has
+ * (docs/workflows.md). */
+static const conf_order handler_conf_orders[] = {
+    {"registry_pin_window_s", "identify_window_s", "or guesses spread over the registry's window lock the card"},
+};
+
+const conf_section handler_config = CONF_SECTION_ORDERED("workflows", handler_conf_keys, handler_conf_orders);
+
 /* The table ------------------------------------------------------------------*/
 
 static const char *const verify_args[] = {"id", "pin", NULL};

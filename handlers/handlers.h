@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "channel.h"
 #include "handler_def.h"
 
@@ -46,7 +47,14 @@ typedef struct {
     int number_window_s;          /* window of the per-number counters below */
     int codes_per_number;         /* codes sent to one mobile number per window */
     int callbacks_per_number;     /* callbacks one caller number may book per window */
+    int sessions_per_number;      /* USSD/SMS sessions one number may start per window (ussd, sms) */
+    int registry_pin_window_s;    /* a registry without the PIN count: its lock window, 0 = it sends the count */
+    const char *digest_secret;    /* HMAC key of code and new-PIN digests (runtime keeps it as
+                                     handler_env.digest_key), NULL = random */
 } handler_limits;
+
+/* [workflows]: every field but handler_timeout_ms ([session]). */
+extern const conf_section handler_config;
 
 /* What handlers may use; owned by the process, shared by every call. */
 typedef struct handler_env {

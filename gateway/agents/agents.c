@@ -79,7 +79,18 @@ bool agents_one_of(const char *s, const char *const *names)
     return false;
 }
 
-/* Audit -------------------------------------------------------------------------*/
+/* Settings ----------------------------------------------------------------------*/
+
+static const conf_key agents_conf_keys[] = {
+    CONF_KEY_BOOL(agents_options, "enabled", enabled, "0"),
+    CONF_KEY_ADDRESS(agents_options, "listen", listen_host, listen_port, "127.0.0.1:8081"),
+    CONF_KEY(agents_options, "tokens_file", CONF_STRING, tokens_file, "configs/agents.yaml"),
+    CONF_KEY_INT(agents_options, "resume_ttl_s", resume_ttl_s, 10, 600, "60"),
+    CONF_KEY_INT(agents_options, "audit_max", audit_max, 1000, 10000000, "100000"),
+};
+const conf_section agents_config = CONF_SECTION("agents", agents_conf_keys);
+
+
 
 static void audit_written(store_status st, const struct redisReply *reply, void *arg)
 {
@@ -480,9 +491,10 @@ static void dispatch(httpd_request *http, void *arg)
 
 static bool options_ok(const agents_options *opt)
 {
-    return opt->engine && opt->store && opt->outbox && opt->tokens_file && opt->resume_ttl_s >= 10 &&
-           opt->resume_ttl_s <= 600 && opt->audit_max >= 1000 && opt->resume_host && opt->resume_port > 0 &&
-           opt->resume_port <= 65535;
+    char buf[96];
+    return opt->engine && opt->store && opt->outbox && opt->tokens_file && opt->resume_host &&
+           opt->resume_port > 0 && opt->resume_port <= 65535 &&
+           conf_section_problem(&agents_config, opt, buf, sizeof buf) == NULL;
 }
 
 static auth_table *load_tokens(const char *path)

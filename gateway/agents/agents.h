@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include "config.h"
+
 struct httpd;
 struct engine;
 struct store;
@@ -31,6 +33,9 @@ typedef struct agents agents;
 #define AGENTS_MAX_CONNECTIONS 256
 
 typedef struct {
+    bool enabled;            /* main serves the agent API only when set */
+    const char *listen_host; /* the agent API's own HTTP listener */
+    int listen_port;
     struct engine *engine;   /* runs transfers and releases */
     struct store *store;     /* sessions, events, tokens, audit, callbacks */
     struct outbox *outbox;   /* SMS to callers ("sms" entries) */
@@ -40,6 +45,9 @@ typedef struct {
     const char *resume_host; /* [voice] listen host, for resume URIs */
     int resume_port;         /* [voice] listen port */
 } agents_options;
+
+/* [agents]: enabled, listen, tokens_file, resume_ttl_s, audit_max. */
+extern const conf_section agents_config;
 
 /* The problems of a tokens file, each "FILE:LINE: message". */
 typedef struct {

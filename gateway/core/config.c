@@ -1,11 +1,12 @@
-/* config — the key table and the loader built on libinih (see config.h).
- * Owns the conf strings and the error list. libinih does the INI syntax;
+/* config — the loader built on libinih over the modules' key tables (see
+ * config.h). Owns the copied strings and the error list. libinih does the INI syntax;
  * our line reader counts lines (Debian's inih reports no line numbers to
  * handlers), vets each line's shape and section, and the handler checks
  * every value against the table. */
 #include "config.h"
 
 #include "allow.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -19,183 +20,33 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum {
-    CONF_INT,        /* decimal integer within [min, max] */
-    CONF_STRING,     /* free text; empty means unset (NULL) */
-    CONF_HOST,       /* non-empty host name or address, no spaces */
-    CONF_ADDRESS,    /* host:port or [v6]:port */
-    CONF_URL,        /* http:// or https:// base URL */
-    CONF_PATH,       /* readable file; empty means unset (NULL) */
-    CONF_DIR,        /* directory name, required; read by its consumer */
-    CONF_ALLOWLIST,  /* source addresses and CIDR prefixes (allow.h); empty means unset */
-    CONF_LOG_LEVEL   /* debug, info, warn or error */
-} conf_type;
-
-struct conf_key {
-    const char *section;  /* INI section without brackets */
-    const char *name;     /* key within the section */
-    conf_type type;       /* how the value is parsed and checked */
-    long min;             /* CONF_INT: smallest accepted value */
-    long max;             /* CONF_INT: largest accepted value */
-    const char *def;      /* default, written as in the file */
-    size_t offset;        /* field in struct conf */
-};
-
-#define KEY_INT(sec, key, lo, hi, dflt, field) \
-    {sec, key, CONF_INT, lo, hi, dflt, offsetof(conf, field)}
-#define KEY(sec, key, type, dflt, field) \
-    {sec, key, type, 0, 0, dflt, offsetof(conf, field)}
-
-static const conf_key keys[] = {
-    KEY("log", "level", CONF_LOG_LEVEL, "info", log.level),
-    KEY_INT("log", "flush_ms", 0, 1000, "100", log.flush_ms),
-
-    KEY("http", "listen", CONF_ADDRESS, "127.0.0.1:8080", http.listen),
-    KEY_INT("http", "max_body_bytes", 1, 16777216, "65536", http.max_body_bytes),
-    KEY_INT("http", "max_header_bytes", 256, 1048576, "8192", http.max_header_bytes),
-    KEY_INT("http", "max_connections", 1, 100000, "1024", http.max_connections),
-    KEY_INT("http", "idle_timeout_ms", 10, 3600000, "30000", http.idle_timeout_ms),
-    KEY_INT("http", "request_timeout_ms", 10, 3600000, "10000", http.request_timeout_ms),
-
-    KEY("redis", "host", CONF_HOST, "127.0.0.1", redis.host),
-    KEY_INT("redis", "port", 1, 65535, "6379", redis.port),
-    KEY("redis", "password", CONF_STRING, "", redis.password),
-    KEY_INT("redis", "db", 0, 15, "0", redis.db),
-    KEY_INT("redis", "op_timeout_ms", 1, 60000, "250", redis.op_timeout_ms),
-    KEY_INT("redis", "reconnect_min_ms", 1, 60000, "100", redis.reconnect_min_ms),
-    KEY_INT("redis", "reconnect_max_ms", 1, 600000, "5000", redis.reconnect_max_ms),
-    KEY_INT("redis", "ping_interval_ms", 10, 600000, "1000", redis.ping_interval_ms),
-    KEY_INT("redis", "max_pending", 1, 1000000, "10000", redis.max_pending),
-
-    KEY("registry", "url", CONF_URL, "http://127.0.0.1:8090", registry.url),
-    KEY("registry", "token", CONF_STRING, "", registry.token),
-    KEY("registry", "ca_file", CONF_PATH, "", registry.ca_file),
-    KEY("registry", "cert_file", CONF_PATH, "", registry.cert_file),
-    KEY("registry", "key_file", CONF_PATH, "", registry.key_file),
-    KEY_INT("registry", "timeout_ms", 1, 600000, "2000", registry.timeout_ms),
-    KEY_INT("registry", "connect_timeout_ms", 1, 600000, "500", registry.connect_timeout_ms),
-    KEY_INT("registry", "max_connections", 1, 10000, "32", registry.max_connections),
-    KEY_INT("registry", "max_pending", 1, 1000000, "10000", registry.max_pending),
-    KEY_INT("registry", "read_retries", 0, 10, "1", registry.read_retries),
-    KEY_INT("registry", "health_interval_ms", 10, 3600000, "5000", registry.health_interval_ms),
-
-    KEY("dialplans", "dir", CONF_DIR, "dialplans", dialplans.dir),
-
-    KEY_INT("session", "ttl_voice_s", 1, 86400, "3600", session.ttl_voice_s),
-    KEY_INT("session", "ttl_ussd_s", 1, 86400, "300", session.ttl_ussd_s),
-    KEY_INT("session", "ttl_sms_s", 1, 86400, "900", session.ttl_sms_s),
-    KEY_INT("session", "max_steps_per_hop", 1, 10000, "64", session.max_steps_per_hop),
-    KEY_INT("session", "max_input_bytes", 1, 65536, "512", session.max_input_bytes),
-    KEY_INT("session", "events_kept", 0, 1000, "20", session.events_kept),
-    KEY_INT("session", "handler_timeout_ms", 1, 600000, "3000", session.handler_timeout_ms),
-
-    KEY_INT("ussd", "answer_deadline_ms", 100, 60000, "2500", ussd.answer_deadline_ms),
-    KEY_INT("ussd", "max_text_bytes", 16, 4096, "1024", ussd.max_text_bytes),
-    KEY_INT("ussd", "page_octets", 64, 160, "160", ussd.page_octets),
-    KEY_INT("ussd", "max_sessions", 1, 1000000, "10000", ussd.max_sessions),
-    KEY_INT("ussd", "state_ttl_s", 10, 86400, "300", ussd.state_ttl_s),
-    KEY("ussd", "hop_key_secret", CONF_STRING, "", ussd.hop_key_secret),
-    KEY("ussd", "secret", CONF_STRING, "", ussd.secret),
-    KEY_INT("ussd", "allow_unsigned", 0, 1, "0", ussd.allow_unsigned),
-    KEY("ussd", "allow_from", CONF_ALLOWLIST, "", ussd.allow_from),
-    KEY_INT("ussd", "max_clock_skew_s", 1, 3600, "300", ussd.max_clock_skew_s),
-
-    KEY_INT("sms", "max_messages", 1, 10, "3", sms.max_messages),
-    KEY_INT("sms", "max_text_bytes", 1, 4096, "480", sms.max_text_bytes),
-    KEY("sms", "secret", CONF_STRING, "", sms.secret),
-    KEY_INT("sms", "allow_unsigned", 0, 1, "0", sms.allow_unsigned),
-    KEY("sms", "allow_from", CONF_ALLOWLIST, "", sms.allow_from),
-
-    KEY("outbox", "consumer", CONF_STRING, "cardline", outbox.consumer),
-    KEY_INT("outbox", "poll_interval_ms", 10, 60000, "200", outbox.poll_interval_ms),
-    KEY_INT("outbox", "batch", 1, 1000, "32", outbox.batch),
-    KEY_INT("outbox", "max_in_flight", 1, 100000, "256", outbox.max_in_flight),
-    KEY_INT("outbox", "lease_ms", 100, 3600000, "60000", outbox.lease_ms),
-    KEY_INT("outbox", "backoff_min_ms", 1, 3600000, "1000", outbox.backoff_min_ms),
-    KEY_INT("outbox", "backoff_max_ms", 1, 86400000, "300000", outbox.backoff_max_ms),
-    KEY_INT("outbox", "max_attempts", 1, 1000, "20", outbox.max_attempts),
-    KEY_INT("outbox", "max_age_s", 1, 2592000, "86400", outbox.max_age_s),
-    KEY_INT("outbox", "max_payload_bytes", 2, 1048576, "16384", outbox.max_payload_bytes),
-    KEY_INT("outbox", "dedupe_ttl_s", 1, 2592000, "604800", outbox.dedupe_ttl_s),
-
-    KEY("kannel", "sendsms_url", CONF_URL, "http://127.0.0.1:13013/cgi-bin/sendsms", kannel.sendsms_url),
-    KEY("kannel", "username", CONF_STRING, "", kannel.username),
-    KEY("kannel", "password", CONF_STRING, "", kannel.password),
-    KEY("kannel", "from", CONF_STRING, "cardline", kannel.from),
-    KEY("kannel", "dlr_url", CONF_STRING, "", kannel.dlr_url),
-    KEY_INT("kannel", "timeout_ms", 100, 60000, "5000", kannel.timeout_ms),
-    KEY_INT("kannel", "message_ttl_s", 60, 2592000, "2592000", kannel.message_ttl_s),
-
-    KEY_INT("workflows", "identify_window_s", 60, 86400, "3600", workflows.identify_window_s),
-    KEY_INT("workflows", "identify_max_per_caller", 1, 1000, "10", workflows.identify_max_per_caller),
-    KEY_INT("workflows", "identify_max_per_id", 1, 1000, "5", workflows.identify_max_per_id),
-    KEY_INT("workflows", "registry_pin_window_s", 0, 86400, "0", workflows.registry_pin_window_s),
-    KEY_INT("workflows", "code_ttl_s", 30, 3600, "300", workflows.code_ttl_s),
-    KEY_INT("workflows", "code_tries", 1, 10, "3", workflows.code_tries),
-    KEY_INT("workflows", "code_sends", 1, 10, "3", workflows.code_sends),
-    KEY_INT("workflows", "loss_confirm_wait_ms", 0, 10000, "1500", workflows.loss_confirm_wait_ms),
-    KEY("workflows", "digest_secret", CONF_STRING, "", workflows.digest_secret),
-    KEY_INT("workflows", "number_window_s", 60, 86400, "3600", workflows.number_window_s),
-    KEY_INT("workflows", "sessions_per_number", 1, 1000000, "30", workflows.sessions_per_number),
-    KEY_INT("workflows", "codes_per_number", 1, 1000, "5", workflows.codes_per_number),
-    KEY_INT("workflows", "callbacks_per_number", 1, 1000, "3", workflows.callbacks_per_number),
-
-    KEY_INT("voice", "enabled", 0, 1, "0", voice.enabled),
-    KEY("voice", "listen", CONF_ADDRESS, "127.0.0.1:5060", voice.listen),
-    KEY("voice", "trunks", CONF_ALLOWLIST, "127.0.0.1", voice.trunks),
-    KEY("voice", "pai_trunks", CONF_ALLOWLIST, "", voice.pai_trunks),
-    KEY_INT("voice", "max_calls", 1, 10000, "600", voice.max_calls),
-    KEY("voice", "rtp_address", CONF_HOST, "127.0.0.1", voice.rtp_address),
-    KEY_INT("voice", "rtp_port_min", 1024, 65534, "20000", voice.rtp_port_min),
-    KEY_INT("voice", "rtp_port_max", 1025, 65535, "29999", voice.rtp_port_max),
-    KEY_INT("voice", "rtp_inactivity_ms", 0, 3600000, "30000", voice.rtp_inactivity_ms),
-    KEY_INT("voice", "session_expires_s", 90, 86400, "1800", voice.session_expires_s),
-    KEY("voice", "agent_uri", CONF_STRING, "sip:{queue}@127.0.0.1:5070", voice.agent_uri),
-    KEY_INT("voice", "refer_timeout_ms", 100, 60000, "8000", voice.refer_timeout_ms),
-    KEY_INT("voice", "inter_digit_timeout_ms", 500, 30000, "3000", voice.inter_digit_timeout_ms),
-    KEY_INT("voice", "prompt_gap_ms", 0, 2000, "300", voice.prompt_gap_ms),
-    KEY("voice", "prompts_dir", CONF_STRING, "build/prompts", voice.prompts_dir),
-    KEY("voice", "recorded_dir", CONF_STRING, "", voice.recorded_dir),
-
-    KEY_INT("speech", "enabled", 0, 1, "1", speech.enabled),
-    KEY("speech", "voices", CONF_STRING, "zh:cmn en:en", speech.voices),
-    KEY_INT("speech", "rate", 80, 450, "150", speech.rate),
-    KEY_INT("speech", "cache_bytes", 65536, 1073741824, "16777216", speech.cache_bytes),
-    KEY_INT("speech", "queue", 1, 100000, "256", speech.queue),
-    KEY_INT("speech", "wait_ms", 0, 10000, "1000", speech.wait_ms),
-
-    KEY_INT("agents", "enabled", 0, 1, "0", agents.enabled),
-    KEY("agents", "listen", CONF_ADDRESS, "127.0.0.1:8081", agents.listen),
-    KEY("agents", "tokens_file", CONF_STRING, "configs/agents.yaml", agents.tokens_file),
-    KEY_INT("agents", "resume_ttl_s", 10, 600, "60", agents.resume_ttl_s),
-    KEY_INT("agents", "audit_max", 1000, 10000000, "100000", agents.audit_max),
-
-    KEY_INT("gateway", "shutdown_grace_ms", 0, 600000, "5000", gateway.shutdown_grace_ms),
-};
-
-#define KEY_COUNT (sizeof keys / sizeof keys[0])
-
 /* Field access ----------------------------------------------------------------*/
 
-static void *field(conf *c, const conf_key *k)
+static void *field(void *opts, size_t offset)
 {
-    return (char *)c + k->offset;
+    return (char *)opts + offset;
 }
 
-static const void *field_const(const conf *c, const conf_key *k)
+static const void *field_const(const void *opts, size_t offset)
 {
-    return (const char *)c + k->offset;
+    return (const char *)opts + offset;
 }
 
-static void replace_string(char **slot, const char *value)
+/* A string field: copied when the settings own their strings (conf_load),
+ * else pointing at the table's text (conf_section_defaults). */
+static void replace_string(const char **slot, const char *value, bool copy)
 {
-    free(*slot);
-    *slot = value && *value ? strdup(value) : NULL;
+    if (copy) {
+        free((char *)*slot);
+        *slot = value && *value ? strdup(value) : NULL;
+    } else {
+        *slot = value && *value ? value : NULL;
+    }
 }
 
 /* Value parsers: NULL on success, else why the value is refused ---------------*/
 
-static const char *parse_int(const conf_key *k, const char *v, int *out)
+static const char *parse_long(long min, long max, const char *v, long *out)
 {
     static char why[96];
     char *end;
@@ -203,11 +54,44 @@ static const char *parse_int(const conf_key *k, const char *v, int *out)
     long n = strtol(v, &end, 10);
     if (*v == '\0' || *end != '\0' || errno == ERANGE)
         return "not an integer";
-    if (n < k->min || n > k->max) {
-        snprintf(why, sizeof why, "%ld is out of range %ld..%ld", n, k->min, k->max);
+    if (n < min || n > max) {
+        snprintf(why, sizeof why, "%ld is out of range %ld..%ld", n, min, max);
         return why;
     }
-    *out = (int)n;
+    *out = n;
+    return NULL;
+}
+
+/* CONF_INT, CONF_BOOL and CONF_SIZE: the range, then the field's own type. */
+static const char *parse_number(const conf_key *k, const char *v, void *out)
+{
+    long n;
+    const char *why = parse_long(k->min, k->max, v, &n);
+    if (why != NULL)
+        return why;
+    if (k->type == CONF_BOOL)
+        *(bool *)out = n != 0;
+    else if (k->type == CONF_SIZE)
+        *(size_t *)out = (size_t)n;
+    else
+        *(int *)out = (int)n;
+    return NULL;
+}
+
+static bool text_length_ok(const conf_key *k, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    return k->max == 0 || n == 0 || (n >= (size_t)k->min && n <= (size_t)k->max);
+}
+
+static const char *parse_text(const conf_key *k, const char *v, const char **out, bool copy)
+{
+    static char why[96];
+    if (!text_length_ok(k, v)) {
+        snprintf(why, sizeof why, "must be %ld-%ld bytes", k->min, k->max);
+        return why;
+    }
+    replace_string(out, v, copy);
     return NULL;
 }
 
@@ -221,16 +105,18 @@ static bool host_chars_ok(const char *h, size_t len)
     return true;
 }
 
-static const char *parse_host(const char *v, char **out)
+static const char *parse_host(const char *v, const char **out, bool copy)
 {
     if (!host_chars_ok(v, strlen(v)))
         return "expected a host name or IPv4 address";
-    replace_string(out, v);
+    replace_string(out, v, copy);
     return NULL;
 }
 
-/* Splits host:port or [v6]:port; the host is stored without brackets. */
-static const char *parse_address(const char *v, conf_address *out)
+/* Splits host:port or [v6]:port; the host is stored without brackets. The
+ * host is a piece of the text, so it is stored only when copied (a
+ * module's own defaults leave it NULL). */
+static const char *parse_address(const conf_key *k, const char *v, void *opts, bool copy)
 {
     char host[256];
     const char *port_text;
@@ -254,16 +140,15 @@ static const char *parse_address(const char *v, conf_address *out)
         host[len] = '\0';
         port_text = colon + 1;
     }
-    static const conf_key port_key = {"", "", CONF_INT, 1, 65535, "", 0};
-    int port;
-    if (parse_int(&port_key, port_text, &port) != NULL)
+    long port;
+    if (parse_long(1, 65535, port_text, &port) != NULL)
         return "the port must be a number in 1..65535";
-    replace_string(&out->host, host);
-    out->port = port;
+    replace_string(field(opts, k->offset), copy ? host : NULL, copy);
+    *(int *)field(opts, k->port_offset) = (int)port;
     return NULL;
 }
 
-static const char *parse_url(const char *v, char **out)
+static const char *parse_url(const char *v, const char **out, bool copy)
 {
     size_t scheme = strncmp(v, "http://", 7) == 0    ? 7
                     : strncmp(v, "https://", 8) == 0 ? 8
@@ -278,30 +163,30 @@ static const char *parse_url(const char *v, char **out)
             return "the URL contains whitespace";
     if (v[len - 1] == '/' || (len >= 3 && strcmp(v + len - 3, "/v1") == 0))
         return "give the base URL without a trailing / or /v1";
-    replace_string(out, v);
+    replace_string(out, v, copy);
     return NULL;
 }
 
-static const char *parse_path(const char *v, char **out)
+static const char *parse_path(const char *v, const char **out, bool copy)
 {
     static char why[96];
     if (*v != '\0' && access(v, R_OK) != 0) {
         snprintf(why, sizeof why, "cannot read the file: %s", strerror(errno));
         return why;
     }
-    replace_string(out, v);
+    replace_string(out, v, copy);
     return NULL;
 }
 
-static const char *parse_dir(const char *v, char **out)
+static const char *parse_dir(const char *v, const char **out, bool copy)
 {
     if (*v == '\0')
         return "a directory is required";
-    replace_string(out, v);
+    replace_string(out, v, copy);
     return NULL;
 }
 
-static const char *parse_allowlist(const char *v, char **out)
+static const char *parse_allowlist(const char *v, const char **out, bool copy)
 {
     static char why[160];
     if (*v != '\0') {
@@ -310,76 +195,165 @@ static const char *parse_allowlist(const char *v, char **out)
             return why;
         allow_free(l);
     }
-    replace_string(out, v);
+    replace_string(out, v, copy);
     return NULL;
 }
 
-static const char *parse_value(const conf_key *k, const char *v, conf *c)
+static const char *parse_value(const conf_key *k, const char *v, void *opts, bool copy)
 {
+    void *at = field(opts, k->offset);
     switch (k->type) {
     case CONF_INT:
-        return parse_int(k, v, field(c, k));
+    case CONF_BOOL:
+    case CONF_SIZE:
+        return parse_number(k, v, at);
     case CONF_STRING:
-        replace_string(field(c, k), v);
-        return NULL;
+        return parse_text(k, v, at, copy);
     case CONF_HOST:
-        return parse_host(v, field(c, k));
+        return parse_host(v, at, copy);
     case CONF_ADDRESS:
-        return parse_address(v, field(c, k));
+        return parse_address(k, v, opts, copy);
     case CONF_URL:
-        return parse_url(v, field(c, k));
+        return parse_url(v, at, copy);
     case CONF_PATH:
-        return parse_path(v, field(c, k));
+        return parse_path(v, at, copy);
     case CONF_DIR:
-        return parse_dir(v, field(c, k));
+        return parse_dir(v, at, copy);
     case CONF_ALLOWLIST:
-        return parse_allowlist(v, field(c, k));
+        return parse_allowlist(v, at, copy);
     case CONF_LOG_LEVEL:
-        return log_level_parse(v, field(c, k)) == 0
-                   ? NULL
-                   : "expected debug, info, warn or error";
+        return log_level_parse(v, at) == 0 ? NULL : "expected debug, info, warn or error";
     }
     return "unknown key type";
 }
 
-/* Table lookups --------------------------------------------------------------*/
-
-static const conf_key *find_key(const char *section, const char *name, size_t *index)
+static bool is_string(const conf_key *k)
 {
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0) {
-            *index = i;
-            return &keys[i];
-        }
+    return k->type != CONF_INT && k->type != CONF_BOOL && k->type != CONF_SIZE &&
+           k->type != CONF_LOG_LEVEL;
+}
+
+/* Schema lookups ---------------------------------------------------------------*/
+
+static void *part_opts(const conf_part *p, void *settings)
+{
+    return (char *)settings + p->offset;
+}
+
+/* The part named `section`, or NULL. */
+static const conf_part *find_part(const conf_schema *s, const char *section)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (strcmp(s->parts[i].section->name, section) == 0)
+            return &s->parts[i];
+    return NULL;
+}
+
+/* The key `name` of `sec`, or NULL. */
+static const conf_key *find_key(const conf_section *sec, const char *name)
+{
+    for (size_t i = 0; i < sec->count; i++)
+        if (strcmp(sec->keys[i].name, name) == 0)
+            return &sec->keys[i];
+    return NULL;
+}
+
+/* The schema-wide index of `name` in part `p`'s section, or -1. */
+static long key_index(const conf_schema *s, const conf_part *p, const char *name)
+{
+    const conf_key *k = find_key(p->section, name);
+    if (k == NULL)
+        return -1;
+    long base = 0;
+    for (const conf_part *q = s->parts; q != p; q++)
+        base += (long)q->section->count;
+    return base + (k - p->section->keys);
+}
+
+static size_t key_count(const conf_schema *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->count; i++)
+        n += s->parts[i].section->count;
+    return n;
+}
+
+/* The int value of key `name` of `sec` in `opts`. */
+static int int_value(const conf_section *sec, const void *opts, const char *name)
+{
+    const conf_key *k = find_key(sec, name);
+    return k ? *(const int *)field_const(opts, k->offset) : 0;
+}
+
+/* The first order of `sec` that `opts` breaks, or NULL. */
+static const conf_order *broken_order(const conf_section *sec, const void *opts)
+{
+    for (size_t i = 0; i < sec->order_count; i++) {
+        const conf_order *o = &sec->orders[i];
+        if (int_value(sec, opts, o->high) < int_value(sec, opts, o->low))
+            return o;
     }
     return NULL;
 }
 
-static bool section_known(const char *section)
-{
-    for (size_t i = 0; i < KEY_COUNT; i++)
-        if (strcmp(keys[i].section, section) == 0)
-            return true;
-    return false;
-}
-
 /* Defaults and release ----------------------------------------------------------*/
 
-void conf_defaults(conf *c)
+void conf_section_defaults(const conf_section *sec, void *opts)
 {
-    memset(c, 0, sizeof *c);
-    for (size_t i = 0; i < KEY_COUNT; i++)
-        parse_value(&keys[i], keys[i].def, c);
+    for (size_t i = 0; i < sec->count; i++)
+        parse_value(&sec->keys[i], sec->keys[i].def, opts, false);
 }
 
-void conf_free(conf *c)
+const char *conf_section_problem(const conf_section *sec, const void *opts, char *buf, size_t size)
 {
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        const conf_key *k = &keys[i];
-        if (k->type == CONF_ADDRESS)
-            replace_string(&((conf_address *)field(c, k))->host, NULL);
-        else if (k->type != CONF_INT && k->type != CONF_LOG_LEVEL)
-            replace_string(field(c, k), NULL);
+    for (size_t i = 0; i < sec->count; i++) {
+        const conf_key *k = &sec->keys[i];
+        const void *at = field_const(opts, k->offset);
+        long n;
+        if (k->type == CONF_STRING && !text_length_ok(k, *(const char *const *)at)) {
+            snprintf(buf, size, "%s must be %ld-%ld bytes", k->name, k->min, k->max);
+            return buf;
+        }
+        if (k->type == CONF_INT)
+            n = *(const int *)at;
+        else if (k->type == CONF_SIZE)
+            n = (long)*(const size_t *)at;
+        else
+            continue;
+        if (n < k->min || n > k->max) {
+            snprintf(buf, size, "%s must be %ld-%ld", k->name, k->min, k->max);
+            return buf;
+        }
+    }
+    const conf_order *o = broken_order(sec, opts);
+    if (o) {
+        snprintf(buf, size, "%s must be at least %s", o->high, o->low);
+        return buf;
+    }
+    return NULL;
+}
+
+void conf_defaults(const conf_schema *s, void *settings)
+{
+    for (size_t p = 0; p < s->count; p++) {
+        const conf_section *sec = s->parts[p].section;
+        void *opts = part_opts(&s->parts[p], settings);
+        for (size_t i = 0; i < sec->count; i++) {
+            if (is_string(&sec->keys[i]))
+                *(const char **)field(opts, sec->keys[i].offset) = NULL;
+            parse_value(&sec->keys[i], sec->keys[i].def, opts, true);
+        }
+    }
+}
+
+void conf_free(const conf_schema *s, void *settings)
+{
+    for (size_t p = 0; p < s->count; p++) {
+        const conf_section *sec = s->parts[p].section;
+        void *opts = part_opts(&s->parts[p], settings);
+        for (size_t i = 0; i < sec->count; i++)
+            if (is_string(&sec->keys[i]))
+                replace_string(field(opts, sec->keys[i].offset), NULL, true);
     }
 }
 
@@ -401,8 +375,9 @@ typedef struct {
     const char *path;            /* its name, for messages */
     int line;                    /* number of the line inih is parsing */
     section_state section;       /* what the current [section] is */
-    int set_on[KEY_COUNT];       /* line each key was set on, 0 = not set */
-    conf *c;                     /* the conf being filled */
+    const conf_schema *schema;   /* the sections read */
+    int *set_on;                 /* line each key was set on (schema-wide index), 0 = not set */
+    void *settings;              /* the settings being filled */
     conf_errors *errs;           /* collected messages */
     size_t dropped;              /* errors beyond CONF_MAX_ERRORS */
 } load_ctx;
@@ -450,7 +425,7 @@ static bool vet_section_header(load_ctx *ctx, const char *s)
         len = sizeof name - 1;
     memcpy(name, s + 1, len);
     name[len] = '\0';
-    ctx->section = section_known(name) ? SECTION_KNOWN : SECTION_UNKNOWN;
+    ctx->section = find_part(ctx->schema, name) ? SECTION_KNOWN : SECTION_UNKNOWN;
     if (ctx->section == SECTION_UNKNOWN)
         add_error(ctx, ctx->line, "[%s]: unknown section", name);
     return true;
@@ -507,15 +482,15 @@ static char *read_line(char *str, int num, void *stream)
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *ctx = user;
-    size_t i;
     if (ctx->section == SECTION_UNKNOWN)
         return 1; /* the section header was reported already */
     if (ctx->section == SECTION_NONE) {
         add_error(ctx, ctx->line, "%s: key outside any [section]", name);
         return 1;
     }
-    const conf_key *k = find_key(section, name, &i);
-    if (k == NULL) {
+    const conf_part *p = find_part(ctx->schema, section);
+    long i = p ? key_index(ctx->schema, p, name) : -1;
+    if (i < 0) {
         add_error(ctx, ctx->line, "[%s] %s: unknown key", section, name);
         return 1;
     }
@@ -525,42 +500,45 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 1;
     }
     ctx->set_on[i] = ctx->line;
-    const char *why = parse_value(k, value, ctx->c);
+    const char *why = parse_value(find_key(p->section, name), value, part_opts(p, ctx->settings), true);
     if (why != NULL)
         add_error(ctx, ctx->line, "[%s] %s: %s", section, name, why);
     return 1;
 }
 
-/* The line `name` of `section` was set on, 0 when it was not. */
-static int line_of(const load_ctx *ctx, const char *section, const char *name)
-{
-    size_t i;
-    return find_key(section, name, &i) ? ctx->set_on[i] : 0;
-}
+/* Checks across keys ------------------------------------------------------------*/
 
-/* Settings each valid alone but not together. Without the registry's own
- * PIN count, the per-ID window is all that keeps a guesser from the wrong
- * PIN that locks a card, and only while the registry has forgotten a wrong
- * PIN before the gateway has (docs/workflows.md). */
+/* Settings each valid alone but not together, section by section. */
 static void vet_together(load_ctx *ctx)
 {
-    const conf *c = ctx->c;
-    if (c->workflows.registry_pin_window_s > c->workflows.identify_window_s)
-        add_error(ctx, line_of(ctx, "workflows", "registry_pin_window_s"),
-                  "[workflows] identify_window_s (%d) must be at least registry_pin_window_s (%d), "
-                  "or guesses spread over the registry's window lock the card",
-                  c->workflows.identify_window_s, c->workflows.registry_pin_window_s);
+    for (size_t p = 0; p < ctx->schema->count; p++) {
+        const conf_part *part = &ctx->schema->parts[p];
+        const conf_section *sec = part->section;
+        const void *opts = part_opts(part, ctx->settings);
+        for (size_t i = 0; i < sec->order_count; i++) {
+            const conf_order *o = &sec->orders[i];
+            int high = int_value(sec, opts, o->high), low = int_value(sec, opts, o->low);
+            if (high >= low)
+                continue;
+            long hi = key_index(ctx->schema, part, o->high), lo = key_index(ctx->schema, part, o->low);
+            int line_hi = hi < 0 ? 0 : ctx->set_on[hi], line_lo = lo < 0 ? 0 : ctx->set_on[lo];
+            add_error(ctx, line_hi > line_lo ? line_hi : line_lo, "[%s] %s (%d) must be at least %s (%d)%s%s",
+                      sec->name, o->high, high, o->low, low, o->why ? ", " : "", o->why ? o->why : "");
+        }
+    }
 }
 
-int conf_load(const char *path, conf *c, conf_errors *errs)
+int conf_load(const conf_schema *s, const char *path, void *settings, conf_errors *errs)
 {
-    load_ctx ctx = {.path = path, .c = c, .errs = errs};
+    load_ctx ctx = {.path = path, .schema = s, .settings = settings, .errs = errs};
     errs->lines = NULL;
     errs->count = 0;
-    conf_defaults(c);
-    ctx.file = fopen(path, "r");
+    conf_defaults(s, settings);
+    ctx.set_on = calloc(key_count(s) + 1, sizeof *ctx.set_on);
+    ctx.file = ctx.set_on ? fopen(path, "r") : NULL;
     if (ctx.file == NULL) {
-        add_error(&ctx, 0, "cannot open: %s", strerror(errno));
+        add_error(&ctx, 0, "cannot open: %s", strerror(ctx.set_on ? errno : ENOMEM));
+        free(ctx.set_on);
         return -1;
     }
     int first_bad = ini_parse_stream(read_line, &ctx, on_key, &ctx);
@@ -572,6 +550,7 @@ int conf_load(const char *path, conf *c, conf_errors *errs)
     else if (first_bad < 0)
         add_error(&ctx, 0, "out of memory while parsing");
     vet_together(&ctx);
+    free(ctx.set_on);
     if (ctx.dropped > 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s: %zu more errors not shown", path, ctx.dropped);
@@ -580,26 +559,20 @@ int conf_load(const char *path, conf *c, conf_errors *errs)
     return errs->count == 0 ? 0 : -1;
 }
 
-/* The key table, read-only ------------------------------------------------------*/
+/* The keys, read-only ------------------------------------------------------------*/
 
-const conf_key *conf_key_at(size_t i)
+const conf_key *conf_key_at(const conf_schema *s, size_t i, const char **section)
 {
-    return i < KEY_COUNT ? &keys[i] : NULL;
-}
-
-const char *conf_key_section(const conf_key *k)
-{
-    return k->section;
-}
-
-const char *conf_key_name(const conf_key *k)
-{
-    return k->name;
-}
-
-const char *conf_key_default(const conf_key *k)
-{
-    return k->def;
+    for (size_t p = 0; p < s->count; p++) {
+        const conf_section *sec = s->parts[p].section;
+        if (i < sec->count) {
+            if (section)
+                *section = sec->name;
+            return &sec->keys[i];
+        }
+        i -= sec->count;
+    }
+    return NULL;
 }
 
 static bool same_string(const char *a, const char *b)
@@ -609,25 +582,33 @@ static bool same_string(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-bool conf_key_differs(const conf_key *k, const conf *a, const conf *b)
+bool conf_key_differs(const conf_schema *s, const char *section, const conf_key *k, const void *a,
+                      const void *b)
 {
-    const void *fa = field_const(a, k), *fb = field_const(b, k);
+    const conf_part *p = find_part(s, section);
+    if (p == NULL)
+        return false;
+    const void *oa = (const char *)a + p->offset, *ob = (const char *)b + p->offset;
+    const void *fa = field_const(oa, k->offset), *fb = field_const(ob, k->offset);
     switch (k->type) {
     case CONF_INT:
         return *(const int *)fa != *(const int *)fb;
+    case CONF_BOOL:
+        return *(const bool *)fa != *(const bool *)fb;
+    case CONF_SIZE:
+        return *(const size_t *)fa != *(const size_t *)fb;
     case CONF_LOG_LEVEL:
         return *(const log_level *)fa != *(const log_level *)fb;
-    case CONF_ADDRESS: {
-        const conf_address *x = fa, *y = fb;
-        return x->port != y->port || !same_string(x->host, y->host);
-    }
+    case CONF_ADDRESS:
+        return *(const int *)field_const(oa, k->port_offset) != *(const int *)field_const(ob, k->port_offset) ||
+               !same_string(*(const char *const *)fa, *(const char *const *)fb);
     case CONF_STRING:
     case CONF_HOST:
     case CONF_URL:
     case CONF_PATH:
     case CONF_DIR:
     case CONF_ALLOWLIST:
-        return !same_string(*(char *const *)fa, *(char *const *)fb);
+        return !same_string(*(const char *const *)fa, *(const char *const *)fb);
     }
     return true;
 }

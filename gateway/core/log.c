@@ -25,6 +25,12 @@ void log_set_level(log_level min)
     threshold = min;
 }
 
+static const conf_key log_conf_keys[] = {
+    CONF_LIVE(log_options, "level", CONF_LOG_LEVEL, level, "info"),
+    CONF_LIVE_INT(log_options, "flush_ms", flush_ms, 0, 1000, "100"),
+};
+const conf_section log_config = CONF_SECTION("log", log_conf_keys);
+
 int log_level_parse(const char *name, log_level *out)
 {
     for (int i = LOG_DEBUG; i <= LOG_ERROR; i++) {

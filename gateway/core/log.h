@@ -15,6 +15,16 @@
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
+#include "config.h"
+
+/* [log], applied live on SIGHUP (main's reload hook). */
+typedef struct {
+    log_level level;        /* lowest level written */
+    int flush_ms;           /* debug/info lines held at most this long; 0 = written at once */
+} log_options;
+
+extern const conf_section log_config;
+
 /* Setup ---------------------------------------------------------------------*/
 
 /* Lines below `min` are dropped. Default: LOG_INFO. */

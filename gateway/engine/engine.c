@@ -85,17 +85,22 @@ static void reload(hop *h);
 
 /* Options and names ----------------------------------------------------------*/
 
+static const conf_key engine_conf_keys[] = {
+    CONF_KEY_INT(engine_options, "ttl_voice_s", session_ttl_s[CHANNEL_VOICE], 1, 86400, "3600"),
+    CONF_KEY_INT(engine_options, "ttl_ussd_s", session_ttl_s[CHANNEL_USSD], 1, 86400, "300"),
+    CONF_KEY_INT(engine_options, "ttl_sms_s", session_ttl_s[CHANNEL_SMS], 1, 86400, "900"),
+    CONF_KEY_INT(engine_options, "max_steps_per_hop", max_steps_per_hop, 1, 10000, "64"),
+    CONF_KEY_INT(engine_options, "max_input_bytes", max_input_bytes, 1, 65536, "512"),
+    CONF_KEY_INT(engine_options, "events_kept", max_events_kept, 0, STORE_MAX_EVENTS_KEPT, "20"),
+    CONF_KEY_INT(engine_options, "handler_timeout_ms", handler_timeout_ms, 1, 600000, "3000"),
+    CONF_KEY_INT(engine_options, "max_cas_retries", max_cas_retries, 0, 100, "3"),
+};
+const conf_section engine_config = CONF_SECTION("session", engine_conf_keys);
+
 void engine_options_default(engine_options *opt)
 {
     memset(opt, 0, sizeof *opt);
-    opt->session_ttl_s[CHANNEL_VOICE] = 3600;
-    opt->session_ttl_s[CHANNEL_USSD] = 300;
-    opt->session_ttl_s[CHANNEL_SMS] = 900;
-    opt->max_steps_per_hop = 64;
-    opt->max_input_bytes = 512;
-    opt->max_events_kept = 20;
-    opt->handler_timeout_ms = 3000;
-    opt->max_cas_retries = 3;
+    conf_section_defaults(&engine_config, opt);
 }
 
 const char *engine_status_name(engine_status st)
@@ -115,16 +120,16 @@ static const char *event_kind_name(engine_event_kind k)
 
 engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp)
 {
+    char why[96];
+    if (conf_section_problem(&engine_config, opt, why, sizeof why)) {
+        log_error("engine.option_invalid", "why=%s", log_quote(why).s);
+        return NULL;
+    }
     engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->base = base;
     e->opt = *opt;
-    if (e->opt.max_events_kept < 0 || e->opt.max_events_kept > STORE_MAX_EVENTS_KEPT) {
-        int used = e->opt.max_events_kept < 0 ? 0 : STORE_MAX_EVENTS_KEPT;
-        log_warn("engine.option_invalid", "option=max_events_kept value=%d used=%d", e->opt.max_events_kept, used);
-        e->opt.max_events_kept = used;
-    }
     e->dp = dialplan_ref(dp);
     for (int st = 0; st < ENGINE_STATUS_COUNT; st++) {
         char labels[64];

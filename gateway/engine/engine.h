@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "channel.h"
 
 struct event_base;
@@ -112,6 +113,9 @@ typedef struct {
     int handler_timeout_ms;             /* a handler not finished by then ends as "unavailable" */
     int max_cas_retries;                /* re-runs of a hop after losing a race */
 } engine_options;
+
+/* [session]: the TTLs and limits (not store, handlers). */
+extern const conf_section engine_config;
 
 /* Defaults: TTL voice 3600 s, USSD 300 s, SMS 900 s; 64 steps per hop;
  * 512 input bytes; 20 events kept; handler timeout 3000 ms; 3 CAS retries. */

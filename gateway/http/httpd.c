@@ -145,6 +145,18 @@ struct httpd {
 /* Listeners alive, for the listener error callback, which only gets the evhttp. */
 static httpd *live_listeners;
 
+/* Settings ----------------------------------------------------------------------*/
+
+static const conf_key httpd_conf_keys[] = {
+    CONF_KEY_ADDRESS(httpd_options, "listen", host, port, "127.0.0.1:8080"),
+    CONF_KEY_INT(httpd_options, "max_body_bytes", max_body_bytes, 1, 16777216, "65536"),
+    CONF_KEY_INT(httpd_options, "max_header_bytes", max_header_bytes, 256, 1048576, "8192"),
+    CONF_KEY_INT(httpd_options, "max_connections", max_connections, 1, 100000, "1024"),
+    CONF_KEY_INT(httpd_options, "idle_timeout_ms", idle_timeout_ms, 10, 3600000, "30000"),
+    CONF_KEY_INT(httpd_options, "request_timeout_ms", request_timeout_ms, 10, 3600000, "10000"),
+};
+const conf_section httpd_config = CONF_SECTION("http", httpd_conf_keys);
+
 /* Metrics -------------------------------------------------------------------*/
 
 static void register_route_metrics(httpd *h, route *r, const char *label)

@@ -16,6 +16,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "config.h"
+
 struct event_base;
 struct evbuffer;
 
@@ -35,6 +37,9 @@ typedef struct {
                                   this soon after the connection starts
                                   waiting for it, or the connection is closed */
 } httpd_options;
+
+/* [http]: the gateway's listener (every field but name). */
+extern const conf_section httpd_config;
 
 /* Lifecycle -----------------------------------------------------------------*/
 

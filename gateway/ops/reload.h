@@ -8,7 +8,7 @@
 #ifndef CARDLINE_RELOAD_H
 #define CARDLINE_RELOAD_H
 
-#include "config.h"
+#include "settings.h"
 
 /* Hooks at most; reload_register refuses more. */
 #define RELOAD_MAX_HOOKS 16

@@ -648,55 +648,43 @@ int outbox_register(outbox *ob, const char *kind, outbox_limit limit, outbox_del
 
 /* Lifecycle -----------------------------------------------------------------*/
 
+static const conf_key outbox_conf_keys[] = {
+    CONF_KEY(outbox_options, "consumer", CONF_STRING, consumer, "cardline"),
+    CONF_KEY_INT(outbox_options, "poll_interval_ms", poll_interval_ms, 10, 60000, "200"),
+    CONF_KEY_INT(outbox_options, "batch", batch, 1, 1000, "32"),
+    CONF_KEY_INT(outbox_options, "max_in_flight", max_in_flight, 1, 100000, "256"),
+    CONF_KEY_INT(outbox_options, "lease_ms", lease_ms, 100, 3600000, "60000"),
+    CONF_KEY_INT(outbox_options, "backoff_min_ms", backoff_min_ms, 1, 3600000, "1000"),
+    CONF_KEY_INT(outbox_options, "backoff_max_ms", backoff_max_ms, 1, 86400000, "300000"),
+    CONF_KEY_INT(outbox_options, "max_attempts", max_attempts, 1, 1000, "20"),
+    CONF_KEY_INT(outbox_options, "max_age_s", max_age_s, 1, 2592000, "86400"),
+    CONF_KEY_INT(outbox_options, "max_payload_bytes", max_payload_bytes, 2, 1048576, "16384"),
+    CONF_KEY_INT(outbox_options, "dedupe_ttl_s", dedupe_ttl_s, 1, 2592000, "604800"),
+};
+/* Retry delays grow from backoff_min_ms up to backoff_max_ms. */
+static const conf_order outbox_conf_orders[] = {{"backoff_min_ms", "backoff_max_ms", NULL}};
+
+const conf_section outbox_config = CONF_SECTION_ORDERED("outbox", outbox_conf_keys, outbox_conf_orders);
+
 void outbox_options_default(outbox_options *opt)
 {
-    *opt = (outbox_options){
-        .consumer = "cardline",
-        .poll_interval_ms = 200,
-        .batch = 32,
-        .max_in_flight = 256,
-        .lease_ms = 60000,
-        .backoff_min_ms = 1000,
-        .backoff_max_ms = 300000,
-        .max_attempts = 20,
-        .max_age_s = 86400,
-        .max_payload_bytes = 16384,
-        .dedupe_ttl_s = 7 * 86400,
-    };
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&outbox_config, opt);
 }
 
-static const char *options_problem(const outbox_options *o)
+static const char *options_problem(const outbox_options *o, char *buf, size_t size)
 {
     size_t n = o->consumer ? strnlen(o->consumer, OB_MAX_CONSUMER + 1) : 0;
     if (n == 0 || n > OB_MAX_CONSUMER ||
         strspn(o->consumer, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") != n)
         return "consumer must be 1-64 of [A-Za-z0-9_.:-]";
-    if (o->poll_interval_ms < 10 || o->poll_interval_ms > 60000)
-        return "poll_interval_ms must be 10-60000";
-    if (o->batch < 1 || o->batch > 1000)
-        return "batch must be 1-1000";
-    if (o->max_in_flight < 1 || o->max_in_flight > 100000)
-        return "max_in_flight must be 1-100000";
-    if (o->lease_ms < 100 || o->lease_ms > 3600000)
-        return "lease_ms must be 100-3600000";
-    if (o->backoff_min_ms < 1 || o->backoff_min_ms > 3600000)
-        return "backoff_min_ms must be 1-3600000";
-    if (o->backoff_max_ms < o->backoff_min_ms || o->backoff_max_ms > 86400000)
-        return "backoff_max_ms must be backoff_min_ms-86400000";
-    if (o->max_attempts < 1 || o->max_attempts > 1000)
-        return "max_attempts must be 1-1000";
-    if (o->max_age_s < 1 || o->max_age_s > 30 * 86400)
-        return "max_age_s must be 1-2592000";
-    if (o->max_payload_bytes < 2 || o->max_payload_bytes > 1024 * 1024)
-        return "max_payload_bytes must be 2-1048576";
-    if (o->dedupe_ttl_s < 1 || o->dedupe_ttl_s > 30 * 86400)
-        return "dedupe_ttl_s must be 1-2592000";
-    return NULL;
+    return conf_section_problem(&outbox_config, o, buf, size);
 }
 
 outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt)
 {
-    const char *problem = options_problem(opt);
+    char buf[96];
+    const char *problem = options_problem(opt, buf, sizeof buf);
     if (problem) {
         log_error("outbox.config", "problem=%s", log_quote(problem).s);
         return NULL;

@@ -18,6 +18,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "config.h"
+
 struct event_base;
 typedef struct store store;
 
@@ -43,6 +45,9 @@ typedef struct {
     int max_payload_bytes;   /* the payload as compact JSON */
     int dedupe_ttl_s;        /* how long a dedupe key remembers its entry */
 } outbox_options;
+
+/* [outbox]: every field. */
+extern const conf_section outbox_config;
 
 /* Defaults: consumer "cardline", poll 200 ms, batch 32, 256 in flight,
  * lease 60 s, backoff 1 s doubling to 5 min, 20 attempts, 1 day, 16 KiB

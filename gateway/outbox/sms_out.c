@@ -479,17 +479,21 @@ int sms_out_dlr_route(sms_out *so, httpd *h)
 
 /* Lifecycle -----------------------------------------------------------------*/
 
+static const conf_key sms_out_conf_keys[] = {
+    CONF_KEY(sms_out_options, "sendsms_url", CONF_URL, sendsms_url, "http://127.0.0.1:13013/cgi-bin/sendsms"),
+    CONF_KEY(sms_out_options, "username", CONF_STRING, username, ""),
+    CONF_KEY(sms_out_options, "password", CONF_STRING, password, ""),
+    CONF_KEY(sms_out_options, "from", CONF_STRING, from, "cardline"),
+    CONF_KEY(sms_out_options, "dlr_url", CONF_STRING, dlr_url, ""),
+    CONF_KEY_INT(sms_out_options, "timeout_ms", timeout_ms, 100, 60000, "5000"),
+    CONF_KEY_INT(sms_out_options, "message_ttl_s", message_ttl_s, 60, STORE_MAX_TTL_S, "2592000"),
+};
+const conf_section sms_out_config = CONF_SECTION("kannel", sms_out_conf_keys);
+
 void sms_out_options_default(sms_out_options *opt)
 {
-    *opt = (sms_out_options){
-        .sendsms_url = "http://127.0.0.1:13013/cgi-bin/sendsms",
-        .username = "",
-        .password = "",
-        .from = "cardline",
-        .dlr_url = NULL,
-        .timeout_ms = 5000,
-        .message_ttl_s = 30 * 86400,
-    };
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&sms_out_config, opt);
 }
 
 static bool url_ok(const char *u)
@@ -499,7 +503,7 @@ static bool url_ok(const char *u)
            !strpbrk(u, " ?#\r\n");
 }
 
-static const char *options_problem(const sms_out_options *o)
+static const char *options_problem(const sms_out_options *o, char *buf, size_t size)
 {
     if (!url_ok(o->sendsms_url))
         return "sendsms_url must be an http(s) URL without query, at most 256";
@@ -510,11 +514,7 @@ static const char *options_problem(const sms_out_options *o)
         return "username and password must be set, at most 64";
     if (!o->from || !*o->from || strlen(o->from) > SMS_OUT_MAX_NUMBER)
         return "from must be 1-20 characters";
-    if (o->timeout_ms < 100 || o->timeout_ms > 60000)
-        return "timeout_ms must be 100-60000";
-    if (o->message_ttl_s < 60 || o->message_ttl_s > STORE_MAX_TTL_S)
-        return "message_ttl_s must be 60-2592000";
-    return NULL;
+    return conf_section_problem(&sms_out_config, o, buf, size);
 }
 
 static char *dup(const char *s)
@@ -545,7 +545,8 @@ static void release(sms_out *so)
 
 sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob, const sms_out_options *opt)
 {
-    const char *problem = options_problem(opt);
+    char buf[96];
+    const char *problem = options_problem(opt, buf, sizeof buf);
     if (problem) {
         log_error("sms_out.config", "problem=%s", log_quote(problem).s);
         return NULL;

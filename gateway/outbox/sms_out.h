@@ -16,6 +16,8 @@
 
 #include <stdbool.h>
 
+#include "config.h"
+
 struct event_base;
 typedef struct store store;
 typedef struct outbox outbox;
@@ -36,6 +38,9 @@ typedef struct {
     int timeout_ms;           /* deadline of one sendsms request */
     int message_ttl_s;        /* how long `cl:m:ID` is kept */
 } sms_out_options;
+
+/* [kannel]: every field. */
+extern const conf_section sms_out_config;
 
 /* Defaults: sendsms on 127.0.0.1:13013, no credentials, from "cardline",
  * no DLR URL, 5 s requests, messages kept 30 days. */

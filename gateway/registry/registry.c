@@ -115,16 +115,28 @@ const char *registry_status_name(registry_status st)
     return status_names[st];
 }
 
+static const conf_key registry_conf_keys[] = {
+    CONF_KEY(registry_options, "url", CONF_URL, base_url, "http://127.0.0.1:8090"),
+    CONF_KEY(registry_options, "token", CONF_STRING, token, ""),
+    CONF_KEY(registry_options, "ca_file", CONF_PATH, ca_file, ""),
+    CONF_KEY(registry_options, "cert_file", CONF_PATH, cert_file, ""),
+    CONF_KEY(registry_options, "key_file", CONF_PATH, key_file, ""),
+    CONF_KEY_INT(registry_options, "timeout_ms", timeout_ms, 1, 600000, "2000"),
+    CONF_KEY_INT(registry_options, "connect_timeout_ms", connect_timeout_ms, 1, 600000, "500"),
+    CONF_KEY_INT(registry_options, "max_connections", max_connections, 1, 1024, "32"),
+    CONF_KEY_INT(registry_options, "max_pending", max_pending, 1, 1000000, "10000"),
+    CONF_KEY_INT(registry_options, "read_retries", read_retries, 0, 5, "1"),
+    CONF_KEY_INT(registry_options, "health_interval_ms", health_interval_ms, 10, 3600000, "5000"),
+};
+/* The connect deadline is part of the whole request's. */
+static const conf_order registry_conf_orders[] = {{"connect_timeout_ms", "timeout_ms", NULL}};
+
+const conf_section registry_config = CONF_SECTION_ORDERED("registry", registry_conf_keys, registry_conf_orders);
+
 void registry_options_default(registry_options *opt)
 {
-    *opt = (registry_options){
-        .base_url = "http://127.0.0.1:8090",
-        .timeout_ms = 2000,
-        .connect_timeout_ms = 500,
-        .max_connections = 32,
-        .max_pending = 10000,
-        .read_retries = 1,
-    };
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&registry_config, opt);
 }
 
 /* Small helpers -------------------------------------------------------------*/
@@ -563,7 +575,7 @@ static void on_transfer_done(const httpc_response *res, void *arg)
 
 /* Lifecycle -----------------------------------------------------------------*/
 
-static const char *options_problem(const registry_options *o)
+static const char *options_problem(const registry_options *o, char *buf, size_t size)
 {
     size_t url_len = o->base_url ? strlen(o->base_url) : 0;
     if (url_len == 0 || url_len > REGISTRY_MAX_BASE_URL ||
@@ -574,17 +586,7 @@ static const char *options_problem(const registry_options *o)
     if (o->token && (strlen(o->token) == 0 || strlen(o->token) > REGISTRY_MAX_TOKEN ||
                      strpbrk(o->token, "\r\n")))
         return "token must be 1-512 characters on one line";
-    if (o->timeout_ms < 1 || o->timeout_ms > 600000)
-        return "timeout_ms must be 1-600000";
-    if (o->connect_timeout_ms < 1 || o->connect_timeout_ms > o->timeout_ms)
-        return "connect_timeout_ms must be 1-timeout_ms";
-    if (o->max_connections < 1 || o->max_connections > 1024)
-        return "max_connections must be 1-1024";
-    if (o->max_pending < 1 || o->max_pending > 1000000)
-        return "max_pending must be 1-1000000";
-    if (o->read_retries < 0 || o->read_retries > 5)
-        return "read_retries must be 0-5";
-    return NULL;
+    return conf_section_problem(&registry_config, o, buf, size);
 }
 
 static char *dup_or_null(const char *s)
@@ -629,7 +631,8 @@ static void free_options(registry_options *o)
 
 registry *registry_new(struct event_base *base, const registry_options *opt)
 {
-    const char *problem = options_problem(opt);
+    char buf[96];
+    const char *problem = options_problem(opt, buf, sizeof buf);
     if (problem) {
         log_error("registry.config", "problem=%s", log_quote(problem).s);
         return NULL;

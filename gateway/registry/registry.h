@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "config.h"
+
 struct event_base;
 
 typedef struct registry registry;
@@ -49,7 +51,11 @@ typedef struct {
     int max_pending;          /* requests in flight before new ones get UNAVAILABLE */
     int read_retries;         /* extra attempts of a GET after UNAVAILABLE, while
                                  timeout_ms leaves time (a deadline leaves none) */
+    int health_interval_ms;   /* period of the /v1/health probe (ops runs it) */
 } registry_options;
+
+/* [registry]: every field. */
+extern const conf_section registry_config;
 
 /* Defaults: http://127.0.0.1:8090, 2000 ms deadline, 500 ms connect,
  * 32 connections, 10000 pending, 1 read retry. */

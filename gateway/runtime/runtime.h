@@ -10,11 +10,11 @@
 #ifndef CARDLINE_RUNTIME_H
 #define CARDLINE_RUNTIME_H
 
-#include "config.h"
 #include "dialplan.h"
 #include "engine.h"
 #include "outbox.h"
 #include "registry.h"
+#include "settings.h"
 #include "store.h"
 
 struct event_base;

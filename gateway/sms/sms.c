@@ -81,14 +81,22 @@ static metrics_series *counter(const char *result)
     return metrics_counter("cardline_sms_requests_total", "Kannel MO requests by result", labels);
 }
 
+static const conf_key sms_conf_keys[] = {
+    CONF_KEY_INT(sms_options, "max_messages", max_messages, 1, SMS_MAX_PARTS, "3"),
+    CONF_KEY_INT(sms_options, "max_text_bytes", max_text_bytes, 1, SMS_MAX_TEXT, "480"),
+    CONF_KEY_TEXT(sms_options, "secret", secret, 16, 256, ""),
+    CONF_KEY_BOOL(sms_options, "allow_unsigned", allow_unsigned, "0"),
+    CONF_KEY(sms_options, "allow_from", CONF_ALLOWLIST, allow_from, ""),
+};
+const conf_section sms_config = CONF_SECTION("sms", sms_conf_keys);
+
 void sms_options_default(sms_options *opt)
 {
-    *opt = (sms_options){
-        .max_messages = 3,
-        .max_text_bytes = 480,
-        .starts_per_number = 30,
-        .number_window_s = 3600,
-    };
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&sms_config, opt);
+    /* [workflows] sessions_per_number and number_window_s feed these. */
+    opt->starts_per_number = 30;
+    opt->number_window_s = 3600;
 }
 
 /* Text rules ------------------------------------------------------------------*/
@@ -433,15 +441,14 @@ static void on_request(httpd_request *req, void *arg)
 
 sms *sms_new(engine *e, httpd *h, const sms_options *opt)
 {
-    if (opt->max_messages < 1 || opt->max_messages > SMS_MAX_PARTS || opt->max_text_bytes < 1 ||
-        opt->max_text_bytes > SMS_MAX_TEXT || opt->starts_per_number < 1 || opt->number_window_s < 1 ||
-        opt->number_window_s > 86400 || (opt->secret && (strlen(opt->secret) < 16 || strlen(opt->secret) > 256))) {
-        log_error("sms.option_invalid", "max_messages=%d max_text_bytes=%d starts_per_number=%d number_window_s=%d "
-                  "secret=%s", opt->max_messages, opt->max_text_bytes, opt->starts_per_number,
-                  opt->number_window_s, opt->secret ? "bad_length(16-256)" : "unset");
+    char why[160];
+    const char *problem = opt->starts_per_number < 1 || opt->number_window_s < 1 || opt->number_window_s > 86400
+                              ? "starts_per_number must be at least 1 and number_window_s 1-86400"
+                              : conf_section_problem(&sms_config, opt, why, sizeof why);
+    if (problem) {
+        log_error("sms.option_invalid", "why=%s", log_quote(problem).s);
         return NULL;
     }
-    char why[160];
     allow_list *allow = NULL;
     if (opt->allow_from && !(allow = allow_parse(opt->allow_from, why, sizeof why))) {
         log_error("sms.option_invalid", "allow_from=%s", log_quote(why).s);

@@ -29,6 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
+
 struct engine;
 struct httpd;
 
@@ -43,6 +45,9 @@ typedef struct {
     int starts_per_number;   /* conversations one sender may start per window */
     int number_window_s;     /* that window */
 } sms_options;
+
+/* [sms]: all but the per-number limits ([workflows]). */
+extern const conf_section sms_config;
 
 /* Defaults: 3 parts, 480 bytes, no secret and every request refused, any
  * source, 30 conversations per sender an hour. */

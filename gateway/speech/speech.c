@@ -139,6 +139,16 @@ static int64_t now_ns(void)
 
 /* Options ---------------------------------------------------------------------*/
 
+static const conf_key speech_conf_keys[] = {
+    CONF_KEY_BOOL(speech_options, "enabled", enabled, "1"),
+    CONF_KEY(speech_options, "voices", CONF_STRING, voices, "zh:cmn en:en"),
+    CONF_KEY_INT(speech_options, "rate", rate, 80, 450, "150"),
+    CONF_KEY_SIZE(speech_options, "cache_bytes", cache_bytes, 65536, 1073741824, "16777216"),
+    CONF_KEY_INT(speech_options, "queue", queue, 1, 100000, "256"),
+    CONF_KEY_INT(speech_options, "wait_ms", wait_ms, 0, 10000, "1000"),
+};
+const conf_section speech_config = CONF_SECTION("speech", speech_conf_keys);
+
 /* "zh:cmn en:en": pairs separated by spaces or commas, into map[0..*n). */
 static bool parse_voices(const char *text, voice_map *map, size_t *n)
 {

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 struct event_base;
 
 typedef struct speech speech;
@@ -35,12 +37,17 @@ typedef struct {
 } speech_sound;
 
 typedef struct {
+    bool enabled;              /* voice synthesizes values without words only when set */
+    int wait_ms;               /* voice waits this long for a value not ready in its turn */
     const char *voices;        /* "LANG:VOICE ..." (espeak-ng voice names), e.g. "zh:cmn en:en" */
     int rate;                  /* words per minute, as scripts/prompts renders prompts */
     size_t cache_bytes;        /* audio kept (both laws counted) */
     int queue;                 /* values waiting for the worker, at most */
     const char *recorded_dir;  /* recordings of values (LANG/values/HASH.wav), or NULL */
 } speech_options;
+
+/* [speech]: every field but recorded_dir ([voice]). */
+extern const conf_section speech_config;
 
 #define SPEECH_HASH_HEX 16     /* hex digits of a recording's file name */
 

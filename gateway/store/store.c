@@ -24,7 +24,6 @@
 #define STORE_KEY_PREFIX "cl:s:"
 #define STORE_EVENTS_PREFIX "cl:e:" /* same length as STORE_KEY_PREFIX */
 #define STORE_KEY_SIZE (sizeof STORE_KEY_PREFIX + STORE_MAX_ID_LEN) /* with the NUL */
-#define STORE_PENDING_CEILING (1 << 20)
 #define STORE_SAVE_FIXED_ARGS 10 /* EVALSHA, sha, numkeys, 2 keys, 5 ARGV */
 #define STORE_SHA_LEN 40         /* hex SHA1 of a script, as SCRIPT LOAD answers */
 
@@ -109,7 +108,7 @@ typedef struct {
 
 struct store {
     struct event_base *base;     /* the main loop everything runs on */
-    store_options opt;           /* validated copy; host and password owned */
+    store_options opt;           /* copy; host and password owned */
     redisAsyncContext *ac;       /* current connection, NULL while down */
     conn_state state;            /* where the connection cycle stands */
     int backoff_ms;              /* delay before the next reconnect attempt */
@@ -729,44 +728,27 @@ static void ping_due(evutil_socket_t fd, short what, void *arg)
 
 /* Lifecycle -------------------------------------------------------------------*/
 
+static const conf_key store_conf_keys[] = {
+    CONF_KEY(store_options, "host", CONF_HOST, host, "127.0.0.1"),
+    CONF_KEY_INT(store_options, "port", port, 1, 65535, "6379"),
+    CONF_KEY(store_options, "password", CONF_STRING, password, ""),
+    CONF_KEY_INT(store_options, "db", db, 0, 15, "0"),
+    CONF_KEY_INT(store_options, "op_timeout_ms", op_timeout_ms, 1, 60000, "250"),
+    CONF_KEY_INT(store_options, "reconnect_min_ms", reconnect_min_ms, 1, 60000, "100"),
+    CONF_KEY_INT(store_options, "reconnect_max_ms", reconnect_max_ms, 1, 600000, "5000"),
+    CONF_KEY_INT(store_options, "ping_interval_ms", ping_interval_ms, 10, 600000, "1000"),
+    CONF_KEY_INT(store_options, "max_pending", max_pending, 1, 1000000, "10000"),
+};
+
+/* The backoff runs from reconnect_min_ms up to reconnect_max_ms. */
+static const conf_order store_conf_orders[] = {{"reconnect_min_ms", "reconnect_max_ms", NULL}};
+
+const conf_section store_config = CONF_SECTION_ORDERED("redis", store_conf_keys, store_conf_orders);
+
 void store_options_default(store_options *opt)
 {
-    *opt = (store_options){
-        .host = "127.0.0.1",
-        .port = 6379,
-        .password = NULL,
-        .db = 0,
-        .op_timeout_ms = 250,
-        .reconnect_min_ms = 100,
-        .reconnect_max_ms = 5000,
-        .ping_interval_ms = 1000,
-        .max_pending = 10000,
-    };
-}
-
-static void fix_option(int *value, int lo, int hi, int fallback, const char *name)
-{
-    if (*value >= lo && *value <= hi)
-        return;
-    log_warn("store.option_invalid", "option=%s value=%d used=%d", name, *value, fallback);
-    *value = fallback;
-}
-
-static void fix_options(store_options *o)
-{
-    store_options d;
-    store_options_default(&d);
-    if (o->host == NULL || *o->host == '\0')
-        o->host = d.host;
-    fix_option(&o->port, 1, 65535, d.port, "port");
-    fix_option(&o->db, 0, 1 << 20, d.db, "db");
-    fix_option(&o->op_timeout_ms, 1, 3600000, d.op_timeout_ms, "op_timeout_ms");
-    fix_option(&o->reconnect_min_ms, 1, 3600000, d.reconnect_min_ms, "reconnect_min_ms");
-    fix_option(&o->reconnect_max_ms, o->reconnect_min_ms, 3600000,
-               o->reconnect_min_ms > d.reconnect_max_ms ? o->reconnect_min_ms : d.reconnect_max_ms,
-               "reconnect_max_ms");
-    fix_option(&o->ping_interval_ms, 1, 3600000, d.ping_interval_ms, "ping_interval_ms");
-    fix_option(&o->max_pending, 1, STORE_PENDING_CEILING, d.max_pending, "max_pending");
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&store_config, opt);
 }
 
 static void register_metrics(store *s)
@@ -811,12 +793,17 @@ static void store_release(store *s)
 
 store *store_new(struct event_base *base, const store_options *opt)
 {
+    /* [redis]'s table refuses anything else at load. */
+    if (opt->host == NULL || opt->op_timeout_ms < 1 || opt->reconnect_min_ms < 1 ||
+        opt->reconnect_max_ms < opt->reconnect_min_ms || opt->ping_interval_ms < 1 || opt->max_pending < 1) {
+        log_error("store.option_invalid", NULL);
+        return NULL;
+    }
     store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->base = base;
     s->opt = *opt;
-    fix_options(&s->opt);
     s->opt.host = strdup(s->opt.host);
     s->opt.password = opt->password && *opt->password ? strdup(opt->password) : NULL;
     s->reconnect_ev = evtimer_new(base, reconnect_due, s);

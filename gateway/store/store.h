@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
+
 struct event_base;
 
 typedef struct store store;
@@ -66,6 +68,9 @@ typedef struct {
     int ping_interval_ms;      /* liveness PING while connected (catches hung servers) */
     int max_pending;           /* operations in flight before new ones get UNAVAILABLE */
 } store_options;
+
+/* [redis]: every field. */
+extern const conf_section store_config;
 
 /* Sets the defaults used when the config says nothing: 127.0.0.1:6379,
  * 250 ms deadline, reconnect 100 ms doubling to 5 s, PING every 1 s,

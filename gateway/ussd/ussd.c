@@ -868,48 +868,42 @@ static void on_request(httpd_request *req, void *arg)
 
 /* Lifecycle ------------------------------------------------------------------------------*/
 
+static const conf_key ussd_conf_keys[] = {
+    CONF_KEY_INT(ussd_options, "answer_deadline_ms", answer_deadline_ms, 100, 60000, "2500"),
+    CONF_KEY_INT(ussd_options, "max_text_bytes", max_text_bytes, 16, USSD_MAX_TEXT_BYTES, "1024"),
+    CONF_KEY_INT(ussd_options, "page_octets", page_octets, USSD_MIN_PAGE_OCTETS, USSD_MAX_PAGE_OCTETS, "160"),
+    CONF_KEY_INT(ussd_options, "max_sessions", max_sessions, 1, 1000000, "10000"),
+    CONF_KEY_INT(ussd_options, "state_ttl_s", state_ttl_s, 10, 86400, "300"),
+    CONF_KEY_TEXT(ussd_options, "hop_key_secret", hop_key_secret, 16, 256, ""),
+    CONF_KEY_TEXT(ussd_options, "secret", secret, 16, 256, ""),
+    CONF_KEY_BOOL(ussd_options, "allow_unsigned", allow_unsigned, "0"),
+    CONF_KEY(ussd_options, "allow_from", CONF_ALLOWLIST, allow_from, ""),
+    CONF_KEY_INT(ussd_options, "max_clock_skew_s", max_clock_skew_s, 1, 3600, "300"),
+};
+const conf_section ussd_config = CONF_SECTION("ussd", ussd_conf_keys);
+
 void ussd_options_default(ussd_options *opt)
 {
-    *opt = (ussd_options){
-        .answer_deadline_ms = 2500,
-        .max_text_bytes = 1024,
-        .page_octets = USSD_MAX_PAGE_OCTETS,
-        .max_sessions = 10000,
-        .state_ttl_s = 300,
-        .max_clock_skew_s = 300,
-        .starts_per_number = 30,
-        .number_window_s = 3600,
-    };
+    memset(opt, 0, sizeof *opt);
+    conf_section_defaults(&ussd_config, opt);
+    /* [workflows] sessions_per_number and number_window_s feed these. */
+    opt->starts_per_number = 30;
+    opt->number_window_s = 3600;
 }
 
-static const char *options_problem(const ussd_options *o)
+static const char *options_problem(const ussd_options *o, char *buf, size_t size)
 {
     if (!o->engine)
         return "engine is required";
-    if (o->answer_deadline_ms < 100 || o->answer_deadline_ms > 60000)
-        return "answer_deadline_ms must be 100-60000";
-    if (o->max_text_bytes < 16 || o->max_text_bytes > USSD_MAX_TEXT_BYTES)
-        return "max_text_bytes must be 16-4096";
-    if (o->page_octets < USSD_MIN_PAGE_OCTETS || o->page_octets > USSD_MAX_PAGE_OCTETS)
-        return "page_octets must be 64-160";
-    if (o->max_sessions < 1 || o->max_sessions > 1000000)
-        return "max_sessions must be 1-1000000";
-    if (o->state_ttl_s < 10 || o->state_ttl_s > 86400)
-        return "state_ttl_s must be 10-86400";
-    if (o->hop_key_secret && (strlen(o->hop_key_secret) < 16 || strlen(o->hop_key_secret) > 256))
-        return "hop_key_secret must be 16-256 bytes";
-    if (o->secret && (strlen(o->secret) < 16 || strlen(o->secret) > 256))
-        return "secret must be 16-256 bytes";
-    if (o->max_clock_skew_s < 1 || o->max_clock_skew_s > 3600)
-        return "max_clock_skew_s must be 1-3600";
     if (o->starts_per_number < 1 || o->number_window_s < 1 || o->number_window_s > 86400)
         return "starts_per_number must be at least 1 and number_window_s 1-86400";
-    return NULL;
+    return conf_section_problem(&ussd_config, o, buf, size);
 }
 
 ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *opt)
 {
-    const char *problem = options_problem(opt);
+    char buf[96];
+    const char *problem = options_problem(opt, buf, sizeof buf);
     if (problem) {
         log_error("ussd.option_invalid", "why=%s", log_quote(problem).s);
         return NULL;

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "gsm.h"
 
 struct event_base;
@@ -50,6 +51,9 @@ typedef struct {
     int starts_per_number;      /* sessions one phoneNumber may start per window */
     int number_window_s;        /* that window */
 } ussd_options;
+
+/* [ussd]: all but engine and the per-number limits ([workflows]). */
+extern const conf_section ussd_config;
 
 /* Limits ----------------------------------------------------------------------*/
 

@@ -120,7 +120,29 @@ static void on_key(call *c, char key);
 static void answer_resumed(call *c);
 static void refuse_resumed(call *c, int status, const char *why);
 
-/* The call table ---------------------------------------------------------------*/
+/* Settings ----------------------------------------------------------------------*/
+
+static const conf_key voice_conf_keys[] = {
+    CONF_KEY_BOOL(voice_options, "enabled", enabled, "0"),
+    CONF_KEY_ADDRESS(voice_options, "listen", sip.bind_addr, sip.port, "127.0.0.1:5060"),
+    CONF_KEY(voice_options, "trunks", CONF_ALLOWLIST, sip.trunks, "127.0.0.1"),
+    CONF_KEY(voice_options, "pai_trunks", CONF_ALLOWLIST, sip.pai_trunks, ""),
+    CONF_KEY_INT(voice_options, "max_calls", sip.max_calls, 1, 10000, "600"),
+    CONF_KEY(voice_options, "rtp_address", CONF_HOST, sip.rtp_address, "127.0.0.1"),
+    CONF_KEY_INT(voice_options, "rtp_port_min", media.port_min, 1024, 65534, "20000"),
+    CONF_KEY_INT(voice_options, "rtp_port_max", media.port_max, 1025, 65535, "29999"),
+    CONF_KEY_INT(voice_options, "rtp_inactivity_ms", media.inactivity_ms, 0, 3600000, "30000"),
+    CONF_KEY_INT(voice_options, "session_expires_s", sip.session_expires_s, 90, 86400, "1800"),
+    CONF_KEY(voice_options, "agent_uri", CONF_STRING, agent_uri, "sip:{queue}@127.0.0.1:5070"),
+    CONF_KEY_INT(voice_options, "refer_timeout_ms", sip.refer_timeout_ms, 100, 60000, "8000"),
+    CONF_KEY_INT(voice_options, "inter_digit_timeout_ms", inter_digit_timeout_ms, 500, 30000, "3000"),
+    CONF_KEY_INT(voice_options, "prompt_gap_ms", prompt_gap_ms, 0, 2000, "300"),
+    CONF_KEY(voice_options, "prompts_dir", CONF_STRING, prompts_dir, "build/prompts"),
+    CONF_KEY(voice_options, "recorded_dir", CONF_STRING, recorded_dir, ""),
+};
+const conf_section voice_config = CONF_SECTION("voice", voice_conf_keys);
+
+
 
 static call **bucket_of(voice *v, unsigned id)
 {

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 
+#include "config.h"
 #include "audio.h"
 #include "media.h"
 #include "sip.h"
@@ -40,6 +41,7 @@ struct store;
 typedef struct voice voice;
 
 typedef struct {
+    bool enabled;               /* main answers SIP calls only when set */
     struct engine *engine;      /* runs the hops (not owned) */
     struct store *store;        /* Redis, for agents' resume tokens (not owned; required) */
     voice_sip_options sip;      /* signalling */
@@ -51,6 +53,9 @@ typedef struct {
     int prompt_gap_ms;          /* silence between prompts */
     const speech_options *speech; /* values without words said at run time, or NULL: skipped */
 } voice_options;
+
+/* [voice]: enabled, listen and what sip, media and the prompts need. */
+extern const conf_section voice_config;
 
 /* Lifecycle ---------------------------------------------------------------------*/
 

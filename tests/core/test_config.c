@@ -1,6 +1,7 @@
 /* config: defaults, every value type, every error kind with FILE:LINE and
- * key, collection of all errors, and the shipped cardline.conf and
- * docs/configuration.md agreeing with the key table. */
+ * key, collection of all errors, the modules' own tables (defaults, ranges,
+ * checks across keys, live keys), and the shipped cardline.conf and
+ * docs/configuration.md agreeing with them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "settings.h"
 
 typedef struct {
     char dir[64];        /* scratch directory of one test */
@@ -34,7 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    conf_free(&f->c);
+    settings_free(&f->c);
     conf_errors_free(&f->errs);
     unlink(f->path);
     rmdir(f->dir);
@@ -49,9 +50,9 @@ static int load_text(fixture *f, const char *text)
     assert_non_null(out);
     fputs(text, out);
     fclose(out);
-    conf_free(&f->c);
+    settings_free(&f->c);
     conf_errors_free(&f->errs);
-    return conf_load(f->path, &f->c, &f->errs);
+    return settings_load(f->path, &f->c, &f->errs);
 }
 
 /* The expected "PATH:LINE: rest" text of an error. */
@@ -81,10 +82,10 @@ static char *read_whole(const char *path)
 static void test_defaults(void **state)
 {
     fixture *f = *state;
-    conf_defaults(&f->c);
+    settings_defaults(&f->c);
     assert_int_equal(f->c.log.level, LOG_INFO);
-    assert_string_equal(f->c.http.listen.host, "127.0.0.1");
-    assert_int_equal(f->c.http.listen.port, 8080);
+    assert_string_equal(f->c.http.host, "127.0.0.1");
+    assert_int_equal(f->c.http.port, 8080);
     assert_int_equal(f->c.http.max_body_bytes, 65536);
     assert_int_equal(f->c.http.max_header_bytes, 8192);
     assert_int_equal(f->c.http.max_connections, 1024);
@@ -93,7 +94,7 @@ static void test_defaults(void **state)
     assert_int_equal(f->c.redis.port, 6379);
     assert_null(f->c.redis.password);
     assert_int_equal(f->c.redis.db, 0);
-    assert_string_equal(f->c.registry.url, "http://127.0.0.1:8090");
+    assert_string_equal(f->c.registry.base_url, "http://127.0.0.1:8090");
     assert_null(f->c.registry.token);
     assert_null(f->c.registry.ca_file);
     assert_int_equal(f->c.registry.read_retries, 1);
@@ -125,13 +126,13 @@ static void test_every_type_parses(void **state)
     assert_int_equal(load_text(f, text), 0);
     assert_int_equal(f->errs.count, 0);
     assert_int_equal(f->c.log.level, LOG_DEBUG);
-    assert_string_equal(f->c.http.listen.host, "::1");
-    assert_int_equal(f->c.http.listen.port, 9000);
+    assert_string_equal(f->c.http.host, "::1");
+    assert_int_equal(f->c.http.port, 9000);
     assert_int_equal(f->c.http.max_body_bytes, 1024);
     assert_string_equal(f->c.redis.host, "redis.internal");
     assert_int_equal(f->c.redis.port, 6390);
     assert_string_equal(f->c.redis.password, "s3cret");
-    assert_string_equal(f->c.registry.url, "https://registry.example:8443");
+    assert_string_equal(f->c.registry.base_url, "https://registry.example:8443");
     assert_string_equal(f->c.registry.ca_file, f->path);
     assert_null(f->c.registry.token);
     /* untouched keys keep their defaults */
@@ -156,8 +157,8 @@ static void test_ipv4_listen_and_range_edges(void **state)
     assert_int_equal(load_text(f, "[http]\nlisten = 0.0.0.0:1\nmax_connections = 100000\n"
                                   "[redis]\nport = 65535\ndb = 0\n"),
                      0);
-    assert_string_equal(f->c.http.listen.host, "0.0.0.0");
-    assert_int_equal(f->c.http.listen.port, 1);
+    assert_string_equal(f->c.http.host, "0.0.0.0");
+    assert_int_equal(f->c.http.port, 1);
     assert_int_equal(f->c.http.max_connections, 100000);
     assert_int_equal(f->c.redis.port, 65535);
 }
@@ -205,6 +206,70 @@ static void test_identify_window_shorter_than_registry(void **state)
     assert_error(f, 0, 3, "[workflows] identify_window_s (600) must be at least registry_pin_window_s (3600), "
                           "or guesses spread over the registry's window lock the card");
     assert_int_equal(load_text(f, "[workflows]\nidentify_window_s = 3600\nregistry_pin_window_s = 3600\n"), 0);
+}
+
+/* Checks across keys belong to the module that owns them and refuse at
+ * load, on the later of the two lines (they used to be clamped or refused
+ * only when the module started). */
+static void test_module_checks_across_keys(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_text(f, "[redis]\nreconnect_min_ms = 2000\nreconnect_max_ms = 1000\n"
+                                  "[registry]\ntimeout_ms = 1000\nconnect_timeout_ms = 2000\n"
+                                  "[outbox]\nbackoff_min_ms = 5000\nbackoff_max_ms = 10\n"),
+                     -1);
+    assert_int_equal(f->errs.count, 3);
+    assert_error(f, 0, 3, "[redis] reconnect_max_ms (1000) must be at least reconnect_min_ms (2000)");
+    assert_error(f, 1, 6, "[registry] timeout_ms (1000) must be at least connect_timeout_ms (2000)");
+    assert_error(f, 2, 9, "[outbox] backoff_max_ms (10) must be at least backoff_min_ms (5000)");
+}
+
+/* A secret's length is the table's, checked at load like any range. */
+static void test_secret_length(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_text(f, "[ussd]\nsecret = short\n[workflows]\ndigest_secret = 0123456789abcdef\n"), -1);
+    assert_int_equal(f->errs.count, 1);
+    assert_error(f, 0, 2, "[ussd] secret: must be 16-256 bytes");
+    assert_string_equal(f->c.workflows.digest_secret, "0123456789abcdef");
+}
+
+/* A module's own defaults and ranges are its table's: the ones the file
+ * is read with. */
+static void test_module_defaults_and_ranges_are_the_tables(void **state)
+{
+    fixture *f = *state;
+    settings_defaults(&f->c);
+    store_options so;
+    store_options_default(&so);
+    assert_string_equal(so.host, f->c.redis.host);
+    assert_int_equal(so.port, f->c.redis.port);
+    assert_int_equal(so.db, f->c.redis.db);
+    assert_int_equal(so.op_timeout_ms, f->c.redis.op_timeout_ms);
+    assert_null(so.password);
+    char buf[96];
+    assert_null(conf_section_problem(&store_config, &so, buf, sizeof buf));
+    so.db = 16;
+    assert_string_equal(conf_section_problem(&store_config, &so, buf, sizeof buf), "db must be 0-15");
+    ussd_options uo;
+    ussd_options_default(&uo);
+    uo.secret = "short";
+    assert_string_equal(conf_section_problem(&ussd_config, &uo, buf, sizeof buf), "secret must be 16-256 bytes");
+}
+
+/* The keys a SIGHUP applies are the ones their tables mark live. */
+static void test_live_keys(void **state)
+{
+    (void)state;
+    const conf_key *k;
+    const char *sec;
+    char live[256] = "";
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &sec)) != NULL; i++) {
+        if (!k->live)
+            continue;
+        snprintf(live + strlen(live), sizeof live - strlen(live), "[%s] %s;", sec, k->name);
+    }
+    assert_string_equal(live, "[log] level;[log] flush_ms;[dialplans] dir;");
 }
 
 static void test_duplicate_key(void **state)
@@ -265,7 +330,7 @@ static void test_shape_errors(void **state)
 static void test_unreadable_file(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(conf_load("/nonexistent/cardline.conf", &f->c, &f->errs), -1);
+    assert_int_equal(settings_load("/nonexistent/cardline.conf", &f->c, &f->errs), -1);
     assert_int_equal(f->errs.count, 1);
     assert_string_equal(f->errs.lines[0],
                         "/nonexistent/cardline.conf: cannot open: No such file or directory");
@@ -310,31 +375,32 @@ static void test_key_differs(void **state)
 {
     fixture *f = *state;
     conf other;
-    conf_defaults(&f->c);
-    conf_defaults(&other);
+    settings_defaults(&f->c);
+    settings_defaults(&other);
     const conf_key *k;
-    for (size_t i = 0; (k = conf_key_at(i)) != NULL; i++)
-        assert_false(conf_key_differs(k, &f->c, &other));
+    const char *sec;
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &sec)) != NULL; i++)
+        assert_false(conf_key_differs(&settings_schema, sec, k, &f->c, &other));
     other.redis.port = 6390;
-    free(other.http.listen.host);
-    other.http.listen.host = strdup("0.0.0.0");
+    free((char *)other.http.host);
+    other.http.host = strdup("0.0.0.0");
     size_t differing = 0;
-    for (size_t i = 0; (k = conf_key_at(i)) != NULL; i++)
-        differing += conf_key_differs(k, &f->c, &other);
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &sec)) != NULL; i++)
+        differing += conf_key_differs(&settings_schema, sec, k, &f->c, &other);
     assert_int_equal(differing, 2);
-    conf_free(&other);
+    settings_free(&other);
 }
 
 static void test_shipped_config_loads_clean(void **state)
 {
     fixture *f = *state;
-    int rc = conf_load(CL_SOURCE_DIR "/configs/cardline.conf", &f->c, &f->errs);
+    int rc = settings_load(CL_SOURCE_DIR "/configs/cardline.conf", &f->c, &f->errs);
     for (size_t i = 0; i < f->errs.count; i++)
         print_error("%s\n", f->errs.lines[i]);
     assert_int_equal(rc, 0);
     assert_int_equal(f->c.redis.port, 6390);
-    assert_string_equal(f->c.registry.url, "http://127.0.0.1:8090");
-    assert_int_equal(f->c.http.listen.port, 8080);
+    assert_string_equal(f->c.registry.base_url, "http://127.0.0.1:8090");
+    assert_int_equal(f->c.http.port, 8080);
 }
 
 /* The text of section `name` in an INI file or a "## [name]" doc section. */
@@ -351,7 +417,7 @@ static char *section_text(const char *text, const char *header, const char *next
 
 static const char *default_text(const conf_key *k)
 {
-    return *conf_key_default(k) ? conf_key_default(k) : "unset";
+    return *k->def ? k->def : "unset";
 }
 
 /* Every key appears in its section, preceded by a comment naming its default. */
@@ -360,25 +426,26 @@ static void test_shipped_config_documents_every_key(void **state)
     (void)state;
     char *text = read_whole(CL_SOURCE_DIR "/configs/cardline.conf");
     const conf_key *k;
-    for (size_t i = 0; (k = conf_key_at(i)) != NULL; i++) {
+    const char *section;
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &section)) != NULL; i++) {
         char header[64], line[96], want[160];
-        snprintf(header, sizeof header, "\n[%s]\n", conf_key_section(k));
+        snprintf(header, sizeof header, "\n[%s]\n", section);
         char *sec = section_text(text, header, "\n[");
         assert_non_null(sec);
-        snprintf(line, sizeof line, "\n%s = ", conf_key_name(k));
+        snprintf(line, sizeof line, "\n%s = ", k->name);
         char *at = strstr(sec, line);
         if (at == NULL) {
-            snprintf(line, sizeof line, "\n;%s = ", conf_key_name(k));
+            snprintf(line, sizeof line, "\n;%s = ", k->name);
             at = strstr(sec, line);
         }
         if (at == NULL)
-            fail_msg("configs/cardline.conf: [%s] %s missing", conf_key_section(k), conf_key_name(k));
+            fail_msg("configs/cardline.conf: [%s] %s missing", section, k->name);
         snprintf(want, sizeof want, "default: %s", default_text(k));
         *at = '\0';
         char *last_key = strrchr(sec, '=');
         if (strstr(last_key ? last_key : sec, want) == NULL)
-            fail_msg("configs/cardline.conf: [%s] %s lacks '%s'", conf_key_section(k),
-                     conf_key_name(k), want);
+            fail_msg("configs/cardline.conf: [%s] %s lacks '%s'", section,
+                     k->name, want);
         free(sec);
     }
     free(text);
@@ -390,24 +457,25 @@ static void test_docs_list_every_key(void **state)
     (void)state;
     char *text = read_whole(CL_SOURCE_DIR "/docs/configuration.md");
     const conf_key *k;
-    for (size_t i = 0; (k = conf_key_at(i)) != NULL; i++) {
+    const char *section;
+    for (size_t i = 0; (k = conf_key_at(&settings_schema, i, &section)) != NULL; i++) {
         char header[64], row[96], want[96];
-        snprintf(header, sizeof header, "## [%s]", conf_key_section(k));
+        snprintf(header, sizeof header, "## [%s]", section);
         char *sec = section_text(text, header, "\n## ");
         if (sec == NULL)
             fail_msg("docs/configuration.md: no section %s", header);
-        snprintf(row, sizeof row, "\n| `%s` |", conf_key_name(k));
+        snprintf(row, sizeof row, "\n| `%s` |", k->name);
         char *at = strstr(sec, row);
         if (at == NULL)
-            fail_msg("docs/configuration.md: [%s] %s has no row", conf_key_section(k),
-                     conf_key_name(k));
+            fail_msg("docs/configuration.md: [%s] %s has no row", section,
+                     k->name);
         char *eol = strchr(at + 1, '\n');
         if (eol)
             *eol = '\0';
-        snprintf(want, sizeof want, *conf_key_default(k) ? "`%s`" : "%s", default_text(k));
+        snprintf(want, sizeof want, *k->def ? "`%s`" : "%s", default_text(k));
         if (strstr(at, want) == NULL)
-            fail_msg("docs/configuration.md: [%s] %s row lacks default %s", conf_key_section(k),
-                     conf_key_name(k), want);
+            fail_msg("docs/configuration.md: [%s] %s row lacks default %s", section,
+                     k->name, want);
         free(sec);
     }
     free(text);
@@ -425,6 +493,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_an_integer_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_checks_across_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_defaults_and_ranges_are_the_tables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_host_url_level_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shape_errors, setup, teardown),

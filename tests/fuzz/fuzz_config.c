@@ -1,8 +1,8 @@
 /* fuzz_config — the configuration file parser (gateway/core/config.c):
- * conf_load on arbitrary bytes must end in a loaded conf or a list of
- * errors, never a crash or a leak. conf_load reads a path, so each input
+ * settings_load on arbitrary bytes must end in a loaded conf or a list of
+ * errors, never a crash or a leak. settings_load reads a path, so each input
  * is written to one in-memory file (memfd) opened by its /proc name. */
-#include "config.h"
+#include "settings.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -28,11 +28,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     conf c;
     conf_errors errs;
-    int rc = conf_load(conf_path, &c, &errs);
+    int rc = settings_load(conf_path, &c, &errs);
     /* An accepted file is exactly one without errors. */
     if ((rc == 0) != (errs.count == 0))
         abort();
-    conf_free(&c);
+    settings_free(&c);
     conf_errors_free(&errs);
     return 0;
 }

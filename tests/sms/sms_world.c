@@ -73,8 +73,8 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
     w->conf.redis.port = w->redis.port;
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", w->sim.port);
-    free(w->conf.registry.url);
-    w->conf.registry.url = strdup(url);
+    free((char *)w->conf.registry.base_url);
+    w->conf.registry.base_url = strdup(url);
     w->conf.registry.read_retries = 0;
     dp_errors errs = {0};
     dialplan *dp = runtime_load_dialplans(dialplans, &errs);
@@ -122,7 +122,7 @@ sms_world *sms_world_start(const char *dialplans, const sms_options *opt)
     th_mkdtemp(w->dir, "cl-sms");
     atomic_init(&w->stop, 0);
     pthread_mutex_init(&w->phone_lock, NULL);
-    conf_defaults(&w->conf);
+    settings_defaults(&w->conf);
     if (!start_services(w, dialplans, opt)) {
         sms_world_stop(w);
         return NULL;
@@ -143,7 +143,7 @@ void sms_world_stop(sms_world *w)
         runtime_free(w->rt);
     if (w->base)
         event_base_free(w->base);
-    conf_free(&w->conf);
+    settings_free(&w->conf);
     th_kill(&w->sim);
     th_kill(&w->redis);
     th_rmdir(w->dir);

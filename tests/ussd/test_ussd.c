@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
+#include "settings.h"
 #include "gsm.h"
 #include "harness.h"
 #include "httpd.h"
@@ -91,12 +91,12 @@ static int start(void **state, const char *dialplans)
     assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
     f->log = open_memstream(&f->log_text, &f->log_len);
     log_set_stream(f->log);
-    conf_defaults(&f->conf);
+    settings_defaults(&f->conf);
     f->conf.redis.port = f->redis.port;
-    free(f->conf.registry.url);
+    free((char *)f->conf.registry.base_url);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
-    f->conf.registry.url = strdup(url);
+    f->conf.registry.base_url = strdup(url);
     f->conf.registry.timeout_ms = 8000;
     f->conf.session.handler_timeout_ms = 10000;
     f->base = event_base_new();
@@ -156,7 +156,7 @@ static int teardown(void **state)
     runtime_free(f->rt);
     event_free(f->tick);
     event_base_free(f->base);
-    conf_free(&f->conf);
+    settings_free(&f->conf);
     log_set_stream(stderr);
     fclose(f->log);
     free(f->log_text);

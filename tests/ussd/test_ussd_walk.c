@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "settings.h"
 #include "engine.h"
 #include "gsm.h"
 #include "harness.h"
@@ -439,12 +439,12 @@ static int setup(void **state)
     assert_true(th_redis_start(&w->redis, w->dir, false));
     assert_true(th_sim_start(&w->sim, w->dir, NULL, NULL));
     log_set_level(LOG_ERROR);
-    conf_defaults(&w->conf);
+    settings_defaults(&w->conf);
     w->conf.redis.port = w->redis.port;
-    free(w->conf.registry.url);
+    free((char *)w->conf.registry.base_url);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", w->sim.port);
-    w->conf.registry.url = strdup(url);
+    w->conf.registry.base_url = strdup(url);
     w->conf.registry.timeout_ms = 8000;
     w->conf.session.handler_timeout_ms = 10000;
     /* The walk identifies each person again on every path. */
@@ -480,7 +480,7 @@ static int teardown(void **state)
     forget_seen(w);
     runtime_free(w->rt);
     event_base_free(w->base);
-    conf_free(&w->conf);
+    settings_free(&w->conf);
     th_stop(&w->sim, 3000);
     th_stop(&w->redis, 3000);
     th_rmdir(w->dir);

@@ -112,7 +112,7 @@ static int setup(void **state)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", th_free_port());
     registry_options ro = {.base_url = url, .timeout_ms = 1000, .connect_timeout_ms = 500,
-                           .max_connections = 2, .max_pending = 8};
+                           .max_connections = 2, .max_pending = 8, .health_interval_ms = 1000};
     voice_sip_options vo = {.bind_addr = "127.0.0.1", .port = th_free_port(), .trunks = "127.0.0.1",
                             .max_calls = 4, .session_expires_s = 1800,
                             .refer_timeout_ms = 500, .ping_interval_ms = PING_MS};

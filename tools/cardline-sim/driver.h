@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 #include "channel.h"
-#include "config.h"
+#include "settings.h"
 
 typedef struct driver driver;
 

@@ -18,7 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "settings.h"
 #include "driver.h"
 #include "log.h"
 #include "transcript.h"
@@ -106,11 +106,11 @@ static bool parse_cli(int argc, char **argv, cli *out)
 static bool load_config(const char *path, conf *c)
 {
     if (path == NULL) {
-        conf_defaults(c);
+        settings_defaults(c);
         return true;
     }
     conf_errors errs;
-    bool ok = conf_load(path, c, &errs) == 0;
+    bool ok = settings_load(path, c, &errs) == 0;
     for (size_t i = 0; i < errs.count; i++)
         fprintf(stderr, "%s\n", errs.lines[i]);
     conf_errors_free(&errs);
@@ -279,12 +279,12 @@ int main(int argc, char **argv)
     }
     conf c;
     if (!load_config(a.config, &c)) {
-        conf_free(&c);
+        settings_free(&c);
         return 1;
     }
     /* The modules' info lines would drown the conversation. */
     log_set_level(c.log.level > LOG_WARN ? c.log.level : LOG_WARN);
     int rc = a.transcript ? run_transcript(a.transcript, &c) : run_interactive(&a, &c);
-    conf_free(&c);
+    settings_free(&c);
     return rc;
 }

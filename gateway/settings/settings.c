@@ -1,0 +1,55 @@
+/* settings — the list of sections that makes up cardline.conf (see
+ * settings.h). Owns no key: each belongs to the module whose options it
+ * sets; [dialplans] and [gateway] are the daemon's own. */
+#include "settings.h"
+
+#include <string.h>
+
+static const conf_key dialplans_keys[] = {
+    CONF_LIVE(settings_dialplans, "dir", CONF_DIR, dir, "dialplans"),
+};
+static const conf_section dialplans_config = CONF_SECTION("dialplans", dialplans_keys);
+
+static const conf_key gateway_keys[] = {
+    CONF_KEY_INT(settings_gateway, "shutdown_grace_ms", shutdown_grace_ms, 0, 600000, "5000"),
+};
+static const conf_section gateway_config = CONF_SECTION("gateway", gateway_keys);
+
+#define PART(section, field) {&section, offsetof(conf, field)}
+
+static const conf_part parts[] = {
+    PART(log_config, log),
+    PART(httpd_config, http),
+    PART(store_config, redis),
+    PART(registry_config, registry),
+    PART(dialplans_config, dialplans),
+    PART(engine_config, session),
+    PART(ussd_config, ussd),
+    PART(sms_config, sms),
+    PART(outbox_config, outbox),
+    PART(sms_out_config, kannel),
+    PART(handler_config, workflows),
+    PART(voice_config, voice),
+    PART(speech_config, speech),
+    PART(agents_config, agents),
+    PART(gateway_config, gateway),
+};
+
+const conf_schema settings_schema = {parts, sizeof parts / sizeof parts[0]};
+
+void settings_defaults(conf *c)
+{
+    memset(c, 0, sizeof *c);
+    conf_defaults(&settings_schema, c);
+}
+
+int settings_load(const char *path, conf *c, conf_errors *errs)
+{
+    memset(c, 0, sizeof *c);
+    return conf_load(&settings_schema, path, c, errs);
+}
+
+void settings_free(conf *c)
+{
+    conf_free(&settings_schema, c);
+}
