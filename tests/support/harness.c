@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +353,93 @@ bool th_sim_start(th_proc *p, const char *dir, const char *seed,
         pause_ms(10);
     }
     return true;
+}
+
+/* Files and commands ---------------------------------------------------------*/
+
+void th_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+}
+
+void th_write_filef(const char *path, const char *fmt, ...)
+{
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    th_write_file(path, text);
+    free(text);
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    char buf[65536];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;)
+        fwrite(buf, 1, n, out);
+    fclose(out);
+    fclose(f);
+    if (len)
+        *len = size;
+    return text;
+}
+
+int th_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    return n;
+}
+
+int th_log_count(const th_proc *p, const char *needle)
+{
+    char *text = th_read_file(p->log, NULL);
+    int n = text ? th_count(text, needle) : 0;
+    free(text);
+    return n;
+}
+
+bool th_log_wait(const th_proc *p, const char *needle, int seen, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    while (th_log_count(p, needle) <= seen) {
+        if (th_now_ms() > deadline)
+            return false;
+        th_poll_pause();
+    }
+    return true;
+}
+
+int th_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        perror("popen");
+        abort();
+    }
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void th_poll_pause(void)
+{
+    pause_ms(20);
 }
 
 /* Peer credentials ---------------------------------------------------------*/

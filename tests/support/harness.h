@@ -10,6 +10,7 @@
 #define CARDLINE_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct curl_slist;
@@ -60,6 +61,35 @@ typedef struct {
 th_response th_request(int port, const char *method, const char *path, const char *json_body,
                        const char *const *headers);
 void th_response_free(th_response *r);
+
+/* Files and commands ------------------------------------------------------*/
+
+/* Writes `text` to `path` (created or truncated); aborts when it cannot. */
+void th_write_file(const char *path, const char *text);
+/* The same with printf formatting. */
+void th_write_filef(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The whole file, malloc'd, or NULL when it cannot be read; `len` (may
+ * be NULL) gets its size. */
+char *th_read_file(const char *path, size_t *len);
+
+/* Occurrences of `needle` in `text`, not overlapping. */
+int th_count(const char *text, const char *needle);
+
+/* Occurrences of `needle` in p's log so far (0 while there is no log). */
+int th_log_count(const th_proc *p, const char *needle);
+/* Polls p's log until `needle` occurs more than `seen` times or
+ * `timeout_ms` passes. */
+bool th_log_wait(const th_proc *p, const char *needle, int seen, int timeout_ms);
+
+/* Runs `cmd` through the shell (its own redirections decide what reaches
+ * stdout); up to `cap` - 1 bytes of stdout in `out`, NUL-terminated.
+ * Returns the exit code, or -1 when it did not exit. */
+int th_run(const char *cmd, char *out, size_t cap);
+
+/* The pause between two polls of a bounded wait (20 ms): for state that
+ * only a poll can see (another process's files, logs, HTTP answers). */
+void th_poll_pause(void);
 
 /* Peer credentials -------------------------------------------------------*/
 
