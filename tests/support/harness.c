@@ -175,20 +175,25 @@ long th_http_get(int port, const char *path, char **body)
     return th_http(port, "GET", path, NULL, NULL, body);
 }
 
-bool th_wait_healthz(int port, const char *needle, int timeout_ms)
+bool th_wait_http(int port, const char *path, long status, const char *needle, int timeout_ms)
 {
     long deadline = th_now_ms() + timeout_ms;
     for (;;) {
         char *body = NULL;
-        th_http_get(port, "/healthz", &body);
-        bool found = body && strstr(body, needle);
+        long got = th_http_get(port, path, &body);
+        bool ok = (status == 0 || got == status) && body && (needle == NULL || strstr(body, needle));
         free(body);
-        if (found)
+        if (ok)
             return true;
         if (th_now_ms() > deadline)
             return false;
         pause_ms(20);
     }
+}
+
+bool th_wait_healthz(int port, const char *needle, int timeout_ms)
+{
+    return th_wait_http(port, "/healthz", 0, needle, timeout_ms);
 }
 
 bool th_spawn(th_proc *p, const char *name, const char *const *argv)

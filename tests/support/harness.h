@@ -43,6 +43,10 @@ bool th_wait_port(int port, int timeout_ms);
  * and, if `body` is given, a malloc'd copy of the body (caller frees). */
 long th_http_get(int port, const char *path, char **body);
 
+/* Polls GET path on 127.0.0.1:port until it answers `status` (0: any)
+ * with `needle` (NULL: anything) in the body, or `timeout_ms` passes. */
+bool th_wait_http(int port, const char *path, long status, const char *needle, int timeout_ms);
+
 /* Polls GET /healthz on 127.0.0.1:port until its body contains `needle`
  * (whatever the status) or `timeout_ms` passes. */
 bool th_wait_healthz(int port, const char *needle, int timeout_ms);
