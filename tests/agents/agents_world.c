@@ -65,7 +65,8 @@ int aw_setup(void **state, const char *name, bool aof, const aw_agent *agents, s
     W = w;
     char prefix[64];
     snprintf(prefix, sizeof prefix, "cl-%s", name);
-    if (!tw_start_servers(&w->tw, prefix, aof, NULL, NULL))
+    tw_init(&w->tw, prefix);
+    if (!tw_start_servers(&w->tw, aof, NULL, NULL))
         return -1;
     w->api_port = th_free_port();
     write_tokens(w, agents, n);

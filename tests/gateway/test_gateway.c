@@ -130,7 +130,8 @@ static int start_world(void **state)
 {
     world *w = calloc(1, sizeof *w);
     *state = w;
-    if (!tw_start_servers(&w->tw, "cl-gateway", false, NULL, NULL))
+    tw_init(&w->tw, "cl-gateway");
+    if (!tw_start_servers(&w->tw, false, NULL, NULL))
         return -1;
     snprintf(w->dialplans, sizeof w->dialplans, "%s/dialplans", w->tw.dir);
     copy_dialplans(w->dialplans);

@@ -31,7 +31,8 @@ static int start_world(void **state)
 {
     tw_world *w = calloc(1, sizeof *w);
     *state = w;
-    if (!tw_start_servers(w, "cl-tools", false, NULL, NULL))
+    tw_init(w, "cl-tools");
+    if (!tw_start_servers(w, false, NULL, NULL))
         return -1;
     th_write_filef(w->conf,
                    "[log]\nlevel = info\n"

@@ -7,21 +7,22 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-bool tw_start_servers(tw_world *w, const char *prefix, bool aof, const char *seed,
-                      const char *const *sim_args)
+void tw_init(tw_world *w, const char *prefix)
 {
     th_mkdtemp(w->dir, prefix);
+    th_subdir(w->dir, "gw", w->gw.dir);
+    w->http_port = th_free_port();
+    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
+}
+
+bool tw_start_servers(tw_world *w, bool aof, const char *seed, const char *const *sim_args)
+{
     char dir[256];
     th_subdir(w->dir, "redis", dir);
     if (!th_redis_start(&w->redis, dir, aof))
         return false;
     th_subdir(w->dir, "sim", dir);
-    if (!th_sim_start(&w->sim, dir, seed, sim_args))
-        return false;
-    th_subdir(w->dir, "gw", w->gw.dir);
-    w->http_port = th_free_port();
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    return true;
+    return th_sim_start(&w->sim, dir, seed, sim_args);
 }
 
 bool tw_start_gateway(tw_world *w, bool healthy, int wait_ms)

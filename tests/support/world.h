@@ -24,12 +24,14 @@ typedef struct {
     th_proc gw;             /* the cardline daemon, log in dir/gw */
 } tw_world;
 
-/* Makes the scratch directory (`prefix`-XXXXXX) and starts redis-server
- * (AOF on when `aof`) and the simulator (seed file `seed`, NULL = the
- * demo seed; `sim_args` as for th_sim_start); picks http_port and names
- * conf. False when a server does not come up. */
-bool tw_start_servers(tw_world *w, const char *prefix, bool aof, const char *seed,
-                      const char *const *sim_args);
+/* Makes the scratch directory (`prefix`-XXXXXX) with its gw/, picks
+ * http_port and names conf. */
+void tw_init(tw_world *w, const char *prefix);
+
+/* Starts redis-server (AOF on when `aof`) and the simulator (seed file
+ * `seed`, NULL = the demo seed; `sim_args` as for th_sim_start) in their
+ * subdirectories. False when one does not come up. */
+bool tw_start_servers(tw_world *w, bool aof, const char *seed, const char *const *sim_args);
 
 /* Starts `cardline --config conf` (written by now) and waits up to
  * `wait_ms` until http_port accepts and, when `healthy`, /healthz says ok. */
