@@ -1,0 +1,51 @@
+/* loop — bounded runs of a test's event loop (see loop.h). A turn is
+ * event_base_loopexit + dispatch, so the loop returns within 10 ms even
+ * when nothing happens, and the deadline is checked often. */
+#include "loop.h"
+
+#include <event2/event.h>
+#include <sys/time.h>
+
+#include "harness.h"
+#include "store.h"
+
+static void run_turn(struct event_base *base)
+{
+    struct timeval turn = {0, 10000};
+    event_base_loopexit(base, &turn);
+    event_base_dispatch(base);
+}
+
+bool tl_run_until(struct event_base *base, tl_condition *done, const void *arg, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    while (!done(arg) && th_now_ms() < deadline)
+        run_turn(base);
+    return done(arg);
+}
+
+static bool is_true(const void *arg)
+{
+    return *(const bool *)arg;
+}
+
+bool tl_run_until_true(struct event_base *base, const bool *flag, int timeout_ms)
+{
+    return tl_run_until(base, is_true, flag, timeout_ms);
+}
+
+void tl_run_turns(struct event_base *base, int turns)
+{
+    for (int i = 0; i < turns; i++)
+        run_turn(base);
+}
+
+static bool store_up(const void *arg)
+{
+    return store_connected((store *)arg);
+}
+
+bool tl_wait_store(struct event_base *base, store *st, int timeout_ms)
+{
+    return tl_run_until(base, store_up, st, timeout_ms);
+}
