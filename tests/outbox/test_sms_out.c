@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "loop.h"
 #include "httpd.h"
 #include "kannel.h"
 #include "log.h"
@@ -37,26 +38,9 @@ typedef struct {
     sms_out *so;             /* the sms deliverer (NULL until a test makes it) */
 } fixture;
 
+static fixture *F; /* for the conditions the loop waits for: one fixture at a time */
+
 /* Loop helpers --------------------------------------------------------------*/
-
-typedef bool condition(fixture *f, const void *arg);
-
-static bool pump_until(fixture *f, condition *done, const void *arg)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!done(f, arg) && th_now_ms() < deadline) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
-    return done(f, arg);
-}
-
-static bool store_up(fixture *f, const void *arg)
-{
-    (void)arg;
-    return store_connected(f->st);
-}
 
 static char *redis_text(fixture *f, int argc, const char **argv)
 {
@@ -91,9 +75,8 @@ static void *http_thread(void *arg)
     return NULL;
 }
 
-static bool call_finished(fixture *f, const void *arg)
+static bool call_finished(const void *arg)
 {
-    (void)f;
     return __atomic_load_n(&((const http_call *)arg)->finished, __ATOMIC_ACQUIRE);
 }
 
@@ -103,7 +86,7 @@ static long get_body(fixture *f, const char *path, char **body)
     http_call c = {.port = httpd_port(f->http), .path = path};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, http_thread, &c), 0);
-    bool done = pump_until(f, call_finished, &c);
+    bool done = tl_run_until(f->base, call_finished, &c, WAIT_MS);
     pthread_join(t, NULL);
     assert_true(done);
     if (body)
@@ -123,6 +106,7 @@ static long get(fixture *f, const char *path)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
+    F = f;
     th_mkdtemp(f->redis.dir, "cl-sms-out");
     assert_true(th_redis_start(&f->redis, f->redis.dir, true));
     f->base = event_base_new();
@@ -132,7 +116,7 @@ static int setup(void **state)
     so.port = f->redis.port;
     so.op_timeout_ms = 2000;
     f->st = store_new(f->base, &so);
-    assert_true(pump_until(f, store_up, NULL));
+    assert_true(tl_wait_store(f->base, f->st, WAIT_MS));
     outbox_options oo;
     outbox_options_default(&oo);
     oo.consumer = "gw-test";
@@ -254,9 +238,8 @@ static void on_added(outbox_add_status st, const char *id, void *arg)
     snprintf(a->ids[a->calls++], sizeof a->ids[0], "%s", id);
 }
 
-static bool all_added(fixture *f, const void *arg)
+static bool all_added(const void *arg)
 {
-    (void)f;
     return ((const adds *)arg)->calls == 3;
 }
 
@@ -265,9 +248,9 @@ static double sms_metric(const char *name)
     return metrics_value(metrics_counter(name, "", "kind=\"sms\""));
 }
 
-static bool retried_once_each(fixture *f, const void *arg)
+static bool retried_once_each(const void *arg)
 {
-    (void)f, (void)arg;
+    (void)arg;
     return sms_metric("cardline_outbox_retried_total") >= 3;
 }
 
@@ -275,22 +258,24 @@ static bool retried_once_each(fixture *f, const void *arg)
  * Usually the connection is refused; under parallel tests another server
  * may have taken the freed sendsms port and answered: either way Kannel
  * took nothing. */
-static bool kept_for_retry(fixture *f, const void *arg)
+static bool kept_for_retry(const void *arg)
 {
+    fixture *f = F;
     const adds *a = arg;
     return field_is(f, a->ids[0], "state", "queued") &&
            (field_is(f, a->ids[0], "last_error", "kannel_unreachable") ||
             field_is(f, a->ids[0], "last_error", "kannel_http_error"));
 }
 
-static bool delivered_all(fixture *f, const void *arg)
+static bool delivered_all(const void *arg)
 {
-    (void)f, (void)arg;
+    (void)arg;
     return sms_metric("cardline_outbox_delivered_total") >= 3;
 }
 
-static bool reports_recorded(fixture *f, const void *arg)
+static bool reports_recorded(const void *arg)
 {
+    fixture *f = F;
     const adds *a = arg;
     /* The fake SMSC reports "accepted" (8) and then "delivered" (1). */
     for (int i = 0; i < 3; i++)
@@ -321,14 +306,14 @@ static void test_kannel_down_then_up_delivers_once(void **state)
         outbox_add(f->ob, "sms", p, NULL, on_added, &a);
         json_decref(p);
     }
-    assert_true(pump_until(f, all_added, &a));
-    assert_true(pump_until(f, retried_once_each, NULL)); /* Kannel down: retry later */
-    assert_true(pump_until(f, kept_for_retry, &a));
+    assert_true(tl_run_until(f->base, all_added, &a, WAIT_MS));
+    assert_true(tl_run_until(f->base, retried_once_each, NULL, WAIT_MS)); /* Kannel down: retry later */
+    assert_true(tl_run_until(f->base, kept_for_retry, &a, WAIT_MS));
 
     assert_true(tk_boxes_up(&k));
     assert_true(tk_smsc_connect(&k));
-    assert_true(pump_until(f, delivered_all, NULL));
-    assert_true(pump_until(f, reports_recorded, &a)); /* Kannel called our dlr-url */
+    assert_true(tl_run_until(f->base, delivered_all, NULL, WAIT_MS));
+    assert_true(tl_run_until(f->base, reports_recorded, &a, WAIT_MS)); /* Kannel called our dlr-url */
 
     bool seen[3] = {false, false, false};
     for (int i = 0; i < 3; i++) {
@@ -342,11 +327,7 @@ static void test_kannel_down_then_up_delivers_once(void **state)
         tk_mt_free(&mt);
     }
     /* Further polls send nothing more: each arrived exactly once. */
-    for (int i = 0; i < 50; i++) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
+    tl_run_turns(f->base, 50);
     assert_int_equal(tk_pending_mt(&k), 0);
     assert_int_equal(sms_metric("cardline_outbox_delivered_total"), 3);
     tk_stop(&k);
@@ -368,9 +349,7 @@ static void test_kannel_refusing_credentials_gives_up(void **state)
     const char *dead[] = {"XLEN", "cl:outbox:dead"};
     long n = 0;
     for (long deadline = th_now_ms() + WAIT_MS; n == 0 && th_now_ms() < deadline;) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
+        tl_run_turns(f->base, 1);
         char *t = redis_text(f, 2, dead);
         n = t ? strtol(t, NULL, 10) : 0;
         free(t);
