@@ -384,6 +384,16 @@ void th_write_filef(const char *path, const char *fmt, ...)
     free(text);
 }
 
+void th_write_file_in(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        fprintf(stderr, "path too long: %s/%s\n", dir, name);
+        abort();
+    }
+    th_write_file(path, text);
+}
+
 char *th_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -72,6 +72,8 @@ void th_response_free(th_response *r);
 void th_write_file(const char *path, const char *text);
 /* The same with printf formatting. */
 void th_write_filef(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes `text` to dir/name. */
+void th_write_file_in(const char *dir, const char *name, const char *text);
 
 /* The whole file, malloc'd, or NULL when it cannot be read; `len` (may
  * be NULL) gets its size. */

@@ -1,0 +1,60 @@
+/* modules — the in-process clients' world for engine and handler tests
+ * (see modules.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "modules.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "loop.h"
+
+#define START_WAIT_MS 15000
+
+void tm_start(tm_world *w, const char *prefix, bool with_registry, bool capture_log)
+{
+    signal(SIGPIPE, SIG_IGN);
+    th_mkdtemp(w->dir, prefix);
+    assert_true(th_redis_start(&w->redis, w->dir, false));
+    if (with_registry)
+        assert_true(th_sim_start(&w->sim, w->dir, NULL, NULL));
+    if (capture_log) {
+        w->log = open_memstream(&w->log_text, &w->log_len);
+        log_set_stream(w->log);
+    }
+    w->base = event_base_new();
+    store_options so;
+    store_options_default(&so);
+    so.port = w->redis.port;
+    so.op_timeout_ms = 2000;
+    w->store = store_new(w->base, &so);
+    if (with_registry) {
+        registry_options ro;
+        registry_options_default(&ro);
+        snprintf(w->url, sizeof w->url, "http://127.0.0.1:%d", w->sim.port);
+        ro.base_url = w->url;
+        ro.read_retries = 0;
+        w->registry = registry_new(w->base, &ro);
+    }
+    assert_true(tl_wait_store(w->base, w->store, START_WAIT_MS));
+}
+
+void tm_stop(tm_world *w)
+{
+    registry_free(w->registry);
+    store_free(w->store);
+    event_base_free(w->base);
+    if (w->log) {
+        log_set_stream(stderr);
+        fclose(w->log);
+        free(w->log_text);
+    }
+    th_stop(&w->sim, 2000);
+    th_stop(&w->redis, 2000);
+    th_rmdir(w->dir);
+}
