@@ -121,26 +121,7 @@ static void check_context(const char *path, char *nodes, size_t size)
 /* Every key with every member and value, whatever its type. */
 static void check_redis_keys(void)
 {
-    const char *script =
-        "local out = {} "
-        "for _, k in ipairs(redis.call('KEYS', '*')) do "
-        "  out[#out + 1] = k "
-        "  local t = redis.call('TYPE', k).ok "
-        "  local items = {} "
-        "  if t == 'string' then items = {redis.call('GET', k)} "
-        "  elseif t == 'hash' then items = redis.call('HGETALL', k) "
-        "  elseif t == 'list' then items = redis.call('LRANGE', k, 0, -1) "
-        "  elseif t == 'set' then items = redis.call('SMEMBERS', k) "
-        "  elseif t == 'zset' then items = redis.call('ZRANGE', k, 0, -1) "
-        "  elseif t == 'stream' then "
-        "    for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do "
-        "      for _, v in ipairs(e[2]) do items[#items + 1] = v end "
-        "    end "
-        "  end "
-        "  for _, v in ipairs(items) do out[#out + 1] = v end "
-        "end return table.concat(out, '\\n')";
-    const char *argv[] = {"EVAL", script, "0"};
-    char *all = th_redis_cmd(&aw_world_get()->tw.redis, 3, argv);
+    char *all = th_redis_dump(&aw_world_get()->tw.redis);
     assert_non_null(all);
     assert_non_null(strstr(all, "cl:e:ussd:" USSD_SID));   /* the search saw the event lists */
     assert_clean("Redis", all, strlen(all));

@@ -330,6 +330,31 @@ char *th_redis_cmd(const th_proc *p, int argc, const char **argv)
     return out;
 }
 
+char *th_redis_dump(const th_proc *p)
+{
+    static const char script[] =
+        "local out = {} "
+        "for _, k in ipairs(redis.call('KEYS', '*')) do "
+        "  out[#out + 1] = k "
+        "  local t = redis.call('TYPE', k).ok "
+        "  local items "
+        "  if t == 'string' then items = {redis.call('GET', k)} "
+        "  elseif t == 'hash' then items = redis.call('HGETALL', k) "
+        "  elseif t == 'list' then items = redis.call('LRANGE', k, 0, -1) "
+        "  elseif t == 'set' then items = redis.call('SMEMBERS', k) "
+        "  elseif t == 'zset' then items = redis.call('ZRANGE', k, 0, -1) "
+        "  elseif t == 'stream' then "
+        "    items = {} "
+        "    for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do "
+        "      for _, v in ipairs(e[2]) do items[#items + 1] = v end "
+        "    end "
+        "  else return redis.error_reply('unreadable type ' .. t .. ' of ' .. k) end "
+        "  for _, v in ipairs(items) do out[#out + 1] = v end "
+        "end return table.concat(out, '\\n')";
+    const char *argv[] = {"EVAL", script, "0"};
+    return th_redis_cmd(p, 3, argv);
+}
+
 bool th_sim_start(th_proc *p, const char *dir, const char *seed,
                   const char *const *extra_args)
 {

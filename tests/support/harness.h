@@ -121,6 +121,12 @@ bool th_redis_start(th_proc *p, const char *dir, bool aof);
  * malloc'd, or NULL on error. Arguments as for redisCommandArgv. */
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
 
+/* Every key of the database and every value, member and field of each
+ * (strings, hashes, lists, sets, sorted sets, streams), one a line:
+ * malloc'd, or NULL on error or a key of another type (whose contents a
+ * search could not see). For searches that something is nowhere. */
+char *th_redis_dump(const th_proc *p);
+
 /* registry-sim --------------------------------------------------------------*/
 
 /* Starts the simulator on a free port with a fresh database in `dir`,
