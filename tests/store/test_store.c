@@ -95,11 +95,6 @@ static bool all_called(const void *arg)
     return true;
 }
 
-static bool is_disconnected(const void *arg)
-{
-    return !store_connected(arg);
-}
-
 static void wait_all(fixture *f, const result *r, int n)
 {
     result_set set = {r, n};
@@ -805,7 +800,7 @@ static void test_redis_killed_and_restarted(void **state)
     th_kill(&f->redis);
 
     wait_all(f, r, N);
-    assert_true(tl_run_until(f->base, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     result fast = do_load(f, s, "keep");
     assert_int_equal(fast.st, STORE_UNAVAILABLE);
     assert_int_equal(fast.calls, 1);
@@ -877,7 +872,7 @@ static void test_hung_redis_dropped_by_ping(void **state)
     assert_int_equal(do_save(f, s, "before", "{}", 0, 600).st, STORE_OK);
 
     kill(f->redis.pid, SIGSTOP);
-    assert_true(tl_run_until(f->base, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     assert_int_equal(do_load(f, s, "before").st, STORE_UNAVAILABLE);
     assert_int_equal(connected_gauge(), 0);
     /* Reconnects reach the stopped server's accept queue, then time out. */
@@ -1125,7 +1120,7 @@ static void test_command_refused_and_unavailable(void **state)
     assert_int_equal(r.st, STORE_BAD_DATA);
 
     th_kill(&f->redis);
-    assert_true(tl_run_until(f->base, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     const char *ping[] = {"PING"};
     r = do_command(f, s, 1, ping, NULL);
     assert_int_equal(r.st, STORE_UNAVAILABLE);

@@ -42,10 +42,20 @@ void tl_run_turns(struct event_base *base, int turns)
 
 static bool store_up(const void *arg)
 {
-    return store_connected((store *)arg);
+    return store_connected(arg);
+}
+
+static bool store_down(const void *arg)
+{
+    return !store_connected(arg);
 }
 
 bool tl_wait_store(struct event_base *base, store *st, int timeout_ms)
 {
     return tl_run_until(base, store_up, st, timeout_ms);
+}
+
+bool tl_wait_store_lost(struct event_base *base, store *st, int timeout_ms)
+{
+    return tl_run_until(base, store_down, st, timeout_ms);
 }

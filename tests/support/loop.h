@@ -27,5 +27,7 @@ void tl_run_turns(struct event_base *base, int turns);
 
 /* Runs `base` until `st` has its Redis connection; false after timeout_ms. */
 bool tl_wait_store(struct event_base *base, store *st, int timeout_ms);
+/* Runs `base` until `st` has lost it; false after timeout_ms. */
+bool tl_wait_store_lost(struct event_base *base, store *st, int timeout_ms);
 
 #endif
