@@ -41,7 +41,8 @@
 #define RACERS 8
 
 typedef struct {
-    tm_world m;               /* Redis, the simulator, their clients, the loop, the log */
+    tm_world m;               /* Redis, the simulator, their clients, the loop */
+    tm_capture log;           /* the log lines of each test */
     handler_env env;          /* what handlers use */
     dialplan *dp;             /* the fixture set */
     engine *engine;           /* under test */
@@ -108,7 +109,8 @@ static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    tm_start(&f->m, "engine", true, true);
+    tm_capture_begin(&f->log, LOG_INFO);
+    tm_start(&f->m, "engine", true);
     f->env.base = f->m.base;
     f->env.registry = f->m.registry;
     f->env.store = f->m.store;
@@ -128,6 +130,8 @@ static int teardown(void **state)
     engine_free(f->engine);
     dialplan_unref(f->dp);
     tm_stop(&f->m);
+    tm_capture_end(&f->log);
+    free(f->log.text);
     metrics_reset();
     free(f);
     return 0;
@@ -249,8 +253,8 @@ static events_answer stored_events(fixture *f, const char *sid)
 
 static bool log_contains(fixture *f, const char *needle)
 {
-    fflush(f->m.log);
-    return f->m.log_text && strstr(f->m.log_text, needle) != NULL;
+    fflush(f->log.stream);
+    return f->log.text && strstr(f->log.text, needle) != NULL;
 }
 
 /* Tests ---------------------------------------------------------------------------*/

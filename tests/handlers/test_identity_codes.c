@@ -44,7 +44,8 @@
 #define SMS_MAX 512
 
 typedef struct {
-    tm_world m;               /* Redis, the simulator, their clients, the loop, the log */
+    tm_world m;               /* Redis, the simulator, their clients, the loop */
+    tm_capture log;           /* the log lines of each test, debug up */
     handler_env env;          /* what the handlers use */
     unsigned char key[32];    /* digest key */
     int seq;                  /* call keys */
@@ -111,8 +112,8 @@ static const char *other_code(const char *code)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    log_set_level(LOG_DEBUG);
-    tm_start(&f->m, "identity", true, true);
+    tm_capture_begin(&f->log, LOG_DEBUG);
+    tm_start(&f->m, "identity", true);
     for (size_t i = 0; i < sizeof f->key; i++)
         f->key[i] = (unsigned char)(i * 7 + 1);
     f->route_up = true;
@@ -144,15 +145,16 @@ static void assert_no_secrets(fixture *f)
         assert_no_secret_in(f, all, strlen(all));
         free(all);
     }
-    fflush(f->m.log);
-    assert_no_secret_in(f, f->m.log_text, f->m.log_len);
+    fflush(f->log.stream);
+    assert_no_secret_in(f, f->log.text, f->log.len);
 }
 
 static int teardown(void **state)
 {
     fixture *f = *state;
     tm_stop(&f->m);
-    log_set_level(LOG_INFO);
+    tm_capture_end(&f->log);
+    free(f->log.text);
     free(f);
     return 0;
 }
@@ -463,8 +465,8 @@ static void test_verify_unavailable(void **state)
     expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
     expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
     assert_int_equal(sim_stat(f, "requests"), requests);
-    fflush(f->m.log);
-    assert_non_null(memmem(f->m.log_text, f->m.log_len, "identify.limit_unavailable", 26));
+    fflush(f->log.stream);
+    assert_non_null(memmem(f->log.text, f->log.len, "identify.limit_unavailable", 26));
     assert_no_secrets(f);
 }
 
@@ -554,8 +556,8 @@ static void wait_expired(fixture *f, const char *key)
 
 static bool logged(fixture *f, const char *text)
 {
-    fflush(f->m.log);
-    return memmem(f->m.log_text, f->m.log_len, text, strlen(text)) != NULL;
+    fflush(f->log.stream);
+    return memmem(f->log.text, f->log.len, text, strlen(text)) != NULL;
 }
 
 /* 40 guesses at once for one ID: the attempts are taken before the
@@ -1002,8 +1004,8 @@ static void test_code_no_route(void **state)
     f->route_up = false;
     expect_send(f, "ussd:s6", "13900000006", "unavailable");
     assert_int_equal(f->sms_sent, 0);
-    fflush(f->m.log);
-    assert_non_null(memmem(f->m.log_text, f->m.log_len, "contact.code_not_sent", 21));
+    fflush(f->log.stream);
+    assert_non_null(memmem(f->log.text, f->log.len, "contact.code_not_sent", 21));
     f->env.send_now = NULL;
     expect_send(f, "ussd:s6", "13900000006", "unavailable");
     f->env.send_now = test_send_now;

@@ -34,6 +34,23 @@ bool tl_run_until_true(struct event_base *base, const bool *flag, int timeout_ms
     return tl_run_until(base, is_true, flag, timeout_ms);
 }
 
+typedef struct {
+    const int *count;         /* the counter watched */
+    int at_least;             /* the value awaited */
+} count_wait;
+
+static bool count_reached(const void *arg)
+{
+    const count_wait *w = arg;
+    return *w->count >= w->at_least;
+}
+
+bool tl_run_until_count(struct event_base *base, const int *count, int at_least, int timeout_ms)
+{
+    count_wait w = {count, at_least};
+    return tl_run_until(base, count_reached, &w, timeout_ms);
+}
+
 void tl_run_turns(struct event_base *base, int turns)
 {
     for (int i = 0; i < turns; i++)

@@ -20,6 +20,9 @@ bool tl_run_until(struct event_base *base, tl_condition *done, const void *arg, 
 /* The same until *flag is true. */
 bool tl_run_until_true(struct event_base *base, const bool *flag, int timeout_ms);
 
+/* The same until *count reaches `at_least` (a callback's count of calls). */
+bool tl_run_until_count(struct event_base *base, const int *count, int at_least, int timeout_ms);
+
 /* Runs `base` for `turns` turns of 10 ms whatever happens: room for more
  * events when a test checks that nothing more happens (it asserts counts
  * then, not times). */

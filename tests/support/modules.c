@@ -11,22 +11,17 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "log.h"
 #include "loop.h"
 
 #define START_WAIT_MS 15000
 
-void tm_start(tm_world *w, const char *prefix, bool with_registry, bool capture_log)
+void tm_start(tm_world *w, const char *prefix, bool with_registry)
 {
     signal(SIGPIPE, SIG_IGN);
     th_mkdtemp(w->dir, prefix);
     assert_true(th_redis_start(&w->redis, w->dir, false));
     if (with_registry)
         assert_true(th_sim_start(&w->sim, w->dir, NULL, NULL));
-    if (capture_log) {
-        w->log = open_memstream(&w->log_text, &w->log_len);
-        log_set_stream(w->log);
-    }
     w->base = event_base_new();
     store_options so;
     store_options_default(&so);
@@ -49,12 +44,24 @@ void tm_stop(tm_world *w)
     registry_free(w->registry);
     store_free(w->store);
     event_base_free(w->base);
-    if (w->log) {
-        log_set_stream(stderr);
-        fclose(w->log);
-        free(w->log_text);
-    }
     th_stop(&w->sim, 2000);
     th_stop(&w->redis, 2000);
     th_rmdir(w->dir);
+}
+
+void tm_capture_begin(tm_capture *cap, log_level level)
+{
+    *cap = (tm_capture){0};
+    cap->stream = open_memstream(&cap->text, &cap->len);
+    assert_non_null(cap->stream);
+    log_set_level(level);
+    log_set_stream(cap->stream);
+}
+
+void tm_capture_end(tm_capture *cap)
+{
+    log_set_stream(stderr);
+    log_set_level(LOG_INFO);
+    fclose(cap->stream);
+    cap->stream = NULL;
 }

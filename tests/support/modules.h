@@ -1,8 +1,9 @@
 /* modules — the gateway's Redis and registry clients in process, on one
  * event loop, against a real redis-server and registry simulator (demo
  * seed) in a scratch directory: the world of the tests that drive the
- * engine and the handlers directly. Its log lines can be captured for the
- * test to search (PINs and codes must never reach them). */
+ * engine, the handlers and the registry client directly; and the capture of
+ * their log lines, which a test searches (PINs and codes must never reach
+ * them). */
 #ifndef CARDLINE_TEST_MODULES_H
 #define CARDLINE_TEST_MODULES_H
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 
 #include "harness.h"
+#include "log.h"
 #include "registry.h"
 #include "store.h"
 
@@ -23,19 +25,30 @@ typedef struct {
     struct event_base *base;  /* the loop every client runs on */
     store *store;             /* Redis client, 2 s per operation */
     registry *registry;       /* the simulator's client, no read retries; NULL without */
-    FILE *log;                /* captured log lines; NULL when not captured */
-    char *log_text;           /* what was captured so far (after fflush) */
-    size_t log_len;           /* its length */
 } tm_world;
 
 /* Starts Redis (and the simulator and a registry client when
- * `with_registry`) in a directory named after `prefix`, the log captured
- * when `capture_log`, SIGPIPE ignored; returns once the store is
- * connected. Fails the test when any of it does not come up. */
-void tm_start(tm_world *w, const char *prefix, bool with_registry, bool capture_log);
+ * `with_registry`) in a directory named after `prefix`, SIGPIPE ignored;
+ * returns once the store is connected. Fails the test when any of it does
+ * not come up. */
+void tm_start(tm_world *w, const char *prefix, bool with_registry);
 
-/* Frees the clients and the loop, gives the log back to stderr, stops
- * the servers and removes the directory. */
+/* Frees the clients and the loop, stops the servers and removes the
+ * directory. */
 void tm_stop(tm_world *w);
+
+/* Log capture -----------------------------------------------------------------*/
+
+typedef struct {
+    FILE *stream;             /* what the log writes to while capturing */
+    char *text;               /* what it wrote: current after fflush(stream) or the end; caller frees */
+    size_t len;               /* its length */
+} tm_capture;
+
+/* Points the gateway's log at a new capture, lines from `level` up. */
+void tm_capture_begin(tm_capture *cap, log_level level);
+
+/* Gives the log back to stderr at LOG_INFO; cap->text stays for reading. */
+void tm_capture_end(tm_capture *cap);
 
 #endif
