@@ -110,7 +110,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     tm_capture_begin(&f->log, LOG_INFO);
-    tm_start(&f->m, "engine", true);
+    tm_start(&f->m, "engine", TM_REGISTRY);
     f->env.base = f->m.base;
     f->env.registry = f->m.registry;
     f->env.store = f->m.store;

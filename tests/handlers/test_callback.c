@@ -64,7 +64,7 @@ static long long wall_ms(void)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    tm_start(&f->m, "callback", false);
+    tm_start(&f->m, "callback", 0);
     f->env.base = f->m.base;
     f->env.store = f->m.store;
     f->env.limits.number_window_s = 3600;

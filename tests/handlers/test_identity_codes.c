@@ -113,7 +113,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     tm_capture_begin(&f->log, LOG_DEBUG);
-    tm_start(&f->m, "identity", true);
+    tm_start(&f->m, "identity", TM_REGISTRY);
     for (size_t i = 0; i < sizeof f->key; i++)
         f->key[i] = (unsigned char)(i * 7 + 1);
     f->route_up = true;

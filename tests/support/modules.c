@@ -15,20 +15,24 @@
 
 #define START_WAIT_MS 15000
 
-void tm_start(tm_world *w, const char *prefix, bool with_registry)
+void tm_start(tm_world *w, const char *prefix, int flags)
 {
     signal(SIGPIPE, SIG_IGN);
     th_mkdtemp(w->dir, prefix);
-    assert_true(th_redis_start(&w->redis, w->dir, false));
-    if (with_registry)
+    assert_true(th_redis_start(&w->redis, w->dir, flags & TM_AOF));
+    if (flags & TM_REGISTRY)
         assert_true(th_sim_start(&w->sim, w->dir, NULL, NULL));
     w->base = event_base_new();
     store_options so;
     store_options_default(&so);
     so.port = w->redis.port;
     so.op_timeout_ms = 2000;
+    if (flags & TM_FAST_RECONNECT) {
+        so.reconnect_min_ms = 20;
+        so.reconnect_max_ms = 200;
+    }
     w->store = store_new(w->base, &so);
-    if (with_registry) {
+    if (flags & TM_REGISTRY) {
         registry_options ro;
         registry_options_default(&ro);
         snprintf(w->url, sizeof w->url, "http://127.0.0.1:%d", w->sim.port);

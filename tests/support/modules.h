@@ -27,11 +27,17 @@ typedef struct {
     registry *registry;       /* the simulator's client, no read retries; NULL without */
 } tm_world;
 
-/* Starts Redis (and the simulator and a registry client when
- * `with_registry`) in a directory named after `prefix`, SIGPIPE ignored;
- * returns once the store is connected. Fails the test when any of it does
- * not come up. */
-void tm_start(tm_world *w, const char *prefix, bool with_registry);
+/* What tm_start brings up besides Redis and its client. */
+enum {
+    TM_REGISTRY = 1,          /* the simulator and a registry client */
+    TM_AOF = 2,               /* Redis with its append-only file (fsync always) */
+    TM_FAST_RECONNECT = 4,    /* the store reconnects after 20..200 ms, for tests that restart Redis */
+};
+
+/* Starts Redis and what `flags` ask for in a directory named after
+ * `prefix`, SIGPIPE ignored; returns once the store is connected. Fails
+ * the test when any of it does not come up. */
+void tm_start(tm_world *w, const char *prefix, int flags);
 
 /* Frees the clients and the loop, stops the servers and removes the
  * directory. */
