@@ -86,7 +86,7 @@ int aw_teardown(void **state)
     return clean ? 0 : -1;
 }
 
-char *aw_ussd(const char *sid, const char *phone, const char *input, long *status)
+void aw_ussd(const char *sid, const char *phone, const char *input, const char *needle)
 {
     size_t used = strlen(W->ussd_text);
     if (input == NULL)
@@ -95,12 +95,21 @@ char *aw_ussd(const char *sid, const char *phone, const char *input, long *statu
         snprintf(W->ussd_text + used, sizeof W->ussd_text - used, "%s%s", used ? "*" : "", input);
     char form[1024];
     tw_ussd_form(form, sizeof form, sid, phone, W->ussd_text);
-    return tw_call(&W->tw, "/ussd", form, status, AW_WAIT_MS);
+    long status;
+    char *body = tw_call(&W->tw, "/ussd", form, &status, AW_WAIT_MS);
+    if (status != 200 || strstr(body, needle) == NULL)
+        fail_msg("USSD %s after '%s' (history '%s'): %ld %s (wanted %s)", sid, input ? input : "(dial)",
+                 W->ussd_text, status, body, needle);
+    free(body);
 }
 
-char *aw_sms(const char *from, const char *text, long *status)
+void aw_sms(const char *from, const char *text, const char *needle)
 {
     char path[512];
     tw_sms_path(path, sizeof path, from, text);
-    return tw_call(&W->tw, path, NULL, status, AW_WAIT_MS);
+    long status;
+    char *body = tw_call(&W->tw, path, NULL, &status, AW_WAIT_MS);
+    if (status != 200 || strstr(body, needle) == NULL)
+        fail_msg("SMS '%s': %ld %s (wanted %s)", text, status, body, needle);
+    free(body);
 }

@@ -40,12 +40,12 @@ int aw_teardown(void **state);
 aw_world *aw_world_get(void);
 
 /* One USSD hop of session `sid` from `phone`: `input` joins the history
- * with `*` (NULL: the dial, which starts a new history). Returns the
- * reply's body (malloc'd) and status. */
-char *aw_ussd(const char *sid, const char *phone, const char *input, long *status);
+ * with `*` (NULL: the dial, which starts a new history). The reply must
+ * be 200 and contain `needle` ("" = anything), or the test fails. */
+void aw_ussd(const char *sid, const char *phone, const char *input, const char *needle);
 
-/* One SMS from `from` to 12333; the reply's body (malloc'd) and status. */
-char *aw_sms(const char *from, const char *text, long *status);
+/* One SMS from `from` to 12333; the reply as for aw_ussd. */
+void aw_sms(const char *from, const char *text, const char *needle);
 
 /* SHA-256 of `text` as 64 hex digits. */
 void aw_sha256_hex(const char *text, char out[65]);

@@ -130,21 +130,13 @@ static long long redis_int(const char *fmt, const char *arg)
  * contain `needle`. */
 static void ussd(const char *sid, const char *input, const char *needle)
 {
-    long status;
-    char *body = aw_ussd(sid, PHONE, input, &status);
-    if (status != 200 || strstr(body, needle) == NULL)
-        fail_msg("USSD %s after %s: %ld %s (wanted %s)", sid, input ? input : "(dial)", status, body, needle);
-    free(body);
+    aw_ussd(sid, PHONE, input, needle);
 }
 
 /* One SMS from 王伟's mobile; the reply must contain `needle` ("" = any). */
 static void sms(const char *text, const char *needle)
 {
-    long status;
-    char *body = aw_sms(PHONE, text, &status);
-    if (status != 200 || strstr(body, needle) == NULL)
-        fail_msg("SMS %s: %ld %s (wanted %s)", text, status, body, needle);
-    free(body);
+    aw_sms(PHONE, text, needle);
 }
 
 /* The context of a session as `auth` sees it (must be 200). */

@@ -30,7 +30,6 @@
 #include <cmocka.h>
 
 #include <ctype.h>
-#include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -541,24 +540,10 @@ static void assert_exactly_once(const world *w)
     print_message("registry replays answered (since its last start): %lld\n", sim_replays(w));
 }
 
-/* `token` in s[0..len) as a whole run of digits: a PIN typed as input or
- * stored as a value, not six digits inside a timestamp or a stream id. */
-static bool has_digit_run(const char *s, size_t len, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *at = s; (at = memmem(at, len - (size_t)(at - s), token, n)) != NULL; at++) {
-        bool starts = at == s || !isdigit((unsigned char)at[-1]);
-        bool ends = at + n == s + len || !isdigit((unsigned char)at[n]);
-        if (starts && ends)
-            return true;
-    }
-    return false;
-}
-
 static void assert_no_pin_in(const world *w, const char *what, const char *s, size_t len)
 {
     for (int i = 0; i < PEOPLE; i++)
-        if (has_digit_run(s, len, w->people[i].pin))
+        if (th_has_number(s, len, w->people[i].pin))
             fail_msg("PIN of %s found in %s", w->people[i].session, what);
 }
 
@@ -624,25 +609,12 @@ static void assert_no_pin_in_redis(const world *w)
  * no PIN in it. It must hold the first reference (so the files were read). */
 static void assert_no_pin_in_aof(const world *w)
 {
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/appendonlydir", w->tw.redis.dir);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    bool reference_seen = false;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (strncmp(e->d_name, "appendonly", 10) != 0)
-            continue;
-        char path[600];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        size_t len;
-        char *text = th_read_file(path, &len);
-        assert_non_null(text);
-        assert_no_pin_in(w, e->d_name, text, len);
-        reference_seen |= memmem(text, len, w->people[0].reference, REFERENCE_LEN) != NULL;
-        free(text);
-    }
-    closedir(d);
-    assert_true(reference_seen);
+    size_t len;
+    char *text = th_redis_aof(&w->tw.redis, &len);
+    assert_non_null(text);
+    assert_no_pin_in(w, "the AOF", text, len);
+    assert_non_null(memmem(text, len, w->people[0].reference, REFERENCE_LEN));
+    free(text);
 }
 
 /* The gateway's log (every run of it): no PIN, no full ID; and it is the

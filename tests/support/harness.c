@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -355,6 +356,37 @@ char *th_redis_dump(const th_proc *p)
     return th_redis_cmd(p, 3, argv);
 }
 
+char *th_redis_aof(const th_proc *p, size_t *len)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/appendonlydir", p->dir);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return NULL;
+    char *all = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&all, &size);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, "appendonly", 10) != 0)
+            continue;
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t n = 0;
+        char *bytes = th_read_file(path, &n);
+        if (bytes)
+            fwrite(bytes, 1, n, out);
+        free(bytes);
+    }
+    closedir(d);
+    fclose(out);
+    if (size == 0) {
+        free(all);
+        return NULL;
+    }
+    *len = size;
+    return all;
+}
+
 bool th_sim_start(th_proc *p, const char *dir, const char *seed,
                   const char *const *extra_args)
 {
@@ -435,6 +467,21 @@ char *th_read_file(const char *path, size_t *len)
     if (len)
         *len = size;
     return text;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool th_has_number(const char *hay, size_t len, const char *number)
+{
+    size_t n = strlen(number);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(hay + i, number, n) == 0 && (i == 0 || !is_digit(hay[i - 1])) &&
+            (i + n == len || !is_digit(hay[i + n])))
+            return true;
+    return false;
 }
 
 int th_count(const char *text, const char *needle)

@@ -79,6 +79,11 @@ void th_write_file_in(const char *dir, const char *name, const char *text);
  * be NULL) gets its size. */
 char *th_read_file(const char *path, size_t *len);
 
+/* True when `number` stands in hay[0..len) as a whole run of digits: a
+ * PIN typed as input or stored as a value, not six digits inside a
+ * timestamp, a stream id or a longer number. */
+bool th_has_number(const char *hay, size_t len, const char *number);
+
 /* Occurrences of `needle` in `text`, not overlapping. */
 int th_count(const char *text, const char *needle);
 
@@ -126,6 +131,12 @@ char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
  * malloc'd, or NULL on error or a key of another type (whose contents a
  * search could not see). For searches that something is nowhere. */
 char *th_redis_dump(const th_proc *p);
+
+/* The files of the AOF directory of a redis-server started with AOF on
+ * (manifest, base and increments: the whole write history), joined,
+ * malloc'd; `len` gets the size. NULL when there is no such directory or
+ * it holds no byte. */
+char *th_redis_aof(const th_proc *p, size_t *len);
 
 /* registry-sim --------------------------------------------------------------*/
 
