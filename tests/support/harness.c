@@ -197,6 +197,23 @@ bool th_wait_healthz(int port, const char *needle, int timeout_ms)
     return th_wait_http(port, "/healthz", 0, needle, timeout_ms);
 }
 
+long th_rss_kib(pid_t pid)
+{
+    char path[64], line[128];
+    long kib = -1;
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 bool th_spawn(th_proc *p, const char *name, const char *const *argv)
 {
     snprintf(p->log, sizeof p->log, "%s/%s.log", p->dir, name);
@@ -469,6 +486,12 @@ char *th_read_file(const char *path, size_t *len)
     return text;
 }
 
+char *th_read_text(const char *path)
+{
+    char *text = th_read_file(path, NULL);
+    return text ? text : strdup("");
+}
+
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
@@ -494,8 +517,8 @@ int th_count(const char *text, const char *needle)
 
 int th_log_count(const th_proc *p, const char *needle)
 {
-    char *text = th_read_file(p->log, NULL);
-    int n = text ? th_count(text, needle) : 0;
+    char *text = th_read_text(p->log);
+    int n = th_count(text, needle);
     free(text);
     return n;
 }

@@ -84,6 +84,10 @@ char *th_read_file(const char *path, size_t *len);
  * timestamp, a stream id or a longer number. */
 bool th_has_number(const char *hay, size_t len, const char *number);
 
+/* The whole file as text, "" when it cannot be read (a log not written
+ * yet); malloc'd, never NULL. */
+char *th_read_text(const char *path);
+
 /* Occurrences of `needle` in `text`, not overlapping. */
 int th_count(const char *text, const char *needle);
 
@@ -145,6 +149,10 @@ char *th_redis_aof(const th_proc *p, size_t *len);
  * `extra_args` (NULL-terminated, may be NULL). Waits for /v1/health. */
 bool th_sim_start(th_proc *p, const char *dir, const char *seed,
                   const char *const *extra_args);
+
+/* Resident memory of process `pid` (0: this one) in KiB, -1 when it
+ * cannot be read: for bounds on what repeated work may cost. */
+long th_rss_kib(pid_t pid);
 
 /* Any child ---------------------------------------------------------------*/
 
