@@ -13,8 +13,8 @@ typedef struct store store;
 /* What a test waits for; `arg` is what it was given. */
 typedef bool tl_condition(const void *arg);
 
-/* Runs `base` in turns of at most 10 ms until `done(arg)` holds or
- * `timeout_ms` passes; returns done(arg). */
+/* Runs `base` until `done(arg)` holds or `timeout_ms` passes, checking
+ * after every event and at least every 10 ms; returns done(arg). */
 bool tl_run_until(struct event_base *base, tl_condition *done, const void *arg, int timeout_ms);
 
 /* The same until *flag is true. */

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "gsm.h"
 #include "harness.h"
+#include "loop.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -109,10 +110,7 @@ static int start(void **state, const char *dialplans)
     f->rt = runtime_new(f->base, &f->conf, dp);
     dialplan_unref(dp);
     assert_non_null(f->rt);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(runtime_store(f->rt)) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(runtime_store(f->rt)));
+    assert_true(tl_wait_store(f->base, runtime_store(f->rt), WAIT_MS));
     httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
                         .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000,
                         .request_timeout_ms = 10000};
