@@ -184,13 +184,7 @@ static void expect(fixture *f, engine_event_kind kind, const char *sid, const ch
 
 static long pin_verifications(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->m.sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
-    json_decref(j);
-    return n;
+    return (long)th_sim_stat(&f->m.sim, "applied.pin_verifications");
 }
 
 static char *stored_field(const fixture *f, const char *sid, const char *field)
@@ -629,13 +623,7 @@ static void test_transferred_session_holds_input(void **state)
 
 static long registry_requests(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->m.sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
+    return (long)th_sim_stat(&f->m.sim, "requests");
 }
 
 /* A START whose flow calls a handler before it waits must not run the

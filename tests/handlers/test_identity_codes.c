@@ -289,18 +289,7 @@ static long redis_long(fixture *f, const char *cmd, const char *key)
 /* A number from the simulator's /_sim/stats: "requests" or "applied.X". */
 static long sim_stat(fixture *f, const char *name)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->m.sim.port, "/_sim/stats", &body), 200);
-    json_t *stats = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(stats);
-    json_t *v = strncmp(name, "applied.", 8) == 0
-                    ? json_object_get(json_object_get(stats, "applied"), name + 8)
-                    : json_object_get(stats, name);
-    assert_true(json_is_integer(v));
-    long n = (long)json_integer_value(v);
-    json_decref(stats);
-    return n;
+    return (long)th_sim_stat(&f->m.sim, name);
 }
 
 static void sim_fault(fixture *f, const char *fault)

@@ -134,14 +134,7 @@ static void sim_fault_clear(const world *w)
 
 static long long sim_applied(const world *w, const char *what)
 {
-    char *text = NULL;
-    assert_int_equal(th_http_get(w->sim.port, "/_sim/stats", &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
+    return th_sim_applied(&w->sim, what);
 }
 
 /* Calling a handler ----------------------------------------------------------------*/

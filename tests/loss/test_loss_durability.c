@@ -309,23 +309,13 @@ static void confirm_end(pending_confirm *pc)
 
 /* The registry -------------------------------------------------------------------------*/
 
-/* GETs `path` from the simulator as JSON (NULL unless 200). */
-static json_t *sim_json(const world *w, const char *path)
-{
-    char *body = NULL;
-    long status = th_http_get(w->tw.sim.port, path, &body);
-    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 /* The card's status (-1 when the registry does not answer) and, if it has
  * an active loss report, that report's reference in `reference`. */
 static int card_status(const world *w, const char *card, char reference[65])
 {
     char path[64];
     snprintf(path, sizeof path, "/v1/cards/%s", card);
-    json_t *j = sim_json(w, path);
+    json_t *j = th_sim_json(&w->tw.sim, path);
     int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
     const char *ref = json_string_value(json_object_get(json_object_get(j, "loss_report"), "reference"));
     snprintf(reference, 65, "%s", ref ? ref : "");
@@ -337,20 +327,12 @@ static int card_status(const world *w, const char *card, char reference[65])
  * restarts; never replays, refusals or injected faults). */
 static long long applied_count(const world *w, const char *what)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
+    return th_sim_applied(&w->tw.sim, what);
 }
 
 static long long sim_replays(const world *w)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(j, "replays"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&w->tw.sim, "replays");
 }
 
 /* Polls the simulator's log until more than `seen` lines hold `needle`. */

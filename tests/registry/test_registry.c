@@ -127,38 +127,19 @@ static void sim_fault_clear(void)
     assert_true(st >= 200 && st < 300);
 }
 
-static json_t *sim_stats(void)
-{
-    char *text = NULL;
-    assert_int_equal(th_http_get(sim.port, "/_sim/stats", &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    return j;
-}
-
 static long long stat_requests(void)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&sim, "requests");
 }
 
 static long long stat_replays(void)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(j, "replays"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&sim, "replays");
 }
 
 static long long stat_applied(const char *what)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
+    return th_sim_applied(&sim, what);
 }
 
 /* Fixtures -------------------------------------------------------------------*/

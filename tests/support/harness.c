@@ -1,6 +1,11 @@
 /* harness — starts and stops real servers for integration tests (see
  * harness.h). Uses libcurl for HTTP checks and hiredis for Redis checks, the
  * same libraries the gateway uses, synchronously. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -12,7 +17,6 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -550,6 +554,38 @@ int th_run(const char *cmd, char *out, size_t cap)
 void th_poll_pause(void)
 {
     pause_ms(20);
+}
+
+json_t *th_sim_json(const th_proc *sim, const char *path)
+{
+    char *body = NULL;
+    long status = th_http_get(sim->port, path, &body);
+    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+long long th_sim_stat(const th_proc *sim, const char *name)
+{
+    json_t *stats = th_sim_json(sim, "/_sim/stats");
+    if (stats == NULL)
+        fail_msg("the simulator on port %d gave no /_sim/stats", sim->port);
+    json_t *v = strncmp(name, "applied.", 8) == 0 ? json_object_get(json_object_get(stats, "applied"), name + 8)
+                                                  : json_object_get(stats, name);
+    if (!json_is_integer(v)) {
+        json_decref(stats);
+        fail_msg("no figure %s in the simulator's /_sim/stats", name);
+    }
+    long long n = json_integer_value(v);
+    json_decref(stats);
+    return n;
+}
+
+long long th_sim_applied(const th_proc *sim, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "applied.%s", what);
+    return th_sim_stat(sim, name);
 }
 
 /* Peer credentials ---------------------------------------------------------*/

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 struct curl_slist;
 
 typedef struct {
@@ -153,6 +155,17 @@ bool th_sim_start(th_proc *p, const char *dir, const char *seed,
 /* Resident memory of process `pid` (0: this one) in KiB, -1 when it
  * cannot be read: for bounds on what repeated work may cost. */
 long th_rss_kib(pid_t pid);
+
+/* GETs `path` from the simulator: its JSON body, or NULL unless it
+ * answered 200 with JSON (json_decref it). */
+json_t *th_sim_json(const th_proc *sim, const char *path);
+
+/* A figure of the simulator's /_sim/stats: "requests", "replays" or
+ * "applied.WHAT" (writes of WHAT it applied). Fails the test when the
+ * simulator does not answer or has no such figure. */
+long long th_sim_stat(const th_proc *sim, const char *name);
+/* The same for "applied.`what`". */
+long long th_sim_applied(const th_proc *sim, const char *what);
 
 /* Any child ---------------------------------------------------------------*/
 

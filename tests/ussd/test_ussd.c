@@ -284,13 +284,7 @@ static void expect(const fixture *f, const char *sid, const char *text, const ch
 
 static long pin_verifications(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
-    json_decref(j);
-    return n;
+    return (long)th_sim_stat(&f->sim, "applied.pin_verifications");
 }
 
 static char *redis(const fixture *f, int argc, const char **argv)

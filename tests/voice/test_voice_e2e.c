@@ -88,32 +88,17 @@ static void assert_pin_kept_secret(const vw_world *w, const char *session)
 
 /* The registry --------------------------------------------------------------------------*/
 
-static json_t *sim_json(const vw_world *w, const char *path)
-{
-    char *body = NULL;
-    long status = th_http_get(w->tw.sim.port, path, &body);
-    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 /* Writes of `what` the registry applied. */
 static long long applied_count(const vw_world *w, const char *what)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    json_t *n = json_object_get(json_object_get(j, "applied"), what);
-    assert_non_null(n);
-    long long v = json_integer_value(n);
-    json_decref(j);
-    return v;
+    return th_sim_applied(&w->tw.sim, what);
 }
 
 static int card_status(const vw_world *w, const char *card)
 {
     char path[64];
     snprintf(path, sizeof path, "/v1/cards/%s", card);
-    json_t *j = sim_json(w, path);
+    json_t *j = th_sim_json(&w->tw.sim, path);
     int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
     json_decref(j);
     return status;
