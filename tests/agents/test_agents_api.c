@@ -24,18 +24,14 @@
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 
-#include "harness.h"
+#include "agents_world.h"
 #include "rawhttp.h"
 
-#define WAIT_MS 20000
 #define PIN "246810"                      /* 王伟's service PIN in the demo seed */
 #define ID "110101199003074514"           /* 王伟's citizen ID */
 #define PHONE "+8613800000001"            /* his registered mobile */
@@ -46,9 +42,7 @@
 #define VOICE_PORT 5099                   /* [voice] listen: only used in resume URIs */
 
 /* The agents of the tokens file the test writes: name, role, token. */
-static const struct {
-    const char *name, *role, *token, *extra;
-} AGENTS[] = {
+static const aw_agent AGENTS[] = {
     {"li", "agent", "tok-li", "    sip_uri: sip:li@127.0.0.1:5070\n"},
     {"chen", "agent", "tok-chen", "    sip_uri: sip:chen@127.0.0.1:5070\n"},
     {"wang", "supervisor", "tok-wang", "    sip_uri: sip:wang@127.0.0.1:5070\n    expires: 2099-01-01T00:00:00Z\n"},
@@ -62,41 +56,7 @@ static const struct {
 #define ZHAO "Authorization: Bearer tok-zhao"
 #define OLD "Authorization: Bearer tok-old"
 
-typedef struct {
-    char dir[256];          /* everything of the test */
-    char conf[300];         /* the gateway's config */
-    char tokens[300];       /* the tokens file */
-    int http_port;          /* the gateway's listener (USSD, SMS, ops) */
-    int api_port;           /* the agent API */
-    th_proc redis, sim, gw; /* the real servers */
-    char ussd_text[160];    /* history of the USSD session */
-} world;
-
-static world *W;            /* for the helpers: one world for the whole run */
-
 /* Small helpers -------------------------------------------------------------------*/
-
-static void pause_briefly(void)
-{
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void sha256_hex(const char *text, char out[65])
-{
-    unsigned char d[32];
-    assert_int_equal(EVP_Digest(text, strlen(text), d, NULL, EVP_sha256(), NULL), 1);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
 
 /* A reply that holds the PIN anywhere fails the test at once. */
 static void assert_no_pin(const char *where, const char *body)
@@ -109,7 +69,7 @@ static void assert_no_pin(const char *where, const char *body)
 static th_response api(const char *method, const char *path, const char *auth, const char *body)
 {
     const char *headers[] = {auth, NULL};
-    th_response r = th_request(W->api_port, method, path, body, auth ? headers : NULL);
+    th_response r = th_request(aw_world_get()->api_port, method, path, body, auth ? headers : NULL);
     assert_no_pin(path, r.body);
     return r;
 }
@@ -146,7 +106,7 @@ static const char *jstr(json_t *obj, const char *key)
 static redisReply *redis(const char *fmt, ...)
 {
     struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", W->redis.port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", aw_world_get()->tw.redis.port, tv);
     assert_true(c && !c->err);
     va_list ap;
     va_start(ap, fmt);
@@ -166,82 +126,17 @@ static long long redis_int(const char *fmt, const char *arg)
     return v;
 }
 
-/* Channels: USSD and SMS as the aggregator and Kannel send them ---------------------------*/
-
-static size_t collect(char *data, size_t size, size_t n, void *arg)
-{
-    fwrite(data, size, n, arg);
-    return size * n;
-}
-
-/* GET or POST to the gateway's listener; the body, malloc'd. */
-static char *gateway_call(const char *path, const char *form, long *status)
-{
-    CURL *c = curl_easy_init();
-    char url[1024];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", W->http_port, path);
-    char *body = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&body, &len);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    struct curl_slist *h = NULL;
-    if (form) {
-        h = th_ussd_sign(NULL, form);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    *status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    fclose(out);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return body;
-}
-
 /* One USSD hop of session `sid` (input NULL: the dial); the reply must
  * contain `needle`. */
 static void ussd(const char *sid, const char *input, const char *needle)
 {
-    if (input) {
-        size_t used = strlen(W->ussd_text);
-        snprintf(W->ussd_text + used, sizeof W->ussd_text - used, "%s%s", used ? "*" : "", input);
-    } else {
-        W->ussd_text[0] = '\0';
-    }
-    CURL *c = curl_easy_init();
-    char *text = curl_easy_escape(c, W->ussd_text, 0), *phone = curl_easy_escape(c, PHONE, 0);
-    char form[512];
-    snprintf(form, sizeof form, "sessionId=%s&serviceCode=%%2A123%%23&phoneNumber=%s&text=%s", sid, phone, text);
-    curl_free(text);
-    curl_free(phone);
-    curl_easy_cleanup(c);
-    long status;
-    char *body = gateway_call("/ussd", form, &status);
-    if (status != 200 || strstr(body, needle) == NULL)
-        fail_msg("USSD %s after %s: %ld %s (wanted %s)", sid, input ? input : "(dial)", status, body, needle);
-    free(body);
+    aw_ussd(sid, PHONE, input, needle);
 }
 
 /* One SMS from 王伟's mobile; the reply must contain `needle` ("" = any). */
 static void sms(const char *text, const char *needle)
 {
-    CURL *c = curl_easy_init();
-    char *t = curl_easy_escape(c, text, 0), *from = curl_easy_escape(c, PHONE, 0);
-    char path[512];
-    snprintf(path, sizeof path, "/sms/kannel?key=" TH_SMS_KEY "&from=%s&to=12333&text=%s", from, t);
-    curl_free(t);
-    curl_free(from);
-    curl_easy_cleanup(c);
-    long status;
-    char *body = gateway_call(path, NULL, &status);
-    if (status != 200 || strstr(body, needle) == NULL)
-        fail_msg("SMS %s: %ld %s (wanted %s)", text, status, body, needle);
-    free(body);
+    aw_sms(PHONE, text, needle);
 }
 
 /* The context of a session as `auth` sees it (must be 200). */
@@ -257,7 +152,7 @@ static json_t *context(const char *path, const char *auth)
 /* Polls the context until the session is in `state` (or gone, for "gone"). */
 static void wait_state(const char *path, const char *state)
 {
-    long deadline = th_now_ms() + WAIT_MS;
+    long deadline = th_now_ms() + AW_WAIT_MS;
     for (;;) {
         json_t *ctx = NULL;
         long st = api_json("GET", path, WANG, NULL, &ctx);
@@ -267,7 +162,7 @@ static void wait_state(const char *path, const char *state)
             return;
         if (th_now_ms() > deadline)
             fail_msg("%s never reached state %s", path, state);
-        pause_briefly();
+        th_poll_pause();
     }
 }
 
@@ -306,80 +201,15 @@ static int outbox_sms(const char *to, const char *needle)
 
 /* The world ---------------------------------------------------------------------------*/
 
-static void write_tokens(world *w)
-{
-    char text[4096] = "agents:\n";
-    for (size_t i = 0; i < sizeof AGENTS / sizeof AGENTS[0]; i++) {
-        char hex[65], entry[512];
-        sha256_hex(AGENTS[i].token, hex);
-        snprintf(entry, sizeof entry, "  - name: %s\n    role: %s\n    token_sha256: %s\n%s", AGENTS[i].name,
-                 AGENTS[i].role, hex, AGENTS[i].extra);
-        strcat(text, entry);
-    }
-    snprintf(w->tokens, sizeof w->tokens, "%s/agents.yaml", w->dir);
-    write_file(w->tokens, text);
-}
-
-static void write_conf(world *w)
-{
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[log]\nlevel = info\n"
-             "[http]\nlisten = 127.0.0.1:%d\n"
-             "[redis]\nport = %d\n"
-             "[registry]\nurl = http://127.0.0.1:%d\n"
-             "[dialplans]\ndir = %s/dialplans\n"
-             "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = agents api test secret\n" TH_USSD_SECRET_LINE
-             "[sms]\n" TH_SMS_KEY_LINE
-             "[outbox]\nconsumer = gw-agents\n"
-             "[voice]\nenabled = 0\nlisten = 127.0.0.1:%d\n"
-             "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s\nresume_ttl_s = 60\n"
-             "audit_max = 1000\n"
-             "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, VOICE_PORT, w->api_port, w->tokens);
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    write_file(w->conf, text);
-}
-
 static int setup(void **state)
 {
-    world *w = calloc(1, sizeof *w);
-    W = w;
-    th_mkdtemp(w->dir, "cl-agents");
-    char dir[256];
-    th_subdir(w->dir, "redis", dir);
-    if (!th_redis_start(&w->redis, dir, false))
-        return -1;
-    th_subdir(w->dir, "sim", dir);
-    if (!th_sim_start(&w->sim, dir, NULL, NULL))
-        return -1;
-    w->http_port = th_free_port();
-    w->api_port = th_free_port();
-    write_tokens(w);
-    write_conf(w);
-    th_subdir(w->dir, "gw", w->gw.dir);
-    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
-    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->api_port, WAIT_MS) ||
-        !th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS))
-        return -1;
-    *state = w;
-    return 0;
-}
-
-/* SIGTERM: a clean exit also means LeakSanitizer found nothing. */
-static int teardown(void **state)
-{
-    world *w = *state;
-    int status = th_stop(&w->gw, WAIT_MS);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!clean || getenv("CL_KEEP_TMP"))
-        fprintf(stderr, "gateway exit %d; kept %s\n", status, w->dir);
-    else
-        th_rmdir(w->dir);
-    free(w);
-    return clean ? 0 : -1;
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "[outbox]\nconsumer = gw-agents\n"
+             "[voice]\nlisten = 127.0.0.1:%d\n"
+             "[agents]\nresume_ttl_s = 60\naudit_max = 1000\n",
+             VOICE_PORT);
+    return aw_setup(state, "agents", false, AGENTS, sizeof AGENTS / sizeof AGENTS[0], extra);
 }
 
 /* Authentication and roles ------------------------------------------------------------*/
@@ -614,7 +444,7 @@ static void test_transfer_back_into_a_node(void **state)
 /* Sends `request` on its own connection; returns the socket. */
 static int send_raw(const char *request)
 {
-    int fd = rh_connect(W->api_port);
+    int fd = rh_connect(aw_world_get()->api_port);
     assert_true(fd >= 0);
     assert_true(rh_send(fd, request, strlen(request)));
     return fd;
@@ -633,7 +463,7 @@ static void test_concurrent_transfers(void **state)
              SMS_PATH, strlen(body), body);
     int a = send_raw(request), b = send_raw(request);
     char buf_a[4096], buf_b[4096];
-    int sa = rh_response(a, buf_a, sizeof buf_a, WAIT_MS), sb = rh_response(b, buf_b, sizeof buf_b, WAIT_MS);
+    int sa = rh_response(a, buf_a, sizeof buf_a, AW_WAIT_MS), sb = rh_response(b, buf_b, sizeof buf_b, AW_WAIT_MS);
     close(a);
     close(b);
     if (!((sa == 200 && sb == 409) || (sa == 409 && sb == 200)))
@@ -860,7 +690,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_audit_names_every_action),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    int rc = cmocka_run_group_tests(tests, setup, aw_teardown);
     curl_global_cleanup();
     return rc;
 }

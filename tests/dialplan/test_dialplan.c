@@ -18,6 +18,7 @@
 
 #include "dialplan.h"
 #include "handlers.h"
+#include "harness.h"
 
 /* A fixture handler table for the checker cases, frozen so the cases do not
  * move with the product's handlers (the shipped set uses those); run is
@@ -110,16 +111,6 @@ static void stage(char dir[256], const char *kind, bool base)
         snprintf(src, sizeof src, "%s/%s", CL_CASES_DIR, kind);
         copy_dir(src, dir);
     }
-}
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    fclose(f);
 }
 
 static void print_errors(const dp_errors *e)
@@ -447,15 +438,15 @@ static void test_size_and_count_limits(void **state)
     char *text = malloc(2 * 1024 * 1024);
     assert_non_null(text);
     snprintf(text, 4096, "prompts:\n  zh:\n    long: \"%01100d\"\n  en:\n    long: short\n", 0);
-    write_file(dir, "p.yaml", text);
+    th_write_file_in(dir, "p.yaml", text);
     size_t len = (size_t)sprintf(text, "flows:\n  big:\n    nodes:\n");
     for (int i = 0; i < 1001; i++)
         len += (size_t)sprintf(text + len, "      n%d: { end: ~ }\n", i);
-    write_file(dir, "q.yaml", text);
+    th_write_file_in(dir, "q.yaml", text);
     len = (size_t)sprintf(text, "# padding\n");
     while (len < 1024 * 1024 + 10)
         len += (size_t)sprintf(text + len, "# .................................................\n");
-    write_file(dir, "r.yaml", text);
+    th_write_file_in(dir, "r.yaml", text);
     free(text);
     dp_errors errs;
     load_broken(dir, 4, &errs);
@@ -487,7 +478,7 @@ static void test_error_list_is_capped(void **state)
     size_t len = (size_t)sprintf(text, "flows:\n  base2:\n    nodes:\n");
     for (int i = 0; i < 150; i++)
         len += (size_t)sprintf(text + len, "      n%d: { goto: missing%d }\n", i, i);
-    write_file(dir, "many.yaml", text);
+    th_write_file_in(dir, "many.yaml", text);
     dp_errors errs;
     dialplan *dp = dialplan_load(dir, lookup, &errs);
     assert_null(dp);
@@ -896,7 +887,7 @@ static void test_values_and_switch(void **state)
     (void)state;
     char dir[256];
     stage(dir, NULL, false);
-    write_file(dir, "a.yaml",
+    th_write_file_in(dir, "a.yaml",
                "settings:\n  languages: [en]\n  values: { loss_days: '10', office: 'Counter 3' }\n"
                "routes:\n  - { channel: sms, match: '^', flow: f }\n"
                "flows:\n  f:\n    nodes:\n"
@@ -948,7 +939,7 @@ static void test_version_follows_sources(void **state)
     dialplan *a = load_clean(dir), *b = load_clean(dir);
     assert_int_equal(strlen(dialplan_version(a)), 16);
     assert_string_equal(dialplan_version(a), dialplan_version(b));
-    write_file(dir, "01-more.yaml", "prompts:\n  zh: { extra: e }\n  en: { extra: e }\n");
+    th_write_file_in(dir, "01-more.yaml", "prompts:\n  zh: { extra: e }\n  en: { extra: e }\n");
     dialplan *c = load_clean(dir);
     assert_string_not_equal(dialplan_version(a), dialplan_version(c));
     dialplan_unref(a);

@@ -25,6 +25,8 @@
 #include "engine.h"
 #include "handlers.h"
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -39,18 +41,11 @@
 #define RACERS 8
 
 typedef struct {
-    th_proc redis;            /* real Redis */
-    th_proc sim;              /* real registry simulator */
-    char dir[256];            /* their files */
-    struct event_base *base;  /* the loop */
-    store *store;             /* sessions in Redis */
-    registry *registry;       /* the simulator's client */
+    tm_world m;               /* Redis, the simulator, their clients, the loop */
+    tm_capture log;           /* the log lines of each test */
     handler_env env;          /* what handlers use */
     dialplan *dp;             /* the fixture set */
     engine *engine;           /* under test */
-    FILE *log;                /* captured log lines */
-    char *log_text;           /* its buffer */
-    size_t log_len;
     int seq;                  /* hop keys */
 } fixture;
 
@@ -69,30 +64,27 @@ static void on_answer(const engine_result *r, void *arg)
     a->output = r->output ? json_deep_copy(r->output) : NULL;
 }
 
+typedef struct {
+    const answer *a;          /* first of n answers */
+    int n;                    /* how many */
+} answer_set;
+
+static bool all_answered(const void *arg)
+{
+    const answer_set *set = arg;
+    for (int i = 0; i < set->n; i++)
+        if (set->a[i].calls == 0)
+            return false;
+    return true;
+}
+
 /* Runs the loop until `answers` callbacks have all come (bounded). */
 static void wait_all(fixture *f, answer *answers, int n)
 {
-    long deadline = th_now_ms() + WAIT_MS;
-    for (;;) {
-        int done = 0;
-        for (int i = 0; i < n; i++)
-            done += answers[i].calls > 0;
-        if (done == n || th_now_ms() > deadline)
-            break;
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    answer_set set = {answers, n};
+    tl_run_until(f->m.base, all_answered, &set, WAIT_MS);
     for (int i = 0; i < n; i++)
         assert_int_equal(answers[i].calls, 1);
-}
-
-static void wait_connected(fixture *f)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(f->store) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(f->store));
 }
 
 static engine *make_engine_kept(fixture *f, int max_cas_retries, int handler_timeout_ms, int events_kept)
@@ -100,11 +92,11 @@ static engine *make_engine_kept(fixture *f, int max_cas_retries, int handler_tim
     engine_options opt;
     engine_options_default(&opt);
     opt.max_events_kept = events_kept;
-    opt.store = f->store;
+    opt.store = f->m.store;
     opt.handlers = &f->env;
     opt.max_cas_retries = max_cas_retries;
     opt.handler_timeout_ms = handler_timeout_ms;
-    return engine_new(f->base, &opt, f->dp);
+    return engine_new(f->m.base, &opt, f->dp);
 }
 
 static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_ms)
@@ -117,35 +109,17 @@ static engine *make_engine(fixture *f, int max_cas_retries, int handler_timeout_
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    signal(SIGPIPE, SIG_IGN);
-    th_mkdtemp(f->dir, "engine");
-    assert_true(th_redis_start(&f->redis, f->dir, false));
-    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
-    f->log = open_memstream(&f->log_text, &f->log_len);
-    log_set_stream(f->log);
-    f->base = event_base_new();
-    store_options so;
-    store_options_default(&so);
-    so.port = f->redis.port;
-    so.op_timeout_ms = 2000;
-    f->store = store_new(f->base, &so);
-    registry_options ro;
-    registry_options_default(&ro);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
-    ro.base_url = url;
-    ro.read_retries = 0;
-    f->registry = registry_new(f->base, &ro);
-    f->env.base = f->base;
-    f->env.registry = f->registry;
-    f->env.store = f->store;
+    tm_capture_begin(&f->log, LOG_INFO);
+    tm_start(&f->m, "engine", TM_REGISTRY);
+    f->env.base = f->m.base;
+    f->env.registry = f->m.registry;
+    f->env.store = f->m.store;
     f->env.limits = (handler_limits){.identify_window_s = 3600, .identify_max_per_caller = 100, .identify_max_per_id = 100};
     dp_errors errs = {0};
     f->dp = dialplan_load(SET_DIR, handlers_find, &errs);
     dp_errors_free(&errs);
     assert_non_null(f->dp);
     f->engine = make_engine(f, 3, 3000);
-    wait_connected(f);
     *state = f;
     return 0;
 }
@@ -155,15 +129,9 @@ static int teardown(void **state)
     fixture *f = *state;
     engine_free(f->engine);
     dialplan_unref(f->dp);
-    registry_free(f->registry);
-    store_free(f->store);
-    event_base_free(f->base);
-    log_set_stream(stderr);
-    fclose(f->log);
-    free(f->log_text);
-    th_stop(&f->sim, 2000);
-    th_stop(&f->redis, 2000);
-    th_rmdir(f->dir);
+    tm_stop(&f->m);
+    tm_capture_end(&f->log);
+    free(f->log.text);
     metrics_reset();
     free(f);
     return 0;
@@ -216,13 +184,7 @@ static void expect(fixture *f, engine_event_kind kind, const char *sid, const ch
 
 static long pin_verifications(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
-    json_decref(j);
-    return n;
+    return (long)th_sim_stat(&f->m.sim, "applied.pin_verifications");
 }
 
 static char *stored_field(const fixture *f, const char *sid, const char *field)
@@ -230,25 +192,7 @@ static char *stored_field(const fixture *f, const char *sid, const char *field)
     char key[160];
     snprintf(key, sizeof key, "cl:s:%s", sid);
     const char *argv[] = {"HGET", key, field};
-    return th_redis_cmd(&f->redis, 3, argv);
-}
-
-/* Every key and every value of every key in Redis, joined. */
-static char *all_of_redis(const fixture *f)
-{
-    const char *script =
-        "local out = '' "
-        "for _, k in ipairs(redis.call('KEYS', '*')) do "
-        "  local t = redis.call('TYPE', k).ok "
-        "  out = out .. k .. ' ' "
-        "  if t == 'hash' then "
-        "    for _, v in ipairs(redis.call('HVALS', k)) do out = out .. v end "
-        "  elseif t == 'list' then "
-        "    for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out = out .. v .. ' ' end "
-        "  else out = out .. tostring(redis.call('DUMP', k)) end "
-        "end return out";
-    const char *argv[] = {"EVAL", script, "0"};
-    return th_redis_cmd(&f->redis, 3, argv);
+    return th_redis_cmd(&f->m.redis, 3, argv);
 }
 
 static long events_len(const fixture *f, const char *sid)
@@ -256,7 +200,7 @@ static long events_len(const fixture *f, const char *sid)
     char key[160];
     snprintf(key, sizeof key, "cl:e:%s", sid);
     const char *argv[] = {"LLEN", key};
-    char *n = th_redis_cmd(&f->redis, 2, argv);
+    char *n = th_redis_cmd(&f->m.redis, 2, argv);
     assert_non_null(n);
     long len = strtol(n, NULL, 10);
     free(n);
@@ -293,18 +237,18 @@ static void on_events(store_status st, json_t *events, void *arg)
 static events_answer stored_events(fixture *f, const char *sid)
 {
     events_answer a = {0};
-    store_load_events(f->store, sid, on_events, &a);
+    store_load_events(f->m.store, sid, on_events, &a);
     long deadline = th_now_ms() + WAIT_MS;
     while (a.calls == 0 && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
+        event_base_loop(f->m.base, EVLOOP_ONCE);
     assert_int_equal(a.calls, 1);
     return a;
 }
 
 static bool log_contains(fixture *f, const char *needle)
 {
-    fflush(f->log);
-    return f->log_text && strstr(f->log_text, needle) != NULL;
+    fflush(f->log.stream);
+    return f->log.text && strstr(f->log.text, needle) != NULL;
 }
 
 /* Tests ---------------------------------------------------------------------------*/
@@ -333,10 +277,10 @@ static void test_pin_check_through_registry(void **state)
 
     /* The PIN is nowhere in Redis (documents and event lists) nor in the
      * log; the log has the hop lines. */
-    char *redis = all_of_redis(f);
+    char *redis = th_redis_dump(&f->m.redis);
     assert_non_null(redis);
     assert_non_null(strstr(redis, "A52870316"));
-    assert_non_null(strstr(redis, "cl:e:call-1 "));
+    assert_non_null(strstr(redis, "cl:e:call-1\n"));
     assert_non_null(strstr(redis, "<secret>"));
     assert_null(strstr(redis, WANG_PIN));
     free(redis);
@@ -471,7 +415,7 @@ static void test_events_are_bounded(void **state)
     /* The list expires with the session (their alignment is the store's
      * to prove, in test_store). */
     const char *list[] = {"PEXPIRETIME", "cl:e:call-14"};
-    char *expires_at = th_redis_cmd(&f->redis, 2, list);
+    char *expires_at = th_redis_cmd(&f->m.redis, 2, list);
     assert_true(strtoll(expires_at, NULL, 10) > 0);
     free(expires_at);
     /* No document carries events any more. */
@@ -493,7 +437,7 @@ static void test_redis_down_is_unavailable(void **state)
 {
     fixture *f = *state;
     expect(f, ENGINE_EV_START, "call-5", NULL, "welcome main_menu");
-    th_stop(&f->redis, 2000);
+    th_stop(&f->m.redis, 2000);
     answer a = hop(f, ENGINE_EV_INPUT, "call-5", "1");
     assert_int_equal(a.status, ENGINE_UNAVAILABLE);
     assert_null(a.output);
@@ -502,7 +446,7 @@ static void test_redis_down_is_unavailable(void **state)
 static void test_registry_down_takes_unavailable_branch(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", "{\"status\": 503}", NULL, NULL), 200);
+    assert_int_equal(th_http(f->m.sim.port, "PUT", "/_sim/fault", "{\"status\": 503}", NULL, NULL), 200);
     expect(f, ENGINE_EV_START, "call-6", NULL, "welcome main_menu");
     expect(f, ENGINE_EV_INPUT, "call-6", "1", "enter_id");
     answer a = hop(f, ENGINE_EV_INPUT, "call-6", WANG_ID);
@@ -526,7 +470,7 @@ static void test_slow_handler_times_out(void **state)
     fixture *f = *state;
     engine_free(f->engine);
     f->engine = make_engine(f, 3, 300);
-    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", "{\"delay_ms\": 1500, \"count\": 1}", NULL, NULL), 200);
+    assert_int_equal(th_http(f->m.sim.port, "PUT", "/_sim/fault", "{\"delay_ms\": 1500, \"count\": 1}", NULL, NULL), 200);
     expect(f, ENGINE_EV_START, "call-11", NULL, "welcome main_menu");
     expect(f, ENGINE_EV_INPUT, "call-11", "1", "enter_id");
     expect(f, ENGINE_EV_INPUT, "call-11", WANG_ID, "unavailable");
@@ -679,23 +623,7 @@ static void test_transferred_session_holds_input(void **state)
 
 static long registry_requests(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
-}
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    return (long)th_sim_stat(&f->m.sim, "requests");
 }
 
 /* A START whose flow calls a handler before it waits must not run the
@@ -705,12 +633,12 @@ static void test_start_calling_at_once_is_replayed(void **state)
 {
     fixture *f = *state;
     char dir[300], prompts[512];
-    snprintf(dir, sizeof dir, "%s/startcall", f->dir);
+    snprintf(dir, sizeof dir, "%s/startcall", f->m.dir);
     assert_int_equal(mkdir(dir, 0700), 0);
-    write_file(dir, "00-settings.yaml",
+    th_write_file_in(dir, "00-settings.yaml",
                "settings:\n  languages: [zh, en]\n  timeout_ms: 5000\n  retries: 2\n"
                "routes:\n  - channel: voice\n    match: '^12333$'\n    flow: main\n");
-    write_file(dir, "flows.yaml",
+    th_write_file_in(dir, "flows.yaml",
                "flows:\n  main:\n    nodes:\n"
                "      lookup:\n        call: card_status\n        args: { id: \"" WANG_ID "\" }\n"
                "        on:\n          default: menu\n"
@@ -865,7 +793,7 @@ static void test_free_with_hops_in_flight(void **state)
     /* The orphaned hops' store callbacks still come and free them. */
     long deadline = th_now_ms() + 2000;
     while (th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        event_base_loop(f->m.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     for (int i = 0; i < 4; i++)
         assert_int_equal(a[i].calls, 1);
 }

@@ -17,39 +17,16 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "harness.h"
+#include "world.h"
 #include "rawhttp.h"
 
 #define WAIT_MS 15000
 #define MAX_CONNECTIONS 4
 
 typedef struct {
-    char dir[256];        /* scratch directory of the whole group */
-    char conf[300];       /* the gateway's generated config file */
+    tw_world tw;          /* the daemon under test, its servers and directory */
     char dialplans[300];  /* the gateway's copy of the shipped dialplans */
-    int http_port;        /* the gateway's listener */
-    th_proc redis;        /* real redis-server */
-    th_proc sim;          /* real registry simulator */
-    th_proc gw;           /* the cardline daemon under test */
 } world;
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *text = calloc(1, 1 << 20);
-    fread(text, 1, (1 << 20) - 1, f);
-    fclose(f);
-    return text;
-}
 
 static int is_yaml(const struct dirent *e)
 {
@@ -68,8 +45,9 @@ static void copy_dialplans(const char *dir)
         char from[600], to[600];
         snprintf(from, sizeof from, "%s/dialplans/%s", CL_SOURCE_DIR, names[i]->d_name);
         snprintf(to, sizeof to, "%s/%s", dir, names[i]->d_name);
-        char *text = read_file(from);
-        write_file(to, text);
+        char *text = th_read_file(from, NULL);
+        assert_non_null(text);
+        th_write_file(to, text);
         free(text);
         free(names[i]);
     }
@@ -93,7 +71,8 @@ static void first_dialplan(const char *dir, char path[600], char name[256])
  * the line it is on. */
 static int break_dialplan(const char *path)
 {
-    char *text = read_file(path);
+    char *text = th_read_file(path, NULL);
+    assert_non_null(text);
     int lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
@@ -109,19 +88,17 @@ static int break_dialplan(const char *path)
 static void write_gateway_conf_with(const world *w, const char *path, int max_connections,
                                     const char *dialplans)
 {
-    char text[1536];
-    snprintf(text, sizeof text,
-             "[log]\nlevel = info\n"
-             "[http]\nlisten = 127.0.0.1:%d\nmax_body_bytes = 1024\nmax_header_bytes = 1024\n"
-             "max_connections = %d\nidle_timeout_ms = 400\nrequest_timeout_ms = 1000\n"
-             "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n"
-             "ping_interval_ms = 100\n"
-             "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 1000\n"
-             "connect_timeout_ms = 200\nread_retries = 0\nhealth_interval_ms = 100\n"
-             "[dialplans]\ndir = %s\n"
-             "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, max_connections, w->redis.port, w->sim.port, dialplans);
-    write_file(path, text);
+    th_write_filef(path,
+                   "[log]\nlevel = info\n"
+                   "[http]\nlisten = 127.0.0.1:%d\nmax_body_bytes = 1024\nmax_header_bytes = 1024\n"
+                   "max_connections = %d\nidle_timeout_ms = 400\nrequest_timeout_ms = 1000\n"
+                   "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n"
+                   "ping_interval_ms = 100\n"
+                   "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 1000\n"
+                   "connect_timeout_ms = 200\nread_retries = 0\nhealth_interval_ms = 100\n"
+                   "[dialplans]\ndir = %s\n"
+                   "[gateway]\nshutdown_grace_ms = 3000\n",
+                   w->tw.http_port, max_connections, w->tw.redis.port, w->tw.sim.port, dialplans);
 }
 
 static void write_gateway_conf(const world *w, const char *path, int max_connections)
@@ -129,90 +106,16 @@ static void write_gateway_conf(const world *w, const char *path, int max_connect
     write_gateway_conf_with(w, path, max_connections, w->dialplans);
 }
 
-static char *read_log(const th_proc *p)
-{
-    FILE *f = fopen(p->log, "r");
-    if (f == NULL)
-        return strdup("");
-    fclose(f);
-    return read_file(p->log);
-}
-
-static int count_of(const char *text, const char *needle)
-{
-    int n = 0;
-    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
-        n++;
-    return n;
-}
-
-/* Polls the process's log until `needle` occurs more than `seen` times. */
-static bool log_grows(const th_proc *p, const char *needle, int seen)
-{
-    long deadline = rh_now_ms() + WAIT_MS;
-    do {
-        char *text = read_log(p);
-        int n = count_of(text, needle);
-        free(text);
-        if (n > seen)
-            return true;
-        struct timespec pause = {0, 20 * 1000000L};
-        nanosleep(&pause, NULL);
-    } while (rh_now_ms() < deadline);
-    return false;
-}
-
-static int log_count(const th_proc *p, const char *needle)
-{
-    char *text = read_log(p);
-    int n = count_of(text, needle);
-    free(text);
-    return n;
-}
-
 /* The value after the last `key` in the log (up to a blank), "" if none. */
 static void last_value(const th_proc *p, const char *key, char *out, size_t size)
 {
-    char *text = read_log(p);
+    char *text = th_read_file(p->log, NULL);
     const char *at = NULL;
-    for (const char *s = text; (s = strstr(s, key)) != NULL; s += strlen(key))
+    for (const char *s = text ? text : ""; (s = strstr(s, key)) != NULL; s += strlen(key))
         at = s + strlen(key);
     size_t len = at ? strcspn(at, " \n") : 0;
     snprintf(out, size, "%.*s", (int)len, at ? at : "");
     free(text);
-}
-
-/* Polls the process's log until it contains `needle`. */
-static bool log_shows(const th_proc *p, const char *needle)
-{
-    long deadline = rh_now_ms() + WAIT_MS;
-    do {
-        char *text = read_log(p);
-        bool found = strstr(text, needle) != NULL;
-        free(text);
-        if (found)
-            return true;
-        struct timespec pause = {0, 20 * 1000000L};
-        nanosleep(&pause, NULL);
-    } while (rh_now_ms() < deadline);
-    return false;
-}
-
-/* Polls GET path until it answers `status` with `needle` in the body. */
-static bool answers(int port, const char *path, long status, const char *needle)
-{
-    long deadline = rh_now_ms() + WAIT_MS;
-    do {
-        char *body = NULL;
-        long got = th_http_get(port, path, &body);
-        bool ok = got == status && (needle == NULL || strstr(body, needle) != NULL);
-        free(body);
-        if (ok)
-            return true;
-        struct timespec pause = {0, 20 * 1000000L};
-        nanosleep(&pause, NULL);
-    } while (rh_now_ms() < deadline);
-    return false;
 }
 
 /* Runs cardline with `args` through the shell, output captured in out. */
@@ -220,40 +123,26 @@ static int run_cli(const char *args, char *out, size_t cap)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", CL_GATEWAY_BIN, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return th_run(cmd, out, cap);
 }
 
 static int start_world(void **state)
 {
     world *w = calloc(1, sizeof *w);
-    th_mkdtemp(w->dir, "cl-gateway");
-    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, NULL))
-        return -1;
-    w->http_port = th_free_port();
-    snprintf(w->dialplans, sizeof w->dialplans, "%s/dialplans", w->dir);
-    copy_dialplans(w->dialplans);
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
-    snprintf(w->gw.dir, sizeof w->gw.dir, "%s", w->dir);
-    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
-    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->http_port, WAIT_MS))
-        return -1;
     *state = w;
-    return 0;
+    tw_init(&w->tw, "cl-gateway");
+    if (!tw_start_servers(&w->tw, false, NULL, NULL))
+        return -1;
+    snprintf(w->dialplans, sizeof w->dialplans, "%s/dialplans", w->tw.dir);
+    copy_dialplans(w->dialplans);
+    write_gateway_conf(w, w->tw.conf, MAX_CONNECTIONS);
+    return tw_start_gateway(&w->tw, false, WAIT_MS) ? 0 : -1;
 }
 
 static int stop_world(void **state)
 {
     world *w = *state;
-    th_kill(&w->gw);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    th_rmdir(w->dir);
+    tw_stop(&w->tw, 0);
     free(w);
     return 0;
 }
@@ -273,7 +162,7 @@ static void test_check_good_config(void **state)
 {
     world *w = *state;
     char args[400], out[1024];
-    snprintf(args, sizeof args, "--check --config %s", w->conf);
+    snprintf(args, sizeof args, "--check --config %s", w->tw.conf);
     assert_int_equal(run_cli(args, out, sizeof out), 0);
     assert_non_null(strstr(out, ": ok"));
     assert_non_null(strstr(out, "dialplans: ok (version "));
@@ -283,8 +172,8 @@ static void test_check_broken_dialplans_names_file_line(void **state)
 {
     world *w = *state;
     char dir[300], conf[300], path[600], name[256], args[700], out[8192], want[300];
-    snprintf(dir, sizeof dir, "%s/broken-dialplans", w->dir);
-    snprintf(conf, sizeof conf, "%s/broken-dialplans.conf", w->dir);
+    snprintf(dir, sizeof dir, "%s/broken-dialplans", w->tw.dir);
+    snprintf(conf, sizeof conf, "%s/broken-dialplans.conf", w->tw.dir);
     copy_dialplans(dir);
     first_dialplan(dir, path, name);
     int line = break_dialplan(path);
@@ -301,8 +190,8 @@ static void test_check_bad_config_names_file_line_key(void **state)
 {
     world *w = *state;
     char path[300], args[400], out[2048], want[400];
-    snprintf(path, sizeof path, "%s/bad.conf", w->dir);
-    write_file(path, "[http]\nlisten = 127.0.0.1:8080\nbogus = 1\n[redis]\nport = sixty\n");
+    snprintf(path, sizeof path, "%s/bad.conf", w->tw.dir);
+    th_write_file(path, "[http]\nlisten = 127.0.0.1:8080\nbogus = 1\n[redis]\nport = sixty\n");
     snprintf(args, sizeof args, "--check --config %s", path);
     assert_int_equal(run_cli(args, out, sizeof out), 1);
     snprintf(want, sizeof want, "%s:3: [http] bogus: unknown key", path);
@@ -326,31 +215,31 @@ static void test_usage_errors_exit_2(void **state)
 static void test_healthz_ok(void **state)
 {
     world *w = *state;
-    assert_true(answers(w->http_port, "/healthz", 200,
-                        "{\"status\":\"ok\",\"redis\":\"up\",\"registry\":\"up\"}"));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200,
+                        "{\"status\":\"ok\",\"redis\":\"up\",\"registry\":\"up\"}", WAIT_MS));
 }
 
 static void test_healthz_follows_redis(void **state)
 {
     world *w = *state;
-    assert_true(answers(w->http_port, "/healthz", 200, NULL));
-    th_kill(&w->redis);
-    assert_true(answers(w->http_port, "/healthz", 503, "\"redis\":\"down\""));
-    assert_true(answers(w->http_port, "/healthz", 503, "\"down\":[\"redis\"]"));
-    assert_true(th_redis_start(&w->redis, w->dir, false)); /* same port */
-    assert_true(answers(w->http_port, "/healthz", 200, "\"status\":\"ok\""));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, NULL, WAIT_MS));
+    th_kill(&w->tw.redis);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 503, "\"redis\":\"down\"", WAIT_MS));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 503, "\"down\":[\"redis\"]", WAIT_MS));
+    assert_true(th_redis_start(&w->tw.redis, w->tw.redis.dir, false)); /* same port */
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, "\"status\":\"ok\"", WAIT_MS));
 }
 
 static void test_healthz_follows_registry_fault(void **state)
 {
     world *w = *state;
-    long st = th_http(w->sim.port, "PUT", "/_sim/fault",
+    long st = th_http(w->tw.sim.port, "PUT", "/_sim/fault",
                       "{\"status\":503,\"path_prefix\":\"/v1/health\"}", NULL, NULL);
     assert_int_equal(st, 200);
-    assert_true(answers(w->http_port, "/healthz", 503, "\"registry\":\"down\""));
-    assert_true(answers(w->http_port, "/healthz", 503, "\"redis\":\"up\""));
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
-    assert_true(answers(w->http_port, "/healthz", 200, "\"registry\":\"up\""));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 503, "\"registry\":\"down\"", WAIT_MS));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 503, "\"redis\":\"up\"", WAIT_MS));
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, "\"registry\":\"up\"", WAIT_MS));
 }
 
 /* The probe runs every 100 ms here, the log at info: the registry going
@@ -360,15 +249,15 @@ static void test_log_has_probe_transitions_not_probes(void **state)
     world *w = *state;
     const char *down = "event=ops.dependency name=registry state=down";
     const char *up = "event=ops.dependency name=registry state=up";
-    int downs = log_count(&w->gw, down), ups = log_count(&w->gw, up);
-    assert_true(answers(w->http_port, "/healthz", 200, "\"registry\":\"up\""));
-    assert_int_equal(th_http(w->sim.port, "PUT", "/_sim/fault",
+    int downs = th_log_count(&w->tw.gw, down), ups = th_log_count(&w->tw.gw, up);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, "\"registry\":\"up\"", WAIT_MS));
+    assert_int_equal(th_http(w->tw.sim.port, "PUT", "/_sim/fault",
                              "{\"status\":503,\"path_prefix\":\"/v1/health\"}", NULL, NULL),
                      200);
-    assert_true(log_grows(&w->gw, down, downs));
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
-    assert_true(log_grows(&w->gw, up, ups));
-    assert_int_equal(log_count(&w->gw, "path=/v1/health result=ok"), 0);
+    assert_true(th_log_wait(&w->tw.gw, down, downs, WAIT_MS));
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_true(th_log_wait(&w->tw.gw, up, ups, WAIT_MS));
+    assert_int_equal(th_log_count(&w->tw.gw, "path=/v1/health result=ok"), 0);
 }
 
 /* No [workflows] digest_secret here: the daemon says codes will not
@@ -376,19 +265,19 @@ static void test_log_has_probe_transitions_not_probes(void **state)
 static void test_random_digest_key_warned(void **state)
 {
     world *w = *state;
-    assert_int_equal(log_count(&w->gw, "level=warn event=runtime.digest_secret_random"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "level=warn event=runtime.digest_secret_random"), 1);
 }
 
 static void test_healthz_follows_registry_stopped(void **state)
 {
     world *w = *state;
-    th_kill(&w->sim);
-    assert_true(answers(w->http_port, "/healthz", 503, "\"down\":[\"registry\"]"));
+    th_kill(&w->tw.sim);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 503, "\"down\":[\"registry\"]", WAIT_MS));
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/sim2", w->dir);
+    snprintf(dir, sizeof dir, "%s/sim2", w->tw.dir);
     assert_int_equal(mkdir(dir, 0700), 0);
-    assert_true(th_sim_start(&w->sim, dir, NULL, NULL)); /* same port, fresh database */
-    assert_true(answers(w->http_port, "/healthz", 200, "\"status\":\"ok\""));
+    assert_true(th_sim_start(&w->tw.sim, dir, NULL, NULL)); /* same port, fresh database */
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, "\"status\":\"ok\"", WAIT_MS));
 }
 
 /* Routes and metrics -------------------------------------------------------------*/
@@ -397,10 +286,10 @@ static void test_unknown_path_and_method(void **state)
 {
     world *w = *state;
     char *body = NULL;
-    assert_int_equal(th_http_get(w->http_port, "/nope", &body), 404);
+    assert_int_equal(th_http_get(w->tw.http_port, "/nope", &body), 404);
     assert_non_null(strstr(body, "\"code\":\"not_found\""));
     free(body);
-    assert_int_equal(th_http(w->http_port, "POST", "/healthz", "{}", NULL, &body), 405);
+    assert_int_equal(th_http(w->tw.http_port, "POST", "/healthz", "{}", NULL, &body), 405);
     assert_non_null(strstr(body, "\"code\":\"method_not_allowed\""));
     free(body);
 }
@@ -411,11 +300,11 @@ static void test_channels_without_a_secret_refuse_everything(void **state)
 {
     world *w = *state;
     const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    th_response r = th_request(w->http_port, "POST", "/ussd", NULL, form);
+    th_response r = th_request(w->tw.http_port, "POST", "/ussd", NULL, form);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "no [ussd] secret is configured"));
     th_response_free(&r);
-    r = th_request(w->http_port, "GET", "/sms/kannel?key=anything-at-all&from=%2B8613800000001&text=CX", NULL,
+    r = th_request(w->tw.http_port, "GET", "/sms/kannel?key=anything-at-all&from=%2B8613800000001&text=CX", NULL,
                    NULL);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "no [sms] secret is configured"));
@@ -443,7 +332,7 @@ static void test_metrics(void **state)
 {
     world *w = *state;
     char buf[65536];
-    assert_int_equal(rh_exchange(w->http_port,
+    assert_int_equal(rh_exchange(w->tw.http_port,
                                  "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                                  buf, sizeof buf),
                      200);
@@ -465,7 +354,7 @@ static void test_body_over_limit_is_413(void **state)
 {
     world *w = *state;
     char buf[4096];
-    assert_int_equal(rh_exchange(w->http_port,
+    assert_int_equal(rh_exchange(w->tw.http_port,
                                  "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n",
                                  buf, sizeof buf),
                      413);
@@ -474,7 +363,7 @@ static void test_body_over_limit_is_413(void **state)
     int n = snprintf(req, sizeof req, "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n");
     memset(req + n, 'x', 1024);
     req[n + 1024] = '\0';
-    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 405);
+    assert_int_equal(rh_exchange(w->tw.http_port, req, buf, sizeof buf), 405);
 }
 
 static void test_oversize_head_is_refused(void **state)
@@ -485,11 +374,11 @@ static void test_oversize_head_is_refused(void **state)
     memset(req + n, 'h', 2000);
     strcpy(req + n + 2000, "\r\n\r\n");
     /* libevent 2.1 answers an over-long head 400 and closes */
-    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 400);
+    assert_int_equal(rh_exchange(w->tw.http_port, req, buf, sizeof buf), 400);
     /* a head within the limit reaches the routes */
     req[n + 500] = '\0';
     strcat(req, "\r\n\r\n");
-    assert_int_equal(rh_exchange(w->http_port, req, buf, sizeof buf), 404);
+    assert_int_equal(rh_exchange(w->tw.http_port, req, buf, sizeof buf), 404);
 }
 
 /* Polls until the gateway counts only the connection asking. */
@@ -497,7 +386,7 @@ static bool connections_settle(int port)
 {
     char want[128];
     snprintf(want, sizeof want, "cardline_http_connections{listener=\"http\"} 1\n");
-    return answers(port, "/metrics", 200, want);
+    return th_wait_http(port, "/metrics", 200, want, WAIT_MS);
 }
 
 static void test_connection_cap(void **state)
@@ -506,15 +395,15 @@ static void test_connection_cap(void **state)
     static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     char buf[65536];
     int fds[MAX_CONNECTIONS + 1];
-    assert_true(connections_settle(w->http_port));
+    assert_true(connections_settle(w->tw.http_port));
     for (int i = 0; i < MAX_CONNECTIONS; i++) {
-        fds[i] = rh_connect(w->http_port);
+        fds[i] = rh_connect(w->tw.http_port);
         assert_true(fds[i] >= 0);
         assert_true(rh_send(fds[i], get, strlen(get)));
         assert_int_equal(rh_response(fds[i], buf, sizeof buf, WAIT_MS), 200);
     }
     /* one more is closed as soon as it is accepted, without an answer */
-    fds[MAX_CONNECTIONS] = rh_connect(w->http_port);
+    fds[MAX_CONNECTIONS] = rh_connect(w->tw.http_port);
     assert_true(fds[MAX_CONNECTIONS] >= 0);
     assert_int_equal(rh_response(fds[MAX_CONNECTIONS], buf, sizeof buf, WAIT_MS), 0);
     assert_true(rh_wait_closed(fds[MAX_CONNECTIONS], WAIT_MS));
@@ -524,9 +413,9 @@ static void test_connection_cap(void **state)
     for (int i = 0; i <= MAX_CONNECTIONS; i++)
         close(fds[i]);
     /* closing them frees the places again */
-    assert_true(connections_settle(w->http_port));
-    assert_true(answers(w->http_port, "/metrics", 200,
-                        "cardline_http_connections_rejected_total{listener=\"http\"} 1\n"));
+    assert_true(connections_settle(w->tw.http_port));
+    assert_true(th_wait_http(w->tw.http_port, "/metrics", 200,
+                        "cardline_http_connections_rejected_total{listener=\"http\"} 1\n", WAIT_MS));
 }
 
 static void test_idle_connection_closed(void **state)
@@ -534,8 +423,8 @@ static void test_idle_connection_closed(void **state)
     world *w = *state;
     static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     char buf[65536];
-    int silent = rh_connect(w->http_port);
-    int kept = rh_connect(w->http_port);
+    int silent = rh_connect(w->tw.http_port);
+    int kept = rh_connect(w->tw.http_port);
     assert_true(silent >= 0 && kept >= 0);
     assert_true(rh_send(kept, get, strlen(get)));
     assert_int_equal(rh_response(kept, buf, sizeof buf, WAIT_MS), 200);
@@ -552,7 +441,7 @@ static void test_trickled_request_dropped(void **state)
 {
     world *w = *state;
     static const char head[] = "GET /healthz HTTP/1.1\r\n", line[] = "X-S: 1\r\n";
-    int fd = rh_connect(w->http_port);
+    int fd = rh_connect(w->tw.http_port);
     assert_true(fd >= 0);
     assert_true(rh_send(fd, head, strlen(head)));
     char buf[256];
@@ -574,17 +463,17 @@ static void test_trickled_request_dropped(void **state)
 static void test_sighup_reloads(void **state)
 {
     world *w = *state;
-    write_gateway_conf(w, w->conf, MAX_CONNECTIONS + 1);
-    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
-    assert_true(log_shows(&w->gw, "event=gateway.reload"));
-    assert_true(log_shows(&w->gw, "event=reload.restart_needed section=http key=max_connections"));
-    assert_true(log_shows(&w->gw, "event=reload.applied hook=log"));
+    write_gateway_conf(w, w->tw.conf, MAX_CONNECTIONS + 1);
+    assert_int_equal(kill(w->tw.gw.pid, SIGHUP), 0);
+    assert_true(th_log_wait(&w->tw.gw, "event=gateway.reload", 0, WAIT_MS));
+    assert_true(th_log_wait(&w->tw.gw, "event=reload.restart_needed section=http key=max_connections", 0, WAIT_MS));
+    assert_true(th_log_wait(&w->tw.gw, "event=reload.applied hook=log", 0, WAIT_MS));
     /* a broken file is refused and the gateway keeps running */
-    write_file(w->conf, "[http]\nmax_connections = none\n");
-    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
-    assert_true(log_shows(&w->gw, "event=reload.config_invalid"));
-    assert_true(answers(w->http_port, "/healthz", 200, NULL));
-    write_gateway_conf(w, w->conf, MAX_CONNECTIONS);
+    th_write_file(w->tw.conf, "[http]\nmax_connections = none\n");
+    assert_int_equal(kill(w->tw.gw.pid, SIGHUP), 0);
+    assert_true(th_log_wait(&w->tw.gw, "event=reload.config_invalid", 0, WAIT_MS));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, NULL, WAIT_MS));
+    write_gateway_conf(w, w->tw.conf, MAX_CONNECTIONS);
 }
 
 /* A broken dialplan is refused on SIGHUP and the running set keeps
@@ -594,28 +483,29 @@ static void test_sighup_reloads_dialplans(void **state)
     world *w = *state;
     char path[600], name[256], want[300], started[128], reloaded[128];
     first_dialplan(w->dialplans, path, name);
-    char *original = read_file(path);
-    int failures = log_count(&w->gw, "event=dialplan.reload_failed ");
+    char *original = th_read_file(path, NULL);
+    assert_non_null(original);
+    int failures = th_log_count(&w->tw.gw, "event=dialplan.reload_failed ");
     int line = break_dialplan(path);
-    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
-    assert_true(log_grows(&w->gw, "event=dialplan.reload_failed ", failures));
+    assert_int_equal(kill(w->tw.gw.pid, SIGHUP), 0);
+    assert_true(th_log_wait(&w->tw.gw, "event=dialplan.reload_failed ", failures, WAIT_MS));
     snprintf(want, sizeof want, "%s:%d: ", name, line);
-    assert_true(log_shows(&w->gw, want));
-    assert_true(log_shows(&w->gw, "event=reload.refused hook=dialplans"));
-    assert_true(answers(w->http_port, "/healthz", 200, NULL));
+    assert_true(th_log_wait(&w->tw.gw, want, 0, WAIT_MS));
+    assert_true(th_log_wait(&w->tw.gw, "event=reload.refused hook=dialplans", 0, WAIT_MS));
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, NULL, WAIT_MS));
 
     char *edited = malloc(strlen(original) + 64);
     sprintf(edited, "%s\n# edited by test_gateway\n", original);
-    write_file(path, edited);
-    int reloads = log_count(&w->gw, "event=dialplan.reloaded ");
-    assert_int_equal(kill(w->gw.pid, SIGHUP), 0);
-    assert_true(log_grows(&w->gw, "event=dialplan.reloaded ", reloads));
-    last_value(&w->gw, " dialplan=", started, sizeof started);
-    last_value(&w->gw, "event=dialplan.reloaded version=", reloaded, sizeof reloaded);
+    th_write_file(path, edited);
+    int reloads = th_log_count(&w->tw.gw, "event=dialplan.reloaded ");
+    assert_int_equal(kill(w->tw.gw.pid, SIGHUP), 0);
+    assert_true(th_log_wait(&w->tw.gw, "event=dialplan.reloaded ", reloads, WAIT_MS));
+    last_value(&w->tw.gw, " dialplan=", started, sizeof started);
+    last_value(&w->tw.gw, "event=dialplan.reloaded version=", reloaded, sizeof reloaded);
     assert_true(started[0] != '\0' && reloaded[0] != '\0');
     assert_string_not_equal(started, reloaded);
-    assert_true(answers(w->http_port, "/healthz", 200, NULL));
-    write_file(path, original);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, NULL, WAIT_MS));
+    th_write_file(path, original);
     free(edited);
     free(original);
 }
@@ -623,13 +513,13 @@ static void test_sighup_reloads_dialplans(void **state)
 static void test_sigterm_exits_cleanly(void **state)
 {
     world *w = *state;
-    assert_true(answers(w->http_port, "/healthz", 200, NULL));
-    int status = th_stop(&w->gw, WAIT_MS);
+    assert_true(th_wait_http(w->tw.http_port, "/healthz", 200, NULL, WAIT_MS));
+    int status = th_stop(&w->tw.gw, WAIT_MS);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0); /* also: LeakSanitizer found nothing */
-    assert_true(log_shows(&w->gw, "event=gateway.stopping signal=TERM"));
-    assert_true(log_shows(&w->gw, "event=gateway.stopped"));
-    assert_false(th_wait_port(w->http_port, 100));
+    assert_true(th_log_wait(&w->tw.gw, "event=gateway.stopping signal=TERM", 0, WAIT_MS));
+    assert_true(th_log_wait(&w->tw.gw, "event=gateway.stopped", 0, WAIT_MS));
+    assert_false(th_wait_port(w->tw.http_port, 100));
 }
 
 int main(void)

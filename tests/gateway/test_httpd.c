@@ -17,6 +17,7 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "rawhttp.h"
 
@@ -98,22 +99,29 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs the loop until *flag is non-zero or WAIT_MS passes. */
 #define WAIT_MS 10000
-static bool pump_until(fixture *f, const int *flag)
+
+static bool is_held(const void *arg)
 {
-    long deadline = rh_now_ms() + WAIT_MS;
-    while (!*flag && rh_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return *flag != 0;
+    return ((const fixture *)arg)->held != NULL;
 }
 
 static bool pump_until_held(fixture *f)
 {
-    long deadline = rh_now_ms() + WAIT_MS;
-    while (f->held == NULL && rh_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return f->held != NULL;
+    return tl_run_until(f->base, is_held, f, WAIT_MS);
+}
+
+static bool is_readable(const void *arg)
+{
+    struct pollfd p = {.fd = *(const int *)arg, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Runs the loop until the client socket fd has something to read (data or
+ * its end) or WAIT_MS passes. */
+static bool pump_until_readable(fixture *f, int fd)
+{
+    return tl_run_until(f->base, is_readable, &fd, WAIT_MS);
 }
 
 static int send_hold(int port)
@@ -148,10 +156,7 @@ static int get_pumped(fixture *f, const char *path, char *buf, size_t cap)
     int fd = rh_connect(httpd_port(f->h));
     assert_true(fd >= 0);
     assert_true(rh_send(fd, req, strlen(req)));
-    long deadline = rh_now_ms() + WAIT_MS;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    while (poll(&p, 1, 0) == 0 && rh_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
+    pump_until_readable(f, fd);
     int status = rh_response(fd, buf, cap, WAIT_MS);
     close(fd);
     return status;
@@ -189,7 +194,7 @@ static void test_drain_lets_request_in_flight_finish(void **state)
     assert_int_equal(rh_connect(port), -1); /* no longer accepting */
 
     httpd_reply_json(f->held, 200, json_pack("{s:s}", "held", "done"));
-    assert_true(pump_until(f, &f->drained));
+    assert_true(tl_run_until_count(f->base, &f->drained, 1, WAIT_MS));
     assert_int_equal(f->drained, 1);
     assert_int_equal(httpd_in_flight(f->h), 0);
 
@@ -205,7 +210,7 @@ static void test_drain_with_nothing_in_flight_is_immediate(void **state)
     fixture *f = *state;
     httpd_drain(f->h, WAIT_MS, on_drained, f);
     assert_int_equal(f->drained, 0); /* never from inside the call */
-    assert_true(pump_until(f, &f->drained));
+    assert_true(tl_run_until_count(f->base, &f->drained, 1, WAIT_MS));
     httpd_drain(f->h, WAIT_MS, on_drained, f); /* a second call does nothing */
     event_base_loop(f->base, EVLOOP_ONCE);
     assert_int_equal(f->drained, 1);
@@ -217,7 +222,7 @@ static void test_drain_gives_up_at_the_deadline(void **state)
     int fd = send_hold(httpd_port(f->h));
     assert_true(pump_until_held(f));
     httpd_drain(f->h, 50, on_drained, f);
-    assert_true(pump_until(f, &f->drained));
+    assert_true(tl_run_until_count(f->base, &f->drained, 1, WAIT_MS));
     assert_int_equal(httpd_in_flight(f->h), 1); /* cut, not finished; httpd_free drops it */
     close(fd);
 }
@@ -238,17 +243,6 @@ static double metric(const char *name)
     return v;
 }
 
-/* Runs the loop until the client socket fd has something to read (data or
- * its end) or WAIT_MS passes. */
-static bool pump_until_readable(fixture *f, int fd)
-{
-    long deadline = rh_now_ms() + WAIT_MS;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    while (poll(&p, 1, 0) == 0 && rh_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return p.revents != 0;
-}
-
 /* True when the server closed fd without sending a byte. */
 static bool closed_silently(fixture *f, int fd)
 {
@@ -256,12 +250,21 @@ static bool closed_silently(fixture *f, int fd)
     return pump_until_readable(f, fd) && recv(fd, &c, 1, 0) <= 0;
 }
 
+typedef struct {
+    const fixture *f;          /* whose listener */
+    size_t n;                  /* the connections awaited */
+} connections_wait;
+
+static bool connections_are(const void *arg)
+{
+    const connections_wait *w = arg;
+    return httpd_connections(w->f->h) == w->n;
+}
+
 static bool pump_until_connections(fixture *f, size_t n)
 {
-    long deadline = rh_now_ms() + WAIT_MS;
-    while (httpd_connections(f->h) != n && rh_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return httpd_connections(f->h) == n;
+    connections_wait w = {f, n};
+    return tl_run_until(f->base, connections_are, &w, WAIT_MS);
 }
 
 /* Sends `head`, then one `piece` every TRICKLE_MS while the loop runs, until

@@ -12,76 +12,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
-#include "harness.h"
+#include "world.h"
 
 #define WAIT_MS 15000
 #define OUT_MAX 16384
 #define CALLER "+8613800000001"
-
-typedef struct {
-    char dir[256];        /* scratch directory */
-    char conf[300];       /* the gateway's and the simulator's config */
-    int http_port;        /* the gateway's listener */
-    th_proc redis;        /* real redis-server */
-    th_proc sim;          /* real registry simulator */
-    th_proc gw;           /* the cardline daemon */
-} world;
 
 /* Runs a shell command line; its stdout (and stderr when `merge`) in out. */
 static int run(const char *cmd, bool merge, char *out, size_t cap)
 {
     char full[2048];
     snprintf(full, sizeof full, "%s %s", cmd, merge ? "2>&1" : "2>/dev/null");
-    FILE *p = popen(full, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void write_conf(const world *w)
-{
-    FILE *f = fopen(w->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "[log]\nlevel = info\n"
-            "[http]\nlisten = 127.0.0.1:%d\n"
-            "[redis]\nport = %d\n"
-            "[registry]\nurl = http://127.0.0.1:%d\nread_retries = 0\n"
-            "[dialplans]\ndir = %s/dialplans\n"
-            "[ussd]\n" TH_USSD_SECRET_LINE "[sms]\n" TH_SMS_KEY_LINE,
-            w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR);
-    fclose(f);
+    return th_run(full, out, cap);
 }
 
 static int start_world(void **state)
 {
-    world *w = calloc(1, sizeof *w);
+    tw_world *w = calloc(1, sizeof *w);
     *state = w;
-    th_mkdtemp(w->dir, "cl-tools");
-    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, NULL))
+    tw_init(w, "cl-tools");
+    if (!tw_start_servers(w, false, NULL, NULL))
         return -1;
-    w->http_port = th_free_port();
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    write_conf(w);
-    snprintf(w->gw.dir, sizeof w->gw.dir, "%s", w->dir);
-    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
-    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->http_port, WAIT_MS))
-        return -1;
-    return 0;
+    th_write_filef(w->conf,
+                   "[log]\nlevel = info\n"
+                   "[http]\nlisten = 127.0.0.1:%d\n"
+                   "[redis]\nport = %d\n"
+                   "[registry]\nurl = http://127.0.0.1:%d\nread_retries = 0\n"
+                   "[dialplans]\ndir = %s/dialplans\n"
+                   "[ussd]\n" TH_USSD_SECRET_LINE "[sms]\n" TH_SMS_KEY_LINE,
+                   w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR);
+    return tw_start_gateway(w, false, WAIT_MS) ? 0 : -1;
 }
 
 static int stop_world(void **state)
 {
-    world *w = *state;
-    th_kill(&w->gw);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    th_rmdir(w->dir);
-    free(w);
+    tw_stop(*state, 0);
+    free(*state);
     return 0;
 }
 
@@ -112,7 +79,7 @@ static void test_phone_usage_error_exits_2_on_stderr(void **state)
  * each answer after its prompt, as a terminal would have. */
 static void test_phone_echoes_piped_answers(void **state)
 {
-    world *w = *state;
+    tw_world *w = *state;
     char cmd[1024], out[OUT_MAX];
     snprintf(cmd, sizeof cmd,
              "printf '2\\n' | " CL_PHONE_BIN " ussd '*123#' --from '" CALLER "'"
@@ -132,7 +99,7 @@ static void test_phone_echoes_piped_answers(void **state)
  * so a per-process key is what it wants, and it does not warn. */
 static void test_sim_does_not_warn_of_its_digest_key(void **state)
 {
-    world *w = *state;
+    tw_world *w = *state;
     char cmd[1024], out[OUT_MAX];
     snprintf(cmd, sizeof cmd,
              CL_CARDLINE_SIM_BIN " --config %s --channel ussd --from '" CALLER "' --entry '*123#'"

@@ -22,6 +22,8 @@
 #include "handler_call.h"
 #include "handlers.h"
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "store.h"
 
@@ -33,10 +35,7 @@
 #define FLOOD 100
 
 typedef struct {
-    th_proc redis;            /* real Redis */
-    char dir[256];            /* its files */
-    struct event_base *base;  /* the loop */
-    store *store;             /* Redis client */
+    tm_world m;               /* Redis, its client and the loop (no registry) */
     handler_env env;          /* what the handler uses */
 } fixture;
 
@@ -62,34 +61,14 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void run_until(fixture *f, const bool *flag)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!*flag && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(*flag);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    signal(SIGPIPE, SIG_IGN);
-    th_mkdtemp(f->dir, "callback");
-    assert_true(th_redis_start(&f->redis, f->dir, false));
-    f->base = event_base_new();
-    store_options so;
-    store_options_default(&so);
-    so.port = f->redis.port;
-    so.op_timeout_ms = 2000;
-    f->store = store_new(f->base, &so);
-    f->env.base = f->base;
-    f->env.store = f->store;
+    tm_start(&f->m, "callback", 0);
+    f->env.base = f->m.base;
+    f->env.store = f->m.store;
     f->env.limits.number_window_s = 3600;
     f->env.limits.callbacks_per_number = CALLBACKS_PER_NUMBER;
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(f->store) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(f->store));
     *state = f;
     return 0;
 }
@@ -97,10 +76,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    store_free(f->store);
-    event_base_free(f->base);
-    th_stop(&f->redis, 2000);
-    th_rmdir(f->dir);
+    tm_stop(&f->m);
     free(f);
     return 0;
 }
@@ -124,13 +100,13 @@ static outcome call(fixture *f, const char *caller, const char *call_key, const 
     assert_non_null(spec.def);
     outcome o = {0};
     handler_call_start(&spec, on_done, &o);
-    run_until(f, &o.done);
+    assert_true(tl_run_until_true(f->m.base, &o.done, WAIT_MS));
     return o;
 }
 
 static char *redis(const fixture *f, int argc, const char **argv)
 {
-    char *out = th_redis_cmd(&f->redis, argc, argv);
+    char *out = th_redis_cmd(&f->m.redis, argc, argv);
     assert_non_null(out);
     return out;
 }
@@ -180,8 +156,8 @@ static void on_saved(store_status st, uint64_t rev, void *arg)
 static void save_session(fixture *f, json_t *doc)
 {
     saved r = {0};
-    store_save(f->store, SESSION, doc, 0, 300, NULL, on_saved, &r);
-    run_until(f, &r.done);
+    store_save(f->m.store, SESSION, doc, 0, 300, NULL, on_saved, &r);
+    assert_true(tl_run_until_true(f->m.base, &r.done, WAIT_MS));
     assert_int_equal(r.st, STORE_OK);
 }
 
@@ -286,7 +262,7 @@ static void test_callbacks_limited_per_number(void **state)
     }
     int ok = 0;
     for (int i = 0; i < FLOOD; i++) {
-        run_until(f, &outs[i].done);
+        assert_true(tl_run_until_true(f->m.base, &outs[i].done, WAIT_MS));
         ok += strcmp(outs[i].result, "ok") == 0;
         if (strcmp(outs[i].result, "ok") != 0)
             assert_string_equal(outs[i].result, "too_many");
@@ -300,11 +276,9 @@ static void test_callbacks_limited_per_number(void **state)
 static void test_redis_down_is_unavailable(void **state)
 {
     fixture *f = *state;
-    th_kill(&f->redis);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (store_connected(f->store) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_false(store_connected(f->store));
+    th_kill(&f->m.redis);
+    tl_wait_store_lost(f->m.base, f->m.store, WAIT_MS);
+    assert_false(store_connected(f->m.store));
     outcome o = call(f, "13800000001", "down.1.1", NULL);
     assert_string_equal(o.result, "unavailable");
     assert_string_equal(o.ref, "");

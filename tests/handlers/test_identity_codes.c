@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,8 @@
 #include "handler_call.h"
 #include "handlers.h"
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "registry.h"
 #include "store.h"
@@ -43,17 +44,10 @@
 #define SMS_MAX 512
 
 typedef struct {
-    th_proc redis;            /* real Redis */
-    th_proc sim;              /* real registry simulator */
-    char dir[256];            /* their files */
-    struct event_base *base;  /* the loop */
-    store *store;             /* Redis client */
-    registry *registry;       /* the simulator's client */
+    tm_world m;               /* Redis, the simulator, their clients, the loop */
+    tm_capture log;           /* the log lines of each test, debug up */
     handler_env env;          /* what the handlers use */
     unsigned char key[32];    /* digest key */
-    FILE *log;                /* captured log lines */
-    char *log_text;
-    size_t log_len;
     int seq;                  /* call keys */
     bool route_up;            /* send_now succeeds */
     int sms_sent;             /* texts the phone received */
@@ -115,84 +109,24 @@ static const char *other_code(const char *code)
 
 /* Setup -------------------------------------------------------------------------*/
 
-static void wait_connected(fixture *f)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(f->store) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(f->store));
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    signal(SIGPIPE, SIG_IGN);
-    th_mkdtemp(f->dir, "identity");
-    assert_true(th_redis_start(&f->redis, f->dir, false));
-    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
-    f->log = open_memstream(&f->log_text, &f->log_len);
-    log_set_stream(f->log);
-    log_set_level(LOG_DEBUG);
-    f->base = event_base_new();
-    store_options so;
-    store_options_default(&so);
-    so.port = f->redis.port;
-    so.op_timeout_ms = 2000;
-    f->store = store_new(f->base, &so);
-    registry_options ro;
-    registry_options_default(&ro);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
-    ro.base_url = url;
-    ro.read_retries = 0;
-    f->registry = registry_new(f->base, &ro);
+    tm_capture_begin(&f->log, LOG_DEBUG);
+    tm_start(&f->m, "identity", TM_REGISTRY);
     for (size_t i = 0; i < sizeof f->key; i++)
         f->key[i] = (unsigned char)(i * 7 + 1);
     f->route_up = true;
     f->env = (handler_env){
-        .base = f->base, .registry = f->registry, .store = f->store,
+        .base = f->m.base, .registry = f->m.registry, .store = f->m.store,
         .render = test_render, .send_now = test_send_now, .ctx = f,
         .digest_key = f->key, .digest_key_len = sizeof f->key,
         .limits = {.identify_window_s = 600, .identify_max_per_caller = 3, .identify_max_per_id = 3,
                    .code_ttl_s = 300, .code_tries = 3, .code_sends = 2, .loss_confirm_wait_ms = 1000,
                    .number_window_s = 600, .codes_per_number = CODES_PER_NUMBER},
     };
-    wait_connected(f);
     *state = f;
     return 0;
-}
-
-/* Every key name and every value in Redis, read by type. */
-static void redis_contents(fixture *f, void (*seen)(fixture *f, const char *s, size_t len))
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", f->redis.port, tv);
-    assert_true(c && !c->err);
-    redisReply *keys = redisCommand(c, "KEYS *");
-    assert_non_null(keys);
-    assert_int_equal(keys->type, REDIS_REPLY_ARRAY);
-    for (size_t i = 0; i < keys->elements; i++) {
-        const char *k = keys->element[i]->str;
-        size_t klen = keys->element[i]->len;
-        seen(f, k, klen);
-        redisReply *type = redisCommand(c, "TYPE %b", k, klen);
-        const char *t = type->str;
-        redisReply *v = !strcmp(t, "string") ? redisCommand(c, "GET %b", k, klen)
-                      : !strcmp(t, "hash")   ? redisCommand(c, "HGETALL %b", k, klen)
-                      : !strcmp(t, "list")   ? redisCommand(c, "LRANGE %b 0 -1", k, klen)
-                      : !strcmp(t, "set")    ? redisCommand(c, "SMEMBERS %b", k, klen)
-                      : !strcmp(t, "zset")   ? redisCommand(c, "ZRANGE %b 0 -1", k, klen)
-                                             : NULL;
-        assert_non_null(v);   /* a type this scan cannot read would hide its contents */
-        if (v->type == REDIS_REPLY_STRING)
-            seen(f, v->str, v->len);
-        for (size_t j = 0; v->type == REDIS_REPLY_ARRAY && j < v->elements; j++)
-            seen(f, v->element[j]->str, v->element[j]->len);
-        freeReplyObject(v);
-        freeReplyObject(type);
-    }
-    freeReplyObject(keys);
-    redisFree(c);
 }
 
 static void assert_no_secret_in(fixture *f, const char *s, size_t len)
@@ -205,25 +139,22 @@ static void assert_no_secret_in(fixture *f, const char *s, size_t len)
 static void assert_no_secrets(fixture *f)
 {
     assert_true(f->n_secrets > 0);
-    if (f->redis.pid)
-        redis_contents(f, assert_no_secret_in);
-    fflush(f->log);
-    assert_no_secret_in(f, f->log_text, f->log_len);
+    if (f->m.redis.pid) {
+        char *all = th_redis_dump(&f->m.redis);
+        assert_non_null(all);   /* a key this search cannot read would hide its contents */
+        assert_no_secret_in(f, all, strlen(all));
+        free(all);
+    }
+    fflush(f->log.stream);
+    assert_no_secret_in(f, f->log.text, f->log.len);
 }
 
 static int teardown(void **state)
 {
     fixture *f = *state;
-    registry_free(f->registry);
-    store_free(f->store);
-    event_base_free(f->base);
-    log_set_stream(stderr);
-    log_set_level(LOG_INFO);
-    fclose(f->log);
-    free(f->log_text);
-    th_stop(&f->sim, 2000);
-    th_stop(&f->redis, 2000);
-    th_rmdir(f->dir);
+    tm_stop(&f->m);
+    tm_capture_end(&f->log);
+    free(f->log.text);
     free(f);
     return 0;
 }
@@ -245,6 +176,20 @@ static void on_done(const char *result, json_t *vars, void *arg)
     o->vars = json_incref(vars);
 }
 
+typedef struct {
+    const outcome *o;     /* first of n outcomes */
+    int n;                /* how many */
+} outcome_set;
+
+static bool all_done(const void *arg)
+{
+    const outcome_set *set = arg;
+    for (int i = 0; i < set->n; i++)
+        if (set->o[i].calls == 0)
+            return false;
+    return true;
+}
+
 /* Runs `handler` with `args` (stolen) and waits for its single result. */
 static outcome call_as(fixture *f, const char *handler, channel_kind ch, const char *caller,
                        const char *session, json_t *args)
@@ -256,12 +201,8 @@ static outcome call_as(fixture *f, const char *handler, channel_kind ch, const c
     assert_non_null(spec.def);
     outcome o = {0};
     handler_call_start(&spec, on_done, &o);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (o.calls == 0 && th_now_ms() < deadline) {
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    outcome_set one = {&o, 1};
+    tl_run_until(f->m.base, all_done, &one, WAIT_MS);
     assert_int_equal(o.calls, 1);
     assert_true(handler_has_result(spec.def, o.result) || !strcmp(o.result, "unavailable"));
     return o;
@@ -332,7 +273,7 @@ static outcome check_code(fixture *f, const char *session, const char *code)
 static char *redis(fixture *f, const char *cmd, const char *key)
 {
     const char *argv[] = {cmd, key};
-    char *out = th_redis_cmd(&f->redis, 2, argv);
+    char *out = th_redis_cmd(&f->m.redis, 2, argv);
     assert_non_null(out);
     return out;
 }
@@ -348,24 +289,13 @@ static long redis_long(fixture *f, const char *cmd, const char *key)
 /* A number from the simulator's /_sim/stats: "requests" or "applied.X". */
 static long sim_stat(fixture *f, const char *name)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
-    json_t *stats = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(stats);
-    json_t *v = strncmp(name, "applied.", 8) == 0
-                    ? json_object_get(json_object_get(stats, "applied"), name + 8)
-                    : json_object_get(stats, name);
-    assert_true(json_is_integer(v));
-    long n = (long)json_integer_value(v);
-    json_decref(stats);
-    return n;
+    return (long)th_sim_stat(&f->m.sim, name);
 }
 
 static void sim_fault(fixture *f, const char *fault)
 {
     char *body = NULL;
-    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", fault, NULL, &body), 200);
+    assert_int_equal(th_http(f->m.sim.port, "PUT", "/_sim/fault", fault, NULL, &body), 200);
     free(body);
 }
 
@@ -520,12 +450,12 @@ static void test_verify_unavailable(void **state)
     f->env.limits = kept;
 
     /* Without Redis the limit cannot be read: nobody is identified. */
-    th_stop(&f->redis, 2000);
+    th_stop(&f->m.redis, 2000);
     expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
     expect_verify(f, CHANNEL_VOICE, "13800000001", WANG_ID, WANG_PIN, "unavailable");
     assert_int_equal(sim_stat(f, "requests"), requests);
-    fflush(f->log);
-    assert_non_null(memmem(f->log_text, f->log_len, "identify.limit_unavailable", 26));
+    fflush(f->log.stream);
+    assert_non_null(memmem(f->log.text, f->log.len, "identify.limit_unavailable", 26));
     assert_no_secrets(f);
 }
 
@@ -557,14 +487,11 @@ static tally race(fixture *f, const char *id, int n)
                                   .call_key = key, .args = json_pack("{s:s, s:s}", "id", id, "pin", pin)};
         handler_call_start(&spec, on_done, &o[i]);
     }
-    long deadline = th_now_ms() + WAIT_MS;
+    outcome_set all = {o, n};
+    tl_run_until(f->m.base, all_done, &all, WAIT_MS);
     int done = 0;
-    while (done < n && th_now_ms() < deadline) {
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        done = 0;
-        for (int i = 0; i < n; i++)
-            done += o[i].calls;
-    }
+    for (int i = 0; i < n; i++)
+        done += o[i].calls;
     assert_int_equal(done, n);
     tally t = {0};
     for (int i = 0; i < n; i++) {
@@ -585,7 +512,7 @@ static long card_status(fixture *f, const char *card)
 {
     char path[64], *body = NULL;
     snprintf(path, sizeof path, "/v1/cards/%s", card);
-    assert_int_equal(th_http_get(f->sim.port, path, &body), 200);
+    assert_int_equal(th_http_get(f->m.sim.port, path, &body), 200);
     json_t *c = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(c);
@@ -603,7 +530,7 @@ static void wrong_pin_elsewhere(fixture *f, const char *id, int n)
     snprintf(key, sizeof key, "Idempotency-Key: elsewhere-%d", n);
     const char *headers[] = {key, "Content-Type: application/json", NULL};
     char *body = NULL;
-    assert_int_equal(th_http(f->sim.port, "POST", path, "{\"pin\": \"999999\"}", headers, &body), 200);
+    assert_int_equal(th_http(f->m.sim.port, "POST", path, "{\"pin\": \"999999\"}", headers, &body), 200);
     free(body);
 }
 
@@ -611,17 +538,15 @@ static void wrong_pin_elsewhere(fixture *f, const char *id, int n)
 static void wait_expired(fixture *f, const char *key)
 {
     long deadline = th_now_ms() + WAIT_MS;
-    while (redis_long(f, "EXISTS", key) != 0 && th_now_ms() < deadline) {
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
+    while (redis_long(f, "EXISTS", key) != 0 && th_now_ms() < deadline)
+        th_poll_pause();
     assert_int_equal(redis_long(f, "EXISTS", key), 0);
 }
 
 static bool logged(fixture *f, const char *text)
 {
-    fflush(f->log);
-    return memmem(f->log_text, f->log_len, text, strlen(text)) != NULL;
+    fflush(f->log.stream);
+    return memmem(f->log.text, f->log.len, text, strlen(text)) != NULL;
 }
 
 /* 40 guesses at once for one ID: the attempts are taken before the
@@ -723,8 +648,8 @@ static void test_registry_count_is_followed(void **state)
 static void test_registry_without_count(void **state)
 {
     fixture *f = *state;
-    th_stop(&f->sim, 2000);
-    assert_true(th_sim_start(&f->sim, f->dir, NULL, (const char *const[]){"--no-pin-count", NULL}));
+    th_stop(&f->m.sim, 2000);
+    assert_true(th_sim_start(&f->m.sim, f->m.dir, NULL, (const char *const[]){"--no-pin-count", NULL}));
     f->env.limits.identify_max_per_caller = 100;
     f->env.limits.identify_max_per_id = 5;
 
@@ -868,7 +793,7 @@ static void test_code_to_registered_mobile(void **state)
     assert_string_equal(f->sms_to, "+8613800000008");
     assert_non_null(strstr(f->sms_text, "[zh] "));
     const char *code = received_code(f);
-    char *id = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:r1", "id"});
+    char *id = th_redis_cmd(&f->m.redis, 3, (const char *[]){"HGET", "cl:otp:ussd:r1", "id"});
     assert_string_equal(id, HUANG_ID);
     free(id);
 
@@ -934,10 +859,10 @@ static void test_code_wrong_then_ok(void **state)
     const char *code = received_code(f);
 
     /* Redis holds the digest, the number and the tries, with the code's life. */
-    char *number = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "mobile"});
+    char *number = th_redis_cmd(&f->m.redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "mobile"});
     assert_string_equal(number, "+8613900000002");
     free(number);
-    char *digest = th_redis_cmd(&f->redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "digest"});
+    char *digest = th_redis_cmd(&f->m.redis, 3, (const char *[]){"HGET", "cl:otp:ussd:s1", "digest"});
     assert_int_equal(strlen(digest), 32);
     free(digest);
     long ttl = redis_long(f, "TTL", "cl:otp:ussd:s1");
@@ -991,7 +916,7 @@ static void test_code_too_many_tries(void **state)
     /* A code left with no tries (its delete lost) stays void, even typed right. */
     expect_send(f, "sms:+8613800000001", "+8613900000003", "sent");
     code = received_code(f);
-    char *r = th_redis_cmd(&f->redis, 4, (const char *[]){"HSET", "cl:otp:sms:+8613800000001", "tries", "0"});
+    char *r = th_redis_cmd(&f->m.redis, 4, (const char *[]){"HSET", "cl:otp:sms:+8613800000001", "tries", "0"});
     free(r);
     o = check_code(f, "sms:+8613800000001", code);
     assert_string_equal(o.result, "too_many");
@@ -1006,12 +931,7 @@ static void test_code_expired(void **state)
     expect_send(f, "ussd:s3", "13900000004", "sent");
     assert_non_null(strstr(f->sms_text, "valid for 1 minutes"));
     const char *code = received_code(f);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (redis_long(f, "EXISTS", "cl:otp:ussd:s3") != 0 && th_now_ms() < deadline) {
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
-    assert_int_equal(redis_long(f, "EXISTS", "cl:otp:ussd:s3"), 0);
+    wait_expired(f, "cl:otp:ussd:s3");
     outcome o = check_code(f, "ussd:s3", code);
     assert_string_equal(o.result, "expired");
     outcome_free(&o);
@@ -1073,8 +993,8 @@ static void test_code_no_route(void **state)
     f->route_up = false;
     expect_send(f, "ussd:s6", "13900000006", "unavailable");
     assert_int_equal(f->sms_sent, 0);
-    fflush(f->log);
-    assert_non_null(memmem(f->log_text, f->log_len, "contact.code_not_sent", 21));
+    fflush(f->log.stream);
+    assert_non_null(memmem(f->log.text, f->log.len, "contact.code_not_sent", 21));
     f->env.send_now = NULL;
     expect_send(f, "ussd:s6", "13900000006", "unavailable");
     f->env.send_now = test_send_now;
@@ -1090,7 +1010,7 @@ static json_t *person(fixture *f, const char *id)
 {
     char path[64], *body = NULL;
     snprintf(path, sizeof path, "/v1/persons/%s", id);
-    assert_int_equal(th_http_get(f->sim.port, path, &body), 200);
+    assert_int_equal(th_http_get(f->m.sim.port, path, &body), 200);
     json_t *p = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(p);

@@ -20,6 +20,8 @@
 #include "digest.h"
 #include "handler_call.h"
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "registry.h"
 
@@ -132,14 +134,7 @@ static void sim_fault_clear(const world *w)
 
 static long long sim_applied(const world *w, const char *what)
 {
-    char *text = NULL;
-    assert_int_equal(th_http_get(w->sim.port, "/_sim/stats", &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
+    return th_sim_applied(&w->sim, what);
 }
 
 /* Calling a handler ----------------------------------------------------------------*/
@@ -171,19 +166,6 @@ static void outcome_clear(outcome *o)
     memset(o, 0, sizeof *o);
 }
 
-static bool run_until_done(struct event_base *base, const outcome *o)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (o->calls == 0) {
-        if (th_now_ms() > deadline)
-            return false;
-        const struct timeval slice = {0, 10000};
-        event_base_loopexit(base, &slice);
-        event_base_dispatch(base);
-    }
-    return true;
-}
-
 /* Calls `handler` with `args` (stolen) in session `session`, on `channel`,
  * and waits until it ends; asserts it ended exactly once with `expected`. */
 static void call_in(world *w, channel_kind channel, const char *session, const char *handler,
@@ -205,7 +187,7 @@ static void call_in(world *w, channel_kind channel, const char *session, const c
     };
     assert_non_null(spec.def);
     handler_call_start(&spec, on_done, o);
-    assert_true(run_until_done(w->base, o));
+    assert_true(tl_run_until_count(w->base, &o->calls, 1, WAIT_MS));
     assert_int_equal(o->calls, 1);
     assert_string_equal(o->result, expected);
     assert_true(handler_has_result(spec.def, o->result));
@@ -230,30 +212,6 @@ static void assert_var(const outcome *o, const char *name, const char *value)
     const char *v = json_string_value(json_object_get(o->vars, name));
     assert_non_null(v);
     assert_string_equal(v, value);
-}
-
-/* Log capture, for the PINs that must never reach it ----------------------------------*/
-
-typedef struct {
-    FILE *stream;
-    char *text;
-    size_t len;
-} capture;
-
-static void capture_begin(capture *cap)
-{
-    memset(cap, 0, sizeof *cap);
-    cap->stream = open_memstream(&cap->text, &cap->len);
-    assert_non_null(cap->stream);
-    log_set_level(LOG_DEBUG);
-    log_set_stream(cap->stream);
-}
-
-static void capture_end(capture *cap)
-{
-    log_set_stream(NULL);
-    log_set_level(LOG_INFO);
-    fclose(cap->stream);
 }
 
 /* The digest check_new_pin gives for `pin` in `session`. */
@@ -543,12 +501,12 @@ static void test_new_pin_weak(void **state)
 static void test_new_pin_ok_digest(void **state)
 {
     (void)state;
-    capture cap;
+    tm_capture cap;
     outcome o;
     char expected[HANDLER_DIGEST_HEX + 1], other[HANDLER_DIGEST_HEX + 1];
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     call(&shared, "check_new_pin", json_pack("{s:s, s:s}", "id", YANG_LEI, "pin", STRONG_PIN), "ok", &o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_true(o.pin_wiped);
     assert_int_equal(json_object_size(o.vars), 1);
     digest_of(STRONG_PIN, SESSION, expected);
@@ -569,9 +527,9 @@ static void test_new_pin_without_key(void **state)
     handler_env keep = shared.env;
     shared.env.digest_key = NULL;
     shared.env.digest_key_len = 0;
-    capture cap;
+    tm_capture cap;
     outcome o;
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     call(&shared, "check_new_pin", json_pack("{s:s, s:s}", "id", YANG_LEI, "pin", STRONG_PIN), "ok", &o);
     assert_var(&o, "new_pin_digest", "");
     outcome_clear(&o);
@@ -581,7 +539,7 @@ static void test_new_pin_without_key(void **state)
          "unavailable", &o);
     assert_true(o.pin_wiped);
     outcome_clear(&o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     shared.env = keep;
     assert_non_null(strstr(cap.text, "handler.no_digest_key"));
     assert_null(strstr(cap.text, STRONG_PIN));
@@ -674,12 +632,7 @@ static json_int_t card_status_code(world *w, const char *card)
 {
     card_read got = {0};
     registry_get_card(w->reg, card, on_card, &got);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (got.calls == 0 && th_now_ms() < deadline) {
-        const struct timeval slice = {0, 10000};
-        event_base_loopexit(w->base, &slice);
-        event_base_dispatch(w->base);
-    }
+    tl_run_until_count(w->base, &got.calls, 1, WAIT_MS);
     assert_int_equal(got.calls, 1);
     assert_int_equal(got.status, REGISTRY_OK);
     json_int_t status = json_integer_value(json_object_get(got.card, "status"));
@@ -692,9 +645,9 @@ static void test_activate_collected_card(void **state)
 {
     (void)state;
     world *w = private_world(NULL, NULL);
-    capture cap;
+    tm_capture cap;
     outcome o;
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     expect_activatable(w, YANG_LEI, "ready", "H70461592");
     call(w, "check_new_pin", json_pack("{s:s, s:s}", "id", YANG_LEI, "pin", STRONG_PIN), "ok", &o);
     char digest[HANDLER_DIGEST_HEX + 1];
@@ -706,7 +659,7 @@ static void test_activate_collected_card(void **state)
          "ok", &o);
     assert_true(o.pin_wiped);
     outcome_clear(&o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_null(strstr(cap.text, STRONG_PIN));
     free(cap.text);
 

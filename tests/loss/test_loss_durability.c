@@ -30,8 +30,6 @@
 #include <cmocka.h>
 
 #include <ctype.h>
-#include <curl/curl.h>
-#include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -43,7 +41,7 @@
 #include <time.h>
 
 #include "domain.h"
-#include "harness.h"
+#include "world.h"
 
 #define WAIT_MS 20000            /* bound of every wait */
 #define PEOPLE 5                 /* callers with a normal card in the seed */
@@ -66,13 +64,8 @@ typedef struct {
 } person;
 
 typedef struct {
-    char dir[256];               /* everything of the test */
+    tw_world tw;                 /* the daemon (log in dir/gw), Redis (AOF on) and the simulator */
     char seed[300];              /* the registry's seed */
-    char conf[300];              /* the gateway's config */
-    int http_port;               /* the gateway's listener */
-    th_proc redis;               /* real redis-server, AOF on, files in dir/redis */
-    th_proc sim;                 /* real registry-sim, database in dir/sim */
-    th_proc gw;                  /* the cardline daemon, log in dir/gw */
     int confirm_wait_ms;         /* [workflows] loss_confirm_wait_ms */
     int handler_timeout_ms;      /* [session] handler_timeout_ms */
     int poll_interval_ms;        /* [outbox] poll_interval_ms */
@@ -81,40 +74,6 @@ typedef struct {
 } world;
 
 static const char *const PINS[PEOPLE] = {"246810", "582046", "907315", "731864", "620418"};
-
-static void pause_briefly(void)
-{
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* The whole file, or NULL if it cannot be read; *len its size. */
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        fwrite(buf, 1, n, out);
-    fclose(out);
-    fclose(f);
-    if (len)
-        *len = size;
-    return text;
-}
 
 /* The people and their seed ------------------------------------------------------*/
 
@@ -148,7 +107,7 @@ static void write_seed(world *w)
     }
     json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
                              "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
-    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->dir);
+    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->tw.dir);
     assert_int_equal(json_dump_file(seed, w->seed, JSON_INDENT(1)), 0);
     json_decref(seed);
 }
@@ -159,8 +118,7 @@ static void write_seed(world *w)
  * a second; no [kannel] username, so SMS entries wait in the outbox. */
 static void write_conf(world *w)
 {
-    char text[2048];
-    snprintf(text, sizeof text,
+    th_write_filef(w->tw.conf,
              "[log]\nlevel = info\nflush_ms = 0\n" /* lines are counted right after each act */
              "[http]\nlisten = 127.0.0.1:%d\n"
              "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n"
@@ -173,10 +131,8 @@ static void write_conf(world *w)
              "[session]\nhandler_timeout_ms = %d\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->poll_interval_ms,
+             w->tw.http_port, w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR, w->poll_interval_ms,
              w->handler_timeout_ms, w->confirm_wait_ms);
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    write_file(w->conf, text);
 }
 
 /* Starts the daemon and waits until it sees Redis and the registry: it
@@ -184,18 +140,15 @@ static void write_conf(world *w)
  * meanwhile. */
 static long start_gateway(world *w)
 {
-    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
     long started = th_now_ms();
-    assert_true(th_spawn(&w->gw, "cardline", argv));
-    assert_true(th_wait_port(w->http_port, WAIT_MS));
-    assert_true(th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS));
+    assert_true(tw_start_gateway(&w->tw, true, WAIT_MS));
     return started;
 }
 
 /* SIGTERM; a clean exit also means LeakSanitizer found nothing. */
 static void stop_gateway(world *w)
 {
-    int status = th_stop(&w->gw, WAIT_MS);
+    int status = th_stop(&w->tw.gw, WAIT_MS);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
 }
@@ -206,23 +159,16 @@ static int setup_world(void **state, int confirm_wait_ms, int handler_timeout_ms
     w->confirm_wait_ms = confirm_wait_ms;
     w->handler_timeout_ms = handler_timeout_ms;
     w->poll_interval_ms = poll_interval_ms;
-    th_mkdtemp(w->dir, "cl-loss");
+    tw_init(&w->tw, "cl-loss");
     make_people(w);
     write_seed(w);
-    char dir[256];
-    th_subdir(w->dir, "redis", dir);
-    if (!th_redis_start(&w->redis, dir, true))
+    if (!tw_start_servers(&w->tw, true, w->seed, NULL))
         return -1;
     /* Should Redis rewrite its AOF, the RDB base file keeps strings readable
      * for the PIN search. */
     const char *plain[] = {"CONFIG", "SET", "rdbcompression", "no"};
-    free(th_redis_cmd(&w->redis, 4, plain));
-    th_subdir(w->dir, "sim", dir);
-    if (!th_sim_start(&w->sim, dir, w->seed, NULL))
-        return -1;
-    w->http_port = th_free_port();
+    free(th_redis_cmd(&w->tw.redis, 4, plain));
     write_conf(w);
-    th_subdir(w->dir, "gw", w->gw.dir);
     start_gateway(w);
     *state = w;
     return 0;
@@ -261,56 +207,19 @@ static int setup_overlong(void **state)
 static int teardown(void **state)
 {
     world *w = *state;
-    th_kill(&w->gw);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    if (getenv("CL_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", w->dir);
-    else
-        th_rmdir(w->dir);
+    tw_stop(&w->tw, 0);
     free(w);
     return 0;
 }
 
 /* USSD -------------------------------------------------------------------------------*/
 
-static size_t collect(char *data, size_t size, size_t n, void *arg)
-{
-    fwrite(data, size, n, arg);
-    return size * n;
-}
-
 /* POSTs the session's history to /ussd; the reply body, malloc'd. */
 static char *post_ussd(const world *w, const person *p, long *status)
 {
-    CURL *c = curl_easy_init();
-    char *sid = curl_easy_escape(c, p->session, 0), *phone = curl_easy_escape(c, p->phone, 0);
-    char *text = curl_easy_escape(c, p->text, 0);
-    char url[64], form[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/ussd", w->http_port);
-    snprintf(form, sizeof form, "sessionId=%s&serviceCode=%%2A123%%23&phoneNumber=%s&text=%s", sid, phone,
-             text);
-    char *body = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&body, &len);
-    struct curl_slist *h = th_ussd_sign(curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded"), form);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    *status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    fclose(out);
-    curl_slist_free_all(h);
-    curl_free(sid);
-    curl_free(phone);
-    curl_free(text);
-    curl_easy_cleanup(c);
-    return body;
+    char form[512];
+    tw_ussd_form(form, sizeof form, p->session, p->phone, p->text);
+    return tw_call(&w->tw, "/ussd", form, status, WAIT_MS);
 }
 
 /* One hop: `input` (NULL on the dial itself) joins the history; the reply
@@ -400,23 +309,13 @@ static void confirm_end(pending_confirm *pc)
 
 /* The registry -------------------------------------------------------------------------*/
 
-/* GETs `path` from the simulator as JSON (NULL unless 200). */
-static json_t *sim_json(const world *w, const char *path)
-{
-    char *body = NULL;
-    long status = th_http_get(w->sim.port, path, &body);
-    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 /* The card's status (-1 when the registry does not answer) and, if it has
  * an active loss report, that report's reference in `reference`. */
 static int card_status(const world *w, const char *card, char reference[65])
 {
     char path[64];
     snprintf(path, sizeof path, "/v1/cards/%s", card);
-    json_t *j = sim_json(w, path);
+    json_t *j = th_sim_json(&w->tw.sim, path);
     int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
     const char *ref = json_string_value(json_object_get(json_object_get(j, "loss_report"), "reference"));
     snprintf(reference, 65, "%s", ref ? ref : "");
@@ -428,20 +327,12 @@ static int card_status(const world *w, const char *card, char reference[65])
  * restarts; never replays, refusals or injected faults). */
 static long long applied_count(const world *w, const char *what)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
+    return th_sim_applied(&w->tw.sim, what);
 }
 
 static long long sim_replays(const world *w)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    long long n = json_integer_value(json_object_get(j, "replays"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&w->tw.sim, "replays");
 }
 
 /* Polls the simulator's log until more than `seen` lines hold `needle`. */
@@ -449,7 +340,7 @@ static bool sim_log_grows(const world *w, const char *needle, int seen)
 {
     long deadline = th_now_ms() + WAIT_MS;
     for (;;) {
-        char *text = read_all(w->sim.log, NULL);
+        char *text = th_read_file(w->tw.sim.log, NULL);
         int n = 0;
         for (const char *at = text; at && (at = strstr(at, needle)) != NULL; at += strlen(needle))
             n++;
@@ -458,20 +349,20 @@ static bool sim_log_grows(const world *w, const char *needle, int seen)
             return true;
         if (th_now_ms() > deadline)
             return false;
-        pause_briefly();
+        th_poll_pause();
     }
 }
 
 static void set_fault(const world *w, const char *fault)
 {
-    assert_int_equal(th_http(w->sim.port, "PUT", "/_sim/fault", fault, NULL, NULL), 200);
+    assert_int_equal(th_http(w->tw.sim.port, "PUT", "/_sim/fault", fault, NULL, NULL), 200);
 }
 
 /* Returns when it was started (th_now_ms). */
 static long restart_sim(world *w)
 {
     long started = th_now_ms();
-    assert_true(th_sim_start(&w->sim, w->sim.dir, w->seed, NULL)); /* same port, same database */
+    assert_true(th_sim_start(&w->tw.sim, w->tw.sim.dir, w->seed, NULL)); /* same port, same database */
     return started;
 }
 
@@ -480,7 +371,7 @@ static long restart_sim(world *w)
 static redisContext *redis_connect(const world *w)
 {
     struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->redis.port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->tw.redis.port, tv);
     assert_true(c != NULL && c->err == 0);
     return c;
 }
@@ -535,8 +426,8 @@ static long long stream_length(const world *w, const char *stream)
 
 static void restart_redis(world *w)
 {
-    th_stop(&w->redis, WAIT_MS); /* SIGTERM */
-    assert_true(th_redis_start(&w->redis, w->redis.dir, true)); /* same port, same AOF */
+    th_stop(&w->tw.redis, WAIT_MS); /* SIGTERM */
+    assert_true(th_redis_start(&w->tw.redis, w->tw.redis.dir, true)); /* same port, same AOF */
 }
 
 /* Waiting ----------------------------------------------------------------------------------*/
@@ -561,7 +452,7 @@ static void wait_delivered(const world *w, long start, const char *since)
         if (th_now_ms() > deadline)
             fail_msg("%d report(s) not delivered within %d ms of %s; outbox holds %d", w->reporting, WAIT_MS,
                      since, loss_entries(w));
-        pause_briefly();
+        th_poll_pause();
     }
     long took = th_now_ms() - start;
     print_message("%d report(s) delivered %ld ms after %s\n", w->reporting, took, since);
@@ -570,7 +461,7 @@ static void wait_delivered(const world *w, long start, const char *since)
 /* Lines of the gateway's log holding both `a` and `b`. */
 static int log_count(const world *w, const char *a, const char *b)
 {
-    char *text = read_all(w->gw.log, NULL);
+    char *text = th_read_file(w->tw.gw.log, NULL);
     int n = 0;
     for (const char *line = text; line && *line;) {
         const char *end = strchr(line, '\n');
@@ -596,7 +487,7 @@ static bool log_grows(const world *w, const char *a, const char *b, int seen)
     while (log_count(w, a, b) <= seen) {
         if (th_now_ms() > deadline)
             return false;
-        pause_briefly();
+        th_poll_pause();
     }
     return true;
 }
@@ -631,24 +522,10 @@ static void assert_exactly_once(const world *w)
     print_message("registry replays answered (since its last start): %lld\n", sim_replays(w));
 }
 
-/* `token` in s[0..len) as a whole run of digits: a PIN typed as input or
- * stored as a value, not six digits inside a timestamp or a stream id. */
-static bool has_digit_run(const char *s, size_t len, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *at = s; (at = memmem(at, len - (size_t)(at - s), token, n)) != NULL; at++) {
-        bool starts = at == s || !isdigit((unsigned char)at[-1]);
-        bool ends = at + n == s + len || !isdigit((unsigned char)at[n]);
-        if (starts && ends)
-            return true;
-    }
-    return false;
-}
-
 static void assert_no_pin_in(const world *w, const char *what, const char *s, size_t len)
 {
     for (int i = 0; i < PEOPLE; i++)
-        if (has_digit_run(s, len, w->people[i].pin))
+        if (th_has_number(s, len, w->people[i].pin))
             fail_msg("PIN of %s found in %s", w->people[i].session, what);
 }
 
@@ -714,25 +591,12 @@ static void assert_no_pin_in_redis(const world *w)
  * no PIN in it. It must hold the first reference (so the files were read). */
 static void assert_no_pin_in_aof(const world *w)
 {
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/appendonlydir", w->redis.dir);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    bool reference_seen = false;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (strncmp(e->d_name, "appendonly", 10) != 0)
-            continue;
-        char path[600];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        size_t len;
-        char *text = read_all(path, &len);
-        assert_non_null(text);
-        assert_no_pin_in(w, e->d_name, text, len);
-        reference_seen |= memmem(text, len, w->people[0].reference, REFERENCE_LEN) != NULL;
-        free(text);
-    }
-    closedir(d);
-    assert_true(reference_seen);
+    size_t len;
+    char *text = th_redis_aof(&w->tw.redis, &len);
+    assert_non_null(text);
+    assert_no_pin_in(w, "the AOF", text, len);
+    assert_non_null(memmem(text, len, w->people[0].reference, REFERENCE_LEN));
+    free(text);
 }
 
 /* The gateway's log (every run of it): no PIN, no full ID; and it is the
@@ -740,7 +604,7 @@ static void assert_no_pin_in_aof(const world *w)
 static void assert_log_clean(const world *w)
 {
     size_t len;
-    char *text = read_all(w->gw.log, &len);
+    char *text = th_read_file(w->tw.gw.log, &len);
     assert_non_null(text);
     assert_no_pin_in(w, "the gateway log", text, len);
     for (int i = 0; i < PEOPLE; i++) {
@@ -778,9 +642,9 @@ static void test_gateway_crash(void **state)
     assert_true(log_shows(w, "loss.delivery", "http=503"));
     assert_true(log_has(w, "loss.delivery", p->reference));
     assert_int_equal(loss_entries(w), 1);
-    th_kill(&w->gw);
+    th_kill(&w->tw.gw);
 
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
     char ref[65];
     assert_int_equal(card_status(w, p->card, ref), 1); /* nothing reached the registry */
     assert_int_equal(applied_count(w, "loss_reports"), 0);
@@ -801,7 +665,7 @@ static void test_registry_outage(void **state)
     w->reporting = PEOPLE;
     for (int i = 0; i < PEOPLE; i++)
         dial_to_confirm(w, &w->people[i]);
-    th_stop(&w->sim, WAIT_MS);
+    th_stop(&w->tw.sim, WAIT_MS);
     for (int i = 0; i < PEOPLE; i++)
         confirm(w, &w->people[i], ACCEPTED);
     assert_int_equal(loss_entries(w), PEOPLE);
@@ -824,7 +688,7 @@ static void test_redis_restart(void **state)
     w->reporting = 3;
     for (int i = 0; i < w->reporting; i++)
         dial_to_confirm(w, &w->people[i]);
-    th_stop(&w->sim, WAIT_MS);
+    th_stop(&w->tw.sim, WAIT_MS);
     for (int i = 0; i < w->reporting; i++)
         confirm(w, &w->people[i], ACCEPTED);
     assert_int_equal(loss_entries(w), w->reporting);
@@ -833,12 +697,12 @@ static void test_redis_restart(void **state)
     restart_redis(w);
     assert_int_equal(loss_entries(w), w->reporting); /* the AOF kept them */
     assert_true(log_grows(w, "store.connected", "port=", connects)); /* the gateway reconnected */
-    assert_true(th_wait_healthz(w->http_port, "\"redis\":\"up\"", WAIT_MS));
+    assert_true(th_wait_healthz(w->tw.http_port, "\"redis\":\"up\"", WAIT_MS));
 
     long started = restart_sim(w);
     wait_delivered(w, started, "the registry was started again");
     assert_exactly_once(w);
-    assert_true(th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS));
+    assert_true(th_wait_healthz(w->tw.http_port, "\"status\":\"ok\"", WAIT_MS));
     stop_gateway(w);
     assert_private(w);
 }
@@ -862,7 +726,7 @@ static void kill_redis_while_waiting(world *w, person *p)
     pending_confirm pc;
     confirm_start(&pc, w, p);
     assert_true(log_grows(w, "loss.queued", "duplicate=no", queued));
-    th_kill(&w->redis);
+    th_kill(&w->tw.redis);
     confirm_end(&pc);
     char heard[512]; /* the body is freed before any failure: a failing run reports no leak */
     snprintf(heard, sizeof heard, "%s", pc.body ? pc.body : "");
@@ -875,7 +739,7 @@ static void kill_redis_while_waiting(world *w, person *p)
     assert_true(log_grows(w, "engine.unsaved_answer", "session=", unsaved));
 
     int connects = log_count(w, "store.connected", "port=");
-    assert_true(th_redis_start(&w->redis, w->redis.dir, true)); /* same port, same AOF */
+    assert_true(th_redis_start(&w->tw.redis, w->tw.redis.dir, true)); /* same port, same AOF */
     assert_true(log_grows(w, "store.connected", "port=", connects));
     assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
 
@@ -889,7 +753,7 @@ static void kill_redis_while_waiting(world *w, person *p)
     reference_in(heard, reference);
     assert_string_equal(reference, p->reference);
     assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
 }
 
 /* Redis dies between the outbox append and the answer, once per caller:
@@ -921,7 +785,7 @@ static void test_wait_past_handler_deadline(void **state)
     set_fault(w, fault);
     confirm(w, p, ACCEPTED);
     assert_false(log_has(w, "engine.handler_timeout", "handler=report_loss"));
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
     wait_delivered(w, th_now_ms(), "the registry took it");
     assert_exactly_once(w);
     stop_gateway(w);
@@ -939,7 +803,7 @@ static bool confirm_in_pause(world *w, person *p, char *heard, size_t size, long
     snprintf(fault, sizeof fault, "{\"status\": 503, \"path_prefix\": \"/v1/cards/%s/\"}", p->card);
     set_fault(w, fault);
     const char *pause[] = {"CLIENT", "PAUSE", "60000", "WRITE"};
-    char *ok = th_redis_cmd(&w->redis, 4, pause);
+    char *ok = th_redis_cmd(&w->tw.redis, 4, pause);
     assert_non_null(ok);
     free(ok);
     int failed = log_count(w, "loss.", "why=unavailable");
@@ -947,7 +811,7 @@ static bool confirm_in_pause(world *w, person *p, char *heard, size_t size, long
     confirm_start(&pc, w, p);
     bool seen = log_grows(w, "loss.", "why=unavailable", failed);
     const char *unpause[] = {"CLIENT", "UNPAUSE"};
-    ok = th_redis_cmd(&w->redis, 2, unpause);
+    ok = th_redis_cmd(&w->tw.redis, 2, unpause);
     confirm_end(&pc);
     assert_non_null(ok);
     free(ok);
@@ -980,7 +844,7 @@ static void test_redis_stalls_during_add(void **state)
         print_message("trial %d: the pause stopped the hop before the add: %s\n", trial, heard);
         assert_null(strstr(heard, ACCEPTED));
         assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "card", p->card), 0);
-        assert_true(th_wait_healthz(w->http_port, "\"status\":\"ok\"", WAIT_MS));
+        assert_true(th_wait_healthz(w->tw.http_port, "\"status\":\"ok\"", WAIT_MS));
     }
     assert_true(trial < 3); /* the add did fail while Redis was paused */
     person reporter = w->people[trial];
@@ -993,7 +857,7 @@ static void test_redis_stalls_during_add(void **state)
                  status, heard);
     reference_in(heard, p->reference);
     assert_int_equal(count_entries(w, "cl:outbox", "loss_report", "reference", p->reference), 1);
-    assert_int_equal(th_http(w->sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
+    assert_int_equal(th_http(w->tw.sim.port, "DELETE", "/_sim/fault", NULL, NULL, NULL), 200);
     wait_delivered(w, th_now_ms(), "Redis resumed");
     assert_exactly_once(w);
     stop_gateway(w);
@@ -1033,7 +897,7 @@ static void expire_sessions(const world *w)
                           "for _, k in ipairs(redis.call('KEYS', 'cl:s:*')) do redis.call('DEL', k) end\n"
                           "return 1",
                           "0"};
-    free(th_redis_cmd(&w->redis, 3, argv));
+    free(th_redis_cmd(&w->tw.redis, 3, argv));
 }
 
 /* An aggregator recycles its sessionIds: a second caller gets the id of a

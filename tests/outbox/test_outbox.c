@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -27,10 +29,10 @@
 #define MAX_SEEN 64
 
 typedef struct {
-    th_proc redis;           /* the real server */
-    struct event_base *base; /* the loop */
-    store *st;               /* the connection the outbox runs on */
+    tm_world m;              /* Redis (AOF on), the loop and the connection the outbox runs on */
 } fixture;
+
+static fixture *F; /* for the conditions the loop waits for: one fixture at a time */
 
 /* What a test deliverer saw and how it answers. */
 typedef struct {
@@ -83,22 +85,9 @@ static void on_added(outbox_add_status st, const char *id, void *arg)
 
 /* Driving the loop ------------------------------------------------------------*/
 
-typedef bool condition(fixture *f, const void *arg);
-
-static bool pump_until(fixture *f, condition *done, const void *arg)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!done(f, arg) && th_now_ms() < deadline) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
-    return done(f, arg);
-}
-
 static long redis_int(fixture *f, int argc, const char **argv)
 {
-    char *text = th_redis_cmd(&f->redis, argc, argv);
+    char *text = th_redis_cmd(&f->m.redis, argc, argv);
     assert_non_null(text);
     long v = strtol(text, NULL, 10);
     free(text);
@@ -111,52 +100,32 @@ static long stream_len(fixture *f, const char *key)
     return redis_int(f, 2, argv);
 }
 
-static bool stream_empty(fixture *f, const void *arg)
+static bool stream_empty(const void *arg)
 {
     (void)arg;
-    return stream_len(f, "cl:outbox") == 0;
+    return stream_len(F, "cl:outbox") == 0;
 }
 
-static bool sink_done(fixture *f, const void *arg)
+static bool sink_done(const void *arg)
 {
-    (void)f;
     const int *want = ((const int *const *)arg)[1];
     return ((const sink *const *)arg)[0]->done >= *want;
 }
 
-static bool sink_attempted(fixture *f, const void *arg)
+static bool sink_attempted(const void *arg)
 {
-    (void)f;
     const int *want = ((const int *const *)arg)[1];
     return ((const sink *const *)arg)[0]->attempts >= *want;
-}
-
-/* Lets the loop run `slices` 10 ms slices: room for further polls when a
- * test checks that nothing more happens (it asserts counts, not times). */
-static void run_slices(fixture *f, int slices)
-{
-    for (int i = 0; i < slices; i++) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
-}
-
-static bool store_up(fixture *f, const void *arg)
-{
-    (void)arg;
-    return store_connected(f->st);
 }
 
 static void wait_done(fixture *f, sink *s, int n)
 {
     const void *arg[2] = {s, &n};
-    assert_true(pump_until(f, sink_done, arg));
+    assert_true(tl_run_until(f->m.base, sink_done, arg, WAIT_MS));
 }
 
-static bool called(fixture *f, const void *arg)
+static bool called(const void *arg)
 {
-    (void)f;
     return ((const added *)arg)->calls > 0;
 }
 
@@ -167,35 +136,19 @@ static added add_one(fixture *f, outbox *ob, const char *kind, int n, const char
     outbox_add(ob, kind, p, key, on_added, &a);
     json_decref(p);
     assert_int_equal(a.calls, 0); /* never inside the call */
-    assert_true(pump_until(f, called, &a));
+    assert_true(tl_run_until(f->m.base, called, &a, WAIT_MS));
     assert_int_equal(a.calls, 1);
     return a;
 }
 
 /* Fixture -----------------------------------------------------------------------*/
 
-static store *open_store(fixture *f)
-{
-    store_options o;
-    store_options_default(&o);
-    o.port = f->redis.port;
-    o.op_timeout_ms = 2000;
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 200;
-    store *s = store_new(f->base, &o);
-    assert_non_null(s);
-    return s;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    th_mkdtemp(f->redis.dir, "cl-outbox");
-    assert_true(th_redis_start(&f->redis, f->redis.dir, true));
-    f->base = event_base_new();
+    F = f;
     metrics_reset();
-    f->st = open_store(f);
-    assert_true(pump_until(f, store_up, NULL));
+    tm_start(&f->m, "cl-outbox", TM_AOF | TM_FAST_RECONNECT);
     *state = f;
     return 0;
 }
@@ -203,10 +156,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    store_free(f->st);
-    event_base_free(f->base);
-    th_stop(&f->redis, 2000);
-    th_rmdir(f->redis.dir);
+    tm_stop(&f->m);
     metrics_reset();
     free(f);
     return 0;
@@ -227,7 +177,7 @@ static outbox_options fast_options(const char *consumer)
 static outbox *open_outbox(fixture *f, const char *consumer, sink *s)
 {
     outbox_options o = fast_options(consumer);
-    outbox *ob = outbox_new(f->base, f->st, &o);
+    outbox *ob = outbox_new(f->m.base, f->m.store, &o);
     assert_non_null(ob);
     assert_int_equal(outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, s), 0);
     return ob;
@@ -252,7 +202,7 @@ static void test_add_deliver_ack(void **state)
         assert_true(strchr(a.id, '-') != NULL);
     }
     wait_done(f, &s, 3);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     assert_int_equal(s.attempts, 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(s.numbers[i], 1);
@@ -293,7 +243,7 @@ static void test_retry_with_backoff_until_done(void **state)
     outbox *ob = open_outbox(f, "gw1", &s);
     add_one(f, ob, "test", 1, NULL);
     wait_done(f, &s, 1);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     assert_int_equal(s.attempts, 4);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(s.numbers[i], i + 1);
@@ -304,9 +254,9 @@ static void test_retry_with_backoff_until_done(void **state)
     outbox_free(ob);
 }
 
-static bool dead_count(fixture *f, const void *arg)
+static bool dead_count(const void *arg)
 {
-    return stream_len(f, "cl:outbox:dead") >= *(const long *)arg;
+    return stream_len(F, "cl:outbox:dead") >= *(const long *)arg;
 }
 
 static void test_give_up_and_max_attempts_park_dead(void **state)
@@ -316,20 +266,20 @@ static void test_give_up_and_max_attempts_park_dead(void **state)
     outbox *ob = open_outbox(f, "gw1", &quitter);
     add_one(f, ob, "test", 1, NULL);
     long one = 1;
-    assert_true(pump_until(f, dead_count, &one));
+    assert_true(tl_run_until(f->m.base, dead_count, &one, WAIT_MS));
     assert_int_equal(quitter.attempts, 1);
     outbox_free(ob);
 
     sink stubborn = {.always_retry = true};
     outbox_options o = fast_options("gw2");
     o.max_attempts = 3;
-    ob = outbox_new(f->base, f->st, &o);
+    ob = outbox_new(f->m.base, f->m.store, &o);
     outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, &stubborn);
     add_one(f, ob, "test", 2, NULL);
     long two = 2;
-    assert_true(pump_until(f, dead_count, &two));
+    assert_true(tl_run_until(f->m.base, dead_count, &two, WAIT_MS));
     assert_int_equal(stubborn.attempts, 3);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     assert_int_equal(kind_metric("cardline_outbox_dead_total"), 2);
 
     /* Kept with its data and why it died. */
@@ -337,7 +287,7 @@ static void test_give_up_and_max_attempts_park_dead(void **state)
                            "local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
                            "return table.concat(e[1][2], ' ')",
                            "1", "cl:outbox:dead"};
-    char *last = th_redis_cmd(&f->redis, 4, range);
+    char *last = th_redis_cmd(&f->m.redis, 4, range);
     assert_non_null(last);
     assert_non_null(strstr(last, "max_attempts"));
     assert_non_null(strstr(last, "\"n\":2"));
@@ -353,13 +303,13 @@ static void test_age_only_kind_outlives_max_attempts(void **state)
     sink patient = {.fail_first = 6};
     outbox_options o = fast_options("gw1");
     o.max_attempts = 2;
-    outbox *ob = outbox_new(f->base, f->st, &o);
+    outbox *ob = outbox_new(f->m.base, f->m.store, &o);
     assert_int_equal(outbox_register(ob, "test", OUTBOX_LIMIT_AGE_ONLY, deliver, &patient), 0);
     add_one(f, ob, "test", 1, NULL);
     wait_done(f, &patient, 1);
     assert_int_equal(patient.attempts, 7);
     assert_int_equal(stream_len(f, "cl:outbox:dead"), 0);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     outbox_free(ob);
 }
 
@@ -369,7 +319,7 @@ static void test_invalid_adds_change_nothing(void **state)
     sink s = {0};
     outbox_options o = fast_options("gw1");
     o.max_payload_bytes = 64;
-    outbox *ob = outbox_new(f->base, f->st, &o);
+    outbox *ob = outbox_new(f->m.base, f->m.store, &o);
     outbox_register(ob, "test", OUTBOX_LIMIT_ATTEMPTS_AND_AGE, deliver, &s);
     added a = add_one(f, ob, "Bad Kind", 1, NULL);
     assert_int_equal(a.st, OUTBOX_INVALID);
@@ -383,14 +333,14 @@ static void test_invalid_adds_change_nothing(void **state)
     json_t *list = json_array();
     outbox_add(ob, "test", list, NULL, on_added, &arr);
     json_decref(list);
-    assert_true(pump_until(f, called, &big) && pump_until(f, called, &arr));
+    assert_true(tl_run_until(f->m.base, called, &big, WAIT_MS) && tl_run_until(f->m.base, called, &arr, WAIT_MS));
     assert_int_equal(big.st, OUTBOX_INVALID);
     assert_int_equal(arr.st, OUTBOX_INVALID);
     assert_int_equal(stream_len(f, "cl:outbox"), 0);
     assert_int_equal(s.attempts, 0);
 
     outbox_options bad = fast_options("has space");
-    assert_null(outbox_new(f->base, f->st, &bad));
+    assert_null(outbox_new(f->m.base, f->m.store, &bad));
     outbox_free(ob);
 }
 
@@ -404,16 +354,16 @@ static void test_crashed_gateway_entries_delivered_once(void **state)
         add_one(f, first, "test", i, NULL);
     int n = N;
     const void *held_arg[2] = {&dying, &n};
-    assert_true(pump_until(f, sink_attempted, held_arg)); /* all mid-attempt */
+    assert_true(tl_run_until(f->m.base, sink_attempted, held_arg, WAIT_MS)); /* all mid-attempt */
     outbox_free(first); /* the gateway is gone: nothing acknowledged */
 
     sink heir = {0};
     outbox *second = open_outbox(f, "gw-heir", &heir);
     wait_done(f, &heir, N);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     /* Let further polls run: nothing is delivered twice. */
     sink *h = &heir;
-    run_slices(f, 50);
+    tl_run_turns(f->m.base, 50);
     assert_int_equal(h->attempts, N);
     for (int i = 0; i < N; i++) {
         assert_int_equal(h->numbers[i], 2); /* the first attempt was the dead gateway's */
@@ -437,13 +387,13 @@ static void test_redis_restart_with_aof_loses_nothing(void **state)
         assert_int_equal(add_one(f, ob, "test", i, NULL).st, OUTBOX_ADDED);
     int n = N;
     const void *tried[2] = {&s, &n};
-    assert_true(pump_until(f, sink_attempted, tried)); /* each failed once */
-    th_kill(&f->redis);
-    assert_true(th_redis_start(&f->redis, f->redis.dir, true));
-    assert_true(pump_until(f, store_up, NULL));
+    assert_true(tl_run_until(f->m.base, sink_attempted, tried, WAIT_MS)); /* each failed once */
+    th_kill(&f->m.redis);
+    assert_true(th_redis_start(&f->m.redis, f->m.redis.dir, true));
+    assert_true(tl_wait_store(f->m.base, f->m.store, WAIT_MS));
     s.always_retry = false;
     wait_done(f, &s, N);
-    assert_true(pump_until(f, stream_empty, NULL));
+    assert_true(tl_run_until(f->m.base, stream_empty, NULL, WAIT_MS));
     outbox_free(ob);
 }
 

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "httpd.h"
 #include "kannel.h"
 #include "log.h"
@@ -29,38 +31,19 @@
 #define WAIT_MS 30000
 
 typedef struct {
-    th_proc redis;           /* the real Redis */
-    struct event_base *base; /* the loop */
-    store *st;               /* its connection */
+    tm_world m;              /* Redis (AOF on), the loop and its connection */
     outbox *ob;              /* the outbox */
     httpd *http;             /* the listener with /sms/dlr */
     sms_out *so;             /* the sms deliverer (NULL until a test makes it) */
 } fixture;
 
+static fixture *F; /* for the conditions the loop waits for: one fixture at a time */
+
 /* Loop helpers --------------------------------------------------------------*/
-
-typedef bool condition(fixture *f, const void *arg);
-
-static bool pump_until(fixture *f, condition *done, const void *arg)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!done(f, arg) && th_now_ms() < deadline) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
-    return done(f, arg);
-}
-
-static bool store_up(fixture *f, const void *arg)
-{
-    (void)arg;
-    return store_connected(f->st);
-}
 
 static char *redis_text(fixture *f, int argc, const char **argv)
 {
-    return th_redis_cmd(&f->redis, argc, argv);
+    return th_redis_cmd(&f->m.redis, argc, argv);
 }
 
 static bool field_is(fixture *f, const char *id, const char *name, const char *want)
@@ -91,9 +74,8 @@ static void *http_thread(void *arg)
     return NULL;
 }
 
-static bool call_finished(fixture *f, const void *arg)
+static bool call_finished(const void *arg)
 {
-    (void)f;
     return __atomic_load_n(&((const http_call *)arg)->finished, __ATOMIC_ACQUIRE);
 }
 
@@ -103,7 +85,7 @@ static long get_body(fixture *f, const char *path, char **body)
     http_call c = {.port = httpd_port(f->http), .path = path};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, http_thread, &c), 0);
-    bool done = pump_until(f, call_finished, &c);
+    bool done = tl_run_until(f->m.base, call_finished, &c, WAIT_MS);
     pthread_join(t, NULL);
     assert_true(done);
     if (body)
@@ -123,16 +105,9 @@ static long get(fixture *f, const char *path)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    th_mkdtemp(f->redis.dir, "cl-sms-out");
-    assert_true(th_redis_start(&f->redis, f->redis.dir, true));
-    f->base = event_base_new();
+    F = f;
     metrics_reset();
-    store_options so;
-    store_options_default(&so);
-    so.port = f->redis.port;
-    so.op_timeout_ms = 2000;
-    f->st = store_new(f->base, &so);
-    assert_true(pump_until(f, store_up, NULL));
+    tm_start(&f->m, "cl-sms-out", TM_AOF);
     outbox_options oo;
     outbox_options_default(&oo);
     oo.consumer = "gw-test";
@@ -140,12 +115,12 @@ static int setup(void **state)
     oo.backoff_min_ms = 50;
     oo.backoff_max_ms = 200;
     oo.lease_ms = 10000;
-    f->ob = outbox_new(f->base, f->st, &oo);
+    f->ob = outbox_new(f->m.base, f->m.store, &oo);
     httpd_options ho = {.name = "main", .host = "127.0.0.1", .port = 0,
                         .max_body_bytes = 4096, .max_header_bytes = 8192,
                         .max_connections = 64, .idle_timeout_ms = 5000,
                         .request_timeout_ms = 5000};
-    f->http = httpd_new(f->base, &ho);
+    f->http = httpd_new(f->m.base, &ho);
     assert_non_null(f->ob);
     assert_non_null(f->http);
     *state = f;
@@ -158,10 +133,7 @@ static int teardown(void **state)
     sms_out_free(f->so);
     outbox_free(f->ob);
     httpd_free(f->http);
-    store_free(f->st);
-    event_base_free(f->base);
-    th_stop(&f->redis, 2000);
-    th_rmdir(f->redis.dir);
+    tm_stop(&f->m);
     metrics_reset();
     free(f);
     return 0;
@@ -180,7 +152,7 @@ static sms_out *open_sms_out(fixture *f, int sendsms_port, const char *user, con
     o.from = "1234";
     o.dlr_url = dlr;
     o.timeout_ms = 2000;
-    sms_out *so = sms_out_new(f->base, f->st, f->ob, &o);
+    sms_out *so = sms_out_new(f->m.base, f->m.store, f->ob, &o);
     assert_non_null(so);
     assert_int_equal(sms_out_dlr_route(so, f->http), 0);
     return so;
@@ -254,9 +226,8 @@ static void on_added(outbox_add_status st, const char *id, void *arg)
     snprintf(a->ids[a->calls++], sizeof a->ids[0], "%s", id);
 }
 
-static bool all_added(fixture *f, const void *arg)
+static bool all_added(const void *arg)
 {
-    (void)f;
     return ((const adds *)arg)->calls == 3;
 }
 
@@ -265,9 +236,9 @@ static double sms_metric(const char *name)
     return metrics_value(metrics_counter(name, "", "kind=\"sms\""));
 }
 
-static bool retried_once_each(fixture *f, const void *arg)
+static bool retried_once_each(const void *arg)
 {
-    (void)f, (void)arg;
+    (void)arg;
     return sms_metric("cardline_outbox_retried_total") >= 3;
 }
 
@@ -275,22 +246,24 @@ static bool retried_once_each(fixture *f, const void *arg)
  * Usually the connection is refused; under parallel tests another server
  * may have taken the freed sendsms port and answered: either way Kannel
  * took nothing. */
-static bool kept_for_retry(fixture *f, const void *arg)
+static bool kept_for_retry(const void *arg)
 {
+    fixture *f = F;
     const adds *a = arg;
     return field_is(f, a->ids[0], "state", "queued") &&
            (field_is(f, a->ids[0], "last_error", "kannel_unreachable") ||
             field_is(f, a->ids[0], "last_error", "kannel_http_error"));
 }
 
-static bool delivered_all(fixture *f, const void *arg)
+static bool delivered_all(const void *arg)
 {
-    (void)f, (void)arg;
+    (void)arg;
     return sms_metric("cardline_outbox_delivered_total") >= 3;
 }
 
-static bool reports_recorded(fixture *f, const void *arg)
+static bool reports_recorded(const void *arg)
 {
+    fixture *f = F;
     const adds *a = arg;
     /* The fake SMSC reports "accepted" (8) and then "delivered" (1). */
     for (int i = 0; i < 3; i++)
@@ -321,14 +294,14 @@ static void test_kannel_down_then_up_delivers_once(void **state)
         outbox_add(f->ob, "sms", p, NULL, on_added, &a);
         json_decref(p);
     }
-    assert_true(pump_until(f, all_added, &a));
-    assert_true(pump_until(f, retried_once_each, NULL)); /* Kannel down: retry later */
-    assert_true(pump_until(f, kept_for_retry, &a));
+    assert_true(tl_run_until(f->m.base, all_added, &a, WAIT_MS));
+    assert_true(tl_run_until(f->m.base, retried_once_each, NULL, WAIT_MS)); /* Kannel down: retry later */
+    assert_true(tl_run_until(f->m.base, kept_for_retry, &a, WAIT_MS));
 
     assert_true(tk_boxes_up(&k));
     assert_true(tk_smsc_connect(&k));
-    assert_true(pump_until(f, delivered_all, NULL));
-    assert_true(pump_until(f, reports_recorded, &a)); /* Kannel called our dlr-url */
+    assert_true(tl_run_until(f->m.base, delivered_all, NULL, WAIT_MS));
+    assert_true(tl_run_until(f->m.base, reports_recorded, &a, WAIT_MS)); /* Kannel called our dlr-url */
 
     bool seen[3] = {false, false, false};
     for (int i = 0; i < 3; i++) {
@@ -342,11 +315,7 @@ static void test_kannel_down_then_up_delivers_once(void **state)
         tk_mt_free(&mt);
     }
     /* Further polls send nothing more: each arrived exactly once. */
-    for (int i = 0; i < 50; i++) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
-    }
+    tl_run_turns(f->m.base, 50);
     assert_int_equal(tk_pending_mt(&k), 0);
     assert_int_equal(sms_metric("cardline_outbox_delivered_total"), 3);
     tk_stop(&k);
@@ -368,9 +337,7 @@ static void test_kannel_refusing_credentials_gives_up(void **state)
     const char *dead[] = {"XLEN", "cl:outbox:dead"};
     long n = 0;
     for (long deadline = th_now_ms() + WAIT_MS; n == 0 && th_now_ms() < deadline;) {
-        struct timeval slice = {0, 10000};
-        event_base_loopexit(f->base, &slice);
-        event_base_dispatch(f->base);
+        tl_run_turns(f->m.base, 1);
         char *t = redis_text(f, 2, dead);
         n = t ? strtol(t, NULL, 10) : 0;
         free(t);

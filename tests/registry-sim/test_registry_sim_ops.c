@@ -19,12 +19,6 @@
 #define WANG_WEI "110101199003074514"
 #define WAIT_MS 10000
 
-static void pause_briefly(void)
-{
-    struct timespec ts = {0, 10 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void set_fault(const th_proc *p, const char *json)
 {
     st_resp r = st_call(p, "PUT", "/_sim/fault", json, NULL);
@@ -146,7 +140,7 @@ static void test_fault_delay_holds_without_blocking(void **state)
     assert_int_equal(pthread_create(&thread, NULL, send_held, &h), 0);
     long deadline = th_now_ms() + WAIT_MS;
     while (st_stat(p, "requests") == before && th_now_ms() < deadline)
-        pause_briefly();
+        th_poll_pause();
     assert_true(st_stat(p, "requests") > before);
     assert_int_equal(get_status(p, "/v1/persons/" WANG_WEI), 200);
     assert_false(h.done);
@@ -208,7 +202,7 @@ static void test_control_endpoints_need_flag(void **state)
     assert_true(th_spawn(&p, "registry-sim", argv));
     long deadline = th_now_ms() + WAIT_MS;
     while (get_status(&p, "/v1/health") != 200 && th_now_ms() < deadline)
-        pause_briefly();
+        th_poll_pause();
     assert_int_equal(get_status(&p, "/v1/health"), 200);
     assert_int_equal(get_status(&p, "/_sim/stats"), 404);
     assert_int_equal(get_status(&p, "/v1/persons/" WANG_WEI), 404);
@@ -301,7 +295,7 @@ static void expect_exit_2(const char *const *args, const char *needle)
     int status = 0;
     long deadline = th_now_ms() + WAIT_MS;
     while (waitpid(p.pid, &status, WNOHANG) == 0 && th_now_ms() < deadline)
-        pause_briefly();
+        th_poll_pause();
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 2);
     p.pid = 0;
@@ -316,14 +310,6 @@ static void expect_exit_2(const char *const *args, const char *needle)
     th_rmdir(p.dir);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_broken_seed_exits_2(void **state)
 {
     (void)state;
@@ -331,18 +317,18 @@ static void test_broken_seed_exits_2(void **state)
     th_mkdtemp(dir, "regseed");
     snprintf(syntax, sizeof syntax, "%s/syntax.json", dir);
     snprintf(semantic, sizeof semantic, "%s/semantic.json", dir);
-    write_file(syntax, "{\n  \"banks\": [],\n  \"persons\": [,]\n}\n");
-    write_file(semantic, "{\"banks\": [], \"outlets\": [],\n \"persons\": [{\"ssn\": \"110101199003074515\", \"name\": \"x\"}]}\n");
+    th_write_file(syntax, "{\n  \"banks\": [],\n  \"persons\": [,]\n}\n");
+    th_write_file(semantic, "{\"banks\": [], \"outlets\": [],\n \"persons\": [{\"ssn\": \"110101199003074515\", \"name\": \"x\"}]}\n");
     const char *a1[] = {"--listen", "127.0.0.1:1", "--seed", syntax, NULL};
     expect_exit_2(a1, "line 3, column");
     const char *a2[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
     expect_exit_2(a2, "persons[0]: ssn");
-    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+    th_write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
                          " \"address\": \"x\", \"phone\": \"1\","
                          " \"opening_hours\": [{\"days\": [5, 4], \"open\": \"09:00\", \"close\": \"17:00\"}]}]}\n");
     const char *a3[] = {"--listen", "127.0.0.1:1", "--seed", semantic, NULL};
     expect_exit_2(a3, "outlets[0]: opening_hours: days");
-    write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
+    th_write_file(semantic, "{\"banks\": [], \"persons\": [], \"outlets\": [{\"code\": \"X\", \"name\": \"x\","
                          " \"address\": \"x\", \"phone\": \"1\","
                          " \"opening_hours\": [{\"days\": [1], \"open\": \"17:00\", \"close\": \"09:00\"}]}]}\n");
     expect_exit_2(a3, "outlets[0]: opening_hours: open");

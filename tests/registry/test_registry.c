@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include "harness.h"
+#include "loop.h"
+#include "modules.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -67,28 +69,9 @@ static void outcome_clear(outcome *o)
     memset(o, 0, sizeof *o);
 }
 
-/* Runs the loop in short slices until `done(arg)` holds or WAIT_MS pass. */
-static bool run_until(struct event_base *base, bool (*done)(void *), void *arg)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!done(arg)) {
-        if (th_now_ms() > deadline)
-            return false;
-        const struct timeval slice = {0, 10000};
-        event_base_loopexit(base, &slice);
-        event_base_dispatch(base);
-    }
-    return true;
-}
-
-static bool called(void *arg)
-{
-    return ((outcome *)arg)->calls > 0;
-}
-
 static void wait_for(struct event_base *base, outcome *o)
 {
-    assert_true(run_until(base, called, o));
+    assert_true(tl_run_until_count(base, &o->calls, 1, WAIT_MS));
     assert_int_equal(o->calls, 1);
 }
 
@@ -144,62 +127,19 @@ static void sim_fault_clear(void)
     assert_true(st >= 200 && st < 300);
 }
 
-static json_t *sim_stats(void)
-{
-    char *text = NULL;
-    assert_int_equal(th_http_get(sim.port, "/_sim/stats", &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    return j;
-}
-
 static long long stat_requests(void)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&sim, "requests");
 }
 
 static long long stat_replays(void)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(j, "replays"));
-    json_decref(j);
-    return n;
+    return th_sim_stat(&sim, "replays");
 }
 
 static long long stat_applied(const char *what)
 {
-    json_t *j = sim_stats();
-    long long n = json_integer_value(json_object_get(json_object_get(j, "applied"), what));
-    json_decref(j);
-    return n;
-}
-
-/* Log capture ----------------------------------------------------------------*/
-
-typedef struct {
-    FILE *stream;  /* what log writes to during the capture */
-    char *text;    /* everything written, after capture_end */
-    size_t len;    /* its length */
-} capture;
-
-static void capture_begin(capture *cap)
-{
-    memset(cap, 0, sizeof *cap);
-    cap->stream = open_memstream(&cap->text, &cap->len);
-    assert_non_null(cap->stream);
-    log_set_level(LOG_DEBUG);
-    log_set_stream(cap->stream);
-}
-
-static void capture_end(capture *cap)
-{
-    log_set_stream(NULL);
-    log_set_level(LOG_INFO);
-    fclose(cap->stream);
+    return th_sim_applied(&sim, what);
 }
 
 /* Fixtures -------------------------------------------------------------------*/
@@ -429,14 +369,14 @@ static void test_deadline_is_unavailable_without_retry(void **state)
     (void)state;
     client c;
     outcome o = {0};
-    capture cap;
+    tm_capture cap;
     registry_options opt = options_with(300, 1);
     client_open(&c, sim.port, &opt);
     sim_fault("{\"delay_ms\":20000,\"count\":5,\"path_prefix\":\"/v1/persons/\"}");
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_get_person(c.reg, SSN_READER, on_result, &o);
     wait_for(c.base, &o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_int_equal(o.status, REGISTRY_UNAVAILABLE);
     assert_int_equal(o.http, 0);
     /* The deadline used the whole budget: no second attempt. */
@@ -452,12 +392,12 @@ static void test_connection_refused_is_unavailable(void **state)
     (void)state;
     client c;
     outcome o = {0};
-    capture cap;
+    tm_capture cap;
     client_open(&c, th_free_port(), NULL);
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_health(c.reg, on_result, &o);
     wait_for(c.base, &o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_int_equal(o.status, REGISTRY_UNAVAILABLE);
     assert_int_equal(o.http, 0);
     assert_null(o.body);
@@ -489,15 +429,15 @@ static void test_read_retried_after_one_503(void **state)
     (void)state;
     client c;
     outcome o = {0};
-    capture cap;
+    tm_capture cap;
     registry_options opt = options_with(2000, 1);
     client_open(&c, sim.port, &opt);
     sim_fault("{\"status\":503,\"count\":1,\"path_prefix\":\"/v1/persons/\"}");
     long long before = stat_requests();
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_get_person(c.reg, SSN_READER, on_result, &o);
     wait_for(c.base, &o);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_int_equal(o.status, REGISTRY_OK);
     assert_int_equal(o.http, 200);
     assert_int_equal(stat_requests() - before, 2);
@@ -579,12 +519,6 @@ static void on_tallied(const registry_result *res, void *arg)
         s->t->ok++;
 }
 
-static bool all_done(void *arg)
-{
-    tally *t = arg;
-    return t->done >= MANY;
-}
-
 static void test_many_concurrent_complete_once(void **state)
 {
     (void)state;
@@ -600,7 +534,7 @@ static void test_many_concurrent_complete_once(void **state)
         registry_get_person(c.reg, SSN_READER, on_tallied, &slots[i]);
     }
     assert_int_equal(t.done, 0);
-    assert_true(run_until(c.base, all_done, &t));
+    assert_true(tl_run_until_count(c.base, &t.done, MANY, WAIT_MS));
     for (int i = 0; i < MANY; i++)
         assert_int_equal(t.calls[i], 1);
     assert_int_equal(t.ok, MANY);
@@ -634,9 +568,9 @@ typedef struct {
     int want;        /* requests that must have arrived */
 } arrivals;
 
-static bool arrived(void *arg)
+static bool arrived(const void *arg)
 {
-    arrivals *a = arg;
+    const arrivals *a = arg;
     return stat_requests() - a->base >= a->want;
 }
 
@@ -673,7 +607,7 @@ static void test_free_completes_in_flight_unavailable(void **state)
         registry_get_person(c.reg, SSN_READER, on_tallied, &slots[i]);
     }
     registry_get_person(c.reg, SSN_READER, on_result_then_request, &ch);
-    assert_true(run_until(c.base, arrived, &a));
+    assert_true(tl_run_until(c.base, arrived, &a, WAIT_MS));
     assert_int_equal(t.done + ch.first.calls, 0);
 
     registry_free(c.reg);
@@ -864,25 +798,25 @@ static void test_health_probe_quiet_when_healthy(void **state)
     (void)state;
     client c;
     outcome ok = {0}, down = {0}, read = {0};
-    capture cap;
+    tm_capture cap;
     char level[16];
     client_open(&c, sim.port, NULL);
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_health(c.reg, on_result, &ok);
     wait_for(c.base, &ok);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_int_equal(ok.status, REGISTRY_OK);
     request_level(cap.text, "/v1/health", level, sizeof level);
     assert_string_equal(level, "debug");
     free(cap.text);
 
     sim_fault("{\"status\":503,\"path_prefix\":\"/v1/health\"}");
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_health(c.reg, on_result, &down);
     wait_for(c.base, &down);
     registry_get_person(c.reg, SSN_READER, on_result, &read);
     wait_for(c.base, &read);
-    capture_end(&cap);
+    tm_capture_end(&cap);
     assert_int_equal(down.status, REGISTRY_UNAVAILABLE);
     request_level(cap.text, "/v1/health", level, sizeof level);
     assert_string_equal(level, "warn");
@@ -901,9 +835,9 @@ static void test_pins_never_logged(void **state)
     (void)state;
     client c;
     outcome wrong = {0}, right = {0}, refused = {0}, weak = {0};
-    capture cap;
+    tm_capture cap;
     client_open(&c, sim.port, NULL);
-    capture_begin(&cap);
+    tm_capture_begin(&cap, LOG_DEBUG);
     registry_verify_pin(c.reg, SSN_PINLOG, PINLOG_WRONG_PIN, "t-pinlog-1", on_result, &wrong);
     wait_for(c.base, &wrong);
     registry_verify_pin(c.reg, SSN_PINLOG, PINLOG_RIGHT_PIN, "t-pinlog-2", on_result, &right);
@@ -913,7 +847,7 @@ static void test_pins_never_logged(void **state)
     registry_activate_card(c.reg, CARD_SEALED, SSN_PINLOG, PINLOG_NEW_PIN, "t-pinlog-3",
                            on_result, &weak);
     wait_for(c.base, &weak);
-    capture_end(&cap);
+    tm_capture_end(&cap);
 
     assert_int_equal(wrong.status, REGISTRY_OK);
     assert_false(json_is_true(json_object_get(wrong.body, "verified")));

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "loop.h"
+
 #define SIM_TODAY "2026-11-22"
 #define CONNECT_WAIT_MS 10000
 
@@ -105,13 +107,7 @@ static bool start_services(sms_world *w, const char *dialplans, const sms_option
     w->port = httpd_port(w->http);
     /* The store connects from the loop: hops before that are "unavailable".
      * A loaded machine (sanitizers, parallel tests) may take seconds. */
-    long deadline = th_now_ms() + CONNECT_WAIT_MS;
-    while (!store_connected(runtime_store(w->rt)) && th_now_ms() < deadline) {
-        event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        struct timespec pause = {0, 1000000};
-        nanosleep(&pause, NULL);
-    }
-    if (!store_connected(runtime_store(w->rt)))
+    if (!tl_wait_store(w->base, runtime_store(w->rt), CONNECT_WAIT_MS))
         return false;
     return pthread_create(&w->thread, NULL, run_loop, w) == 0;
 }

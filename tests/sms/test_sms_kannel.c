@@ -90,24 +90,6 @@ static void test_unknown_text_gets_help_through_kannel(void **state)
     exchange(c, "hello there", "CX 查询状态和补卡进度");
 }
 
-/* A file's bytes, or NULL. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        fwrite(buf, 1, n, out);
-    fclose(out);
-    fclose(f);
-    return text;
-}
-
 /* Fails when `needle` is in any of Kannel's own logs: the log files its
  * configuration names and what bearerbox and smsbox write to stderr (the
  * fake SMSC's output is the handset's screen: it must show the text). */
@@ -118,7 +100,7 @@ static void assert_in_no_kannel_log(const chain *c, const char *needle)
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
         char path[400];
         snprintf(path, sizeof path, "%s/%s", c->k.dir, logs[i]);
-        char *text = slurp(path);
+        char *text = th_read_file(path, NULL);
         if (!text)
             continue;
         read++;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "loop.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -80,16 +81,6 @@ static void on_delete(store_status st, void *arg)
 
 /* Driving the loop ------------------------------------------------------------*/
 
-typedef bool condition(const void *arg);
-
-static bool pump_until(fixture *f, condition *done, const void *arg, int timeout_ms)
-{
-    long deadline = th_now_ms() + timeout_ms;
-    while (!done(arg) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return done(arg);
-}
-
 typedef struct {
     const result *r; /* first of n results */
     int n;           /* how many */
@@ -104,25 +95,10 @@ static bool all_called(const void *arg)
     return true;
 }
 
-static bool is_connected(const void *arg)
-{
-    return store_connected(arg);
-}
-
-static bool is_disconnected(const void *arg)
-{
-    return !store_connected(arg);
-}
-
 static void wait_all(fixture *f, const result *r, int n)
 {
     result_set set = {r, n};
-    assert_true(pump_until(f, all_called, &set, WAIT_MS));
-}
-
-static void wait_connected(fixture *f, store *s)
-{
-    assert_true(pump_until(f, is_connected, s, WAIT_MS));
+    assert_true(tl_run_until(f->base, all_called, &set, WAIT_MS));
 }
 
 /* One operation at a time: also checks the callback is never synchronous. */
@@ -286,7 +262,7 @@ static store *connected_store(fixture *f, store_options o)
 {
     store *s = store_new(f->base, &o);
     assert_non_null(s);
-    wait_connected(f, s);
+    assert_true(tl_wait_store(f->base, s, WAIT_MS));
     return s;
 }
 
@@ -343,7 +319,7 @@ static bool log_contains(const void *arg)
 static void wait_log(fixture *f, FILE *fp, const char *needle)
 {
     log_wait w = {fp, needle};
-    assert_true(pump_until(f, log_contains, &w, WAIT_MS));
+    assert_true(tl_run_until(f->base, log_contains, &w, WAIT_MS));
 }
 
 /* Round trip, TTL, not found, metrics ----------------------------------------*/
@@ -824,7 +800,7 @@ static void test_redis_killed_and_restarted(void **state)
     th_kill(&f->redis);
 
     wait_all(f, r, N);
-    assert_true(pump_until(f, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     result fast = do_load(f, s, "keep");
     assert_int_equal(fast.st, STORE_UNAVAILABLE);
     assert_int_equal(fast.calls, 1);
@@ -837,7 +813,7 @@ static void test_redis_killed_and_restarted(void **state)
     free(text);
 
     assert_true(th_redis_start(&f->redis, f->redis.dir, true));
-    wait_connected(f, s);
+    assert_true(tl_wait_store(f->base, s, WAIT_MS));
     assert_loaded(f, s, "keep", "{\"k\":\"v\"}", 1);
     assert_int_equal(do_save(f, s, "keep", "{\"k\":\"x\"}", 1, 600).st, STORE_OK);
     for (int i = 0; i < N; i++) {
@@ -896,7 +872,7 @@ static void test_hung_redis_dropped_by_ping(void **state)
     assert_int_equal(do_save(f, s, "before", "{}", 0, 600).st, STORE_OK);
 
     kill(f->redis.pid, SIGSTOP);
-    assert_true(pump_until(f, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     assert_int_equal(do_load(f, s, "before").st, STORE_UNAVAILABLE);
     assert_int_equal(connected_gauge(), 0);
     /* Reconnects reach the stopped server's accept queue, then time out. */
@@ -904,7 +880,7 @@ static void test_hung_redis_dropped_by_ping(void **state)
     assert_false(store_connected(s));
 
     kill(f->redis.pid, SIGCONT);
-    wait_connected(f, s);
+    assert_true(tl_wait_store(f->base, s, WAIT_MS));
     assert_loaded(f, s, "before", "{}", 1);
     store_free(s);
     char *text = read_all(log);
@@ -930,7 +906,7 @@ static void test_refused_at_start_then_connects(void **state)
 
     f->redis.port = port;
     assert_true(th_redis_start(&f->redis, f->redis.dir, true));
-    wait_connected(f, s);
+    assert_true(tl_wait_store(f->base, s, WAIT_MS));
     assert_int_equal(do_save(f, s, "early", "{}", 0, 60).st, STORE_OK);
     assert_int_equal(do_load(f, s, "early").st, STORE_OK);
     store_free(s);
@@ -1098,7 +1074,7 @@ static cmd_result do_command(fixture *f, store *s, int argc, const char **argv,
     cmd_result r = {0};
     store_command(s, argc, argv, lens, on_command, &r);
     assert_int_equal(r.calls, 0);
-    assert_true(pump_until(f, cmd_called, &r, WAIT_MS));
+    assert_true(tl_run_until(f->base, cmd_called, &r, WAIT_MS));
     return r;
 }
 
@@ -1144,7 +1120,7 @@ static void test_command_refused_and_unavailable(void **state)
     assert_int_equal(r.st, STORE_BAD_DATA);
 
     th_kill(&f->redis);
-    assert_true(pump_until(f, is_disconnected, s, WAIT_MS));
+    assert_true(tl_wait_store_lost(f->base, s, WAIT_MS));
     const char *ping[] = {"PING"};
     r = do_command(f, s, 1, ping, NULL);
     assert_int_equal(r.st, STORE_UNAVAILABLE);
@@ -1202,7 +1178,7 @@ static void test_count_takes_race_to_distinct_counts(void **state)
     count_result r[RACERS] = {{0}};
     for (int i = 0; i < RACERS; i++)
         store_count_take(s, "cl:t:count", 60, on_count, &r[i]);
-    assert_true(pump_until(f, counts_called, r, WAIT_MS));
+    assert_true(tl_run_until(f->base, counts_called, r, WAIT_MS));
     bool seen[RACERS + 1] = {false};
     int allowed = 0;
     for (int i = 0; i < RACERS; i++) {
@@ -1232,7 +1208,7 @@ static void test_count_restores_a_lost_ttl_and_refuses_bad_requests(void **state
     store_count_take(s, "cl:t:other", 0, on_count, &r[2]);
     for (int i = 3; i < RACERS; i++)
         r[i].calls = 1;
-    assert_true(pump_until(f, counts_called, r, WAIT_MS));
+    assert_true(tl_run_until(f->base, counts_called, r, WAIT_MS));
     assert_int_equal(r[0].st, STORE_OK);
     assert_int_equal(r[0].count, 8);
     assert_int_equal(r[1].st, STORE_BAD_DATA);

@@ -1,10 +1,16 @@
 /* harness — starts and stops real servers for integration tests (see
  * harness.h). Uses libcurl for HTTP checks and hiredis for Redis checks, the
  * same libraries the gateway uses, synchronously. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include "harness.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -174,20 +180,42 @@ long th_http_get(int port, const char *path, char **body)
     return th_http(port, "GET", path, NULL, NULL, body);
 }
 
-bool th_wait_healthz(int port, const char *needle, int timeout_ms)
+bool th_wait_http(int port, const char *path, long status, const char *needle, int timeout_ms)
 {
     long deadline = th_now_ms() + timeout_ms;
     for (;;) {
         char *body = NULL;
-        th_http_get(port, "/healthz", &body);
-        bool found = body && strstr(body, needle);
+        long got = th_http_get(port, path, &body);
+        bool ok = (status == 0 || got == status) && body && (needle == NULL || strstr(body, needle));
         free(body);
-        if (found)
+        if (ok)
             return true;
         if (th_now_ms() > deadline)
             return false;
         pause_ms(20);
     }
+}
+
+bool th_wait_healthz(int port, const char *needle, int timeout_ms)
+{
+    return th_wait_http(port, "/healthz", 0, needle, timeout_ms);
+}
+
+long th_rss_kib(pid_t pid)
+{
+    char path[64], line[128];
+    long kib = -1;
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
 }
 
 bool th_spawn(th_proc *p, const char *name, const char *const *argv)
@@ -324,6 +352,62 @@ char *th_redis_cmd(const th_proc *p, int argc, const char **argv)
     return out;
 }
 
+char *th_redis_dump(const th_proc *p)
+{
+    static const char script[] =
+        "local out = {} "
+        "for _, k in ipairs(redis.call('KEYS', '*')) do "
+        "  out[#out + 1] = k "
+        "  local t = redis.call('TYPE', k).ok "
+        "  local items "
+        "  if t == 'string' then items = {redis.call('GET', k)} "
+        "  elseif t == 'hash' then items = redis.call('HGETALL', k) "
+        "  elseif t == 'list' then items = redis.call('LRANGE', k, 0, -1) "
+        "  elseif t == 'set' then items = redis.call('SMEMBERS', k) "
+        "  elseif t == 'zset' then items = redis.call('ZRANGE', k, 0, -1) "
+        "  elseif t == 'stream' then "
+        "    items = {} "
+        "    for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do "
+        "      for _, v in ipairs(e[2]) do items[#items + 1] = v end "
+        "    end "
+        "  else return redis.error_reply('unreadable type ' .. t .. ' of ' .. k) end "
+        "  for _, v in ipairs(items) do out[#out + 1] = v end "
+        "end return table.concat(out, '\\n')";
+    const char *argv[] = {"EVAL", script, "0"};
+    return th_redis_cmd(p, 3, argv);
+}
+
+char *th_redis_aof(const th_proc *p, size_t *len)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/appendonlydir", p->dir);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return NULL;
+    char *all = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&all, &size);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, "appendonly", 10) != 0)
+            continue;
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t n = 0;
+        char *bytes = th_read_file(path, &n);
+        if (bytes)
+            fwrite(bytes, 1, n, out);
+        free(bytes);
+    }
+    closedir(d);
+    fclose(out);
+    if (size == 0) {
+        free(all);
+        return NULL;
+    }
+    *len = size;
+    return all;
+}
+
 bool th_sim_start(th_proc *p, const char *dir, const char *seed,
                   const char *const *extra_args)
 {
@@ -352,6 +436,156 @@ bool th_sim_start(th_proc *p, const char *dir, const char *seed,
         pause_ms(10);
     }
     return true;
+}
+
+/* Files and commands ---------------------------------------------------------*/
+
+void th_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+}
+
+void th_write_filef(const char *path, const char *fmt, ...)
+{
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    th_write_file(path, text);
+    free(text);
+}
+
+void th_write_file_in(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        fprintf(stderr, "path too long: %s/%s\n", dir, name);
+        abort();
+    }
+    th_write_file(path, text);
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    char buf[65536];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;)
+        fwrite(buf, 1, n, out);
+    fclose(out);
+    fclose(f);
+    if (len)
+        *len = size;
+    return text;
+}
+
+char *th_read_text(const char *path)
+{
+    char *text = th_read_file(path, NULL);
+    return text ? text : strdup("");
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool th_has_number(const char *hay, size_t len, const char *number)
+{
+    size_t n = strlen(number);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(hay + i, number, n) == 0 && (i == 0 || !is_digit(hay[i - 1])) &&
+            (i + n == len || !is_digit(hay[i + n])))
+            return true;
+    return false;
+}
+
+int th_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    return n;
+}
+
+int th_log_count(const th_proc *p, const char *needle)
+{
+    char *text = th_read_text(p->log);
+    int n = th_count(text, needle);
+    free(text);
+    return n;
+}
+
+bool th_log_wait(const th_proc *p, const char *needle, int seen, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    while (th_log_count(p, needle) <= seen) {
+        if (th_now_ms() > deadline)
+            return false;
+        th_poll_pause();
+    }
+    return true;
+}
+
+int th_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        perror("popen");
+        abort();
+    }
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void th_poll_pause(void)
+{
+    pause_ms(20);
+}
+
+json_t *th_sim_json(const th_proc *sim, const char *path)
+{
+    char *body = NULL;
+    long status = th_http_get(sim->port, path, &body);
+    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+long long th_sim_stat(const th_proc *sim, const char *name)
+{
+    json_t *stats = th_sim_json(sim, "/_sim/stats");
+    if (stats == NULL)
+        fail_msg("the simulator on port %d gave no /_sim/stats", sim->port);
+    json_t *v = strncmp(name, "applied.", 8) == 0 ? json_object_get(json_object_get(stats, "applied"), name + 8)
+                                                  : json_object_get(stats, name);
+    if (!json_is_integer(v)) {
+        json_decref(stats);
+        fail_msg("no figure %s in the simulator's /_sim/stats", name);
+    }
+    long long n = json_integer_value(v);
+    json_decref(stats);
+    return n;
+}
+
+long long th_sim_applied(const th_proc *sim, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "applied.%s", what);
+    return th_sim_stat(sim, name);
 }
 
 /* Peer credentials ---------------------------------------------------------*/

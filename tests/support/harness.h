@@ -10,7 +10,10 @@
 #define CARDLINE_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
+
+#include <jansson.h>
 
 struct curl_slist;
 
@@ -42,6 +45,10 @@ bool th_wait_port(int port, int timeout_ms);
  * and, if `body` is given, a malloc'd copy of the body (caller frees). */
 long th_http_get(int port, const char *path, char **body);
 
+/* Polls GET path on 127.0.0.1:port until it answers `status` (0: any)
+ * with `needle` (NULL: anything) in the body, or `timeout_ms` passes. */
+bool th_wait_http(int port, const char *path, long status, const char *needle, int timeout_ms);
+
 /* Polls GET /healthz on 127.0.0.1:port until its body contains `needle`
  * (whatever the status) or `timeout_ms` passes. */
 bool th_wait_healthz(int port, const char *needle, int timeout_ms);
@@ -60,6 +67,46 @@ typedef struct {
 th_response th_request(int port, const char *method, const char *path, const char *json_body,
                        const char *const *headers);
 void th_response_free(th_response *r);
+
+/* Files and commands ------------------------------------------------------*/
+
+/* Writes `text` to `path` (created or truncated); aborts when it cannot. */
+void th_write_file(const char *path, const char *text);
+/* The same with printf formatting. */
+void th_write_filef(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes `text` to dir/name. */
+void th_write_file_in(const char *dir, const char *name, const char *text);
+
+/* The whole file, malloc'd, or NULL when it cannot be read; `len` (may
+ * be NULL) gets its size. */
+char *th_read_file(const char *path, size_t *len);
+
+/* True when `number` stands in hay[0..len) as a whole run of digits: a
+ * PIN typed as input or stored as a value, not six digits inside a
+ * timestamp, a stream id or a longer number. */
+bool th_has_number(const char *hay, size_t len, const char *number);
+
+/* The whole file as text, "" when it cannot be read (a log not written
+ * yet); malloc'd, never NULL. */
+char *th_read_text(const char *path);
+
+/* Occurrences of `needle` in `text`, not overlapping. */
+int th_count(const char *text, const char *needle);
+
+/* Occurrences of `needle` in p's log so far (0 while there is no log). */
+int th_log_count(const th_proc *p, const char *needle);
+/* Polls p's log until `needle` occurs more than `seen` times or
+ * `timeout_ms` passes. */
+bool th_log_wait(const th_proc *p, const char *needle, int seen, int timeout_ms);
+
+/* Runs `cmd` through the shell (its own redirections decide what reaches
+ * stdout); up to `cap` - 1 bytes of stdout in `out`, NUL-terminated.
+ * Returns the exit code, or -1 when it did not exit. */
+int th_run(const char *cmd, char *out, size_t cap);
+
+/* The pause between two polls of a bounded wait (20 ms): for state that
+ * only a poll can see (another process's files, logs, HTTP answers). */
+void th_poll_pause(void);
 
 /* Peer credentials -------------------------------------------------------*/
 
@@ -85,6 +132,18 @@ bool th_redis_start(th_proc *p, const char *dir, bool aof);
  * malloc'd, or NULL on error. Arguments as for redisCommandArgv. */
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
 
+/* Every key of the database and every value, member and field of each
+ * (strings, hashes, lists, sets, sorted sets, streams), one a line:
+ * malloc'd, or NULL on error or a key of another type (whose contents a
+ * search could not see). For searches that something is nowhere. */
+char *th_redis_dump(const th_proc *p);
+
+/* The files of the AOF directory of a redis-server started with AOF on
+ * (manifest, base and increments: the whole write history), joined,
+ * malloc'd; `len` gets the size. NULL when there is no such directory or
+ * it holds no byte. */
+char *th_redis_aof(const th_proc *p, size_t *len);
+
 /* registry-sim --------------------------------------------------------------*/
 
 /* Starts the simulator on a free port with a fresh database in `dir`,
@@ -92,6 +151,21 @@ char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
  * `extra_args` (NULL-terminated, may be NULL). Waits for /v1/health. */
 bool th_sim_start(th_proc *p, const char *dir, const char *seed,
                   const char *const *extra_args);
+
+/* Resident memory of process `pid` (0: this one) in KiB, -1 when it
+ * cannot be read: for bounds on what repeated work may cost. */
+long th_rss_kib(pid_t pid);
+
+/* GETs `path` from the simulator: its JSON body, or NULL unless it
+ * answered 200 with JSON (json_decref it). */
+json_t *th_sim_json(const th_proc *sim, const char *path);
+
+/* A figure of the simulator's /_sim/stats: "requests", "replays" or
+ * "applied.WHAT" (writes of WHAT it applied). Fails the test when the
+ * simulator does not answer or has no such figure. */
+long long th_sim_stat(const th_proc *sim, const char *name);
+/* The same for "applied.`what`". */
+long long th_sim_applied(const th_proc *sim, const char *what);
 
 /* Any child ---------------------------------------------------------------*/
 

@@ -15,9 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
-#include "harness.h"
+#include "world.h"
 
 /* The simulated calendar is fixed so dates in replies never drift. */
 #define EXT ".transcript"
@@ -27,24 +26,18 @@
 
 typedef struct {
     char path[512];       /* the transcript file */
-    char dir[256];        /* scratch directory */
-    char conf[300];       /* cardline-sim's config */
-    th_proc redis;        /* real redis-server */
-    th_proc sim;          /* real registry simulator, fresh database */
+    tw_world tw;          /* Redis, a fresh simulator and cardline-sim's config (no daemon) */
 } world;
 
 static void write_conf(const world *w)
 {
-    FILE *f = fopen(w->conf, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "[log]\nlevel = warn\n"
-            "[redis]\nport = %d\n"
-            "[registry]\nurl = http://127.0.0.1:%d\nread_retries = 0\n"
-            "[dialplans]\ndir = %s/dialplans\n"
-            "[workflows]\nloss_confirm_wait_ms = 10000\ndigest_secret = transcripts-only-digest-secret\n",
-            w->redis.port, w->sim.port, CL_SOURCE_DIR);
-    fclose(f);
+    th_write_filef(w->tw.conf,
+                   "[log]\nlevel = warn\n"
+                   "[redis]\nport = %d\n"
+                   "[registry]\nurl = http://127.0.0.1:%d\nread_retries = 0\n"
+                   "[dialplans]\ndir = %s/dialplans\n"
+                   "[workflows]\nloss_confirm_wait_ms = 10000\ndigest_secret = transcripts-only-digest-secret\n",
+                   w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR);
 }
 
 static int stop_world(void **state);
@@ -66,26 +59,23 @@ static int start_world(void **state)
 {
     world *w = calloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", (const char *)*state);
-    th_mkdtemp(w->dir, "cl-transcript");
+    tw_init(&w->tw, "cl-transcript");
     static const char *const sim_args[] = {"--today", SIM_TODAY, NULL};
     *state = w;
-    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, sim_args)) {
+    if (!tw_start_servers(&w->tw, false, NULL, sim_args)) {
         stop_world(state);
         return -1;
     }
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
     write_conf(w);
     if (registry_down(w->path))
-        th_kill(&w->sim); /* its port stays in the config: connections are refused */
+        th_kill(&w->tw.sim); /* its port stays in the config: connections are refused */
     return 0;
 }
 
 static int stop_world(void **state)
 {
     world *w = *state;
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    th_rmdir(w->dir);
+    tw_stop(&w->tw, 0);
     free(w);
     return 0;
 }
@@ -95,13 +85,8 @@ static int run_sim(const world *w, char *out, size_t cap)
 {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "%s --config '%s' --transcript '%s' 2>&1 </dev/null",
-             CL_CARDLINE_SIM_BIN, w->conf, w->path);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+             CL_CARDLINE_SIM_BIN, w->tw.conf, w->path);
+    return th_run(cmd, out, cap);
 }
 
 static void test_transcript(void **state)

@@ -24,6 +24,7 @@
 #include "settings.h"
 #include "gsm.h"
 #include "harness.h"
+#include "loop.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -109,10 +110,7 @@ static int start(void **state, const char *dialplans)
     f->rt = runtime_new(f->base, &f->conf, dp);
     dialplan_unref(dp);
     assert_non_null(f->rt);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(runtime_store(f->rt)) && th_now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(runtime_store(f->rt)));
+    assert_true(tl_wait_store(f->base, runtime_store(f->rt), WAIT_MS));
     httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
                         .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000,
                         .request_timeout_ms = 10000};
@@ -286,13 +284,7 @@ static void expect(const fixture *f, const char *sid, const char *text, const ch
 
 static long pin_verifications(const fixture *f)
 {
-    char *body = NULL;
-    assert_int_equal(th_http_get(f->sim.port, "/_sim/stats", &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    long n = (long)json_integer_value(json_object_get(json_object_get(j, "applied"), "pin_verifications"));
-    json_decref(j);
-    return n;
+    return (long)th_sim_stat(&f->sim, "applied.pin_verifications");
 }
 
 static char *redis(const fixture *f, int argc, const char **argv)
@@ -332,22 +324,6 @@ static long keys_matching(const fixture *f, const char *pattern)
     return v;
 }
 
-/* Every key and value in Redis, joined. */
-static char *all_of_redis(const fixture *f)
-{
-    const char *script =
-        "local out = '' "
-        "for _, k in ipairs(redis.call('KEYS', '*')) do "
-        "  local t = redis.call('TYPE', k).ok "
-        "  out = out .. k .. ' ' "
-        "  if t == 'hash' then for _, v in ipairs(redis.call('HVALS', k)) do out = out .. v end "
-        "  elseif t == 'list' then for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out = out .. v end "
-        "  else out = out .. tostring(redis.call('DUMP', k)) end "
-        "end return out";
-    const char *argv[] = {"EVAL", script, "0"};
-    return redis(f, 3, argv);
-}
-
 static bool log_contains(fixture *f, const char *needle)
 {
     fflush(f->log);
@@ -378,7 +354,8 @@ static void test_status_session(void **state)
     assert_int_equal(revision(f, "s1"), rev);
 
     expect(f, "s1", "1*1*" WANG_ID "*" WANG_PIN "*2", "END ", "感谢使用，再见。");
-    char *all = all_of_redis(f);
+    char *all = th_redis_dump(&f->redis);
+    assert_non_null(all);
     assert_null(strstr(all, WANG_PIN));
     free(all);
     assert_false(log_contains(f, WANG_PIN));

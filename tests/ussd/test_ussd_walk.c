@@ -36,6 +36,7 @@
 #include "engine.h"
 #include "gsm.h"
 #include "harness.h"
+#include "loop.h"
 #include "log.h"
 #include "runtime.h"
 #include "store.h"
@@ -107,10 +108,7 @@ static json_t *hop(walker *w, const engine_event *ev)
     w->hops++;
     w->person_hops++;
     engine_hop(runtime_engine(w->rt), ev, on_hop, &h);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!h.done && th_now_ms() < deadline)
-        event_base_loop(w->base, EVLOOP_ONCE);
-    assert_true(h.done);
+    assert_true(tl_run_until_true(w->base, &h.done, WAIT_MS));
     if (h.status != ENGINE_OK) {
         json_decref(h.output);
         return NULL;
@@ -162,10 +160,7 @@ static void load_doc(walker *w, const char *sid, doc_wait *d)
 {
     *d = (doc_wait){0};
     store_load(runtime_store(w->rt), sid, on_doc, d);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!d->done && th_now_ms() < deadline)
-        event_base_loop(w->base, EVLOOP_ONCE);
-    assert_true(d->done);
+    assert_true(tl_run_until_true(w->base, &d->done, WAIT_MS));
 }
 
 static const dp_node *waiting_node(walker *w, const doc_wait *d)
@@ -465,10 +460,7 @@ static int setup(void **state)
     dialplan_unref(dp);
     assert_non_null(w->rt);
     runtime_set_send_now(w->rt, phone_receives, w);
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!store_connected(runtime_store(w->rt)) && th_now_ms() < deadline)
-        event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    assert_true(store_connected(runtime_store(w->rt)));
+    assert_true(tl_wait_store(w->base, runtime_store(w->rt), WAIT_MS));
     load_people(w);
     *state = w;
     return 0;

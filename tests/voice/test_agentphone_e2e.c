@@ -64,12 +64,12 @@ static void agents_conf(vw_world *w, FILE *conf)
 {
     char path[300], text[512];
     w->agents_port = th_free_port();
-    snprintf(path, sizeof path, "%s/agents.yaml", w->dir);
+    snprintf(path, sizeof path, "%s/agents.yaml", w->tw.dir);
     snprintf(text, sizeof text,
              "agents:\n  - name: li\n    role: agent\n    token_sha256: " AGENT_TOKEN_SHA256
              "\n    sip_uri: sip:li@127.0.0.1:%d\n",
              w->sipp_port);
-    vw_write_file(path, text);
+    th_write_file(path, text);
     fprintf(conf, "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s\n", w->agents_port, path);
 }
 
@@ -109,8 +109,8 @@ static void wait_logged(const th_proc *p, const char *needle, int times)
 {
     long deadline = th_now_ms() + VW_WAIT_MS;
     for (;;) {
-        char *text = vw_read_all(p->log);
-        int n = vw_count_in(text, needle);
+        char *text = th_read_text(p->log);
+        int n = th_count(text, needle);
         if (n >= times) {
             free(text);
             return;
@@ -121,7 +121,7 @@ static void wait_logged(const th_proc *p, const char *needle, int times)
             fail();
         }
         free(text);
-        vw_pause_briefly();
+        th_poll_pause();
     }
 }
 
@@ -140,12 +140,12 @@ static int setup(void **state)
     char greeting[300], listen[64], api[64], hotline[64], sip_port[16], keys_port[16], phone_dir[300];
 
     /* The agent phone where agent_uri and li's sip_uri point. */
-    snprintf(r->phone.dir, sizeof r->phone.dir, "%s", w->dir);
-    snprintf(r->fifo, sizeof r->fifo, "%s/agentphone.in", w->dir);
+    snprintf(r->phone.dir, sizeof r->phone.dir, "%s", w->tw.dir);
+    snprintf(r->fifo, sizeof r->fifo, "%s/agentphone.in", w->tw.dir);
     assert_int_equal(mkfifo(r->fifo, 0600), 0);
     r->commands = open(r->fifo, O_RDWR | O_CLOEXEC); /* RDWR: no wait for the reader */
     assert_true(r->commands >= 0);
-    snprintf(greeting, sizeof greeting, "zh=%s/greeting.wav", w->dir);
+    snprintf(greeting, sizeof greeting, "zh=%s/greeting.wav", w->tw.dir);
     write_greeting(greeting + 3);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", w->sipp_port);
     snprintf(api, sizeof api, "http://127.0.0.1:%d", w->agents_port);
@@ -155,8 +155,8 @@ static int setup(void **state)
     wait_logged(&r->phone, "answering", 1);
 
     /* The softphone, calling the hotline. */
-    snprintf(r->softphone.dir, sizeof r->softphone.dir, "%s", w->dir);
-    snprintf(phone_dir, sizeof phone_dir, "%s/softphone", w->dir);
+    snprintf(r->softphone.dir, sizeof r->softphone.dir, "%s", w->tw.dir);
+    snprintf(phone_dir, sizeof phone_dir, "%s/softphone", w->tw.dir);
     snprintf(hotline, sizeof hotline, "sip:" VW_HOTLINE "@127.0.0.1:%d", w->sip_port);
     snprintf(sip_port, sizeof sip_port, "%d", th_free_port());
     r->keys_port = th_free_port();
@@ -207,7 +207,7 @@ static void type_command(const rig *r, const char *line)
  * Call-ID of the gateway's first incoming call, from its log. */
 static void hotline_session(const vw_world *w, char out[128])
 {
-    char *log = vw_read_all(w->gw.log);
+    char *log = th_read_text(w->tw.gw.log);
     const char *at = strstr(log, "event=sip.incoming call=1 call_id=\"");
     assert_non_null(at);
     at = strchr(at, '"') + 1;
@@ -220,7 +220,7 @@ static void hotline_session(const vw_world *w, char out[128])
 /* The agent phone's screen, whole. */
 static char *screen(const rig *r)
 {
-    return vw_read_all(r->phone.log);
+    return th_read_text(r->phone.log);
 }
 
 /* The case -------------------------------------------------------------------------------------*/
@@ -248,7 +248,7 @@ static void test_transfer_reaches_the_agent_phone_and_back(void **state)
                                  "caller +86138****0001, verified none, queue general"));
     free(text);
     vw_wait_session(w, session, "transfer", NULL);
-    assert_int_equal(vw_log_count(w, "event=sip.transferred call=1"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "event=sip.transferred call=1"), 1);
 
     /* The agent sends the caller to PIN entry; the caller comes back. */
     type_command(r, "r\n");
@@ -268,7 +268,7 @@ static void test_transfer_reaches_the_agent_phone_and_back(void **state)
                                  "caller +86138****0001, verified pin, id 110101********4514, queue return"));
     assert_non_null(strstr(text, "assist verified"));
     assert_null(strstr(text, VW_PIN));
-    assert_int_equal(vw_count_in(text, "sip:resume-"), vw_count_in(text, "sip:resume-…@")); /* token masked */
+    assert_int_equal(th_count(text, "sip:resume-"), th_count(text, "sip:resume-…@")); /* token masked */
     free(text);
     vw_assert_pin_kept_secret(w, session, VW_PIN);
 
@@ -294,7 +294,7 @@ static void test_transfer_reaches_the_agent_phone_and_back(void **state)
     snprintf(want, sizeof want, "call 3 answered (PCMA), session %s, greeting zh\n", session);
     assert_non_null(strstr(text, want));
     assert_null(strstr(text, VW_PIN));
-    assert_int_equal(vw_count_in(text, "sip:resume-"), vw_count_in(text, "sip:resume-…@"));
+    assert_int_equal(th_count(text, "sip:resume-"), th_count(text, "sip:resume-…@"));
     free(text);
 
     /* The agent hangs up; everything stops cleanly. */

@@ -61,12 +61,12 @@ static const char TO_AGENT_EVENTS[] = "input main.choose_lang 1 | input main.mai
 static void write_agents(const vw_world *w, char path[300])
 {
     char text[512];
-    snprintf(path, 300, "%s/agents.yaml", w->dir);
+    snprintf(path, 300, "%s/agents.yaml", w->tw.dir);
     snprintf(text, sizeof text,
              "agents:\n  - name: " AGENT "\n    role: agent\n    token_sha256: " AGENT_TOKEN_SHA256
              "\n    sip_uri: sip:" AGENT "@127.0.0.1:%d\n",
              w->sipp_port);
-    vw_write_file(path, text);
+    th_write_file(path, text);
 }
 
 /* The Agent API on a port of its own, knowing agent li. */
@@ -185,7 +185,7 @@ static void write_token(const vw_world *w, const char *token, const char *sessio
                               "return_uri", return_uri, "created_ms", (json_int_t)th_now_ms());
     char *text = json_dumps(value, JSON_COMPACT);
     const char *argv[] = {"SET", key, text, "PX", ttl};
-    char *reply = th_redis_cmd(&w->redis, 5, argv);
+    char *reply = th_redis_cmd(&w->tw.redis, 5, argv);
     assert_non_null(reply);
     assert_string_equal(reply, "OK");
     free(reply);
@@ -203,7 +203,7 @@ static bool token_exists(const vw_world *w, const char *token)
 /* The token is a credential: no line of the gateway's log names it. */
 static void assert_token_unlogged(const vw_world *w, const char *token)
 {
-    char *log = vw_read_all(w->gw.log);
+    char *log = th_read_text(w->tw.gw.log);
     bool leaked = strstr(log, token) != NULL;
     free(log);
     assert_false(leaked);
@@ -292,7 +292,7 @@ static void test_resume_verified(void **state)
                       "result assist.verify ok");
     vw_assert_pin_kept_secret(w, session, VW_PIN);
     assert_token_unlogged(w, token);
-    assert_int_equal(vw_log_count(w, "event=voice.resume "), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "event=voice.resume "), 1);
     assert_int_equal(vw_metric(w, "cardline_voice_resumed_total"), 1);
     vw_wait_calls(w, 0);
 
@@ -300,7 +300,7 @@ static void test_resume_verified(void **state)
     snprintf(service, sizeof service, "resume-%s", token);
     expect_not_found(w, "replay", service);
     assert_assist(w, session, "verified");
-    assert_int_equal(vw_log_count(w, "why=no_token"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "why=no_token"), 1);
     assert_int_equal(vw_metric(w, "cardline_voice_resumed_total"), 1);
     vw_stop_gateway(w);
 }
@@ -343,7 +343,7 @@ static void test_resume_agent_gone(void **state)
     assert_string_equal(vw_doc_str(doc, "vars", "assist_node"), "verify_pin");
     json_decref(doc);
     assert_events_end(w, session, "result assist.verify ok | transfer_back assist.return_to_agent");
-    assert_int_equal(vw_log_count(w, "event=voice.transfer_failed"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "event=voice.transfer_failed"), 1);
     vw_assert_pin_kept_secret(w, session, VW_PIN);
     vw_stop_gateway(w);
 }
@@ -389,29 +389,29 @@ static void test_resume_refused(void **state)
     while (token_exists(w, token)) {
         if (th_now_ms() > deadline)
             fail_msg("token still in Redis %d ms after its 1 s TTL", VW_WAIT_MS);
-        vw_pause_briefly();
+        th_poll_pause();
     }
     snprintf(service, sizeof service, "resume-%s", token);
     expect_not_found(w, "expired", service);
-    assert_int_equal(vw_log_count(w, "why=no_token"), 2);
+    assert_int_equal(th_log_count(&w->tw.gw, "why=no_token"), 2);
 
     expect_not_found(w, "malformed", "resume-NOT-A-TOKEN");
     expect_not_found(w, "short", "resume-0123abcd");
-    assert_int_equal(vw_log_count(w, "why=bad_token"), 2);
+    assert_int_equal(th_log_count(&w->tw.gw, "why=bad_token"), 2);
 
     new_token(token); /* names a session that does not exist */
     write_token(w, token, "voice:nobody@cardline-e2e", "assist.verify_pin", uri, 60000);
     snprintf(service, sizeof service, "resume-%s", token);
     expect_not_found(w, "no-session", service);
     assert_false(token_exists(w, token)); /* spent all the same */
-    assert_int_equal(vw_log_count(w, "why=no_session"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "why=no_session"), 1);
     assert_null(vw_session_doc(w, "voice:nobody@cardline-e2e"));
 
     new_token(token); /* a return URI that would break out of Refer-To */
     write_token(w, token, "voice:nobody@cardline-e2e", "assist.verify_pin", "sip:li@127.0.0.1>;x=<sip:evil", 60000);
     snprintf(service, sizeof service, "resume-%s", token);
     expect_not_found(w, "bad-uri", service);
-    assert_int_equal(vw_log_count(w, "why=bad_token"), 3);
+    assert_int_equal(th_log_count(&w->tw.gw, "why=bad_token"), 3);
 
     assert_token_unlogged(w, token);
     assert_int_equal(vw_metric(w, "cardline_voice_resumed_total"), 0);

@@ -620,19 +620,6 @@ static void test_garbage(void **state)
 
 #define RSS_GROWTH_KIB (20 * 1024) /* what one refused INVITE may cost, with room */
 
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[128];
-    long kib = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
-
 /* The SIP status of the first final answer to what `fd` sent, or -1 after
  * WAIT_MS. The sofia-sip parser loop this guards against grows the process
  * by hundreds of MB a second and never answers: once the process is
@@ -642,7 +629,7 @@ static int final_status(int fd, long base_kib)
 {
     long deadline = th_now_ms() + WAIT_MS;
     while (th_now_ms() < deadline) {
-        long grown = rss_kib() - base_kib;
+        long grown = th_rss_kib(0) - base_kib;
         if (grown > RSS_GROWTH_KIB) {
             fprintf(stderr, "the SIP stack grew by %ld KiB on one datagram\n", grown);
             _exit(1);
@@ -692,11 +679,11 @@ static int send_issue_13_invite(ctx *t, const char *source, int n)
                         strlen(sdp), sdp);
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    long base = rss_kib();
+    long base = th_rss_kib(0);
     assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
     int status = final_status(fd, base);
     close(fd);
-    long grown = rss_kib() - base;
+    long grown = th_rss_kib(0) - base;
     fprintf(stderr, "[ issue 13 INVITE from %s: %d, RSS %+ld KiB ]\n", source, status, grown);
     assert_true(grown < RSS_GROWTH_KIB);
     return status;
@@ -727,7 +714,7 @@ static void test_oversized_message(void **state)
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
-    int status = final_status(fd, rss_kib());
+    int status = final_status(fd, th_rss_kib(0));
     close(fd);
     assert_int_equal(status, 413);
     assert_int_equal(t->nev, 0);

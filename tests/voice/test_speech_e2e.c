@@ -120,7 +120,7 @@ static void write_tone(const char *dir, const piece *p, short level)
 static void speech_conf(vw_world *w, FILE *conf)
 {
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/prompts", w->dir);
+    snprintf(dir, sizeof dir, "%s/prompts", w->tw.dir);
     for (size_t i = 0; i < NPIECES; i++)
         write_tone(dir, &PIECES[i], level_of(i));
     fprintf(conf, "[voice]\nrtp_inactivity_ms = 0\n");

@@ -68,11 +68,11 @@ static int setup_two_calls(void **state)
 static bool gateway_alive(vw_world *w)
 {
     int status;
-    if (w->gw.pid > 0 && waitpid(w->gw.pid, &status, WNOHANG) == w->gw.pid) {
-        w->gw.pid = 0;
+    if (w->tw.gw.pid > 0 && waitpid(w->tw.gw.pid, &status, WNOHANG) == w->tw.gw.pid) {
+        w->tw.gw.pid = 0;
         return false;
     }
-    return w->gw.pid > 0;
+    return w->tw.gw.pid > 0;
 }
 
 /* No PIN in the session's document and events, nor anywhere in the log;
@@ -80,40 +80,25 @@ static bool gateway_alive(vw_world *w)
 static void assert_pin_kept_secret(const vw_world *w, const char *session)
 {
     vw_assert_pin_kept_secret(w, session, VW_PIN);
-    char *log = vw_read_all(w->gw.log);
-    bool id_in_log = vw_has_digit_run(log, VW_ID);
+    char *log = th_read_text(w->tw.gw.log);
+    bool id_in_log = th_has_number(log, strlen(log), VW_ID);
     free(log);
     assert_false(id_in_log);
 }
 
 /* The registry --------------------------------------------------------------------------*/
 
-static json_t *sim_json(const vw_world *w, const char *path)
-{
-    char *body = NULL;
-    long status = th_http_get(w->sim.port, path, &body);
-    json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 /* Writes of `what` the registry applied. */
 static long long applied_count(const vw_world *w, const char *what)
 {
-    json_t *j = sim_json(w, "/_sim/stats");
-    assert_non_null(j);
-    json_t *n = json_object_get(json_object_get(j, "applied"), what);
-    assert_non_null(n);
-    long long v = json_integer_value(n);
-    json_decref(j);
-    return v;
+    return th_sim_applied(&w->tw.sim, what);
 }
 
 static int card_status(const vw_world *w, const char *card)
 {
     char path[64];
     snprintf(path, sizeof path, "/v1/cards/%s", card);
-    json_t *j = sim_json(w, path);
+    json_t *j = th_sim_json(&w->tw.sim, path);
     int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
     json_decref(j);
     return status;
@@ -170,7 +155,7 @@ static void test_loss_by_rtp(void **state)
                      " | input loss.confirm 1 | input main.after_task 2");
     long deadline = th_now_ms() + VW_WAIT_MS;
     while (applied_count(w, "loss_reports") < 1 && th_now_ms() < deadline)
-        vw_pause_briefly();
+        th_poll_pause();
     assert_int_equal(applied_count(w, "loss_reports"), 1);
     assert_int_equal(card_status(w, CARD), 4);
     assert_pin_kept_secret(w, r.session);
@@ -217,7 +202,7 @@ static void test_refused_transfer(void **state)
     assert_string_equal(vw_doc_str(doc, "node", NULL), "agents_busy");
     json_decref(doc);
     vw_assert_events(w, r.session, "input main.choose_lang 1 | input main.main_menu 0 | transfer_back agent.to_agent");
-    assert_int_equal(vw_log_count(w, "event=voice.transfer_failed"), 1);
+    assert_int_equal(th_log_count(&w->tw.gw, "event=voice.transfer_failed"), 1);
     vw_stop_gateway(w);
 }
 
@@ -324,27 +309,13 @@ static void test_garbage_datagrams(void **state)
     assert_true(gateway_alive(w));
     status_call(w, "after-garbage");
     assert_true(gateway_alive(w));
-    assert_int_equal(th_http_get(w->http_port, "/healthz", NULL), 200);
+    assert_int_equal(th_http_get(w->tw.http_port, "/healthz", NULL), 200);
     vw_stop_gateway(w);
 }
 
 /* The datagram of issue 13 against the daemon -----------------------------------------*/
 
 #define RSS_GROWTH_KIB (20 * 1024) /* what the refused INVITEs may cost, with room */
-
-static long daemon_rss_kib(const vw_world *w)
-{
-    char path[64], line[128];
-    long kib = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)w->gw.pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
 
 /* Sends the INVITE from `source` and returns the final status, or -1. The
  * parser loop it once triggered grows the daemon by hundreds of MB a
@@ -375,8 +346,8 @@ static int issue_13_invite(vw_world *w, const char *source, int n, long base_kib
     assert_int_equal(sendto(fd, msg, (size_t)size, 0, (struct sockaddr *)&to, sizeof to), size);
     int status = -1;
     for (long deadline = th_now_ms() + VW_WAIT_MS; status < 0 && th_now_ms() < deadline;) {
-        if (daemon_rss_kib(w) - base_kib > RSS_GROWTH_KIB) {
-            th_kill(&w->gw);
+        if (th_rss_kib(w->tw.gw.pid) - base_kib > RSS_GROWTH_KIB) {
+            th_kill(&w->tw.gw);
             fail_msg("the daemon grew past %d KiB on the INVITE from %s", RSS_GROWTH_KIB, source);
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -396,7 +367,7 @@ static void wait_metric(const vw_world *w, const char *name, double want)
     while (vw_metric(w, name) != want) {
         if (th_now_ms() > deadline)
             fail_msg("%s stayed at %g, wanted %g", name, vw_metric(w, name), want);
-        vw_pause_briefly();
+        th_poll_pause();
     }
 }
 
@@ -406,19 +377,19 @@ static void wait_metric(const vw_world *w, const char *name, double want)
 static void test_issue_13_datagram(void **state)
 {
     vw_world *w = *state;
-    long base = daemon_rss_kib(w);
+    long base = th_rss_kib(w->tw.gw.pid);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(issue_13_invite(w, "127.0.0.2", 2 * i, base), 403);
         assert_int_equal(issue_13_invite(w, "127.0.0.1", 2 * i + 1, base), 400);
     }
-    long grown = daemon_rss_kib(w) - base;
+    long grown = th_rss_kib(w->tw.gw.pid) - base;
     fprintf(stderr, "[ daemon RSS after 10 issue 13 INVITEs: %+ld KiB ]\n", grown);
     assert_true(gateway_alive(w));
     assert_true(grown < RSS_GROWTH_KIB);
     wait_metric(w, "cardline_sip_refused_total{reason=\"source\"}", 5);
     wait_metric(w, "cardline_sip_refused_total{reason=\"bad_sdp\"}", 5);
     char *body = NULL;
-    assert_int_equal(th_http_get(w->http_port, "/healthz", &body), 200);
+    assert_int_equal(th_http_get(w->tw.http_port, "/healthz", &body), 200);
     assert_non_null(strstr(body, "\"voice\":\"up\""));
     free(body);
     status_call(w, "after-issue-13");

@@ -18,64 +18,11 @@
 
 /* Text ---------------------------------------------------------------------------------------*/
 
-void vw_pause_briefly(void)
-{
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-char *vw_read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    char buf[65536];
-    size_t n;
-    while (f && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        fwrite(buf, 1, n, out);
-    fclose(out);
-    if (f)
-        fclose(f);
-    return text;
-}
-
-void vw_write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-int vw_count_in(const char *text, const char *needle)
-{
-    int n = 0;
-    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
-        n++;
-    return n;
-}
-
-bool vw_has_digit_run(const char *s, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *at = s; (at = strstr(at, token)) != NULL; at++)
-        if ((at == s || !isdigit((unsigned char)at[-1])) && !isdigit((unsigned char)at[n]))
-            return true;
-    return false;
-}
-
 void vw_refer_to(char *out, size_t size, const char *target, const char *session)
 {
     int n = snprintf(out, size, "%s?X-Cardline-Session=", target);
     for (const char *c = session; *c && n + 4 < (int)size; c++)
         n += *c == '@' ? snprintf(out + n, size - n, "%%40") : snprintf(out + n, size - n, "%c", *c);
-}
-
-static void subdir(const char *parent, const char *name, char out[256])
-{
-    assert_true(snprintf(out, 256, "%s/%s", parent, name) < 256);
-    assert_int_equal(mkdir(out, 0700), 0);
 }
 
 /* The world ------------------------------------------------------------------------------*/
@@ -90,9 +37,8 @@ static int pick_rtp_base(void)
 static void write_conf(vw_world *w)
 {
     char prompts[256];
-    subdir(w->dir, "prompts", prompts); /* empty: every prompt plays as nothing */
-    snprintf(w->conf, sizeof w->conf, "%s/cardline.conf", w->dir);
-    FILE *f = fopen(w->conf, "w");
+    th_subdir(w->tw.dir, "prompts", prompts); /* empty: every prompt plays as nothing */
+    FILE *f = fopen(w->tw.conf, "w");
     assert_non_null(f);
     fprintf(f,
             "[log]\nlevel = info\nflush_ms = 0\n" /* lines are counted right after each act */
@@ -106,68 +52,36 @@ static void write_conf(vw_world *w)
             "rtp_address = 127.0.0.1\nrtp_port_min = %d\nrtp_port_max = %d\n"
             "agent_uri = sip:{queue}@127.0.0.1:%d\nrefer_timeout_ms = 3000\n"
             "inter_digit_timeout_ms = 1000\nprompts_dir = %s\n",
-            w->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, w->suite->name, w->sip_port,
+            w->tw.http_port, w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR, w->suite->name, w->sip_port,
             w->suite->max_calls, w->rtp_min, w->rtp_min + VW_RTP_PORTS - 1, w->sipp_port, prompts);
     if (w->suite->more_conf)
         w->suite->more_conf(w, f);
     assert_int_equal(fclose(f), 0);
 }
 
-/* Polls /healthz until Redis and the registry are both up. */
-static bool gateway_ready(const vw_world *w)
-{
-    long deadline = th_now_ms() + VW_WAIT_MS;
-    for (;;) {
-        char *body = NULL;
-        th_http_get(w->http_port, "/healthz", &body);
-        bool ok = body && strstr(body, "\"status\":\"ok\"");
-        free(body);
-        if (ok)
-            return true;
-        if (th_now_ms() > deadline)
-            return false;
-        vw_pause_briefly();
-    }
-}
-
 int vw_setup(void **state, const vw_suite *suite)
 {
     vw_world *w = calloc(1, sizeof *w);
-    char dir[256], prefix[64];
+    char prefix[64];
     w->suite = suite;
     snprintf(prefix, sizeof prefix, "cl-%s-e2e", suite->name);
-    th_mkdtemp(w->dir, prefix);
     *state = w;
-    subdir(w->dir, "redis", dir);
-    if (!th_redis_start(&w->redis, dir, false))
+    tw_init(&w->tw, prefix);
+    if (!tw_start_servers(&w->tw, false, NULL, NULL))
         return -1;
-    subdir(w->dir, "sim", dir);
-    if (!th_sim_start(&w->sim, dir, NULL, NULL))
-        return -1;
-    w->http_port = th_free_port();
     w->sip_port = th_free_port();
     w->sipp_port = th_free_port();
     w->media_port = th_free_port();
     w->rtp_min = pick_rtp_base();
     write_conf(w);
-    subdir(w->dir, "gw", w->gw.dir);
-    const char *argv[] = {CL_GATEWAY_BIN, "--config", w->conf, NULL};
-    if (!th_spawn(&w->gw, "cardline", argv) || !th_wait_port(w->http_port, VW_WAIT_MS) || !gateway_ready(w))
-        return -1;
-    return 0;
+    return tw_start_gateway(&w->tw, true, VW_WAIT_MS) ? 0 : -1;
 }
 
 int vw_teardown(void **state)
 {
     vw_world *w = *state;
     th_kill(&w->sipp);
-    th_kill(&w->gw);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    if (getenv("CL_KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", w->dir);
-    else
-        th_rmdir(w->dir);
+    tw_stop(&w->tw, 0);
     free(w);
     return 0;
 }
@@ -181,10 +95,10 @@ static const char *tail(const char *text, size_t most)
 
 void vw_stop_gateway(vw_world *w)
 {
-    int status = th_stop(&w->gw, VW_WAIT_MS);
+    int status = th_stop(&w->tw.gw, VW_WAIT_MS);
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!clean) {
-        char *log = vw_read_all(w->gw.log);
+        char *log = th_read_text(w->tw.gw.log);
         print_error("gateway exit status %d; its log ends:\n%s\n", status, tail(log, 4000));
         free(log);
     }
@@ -200,7 +114,7 @@ void vw_sipp_start(vw_world *w, vw_sipp_run *r, const char *tag, const char *sce
     memset(r, 0, sizeof *r);
     assert_int_equal(w->sipp.pid, 0);
     snprintf(name, sizeof name, "sipp-%d-%s", ++w->runs, tag);
-    subdir(w->dir, name, r->dir);
+    th_subdir(w->tw.dir, name, r->dir);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", w->sip_port);
     snprintf(sf, sizeof sf, "%s/%s", CL_SIPP_DIR, scenario);
     snprintf(port, sizeof port, "%d", w->sipp_port);
@@ -233,12 +147,12 @@ int vw_sipp_wait(vw_world *w, const vw_sipp_run *r)
             th_kill(&w->sipp);
             fail_msg("sipp (%s) still running after %d ms", r->dir, VW_SIPP_WAIT_MS);
         }
-        vw_pause_briefly();
+        th_poll_pause();
     }
     w->sipp.pid = 0;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (code != 0) {
-        char *errors = vw_read_all(r->errors), *gw = vw_read_all(w->gw.log);
+        char *errors = th_read_text(r->errors), *gw = th_read_text(w->tw.gw.log);
         print_error("sipp exit %d; its errors:\n%s\ngateway log ends:\n%s\n", code, errors, tail(gw, 6000));
         free(errors);
         free(gw);
@@ -255,8 +169,8 @@ int vw_sipp(vw_world *w, vw_sipp_run *r, const char *tag, const char *scenario, 
 
 int vw_sipp_log_count(const vw_sipp_run *r, const char *needle)
 {
-    char *text = vw_read_all(r->log);
-    int n = vw_count_in(text, needle);
+    char *text = th_read_text(r->log);
+    int n = th_count(text, needle);
     free(text);
     return n;
 }
@@ -265,7 +179,7 @@ void vw_assert_sipp_logged_once(const vw_sipp_run *r, const char *want)
 {
     int seen = vw_sipp_log_count(r, want);
     if (seen != 1) {
-        char *log = vw_read_all(r->log);
+        char *log = th_read_text(r->log);
         print_error("wanted \"%s\" once in sipp's log:\n%s\n", want, log);
         free(log);
     }
@@ -288,7 +202,7 @@ void vw_skip_without_pcap(void)
 redisContext *vw_redis_connect(const vw_world *w)
 {
     struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->redis.port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->tw.redis.port, tv);
     assert_true(c != NULL && c->err == 0);
     return c;
 }
@@ -324,7 +238,7 @@ void vw_wait_session(const vw_world *w, const char *id, const char *state, const
             return;
         if (th_now_ms() > deadline)
             fail_msg("session %s: %s; wanted %s, %s", id, seen, state, result ? result : "any");
-        vw_pause_briefly();
+        th_poll_pause();
     }
 }
 
@@ -371,9 +285,9 @@ void vw_assert_events(const vw_world *w, const char *id, const char *want)
 void vw_assert_pin_kept_secret(const vw_world *w, const char *id, const char *pin)
 {
     json_t *doc = vw_session_doc(w, id);
-    char *text = json_dumps(doc, 0), *events = vw_session_events(w, id), *log = vw_read_all(w->gw.log);
-    bool in_doc = text == NULL || vw_has_digit_run(text, pin), in_events = vw_has_digit_run(events, pin);
-    bool in_log = vw_has_digit_run(log, pin);
+    char *text = json_dumps(doc, 0), *events = vw_session_events(w, id), *log = th_read_text(w->tw.gw.log);
+    bool in_doc = text == NULL || th_has_number(text, strlen(text), pin), in_events = th_has_number(events, strlen(events), pin);
+    bool in_log = th_has_number(log, strlen(log), pin);
     free(text);
     free(events);
     free(log);
@@ -389,7 +303,7 @@ double vw_metric(const vw_world *w, const char *name)
 {
     char *body = NULL, line[128];
     double v = -1;
-    th_http_get(w->http_port, "/metrics", &body);
+    th_http_get(w->tw.http_port, "/metrics", &body);
     snprintf(line, sizeof line, "\n%s ", name);
     const char *at = body ? strstr(body, line) : NULL;
     if (at)
@@ -404,14 +318,7 @@ void vw_wait_calls(const vw_world *w, int calls)
     while (vw_metric(w, "cardline_voice_calls") != calls) {
         if (th_now_ms() > deadline)
             fail_msg("cardline_voice_calls stayed at %g, wanted %d", vw_metric(w, "cardline_voice_calls"), calls);
-        vw_pause_briefly();
+        th_poll_pause();
     }
 }
 
-int vw_log_count(const vw_world *w, const char *needle)
-{
-    char *text = vw_read_all(w->gw.log);
-    int n = vw_count_in(text, needle);
-    free(text);
-    return n;
-}

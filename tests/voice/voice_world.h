@@ -17,7 +17,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "harness.h"
+#include "world.h"
 
 #define VW_WAIT_MS 20000         /* bound of every wait on the gateway */
 #define VW_SIPP_WAIT_MS 45000    /* bound of a sipp run (its own -timeout is 30 s) */
@@ -42,18 +42,13 @@ typedef struct {
 
 struct vw_world {
     const vw_suite *suite;       /* what the world was set up with */
-    char dir[256];               /* everything of the test */
-    char conf[300];              /* the gateway's config */
-    int http_port;               /* /healthz and /metrics */
+    tw_world tw;                 /* the daemon (/healthz, /metrics), Redis, the simulator, the directory */
     int agents_port;             /* the Agent API, when the suite's more_conf opens it (else 0) */
     int sip_port;                /* [voice] listen */
     int sipp_port;               /* sipp's SIP port, also the agent URI's */
     int media_port;              /* sipp's media port (RTP from the gateway lands there) */
     int rtp_min;                 /* [voice] rtp_port_min */
     int runs;                    /* sipp runs so far (each gets a directory) */
-    th_proc redis;               /* real redis-server */
-    th_proc sim;                 /* registry-sim, demo seed */
-    th_proc gw;                  /* the cardline daemon */
     th_proc sipp;                /* the sipp run under way, if any (one at a time) */
 };
 
@@ -130,24 +125,12 @@ void vw_assert_pin_kept_secret(const vw_world *w, const char *id, const char *pi
 double vw_metric(const vw_world *w, const char *name);
 /* Polls until cardline_voice_calls is `calls`. */
 void vw_wait_calls(const vw_world *w, int calls);
-/* Occurrences of `needle` in the gateway's log. */
-int vw_log_count(const vw_world *w, const char *needle);
 
 /* Text ---------------------------------------------------------------------------------------*/
 
-/* The whole file ("" when unreadable), malloc'd. */
-char *vw_read_all(const char *path);
-/* Writes `text` to `path`, asserting it could. */
-void vw_write_file(const char *path, const char *text);
-/* Occurrences of `needle` in `text`. */
-int vw_count_in(const char *text, const char *needle);
-/* `token` in `s` as a whole run of digits. */
-bool vw_has_digit_run(const char *s, const char *token);
 /* The Refer-To URI the gateway sends for `target` and `session`: the
  * session embedded as an X-Cardline-Session header, '@' escaped (the
  * only character of the suites' Call-IDs a header value may not hold). */
 void vw_refer_to(char *out, size_t size, const char *target, const char *session);
-/* A short sleep between two polls. */
-void vw_pause_briefly(void);
 
 #endif
