@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "mask.h"
+#include "mem.h"
+#include "utf8.h"
 
 /* Parsing --------------------------------------------------------------------*/
 
@@ -444,13 +446,7 @@ typedef struct {
 /* Appends what fits, never splitting a UTF-8 character. */
 static void sink_put(sink *k, const char *s)
 {
-    size_t n = strlen(s);
-    size_t room = k->size - 1 - k->len;
-    if (n > room) {
-        n = room;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    size_t n = utf8_cut(s, k->size - 1 - k->len);
     memcpy(k->out + k->len, s, n);
     k->len += n;
     k->out[k->len] = '\0';

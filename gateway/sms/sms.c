@@ -128,8 +128,7 @@ bool sms_fit(char *text, size_t size, int max_messages)
     cut = line_cut > 0 ? line_cut : cut;
     if (cut + strlen(marker) + 1 > size)
         cut = size - strlen(marker) - 1;
-    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
-        cut--;
+    cut = utf8_cut(text, cut);
     memcpy(text + cut, marker, strlen(marker) + 1);
     return true;
 }
