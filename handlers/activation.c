@@ -22,6 +22,7 @@
 #include "domain.h"
 #include "handler_call.h"
 #include "log.h"
+#include "mem.h"
 #include "registry.h"
 
 /* The issuer's initial PIN. The registry's is a setting of its own
@@ -171,9 +172,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    find_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    find_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", number);
     registry_list_applications(handler_env_of(c)->registry, handler_arg(c, "id"),

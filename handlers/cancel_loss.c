@@ -13,6 +13,7 @@
 #include "builtin.h"
 #include "domain.h"
 #include "handler_call.h"
+#include "mem.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -56,9 +57,7 @@ static void on_cancelled(const registry_result *r, void *arg)
 
 static void cancel_report(handler_call *c, const char *card, const char *report_id)
 {
-    cancel_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    cancel_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", card);
     char key[HANDLER_CALL_KEY_MAX + 8];
@@ -158,9 +157,7 @@ static void on_check_cards(const registry_result *r, void *arg)
         handler_finish(c, refusal, NULL);
         return;
     }
-    cancel_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    cancel_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", json_string_value(json_object_get(card, "card_number")));
     registry_list_applications(handler_env_of(c)->registry, handler_arg(c, "id"), CHECK_APPLICATIONS_PAGE,

@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 
 #define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
 #define WWW_AUTHENTICATE_BAD "Bearer realm=\"cardline-agents\", error=\"invalid_token\""
@@ -104,14 +105,12 @@ void audit_write(agents *a, const char *agent, const char *role, const char *act
 
 static agent_req *req_new(agents *a, httpd_request *http)
 {
-    agent_req *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        abort();
+    agent_req *r = mem_calloc(1, sizeof *r);
     r->owner = a;
     r->http = http;
     r->action = "denied";
     TAILQ_INIT(&r->query);
-    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    r->started = monotime_now();
     r->next = a->pending;
     if (a->pending)
         a->pending->prev = r;
@@ -195,13 +194,6 @@ void req_detail(agent_req *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static double elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
-}
-
 /* The audit entry and the log line of an answered request. */
 static void record(agent_req *r, int status)
 {
@@ -209,7 +201,7 @@ static void record(agent_req *r, int status)
     const char *role = r->who ? auth_role_name(r->who->role) : "";
     audit_write(r->owner, agent, role, r->action, r->target, status, r->detail);
     log_info("agents.request", "agent=%s action=%s session=%s status=%d ms=%.1f", agent[0] ? agent : "-",
-             r->action, log_quote(mask_session(r->target).s).s, status, elapsed_ms(&r->started));
+             r->action, log_quote(mask_session(r->target).s).s, status, monotime_ms_since(r->started));
 }
 
 /* Answers and lets go of the request; it is freed now, or by the last
@@ -504,9 +496,7 @@ agents *agents_new(httpd *http, const agents_options *opt)
     auth_table *t = load_tokens(opt->tokens_file);
     if (t == NULL)
         return NULL;
-    agents *a = calloc(1, sizeof *a);
-    if (a == NULL)
-        abort();
+    agents *a = mem_calloc(1, sizeof *a);
     *a = (agents){.engine = opt->engine, .store = opt->store, .outbox = opt->outbox,
                   .auth = t, .resume_ttl_s = opt->resume_ttl_s};
     snprintf(a->audit_max, sizeof a->audit_max, "%d", opt->audit_max);

@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "engine.h"
 #include "httpd.h"
+#include "monotime.h"
 #include "outbox.h"
 #include "store.h"
 
@@ -67,7 +68,7 @@ struct agent_req {
     char ref[24];             /* callback reference of the path, or "" */
     char detail[160];         /* audit detail: short, masked, never a secret */
     struct evkeyvalq query;   /* the query string's parameters */
-    struct timespec started;  /* for the log line */
+    monotime started;         /* for the log line */
     int waiting;              /* operations started, not yet called back */
     store_status failed;      /* a failure among parallel operations, STORE_OK if none */
     json_t *body;             /* the POST body, or NULL */

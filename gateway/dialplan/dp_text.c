@@ -79,9 +79,7 @@ const dp_template *dp_template_parse(dialplan *dp, const char *src, const char *
 {
     dp_pool *p = &dp->pool;
     size_t len = strlen(src);
-    tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, malloc(len + 1), 0};
-    if (!b.lit)
-        abort();
+    tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, mem_malloc(len + 1), 0};
     const char *s = src;
     while (*s) {
         if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {

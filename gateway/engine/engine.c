@@ -17,7 +17,9 @@
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "session.h"
 #include "step.h"
 #include "store.h"
@@ -76,7 +78,7 @@ struct hop {
                                     * fail from then on (step_output_ending) */
     int cas_retries;               /* races lost so far */
     int calls;                     /* handler calls started, for call keys */
-    struct timespec t0;            /* when the hop began */
+    monotime t0;                   /* when the hop began */
     char before[160];              /* "flow.node" before the hop, for the log */
 };
 
@@ -161,11 +163,9 @@ int engine_session_ttl(const engine *e, channel_kind channel)
 
 /* Tenths of a millisecond since t0: printed as "%ld.%ld" (printf's
  * floating-point path cost more than the rest of the hop's line). */
-static long tenths_since(const struct timespec *t0)
+static long tenths_since(monotime t0)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - t0->tv_sec) * 10000 + (long)(now.tv_nsec - t0->tv_nsec) / 100000;
+    return (long)((monotime_now() - t0) / 100000);
 }
 
 /* The input may be a PIN: its bytes are wiped before the memory goes. */
@@ -211,7 +211,7 @@ static void log_hop(const hop *h, engine_status st)
     if (h->doc)
         snprintf(after, sizeof after, "%s.%s", session_str(h->doc, "flow"), session_str(h->doc, "node"));
     const char *caller = h->ev.caller ? h->ev.caller : h->doc ? session_str(h->doc, "caller") : "";
-    long tenths = tenths_since(&h->t0);
+    long tenths = tenths_since(h->t0);
     log_info("engine.hop",
              "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%ld.%ld",
              log_quote(mask_session(h->ev.session_id).s).s, channel_name(h->ev.channel),
@@ -241,7 +241,7 @@ static struct event *new_event(hop *h, event_callback_fn fn)
 {
     struct event *ev = event_new(h->e->base, -1, 0, fn, h);
     if (!ev)
-        abort();
+        mem_out_of_memory("engine: event_new");
     return ev;
 }
 
@@ -517,9 +517,7 @@ static bool derive_input(hop *h, json_t *doc)
 {
     json_t *key = json_object_get(json_object_get(doc, "last_hop"), "key");
     size_t size = (size_t)h->e->opt.max_input_bytes + 1;
-    char *input = malloc(size);
-    if (!input)
-        abort();
+    char *input = mem_malloc(size);
     input[0] = '\0';
     if (!h->ev.derive_input(json_is_string(key) ? json_string_value(key) : "", input, size, h->ev.derive_arg) ||
         !text_ok(input, size - 1)) {
@@ -687,18 +685,14 @@ static const char *keep(hop *h, size_t i, const char *s)
 {
     if (!s)
         return NULL;
-    h->strs[i] = strdup(s);
-    if (!h->strs[i])
-        abort();
+    h->strs[i] = mem_strdup(s);
     return h->strs[i];
 }
 
 static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg, bool copy)
 {
-    hop *h = calloc(1, sizeof *h);
-    if (!h)
-        abort();
-    clock_gettime(CLOCK_MONOTONIC, &h->t0);
+    hop *h = mem_calloc(1, sizeof *h);
+    h->t0 = monotime_now();
     h->e = e;
     h->dp = dialplan_ref(e->dp);
     h->cb = cb;

@@ -59,6 +59,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "monotime.h"
 
 /* Methods evhttp lets through to us; a route then decides 405 or not.
  * Anything else (TRACE, CONNECT) is refused by evhttp itself with 501. */
@@ -90,7 +91,7 @@ struct httpd_request {
     struct evhttp_request *ev;     /* the evhttp request (freed after reply) */
     const route *route;            /* matched route, or the unmatched pseudo-route */
     bool close_after;              /* ask the client to close after the answer */
-    struct timespec started;       /* dispatch time, for the access log */
+    monotime started;              /* dispatch time, for the access log */
     httpd_request *prev, *next;    /* the listener's in-flight list */
 };
 
@@ -196,9 +197,7 @@ static void count_answer(const route *r, int status)
  * a second with a count, not once per client. */
 static bool log_due(long *last)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long now = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    long now = (long)monotime_ms();
     if (*last != 0 && now - *last < LOG_EVERY_MS)
         return false;
     *last = now;
@@ -459,7 +458,7 @@ static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const r
     req->owner = h;
     req->ev = ev;
     req->route = r;
-    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    req->started = monotime_now();
     req->next = h->in_flight_list;
     if (h->in_flight_list)
         h->in_flight_list->prev = req;
@@ -541,13 +540,6 @@ size_t httpd_connections(const httpd *h)
 
 /* Replies --------------------------------------------------------------------*/
 
-static double elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
-}
-
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
     switch (cmd) {
@@ -576,7 +568,7 @@ static void send_reply(httpd_request *req, int status, const char *content_type,
         evhttp_add_header(out, "Connection", "close");
     log_debug("http.request", "listener=%s route=%s method=%s status=%d ms=%.1f", h->name,
               req->route->path, method_name(evhttp_request_get_command(req->ev)), status,
-              elapsed_ms(&req->started));
+              monotime_ms_since(req->started));
     evhttp_send_reply(req->ev, status, NULL, body);
     count_answer(req->route, status);
     request_end(req);

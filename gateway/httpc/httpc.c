@@ -8,6 +8,7 @@
 #include "httpc.h"
 
 #include "log.h"
+#include "mem.h"
 #include "version.h"
 
 #include <curl/curl.h>
@@ -73,18 +74,6 @@ void httpc_options_default(httpc_options *opt)
         .max_pending = 10000,
         .max_response_bytes = 1024 * 1024,
     };
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL) {
-        /* As in Redis: out of memory is not a state we can serve callers
-         * from, and every caller expects its callback. */
-        log_error("httpc.oom", NULL);
-        abort();
-    }
-    return p;
 }
 
 /* Requests and completion ---------------------------------------------------*/
@@ -259,7 +248,7 @@ static void sock_free(httpc_sock *sk)
 
 static httpc_sock *sock_new(httpc *c, curl_socket_t fd)
 {
-    httpc_sock *sk = xcalloc(1, sizeof *sk);
+    httpc_sock *sk = mem_calloc(1, sizeof *sk);
     sk->owner = c;
     sk->ev = event_new(c->base, fd, 0, on_socket_event, sk);
     if (sk->ev == NULL) {
@@ -378,15 +367,13 @@ static bool setup_easy(httpc_req *q, const httpc_request *r)
 
 void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
 {
-    httpc_req *q = xcalloc(1, sizeof *q);
+    httpc_req *q = mem_calloc(1, sizeof *q);
     q->owner = c;
     q->cb = cb;
     q->arg = arg;
     q->refused_ev = evtimer_new(c->base, complete_refused, q);
-    if (q->refused_ev == NULL) {
-        log_error("httpc.oom", NULL);
-        abort();
-    }
+    if (q->refused_ev == NULL)
+        mem_out_of_memory("httpc: evtimer_new");
     req_link(c, q);
     const char *problem = request_problem(r);
     if (problem) {
@@ -399,7 +386,7 @@ void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
         return;
     }
     if (r->body) {
-        q->body = xcalloc(1, r->body_len + 1);
+        q->body = mem_calloc(1, r->body_len + 1);
         memcpy(q->body, r->body, r->body_len);
         q->body_len = r->body_len;
     }
@@ -449,7 +436,7 @@ httpc *httpc_new(struct event_base *base, const httpc_options *opt)
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
-    httpc *c = xcalloc(1, sizeof *c);
+    httpc *c = mem_calloc(1, sizeof *c);
     c->base = base;
     c->opt = *opt;
     if (!setup_multi(c)) {

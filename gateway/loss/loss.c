@@ -13,6 +13,8 @@
 
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
+#include "monotime.h"
 #include "outbox.h"
 #include "registry.h"
 
@@ -146,19 +148,12 @@ static void tell_waiters(loss *l, const char *reference, loss_outcome o, const c
 
 /* Placing -------------------------------------------------------------------------*/
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The wait after the add, cut to what is left before the caller's deadline. */
 static int wait_left(const waiter *w)
 {
     if (!w->answer_by_ms)
         return w->wait_ms;
-    long left = w->answer_by_ms - now_ms();
+    long left = w->answer_by_ms - (long)monotime_ms();
     return left < 0 ? 0 : left < w->wait_ms ? (int)left : w->wait_ms;
 }
 
@@ -168,7 +163,7 @@ static int wait_left(const waiter *w)
  * the caller's deadline leaves time for another try. */
 static bool may_add_again(const waiter *w, outbox_add_status st)
 {
-    return st == OUTBOX_UNAVAILABLE && w->answer_by_ms && w->answer_by_ms - now_ms() > 2 * LOSS_READD_MS;
+    return st == OUTBOX_UNAVAILABLE && w->answer_by_ms && w->answer_by_ms - (long)monotime_ms() > 2 * LOSS_READD_MS;
 }
 
 static void added(outbox_add_status st, const char *entry_id, void *arg)
@@ -228,13 +223,11 @@ static void refuse_soon(evutil_socket_t fd, short what, void *arg)
 
 void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
 {
-    waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
+    waiter *w = mem_calloc(1, sizeof *w);
     w->cb = cb;
     w->arg = arg;
     w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
-    w->answer_by_ms = answer_within_ms > 0 ? now_ms() + answer_within_ms : 0;
+    w->answer_by_ms = answer_within_ms > 0 ? (long)monotime_ms() + answer_within_ms : 0;
     if (!request_complete(req)) {
         log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
         w->timer = evtimer_new(l->base, refuse_soon, w);
@@ -318,9 +311,7 @@ static void confirm_by_sms(delivery *d, const char *prompt, const char *expires_
         finish(d, then, reason);
         return;
     }
-    sms_wait *sw = malloc(sizeof *sw);
-    if (!sw)
-        abort();
+    sms_wait *sw = mem_malloc(sizeof *sw);
     *sw = (sms_wait){d, then, reason};
     json_t *sms = json_pack("{s:s, s:s, s:s}", "to", mobile, "text", text, "ref", d->reference);
     char dedupe[LOSS_KEY_MAX];
@@ -371,9 +362,7 @@ static void deliver(outbox_attempt *a, void *arg)
         outbox_finish(a, OUTBOX_GIVE_UP, "malformed");
         return;
     }
-    delivery *d = calloc(1, sizeof *d);
-    if (!d)
-        abort();
+    delivery *d = mem_calloc(1, sizeof *d);
     d->l = l;
     d->next = l->deliveries;
     if (l->deliveries)
@@ -390,9 +379,7 @@ static void deliver(outbox_attempt *a, void *arg)
 
 loss *loss_new(struct event_base *base, registry *reg, outbox *ob, loss_render_fn *render, void *render_ctx)
 {
-    loss *l = calloc(1, sizeof *l);
-    if (!l)
-        abort();
+    loss *l = mem_calloc(1, sizeof *l);
     *l = (loss){.base = base, .reg = reg, .ob = ob, .render = render, .render_ctx = render_ctx};
     if (outbox_register(ob, LOSS_KIND, OUTBOX_LIMIT_AGE_ONLY, deliver, l) != 0) {
         log_error("loss.config", "why=%s", log_quote("kind loss_report already registered").s);

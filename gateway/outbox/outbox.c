@@ -11,6 +11,7 @@
 #include "outbox.h"
 
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -142,20 +143,6 @@ struct outbox {
 
 /* Small helpers -------------------------------------------------------------*/
 
-static void out_of_memory(void)
-{
-    log_error("outbox.oom", NULL);
-    abort();
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        out_of_memory();
-    return p;
-}
-
 static long long wall_ms(void)
 {
     struct timespec ts;
@@ -216,7 +203,7 @@ const char *outbox_add_status_name(outbox_add_status st)
 
 static ob_req *req_new(outbox *ob, req_kind kind)
 {
-    ob_req *q = xcalloc(1, sizeof *q);
+    ob_req *q = mem_calloc(1, sizeof *q);
     q->ob = ob;
     q->kind = kind;
     q->next = ob->reqs;
@@ -304,7 +291,7 @@ static void add_refuse(ob_req *q, outbox_add_status st, const char *why)
     q->refused = st;
     q->ev = evtimer_new(q->ob->base, add_refused_due, q);
     if (q->ev == NULL)
-        out_of_memory();
+        mem_out_of_memory("outbox: evtimer_new");
     evtimer_add(q->ev, &now);
 }
 
@@ -490,7 +477,7 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
         e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= OB_MAX_ID ||
         e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY)
         return NULL;
-    outbox_attempt *a = xcalloc(1, sizeof *a);
+    outbox_attempt *a = mem_calloc(1, sizeof *a);
     a->ob = ob;
     snprintf(a->id, sizeof a->id, "%s", e->element[0]->str);
     a->number = (int)e->element[1]->integer;
@@ -500,9 +487,7 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
     if (kind && valid_kind(kind->str))
         snprintf(a->kind, sizeof a->kind, "%s", kind->str);
     a->created_ms = created ? strtoll(created->str, NULL, 10) : 0;
-    a->payload_text = strdup(payload ? payload->str : "");
-    if (a->payload_text == NULL)
-        out_of_memory();
+    a->payload_text = mem_strdup(payload ? payload->str : "");
     a->payload = json_loads(a->payload_text, 0, NULL);
     return a;
 }
@@ -701,14 +686,14 @@ outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt
         log_error("outbox.config", "problem=%s", log_quote(problem).s);
         return NULL;
     }
-    outbox *ob = xcalloc(1, sizeof *ob);
+    outbox *ob = mem_calloc(1, sizeof *ob);
     ob->base = base;
     ob->st = st;
     ob->opt = *opt;
-    ob->opt.consumer = strdup(opt->consumer);
+    ob->opt.consumer = mem_strdup(opt->consumer);
     ob->poll_ev = event_new(base, -1, EV_PERSIST, poll_due, ob);
-    if (ob->opt.consumer == NULL || ob->poll_ev == NULL)
-        out_of_memory();
+    if (ob->poll_ev == NULL)
+        mem_out_of_memory("outbox: event_new");
     ob->pending = metrics_gauge("cardline_outbox_pending",
                                 "Entries in the outbox stream (queued or being retried).", NULL);
     ob->unknown_kind = metrics_counter("cardline_outbox_unknown_kind_total",

@@ -16,6 +16,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "outbox.h"
 #include "store.h"
 
@@ -215,14 +216,10 @@ bool sms_out_send_now(sms_out *so, const char *to, const char *text)
     if (!so || !valid_number(to) || !text || !*text || strlen(text) > SMS_OUT_MAX_TEXT)
         return false;
     size_t cap = 4 * SMS_OUT_MAX_TEXT + 2048;
-    char *url = calloc(1, cap);
-    if (url == NULL)
-        abort();
+    char *url = mem_calloc(1, cap);
     bool built = build_url(so, NULL, NULL, to, text, url, cap);
     if (built) {
-        so_send *q = calloc(1, sizeof *q);
-        if (q == NULL)
-            abort();
+        so_send *q = mem_calloc(1, sizeof *q);
         q->so = so;
         q->to = mask_phone(to);
         httpc_request req = {
@@ -304,9 +301,7 @@ static void deliver_sms(outbox_attempt *a, void *arg)
         outbox_finish(a, OUTBOX_RETRY, "url");
         return;
     }
-    so_send *q = calloc(1, sizeof *q);
-    if (q == NULL)
-        abort();
+    so_send *q = mem_calloc(1, sizeof *q);
     q->so = so;
     q->attempt = a;
     q->to = mask_phone(to);
@@ -451,9 +446,7 @@ static void serve_dlr(httpd_request *req, void *arg)
 {
     sms_out *so = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(httpd_request_evhttp(req));
-    so_dlr *d = calloc(1, sizeof *d);
-    if (d == NULL)
-        abort();
+    so_dlr *d = mem_calloc(1, sizeof *d);
     const char *why = sms_out_dlr_parse(uri ? evhttp_uri_get_query(uri) : NULL, &d->report);
     if (why) {
         free(d);
@@ -519,9 +512,7 @@ static const char *options_problem(const sms_out_options *o)
 
 static char *dup(const char *s)
 {
-    char *d = s ? strdup(s) : NULL;
-    if (s && d == NULL)
-        abort();
+    char *d = s ? mem_strdup(s) : NULL;
     return d;
 }
 

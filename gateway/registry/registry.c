@@ -12,7 +12,9 @@
 #include "httpc.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
+#include "monotime.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -60,7 +62,7 @@ struct registry_req {
     char method[8];                 /* GET, POST, PATCH or DELETE */
     char log_path[256];             /* the path with IDs masked and no query */
     char request_id[40];            /* X-Request-Id sent and logged */
-    struct timespec started;        /* when the caller asked */
+    monotime started;               /* when the caller asked */
     registry_cb *cb;                /* the caller's callback */
     void *arg;                      /* and its argument */
 };
@@ -128,26 +130,6 @@ void registry_options_default(registry_options *opt)
 }
 
 /* Small helpers -------------------------------------------------------------*/
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL) {
-        /* As in Redis: running out of memory is not a state we can serve
-         * callers from, and every caller expects its callback. */
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    return p;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1000.0 +
-           (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 static bool is_write_method(const char *m)
 {
@@ -299,7 +281,7 @@ static void req_complete(registry_req *q, registry_status st, long http, json_t 
         .status = st,
         .http_status = http,
         .body = body,
-        .elapsed_ms = ms_since(&q->started),
+        .elapsed_ms = monotime_ms_since(q->started),
     };
     json_t *err = json_object_get(body, "error");
     res.error_code = json_string_value(json_object_get(err, "code"));
@@ -316,16 +298,14 @@ static void on_req_event(evutil_socket_t fd, short what, void *arg);
 
 static registry_req *req_new(registry *r, const char *method, registry_cb *cb, void *arg)
 {
-    registry_req *q = xcalloc(1, sizeof *q);
+    registry_req *q = mem_calloc(1, sizeof *q);
     q->reg = r;
     q->cb = cb;
     q->arg = arg;
     q->ev = evtimer_new(r->base, on_req_event, q);
-    if (q->ev == NULL) {
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    clock_gettime(CLOCK_MONOTONIC, &q->started);
+    if (q->ev == NULL)
+        mem_out_of_memory("registry: evtimer_new");
+    q->started = monotime_now();
     /* An unknown method is the caller's mistake; it is not echoed. */
     snprintf(q->method, sizeof q->method, "%s", method_known(method) ? method : "?");
     snprintf(q->log_path, sizeof q->log_path, "-");
@@ -350,7 +330,7 @@ static void req_refuse(registry_req *q, registry_status st, const char *reason)
 
 static long remaining_ms(const registry_req *q)
 {
-    return (long)q->reg->opt.timeout_ms - (long)ms_since(&q->started);
+    return (long)q->reg->opt.timeout_ms - (long)monotime_ms_since(q->started);
 }
 
 /* Header lines for one send; `bearer` holds the token and is wiped by the
@@ -424,7 +404,7 @@ static const char *serialize_body(registry_req *q, json_t *body)
         return "body_not_serializable";
     if (need > REGISTRY_MAX_BODY)
         return "body_too_large";
-    q->body = xcalloc(1, need);
+    q->body = mem_calloc(1, need);
     q->body_len = json_dumpb(body, q->body, need, JSON_COMPACT);
     return q->body_len == need ? NULL : "body_not_serializable";
 }
@@ -444,7 +424,7 @@ static void req_start(registry_req *q, const char *path, json_t *body, const cha
         return;
     }
     size_t url_len = strlen(r->opt.base_url) + strlen(path) + 1;
-    q->url = xcalloc(1, url_len);
+    q->url = mem_calloc(1, url_len);
     snprintf(q->url, url_len, "%s%s", r->opt.base_url, path);
     r->in_flight++;
     req_send(q, key, r->opt.timeout_ms);
@@ -591,12 +571,7 @@ static char *dup_or_null(const char *s)
 {
     if (s == NULL)
         return NULL;
-    char *d = strdup(s);
-    if (d == NULL) {
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    return d;
+    return mem_strdup(s);
 }
 
 static void register_metrics(registry *r)
@@ -634,7 +609,7 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
         log_error("registry.config", "problem=%s", log_quote(problem).s);
         return NULL;
     }
-    registry *r = xcalloc(1, sizeof *r);
+    registry *r = mem_calloc(1, sizeof *r);
     r->base = base;
     r->opt = *opt;
     r->opt.base_url = dup_or_null(opt->base_url);

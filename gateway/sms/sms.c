@@ -24,6 +24,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
 #include "store.h"
 #include "sms_wire.h"
@@ -279,7 +280,7 @@ static void hold_message(sms_pending *p, json_t *output)
     char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!payload)
-        abort();
+        mem_out_of_memory("sms: json_dumps");
     char key[sizeof SMS_HELD_PREFIX + sizeof p->session], keep[16], ttl[16];
     snprintf(key, sizeof key, SMS_HELD_PREFIX "%s", p->session);
     snprintf(keep, sizeof keep, "%d", SMS_HELD_KEEP);
@@ -340,9 +341,7 @@ static char *form_text(httpd_request *req)
     if (evhttp_request_get_command(evr) == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(evr);
         size_t len = evbuffer_get_length(in);
-        char *body = malloc(len + 1);
-        if (!body)
-            abort();
+        char *body = mem_malloc(len + 1);
         evbuffer_copyout(in, body, len);
         body[len] = '\0';
         if (memchr(body, '\0', len)) {
@@ -352,9 +351,7 @@ static char *form_text(httpd_request *req)
         return body;
     }
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(evr));
-    char *copy = strdup(query ? query : "");
-    if (!copy)
-        abort();
+    char *copy = mem_strdup(query ? query : "");
     return copy;
 }
 
@@ -404,16 +401,12 @@ static void on_request(httpd_request *req, void *arg)
         if (!parsed) {
             refuse(req, why.status, why.code, why.message);
         } else {
-            sms_pending *p = calloc(1, sizeof *p);
-            if (!p)
-                abort();
+            sms_pending *p = mem_calloc(1, sizeof *p);
             p->owner = s;
             p->req = req;
             snprintf(p->sender, sizeof p->sender, "%s", mo.sender);
             snprintf(p->session, sizeof p->session, "sms:%s", mo.sender);
-            p->text = strdup(mo.text);
-            if (!p->text)
-                abort();
+            p->text = mem_strdup(mo.text);
             p->next = s->pending;
             if (s->pending)
                 s->pending->prev = p;
@@ -446,16 +439,12 @@ sms *sms_new(engine *e, httpd *h, const sms_options *opt)
         log_error("sms.option_invalid", "allow_from=%s", log_quote(why).s);
         return NULL;
     }
-    sms *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
+    sms *s = mem_calloc(1, sizeof *s);
     s->engine = e;
     s->opt = *opt;
     s->allow = allow;
     s->opt.allow_from = NULL;
-    s->opt.secret = opt->secret ? strdup(opt->secret) : NULL;
-    if (opt->secret && !s->opt.secret)
-        abort();
+    s->opt.secret = opt->secret ? mem_strdup(opt->secret) : NULL;
     if (!s->opt.secret && s->opt.allow_unsigned)
         log_warn("sms.unsigned", "why=%s",
                  log_quote("[sms] secret unset and allow_unsigned = 1: Kannel is not authenticated").s);

@@ -51,6 +51,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "utf8.h"
 
 #define RATE_OUT 8000
@@ -129,13 +130,6 @@ struct speech {
     metrics_series *m_synth, *m_recorded, *m_failed, *m_hits, *m_misses, *m_refused; /* stats, as counters */
     metrics_series *m_bytes, *m_p50, *m_p99; /* and as gauges */
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 /* Options ---------------------------------------------------------------------*/
 
@@ -406,10 +400,10 @@ static void make_sound(const char *recorded_dir, int rate, job *j)
         j->recorded = stat(path, &st) == 0 && read_recording(path, &pcm, &n);
     }
     if (!j->recorded) {
-        int64_t start = now_ns();
+        int64_t start = monotime_now();
         if (!synthesize_8k(j->voice, rate, j->text, &pcm, &n))
             n = 0;
-        j->took_ns = now_ns() - start;
+        j->took_ns = monotime_now() - start;
     }
     j->data = n ? encode(pcm, n) : NULL;
     j->samples = j->data ? n : 0;

@@ -9,6 +9,7 @@
 
 #include "compact.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "utf8.h"
 
@@ -130,12 +131,6 @@ struct store {
 };
 
 /* Small helpers -------------------------------------------------------------*/
-
-static void out_of_memory(void)
-{
-    log_error("store.oom", NULL);
-    abort();
-}
 
 static struct timeval ms_to_tv(int ms)
 {
@@ -329,9 +324,7 @@ static void op_refuse(store_op *op, store_status st)
 
 static store_op *op_new(store *s, op_kind kind, void *arg)
 {
-    store_op *op = calloc(1, sizeof *op);
-    if (op == NULL)
-        out_of_memory();
+    store_op *op = mem_calloc(1, sizeof *op);
     op->owner = s;
     op->kind = kind;
     op->arg = arg;
@@ -493,7 +486,7 @@ static bool op_can_send(store_op *op)
     }
     op->deadline = evtimer_new(s->base, op_deadline_passed, op);
     if (op->deadline == NULL)
-        out_of_memory();
+        mem_out_of_memory("store: evtimer_new");
     op->id = s->next_id++;
     return true;
 }
@@ -677,7 +670,7 @@ static void conn_start(store *s)
 {
     redisAsyncContext *ac = redisAsyncConnect(s->opt.host, s->opt.port);
     if (ac == NULL)
-        out_of_memory();
+        mem_out_of_memory("store: redisAsyncConnect");
     if (ac->err) {
         log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
         redisAsyncFree(ac);
@@ -946,7 +939,7 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
     }
     int len = redisFormatCommandArgv(&op->cmd, argc, argv, lens);
     if (len < 0)
-        out_of_memory();
+        mem_out_of_memory("store: redisFormatCommandArgv");
     op->cmd_len = (size_t)len;
     op_send_formatted(op);
 }
