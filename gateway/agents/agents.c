@@ -111,22 +111,8 @@ static agent_req *req_new(agents *a, httpd_request *http)
     r->action = "denied";
     TAILQ_INIT(&r->query);
     r->started = monotime_now();
-    r->next = a->pending;
-    if (a->pending)
-        a->pending->prev = r;
-    a->pending = r;
+    LIST_INSERT_HEAD(&a->pending, r, link);
     return r;
-}
-
-static void req_unlink(agent_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->owner->pending = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
 }
 
 static void req_free(agent_req *r)
@@ -211,7 +197,7 @@ static void req_end(agent_req *r, int status, json_t *body)
     record(r, status);
     httpd_reply_json(r->http, status, body);
     r->http = NULL;
-    req_unlink(r);
+    LIST_REMOVE(r, link);
     r->owner = NULL;
     if (r->waiting == 0)
         req_free(r);
@@ -519,8 +505,8 @@ void agents_free(agents *a)
 {
     if (a == NULL)
         return;
-    while (a->pending)
-        req_fail(a->pending, 503, "shutting_down", "The gateway is stopping.");
+    while (!LIST_EMPTY(&a->pending))
+        req_fail(LIST_FIRST(&a->pending), 503, "shutting_down", "The gateway is stopping.");
     auth_free(a->auth);
     free(a);
 }

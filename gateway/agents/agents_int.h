@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "agents.h"
@@ -42,7 +43,7 @@ struct agents {
     int resume_ttl_s;         /* life of a resume token */
     char audit_max[16];       /* MAXLEN of the audit stream, as text */
     char resume_at[300];      /* "host:port" of the voice listener, for resume URIs */
-    struct agent_req *pending;/* requests not yet answered, newest first */
+    LIST_HEAD(, agent_req) pending; /* requests not yet answered, newest first */
 };
 
 typedef struct agent_req agent_req;
@@ -81,7 +82,7 @@ struct agent_req {
     char token[33];           /* resume: the new token (hex), wiped after the answer */
     bool sms_queued;          /* transfer of an SMS session: its text went to the outbox */
     list_work list;           /* GET /v1/sessions and /v1/callbacks */
-    agent_req *prev, *next;   /* in owner->pending */
+    LIST_ENTRY(agent_req) link; /* in owner->pending */
 };
 
 /* Requests (agents.c) ---------------------------------------------------------*/

@@ -70,7 +70,7 @@ void dp_report(dp_problems *p, const char *file, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    p->v[p->n++] = (dp_problem){strdup(file ? file : "-"), line, seq, strdup(msg)};
+    p->v[p->n++] = (dp_problem){mem_strdup(file ? file : "-"), line, seq, mem_strdup(msg)};
 }
 
 static int problem_order(const void *a, const void *b)
@@ -201,7 +201,7 @@ static char **list_yaml(const char *dir, size_t *count, dp_problems *probs)
             break;
         }
         names = dp_grow(names, &cap, n, sizeof *names);
-        names[n++] = strdup(e->d_name);
+        names[n++] = mem_strdup(e->d_name);
     }
     closedir(d);
     if (n)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "dialplan.h"
@@ -39,7 +40,7 @@ struct engine {
     struct event_base *base;       /* the main loop */
     engine_options opt;            /* limits and TTLs */
     dialplan *dp;                  /* the set new hops start on (one reference) */
-    hop *hops;                     /* hops in flight */
+    LIST_HEAD(, hop) hops;         /* hops in flight */
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
 };
@@ -51,7 +52,7 @@ typedef enum {
 
 struct hop {
     engine *e;                     /* NULL once engine_free orphaned the hop */
-    hop *prev, *next;              /* in e->hops */
+    LIST_ENTRY(hop) link;          /* in e->hops */
     dialplan *dp;                  /* the set this hop runs on (one reference) */
     engine_event ev;               /* the event, strings owned below */
     char *strs[7];                 /* owned copies of the event's strings */
@@ -192,17 +193,6 @@ static void hop_free(hop *h)
     free(h);
 }
 
-static void unlink_hop(hop *h)
-{
-    if (h->prev)
-        h->prev->next = h->next;
-    else if (h->e)
-        h->e->hops = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    h->prev = h->next = NULL;
-}
-
 static void log_hop(const hop *h, engine_status st)
 {
     if (!log_enabled(LOG_INFO))
@@ -228,7 +218,7 @@ static void finish(hop *h, engine_status st, json_t *output)
     }
     log_hop(h, st);
     metrics_inc(h->e->hops_total[st]);
-    unlink_hop(h);
+    LIST_REMOVE(h, link);
     engine_result r = {st, st == ENGINE_OK || st == ENGINE_HELD ? output : NULL};
     h->cb(&r, h->cb_arg);
     hop_free(h);
@@ -711,10 +701,7 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
         h->ev.node = keep(h, 5, ev->node);
         h->ev.hop_key = keep(h, 6, ev->hop_key);
     }
-    h->next = e->hops;
-    if (e->hops)
-        e->hops->prev = h;
-    e->hops = h;
+    LIST_INSERT_HEAD(&e->hops, h, link);
     return h;
 }
 
@@ -744,9 +731,9 @@ void engine_free(engine *e)
 {
     if (!e)
         return;
-    while (e->hops) {
-        hop *h = e->hops;
-        unlink_hop(h);
+    while (!LIST_EMPTY(&e->hops)) {
+        hop *h = LIST_FIRST(&e->hops);
+        LIST_REMOVE(h, link);
         log_hop(h, ENGINE_UNAVAILABLE);
         metrics_inc(e->hops_total[ENGINE_UNAVAILABLE]);
         engine_result r = {ENGINE_UNAVAILABLE, NULL};

@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,7 +93,7 @@ struct httpd_request {
     const route *route;            /* matched route, or the unmatched pseudo-route */
     bool close_after;              /* ask the client to close after the answer */
     monotime started;              /* dispatch time, for the access log */
-    httpd_request *prev, *next;    /* the listener's in-flight list */
+    LIST_ENTRY(httpd_request) link; /* the listener's in-flight list */
 };
 
 /* One accepted socket, from accept until evhttp frees its connection. */
@@ -128,7 +129,7 @@ struct httpd {
     route routes[HTTPD_MAX_ROUTES];       /* the route table */
     size_t route_count;                   /* used entries of routes */
     route unmatched;                      /* metrics of 404s */
-    httpd_request *in_flight_list;        /* dispatched, not yet answered */
+    LIST_HEAD(, httpd_request) in_flight_list; /* dispatched, not yet answered */
     size_t in_flight;                     /* length of in_flight_list */
     bool draining;                        /* httpd_drain was called */
     struct event *drain_timer;            /* grace deadline, also the "done" kick */
@@ -459,10 +460,7 @@ static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const r
     req->ev = ev;
     req->route = r;
     req->started = monotime_now();
-    req->next = h->in_flight_list;
-    if (h->in_flight_list)
-        h->in_flight_list->prev = req;
-    h->in_flight_list = req;
+    LIST_INSERT_HEAD(&h->in_flight_list, req, link);
     h->in_flight++;
     metrics_set(h->in_flight_gauge, (double)h->in_flight);
     return req;
@@ -470,12 +468,7 @@ static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const r
 
 static void unlink_request(httpd *h, httpd_request *req)
 {
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        h->in_flight_list = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
+    LIST_REMOVE(req, link);
     h->in_flight--;
     metrics_set(h->in_flight_gauge, (double)h->in_flight);
 }
@@ -777,8 +770,8 @@ void httpd_free(httpd *h)
         evhttp_free(h->http); /* closes connections; forget_connection runs for each */
     drop_newborns(h);
     tdestroy(h->connections, free_connection_node);
-    while (h->in_flight_list) {
-        httpd_request *req = h->in_flight_list;
+    while (!LIST_EMPTY(&h->in_flight_list)) {
+        httpd_request *req = LIST_FIRST(&h->in_flight_list);
         unlink_request(h, req);
         free(req);
     }

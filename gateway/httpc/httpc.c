@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define HTTPC_MAX_URL 4096
 #define HTTPC_MAX_BODY (1024 * 1024)
@@ -24,7 +25,7 @@ typedef struct httpc_req httpc_req;
 
 struct httpc_req {
     httpc *owner;                 /* the client */
-    httpc_req *prev, *next;       /* the owner's list of unfinished requests */
+    TAILQ_ENTRY(httpc_req) link;  /* the owner's list of unfinished requests */
     bool sending;                 /* its easy handle is in the multi handle */
     const char *refusal;          /* refused before sending: why (static text) */
     struct event *refused_ev;     /* completes a refused request next loop turn */
@@ -43,7 +44,7 @@ struct httpc_req {
 /* A socket curl asked us to watch. */
 typedef struct httpc_sock {
     httpc *owner;                     /* the client */
-    struct httpc_sock *prev, *next;   /* the owner's list of watched sockets */
+    LIST_ENTRY(httpc_sock) link;      /* the owner's list of watched sockets */
     struct event *ev;                 /* read/write interest curl asked for */
 } httpc_sock;
 
@@ -52,8 +53,8 @@ struct httpc {
     CURLM *multi;             /* all transfers */
     struct event *timer;      /* curl's single timeout */
     httpc_options opt;        /* validated options */
-    httpc_req *head, *tail;   /* unfinished requests, oldest first */
-    httpc_sock *socks;        /* sockets being watched */
+    TAILQ_HEAD(, httpc_req) reqs; /* unfinished requests, oldest first */
+    LIST_HEAD(, httpc_sock) socks; /* sockets being watched */
     int in_flight;            /* requests accepted and not complete */
     bool closing;             /* httpc_free has started */
 };
@@ -77,28 +78,6 @@ void httpc_options_default(httpc_options *opt)
 }
 
 /* Requests and completion ---------------------------------------------------*/
-
-static void req_link(httpc *c, httpc_req *q)
-{
-    q->prev = c->tail;
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
-}
-
-static void req_unlink(httpc *c, httpc_req *q)
-{
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        c->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        c->tail = q->prev;
-}
 
 static void wipe_headers(struct curl_slist *list)
 {
@@ -130,7 +109,7 @@ static void req_complete(httpc_req *q, httpc_response *res)
         curl_multi_remove_handle(c->multi, q->easy);
         c->in_flight--;
     }
-    req_unlink(c, q);
+    TAILQ_REMOVE(&c->reqs, q, link);
     q->cb(res, q->arg);
     req_free(q);
 }
@@ -235,13 +214,7 @@ static void on_timer_event(evutil_socket_t fd, short what, void *arg)
 
 static void sock_free(httpc_sock *sk)
 {
-    httpc *c = sk->owner;
-    if (sk->prev)
-        sk->prev->next = sk->next;
-    else
-        c->socks = sk->next;
-    if (sk->next)
-        sk->next->prev = sk->prev;
+    LIST_REMOVE(sk, link);
     event_free(sk->ev);
     free(sk);
 }
@@ -255,10 +228,7 @@ static httpc_sock *sock_new(httpc *c, curl_socket_t fd)
         free(sk);
         return NULL;
     }
-    sk->next = c->socks;
-    if (c->socks)
-        c->socks->prev = sk;
-    c->socks = sk;
+    LIST_INSERT_HEAD(&c->socks, sk, link);
     return sk;
 }
 
@@ -374,7 +344,7 @@ void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
     q->refused_ev = evtimer_new(c->base, complete_refused, q);
     if (q->refused_ev == NULL)
         mem_out_of_memory("httpc: evtimer_new");
-    req_link(c, q);
+    TAILQ_INSERT_TAIL(&c->reqs, q, link);
     const char *problem = request_problem(r);
     if (problem) {
         log_error("httpc.bad_request", "problem=%s", problem);
@@ -437,6 +407,7 @@ httpc *httpc_new(struct event_base *base, const httpc_options *opt)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
     httpc *c = mem_calloc(1, sizeof *c);
+    TAILQ_INIT(&c->reqs);
     c->base = base;
     c->opt = *opt;
     if (!setup_multi(c)) {
@@ -454,16 +425,16 @@ void httpc_free(httpc *c)
     c->closing = true;
     /* Requests made from these callbacks are refused, join the list and
      * end here too. */
-    while (c->head) {
-        httpc_req *q = c->head;
+    while (!TAILQ_EMPTY(&c->reqs)) {
+        httpc_req *q = TAILQ_FIRST(&c->reqs);
         httpc_response res = {.status = q->refusal ? HTTPC_REFUSED : HTTPC_CANCELLED,
                               .error = q->refusal ? q->refusal : "shutdown"};
         req_complete(q, &res);
     }
     if (c->multi)
         curl_multi_cleanup(c->multi);
-    while (c->socks)
-        sock_free(c->socks);
+    while (!LIST_EMPTY(&c->socks))
+        sock_free(LIST_FIRST(&c->socks));
     if (c->timer)
         event_free(c->timer);
     free(c);

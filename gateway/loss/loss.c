@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "log.h"
@@ -29,7 +30,7 @@ typedef struct waiter waiter;
 /* A caller waiting to hear how its report went. */
 struct waiter {
     loss *l;                     /* NULL once the module is gone */
-    waiter *prev, *next;         /* the module's open waits */
+    LIST_ENTRY(waiter) link;     /* the module's open waits */
     char reference[LOSS_REFERENCE_LEN + 1];
     loss_cb *cb;                 /* told exactly once */
     void *arg;
@@ -48,7 +49,7 @@ typedef struct delivery delivery;
 /* One delivery in flight: the attempt and what the registry's answer needs. */
 struct delivery {
     loss *l;                     /* NULL once the module is gone */
-    delivery *prev, *next;       /* the module's deliveries in flight */
+    LIST_ENTRY(delivery) link;   /* the module's deliveries in flight */
     outbox_attempt *attempt;
     char reference[LOSS_REFERENCE_LEN + 1];
 };
@@ -59,8 +60,8 @@ struct loss {
     outbox *ob;                  /* where they wait */
     loss_render_fn *render;      /* SMS wording */
     void *render_ctx;
-    waiter *waiters;             /* open waits, newest first */
-    delivery *deliveries;        /* registry requests in flight */
+    LIST_HEAD(, waiter) waiters; /* open waits, newest first */
+    LIST_HEAD(, delivery) deliveries; /* registry requests in flight */
 };
 
 const char *loss_outcome_name(loss_outcome o)
@@ -99,12 +100,7 @@ static void waiter_unlink(waiter *w)
 {
     if (!w->l)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        w->l->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    LIST_REMOVE(w, link);
     w->l = NULL;
 }
 
@@ -137,12 +133,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * still has to come, and the wait ends after it. */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
-    waiter *w = l->waiters;
-    while (w) {
-        waiter *next = w->next;
+    waiter *w, *next;
+    for (w = LIST_FIRST(&l->waiters); w; w = next) {
+        next = LIST_NEXT(w, link);
         if (!w->adding && !strcmp(w->reference, reference))
             waiter_end(w, o, expires_on);
-        w = next;
     }
 }
 
@@ -236,10 +231,7 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within
     }
     reference_of(req->key, w->reference);
     w->l = l;
-    w->next = l->waiters;
-    if (l->waiters)
-        l->waiters->prev = w;
-    l->waiters = w;
+    LIST_INSERT_HEAD(&l->waiters, w, link);
     w->timer = evtimer_new(l->base, on_timer, w);
     snprintf(w->dedupe, sizeof w->dedupe, "loss:%s", req->key);
     w->payload = payload_of(req, w->reference);
@@ -267,12 +259,7 @@ static void delivery_unlink(delivery *d)
 {
     if (!d->l)
         return;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        d->l->deliveries = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    LIST_REMOVE(d, link);
     d->l = NULL;
 }
 
@@ -364,10 +351,7 @@ static void deliver(outbox_attempt *a, void *arg)
     }
     delivery *d = mem_calloc(1, sizeof *d);
     d->l = l;
-    d->next = l->deliveries;
-    if (l->deliveries)
-        l->deliveries->prev = d;
-    l->deliveries = d;
+    LIST_INSERT_HEAD(&l->deliveries, d, link);
     d->attempt = a;
     memcpy(d->reference, reference, LOSS_REFERENCE_LEN + 1);
     char idem[LOSS_KEY_MAX];
@@ -393,18 +377,17 @@ void loss_free(loss *l)
 {
     if (!l)
         return;
-    while (l->deliveries)
-        delivery_unlink(l->deliveries);
+    while (!LIST_EMPTY(&l->deliveries))
+        delivery_unlink(LIST_FIRST(&l->deliveries));
     /* A wait whose add is still with Redis ends when Redis answers; one
      * about to add again never learnt whether its report landed. */
-    waiter *w = l->waiters;
-    while (w) {
-        waiter *next = w->next;
+    waiter *w, *next;
+    for (w = LIST_FIRST(&l->waiters); w; w = next) {
+        next = LIST_NEXT(w, link);
         if (w->adding)
             waiter_unlink(w);
         else
             waiter_end(w, w->readding ? LOSS_UNAVAILABLE : LOSS_ACCEPTED, NULL);
-        w = next;
     }
     free(l);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -99,7 +100,7 @@ typedef struct {
 
 struct outbox_attempt {
     outbox *ob;                  /* NULL once the outbox was freed (detached) */
-    outbox_attempt *prev, *next; /* the outbox's open attempts */
+    LIST_ENTRY(outbox_attempt) link; /* the outbox's open attempts */
     char id[OB_MAX_ID];          /* stream entry id */
     char kind[OUTBOX_MAX_KIND_LEN + 1];
     int number;                  /* attempt number, 1 on the first */
@@ -115,7 +116,7 @@ typedef struct ob_req ob_req;
 
 struct ob_req {
     outbox *ob;               /* NULL when detached */
-    ob_req *prev, *next;      /* the outbox's live requests */
+    LIST_ENTRY(ob_req) link;  /* the outbox's live requests */
     req_kind kind;            /* what it is */
     outbox_add_cb *add_cb;    /* REQ_ADD: the caller's callback */
     void *add_arg;            /* and argument */
@@ -130,9 +131,9 @@ struct outbox {
     outbox_options opt;          /* validated copy; consumer owned */
     deliverer kinds[OUTBOX_MAX_KINDS]; /* registered deliverers */
     int nkinds;                  /* how many */
-    outbox_attempt *open;        /* attempts handed out, not finished */
+    LIST_HEAD(, outbox_attempt) open; /* attempts handed out, not finished */
     int in_flight;               /* how many */
-    ob_req *reqs;                /* requests not yet answered */
+    LIST_HEAD(, ob_req) reqs;    /* requests not yet answered */
     bool group_ready;            /* the consumer group is known to exist */
     bool taking;                 /* a take is in flight */
     bool take_again;             /* outbox_poll_now came during a take: take once more */
@@ -206,10 +207,7 @@ static ob_req *req_new(outbox *ob, req_kind kind)
     ob_req *q = mem_calloc(1, sizeof *q);
     q->ob = ob;
     q->kind = kind;
-    q->next = ob->reqs;
-    if (ob->reqs)
-        ob->reqs->prev = q;
-    ob->reqs = q;
+    LIST_INSERT_HEAD(&ob->reqs, q, link);
     return q;
 }
 
@@ -217,14 +215,8 @@ static ob_req *req_new(outbox *ob, req_kind kind)
 static outbox *req_end(ob_req *q)
 {
     outbox *ob = q->ob;
-    if (ob) {
-        if (q->prev)
-            q->prev->next = q->next;
-        else
-            ob->reqs = q->next;
-        if (q->next)
-            q->next->prev = q->prev;
-    }
+    if (ob)
+        LIST_REMOVE(q, link);
     if (q->ev)
         event_free(q->ev);
     free(q);
@@ -394,12 +386,7 @@ static void attempt_free(outbox_attempt *a)
 
 static void attempt_unlink(outbox *ob, outbox_attempt *a)
 {
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        ob->open = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    LIST_REMOVE(a, link);
     ob->in_flight--;
 }
 
@@ -452,7 +439,8 @@ int outbox_attempt_number(const outbox_attempt *a) { return a->number; }
 
 static bool attempt_open(const outbox *ob, const char *id)
 {
-    for (const outbox_attempt *a = ob->open; a; a = a->next)
+    const outbox_attempt *a;
+    LIST_FOREACH(a, &ob->open, link)
         if (strcmp(a->id, id) == 0)
             return true;
     return false;
@@ -494,10 +482,7 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
 
 static void attempt_start(outbox *ob, outbox_attempt *a)
 {
-    a->next = ob->open;
-    if (ob->open)
-        ob->open->prev = a;
-    ob->open = a;
+    LIST_INSERT_HEAD(&ob->open, a, link);
     ob->in_flight++;
     deliverer *d = find_kind(ob, a->kind);
     if (!json_is_object(a->payload) || a->kind[0] == '\0') {
@@ -709,19 +694,16 @@ void outbox_free(outbox *ob)
     if (ob == NULL)
         return;
     event_free(ob->poll_ev);
-    while (ob->open) {
-        outbox_attempt *a = ob->open;
+    while (!LIST_EMPTY(&ob->open)) {
+        outbox_attempt *a = LIST_FIRST(&ob->open);
         attempt_unlink(ob, a);
         a->ob = NULL;
     }
     /* Refused adds report now; sent requests report when Redis answers. */
-    while (ob->reqs) {
-        ob_req *q = ob->reqs;
-        ob->reqs = q->next;
-        if (ob->reqs)
-            ob->reqs->prev = NULL;
+    while (!LIST_EMPTY(&ob->reqs)) {
+        ob_req *q = LIST_FIRST(&ob->reqs);
+        LIST_REMOVE(q, link);
         q->ob = NULL;
-        q->prev = q->next = NULL;
         if (q->ev)
             add_report(q, q->refused, NULL);
     }

@@ -81,7 +81,7 @@ struct sms_out {
     outbox *ob;               /* where "sms" entries come from */
     httpc *http;              /* sendsms requests */
     sms_out_options opt;      /* copy; strings owned */
-    so_dlr *dlrs;             /* reports waiting for Redis */
+    LIST_HEAD(, so_dlr) dlrs; /* reports waiting for Redis */
 };
 
 /* Small helpers -------------------------------------------------------------*/
@@ -320,20 +320,10 @@ static void deliver_sms(outbox_attempt *a, void *arg)
 
 struct so_dlr {
     sms_out *so;             /* owner; NULL once sms_out_free ran (no reply then) */
-    so_dlr *prev, *next;     /* the owner's waiting reports */
+    LIST_ENTRY(so_dlr) link; /* the owner's waiting reports */
     httpd_request *req;      /* the report's HTTP request, answered when Redis is */
     sms_out_dlr report;      /* what Kannel reported */
 };
-
-static void dlr_unlink(so_dlr *d)
-{
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        d->so->dlrs = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
-}
 
 static const char *state_for_dlr(long status)
 {
@@ -381,7 +371,7 @@ const char *sms_out_dlr_parse(const char *query, sms_out_dlr *out)
 
 static void dlr_end(so_dlr *d)
 {
-    dlr_unlink(d);
+    LIST_REMOVE(d, link);
     free(d);
 }
 
@@ -455,10 +445,7 @@ static void serve_dlr(httpd_request *req, void *arg)
     }
     d->so = so;
     d->req = req;
-    d->next = so->dlrs;
-    if (so->dlrs)
-        so->dlrs->prev = d;
-    so->dlrs = d;
+    LIST_INSERT_HEAD(&so->dlrs, d, link);
     char key[sizeof SO_KEY_PREFIX + SO_MAX_ID];
     snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
     const char *argv[] = {"HGET", key, "dlr_token"};
@@ -520,7 +507,8 @@ static void release(sms_out *so)
 {
     /* Reports still waiting for Redis end without a reply: the listener
      * is being drained or freed. */
-    for (so_dlr *d = so->dlrs; d; d = d->next)
+    so_dlr *d;
+    LIST_FOREACH(d, &so->dlrs, link)
         d->so = NULL;
     httpc_free(so->http);
     free((char *)so->opt.sendsms_url);

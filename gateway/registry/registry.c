@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -49,7 +50,7 @@ typedef struct registry_req registry_req;
 
 struct registry_req {
     registry *reg;                  /* owner */
-    registry_req *prev, *next;      /* the owner's list of unfinished requests */
+    TAILQ_ENTRY(registry_req) link; /* the owner's list of unfinished requests */
     req_phase phase;                /* what is going on for it now */
     struct event *ev;               /* deferred completion, or the retry pause */
     char *url;                      /* base URL + path, kept for a read's retry */
@@ -71,7 +72,7 @@ struct registry {
     struct event_base *base;        /* the main loop */
     httpc *http;                    /* the transfers */
     registry_options opt;           /* options, strings owned (copied) */
-    registry_req *head, *tail;      /* unfinished requests, oldest first */
+    TAILQ_HEAD(, registry_req) reqs; /* unfinished requests, oldest first */
     int in_flight;                  /* accepted requests not yet complete */
     bool closing;                   /* registry_free has started */
     uint32_t id_tag;                /* random per instance, part of request ids */
@@ -204,29 +205,6 @@ static void path_for_log(const char *path, char *out, size_t cap)
 
 /* Request list and completion -----------------------------------------------*/
 
-static void req_link(registry *r, registry_req *q)
-{
-    q->prev = r->tail;
-    if (r->tail)
-        r->tail->next = q;
-    else
-        r->head = q;
-    r->tail = q;
-}
-
-static void req_unlink(registry *r, registry_req *q)
-{
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        r->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        r->tail = q->prev;
-    q->prev = q->next = NULL;
-}
-
 static void req_wipe_body(registry_req *q)
 {
     if (q->body) {
@@ -288,7 +266,7 @@ static void req_complete(registry_req *q, registry_status st, long http, json_t 
     record_outcome(r, q, &res, res.error_code ? res.error_code : cause);
     if (q->phase != REQ_REFUSED)
         r->in_flight--;
-    req_unlink(r, q);
+    TAILQ_REMOVE(&r->reqs, q, link);
     q->cb(&res, q->arg);
     json_decref(body);
     req_free(q);
@@ -311,7 +289,7 @@ static registry_req *req_new(registry *r, const char *method, registry_cb *cb, v
     snprintf(q->log_path, sizeof q->log_path, "-");
     snprintf(q->request_id, sizeof q->request_id, "cl-%08x-%llu", (unsigned)r->id_tag,
              (unsigned long long)++r->id_seq);
-    req_link(r, q);
+    TAILQ_INSERT_TAIL(&r->reqs, q, link);
     return q;
 }
 
@@ -610,6 +588,7 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
         return NULL;
     }
     registry *r = mem_calloc(1, sizeof *r);
+    TAILQ_INIT(&r->reqs);
     r->base = base;
     r->opt = *opt;
     r->opt.base_url = dup_or_null(opt->base_url);
@@ -646,8 +625,8 @@ void registry_free(registry *r)
      * retry while closing); requests made from any of these callbacks are
      * refused, join the list and end here too. */
     httpc_free(r->http);
-    while (r->head)
-        req_complete(r->head, REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
+    while (!TAILQ_EMPTY(&r->reqs))
+        req_complete(TAILQ_FIRST(&r->reqs), REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
     free_options(&r->opt);
     free(r);
 }

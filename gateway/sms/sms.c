@@ -60,7 +60,7 @@ struct sms {
     engine *engine;          /* runs the hops */
     sms_options opt;         /* limits; secret owned */
     allow_list *allow;       /* allowed sources, NULL = any */
-    sms_pending *pending;    /* requests waiting for a hop, newest first */
+    LIST_HEAD(, sms_pending) pending; /* requests waiting for a hop, newest first */
 };
 
 /* One Kannel request waiting for the engine. */
@@ -72,7 +72,7 @@ struct sms_pending {
     char *text;              /* the MO text (never logged) */
     char lang[SMS_LANG_MAX]; /* held: the conversation's language, for the acknowledgement */
     bool started;            /* the START hop was sent (no second fallback) */
-    sms_pending *prev, *next;/* in owner->pending */
+    LIST_ENTRY(sms_pending) link; /* in owner->pending */
 };
 
 static metrics_series *counter(const char *result)
@@ -176,14 +176,8 @@ static void render_unavailable(const sms *s, char *out, size_t size)
 
 static void pending_free(sms_pending *p)
 {
-    if (p->owner) {
-        if (p->prev)
-            p->prev->next = p->next;
-        else
-            p->owner->pending = p->next;
-        if (p->next)
-            p->next->prev = p->prev;
-    }
+    if (p->owner)
+        LIST_REMOVE(p, link);
     free(p->text);
     free(p);
 }
@@ -407,10 +401,7 @@ static void on_request(httpd_request *req, void *arg)
             snprintf(p->sender, sizeof p->sender, "%s", mo.sender);
             snprintf(p->session, sizeof p->session, "sms:%s", mo.sender);
             p->text = mem_strdup(mo.text);
-            p->next = s->pending;
-            if (s->pending)
-                s->pending->prev = p;
-            s->pending = p;
+            LIST_INSERT_HEAD(&s->pending, p, link);
             if (is_keyword(s, mo.text))
                 start_hop(p);
             else
@@ -462,7 +453,8 @@ void sms_free(sms *s)
 {
     if (!s)
         return;
-    for (sms_pending *p = s->pending; p; p = p->next) {
+    sms_pending *p;
+    LIST_FOREACH(p, &s->pending, link) {
         p->owner = NULL;
         httpd_reply_error(p->req, 503, "shutting_down", "the gateway is stopping");
     }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define STORE_KEY_PREFIX "cl:s:"
 #define STORE_EVENTS_PREFIX "cl:e:" /* same length as STORE_KEY_PREFIX */
@@ -98,14 +99,12 @@ struct store_op {
     bool reloaded;             /* save: resent once after NOSCRIPT */
     store_status refused_with; /* status of an operation refused before sending */
     struct event *deadline;    /* STORE_TIMEOUT when it fires; NULL until sent */
-    store_op *prev;            /* neighbours in the in-flight or refused list */
-    store_op *next;
+    TAILQ_ENTRY(store_op) link; /* neighbours in the in-flight or refused list */
 };
 
 typedef struct {
-    store_op *head; /* oldest */
-    store_op *tail; /* newest */
-    size_t len;     /* number of operations in the list */
+    TAILQ_HEAD(, store_op) ops; /* oldest first */
+    size_t len;                 /* number of operations in the list */
 } op_list;
 
 struct store {
@@ -216,29 +215,21 @@ static size_t events_key(char out[STORE_KEY_SIZE], const char *id)
 
 /* Operation lists ------------------------------------------------------------*/
 
+static void list_init(op_list *l)
+{
+    TAILQ_INIT(&l->ops);
+    l->len = 0;
+}
+
 static void list_append(op_list *l, store_op *op)
 {
-    op->prev = l->tail;
-    op->next = NULL;
-    if (l->tail)
-        l->tail->next = op;
-    else
-        l->head = op;
-    l->tail = op;
+    TAILQ_INSERT_TAIL(&l->ops, op, link);
     l->len++;
 }
 
 static void list_remove(op_list *l, store_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        l->head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        l->tail = op->prev;
-    op->prev = op->next = NULL;
+    TAILQ_REMOVE(&l->ops, op, link);
     l->len--;
 }
 
@@ -246,7 +237,7 @@ static void list_remove(op_list *l, store_op *op)
  * operation is at or near the head; an id below the head's timed out. */
 static store_op *inflight_find(store *s, uintptr_t id)
 {
-    for (store_op *op = s->inflight.head; op && op->id <= id; op = op->next)
+    for (store_op *op = TAILQ_FIRST(&s->inflight.ops); op && op->id <= id; op = TAILQ_NEXT(op, link))
         if (op->id == id)
             return op;
     return NULL;
@@ -292,7 +283,7 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
 static void fail_inflight(store *s, store_status st)
 {
     store_op *op;
-    while ((op = s->inflight.head) != NULL) {
+    while ((op = TAILQ_FIRST(&s->inflight.ops)) != NULL) {
         list_remove(&s->inflight, op);
         op_complete(op, st, NULL, 0, NULL);
     }
@@ -302,10 +293,13 @@ static void report_refused(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     store *s = arg;
-    op_list batch = s->refused;
-    s->refused = (op_list){0};
+    op_list batch;
+    list_init(&batch);
+    TAILQ_CONCAT(&batch.ops, &s->refused.ops, link);
+    batch.len = s->refused.len;
+    s->refused.len = 0;
     store_op *op;
-    while ((op = batch.head) != NULL) {
+    while ((op = TAILQ_FIRST(&batch.ops)) != NULL) {
         list_remove(&batch, op);
         op_complete(op, op->refused_with, NULL, 0, NULL);
     }
@@ -809,6 +803,8 @@ store *store_new(struct event_base *base, const store_options *opt)
         return NULL;
     s->base = base;
     s->opt = *opt;
+    list_init(&s->inflight);
+    list_init(&s->refused);
     fix_options(&s->opt);
     s->opt.host = strdup(s->opt.host);
     s->opt.password = opt->password && *opt->password ? strdup(opt->password) : NULL;
@@ -844,7 +840,7 @@ void store_free(store *s)
     s->closing = true;
     if (s->ac)
         conn_drop(s);
-    while (s->refused.head)
+    while (!TAILQ_EMPTY(&s->refused.ops))
         report_refused(-1, 0, s);
     store_release(s);
 }

@@ -124,7 +124,7 @@ struct ussd {
     const struct timeval *deadline; /* answer_deadline_ms, a libevent common timeout (O(1) timers) */
     struct evbuffer *reply;        /* the body of the reply being sent */
     allow_list *allow;             /* allowed sources, NULL = any */
-    starting *starts;              /* session starts waiting for their count */
+    LIST_HEAD(, starting) starts;  /* session starts waiting for their count */
     usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
     size_t nsessions;              /* entries in buckets */
     struct event *sweep;           /* drops silent sessions' state */
@@ -555,7 +555,7 @@ typedef struct {
  * gone by then: the fields are copied). */
 struct starting {
     ussd *u;                       /* NULL once ussd_free orphaned it */
-    starting *prev, *next;         /* in u->starts */
+    LIST_ENTRY(starting) link;     /* in u->starts */
     httpd_request *req;            /* to answer */
     char sid[USSD_MAX_SESSION_ID + 1]; /* sessionId */
     char code[USSD_MAX_CODE + 1];  /* serviceCode */
@@ -736,14 +736,8 @@ static bool peer_ok(ussd *u, httpd_request *req, const char *body, size_t len)
 
 static void starting_free(starting *st)
 {
-    if (st->u) {
-        if (st->prev)
-            st->prev->next = st->next;
-        else
-            st->u->starts = st->next;
-        if (st->next)
-            st->next->prev = st->prev;
-    }
+    if (st->u)
+        LIST_REMOVE(st, link);
     free(st);
 }
 
@@ -776,10 +770,7 @@ static void count_start(ussd *u, httpd_request *req, const ussd_req *q)
     snprintf(st->code, sizeof st->code, "%s", q->code);
     snprintf(st->phone, sizeof st->phone, "%s", q->phone);
     st->t0 = q->t0;
-    st->next = u->starts;
-    if (u->starts)
-        u->starts->prev = st;
-    u->starts = st;
+    LIST_INSERT_HEAD(&u->starts, st, link);
     char key[sizeof USSD_START_KEY_PREFIX + USSD_MAX_PHONE];
     snprintf(key, sizeof key, USSD_START_KEY_PREFIX "%s", q->phone);
     store_count_take(engine_store(u->opt.engine), key, u->opt.number_window_s, on_start_counted, st);
@@ -955,7 +946,8 @@ void ussd_free(ussd *u)
             remove_session(u, s);
         }
     }
-    for (starting *st = u->starts; st; st = st->next)
+    starting *st;
+    LIST_FOREACH(st, &u->starts, link)
         st->u = NULL;   /* its count's callback frees it */
     if (u->sweep)
         event_free(u->sweep);
