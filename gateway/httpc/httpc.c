@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pending.h"
 #include "version.h"
 
 #include <curl/curl.h>
@@ -25,10 +26,10 @@ typedef struct httpc_req httpc_req;
 
 struct httpc_req {
     httpc *owner;                 /* the client */
-    TAILQ_ENTRY(httpc_req) link;  /* the owner's list of unfinished requests */
+    pending_op op;                /* in the owner's unfinished requests */
     bool sending;                 /* its easy handle is in the multi handle */
     const char *refusal;          /* refused before sending: why (static text) */
-    struct event *refused_ev;     /* completes a refused request next loop turn */
+    httpc_response *answer;       /* the transfer's outcome, while completing */
     CURL *easy;                   /* the transfer, NULL when refused early */
     struct curl_slist *headers;   /* header lines, wiped before free */
     char *body;                   /* copy of the request body, wiped before free */
@@ -53,7 +54,7 @@ struct httpc {
     CURLM *multi;             /* all transfers */
     struct event *timer;      /* curl's single timeout */
     httpc_options opt;        /* validated options */
-    TAILQ_HEAD(, httpc_req) reqs; /* unfinished requests, oldest first */
+    pending_set reqs;         /* unfinished requests, oldest first */
     LIST_HEAD(, httpc_sock) socks; /* sockets being watched */
     int in_flight;            /* requests accepted and not complete */
     bool closing;             /* httpc_free has started */
@@ -96,38 +97,36 @@ static void req_free(httpc_req *q)
         free(q->body);
     }
     free(q->resp);
-    event_free(q->refused_ev);
     free(q);
 }
 
-/* The only place callbacks are called: unlinks first so the callback sees a
- * consistent client and may send new requests. */
-static void req_complete(httpc_req *q, httpc_response *res)
+/* How a request ends, as told to pending. */
+enum { REQ_ANSWERED, REQ_REFUSED, REQ_CANCELLED };
+
+/* The only place callbacks are called: pending has unlinked the request,
+ * so the callback sees a consistent client and may send new requests. */
+static void req_complete(pending_op *op, int how)
 {
+    httpc_req *q = pending_owner(op, httpc_req, op);
     httpc *c = q->owner;
     if (q->sending) {
         curl_multi_remove_handle(c->multi, q->easy);
         c->in_flight--;
     }
-    TAILQ_REMOVE(&c->reqs, q, link);
-    q->cb(res, q->arg);
+    httpc_response ended = {.status = HTTPC_CANCELLED, .error = "shutdown"};
+    if (how == REQ_ANSWERED)
+        ended = *q->answer;
+    else if (how == REQ_REFUSED || q->refusal)
+        ended = (httpc_response){.status = HTTPC_REFUSED, .error = q->refusal};
+    q->cb(&ended, q->arg);
     req_free(q);
-}
-
-static void complete_refused(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    httpc_req *q = arg;
-    httpc_response res = {.status = HTTPC_REFUSED, .error = q->refusal};
-    req_complete(q, &res);
 }
 
 /* Completes on the next loop turn: never inside httpc_send. */
 static void req_refuse(httpc_req *q, const char *why)
 {
-    static const struct timeval now = {0, 0};
     q->refusal = why;
-    evtimer_add(q->refused_ev, &now);
+    pending_complete_soon(&q->op, REQ_REFUSED);
 }
 
 /* Transfers -----------------------------------------------------------------*/
@@ -172,7 +171,8 @@ static void transfer_done(httpc_req *q, CURLcode rc)
         res.status = HTTPC_FAILED;
         res.error = curl_easy_strerror(rc);
     }
-    req_complete(q, &res);
+    q->answer = &res;
+    pending_complete(&q->op, REQ_ANSWERED);
 }
 
 /* Collects finished transfers; called after every curl_multi_socket_action. */
@@ -341,10 +341,7 @@ void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
     q->owner = c;
     q->cb = cb;
     q->arg = arg;
-    q->refused_ev = evtimer_new(c->base, complete_refused, q);
-    if (q->refused_ev == NULL)
-        mem_out_of_memory("httpc: evtimer_new");
-    TAILQ_INSERT_TAIL(&c->reqs, q, link);
+    pending_start(&c->reqs, &q->op, req_complete);
     const char *problem = request_problem(r);
     if (problem) {
         log_error("httpc.bad_request", "problem=%s", problem);
@@ -407,7 +404,7 @@ httpc *httpc_new(struct event_base *base, const httpc_options *opt)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
     httpc *c = mem_calloc(1, sizeof *c);
-    TAILQ_INIT(&c->reqs);
+    pending_set_init(&c->reqs, base);
     c->base = base;
     c->opt = *opt;
     if (!setup_multi(c)) {
@@ -425,12 +422,7 @@ void httpc_free(httpc *c)
     c->closing = true;
     /* Requests made from these callbacks are refused, join the list and
      * end here too. */
-    while (!TAILQ_EMPTY(&c->reqs)) {
-        httpc_req *q = TAILQ_FIRST(&c->reqs);
-        httpc_response res = {.status = q->refusal ? HTTPC_REFUSED : HTTPC_CANCELLED,
-                              .error = q->refusal ? q->refusal : "shutdown"};
-        req_complete(q, &res);
-    }
+    pending_complete_all(&c->reqs, REQ_CANCELLED);
     if (c->multi)
         curl_multi_cleanup(c->multi);
     while (!LIST_EMPTY(&c->socks))
