@@ -15,6 +15,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "monotime.h"
+#include "pending.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -41,7 +41,7 @@
 
 /* A request is in exactly one phase until it completes. */
 typedef enum {
-    REQ_REFUSED,     /* refused before sending; completes from `ev` */
+    REQ_REFUSED,     /* refused before sending; completes on a later turn */
     REQ_TRANSFER,    /* an httpc request is in flight for it */
     REQ_RETRY_WAIT   /* a read waiting on `ev` to be tried again */
 } req_phase;
@@ -50,16 +50,17 @@ typedef struct registry_req registry_req;
 
 struct registry_req {
     registry *reg;                  /* owner */
-    TAILQ_ENTRY(registry_req) link; /* the owner's list of unfinished requests */
+    pending_op op;                  /* in the owner's unfinished requests */
     req_phase phase;                /* what is going on for it now */
-    struct event *ev;               /* deferred completion, or the retry pause */
+    struct event *ev;               /* the retry pause */
     char *url;                      /* base URL + path, kept for a read's retry */
     char *body;                     /* serialized request body, wiped once sent */
     size_t body_len;                /* its length */
     bool is_read;                   /* a GET: may be tried again after UNAVAILABLE */
     int attempts;                   /* transfers started so far */
-    registry_status refusal;        /* REQ_REFUSED: the status to complete with */
-    const char *refusal_reason;     /* REQ_REFUSED: static text for the log line */
+    long end_http;                  /* completing: the HTTP status, 0 if none */
+    json_t *end_body;               /* completing: the body (owned), or NULL */
+    const char *end_cause;          /* completing: static text for the log line */
     char method[8];                 /* GET, POST, PATCH or DELETE */
     char log_path[256];             /* the path with IDs masked and no query */
     char request_id[40];            /* X-Request-Id sent and logged */
@@ -72,7 +73,7 @@ struct registry {
     struct event_base *base;        /* the main loop */
     httpc *http;                    /* the transfers */
     registry_options opt;           /* options, strings owned (copied) */
-    TAILQ_HEAD(, registry_req) reqs; /* unfinished requests, oldest first */
+    pending_set reqs;               /* unfinished requests, oldest first */
     int in_flight;                  /* accepted requests not yet complete */
     bool closing;                   /* registry_free has started */
     uint32_t id_tag;                /* random per instance, part of request ids */
@@ -249,12 +250,20 @@ static void record_outcome(registry *r, const registry_req *q, const registry_re
     metrics_inc(r->m_seconds_count);
 }
 
-/* Ends a request: one log line, metrics, the callback, then the memory.
- * `body` is owned and released after the callback. */
-static void req_complete(registry_req *q, registry_status st, long http, json_t *body,
-                         const char *cause)
+/* registry_free's status for what is still pending: UNAVAILABLE, "shutdown". */
+#define REQ_SHUTDOWN (-1)
+
+/* pending's completion, the only place callbacks are called: one log line,
+ * metrics, the callback, then the memory. The body is released after the
+ * callback. */
+static void req_completed(pending_op *op, int status)
 {
+    registry_req *q = pending_owner(op, registry_req, op);
     registry *r = q->reg;
+    registry_status st = status == REQ_SHUTDOWN ? REGISTRY_UNAVAILABLE : (registry_status)status;
+    long http = status == REQ_SHUTDOWN ? 0 : q->end_http;
+    json_t *body = status == REQ_SHUTDOWN ? NULL : q->end_body;
+    const char *cause = status == REQ_SHUTDOWN ? "shutdown" : q->end_cause;
     registry_result res = {
         .status = st,
         .http_status = http,
@@ -266,13 +275,22 @@ static void req_complete(registry_req *q, registry_status st, long http, json_t 
     record_outcome(r, q, &res, res.error_code ? res.error_code : cause);
     if (q->phase != REQ_REFUSED)
         r->in_flight--;
-    TAILQ_REMOVE(&r->reqs, q, link);
     q->cb(&res, q->arg);
     json_decref(body);
     req_free(q);
 }
 
-static void on_req_event(evutil_socket_t fd, short what, void *arg);
+/* Ends a request now. `body` is owned. */
+static void req_complete(registry_req *q, registry_status st, long http, json_t *body,
+                         const char *cause)
+{
+    q->end_http = http;
+    q->end_body = body;
+    q->end_cause = cause;
+    pending_complete(&q->op, (int)st);
+}
+
+static void on_retry_due(evutil_socket_t fd, short what, void *arg);
 
 static registry_req *req_new(registry *r, const char *method, registry_cb *cb, void *arg)
 {
@@ -280,7 +298,7 @@ static registry_req *req_new(registry *r, const char *method, registry_cb *cb, v
     q->reg = r;
     q->cb = cb;
     q->arg = arg;
-    q->ev = evtimer_new(r->base, on_req_event, q);
+    q->ev = evtimer_new(r->base, on_retry_due, q);
     if (q->ev == NULL)
         mem_out_of_memory("registry: evtimer_new");
     q->started = monotime_now();
@@ -289,7 +307,7 @@ static registry_req *req_new(registry *r, const char *method, registry_cb *cb, v
     snprintf(q->log_path, sizeof q->log_path, "-");
     snprintf(q->request_id, sizeof q->request_id, "cl-%08x-%llu", (unsigned)r->id_tag,
              (unsigned long long)++r->id_seq);
-    TAILQ_INSERT_TAIL(&r->reqs, q, link);
+    pending_start(&r->reqs, &q->op, req_completed);
     return q;
 }
 
@@ -297,11 +315,9 @@ static registry_req *req_new(registry *r, const char *method, registry_cb *cb, v
  * their callback run inside the call that made the request. */
 static void req_refuse(registry_req *q, registry_status st, const char *reason)
 {
-    static const struct timeval now = {0, 0};
     q->phase = REQ_REFUSED;
-    q->refusal = st;
-    q->refusal_reason = reason;
-    evtimer_add(q->ev, &now);
+    q->end_cause = reason;
+    pending_complete_soon(&q->op, (int)st);
 }
 
 /* Transfers ----------------------------------------------------------------*/
@@ -418,14 +434,10 @@ static void req_retry_now(registry_req *q)
     req_send(q, NULL, left);
 }
 
-static void on_req_event(evutil_socket_t fd, short what, void *arg)
+static void on_retry_due(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    registry_req *q = arg;
-    if (q->phase == REQ_RETRY_WAIT)
-        req_retry_now(q);
-    else
-        req_complete(q, q->refusal, 0, NULL, q->refusal_reason);
+    req_retry_now(arg);
 }
 
 static registry_status status_for_http(long code)
@@ -588,7 +600,7 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
         return NULL;
     }
     registry *r = mem_calloc(1, sizeof *r);
-    TAILQ_INIT(&r->reqs);
+    pending_set_init(&r->reqs, base);
     r->base = base;
     r->opt = *opt;
     r->opt.base_url = dup_or_null(opt->base_url);
@@ -625,8 +637,7 @@ void registry_free(registry *r)
      * retry while closing); requests made from any of these callbacks are
      * refused, join the list and end here too. */
     httpc_free(r->http);
-    while (!TAILQ_EMPTY(&r->reqs))
-        req_complete(TAILQ_FIRST(&r->reqs), REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
+    pending_complete_all(&r->reqs, REQ_SHUTDOWN);
     free_options(&r->opt);
     free(r);
 }
