@@ -4,8 +4,9 @@
  *
  * Handoff: the main loop appends jobs to `todo` under `lock` and signals
  * `wake`; the worker takes one, makes its audio into buffers of its own,
- * appends the job to `done` and writes an eventfd the main loop reads
- * (as sip.c hands its events over), so the base needs no evthread locking.
+ * and hands the job back through core/handoff (a locked list and an eventfd
+ * the main loop reads, as sip.c hands its events over), so the base needs no
+ * evthread locking.
  * Only the main loop touches an entry: the worker sees the job's copies of
  * voice, language and text, and never the entry the job points to.
  *
@@ -27,7 +28,6 @@
  * (nice +10) so that RTP pacing on the main loop comes first. */
 #include "speech.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sndfile.h>
@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -49,6 +48,7 @@
 #include <event2/event.h>
 #include <openssl/evp.h>
 
+#include "handoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "monotime.h"
@@ -87,7 +87,8 @@ struct entry {
 
 typedef struct job job;
 struct job {
-    job *next;                   /* in todo or done */
+    job *next;                   /* in todo */
+    handoff_item done;           /* in `finished`, once made */
     entry *e;                    /* the entry it fills (main loop only) */
     char voice[VOICE_NAME];      /* espeak-ng voice */
     char lang[LANG_NAME];        /* the language whose recordings are looked up */
@@ -117,13 +118,11 @@ struct speech {
     int queued;                  /* jobs not yet back (todo, in hand, done) */
     pthread_t thread;            /* the worker */
     bool started;                /* thread exists */
-    pthread_mutex_t lock;        /* guards todo, done and stop */
+    pthread_mutex_t lock;        /* guards todo and stop */
     pthread_cond_t wake;         /* todo grew or stop was set */
     job *todo, *todo_tail;       /* for the worker */
-    job *done, *done_tail;       /* for the main loop */
     bool stop;                   /* the worker should return */
-    int wake_fd;                 /* eventfd the worker writes */
-    struct event *wake_ev;       /* its read event */
+    handoff *finished;           /* jobs made, for the main loop */
     speech_stats stats;          /* figures; percentiles from hist */
     uint32_t hist[HIST_BUCKETS + 1]; /* synthesis times */
     uint64_t timed;              /* entries of hist */
@@ -454,17 +453,7 @@ static job *take_job(speech *s)
 
 static void hand_back(speech *s, job *j)
 {
-    j->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->done_tail)
-        s->done_tail->next = j;
-    else
-        s->done = j;
-    s->done_tail = j;
-    pthread_mutex_unlock(&s->lock);
-    uint64_t one = 1;
-    if (write(s->wake_fd, &one, sizeof one) != sizeof one)
-        log_error("speech.wake", "errno=%d", errno); /* only at 2^64-1 pending: cannot happen */
+    handoff_post(s->finished, &j->done);
 }
 
 static void *worker(void *arg)
@@ -657,24 +646,14 @@ static void finish(speech *s, job *j)
 
 static job *pop_done(speech *s)
 {
-    pthread_mutex_lock(&s->lock);
-    job *j = s->done;
-    if (j) {
-        s->done = j->next;
-        if (!s->done)
-            s->done_tail = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return j;
+    handoff_item *it = handoff_take(s->finished);
+    return it ? handoff_owner(it, job, done) : NULL;
 }
 
-static void on_done(evutil_socket_t fd, short what, void *arg)
+static void on_done(handoff *h, void *arg)
 {
-    (void)what;
+    (void)h;
     speech *s = arg;
-    uint64_t count;
-    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
-        log_error("speech.wake", "errno=%d", errno);
     for (job *j; (j = pop_done(s)) != NULL;)
         finish(s, j);
     evict(s);
@@ -806,7 +785,6 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->opt = *opt;
     s->opt.voices = NULL;
     s->opt.recorded_dir = NULL;
-    s->wake_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     /* espeak-ng is set up here, before the worker exists, which then has it alone. */
@@ -820,9 +798,8 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->recorded_dir = opt->recorded_dir && *opt->recorded_dir ? strdup(opt->recorded_dir) : NULL;
     s->nbuckets = 64;
     s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
-    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->wake_ev = s->wake_fd < 0 ? NULL : event_new(base, s->wake_fd, EV_READ | EV_PERSIST, on_done, s);
-    if (!s->buckets || !s->wake_ev || event_add(s->wake_ev, NULL) != 0 ||
+    s->finished = handoff_new(base, on_done, s);
+    if (!s->buckets || !s->finished ||
         pthread_create(&s->thread, NULL, worker, s) != 0) {
         log_error("speech.start", "why=%s", log_quote("no memory, eventfd or thread").s);
         speech_free(s);
@@ -847,7 +824,7 @@ void speech_free(speech *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
-    for (job *j; (j = pop_done(s)) != NULL;)
+    for (job *j; s->finished && (j = pop_done(s)) != NULL;)
         finish(s, j);
     while (s->todo) {
         job *j = s->todo;
@@ -857,10 +834,7 @@ void speech_free(speech *s)
     for (size_t i = 0; i < s->nbuckets; i++)
         while (s->buckets[i])
             uncache(s, s->buckets[i]);
-    if (s->wake_ev)
-        event_free(s->wake_ev);
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
+    handoff_free(s->finished);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     free(s->buckets);
