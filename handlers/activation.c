@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "cards.h"
 #include "digest.h"
 #include "domain.h"
 #include "handler_call.h"
@@ -154,14 +155,8 @@ static json_t *sealed_card(json_t *body)
 static void on_cards(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    if (r->status == REGISTRY_NOT_FOUND) {
-        handler_finish(c, "nothing", NULL);
+    if (!cards_reply_ok(c, r, "nothing"))
         return;
-    }
-    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
-        handler_finish(c, "unavailable", NULL);
-        return;
-    }
     json_t *card = sealed_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     if (!card) {
@@ -181,13 +176,8 @@ static void on_cards(const registry_result *r, void *arg)
 
 void find_activatable_run(handler_call *c)
 {
-    const char *id = handler_arg(c, "id");
-    const handler_env *env = handler_env_of(c);
-    if (!id || !env->registry) {
+    if (!cards_list(c, on_cards))
         handler_finish(c, "unavailable", NULL);
-        return;
-    }
-    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
 }
 
 /* check_new_pin ------------------------------------------------------------------*/
