@@ -453,6 +453,8 @@ static void accept_resume(evutil_socket_t fd, short what, void *arg)
 
 static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const route *r)
 {
+    /* Not mem_calloc: a request we cannot hold is refused 503, the
+     * listener keeps serving the others. */
     httpd_request *req = calloc(1, sizeof *req);
     if (req == NULL)
         return NULL;

@@ -665,6 +665,8 @@ static void on_done(handoff *h, void *arg)
 
 static bool enqueue(speech *s, entry *e, const voice_map *v, const char *text)
 {
+    /* Not mem_calloc: without memory speech_get refuses the value, as with
+     * a full queue; the caller skips it and the call goes on. */
     job *j = calloc(1, sizeof *j);
     if (!j)
         return false;

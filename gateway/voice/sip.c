@@ -193,6 +193,8 @@ struct voice_sip {
 
 static void post(voice_sip *s, const voice_sip_event *ev)
 {
+    /* Not mem_malloc: the SIP thread logs a lost event rather than abort
+     * the calls it holds. */
     qnode *n = malloc(sizeof *n);
     if (n == NULL) {
         log_error("sip.event_lost", "call=%u kind=%d", ev->call, (int)ev->kind);
