@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -87,7 +88,7 @@ struct entry {
 
 typedef struct job job;
 struct job {
-    job *next;                   /* in todo */
+    TAILQ_ENTRY(job) link;       /* in todo */
     handoff_item done;           /* in `finished`, once made */
     entry *e;                    /* the entry it fills (main loop only) */
     char voice[VOICE_NAME];      /* espeak-ng voice */
@@ -120,7 +121,7 @@ struct speech {
     bool started;                /* thread exists */
     pthread_mutex_t lock;        /* guards todo and stop */
     pthread_cond_t wake;         /* todo grew or stop was set */
-    job *todo, *todo_tail;       /* for the worker */
+    TAILQ_HEAD(, job) todo;      /* for the worker, oldest first */
     bool stop;                   /* the worker should return */
     handoff *finished;           /* jobs made, for the main loop */
     speech_stats stats;          /* figures; percentiles from hist */
@@ -439,14 +440,11 @@ const char *speech_check_voices(const char *voices, char *why, size_t size)
 static job *take_job(speech *s)
 {
     pthread_mutex_lock(&s->lock);
-    while (!s->stop && !s->todo)
+    while (!s->stop && TAILQ_EMPTY(&s->todo))
         pthread_cond_wait(&s->wake, &s->lock);
-    job *j = s->stop ? NULL : s->todo;
-    if (j) {
-        s->todo = j->next;
-        if (!s->todo)
-            s->todo_tail = NULL;
-    }
+    job *j = s->stop ? NULL : TAILQ_FIRST(&s->todo);
+    if (j)
+        TAILQ_REMOVE(&s->todo, j, link);
     pthread_mutex_unlock(&s->lock);
     return j;
 }
@@ -675,11 +673,7 @@ static bool enqueue(speech *s, entry *e, const voice_map *v, const char *text)
     snprintf(j->lang, sizeof j->lang, "%s", v->lang);
     snprintf(j->text, sizeof j->text, "%s", text);
     pthread_mutex_lock(&s->lock);
-    if (s->todo_tail)
-        s->todo_tail->next = j;
-    else
-        s->todo = j;
-    s->todo_tail = j;
+    TAILQ_INSERT_TAIL(&s->todo, j, link);
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     s->queued++;
@@ -789,6 +783,7 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->opt.recorded_dir = NULL;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
+    TAILQ_INIT(&s->todo);
     /* espeak-ng is set up here, before the worker exists, which then has it alone. */
     char why[160];
     const char *bad = options_ok(opt) ? speech_check_voices(opt->voices, why, sizeof why) : "options out of range";
@@ -828,9 +823,9 @@ void speech_free(speech *s)
     }
     for (job *j; s->finished && (j = pop_done(s)) != NULL;)
         finish(s, j);
-    while (s->todo) {
-        job *j = s->todo;
-        s->todo = j->next;
+    while (!TAILQ_EMPTY(&s->todo)) {
+        job *j = TAILQ_FIRST(&s->todo);
+        TAILQ_REMOVE(&s->todo, j, link);
         settle(s, j); /* never tried: its sound turns ready and empty */
     }
     for (size_t i = 0; i < s->nbuckets; i++)
