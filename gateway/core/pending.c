@@ -8,7 +8,13 @@
 
 void pending_set_init(pending_set *set, struct event_base *base)
 {
+    static const struct timeval zero = {0, 0};
     set->base = base;
+    /* A common timeout keeps its events in one queue, run in the order
+     * added; plain zero timers share a heap, which keeps no order. */
+    set->soon = event_base_init_common_timeout(base, &zero);
+    if (set->soon == NULL)
+        mem_out_of_memory("pending: event_base_init_common_timeout");
     TAILQ_INIT(&set->ops);
     set->count = 0;
 }
@@ -46,14 +52,26 @@ void pending_deadline(pending_op *op, int ms, int status)
     arm(op, &after, status);
 }
 
-void pending_complete_soon(pending_op *op, int status)
+void pending_deadline_tv(pending_op *op, const struct timeval *after, int status)
+{
+    if (op->set)
+        arm(op, after, status);
+}
+
+void pending_requeue(pending_op *op)
 {
     if (!op->set)
         return;
-    /* A zero timeout: libevent runs it after this turn's polling, never
-     * inside the caller's stack. */
-    static const struct timeval now = {0, 0};
-    arm(op, &now, status);
+    TAILQ_REMOVE(&op->set->ops, op, link);
+    TAILQ_INSERT_TAIL(&op->set->ops, op, link);
+}
+
+void pending_complete_soon(pending_op *op, int status)
+{
+    /* libevent runs it after this turn's polling, never inside the
+     * caller's stack. */
+    if (op->set)
+        arm(op, op->set->soon, status);
 }
 
 bool pending_complete(pending_op *op, int status)

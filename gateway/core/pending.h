@@ -28,6 +28,7 @@
 
 struct event;
 struct event_base;
+struct timeval;
 
 typedef struct pending_op pending_op;
 
@@ -48,6 +49,7 @@ struct pending_op {
 /* Embedded in the module. */
 typedef struct pending_set {
     struct event_base *base;        /* the loop completions run on */
+    const struct timeval *soon;     /* a zero wait as a libevent common timeout: FIFO */
     TAILQ_HEAD(, pending_op) ops;   /* pending operations, oldest first */
     size_t count;                   /* how many */
 } pending_set;
@@ -65,12 +67,22 @@ void pending_start(pending_set *set, pending_op *op, pending_fn *fn);
  * completes before. A second call moves the deadline. */
 void pending_deadline(pending_op *op, int ms, int status);
 
+/* The same with the wait as a timeval, which may be a libevent common
+ * timeout (event_base_init_common_timeout): many ops with one wait then
+ * cost a queue append each instead of a heap insertion. */
+void pending_deadline_tv(pending_op *op, const struct timeval *after, int status);
+
+/* Moves `op` to the newest end of its set (a resend that should be found
+ * after the ops sent before it). */
+void pending_requeue(pending_op *op);
+
 /* Completes `op` now (from a loop callback: an answer that came). False,
  * and nothing happens, if it is not pending (already completed). */
 bool pending_complete(pending_op *op, int status);
 
 /* Completes `op` on a later loop turn (an answer known inside the call that
- * started it). A deadline it had is replaced. */
+ * started it), in the order these calls were made. A deadline it had is
+ * replaced. */
 void pending_complete_soon(pending_op *op, int status);
 
 /* True while `op` has not been completed. */

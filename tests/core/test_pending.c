@@ -115,6 +115,24 @@ static void test_answer_known_at_once_comes_on_a_later_turn(void **state)
     assert_int_equal(seen_status[0], 10);
 }
 
+/* Answers known at once arrive in the order they were known. */
+static void test_soon_completions_keep_their_order(void **state)
+{
+    (void)state;
+    request *r[5];
+    for (int i = 0; i < 5; i++)
+        r[i] = start(i);
+    int order[] = {3, 0, 4, 1, 2};
+    for (int i = 0; i < 5; i++)
+        pending_complete_soon(&r[order[i]]->op, i);
+    event_base_dispatch(base);
+    assert_int_equal(nseen, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(seen_id[i], order[i]);
+        assert_int_equal(seen_status[i], i);
+    }
+}
+
 static void test_deadline_completes_once(void **state)
 {
     (void)state;
@@ -124,6 +142,35 @@ static void test_deadline_completes_once(void **state)
     assert_int_equal(nseen, 1);
     assert_int_equal(seen_id[0], 3);
     assert_int_equal(seen_status[0], 42);
+}
+
+/* A common timeout works as a deadline too (the store gives every op one). */
+static void test_common_timeout_deadline(void **state)
+{
+    (void)state;
+    struct timeval ms5 = {0, 5000};
+    const struct timeval *common = event_base_init_common_timeout(base, &ms5);
+    request *a = start(5), *b = start(6);
+    pending_deadline_tv(&a->op, common, 42);
+    pending_deadline_tv(&b->op, common, 43);
+    event_base_dispatch(base);
+    assert_int_equal(nseen, 2);
+    assert_int_equal(seen_id[0], 5);
+    assert_int_equal(seen_status[0], 42);
+    assert_int_equal(seen_status[1], 43);
+}
+
+/* A requeued op counts as the newest: complete-all reaches it last. */
+static void test_requeue_moves_to_the_newest_end(void **state)
+{
+    (void)state;
+    request *a = start(1);
+    start(2);
+    pending_requeue(&a->op);
+    pending_complete_all(&set, 0);
+    assert_int_equal(nseen, 2);
+    assert_int_equal(seen_id[0], 2);
+    assert_int_equal(seen_id[1], 1);
 }
 
 static void test_answer_before_deadline_cancels_it(void **state)
@@ -166,9 +213,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completes_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_completion_does_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_known_at_once_comes_on_a_later_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soon_completions_keep_their_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_completes_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_before_deadline_cancels_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_complete_all_on_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_common_timeout_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeue_moves_to_the_newest_end, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
