@@ -18,9 +18,11 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "cards.h"
 #include "digest.h"
 #include "domain.h"
 #include "log.h"
+#include "mem.h"
 #include "registry.h"
 
 /* The issuer's initial PIN. The registry's is a setting of its own
@@ -152,14 +154,8 @@ static json_t *sealed_card(json_t *body)
 static void on_cards(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    if (r->status == REGISTRY_NOT_FOUND) {
-        handler_finish(c, "nothing", NULL);
+    if (!cards_reply_ok(c, r, "nothing"))
         return;
-    }
-    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
-        handler_finish(c, "unavailable", NULL);
-        return;
-    }
     json_t *card = sealed_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     if (!card) {
@@ -170,9 +166,7 @@ static void on_cards(const registry_result *r, void *arg)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    find_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    find_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", number);
     registry_list_applications(handler_env_of(c)->registry, handler_arg(c, "id"),
@@ -181,13 +175,8 @@ static void on_cards(const registry_result *r, void *arg)
 
 void handlers_find_activatable_run(handler_call *c)
 {
-    const char *id = handler_arg(c, "id");
-    const handler_env *env = handler_env_of(c);
-    if (!id || !env->registry) {
+    if (!cards_list(c, on_cards))
         handler_finish(c, "unavailable", NULL);
-        return;
-    }
-    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
 }
 
 /* check_new_pin ------------------------------------------------------------------*/

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mask.h"
 #include "domain.h"
+#include "mem.h"
 #include "store.h"
 
 #define CALLBACK_STREAM "cl:callbacks"
@@ -124,7 +125,7 @@ static char *context_json(const handler_call *c, json_t *doc)
     char *text = ctx ? json_dumps(ctx, JSON_COMPACT) : NULL;
     json_decref(ctx);
     if (!text)
-        abort();
+        mem_out_of_memory("callback: json_dumps");
     return text;
 }
 
@@ -184,9 +185,7 @@ static void on_counted(store_status st, long long count, void *arg)
 void handlers_request_callback_run(handler_call *c)
 {
     const handler_env *env = handler_env_of(c);
-    callback_req *q = calloc(1, sizeof *q);
-    if (!q)
-        abort();
+    callback_req *q = mem_calloc(1, sizeof *q);
     q->call = c;
     const char *caller = handler_arg(c, "caller");
     if (!env->store || env->limits.callbacks_per_number < 1 || env->limits.number_window_s < 1 || !caller ||

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "cards.h"
 #include "domain.h"
+#include "mem.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -55,9 +57,7 @@ static void on_cancelled(const registry_result *r, void *arg)
 
 static void cancel_report(handler_call *c, const char *card, const char *report_id)
 {
-    cancel_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    cancel_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", card);
     char key[HANDLER_CALL_KEY_MAX + 8];
@@ -66,55 +66,39 @@ static void cancel_report(handler_call *c, const char *card, const char *report_
                          channel_name(handler_channel(c)), key, on_cancelled, x);
 }
 
-/* The current card's active temporary report, from a card list: NULL with
- * `*refusal` set to the result when there is none to cancel. */
-static json_t *cancellable_card(const registry_result *r, const char **refusal)
+/* The current card's active temporary report, from a card list; NULL after
+ * ending `c` with the result when there is none to cancel. */
+static json_t *cancellable_card(handler_call *c, const registry_result *r)
 {
-    *refusal = "unavailable";
-    if (r->status == REGISTRY_NOT_FOUND) {
-        *refusal = "not_reported";
-        return NULL;
-    }
-    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards")))
+    if (!cards_reply_ok(c, r, "not_reported"))
         return NULL;
     json_t *card = handler_reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     json_t *report = json_object_get(card, "loss_report");
+    const char *refusal = "unavailable";
     if (!card || !json_is_object(report) || !text_is(report, "state", "active"))
-        *refusal = "not_reported";
+        refusal = "not_reported";
     else if (text_is(report, "kind", "formal"))
-        *refusal = "not_temporary";
+        refusal = "not_temporary";
     else if (number && domain_card_number_valid(number) && json_string_value(json_object_get(report, "id")))
         return card;
+    handler_finish(c, refusal, NULL);
     return NULL;
 }
 
 static void on_cards(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    const char *refusal;
-    json_t *card = cancellable_card(r, &refusal);
-    if (!card) {
-        handler_finish(c, refusal, NULL);
+    json_t *card = cancellable_card(c, r);
+    if (!card)
         return;
-    }
     cancel_report(c, json_string_value(json_object_get(card, "card_number")),
                   json_string_value(json_object_get(json_object_get(card, "loss_report"), "id")));
 }
 
-static bool start_with_cards(handler_call *c, registry_cb *cb, void *arg)
-{
-    const char *id = handler_arg(c, "id");
-    const handler_env *env = handler_env_of(c);
-    if (!id || !env->registry)
-        return false;
-    registry_list_cards(env->registry, id, 0, NULL, cb, arg);
-    return true;
-}
-
 void handlers_cancel_loss_run(handler_call *c)
 {
-    if (!start_with_cards(c, on_cards, c))
+    if (!cards_list(c, on_cards))
         handler_finish(c, "unavailable", NULL);
 }
 
@@ -151,15 +135,10 @@ static void on_check_applications(const registry_result *r, void *arg)
 static void on_check_cards(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    const char *refusal;
-    json_t *card = cancellable_card(r, &refusal);
-    if (!card) {
-        handler_finish(c, refusal, NULL);
+    json_t *card = cancellable_card(c, r);
+    if (!card)
         return;
-    }
-    cancel_ctx *x = calloc(1, sizeof *x);
-    if (!x)
-        abort();
+    cancel_ctx *x = mem_calloc(1, sizeof *x);
     x->call = c;
     snprintf(x->card, sizeof x->card, "%s", json_string_value(json_object_get(card, "card_number")));
     registry_list_applications(handler_env_of(c)->registry, handler_arg(c, "id"), CHECK_APPLICATIONS_PAGE,
@@ -168,6 +147,6 @@ static void on_check_cards(const registry_result *r, void *arg)
 
 void handlers_check_cancel_run(handler_call *c)
 {
-    if (!start_with_cards(c, on_check_cards, c))
+    if (!cards_list(c, on_check_cards))
         handler_finish(c, "unavailable", NULL);
 }

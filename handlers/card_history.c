@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "builtin.h"
+#include "cards.h"
 #include "registry.h"
 #include "reply.h"
 
@@ -18,14 +19,8 @@ static bool well_formed(json_t *card)
 static void on_cards(const registry_result *r, void *arg)
 {
     handler_call *c = arg;
-    if (r->status == REGISTRY_NOT_FOUND) {
-        handler_finish(c, "no_card", NULL);
+    if (!cards_reply_ok(c, r, "no_card"))
         return;
-    }
-    if (r->status != REGISTRY_OK || !json_is_array(json_object_get(r->body, "cards"))) {
-        handler_finish(c, "unavailable", NULL);
-        return;
-    }
     json_t *card = handler_reply_current_card(r->body);
     const char *number = json_string_value(json_object_get(card, "card_number"));
     const char *old = json_string_value(json_object_get(card, "replaces"));
@@ -41,11 +36,6 @@ static void on_cards(const registry_result *r, void *arg)
 
 void handlers_card_history_run(handler_call *c)
 {
-    const char *id = handler_arg(c, "id");
-    const handler_env *env = handler_env_of(c);
-    if (!id || !env->registry) {
+    if (!cards_list(c, on_cards))
         handler_finish(c, "unavailable", NULL);
-        return;
-    }
-    registry_list_cards(env->registry, id, 0, NULL, on_cards, c);
 }

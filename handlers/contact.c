@@ -39,6 +39,7 @@
 #include "domain.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "registry.h"
 #include "store.h"
 
@@ -237,9 +238,7 @@ void handlers_send_code_run(handler_call *c)
         handler_finish(c, "unavailable", NULL);
         return;
     }
-    code_send *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
+    code_send *s = mem_calloc(1, sizeof *s);
     s->call = c;
     s->id = id;
     const char *purpose = id ? PURPOSE_IDENTIFY : PURPOSE_NEW_NUMBER;
@@ -351,9 +350,7 @@ static void check_run(handler_call *c, bool identify)
 {
     const handler_env *env = handler_env_of(c);
     const char *code = handler_arg(c, "code");
-    code_check *k = calloc(1, sizeof *k);
-    if (!k)
-        abort();
+    code_check *k = mem_calloc(1, sizeof *k);
     k->call = c;
     k->identify = identify;
     const char *purpose = identify ? PURPOSE_IDENTIFY : PURPOSE_NEW_NUMBER;

@@ -10,6 +10,7 @@
 #include "builtin.h"
 #include "handler_call.h"
 #include "log.h"
+#include "mem.h"
 
 struct handler_call {
     const handler_def *def;   /* the running handler */
@@ -414,9 +415,7 @@ static char *dup_or_empty(const char *s)
 
 handler_call *handler_call_start(const handler_call_spec *spec, handler_done_fn *done, void *arg)
 {
-    handler_call *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    handler_call *c = mem_calloc(1, sizeof *c);
     c->def = spec->def;
     c->env = spec->env;
     c->channel = spec->channel;

@@ -39,6 +39,7 @@
 #include "domain.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "registry.h"
 #include "reply.h"
 #include "store.h"
@@ -270,9 +271,7 @@ static void on_person(const registry_result *r, void *arg)
         return;
     }
     const char *mobile = json_string_value(json_object_get(r->body, "mobile"));
-    v->mobile = strdup(mobile ? mobile : "");
-    if (!v->mobile)
-        abort();
+    v->mobile = mem_strdup(mobile ? mobile : "");
     if (handler_channel(c) == CHANNEL_SMS && !same_number(handler_caller(c), v->mobile)) {
         log_info("identify.wrong_sender", "caller=%s id=%s", mask_phone(handler_caller(c)).s,
                  mask_id(handler_arg(c, "id")).s);
@@ -383,9 +382,7 @@ static bool limits_set(const handler_limits *l)
 /* Takes the caller's and the ID's units, then asks what `kind` asks. */
 static void identify_start(handler_call *c, identify_kind kind)
 {
-    identify *v = calloc(1, sizeof *v);
-    if (!v)
-        abort();
+    identify *v = mem_calloc(1, sizeof *v);
     v->call = c;
     v->kind = kind;
     const handler_env *env = handler_env_of(c);
@@ -484,9 +481,7 @@ static void on_lookup_person(const registry_result *r, void *arg)
         return;
     }
     const char *mobile = json_string_value(json_object_get(r->body, "mobile"));
-    v->mobile = strdup(mobile ? mobile : "");
-    if (!v->mobile)
-        abort();
+    v->mobile = mem_strdup(mobile ? mobile : "");
     if (v->kind == ASK_SENDER && !same_number(handler_caller(c), v->mobile)) {
         log_info("identify.wrong_sender", "caller=%s id=%s", mask_phone(handler_caller(c)).s,
                  mask_id(handler_arg(c, "id")).s);

@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 
 #define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
 #define WWW_AUTHENTICATE_BAD "Bearer realm=\"cardline-agents\", error=\"invalid_token\""
@@ -115,30 +116,14 @@ void agents_audit_write(agents *a, const char *agent, const char *role, const ch
 
 static agent_req *req_new(agents *a, httpd_request *http)
 {
-    agent_req *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        abort();
+    agent_req *r = mem_calloc(1, sizeof *r);
     r->owner = a;
     r->http = http;
     r->action = "denied";
     TAILQ_INIT(&r->query);
-    clock_gettime(CLOCK_MONOTONIC, &r->started);
-    r->next = a->pending;
-    if (a->pending)
-        a->pending->prev = r;
-    a->pending = r;
+    r->started = monotime_now();
+    LIST_INSERT_HEAD(&a->pending, r, link);
     return r;
-}
-
-static void req_unlink(agent_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->owner->pending = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
 }
 
 static void req_free(agent_req *r)
@@ -206,13 +191,6 @@ void agents_req_detail(agent_req *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static double elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
-}
-
 /* The audit entry and the log line of an answered request. */
 static void record(agent_req *r, int status)
 {
@@ -220,7 +198,7 @@ static void record(agent_req *r, int status)
     const char *role = r->who ? agents_auth_role_name(r->who->role) : "";
     agents_audit_write(r->owner, agent, role, r->action, r->target, status, r->detail);
     log_info("agents.request", "agent=%s action=%s session=%s status=%d ms=%.1f", agent[0] ? agent : "-",
-             r->action, log_quote(mask_session(r->target).s).s, status, elapsed_ms(&r->started));
+             r->action, log_quote(mask_session(r->target).s).s, status, monotime_ms_since(r->started));
 }
 
 /* Answers and lets go of the request; it is freed now, or by the last
@@ -230,7 +208,7 @@ static void req_end(agent_req *r, int status, json_t *body)
     record(r, status);
     httpd_reply_json(r->http, status, body);
     r->http = NULL;
-    req_unlink(r);
+    LIST_REMOVE(r, link);
     r->owner = NULL;
     if (r->waiting == 0)
         req_free(r);
@@ -516,9 +494,7 @@ agents *agents_new(httpd *http, const agents_options *opt)
     auth_table *t = load_tokens(opt->tokens_file);
     if (t == NULL)
         return NULL;
-    agents *a = calloc(1, sizeof *a);
-    if (a == NULL)
-        abort();
+    agents *a = mem_calloc(1, sizeof *a);
     *a = (agents){.engine = opt->engine, .store = opt->store, .outbox = opt->outbox,
                   .auth = t, .resume_ttl_s = opt->resume_ttl_s};
     snprintf(a->audit_max, sizeof a->audit_max, "%d", opt->audit_max);
@@ -541,8 +517,8 @@ void agents_free(agents *a)
 {
     if (a == NULL)
         return;
-    while (a->pending)
-        agents_req_fail(a->pending, 503, "shutting_down", "The gateway is stopping.");
+    while (!LIST_EMPTY(&a->pending))
+        agents_req_fail(LIST_FIRST(&a->pending), 503, "shutting_down", "The gateway is stopping.");
     agents_auth_free(a->auth);
     free(a);
 }

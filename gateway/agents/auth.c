@@ -14,6 +14,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mem.h"
+
 #define AUTH_MAX_FILE_BYTES (1024 * 1024)
 #define AUTH_KEEP_ERRORS 64
 
@@ -53,9 +55,8 @@ static void problem(agents_errors *errs, const char *path, int line, const char 
     va_start(ap, fmt);
     vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
-    char **grown = realloc(errs->lines, (errs->count + 1) * sizeof *grown);
-    if (grown == NULL || (grown[errs->count] = strdup(msg)) == NULL)
-        abort();
+    char **grown = mem_realloc(errs->lines, (errs->count + 1) * sizeof *grown);
+    grown[errs->count] = mem_strdup(msg);
     errs->lines = grown;
     errs->count++;
 }
@@ -277,9 +278,7 @@ static void parse_root(loader *L, yaml_node_t *root)
         PROBLEM(L, list, "'agents' must list 1 to %d agents", AUTH_MAX_AGENTS);
         return;
     }
-    L->t->agents = calloc(n, sizeof *L->t->agents);
-    if (L->t->agents == NULL)
-        abort();
+    L->t->agents = mem_calloc(n, sizeof *L->t->agents);
     for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++)
         parse_agent(L, node_at(L, *it));
 }
@@ -288,7 +287,7 @@ static void parse_text(loader *L, const char *text, size_t len)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        abort();
+        mem_out_of_memory("auth: yaml_parser_initialize");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &L->doc)) {
         const yaml_mark_t *mk = parser.problem ? &parser.problem_mark : &parser.context_mark;
@@ -313,9 +312,7 @@ static char *read_file(const char *path, size_t *len, agents_errors *errs)
         problem(errs, path, 0, "cannot open: %s", strerror(errno));
         return NULL;
     }
-    char *text = malloc(AUTH_MAX_FILE_BYTES + 1);
-    if (text == NULL)
-        abort();
+    char *text = mem_malloc(AUTH_MAX_FILE_BYTES + 1);
     *len = fread(text, 1, AUTH_MAX_FILE_BYTES + 1, f);
     bool bad = ferror(f) != 0;
     fclose(f);
@@ -335,9 +332,7 @@ auth_table *agents_auth_load(const char *path, agents_errors *errs)
     char *text = read_file(path, &len, errs);
     if (text == NULL)
         return NULL;
-    auth_table *t = calloc(1, sizeof *t);
-    if (t == NULL)
-        abort();
+    auth_table *t = mem_calloc(1, sizeof *t);
     loader L = {.path = path, .errs = errs, .t = t};
     parse_text(&L, text, len);
     free(text);

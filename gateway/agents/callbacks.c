@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 #include "view.h"
 
 #define CALLBACK_STREAM "cl:callbacks"
@@ -154,10 +155,8 @@ static void stream_read(store_status st, const redisReply *reply, void *arg)
     }
     list_work *w = &r->list;
     w->items = json_array();
-    const char **argv = calloc(reply->elements + 3, sizeof *argv);
-    char (*keys)[sizeof CALLBACK_KEY + 16] = calloc(reply->elements + 1, sizeof *keys);
-    if (argv == NULL || keys == NULL)
-        abort();
+    const char **argv = mem_calloc(reply->elements + 3, sizeof *argv);
+    char (*keys)[sizeof CALLBACK_KEY + 16] = mem_calloc(reply->elements + 1, sizeof *keys);
     size_t n = 0;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];

@@ -14,6 +14,7 @@
 
 #include "dialplan.h"
 #include "log.h"
+#include "mem.h"
 #include "sms_out.h"
 #include "view.h"
 
@@ -198,9 +199,7 @@ static void list_answer(agent_req *r)
 {
     list_work *w = &r->list;
     size_t n = json_object_size(w->seen), i = 0;
-    json_t **all = calloc(n + 1, sizeof *all);
-    if (all == NULL)
-        abort();
+    json_t **all = mem_calloc(n + 1, sizeof *all);
     const char *id;
     json_t *entry;
     json_object_foreach(w->seen, id, entry)

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 
 typedef struct {
@@ -84,10 +85,8 @@ allow_list *allow_parse(const char *text, char *err, size_t errlen)
         snprintf(err, errlen, "the list must be 1-%d bytes", ALLOW_MAX_TEXT);
         return NULL;
     }
-    allow_list *l = calloc(1, sizeof *l);
-    char *copy = strdup(text);
-    if (!l || !copy)
-        abort();
+    allow_list *l = mem_calloc(1, sizeof *l);
+    char *copy = mem_strdup(text);
     char *rest = copy, *item;
     bool ok = true;
     while (ok && (item = strsep(&rest, ",")) != NULL) {
@@ -238,9 +237,7 @@ static void emit_v6_tests(filter *f, const allow_list *l)
 int allow_filter_socket(const allow_list *l, int fd)
 {
     static const allow_list none = {0};
-    filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        abort();
+    filter *f = mem_calloc(1, sizeof *f);
     emit(f, BPF_LD | BPF_B | BPF_ABS, 0, 0, NET(0));
     emit(f, BPF_ALU | BPF_RSH | BPF_K, 0, 0, 4);
     emit(f, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 6);

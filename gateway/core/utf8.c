@@ -1,5 +1,7 @@
-/* utf8 — well-formedness and length of UTF-8 text (see utf8.h). */
+/* utf8 — well-formedness, length and cutting of UTF-8 text (see utf8.h). */
 #include "utf8.h"
+
+#include <string.h>
 
 static bool is_continuation(unsigned char c)
 {
@@ -59,4 +61,15 @@ long utf8_length(const char *s)
 bool utf8_valid(const char *s)
 {
     return utf8_length(s) >= 0;
+}
+
+size_t utf8_cut(const char *s, size_t max_bytes)
+{
+    size_t n = strnlen(s, max_bytes + 1);
+    if (n <= max_bytes)
+        return n;
+    n = max_bytes;
+    while (n > 0 && is_continuation((unsigned char)s[n]))
+        n--;
+    return n;
 }

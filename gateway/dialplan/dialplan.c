@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
+
 /* Pool ---------------------------------------------------------------------*/
 
 struct dp_chunk {
@@ -19,9 +21,7 @@ struct dp_chunk {
 
 void *dp_alloc(dp_pool *p, size_t size)
 {
-    dp_chunk *c = calloc(1, sizeof *c + size);
-    if (!c)
-        abort();
+    dp_chunk *c = mem_calloc(1, sizeof *c + size);
     c->next = p->chunks;
     p->chunks = c;
     return c->data;
@@ -47,9 +47,7 @@ void *dp_grow(void *v, size_t *cap, size_t n, size_t elem)
     if (n < *cap)
         return v;
     size_t cap2 = *cap ? *cap * 2 : 8;
-    void *v2 = realloc(v, cap2 * elem);
-    if (!v2)
-        abort();
+    void *v2 = mem_realloc(v, cap2 * elem);
     *cap = cap2;
     return v2;
 }
@@ -72,7 +70,7 @@ void dp_report(dp_problems *p, const char *file, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    p->v[p->n++] = (dp_problem){strdup(file ? file : "-"), line, seq, strdup(msg)};
+    p->v[p->n++] = (dp_problem){mem_strdup(file ? file : "-"), line, seq, mem_strdup(msg)};
 }
 
 static int problem_order(const void *a, const void *b)
@@ -93,7 +91,7 @@ static char *format_line(const char *fmt, ...)
     va_start(ap, fmt);
     char *s = NULL;
     if (vasprintf(&s, fmt, ap) < 0)
-        abort();
+        mem_out_of_memory("dialplan: vasprintf");
     va_end(ap);
     return s;
 }
@@ -103,9 +101,7 @@ void dp_problems_export(dp_problems *p, dp_errors *errs)
     size_t kept = p->n < DP_KEEP_PROBLEMS ? p->n : DP_KEEP_PROBLEMS;
     qsort(p->v, kept, sizeof *p->v, problem_order);
     size_t shown = kept < DP_MAX_ERRORS ? kept : DP_MAX_ERRORS;
-    errs->lines = calloc(shown + 1, sizeof *errs->lines);
-    if (!errs->lines)
-        abort();
+    errs->lines = mem_calloc(shown + 1, sizeof *errs->lines);
     for (size_t i = 0; i < shown; i++) {
         const dp_problem *q = &p->v[i];
         errs->lines[errs->count++] = q->line > 0 ? format_line("%s:%d: %s", q->file, q->line, q->msg)
@@ -205,7 +201,7 @@ static char **list_yaml(const char *dir, size_t *count, dp_problems *probs)
             break;
         }
         names = dp_grow(names, &cap, n, sizeof *names);
-        names[n++] = strdup(e->d_name);
+        names[n++] = mem_strdup(e->d_name);
     }
     closedir(d);
     if (n)
@@ -224,9 +220,7 @@ static char *read_source(const char *path, size_t *len, dp_problems *probs)
         dp_report(probs, path, 0, "cannot read: %s", strerror(errno));
         return NULL;
     }
-    char *buf = malloc(DP_MAX_FILE_BYTES + 1);
-    if (!buf)
-        abort();
+    char *buf = mem_malloc(DP_MAX_FILE_BYTES + 1);
     size_t n = fread(buf, 1, DP_MAX_FILE_BYTES + 1, f);
     bool failed = ferror(f);
     fclose(f);
@@ -290,9 +284,7 @@ static void dialplan_free(dialplan *dp)
 dialplan *dialplan_load(const char *dir, dp_handler_lookup *handlers, dp_errors *errs)
 {
     *errs = (dp_errors){0};
-    dialplan *dp = calloc(1, sizeof *dp);
-    if (!dp)
-        abort();
+    dialplan *dp = mem_calloc(1, sizeof *dp);
     dp->refs = 1;
     dp->timeout_ms = 8000;
     dp->retries = 2;

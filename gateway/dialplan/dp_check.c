@@ -14,6 +14,7 @@
 
 #include "gsm.h"
 #include "mask.h"
+#include "mem.h"
 
 #define PROBLEM(L, file, line, ...) dp_report((L)->probs, (file), (line), __VA_ARGS__)
 
@@ -291,10 +292,8 @@ static void add_node_edges(graph *g, const dp_node *n)
 static void build_graph(graph *g, dp_loader *L)
 {
     *g = (graph){.L = L, .n = L->n_all};
-    g->first = calloc(g->n + 1, sizeof *g->first);
-    g->reached = calloc(g->n + 1, sizeof *g->reached);
-    if (!g->first || !g->reached)
-        abort();
+    g->first = mem_calloc(g->n + 1, sizeof *g->first);
+    g->reached = mem_calloc(g->n + 1, sizeof *g->reached);
     for (size_t i = 0; i < g->n; i++) {
         g->first[i] = g->n_edges;
         add_node_edges(g, &L->all[i]->pub);
@@ -341,9 +340,7 @@ static void reach(bool *reached, size_t *stack, size_t *top, const dp_node *n)
 static void reach_all(graph *g, bool *reached, bool any, channel_kind ch)
 {
     const dialplan *dp = g->L->dp;
-    size_t *stack = malloc((g->n + 1) * sizeof *stack), top = 0;
-    if (!stack)
-        abort();
+    size_t *stack = mem_malloc((g->n + 1) * sizeof *stack), top = 0;
     for (size_t i = 0; i < dp->n_flows; i++)
         if (any ? routed(dp, dp->flows[i]) : routed_on(dp, dp->flows[i], ch))
             reach(reached, stack, &top, dp->flows[i]->start);
@@ -472,9 +469,7 @@ static bool is_secret(dp_loader *L, const char *name)
 static void default_sets(must *m, const dp_node *call, bits out)
 {
     bool first = true;
-    uint64_t *one = calloc(m->vars.words + 1, sizeof *one);
-    if (!one)
-        abort();
+    uint64_t *one = mem_calloc(m->vars.words + 1, sizeof *one);
     for (const handler_result *r = call->handler ? call->handler->results : NULL; r && r->name; r++) {
         bool named = false;
         for (size_t i = 0; i < call->n_branches && !named; i++)
@@ -518,9 +513,7 @@ static void out_along(must *m, size_t i, const edge *e, bits out)
                 bit_set(out, var_index(&m->vars, r->sets[s]));
     }
     if (e->kind == EDGE_DEFAULT) {
-        uint64_t *d = calloc(W + 1, sizeof *d);
-        if (!d)
-            abort();
+        uint64_t *d = mem_calloc(W + 1, sizeof *d);
         default_sets(m, n, d);
         for (size_t w = 0; w < W; w++)
             out[w] |= d[w];
@@ -561,9 +554,7 @@ static void propagate(must *m)
  * secret may be set (one that is not renders empty). */
 static void meet_agent_entries(must *m)
 {
-    uint64_t *any = calloc(m->vars.words + 1, sizeof *any);
-    if (!any)
-        abort();
+    uint64_t *any = mem_calloc(m->vars.words + 1, sizeof *any);
     for (size_t w = 0; w < m->vars.words; w++)
         any[w] = ~m->secret[w];
     for (size_t i = 0; i < m->g->n; i++)
@@ -578,9 +569,7 @@ static void meet_agent_entries(must *m)
 static void solve(must *m)
 {
     const dialplan *dp = m->g->L->dp;
-    uint64_t *builtins = calloc(m->vars.words + 1, sizeof *builtins);
-    if (!builtins)
-        abort();
+    uint64_t *builtins = mem_calloc(m->vars.words + 1, sizeof *builtins);
     for (long i = 0; i < (long)(DP_N_BUILTIN_VARS + dp->n_values); i++)
         bit_set(builtins, i);
     for (size_t i = 0; i < dp->n_flows; i++)
@@ -716,14 +705,12 @@ static void check_variables(graph *g)
     must m = {.g = g};
     collect_vars(&m.vars, g->L);
     size_t W = m.vars.words;
-    m.in = calloc(g->n * W + 1, sizeof *m.in);
-    m.known = calloc(g->n + 1, sizeof *m.known);
-    m.secret = calloc(W + 1, sizeof *m.secret);
-    m.scratch = calloc(W + 1, sizeof *m.scratch);
-    m.queued = calloc(g->n + 1, sizeof *m.queued);
-    m.work = malloc((g->n + 1) * sizeof *m.work);
-    if (!m.in || !m.known || !m.queued || !m.secret || !m.scratch || !m.work)
-        abort();
+    m.in = mem_calloc(g->n * W + 1, sizeof *m.in);
+    m.known = mem_calloc(g->n + 1, sizeof *m.known);
+    m.secret = mem_calloc(W + 1, sizeof *m.secret);
+    m.scratch = mem_calloc(W + 1, sizeof *m.scratch);
+    m.queued = mem_calloc(g->n + 1, sizeof *m.queued);
+    m.work = mem_malloc((g->n + 1) * sizeof *m.work);
     for (size_t i = 0; i < g->n; i++)
         m.unknown_handlers = m.unknown_handlers || (g->L->all[i]->pub.kind == DP_CALL && !g->L->all[i]->pub.handler);
     for (size_t i = 0; i < g->L->n_secrets; i++)
@@ -768,10 +755,8 @@ static void report_loop(graph *g, const frame *path, size_t depth, size_t from)
 
 static void find_loops(graph *g)
 {
-    unsigned char *color = calloc(g->n + 1, 1); /* 0 new, 1 on path, 2 done */
-    frame *path = malloc((g->n + 1) * sizeof *path);
-    if (!color || !path)
-        abort();
+    unsigned char *color = mem_calloc(g->n + 1, 1); /* 0 new, 1 on path, 2 done */
+    frame *path = mem_malloc((g->n + 1) * sizeof *path);
     for (size_t root = 0; root < g->n; root++) {
         if (color[root] || is_waiting(&g->L->all[root]->pub))
             continue;
@@ -878,11 +863,9 @@ static void check_ussd_questions(graph *g)
 {
     dp_loader *L = g->L;
     const dialplan *dp = L->dp;
-    bool *ussd = calloc(g->n + 1, sizeof *ussd);
-    const dp_prompt **seen = calloc(g->n * dp->n_langs + 1, sizeof *seen);
+    bool *ussd = mem_calloc(g->n + 1, sizeof *ussd);
+    const dp_prompt **seen = mem_calloc(g->n * dp->n_langs + 1, sizeof *seen);
     size_t n_seen = 0;
-    if (!ussd || !seen)
-        abort();
     reach_all(g, ussd, false, CHANNEL_USSD);
     for (size_t i = 0; i < g->n; i++) {
         const dp_node *n = &L->all[i]->pub;
@@ -895,9 +878,7 @@ static void check_ussd_questions(graph *g)
             if (!pr || !dp_prompt_wording(pr, CHANNEL_USSD) || prompt_seen(seen, n_seen, pr))
                 continue;   /* a prompt without USSD wording was reported already */
             seen[n_seen++] = pr;
-            widest *w = calloc(1, sizeof *w);
-            if (!w)
-                abort();
+            widest *w = mem_calloc(1, sizeof *w);
             w->lang = c->lang;
             dialplan_render_pieces(dp, c->lang, CHANNEL_USSD, id, NULL, widest_piece, w);
             size_t octets = gsm_octets(w->text, w->len);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mem.h"
+
 typedef struct {
     dp_loader *L;
     dialplan *dp;
@@ -1093,7 +1095,7 @@ void dp_load_file(dp_loader *L, const char *path, const char *text, size_t len)
         L->first_file = d.file;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        abort();
+        mem_out_of_memory("dialplan: yaml_parser_initialize");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &d.doc)) {
         yaml_failure(&d, &parser);
@@ -1110,9 +1112,7 @@ void dp_load_file(dp_loader *L, const char *path, const char *text, size_t len)
     yaml_parser_delete(&parser);
     if (root) {
         size_t n = (size_t)(d.doc.nodes.top - d.doc.nodes.start);
-        unsigned char *seen = calloc(n + 1, 1);
-        if (!seen)
-            abort();
+        unsigned char *seen = mem_calloc(n + 1, 1);
         if (reject_aliases(&d, 1, seen))
             parse_root(&d, root);
         free(seen);

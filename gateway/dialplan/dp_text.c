@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "mask.h"
+#include "mem.h"
+#include "utf8.h"
 
 /* Parsing --------------------------------------------------------------------*/
 
@@ -77,9 +79,7 @@ const dp_template *dp_template_parse(dialplan *dp, const char *src, const char *
 {
     dp_pool *p = &dp->pool;
     size_t len = strlen(src);
-    tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, malloc(len + 1), 0};
-    if (!b.lit)
-        abort();
+    tbuild b = {p, dp_alloc(p, (len + 1) * sizeof(dp_tpart)), 0, mem_malloc(len + 1), 0};
     const char *s = src;
     while (*s) {
         if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {
@@ -444,13 +444,7 @@ typedef struct {
 /* Appends what fits, never splitting a UTF-8 character. */
 static void sink_put(sink *k, const char *s)
 {
-    size_t n = strlen(s);
-    size_t room = k->size - 1 - k->len;
-    if (n > room) {
-        n = room;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    size_t n = utf8_cut(s, k->size - 1 - k->len);
     memcpy(k->out + k->len, s, n);
     k->len += n;
     k->out[k->len] = '\0';

@@ -11,13 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "dialplan.h"
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "session.h"
 #include "step.h"
 #include "store.h"
@@ -37,7 +40,7 @@ struct engine {
     struct event_base *base;       /* the main loop */
     engine_options opt;            /* limits and TTLs */
     dialplan *dp;                  /* the set new hops start on (one reference) */
-    hop *hops;                     /* hops in flight */
+    LIST_HEAD(, hop) hops;         /* hops in flight */
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
 };
@@ -49,7 +52,7 @@ typedef enum {
 
 struct hop {
     engine *e;                     /* NULL once engine_free orphaned the hop */
-    hop *prev, *next;              /* in e->hops */
+    LIST_ENTRY(hop) link;          /* in e->hops */
     dialplan *dp;                  /* the set this hop runs on (one reference) */
     engine_event ev;               /* the event, strings owned below */
     char *strs[7];                 /* owned copies of the event's strings */
@@ -76,7 +79,7 @@ struct hop {
                                     * fail from then on (engine_step_output_ending) */
     int cas_retries;               /* races lost so far */
     int calls;                     /* handler calls started, for call keys */
-    struct timespec t0;            /* when the hop began */
+    monotime t0;                   /* when the hop began */
     char before[160];              /* "flow.node" before the hop, for the log */
 };
 
@@ -166,11 +169,9 @@ int engine_session_ttl(const engine *e, channel_kind channel)
 
 /* Tenths of a millisecond since t0: printed as "%ld.%ld" (printf's
  * floating-point path cost more than the rest of the hop's line). */
-static long tenths_since(const struct timespec *t0)
+static long tenths_since(monotime t0)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - t0->tv_sec) * 10000 + (long)(now.tv_nsec - t0->tv_nsec) / 100000;
+    return (long)((monotime_now() - t0) / 100000);
 }
 
 /* The input may be a PIN: its bytes are wiped before the memory goes. */
@@ -197,17 +198,6 @@ static void hop_free(hop *h)
     free(h);
 }
 
-static void unlink_hop(hop *h)
-{
-    if (h->prev)
-        h->prev->next = h->next;
-    else if (h->e)
-        h->e->hops = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    h->prev = h->next = NULL;
-}
-
 static void log_hop(const hop *h, engine_status st)
 {
     if (!log_enabled(LOG_INFO))
@@ -216,7 +206,7 @@ static void log_hop(const hop *h, engine_status st)
     if (h->doc)
         snprintf(after, sizeof after, "%s.%s", engine_session_str(h->doc, "flow"), engine_session_str(h->doc, "node"));
     const char *caller = h->ev.caller ? h->ev.caller : h->doc ? engine_session_str(h->doc, "caller") : "";
-    long tenths = tenths_since(&h->t0);
+    long tenths = tenths_since(h->t0);
     log_info("engine.hop",
              "session=%s channel=%s caller=%s event=%s input_len=%zu from=%s to=%s status=%s ms=%ld.%ld",
              log_quote(mask_session(h->ev.session_id).s).s, channel_name(h->ev.channel),
@@ -233,7 +223,7 @@ static void finish(hop *h, engine_status st, json_t *output)
     }
     log_hop(h, st);
     metrics_inc(h->e->hops_total[st]);
-    unlink_hop(h);
+    LIST_REMOVE(h, link);
     engine_result r = {st, st == ENGINE_OK || st == ENGINE_HELD ? output : NULL};
     h->cb(&r, h->cb_arg);
     hop_free(h);
@@ -246,7 +236,7 @@ static struct event *new_event(hop *h, event_callback_fn fn)
 {
     struct event *ev = event_new(h->e->base, -1, 0, fn, h);
     if (!ev)
-        abort();
+        mem_out_of_memory("engine: event_new");
     return ev;
 }
 
@@ -523,9 +513,7 @@ static bool derive_input(hop *h, json_t *doc)
 {
     json_t *key = json_object_get(json_object_get(doc, "last_hop"), "key");
     size_t size = (size_t)h->e->opt.max_input_bytes + 1;
-    char *input = malloc(size);
-    if (!input)
-        abort();
+    char *input = mem_malloc(size);
     input[0] = '\0';
     if (!h->ev.derive_input(json_is_string(key) ? json_string_value(key) : "", input, size, h->ev.derive_arg) ||
         !text_ok(input, size - 1)) {
@@ -694,18 +682,14 @@ static const char *keep(hop *h, size_t i, const char *s)
 {
     if (!s)
         return NULL;
-    h->strs[i] = strdup(s);
-    if (!h->strs[i])
-        abort();
+    h->strs[i] = mem_strdup(s);
     return h->strs[i];
 }
 
 static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg, bool copy)
 {
-    hop *h = calloc(1, sizeof *h);
-    if (!h)
-        abort();
-    clock_gettime(CLOCK_MONOTONIC, &h->t0);
+    hop *h = mem_calloc(1, sizeof *h);
+    h->t0 = monotime_now();
     h->e = e;
     h->dp = dialplan_ref(e->dp);
     h->cb = cb;
@@ -724,10 +708,7 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
         h->ev.node = keep(h, 5, ev->node);
         h->ev.hop_key = keep(h, 6, ev->hop_key);
     }
-    h->next = e->hops;
-    if (e->hops)
-        e->hops->prev = h;
-    e->hops = h;
+    LIST_INSERT_HEAD(&e->hops, h, link);
     return h;
 }
 
@@ -757,9 +738,9 @@ void engine_free(engine *e)
 {
     if (!e)
         return;
-    while (e->hops) {
-        hop *h = e->hops;
-        unlink_hop(h);
+    while (!LIST_EMPTY(&e->hops)) {
+        hop *h = LIST_FIRST(&e->hops);
+        LIST_REMOVE(h, link);
         log_hop(h, ENGINE_UNAVAILABLE);
         metrics_inc(e->hops_total[ENGINE_UNAVAILABLE]);
         engine_result r = {ENGINE_UNAVAILABLE, NULL};

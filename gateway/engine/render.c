@@ -5,18 +5,14 @@
 
 #include "dialplan.h"
 #include "engine.h"
+#include "utf8.h"
 
 #define PROMPT_TEXT_MAX 2048
 
 /* Appends `text` to out[*used..], never splitting a UTF-8 character. */
 static void append(char *out, size_t size, size_t *used, const char *text)
 {
-    size_t n = strlen(text);
-    if (*used + n >= size) {
-        n = size - 1 - *used;
-        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-            n--;
-    }
+    size_t n = utf8_cut(text, size - 1 - *used);
     memcpy(out + *used, text, n);
     *used += n;
     out[*used] = '\0';

@@ -429,17 +429,6 @@ static const char *event_name(engine_event_kind k)
     return k <= ENGINE_EV_TRANSFER_BACK ? names[k] : "unknown";
 }
 
-/* A cut may split a UTF-8 sequence: drop its partial tail. */
-static void trim_partial_utf8(char *text, size_t len)
-{
-    size_t end = len;
-    while (end > 0 && ((unsigned char)text[end - 1] & 0xC0) == 0x80)
-        end--;
-    if (end > 0 && ((unsigned char)text[end - 1] & 0x80))
-        end--;
-    text[end] = '\0';
-}
-
 /* One string, "KIND NODE MS[ INPUT]": INPUT comes last, so it may hold
  * spaces. Only the newest max_events of the hop are kept, as the store
  * would trim the older ones anyway. */
@@ -448,10 +437,14 @@ static void note_event(step *s, const char *kind, const char *where, const char 
     if (s->max_events <= 0)
         return;
     char text[STEP_MAX_EVENT_BYTES + 1];
-    int n = snprintf(text, sizeof text, "%s %s %lld%s%s", kind, where, (long long)engine_session_now_ms(),
-                     input ? " " : "", input ? input : "");
-    if (n >= (int)sizeof text)
-        trim_partial_utf8(text, sizeof text - 1);
+    int n = snprintf(text, sizeof text, "%s %s %lld%s", kind, where, (long long)engine_session_now_ms(),
+                     input ? " " : "");
+    if (input && n < (int)sizeof text - 1) {
+        /* The input is the caller's text: it is cut whole characters at a time. */
+        size_t keep = utf8_cut(input, sizeof text - 1 - (size_t)n);
+        memcpy(text + n, input, keep);
+        text[(size_t)n + keep] = '\0';
+    }
     if (json_array_size(s->events) == (size_t)s->max_events)
         json_array_remove(s->events, 0);
     json_array_append_new(s->events, json_string(text));

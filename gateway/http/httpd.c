@@ -53,12 +53,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "monotime.h"
 
 /* Methods evhttp lets through to us; a route then decides 405 or not.
  * Anything else (TRACE, CONNECT) is refused by evhttp itself with 501. */
@@ -90,8 +92,8 @@ struct httpd_request {
     struct evhttp_request *ev;     /* the evhttp request (freed after reply) */
     const route *route;            /* matched route, or the unmatched pseudo-route */
     bool close_after;              /* ask the client to close after the answer */
-    struct timespec started;       /* dispatch time, for the access log */
-    httpd_request *prev, *next;    /* the listener's in-flight list */
+    monotime started;              /* dispatch time, for the access log */
+    LIST_ENTRY(httpd_request) link; /* the listener's in-flight list */
 };
 
 /* One accepted socket, from accept until evhttp frees its connection. */
@@ -127,7 +129,7 @@ struct httpd {
     route routes[HTTPD_MAX_ROUTES];       /* the route table */
     size_t route_count;                   /* used entries of routes */
     route unmatched;                      /* metrics of 404s */
-    httpd_request *in_flight_list;        /* dispatched, not yet answered */
+    LIST_HEAD(, httpd_request) in_flight_list; /* dispatched, not yet answered */
     size_t in_flight;                     /* length of in_flight_list */
     bool draining;                        /* httpd_drain was called */
     struct event *drain_timer;            /* grace deadline, also the "done" kick */
@@ -208,9 +210,7 @@ static void count_answer(const route *r, int status)
  * a second with a count, not once per client. */
 static bool log_due(long *last)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long now = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    long now = (long)monotime_ms();
     if (*last != 0 && now - *last < LOG_EVERY_MS)
         return false;
     *last = now;
@@ -465,17 +465,16 @@ static void accept_resume(evutil_socket_t fd, short what, void *arg)
 
 static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const route *r)
 {
+    /* Not mem_calloc: a request we cannot hold is refused 503, the
+     * listener keeps serving the others. */
     httpd_request *req = calloc(1, sizeof *req);
     if (req == NULL)
         return NULL;
     req->owner = h;
     req->ev = ev;
     req->route = r;
-    clock_gettime(CLOCK_MONOTONIC, &req->started);
-    req->next = h->in_flight_list;
-    if (h->in_flight_list)
-        h->in_flight_list->prev = req;
-    h->in_flight_list = req;
+    req->started = monotime_now();
+    LIST_INSERT_HEAD(&h->in_flight_list, req, link);
     h->in_flight++;
     metrics_set(h->in_flight_gauge, (double)h->in_flight);
     return req;
@@ -483,12 +482,7 @@ static httpd_request *request_begin(httpd *h, struct evhttp_request *ev, const r
 
 static void unlink_request(httpd *h, httpd_request *req)
 {
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        h->in_flight_list = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
+    LIST_REMOVE(req, link);
     h->in_flight--;
     metrics_set(h->in_flight_gauge, (double)h->in_flight);
 }
@@ -553,13 +547,6 @@ size_t httpd_connections(const httpd *h)
 
 /* Replies --------------------------------------------------------------------*/
 
-static double elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
-}
-
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
     switch (cmd) {
@@ -588,7 +575,7 @@ static void send_reply(httpd_request *req, int status, const char *content_type,
         evhttp_add_header(out, "Connection", "close");
     log_debug("http.request", "listener=%s route=%s method=%s status=%d ms=%.1f", h->name,
               req->route->path, method_name(evhttp_request_get_command(req->ev)), status,
-              elapsed_ms(&req->started));
+              monotime_ms_since(req->started));
     evhttp_send_reply(req->ev, status, NULL, body);
     count_answer(req->route, status);
     request_end(req);
@@ -797,8 +784,8 @@ void httpd_free(httpd *h)
         evhttp_free(h->http); /* closes connections; forget_connection runs for each */
     drop_newborns(h);
     tdestroy(h->connections, free_connection_node);
-    while (h->in_flight_list) {
-        httpd_request *req = h->in_flight_list;
+    while (!LIST_EMPTY(&h->in_flight_list)) {
+        httpd_request *req = LIST_FIRST(&h->in_flight_list);
         unlink_request(h, req);
         free(req);
     }

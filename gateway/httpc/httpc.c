@@ -8,6 +8,8 @@
 #include "httpc.h"
 
 #include "log.h"
+#include "mem.h"
+#include "pending.h"
 #include "version.h"
 
 #include <curl/curl.h>
@@ -15,6 +17,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define HTTPC_MAX_URL 4096
 #define HTTPC_MAX_BODY (1024 * 1024)
@@ -23,10 +26,10 @@ typedef struct httpc_req httpc_req;
 
 struct httpc_req {
     httpc *owner;                 /* the client */
-    httpc_req *prev, *next;       /* the owner's list of unfinished requests */
+    pending_op op;                /* in the owner's unfinished requests */
     bool sending;                 /* its easy handle is in the multi handle */
     const char *refusal;          /* refused before sending: why (static text) */
-    struct event *refused_ev;     /* completes a refused request next loop turn */
+    httpc_response *answer;       /* the transfer's outcome, while completing */
     CURL *easy;                   /* the transfer, NULL when refused early */
     struct curl_slist *headers;   /* header lines, wiped before free */
     char *body;                   /* copy of the request body, wiped before free */
@@ -42,7 +45,7 @@ struct httpc_req {
 /* A socket curl asked us to watch. */
 typedef struct httpc_sock {
     httpc *owner;                     /* the client */
-    struct httpc_sock *prev, *next;   /* the owner's list of watched sockets */
+    LIST_ENTRY(httpc_sock) link;      /* the owner's list of watched sockets */
     struct event *ev;                 /* read/write interest curl asked for */
 } httpc_sock;
 
@@ -51,8 +54,8 @@ struct httpc {
     CURLM *multi;             /* all transfers */
     struct event *timer;      /* curl's single timeout */
     httpc_options opt;        /* validated options */
-    httpc_req *head, *tail;   /* unfinished requests, oldest first */
-    httpc_sock *socks;        /* sockets being watched */
+    pending_set reqs;         /* unfinished requests, oldest first */
+    LIST_HEAD(, httpc_sock) socks; /* sockets being watched */
     int in_flight;            /* requests accepted and not complete */
     bool closing;             /* httpc_free has started */
 };
@@ -75,41 +78,7 @@ void httpc_options_default(httpc_options *opt)
     };
 }
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL) {
-        /* As in Redis: out of memory is not a state we can serve callers
-         * from, and every caller expects its callback. */
-        log_error("httpc.oom", NULL);
-        abort();
-    }
-    return p;
-}
-
 /* Requests and completion ---------------------------------------------------*/
-
-static void req_link(httpc *c, httpc_req *q)
-{
-    q->prev = c->tail;
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
-}
-
-static void req_unlink(httpc *c, httpc_req *q)
-{
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        c->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        c->tail = q->prev;
-}
 
 static void wipe_headers(struct curl_slist *list)
 {
@@ -128,38 +97,36 @@ static void req_free(httpc_req *q)
         free(q->body);
     }
     free(q->resp);
-    event_free(q->refused_ev);
     free(q);
 }
 
-/* The only place callbacks are called: unlinks first so the callback sees a
- * consistent client and may send new requests. */
-static void req_complete(httpc_req *q, httpc_response *res)
+/* How a request ends, as told to pending. */
+enum { REQ_ANSWERED, REQ_REFUSED, REQ_CANCELLED };
+
+/* The only place callbacks are called: pending has unlinked the request,
+ * so the callback sees a consistent client and may send new requests. */
+static void req_complete(pending_op *op, int how)
 {
+    httpc_req *q = pending_owner(op, httpc_req, op);
     httpc *c = q->owner;
     if (q->sending) {
         curl_multi_remove_handle(c->multi, q->easy);
         c->in_flight--;
     }
-    req_unlink(c, q);
-    q->cb(res, q->arg);
+    httpc_response ended = {.status = HTTPC_CANCELLED, .error = "shutdown"};
+    if (how == REQ_ANSWERED)
+        ended = *q->answer;
+    else if (how == REQ_REFUSED || q->refusal)
+        ended = (httpc_response){.status = HTTPC_REFUSED, .error = q->refusal};
+    q->cb(&ended, q->arg);
     req_free(q);
-}
-
-static void complete_refused(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    httpc_req *q = arg;
-    httpc_response res = {.status = HTTPC_REFUSED, .error = q->refusal};
-    req_complete(q, &res);
 }
 
 /* Completes on the next loop turn: never inside httpc_send. */
 static void req_refuse(httpc_req *q, const char *why)
 {
-    static const struct timeval now = {0, 0};
     q->refusal = why;
-    evtimer_add(q->refused_ev, &now);
+    pending_complete_soon(&q->op, REQ_REFUSED);
 }
 
 /* Transfers -----------------------------------------------------------------*/
@@ -204,7 +171,8 @@ static void transfer_done(httpc_req *q, CURLcode rc)
         res.status = HTTPC_FAILED;
         res.error = curl_easy_strerror(rc);
     }
-    req_complete(q, &res);
+    q->answer = &res;
+    pending_complete(&q->op, REQ_ANSWERED);
 }
 
 /* Collects finished transfers; called after every curl_multi_socket_action. */
@@ -246,30 +214,21 @@ static void on_timer_event(evutil_socket_t fd, short what, void *arg)
 
 static void sock_free(httpc_sock *sk)
 {
-    httpc *c = sk->owner;
-    if (sk->prev)
-        sk->prev->next = sk->next;
-    else
-        c->socks = sk->next;
-    if (sk->next)
-        sk->next->prev = sk->prev;
+    LIST_REMOVE(sk, link);
     event_free(sk->ev);
     free(sk);
 }
 
 static httpc_sock *sock_new(httpc *c, curl_socket_t fd)
 {
-    httpc_sock *sk = xcalloc(1, sizeof *sk);
+    httpc_sock *sk = mem_calloc(1, sizeof *sk);
     sk->owner = c;
     sk->ev = event_new(c->base, fd, 0, on_socket_event, sk);
     if (sk->ev == NULL) {
         free(sk);
         return NULL;
     }
-    sk->next = c->socks;
-    if (c->socks)
-        c->socks->prev = sk;
-    c->socks = sk;
+    LIST_INSERT_HEAD(&c->socks, sk, link);
     return sk;
 }
 
@@ -378,16 +337,11 @@ static bool setup_easy(httpc_req *q, const httpc_request *r)
 
 void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
 {
-    httpc_req *q = xcalloc(1, sizeof *q);
+    httpc_req *q = mem_calloc(1, sizeof *q);
     q->owner = c;
     q->cb = cb;
     q->arg = arg;
-    q->refused_ev = evtimer_new(c->base, complete_refused, q);
-    if (q->refused_ev == NULL) {
-        log_error("httpc.oom", NULL);
-        abort();
-    }
-    req_link(c, q);
+    pending_start(&c->reqs, &q->op, req_complete);
     const char *problem = request_problem(r);
     if (problem) {
         log_error("httpc.bad_request", "problem=%s", problem);
@@ -399,7 +353,7 @@ void httpc_send(httpc *c, const httpc_request *r, httpc_cb *cb, void *arg)
         return;
     }
     if (r->body) {
-        q->body = xcalloc(1, r->body_len + 1);
+        q->body = mem_calloc(1, r->body_len + 1);
         memcpy(q->body, r->body, r->body_len);
         q->body_len = r->body_len;
     }
@@ -449,7 +403,8 @@ httpc *httpc_new(struct event_base *base, const httpc_options *opt)
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
-    httpc *c = xcalloc(1, sizeof *c);
+    httpc *c = mem_calloc(1, sizeof *c);
+    pending_set_init(&c->reqs, base);
     c->base = base;
     c->opt = *opt;
     if (!setup_multi(c)) {
@@ -467,16 +422,11 @@ void httpc_free(httpc *c)
     c->closing = true;
     /* Requests made from these callbacks are refused, join the list and
      * end here too. */
-    while (c->head) {
-        httpc_req *q = c->head;
-        httpc_response res = {.status = q->refusal ? HTTPC_REFUSED : HTTPC_CANCELLED,
-                              .error = q->refusal ? q->refusal : "shutdown"};
-        req_complete(q, &res);
-    }
+    pending_complete_all(&c->reqs, REQ_CANCELLED);
     if (c->multi)
         curl_multi_cleanup(c->multi);
-    while (c->socks)
-        sock_free(c->socks);
+    while (!LIST_EMPTY(&c->socks))
+        sock_free(LIST_FIRST(&c->socks));
     if (c->timer)
         event_free(c->timer);
     free(c);

@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
+#include "monotime.h"
 #include "outbox.h"
 #include "registry.h"
 
@@ -27,7 +30,7 @@ typedef struct waiter waiter;
 /* A caller waiting to hear how its report went. */
 struct waiter {
     loss *l;                     /* NULL once the module is gone */
-    waiter *prev, *next;         /* the module's open waits */
+    LIST_ENTRY(waiter) link;     /* the module's open waits */
     char reference[LOSS_REFERENCE_LEN + 1];
     loss_cb *cb;                 /* told exactly once */
     void *arg;
@@ -46,7 +49,7 @@ typedef struct delivery delivery;
 /* One delivery in flight: the attempt and what the registry's answer needs. */
 struct delivery {
     loss *l;                     /* NULL once the module is gone */
-    delivery *prev, *next;       /* the module's deliveries in flight */
+    LIST_ENTRY(delivery) link;   /* the module's deliveries in flight */
     outbox_attempt *attempt;
     char reference[LOSS_REFERENCE_LEN + 1];
 };
@@ -57,8 +60,8 @@ struct loss {
     outbox *ob;                  /* where they wait */
     loss_render_fn *render;      /* SMS wording */
     void *render_ctx;
-    waiter *waiters;             /* open waits, newest first */
-    delivery *deliveries;        /* registry requests in flight */
+    LIST_HEAD(, waiter) waiters; /* open waits, newest first */
+    LIST_HEAD(, delivery) deliveries; /* registry requests in flight */
 };
 
 const char *loss_outcome_name(loss_outcome o)
@@ -97,12 +100,7 @@ static void waiter_unlink(waiter *w)
 {
     if (!w->l)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        w->l->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    LIST_REMOVE(w, link);
     w->l = NULL;
 }
 
@@ -135,30 +133,22 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * still has to come, and the wait ends after it. */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
-    waiter *w = l->waiters;
-    while (w) {
-        waiter *next = w->next;
+    waiter *w, *next;
+    for (w = LIST_FIRST(&l->waiters); w; w = next) {
+        next = LIST_NEXT(w, link);
         if (!w->adding && !strcmp(w->reference, reference))
             waiter_end(w, o, expires_on);
-        w = next;
     }
 }
 
 /* Placing -------------------------------------------------------------------------*/
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The wait after the add, cut to what is left before the caller's deadline. */
 static int wait_left(const waiter *w)
 {
     if (!w->answer_by_ms)
         return w->wait_ms;
-    long left = w->answer_by_ms - now_ms();
+    long left = w->answer_by_ms - (long)monotime_ms();
     return left < 0 ? 0 : left < w->wait_ms ? (int)left : w->wait_ms;
 }
 
@@ -168,7 +158,7 @@ static int wait_left(const waiter *w)
  * the caller's deadline leaves time for another try. */
 static bool may_add_again(const waiter *w, outbox_add_status st)
 {
-    return st == OUTBOX_UNAVAILABLE && w->answer_by_ms && w->answer_by_ms - now_ms() > 2 * LOSS_READD_MS;
+    return st == OUTBOX_UNAVAILABLE && w->answer_by_ms && w->answer_by_ms - (long)monotime_ms() > 2 * LOSS_READD_MS;
 }
 
 static void added(outbox_add_status st, const char *entry_id, void *arg)
@@ -228,13 +218,11 @@ static void refuse_soon(evutil_socket_t fd, short what, void *arg)
 
 void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
 {
-    waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
+    waiter *w = mem_calloc(1, sizeof *w);
     w->cb = cb;
     w->arg = arg;
     w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
-    w->answer_by_ms = answer_within_ms > 0 ? now_ms() + answer_within_ms : 0;
+    w->answer_by_ms = answer_within_ms > 0 ? (long)monotime_ms() + answer_within_ms : 0;
     if (!request_complete(req)) {
         log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
         w->timer = evtimer_new(l->base, refuse_soon, w);
@@ -243,10 +231,7 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within
     }
     reference_of(req->key, w->reference);
     w->l = l;
-    w->next = l->waiters;
-    if (l->waiters)
-        l->waiters->prev = w;
-    l->waiters = w;
+    LIST_INSERT_HEAD(&l->waiters, w, link);
     w->timer = evtimer_new(l->base, on_timer, w);
     snprintf(w->dedupe, sizeof w->dedupe, "loss:%s", req->key);
     w->payload = payload_of(req, w->reference);
@@ -274,12 +259,7 @@ static void delivery_unlink(delivery *d)
 {
     if (!d->l)
         return;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        d->l->deliveries = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    LIST_REMOVE(d, link);
     d->l = NULL;
 }
 
@@ -318,9 +298,7 @@ static void confirm_by_sms(delivery *d, const char *prompt, const char *expires_
         finish(d, then, reason);
         return;
     }
-    sms_wait *sw = malloc(sizeof *sw);
-    if (!sw)
-        abort();
+    sms_wait *sw = mem_malloc(sizeof *sw);
     *sw = (sms_wait){d, then, reason};
     json_t *sms = json_pack("{s:s, s:s, s:s}", "to", mobile, "text", text, "ref", d->reference);
     char dedupe[LOSS_KEY_MAX];
@@ -371,14 +349,9 @@ static void deliver(outbox_attempt *a, void *arg)
         outbox_finish(a, OUTBOX_GIVE_UP, "malformed");
         return;
     }
-    delivery *d = calloc(1, sizeof *d);
-    if (!d)
-        abort();
+    delivery *d = mem_calloc(1, sizeof *d);
     d->l = l;
-    d->next = l->deliveries;
-    if (l->deliveries)
-        l->deliveries->prev = d;
-    l->deliveries = d;
+    LIST_INSERT_HEAD(&l->deliveries, d, link);
     d->attempt = a;
     memcpy(d->reference, reference, LOSS_REFERENCE_LEN + 1);
     char idem[LOSS_KEY_MAX];
@@ -390,9 +363,7 @@ static void deliver(outbox_attempt *a, void *arg)
 
 loss *loss_new(struct event_base *base, registry *reg, outbox *ob, loss_render_fn *render, void *render_ctx)
 {
-    loss *l = calloc(1, sizeof *l);
-    if (!l)
-        abort();
+    loss *l = mem_calloc(1, sizeof *l);
     *l = (loss){.base = base, .reg = reg, .ob = ob, .render = render, .render_ctx = render_ctx};
     if (outbox_register(ob, LOSS_KIND, OUTBOX_LIMIT_AGE_ONLY, deliver, l) != 0) {
         log_error("loss.config", "why=%s", log_quote("kind loss_report already registered").s);
@@ -406,18 +377,17 @@ void loss_free(loss *l)
 {
     if (!l)
         return;
-    while (l->deliveries)
-        delivery_unlink(l->deliveries);
+    while (!LIST_EMPTY(&l->deliveries))
+        delivery_unlink(LIST_FIRST(&l->deliveries));
     /* A wait whose add is still with Redis ends when Redis answers; one
      * about to add again never learnt whether its report landed. */
-    waiter *w = l->waiters;
-    while (w) {
-        waiter *next = w->next;
+    waiter *w, *next;
+    for (w = LIST_FIRST(&l->waiters); w; w = next) {
+        next = LIST_NEXT(w, link);
         if (w->adding)
             waiter_unlink(w);
         else
             waiter_end(w, w->readding ? LOSS_UNAVAILABLE : LOSS_ACCEPTED, NULL);
-        w = next;
     }
     free(l);
 }

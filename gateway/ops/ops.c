@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "version.h"
 
 struct ops {
@@ -19,7 +20,7 @@ struct ops {
     bool probe_pending;               /* a probe is on its way */
     bool registry_up;                 /* the last probe's verdict */
     bool redis_was_up;                /* last reported Redis state (logs transitions) */
-    struct timespec started;          /* process start, for uptime */
+    monotime started;                 /* process start, for uptime */
     metrics_series *uptime;           /* cardline_uptime_seconds */
     metrics_series *redis_up;         /* cardline_dependency_up{dependency="redis"} */
     metrics_series *registry_up_gauge;/* cardline_dependency_up{dependency="registry"} */
@@ -121,18 +122,11 @@ static void serve_health(httpd_request *req, void *arg)
 
 /* /metrics ----------------------------------------------------------------------*/
 
-static double seconds_since(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
 static void serve_metrics(httpd_request *req, void *arg)
 {
     ops *o = arg;
     redis_state(o);
-    metrics_set(o->uptime, seconds_since(&o->started));
+    metrics_set(o->uptime, monotime_s_since(o->started));
     struct evbuffer *out = evbuffer_new();
     metrics_render(out);
     httpd_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", out);
@@ -161,7 +155,7 @@ ops *ops_new(struct event_base *base, httpd *listener, store *st, registry *reg,
     o->listener = listener;
     o->store = st;
     o->registry = reg;
-    clock_gettime(CLOCK_MONOTONIC, &o->started);
+    o->started = monotime_now();
     o->probe_timer = event_new(base, -1, EV_PERSIST, probe, o);
     if (o->probe_timer == NULL ||
         httpd_route(listener, "/healthz", EVHTTP_REQ_GET, serve_health, o) != 0 ||

@@ -11,6 +11,7 @@
 #include "outbox.h"
 
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -98,7 +100,7 @@ typedef struct {
 
 struct outbox_attempt {
     outbox *ob;                  /* NULL once the outbox was freed (detached) */
-    outbox_attempt *prev, *next; /* the outbox's open attempts */
+    LIST_ENTRY(outbox_attempt) link; /* the outbox's open attempts */
     char id[OB_MAX_ID];          /* stream entry id */
     char kind[OUTBOX_MAX_KIND_LEN + 1];
     int number;                  /* attempt number, 1 on the first */
@@ -114,7 +116,7 @@ typedef struct ob_req ob_req;
 
 struct ob_req {
     outbox *ob;               /* NULL when detached */
-    ob_req *prev, *next;      /* the outbox's live requests */
+    LIST_ENTRY(ob_req) link;  /* the outbox's live requests */
     req_kind kind;            /* what it is */
     outbox_add_cb *add_cb;    /* REQ_ADD: the caller's callback */
     void *add_arg;            /* and argument */
@@ -129,9 +131,9 @@ struct outbox {
     outbox_options opt;          /* validated copy; consumer owned */
     deliverer kinds[OUTBOX_MAX_KINDS]; /* registered deliverers */
     int nkinds;                  /* how many */
-    outbox_attempt *open;        /* attempts handed out, not finished */
+    LIST_HEAD(, outbox_attempt) open; /* attempts handed out, not finished */
     int in_flight;               /* how many */
-    ob_req *reqs;                /* requests not yet answered */
+    LIST_HEAD(, ob_req) reqs;    /* requests not yet answered */
     bool group_ready;            /* the consumer group is known to exist */
     bool taking;                 /* a take is in flight */
     bool take_again;             /* outbox_poll_now came during a take: take once more */
@@ -141,20 +143,6 @@ struct outbox {
 };
 
 /* Small helpers -------------------------------------------------------------*/
-
-static void out_of_memory(void)
-{
-    log_error("outbox.oom", NULL);
-    abort();
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        out_of_memory();
-    return p;
-}
 
 static long long wall_ms(void)
 {
@@ -216,13 +204,10 @@ const char *outbox_add_status_name(outbox_add_status st)
 
 static ob_req *req_new(outbox *ob, req_kind kind)
 {
-    ob_req *q = xcalloc(1, sizeof *q);
+    ob_req *q = mem_calloc(1, sizeof *q);
     q->ob = ob;
     q->kind = kind;
-    q->next = ob->reqs;
-    if (ob->reqs)
-        ob->reqs->prev = q;
-    ob->reqs = q;
+    LIST_INSERT_HEAD(&ob->reqs, q, link);
     return q;
 }
 
@@ -230,14 +215,8 @@ static ob_req *req_new(outbox *ob, req_kind kind)
 static outbox *req_end(ob_req *q)
 {
     outbox *ob = q->ob;
-    if (ob) {
-        if (q->prev)
-            q->prev->next = q->next;
-        else
-            ob->reqs = q->next;
-        if (q->next)
-            q->next->prev = q->prev;
-    }
+    if (ob)
+        LIST_REMOVE(q, link);
     if (q->ev)
         event_free(q->ev);
     free(q);
@@ -304,7 +283,7 @@ static void add_refuse(ob_req *q, outbox_add_status st, const char *why)
     q->refused = st;
     q->ev = evtimer_new(q->ob->base, add_refused_due, q);
     if (q->ev == NULL)
-        out_of_memory();
+        mem_out_of_memory("outbox: evtimer_new");
     evtimer_add(q->ev, &now);
 }
 
@@ -407,12 +386,7 @@ static void attempt_free(outbox_attempt *a)
 
 static void attempt_unlink(outbox *ob, outbox_attempt *a)
 {
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        ob->open = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    LIST_REMOVE(a, link);
     ob->in_flight--;
 }
 
@@ -465,7 +439,8 @@ int outbox_attempt_number(const outbox_attempt *a) { return a->number; }
 
 static bool attempt_open(const outbox *ob, const char *id)
 {
-    for (const outbox_attempt *a = ob->open; a; a = a->next)
+    const outbox_attempt *a;
+    LIST_FOREACH(a, &ob->open, link)
         if (strcmp(a->id, id) == 0)
             return true;
     return false;
@@ -490,7 +465,7 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
         e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= OB_MAX_ID ||
         e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY)
         return NULL;
-    outbox_attempt *a = xcalloc(1, sizeof *a);
+    outbox_attempt *a = mem_calloc(1, sizeof *a);
     a->ob = ob;
     snprintf(a->id, sizeof a->id, "%s", e->element[0]->str);
     a->number = (int)e->element[1]->integer;
@@ -500,19 +475,14 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
     if (kind && valid_kind(kind->str))
         snprintf(a->kind, sizeof a->kind, "%s", kind->str);
     a->created_ms = created ? strtoll(created->str, NULL, 10) : 0;
-    a->payload_text = strdup(payload ? payload->str : "");
-    if (a->payload_text == NULL)
-        out_of_memory();
+    a->payload_text = mem_strdup(payload ? payload->str : "");
     a->payload = json_loads(a->payload_text, 0, NULL);
     return a;
 }
 
 static void attempt_start(outbox *ob, outbox_attempt *a)
 {
-    a->next = ob->open;
-    if (ob->open)
-        ob->open->prev = a;
-    ob->open = a;
+    LIST_INSERT_HEAD(&ob->open, a, link);
     ob->in_flight++;
     deliverer *d = find_kind(ob, a->kind);
     if (!json_is_object(a->payload) || a->kind[0] == '\0') {
@@ -689,14 +659,14 @@ outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt
         log_error("outbox.config", "problem=%s", log_quote(problem).s);
         return NULL;
     }
-    outbox *ob = xcalloc(1, sizeof *ob);
+    outbox *ob = mem_calloc(1, sizeof *ob);
     ob->base = base;
     ob->st = st;
     ob->opt = *opt;
-    ob->opt.consumer = strdup(opt->consumer);
+    ob->opt.consumer = mem_strdup(opt->consumer);
     ob->poll_ev = event_new(base, -1, EV_PERSIST, poll_due, ob);
-    if (ob->opt.consumer == NULL || ob->poll_ev == NULL)
-        out_of_memory();
+    if (ob->poll_ev == NULL)
+        mem_out_of_memory("outbox: event_new");
     ob->pending = metrics_gauge("cardline_outbox_pending",
                                 "Entries in the outbox stream (queued or being retried).", NULL);
     ob->unknown_kind = metrics_counter("cardline_outbox_unknown_kind_total",
@@ -712,19 +682,16 @@ void outbox_free(outbox *ob)
     if (ob == NULL)
         return;
     event_free(ob->poll_ev);
-    while (ob->open) {
-        outbox_attempt *a = ob->open;
+    while (!LIST_EMPTY(&ob->open)) {
+        outbox_attempt *a = LIST_FIRST(&ob->open);
         attempt_unlink(ob, a);
         a->ob = NULL;
     }
     /* Refused adds report now; sent requests report when Redis answers. */
-    while (ob->reqs) {
-        ob_req *q = ob->reqs;
-        ob->reqs = q->next;
-        if (ob->reqs)
-            ob->reqs->prev = NULL;
+    while (!LIST_EMPTY(&ob->reqs)) {
+        ob_req *q = LIST_FIRST(&ob->reqs);
+        LIST_REMOVE(q, link);
         q->ob = NULL;
-        q->prev = q->next = NULL;
         if (q->ev)
             add_report(q, q->refused, NULL);
     }

@@ -16,6 +16,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "outbox.h"
 #include "store.h"
 
@@ -80,7 +81,7 @@ struct sms_out {
     outbox *ob;               /* where "sms" entries come from */
     httpc *http;              /* sendsms requests */
     sms_out_options opt;      /* copy; strings owned */
-    so_dlr *dlrs;             /* reports waiting for Redis */
+    LIST_HEAD(, so_dlr) dlrs; /* reports waiting for Redis */
 };
 
 /* Small helpers -------------------------------------------------------------*/
@@ -215,14 +216,10 @@ bool sms_out_send_now(sms_out *so, const char *to, const char *text)
     if (!so || !valid_number(to) || !text || !*text || strlen(text) > SMS_OUT_MAX_TEXT)
         return false;
     size_t cap = 4 * SMS_OUT_MAX_TEXT + 2048;
-    char *url = calloc(1, cap);
-    if (url == NULL)
-        abort();
+    char *url = mem_calloc(1, cap);
     bool built = build_url(so, NULL, NULL, to, text, url, cap);
     if (built) {
-        so_send *q = calloc(1, sizeof *q);
-        if (q == NULL)
-            abort();
+        so_send *q = mem_calloc(1, sizeof *q);
         q->so = so;
         q->to = mask_phone(to);
         httpc_request req = {
@@ -304,9 +301,7 @@ static void deliver_sms(outbox_attempt *a, void *arg)
         outbox_finish(a, OUTBOX_RETRY, "url");
         return;
     }
-    so_send *q = calloc(1, sizeof *q);
-    if (q == NULL)
-        abort();
+    so_send *q = mem_calloc(1, sizeof *q);
     q->so = so;
     q->attempt = a;
     q->to = mask_phone(to);
@@ -325,20 +320,10 @@ static void deliver_sms(outbox_attempt *a, void *arg)
 
 struct so_dlr {
     sms_out *so;             /* owner; NULL once sms_out_free ran (no reply then) */
-    so_dlr *prev, *next;     /* the owner's waiting reports */
+    LIST_ENTRY(so_dlr) link; /* the owner's waiting reports */
     httpd_request *req;      /* the report's HTTP request, answered when Redis is */
     sms_out_dlr report;      /* what Kannel reported */
 };
-
-static void dlr_unlink(so_dlr *d)
-{
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        d->so->dlrs = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
-}
 
 static const char *state_for_dlr(long status)
 {
@@ -386,7 +371,7 @@ const char *sms_out_dlr_parse(const char *query, sms_out_dlr *out)
 
 static void dlr_end(so_dlr *d)
 {
-    dlr_unlink(d);
+    LIST_REMOVE(d, link);
     free(d);
 }
 
@@ -451,9 +436,7 @@ static void serve_dlr(httpd_request *req, void *arg)
 {
     sms_out *so = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(httpd_request_evhttp(req));
-    so_dlr *d = calloc(1, sizeof *d);
-    if (d == NULL)
-        abort();
+    so_dlr *d = mem_calloc(1, sizeof *d);
     const char *why = sms_out_dlr_parse(uri ? evhttp_uri_get_query(uri) : NULL, &d->report);
     if (why) {
         free(d);
@@ -462,10 +445,7 @@ static void serve_dlr(httpd_request *req, void *arg)
     }
     d->so = so;
     d->req = req;
-    d->next = so->dlrs;
-    if (so->dlrs)
-        so->dlrs->prev = d;
-    so->dlrs = d;
+    LIST_INSERT_HEAD(&so->dlrs, d, link);
     char key[sizeof SO_KEY_PREFIX + SO_MAX_ID];
     snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
     const char *argv[] = {"HGET", key, "dlr_token"};
@@ -519,9 +499,7 @@ static const char *options_problem(const sms_out_options *o, char *buf, size_t s
 
 static char *dup(const char *s)
 {
-    char *d = s ? strdup(s) : NULL;
-    if (s && d == NULL)
-        abort();
+    char *d = s ? mem_strdup(s) : NULL;
     return d;
 }
 
@@ -529,7 +507,8 @@ static void release(sms_out *so)
 {
     /* Reports still waiting for Redis end without a reply: the listener
      * is being drained or freed. */
-    for (so_dlr *d = so->dlrs; d; d = d->next)
+    so_dlr *d;
+    LIST_FOREACH(d, &so->dlrs, link)
         d->so = NULL;
     httpc_free(so->http);
     free((char *)so->opt.sendsms_url);

@@ -12,7 +12,10 @@
 #include "httpc.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
+#include "monotime.h"
+#include "pending.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -38,7 +41,7 @@
 
 /* A request is in exactly one phase until it completes. */
 typedef enum {
-    REQ_REFUSED,     /* refused before sending; completes from `ev` */
+    REQ_REFUSED,     /* refused before sending; completes on a later turn */
     REQ_TRANSFER,    /* an httpc request is in flight for it */
     REQ_RETRY_WAIT   /* a read waiting on `ev` to be tried again */
 } req_phase;
@@ -47,20 +50,21 @@ typedef struct registry_req registry_req;
 
 struct registry_req {
     registry *reg;                  /* owner */
-    registry_req *prev, *next;      /* the owner's list of unfinished requests */
+    pending_op op;                  /* in the owner's unfinished requests */
     req_phase phase;                /* what is going on for it now */
-    struct event *ev;               /* deferred completion, or the retry pause */
+    struct event *ev;               /* the retry pause */
     char *url;                      /* base URL + path, kept for a read's retry */
     char *body;                     /* serialized request body, wiped once sent */
     size_t body_len;                /* its length */
     bool is_read;                   /* a GET: may be tried again after UNAVAILABLE */
     int attempts;                   /* transfers started so far */
-    registry_status refusal;        /* REQ_REFUSED: the status to complete with */
-    const char *refusal_reason;     /* REQ_REFUSED: static text for the log line */
+    long end_http;                  /* completing: the HTTP status, 0 if none */
+    json_t *end_body;               /* completing: the body (owned), or NULL */
+    const char *end_cause;          /* completing: static text for the log line */
     char method[8];                 /* GET, POST, PATCH or DELETE */
     char log_path[256];             /* the path with IDs masked and no query */
     char request_id[40];            /* X-Request-Id sent and logged */
-    struct timespec started;        /* when the caller asked */
+    monotime started;               /* when the caller asked */
     registry_cb *cb;                /* the caller's callback */
     void *arg;                      /* and its argument */
 };
@@ -69,7 +73,7 @@ struct registry {
     struct event_base *base;        /* the main loop */
     httpc *http;                    /* the transfers */
     registry_options opt;           /* options, strings owned (copied) */
-    registry_req *head, *tail;      /* unfinished requests, oldest first */
+    pending_set reqs;               /* unfinished requests, oldest first */
     int in_flight;                  /* accepted requests not yet complete */
     bool closing;                   /* registry_free has started */
     uint32_t id_tag;                /* random per instance, part of request ids */
@@ -140,26 +144,6 @@ void registry_options_default(registry_options *opt)
 }
 
 /* Small helpers -------------------------------------------------------------*/
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL) {
-        /* As in Redis: running out of memory is not a state we can serve
-         * callers from, and every caller expects its callback. */
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    return p;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1000.0 +
-           (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 static bool is_write_method(const char *m)
 {
@@ -234,29 +218,6 @@ static void path_for_log(const char *path, char *out, size_t cap)
 
 /* Request list and completion -----------------------------------------------*/
 
-static void req_link(registry *r, registry_req *q)
-{
-    q->prev = r->tail;
-    if (r->tail)
-        r->tail->next = q;
-    else
-        r->head = q;
-    r->tail = q;
-}
-
-static void req_unlink(registry *r, registry_req *q)
-{
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        r->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        r->tail = q->prev;
-    q->prev = q->next = NULL;
-}
-
 static void req_wipe_body(registry_req *q)
 {
     if (q->body) {
@@ -301,49 +262,64 @@ static void record_outcome(registry *r, const registry_req *q, const registry_re
     metrics_inc(r->m_seconds_count);
 }
 
-/* Ends a request: one log line, metrics, the callback, then the memory.
- * `body` is owned and released after the callback. */
-static void req_complete(registry_req *q, registry_status st, long http, json_t *body,
-                         const char *cause)
+/* registry_free's status for what is still pending: UNAVAILABLE, "shutdown". */
+#define REQ_SHUTDOWN (-1)
+
+/* pending's completion, the only place callbacks are called: one log line,
+ * metrics, the callback, then the memory. The body is released after the
+ * callback. */
+static void req_completed(pending_op *op, int status)
 {
+    registry_req *q = pending_owner(op, registry_req, op);
     registry *r = q->reg;
+    registry_status st = status == REQ_SHUTDOWN ? REGISTRY_UNAVAILABLE : (registry_status)status;
+    long http = status == REQ_SHUTDOWN ? 0 : q->end_http;
+    json_t *body = status == REQ_SHUTDOWN ? NULL : q->end_body;
+    const char *cause = status == REQ_SHUTDOWN ? "shutdown" : q->end_cause;
     registry_result res = {
         .status = st,
         .http_status = http,
         .body = body,
-        .elapsed_ms = ms_since(&q->started),
+        .elapsed_ms = monotime_ms_since(q->started),
     };
     json_t *err = json_object_get(body, "error");
     res.error_code = json_string_value(json_object_get(err, "code"));
     record_outcome(r, q, &res, res.error_code ? res.error_code : cause);
     if (q->phase != REQ_REFUSED)
         r->in_flight--;
-    req_unlink(r, q);
     q->cb(&res, q->arg);
     json_decref(body);
     req_free(q);
 }
 
-static void on_req_event(evutil_socket_t fd, short what, void *arg);
+/* Ends a request now. `body` is owned. */
+static void req_complete(registry_req *q, registry_status st, long http, json_t *body,
+                         const char *cause)
+{
+    q->end_http = http;
+    q->end_body = body;
+    q->end_cause = cause;
+    pending_complete(&q->op, (int)st);
+}
+
+static void on_retry_due(evutil_socket_t fd, short what, void *arg);
 
 static registry_req *req_new(registry *r, const char *method, registry_cb *cb, void *arg)
 {
-    registry_req *q = xcalloc(1, sizeof *q);
+    registry_req *q = mem_calloc(1, sizeof *q);
     q->reg = r;
     q->cb = cb;
     q->arg = arg;
-    q->ev = evtimer_new(r->base, on_req_event, q);
-    if (q->ev == NULL) {
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    clock_gettime(CLOCK_MONOTONIC, &q->started);
+    q->ev = evtimer_new(r->base, on_retry_due, q);
+    if (q->ev == NULL)
+        mem_out_of_memory("registry: evtimer_new");
+    q->started = monotime_now();
     /* An unknown method is the caller's mistake; it is not echoed. */
     snprintf(q->method, sizeof q->method, "%s", method_known(method) ? method : "?");
     snprintf(q->log_path, sizeof q->log_path, "-");
     snprintf(q->request_id, sizeof q->request_id, "cl-%08x-%llu", (unsigned)r->id_tag,
              (unsigned long long)++r->id_seq);
-    req_link(r, q);
+    pending_start(&r->reqs, &q->op, req_completed);
     return q;
 }
 
@@ -351,18 +327,16 @@ static registry_req *req_new(registry *r, const char *method, registry_cb *cb, v
  * their callback run inside the call that made the request. */
 static void req_refuse(registry_req *q, registry_status st, const char *reason)
 {
-    static const struct timeval now = {0, 0};
     q->phase = REQ_REFUSED;
-    q->refusal = st;
-    q->refusal_reason = reason;
-    evtimer_add(q->ev, &now);
+    q->end_cause = reason;
+    pending_complete_soon(&q->op, (int)st);
 }
 
 /* Transfers ----------------------------------------------------------------*/
 
 static long remaining_ms(const registry_req *q)
 {
-    return (long)q->reg->opt.timeout_ms - (long)ms_since(&q->started);
+    return (long)q->reg->opt.timeout_ms - (long)monotime_ms_since(q->started);
 }
 
 /* Header lines for one send; `bearer` holds the token and is wiped by the
@@ -436,7 +410,7 @@ static const char *serialize_body(registry_req *q, json_t *body)
         return "body_not_serializable";
     if (need > REGISTRY_MAX_BODY)
         return "body_too_large";
-    q->body = xcalloc(1, need);
+    q->body = mem_calloc(1, need);
     q->body_len = json_dumpb(body, q->body, need, JSON_COMPACT);
     return q->body_len == need ? NULL : "body_not_serializable";
 }
@@ -456,7 +430,7 @@ static void req_start(registry_req *q, const char *path, json_t *body, const cha
         return;
     }
     size_t url_len = strlen(r->opt.base_url) + strlen(path) + 1;
-    q->url = xcalloc(1, url_len);
+    q->url = mem_calloc(1, url_len);
     snprintf(q->url, url_len, "%s%s", r->opt.base_url, path);
     r->in_flight++;
     req_send(q, key, r->opt.timeout_ms);
@@ -472,14 +446,10 @@ static void req_retry_now(registry_req *q)
     req_send(q, NULL, left);
 }
 
-static void on_req_event(evutil_socket_t fd, short what, void *arg)
+static void on_retry_due(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    registry_req *q = arg;
-    if (q->phase == REQ_RETRY_WAIT)
-        req_retry_now(q);
-    else
-        req_complete(q, q->refusal, 0, NULL, q->refusal_reason);
+    req_retry_now(arg);
 }
 
 static registry_status status_for_http(long code)
@@ -593,12 +563,7 @@ static char *dup_or_null(const char *s)
 {
     if (s == NULL)
         return NULL;
-    char *d = strdup(s);
-    if (d == NULL) {
-        log_error("registry.oom", NULL);
-        abort();
-    }
-    return d;
+    return mem_strdup(s);
 }
 
 static void register_metrics(registry *r)
@@ -637,7 +602,8 @@ registry *registry_new(struct event_base *base, const registry_options *opt)
         log_error("registry.config", "problem=%s", log_quote(problem).s);
         return NULL;
     }
-    registry *r = xcalloc(1, sizeof *r);
+    registry *r = mem_calloc(1, sizeof *r);
+    pending_set_init(&r->reqs, base);
     r->base = base;
     r->opt = *opt;
     r->opt.base_url = dup_or_null(opt->base_url);
@@ -674,8 +640,7 @@ void registry_free(registry *r)
      * retry while closing); requests made from any of these callbacks are
      * refused, join the list and end here too. */
     httpc_free(r->http);
-    while (r->head)
-        req_complete(r->head, REGISTRY_UNAVAILABLE, 0, NULL, "shutdown");
+    pending_complete_all(&r->reqs, REQ_SHUTDOWN);
     free_options(&r->opt);
     free(r);
 }

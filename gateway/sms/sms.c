@@ -24,6 +24,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
 #include "store.h"
 #include "sms_wire.h"
@@ -59,7 +60,7 @@ struct sms {
     engine *engine;          /* runs the hops */
     sms_options opt;         /* limits; secret owned */
     allow_list *allow;       /* allowed sources, NULL = any */
-    sms_pending *pending;    /* requests waiting for a hop, newest first */
+    LIST_HEAD(, sms_pending) pending; /* requests waiting for a hop, newest first */
 };
 
 /* One Kannel request waiting for the engine. */
@@ -71,7 +72,7 @@ struct sms_pending {
     char *text;              /* the MO text (never logged) */
     char lang[SMS_LANG_MAX]; /* held: the conversation's language, for the acknowledgement */
     bool started;            /* the START hop was sent (no second fallback) */
-    sms_pending *prev, *next;/* in owner->pending */
+    LIST_ENTRY(sms_pending) link; /* in owner->pending */
 };
 
 static metrics_series *counter(const char *result)
@@ -136,8 +137,7 @@ bool sms_fit(char *text, size_t size, int max_messages)
     cut = line_cut > 0 ? line_cut : cut;
     if (cut + strlen(marker) + 1 > size)
         cut = size - strlen(marker) - 1;
-    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
-        cut--;
+    cut = utf8_cut(text, cut);
     memcpy(text + cut, marker, strlen(marker) + 1);
     return true;
 }
@@ -184,14 +184,8 @@ static void render_unavailable(const sms *s, char *out, size_t size)
 
 static void pending_free(sms_pending *p)
 {
-    if (p->owner) {
-        if (p->prev)
-            p->prev->next = p->next;
-        else
-            p->owner->pending = p->next;
-        if (p->next)
-            p->next->prev = p->prev;
-    }
+    if (p->owner)
+        LIST_REMOVE(p, link);
     free(p->text);
     free(p);
 }
@@ -288,7 +282,7 @@ static void hold_message(sms_pending *p, json_t *output)
     char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!payload)
-        abort();
+        mem_out_of_memory("sms: json_dumps");
     char key[sizeof SMS_HELD_PREFIX + sizeof p->session], keep[16], ttl[16];
     snprintf(key, sizeof key, SMS_HELD_PREFIX "%s", p->session);
     snprintf(keep, sizeof keep, "%d", SMS_HELD_KEEP);
@@ -349,9 +343,7 @@ static char *form_text(httpd_request *req)
     if (evhttp_request_get_command(evr) == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(evr);
         size_t len = evbuffer_get_length(in);
-        char *body = malloc(len + 1);
-        if (!body)
-            abort();
+        char *body = mem_malloc(len + 1);
         evbuffer_copyout(in, body, len);
         body[len] = '\0';
         if (memchr(body, '\0', len)) {
@@ -361,9 +353,7 @@ static char *form_text(httpd_request *req)
         return body;
     }
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(evr));
-    char *copy = strdup(query ? query : "");
-    if (!copy)
-        abort();
+    char *copy = mem_strdup(query ? query : "");
     return copy;
 }
 
@@ -413,20 +403,13 @@ static void on_request(httpd_request *req, void *arg)
         if (!parsed) {
             refuse(req, why.status, why.code, why.message);
         } else {
-            sms_pending *p = calloc(1, sizeof *p);
-            if (!p)
-                abort();
+            sms_pending *p = mem_calloc(1, sizeof *p);
             p->owner = s;
             p->req = req;
             snprintf(p->sender, sizeof p->sender, "%s", mo.sender);
             snprintf(p->session, sizeof p->session, "sms:%s", mo.sender);
-            p->text = strdup(mo.text);
-            if (!p->text)
-                abort();
-            p->next = s->pending;
-            if (s->pending)
-                s->pending->prev = p;
-            s->pending = p;
+            p->text = mem_strdup(mo.text);
+            LIST_INSERT_HEAD(&s->pending, p, link);
             if (is_keyword(s, mo.text))
                 start_hop(p);
             else
@@ -454,16 +437,12 @@ sms *sms_new(engine *e, httpd *h, const sms_options *opt)
         log_error("sms.option_invalid", "allow_from=%s", log_quote(why).s);
         return NULL;
     }
-    sms *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
+    sms *s = mem_calloc(1, sizeof *s);
     s->engine = e;
     s->opt = *opt;
     s->allow = allow;
     s->opt.allow_from = NULL;
-    s->opt.secret = opt->secret ? strdup(opt->secret) : NULL;
-    if (opt->secret && !s->opt.secret)
-        abort();
+    s->opt.secret = opt->secret ? mem_strdup(opt->secret) : NULL;
     if (!s->opt.secret && s->opt.allow_unsigned)
         log_warn("sms.unsigned", "why=%s",
                  log_quote("[sms] secret unset and allow_unsigned = 1: Kannel is not authenticated").s);
@@ -481,7 +460,8 @@ void sms_free(sms *s)
 {
     if (!s)
         return;
-    for (sms_pending *p = s->pending; p; p = p->next) {
+    sms_pending *p;
+    LIST_FOREACH(p, &s->pending, link) {
         p->owner = NULL;
         httpd_reply_error(p->req, 503, "shutting_down", "the gateway is stopping");
     }

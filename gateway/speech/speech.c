@@ -4,8 +4,9 @@
  *
  * Handoff: the main loop appends jobs to `todo` under `lock` and signals
  * `wake`; the worker takes one, makes its audio into buffers of its own,
- * appends the job to `done` and writes an eventfd the main loop reads
- * (as sip.c hands its events over), so the base needs no evthread locking.
+ * and hands the job back through core/handoff (a locked list and an eventfd
+ * the main loop reads, as sip.c hands its events over), so the base needs no
+ * evthread locking.
  * Only the main loop touches an entry: the worker sees the job's copies of
  * voice, language and text, and never the entry the job points to.
  *
@@ -27,7 +28,6 @@
  * (nice +10) so that RTP pacing on the main loop comes first. */
 #include "speech.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sndfile.h>
@@ -38,7 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -49,8 +49,10 @@
 #include <event2/event.h>
 #include <openssl/evp.h>
 
+#include "handoff.h"
 #include "log.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "utf8.h"
 
 #define RATE_OUT 8000
@@ -86,7 +88,8 @@ struct entry {
 
 typedef struct job job;
 struct job {
-    job *next;                   /* in todo or done */
+    TAILQ_ENTRY(job) link;       /* in todo */
+    handoff_item done;           /* in `finished`, once made */
     entry *e;                    /* the entry it fills (main loop only) */
     char voice[VOICE_NAME];      /* espeak-ng voice */
     char lang[LANG_NAME];        /* the language whose recordings are looked up */
@@ -116,26 +119,17 @@ struct speech {
     int queued;                  /* jobs not yet back (todo, in hand, done) */
     pthread_t thread;            /* the worker */
     bool started;                /* thread exists */
-    pthread_mutex_t lock;        /* guards todo, done and stop */
+    pthread_mutex_t lock;        /* guards todo and stop */
     pthread_cond_t wake;         /* todo grew or stop was set */
-    job *todo, *todo_tail;       /* for the worker */
-    job *done, *done_tail;       /* for the main loop */
+    TAILQ_HEAD(, job) todo;      /* for the worker, oldest first */
     bool stop;                   /* the worker should return */
-    int wake_fd;                 /* eventfd the worker writes */
-    struct event *wake_ev;       /* its read event */
+    handoff *finished;           /* jobs made, for the main loop */
     speech_stats stats;          /* figures; percentiles from hist */
     uint32_t hist[HIST_BUCKETS + 1]; /* synthesis times */
     uint64_t timed;              /* entries of hist */
     metrics_series *m_synth, *m_recorded, *m_failed, *m_hits, *m_misses, *m_refused; /* stats, as counters */
     metrics_series *m_bytes, *m_p50, *m_p99; /* and as gauges */
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 /* Options ---------------------------------------------------------------------*/
 
@@ -416,10 +410,10 @@ static void make_sound(const char *recorded_dir, int rate, job *j)
         j->recorded = stat(path, &st) == 0 && read_recording(path, &pcm, &n);
     }
     if (!j->recorded) {
-        int64_t start = now_ns();
+        int64_t start = monotime_now();
         if (!synthesize_8k(j->voice, rate, j->text, &pcm, &n))
             n = 0;
-        j->took_ns = now_ns() - start;
+        j->took_ns = monotime_now() - start;
     }
     j->data = n ? encode(pcm, n) : NULL;
     j->samples = j->data ? n : 0;
@@ -456,31 +450,18 @@ const char *speech_check_voices(const char *voices, char *why, size_t size)
 static job *take_job(speech *s)
 {
     pthread_mutex_lock(&s->lock);
-    while (!s->stop && !s->todo)
+    while (!s->stop && TAILQ_EMPTY(&s->todo))
         pthread_cond_wait(&s->wake, &s->lock);
-    job *j = s->stop ? NULL : s->todo;
-    if (j) {
-        s->todo = j->next;
-        if (!s->todo)
-            s->todo_tail = NULL;
-    }
+    job *j = s->stop ? NULL : TAILQ_FIRST(&s->todo);
+    if (j)
+        TAILQ_REMOVE(&s->todo, j, link);
     pthread_mutex_unlock(&s->lock);
     return j;
 }
 
 static void hand_back(speech *s, job *j)
 {
-    j->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->done_tail)
-        s->done_tail->next = j;
-    else
-        s->done = j;
-    s->done_tail = j;
-    pthread_mutex_unlock(&s->lock);
-    uint64_t one = 1;
-    if (write(s->wake_fd, &one, sizeof one) != sizeof one)
-        log_error("speech.wake", "errno=%d", errno); /* only at 2^64-1 pending: cannot happen */
+    handoff_post(s->finished, &j->done);
 }
 
 static void *worker(void *arg)
@@ -673,24 +654,14 @@ static void finish(speech *s, job *j)
 
 static job *pop_done(speech *s)
 {
-    pthread_mutex_lock(&s->lock);
-    job *j = s->done;
-    if (j) {
-        s->done = j->next;
-        if (!s->done)
-            s->done_tail = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return j;
+    handoff_item *it = handoff_take(s->finished);
+    return it ? handoff_owner(it, job, done) : NULL;
 }
 
-static void on_done(evutil_socket_t fd, short what, void *arg)
+static void on_done(handoff *h, void *arg)
 {
-    (void)what;
+    (void)h;
     speech *s = arg;
-    uint64_t count;
-    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
-        log_error("speech.wake", "errno=%d", errno);
     for (job *j; (j = pop_done(s)) != NULL;)
         finish(s, j);
     evict(s);
@@ -702,6 +673,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 
 static bool enqueue(speech *s, entry *e, const voice_map *v, const char *text)
 {
+    /* Not mem_calloc: without memory speech_get refuses the value, as with
+     * a full queue; the caller skips it and the call goes on. */
     job *j = calloc(1, sizeof *j);
     if (!j)
         return false;
@@ -710,11 +683,7 @@ static bool enqueue(speech *s, entry *e, const voice_map *v, const char *text)
     snprintf(j->lang, sizeof j->lang, "%s", v->lang);
     snprintf(j->text, sizeof j->text, "%s", text);
     pthread_mutex_lock(&s->lock);
-    if (s->todo_tail)
-        s->todo_tail->next = j;
-    else
-        s->todo = j;
-    s->todo_tail = j;
+    TAILQ_INSERT_TAIL(&s->todo, j, link);
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     s->queued++;
@@ -822,9 +791,9 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->opt = *opt;
     s->opt.voices = NULL;
     s->opt.recorded_dir = NULL;
-    s->wake_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
+    TAILQ_INIT(&s->todo);
     /* espeak-ng is set up here, before the worker exists, which then has it alone. */
     char why[160];
     const char *bad = options_ok(opt) ? speech_check_voices(opt->voices, why, sizeof why) : "options out of range";
@@ -836,9 +805,8 @@ speech *speech_new(struct event_base *base, const speech_options *opt)
     s->recorded_dir = opt->recorded_dir && *opt->recorded_dir ? strdup(opt->recorded_dir) : NULL;
     s->nbuckets = 64;
     s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
-    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->wake_ev = s->wake_fd < 0 ? NULL : event_new(base, s->wake_fd, EV_READ | EV_PERSIST, on_done, s);
-    if (!s->buckets || !s->wake_ev || event_add(s->wake_ev, NULL) != 0 ||
+    s->finished = handoff_new(base, on_done, s);
+    if (!s->buckets || !s->finished ||
         pthread_create(&s->thread, NULL, worker, s) != 0) {
         log_error("speech.start", "why=%s", log_quote("no memory, eventfd or thread").s);
         speech_free(s);
@@ -863,20 +831,17 @@ void speech_free(speech *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
-    for (job *j; (j = pop_done(s)) != NULL;)
+    for (job *j; s->finished && (j = pop_done(s)) != NULL;)
         finish(s, j);
-    while (s->todo) {
-        job *j = s->todo;
-        s->todo = j->next;
+    while (!TAILQ_EMPTY(&s->todo)) {
+        job *j = TAILQ_FIRST(&s->todo);
+        TAILQ_REMOVE(&s->todo, j, link);
         settle(s, j); /* never tried: its sound turns ready and empty */
     }
     for (size_t i = 0; i < s->nbuckets; i++)
         while (s->buckets[i])
             uncache(s, s->buckets[i]);
-    if (s->wake_ev)
-        event_free(s->wake_ev);
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
+    handoff_free(s->finished);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     free(s->buckets);

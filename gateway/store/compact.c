@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
+
 typedef struct {
     compact_buf *b;
     size_t max_len; /* the text may not grow beyond this */
@@ -21,9 +23,7 @@ static bool reserve(writer *w, size_t more)
     size_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + more + 1)
         cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (!grown)
-        abort();
+    char *grown = mem_realloc(b->data, cap);
     b->data = grown;
     b->cap = cap;
     return true;
@@ -121,7 +121,7 @@ static bool put_real(writer *w, const json_t *v)
 {
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     if (!text)
-        abort();
+        mem_out_of_memory("store: json_dumps");
     bool ok = put(w, text, strlen(text));
     free(text);
     return ok;

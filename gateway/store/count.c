@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mem.h"
 #include "store.h"
 
 static const char take_script[] =
@@ -46,11 +47,7 @@ static void take_replied(store_status st, const struct redisReply *reply, void *
 
 void store_count_take(store *s, const char *key, int window_s, store_count_cb *cb, void *arg)
 {
-    count_req *q = malloc(sizeof *q);
-    if (q == NULL) {
-        log_error("store.oom", "op=count");
-        abort();
-    }
+    count_req *q = mem_malloc(sizeof *q);
     *q = (count_req){cb, arg};
     const char *argv[] = {"EVAL", take_script, "1", key, NULL};
     char window[16];

@@ -1,6 +1,7 @@
 /* store — owns the one hiredis connection to Redis and every operation in
  * flight on it: the connect, handshake, ping and reconnect cycle, each
- * operation's deadline, the matching of replies to callbacks, and the two
+ * operation's deadline (kept, with the in-flight and refused sets, by
+ * core/pending), the matching of replies to callbacks, and the two
  * keys of a session (its document and its event list). Replies are
  * matched by operation id (hiredis privdata), never by pointer, because a
  * reply may arrive after its operation timed out. Nothing here logs a key,
@@ -9,7 +10,9 @@
 
 #include "compact.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
+#include "pending.h"
 #include "utf8.h"
 
 #include <event2/event.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define STORE_KEY_PREFIX "cl:s:"
 #define STORE_EVENTS_PREFIX "cl:e:" /* same length as STORE_KEY_PREFIX */
@@ -95,16 +99,11 @@ struct store_op {
     size_t cmd_len;            /* its bytes */
     bool reloaded;             /* save: resent once after NOSCRIPT */
     store_status refused_with; /* status of an operation refused before sending */
-    struct event *deadline;    /* STORE_TIMEOUT when it fires; NULL until sent */
-    store_op *prev;            /* neighbours in the in-flight or refused list */
-    store_op *next;
+    pending_op p;              /* in the in-flight or the refused set */
+    json_t *done_doc;          /* completing: load's document or load_events' array (borrowed) */
+    uint64_t done_revision;    /* completing: the revision read or written */
+    const redisReply *done_reply; /* completing: the reply (borrowed) */
 };
-
-typedef struct {
-    store_op *head; /* oldest */
-    store_op *tail; /* newest */
-    size_t len;     /* number of operations in the list */
-} op_list;
 
 struct store {
     struct event_base *base;     /* the main loop everything runs on */
@@ -115,12 +114,11 @@ struct store {
     unsigned attempts;           /* reconnect attempts since the last success */
     bool closing;                /* store_free running: no reconnects */
     uintptr_t next_id;           /* id of the next operation sent, never 0 */
-    op_list inflight;            /* sent, unanswered operations in id order */
-    op_list refused;             /* refused before sending, reported next turn */
+    pending_set inflight;        /* sent, unanswered operations in id order */
+    pending_set refused;         /* refused before sending, reported on a later turn */
     struct event *reconnect_ev;  /* starts the next connect attempt */
     struct event *ping_ev;       /* persistent: sends a PING while ready */
     struct event *alive_ev;      /* deadline of the handshake or of the last PING */
-    struct event *refused_ev;    /* reports the refused list on the next loop turn */
     metrics_series *ops_total[OP_KINDS][STORE_STATUSES]; /* per op and result */
     metrics_series *connected;   /* gauge: 1 while ready */
     char cas_sha[STORE_SHA_LEN + 1]; /* the save script's SHA1, from SCRIPT LOAD */
@@ -129,12 +127,6 @@ struct store {
 };
 
 /* Small helpers -------------------------------------------------------------*/
-
-static void out_of_memory(void)
-{
-    log_error("store.oom", NULL);
-    abort();
-}
 
 static struct timeval ms_to_tv(int ms)
 {
@@ -220,56 +212,40 @@ static size_t events_key(char out[STORE_KEY_SIZE], const char *id)
 
 /* Operation lists ------------------------------------------------------------*/
 
-static void list_append(op_list *l, store_op *op)
-{
-    op->prev = l->tail;
-    op->next = NULL;
-    if (l->tail)
-        l->tail->next = op;
-    else
-        l->head = op;
-    l->tail = op;
-    l->len++;
-}
-
-static void list_remove(op_list *l, store_op *op)
-{
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        l->head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        l->tail = op->prev;
-    op->prev = op->next = NULL;
-    l->len--;
-}
 
 /* Replies come back in the order sent, so the answer to an in-flight
  * operation is at or near the head; an id below the head's timed out. */
 static store_op *inflight_find(store *s, uintptr_t id)
 {
-    for (store_op *op = s->inflight.head; op && op->id <= id; op = op->next)
+    for (pending_op *p = TAILQ_FIRST(&s->inflight.ops); p; p = TAILQ_NEXT(p, link)) {
+        store_op *op = pending_owner(p, store_op, p);
+        if (op->id > id)
+            break;
         if (op->id == id)
             return op;
+    }
     return NULL;
 }
 
 /* Completion: the only place callbacks are called ---------------------------*/
 
-/* Frees the operation first so the callback may start new ones or see a
- * consistent store. `doc` (load: the document, load_events: the array)
- * stays owned by the caller of op_complete. */
-static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision,
-                        const redisReply *reply)
+/* store_free's status for a refused op: the status it was refused with. */
+#define OP_AS_REFUSED (-1)
+
+/* pending's completion. Frees the operation first so the callback may start
+ * new ones or see a consistent store. The outcome is the one op_complete
+ * kept on the op; `doc` stays owned by op_complete's caller. */
+static void op_completed(pending_op *p, int status)
 {
+    store_op *op = pending_owner(p, store_op, p);
     store *s = op->owner;
+    store_status st = status == OP_AS_REFUSED ? op->refused_with : (store_status)status;
     op_kind kind = op->kind;
     void *arg = op->arg;
     op_callback cb = op->cb;
-    if (op->deadline)
-        event_free(op->deadline);
+    json_t *doc = op->done_doc;
+    uint64_t revision = op->done_revision;
+    const redisReply *reply = op->done_reply;
     redisFreeCommand(op->cmd);
     free(op);
 
@@ -293,44 +269,35 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
     }
 }
 
-static void fail_inflight(store *s, store_status st)
+/* Completes a pending op with its outcome. `doc` (load: the document,
+ * load_events: the array) stays owned by the caller. */
+static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t revision,
+                        const redisReply *reply)
 {
-    store_op *op;
-    while ((op = s->inflight.head) != NULL) {
-        list_remove(&s->inflight, op);
-        op_complete(op, st, NULL, 0, NULL);
-    }
+    op->done_doc = doc;
+    op->done_revision = revision;
+    op->done_reply = reply;
+    pending_complete(&op->p, (int)st);
 }
 
-static void report_refused(evutil_socket_t fd, short what, void *arg)
+static void fail_inflight(store *s, store_status st)
 {
-    (void)fd, (void)what;
-    store *s = arg;
-    op_list batch = s->refused;
-    s->refused = (op_list){0};
-    store_op *op;
-    while ((op = batch.head) != NULL) {
-        list_remove(&batch, op);
-        op_complete(op, op->refused_with, NULL, 0, NULL);
-    }
+    pending_complete_all(&s->inflight, (int)st);
 }
 
 /* Never reports inside the caller's store_* call: the refusal is delivered
- * by a zero timer, after the loop has polled once more. */
+ * on a later loop turn. */
 static void op_refuse(store_op *op, store_status st)
 {
     store *s = op->owner;
     op->refused_with = st;
-    list_append(&s->refused, op);
-    if (!evtimer_pending(s->refused_ev, NULL))
-        timer_start(s->refused_ev, 0);
+    pending_start(&s->refused, &op->p, op_completed);
+    pending_complete_soon(&op->p, (int)st);
 }
 
 static store_op *op_new(store *s, op_kind kind, void *arg)
 {
-    store_op *op = calloc(1, sizeof *op);
-    if (op == NULL)
-        out_of_memory();
+    store_op *op = mem_calloc(1, sizeof *op);
     op->owner = s;
     op->kind = kind;
     op->arg = arg;
@@ -465,7 +432,6 @@ static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
     store_op *op = inflight_find(s, (uintptr_t)privdata);
     if (op == NULL)
         return;
-    list_remove(&s->inflight, op);
     if (noscript(op, reply) && !op->reloaded && op_resend(op))
         return;
     outcome o = reply_outcome(op, reply);
@@ -475,24 +441,13 @@ static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
     json_decref(o.doc);
 }
 
-static void op_deadline_passed(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    store_op *op = arg;
-    list_remove(&op->owner->inflight, op);
-    op_complete(op, STORE_TIMEOUT, NULL, 0, NULL);
-}
-
 static bool op_can_send(store_op *op)
 {
     store *s = op->owner;
-    if (s->state != CONN_READY || s->inflight.len >= (size_t)s->opt.max_pending) {
+    if (s->state != CONN_READY || s->inflight.count >= (size_t)s->opt.max_pending) {
         op_refuse(op, STORE_UNAVAILABLE);
         return false;
     }
-    op->deadline = evtimer_new(s->base, op_deadline_passed, op);
-    if (op->deadline == NULL)
-        out_of_memory();
     op->id = s->next_id++;
     return true;
 }
@@ -503,8 +458,8 @@ static void op_sent(store_op *op, int status)
         op_refuse(op, STORE_UNAVAILABLE);
         return;
     }
-    list_append(&op->owner->inflight, op);
-    evtimer_add(op->deadline, op->owner->op_timeout);
+    pending_start(&op->owner->inflight, &op->p, op_completed);
+    pending_deadline_tv(&op->p, op->owner->op_timeout, STORE_TIMEOUT);
 }
 
 /* Sends the command, or refuses the operation when the store cannot. */
@@ -529,8 +484,9 @@ static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
         log_warn("store.redis_error", "op=script_load code=%s", error_code(r->str).s);
 }
 
-/* The resend gets a new id (the in-flight list stays in send order) and
- * keeps its deadline. False when it cannot go out. */
+/* The resend gets a new id (the in-flight set stays in send order) and
+ * keeps its deadline. False when it cannot go out (the op is then still
+ * in flight, for the caller to complete). */
 static bool op_resend(store_op *op)
 {
     store *s = op->owner;
@@ -543,7 +499,7 @@ static bool op_resend(store_op *op)
     op->id = s->next_id++;
     if (redisAsyncFormattedCommand(s->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len) != REDIS_OK)
         return false;
-    list_append(&s->inflight, op);
+    pending_requeue(&op->p);
     return true;
 }
 
@@ -676,7 +632,7 @@ static void conn_start(store *s)
 {
     redisAsyncContext *ac = redisAsyncConnect(s->opt.host, s->opt.port);
     if (ac == NULL)
-        out_of_memory();
+        mem_out_of_memory("store: redisAsyncConnect");
     if (ac->err) {
         log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
         redisAsyncFree(ac);
@@ -783,8 +739,6 @@ static void store_release(store *s)
         event_free(s->ping_ev);
     if (s->alive_ev)
         event_free(s->alive_ev);
-    if (s->refused_ev)
-        event_free(s->refused_ev);
     free((char *)s->opt.host);
     free_password((char *)s->opt.password);
     store_compact_free(&s->doc_text);
@@ -804,14 +758,15 @@ store *store_new(struct event_base *base, const store_options *opt)
         return NULL;
     s->base = base;
     s->opt = *opt;
+    pending_set_init(&s->inflight, base);
+    pending_set_init(&s->refused, base);
     s->opt.host = strdup(s->opt.host);
     s->opt.password = opt->password && *opt->password ? strdup(opt->password) : NULL;
     s->reconnect_ev = evtimer_new(base, reconnect_due, s);
     s->ping_ev = event_new(base, -1, EV_PERSIST, ping_due, s);
     s->alive_ev = evtimer_new(base, alive_deadline_passed, s);
-    s->refused_ev = evtimer_new(base, report_refused, s);
     if (!s->opt.host || (opt->password && *opt->password && !s->opt.password) || !s->reconnect_ev ||
-        !s->ping_ev || !s->alive_ev || !s->refused_ev) {
+        !s->ping_ev || !s->alive_ev) {
         store_release(s);
         return NULL;
     }
@@ -838,8 +793,7 @@ void store_free(store *s)
     s->closing = true;
     if (s->ac)
         conn_drop(s);
-    while (s->refused.head)
-        report_refused(-1, 0, s);
+    pending_complete_all(&s->refused, OP_AS_REFUSED);
     store_release(s);
 }
 
@@ -933,7 +887,7 @@ void store_save(store *s, const char *id, json_t *doc, uint64_t expected_revisio
     }
     int len = redisFormatCommandArgv(&op->cmd, argc, argv, lens);
     if (len < 0)
-        out_of_memory();
+        mem_out_of_memory("store: redisFormatCommandArgv");
     op->cmd_len = (size_t)len;
     op_send_formatted(op);
 }

@@ -28,7 +28,9 @@
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
+#include "monotime.h"
 #include "store.h"
 #include "ussd_wire.h"
 
@@ -79,7 +81,7 @@ typedef struct {
 typedef struct {
     httpd_request *req;            /* to answer with the hop */
     char phone[USSD_MAX_PHONE + 1]; /* its caller, for the log */
-    struct timespec t0;            /* its arrival, for the log */
+    monotime t0;                   /* its arrival, for the log */
 } waiter;
 
 /* One engine hop in flight and the requests waiting for it. Self-contained
@@ -122,7 +124,7 @@ struct ussd {
     const struct timeval *deadline; /* answer_deadline_ms, a libevent common timeout (O(1) timers) */
     struct evbuffer *reply;        /* the body of the reply being sent */
     allow_list *allow;             /* allowed sources, NULL = any */
-    starting *starts;              /* session starts waiting for their count */
+    LIST_HEAD(, starting) starts;  /* session starts waiting for their count */
     usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
     size_t nsessions;              /* entries in buckets */
     struct event *sweep;           /* drops silent sessions' state */
@@ -131,22 +133,6 @@ struct ussd {
 
 /* Small helpers ------------------------------------------------------------------*/
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
-
 /* Frees text that may hold a PIN. */
 static void wipe_free(char *s)
 {
@@ -154,20 +140,6 @@ static void wipe_free(char *s)
         explicit_bzero(s, strlen(s));
         free(s);
     }
-}
-
-static time_t now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 static bool is_english(const char *lang)
@@ -270,7 +242,7 @@ static usess *add_session(ussd *u, const char *id)
 {
     if (u->nsessions >= (size_t)u->opt.max_sessions)
         return NULL;
-    usess *s = xcalloc(1, sizeof *s);
+    usess *s = mem_calloc(1, sizeof *s);
     snprintf(s->id, sizeof s->id, "%s", id);
     snprintf(s->lang, sizeof s->lang, "zh");
     size_t b = bucket_of(id);
@@ -285,7 +257,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     ussd *u = arg;
-    time_t limit = now_s() - u->opt.state_ttl_s;
+    time_t limit = (time_t)monotime_s() - u->opt.state_ttl_s;
     for (size_t b = 0; b < USSD_BUCKETS; b++) {
         usess *s = u->buckets[b];
         while (s) {
@@ -302,13 +274,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 /* A request the engine answered as usual already has its info line (the
  * hop's, engine.hop): its own goes to debug. Every other outcome (pages,
  * holding pages, refusals) is logged at info. */
-static void log_request(const char *sid, const char *phone, int status, result_kind r, const struct timespec *t0)
+static void log_request(const char *sid, const char *phone, int status, result_kind r, monotime t0)
 {
     log_level level = r == R_ENGINE && status == 200 ? LOG_DEBUG : LOG_INFO;
     if (!log_enabled(level))
         return;
     log_event(level, "ussd.request", "session=%s phone=%s status=%d result=%s ms=%.1f", log_quote(sid).s,
-              mask_phone(phone).s, status, result_names[r], ms_since(t0));
+              mask_phone(phone).s, status, result_names[r], monotime_ms_since(t0));
 }
 
 /* The reply moves the buffer's bytes to the connection: one buffer serves
@@ -327,11 +299,11 @@ static void send_text(ussd *u, httpd_request *req, int status, const char *body,
  * which says whether more is to come. */
 static void keep_pages(pager *p, int status, bool more_to_come, ussd_pages *cut)
 {
-    *p = (pager){.status = status, .pages = xcalloc(cut->count, sizeof *p->pages), .count = cut->count};
+    *p = (pager){.status = status, .pages = mem_calloc(cut->count, sizeof *p->pages), .count = cut->count};
     for (size_t i = 0; i < cut->count; i++) {
         const char *prefix = i + 1 < cut->count || more_to_come ? "CON " : "END ";
         size_t size = strlen(prefix) + strlen(cut->text[i]) + 1;
-        p->pages[i] = xcalloc(1, size);
+        p->pages[i] = mem_calloc(1, size);
         snprintf(p->pages[i], size, "%s%s", prefix, cut->text[i]);
     }
     ussd_pages_free(cut);
@@ -420,10 +392,10 @@ static void remember_local(usess *s, const char *text, const char *answer, int s
 {
     if (!s->local_text || strcmp(s->local_text, text) != 0) {
         wipe_free(s->local_text);
-        s->local_text = xstrdup(text);
+        s->local_text = mem_strdup(text);
     }
     free(s->last_answer);
-    s->last_answer = xstrdup(answer);
+    s->last_answer = mem_strdup(answer);
     s->last_status = status;
 }
 
@@ -498,7 +470,7 @@ static void answer_waiters(ussd *u, flight *f, int status, const char *body, res
     for (size_t i = 0; i < f->nreqs; i++) {
         waiter *w = &f->waiters[i];
         send_text(u, w->req, status, body, r);
-        log_request(f->sid + strlen(USSD_ID_PREFIX), w->phone, status, r, &w->t0);
+        log_request(f->sid + strlen(USSD_ID_PREFIX), w->phone, status, r, w->t0);
     }
     f->nreqs = 0;
 }
@@ -559,16 +531,14 @@ static void on_hop(const engine_result *r, void *arg)
     drop_if_idle(u, s);
 }
 
-static void add_waiter(flight *f, httpd_request *req, const char *phone, const struct timespec *t0)
+static void add_waiter(flight *f, httpd_request *req, const char *phone, monotime t0)
 {
-    waiter *grown = realloc(f->waiters, (f->nreqs + 1) * sizeof *grown);
-    if (!grown)
-        abort();
+    waiter *grown = mem_realloc(f->waiters, (f->nreqs + 1) * sizeof *grown);
     f->waiters = grown;
     waiter *w = &f->waiters[f->nreqs++];
     w->req = req;
     snprintf(w->phone, sizeof w->phone, "%s", phone);
-    w->t0 = *t0;
+    w->t0 = t0;
 }
 
 /* The request ---------------------------------------------------------------------------*/
@@ -578,37 +548,37 @@ typedef struct {
     const char *code;         /* serviceCode */
     const char *phone;        /* phoneNumber */
     const char *text;         /* text ("" when absent) */
-    struct timespec t0;       /* arrival */
+    monotime t0;              /* arrival */
 } ussd_req;
 
 /* A session start waiting for its number's count (the request's form is
  * gone by then: the fields are copied). */
 struct starting {
     ussd *u;                       /* NULL once ussd_free orphaned it */
-    starting *prev, *next;         /* in u->starts */
+    LIST_ENTRY(starting) link;     /* in u->starts */
     httpd_request *req;            /* to answer */
     char sid[USSD_MAX_SESSION_ID + 1]; /* sessionId */
     char code[USSD_MAX_CODE + 1];  /* serviceCode */
     char phone[USSD_MAX_PHONE + 1]; /* phoneNumber */
-    struct timespec t0;            /* arrival */
+    monotime t0;                   /* arrival */
 };
 
 static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
 {
-    flight *f = xcalloc(1, sizeof *f);
+    flight *f = mem_calloc(1, sizeof *f);
     f->u = u;
     f->s = s;
-    f->text = xstrdup(q->text);
+    f->text = mem_strdup(q->text);
     snprintf(f->sid, sizeof f->sid, USSD_ID_PREFIX "%s", q->session_id);
     hop_key(u, q->text, strlen(q->text), f->key);
     if (s->local_text && !s->held) {
-        f->consumed = xstrdup(s->local_text);
+        f->consumed = mem_strdup(s->local_text);
         snprintf(f->base_key, sizeof f->base_key, "%s", s->base_key);
     }
-    add_waiter(f, req, q->phone, &q->t0);
+    add_waiter(f, req, q->phone, q->t0);
     f->deadline = evtimer_new(u->base, on_deadline, f);
     if (!f->deadline)
-        abort();
+        mem_out_of_memory("ussd: evtimer_new");
     evtimer_add(f->deadline, u->deadline);
     s->fl = f;
     s->held = false;
@@ -629,7 +599,7 @@ static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *
 static void reply_local(ussd *u, httpd_request *req, const ussd_req *q, int status, const char *body, result_kind r)
 {
     send_text(u, req, status, body, r);
-    log_request(q->session_id, q->phone, status, r, &q->t0);
+    log_request(q->session_id, q->phone, status, r, q->t0);
 }
 
 /* A request for a session whose hop is still running. */
@@ -638,7 +608,7 @@ static void while_in_flight(ussd *u, usess *s, httpd_request *req, const ussd_re
     flight *f = s->fl;
     const char *rest;
     if (!s->held && strcmp(q->text, f->text) == 0 && f->nreqs < USSD_MAX_WAITERS) {
-        add_waiter(f, req, q->phone, &q->t0);
+        add_waiter(f, req, q->phone, q->t0);
         return;
     }
     /* After a holding page any reply, or its retry, gets the holding page. */
@@ -657,14 +627,14 @@ static void serve(ussd *u, httpd_request *req, const ussd_req *q)
 {
     usess *s = find_session(u, q->session_id);
     if (s && s->fl) {
-        s->touched = now_s();
+        s->touched = (time_t)monotime_s();
         while_in_flight(u, s, req, q);
         return;
     }
     const char *rest = NULL;
     if (s && s->local_text) {
         if (strcmp(q->text, s->local_text) == 0) {
-            s->touched = now_s();
+            s->touched = (time_t)monotime_s();
             reply_local(u, req, q, s->last_status, s->last_answer, R_RETRY);
             return;
         }
@@ -673,15 +643,15 @@ static void serve(ussd *u, httpd_request *req, const ussd_req *q)
     if (rest && s->held && s->ready) {
         /* Any reply to a holding page continues; none of it reaches the engine. */
         s->held = s->ready = false;
-        s->touched = now_s();
+        s->touched = (time_t)monotime_s();
         send_next_page(u, s, req, q->text, R_CONTINUED);
-        log_request(q->session_id, q->phone, s->last_status, R_CONTINUED, &q->t0);
+        log_request(q->session_id, q->phone, s->last_status, R_CONTINUED, q->t0);
         return;
     }
     if (rest && strcmp(rest, USSD_MORE_KEY) == 0 && s->pages.next < s->pages.count) {
-        s->touched = now_s();
+        s->touched = (time_t)monotime_s();
         send_next_page(u, s, req, q->text, R_PAGE);
-        log_request(q->session_id, q->phone, s->last_status, R_PAGE, &q->t0);
+        log_request(q->session_id, q->phone, s->last_status, R_PAGE, q->t0);
         return;
     }
     if (!s)
@@ -690,7 +660,7 @@ static void serve(ussd *u, httpd_request *req, const ussd_req *q)
         reply_local(u, req, q, 503, "END Sorry, the service is busy. Please try again later.", R_UNAVAILABLE);
         return;
     }
-    s->touched = now_s();
+    s->touched = (time_t)monotime_s();
     pager_clear(&s->pages);
     start_flight(u, s, req, q);
 }
@@ -710,7 +680,7 @@ static void refuse(ussd *u, httpd_request *req, int status, const char *why, con
     send_text(u, req, status, body, R_BAD_REQUEST);
     bool sid_ok = q->session_id && ussd_wire_chars_ok(q->session_id, USSD_MAX_SESSION_ID, USSD_ID_CHARS);
     bool phone_ok = q->phone && ussd_wire_chars_ok(q->phone, USSD_MAX_PHONE, USSD_PHONE_CHARS);
-    log_request(sid_ok ? q->session_id : "", phone_ok ? q->phone : "", status, R_BAD_REQUEST, &q->t0);
+    log_request(sid_ok ? q->session_id : "", phone_ok ? q->phone : "", status, R_BAD_REQUEST, q->t0);
 }
 
 /* Peers ------------------------------------------------------------------------------------*/
@@ -766,14 +736,8 @@ static bool peer_ok(ussd *u, httpd_request *req, const char *body, size_t len)
 
 static void starting_free(starting *st)
 {
-    if (st->u) {
-        if (st->prev)
-            st->prev->next = st->next;
-        else
-            st->u->starts = st->next;
-        if (st->next)
-            st->next->prev = st->prev;
-    }
+    if (st->u)
+        LIST_REMOVE(st, link);
     free(st);
 }
 
@@ -799,17 +763,14 @@ static void on_start_counted(store_status status, long long count, void *arg)
 /* A new session (empty text) is counted against its number before it starts. */
 static void count_start(ussd *u, httpd_request *req, const ussd_req *q)
 {
-    starting *st = xcalloc(1, sizeof *st);
+    starting *st = mem_calloc(1, sizeof *st);
     st->u = u;
     st->req = req;
     snprintf(st->sid, sizeof st->sid, "%s", q->session_id);
     snprintf(st->code, sizeof st->code, "%s", q->code);
     snprintf(st->phone, sizeof st->phone, "%s", q->phone);
     st->t0 = q->t0;
-    st->next = u->starts;
-    if (u->starts)
-        u->starts->prev = st;
-    u->starts = st;
+    LIST_INSERT_HEAD(&u->starts, st, link);
     char key[sizeof USSD_START_KEY_PREFIX + USSD_MAX_PHONE];
     snprintf(key, sizeof key, USSD_START_KEY_PREFIX "%s", q->phone);
     store_count_take(engine_store(u->opt.engine), key, u->opt.number_window_s, on_start_counted, st);
@@ -841,7 +802,7 @@ static void on_request(httpd_request *req, void *arg)
 {
     ussd *u = arg;
     ussd_req q = {0};
-    clock_gettime(CLOCK_MONOTONIC, &q.t0);
+    q.t0 = monotime_now();
     struct evhttp_request *er = httpd_request_evhttp(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(er);
     size_t len = evbuffer_get_length(in);
@@ -849,7 +810,7 @@ static void on_request(httpd_request *req, void *arg)
         refuse(u, req, 413, "the body is too large", &q);
         return;
     }
-    char *body = xcalloc(1, len + 1);
+    char *body = mem_calloc(1, len + 1);
     evbuffer_copyout(in, body, len);
     struct evkeyvalq form;
     TAILQ_INIT(&form);
@@ -914,13 +875,13 @@ ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *
         log_error("ussd.option_invalid", "why=%s", log_quote(why).s);
         return NULL;
     }
-    ussd *u = xcalloc(1, sizeof *u);
+    ussd *u = mem_calloc(1, sizeof *u);
     u->base = base;
     u->opt = *opt;
     u->allow = allow;
     u->opt.hop_key_secret = NULL;
     u->opt.allow_from = NULL;
-    u->opt.secret = opt->secret ? xstrdup(opt->secret) : NULL;
+    u->opt.secret = opt->secret ? mem_strdup(opt->secret) : NULL;
     if (!u->opt.secret && u->opt.allow_unsigned)
         log_warn("ussd.unsigned", "why=%s",
                  log_quote("[ussd] secret unset and allow_unsigned = 1: requests are not authenticated").s);
@@ -979,7 +940,8 @@ void ussd_free(ussd *u)
             remove_session(u, s);
         }
     }
-    for (starting *st = u->starts; st; st = st->next)
+    starting *st;
+    LIST_FOREACH(st, &u->starts, link)
         st->u = NULL;   /* its count's callback frees it */
     if (u->sweep)
         event_free(u->sweep);

@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "gsm.h"
+#include "mem.h"
 #include "utf8.h"
 
 #define PAGE_RENDER_MAX 8192      /* one output rendered as text */
@@ -160,14 +161,10 @@ static void add_page(ussd_pages *p, const char *text, size_t len, const char *mo
 {
     while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\n'))
         len--;
-    char **grown = realloc(p->text, (p->count + 1) * sizeof *grown);
-    if (!grown)
-        abort();
+    char **grown = mem_realloc(p->text, (p->count + 1) * sizeof *grown);
     p->text = grown;
     size_t size = len + strlen(more) + 1;
-    char *page = malloc(size);
-    if (!page)
-        abort();
+    char *page = mem_malloc(size);
     memcpy(page, text, len);
     memcpy(page + len, more, strlen(more) + 1);
     p->text[p->count++] = page;
@@ -215,7 +212,7 @@ static size_t render_prompts(const struct engine *e, json_t *output, size_t from
     json_t *prompts = json_object_get(output, "prompts");
     json_t *part = json_pack("{s:O?, s:[]}", "lang", json_object_get(output, "lang"), "prompts");
     if (!part)
-        abort();
+        mem_out_of_memory("ussd: json_pack");
     for (size_t i = from; i < to; i++)
         json_array_append(json_object_get(part, "prompts"), json_array_get(prompts, i));
     size_t len = engine_render_text(e, part, CHANNEL_USSD, out, size);

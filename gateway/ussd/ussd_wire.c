@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
 #include "utf8.h"
 
 #define SIG_PREFIX "sha256="
@@ -148,9 +149,7 @@ const char *ussd_wire_fields(const char *body, size_t len, int max_text_bytes, s
     *status = 400;
     if (memchr(body, '\0', len))
         return "the body holds a NUL byte";
-    char *copy = malloc(len + 1);
-    if (!copy)
-        abort();
+    char *copy = mem_malloc(len + 1);
     memcpy(copy, body, len);
     copy[len] = '\0';
     int rc = evhttp_parse_query_str(copy, form);

@@ -46,6 +46,7 @@
 
 #include "dtmf.h"
 #include "log.h"
+#include "monotime.h"
 #include "rtp.h"
 
 #define PACKET_NS 20000000LL /* one packet's worth of time */
@@ -139,13 +140,6 @@ struct voice_media {
     uint32_t hist[HIST_BUCKETS + 1];            /* intervals in HIST_STEP_US buckets */
     uint8_t rx_buf[RECV_BATCH][RTP_MAX_PACKET]; /* receive buffers, shared */
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 /* The first time of phase slot `slot` after `now`. */
 static int64_t next_slot_time(const voice_media *m, int slot, int64_t now)
@@ -375,7 +369,7 @@ static void send_packet(voice_media *m, voice_stream *s)
                     .payload_len = sizeof payload};
     uint8_t buf[RTP_HEADER_BYTES + RTP_SAMPLES_PER_PACKET];
     size_t len = rtp_pack(&p, buf, sizeof buf);
-    int64_t now = now_ns();
+    int64_t now = monotime_now();
     if (sendto(s->fd, buf, len, 0, &s->peer.sa, s->peer_len) < 0) {
         note_send_error(m, s, errno);
     } else {
@@ -427,7 +421,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t expirations;
     if (read(fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
         log_warn("voice.media.timer_read_failed", "error=%s", log_quote(strerror(errno)).s);
-    int64_t now = now_ns();
+    int64_t now = monotime_now();
     int64_t next = 0;
     for (int i = 0; i < SLOTS; i++) {
         if (!m->slots[i].count)
@@ -450,7 +444,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void start_sending(voice_stream *s)
 {
     voice_media *m = s->m;
-    int64_t now = now_ns();
+    int64_t now = monotime_now();
     join_slot(m, s, now);
     if (s->last_deadline_ns) {
         if (s->next_ns < s->last_deadline_ns + PACKET_NS)
@@ -501,7 +495,7 @@ static void handle_datagram(voice_stream *s, const uint8_t *buf, size_t len, con
     rtp_packet p;
     if (!s->peer_len || !rtp_parse(buf, len, &p) || !accept_source(s, from))
         return;
-    s->last_rx_ns = now_ns();
+    s->last_rx_ns = monotime_now();
     s->inactive_reported = false;
     clear_pending(s, PENDING_INACTIVE);
     if (s->dtmf_pt >= 0) {
@@ -605,7 +599,7 @@ voice_media *voice_media_new(struct event_base *base, const voice_media_options 
     m->opt.bind_addr = NULL;
     m->first_port = (opt->port_min + 1) / 2 * 2;
     m->next_port = m->first_port;
-    m->origin_ns = now_ns() - PACKET_NS;
+    m->origin_ns = monotime_now() - PACKET_NS;
     m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (m->timer_fd >= 0) {
         m->tick = event_new(base, m->timer_fd, EV_READ | EV_PERSIST, on_tick, m);

@@ -2,8 +2,8 @@
  * table of calls it holds, the checks that refuse INVITEs without asking
  * the main loop, checking and parsing offers and writing our answers, the
  * liveness ping, and the two queues across the thread boundary (events out
- * through a locked list and an eventfd the main loop reads, actions in
- * through su_msg). The main loop never touches nua; the thread never
+ * through core/handoff, a locked list and an eventfd the main loop reads,
+ * actions in through su_msg). The main loop never touches nua; the thread never
  * touches the caller's data except through voice_sip_event copies.
  *
  * SDP: nua runs without soa (NUTAG_MEDIA_ENABLE(0)), so no SDP is parsed
@@ -44,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -73,6 +72,7 @@ struct action;
 
 #include "allow.h"
 #include "dtmf.h"
+#include "handoff.h"
 #include "log.h"
 #include "mask.h"
 #include "rtp.h"
@@ -150,7 +150,7 @@ typedef struct action {
 
 /* An event waiting for the main loop. */
 typedef struct qnode {
-    struct qnode *next;            /* FIFO order */
+    handoff_item item;             /* in `events` */
     voice_sip_event ev;            /* the event as delivered */
 } qnode;
 
@@ -164,8 +164,7 @@ struct voice_sip {
     allow_list *pai_trunks;        /* sources trusted for P-Asserted-Identity, NULL for none */
     voice_sip_event_fn *fn;        /* event callback */
     void *arg;                     /* its argument */
-    int wake_fd;                   /* eventfd the thread writes when events wait */
-    struct event *wake;            /* the main loop's read event on wake_fd */
+    handoff *events;               /* events for the main loop, posted by the thread */
 
     /* Main loop only. */
     struct event *ping_timer;      /* every ping_interval_ms */
@@ -174,10 +173,9 @@ struct voice_sip {
     bool alive;                    /* the thread answered in time */
 
     /* Shared between the threads. */
-    pthread_mutex_t lock;          /* guards the event queue and the start state */
+    pthread_mutex_t lock;          /* guards the start state */
     pthread_cond_t started;        /* signalled when start_state leaves 0 */
     int start_state;               /* 0 starting, 1 running, -1 failed */
-    qnode *head, *tail;            /* events for the main loop */
     su_root_t *root;               /* the thread's root, target of actions */
     atomic_int ncalls;             /* calls in the table */
     atomic_uint pong;              /* the last ping number the thread echoed */
@@ -195,45 +193,27 @@ struct voice_sip {
 
 static void post(voice_sip *s, const voice_sip_event *ev)
 {
+    /* Not mem_malloc: the SIP thread logs a lost event rather than abort
+     * the calls it holds. */
     qnode *n = malloc(sizeof *n);
     if (n == NULL) {
         log_error("sip.event_lost", "call=%u kind=%d", ev->call, (int)ev->kind);
         return;
     }
-    n->next = NULL;
     n->ev = *ev;
-    pthread_mutex_lock(&s->lock);
-    if (s->tail)
-        s->tail->next = n;
-    else
-        s->head = n;
-    s->tail = n;
-    pthread_mutex_unlock(&s->lock);
-    uint64_t one = 1;
-    if (write(s->wake_fd, &one, sizeof one) != sizeof one)
-        log_error("sip.wake", "errno=%d", errno); /* only EAGAIN at 2^64-1 pending: cannot happen */
+    handoff_post(s->events, &n->item);
 }
 
 static qnode *pop(voice_sip *s)
 {
-    pthread_mutex_lock(&s->lock);
-    qnode *n = s->head;
-    if (n) {
-        s->head = n->next;
-        if (s->head == NULL)
-            s->tail = NULL;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return n;
+    handoff_item *it = handoff_take(s->events);
+    return it ? handoff_owner(it, qnode, item) : NULL;
 }
 
-static void deliver(evutil_socket_t fd, short what, void *arg)
+static void deliver(handoff *h, void *arg)
 {
-    (void)what;
+    (void)h;
     voice_sip *s = arg;
-    uint64_t count;
-    if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
-        log_error("sip.wake", "errno=%d", errno);
     for (qnode *n; (n = pop(s)) != NULL; free(n))
         s->fn(&n->ev, s->arg);
 }
@@ -1195,16 +1175,12 @@ static voice_sip *module_new(struct event_base *base, const voice_sip_options *o
         free(s);
         return NULL;
     }
-    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->wake = s->wake_fd < 0 ? NULL : event_new(base, s->wake_fd, EV_READ | EV_PERSIST, deliver, s);
+    s->events = handoff_new(base, deliver, s);
     s->ping_timer = event_new(base, -1, EV_PERSIST, ping_tick, s);
-    if (s->wake == NULL || s->ping_timer == NULL || event_add(s->wake, NULL) != 0) {
-        if (s->wake)
-            event_free(s->wake);
+    if (s->events == NULL || s->ping_timer == NULL) {
+        handoff_free(s->events);
         if (s->ping_timer)
             event_free(s->ping_timer);
-        if (s->wake_fd >= 0)
-            close(s->wake_fd);
         trunks_free(s);
         free(s);
         return NULL;
@@ -1218,9 +1194,8 @@ static void module_free(voice_sip *s)
 {
     for (qnode *n; (n = pop(s)) != NULL;)
         free(n);
-    event_free(s->wake);
+    handoff_free(s->events);
     event_free(s->ping_timer);
-    close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->started);
     trunks_free(s);

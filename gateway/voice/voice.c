@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "log.h"
 #include "mask.h"
+#include "mem.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -509,9 +510,7 @@ static void refuse(voice *v, const voice_sip_event *ev, int status, const char *
 
 static call *call_new(voice *v, const voice_sip_event *ev)
 {
-    call *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        abort();
+    call *c = mem_calloc(1, sizeof *c);
     c->v = v;
     c->id = ev->call;
     snprintf(c->session, sizeof c->session, SESSION_PREFIX "%s", ev->call_id);
@@ -832,9 +831,7 @@ voice *voice_new(struct event_base *base, const voice_options *opt)
         log_error("voice.config", "why=%s", log_quote("voice options out of range").s);
         return NULL;
     }
-    voice *v = calloc(1, sizeof *v);
-    if (v == NULL)
-        abort();
+    voice *v = mem_calloc(1, sizeof *v);
     v->base = base;
     v->opt = *opt;
     v->opt.prompts_dir = dup_opt(opt->prompts_dir);

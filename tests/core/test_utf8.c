@@ -35,11 +35,29 @@ static void test_ill_formed_text_is_refused(void **state)
     assert_int_equal(utf8_char_len(""), 0);
 }
 
+/* A cut keeps whole characters: never more than asked, never half of one. */
+static void test_cut_keeps_whole_characters(void **state)
+{
+    (void)state;
+    assert_int_equal(utf8_cut("CX 1", 10), 4);          /* fits: all of it */
+    assert_int_equal(utf8_cut("CX 1", 4), 4);
+    assert_int_equal(utf8_cut("CX 1", 2), 2);
+    assert_int_equal(utf8_cut("社保卡", 9), 9);
+    assert_int_equal(utf8_cut("社保卡", 8), 6);         /* not 2/3 of 卡 */
+    assert_int_equal(utf8_cut("社保卡", 7), 6);
+    assert_int_equal(utf8_cut("社保卡", 6), 6);
+    assert_int_equal(utf8_cut("社保卡", 2), 0);
+    assert_int_equal(utf8_cut("a\xF0\x9F\x93\xB1", 4), 1); /* four-byte character */
+    assert_int_equal(utf8_cut("", 0), 0);
+    assert_int_equal(utf8_cut("abc", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_well_formed_text),
         cmocka_unit_test(test_ill_formed_text_is_refused),
+        cmocka_unit_test(test_cut_keeps_whole_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,28 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch_body.h"
+
 #define DESK_BODY_MAX (256 * 1024)
-
-typedef struct {
-    char *data;                  /* the reply body, NUL-terminated */
-    size_t len;                  /* its length */
-} body;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    body *b = arg;
-    size_t add = size * n;
-    if (b->len + add > DESK_BODY_MAX)
-        return 0;
-    char *grown = realloc(b->data, b->len + add + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->len, p, add);
-    b->len += add;
-    grown[b->len] = '\0';
-    b->data = grown;
-    return add;
-}
 
 /* `api`/v1/sessions/{escaped id}`tail`, malloc'd. */
 static char *session_url(const desk *d, const char *session, const char *tail)
@@ -52,7 +33,7 @@ static json_t *request(const desk *d, const char *url, const char *json, long *s
     CURL *c = curl_easy_init();
     struct curl_slist *headers = NULL;
     char auth[256];
-    body b = {0};
+    fetch_body b = {.max = DESK_BODY_MAX};
     json_t *reply = NULL;
     *status = 0;
     if (c == NULL || url == NULL) {
@@ -68,7 +49,7 @@ static json_t *request(const desk *d, const char *url, const char *json, long *s
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)DESK_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)DESK_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_body_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     if (json)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch_body.h"
 #include "ussd.h"
 
 #define PHONE_BODY_MAX (64 * 1024)
@@ -31,30 +32,9 @@
 #define DEMO_USSD_SECRET "cardline demo aggregator secret"
 #define DEMO_SMS_KEY "cardline-demo-kannel-key"
 
-typedef struct {
-    char *data;              /* the reply body, NUL-terminated */
-    size_t len;              /* its length */
-} body;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    body *b = arg;
-    size_t add = size * n;
-    if (b->len + add > PHONE_BODY_MAX)
-        return 0;
-    char *grown = realloc(b->data, b->len + add + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->len, p, add);
-    b->len += add;
-    grown[b->len] = '\0';
-    b->data = grown;
-    return add;
-}
-
 /* One request; `form` NULL = GET, else a POST signed with `secret`.
  * Returns the HTTP status, 0 on failure. */
-static long request(const char *url, const char *form, const char *secret, body *out)
+static long request(const char *url, const char *form, const char *secret, fetch_body *out)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *headers = NULL;
@@ -62,7 +42,7 @@ static long request(const char *url, const char *form, const char *secret, body 
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)PHONE_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_body_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     if (form) {
         char ts[24], sig[USSD_SIGNATURE_MAX], line[128];
@@ -113,7 +93,7 @@ static int sms_send(CURL *esc, const char *base, const char *key, const char *fr
     if (!url)
         abort();
     snprintf(url, n, "%s/sms/kannel?key=%s&from=%s&to=12333&text=%s", base, k, f, t);
-    body b = {0};
+    fetch_body b = {.max = PHONE_BODY_MAX};
     long status = request(url, NULL, NULL, &b);
     if (status == 200)
         printf("%s\n", b.data ? b.data : "");
@@ -160,7 +140,7 @@ static int run_ussd(const char *base, const char *secret, const char *from, cons
         char form[PHONE_LINE_MAX * 16];
         snprintf(form, sizeof form, "sessionId=%s&serviceCode=%s&phoneNumber=%s&text=%s", s, c, p, t);
         curl_free(s), curl_free(c), curl_free(p), curl_free(t);
-        body b = {0};
+        fetch_body b = {.max = PHONE_BODY_MAX};
         long status = request(url, form, secret, &b);
         const char *page = b.data ? b.data : "";
         if (status != 200 || (strncmp(page, "CON ", 4) != 0 && strncmp(page, "END ", 4) != 0)) {

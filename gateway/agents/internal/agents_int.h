@@ -15,12 +15,14 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "agents.h"
 #include "auth.h"
 #include "engine.h"
 #include "httpd.h"
+#include "monotime.h"
 #include "outbox.h"
 #include "store.h"
 
@@ -41,7 +43,7 @@ struct agents {
     int resume_ttl_s;         /* life of a resume token */
     char audit_max[16];       /* MAXLEN of the audit stream, as text */
     char resume_at[300];      /* "host:port" of the voice listener, for resume URIs */
-    struct agent_req *pending;/* requests not yet answered, newest first */
+    LIST_HEAD(, agent_req) pending; /* requests not yet answered, newest first */
 };
 
 typedef struct agent_req agent_req;
@@ -67,7 +69,7 @@ struct agent_req {
     char ref[24];             /* callback reference of the path, or "" */
     char detail[160];         /* audit detail: short, masked, never a secret */
     struct evkeyvalq query;   /* the query string's parameters */
-    struct timespec started;  /* for the log line */
+    monotime started;         /* for the log line */
     int waiting;              /* operations started, not yet called back */
     store_status failed;      /* a failure among parallel operations, STORE_OK if none */
     json_t *body;             /* the POST body, or NULL */
@@ -80,7 +82,7 @@ struct agent_req {
     char token[33];           /* resume: the new token (hex), wiped after the answer */
     bool sms_queued;          /* transfer of an SMS session: its text went to the outbox */
     list_work list;           /* GET /v1/sessions and /v1/callbacks */
-    agent_req *prev, *next;   /* in owner->pending */
+    LIST_ENTRY(agent_req) link; /* in owner->pending */
 };
 
 /* Requests (agents.c) ---------------------------------------------------------*/
