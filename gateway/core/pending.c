@@ -100,3 +100,22 @@ void pending_complete_all(pending_set *set, int status)
     while (!TAILQ_EMPTY(&set->ops))
         pending_complete(TAILQ_FIRST(&set->ops), status);
 }
+
+/* Where detached ops wait for their answer: no owner's set holds them, and
+ * pending_complete needs one to unlink from. */
+static pending_set detached = {.ops = TAILQ_HEAD_INITIALIZER(detached.ops)};
+
+void pending_detach(pending_op *op)
+{
+    if (!op->set || op->set == &detached)
+        return;
+    TAILQ_REMOVE(&op->set->ops, op, link);
+    op->set->count--;
+    if (op->ev) {
+        event_free(op->ev);
+        op->ev = NULL;
+    }
+    op->set = &detached;
+    TAILQ_INSERT_TAIL(&detached.ops, op, link);
+    detached.count++;
+}

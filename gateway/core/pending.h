@@ -92,4 +92,12 @@ bool pending_is_pending(const pending_op *op);
  * until none is left (ops the completions start are completed too). */
 void pending_complete_all(pending_set *set, int status);
 
+/* Takes `op` out of its set, still pending, for an owner that goes away
+ * while the op's answer is still to come (a request sent on a connection
+ * that outlives the owner): pending_complete_all no longer reaches it, and
+ * the answer completes it through pending_complete as before, exactly
+ * once. Its deadline or soon completion is dropped, and a detached op takes
+ * no new one (no owner is left to bound it): only its answer ends it. */
+void pending_detach(pending_op *op);
+
 #endif

@@ -207,6 +207,29 @@ static void test_complete_all_on_free(void **state)
     assert_int_equal(nseen, 4);
 }
 
+/* A detached op outlives its set's complete-all and its timers, and its
+ * answer still completes it, once. */
+static void test_detached_op_completes_on_its_answer(void **state)
+{
+    (void)state;
+    request *a = start(1), *b = start(2);
+    pending_deadline(&a->op, 1, 42);
+    pending_complete_soon(&b->op, 43);
+    pending_detach(&a->op);
+    pending_detach(&a->op);                   /* a second detach changes nothing */
+    assert_int_equal(set.count, 1);
+    assert_true(pending_is_pending(&a->op));
+    pending_complete_all(&set, -1);           /* the owner's free: b only */
+    assert_int_equal(nseen, 1);
+    assert_int_equal(seen_id[0], 2);
+    assert_int_equal(event_base_dispatch(base), 1); /* a's deadline went with it */
+    assert_int_equal(nseen, 1);
+    assert_true(pending_complete(&a->op, 7)); /* its answer came */
+    assert_int_equal(nseen, 2);
+    assert_int_equal(seen_id[1], 1);
+    assert_int_equal(seen_status[1], 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +242,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_complete_all_on_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_common_timeout_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_moves_to_the_newest_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_op_completes_on_its_answer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
