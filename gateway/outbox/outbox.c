@@ -6,13 +6,15 @@
  * the lease's end, after a retry-later the backoff's end, so one query
  * finds retries that are due and attempts a crashed gateway left open.
  * Each step that touches several keys is one Lua script (atomic). Redis
- * operations run on the store's connection; requests whose outbox was
- * freed meanwhile are "detached" and only report to their caller. */
+ * operations run on the store's connection, each a core/pending op;
+ * requests whose outbox was freed meanwhile are detached and only report
+ * to their caller. */
 #include "outbox.h"
 
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "pending.h"
 #include "store.h"
 
 #include <event2/event.h>
@@ -110,19 +112,21 @@ struct outbox_attempt {
 };
 
 /* A Redis request made by the outbox; it outlives the outbox if need be. */
-typedef enum { REQ_ADD, REQ_GROUP, REQ_TAKE, REQ_END, REQ_SCHEDULE } req_kind;
-
 typedef struct ob_req ob_req;
+
+/* What a request's reply means to the outbox; `q->ob` is NULL when the
+ * outbox was freed meanwhile. */
+typedef void req_then_fn(ob_req *q, store_status st, const struct redisReply *r);
 
 struct ob_req {
     outbox *ob;               /* NULL when detached */
-    LIST_ENTRY(ob_req) link;  /* the outbox's live requests */
-    req_kind kind;            /* what it is */
-    outbox_add_cb *add_cb;    /* REQ_ADD: the caller's callback */
+    pending_op op;            /* in the outbox's live requests */
+    req_then_fn *then;        /* what its reply means */
+    const struct redisReply *reply; /* the reply, while `then` runs */
+    outbox_add_cb *add_cb;    /* an add: the caller's callback */
     void *add_arg;            /* and argument */
-    outbox_add_status refused;/* REQ_ADD refused before Redis: the status */
-    struct event *ev;         /* REQ_ADD refused: reports on the next turn */
-    metrics_series *added;    /* REQ_ADD: the kind's counter */
+    bool refused;             /* an add refused before Redis: reports OUTBOX_INVALID soon */
+    metrics_series *added;    /* an add: the kind's counter */
 };
 
 struct outbox {
@@ -133,7 +137,7 @@ struct outbox {
     int nkinds;                  /* how many */
     LIST_HEAD(, outbox_attempt) open; /* attempts handed out, not finished */
     int in_flight;               /* how many */
-    LIST_HEAD(, ob_req) reqs;    /* requests not yet answered */
+    pending_set reqs;            /* requests not yet answered, oldest first */
     bool group_ready;            /* the consumer group is known to exist */
     bool taking;                 /* a take is in flight */
     bool take_again;             /* outbox_poll_now came during a take: take once more */
@@ -202,30 +206,47 @@ const char *outbox_add_status_name(outbox_add_status st)
 
 /* Requests ------------------------------------------------------------------*/
 
-static ob_req *req_new(outbox *ob, req_kind kind)
+/* The status a refused add completes with; the others are store_status. */
+#define REQ_REFUSED (-1)
+
+static void add_report(ob_req *q, outbox_add_status st, const char *id);
+
+/* pending's completion, the only place a request ends: the reply's meaning,
+ * then the memory. */
+static void req_completed(pending_op *op, int status)
+{
+    ob_req *q = pending_owner(op, ob_req, op);
+    if (status == REQ_REFUSED)
+        add_report(q, OUTBOX_INVALID, NULL);
+    else
+        q->then(q, (store_status)status, q->reply);
+    free(q);
+}
+
+static ob_req *req_new(outbox *ob, req_then_fn *then)
 {
     ob_req *q = mem_calloc(1, sizeof *q);
     q->ob = ob;
-    q->kind = kind;
-    LIST_INSERT_HEAD(&ob->reqs, q, link);
+    q->then = then;
+    pending_start(&ob->reqs, &q->op, req_completed);
     return q;
 }
 
-/* Unlinks and frees; returns the outbox it belonged to (NULL if detached). */
-static outbox *req_end(ob_req *q)
+/* The store's answer, for every request. */
+static void req_replied(store_status st, const struct redisReply *r, void *arg)
 {
-    outbox *ob = q->ob;
-    if (ob)
-        LIST_REMOVE(q, link);
-    if (q->ev)
-        event_free(q->ev);
-    free(q);
-    return ob;
+    ob_req *q = arg;
+    q->reply = r;
+    pending_complete(&q->op, (int)st);
+}
+
+static void send_command(ob_req *q, int argc, const char **argv, const size_t *lens)
+{
+    store_command(q->ob->st, argc, argv, lens, req_replied, q);
 }
 
 static void send_script(ob_req *q, const char *script, size_t script_len, int nkeys,
-                        int nargs, const char **args, const size_t *lens,
-                        store_reply_cb *cb)
+                        int nargs, const char **args, const size_t *lens)
 {
     const char *argv[16];
     size_t argvlen[16];
@@ -238,31 +259,20 @@ static void send_script(ob_req *q, const char *script, size_t script_len, int nk
         argv[3 + i] = args[i];
         argvlen[3 + i] = lens ? lens[i] : strlen(args[i]);
     }
-    store_command(q->ob->st, 3 + nargs, argv, argvlen, cb, q);
+    send_command(q, 3 + nargs, argv, argvlen);
 }
 
 /* Adding --------------------------------------------------------------------*/
 
 static void add_report(ob_req *q, outbox_add_status st, const char *id)
 {
-    outbox_add_cb *cb = q->add_cb;
-    void *arg = q->add_arg;
     if (st == OUTBOX_ADDED)
         metrics_inc(q->added);
-    req_end(q);
-    cb(st, id, arg);
+    q->add_cb(st, id, q->add_arg);
 }
 
-static void add_refused_due(evutil_socket_t fd, short what, void *arg)
+static void add_replied(ob_req *q, store_status st, const struct redisReply *r)
 {
-    (void)fd, (void)what;
-    ob_req *q = arg;
-    add_report(q, q->refused, NULL);
-}
-
-static void add_replied(store_status st, const struct redisReply *r, void *arg)
-{
-    ob_req *q = arg;
     if (st != STORE_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER ||
         r->element[1]->type != REDIS_REPLY_STRING || r->element[1]->len >= OB_MAX_ID) {
@@ -276,35 +286,31 @@ static void add_replied(store_status st, const struct redisReply *r, void *arg)
     add_report(q, r->element[0]->integer == 1 ? OUTBOX_ADDED : OUTBOX_DUPLICATE, id);
 }
 
-static void add_refuse(ob_req *q, outbox_add_status st, const char *why)
+static void add_refuse(ob_req *q, const char *why)
 {
-    static const struct timeval now = {0, 0};
     log_warn("outbox.add_refused", "reason=%s", why);
-    q->refused = st;
-    q->ev = evtimer_new(q->ob->base, add_refused_due, q);
-    if (q->ev == NULL)
-        mem_out_of_memory("outbox: evtimer_new");
-    evtimer_add(q->ev, &now);
+    q->refused = true;
+    pending_complete_soon(&q->op, REQ_REFUSED);
 }
 
 void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
                 outbox_add_cb *cb, void *arg)
 {
-    ob_req *q = req_new(ob, REQ_ADD);
+    ob_req *q = req_new(ob, add_replied);
     q->add_cb = cb;
     q->add_arg = arg;
     if (!valid_kind(kind)) {
-        add_refuse(q, OUTBOX_INVALID, "kind");
+        add_refuse(q, "kind");
         return;
     }
     if (dedupe_key && !valid_key(dedupe_key)) {
-        add_refuse(q, OUTBOX_INVALID, "dedupe_key");
+        add_refuse(q, "dedupe_key");
         return;
     }
     char *text = json_is_object(payload) ? json_dumps(payload, JSON_COMPACT) : NULL;
     if (text == NULL || strlen(text) > (size_t)ob->opt.max_payload_bytes) {
         free(text);
-        add_refuse(q, OUTBOX_INVALID, "payload");
+        add_refuse(q, "payload");
         return;
     }
     q->added = added_counter(kind);
@@ -315,20 +321,19 @@ void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedup
     snprintf(created, sizeof created, "%lld", wall_ms());
     snprintf(ttl, sizeof ttl, "%d", ob->opt.dedupe_ttl_s);
     const char *args[] = {OB_STREAM, key, kind, text, created, ttl};
-    send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL, add_replied);
+    send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL);
     explicit_bzero(text, strlen(text));
     free(text);
 }
 
 /* Ending entries ------------------------------------------------------------*/
 
-static void end_replied(store_status st, const struct redisReply *r, void *arg)
+static void end_replied(ob_req *q, store_status st, const struct redisReply *r)
 {
-    ob_req *q = arg;
+    (void)q;
     if (st != STORE_OK || r->type == REDIS_REPLY_ERROR)
         /* The entry stays pending and comes back after its lease. */
         log_warn("outbox.finish_not_recorded", "status=%s", store_status_name(st));
-    req_end(q);
 }
 
 static void record_end(outbox *ob, const outbox_attempt *a, const char *dead_reason)
@@ -339,16 +344,14 @@ static void record_end(outbox *ob, const outbox_attempt *a, const char *dead_rea
     const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_DEAD, OB_GROUP, a->id,
                           dead_reason ? dead_reason : "", a->kind, a->payload_text,
                           created, attempts};
-    send_script(req_new(ob, REQ_END), end_script, sizeof end_script - 1, 4, 11, args, NULL,
-                end_replied);
+    send_script(req_new(ob, end_replied), end_script, sizeof end_script - 1, 4, 11, args, NULL);
 }
 
-static void schedule_replied(store_status st, const struct redisReply *r, void *arg)
+static void schedule_replied(ob_req *q, store_status st, const struct redisReply *r)
 {
-    ob_req *q = arg;
+    (void)q;
     if (st != STORE_OK || r->type == REDIS_REPLY_ERROR)
         log_warn("outbox.retry_not_recorded", "status=%s", store_status_name(st));
-    req_end(q);
 }
 
 /* Backoff doubling from min to max, then a random point in its upper half
@@ -371,7 +374,7 @@ static void record_retry(outbox *ob, const outbox_attempt *a, int delay_ms)
     char when[24];
     snprintf(when, sizeof when, "%lld", wall_ms() + delay_ms);
     const char *argv[] = {"ZADD", OB_DUE, "XX", when, a->id};
-    store_command(ob->st, 5, argv, NULL, schedule_replied, req_new(ob, REQ_SCHEDULE));
+    send_command(req_new(ob, schedule_replied), 5, argv, NULL);
 }
 
 static void attempt_free(outbox_attempt *a)
@@ -500,10 +503,9 @@ static void attempt_start(outbox *ob, outbox_attempt *a)
     }
 }
 
-static void take_replied(store_status st, const struct redisReply *r, void *arg)
+static void take_replied(ob_req *q, store_status st, const struct redisReply *r)
 {
-    ob_req *q = arg;
-    outbox *ob = req_end(q);
+    outbox *ob = q->ob;
     if (ob == NULL)
         return; /* what it took comes back after its lease */
     ob->taking = false;
@@ -538,10 +540,9 @@ static void take_replied(store_status st, const struct redisReply *r, void *arg)
     }
 }
 
-static void group_replied(store_status st, const struct redisReply *r, void *arg)
+static void group_replied(ob_req *q, store_status st, const struct redisReply *r)
 {
-    ob_req *q = arg;
-    outbox *ob = req_end(q);
+    outbox *ob = q->ob;
     if (ob == NULL || st != STORE_OK)
         return;
     if (r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP"))
@@ -553,7 +554,7 @@ static void group_replied(store_status st, const struct redisReply *r, void *arg
 static void ensure_group(outbox *ob)
 {
     const char *argv[] = {"XGROUP", "CREATE", OB_STREAM, OB_GROUP, "0", "MKSTREAM"};
-    store_command(ob->st, 6, argv, NULL, group_replied, req_new(ob, REQ_GROUP));
+    send_command(req_new(ob, group_replied), 6, argv, NULL);
 }
 
 static void take(outbox *ob)
@@ -571,8 +572,7 @@ static void take(outbox *ob)
     const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_GROUP, ob->opt.consumer,
                           count, now, lease};
     ob->taking = true;
-    send_script(req_new(ob, REQ_TAKE), take_script, sizeof take_script - 1, 3, 8, args, NULL,
-                take_replied);
+    send_script(req_new(ob, take_replied), take_script, sizeof take_script - 1, 3, 8, args, NULL);
 }
 
 static void poll_due(evutil_socket_t fd, short what, void *arg)
@@ -664,6 +664,7 @@ outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt
     ob->st = st;
     ob->opt = *opt;
     ob->opt.consumer = mem_strdup(opt->consumer);
+    pending_set_init(&ob->reqs, base);
     ob->poll_ev = event_new(base, -1, EV_PERSIST, poll_due, ob);
     if (ob->poll_ev == NULL)
         mem_out_of_memory("outbox: event_new");
@@ -688,12 +689,13 @@ void outbox_free(outbox *ob)
         a->ob = NULL;
     }
     /* Refused adds report now; sent requests report when Redis answers. */
-    while (!LIST_EMPTY(&ob->reqs)) {
-        ob_req *q = LIST_FIRST(&ob->reqs);
-        LIST_REMOVE(q, link);
+    while (!TAILQ_EMPTY(&ob->reqs.ops)) {
+        ob_req *q = pending_owner(TAILQ_FIRST(&ob->reqs.ops), ob_req, op);
         q->ob = NULL;
-        if (q->ev)
-            add_report(q, q->refused, NULL);
+        if (q->refused)
+            pending_complete(&q->op, REQ_REFUSED);
+        else
+            pending_detach(&q->op);
     }
     free((char *)ob->opt.consumer);
     free(ob);
