@@ -1,7 +1,9 @@
 /* loss — owns the "loss_report" outbox kind: turning a confirmed report
  * into a durable entry, delivering entries to the registry exactly once
  * (Idempotency-Key), queueing the SMS confirmation, and the short waits of
- * callers who want to hear "done" rather than "accepted" (see loss.h). */
+ * callers who want to hear "done" rather than "accepted" (see loss.h).
+ * Waits and registry requests are core/pending ops; those still waiting
+ * for an answer when the module is freed are detached and end on it. */
 #include "loss.h"
 
 #include <event2/event.h>
@@ -17,6 +19,7 @@
 #include "mem.h"
 #include "monotime.h"
 #include "outbox.h"
+#include "pending.h"
 #include "registry.h"
 
 #define LOSS_KIND "loss_report"
@@ -30,18 +33,20 @@ typedef struct waiter waiter;
 /* A caller waiting to hear how its report went. */
 struct waiter {
     loss *l;                     /* NULL once the module is gone */
-    LIST_ENTRY(waiter) link;     /* the module's open waits */
+    pending_op op;               /* in the module's open waits; completed with
+                                  * a loss_outcome, the wait's end its deadline */
     char reference[LOSS_REFERENCE_LEN + 1];
     loss_cb *cb;                 /* told exactly once */
     void *arg;
     int wait_ms;                 /* how long to wait after the add */
     long answer_by_ms;           /* monotonic ms the wait must end by; 0: none */
     bool adding;                 /* the outbox add has not answered yet */
-    bool readding;               /* `timer` adds again instead of ending the wait */
+    bool queued;                 /* an add was answered added or duplicate */
     json_t *payload;             /* the entry, kept until an add is answered for
                                   * sure (full numbers: never logged) */
     char dedupe[LOSS_KEY_MAX + 1]; /* its dedupe key: a second add finds the first */
-    struct event *timer;         /* the wait's end, or the next add */
+    const char *expires_on;      /* on LOSS_DONE, while the completion runs */
+    struct event *readd;         /* the pause before adding again; NULL until one */
 };
 
 typedef struct delivery delivery;
@@ -49,9 +54,11 @@ typedef struct delivery delivery;
 /* One delivery in flight: the attempt and what the registry's answer needs. */
 struct delivery {
     loss *l;                     /* NULL once the module is gone */
-    LIST_ENTRY(delivery) link;   /* the module's deliveries in flight */
+    pending_op op;               /* in the module's registry requests; completed
+                                  * with the registry_status */
     outbox_attempt *attempt;
     char reference[LOSS_REFERENCE_LEN + 1];
+    const registry_result *result; /* the registry's answer, while the completion runs */
 };
 
 struct loss {
@@ -60,8 +67,8 @@ struct loss {
     outbox *ob;                  /* where they wait */
     loss_render_fn *render;      /* SMS wording */
     void *render_ctx;
-    LIST_HEAD(, waiter) waiters; /* open waits, newest first */
-    LIST_HEAD(, delivery) deliveries; /* registry requests in flight */
+    pending_set waiters;         /* open waits, oldest first */
+    pending_set deliveries;      /* registry requests in flight */
 };
 
 const char *loss_outcome_name(loss_outcome o)
@@ -96,46 +103,41 @@ static void reference_of(const char *key, char out[LOSS_REFERENCE_LEN + 1])
 
 /* Waits -----------------------------------------------------------------------*/
 
-static void waiter_unlink(waiter *w)
+/* pending's completion, the only place a caller is told. */
+static void waiter_completed(pending_op *op, int outcome)
 {
-    if (!w->l)
-        return;
-    LIST_REMOVE(w, link);
-    w->l = NULL;
-}
-
-static void waiter_end(waiter *w, loss_outcome o, const char *expires_on)
-{
-    waiter_unlink(w);
-    if (w->timer)
-        event_free(w->timer);
+    waiter *w = pending_owner(op, waiter, op);
+    loss_outcome o = (loss_outcome)outcome;
+    if (w->readd)
+        event_free(w->readd);
     json_decref(w->payload);
-    loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, expires_on};
+    loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, w->expires_on};
     w->cb(&r, w->arg);
     free(w);
 }
 
+static void waiter_end(waiter *w, loss_outcome o, const char *expires_on)
+{
+    w->expires_on = expires_on;
+    pending_complete(&w->op, (int)o);
+}
+
 static void add(waiter *w);
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void readd_due(evutil_socket_t fd, short what, void *arg)
 {
-    waiter *w = arg;
     (void)fd, (void)what;
-    if (w->readding) {
-        w->readding = false;
-        add(w);
-        return;
-    }
-    waiter_end(w, LOSS_ACCEPTED, NULL);
+    add(arg);
 }
 
 /* A wait whose add is still with Redis is not told: its add callback
  * still has to come, and the wait ends after it. */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
-    waiter *w, *next;
-    for (w = LIST_FIRST(&l->waiters); w; w = next) {
-        next = LIST_NEXT(w, link);
+    pending_op *op, *next;
+    for (op = TAILQ_FIRST(&l->waiters.ops); op; op = next) {
+        next = TAILQ_NEXT(op, link);
+        waiter *w = pending_owner(op, waiter, op);
         if (!w->adding && !strcmp(w->reference, reference))
             waiter_end(w, o, expires_on);
     }
@@ -172,9 +174,10 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     }
     if (may_add_again(w, st)) {
         log_warn("loss.add_again", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
-        w->readding = true;
+        if (w->readd == NULL && (w->readd = evtimer_new(w->l->base, readd_due, w)) == NULL)
+            mem_out_of_memory("loss: evtimer_new");
         struct timeval tv = {0, LOSS_READD_MS * 1000};
-        evtimer_add(w->timer, &tv);
+        evtimer_add(w->readd, &tv);
         return;
     }
     if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE) {
@@ -184,10 +187,9 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     }
     json_decref(w->payload);
     w->payload = NULL;
+    w->queued = true;
     log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
-    int wait_ms = wait_left(w);
-    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
-    evtimer_add(w->timer, &tv);
+    pending_deadline(&w->op, wait_left(w), LOSS_ACCEPTED);
     outbox_poll_now(w->l->ob);
 }
 
@@ -210,12 +212,6 @@ static void add(waiter *w)
     outbox_add(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
 }
 
-static void refuse_soon(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    waiter_end(arg, LOSS_UNAVAILABLE, NULL);
-}
-
 void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
 {
     waiter *w = mem_calloc(1, sizeof *w);
@@ -223,16 +219,14 @@ void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within
     w->arg = arg;
     w->wait_ms = wait_ms < 0 ? 0 : wait_ms;
     w->answer_by_ms = answer_within_ms > 0 ? (long)monotime_ms() + answer_within_ms : 0;
+    w->l = l;
+    pending_start(&l->waiters, &w->op, waiter_completed);
     if (!request_complete(req)) {
         log_error("loss.bad_request", "why=%s", log_quote("card, ssn, channel, lang and key are required").s);
-        w->timer = evtimer_new(l->base, refuse_soon, w);
-        event_active(w->timer, EV_TIMEOUT, 0);
+        pending_complete_soon(&w->op, LOSS_UNAVAILABLE);
         return;
     }
     reference_of(req->key, w->reference);
-    w->l = l;
-    LIST_INSERT_HEAD(&l->waiters, w, link);
-    w->timer = evtimer_new(l->base, on_timer, w);
     snprintf(w->dedupe, sizeof w->dedupe, "loss:%s", req->key);
     w->payload = payload_of(req, w->reference);
     add(w);
@@ -255,17 +249,8 @@ typedef struct {
     const char *reason;
 } sms_wait;
 
-static void delivery_unlink(delivery *d)
-{
-    if (!d->l)
-        return;
-    LIST_REMOVE(d, link);
-    d->l = NULL;
-}
-
 static void finish(delivery *d, outbox_outcome o, const char *reason)
 {
-    delivery_unlink(d);
     outbox_finish(d->attempt, o, reason);
     free(d);
 }
@@ -307,9 +292,12 @@ static void confirm_by_sms(delivery *d, const char *prompt, const char *expires_
     json_decref(sms);
 }
 
-static void reported(const registry_result *r, void *arg)
+/* pending's completion: what the registry's answer means. */
+static void delivered(pending_op *op, int status)
 {
-    delivery *d = arg;
+    delivery *d = pending_owner(op, delivery, op);
+    const registry_result *r = d->result;
+    (void)status; /* r->status */
     if (!d->l) { /* the module is gone: the lease brings the entry back */
         finish(d, OUTBOX_RETRY, "shutting_down");
         return;
@@ -339,6 +327,13 @@ static void reported(const registry_result *r, void *arg)
     }
 }
 
+static void reported(const registry_result *r, void *arg)
+{
+    delivery *d = arg;
+    d->result = r;
+    pending_complete(&d->op, (int)r->status);
+}
+
 static void deliver(outbox_attempt *a, void *arg)
 {
     loss *l = arg;
@@ -351,7 +346,7 @@ static void deliver(outbox_attempt *a, void *arg)
     }
     delivery *d = mem_calloc(1, sizeof *d);
     d->l = l;
-    LIST_INSERT_HEAD(&l->deliveries, d, link);
+    pending_start(&l->deliveries, &d->op, delivered);
     d->attempt = a;
     memcpy(d->reference, reference, LOSS_REFERENCE_LEN + 1);
     char idem[LOSS_KEY_MAX];
@@ -370,6 +365,8 @@ loss *loss_new(struct event_base *base, registry *reg, outbox *ob, loss_render_f
         free(l);
         return NULL;
     }
+    pending_set_init(&l->waiters, base);
+    pending_set_init(&l->deliveries, base);
     return l;
 }
 
@@ -377,17 +374,23 @@ void loss_free(loss *l)
 {
     if (!l)
         return;
-    while (!LIST_EMPTY(&l->deliveries))
-        delivery_unlink(LIST_FIRST(&l->deliveries));
+    /* The registry answers them all the same (its free does): the lease
+     * brings the entry back. */
+    while (!TAILQ_EMPTY(&l->deliveries.ops)) {
+        delivery *d = pending_owner(TAILQ_FIRST(&l->deliveries.ops), delivery, op);
+        d->l = NULL;
+        pending_detach(&d->op);
+    }
     /* A wait whose add is still with Redis ends when Redis answers; one
-     * about to add again never learnt whether its report landed. */
-    waiter *w, *next;
-    for (w = LIST_FIRST(&l->waiters); w; w = next) {
-        next = LIST_NEXT(w, link);
-        if (w->adding)
-            waiter_unlink(w);
-        else
-            waiter_end(w, w->readding ? LOSS_UNAVAILABLE : LOSS_ACCEPTED, NULL);
+     * refused or about to add again never learnt that its report landed. */
+    while (!TAILQ_EMPTY(&l->waiters.ops)) {
+        waiter *w = pending_owner(TAILQ_FIRST(&l->waiters.ops), waiter, op);
+        if (w->adding) {
+            w->l = NULL;
+            pending_detach(&w->op);
+        } else {
+            waiter_end(w, w->queued ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+        }
     }
     free(l);
 }
