@@ -18,6 +18,7 @@
 #include "mask.h"
 #include "mem.h"
 #include "outbox.h"
+#include "pending.h"
 #include "store.h"
 
 #include <curl/curl.h>
@@ -81,7 +82,7 @@ struct sms_out {
     outbox *ob;               /* where "sms" entries come from */
     httpc *http;              /* sendsms requests */
     sms_out_options opt;      /* copy; strings owned */
-    LIST_HEAD(, so_dlr) dlrs; /* reports waiting for Redis */
+    pending_set dlrs;         /* reports waiting for Redis, oldest first */
 };
 
 /* Small helpers -------------------------------------------------------------*/
@@ -320,7 +321,7 @@ static void deliver_sms(outbox_attempt *a, void *arg)
 
 struct so_dlr {
     sms_out *so;             /* owner; NULL once sms_out_free ran (no reply then) */
-    LIST_ENTRY(so_dlr) link; /* the owner's waiting reports */
+    pending_op op;           /* in the owner's waiting reports until answered */
     httpd_request *req;      /* the report's HTTP request, answered when Redis is */
     sms_out_dlr report;      /* what Kannel reported */
 };
@@ -369,10 +370,16 @@ const char *sms_out_dlr_parse(const char *query, sms_out_dlr *out)
     return why;
 }
 
+/* pending's completion: the report was answered, or dropped. */
+static void dlr_completed(pending_op *op, int status)
+{
+    (void)status;
+    free(pending_owner(op, so_dlr, op));
+}
+
 static void dlr_end(so_dlr *d)
 {
-    LIST_REMOVE(d, link);
-    free(d);
+    pending_complete(&d->op, 0);
 }
 
 /* The one answer to a report without a valid token, known id or not. */
@@ -388,7 +395,7 @@ static void dlr_recorded(store_status st, const struct redisReply *r, void *arg)
 {
     so_dlr *d = arg;
     if (d->so == NULL) {
-        free(d);
+        dlr_end(d);
         return;
     }
     if (st != STORE_OK || r->type != REDIS_REPLY_INTEGER) {
@@ -408,7 +415,7 @@ static void dlr_token_read(store_status st, const struct redisReply *r, void *ar
 {
     so_dlr *d = arg;
     if (d->so == NULL) {
-        free(d);
+        dlr_end(d);
         return;
     }
     if (st != STORE_OK || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
@@ -445,7 +452,7 @@ static void serve_dlr(httpd_request *req, void *arg)
     }
     d->so = so;
     d->req = req;
-    LIST_INSERT_HEAD(&so->dlrs, d, link);
+    pending_start(&so->dlrs, &d->op, dlr_completed);
     char key[sizeof SO_KEY_PREFIX + SO_MAX_ID];
     snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
     const char *argv[] = {"HGET", key, "dlr_token"};
@@ -507,9 +514,11 @@ static void release(sms_out *so)
 {
     /* Reports still waiting for Redis end without a reply: the listener
      * is being drained or freed. */
-    so_dlr *d;
-    LIST_FOREACH(d, &so->dlrs, link)
+    while (!TAILQ_EMPTY(&so->dlrs.ops)) {
+        so_dlr *d = pending_owner(TAILQ_FIRST(&so->dlrs.ops), so_dlr, op);
         d->so = NULL;
+        pending_detach(&d->op);
+    }
     httpc_free(so->http);
     free((char *)so->opt.sendsms_url);
     free((char *)so->opt.username);
@@ -536,6 +545,7 @@ sms_out *sms_out_new(struct event_base *base, store *st, outbox *ob, const sms_o
     so->base = base;
     so->st = st;
     so->ob = ob;
+    pending_set_init(&so->dlrs, base);
     so->opt = *opt;
     so->opt.sendsms_url = dup(opt->sendsms_url);
     so->opt.username = dup(opt->username);
