@@ -102,7 +102,9 @@ typedef struct {
 
 struct outbox_attempt {
     outbox *ob;                  /* NULL once the outbox was freed (detached) */
-    LIST_ENTRY(outbox_attempt) link; /* the outbox's open attempts */
+    pending_op op;               /* in the outbox's open attempts; completed
+                                  * by outbox_finish with the outcome */
+    const char *reason;          /* outbox_finish's, while the completion runs */
     char id[OB_MAX_ID];          /* stream entry id */
     char kind[OUTBOX_MAX_KIND_LEN + 1];
     int number;                  /* attempt number, 1 on the first */
@@ -135,8 +137,7 @@ struct outbox {
     outbox_options opt;          /* validated copy; consumer owned */
     deliverer kinds[OUTBOX_MAX_KINDS]; /* registered deliverers */
     int nkinds;                  /* how many */
-    LIST_HEAD(, outbox_attempt) open; /* attempts handed out, not finished */
-    int in_flight;               /* how many */
+    pending_set open;            /* attempts handed out, not finished */
     pending_set reqs;            /* requests not yet answered, oldest first */
     bool group_ready;            /* the consumer group is known to exist */
     bool taking;                 /* a take is in flight */
@@ -387,25 +388,17 @@ static void attempt_free(outbox_attempt *a)
     free(a);
 }
 
-static void attempt_unlink(outbox *ob, outbox_attempt *a)
-{
-    LIST_REMOVE(a, link);
-    ob->in_flight--;
-}
+/* The status of an attempt dropped without an outcome: no deliverer here. */
+#define ATTEMPT_DROPPED (-1)
 
 static const char *outcome_name(outbox_outcome o)
 {
     return o == OUTBOX_DONE ? "done" : o == OUTBOX_RETRY ? "retry" : "give_up";
 }
 
-void outbox_finish(outbox_attempt *a, outbox_outcome outcome, const char *reason)
+static void record_outcome(outbox *ob, const outbox_attempt *a, outbox_outcome outcome,
+                           const char *reason)
 {
-    outbox *ob = a->ob;
-    if (ob == NULL) {
-        attempt_free(a);
-        return;
-    }
-    attempt_unlink(ob, a);
     deliverer *d = find_kind(ob, a->kind);
     const char *dead = NULL;
     if (outcome == OUTBOX_GIVE_UP)
@@ -430,7 +423,22 @@ void outbox_finish(outbox_attempt *a, outbox_outcome outcome, const char *reason
         metrics_inc(d ? d->retried : NULL);
         record_retry(ob, a, backoff_ms(&ob->opt, a->number));
     }
+}
+
+/* pending's completion, the only place an attempt ends: what its outcome
+ * means for the entry (nothing once the outbox is gone), then the memory. */
+static void attempt_completed(pending_op *op, int status)
+{
+    outbox_attempt *a = pending_owner(op, outbox_attempt, op);
+    if (a->ob && status != ATTEMPT_DROPPED)
+        record_outcome(a->ob, a, (outbox_outcome)status, a->reason);
     attempt_free(a);
+}
+
+void outbox_finish(outbox_attempt *a, outbox_outcome outcome, const char *reason)
+{
+    a->reason = reason;
+    pending_complete(&a->op, (int)outcome);
 }
 
 const char *outbox_attempt_id(const outbox_attempt *a) { return a->id; }
@@ -442,9 +450,9 @@ int outbox_attempt_number(const outbox_attempt *a) { return a->number; }
 
 static bool attempt_open(const outbox *ob, const char *id)
 {
-    const outbox_attempt *a;
-    LIST_FOREACH(a, &ob->open, link)
-        if (strcmp(a->id, id) == 0)
+    pending_op *op;
+    TAILQ_FOREACH(op, &ob->open.ops, link)
+        if (strcmp(pending_owner(op, outbox_attempt, op)->id, id) == 0)
             return true;
     return false;
 }
@@ -485,8 +493,7 @@ static outbox_attempt *attempt_from(outbox *ob, const redisReply *e)
 
 static void attempt_start(outbox *ob, outbox_attempt *a)
 {
-    LIST_INSERT_HEAD(&ob->open, a, link);
-    ob->in_flight++;
+    pending_start(&ob->open, &a->op, attempt_completed);
     deliverer *d = find_kind(ob, a->kind);
     if (!json_is_object(a->payload) || a->kind[0] == '\0') {
         outbox_finish(a, OUTBOX_GIVE_UP, "malformed_entry");
@@ -494,8 +501,7 @@ static void attempt_start(outbox *ob, outbox_attempt *a)
         /* Another gateway may know the kind: leave it to a later lease. */
         metrics_inc(ob->unknown_kind);
         log_warn("outbox.no_deliverer", "kind=%s entry=%s", a->kind, a->id);
-        attempt_unlink(ob, a);
-        attempt_free(a);
+        pending_complete(&a->op, ATTEMPT_DROPPED);
     } else {
         log_debug("outbox.attempt_start", "kind=%s entry=%s attempt=%d", a->kind, a->id,
                   a->number);
@@ -559,7 +565,7 @@ static void ensure_group(outbox *ob)
 
 static void take(outbox *ob)
 {
-    int room = ob->opt.max_in_flight - ob->in_flight;
+    int room = ob->opt.max_in_flight - (int)ob->open.count;
     if (room <= 0)
         return;
     if (room > ob->opt.batch)
@@ -665,6 +671,7 @@ outbox *outbox_new(struct event_base *base, store *st, const outbox_options *opt
     ob->opt = *opt;
     ob->opt.consumer = mem_strdup(opt->consumer);
     pending_set_init(&ob->reqs, base);
+    pending_set_init(&ob->open, base);
     ob->poll_ev = event_new(base, -1, EV_PERSIST, poll_due, ob);
     if (ob->poll_ev == NULL)
         mem_out_of_memory("outbox: event_new");
@@ -683,10 +690,11 @@ void outbox_free(outbox *ob)
     if (ob == NULL)
         return;
     event_free(ob->poll_ev);
-    while (!LIST_EMPTY(&ob->open)) {
-        outbox_attempt *a = LIST_FIRST(&ob->open);
-        attempt_unlink(ob, a);
+    /* Open attempts end when their deliverers finish them. */
+    while (!TAILQ_EMPTY(&ob->open.ops)) {
+        outbox_attempt *a = pending_owner(TAILQ_FIRST(&ob->open.ops), outbox_attempt, op);
         a->ob = NULL;
+        pending_detach(&a->op);
     }
     /* Refused adds report now; sent requests report when Redis answers. */
     while (!TAILQ_EMPTY(&ob->reqs.ops)) {
