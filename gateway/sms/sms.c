@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "allow.h"
 #include "dialplan.h"
@@ -29,6 +28,7 @@
 #include "store.h"
 #include "sms_wire.h"
 #include "utf8.h"
+#include "walltime.h"
 
 #define SMS_PATH "/sms/kannel"
 #define SMS_REPLY_MAX 4096
@@ -245,13 +245,6 @@ static void finish(sms_pending *p, const char *result, const char *text, bool cu
 
 /* Held messages ---------------------------------------------------------------*/
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_held(store_status st, const struct redisReply *reply, void *arg)
 {
     sms_pending *p = arg;
@@ -278,7 +271,7 @@ static void hold_message(sms_pending *p, json_t *output)
 {
     const char *lang = json_string_value(json_object_get(output, "lang"));
     snprintf(p->lang, sizeof p->lang, "%s", lang ? lang : "");
-    json_t *msg = json_pack("{s:I, s:s}", "at_ms", (json_int_t)wall_ms(), "text", p->text);
+    json_t *msg = json_pack("{s:I, s:s}", "at_ms", (json_int_t)walltime_ms(), "text", p->text);
     char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!payload)
