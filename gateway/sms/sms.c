@@ -19,6 +19,7 @@
 #include "dialplan.h"
 #include "domain.h"
 #include "engine.h"
+#include "handlers.h"
 #include "gsm.h"
 #include "httpd.h"
 #include "log.h"
@@ -95,9 +96,7 @@ void sms_options_default(sms_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     conf_section_defaults(&sms_config, opt);
-    /* [workflows] sessions_per_number and number_window_s feed these. */
-    opt->starts_per_number = 30;
-    opt->number_window_s = 3600;
+    handlers_start_limit_default(&opt->starts_per_number, &opt->number_window_s);
 }
 
 /* Text rules ------------------------------------------------------------------*/
@@ -418,9 +417,9 @@ static void on_request(httpd_request *req, void *arg)
 sms *sms_new(engine *e, httpd *h, const sms_options *opt)
 {
     char why[160];
-    const char *problem = opt->starts_per_number < 1 || opt->number_window_s < 1 || opt->number_window_s > 86400
-                              ? "starts_per_number must be at least 1 and number_window_s 1-86400"
-                              : conf_section_problem(&sms_config, opt, why, sizeof why);
+    const char *problem = handlers_start_limit_problem(opt->starts_per_number, opt->number_window_s, why, sizeof why);
+    if (problem == NULL)
+        problem = conf_section_problem(&sms_config, opt, why, sizeof why);
     if (problem) {
         log_error("sms.option_invalid", "why=%s", log_quote(problem).s);
         return NULL;
