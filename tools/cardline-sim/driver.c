@@ -71,18 +71,6 @@ static bool redis_ready(driver *d, int timeout_ms)
 
 /* Lifecycle --------------------------------------------------------------------*/
 
-static dialplan *load_dialplans(const conf *c)
-{
-    dp_errors errs;
-    dialplan *dp = runtime_load_dialplans(c->dialplans.dir, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    if (dp == NULL && errs.count == 0)
-        fprintf(stderr, "%s: the dialplans could not be loaded\n", c->dialplans.dir);
-    dp_errors_free(&errs);
-    return dp;
-}
-
 /* The simulated phone: a one-time code's SMS shows as "[sms to NUMBER]"
  * with the number masked and the text withheld, and its digits wait for
  * the DRV_CODE input, so a transcript can type a code it never shows. */
@@ -105,7 +93,7 @@ static bool phone_receives(void *ctx, const char *to, const char *text)
 
 driver *drv_new(const conf *c, int connect_timeout_ms)
 {
-    dialplan *dp = load_dialplans(c);
+    dialplan *dp = runtime_load_dialplans_print(c->dialplans.dir, stderr);
     if (dp == NULL)
         return NULL;
     driver *d = calloc(1, sizeof *d);
