@@ -125,22 +125,6 @@ static bool load_config(const char *path, conf *c)
     return ok;
 }
 
-/* Dialplans -------------------------------------------------------------------*/
-
-/* Loads the set named by the configuration. Returns NULL after printing
- * every error. */
-static dialplan *load_dialplans(const conf *c)
-{
-    dp_errors errs;
-    dialplan *dp = runtime_load_dialplans(c->dialplans.dir, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    if (dp == NULL && errs.count == 0)
-        fprintf(stderr, "%s: the dialplans could not be loaded\n", c->dialplans.dir);
-    dp_errors_free(&errs);
-    return dp;
-}
-
 /* Reload ----------------------------------------------------------------------*/
 
 static void on_log_flush(evutil_socket_t fd, short what, void *arg)
@@ -509,7 +493,7 @@ int main(int argc, char **argv)
         settings_free(&c);
         return 1;
     }
-    dialplan *dp = load_dialplans(&c);
+    dialplan *dp = runtime_load_dialplans_print(c.dialplans.dir, stderr);
     int rc = 1;
     if (dp != NULL && args.prompt_list) {
         voice_audio_needed(dp, print_needed, NULL);

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "builtin.h"
 #include "log.h"
@@ -27,6 +26,7 @@
 #include "domain.h"
 #include "mem.h"
 #include "store.h"
+#include "walltime.h"
 
 #define CALLBACK_STREAM "cl:callbacks"
 #define CALLBACK_STREAM_MAX "10000"
@@ -67,13 +67,6 @@ static void end_request(callback_req *q, const char *result, json_t *vars)
 {
     handler_finish(q->call, result, vars);
     free(q);
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool draw_ref(char out[CALLBACK_REF_LEN + 1])
@@ -157,7 +150,7 @@ static void on_session(store_status st, json_t *doc, uint64_t revision, void *ar
     char dedupe[CALLBACK_KEY_MAX], state[CALLBACK_KEY_MAX], created[24];
     snprintf(dedupe, sizeof dedupe, CALLBACK_DEDUPE_PREFIX "%s", handler_call_key(c));
     snprintf(state, sizeof state, CALLBACK_STATE_PREFIX "%s", q->ref);
-    snprintf(created, sizeof created, "%lld", wall_ms());
+    snprintf(created, sizeof created, "%lld", (long long)walltime_ms());
     char *context = context_json(c, doc);
     const char *lang = handler_arg(c, "lang"), *reason = handler_arg(c, "reason");
     const char *argv[] = {"EVAL", queue_script, "3", dedupe, CALLBACK_STREAM, state,

@@ -55,6 +55,23 @@ static const conf_order handler_conf_orders[] = {
 
 const conf_section handler_config = CONF_SECTION_ORDERED("workflows", handler_conf_keys, handler_conf_orders);
 
+void handlers_start_limit_default(int *starts_per_number, int *number_window_s)
+{
+    handler_limits l = {0};
+    conf_section_defaults(&handler_config, &l);
+    *starts_per_number = l.sessions_per_number;
+    *number_window_s = l.number_window_s;
+}
+
+const char *handlers_start_limit_problem(int starts_per_number, int number_window_s, char *buf, size_t size)
+{
+    handler_limits l = {0};
+    conf_section_defaults(&handler_config, &l);
+    l.sessions_per_number = starts_per_number;
+    l.number_window_s = number_window_s;
+    return conf_section_problem(&handler_config, &l, buf, size);
+}
+
 /* The table ------------------------------------------------------------------*/
 
 static const char *const verify_args[] = {"id", "pin", NULL};

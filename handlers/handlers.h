@@ -56,6 +56,14 @@ typedef struct {
 /* [workflows]: every field but handler_timeout_ms ([session]). */
 extern const conf_section handler_config;
 
+/* The text channels' start limit: sessions_per_number in number_window_s,
+ * which ussd and sms options carry as starts_per_number and
+ * number_window_s. Its defaults come from the table above, and values
+ * outside the table's ranges are refused ("KEY must be MIN-MAX" in `buf`,
+ * NULL when both are fine), so [workflows] stays their one source. */
+void handlers_start_limit_default(int *starts_per_number, int *number_window_s);
+const char *handlers_start_limit_problem(int starts_per_number, int number_window_s, char *buf, size_t size);
+
 /* What handlers may use; owned by the process, shared by every call. */
 typedef struct handler_env {
     struct event_base *base;             /* the main loop */

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mask.h"
 #include "mem.h"
+#include "walltime.h"
 
 #define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
 #define WWW_AUTHENTICATE_BAD "Bearer realm=\"cardline-agents\", error=\"invalid_token\""
@@ -65,13 +66,6 @@ static const char *const routes[] = {"/v1/sessions", "/v1/sessions/", "/v1/callb
     (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |               \
      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS)
 
-int64_t agents_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool agents_one_of(const char *s, const char *const *names)
 {
     for (size_t i = 0; names[i]; i++)
@@ -105,7 +99,7 @@ void agents_audit_write(agents *a, const char *agent, const char *role, const ch
 {
     char result[8], at[24];
     snprintf(result, sizeof result, "%d", status);
-    snprintf(at, sizeof at, "%lld", (long long)agents_now_ms());
+    snprintf(at, sizeof at, "%lld", (long long)walltime_ms());
     const char *argv[] = {"XADD",   AGENTS_AUDIT_STREAM, "MAXLEN", "~",      a->audit_max, "*",       "agent",
                           agent,    "role",              role,     "action", action,       "session", session,
                           "result", result,              "at_ms",  at,       "detail",     detail};

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "view.h"
+#include "walltime.h"
 
 #define CALLBACK_STREAM "cl:callbacks"
 #define CALLBACK_KEY "cl:cb:"
@@ -239,7 +240,7 @@ static void claim_or_finish(agent_req *r, const char *op)
         return;
     char key[sizeof CALLBACK_KEY + sizeof r->ref], now[24];
     snprintf(key, sizeof key, CALLBACK_KEY "%s", r->ref);
-    snprintf(now, sizeof now, "%lld", (long long)agents_now_ms());
+    snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
     const char *argv[] = {"EVAL", claim_script, "2", key, CALLBACK_STREAM, r->who->name, now, r->ref, op,
                           agents_req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};
     agents_req_command(r, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered);

@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "sms_out.h"
 #include "view.h"
+#include "walltime.h"
 
 #define SESSION_KEY "cl:s:"
 #define HELD_KEY "cl:held:"
@@ -503,7 +504,7 @@ static void resume_loaded(agent_req *r)
     }
     json_t *value = json_pack("{s:s, s:s, s:s, s:s, s:I}", "session", r->target, "node", r->node, "agent",
                               r->who->name, "return_uri", r->who->sip_uri, "created_ms",
-                              (json_int_t)agents_now_ms());
+                              (json_int_t)walltime_ms());
     char *text = json_dumps(value, JSON_COMPACT);
     json_decref(value);
     char key[sizeof RESUME_KEY + sizeof r->token], ttl[16];

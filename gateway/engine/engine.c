@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <time.h>
 
 #include "dialplan.h"
 #include "handler_call.h"
@@ -25,6 +24,7 @@
 #include "step.h"
 #include "store.h"
 #include "utf8.h"
+#include "walltime.h"
 
 #define ENGINE_ENDED_TTL_S 60        /* an ended session stays for replays of its last hop */
 #define ENGINE_MAX_HOP_KEY 128       /* bytes of an event's hop_key */
@@ -328,7 +328,7 @@ static void save(hop *h)
     engine_step_done(&h->st);
     h->stepping = false;
     engine_session_set_last_hop(h->doc, h->ev.hop_key, h->output);
-    json_object_set_new(h->doc, "updated_at", json_integer(engine_session_now_ms()));
+    json_object_set_new(h->doc, "updated_at", json_integer(walltime_ms()));
     const char *items[STEP_MAX_HOP_EVENTS];
     size_t n = 0;
     for (; n < json_array_size(events) && n < STEP_MAX_HOP_EVENTS; n++)

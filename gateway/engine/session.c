@@ -3,16 +3,9 @@
 #include "session.h"
 
 #include <string.h>
-#include <time.h>
 
 #include "dialplan.h"
-
-int64_t engine_session_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "walltime.h"
 
 static const char *pick_lang(const struct dialplan *dp, const char *lang)
 {
@@ -32,7 +25,7 @@ static void set_string(json_t *obj, const char *key, const char *value)
 json_t *engine_session_new(const struct dialplan *dp, const char *id, channel_kind ch,
                     const char *caller, const char *entry, const char *lang)
 {
-    json_int_t now = (json_int_t)engine_session_now_ms();
+    json_int_t now = (json_int_t)walltime_ms();
     const char *chan = channel_name(ch);
     json_t *vars = json_object();
     set_string(vars, "caller", caller ? caller : "");

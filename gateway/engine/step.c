@@ -11,6 +11,7 @@
 #include "mask.h"
 #include "session.h"
 #include "utf8.h"
+#include "walltime.h"
 
 #define STEP_MAX_TEXT 1024     /* a rendered `set` value, argument or reason */
 #define STEP_MAX_WHERE 160     /* "flow.node" */
@@ -437,7 +438,7 @@ static void note_event(step *s, const char *kind, const char *where, const char 
     if (s->max_events <= 0)
         return;
     char text[STEP_MAX_EVENT_BYTES + 1];
-    int n = snprintf(text, sizeof text, "%s %s %lld%s", kind, where, (long long)engine_session_now_ms(),
+    int n = snprintf(text, sizeof text, "%s %s %lld%s", kind, where, (long long)walltime_ms(),
                      input ? " " : "");
     if (input && n < (int)sizeof text - 1) {
         /* The input is the caller's text: it is cut whole characters at a time. */

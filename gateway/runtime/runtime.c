@@ -74,6 +74,18 @@ dialplan *runtime_load_dialplans(const char *dir, dp_errors *errs)
     return dialplan_load(dir, handlers_find, errs);
 }
 
+dialplan *runtime_load_dialplans_print(const char *dir, FILE *out)
+{
+    dp_errors errs;
+    dialplan *dp = runtime_load_dialplans(dir, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(out, "%s\n", errs.lines[i]);
+    if (dp == NULL && errs.count == 0)
+        fprintf(out, "%s: the dialplans could not be loaded\n", dir);
+    dp_errors_free(&errs);
+    return dp;
+}
+
 /* Lifecycle -----------------------------------------------------------------*/
 
 runtime *runtime_new(struct event_base *base, const conf *c, dialplan *dp)

@@ -4,11 +4,13 @@
  * session in the simulator runs exactly the code the channels will.
  *
  * runtime knows no listener, signal or channel: main adds those around it.
- * Loading dialplans prints nothing itself; callers decide where each
- * "FILE:LINE: message" goes (stderr at start, the log on reload).
+ * Loading dialplans prints nothing unless asked: the caller decides where
+ * each "FILE:LINE: message" goes (stderr at start, the log on reload).
  * Main-thread only. */
 #ifndef CARDLINE_RUNTIME_H
 #define CARDLINE_RUNTIME_H
+
+#include <stdio.h>
 
 #include "dialplan.h"
 #include "engine.h"
@@ -26,6 +28,11 @@ typedef struct runtime runtime;
 /* Loads and checks the set in `dir` against the handler table. NULL with
  * `errs` filled when it is not clean (see dialplan_load). */
 dialplan *runtime_load_dialplans(const char *dir, dp_errors *errs);
+
+/* The same at a program's start (the daemon, --check, cardline-sim, the
+ * tests' worlds): each error printed to `out` as a line, and a set that
+ * fails without one named ("DIR: the dialplans could not be loaded"). */
+dialplan *runtime_load_dialplans_print(const char *dir, FILE *out);
 
 /* Lifecycle ---------------------------------------------------------------*/
 

@@ -14,12 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "allow.h"
 #include "dialplan.h"
 #include "domain.h"
 #include "engine.h"
+#include "handlers.h"
 #include "gsm.h"
 #include "httpd.h"
 #include "log.h"
@@ -29,6 +29,7 @@
 #include "store.h"
 #include "sms_wire.h"
 #include "utf8.h"
+#include "walltime.h"
 
 #define SMS_PATH "/sms/kannel"
 #define SMS_REPLY_MAX 4096
@@ -95,9 +96,7 @@ void sms_options_default(sms_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     conf_section_defaults(&sms_config, opt);
-    /* [workflows] sessions_per_number and number_window_s feed these. */
-    opt->starts_per_number = 30;
-    opt->number_window_s = 3600;
+    handlers_start_limit_default(&opt->starts_per_number, &opt->number_window_s);
 }
 
 /* Text rules ------------------------------------------------------------------*/
@@ -245,13 +244,6 @@ static void finish(sms_pending *p, const char *result, const char *text, bool cu
 
 /* Held messages ---------------------------------------------------------------*/
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_held(store_status st, const struct redisReply *reply, void *arg)
 {
     sms_pending *p = arg;
@@ -278,7 +270,7 @@ static void hold_message(sms_pending *p, json_t *output)
 {
     const char *lang = json_string_value(json_object_get(output, "lang"));
     snprintf(p->lang, sizeof p->lang, "%s", lang ? lang : "");
-    json_t *msg = json_pack("{s:I, s:s}", "at_ms", (json_int_t)wall_ms(), "text", p->text);
+    json_t *msg = json_pack("{s:I, s:s}", "at_ms", (json_int_t)walltime_ms(), "text", p->text);
     char *payload = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     if (!payload)
@@ -425,9 +417,9 @@ static void on_request(httpd_request *req, void *arg)
 sms *sms_new(engine *e, httpd *h, const sms_options *opt)
 {
     char why[160];
-    const char *problem = opt->starts_per_number < 1 || opt->number_window_s < 1 || opt->number_window_s > 86400
-                              ? "starts_per_number must be at least 1 and number_window_s 1-86400"
-                              : conf_section_problem(&sms_config, opt, why, sizeof why);
+    const char *problem = handlers_start_limit_problem(opt->starts_per_number, opt->number_window_s, why, sizeof why);
+    if (problem == NULL)
+        problem = conf_section_problem(&sms_config, opt, why, sizeof why);
     if (problem) {
         log_error("sms.option_invalid", "why=%s", log_quote(problem).s);
         return NULL;

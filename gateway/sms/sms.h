@@ -42,15 +42,15 @@ typedef struct {
     const char *secret;      /* the `key` Kannel sends; NULL = see allow_unsigned */
     bool allow_unsigned;     /* with no secret: true serves requests without a key, false refuses all */
     const char *allow_from;  /* allowed sources (allow.h syntax); NULL = any */
-    int starts_per_number;   /* conversations one sender may start per window */
-    int number_window_s;     /* that window */
+    int starts_per_number;   /* conversations one sender may start per window ([workflows] sessions_per_number) */
+    int number_window_s;     /* that window ([workflows] number_window_s) */
 } sms_options;
 
 /* [sms]: all but the per-number limits ([workflows]). */
 extern const conf_section sms_config;
 
 /* Defaults: 3 parts, 480 bytes, no secret and every request refused, any
- * source, 30 conversations per sender an hour. */
+ * source, and [workflows]' sessions per number and window (handlers.h). */
 void sms_options_default(sms_options *opt);
 
 /* Lifecycle -----------------------------------------------------------------*/

@@ -25,6 +25,7 @@
 
 #include "allow.h"
 #include "engine.h"
+#include "handlers.h"
 #include "httpd.h"
 #include "log.h"
 #include "mask.h"
@@ -847,18 +848,15 @@ void ussd_options_default(ussd_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     conf_section_defaults(&ussd_config, opt);
-    /* [workflows] sessions_per_number and number_window_s feed these. */
-    opt->starts_per_number = 30;
-    opt->number_window_s = 3600;
+    handlers_start_limit_default(&opt->starts_per_number, &opt->number_window_s);
 }
 
 static const char *options_problem(const ussd_options *o, char *buf, size_t size)
 {
     if (!o->engine)
         return "engine is required";
-    if (o->starts_per_number < 1 || o->number_window_s < 1 || o->number_window_s > 86400)
-        return "starts_per_number must be at least 1 and number_window_s 1-86400";
-    return conf_section_problem(&ussd_config, o, buf, size);
+    const char *problem = handlers_start_limit_problem(o->starts_per_number, o->number_window_s, buf, size);
+    return problem ? problem : conf_section_problem(&ussd_config, o, buf, size);
 }
 
 ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *opt)

@@ -48,8 +48,8 @@ typedef struct {
     bool allow_unsigned;        /* with no secret: true serves unsigned requests, false refuses all */
     const char *allow_from;     /* allowed sources (allow.h syntax); NULL = any */
     int max_clock_skew_s;       /* a signature's timestamp may be this far from our clock */
-    int starts_per_number;      /* sessions one phoneNumber may start per window */
-    int number_window_s;        /* that window */
+    int starts_per_number;      /* sessions one phoneNumber may start per window ([workflows] sessions_per_number) */
+    int number_window_s;        /* that window ([workflows] number_window_s) */
 } ussd_options;
 
 /* [ussd]: all but engine and the per-number limits ([workflows]). */
@@ -63,8 +63,8 @@ extern const conf_section ussd_config;
 
 /* Defaults: deadline 2500 ms, text 1024 bytes, 160 octets a page,
  * 10000 sessions, state kept 300 s, random hop key secret, no request
- * secret and unsigned requests refused, any source, 300 s clock skew, 30
- * sessions per number an hour. */
+ * secret and unsigned requests refused, any source, 300 s clock skew, and
+ * [workflows]' sessions per number and window (handlers.h). */
 void ussd_options_default(ussd_options *opt);
 
 /* Signing (the aggregator's side, for cardline-phone and the tests) ---------*/

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "handler_call.h"
 #include "handlers.h"
@@ -26,6 +25,7 @@
 #include "modules.h"
 #include "log.h"
 #include "store.h"
+#include "walltime.h"
 
 #define WAIT_MS 15000
 #define WANG_ID "110101199003074514"
@@ -52,13 +52,6 @@ static void on_done(const char *result, json_t *vars, void *arg)
     snprintf(o->result, sizeof o->result, "%s", result);
     json_t *ref = json_object_get(vars, "callback_ref");
     snprintf(o->ref, sizeof o->ref, "%s", json_is_string(ref) ? json_string_value(ref) : "");
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int setup(void **state)
@@ -170,7 +163,7 @@ static void test_queued_once_with_every_field(void **state)
                             "agent", "node", "offer_callback", "vars", "verified_id", WANG_ID, "lang", "zh");
     save_session(f, doc);
     json_decref(doc);
-    long long before = wall_ms();
+    long long before = walltime_ms();
     outcome first = call(f, "13800000001", "abc.1.1", "main.main_menu");
     assert_string_equal(first.result, "ok");
     assert_ref_format(first.ref);
@@ -191,7 +184,7 @@ static void test_queued_once_with_every_field(void **state)
              first.ref);
     assert_memory_equal(fields, want, strlen(want));
     long long created = strtoll(fields + strlen(want), NULL, 10);
-    assert_true(created >= before && created <= wall_ms());
+    assert_true(created >= before && created <= walltime_ms());
     assert_null(strstr(fields, WANG_ID));
     free(fields);
 

@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include "loop.h"
 
 #define SIM_TODAY "2026-11-22"
 #define CONNECT_WAIT_MS 10000
@@ -18,16 +15,16 @@ static void check_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     sms_world *w = arg;
     if (atomic_load(&w->stop))
-        event_base_loopbreak(w->base);
+        event_base_loopbreak(w->core.base);
 }
 
 static void *run_loop(void *arg)
 {
     sms_world *w = arg;
-    struct event *tick = event_new(w->base, -1, EV_PERSIST, check_stop, w);
+    struct event *tick = event_new(w->core.base, -1, EV_PERSIST, check_stop, w);
     struct timeval every = {0, 5000};
     event_add(tick, &every);
-    event_base_dispatch(w->base);
+    event_base_dispatch(w->core.base);
     event_free(tick);
     return NULL;
 }
@@ -70,55 +67,34 @@ int sms_world_sent(sms_world *w)
 static bool start_services(sms_world *w, const char *dialplans, const sms_options *opt)
 {
     static const char *const sim_args[] = {"--today", SIM_TODAY, NULL};
-    if (!th_redis_start(&w->redis, w->dir, false) || !th_sim_start(&w->sim, w->dir, NULL, sim_args))
+    if (!tr_start_servers(&w->core, "cl-sms", sim_args))
         return false;
-    w->conf.redis.port = w->redis.port;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", w->sim.port);
-    free((char *)w->conf.registry.base_url);
-    w->conf.registry.base_url = strdup(url);
-    w->conf.registry.read_retries = 0;
-    dp_errors errs = {0};
-    dialplan *dp = runtime_load_dialplans(dialplans, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    dp_errors_free(&errs);
-    if (!dp)
+    w->core.conf.registry.read_retries = 0;
+    if (!tr_start_runtime(&w->core, dialplans, phone_receives, w, CONNECT_WAIT_MS))
         return false;
-    w->base = event_base_new();
-    w->rt = runtime_new(w->base, &w->conf, dp);
-    dialplan_unref(dp);
-    if (w->rt)
-        runtime_set_send_now(w->rt, phone_receives, w);
     httpd_options hopt = {.name = "sms-test", .host = "127.0.0.1", .port = 0,
                           .max_body_bytes = 8192, .max_header_bytes = 8192,
                           .max_connections = 16, .idle_timeout_ms = 10000,
                           .request_timeout_ms = 10000};
-    w->http = w->rt ? httpd_new(w->base, &hopt) : NULL;
+    w->http = httpd_new(w->core.base, &hopt);
     sms_options o;
     sms_options_default(&o);
     if (opt)
         o = *opt;
     if (!o.secret && !o.allow_unsigned)
         o.secret = SMS_WORLD_KEY;
-    w->sms = w->http ? sms_new(runtime_engine(w->rt), w->http, &o) : NULL;
+    w->sms = w->http ? sms_new(runtime_engine(w->core.rt), w->http, &o) : NULL;
     if (!w->sms)
         return false;
     w->port = httpd_port(w->http);
-    /* The store connects from the loop: hops before that are "unavailable".
-     * A loaded machine (sanitizers, parallel tests) may take seconds. */
-    if (!tl_wait_store(w->base, runtime_store(w->rt), CONNECT_WAIT_MS))
-        return false;
     return pthread_create(&w->thread, NULL, run_loop, w) == 0;
 }
 
 sms_world *sms_world_start(const char *dialplans, const sms_options *opt)
 {
     sms_world *w = calloc(1, sizeof *w);
-    th_mkdtemp(w->dir, "cl-sms");
     atomic_init(&w->stop, 0);
     pthread_mutex_init(&w->phone_lock, NULL);
-    settings_defaults(&w->conf);
     if (!start_services(w, dialplans, opt)) {
         sms_world_stop(w);
         return NULL;
@@ -135,14 +111,7 @@ void sms_world_stop(sms_world *w)
     sms_free(w->sms);
     if (w->http)
         httpd_free(w->http);
-    if (w->rt)
-        runtime_free(w->rt);
-    if (w->base)
-        event_base_free(w->base);
-    settings_free(&w->conf);
-    th_kill(&w->sim);
-    th_kill(&w->redis);
-    th_rmdir(w->dir);
+    tr_stop(&w->core);
     pthread_mutex_destroy(&w->phone_lock);
     free(w);
 }

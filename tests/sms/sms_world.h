@@ -10,16 +10,11 @@
 
 #include "harness.h"
 #include "httpd.h"
-#include "runtime.h"
+#include "rtworld.h"
 #include "sms.h"
 
 typedef struct {
-    char dir[256];              /* scratch directory */
-    th_proc redis;              /* real redis-server */
-    th_proc sim;                /* real registry simulator */
-    conf conf;                  /* the runtime's settings */
-    struct event_base *base;    /* the loop, run by `thread` */
-    runtime *rt;                /* store, registry, engine */
+    tr_world core;              /* real Redis and simulator, the runtime; its loop run by `thread` */
     httpd *http;                /* the listener hosting /sms/kannel */
     sms *sms;                   /* the module under test */
     int port;                   /* the listener's port */

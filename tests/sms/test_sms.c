@@ -88,7 +88,7 @@ static char *session_doc(const sms_world *w, const char *sender)
     char key[64];
     snprintf(key, sizeof key, "cl:s:sms:%s", sender);
     const char *argv[] = {"HGET", key, "doc"};
-    return th_redis_cmd(&w->redis, 3, argv);
+    return th_redis_cmd(&w->core.redis, 3, argv);
 }
 
 /* Conversations ---------------------------------------------------------------*/
@@ -168,13 +168,13 @@ static char *held_messages(const sms_world *w)
 {
     const char *argv[] = {"EVAL", "return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n')", "1",
                           HELD_KEY};
-    return th_redis_cmd(&w->redis, 4, argv);
+    return th_redis_cmd(&w->core.redis, 4, argv);
 }
 
 static long redis_number(const sms_world *w, const char *cmd, const char *key)
 {
     const char *argv[] = {cmd, key};
-    char *n = th_redis_cmd(&w->redis, 2, argv);
+    char *n = th_redis_cmd(&w->core.redis, 2, argv);
     assert_non_null(n);
     long v = strtol(n, NULL, 10);
     free(n);
@@ -215,7 +215,7 @@ static void test_talk_to_a_person_holds_messages(void **state)
     assert_non_null(strstr(doc, "\"state\":\"transfer\""));
     free(doc);
     const char *argv_rev[] = {"HGET", "cl:s:sms:" PHONE, "rev"};
-    char *rev = th_redis_cmd(&w->redis, 3, argv_rev);
+    char *rev = th_redis_cmd(&w->core.redis, 3, argv_rev);
 
     converse_exactly(w, "我的卡丢了，想挂失", HELD_ACK);
     converse_exactly(w, "还在吗？", HELD_ACK);
@@ -238,14 +238,14 @@ static void test_talk_to_a_person_holds_messages(void **state)
     free(held);
     long ttl = redis_number(w, "TTL", HELD_KEY);
     assert_true(ttl > 890 && ttl <= 900);      /* the SMS session TTL */
-    char *rev2 = th_redis_cmd(&w->redis, 3, argv_rev);
+    char *rev2 = th_redis_cmd(&w->core.redis, 3, argv_rev);
     assert_string_equal(rev, rev2);
     free(rev);
     free(rev2);
 
     /* Released: the session is gone, a text starts a new conversation. */
     const char *del[] = {"DEL", "cl:s:sms:" PHONE};
-    free(th_redis_cmd(&w->redis, 2, del));
+    free(th_redis_cmd(&w->core.redis, 2, del));
     converse_exactly(w, "GS", ASK_ID);
     converse_exactly(w, ID, ASK_CODE);
     assert_int_equal(redis_number(w, "LLEN", HELD_KEY), 4);   /* the API deletes it on release */
@@ -261,7 +261,7 @@ static void test_held_list_keeps_the_newest(void **state)
         char item[64];
         snprintf(item, sizeof item, "{\"at_ms\":1,\"text\":\"old-%d\"}", i);
         const char *argv[] = {"RPUSH", HELD_KEY, item};
-        free(th_redis_cmd(&w->redis, 3, argv));
+        free(th_redis_cmd(&w->core.redis, 3, argv));
     }
     converse_exactly(w, "newest", HELD_ACK);
     assert_int_equal(redis_number(w, "LLEN", HELD_KEY), HELD_KEEP);
@@ -279,7 +279,7 @@ static void test_held_list_keeps_the_newest(void **state)
     const char *to_en = "local d = redis.call('HGET', KEYS[1], 'doc') "
                         "redis.call('HSET', KEYS[1], 'doc', (string.gsub(d, '\"lang\":\"zh\"', '\"lang\":\"en\"')))";
     const char *argv[] = {"EVAL", to_en, "1", "cl:s:sms:" PHONE};
-    free(th_redis_cmd(&w->redis, 4, argv));
+    free(th_redis_cmd(&w->core.redis, 4, argv));
     converse_exactly(w, "hello?", "Your message is with an agent, who will reply by SMS.");
 }
 
@@ -362,7 +362,7 @@ static void test_fit_boundaries(void **state)
 static void assert_no_session(const sms_world *w)
 {
     const char *argv[] = {"EXISTS", "cl:s:sms:+8613800000009"};
-    char *n = th_redis_cmd(&w->redis, 2, argv);
+    char *n = th_redis_cmd(&w->core.redis, 2, argv);
     assert_string_equal(n, "0");
     free(n);
 }
@@ -425,7 +425,7 @@ static long get_from(const sms_world *w, const char *source, const char *path)
 static long redis_dbsize(const sms_world *w)
 {
     const char *argv[] = {"DBSIZE"};
-    char *n = th_redis_cmd(&w->redis, 1, argv);
+    char *n = th_redis_cmd(&w->core.redis, 1, argv);
     long v = n ? strtol(n, NULL, 10) : -1;
     free(n);
     return v;

@@ -28,6 +28,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "rtworld.h"
 #include "runtime.h"
 #include "ussd.h"
 
@@ -45,12 +46,7 @@
 #define STARTS_PER_NUMBER 40
 
 typedef struct {
-    th_proc redis;            /* real Redis */
-    th_proc sim;              /* real registry simulator */
-    char dir[256];            /* their files */
-    conf conf;                /* the runtime's settings */
-    struct event_base *base;  /* the loop (its own thread) */
-    runtime *rt;              /* store, registry, engine */
+    tr_world core;            /* real Redis and simulator, the runtime; its loop runs in its own thread */
     httpd *http;              /* the listener */
     ussd *ussd;               /* under test */
     struct event *tick;       /* keeps the loop thread looking at `stop` */
@@ -78,7 +74,7 @@ static void *run_loop(void *arg)
 {
     fixture *f = arg;
     while (!atomic_load(&f->stop))
-        event_base_loop(f->base, EVLOOP_ONCE);
+        event_base_loop(f->core.base, EVLOOP_ONCE);
     return NULL;
 }
 
@@ -87,46 +83,28 @@ static void *run_loop(void *arg)
 static int start(void **state, const char *dialplans)
 {
     fixture *f = calloc(1, sizeof *f);
-    th_mkdtemp(f->dir, "ussd");
-    assert_true(th_redis_start(&f->redis, f->dir, false));
-    assert_true(th_sim_start(&f->sim, f->dir, NULL, NULL));
+    assert_true(tr_start_servers(&f->core, "ussd", NULL));
     f->log = open_memstream(&f->log_text, &f->log_len);
     log_set_stream(f->log);
-    settings_defaults(&f->conf);
-    f->conf.redis.port = f->redis.port;
-    free((char *)f->conf.registry.base_url);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", f->sim.port);
-    f->conf.registry.base_url = strdup(url);
-    f->conf.registry.timeout_ms = 8000;
-    f->conf.session.handler_timeout_ms = 10000;
-    f->base = event_base_new();
-    dp_errors errs;
-    dialplan *dp = runtime_load_dialplans(dialplans, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    dp_errors_free(&errs);
-    assert_non_null(dp);
-    f->rt = runtime_new(f->base, &f->conf, dp);
-    dialplan_unref(dp);
-    assert_non_null(f->rt);
-    assert_true(tl_wait_store(f->base, runtime_store(f->rt), WAIT_MS));
+    f->core.conf.registry.timeout_ms = 8000;
+    f->core.conf.session.handler_timeout_ms = 10000;
+    assert_true(tr_start_runtime(&f->core, dialplans, NULL, NULL, WAIT_MS));
     httpd_options ho = {.name = "ussd", .host = "127.0.0.1", .port = 0, .max_body_bytes = 16384,
                         .max_header_bytes = 8192, .max_connections = 256, .idle_timeout_ms = 30000,
                         .request_timeout_ms = 10000};
-    f->http = httpd_new(f->base, &ho);
+    f->http = httpd_new(f->core.base, &ho);
     assert_non_null(f->http);
     ussd_options uo;
     ussd_options_default(&uo);
-    uo.engine = runtime_engine(f->rt);
+    uo.engine = runtime_engine(f->core.rt);
     uo.answer_deadline_ms = DEADLINE_MS;
     uo.hop_key_secret = "a test secret of enough bytes";
     uo.secret = AGGREGATOR_SECRET;
     uo.allow_from = "127.0.0.1, ::1";
     uo.starts_per_number = STARTS_PER_NUMBER;
-    f->ussd = ussd_new(f->base, f->http, &uo);
+    f->ussd = ussd_new(f->core.base, f->http, &uo);
     assert_non_null(f->ussd);
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    f->tick = event_new(f->core.base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval every = {0, 10000};
     event_add(f->tick, &every);
     assert_int_equal(pthread_create(&f->loop, NULL, run_loop, f), 0);
@@ -151,16 +129,11 @@ static int teardown(void **state)
     pthread_join(f->loop, NULL);
     httpd_free(f->http);
     ussd_free(f->ussd);
-    runtime_free(f->rt);
     event_free(f->tick);
-    event_base_free(f->base);
-    settings_free(&f->conf);
+    tr_stop(&f->core);
     log_set_stream(stderr);
     fclose(f->log);
     free(f->log_text);
-    th_stop(&f->sim, 3000);
-    th_stop(&f->redis, 3000);
-    th_rmdir(f->dir);
     metrics_reset();
     free(f);
     return 0;
@@ -284,12 +257,12 @@ static void expect(const fixture *f, const char *sid, const char *text, const ch
 
 static long pin_verifications(const fixture *f)
 {
-    return (long)th_sim_stat(&f->sim, "applied.pin_verifications");
+    return (long)th_sim_stat(&f->core.sim, "applied.pin_verifications");
 }
 
 static char *redis(const fixture *f, int argc, const char **argv)
 {
-    char *out = th_redis_cmd(&f->redis, argc, argv);
+    char *out = th_redis_cmd(&f->core.redis, argc, argv);
     assert_non_null(out);
     return out;
 }
@@ -354,7 +327,7 @@ static void test_status_session(void **state)
     assert_int_equal(revision(f, "s1"), rev);
 
     expect(f, "s1", "1*1*" WANG_ID "*" WANG_PIN "*2", "END ", "感谢使用，再见。");
-    char *all = th_redis_dump(&f->redis);
+    char *all = th_redis_dump(&f->core.redis);
     assert_non_null(all);
     assert_null(strstr(all, WANG_PIN));
     free(all);
@@ -436,7 +409,7 @@ static void test_racing_requests(void **state)
 
 static void set_fault(const fixture *f, const char *json)
 {
-    assert_int_equal(th_http(f->sim.port, "PUT", "/_sim/fault", json, NULL, NULL), 200);
+    assert_int_equal(th_http(f->core.sim.port, "PUT", "/_sim/fault", json, NULL, NULL), 200);
 }
 
 static void test_slow_registry_holds(void **state)

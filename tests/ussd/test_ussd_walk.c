@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "loop.h"
 #include "log.h"
+#include "rtworld.h"
 #include "runtime.h"
 #include "store.h"
 #include "ussd.h"
@@ -64,11 +65,7 @@ typedef struct {
 } person;
 
 typedef struct {
-    th_proc redis, sim;       /* real servers */
-    char dir[256];
-    conf conf;
-    struct event_base *base;
-    runtime *rt;
+    tr_world core;            /* real Redis and simulator, the runtime */
     char code[8];             /* the last one-time code the phone got */
     person people[64];
     size_t n_people;
@@ -107,8 +104,8 @@ static json_t *hop(walker *w, const engine_event *ev)
     hop_wait h = {0};
     w->hops++;
     w->person_hops++;
-    engine_hop(runtime_engine(w->rt), ev, on_hop, &h);
-    assert_true(tl_run_until_true(w->base, &h.done, WAIT_MS));
+    engine_hop(runtime_engine(w->core.rt), ev, on_hop, &h);
+    assert_true(tl_run_until_true(w->core.base, &h.done, WAIT_MS));
     if (h.status != ENGINE_OK) {
         json_decref(h.output);
         return NULL;
@@ -159,13 +156,13 @@ static void on_doc(store_status st, json_t *doc, uint64_t revision, void *arg)
 static void load_doc(walker *w, const char *sid, doc_wait *d)
 {
     *d = (doc_wait){0};
-    store_load(runtime_store(w->rt), sid, on_doc, d);
-    assert_true(tl_run_until_true(w->base, &d->done, WAIT_MS));
+    store_load(runtime_store(w->core.rt), sid, on_doc, d);
+    assert_true(tl_run_until_true(w->core.base, &d->done, WAIT_MS));
 }
 
 static const dp_node *waiting_node(walker *w, const doc_wait *d)
 {
-    const dp_flow *f = dialplan_flow(engine_dialplan(runtime_engine(w->rt)), d->flow);
+    const dp_flow *f = dialplan_flow(engine_dialplan(runtime_engine(w->core.rt)), d->flow);
     return f ? dp_flow_node(f, d->node) : NULL;
 }
 
@@ -268,7 +265,7 @@ static bool at_boundary(const char *text, size_t at)
 
 static void check_output(walker *w, json_t *out, const char *trail)
 {
-    engine *e = runtime_engine(w->rt);
+    engine *e = runtime_engine(w->core.rt);
     char text[8192], question[8192];
     engine_render_text(e, out, CHANNEL_USSD, text, sizeof text);
     const char *lang = json_string_value(json_object_get(out, "lang"));
@@ -430,37 +427,18 @@ static void explore(walker *w, const person *pe, const path *pa)
 static int setup(void **state)
 {
     walker *w = calloc(1, sizeof *w);
-    th_mkdtemp(w->dir, "ussdwalk");
-    assert_true(th_redis_start(&w->redis, w->dir, false));
-    assert_true(th_sim_start(&w->sim, w->dir, NULL, NULL));
+    assert_true(tr_start_servers(&w->core, "ussdwalk", NULL));
     log_set_level(LOG_ERROR);
-    settings_defaults(&w->conf);
-    w->conf.redis.port = w->redis.port;
-    free((char *)w->conf.registry.base_url);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", w->sim.port);
-    w->conf.registry.base_url = strdup(url);
-    w->conf.registry.timeout_ms = 8000;
-    w->conf.session.handler_timeout_ms = 10000;
+    w->core.conf.registry.timeout_ms = 8000;
+    w->core.conf.session.handler_timeout_ms = 10000;
     /* The walk identifies each person again on every path. */
-    w->conf.workflows.identify_max_per_caller = 1000;
-    w->conf.workflows.identify_max_per_id = 1000;
-    w->conf.workflows.sessions_per_number = 1000000;
-    w->conf.workflows.codes_per_number = 1000;
-    w->conf.workflows.code_sends = 10;
-    w->conf.workflows.callbacks_per_number = 1000;
-    w->base = event_base_new();
-    dp_errors errs;
-    dialplan *dp = runtime_load_dialplans(SHIPPED_DIR, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    dp_errors_free(&errs);
-    assert_non_null(dp);
-    w->rt = runtime_new(w->base, &w->conf, dp);
-    dialplan_unref(dp);
-    assert_non_null(w->rt);
-    runtime_set_send_now(w->rt, phone_receives, w);
-    assert_true(tl_wait_store(w->base, runtime_store(w->rt), WAIT_MS));
+    w->core.conf.workflows.identify_max_per_caller = 1000;
+    w->core.conf.workflows.identify_max_per_id = 1000;
+    w->core.conf.workflows.sessions_per_number = 1000000;
+    w->core.conf.workflows.codes_per_number = 1000;
+    w->core.conf.workflows.code_sends = 10;
+    w->core.conf.workflows.callbacks_per_number = 1000;
+    assert_true(tr_start_runtime(&w->core, SHIPPED_DIR, phone_receives, w, WAIT_MS));
     load_people(w);
     *state = w;
     return 0;
@@ -470,12 +448,7 @@ static int teardown(void **state)
 {
     walker *w = *state;
     forget_seen(w);
-    runtime_free(w->rt);
-    event_base_free(w->base);
-    settings_free(&w->conf);
-    th_stop(&w->sim, 3000);
-    th_stop(&w->redis, 3000);
-    th_rmdir(w->dir);
+    tr_stop(&w->core);
     free(w);
     return 0;
 }

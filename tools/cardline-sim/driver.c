@@ -14,6 +14,7 @@
 
 #include "mask.h"
 #include "handlers.h"
+#include "monotime.h"
 #include "runtime.h"
 #include "store.h"
 
@@ -50,13 +51,6 @@ struct driver {
 
 /* Time and waiting -----------------------------------------------------------*/
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -66,9 +60,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static bool redis_ready(driver *d, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    int64_t deadline = monotime_ms() + timeout_ms;
     while (!store_connected(runtime_store(d->rt))) {
-        if (now_ms() >= deadline)
+        if (monotime_ms() >= deadline)
             return false;
         event_base_loop(d->base, EVLOOP_ONCE);
     }
@@ -76,18 +70,6 @@ static bool redis_ready(driver *d, int timeout_ms)
 }
 
 /* Lifecycle --------------------------------------------------------------------*/
-
-static dialplan *load_dialplans(const conf *c)
-{
-    dp_errors errs;
-    dialplan *dp = runtime_load_dialplans(c->dialplans.dir, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "%s\n", errs.lines[i]);
-    if (dp == NULL && errs.count == 0)
-        fprintf(stderr, "%s: the dialplans could not be loaded\n", c->dialplans.dir);
-    dp_errors_free(&errs);
-    return dp;
-}
 
 /* The simulated phone: a one-time code's SMS shows as "[sms to NUMBER]"
  * with the number masked and the text withheld, and its digits wait for
@@ -111,7 +93,7 @@ static bool phone_receives(void *ctx, const char *to, const char *text)
 
 driver *drv_new(const conf *c, int connect_timeout_ms)
 {
-    dialplan *dp = load_dialplans(c);
+    dialplan *dp = runtime_load_dialplans_print(c->dialplans.dir, stderr);
     if (dp == NULL)
         return NULL;
     driver *d = calloc(1, sizeof *d);
@@ -276,8 +258,8 @@ static bool run_hop(driver *d, const engine_event *ev, drv_reply *out)
         json_decref(d->hop.output);
     d->hop = (hop_wait){0};
     engine_hop(runtime_engine(d->rt), ev, on_hop, &d->hop);
-    long deadline = now_ms() + d->hop_deadline_ms;
-    while (!d->hop.done && now_ms() < deadline)
+    int64_t deadline = monotime_ms() + d->hop_deadline_ms;
+    while (!d->hop.done && monotime_ms() < deadline)
         event_base_loop(d->base, EVLOOP_ONCE);
     if (!d->hop.done) {
         fprintf(stderr, "cardline-sim: no answer from the engine within %d ms\n", d->hop_deadline_ms);
@@ -359,8 +341,8 @@ static bool expire(driver *d, const char *what, drv_reply *out)
     } else {
         store_delete(st, d->session_id, on_deleted, &w);
     }
-    long deadline = now_ms() + d->hop_deadline_ms;
-    while (!w.done && now_ms() < deadline)
+    int64_t deadline = monotime_ms() + d->hop_deadline_ms;
+    while (!w.done && monotime_ms() < deadline)
         event_base_loop(d->base, EVLOOP_ONCE);
     if (!w.ok) {
         fprintf(stderr, "cardline-sim: Redis did not expire the %s\n", code ? "code" : "session");

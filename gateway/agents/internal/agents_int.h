@@ -133,8 +133,6 @@ bool agents_req_limit(agent_req *r, int dflt, int max, int *out);
 /* Appends to the audit detail (printf style; keep it short). */
 void agents_req_detail(agent_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-int64_t agents_now_ms(void);
-
 /* True when `s` is one of `names` (NULL-ended). */
 bool agents_one_of(const char *s, const char *const *names);
 

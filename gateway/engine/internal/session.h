@@ -63,7 +63,4 @@ void engine_session_set_last_hop(json_t *doc, const char *hop_key, json_t *outpu
 /* The stored output if `hop_key` is the last hop's key, else NULL (borrowed). */
 json_t *engine_session_replay(json_t *doc, const char *hop_key);
 
-/* Milliseconds since the epoch, for the document's timestamps. */
-int64_t engine_session_now_ms(void);
-
 #endif
