@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "walltime.h"
 #include "metrics.h"
 #include "pending.h"
 #include "store.h"
@@ -148,13 +149,6 @@ struct outbox {
 };
 
 /* Small helpers -------------------------------------------------------------*/
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool valid_kind(const char *k)
 {
@@ -319,7 +313,7 @@ void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedup
     if (dedupe_key)
         snprintf(key, sizeof key, "%s%s", OB_KEY_PREFIX, dedupe_key);
     char created[24], ttl[16];
-    snprintf(created, sizeof created, "%lld", wall_ms());
+    snprintf(created, sizeof created, "%lld", (long long)walltime_ms());
     snprintf(ttl, sizeof ttl, "%d", ob->opt.dedupe_ttl_s);
     const char *args[] = {OB_STREAM, key, kind, text, created, ttl};
     send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL);
@@ -373,7 +367,7 @@ static int backoff_ms(const outbox_options *o, int attempt)
 static void record_retry(outbox *ob, const outbox_attempt *a, int delay_ms)
 {
     char when[24];
-    snprintf(when, sizeof when, "%lld", wall_ms() + delay_ms);
+    snprintf(when, sizeof when, "%lld", (long long)walltime_ms() + delay_ms);
     const char *argv[] = {"ZADD", OB_DUE, "XX", when, a->id};
     send_command(req_new(ob, schedule_replied), 5, argv, NULL);
 }
@@ -407,7 +401,7 @@ static void record_outcome(outbox *ob, const outbox_attempt *a, outbox_outcome o
              (d == NULL || d->limit == OUTBOX_LIMIT_ATTEMPTS_AND_AGE))
         dead = "max_attempts";
     else if (outcome == OUTBOX_RETRY &&
-             wall_ms() - a->created_ms > (long long)ob->opt.max_age_s * 1000)
+             (long long)walltime_ms() - a->created_ms > (long long)ob->opt.max_age_s * 1000)
         dead = "max_age";
     log_event(dead ? LOG_WARN : LOG_INFO, "outbox.attempt",
               "kind=%s entry=%s attempt=%d outcome=%s%s%s%s%s", a->kind, a->id, a->number,
@@ -571,7 +565,7 @@ static void take(outbox *ob)
     if (room > ob->opt.batch)
         room = ob->opt.batch;
     char count[16], now[24], lease[24];
-    long long t = wall_ms();
+    long long t = (long long)walltime_ms();
     snprintf(count, sizeof count, "%d", room);
     snprintf(now, sizeof now, "%lld", t);
     snprintf(lease, sizeof lease, "%lld", t + ob->opt.lease_ms);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mask.h"
 #include "mem.h"
+#include "walltime.h"
 #include "outbox.h"
 #include "pending.h"
 #include "store.h"
@@ -87,11 +88,6 @@ struct sms_out {
 
 /* Small helpers -------------------------------------------------------------*/
 
-static long long wall_s(void)
-{
-    return (long long)time(NULL);
-}
-
 static bool valid_number(const char *n)
 {
     size_t len = n ? strlen(n) : 0;
@@ -143,7 +139,7 @@ static void record_state(sms_out *so, const char *id, const char *state, const c
 {
     char key[sizeof SO_KEY_PREFIX + SO_MAX_ID], now[24], ttl[16];
     snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, id);
-    snprintf(now, sizeof now, "%lld", wall_s());
+    snprintf(now, sizeof now, "%lld", (long long)(walltime_ms() / 1000));
     snprintf(ttl, sizeof ttl, "%d", so->opt.message_ttl_s);
     const char *argv[] = {"EVAL", state_script, "1", key, state, now, error ? error : "", ttl};
     store_command(so->st, 8, argv, NULL, record_written, NULL);
@@ -279,7 +275,7 @@ static void deliver_sms(outbox_attempt *a, void *arg)
     }
     char attempts[16], now[24], token[SMS_OUT_TOKEN_LEN + 1];
     snprintf(attempts, sizeof attempts, "%d", outbox_attempt_number(a));
-    snprintf(now, sizeof now, "%lld", wall_s());
+    snprintf(now, sizeof now, "%lld", (long long)(walltime_ms() / 1000));
     if (!draw_token(token)) {
         outbox_finish(a, OUTBOX_RETRY, "random");
         return;
@@ -434,7 +430,7 @@ static void dlr_token_read(store_status st, const struct redisReply *r, void *ar
     snprintf(key, sizeof key, "%s%s", SO_KEY_PREFIX, d->report.id);
     snprintf(code, sizeof code, "%ld", d->report.status);
     snprintf(stamp, sizeof stamp, "%ld", d->report.ts);
-    snprintf(now, sizeof now, "%lld", wall_s());
+    snprintf(now, sizeof now, "%lld", (long long)(walltime_ms() / 1000));
     const char *argv[] = {"EVAL", dlr_script, "1", key, d->report.state, code, stamp, now};
     store_command(d->so->st, 8, argv, NULL, dlr_recorded, d);
 }
