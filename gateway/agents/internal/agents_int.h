@@ -3,11 +3,11 @@
  *
  * A request (a pending_op of the module's set, core/pending) lives from
  * dispatch until its answer and, should agents_free answer it early (503),
- * until its last Redis or engine operation has
- * called back: each operation is counted as it starts (agents_req_wait, or
- * agents_req_command for a Redis command) and every callback first calls
- * agents_req_back() (or agents_req_back_ok(), which calls it), which says whether the
- * request is still ours to answer. Each request is answered exactly once,
+ * until its last Redis or engine operation has called back: each operation
+ * is counted as it starts (agents_req_wait, or agents_req_command for a
+ * Redis command) and every callback first calls agents_req_back() (or
+ * agents_req_back_ok(), which calls it), which says whether the request is
+ * still ours to answer. Each request is answered exactly once,
  * by agents_req_reply or agents_req_fail, which also write its audit entry. */
 #ifndef CARDLINE_AGENTS_INT_H
 #define CARDLINE_AGENTS_INT_H
