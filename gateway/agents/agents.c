@@ -108,6 +108,10 @@ void agents_audit_write(agents *a, const char *agent, const char *role, const ch
 
 /* Requests ------------------------------------------------------------------------*/
 
+#define REQ_SHUTDOWN 0 /* a request's completion status from agents_free: no HTTP status */
+
+static void req_answered(pending_op *op, int status);
+
 static agent_req *req_new(agents *a, httpd_request *http)
 {
     agent_req *r = mem_calloc(1, sizeof *r);
@@ -116,7 +120,7 @@ static agent_req *req_new(agents *a, httpd_request *http)
     r->action = "denied";
     TAILQ_INIT(&r->query);
     r->started = monotime_now();
-    LIST_INSERT_HEAD(&a->pending, r, link);
+    pending_start(&a->pending, &r->op, req_answered);
     return r;
 }
 
@@ -195,17 +199,31 @@ static void record(agent_req *r, int status)
              r->action, log_quote(mask_session(r->target).s).s, status, monotime_ms_since(r->started));
 }
 
-/* Answers and lets go of the request; it is freed now, or by the last
- * callback still out. */
-static void req_end(agent_req *r, int status, json_t *body)
+/* The request's completion: its one answer, the status and body req_end
+ * handed over, or "shutting down" from agents_free (REQ_SHUTDOWN). The
+ * request is freed now, or by the last callback still out. */
+static void req_answered(pending_op *op, int status)
 {
+    agent_req *r = pending_owner(op, agent_req, op);
+    json_t *body = r->reply;
+    r->reply = NULL;
+    if (status == REQ_SHUTDOWN) {
+        status = 503;
+        body = json_pack("{s:{s:s, s:s}}", "error", "code", "shutting_down", "message", "The gateway is stopping.");
+    }
     record(r, status);
     httpd_reply_json(r->http, status, body);
     r->http = NULL;
-    LIST_REMOVE(r, link);
     r->owner = NULL;
     if (r->waiting == 0)
         req_free(r);
+}
+
+/* Answers the request with `body` (taken). */
+static void req_end(agent_req *r, int status, json_t *body)
+{
+    r->reply = body;
+    pending_complete(&r->op, status);
 }
 
 void agents_req_reply(agent_req *r, int status, json_t *body)
@@ -491,6 +509,7 @@ agents *agents_new(httpd *http, const agents_options *opt)
     agents *a = mem_calloc(1, sizeof *a);
     *a = (agents){.engine = opt->engine, .store = opt->store, .outbox = opt->outbox,
                   .auth = t, .resume_ttl_s = opt->resume_ttl_s};
+    pending_set_init(&a->pending, httpd_base(http));
     snprintf(a->audit_max, sizeof a->audit_max, "%d", opt->audit_max);
     bool v6 = strchr(opt->resume_host, ':') != NULL;
     snprintf(a->resume_at, sizeof a->resume_at, "%s%s%s:%d", v6 ? "[" : "", opt->resume_host, v6 ? "]" : "",
@@ -511,8 +530,7 @@ void agents_free(agents *a)
 {
     if (a == NULL)
         return;
-    while (!LIST_EMPTY(&a->pending))
-        agents_req_fail(LIST_FIRST(&a->pending), 503, "shutting_down", "The gateway is stopping.");
+    pending_complete_all(&a->pending, REQ_SHUTDOWN);
     agents_auth_free(a->auth);
     free(a);
 }

@@ -2,16 +2,14 @@
  * the dialplan (step.c) with handlers run between steps, saves with
  * compare-and-set and answers exactly once (with what a handler made
  * durable, even when the save then fails). Owns the life of a hop (its
- * dialplan reference, its handler call, its timers) and the hop's log line
- * and metrics; the node semantics belong to step.c, the document to
+ * dialplan reference, its handler call; both on core/pending) and the
+ * hop's log line and metrics; the node semantics belong to step.c, the document to
  * session.c. */
 #include "engine.h"
 
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "dialplan.h"
 #include "handler_call.h"
@@ -20,6 +18,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "monotime.h"
+#include "pending.h"
 #include "session.h"
 #include "step.h"
 #include "store.h"
@@ -37,22 +36,25 @@ _Static_assert(STEP_MAX_EVENT_BYTES <= STORE_MAX_EVENT_BYTES, "an event fits the
 typedef struct hop hop;
 
 struct engine {
-    struct event_base *base;       /* the main loop */
     engine_options opt;            /* limits and TTLs */
     dialplan *dp;                  /* the set new hops start on (one reference) */
-    LIST_HEAD(, hop) hops;         /* hops in flight */
+    pending_set hops;              /* hops in flight: each is answered once */
+    pending_set calls;             /* handler calls in flight: each resumes its hop once */
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
 };
 
+/* How a handler call completes (its pending_op's status). */
 typedef enum {
-    WAKE_FINISH = 0,   /* answer `status`/`output` from the loop */
-    WAKE_RESUME        /* the handler ended: resume the step */
-} wake_kind;
+    CALL_DONE = 0,     /* the handler ended: resume the step with its result */
+    CALL_TIMEOUT,      /* the deadline came first: resume with "unavailable" */
+    CALL_DROPPED       /* the hop is being freed: abandon the call */
+} call_end;
 
 struct hop {
     engine *e;                     /* NULL once engine_free orphaned the hop */
-    LIST_ENTRY(hop) link;          /* in e->hops */
+    pending_op op;                 /* in e->hops until answered (status: engine_status) */
+    json_t *answer;                /* the output the completion answers (borrowed) */
     dialplan *dp;                  /* the set this hop runs on (one reference) */
     engine_event ev;               /* the event, strings owned below */
     char *strs[7];                 /* owned copies of the event's strings */
@@ -66,12 +68,9 @@ struct hop {
     bool blind;                    /* a START walking before any load (see create) */
     handler_call *call;            /* the running handler, or NULL */
     const char *call_name;         /* its handler's name, for metrics */
-    struct event *call_timer;      /* the handler's deadline */
-    struct event *wake;            /* runs deferred work from the loop */
-    wake_kind wake_kind;           /* what `wake` does */
-    engine_status final_status;    /* WAKE_FINISH: the status to answer */
-    char result[64];               /* WAKE_RESUME: the handler's result */
-    json_t *result_vars;           /* WAKE_RESUME: the variables it set */
+    pending_op call_op;            /* in e->calls while `call` runs (status: call_end) */
+    char result[64];               /* CALL_DONE: the handler's result */
+    json_t *result_vars;           /* CALL_DONE: the variables it set */
     json_t *output;                /* the output being saved */
     bool durable;                  /* a handler's effect is durable and promised
                                     * (handler_finish_durable) */
@@ -131,9 +130,10 @@ engine *engine_new(struct event_base *base, const engine_options *opt, struct di
     engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
-    e->base = base;
     e->opt = *opt;
     e->dp = dialplan_ref(dp);
+    pending_set_init(&e->hops, base);
+    pending_set_init(&e->calls, base);
     for (int st = 0; st < ENGINE_STATUS_COUNT; st++) {
         char labels[64];
         snprintf(labels, sizeof labels, "status=\"%s\"", engine_status_name((engine_status)st));
@@ -179,12 +179,7 @@ static void hop_free(hop *h)
 {
     if (h->stepping)
         engine_step_done(&h->st);
-    if (h->call)
-        handler_call_abandon(h->call);
-    if (h->call_timer)
-        event_free(h->call_timer);
-    if (h->wake)
-        event_free(h->wake);
+    pending_complete(&h->call_op, CALL_DROPPED);
     json_decref(h->doc);
     json_decref(h->output);
     json_decref(h->ending);
@@ -214,44 +209,33 @@ static void log_hop(const hop *h, engine_status st)
              log_quote(h->before).s, log_quote(after).s, engine_status_name(st), tenths / 10, tenths % 10);
 }
 
-/* Answers the hop and frees it. `output` is borrowed. */
-static void finish(hop *h, engine_status st, json_t *output)
+/* The hop's completion: answers it once and frees it, or, when engine_free
+ * answers it while a store callback is still to come, leaves it orphaned
+ * for that callback to free. */
+static void on_hop_done(pending_op *op, int status)
 {
+    hop *h = pending_owner(op, hop, op);
+    engine_status st = (engine_status)status;
     if (h->stepping) {
         engine_step_done(&h->st);
         h->stepping = false;
     }
     log_hop(h, st);
     metrics_inc(h->e->hops_total[st]);
-    LIST_REMOVE(h, link);
-    engine_result r = {st, st == ENGINE_OK || st == ENGINE_HELD ? output : NULL};
+    engine_result r = {st, st == ENGINE_OK || st == ENGINE_HELD ? h->answer : NULL};
+    h->answer = NULL;
     h->cb(&r, h->cb_arg);
-    hop_free(h);
+    if (h->store_busy)
+        h->e = NULL;
+    else
+        hop_free(h);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg);
-
-/* Events are made when first needed: most hops never defer nor call. */
-static struct event *new_event(hop *h, event_callback_fn fn)
+/* Answers the hop and frees it. `output` is borrowed. */
+static void finish(hop *h, engine_status st, json_t *output)
 {
-    struct event *ev = event_new(h->e->base, -1, 0, fn, h);
-    if (!ev)
-        mem_out_of_memory("engine: event_new");
-    return ev;
-}
-
-static void defer(hop *h, wake_kind k)
-{
-    if (!h->wake)
-        h->wake = new_event(h, on_wake);
-    h->wake_kind = k;
-    event_active(h->wake, EV_TIMEOUT, 0);
-}
-
-static void defer_finish(hop *h, engine_status st)
-{
-    h->final_status = st;
-    defer(h, WAKE_FINISH);
+    h->answer = output;
+    pending_complete(&h->op, (int)st);
 }
 
 /* Saving -----------------------------------------------------------------------*/
@@ -352,25 +336,39 @@ static void on_handler_done(const char *result, json_t *vars, void *arg)
 {
     hop *h = arg;
     h->call = NULL;
-    evtimer_del(h->call_timer);
     snprintf(h->result, sizeof h->result, "%s", result);
     json_decref(h->result_vars);
     h->result_vars = json_incref(vars);
     /* handler_finish may run inside handler_call_start: resume from the loop. */
-    defer(h, WAKE_RESUME);
+    pending_complete_soon(&h->call_op, CALL_DONE);
 }
 
 static void advance(hop *h, step_stop stop);
 
-static void on_handler_timeout(evutil_socket_t fd, short what, void *arg)
+static void resume(hop *h)
 {
-    (void)fd;
-    (void)what;
-    hop *h = arg;
+    count_call(h, h->result);
+    json_t *vars = h->result_vars;
+    h->result_vars = NULL;
+    step_stop stop = engine_step_resume(&h->st, h->result, vars);
+    json_decref(vars);
+    advance(h, stop);
+}
+
+static void on_call_done(pending_op *op, int status)
+{
+    hop *h = pending_owner(op, hop, call_op);
+    if (status == CALL_DONE) {
+        resume(h);
+        return;
+    }
+    if (h->call)
+        handler_call_abandon(h->call);
+    h->call = NULL;
+    if (status == CALL_DROPPED)
+        return;
     log_warn("engine.handler_timeout", "handler=%s session=%s", h->call_name,
              log_quote(mask_session(h->ev.session_id).s).s);
-    handler_call_abandon(h->call);
-    h->call = NULL;
     count_call(h, "timeout");
     advance(h, engine_step_resume(&h->st, "unavailable", NULL));
 }
@@ -414,10 +412,8 @@ static void start_call(hop *h)
         .durable = &h->durable,
     };
     h->call_name = spec.def->name;
-    if (!h->call_timer)
-        h->call_timer = new_event(h, on_handler_timeout);
-    struct timeval tv = {h->e->opt.handler_timeout_ms / 1000, (h->e->opt.handler_timeout_ms % 1000) * 1000};
-    evtimer_add(h->call_timer, &tv);
+    pending_start(&h->e->calls, &h->call_op, on_call_done);
+    pending_deadline(&h->call_op, h->e->opt.handler_timeout_ms, CALL_TIMEOUT);
     h->call = handler_call_start(&spec, on_handler_done, h);
 }
 
@@ -440,23 +436,6 @@ static void advance(hop *h, step_stop stop)
         save(h);
         return;
     }
-}
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hop *h = arg;
-    if (h->wake_kind == WAKE_FINISH) {
-        finish(h, h->final_status, NULL);
-        return;
-    }
-    count_call(h, h->result);
-    json_t *vars = h->result_vars;
-    h->result_vars = NULL;
-    step_stop stop = engine_step_resume(&h->st, h->result, vars);
-    json_decref(vars);
-    advance(h, stop);
 }
 
 /* Loading ------------------------------------------------------------------------*/
@@ -708,7 +687,7 @@ static hop *hop_new(engine *e, const engine_event *ev, engine_cb *cb, void *arg,
         h->ev.node = keep(h, 5, ev->node);
         h->ev.hop_key = keep(h, 6, ev->hop_key);
     }
-    LIST_INSERT_HEAD(&e->hops, h, link);
+    pending_start(&e->hops, &h->op, on_hop_done);
     return h;
 }
 
@@ -721,7 +700,7 @@ void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg)
     if (!ok) {
         log_warn("engine.bad_event", "event=%s channel=%d", event_kind_name(ev->kind), (int)ev->channel);
         h->ev.channel = CHANNEL_VOICE;
-        defer_finish(h, ENGINE_BAD_EVENT);
+        pending_complete_soon(&h->op, ENGINE_BAD_EVENT);
         return;
     }
     if (h->ev.kind == ENGINE_EV_START)
@@ -733,27 +712,14 @@ void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg)
 /* Teardown -------------------------------------------------------------------------*/
 
 /* A hop whose store callback is still to come stays allocated (orphaned)
- * until that callback, which every store operation eventually gets. */
+ * until that callback, which every store operation eventually gets (see
+ * on_hop_done). A hop's handler call ends with its hop. */
 void engine_free(engine *e)
 {
     if (!e)
         return;
-    while (!LIST_EMPTY(&e->hops)) {
-        hop *h = LIST_FIRST(&e->hops);
-        LIST_REMOVE(h, link);
-        log_hop(h, ENGINE_UNAVAILABLE);
-        metrics_inc(e->hops_total[ENGINE_UNAVAILABLE]);
-        engine_result r = {ENGINE_UNAVAILABLE, NULL};
-        h->cb(&r, h->cb_arg);
-        h->e = NULL;
-        if (h->wake)
-            event_free(h->wake);
-        if (h->call_timer)
-            event_free(h->call_timer);
-        h->wake = h->call_timer = NULL;
-        if (!h->store_busy)
-            hop_free(h);
-    }
+    pending_complete_all(&e->hops, ENGINE_UNAVAILABLE);
+    pending_complete_all(&e->calls, CALL_DROPPED);
     dialplan_unref(e->dp);
     free(e);
 }

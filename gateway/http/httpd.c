@@ -803,6 +803,11 @@ void httpd_free(httpd *h)
     free(h);
 }
 
+struct event_base *httpd_base(const httpd *h)
+{
+    return h->base;
+}
+
 int httpd_port(const httpd *h)
 {
     return h->port;

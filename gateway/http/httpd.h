@@ -56,6 +56,9 @@ void httpd_free(httpd *h);
 /* The port actually bound (useful with port 0). */
 int httpd_port(const httpd *h);
 
+/* The loop it serves on, for modules whose routes answer later. */
+struct event_base *httpd_base(const httpd *h);
+
 /* Routes --------------------------------------------------------------------*/
 
 typedef void httpd_handler(httpd_request *req, void *arg);

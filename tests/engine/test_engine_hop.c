@@ -2,7 +2,7 @@
  * registry-sim (demo seed): a whole PIN check through the registry (right
  * and locked), card status, replays
  * that run nothing twice, racing hops, Redis and registry outages, a reload
- * mid-session, malformed events, engine_free with hops in flight, input
+ * mid-session, malformed events, engine_free with hops or a handler call in flight, input
  * held while a session is with an agent, the
  * events saved with each hop (bounded, never twice, never a PIN), and the
  * PIN kept out of Redis and the log. The loop runs until the awaited
@@ -476,6 +476,37 @@ static void test_slow_handler_times_out(void **state)
     expect(f, ENGINE_EV_INPUT, "call-11", WANG_ID, "unavailable");
 }
 
+static long long sim_requests_before;
+
+static bool sim_reached(const void *arg)
+{
+    const fixture *f = arg;
+    return th_sim_stat(&f->m.sim, "requests") > sim_requests_before;
+}
+
+/* engine_free while a handler call is out: the hop is answered unavailable
+ * once, the call is abandoned, and its late answer touches nothing. */
+static void test_free_with_a_handler_call_in_flight(void **state)
+{
+    fixture *f = *state;
+    engine_free(f->engine);
+    f->engine = make_engine(f, 3, 30000);
+    assert_int_equal(th_http(f->m.sim.port, "PUT", "/_sim/fault", "{\"delay_ms\": 300, \"count\": 1}", NULL, NULL), 200);
+    expect(f, ENGINE_EV_START, "call-13", NULL, "welcome main_menu");
+    expect(f, ENGINE_EV_INPUT, "call-13", "1", "enter_id");
+    sim_requests_before = th_sim_stat(&f->m.sim, "requests");
+    answer a = {0};
+    hop_async(f, ENGINE_EV_INPUT, "call-13", WANG_ID, "k-late", &a);
+    assert_true(tl_run_until(f->m.base, sim_reached, f, 5000));
+    engine_free(f->engine);
+    f->engine = NULL;
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, ENGINE_UNAVAILABLE);
+    /* The delayed answer comes and is dropped. */
+    tl_run_turns(f->m.base, 50);
+    assert_int_equal(a.calls, 1);
+}
+
 static void test_card_status_ok(void **state)
 {
     fixture *f = *state;
@@ -818,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_mid_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_hops_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_a_handler_call_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_derived_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transferred_session_holds_input, setup, teardown),
     };

@@ -1,12 +1,13 @@
 /* agents_int — what the files of the agent API share: the module, one
  * request in flight and the endpoint functions. Not for other modules.
  *
- * A request lives from dispatch until its answer and, should agents_free
- * answer it early (503), until its last Redis or engine operation has
- * called back: each operation is counted as it starts (agents_req_wait, or
- * agents_req_command for a Redis command) and every callback first calls
- * agents_req_back() (or agents_req_back_ok(), which calls it), which says whether the
- * request is still ours to answer. Each request is answered exactly once,
+ * A request (a pending_op of the module's set, core/pending) lives from
+ * dispatch until its answer and, should agents_free answer it early (503),
+ * until its last Redis or engine operation has called back: each operation
+ * is counted as it starts (agents_req_wait, or agents_req_command for a
+ * Redis command) and every callback first calls agents_req_back() (or
+ * agents_req_back_ok(), which calls it), which says whether the request is
+ * still ours to answer. Each request is answered exactly once,
  * by agents_req_reply or agents_req_fail, which also write its audit entry. */
 #ifndef CARDLINE_AGENTS_INT_H
 #define CARDLINE_AGENTS_INT_H
@@ -24,6 +25,7 @@
 #include "httpd.h"
 #include "monotime.h"
 #include "outbox.h"
+#include "pending.h"
 #include "store.h"
 
 #define AGENTS_LIST_DEFAULT 50    /* sessions or callbacks listed without ?limit */
@@ -43,7 +45,7 @@ struct agents {
     int resume_ttl_s;         /* life of a resume token */
     char audit_max[16];       /* MAXLEN of the audit stream, as text */
     char resume_at[300];      /* "host:port" of the voice listener, for resume URIs */
-    LIST_HEAD(, agent_req) pending; /* requests not yet answered, newest first */
+    pending_set pending;      /* requests not yet answered (status: the HTTP status) */
 };
 
 typedef struct agent_req agent_req;
@@ -82,7 +84,8 @@ struct agent_req {
     char token[33];           /* resume: the new token (hex), wiped after the answer */
     bool sms_queued;          /* transfer of an SMS session: its text went to the outbox */
     list_work list;           /* GET /v1/sessions and /v1/callbacks */
-    LIST_ENTRY(agent_req) link; /* in owner->pending */
+    pending_op op;            /* in owner->pending until answered */
+    json_t *reply;            /* the answer's body, handed from req_end to the completion */
 };
 
 /* Requests (agents.c) ---------------------------------------------------------*/
