@@ -3,7 +3,7 @@
  * the others (failure_route); once its probes fail Kamailio stops sending
  * to it, and every new call succeeds on the survivors. Counts calls ok and
  * failed per phase and per gateway, and how long Kamailio took to take the
- * dead gateway out. Callers are sipp (tests/voice/sipp/e2e-hold.xml). */
+ * dead gateway out: under calls, and (a second gateway killed) with none. Callers are sipp (tests/voice/sipp/e2e-hold.xml). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +126,16 @@ static void calls_move_off_a_killed_gateway(void **state)
     for (int i = 0; i < CW_NODES; i++)
         sum += answered[i];
     assert_int_equal((int)sum, CALLS); /* every call on a survivor */
+
+    /* With no calls to notice it, only the probes take a gateway out. */
+    int quiet = (victim + 1) % CW_NODES;
+    snprintf(down, sizeof down, "gateway down sip:127.0.0.1:%d", w->node[quiet].sip_port);
+    seen = th_log_count(&w->kamailio, down);
+    killed_at = th_now_ms();
+    cw_kill_node(w, quiet);
+    assert_true(th_log_wait(&w->kamailio, down, seen, CW_WAIT_MS));
+    print_message("killed %s with no calls: its probes took it out after %ld ms\n", w->node[quiet].name,
+                  th_now_ms() - killed_at);
 }
 
 int main(void)
