@@ -1,4 +1,4 @@
-# Shared by scripts/demo, scripts/test and scripts/bench: the Debian
+# Shared by scripts/demo, scripts/cluster, scripts/test and scripts/bench: the Debian
 # packages cardline needs and the build steps. Source it; do not run it.
 
 # Packages to build and run cardline and its test servers. Add a package here
@@ -11,6 +11,10 @@ CARDLINE_PACKAGES=(
   redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester baresip
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)
+# The cluster's parts (scripts/cluster, tests/cluster): the SIP and HTTP
+# front doors, Redis Sentinel, and openssl for the front doors' certificate.
+CARDLINE_CLUSTER_PACKAGES=(kamailio haproxy redis-sentinel openssl)
+CARDLINE_TEST_PACKAGES+=("${CARDLINE_CLUSTER_PACKAGES[@]}")
 # clang and its runtime libraries (libFuzzer, the sanitizers) for tests/fuzz.
 CARDLINE_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
