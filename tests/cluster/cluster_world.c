@@ -11,11 +11,15 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "cluster_world.h"
 
 #define CW_RTP_PORTS 200            /* RTP ports per gateway */
+#define CW_REQUEST_MS 10000         /* bound of one request through HAProxy */
 
 /* An even base in 30000..(60000 - nodes' ranges) that differs between
  * runs, so tests run in parallel rarely meet on an RTP port. */
@@ -38,10 +42,12 @@ static void write_node_conf(const cw_world *w, const cw_node *n, int rtp_min, co
                    "[sms]\n" TH_SMS_KEY_LINE
                    "[workflows]\ndigest_secret = the cluster tests' shared digest key\n"
                    "[outbox]\nconsumer = %s\n"
+                   "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s/configs/agents.yaml\n"
                    "[gateway]\nshutdown_grace_ms = 3000\n"
                    "[voice]\nenabled = 1\nlisten = 127.0.0.1:%d\ntrunks = 127.0.0.1\n"
                    "rtp_address = 127.0.0.1\nrtp_port_min = %d\nrtp_port_max = %d\nprompts_dir = %s\n",
-                   n->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, n->name, n->sip_port, rtp_min,
+                   n->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, n->name, n->agents_port, CL_SOURCE_DIR,
+                   n->sip_port, rtp_min,
                    rtp_min + CW_RTP_PORTS - 1, prompts);
 }
 
@@ -88,10 +94,11 @@ static bool start_fronts(cw_world *w)
     th_subdir(w->dir, "kamailio", w->kamailio.dir);
     th_subdir(w->dir, "haproxy", w->haproxy.dir);
     w->haproxy.port = th_free_port();
+    w->haproxy_agents = th_free_port();
     w->haproxy_stats = th_free_port();
     return tf_cert(w->haproxy.dir, pem, w->ca) &&
            tf_kamailio_start(&w->kamailio, th_free_port(), sip, CW_NODES, CW_PROBE_S) &&
-           tf_haproxy_start(&w->haproxy, th_free_port(), w->haproxy_stats, pem, &nodes);
+           tf_haproxy_start(&w->haproxy, w->haproxy_agents, w->haproxy_stats, pem, &nodes);
 }
 
 int cw_setup(void **state)
@@ -153,6 +160,60 @@ int cw_node_index(const char *name)
             return i;
     }
     return -1;
+}
+
+static size_t take_body(char *data, size_t size, size_t n, void *arg)
+{
+    cw_answer *a = arg;
+    char *grown = realloc(a->body, a->len + size * n + 1);
+    assert_non_null(grown);
+    memcpy(grown + a->len, data, size * n);
+    a->len += size * n;
+    grown[a->len] = '\0';
+    a->body = grown;
+    return size * n;
+}
+
+static size_t take_node(char *data, size_t size, size_t n, void *arg)
+{
+    cw_answer *a = arg;
+    const char name[] = "X-Cardline-Node:";
+    if (size * n > sizeof name && strncasecmp(data, name, sizeof name - 1) == 0)
+        sscanf(data + sizeof name - 1, " %15[a-z0-9]", a->node);
+    return size * n;
+}
+
+cw_answer cw_https(const cw_world *w, int port, const char *path, const char *form, const char *bearer)
+{
+    cw_answer a = {.body = calloc(1, 1)};
+    char url[512], auth[128];
+    assert_non_null(a.body);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d%s", port, path);
+    struct curl_slist *h = form ? th_ussd_sign(NULL, form) : NULL;
+    if (bearer) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
+        h = curl_slist_append(h, auth);
+    }
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, w->ca);
+    if (form)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, take_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, take_node);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)CW_REQUEST_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+    else
+        print_message("%s: %s\n", url, curl_easy_strerror(rc));
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return a;
 }
 
 double cw_metric(const cw_world *w, int i, const char *metric)

@@ -34,6 +34,7 @@ typedef struct {
     cw_node node[CW_NODES];         /* the gateways, dir/nodeN */
     th_proc kamailio;               /* SIP front door (p.port), dir/kamailio */
     th_proc haproxy;                /* HTTP front door: citizens' TLS port (p.port), dir/haproxy */
+    int haproxy_agents;             /* HAProxy's TLS door of the Agent API */
     int haproxy_stats;              /* HAProxy's stats page (plain HTTP) */
     char ca[300];                   /* the front doors' certificate, for clients */
 } cw_world;
@@ -51,6 +52,19 @@ void cw_kill_node(cw_world *w, int i);
 
 /* The index of the gateway named `name` (node1..), -1 when none is. */
 int cw_node_index(const char *name);
+
+/* An answer through one of HAProxy's TLS doors. */
+typedef struct {
+    long status;                    /* HTTP status, 0 when none came */
+    char *body;                     /* the body, NUL-terminated, never NULL; free it */
+    size_t len;
+    char node[16];                  /* X-Cardline-Node: the gateway HAProxy chose ("" when none) */
+} cw_answer;
+
+/* A request to https://127.0.0.1:`port``path` trusting only the test's
+ * certificate: a POST of `form` signed as the aggregator signs when `form`
+ * is not NULL, else a GET; `bearer` (may be NULL) as the Authorization. */
+cw_answer cw_https(const cw_world *w, int port, const char *path, const char *form, const char *bearer);
 
 /* The value of `metric` on gateway i's /metrics (-1 when absent). */
 double cw_metric(const cw_world *w, int i, const char *metric);

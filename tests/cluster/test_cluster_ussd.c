@@ -12,9 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-#include <curl/curl.h>
 
 #include "cluster_world.h"
 #include "world.h"
@@ -22,7 +19,6 @@
 #define SESSIONS 12
 #define HOPS 6
 #define KILL_AFTER 3                /* hops every session has made when the gateway is killed */
-#define HOP_WAIT_MS 10000
 
 /* 王伟 of the demo seed: status in Chinese, then goodbye. Each hop's
  * `text` is the whole history, in the aggregator convention, and what
@@ -39,63 +35,14 @@ static const struct {
     {"1*1*110101199003074514*246810*2", "END 感谢使用"},
 };
 
-typedef struct {
-    char *body;                     /* the answer */
-    size_t len;
-    char node[16];                  /* X-Cardline-Node: the gateway HAProxy chose */
-} answer;
-
-static size_t take_body(char *data, size_t size, size_t n, void *arg)
+/* One hop of `session` through HAProxy's citizens' door. */
+static cw_answer hop(const cw_world *w, int session, int step)
 {
-    answer *a = arg;
-    char *grown = realloc(a->body, a->len + size * n + 1);
-    assert_non_null(grown);
-    memcpy(grown + a->len, data, size * n);
-    a->len += size * n;
-    grown[a->len] = '\0';
-    a->body = grown;
-    return size * n;
-}
-
-static size_t take_header(char *data, size_t size, size_t n, void *arg)
-{
-    answer *a = arg;
-    const char name[] = "X-Cardline-Node:";
-    if (size * n > sizeof name && strncasecmp(data, name, sizeof name - 1) == 0)
-        sscanf(data + sizeof name - 1, " %15[a-z0-9]", a->node);
-    return size * n;
-}
-
-/* One hop through HAProxy's TLS door, trusting only the test's certificate. */
-static long hop(const cw_world *w, int session, int step, answer *a)
-{
-    char sid[32], phone[32], form[512], url[64];
+    char sid[32], phone[32], form[512];
     snprintf(sid, sizeof sid, "cluster-%d", session);
     snprintf(phone, sizeof phone, "+86138001000%02d", session);
     tw_ussd_form(form, sizeof form, sid, phone, walk[step].text);
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/ussd", w->haproxy.port);
-    memset(a, 0, sizeof *a);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = th_ussd_sign(NULL, form);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, w->ca);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, take_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, take_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)HOP_WAIT_MS);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    long status = 0;
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    else
-        print_message("hop %d of session %d: %s\n", step, session, curl_easy_strerror(rc));
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return status;
+    return cw_https(w, w->haproxy.port, "/ussd", form, NULL);
 }
 
 /* Makes hops [from, to) of `session`; true when each was answered 200
@@ -103,15 +50,14 @@ static long hop(const cw_world *w, int session, int step, answer *a)
 static bool walk_session(const cw_world *w, int session, int from, int to, int served[CW_NODES], char last[16])
 {
     for (int step = from; step < to; step++) {
-        answer a;
-        long status = hop(w, session, step, &a);
-        bool ok = status == 200 && a.body && strstr(a.body, walk[step].want);
+        cw_answer a = hop(w, session, step);
+        bool ok = a.status == 200 && strstr(a.body, walk[step].want);
         int node = cw_node_index(a.node);
         if (node >= 0)
             served[node]++;
         if (!ok)
-            print_message("session %d hop %d: status %ld on %s, answer: %s\n", session, step, status,
-                          a.node[0] ? a.node : "?", a.body ? a.body : "");
+            print_message("session %d hop %d: status %ld on %s, answer: %s\n", session, step, a.status,
+                          a.node[0] ? a.node : "?", a.body);
         snprintf(last, 16, "%s", a.node);
         free(a.body);
         if (!ok)
