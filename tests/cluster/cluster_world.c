@@ -219,15 +219,16 @@ cw_answer cw_https(const cw_world *w, int port, const char *path, const char *fo
 double cw_metric(const cw_world *w, int i, const char *metric)
 {
     char *body = NULL;
-    double value = -1;
+    double sum = -1;
     if (th_http_get(w->node[i].http_port, "/metrics", &body) == 200) {
         size_t len = strlen(metric);
-        for (char *line = body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, metric, len) == 0 && line[len] == ' ') {
-                value = strtod(line + len + 1, NULL);
-                break;
-            }
+        for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n")) {
+            if (strncmp(line, metric, len) != 0 || (line[len] != ' ' && line[len] != '{'))
+                continue;
+            char *value = strrchr(line, ' ');
+            sum = (sum < 0 ? 0 : sum) + strtod(value + 1, NULL);
+        }
     }
     free(body);
-    return value;
+    return sum;
 }

@@ -66,7 +66,8 @@ typedef struct {
  * is not NULL, else a GET; `bearer` (may be NULL) as the Authorization. */
 cw_answer cw_https(const cw_world *w, int port, const char *path, const char *form, const char *bearer);
 
-/* The value of `metric` on gateway i's /metrics (-1 when absent). */
+/* The value of `metric` on gateway i's /metrics, summed over its labelled
+ * series (-1 when absent). */
 double cw_metric(const cw_world *w, int i, const char *metric);
 
 #endif

@@ -76,7 +76,8 @@ static bool write_conf(const tk_kannel *k, const tk_options *opt)
             "smsbox-port = %d\nsmsbox-interface = 127.0.0.1\nbox-allow-ip = 127.0.0.1\n"
             "log-file = \"%s/bearerbox-core.log\"\nlog-level = 2\n"
             "store-type = spool\nstore-location = \"%s/spool\"\n"
-            "dlr-storage = internal\n\n"
+            "dlr-storage = internal\n"
+            "%s%s%s\n"
             "group = smsc\nsmsc = fake\nsmsc-id = fake\nport = %d\n"
             "host = 127.0.0.1\nconnect-allow-ip = 127.0.0.1\n\n"
             "group = smsbox\nbearerbox-host = 127.0.0.1\nbearerbox-port = %d\n"
@@ -87,7 +88,8 @@ static bool write_conf(const tk_kannel *k, const tk_options *opt)
             "accept-x-kannel-headers = true\nomit-empty = true\n\n"
             "group = sendsms-user\nusername = %s\npassword = %s\n"
             "max-messages = %d\nconcatenation = true\n",
-            k->admin_port, k->box_port, k->dir, k->dir, k->smsc_port, k->box_port,
+            k->admin_port, k->box_port, k->dir, k->dir, opt->trusted_ca ? "ssl-trusted-ca-file = \"" : "",
+            opt->trusted_ca ? opt->trusted_ca : "", opt->trusted_ca ? "\"\n" : "", k->smsc_port, k->box_port,
             k->sendsms_port, k->dir, opt->get_url, max_messages, k->user, k->pass, max_messages);
     return fclose(f) == 0;
 }

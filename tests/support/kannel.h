@@ -38,6 +38,7 @@ typedef struct {
     const char *sendsms_user;  /* sendsms-user username; NULL = "outbox" */
     const char *sendsms_pass;  /* its password; NULL = "outbox-secret" */
     int max_messages;          /* max-messages of the service and the user; 0 = 3 */
+    const char *trusted_ca;    /* certificate smsbox checks an https get-url's server with; NULL = none */
 } tk_options;
 
 /* One MT message as the handset got it (parts joined). */
