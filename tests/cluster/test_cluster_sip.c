@@ -5,8 +5,9 @@
  * fail over to the others (failure_route); once it is marked down every
  * new call succeeds on the survivors. Counts calls ok and failed per phase
  * and per gateway, and how long Kamailio took to take the dead gateway out:
- * under calls, and (a second gateway killed) with none. Callers are sipp
- * (tests/voice/sipp/e2e-hold.xml). */
+ * under calls, and (a second gateway killed) with none. In a world of its
+ * own, a flood of new calls from one address is refused by pike at the
+ * door. Callers are sipp (tests/voice/sipp/e2e-hold.xml). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,17 +23,19 @@
 
 #define CALLS 30                    /* calls per phase */
 #define CALL_RATE "10"              /* new calls per second */
+#define FLOOD_RATE "200"            /* new calls per second of a flood */
 #define SIPP_WAIT_MS 60000          /* bound of a sipp run */
 #define HELD_SESSION "voice:held-1@cluster" /* the call in progress when its gateway dies */
 
 typedef struct {
     int ok;                         /* answered and hung up */
     int failed;                     /* anything else */
+    int refused;                    /* of those, refused with 503 */
 } phase_count;
 
 /* Starts sipp calling 12333 through Kamailio `calls` times, each held for
  * `hold_ms`; Call-IDs "<phase>-N@cluster", so Kamailio's hash spreads them. */
-static void sipp_start(cw_world *w, th_proc *sipp, const char *phase, int calls, int hold_ms)
+static void sipp_start_at(cw_world *w, th_proc *sipp, const char *phase, int calls, int hold_ms, const char *rate)
 {
     char name[32], remote[32], sf[300], port[16], mport[16], cid[64], m[16], hold[16], errors[300], log[300];
     snprintf(name, sizeof name, "sipp-%s", phase);
@@ -46,11 +49,16 @@ static void sipp_start(cw_world *w, th_proc *sipp, const char *phase, int calls,
     snprintf(hold, sizeof hold, "%d", hold_ms);
     snprintf(errors, sizeof errors, "%s/errors.log", sipp->dir);
     snprintf(log, sizeof log, "%s/scenario.log", sipp->dir);
-    const char *argv[] = {"sipp", remote, "-sf", sf, "-s", "12333", "-m", m, "-r", CALL_RATE, "-d", hold,
+    const char *argv[] = {"sipp", remote, "-sf", sf, "-s", "12333", "-m", m, "-r", rate, "-d", hold,
                           "-i", "127.0.0.1", "-p", port, "-mp", mport, "-cid_str", cid, "-timeout", "50s",
                           "-timeout_error", "-trace_err", "-error_file", errors, "-trace_logs", "-log_file", log,
                           "-nostdin", NULL};
     assert_true(th_spawn(sipp, "sipp", argv));
+}
+
+static void sipp_start(cw_world *w, th_proc *sipp, const char *phase, int calls, int hold_ms)
+{
+    sipp_start_at(w, sipp, phase, calls, hold_ms, CALL_RATE);
 }
 
 /* Waits for sipp to end and counts its calls from the scenario's log. */
@@ -69,7 +77,7 @@ static phase_count sipp_wait(th_proc *sipp, int calls)
     char path[300];
     snprintf(path, sizeof path, "%s/scenario.log", sipp->dir);
     char *log = th_read_text(path);
-    phase_count c = {.ok = th_count(log, "answered ")};
+    phase_count c = {.ok = th_count(log, "answered "), .refused = th_count(log, "busy ")};
     c.failed = calls - c.ok;
     free(log);
     return c;
@@ -177,10 +185,31 @@ static void calls_move_off_a_killed_gateway(void **state)
                   th_now_ms() - killed_at);
 }
 
+/* One address sending new calls far above pike's density is refused with
+ * 503 by Kamailio itself, before any gateway sees the excess. */
+static void a_flood_is_refused_at_the_door(void **state)
+{
+    cw_world *w = *state;
+    th_proc sipp = {0};
+    double answered = 0;
+    sipp_start_at(w, &sipp, "flood", 200, 100, FLOOD_RATE);
+    phase_count c = sipp_wait(&sipp, 200);
+    for (int i = 0; i < CW_NODES; i++)
+        answered += cw_metric(w, i, "cardline_voice_answered_total");
+    int flagged = th_log_count(&w->kamailio, "flood from 127.0.0.1");
+    print_message("flood of 200 calls at %s/s: %d answered, %d refused 503 by Kamailio (%d logged), gateways "
+                  "answered %.0f\n",
+                  FLOOD_RATE, c.ok, c.refused, flagged, answered);
+    assert_true(c.refused > 0);
+    assert_true(flagged > 0);
+    assert_int_equal((int)answered, c.ok); /* the refused never reached a gateway */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(calls_move_off_a_killed_gateway, cw_setup, cw_teardown),
+        cmocka_unit_test_setup_teardown(a_flood_is_refused_at_the_door, cw_setup, cw_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
