@@ -52,8 +52,8 @@ static void write_conf(const world *w, const char *path, int port, int node)
                    "[outbox]\nconsumer = node-%d\n"
                    "[workflows]\ndigest_secret = the nodes' shared digest secret\n"
                    "[session]\nhandler_timeout_ms = 8000\n"
-                   "[gateway]\nshutdown_grace_ms = 3000\n",
-                   port, w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR, node);
+                   "[gateway]\nnodes = %d\nshutdown_grace_ms = 3000\n",
+                   port, w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR, node, NODES);
 }
 
 static int setup(void **state)
