@@ -821,27 +821,10 @@ bool store_connected(const store *s)
 
 /* Operations ------------------------------------------------------------------*/
 
-void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
+/* HMGET of the revision and the document, and of the note when the op
+ * reads it: one round trip either way. */
+static void load_send(store_op *op, const char *id)
 {
-    store_op *op = op_new(s, OP_LOAD, arg);
-    op->cb.load = cb;
-    if (!valid_id(id)) {
-        log_warn("store.invalid_request", "op=load reason=id");
-        op_refuse(op, STORE_BAD_DATA);
-        return;
-    }
-    char key[STORE_KEY_SIZE];
-    size_t key_len = session_key(key, id);
-    const char *argv[] = {"HMGET", key, "rev", "doc"};
-    const size_t lens[] = {5, key_len, 3, 3};
-    op_send(op, 4, argv, lens);
-}
-
-void store_load_noted(store *s, const char *id, store_load_noted_cb *cb, void *arg)
-{
-    store_op *op = op_new(s, OP_LOAD, arg);
-    op->cb.noted = cb;
-    op->noted = true;
     if (!valid_id(id)) {
         log_warn("store.invalid_request", "op=load reason=id");
         op_refuse(op, STORE_BAD_DATA);
@@ -851,7 +834,22 @@ void store_load_noted(store *s, const char *id, store_load_noted_cb *cb, void *a
     size_t key_len = session_key(key, id);
     const char *argv[] = {"HMGET", key, "rev", "doc", "note"};
     const size_t lens[] = {5, key_len, 3, 3, 4};
-    op_send(op, 5, argv, lens);
+    op_send(op, op->noted ? 5 : 4, argv, lens);
+}
+
+void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD, arg);
+    op->cb.load = cb;
+    load_send(op, id);
+}
+
+void store_load_noted(store *s, const char *id, store_load_noted_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD, arg);
+    op->cb.noted = cb;
+    op->noted = true;
+    load_send(op, id);
 }
 
 /* Writes the note only beside an existing session, so it never makes a
