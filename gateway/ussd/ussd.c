@@ -1,9 +1,11 @@
 /* ussd — the aggregator wire (form parsing, validation, CON/END replies),
- * the derivation of the newest input from `text`, paging, holding pages and
- * the in-memory channel state per session (where pages are cut is
- * ussd_page.c's). The dialplan semantics, replays and races belong to the
- * engine; this file only decides which requests reach it and how its
- * outputs look on a handset. */
+ * the derivation of the newest input from `text` against what the loaded
+ * session consumed, paging and holding pages (where pages are cut is
+ * ussd_page.c's). Nothing of a session stays here between requests: pages
+ * are cut again from the output the engine stores, a held hop is the
+ * session's store note, so any gateway answers any request. The dialplan
+ * semantics, replays and races belong to the engine; this file only
+ * decides which requests reach it and how its outputs look on a handset. */
 #include "ussd.h"
 
 #include <sys/queue.h>
@@ -60,7 +62,7 @@ typedef enum {
     R_OUT_OF_STEP,  /* 409: text does not continue the session, or another hop runs */
     R_NO_ROUTE,
     R_NO_SESSION,
-    R_UNAVAILABLE,  /* engine busy/unavailable or the table is full */
+    R_UNAVAILABLE,  /* engine busy or unavailable */
     R_REFUSED,      /* 401/403: the peer did not authenticate, nothing done */
     R_LIMITED,      /* the number started too many sessions: a "try later" page */
     R_COUNT
