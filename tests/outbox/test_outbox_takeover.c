@@ -15,7 +15,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,54 +145,52 @@ static void confirm(const world *w, caller *c, const char *session)
 
 /* Redis ----------------------------------------------------------------------------------*/
 
-static redisReply *redis(const world *w, const char *fmt, ...)
+/* A count a Lua script works out in Redis (KEYS[1] = the outbox stream). */
+static long long outbox_count(const world *w, const char *script, const char *arg)
 {
-    redisContext *c = redisConnect("127.0.0.1", w->tw.redis.port);
-    assert_true(c != NULL && !c->err);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    assert_non_null(r);
-    return r;
+    const char *argv[] = {"EVAL", script, "1", "cl:outbox", arg};
+    char *text = th_redis_cmd(&w->tw.redis, arg ? 5 : 4, argv);
+    assert_non_null(text);
+    long long n = strtoll(text, NULL, 10);
+    free(text);
+    return n;
 }
 
 /* Entries of kind loss_report still in the outbox. */
 static int loss_entries(const world *w)
 {
-    redisReply *r = redis(w, "XRANGE cl:outbox - +");
-    int n = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *fields = r->element[i]->element[1];
-        for (size_t f = 0; f + 1 < fields->elements; f += 2)
-            n += !strcmp(fields->element[f]->str, "kind") && !strcmp(fields->element[f + 1]->str, "loss_report");
-    }
-    freeReplyObject(r);
-    return n;
+    static const char script[] =
+        "local n = 0 "
+        "for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
+        "  for i = 1, #e[2], 2 do "
+        "    if e[2][i] == 'kind' and e[2][i + 1] == 'loss_report' then n = n + 1 end "
+        "  end "
+        "end return n";
+    return (int)outbox_count(w, script, NULL);
 }
 
 /* Entries the consumer group holds leased by `consumer`. */
 static long long leased_by(const world *w, const char *consumer)
 {
-    redisReply *r = redis(w, "XPENDING cl:outbox cl:senders - + 1000 %s", consumer);
-    long long n = r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
-    freeReplyObject(r);
-    return n;
+    return outbox_count(w, "return #redis.call('XPENDING', KEYS[1], 'cl:senders', '-', '+', 1000, ARGV[1])",
+                        consumer);
 }
 
 /* The registry -----------------------------------------------------------------------------*/
 
-static int card_status(const world *w, const char *card, char reference[65])
+/* True when the registry has `c`'s card in temporary loss (status 4) under
+ * the reference its caller heard. */
+static bool in_loss_as_heard(const world *w, const caller *c)
 {
     char path[64];
-    snprintf(path, sizeof path, "/v1/cards/%s", card);
-    json_t *j = th_sim_json(&w->tw.sim, path);
-    int status = j ? (int)json_integer_value(json_object_get(j, "status")) : -1;
-    const char *ref = json_string_value(json_object_get(json_object_get(j, "loss_report"), "reference"));
-    snprintf(reference, 65, "%s", ref ? ref : "");
-    json_decref(j);
-    return status;
+    snprintf(path, sizeof path, "/v1/cards/%s", c->card);
+    json_t *card = th_sim_json(&w->tw.sim, path);
+    json_t *report = json_object_get(card, "loss_report");
+    bool heard = json_integer_value(json_object_get(card, "status")) == 4 &&
+                 json_is_string(json_object_get(report, "reference")) &&
+                 strcmp(json_string_value(json_object_get(report, "reference")), c->reference) == 0;
+    json_decref(card);
+    return heard;
 }
 
 static void set_fault(const world *w, const char *fault)
@@ -258,11 +255,8 @@ static void test_killed_nodes_leases_delivered_once_by_another(void **state)
     }
     long long applied = th_sim_applied(&w->tw.sim, "loss_reports") - applied_before;
     int in_loss = 0;
-    for (int i = 0; i < CALLERS; i++) {
-        char ref[65];
-        int st = card_status(w, w->callers[i].card, ref);
-        in_loss += st == 4 && strcmp(ref, w->callers[i].reference) == 0;
-    }
+    for (int i = 0; i < CALLERS; i++)
+        in_loss += in_loss_as_heard(w, &w->callers[i]);
     long long duplicates = applied > CALLERS ? applied - CALLERS : 0;
     long long losses = CALLERS - in_loss;
     print_message("node B delivered %d entries %ld ms after node A was killed (lease %d ms): "
