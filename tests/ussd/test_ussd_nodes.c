@@ -6,10 +6,11 @@
  *     retried on the other node, and the pages compared with the same
  *     session walked on one node;
  *   - a held session (the registry slowed past answer_deadline_ms): the
- *     holding page on one node, the caller's replies while the hop still
- *     runs and after it ended on the other, the PIN checked once, a retry
- *     of the continued answer on the other node identical, and the menu
- *     after it seeing only the caller's new choice.
+ *     holding page on one node, its retry and the caller's replies while
+ *     the hop still runs and after it ended on the other, the PIN checked
+ *     once, every reply retried on the other node identically (the held
+ *     request itself still a holding page after the answer came), and the
+ *     menu after it seeing only the caller's new choice.
  * Every wait is a bounded poll; nothing is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -235,6 +236,11 @@ static void test_held_session_on_the_other_node(void **state)
     char *held = hop(w, node, "nodes-held", text);
     assert_string_equal(held, HOLDING);
     free(held);
+    char pin_text[1024];
+    snprintf(pin_text, sizeof pin_text, "%s", text);
+    held = hop(w, 1 - node, "nodes-held", pin_text);   /* its retry, while the hop runs */
+    assert_string_equal(held, HOLDING);
+    free(held);
 
     /* The caller replies 1 until the answer is there (bounded), each reply
      * on the other node than the one before, each retried on the other. */
@@ -253,6 +259,11 @@ static void test_held_session_on_the_other_node(void **state)
     assert_true(holding >= 2);   /* at least one reply came while the hop ran */
     assert_non_null(strstr(r, "状态：正常"));
     assert_int_equal(th_sim_applied(&w->tw.sim, "pin_verifications"), before + 1);
+    for (int n = 0; n < NODES; n++) {
+        held = hop(w, n, "nodes-held", pin_text);          /* a late retry: still what it was answered */
+        assert_string_equal(held, HOLDING);
+        free(held);
+    }
     int pages = 1;
     while (more_pages(r)) {
         free(r);
