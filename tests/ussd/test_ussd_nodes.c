@@ -10,7 +10,9 @@
  *     the hop still runs and after it ended on the other, the PIN checked
  *     once, every reply retried on the other node identically (the held
  *     request itself still a holding page after the answer came), and the
- *     menu after it seeing only the caller's new choice.
+ *     menu after it seeing only the caller's new choice;
+ *   - a node SIGKILLed with a session at a multi-page answer: the next
+ *     page and the rest of the session on the other node.
  * Every wait is a bounded poll; nothing is timed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,6 +62,7 @@ static void write_conf(const world *w, const char *path, int port, int node)
 static int setup(void **state)
 {
     world *w = calloc(1, sizeof *w);
+    *state = w;
     tw_init(&w->tw, "cl-ussd-nodes");
     if (!tw_start_servers(&w->tw, false, NULL, NULL))
         return -1;
@@ -74,7 +77,6 @@ static int setup(void **state)
     if (!tw_start_gateway(&w->tw, true, WAIT_MS) || !th_spawn(&w->node1, "cardline", argv) ||
         !th_wait_healthz(w->at[1].http_port, "\"status\":\"ok\"", WAIT_MS))
         return -1;
-    *state = w;
     return 0;
 }
 
@@ -283,11 +285,58 @@ static void test_held_session_on_the_other_node(void **state)
     assert_int_equal(th_sim_applied(&w->tw.sim, "pin_verifications"), before + 1);
 }
 
+/* Node 0 is SIGKILLed with a session standing at a multi-page answer: the
+ * session goes on at node 1 from the page the caller saw. Last: node 0
+ * stays down. */
+static void test_session_outlives_its_node(void **state)
+{
+    world *w = *state;
+    static const char *const inputs[] = {"1", "1", WANG_ID};
+    static const route one_node = {false, false};
+    char text[1024] = "";
+    char *pages[MAX_PAGES];
+    int node = 0, n = 0;
+    pages[n++] = hop(w, 0, "nodes-killed", text);
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        n = page_through(w, &one_node, "nodes-killed", text, sizeof text, &node, pages, n);
+        append(text, sizeof text, inputs[i]);
+        pages[n++] = hop(w, 0, "nodes-killed", text);
+    }
+    n = page_through(w, &one_node, "nodes-killed", text, sizeof text, &node, pages, n);
+    append(text, sizeof text, WANG_PIN);
+    char *first = hop(w, 0, "nodes-killed", text);
+    assert_true(more_pages(first));
+    th_kill(&w->tw.gw);
+
+    append(text, sizeof text, "98");
+    char *second = hop(w, 1, "nodes-killed", text);
+    assert_string_not_equal(second, first);
+    assert_null(strstr(second, "回复有误"));
+    char *again = hop(w, 1, "nodes-killed", text);
+    assert_string_equal(again, second);
+    while (more_pages(again)) {
+        free(again);
+        append(text, sizeof text, "98");
+        again = hop(w, 1, "nodes-killed", text);
+    }
+    assert_non_null(strstr(again, "2 结束"));
+    append(text, sizeof text, "2");
+    char *bye = hop(w, 1, "nodes-killed", text);
+    assert_string_equal(bye, "END 感谢使用，再见。");
+    for (int i = 0; i < n; i++)
+        free(pages[i]);
+    free(first);
+    free(second);
+    free(again);
+    free(bye);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pages_on_alternating_nodes),
         cmocka_unit_test(test_held_session_on_the_other_node),
+        cmocka_unit_test(test_session_outlives_its_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
