@@ -528,6 +528,14 @@ static void vet_together(load_ctx *ctx)
     }
 }
 
+static void report_across(void *arg, const char *section, const char *key, const char *why)
+{
+    load_ctx *ctx = arg;
+    const conf_part *p = find_part(ctx->schema, section);
+    long i = p ? key_index(ctx->schema, p, key) : -1;
+    add_error(ctx, i < 0 ? 0 : ctx->set_on[i], "[%s] %s: %s", section, key, why);
+}
+
 int conf_load(const conf_schema *s, const char *path, void *settings, conf_errors *errs)
 {
     load_ctx ctx = {.path = path, .schema = s, .settings = settings, .errs = errs};
@@ -550,6 +558,8 @@ int conf_load(const conf_schema *s, const char *path, void *settings, conf_error
     else if (first_bad < 0)
         add_error(&ctx, 0, "out of memory while parsing");
     vet_together(&ctx);
+    if (s->vet && errs->count == 0)
+        s->vet(settings, report_across, &ctx);
     free(ctx.set_on);
     if (ctx.dropped > 0) {
         char msg[512];

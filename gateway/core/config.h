@@ -88,10 +88,18 @@ typedef struct {
     size_t offset;
 } conf_part;
 
+/* A check across sections, run on a file whose keys are each valid: it
+ * calls `report` for each problem, naming the key whose line the error
+ * cites ("FILE:LINE: [section] key: why"; the file alone when the key is
+ * not in it). */
+typedef void conf_report_fn(void *ctx, const char *section, const char *key, const char *why);
+typedef void conf_vet_fn(const void *settings, conf_report_fn *report, void *ctx);
+
 /* The program's settings: every section it reads. */
 typedef struct {
     const conf_part *parts;
     size_t count;
+    conf_vet_fn *vet;         /* checks across sections, or NULL */
 } conf_schema;
 
 /* The errors of one load, in file order. */

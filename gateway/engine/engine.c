@@ -488,17 +488,21 @@ static bool text_ok(const char *s, size_t max);
 
 /* Replaces the event's input by what the channel derives from the loaded
  * session; the previous input (a re-run's) is wiped first. */
-static bool derive_input(hop *h, json_t *doc)
+static engine_derived derive_input(hop *h, json_t *doc, const char *note)
 {
-    json_t *key = json_object_get(json_object_get(doc, "last_hop"), "key");
+    json_t *last = json_object_get(doc, "last_hop");
+    json_t *key = json_object_get(last, "key");
+    engine_consumed c = {.last_key = json_is_string(key) ? json_string_value(key) : "",
+                         .last_output = json_object_get(last, "output"),
+                         .note = note};
     size_t size = (size_t)h->e->opt.max_input_bytes + 1;
     char *input = mem_malloc(size);
     input[0] = '\0';
-    if (!h->ev.derive_input(json_is_string(key) ? json_string_value(key) : "", input, size, h->ev.derive_arg) ||
-        !text_ok(input, size - 1)) {
+    engine_derived how = h->ev.derive_input(&c, input, size, h->ev.derive_arg);
+    if (how != ENGINE_DERIVED || !text_ok(input, size - 1)) {
         explicit_bzero(input, size);
         free(input);
-        return false;
+        return how == ENGINE_DERIVED ? ENGINE_DERIVE_REFUSED : how;
     }
     if (h->strs[4]) {
         explicit_bzero(h->strs[4], strlen(h->strs[4]));
@@ -506,7 +510,7 @@ static bool derive_input(hop *h, json_t *doc)
     }
     h->strs[4] = input;
     h->ev.input = input;
-    return true;
+    return how;
 }
 
 /* With an agent, only the agent's hand-back and the caller leaving move the
@@ -538,7 +542,7 @@ static void hold(hop *h, json_t *doc)
     json_decref(out);
 }
 
-static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
+static void on_loaded_noted(store_status st, json_t *doc, uint64_t revision, const char *note, void *arg)
 {
     hop *h = arg;
     h->store_busy = false;
@@ -554,7 +558,15 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
         finish(h, ENGINE_UNAVAILABLE, NULL);
         return;
     }
-    json_t *replayed = doc ? engine_session_replay(doc, h->ev.hop_key) : NULL;
+    /* A channel that derives its input decides about replays itself. */
+    engine_derived how = doc && h->ev.derive_input ? derive_input(h, doc, note) : ENGINE_DERIVED;
+    json_t *replayed = doc && !h->ev.derive_input ? engine_session_replay(doc, h->ev.hop_key) : NULL;
+    if (how == ENGINE_DERIVE_ANSWERED)
+        replayed = json_object_get(json_object_get(doc, "last_hop"), "output");
+    if (how == ENGINE_DERIVE_ANSWERED && !json_is_object(replayed)) {
+        finish(h, ENGINE_BAD_EVENT, NULL);
+        return;
+    }
     if (replayed) {
         finish(h, ENGINE_OK, replayed);
         return;
@@ -574,7 +586,7 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
         hold(h, doc);
         return;
     }
-    if (h->ev.derive_input && !derive_input(h, doc)) {
+    if (how == ENGINE_DERIVE_REFUSED) {
         finish(h, ENGINE_BAD_EVENT, NULL);
         return;
     }
@@ -586,10 +598,20 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
     advance(h, engine_step_event(&h->st, &h->ev));
 }
 
+static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
+{
+    on_loaded_noted(st, doc, revision, NULL, arg);
+}
+
+/* A channel deriving its input may keep a note beside the session: it
+ * comes in the same HMGET. */
 static void load(hop *h)
 {
     h->store_busy = true;
-    store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
+    if (h->ev.derive_input)
+        store_load_noted(h->e->opt.store, h->ev.session_id, on_loaded_noted, h);
+    else
+        store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
 }
 
 /* Drops what a walk or a refused save left and loads afresh; an ending

@@ -49,13 +49,30 @@ typedef enum {
 } engine_event_kind;
 
 /* For channels whose request carries the whole history (USSD's `text`):
- * called by the hop after the session is loaded and the replay check, with
- * the key of the session's last applied hop ("" when none was recorded), so the channel can tell what is new against what the session
- * consumed, atomically with the loaded state (a re-run after a lost race
- * calls it again on the fresh state). Writes the new input (at most
- * size - 1 bytes, size = max_input_bytes + 1) and returns true; false makes
- * the hop ENGINE_BAD_EVENT with nothing changed. */
-typedef bool engine_derive_fn(const char *previous_hop_key, char *out, size_t size, void *arg);
+ * called by the hop after the session is loaded, before the replay check,
+ * with what the session consumed, so the channel can tell what is new
+ * atomically with the loaded state (a re-run after a lost race calls it
+ * again on the fresh state). It writes the new input (at most size - 1
+ * bytes, size = max_input_bytes + 1) and returns ENGINE_DERIVED; or
+ * ENGINE_DERIVE_ANSWERED when the request asks for the last hop's answer
+ * again (a retry, a further page): the hop answers ENGINE_OK with that
+ * output and runs nothing, even on an ended session; or
+ * ENGINE_DERIVE_REFUSED, which makes the hop ENGINE_BAD_EVENT with nothing
+ * changed. */
+typedef enum {
+    ENGINE_DERIVED = 0,        /* `out` holds the new input */
+    ENGINE_DERIVE_ANSWERED,    /* answer the last hop's output, run nothing */
+    ENGINE_DERIVE_REFUSED      /* the request does not continue the session */
+} engine_derived;
+
+/* What the session consumed, as the hop loaded it. */
+typedef struct {
+    const char *last_key;      /* key of the last applied hop, "" when none was recorded */
+    json_t *last_output;       /* that hop's output (borrowed), or NULL */
+    const char *note;          /* the channel's note beside the session (store_note), or NULL */
+} engine_consumed;
+
+typedef engine_derived engine_derive_fn(const engine_consumed *c, char *out, size_t size, void *arg);
 
 typedef struct {
     engine_event_kind kind;  /* what happened */

@@ -12,6 +12,7 @@ static const conf_section dialplans_config = CONF_SECTION("dialplans", dialplans
 
 static const conf_key gateway_keys[] = {
     CONF_KEY_INT(settings_gateway, "shutdown_grace_ms", shutdown_grace_ms, 0, 600000, "5000"),
+    CONF_KEY_INT(settings_gateway, "nodes", nodes, 1, 1000, "1"),
 };
 static const conf_section gateway_config = CONF_SECTION("gateway", gateway_keys);
 
@@ -35,7 +36,32 @@ static const conf_part parts[] = {
     PART(gateway_config, gateway),
 };
 
-const conf_schema settings_schema = {parts, sizeof parts / sizeof parts[0]};
+/* Gateways sharing a Redis must derive the same replay keys and digests
+ * and never read each other's outbox leases as their own: with more than
+ * one node configured, the secrets are set and the consumer is this
+ * node's. Each problem cites the `nodes` line. */
+static void vet_cluster(const void *settings, conf_report_fn *report, void *ctx)
+{
+    const conf *c = settings;
+    if (c->gateway.nodes <= 1)
+        return;
+    outbox_options def;
+    outbox_options_default(&def);
+    if (!c->ussd.hop_key_secret)
+        report(ctx, "gateway", "nodes",
+               "more than one node needs [ussd] hop_key_secret, the same on every node "
+               "(else a hop on another node is not recognised as a retry)");
+    if (!c->workflows.digest_secret)
+        report(ctx, "gateway", "nodes",
+               "more than one node needs [workflows] digest_secret, the same on every node "
+               "(else a one-time code sent by one node does not match on another)");
+    if (c->outbox.consumer && def.consumer && strcmp(c->outbox.consumer, def.consumer) == 0)
+        report(ctx, "gateway", "nodes",
+               "more than one node needs [outbox] consumer set to a name of this node's own "
+               "(else the nodes take each other's leases)");
+}
+
+const conf_schema settings_schema = {parts, sizeof parts / sizeof parts[0], vet_cluster};
 
 void settings_defaults(conf *c)
 {

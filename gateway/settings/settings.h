@@ -33,6 +33,8 @@ typedef struct {
 /* [gateway] */
 typedef struct {
     int shutdown_grace_ms;      /* wait for in-flight requests at SIGTERM */
+    int nodes;                  /* gateways sharing this Redis; > 1 needs the shared secrets
+                                 * and a consumer name of this node's own */
 } settings_gateway;
 
 /* Every section, in the order of configs/cardline.conf. Strings are owned

@@ -80,6 +80,7 @@ typedef enum {
 
 typedef union {
     store_load_cb *load;
+    store_load_noted_cb *noted;
     store_save_cb *save;
     store_delete_cb *del;
     store_events_cb *events;
@@ -98,6 +99,7 @@ struct store_op {
     char *cmd;                 /* save: the EVALSHA as sent, kept for one resend */
     size_t cmd_len;            /* its bytes */
     bool reloaded;             /* save: resent once after NOSCRIPT */
+    bool noted;                /* load: reads the note too (cb.noted) */
     store_status refused_with; /* status of an operation refused before sending */
     pending_op p;              /* in the in-flight or the refused set */
     json_t *done_doc;          /* completing: load's document or load_events' array (borrowed) */
@@ -232,6 +234,8 @@ static store_op *inflight_find(store *s, uintptr_t id)
 /* store_free's status for a refused op: the status it was refused with. */
 #define OP_AS_REFUSED (-1)
 
+static const char *load_note(const redisReply *r);
+
 /* pending's completion. Frees the operation first so the callback may start
  * new ones or see a consistent store. The outcome is the one op_complete
  * kept on the op; `doc` stays owned by op_complete's caller. */
@@ -246,13 +250,17 @@ static void op_completed(pending_op *p, int status)
     json_t *doc = op->done_doc;
     uint64_t revision = op->done_revision;
     const redisReply *reply = op->done_reply;
+    bool noted = op->noted;
     redisFreeCommand(op->cmd);
     free(op);
 
     metrics_inc(s->ops_total[kind][st]);
     switch (kind) {
     case OP_LOAD:
-        cb.load(st, st == STORE_OK ? doc : NULL, revision, arg);
+        if (noted)
+            cb.noted(st, st == STORE_OK ? doc : NULL, revision, st == STORE_OK ? load_note(reply) : NULL, arg);
+        else
+            cb.load(st, st == STORE_OK ? doc : NULL, revision, arg);
         break;
     case OP_SAVE:
         cb.save(st, st == STORE_OK || st == STORE_CONFLICT ? revision : 0, arg);
@@ -329,9 +337,18 @@ static outcome error_outcome(op_kind kind, const redisReply *r)
     return (outcome){.st = STORE_UNAVAILABLE};
 }
 
+/* The note of a noted load's reply (its third element), or NULL. */
+static const char *load_note(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return NULL;
+    const redisReply *note = r->element[2];
+    return note->type == REDIS_REPLY_STRING && note->len <= STORE_MAX_NOTE_BYTES ? note->str : NULL;
+}
+
 static outcome load_outcome(const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements > 3)
         return bad_outcome("unexpected_reply");
     const redisReply *rev = r->element[0], *text = r->element[1];
     if (rev->type == REDIS_REPLY_NIL && text->type == REDIS_REPLY_NIL)
@@ -804,10 +821,10 @@ bool store_connected(const store *s)
 
 /* Operations ------------------------------------------------------------------*/
 
-void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
+/* HMGET of the revision and the document, and of the note when the op
+ * reads it: one round trip either way. */
+static void load_send(store_op *op, const char *id)
 {
-    store_op *op = op_new(s, OP_LOAD, arg);
-    op->cb.load = cb;
     if (!valid_id(id)) {
         log_warn("store.invalid_request", "op=load reason=id");
         op_refuse(op, STORE_BAD_DATA);
@@ -815,9 +832,79 @@ void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
     }
     char key[STORE_KEY_SIZE];
     size_t key_len = session_key(key, id);
-    const char *argv[] = {"HMGET", key, "rev", "doc"};
-    const size_t lens[] = {5, key_len, 3, 3};
-    op_send(op, 4, argv, lens);
+    const char *argv[] = {"HMGET", key, "rev", "doc", "note"};
+    const size_t lens[] = {5, key_len, 3, 3, 4};
+    op_send(op, op->noted ? 5 : 4, argv, lens);
+}
+
+void store_load(store *s, const char *id, store_load_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD, arg);
+    op->cb.load = cb;
+    load_send(op, id);
+}
+
+void store_load_noted(store *s, const char *id, store_load_noted_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_LOAD, arg);
+    op->cb.noted = cb;
+    op->noted = true;
+    load_send(op, id);
+}
+
+/* Writes the note only beside an existing session, so it never makes a
+ * key without a TTL; it then expires with the session. */
+static const char note_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'note', ARGV[1])\n"
+    "return 1\n";
+
+/* A note travels through store_command: the caller's callback and argument. */
+typedef struct {
+    store_delete_cb *cb;   /* the caller's */
+    void *arg;             /* its argument */
+} note_op;
+
+static void on_noted(store_status st, const redisReply *reply, void *arg)
+{
+    note_op n = *(note_op *)arg;
+    free(arg);
+    if (st == STORE_OK && reply->type == REDIS_REPLY_ERROR) {
+        log_warn("store.redis_error", "op=note code=%s", error_code(reply->str).s);
+        st = STORE_UNAVAILABLE;
+    } else if (st == STORE_OK) {
+        st = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? STORE_OK : STORE_NOT_FOUND;
+    }
+    n.cb(st, n.arg);
+}
+
+static bool note_ok(const char *note)
+{
+    size_t len = note ? strnlen(note, STORE_MAX_NOTE_BYTES + 1) : 0;
+    if (len == 0 || len > STORE_MAX_NOTE_BYTES)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (note[i] < ' ' || note[i] > '~')
+            return false;
+    return true;
+}
+
+void store_note(store *s, const char *id, const char *note, store_delete_cb *cb, void *arg)
+{
+    note_op *n = mem_calloc(1, sizeof *n);
+    n->cb = cb;
+    n->arg = arg;
+    if (!valid_id(id) || !note_ok(note)) {
+        log_warn("store.invalid_request", "op=note reason=%s", valid_id(id) ? "note" : "id");
+        store_op *op = op_new(s, OP_COMMAND, n);
+        op->cb.reply = on_noted;
+        op_refuse(op, STORE_BAD_DATA);
+        return;
+    }
+    char key[STORE_KEY_SIZE];
+    session_key(key, id);
+    const char *argv[] = {"EVAL", note_script, "1", key, note};
+    store_command(s, 5, argv, NULL, on_noted, n);
 }
 
 static const char *events_problem(const store_events *ev)

@@ -127,6 +127,28 @@ void store_load_events(store *s, const char *id, store_events_cb *cb, void *arg)
 /* Removes the session and its events. */
 void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg);
 
+/* Channel notes --------------------------------------------------------------*/
+
+/* A note is one short string a channel keeps beside a session (field `note`
+ * of `cl:s:{id}`), which saves leave alone and which expires with the
+ * session: state a channel needs on every node, written only on the rare
+ * path that makes it (USSD's holding pages) and read in the same round trip
+ * as the document. It must never hold a secret. */
+#define STORE_MAX_NOTE_BYTES 256
+
+/* As store_load_cb, plus the session's note (borrowed for the callback;
+ * NULL when there is none or st is not STORE_OK). */
+typedef void store_load_noted_cb(store_status st, json_t *doc, uint64_t revision, const char *note,
+                                 void *arg);
+
+/* store_load that also reads the note: still one HMGET. */
+void store_load_noted(store *s, const char *id, store_load_noted_cb *cb, void *arg);
+
+/* Sets the session's note, only while the session exists (STORE_NOT_FOUND
+ * otherwise, nothing written); an empty or oversized note, or one that is
+ * not printable ASCII, ends in STORE_BAD_DATA. */
+void store_note(store *s, const char *id, const char *note, store_delete_cb *cb, void *arg);
+
 /* Any command -----------------------------------------------------------------*/
 
 /* Limits of store_command; beyond them the request ends in STORE_BAD_DATA. */

@@ -1,9 +1,11 @@
 /* ussd — the aggregator wire (form parsing, validation, CON/END replies),
- * the derivation of the newest input from `text`, paging, holding pages and
- * the in-memory channel state per session (where pages are cut is
- * ussd_page.c's). The dialplan semantics, replays and races belong to the
- * engine; this file only decides which requests reach it and how its
- * outputs look on a handset. */
+ * the derivation of the newest input from `text` against what the loaded
+ * session consumed, paging and holding pages (where pages are cut is
+ * ussd_page.c's). Nothing of a session stays here between requests: pages
+ * are cut again from the output the engine stores, a held hop is the
+ * session's store note, so any gateway answers any request. The dialplan
+ * semantics, replays and races belong to the engine; this file only
+ * decides which requests reach it and how its outputs look on a handset. */
 #include "ussd.h"
 
 #include <sys/queue.h>
@@ -34,15 +36,19 @@
 #include "monotime.h"
 #include "store.h"
 #include "ussd_wire.h"
+#include "walltime.h"
 
 #define USSD_PATH "/ussd"
 #define USSD_ID_PREFIX "ussd:"
 #define USSD_MAX_WAITERS 16       /* identical requests answered by one hop */
-#define USSD_BUCKETS 4096         /* hash buckets of the session table */
+#define USSD_BUCKETS 4096         /* hash buckets of the flight table */
 #define USSD_KEY_BYTES 16         /* HMAC bytes kept in a hop key */
 #define USSD_KEY_LEN (2 + 2 * USSD_KEY_BYTES)
 #define USSD_CONTINUE_KEY "1"
 #define USSD_SECRET_BYTES 32
+/* A hop running this long after its holding page was started by a gateway
+ * that is gone (every handler call ends within handler_timeout_ms). */
+#define USSD_HELD_LOST_MS 60000
 #define USSD_START_KEY_PREFIX "cl:rl:start:ussd:"
 #define USSD_TRY_LATER "END 您的号码发起的会话过多，请稍后再试。Too many sessions from your number; please try later."
 
@@ -51,12 +57,12 @@ typedef enum {
     R_PAGE,         /* a further page of an output */
     R_HOLDING,      /* a holding page */
     R_CONTINUED,    /* a held hop's output after the caller's reply */
-    R_RETRY,        /* a retry of a locally answered request */
+    R_RETRY,        /* a retry of a request answered with a holding page */
     R_BAD_REQUEST,  /* 4xx: malformed request, nothing done */
     R_OUT_OF_STEP,  /* 409: text does not continue the session, or another hop runs */
     R_NO_ROUTE,
     R_NO_SESSION,
-    R_UNAVAILABLE,  /* engine busy/unavailable or the table is full */
+    R_UNAVAILABLE,  /* engine busy or unavailable */
     R_REFUSED,      /* 401/403: the peer did not authenticate, nothing done */
     R_LIMITED,      /* the number started too many sessions: a "try later" page */
     R_COUNT
@@ -66,17 +72,35 @@ static const char *const result_names[R_COUNT] = {
     "engine", "page", "holding", "continued", "retry", "bad_request",
     "out_of_step", "no_route", "no_session", "unavailable", "refused", "limited"};
 
-typedef struct usess usess;
 typedef struct flight flight;
 typedef struct starting starting;
 
-/* The answer to one hop, split into pages ("CON …"/"END …" bodies). */
+/* How a flight's requests are answered, as derive decided on the loaded
+ * session (ANSWER_HOP when the engine ran a hop). */
+typedef enum {
+    ANSWER_HOP = 0,     /* the hop's output, first page */
+    ANSWER_REPLAY,      /* a retry of the last hop: its output's first page */
+    ANSWER_PAGE,        /* page `page` of the last hop's output */
+    ANSWER_CONTINUED,   /* the reply after holding pages: the held hop's first page */
+    ANSWER_HOLDING,     /* a holding page: the held hop runs, or a retry of one */
+    ANSWER_FAILED       /* the held hop failed or its node was lost: `failure` */
+} answer_kind;
+
+/* A session's holding state, kept as its store note (store_note) so any
+ * gateway reads it with the session: "STATE SINCE REPLIES BASE HELD" —
+ * STATE `run` or `fail:N` (N an engine_status), SINCE the wall-clock ms of
+ * the first holding page, REPLIES the caller's replies answered with
+ * holding pages since, BASE the last hop's key when the held hop started
+ * (`-` unknown), HELD the held hop's key. The held hop has been applied
+ * once the session's last hop key is HELD. */
 typedef struct {
-    int status;                    /* HTTP status of every page */
-    char **pages;                  /* page bodies */
-    size_t count;                  /* pages */
-    size_t next;                   /* the next page to show */
-} pager;
+    bool failed;                   /* STATE is fail:N */
+    engine_status failure;         /* N */
+    long long since;               /* SINCE */
+    int replies;                   /* REPLIES */
+    char base[USSD_KEY_LEN + 1];   /* BASE ("-" unknown) */
+    char held[USSD_KEY_LEN + 1];   /* HELD */
+} held_note;
 
 /* A request waiting for a hop's answer. */
 typedef struct {
@@ -85,37 +109,29 @@ typedef struct {
     monotime t0;                   /* its arrival, for the log */
 } waiter;
 
-/* One engine hop in flight and the requests waiting for it. Self-contained
- * for derive_input: it may outlive its session state (ussd_free). Kept
- * small, the waiters apart: an allocation over ~1 KB takes glibc's slow
- * path, and nearly every hop has one waiter. */
+/* One engine hop in flight on this gateway and the requests waiting for
+ * it; kept after the hop while its note writes are unanswered. Kept small,
+ * the waiters apart: an allocation over ~1 KB takes glibc's slow path, and
+ * nearly every hop has one waiter. */
 struct flight {
     ussd *u;                       /* NULL once ussd_free orphaned it */
-    usess *s;                      /* the session state it belongs to */
+    flight *next;                  /* bucket chain of u->flights */
     char *text;                    /* the request's text (may hold a PIN: wiped) */
-    char *consumed;                /* text consumed locally on top of base_key, or NULL */
-    char base_key[USSD_KEY_LEN + 1]; /* the engine hop key `consumed` builds on */
     char key[USSD_KEY_LEN + 1];    /* this hop's key */
     char sid[sizeof USSD_ID_PREFIX + USSD_MAX_SESSION_ID]; /* the engine's session id */
+    char lang[8];                  /* language of the session's last output ("zh" until known) */
     waiter *waiters;               /* identical requests answered by the hop */
     size_t nreqs;                  /* entries in waiters (at most USSD_MAX_WAITERS) */
     struct event *deadline;        /* answer_deadline_ms after the first request */
-};
-
-/* What the channel remembers of one session between requests. */
-struct usess {
-    usess *next;                   /* bucket chain */
-    char id[USSD_MAX_SESSION_ID + 1]; /* the aggregator's sessionId */
-    char lang[8];                  /* language of the last output ("zh" until one came) */
-    time_t touched;                /* last request (monotonic seconds) */
-    flight *fl;                    /* the hop in flight, or NULL */
-    bool held;                     /* a holding page was the last answer of a hop */
-    char *local_text;              /* the text last answered here (not by the engine), or NULL */
-    char base_key[USSD_KEY_LEN + 1]; /* the engine hop key local_text builds on */
-    char *last_answer;             /* what local_text was answered (for retries) */
-    int last_status;               /* its HTTP status */
-    pager pages;                   /* the output being shown (pages.next = next to show) */
-    bool ready;                    /* pages holds a finished hop's output */
+    bool running;                  /* the engine hop has not answered yet */
+    int notes;                     /* note writes not answered yet */
+    answer_kind answer;            /* derive's decision */
+    size_t page;                   /* ANSWER_PAGE: which */
+    int segments;                  /* ANSWER_HOLDING: replies after the held text */
+    held_note note;                /* ANSWER_HOLDING/FAILED: the session's note */
+    held_note own;                 /* this hop held: the note it keeps */
+    bool held;                     /* this hop was answered with a holding page */
+    bool note_missed;              /* its note found no session (a START): written again after */
 };
 
 struct ussd {
@@ -126,9 +142,7 @@ struct ussd {
     struct evbuffer *reply;        /* the body of the reply being sent */
     allow_list *allow;             /* allowed sources, NULL = any */
     LIST_HEAD(, starting) starts;  /* session starts waiting for their count */
-    usess *buckets[USSD_BUCKETS];  /* session state by sessionId */
-    size_t nsessions;              /* entries in buckets */
-    struct event *sweep;           /* drops silent sessions' state */
+    flight *flights[USSD_BUCKETS]; /* hops in flight here, by sessionId */
     metrics_series *results[R_COUNT]; /* requests by result */
 };
 
@@ -186,7 +200,7 @@ static EVP_MAC_CTX *keyed_mac(const unsigned char *key, size_t len)
     return ctx;
 }
 
-/* Session state table ----------------------------------------------------------------*/
+/* Flights by session -----------------------------------------------------------------*/
 
 static size_t bucket_of(const char *id)
 {
@@ -196,78 +210,40 @@ static size_t bucket_of(const char *id)
     return (size_t)(h % USSD_BUCKETS);
 }
 
-static usess *find_session(ussd *u, const char *id)
+static const char *flight_session(const flight *f)
 {
-    for (usess *s = u->buckets[bucket_of(id)]; s; s = s->next)
-        if (strcmp(s->id, id) == 0)
-            return s;
+    return f->sid + strlen(USSD_ID_PREFIX);
+}
+
+static flight *find_flight(ussd *u, const char *id)
+{
+    for (flight *f = u->flights[bucket_of(id)]; f; f = f->next)
+        if (strcmp(flight_session(f), id) == 0)
+            return f;
     return NULL;
 }
 
-static void pager_clear(pager *p)
+static void flight_free(flight *f)
 {
-    for (size_t i = 0; i < p->count; i++)
-        free(p->pages[i]);
-    free(p->pages);
-    *p = (pager){0};
+    wipe_free(f->text);
+    if (f->deadline)
+        event_free(f->deadline);
+    free(f->waiters);
+    free(f);
 }
 
-static void forget_local(usess *s)
+/* A flight ends once its hop and its note writes have answered. */
+static void flight_end_if_done(flight *f)
 {
-    wipe_free(s->local_text);
-    free(s->last_answer);
-    s->local_text = s->last_answer = NULL;
-    s->held = false;
-}
-
-static void remove_session(ussd *u, usess *s)
-{
-    usess **pp = &u->buckets[bucket_of(s->id)];
-    while (*pp != s)
-        pp = &(*pp)->next;
-    *pp = s->next;
-    forget_local(s);
-    pager_clear(&s->pages);
-    free(s);
-    u->nsessions--;
-}
-
-/* A session keeps its entry only while the channel holds something for it. */
-static void drop_if_idle(ussd *u, usess *s)
-{
-    if (!s->fl && !s->local_text && s->pages.next >= s->pages.count)
-        remove_session(u, s);
-}
-
-static usess *add_session(ussd *u, const char *id)
-{
-    if (u->nsessions >= (size_t)u->opt.max_sessions)
-        return NULL;
-    usess *s = mem_calloc(1, sizeof *s);
-    snprintf(s->id, sizeof s->id, "%s", id);
-    snprintf(s->lang, sizeof s->lang, "zh");
-    size_t b = bucket_of(id);
-    s->next = u->buckets[b];
-    u->buckets[b] = s;
-    u->nsessions++;
-    return s;
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    ussd *u = arg;
-    time_t limit = (time_t)monotime_s() - u->opt.state_ttl_s;
-    for (size_t b = 0; b < USSD_BUCKETS; b++) {
-        usess *s = u->buckets[b];
-        while (s) {
-            usess *next = s->next;
-            if (!s->fl && s->touched < limit)
-                remove_session(u, s);
-            s = next;
-        }
+    if (f->running || f->notes > 0)
+        return;
+    if (f->u) {
+        flight **pp = &f->u->flights[bucket_of(flight_session(f))];
+        while (*pp != f)
+            pp = &(*pp)->next;
+        *pp = f->next;
     }
+    flight_free(f);
 }
 
 /* Replies ---------------------------------------------------------------------------*/
@@ -294,27 +270,24 @@ static void send_text(ussd *u, httpd_request *req, int status, const char *body,
     evbuffer_drain(u->reply, evbuffer_get_length(u->reply));
 }
 
-/* Pages -------------------------------------------------------------------------------*/
-
-/* Keeps `cut` as the session's pages: "CON " on every page but the last,
- * which says whether more is to come. */
-static void keep_pages(pager *p, int status, bool more_to_come, ussd_pages *cut)
+static void answer_waiters(ussd *u, flight *f, int status, const char *body, result_kind r)
 {
-    *p = (pager){.status = status, .pages = mem_calloc(cut->count, sizeof *p->pages), .count = cut->count};
-    for (size_t i = 0; i < cut->count; i++) {
-        const char *prefix = i + 1 < cut->count || more_to_come ? "CON " : "END ";
-        size_t size = strlen(prefix) + strlen(cut->text[i]) + 1;
-        p->pages[i] = mem_calloc(1, size);
-        snprintf(p->pages[i], size, "%s%s", prefix, cut->text[i]);
+    for (size_t i = 0; i < f->nreqs; i++) {
+        waiter *w = &f->waiters[i];
+        send_text(u, w->req, status, body, r);
+        log_request(flight_session(f), w->phone, status, r, w->t0);
     }
-    ussd_pages_free(cut);
+    f->nreqs = 0;
 }
 
-static void paginate(const ussd *u, pager *p, int status, const char *lang, const char *text)
+/* Pages -------------------------------------------------------------------------------*/
+
+/* Page `n` of `cut` as sent: "CON " on every page but the last, which says
+ * whether more is to come. */
+static void page_body(const ussd_pages *cut, size_t n, bool more_to_come, char *out, size_t size)
 {
-    ussd_pages cut;
-    ussd_paginate(text, strlen(text), lang, u->opt.page_octets, &cut);
-    keep_pages(p, status, false, &cut);
+    const char *prefix = n + 1 < cut->count || more_to_come ? "CON " : "END ";
+    snprintf(out, size, "%s%s", prefix, cut->text[n]);
 }
 
 /* The dialplan's own wording for a prompt, or `fallback`. */
@@ -326,7 +299,8 @@ static void prompt_text(const ussd *u, const char *lang, const char *id, const c
     json_decref(o);
 }
 
-static void refusal_pages(const ussd *u, engine_status st, const char *lang, pager *p)
+/* The first page of the refusal for `st`, and its HTTP status. */
+static int refusal_page(const ussd *u, engine_status st, const char *lang, char *out, size_t size)
 {
     char text[1024];
     bool en = is_english(lang);
@@ -354,7 +328,11 @@ static void refusal_pages(const ussd *u, engine_status st, const char *lang, pag
                     sizeof text);
         break;
     }
-    paginate(u, p, status, lang, text);
+    ussd_pages cut;
+    ussd_paginate(text, strlen(text), lang, u->opt.page_octets, &cut);
+    page_body(&cut, 0, false, out, size);
+    ussd_pages_free(&cut);
+    return status;
 }
 
 static result_kind refusal_result(engine_status st)
@@ -372,53 +350,122 @@ static result_kind refusal_result(engine_status st)
     }
 }
 
-static void output_pages(const ussd *u, json_t *output, pager *p)
+static bool output_waits(json_t *output)
+{
+    const char *state = json_string_value(json_object_get(output, "state"));
+    return state && strcmp(state, "wait") == 0;
+}
+
+/* Page `n` of a hop's output (the last page when it has fewer). */
+static void output_page(const ussd *u, json_t *output, size_t n, char *out, size_t size)
 {
     ussd_pages cut;
     ussd_output_pages(u->opt.engine, output, u->opt.page_octets, &cut);
-    const char *state = json_string_value(json_object_get(output, "state"));
-    keep_pages(p, 200, state && strcmp(state, "wait") == 0, &cut);
+    page_body(&cut, n < cut.count ? n : cut.count - 1, output_waits(output), out, size);
+    ussd_pages_free(&cut);
 }
 
-static void holding_text(const usess *s, char *out, size_t size)
+static size_t output_page_count(const ussd *u, json_t *output)
+{
+    ussd_pages cut;
+    ussd_output_pages(u->opt.engine, output, u->opt.page_octets, &cut);
+    size_t n = cut.count;
+    ussd_pages_free(&cut);
+    return n;
+}
+
+static void holding_text(const char *lang, char *out, size_t size)
 {
     snprintf(out, size, "CON %s",
-             is_english(s->lang) ? "Still checking — reply " USSD_CONTINUE_KEY " to continue"
-                                 : "正在查询，请回复" USSD_CONTINUE_KEY "继续");
+             is_english(lang) ? "Still checking — reply " USSD_CONTINUE_KEY " to continue"
+                              : "正在查询，请回复" USSD_CONTINUE_KEY "继续");
 }
 
-/* Remembers what the channel answered for `text` itself, for retries and
- * for deriving the next input. */
-static void remember_local(usess *s, const char *text, const char *answer, int status)
+/* Holding notes ------------------------------------------------------------------------*/
+
+static bool parse_note(const char *text, held_note *n)
 {
-    if (!s->local_text || strcmp(s->local_text, text) != 0) {
-        wipe_free(s->local_text);
-        s->local_text = mem_strdup(text);
+    char state[16];
+    int failure = 0;
+    *n = (held_note){0};
+    if (!text || sscanf(text, "%15s %lld %d %34s %34s", state, &n->since, &n->replies, n->base, n->held) != 5 ||
+        n->replies < 0)
+        return false;
+    if (strcmp(state, "run") == 0)
+        return true;
+    if (sscanf(state, "fail:%d", &failure) != 1 || failure <= ENGINE_OK || failure > ENGINE_HELD)
+        return false;
+    n->failed = true;
+    n->failure = (engine_status)failure;
+    return true;
+}
+
+static void format_note(const held_note *n, char *out, size_t size)
+{
+    char state[16] = "run";
+    if (n->failed)
+        snprintf(state, sizeof state, "fail:%d", (int)n->failure);
+    snprintf(out, size, "%s %lld %d %s %s", state, n->since, n->replies, n->base[0] ? n->base : "-", n->held);
+}
+
+/* A note write and, once it is answered, the holding page it stands for:
+ * to `req`, or to the flight's waiters when `req` is NULL. Answering only
+ * after the write means the caller's reply, on whichever gateway it
+ * lands, finds the note. */
+typedef struct {
+    flight *f;                     /* whose `notes` counts this write */
+    httpd_request *req;            /* a request to answer, or NULL */
+    char phone[USSD_MAX_PHONE + 1]; /* its caller, for the log */
+    monotime t0;                   /* its arrival */
+    result_kind r;                 /* what it is counted as */
+} note_write;
+
+static void send_holding(ussd *u, flight *f, httpd_request *req, const char *phone, monotime t0, result_kind r)
+{
+    char body[256];
+    holding_text(f->lang, body, sizeof body);
+    if (!req) {
+        answer_waiters(u, f, 200, body, r);
+        return;
     }
-    free(s->last_answer);
-    s->last_answer = mem_strdup(answer);
-    s->last_status = status;
+    send_text(u, req, 200, body, r);
+    log_request(flight_session(f), phone, 200, r, t0);
 }
 
-/* Shows the next page of s->pages for a request answered locally. */
-static void send_next_page(ussd *u, usess *s, httpd_request *req, const char *text, result_kind r)
+static void on_note_written(store_status st, void *arg)
 {
-    const char *page = s->pages.pages[s->pages.next++];
-    remember_local(s, text, page, s->pages.status);
-    send_text(u, req, s->pages.status, page, r);
+    note_write *w = arg;
+    flight *f = w->f;
+    f->notes--;
+    if (st == STORE_NOT_FOUND)
+        f->note_missed = true;
+    else if (st != STORE_OK)
+        log_warn("ussd.note_failed", "session=%s status=%s", log_quote(flight_session(f)).s, store_status_name(st));
+    if (f->u && (w->req || f->nreqs > 0))
+        send_holding(f->u, f, w->req, w->phone, w->t0, w->r);
+    free(w);
+    flight_end_if_done(f);
 }
 
-/* Flights: the engine hop ---------------------------------------------------------------*/
-
-static void flight_free(flight *f)
+/* Writes `n` as the session's note, then answers the holding page (see
+ * note_write); without a request and no waiters, only writes. */
+static void write_note(flight *f, const held_note *n, httpd_request *req, const char *phone, monotime t0,
+                       result_kind r)
 {
-    wipe_free(f->text);
-    wipe_free(f->consumed);
-    if (f->deadline)
-        event_free(f->deadline);
-    free(f->waiters);
-    free(f);
+    char text[STORE_MAX_NOTE_BYTES];
+    format_note(n, text, sizeof text);
+    note_write *w = mem_calloc(1, sizeof *w);
+    w->f = f;
+    w->req = req;
+    if (phone)
+        snprintf(w->phone, sizeof w->phone, "%s", phone);
+    w->t0 = t0;
+    w->r = r;
+    f->notes++;
+    store_note(engine_store(f->u->opt.engine), f->sid, text, on_note_written, w);
 }
+
+/* Deriving the newest input --------------------------------------------------------------*/
 
 /* Takes the text after `prefix` + "*" when `text` extends it (all of a
  * non-empty `text` extends the empty history). */
@@ -434,102 +481,220 @@ static bool extends(const char *text, const char *prefix, size_t plen, const cha
     return true;
 }
 
-/* The newest input is what `text` adds to the text the session consumed:
- * the locally consumed text when it builds on the engine's last hop, else
- * the prefix (at a `*`, or empty) whose key is the last hop's key. Inputs
- * containing `*` (an ID's X) come out whole. */
-static bool derive(const char *previous_hop_key, char *out, size_t size, void *arg)
+/* `*`-separated segments in `rest` (0 for NULL). */
+static int segments_in(const char *rest)
 {
-    flight *f = arg;
-    const char *rest = NULL;
-    if (!f->u)
-        return false;
-    if (f->consumed && strcmp(f->base_key, previous_hop_key) == 0)
-        extends(f->text, f->consumed, strlen(f->consumed), &rest);
-    for (size_t p = strlen(f->text); !rest && p-- > 0;) {
-        char key[USSD_KEY_LEN + 1];
+    if (!rest)
+        return 0;
+    int n = 1;
+    for (const char *p = rest; (p = strchr(p, '*')); p++)
+        n++;
+    return n;
+}
+
+/* The longest prefix of the flight's text — the whole, one ending before a
+ * `*`, or the empty history — whose key is `key`: true with `rest` the text
+ * after it (NULL for the whole). */
+static bool prefix_with_key(const flight *f, const char *key, const char **rest)
+{
+    *rest = NULL;
+    if (strcmp(f->key, key) == 0)
+        return true;
+    for (size_t p = strlen(f->text); p-- > 0;) {
+        char k[USSD_KEY_LEN + 1];
         if (f->text[p] != '*')
             continue;
-        hop_key(f->u, f->text, p, key);
-        if (strcmp(key, previous_hop_key) == 0)
-            rest = f->text + p + 1;
+        hop_key(f->u, f->text, p, k);
+        if (strcmp(k, key) == 0) {
+            *rest = f->text + p + 1;
+            return true;
+        }
     }
-    if (!rest) {
-        char key[USSD_KEY_LEN + 1];
-        hop_key(f->u, "", 0, key);
-        if (strcmp(key, previous_hop_key) == 0)
-            rest = f->text;
-    }
-    if (!rest || strlen(rest) >= size)
+    char k[USSD_KEY_LEN + 1];
+    hop_key(f->u, "", 0, k);
+    if (strcmp(k, key) != 0)
         return false;
-    snprintf(out, size, "%s", rest);
+    *rest = f->text;
     return true;
 }
 
-static void answer_waiters(ussd *u, flight *f, int status, const char *body, result_kind r)
+/* Drops `n` segments from the front of `rest` (NULL when none is left). */
+static const char *skip_segments(const char *rest, int n)
 {
-    for (size_t i = 0; i < f->nreqs; i++) {
-        waiter *w = &f->waiters[i];
-        send_text(u, w->req, status, body, r);
-        log_request(f->sid + strlen(USSD_ID_PREFIX), w->phone, status, r, w->t0);
+    for (int i = 0; rest && i < n; i++) {
+        const char *star = strchr(rest, '*');
+        rest = star ? star + 1 : NULL;
     }
-    f->nreqs = 0;
+    return rest;
 }
 
+/* Consumes the leading `98` replies of `rest` while the output has pages
+ * left to show; returns the page they lead to. */
+static size_t skip_more(const flight *f, json_t *output, const char **rest)
+{
+    size_t page = 0, pages = 0;
+    const size_t more = strlen(USSD_MORE_KEY);
+    while (*rest && strncmp(*rest, USSD_MORE_KEY, more) == 0 && ((*rest)[more] == '\0' || (*rest)[more] == '*')) {
+        if (pages == 0)
+            pages = output ? output_page_count(f->u, output) : 1;
+        if (page + 1 >= pages)
+            break;
+        page++;
+        *rest = (*rest)[more] ? *rest + more + 1 : NULL;
+    }
+    return page;
+}
+
+/* The held hop has not been applied: a request whose text is or extends the
+ * held text is answered a holding page, or the held hop's failure once the
+ * caller has been answered holding pages for every reply before. A note of
+ * a hop running longer than USSD_HELD_LOST_MS is a gateway lost mid-hop. */
+static bool held_unapplied(flight *f, const held_note *n)
+{
+    const char *rest = NULL;
+    if (!prefix_with_key(f, n->held, &rest))
+        return false;
+    f->note = *n;
+    f->segments = rest ? segments_in(rest) : 0;
+    bool lost = !n->failed && walltime_ms() - n->since > USSD_HELD_LOST_MS;
+    f->answer = f->segments <= n->replies || (!n->failed && !lost) ? ANSWER_HOLDING : ANSWER_FAILED;
+    f->note.failed = n->failed || lost;
+    f->note.failure = n->failed ? n->failure : ENGINE_UNAVAILABLE;
+    return true;
+}
+
+/* The newest input is what `text` adds to the text the session consumed:
+ * the prefix whose key is the last hop's key, then — when that hop was
+ * answered with holding pages first — the replies to those pages, then the
+ * `98`s of the pages shown. A text that adds nothing asks for an answer
+ * already given (a retry, a further page). Inputs containing `*` (an ID's
+ * X) come out whole. Everything comes from the loaded session, so any
+ * gateway derives the same. */
+static engine_derived derive(const engine_consumed *c, char *out, size_t size, void *arg)
+{
+    flight *f = arg;
+    if (!f->u)
+        return ENGINE_DERIVE_REFUSED;
+    const char *lang = json_string_value(json_object_get(c->last_output, "lang"));
+    if (lang)
+        snprintf(f->lang, sizeof f->lang, "%s", lang);
+    snprintf(f->own.base, sizeof f->own.base, "%s", c->last_key);
+    f->answer = ANSWER_HOP;
+    held_note n;
+    bool held = parse_note(c->note, &n);
+    if (held && strcmp(n.held, c->last_key) != 0) {
+        if (strcmp(n.base, c->last_key) == 0 && held_unapplied(f, &n))
+            return ENGINE_DERIVE_ANSWERED;
+        held = false;   /* an older hop's note */
+    }
+    const char *rest = NULL;
+    if (!prefix_with_key(f, c->last_key, &rest))
+        return ENGINE_DERIVE_REFUSED;
+    if (held && segments_in(rest) <= n.replies) {
+        f->answer = ANSWER_HOLDING;   /* a retry of a request answered with a holding page */
+        f->note = n;
+        f->segments = segments_in(rest);
+        return ENGINE_DERIVE_ANSWERED;
+    }
+    if (held && !(rest = skip_segments(rest, n.replies + 1))) {
+        f->answer = ANSWER_CONTINUED;
+        return ENGINE_DERIVE_ANSWERED;
+    }
+    if (!rest) {
+        f->answer = ANSWER_REPLAY;
+        return ENGINE_DERIVE_ANSWERED;
+    }
+    f->page = skip_more(f, c->last_output, &rest);
+    if (!rest) {
+        f->answer = ANSWER_PAGE;
+        return ENGINE_DERIVE_ANSWERED;
+    }
+    if (strlen(rest) >= size)
+        return ENGINE_DERIVE_REFUSED;
+    snprintf(out, size, "%s", rest);
+    return ENGINE_DERIVED;
+}
+
+/* Flights: the engine hop ---------------------------------------------------------------*/
+
+/* The hop outlived answer_deadline_ms: its requests get a holding page
+ * once the note says so, and the hop goes on. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     flight *f = arg;
-    usess *s = f->s;
-    char body[256];
-    holding_text(s, body, sizeof body);
-    remember_local(s, f->text, body, 200);
-    s->held = true;
-    answer_waiters(f->u, f, 200, body, R_HOLDING);
+    f->held = true;
+    f->own.since = walltime_ms();
+    snprintf(f->own.held, sizeof f->own.held, "%s", f->key);
+    write_note(f, &f->own, NULL, NULL, 0, R_HOLDING);
+}
+
+/* A held hop ended: the caller's next reply, on any gateway, is answered
+ * from the session and its note. A hop that was not applied leaves a
+ * failure in the note; one applied on a session that did not exist when
+ * the note was first written (a START) needs the note now. */
+static void after_held_hop(flight *f, const engine_result *r)
+{
+    if (r->status == ENGINE_OK && f->answer == ANSWER_HOP) {
+        if (f->note_missed)
+            write_note(f, &f->own, NULL, NULL, 0, R_HOLDING);
+        return;
+    }
+    f->own.failed = true;
+    f->own.failure = r->status == ENGINE_OK ? ENGINE_UNAVAILABLE : r->status;
+    write_note(f, &f->own, NULL, NULL, 0, R_HOLDING);
+}
+
+static void answer_hop(ussd *u, flight *f, const engine_result *r)
+{
+    char body[1024];
+    if (r->status != ENGINE_OK) {
+        int status = refusal_page(u, r->status, f->lang, body, sizeof body);
+        answer_waiters(u, f, status, body, refusal_result(r->status));
+        return;
+    }
+    switch (f->answer) {
+    case ANSWER_HOLDING:
+        if (f->segments > f->note.replies) {
+            f->note.replies = f->segments;   /* the note counts this reply, then it is answered */
+            write_note(f, &f->note, NULL, NULL, 0, R_HOLDING);
+        } else {
+            send_holding(u, f, NULL, NULL, 0, R_RETRY);
+        }
+        return;
+    case ANSWER_FAILED: {
+        int status = refusal_page(u, f->note.failure, f->lang, body, sizeof body);
+        answer_waiters(u, f, status, body, R_CONTINUED);
+        return;
+    }
+    case ANSWER_PAGE:
+        output_page(u, r->output, f->page, body, sizeof body);
+        answer_waiters(u, f, 200, body, R_PAGE);
+        return;
+    case ANSWER_CONTINUED:
+        output_page(u, r->output, 0, body, sizeof body);
+        answer_waiters(u, f, 200, body, R_CONTINUED);
+        return;
+    default:
+        output_page(u, r->output, 0, body, sizeof body);
+        answer_waiters(u, f, 200, body, R_ENGINE);
+        return;
+    }
 }
 
 static void on_hop(const engine_result *r, void *arg)
 {
     flight *f = arg;
-    ussd *u = f->u;
-    if (!u) {
-        flight_free(f);
-        return;
+    f->running = false;
+    if (f->u) {
+        evtimer_del(f->deadline);
+        if (f->held)
+            after_held_hop(f, r);
+        else
+            answer_hop(f->u, f, r);
     }
-    usess *s = f->s;
-    s->fl = NULL;
-    pager_clear(&s->pages);
-    const char *lang = r->output ? json_string_value(json_object_get(r->output, "lang")) : NULL;
-    if (lang)
-        snprintf(s->lang, sizeof s->lang, "%s", lang);
-    if (r->status == ENGINE_OK)
-        output_pages(u, r->output, &s->pages);
-    else
-        refusal_pages(u, r->status, s->lang, &s->pages);
-    if (r->status == ENGINE_OK && s->held) {
-        /* The caller saw a holding page: the output waits for the reply. */
-        snprintf(s->base_key, sizeof s->base_key, "%s", f->key);
-        s->ready = true;
-    } else if (s->held) {
-        s->ready = true;
-    } else {
-        result_kind rk = r->status == ENGINE_OK ? R_ENGINE : refusal_result(r->status);
-        int status = s->pages.status;
-        if (r->status == ENGINE_OK) {
-            forget_local(s);
-            if (s->pages.count > 1) {
-                remember_local(s, f->text, s->pages.pages[0], status);
-                snprintf(s->base_key, sizeof s->base_key, "%s", f->key);
-            }
-        }
-        s->pages.next = 1;
-        answer_waiters(u, f, status, s->pages.pages[0], rk);
-        if (s->pages.next >= s->pages.count)
-            pager_clear(&s->pages);
-    }
-    flight_free(f);
-    drop_if_idle(u, s);
+    flight_end_if_done(f);
 }
 
 static void add_waiter(flight *f, httpd_request *req, const char *phone, monotime t0)
@@ -564,26 +729,23 @@ struct starting {
     monotime t0;                   /* arrival */
 };
 
-static void start_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
+static void start_flight(ussd *u, httpd_request *req, const ussd_req *q)
 {
     flight *f = mem_calloc(1, sizeof *f);
     f->u = u;
-    f->s = s;
     f->text = mem_strdup(q->text);
     snprintf(f->sid, sizeof f->sid, USSD_ID_PREFIX "%s", q->session_id);
+    snprintf(f->lang, sizeof f->lang, "zh");
     hop_key(u, q->text, strlen(q->text), f->key);
-    if (s->local_text && !s->held) {
-        f->consumed = mem_strdup(s->local_text);
-        snprintf(f->base_key, sizeof f->base_key, "%s", s->base_key);
-    }
     add_waiter(f, req, q->phone, q->t0);
     f->deadline = evtimer_new(u->base, on_deadline, f);
     if (!f->deadline)
         mem_out_of_memory("ussd: evtimer_new");
     evtimer_add(f->deadline, u->deadline);
-    s->fl = f;
-    s->held = false;
-    s->ready = false;
+    size_t b = bucket_of(q->session_id);
+    f->next = u->flights[b];
+    u->flights[b] = f;
+    f->running = true;
     engine_event ev = {
         .kind = q->text[0] ? ENGINE_EV_INPUT : ENGINE_EV_START,
         .channel = CHANNEL_USSD,
@@ -603,22 +765,24 @@ static void reply_local(ussd *u, httpd_request *req, const ussd_req *q, int stat
     log_request(q->session_id, q->phone, status, r, q->t0);
 }
 
-/* A request for a session whose hop is still running. */
-static void while_in_flight(ussd *u, usess *s, httpd_request *req, const ussd_req *q)
+/* A request for a session whose hop runs here. Identical ones share its
+ * answer; after a holding page any reply, or its retry, gets another (the
+ * note counts the replies, so another gateway continues the same way). */
+static void while_in_flight(ussd *u, flight *f, httpd_request *req, const ussd_req *q)
 {
-    flight *f = s->fl;
-    const char *rest;
-    if (!s->held && strcmp(q->text, f->text) == 0 && f->nreqs < USSD_MAX_WAITERS) {
+    const char *rest = NULL;
+    if (!f->held && strcmp(q->text, f->text) == 0 && f->nreqs < USSD_MAX_WAITERS) {
         add_waiter(f, req, q->phone, q->t0);
         return;
     }
-    /* After a holding page any reply, or its retry, gets the holding page. */
-    if (s->held && s->local_text &&
-        (strcmp(q->text, s->local_text) == 0 || extends(q->text, s->local_text, strlen(s->local_text), &rest))) {
-        char body[256];
-        holding_text(s, body, sizeof body);
-        remember_local(s, q->text, body, 200);
-        reply_local(u, req, q, 200, body, R_HOLDING);
+    if (f->held && (strcmp(q->text, f->text) == 0 || extends(q->text, f->text, strlen(f->text), &rest))) {
+        int segments = segments_in(rest);
+        if (segments > f->own.replies && !f->own.failed) {
+            f->own.replies = segments;
+            write_note(f, &f->own, req, q->phone, q->t0, R_HOLDING);
+        } else {
+            send_holding(u, f, req, q->phone, q->t0, R_RETRY);
+        }
         return;
     }
     reply_local(u, req, q, 409, "END Another reply of this session is still being handled.", R_OUT_OF_STEP);
@@ -626,44 +790,11 @@ static void while_in_flight(ussd *u, usess *s, httpd_request *req, const ussd_re
 
 static void serve(ussd *u, httpd_request *req, const ussd_req *q)
 {
-    usess *s = find_session(u, q->session_id);
-    if (s && s->fl) {
-        s->touched = (time_t)monotime_s();
-        while_in_flight(u, s, req, q);
-        return;
-    }
-    const char *rest = NULL;
-    if (s && s->local_text) {
-        if (strcmp(q->text, s->local_text) == 0) {
-            s->touched = (time_t)monotime_s();
-            reply_local(u, req, q, s->last_status, s->last_answer, R_RETRY);
-            return;
-        }
-        extends(q->text, s->local_text, strlen(s->local_text), &rest);
-    }
-    if (rest && s->held && s->ready) {
-        /* Any reply to a holding page continues; none of it reaches the engine. */
-        s->held = s->ready = false;
-        s->touched = (time_t)monotime_s();
-        send_next_page(u, s, req, q->text, R_CONTINUED);
-        log_request(q->session_id, q->phone, s->last_status, R_CONTINUED, q->t0);
-        return;
-    }
-    if (rest && strcmp(rest, USSD_MORE_KEY) == 0 && s->pages.next < s->pages.count) {
-        s->touched = (time_t)monotime_s();
-        send_next_page(u, s, req, q->text, R_PAGE);
-        log_request(q->session_id, q->phone, s->last_status, R_PAGE, q->t0);
-        return;
-    }
-    if (!s)
-        s = add_session(u, q->session_id);
-    if (!s) {
-        reply_local(u, req, q, 503, "END Sorry, the service is busy. Please try again later.", R_UNAVAILABLE);
-        return;
-    }
-    s->touched = (time_t)monotime_s();
-    pager_clear(&s->pages);
-    start_flight(u, s, req, q);
+    flight *f = find_flight(u, q->session_id);
+    if (f)
+        while_in_flight(u, f, req, q);
+    else
+        start_flight(u, req, q);
 }
 
 /* Parsing and validation -----------------------------------------------------------------*/
@@ -791,7 +922,7 @@ static void serve_form(ussd *u, httpd_request *req, const char *body, size_t len
     q->text = fields.text;
     if (why)
         refuse(u, req, status, why, q);
-    else if (q->text[0] == '\0' && !find_session(u, q->session_id))
+    else if (q->text[0] == '\0' && !find_flight(u, q->session_id))
         count_start(u, req, q);
     else
         serve(u, req, q);
@@ -834,8 +965,6 @@ static const conf_key ussd_conf_keys[] = {
     CONF_KEY_INT(ussd_options, "answer_deadline_ms", answer_deadline_ms, 100, 60000, "2500"),
     CONF_KEY_INT(ussd_options, "max_text_bytes", max_text_bytes, 16, USSD_MAX_TEXT_BYTES, "1024"),
     CONF_KEY_INT(ussd_options, "page_octets", page_octets, USSD_MIN_PAGE_OCTETS, USSD_MAX_PAGE_OCTETS, "160"),
-    CONF_KEY_INT(ussd_options, "max_sessions", max_sessions, 1, 1000000, "10000"),
-    CONF_KEY_INT(ussd_options, "state_ttl_s", state_ttl_s, 10, 86400, "300"),
     CONF_KEY_TEXT(ussd_options, "hop_key_secret", hop_key_secret, 16, 256, ""),
     CONF_KEY_TEXT(ussd_options, "secret", secret, 16, 256, ""),
     CONF_KEY_BOOL(ussd_options, "allow_unsigned", allow_unsigned, "0"),
@@ -911,10 +1040,7 @@ ussd *ussd_new(struct event_base *base, struct httpd *http, const ussd_options *
     if (!u->deadline)
         abort();
     u->reply = evbuffer_new();
-    u->sweep = event_new(base, -1, EV_PERSIST, on_sweep, u);
-    struct timeval every = {u->opt.state_ttl_s / 4 + 1, 0};
-    if (!u->reply || !u->sweep || event_add(u->sweep, &every) != 0 ||
-        httpd_route(http, USSD_PATH, EVHTTP_REQ_POST, on_request, u) != 0) {
+    if (!u->reply || httpd_route(http, USSD_PATH, EVHTTP_REQ_POST, on_request, u) != 0) {
         log_error("ussd.route_failed", "path=%s", USSD_PATH);
         ussd_free(u);
         return NULL;
@@ -926,23 +1052,17 @@ void ussd_free(ussd *u)
 {
     if (!u)
         return;
+    /* Each flight still waits for its hop or a note write, whose callback frees it. */
     for (size_t b = 0; b < USSD_BUCKETS; b++) {
-        while (u->buckets[b]) {
-            usess *s = u->buckets[b];
-            if (s->fl) {
-                s->fl->u = NULL;   /* its hop's callback frees it */
-                s->fl->s = NULL;
-                evtimer_del(s->fl->deadline);
-                s->fl = NULL;
-            }
-            remove_session(u, s);
+        for (flight *f = u->flights[b]; f; f = f->next) {
+            f->u = NULL;
+            f->nreqs = 0;
+            evtimer_del(f->deadline);
         }
     }
     starting *st;
     LIST_FOREACH(st, &u->starts, link)
         st->u = NULL;   /* its count's callback frees it */
-    if (u->sweep)
-        event_free(u->sweep);
     allow_free(u->allow);
     if (u->opt.secret) {
         explicit_bzero((char *)u->opt.secret, strlen(u->opt.secret));

@@ -7,10 +7,12 @@
  * below), and answers a holding page when a hop outlives
  * `answer_deadline_ms`.
  *
- * It owns the per-session channel state (pages still to show, a hop still
- * running after a holding page) in memory only; everything else lives in the
- * session the engine keeps in Redis. It never logs `text` (it may hold a
- * PIN) and masks phone numbers. Main-thread only. gateway/ussd/README.md has
+ * It keeps nothing of a session between requests: pages are cut again from
+ * the last hop's output the engine stores, and a held hop is described by
+ * the session's store note, so any gateway sharing the Redis answers any
+ * request. In memory are only the hops running here and the identical
+ * requests waiting for them. It never logs `text` (it may hold a PIN) and
+ * masks phone numbers. Main-thread only. gateway/ussd/README.md has
  * the wire behaviour.
  *
  * Peers: a request is served only from an allowed source (`allow_from`,
@@ -41,8 +43,6 @@ typedef struct {
     int answer_deadline_ms;     /* a hop not done by then is answered with a holding page */
     int max_text_bytes;         /* longer `text` is refused with 413 */
     int page_octets;            /* octets of one page after "CON "/"END " (GSM-7 packed or UCS-2) */
-    int max_sessions;           /* sessions with channel state held at once; more get "unavailable" */
-    int state_ttl_s;            /* channel state of a silent session is dropped after this */
     const char *hop_key_secret; /* HMAC key of hop keys; NULL = random per process (not shared) */
     const char *secret;         /* key aggregators sign with; NULL = see allow_unsigned */
     bool allow_unsigned;        /* with no secret: true serves unsigned requests, false refuses all */
@@ -62,7 +62,7 @@ extern const conf_section ussd_config;
 #define USSD_MAX_TEXT_BYTES 4096
 
 /* Defaults: deadline 2500 ms, text 1024 bytes, 160 octets a page,
- * 10000 sessions, state kept 300 s, random hop key secret, no request
+ * random hop key secret, no request
  * secret and unsigned requests refused, any source, 300 s clock skew, and
  * [workflows]' sessions per number and window (handlers.h). */
 void ussd_options_default(ussd_options *opt);

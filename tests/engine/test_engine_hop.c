@@ -742,18 +742,35 @@ static void test_bad_events(void **state)
 typedef struct {
     int calls;                /* times the engine asked */
     char previous[64];        /* the previous hop key it gave */
+    char note[64];            /* the note it gave ("" for none) */
+    bool had_output;          /* it gave the last hop's output */
     const char *input;        /* what to answer, or NULL to refuse */
+    bool answer;              /* ask for the last hop's answer instead */
 } deriver;
 
-static bool derive(const char *previous_hop_key, char *out, size_t size, void *arg)
+static engine_derived derive(const engine_consumed *c, char *out, size_t size, void *arg)
 {
     deriver *d = arg;
     d->calls++;
-    snprintf(d->previous, sizeof d->previous, "%s", previous_hop_key);
+    snprintf(d->previous, sizeof d->previous, "%s", c->last_key);
+    snprintf(d->note, sizeof d->note, "%s", c->note ? c->note : "");
+    d->had_output = json_is_object(c->last_output);
+    if (d->answer)
+        return ENGINE_DERIVE_ANSWERED;
     if (!d->input)
-        return false;
+        return ENGINE_DERIVE_REFUSED;
     snprintf(out, size, "%s", d->input);
-    return true;
+    return ENGINE_DERIVED;
+}
+
+static void on_noted(store_status st, void *arg)
+{
+    *(store_status *)arg = st;
+}
+
+static bool note_done(const void *arg)
+{
+    return *(const store_status *)arg != STORE_TIMEOUT;
 }
 
 static answer derived_hop(fixture *f, const char *sid, const char *key, deriver *d)
@@ -766,8 +783,9 @@ static answer derived_hop(fixture *f, const char *sid, const char *key, deriver 
     return a;
 }
 
-/* The channel derives the input from the last applied hop's key, after the
- * replay check; a refusal changes nothing. */
+/* The channel derives the input from what the session consumed (the last
+ * applied hop's key and output, its note), before the replay check: it
+ * may ask for the stored answer again; a refusal changes nothing. */
 static void test_derived_input(void **state)
 {
     fixture *f = *state;
@@ -779,6 +797,8 @@ static void test_derived_input(void **state)
     assert_int_equal(a.status, ENGINE_BAD_EVENT);
     assert_int_equal(refuse.calls, 1);
     assert_string_equal(refuse.previous, "k1");
+    assert_true(refuse.had_output);
+    assert_string_equal(refuse.note, "");
     char *rev2 = stored_field(f, "call-d", "rev");
     assert_string_equal(rev, rev2);
 
@@ -789,21 +809,32 @@ static void test_derived_input(void **state)
     assert_string_equal(two.previous, "k1");
     json_decref(a.output);
 
-    deriver again = {.input = "nonsense"};
-    a = derived_hop(f, "call-d", "d-2", &again);      /* a replay derives nothing */
+    store_status noted = STORE_TIMEOUT;
+    store_note(f->m.store, "call-d", "held d-2", on_noted, &noted);
+    tl_run_until(f->m.base, note_done, &noted, WAIT_MS);
+    assert_int_equal(noted, STORE_OK);
+    char *rev3 = stored_field(f, "call-d", "rev");
+    deriver again = {.answer = true};
+    a = derived_hop(f, "call-d", "d-2", &again);      /* asks for the stored answer: nothing runs */
     assert_int_equal(a.status, ENGINE_OK);
     assert_string_equal(prompt_ids(a.output), "enter_id");
-    assert_int_equal(again.calls, 0);
+    assert_int_equal(again.calls, 1);
+    assert_string_equal(again.note, "held d-2");
     json_decref(a.output);
+    char *rev4 = stored_field(f, "call-d", "rev");
+    assert_string_equal(rev3, rev4);
 
     deriver id = {.input = WANG_ID};
     a = derived_hop(f, "call-d", "d-3", &id);
     assert_int_equal(a.status, ENGINE_OK);
     assert_string_equal(prompt_ids(a.output), "enter_pin");
     assert_string_equal(id.previous, "d-2");
+    assert_string_equal(id.note, "held d-2");      /* saves leave the note alone */
     json_decref(a.output);
     free(rev);
     free(rev2);
+    free(rev3);
+    free(rev4);
 }
 
 static void test_free_with_hops_in_flight(void **state)

@@ -200,6 +200,37 @@ static void test_check_bad_config_names_file_line_key(void **state)
     assert_non_null(strstr(out, want));
 }
 
+/* More than one node sharing a Redis: --check and start-up refuse a file
+ * missing a shared secret or keeping the default outbox consumer, each
+ * problem citing the `nodes` line; the same file with them passes. */
+static void test_check_cluster_needs_shared_secrets(void **state)
+{
+    world *w = *state;
+    char path[300], args[400], out[4096], want[400];
+    snprintf(path, sizeof path, "%s/cluster.conf", w->tw.dir);
+    th_write_filef(path, "[dialplans]\ndir = %s\n[gateway]\nshutdown_grace_ms = 1000\nnodes = 3\n", w->dialplans);
+    static const char *const missing[] = {"[ussd] hop_key_secret", "[workflows] digest_secret", "[outbox] consumer"};
+    for (int startup = 0; startup < 2; startup++) {
+        snprintf(args, sizeof args, "%s--config %s", startup ? "" : "--check ", path);
+        assert_int_equal(run_cli(args, out, sizeof out), 1);
+        for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
+            snprintf(want, sizeof want, "%s:5: [gateway] nodes: more than one node needs %s", path, missing[i]);
+            if (!strstr(out, want))
+                fail_msg("no '%s' in:\n%s", want, out);
+        }
+        assert_null(strstr(out, ": ok"));
+    }
+    th_write_filef(path,
+                   "[dialplans]\ndir = %s\n[gateway]\nnodes = 3\n[ussd]\nhop_key_secret = a shared hop key secret\n"
+                   "[workflows]\ndigest_secret = a shared digest secret\n[outbox]\nconsumer = node-1\n",
+                   w->dialplans);
+    snprintf(args, sizeof args, "--check --config %s", path);
+    assert_int_equal(run_cli(args, out, sizeof out), 0);
+    assert_null(strstr(out, "nodes:"));
+    th_write_filef(path, "[dialplans]\ndir = %s\n[gateway]\nnodes = 1\n", w->dialplans);
+    assert_int_equal(run_cli(args, out, sizeof out), 0);
+}
+
 static void test_usage_errors_exit_2(void **state)
 {
     (void)state;
@@ -529,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_check_good_config),
         cmocka_unit_test(test_check_bad_config_names_file_line_key),
         cmocka_unit_test(test_check_broken_dialplans_names_file_line),
+        cmocka_unit_test(test_check_cluster_needs_shared_secrets),
         cmocka_unit_test(test_usage_errors_exit_2),
         cmocka_unit_test(test_healthz_ok),
         cmocka_unit_test(test_healthz_follows_redis),

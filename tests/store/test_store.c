@@ -1171,6 +1171,81 @@ static bool counts_called(const void *arg)
 
 /* Racing takes all sent before any answer: each sees its own count, so a
  * check of count <= max lets exactly max of them through. */
+/* Notes --------------------------------------------------------------------------*/
+
+typedef struct {
+    result r;                 /* status, revision, document */
+    char note[STORE_MAX_NOTE_BYTES + 1]; /* the note read ("" for none) */
+    bool had_note;            /* a note came */
+} noted_result;
+
+static void on_load_noted(store_status st, json_t *doc, uint64_t rev, const char *note, void *arg)
+{
+    noted_result *n = arg;
+    on_load(st, doc, rev, &n->r);
+    n->had_note = note != NULL;
+    snprintf(n->note, sizeof n->note, "%s", note ? note : "");
+}
+
+static noted_result do_load_noted(fixture *f, store *s, const char *id)
+{
+    noted_result n = {0};
+    store_load_noted(s, id, on_load_noted, &n);
+    assert_int_equal(n.r.calls, 0);
+    wait_all(f, &n.r, 1);
+    json_decref(n.r.doc);
+    n.r.doc = NULL;
+    return n;
+}
+
+static store_status do_note(fixture *f, store *s, const char *id, const char *note)
+{
+    result r = {0};
+    store_note(s, id, note, on_delete, &r);
+    assert_int_equal(r.calls, 0);
+    wait_all(f, &r, 1);
+    return r.st;
+}
+
+/* A note lives beside an existing session only, comes with the document
+ * in one HMGET, survives saves and goes with the session; a bad one is
+ * refused and changes nothing. */
+static void test_note_beside_the_session(void **state)
+{
+    fixture *f = *state;
+    store *s = connected_store(f, test_options(f->redis.port));
+    assert_int_equal(do_note(f, s, "n1", "run 1 0 - u:1"), STORE_NOT_FOUND);
+    const char *exists[] = {"EXISTS", "cl:s:n1"};
+    assert_redis(f, "0", 2, exists);
+
+    assert_int_equal(do_save(f, s, "n1", "{\"a\": 1}", 0, 60).st, STORE_OK);
+    noted_result n = do_load_noted(f, s, "n1");
+    assert_int_equal(n.r.st, STORE_OK);
+    assert_false(n.had_note);
+    assert_int_equal(do_note(f, s, "n1", "run 1 0 - u:1"), STORE_OK);
+    assert_int_equal(do_save(f, s, "n1", "{\"a\": 2}", 1, 60).st, STORE_OK);
+    n = do_load_noted(f, s, "n1");
+    assert_int_equal(n.r.st, STORE_OK);
+    assert_int_equal(n.r.rev, 2);
+    assert_string_equal(n.note, "run 1 0 - u:1");
+    assert_loaded(f, s, "n1", "{\"a\": 2}", 2);   /* a plain load is unchanged */
+
+    char long_note[STORE_MAX_NOTE_BYTES + 2];
+    memset(long_note, 'x', sizeof long_note - 1);
+    long_note[sizeof long_note - 1] = '\0';
+    assert_int_equal(do_note(f, s, "n1", long_note), STORE_BAD_DATA);
+    assert_int_equal(do_note(f, s, "n1", "a\nb"), STORE_BAD_DATA);
+    assert_int_equal(do_note(f, s, "n1", ""), STORE_BAD_DATA);
+    assert_int_equal(do_note(f, s, "bad id", "run"), STORE_BAD_DATA);
+    assert_string_equal(do_load_noted(f, s, "n1").note, "run 1 0 - u:1");
+
+    assert_int_equal(do_delete(f, s, "n1").st, STORE_OK);
+    n = do_load_noted(f, s, "n1");
+    assert_int_equal(n.r.st, STORE_NOT_FOUND);
+    assert_false(n.had_note);
+    store_free(s);
+}
+
 static void test_count_takes_race_to_distinct_counts(void **state)
 {
     fixture *f = *state;
@@ -1231,6 +1306,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_command_refused_and_unavailable, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_command_times_out, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_count_takes_race_to_distinct_counts, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_note_beside_the_session, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_count_restores_a_lost_ttl_and_refuses_bad_requests,
                                         setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_events_saved_and_trimmed, setup_redis, teardown),
