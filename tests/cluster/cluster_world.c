@@ -43,7 +43,7 @@ static void write_node_conf(const cw_world *w, const cw_node *n, int rtp_min, co
                    "[workflows]\ndigest_secret = the cluster tests' shared digest key\n"
                    "[outbox]\nconsumer = %s\n"
                    "[agents]\nenabled = 1\nlisten = 127.0.0.1:%d\ntokens_file = %s/configs/agents.yaml\n"
-                   "[gateway]\nshutdown_grace_ms = 3000\n"
+                   "[gateway]\nshutdown_grace_ms = 3000\nnodes = 3\n"
                    "[voice]\nenabled = 1\nlisten = 127.0.0.1:%d\ntrunks = 127.0.0.1\n"
                    "rtp_address = 127.0.0.1\nrtp_port_min = %d\nrtp_port_max = %d\nprompts_dir = %s\n",
                    n->http_port, w->redis.port, w->sim.port, CL_SOURCE_DIR, n->name, n->agents_port, CL_SOURCE_DIR,
