@@ -296,18 +296,10 @@ static bool redis_answers(int port)
     return ok;
 }
 
-bool th_redis_start(th_proc *p, const char *dir, bool aof)
+/* Spawns `argv` and waits until it answers PING on p->port. */
+static bool redis_spawn(th_proc *p, const char *name, const char *const *argv)
 {
-    if (dir != p->dir)
-        snprintf(p->dir, sizeof p->dir, "%s", dir);
-    if (p->port == 0)
-        p->port = th_free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", p->port);
-    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                          "--dir", p->dir, "--save", "", "--appendonly", aof ? "yes" : "no",
-                          "--appendfsync", "always", "--daemonize", "no", NULL};
-    if (!th_spawn(p, "redis", argv))
+    if (!th_spawn(p, name, argv))
         return false;
     long deadline = th_now_ms() + 10000;
     while (!redis_answers(p->port)) {
@@ -318,6 +310,62 @@ bool th_redis_start(th_proc *p, const char *dir, bool aof)
         pause_ms(10);
     }
     return true;
+}
+
+#define TH_REDIS_MAX_EXTRA 8
+
+bool th_redis_start_with(th_proc *p, const char *dir, bool aof, const char *const *extra)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    const char *argv[16 + TH_REDIS_MAX_EXTRA] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", p->dir, "--save", "",
+        "--appendonly", aof ? "yes" : "no", "--appendfsync", "always", "--daemonize", "no"};
+    int argc = 15;
+    for (int i = 0; extra && extra[i]; i++) {
+        if (i == TH_REDIS_MAX_EXTRA)
+            return false;
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    return redis_spawn(p, "redis", argv);
+}
+
+bool th_redis_start(th_proc *p, const char *dir, bool aof)
+{
+    return th_redis_start_with(p, dir, aof, NULL);
+}
+
+bool th_redis_start_replica(th_proc *p, const char *dir, int master_port)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", master_port);
+    const char *extra[] = {"--replicaof", "127.0.0.1", port, NULL};
+    return th_redis_start_with(p, dir, true, extra);
+}
+
+bool th_sentinel_start(th_proc *p, const char *dir, const char *name, int master_port, int down_after_ms,
+                       int failover_timeout_ms)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/sentinel.conf", p->dir);
+    th_write_filef(conf,
+                   "port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\n"
+                   "sentinel monitor %s 127.0.0.1 %d 2\n"
+                   "sentinel down-after-milliseconds %s %d\n"
+                   "sentinel failover-timeout %s %d\n"
+                   "sentinel parallel-syncs %s 1\n",
+                   p->port, p->dir, name, master_port, name, down_after_ms, name, failover_timeout_ms, name);
+    const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+    return redis_spawn(p, "sentinel", argv);
 }
 
 static char *reply_text(const redisReply *r)

@@ -128,6 +128,17 @@ struct curl_slist *th_ussd_sign(struct curl_slist *headers, const char *body);
  * `aof`), or on `p->port` if it is non-zero (a restart on the same port).
  * Waits until it answers PING. */
 bool th_redis_start(th_proc *p, const char *dir, bool aof);
+/* The same with `extra` redis-server arguments (NULL-terminated, at most
+ * 8), e.g. {"--requirepass", "x", NULL}. */
+bool th_redis_start_with(th_proc *p, const char *dir, bool aof, const char *const *extra);
+/* A replica (AOF on) of the redis-server on 127.0.0.1:master_port. */
+bool th_redis_start_replica(th_proc *p, const char *dir, int master_port);
+/* A Redis Sentinel on a free port (or p->port) monitoring master `name`
+ * at 127.0.0.1:master_port with quorum 2 and the given
+ * down-after-milliseconds and failover-timeout; its config (which
+ * Sentinel rewrites) is dir/sentinel.conf. Waits until it answers PING. */
+bool th_sentinel_start(th_proc *p, const char *dir, const char *name, int master_port, int down_after_ms,
+                       int failover_timeout_ms);
 /* Sends a command and returns its reply as text (integer replies as digits),
  * malloc'd, or NULL on error. Arguments as for redisCommandArgv. */
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv);
