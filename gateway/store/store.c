@@ -149,7 +149,7 @@ struct store {
     char ready_host[SENTINEL_HOST_MAX];  /* where the main lane was last ready, to count failovers */
     int ready_port;              /* its port */
     metrics_series *ops_total[OP_KINDS][STORE_STATUSES]; /* per op and result */
-    metrics_series *connected;   /* gauge: 1 while the main lane is ready */
+    metrics_series *connected;   /* gauge: 1 while store_connected */
     metrics_series *failovers;   /* the master the main lane reached changed */
     metrics_series *replica_wait[2]; /* durable commands whose WAIT came back ok, short */
     char cas_sha[STORE_SHA_LEN + 1]; /* the save script's SHA1, from SCRIPT LOAD */
@@ -649,16 +649,16 @@ static void wait_replied(lane *ln, const redisReply *r)
 
 /* Connection cycle ------------------------------------------------------------*/
 
-static bool lane_used(const lane *ln)
+/* The durable lane is left unset (no owner) without replicas. */
+static bool lane_used(const store *s, const lane *ln)
 {
-    return ln == &ln->owner->main || ln->owner->opt.replicas > 0;
+    return ln == &s->main || s->opt.replicas > 0;
 }
 
 static void set_state(lane *ln, conn_state st)
 {
     ln->state = st;
-    if (ln == &ln->owner->main)
-        metrics_set(ln->owner->connected, st == CONN_READY ? 1 : 0);
+    metrics_set(ln->owner->connected, store_connected(ln->owner) ? 1 : 0);
 }
 
 static void schedule_reconnect(lane *ln)
@@ -943,7 +943,7 @@ static void master_switched(const char *host, int port, void *arg)
     lane *lanes[] = {&s->main, &s->durable};
     for (size_t i = 0; i < 2; i++) {
         lane *ln = lanes[i];
-        if (!lane_used(ln))
+        if (!lane_used(s, ln))
             continue;
         evtimer_del(ln->reconnect_ev);
         ln->awaiting_master = false;
@@ -1137,7 +1137,7 @@ void store_free(store *s)
 
 bool store_connected(const store *s)
 {
-    return s->main.state == CONN_READY;
+    return s->main.state == CONN_READY && (s->opt.replicas == 0 || s->durable.state == CONN_READY);
 }
 
 /* Operations ------------------------------------------------------------------*/

@@ -95,7 +95,8 @@ store *store_new(struct event_base *base, const store_options *opt);
  * store_free; never call it from a store callback. */
 void store_free(store *s);
 
-/* True while a connection is established and authenticated. */
+/* True while the connection is established and authenticated (both
+ * connections, with [redis] replicas > 0). */
 bool store_connected(const store *s);
 
 /* Operations ----------------------------------------------------------------*/
