@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mask.h"
 #include "mem.h"
+#include "metrics.h"
 #include "monotime.h"
 #include "outbox.h"
 #include "pending.h"
@@ -42,6 +43,7 @@ struct waiter {
     long answer_by_ms;           /* monotonic ms the wait must end by; 0: none */
     bool adding;                 /* the outbox add has not answered yet */
     bool queued;                 /* an add was answered added or duplicate */
+    bool unreplicated;           /* ...but the replicas did not all acknowledge it */
     json_t *payload;             /* the entry, kept until an add is answered for
                                   * sure (full numbers: never logged) */
     char dedupe[LOSS_KEY_MAX + 1]; /* its dedupe key: a second add finds the first */
@@ -78,6 +80,7 @@ const char *loss_outcome_name(loss_outcome o)
     case LOSS_ACCEPTED: return "accepted";
     case LOSS_NOT_NORMAL: return "not_normal";
     case LOSS_UNAVAILABLE: return "unavailable";
+    case LOSS_UNCONFIRMED: return "unconfirmed";
     }
     return "?";
 }
@@ -111,6 +114,10 @@ static void waiter_completed(pending_op *op, int outcome)
     if (w->readd)
         event_free(w->readd);
     json_decref(w->payload);
+    if (o == LOSS_UNCONFIRMED)
+        metrics_inc(metrics_counter("cardline_loss_unconfirmed_total",
+                                    "Loss reports told unconfirmed: queued, but not acknowledged by Redis's replicas in time.",
+                                    NULL));
     loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, w->expires_on};
     w->cb(&r, w->arg);
     free(w);
@@ -169,7 +176,10 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     (void)entry_id;
     w->adding = false;
     if (!w->l) { /* the module went away meanwhile */
-        waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+        waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED
+                      : st == OUTBOX_UNREPLICATED                ? LOSS_UNCONFIRMED
+                                                                 : LOSS_UNAVAILABLE,
+                   NULL);
         return;
     }
     if (may_add_again(w, st)) {
@@ -180,7 +190,7 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
         evtimer_add(w->readd, &tv);
         return;
     }
-    if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE) {
+    if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE && st != OUTBOX_UNREPLICATED) {
         log_warn("loss.not_queued", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
         waiter_end(w, LOSS_UNAVAILABLE, NULL);
         return;
@@ -188,8 +198,10 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     json_decref(w->payload);
     w->payload = NULL;
     w->queued = true;
-    log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
-    pending_deadline(&w->op, wait_left(w), LOSS_ACCEPTED);
+    w->unreplicated = st == OUTBOX_UNREPLICATED;
+    log_info("loss.queued", "reference=%s duplicate=%s replicated=%s", w->reference,
+             st == OUTBOX_DUPLICATE ? "yes" : "no", w->unreplicated ? "no" : "yes");
+    pending_deadline(&w->op, wait_left(w), w->unreplicated ? LOSS_UNCONFIRMED : LOSS_ACCEPTED);
     outbox_poll_now(w->l->ob);
 }
 
@@ -209,7 +221,7 @@ static json_t *payload_of(const loss_request *req, const char *reference)
 static void add(waiter *w)
 {
     w->adding = true;
-    outbox_add(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
+    outbox_add_durable(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
 }
 
 void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
@@ -389,7 +401,8 @@ void loss_free(loss *l)
             w->l = NULL;
             pending_detach(&w->op);
         } else {
-            waiter_end(w, w->queued ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+            waiter_end(w, !w->queued ? LOSS_UNAVAILABLE : w->unreplicated ? LOSS_UNCONFIRMED : LOSS_ACCEPTED,
+                       NULL);
         }
     }
     free(l);
