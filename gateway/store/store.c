@@ -130,6 +130,8 @@ struct lane {
     struct event *ping_ev;       /* persistent: sends a PING while ready */
     struct event *alive_ev;      /* deadline of the handshake or of the last PING */
     const struct timeval *op_timeout; /* each operation's deadline, a libevent common timeout */
+    int ping_timeout_ms;         /* a PING's deadline: on the durable lane it may queue
+                                  * behind one WAIT, so op_timeout_ms + replica_wait_ms */
     bool waits;                  /* durable lane: each command is covered by a WAIT */
     uintptr_t wait_id;           /* the WAIT in flight (its id), 0 = none */
     bool wait_needed;            /* commands went out after that WAIT */
@@ -874,7 +876,8 @@ static void alive_deadline_passed(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     lane *ln = arg;
     log_warn("store.unresponsive", "state=%s timeout_ms=%d lane=%s",
-             ln->state == CONN_READY ? "ready" : "handshake", ln->owner->opt.op_timeout_ms, ln->name);
+             ln->state == CONN_READY ? "ready" : "handshake",
+             ln->state == CONN_READY ? ln->ping_timeout_ms : ln->owner->opt.op_timeout_ms, ln->name);
     conn_drop(ln);
 }
 
@@ -894,7 +897,7 @@ static void ping_due(evutil_socket_t fd, short what, void *arg)
         return;
     const char *argv[] = {"PING"};
     if (redisAsyncCommandArgv(ln->ac, ping_replied, NULL, 1, argv, NULL) == REDIS_OK)
-        timer_start(ln->alive_ev, ln->owner->opt.op_timeout_ms);
+        timer_start(ln->alive_ev, ln->ping_timeout_ms);
 }
 
 /* Sentinels ---------------------------------------------------------------------*/
@@ -1040,9 +1043,10 @@ static void store_release(store *s)
 
 /* Every operation of a lane has the same deadline: a common timeout keeps
  * them in a queue (O(1) add and delete) instead of the timer heap. */
-static bool lane_init(store *s, lane *ln, const char *name, int op_timeout_ms)
+static bool lane_init(store *s, lane *ln, const char *name, int op_timeout_ms, int ping_timeout_ms)
 {
     ln->owner = s;
+    ln->ping_timeout_ms = ping_timeout_ms;
     ln->name = name;
     ln->next_id = 1;
     ln->backoff_ms = s->opt.reconnect_min_ms;
@@ -1095,9 +1099,10 @@ store *store_new(struct event_base *base, const store_options *opt)
     s->opt.sentinel_password = copy_or_null(opt->sentinel_password);
     pending_set_init(&s->refused, base);
     register_metrics(s);
-    bool ok = lane_init(s, &s->main, "main", s->opt.op_timeout_ms);
+    bool ok = lane_init(s, &s->main, "main", s->opt.op_timeout_ms, s->opt.op_timeout_ms);
     if (s->opt.replicas > 0) {
-        ok = ok && lane_init(s, &s->durable, "durable", s->opt.op_timeout_ms + 2 * s->opt.replica_wait_ms);
+        ok = ok && lane_init(s, &s->durable, "durable", s->opt.op_timeout_ms + 2 * s->opt.replica_wait_ms,
+                             s->opt.op_timeout_ms + s->opt.replica_wait_ms);
         s->durable.waits = true;
     }
     if (ok && s->opt.sentinels) {
