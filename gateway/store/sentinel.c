@@ -7,6 +7,7 @@
  * password is never logged. */
 #include "sentinel.h"
 
+#include "config.h"
 #include "log.h"
 #include "mem.h"
 
@@ -79,31 +80,6 @@ static bool valid_port(const char *text, size_t len, int *port)
     return true;
 }
 
-/* One "host:port" or "[v6]:port" item of `len` bytes. */
-static bool parse_item(const char *item, size_t len, sentinel_addr *out)
-{
-    const char *host = item, *colon;
-    size_t host_len;
-    if (len > 0 && item[0] == '[') {
-        const char *close = memchr(item, ']', len);
-        if (close == NULL || (size_t)(close - item) + 1 >= len || close[1] != ':')
-            return false;
-        host = item + 1;
-        host_len = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = memrchr(item, ':', len);
-        if (colon == NULL)
-            return false;
-        host_len = (size_t)(colon - item);
-    }
-    if (!valid_ip(host, host_len) || !valid_port(colon + 1, (size_t)(item + len - colon - 1), &out->port))
-        return false;
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    return true;
-}
-
 static bool parse_list(const char *text, sentinel_addr *out, int *count, const char **why)
 {
     *count = 0;
@@ -117,7 +93,8 @@ static bool parse_list(const char *text, sentinel_addr *out, int *count, const c
             *why = "more than 16 Sentinels";
             return false;
         }
-        if (!parse_item(p, trimmed, &out[*count])) {
+        sentinel_addr *a = &out[*count];
+        if (!conf_split_ip_port(p, trimmed, a->host, sizeof a->host, &a->port)) {
             *why = "expected IP:port or [IPv6]:port items separated by commas";
             return false;
         }

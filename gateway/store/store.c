@@ -968,7 +968,7 @@ static const conf_key store_conf_keys[] = {
     CONF_KEY_INT(store_options, "reconnect_max_ms", reconnect_max_ms, 1, 600000, "5000"),
     CONF_KEY_INT(store_options, "ping_interval_ms", ping_interval_ms, 10, 600000, "1000"),
     CONF_KEY_INT(store_options, "max_pending", max_pending, 1, 1000000, "10000"),
-    CONF_KEY_TEXT(store_options, "sentinels", sentinels, 0, 1024, ""),
+    CONF_KEY(store_options, "sentinels", CONF_IP_PORT_LIST, sentinels, ""),
     CONF_KEY_TEXT(store_options, "master_name", master_name, 1, 64, "cardline"),
     CONF_KEY(store_options, "sentinel_password", CONF_STRING, sentinel_password, ""),
     CONF_KEY_INT(store_options, "replicas", replicas, 0, 16, "0"),

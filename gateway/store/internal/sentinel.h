@@ -15,11 +15,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
+
 struct event_base;
 
 typedef struct sentinel sentinel;
 
-#define SENTINEL_MAX 16          /* Sentinels in one list */
+#define SENTINEL_MAX CONF_IP_PORT_LIST_MAX /* Sentinels in one list */
 #define SENTINEL_HOST_MAX 64     /* an IP address as text, with the NUL */
 
 /* `host` is NULL when no Sentinel named a master (found) — never for
