@@ -44,6 +44,9 @@ struct waiter {
     bool adding;                 /* the outbox add has not answered yet */
     bool queued;                 /* an add was answered added or duplicate */
     bool unreplicated;           /* ...but the replicas did not all acknowledge it */
+    bool told;                   /* the registry answered while the add was with Redis */
+    loss_outcome told_outcome;   /* what it said, for when the add answers */
+    char told_expires[LOSS_DATE_MAX]; /* and its expiry date */
     json_t *payload;             /* the entry, kept until an add is answered for
                                   * sure (full numbers: never logged) */
     char dedupe[LOSS_KEY_MAX + 1]; /* its dedupe key: a second add finds the first */
@@ -137,16 +140,25 @@ static void readd_due(evutil_socket_t fd, short what, void *arg)
     add(arg);
 }
 
-/* A wait whose add is still with Redis is not told: its add callback
- * still has to come, and the wait ends after it. */
+/* A wait whose add is still with Redis is not ended: its add callback
+ * still has to come, and the wait ends after it — with what the registry
+ * said, kept here (a durable add may answer after a WAIT for replicas
+ * that outlasts the delivery). */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
     pending_op *op, *next;
     for (op = TAILQ_FIRST(&l->waiters.ops); op; op = next) {
         next = TAILQ_NEXT(op, link);
         waiter *w = pending_owner(op, waiter, op);
-        if (!w->adding && !strcmp(w->reference, reference))
+        if (strcmp(w->reference, reference) != 0)
+            continue;
+        if (w->adding) {
+            w->told = true;
+            w->told_outcome = o;
+            snprintf(w->told_expires, sizeof w->told_expires, "%s", expires_on ? expires_on : "");
+        } else {
             waiter_end(w, o, expires_on);
+        }
     }
 }
 
@@ -201,6 +213,10 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     w->unreplicated = st == OUTBOX_UNREPLICATED;
     log_info("loss.queued", "reference=%s duplicate=%s replicated=%s", w->reference,
              st == OUTBOX_DUPLICATE ? "yes" : "no", w->unreplicated ? "no" : "yes");
+    if (w->told) {
+        waiter_end(w, w->told_outcome, w->told_expires);
+        return;
+    }
     pending_deadline(&w->op, wait_left(w), w->unreplicated ? LOSS_UNCONFIRMED : LOSS_ACCEPTED);
     outbox_poll_now(w->l->ob);
 }
