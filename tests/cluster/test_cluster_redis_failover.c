@@ -21,7 +21,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,20 +85,12 @@ static void make_people(world *w)
 
 static void write_seed(world *w)
 {
-    json_t *persons = json_array();
+    tw_seed_person seed[PEOPLE];
     for (int i = 0; i < PEOPLE; i++) {
         const person *p = &w->people[i];
-        json_t *card = json_pack("{s:s, s:i, s:b, s:i, s:s, s:s, s:{s:s, s:b}}", "card_number", p->card,
-                                 "status", 1, "current", 1, "generation", 1, "issued_date", "2024-05-01",
-                                 "bank", "ICBC", "pin", "value", p->pin, "initial", 0);
-        json_array_append_new(persons, json_pack("{s:s, s:s, s:s, s:[o]}", "ssn", p->id, "name", "测试",
-                                                 "mobile", p->mobile, "cards", card));
+        seed[i] = (tw_seed_person){p->id, p->card, p->pin, p->mobile};
     }
-    json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
-                             "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
-    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->tw.dir);
-    assert_int_equal(json_dump_file(seed, w->seed, JSON_INDENT(1)), 0);
-    json_decref(seed);
+    assert_true(tw_write_seed(&w->tw, seed, PEOPLE, w->seed));
 }
 
 /* The card's active loss reference ("" when none), -1 status if no answer. */
@@ -117,80 +108,29 @@ static int card_status(const world *w, const char *card, char reference[65])
 
 /* Redis and the Sentinels -----------------------------------------------------------*/
 
-static redisReply *sync_cmd(int port, int argc, const char **argv)
+static bool linked(const void *arg)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    redisReply *r = NULL;
-    if (c && !c->err)
-        r = redisCommandArgv(c, argc, argv, NULL);
-    redisFree(c);
-    return r;
+    const th_proc *replica = arg;
+    return th_redis_info_has(replica->port, "replication", "master_link_status:up");
 }
 
-static bool text_contains(int port, const char *needle, int argc, const char **argv)
+static bool sentinels_settled(const void *arg)
 {
-    redisReply *r = sync_cmd(port, argc, argv);
-    bool yes = r && r->type == REDIS_REPLY_STRING && strstr(r->str, needle);
-    freeReplyObject(r);
-    return yes;
-}
-
-static bool linked_replica(int port)
-{
-    const char *info[] = {"INFO", "replication"};
-    return text_contains(port, "master_link_status:up", 2, info);
-}
-
-static long array_len(int port, int argc, const char **argv)
-{
-    redisReply *r = sync_cmd(port, argc, argv);
-    long n = r && r->type == REDIS_REPLY_ARRAY ? (long)r->elements : -1;
-    freeReplyObject(r);
-    return n;
-}
-
-static bool sentinels_settled(const world *w)
-{
-    for (int i = 0; i < SENTINELS; i++) {
-        const char *reps[] = {"SENTINEL", "replicas", MASTER_NAME};
-        const char *sens[] = {"SENTINEL", "sentinels", MASTER_NAME};
-        if (array_len(w->sentinel[i].port, 3, reps) < 1 || array_len(w->sentinel[i].port, 3, sens) < SENTINELS - 1)
-            return false;
-    }
-    return true;
-}
-
-static void wait_for(bool (*cond)(const world *), const world *w, const char *what)
-{
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!cond(w)) {
-        if (th_now_ms() > deadline)
-            fail_msg("timed out waiting for %s", what);
-        th_poll_pause();
-    }
-}
-
-static bool first_replica_linked(const world *w)
-{
-    return linked_replica(w->replica.port);
+    const world *w = arg;
+    return th_sentinels_settled(w->sentinel, SENTINELS, MASTER_NAME);
 }
 
 /* The Sentinels name the first replica as the master. */
-static bool failed_over(const world *w)
+static bool failed_over(const void *arg)
 {
-    const char *ask[] = {"SENTINEL", "get-master-addr-by-name", MASTER_NAME};
-    redisReply *r = sync_cmd(w->sentinel[0].port, 3, ask);
-    char port[16];
-    snprintf(port, sizeof port, "%d", w->replica.port);
-    bool yes = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && strcmp(r->element[1]->str, port) == 0;
-    freeReplyObject(r);
-    return yes;
+    const world *w = arg;
+    return th_sentinel_master_port(&w->sentinel[0], MASTER_NAME) == w->replica.port;
 }
 
-static bool old_master_is_replica(const world *w)
+static void wait_for(bool (*cond)(const void *), const void *arg, const char *what)
 {
-    return linked_replica(w->tw.redis.port);
+    if (!th_poll_until(cond, arg, WAIT_MS))
+        fail_msg("timed out waiting for %s", what);
 }
 
 /* The gateway ---------------------------------------------------------------------------*/
@@ -228,7 +168,7 @@ static int setup(void **state)
     th_subdir(w->tw.dir, "replica", w->replica.dir);
     if (!th_redis_start_replica(&w->replica, w->replica.dir, w->tw.redis.port))
         return -1;
-    wait_for(first_replica_linked, w, "the replica's link");
+    wait_for(linked, &w->replica, "the replica's link");
     for (int i = 0; i < SENTINELS; i++) {
         char name[16];
         snprintf(name, sizeof name, "sentinel%d", i + 1);
@@ -368,20 +308,19 @@ static void report(world *w, int index)
 
 /* The test -------------------------------------------------------------------------------*/
 
-static bool outbox_drained(const world *w)
+/* No loss_report entry is left in the stream on the current master. */
+static bool outbox_drained(const void *arg)
 {
-    const char *ask[] = {"SENTINEL", "get-master-addr-by-name", MASTER_NAME};
-    redisReply *r = sync_cmd(w->sentinel[0].port, 3, ask);
-    int port = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? atoi(r->element[1]->str) : 0;
-    freeReplyObject(r);
+    const world *w = arg;
+    int port = th_sentinel_master_port(&w->sentinel[0], MASTER_NAME);
     const char *script[] = {"EVAL",
                             "local n = 0 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
                             "local f = e[2] for i = 1, #f, 2 do if f[i] == 'kind' and f[i + 1] == 'loss_report' "
                             "then n = n + 1 end end end return n",
                             "1", "cl:outbox"};
-    r = port ? sync_cmd(port, 4, script) : NULL;
-    bool yes = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-    freeReplyObject(r);
+    char *n = port ? th_redis_cmd(&(th_proc){.port = port}, 4, script) : NULL;
+    bool yes = n && strcmp(n, "0") == 0;
+    free(n);
     return yes;
 }
 
@@ -404,7 +343,7 @@ static void test_loss_reports_survive_a_redis_failover(void **state)
     wait_for(failed_over, w, "the failover");
     if (w->tw.redis.pid == 0)
         assert_true(th_redis_start_replica(&w->tw.redis, w->tw.redis.dir, w->replica.port));
-    wait_for(old_master_is_replica, w, "the old master to follow the new one");
+    wait_for(linked, &w->tw.redis, "the old master to follow the new one");
     wait_for(outbox_drained, w, "the outbox to deliver every report");
 
     int heard = 0, already = 0, said_done = 0, said_accepted = 0, said_unconfirmed = 0, sessions = 0;

@@ -102,20 +102,12 @@ static void make_people(world *w)
 
 static void write_seed(world *w)
 {
-    json_t *persons = json_array();
+    tw_seed_person seed[PEOPLE];
     for (int i = 0; i < PEOPLE; i++) {
         const person *p = &w->people[i];
-        json_t *card = json_pack("{s:s, s:i, s:b, s:i, s:s, s:s, s:{s:s, s:b}}", "card_number", p->card,
-                                 "status", 1, "current", 1, "generation", 1, "issued_date", "2024-05-01",
-                                 "bank", "ICBC", "pin", "value", p->pin, "initial", 0);
-        json_array_append_new(persons, json_pack("{s:s, s:s, s:s, s:[o]}", "ssn", p->id, "name", "测试",
-                                                 "mobile", p->mobile, "cards", card));
+        seed[i] = (tw_seed_person){p->id, p->card, p->pin, p->mobile};
     }
-    json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
-                             "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
-    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->tw.dir);
-    assert_int_equal(json_dump_file(seed, w->seed, JSON_INDENT(1)), 0);
-    json_decref(seed);
+    assert_true(tw_write_seed(&w->tw, seed, PEOPLE, w->seed));
 }
 
 /* The gateway ----------------------------------------------------------------------*/

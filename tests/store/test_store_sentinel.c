@@ -134,61 +134,16 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what, (void)arg;
 }
 
-/* A synchronous command's reply (caller frees), NULL if none. */
-static redisReply *sync_cmd(int port, int argc, const char **argv)
+static bool replica_linked(const void *arg)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    redisReply *r = NULL;
-    if (c && !c->err)
-        r = redisCommandArgv(c, argc, argv, NULL);
-    redisFree(c);
-    return r;
+    const th_proc *replica = arg;
+    return th_redis_info_has(replica->port, "replication", "master_link_status:up");
 }
 
-/* Array length of a reply, -1 if none or not an array. */
-static long sync_count(int port, int argc, const char **argv)
+static bool sentinels_settled(const void *arg)
 {
-    redisReply *r = sync_cmd(port, argc, argv);
-    long n = r && r->type == REDIS_REPLY_ARRAY ? (long)r->elements : -1;
-    freeReplyObject(r);
-    return n;
-}
-
-static bool text_contains(int port, const char *needle, int argc, const char **argv)
-{
-    redisReply *r = sync_cmd(port, argc, argv);
-    bool yes = r && r->type == REDIS_REPLY_STRING && strstr(r->str, needle);
-    freeReplyObject(r);
-    return yes;
-}
-
-static bool replica_linked(const fixture *f)
-{
-    const char *info[] = {"INFO", "replication"};
-    return text_contains(f->redis[1].port, "master_link_status:up", 2, info);
-}
-
-static void wait_replica_linked(fixture *f, int replica)
-{
-    const char *info[] = {"INFO", "replication"};
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!text_contains(f->redis[replica].port, "master_link_status:up", 2, info)) {
-        assert_true(th_now_ms() < deadline);
-        th_poll_pause();
-    }
-}
-
-/* Every Sentinel knows the replica and the other two (needed for a vote). */
-static bool sentinels_settled(const fixture *f)
-{
-    for (int i = 0; i < SENTINELS; i++) {
-        const char *reps[] = {"SENTINEL", "replicas", MASTER};
-        const char *sens[] = {"SENTINEL", "sentinels", MASTER};
-        if (sync_count(f->sentinel[i].port, 3, reps) < 1 || sync_count(f->sentinel[i].port, 3, sens) < SENTINELS - 1)
-            return false;
-    }
-    return true;
+    const fixture *f = arg;
+    return th_sentinels_settled(f->sentinel, SENTINELS, MASTER);
 }
 
 static int setup_pair(void **state)
@@ -207,13 +162,7 @@ static int setup_pair(void **state)
     if (!th_redis_start(&f->redis[0], f->redis[0].dir, true) ||
         !th_redis_start_replica(&f->redis[1], f->redis[1].dir, f->redis[0].port))
         return -1;
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!replica_linked(f)) {
-        if (th_now_ms() > deadline)
-            return -1;
-        th_poll_pause();
-    }
-    return 0;
+    return th_poll_until(replica_linked, &f->redis[1], WAIT_MS) ? 0 : -1;
 }
 
 static int setup_sentinels(void **state)
@@ -226,13 +175,7 @@ static int setup_sentinels(void **state)
         if (!th_sentinel_start(&f->sentinel[i], f->sentinel[i].dir, MASTER, f->redis[0].port, 1000, 2000))
             return -1;
     }
-    long deadline = th_now_ms() + WAIT_MS;
-    while (!sentinels_settled(f)) {
-        if (th_now_ms() > deadline)
-            return -1;
-        th_poll_pause();
-    }
-    return 0;
+    return th_poll_until(sentinels_settled, f, WAIT_MS) ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -346,8 +289,7 @@ static bool written_on(const void *arg)
     const write_probe *w = arg;
     /* Master first: a replica would hold a write made on its master, and
      * one promoted after the write would too. */
-    const char *info[] = {"INFO", "replication"};
-    if (!store_connected(w->s) || !text_contains(w->port, "role:master", 2, info))
+    if (!store_connected(w->s) || !th_redis_info_has(w->port, "replication", "role:master"))
         return false;
     result r = {0};
     const char *set[] = {"SET", w->key, w->value};
@@ -429,17 +371,16 @@ static void test_failover_and_killed_master_followed(void **state)
     /* A forced failover: the replica becomes the master, announced by
      * +switch-master, and the old master is turned into its replica. */
     const char *failover[] = {"SENTINEL", "FAILOVER", MASTER};
-    redisReply *r = sync_cmd(f->sentinel[0].port, 3, failover);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STATUS);
-    freeReplyObject(r);
+    char *ok = th_redis_cmd(&f->sentinel[0], 3, failover);
+    assert_string_equal(ok, "OK");
+    free(ok);
     wait_written_on(f, s, "after_failover", "2", f->redis[1].port);
     assert_logged(f, "event=store.switch_master");
     assert_true(counter("cardline_store_failovers_total", NULL) >= 1);
 
     /* The new master is killed: the Sentinels agree it is down and promote
      * the old one again once it is in sync. */
-    wait_replica_linked(f, 0);
+    assert_true(th_poll_until(replica_linked, &f->redis[0], WAIT_MS));
     th_kill(&f->redis[1]);
     wait_written_on(f, s, "after_kill", "3", f->redis[0].port);
     assert_true(counter("cardline_store_failovers_total", NULL) >= 2);
@@ -490,20 +431,27 @@ static void test_replica_refused_and_readonly_reasked(void **state)
     free(master);
 }
 
-static void test_durable_writes_ok_then_short(void **state)
+/* A store connected to the master directly, waiting for `replicas`. */
+static store *direct_store(fixture *f, int replicas)
 {
-    fixture *f = *state;
     store_options o;
     store_options_default(&o);
     o.port = f->redis[0].port;
     o.op_timeout_ms = 2000;
     o.reconnect_min_ms = 20;
     o.ping_interval_ms = 200;
-    o.replicas = 1;
+    o.replicas = replicas;
     o.replica_wait_ms = 1500;
     store *s = store_new(f->base, &o);
     assert_non_null(s);
     assert_true(tl_wait_store(f->base, s, WAIT_MS));
+    return s;
+}
+
+static void test_durable_writes_ok_then_short(void **state)
+{
+    fixture *f = *state;
+    store *s = direct_store(f, 1);
 
     const char *set_a[] = {"SET", "a", "1"};
     result r = durable(f, s, 3, set_a);
@@ -547,13 +495,7 @@ static void test_durable_writes_ok_then_short(void **state)
 static void test_durable_without_replicas_is_a_command(void **state)
 {
     fixture *f = *state;
-    store_options o;
-    store_options_default(&o);
-    o.port = f->redis[0].port;
-    o.op_timeout_ms = 2000;
-    store *s = store_new(f->base, &o);
-    assert_non_null(s);
-    assert_true(tl_wait_store(f->base, s, WAIT_MS));
+    store *s = direct_store(f, 0);
     const char *set[] = {"SET", "plain", "1"};
     result r = durable(f, s, 3, set);
     assert_int_equal(r.st, STORE_OK);

@@ -368,6 +368,55 @@ bool th_sentinel_start(th_proc *p, const char *dir, const char *name, int master
     return redis_spawn(p, "sentinel", argv);
 }
 
+static redisReply *command_reply(int port, int argc, const char **argv)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r = NULL;
+    if (c && !c->err)
+        r = redisCommandArgv(c, argc, argv, NULL);
+    redisFree(c);
+    return r;
+}
+
+bool th_redis_info_has(int port, const char *section, const char *needle)
+{
+    const char *argv[] = {"INFO", section};
+    redisReply *r = command_reply(port, 2, argv);
+    bool yes = r && r->type == REDIS_REPLY_STRING && strstr(r->str, needle) != NULL;
+    freeReplyObject(r);
+    return yes;
+}
+
+static long array_length(int port, int argc, const char **argv)
+{
+    redisReply *r = command_reply(port, argc, argv);
+    long n = r && r->type == REDIS_REPLY_ARRAY ? (long)r->elements : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+bool th_sentinels_settled(const th_proc *sentinels, int n, const char *name)
+{
+    const char *replicas[] = {"SENTINEL", "replicas", name};
+    const char *others[] = {"SENTINEL", "sentinels", name};
+    for (int i = 0; i < n; i++)
+        if (array_length(sentinels[i].port, 3, replicas) < 1 || array_length(sentinels[i].port, 3, others) < n - 1)
+            return false;
+    return true;
+}
+
+int th_sentinel_master_port(const th_proc *sentinel, const char *name)
+{
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", name};
+    redisReply *r = command_reply(sentinel->port, 3, argv);
+    int port = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING
+                   ? atoi(r->element[1]->str)
+                   : 0;
+    freeReplyObject(r);
+    return port;
+}
+
 static char *reply_text(const redisReply *r)
 {
     char buf[64];
@@ -387,16 +436,9 @@ static char *reply_text(const redisReply *r)
 
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", p->port, tv);
-    char *out = NULL;
-    if (c && !c->err) {
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-        if (r)
-            out = reply_text(r);
-        freeReplyObject(r);
-    }
-    redisFree(c);
+    redisReply *r = command_reply(p->port, argc, argv);
+    char *out = r ? reply_text(r) : NULL;
+    freeReplyObject(r);
     return out;
 }
 
@@ -597,6 +639,15 @@ int th_run(const char *cmd, char *out, size_t cap)
     out[n] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool th_poll_until(bool (*cond)(const void *arg), const void *arg, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    bool done;
+    while (!(done = cond(arg)) && th_now_ms() < deadline)
+        th_poll_pause();
+    return done;
 }
 
 void th_poll_pause(void)
