@@ -1,11 +1,13 @@
-/* store — owns the one hiredis connection to Redis and every operation in
- * flight on it: the connect, handshake, ping and reconnect cycle, each
+/* store — owns the hiredis connections to the Redis master (the main lane
+ * and, with replicas configured, the durable lane whose writes a WAIT
+ * follows) and every operation in flight on them: the connect, handshake,
+ * ping and reconnect cycle, where the master is (sentinel.c asks), each
  * operation's deadline (kept, with the in-flight and refused sets, by
  * core/pending), the matching of replies to callbacks, and the two
  * keys of a session (its document and its event list). Replies are
  * matched by operation id (hiredis privdata), never by pointer, because a
  * reply may arrive after its operation timed out. Nothing here logs a key,
- * a document or the Redis password. */
+ * a document or a password. */
 #include "store.h"
 
 #include "compact.h"
