@@ -1,9 +1,10 @@
-/* test_cluster_redis_failover — loss reports survive a Redis failover. The
- * real cardline daemon runs with [redis] sentinels (three real Sentinels,
+/* test_cluster_redis_failover — loss reports survive a Redis failover. Two
+ * real cardline daemons run with [redis] sentinels (three real Sentinels,
  * down-after 1 s) and replicas = 1 against a master with one replica and
  * the real registry simulator; callers confirm loss reports by USSD, one
- * after another, while the master is SIGKILLed. The Sentinels promote the
- * replica, the gateway follows it, and the killed master is started again
+ * after another, their hops alternating between the two nodes, while the
+ * master is SIGKILLed. The Sentinels promote the
+ * replica, both gateways follow it, and the killed master is started again
  * as the new master's replica; until it is in sync, callers hear
  * "unconfirmed" (the report is on the master only) unless the registry
  * confirmed it in time. A caller whose hop failed starts again in a
@@ -56,7 +57,9 @@ typedef struct {
 } person;
 
 typedef struct {
-    tw_world tw;                 /* the gateway, the first master (tw.redis) and the simulator */
+    tw_world tw;                 /* node 1, the first master (tw.redis) and the simulator */
+    tw_world node2;              /* node 2: its own directory, config and listener; tw's servers */
+    int hops;                    /* hops sent, alternating between the nodes */
     th_proc replica;             /* the first replica */
     th_proc sentinel[SENTINELS];
     char seed[300];
@@ -135,9 +138,11 @@ static void wait_for(bool (*cond)(const void *), const void *arg, const char *wh
 
 /* The gateway ---------------------------------------------------------------------------*/
 
-static void write_conf(world *w)
+/* One node's config: the same Redis, Sentinels, registry and secrets,
+ * its own listener and outbox consumer. */
+static void write_conf(const world *w, const tw_world *node, const char *consumer)
 {
-    th_write_filef(w->tw.conf,
+    th_write_filef(node->conf,
                    "[log]\nlevel = info\nflush_ms = 0\n"
                    "[http]\nlisten = 127.0.0.1:%d\n"
                    "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n"
@@ -148,12 +153,12 @@ static void write_conf(world *w)
                    "[dialplans]\ndir = %s/dialplans\n"
                    "[ussd]\nanswer_deadline_ms = 10000\nhop_key_secret = cluster failover test secret\n"
                    TH_USSD_SECRET_LINE
-                   "[outbox]\nconsumer = gw-failover\npoll_interval_ms = 20\nlease_ms = 1000\n"
+                   "[outbox]\nconsumer = %s\npoll_interval_ms = 20\nlease_ms = 1000\n"
                    "backoff_min_ms = 50\nbackoff_max_ms = 500\n"
-                   "[workflows]\nloss_confirm_wait_ms = 300\n"
+                   "[workflows]\nloss_confirm_wait_ms = 300\ndigest_secret = cluster failover digest key\n"
                    "[gateway]\nshutdown_grace_ms = 3000\n",
-                   w->tw.http_port, w->tw.redis.port, w->sentinel[0].port, w->sentinel[1].port,
-                   w->sentinel[2].port, w->tw.sim.port, CL_SOURCE_DIR);
+                   node->http_port, w->tw.redis.port, w->sentinel[0].port, w->sentinel[1].port,
+                   w->sentinel[2].port, w->tw.sim.port, CL_SOURCE_DIR, consumer);
 }
 
 static int setup(void **state)
@@ -177,8 +182,10 @@ static int setup(void **state)
             return -1;
     }
     wait_for(sentinels_settled, w, "the Sentinels to know each other and the replica");
-    write_conf(w);
-    if (!tw_start_gateway(&w->tw, true, WAIT_MS))
+    tw_init(&w->node2, "cl-failover-n2");
+    write_conf(w, &w->tw, "gw-node1");
+    write_conf(w, &w->node2, "gw-node2");
+    if (!tw_start_gateway(&w->tw, true, WAIT_MS) || !tw_start_gateway(&w->node2, true, WAIT_MS))
         return -1;
     return 0;
 }
@@ -189,7 +196,8 @@ static int teardown(void **state)
     for (int i = 0; i < SENTINELS; i++)
         th_stop(&w->sentinel[i], 2000);
     th_stop(&w->replica, 2000);
-    bool clean = tw_stop(&w->tw, WAIT_MS);
+    bool clean = tw_stop(&w->node2, WAIT_MS); /* its gateway: the servers are tw's */
+    clean = tw_stop(&w->tw, WAIT_MS) && clean;
     free(w);
     return clean ? 0 : -1;
 }
@@ -215,7 +223,8 @@ static bool hop(world *w, person *p, const char *input, const char *head, const 
     char form[512];
     long status;
     tw_ussd_form(form, sizeof form, p->session, p->phone, p->text);
-    *body = tw_call(&w->tw, "/ussd", form, &status, WAIT_MS);
+    /* Any hop of a session may land on any node. */
+    *body = tw_call(w->hops++ % 2 ? &w->node2 : &w->tw, "/ussd", form, &status, WAIT_MS);
     snprintf(w->last, sizeof w->last, "%ld %s", status, *body);
     bool good = status == 200 && strncmp(*body, head, strlen(head)) == 0 && strstr(*body, needle) != NULL;
     long now = th_now_ms();
