@@ -180,6 +180,7 @@ static const char *const loss_accepted_sets[] = {"reference", NULL};
 static const handler_result loss_results[] = {
     {"done", loss_done_sets},         /* the registry confirmed in time */
     {"accepted", loss_accepted_sets}, /* durably queued; the SMS follows */
+    {"unconfirmed", loss_accepted_sets}, /* queued, but Redis's replicas did not confirm it in time */
     {"not_normal", NULL},             /* the registry refused: the card is not in normal use */
     {"unavailable", NULL},            /* not even queued: nothing was promised */
     {NULL, NULL},

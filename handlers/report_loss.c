@@ -47,6 +47,9 @@ static void placed(const loss_result *r, void *arg)
     case LOSS_ACCEPTED:
         handler_finish_durable(c, "accepted", json_pack("{s:s}", "reference", r->reference));
         return;
+    case LOSS_UNCONFIRMED:
+        handler_finish_durable(c, "unconfirmed", json_pack("{s:s}", "reference", r->reference));
+        return;
     case LOSS_NOT_NORMAL:
         handler_finish_durable(c, "not_normal", NULL);
         return;

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mask.h"
 #include "mem.h"
+#include "metrics.h"
 #include "walltime.h"
 
 #define WWW_AUTHENTICATE "Bearer realm=\"cardline-agents\""
@@ -87,11 +88,18 @@ const conf_section agents_config = CONF_SECTION("agents", agents_conf_keys);
 
 
 
-static void audit_written(store_status st, const struct redisReply *reply, void *arg)
+/* Through the durable lane: an audit entry only the master holds is lost
+ * with it, so a short acknowledgement is said and counted. */
+static void audit_written(store_status st, const struct redisReply *reply, store_durability d, void *arg)
 {
     (void)arg;
-    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
+    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR) {
         log_warn("agents.audit_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
+    } else if (!d.replicated) {
+        log_warn("agents.audit_unreplicated", "acked=%d", d.acked);
+        metrics_inc(metrics_counter("cardline_agents_audit_unreplicated_total",
+                                    "Audit entries not acknowledged by enough Redis replicas in time.", NULL));
+    }
 }
 
 void agents_audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,
@@ -103,7 +111,7 @@ void agents_audit_write(agents *a, const char *agent, const char *role, const ch
     const char *argv[] = {"XADD",   AGENTS_AUDIT_STREAM, "MAXLEN", "~",      a->audit_max, "*",       "agent",
                           agent,    "role",              role,     "action", action,       "session", session,
                           "result", result,              "at_ms",  at,       "detail",     detail};
-    store_command(a->store, (int)(sizeof argv / sizeof argv[0]), argv, NULL, audit_written, NULL);
+    store_command_durable(a->store, (int)(sizeof argv / sizeof argv[0]), argv, NULL, audit_written, NULL);
 }
 
 /* Requests ------------------------------------------------------------------------*/

@@ -148,6 +148,64 @@ static const char *parse_address(const conf_key *k, const char *v, void *opts, b
     return NULL;
 }
 
+bool conf_split_ip_port(const char *item, size_t len, char *host, size_t host_size, int *port)
+{
+    const char *start = item, *colon;
+    size_t host_len;
+    int family = AF_INET;
+    if (len > 0 && item[0] == '[') {
+        const char *close = memchr(item, ']', len);
+        if (close == NULL || (size_t)(close - item) + 1 >= len || close[1] != ':')
+            return false;
+        start = item + 1;
+        host_len = (size_t)(close - start);
+        colon = close + 1;
+        family = AF_INET6;
+    } else {
+        colon = memrchr(item, ':', len);
+        if (colon == NULL)
+            return false;
+        host_len = (size_t)(colon - item);
+    }
+    char port_text[8];
+    size_t port_len = (size_t)(item + len - colon - 1);
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (host_len == 0 || host_len >= host_size || port_len == 0 || port_len >= sizeof port_text)
+        return false;
+    memcpy(host, start, host_len);
+    host[host_len] = '\0';
+    memcpy(port_text, colon + 1, port_len);
+    port_text[port_len] = '\0';
+    long p;
+    if (inet_pton(family, host, bin) != 1 || parse_long(1, 65535, port_text, &p) != NULL)
+        return false;
+    *port = (int)p;
+    return true;
+}
+
+static const char *parse_ip_port_list(const char *v, const char **out, bool copy)
+{
+    int count = 0;
+    for (const char *p = v; *v != '\0';) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, ",");
+        size_t trimmed = len;
+        while (trimmed > 0 && p[trimmed - 1] == ' ')
+            trimmed--;
+        char host[INET6_ADDRSTRLEN];
+        int port;
+        if (!conf_split_ip_port(p, trimmed, host, sizeof host, &port))
+            return "expected IP:port or [IPv6]:port items separated by commas";
+        if (++count > CONF_IP_PORT_LIST_MAX)
+            return "too many items";
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    replace_string(out, v, copy);
+    return NULL;
+}
+
 static const char *parse_url(const char *v, const char **out, bool copy)
 {
     size_t scheme = strncmp(v, "http://", 7) == 0    ? 7
@@ -221,6 +279,8 @@ static const char *parse_value(const conf_key *k, const char *v, void *opts, boo
         return parse_dir(v, at, copy);
     case CONF_ALLOWLIST:
         return parse_allowlist(v, at, copy);
+    case CONF_IP_PORT_LIST:
+        return parse_ip_port_list(v, at, copy);
     case CONF_LOG_LEVEL:
         return log_level_parse(v, at) == 0 ? NULL : "expected debug, info, warn or error";
     }
@@ -618,6 +678,7 @@ bool conf_key_differs(const conf_schema *s, const char *section, const conf_key 
     case CONF_PATH:
     case CONF_DIR:
     case CONF_ALLOWLIST:
+    case CONF_IP_PORT_LIST:
         return !same_string(*(const char *const *)fa, *(const char *const *)fb);
     }
     return true;

@@ -32,8 +32,17 @@ typedef enum {
     CONF_PATH,       /* const char *, readable file; empty means unset (NULL) */
     CONF_DIR,        /* const char *, directory name, required; read by its consumer */
     CONF_ALLOWLIST,  /* const char *, source addresses and CIDR prefixes (allow.h); empty means unset */
-    CONF_LOG_LEVEL   /* log_level: debug, info, warn or error */
+    CONF_LOG_LEVEL,  /* log_level: debug, info, warn or error */
+    CONF_IP_PORT_LIST /* const char *, comma-separated IP:port or [IPv6]:port (IP addresses only,
+                       * at most CONF_IP_PORT_LIST_MAX); empty means unset */
 } conf_type;
+
+#define CONF_IP_PORT_LIST_MAX 16
+
+/* Splits the `len` bytes at `item` (CONF_IP_PORT_LIST's items) into
+ * `host` (an IP address, without brackets) and `*port`; false when it is
+ * not IP:port or [IPv6]:port. */
+bool conf_split_ip_port(const char *item, size_t len, char *host, size_t host_size, int *port);
 
 /* One key of a section. */
 typedef struct conf_key {

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mask.h"
 #include "mem.h"
+#include "metrics.h"
 #include "monotime.h"
 #include "outbox.h"
 #include "pending.h"
@@ -42,6 +43,10 @@ struct waiter {
     long answer_by_ms;           /* monotonic ms the wait must end by; 0: none */
     bool adding;                 /* the outbox add has not answered yet */
     bool queued;                 /* an add was answered added or duplicate */
+    bool unreplicated;           /* ...but the replicas did not all acknowledge it */
+    bool told;                   /* the registry answered while the add was with Redis */
+    loss_outcome told_outcome;   /* what it said, for when the add answers */
+    char told_expires[LOSS_DATE_MAX]; /* and its expiry date */
     json_t *payload;             /* the entry, kept until an add is answered for
                                   * sure (full numbers: never logged) */
     char dedupe[LOSS_KEY_MAX + 1]; /* its dedupe key: a second add finds the first */
@@ -78,6 +83,7 @@ const char *loss_outcome_name(loss_outcome o)
     case LOSS_ACCEPTED: return "accepted";
     case LOSS_NOT_NORMAL: return "not_normal";
     case LOSS_UNAVAILABLE: return "unavailable";
+    case LOSS_UNCONFIRMED: return "unconfirmed";
     }
     return "?";
 }
@@ -111,6 +117,10 @@ static void waiter_completed(pending_op *op, int outcome)
     if (w->readd)
         event_free(w->readd);
     json_decref(w->payload);
+    if (o == LOSS_UNCONFIRMED)
+        metrics_inc(metrics_counter("cardline_loss_unconfirmed_total",
+                                    "Loss reports told unconfirmed: queued, but not acknowledged by Redis's replicas in time.",
+                                    NULL));
     loss_result r = {o, o == LOSS_UNAVAILABLE ? NULL : w->reference, w->expires_on};
     w->cb(&r, w->arg);
     free(w);
@@ -130,16 +140,25 @@ static void readd_due(evutil_socket_t fd, short what, void *arg)
     add(arg);
 }
 
-/* A wait whose add is still with Redis is not told: its add callback
- * still has to come, and the wait ends after it. */
+/* A wait whose add is still with Redis is not ended: its add callback
+ * still has to come, and the wait ends after it — with what the registry
+ * said, kept here (a durable add may answer after a WAIT for replicas
+ * that outlasts the delivery). */
 static void tell_waiters(loss *l, const char *reference, loss_outcome o, const char *expires_on)
 {
     pending_op *op, *next;
     for (op = TAILQ_FIRST(&l->waiters.ops); op; op = next) {
         next = TAILQ_NEXT(op, link);
         waiter *w = pending_owner(op, waiter, op);
-        if (!w->adding && !strcmp(w->reference, reference))
+        if (strcmp(w->reference, reference) != 0)
+            continue;
+        if (w->adding) {
+            w->told = true;
+            w->told_outcome = o;
+            snprintf(w->told_expires, sizeof w->told_expires, "%s", expires_on ? expires_on : "");
+        } else {
             waiter_end(w, o, expires_on);
+        }
     }
 }
 
@@ -169,7 +188,10 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     (void)entry_id;
     w->adding = false;
     if (!w->l) { /* the module went away meanwhile */
-        waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+        waiter_end(w, st == OUTBOX_ADDED || st == OUTBOX_DUPLICATE ? LOSS_ACCEPTED
+                      : st == OUTBOX_UNREPLICATED                ? LOSS_UNCONFIRMED
+                                                                 : LOSS_UNAVAILABLE,
+                   NULL);
         return;
     }
     if (may_add_again(w, st)) {
@@ -180,7 +202,7 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
         evtimer_add(w->readd, &tv);
         return;
     }
-    if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE) {
+    if (st != OUTBOX_ADDED && st != OUTBOX_DUPLICATE && st != OUTBOX_UNREPLICATED) {
         log_warn("loss.not_queued", "reference=%s why=%s", w->reference, outbox_add_status_name(st));
         waiter_end(w, LOSS_UNAVAILABLE, NULL);
         return;
@@ -188,8 +210,14 @@ static void added(outbox_add_status st, const char *entry_id, void *arg)
     json_decref(w->payload);
     w->payload = NULL;
     w->queued = true;
-    log_info("loss.queued", "reference=%s duplicate=%s", w->reference, st == OUTBOX_DUPLICATE ? "yes" : "no");
-    pending_deadline(&w->op, wait_left(w), LOSS_ACCEPTED);
+    w->unreplicated = st == OUTBOX_UNREPLICATED;
+    log_info("loss.queued", "reference=%s duplicate=%s replicated=%s", w->reference,
+             st == OUTBOX_DUPLICATE ? "yes" : "no", w->unreplicated ? "no" : "yes");
+    if (w->told) {
+        waiter_end(w, w->told_outcome, w->told_expires);
+        return;
+    }
+    pending_deadline(&w->op, wait_left(w), w->unreplicated ? LOSS_UNCONFIRMED : LOSS_ACCEPTED);
     outbox_poll_now(w->l->ob);
 }
 
@@ -209,7 +237,7 @@ static json_t *payload_of(const loss_request *req, const char *reference)
 static void add(waiter *w)
 {
     w->adding = true;
-    outbox_add(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
+    outbox_add_durable(w->l->ob, LOSS_KIND, w->payload, w->dedupe, added, w);
 }
 
 void loss_place(loss *l, const loss_request *req, int wait_ms, int answer_within_ms, loss_cb *cb, void *arg)
@@ -389,7 +417,8 @@ void loss_free(loss *l)
             w->l = NULL;
             pending_detach(&w->op);
         } else {
-            waiter_end(w, w->queued ? LOSS_ACCEPTED : LOSS_UNAVAILABLE, NULL);
+            waiter_end(w, !w->queued ? LOSS_UNAVAILABLE : w->unreplicated ? LOSS_UNCONFIRMED : LOSS_ACCEPTED,
+                       NULL);
         }
     }
     free(l);

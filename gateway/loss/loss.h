@@ -1,7 +1,9 @@
 /* loss — temporary loss reports that are never lost once confirmed.
  *
  * A report is first added to the durable outbox (kind "loss_report", a
- * Redis stream with AOF) and only then may the caller hear "accepted"; once
+ * Redis stream with AOF; through the store's durable lane, so with [redis]
+ * replicas > 0 it also waits for the replicas to acknowledge it) and only
+ * then may the caller hear "accepted"; once
  * it is there the caller hears nothing else. An add answered "unavailable"
  * may have landed all the same (Redis slow past the store's deadline), so
  * it is made again under the same dedupe key while the caller's deadline
@@ -14,7 +16,9 @@
  *
  * loss_place waits a short while for the delivery so the caller can hear
  * the truth: "done" (with the registry's expiry date) when the registry
- * confirmed in time, "accepted" with our reference otherwise. Whichever it
+ * confirmed in time, "accepted" with our reference otherwise — or
+ * "unconfirmed" when the replicas did not acknowledge the entry in time
+ * (it is on the master only). Whichever it
  * was, an SMS confirmation (or, if the registry refused, an explanation) is
  * queued through the outbox once the registry has answered, worded by the
  * dialplans' `sms_loss_done` / `sms_loss_refused` prompts.
@@ -40,8 +44,13 @@ typedef enum {
     LOSS_DONE = 0,       /* the registry placed the report before the wait ended */
     LOSS_ACCEPTED,       /* durably queued; delivery goes on after the wait */
     LOSS_NOT_NORMAL,     /* the registry refused before the wait ended: card not in normal use */
-    LOSS_UNAVAILABLE     /* not queued as far as we could learn by the deadline
+    LOSS_UNAVAILABLE,    /* not queued as far as we could learn by the deadline
                           * (Redis down, bad request): nothing was promised */
+    LOSS_UNCONFIRMED     /* queued on the Redis master, but fewer replicas than
+                          * [redis] replicas acknowledged it and the registry did
+                          * not answer in time: most likely delivered, yet a Redis
+                          * failover now could lose it — the caller is asked to
+                          * check the card's status and report again if need be */
 } loss_outcome;
 
 typedef struct {

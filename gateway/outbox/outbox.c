@@ -129,6 +129,8 @@ struct ob_req {
     outbox_add_cb *add_cb;    /* an add: the caller's callback */
     void *add_arg;            /* and argument */
     bool refused;             /* an add refused before Redis: reports OUTBOX_INVALID soon */
+    bool durable;             /* a durable add: sent with store_command_durable */
+    bool replicated;          /* a durable add: enough replicas acknowledged it */
     metrics_series *added;    /* an add: the kind's counter */
 };
 
@@ -195,6 +197,7 @@ const char *outbox_add_status_name(outbox_add_status st)
     case OUTBOX_DUPLICATE: return "duplicate";
     case OUTBOX_UNAVAILABLE: return "unavailable";
     case OUTBOX_INVALID: return "invalid";
+    case OUTBOX_UNREPLICATED: return "unreplicated";
     }
     return "unknown";
 }
@@ -235,9 +238,19 @@ static void req_replied(store_status st, const struct redisReply *r, void *arg)
     pending_complete(&q->op, (int)st);
 }
 
+static void req_durable_replied(store_status st, const struct redisReply *r, store_durability d, void *arg)
+{
+    ob_req *q = arg;
+    q->replicated = d.replicated;
+    req_replied(st, r, arg);
+}
+
 static void send_command(ob_req *q, int argc, const char **argv, const size_t *lens)
 {
-    store_command(q->ob->st, argc, argv, lens, req_replied, q);
+    if (q->durable)
+        store_command_durable(q->ob->st, argc, argv, lens, req_durable_replied, q);
+    else
+        store_command(q->ob->st, argc, argv, lens, req_replied, q);
 }
 
 static void send_script(ob_req *q, const char *script, size_t script_len, int nkeys,
@@ -261,7 +274,7 @@ static void send_script(ob_req *q, const char *script, size_t script_len, int nk
 
 static void add_report(ob_req *q, outbox_add_status st, const char *id)
 {
-    if (st == OUTBOX_ADDED)
+    if (st == OUTBOX_ADDED || st == OUTBOX_UNREPLICATED)
         metrics_inc(q->added);
     q->add_cb(st, id, q->add_arg);
 }
@@ -278,7 +291,10 @@ static void add_replied(ob_req *q, store_status st, const struct redisReply *r)
     }
     char id[OB_MAX_ID];
     snprintf(id, sizeof id, "%.*s", (int)r->element[1]->len, r->element[1]->str);
-    add_report(q, r->element[0]->integer == 1 ? OUTBOX_ADDED : OUTBOX_DUPLICATE, id);
+    if (q->durable && !q->replicated)
+        add_report(q, OUTBOX_UNREPLICATED, id);
+    else
+        add_report(q, r->element[0]->integer == 1 ? OUTBOX_ADDED : OUTBOX_DUPLICATE, id);
 }
 
 static void add_refuse(ob_req *q, const char *why)
@@ -288,12 +304,13 @@ static void add_refuse(ob_req *q, const char *why)
     pending_complete_soon(&q->op, REQ_REFUSED);
 }
 
-void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
-                outbox_add_cb *cb, void *arg)
+static void add_entry(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key, bool durable,
+                      outbox_add_cb *cb, void *arg)
 {
     ob_req *q = req_new(ob, add_replied);
     q->add_cb = cb;
     q->add_arg = arg;
+    q->durable = durable;
     if (!valid_kind(kind)) {
         add_refuse(q, "kind");
         return;
@@ -319,6 +336,18 @@ void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedup
     send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL);
     explicit_bzero(text, strlen(text));
     free(text);
+}
+
+void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
+                outbox_add_cb *cb, void *arg)
+{
+    add_entry(ob, kind, payload, dedupe_key, false, cb, arg);
+}
+
+void outbox_add_durable(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
+                        outbox_add_cb *cb, void *arg)
+{
+    add_entry(ob, kind, payload, dedupe_key, true, cb, arg);
 }
 
 /* Ending entries ------------------------------------------------------------*/

@@ -75,7 +75,10 @@ typedef enum {
     OUTBOX_DUPLICATE,     /* the dedupe key names an entry added before: nothing added */
     OUTBOX_UNAVAILABLE,   /* Redis down or no answer in time: the outcome may be
                            * unknown after a timeout; add again with the same key */
-    OUTBOX_INVALID        /* refused before Redis: bad kind, key or payload */
+    OUTBOX_INVALID,       /* refused before Redis: bad kind, key or payload */
+    OUTBOX_UNREPLICATED   /* outbox_add_durable only: on the master (added, or a
+                           * duplicate), but fewer replicas than [redis] replicas
+                           * acknowledged it in time: a failover now could lose it */
 } outbox_add_status;
 
 /* `entry_id` is the stream id (also the earlier entry's on DUPLICATE),
@@ -88,6 +91,14 @@ typedef void outbox_add_cb(outbox_add_status st, const char *entry_id, void *arg
  * never inside this call. */
 void outbox_add(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
                 outbox_add_cb *cb, void *arg);
+
+/* outbox_add through the store's durable lane (store_command_durable):
+ * with [redis] replicas > 0 the callback comes once the replicas
+ * acknowledged the entry (OUTBOX_ADDED, OUTBOX_DUPLICATE) or the wait for
+ * them ran out (OUTBOX_UNREPLICATED). For entries that must survive a
+ * failover of Redis, such as loss reports. */
+void outbox_add_durable(outbox *ob, const char *kind, json_t *payload, const char *dedupe_key,
+                        outbox_add_cb *cb, void *arg);
 
 /* Fetches new and due entries on the next turn of the loop instead of at
  * the next poll: for an entry whose caller waits for its delivery. */

@@ -1,11 +1,13 @@
-/* store — owns the one hiredis connection to Redis and every operation in
- * flight on it: the connect, handshake, ping and reconnect cycle, each
+/* store — owns the hiredis connections to the Redis master (the main lane
+ * and, with replicas configured, the durable lane whose writes a WAIT
+ * follows) and every operation in flight on them: the connect, handshake,
+ * ping and reconnect cycle, where the master is (sentinel.c asks), each
  * operation's deadline (kept, with the in-flight and refused sets, by
  * core/pending), the matching of replies to callbacks, and the two
  * keys of a session (its document and its event list). Replies are
  * matched by operation id (hiredis privdata), never by pointer, because a
  * reply may arrive after its operation timed out. Nothing here logs a key,
- * a document or the Redis password. */
+ * a document or a password. */
 #include "store.h"
 
 #include "compact.h"
@@ -13,6 +15,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "pending.h"
+#include "sentinel.h"
 #include "utf8.h"
 
 #include <event2/event.h>
@@ -20,6 +23,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +69,10 @@ static const char events_script[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
     "return redis.call('LRANGE', KEYS[2], ARGV[1], -1)\n";
 
-typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_LOAD_EVENTS, OP_COMMAND, OP_KINDS } op_kind;
+typedef enum { OP_LOAD, OP_SAVE, OP_DELETE, OP_LOAD_EVENTS, OP_COMMAND, OP_DURABLE, OP_KINDS } op_kind;
 
 static const char *const op_kind_names[OP_KINDS] = {"load", "save", "delete", "load_events",
-                                                      "command"};
+                                                      "command", "durable"};
 
 #define STORE_STATUSES (STORE_BAD_DATA + 1)
 
@@ -85,12 +89,15 @@ typedef union {
     store_delete_cb *del;
     store_events_cb *events;
     store_reply_cb *reply;
+    store_durable_cb *durable;
 } op_callback; /* the member named by the operation's kind */
 
 typedef struct store_op store_op;
+typedef struct lane lane;
 
 struct store_op {
     store *owner;              /* the store the operation belongs to */
+    lane *lane;                /* the connection it goes out on */
     uintptr_t id;              /* privdata given to hiredis; 0 until sent */
     op_kind kind;              /* which member of `cb` is set */
     op_callback cb;            /* the caller's callback */
@@ -105,26 +112,53 @@ struct store_op {
     json_t *done_doc;          /* completing: load's document or load_events' array (borrowed) */
     uint64_t done_revision;    /* completing: the revision read or written */
     const redisReply *done_reply; /* completing: the reply (borrowed) */
+    bool waited;               /* durable: a WAIT covers it */
+    redisReply *held;          /* durable: a copy of its reply, kept until the WAIT answers */
+    int acked;                 /* durable: replicas that acknowledged, from the WAIT */
 };
 
-struct store {
-    struct event_base *base;     /* the main loop everything runs on */
-    store_options opt;           /* copy; host and password owned */
+/* One connection to the master and what is in flight on it. The main
+ * lane carries every operation but durable commands; the durable lane,
+ * opened only with replicas > 0, carries those and the WAITs behind them,
+ * so a WAIT never holds up a session operation. Both follow the master. */
+struct lane {
+    store *owner;                /* the store it belongs to */
+    const char *name;            /* "main" or "durable", for logs */
     redisAsyncContext *ac;       /* current connection, NULL while down */
     conn_state state;            /* where the connection cycle stands */
     int backoff_ms;              /* delay before the next reconnect attempt */
     unsigned attempts;           /* reconnect attempts since the last success */
-    bool closing;                /* store_free running: no reconnects */
-    uintptr_t next_id;           /* id of the next operation sent, never 0 */
+    uintptr_t next_id;           /* id of the next command sent, never 0 */
     pending_set inflight;        /* sent, unanswered operations in id order */
-    pending_set refused;         /* refused before sending, reported on a later turn */
     struct event *reconnect_ev;  /* starts the next connect attempt */
     struct event *ping_ev;       /* persistent: sends a PING while ready */
     struct event *alive_ev;      /* deadline of the handshake or of the last PING */
+    const struct timeval *op_timeout; /* each operation's deadline, a libevent common timeout */
+    int ping_timeout_ms;         /* a PING's deadline: on the durable lane it may queue
+                                  * behind one WAIT, so op_timeout_ms + replica_wait_ms */
+    bool waits;                  /* durable lane: each command is covered by a WAIT */
+    uintptr_t wait_id;           /* the WAIT in flight (its id), 0 = none */
+    bool wait_needed;            /* commands went out after that WAIT */
+    bool awaiting_master;        /* down until the Sentinels name the master */
+};
+
+struct store {
+    struct event_base *base;     /* the main loop everything runs on */
+    store_options opt;           /* copy; its strings owned */
+    lane main;                   /* every operation but durable commands */
+    lane durable;                /* durable commands, when opt.replicas > 0 */
+    bool closing;                /* store_free running: no reconnects */
+    pending_set refused;         /* refused before sending, reported on a later turn */
+    sentinel *sentinels;         /* asks where the master is; NULL without [redis] sentinels */
+    char master_host[SENTINEL_HOST_MAX]; /* with Sentinels: the master, "" = ask */
+    int master_port;             /* its port */
+    char ready_host[SENTINEL_HOST_MAX];  /* where the main lane was last ready, to count failovers */
+    int ready_port;              /* its port */
     metrics_series *ops_total[OP_KINDS][STORE_STATUSES]; /* per op and result */
-    metrics_series *connected;   /* gauge: 1 while ready */
+    metrics_series *connected;   /* gauge: 1 while store_connected */
+    metrics_series *failovers;   /* the master the main lane reached changed */
+    metrics_series *replica_wait[2]; /* durable commands whose WAIT came back ok, short */
     char cas_sha[STORE_SHA_LEN + 1]; /* the save script's SHA1, from SCRIPT LOAD */
-    const struct timeval *op_timeout; /* op_timeout_ms as a libevent common timeout */
     compact_buf doc_text;        /* the document being saved, reused */
 };
 
@@ -214,12 +248,11 @@ static size_t events_key(char out[STORE_KEY_SIZE], const char *id)
 
 /* Operation lists ------------------------------------------------------------*/
 
-
 /* Replies come back in the order sent, so the answer to an in-flight
  * operation is at or near the head; an id below the head's timed out. */
-static store_op *inflight_find(store *s, uintptr_t id)
+static store_op *inflight_find(lane *ln, uintptr_t id)
 {
-    for (pending_op *p = TAILQ_FIRST(&s->inflight.ops); p; p = TAILQ_NEXT(p, link)) {
+    for (pending_op *p = TAILQ_FIRST(&ln->inflight.ops); p; p = TAILQ_NEXT(p, link)) {
         store_op *op = pending_owner(p, store_op, p);
         if (op->id > id)
             break;
@@ -251,6 +284,10 @@ static void op_completed(pending_op *p, int status)
     uint64_t revision = op->done_revision;
     const redisReply *reply = op->done_reply;
     bool noted = op->noted;
+    redisReply *held = op->held;
+    bool waited = op->waited;
+    store_durability d = {.acked = op->acked,
+                          .replicated = st == STORE_OK && (!waited || op->acked >= s->opt.replicas)};
     redisFreeCommand(op->cmd);
     free(op);
 
@@ -271,6 +308,13 @@ static void op_completed(pending_op *p, int status)
     case OP_COMMAND:
         cb.reply(st, st == STORE_OK ? reply : NULL, arg);
         break;
+    case OP_DURABLE:
+        if (waited && st == STORE_OK && reply->type != REDIS_REPLY_ERROR)
+            metrics_inc(s->replica_wait[d.replicated ? 0 : 1]);
+        cb.durable(st, st == STORE_OK ? reply : NULL, d, arg);
+        if (held)
+            freeReplyObject(held);
+        break;
     default:
         cb.del(st, arg);
         break;
@@ -288,9 +332,9 @@ static void op_complete(store_op *op, store_status st, json_t *doc, uint64_t rev
     pending_complete(&op->p, (int)st);
 }
 
-static void fail_inflight(store *s, store_status st)
+static void fail_inflight(lane *ln, store_status st)
 {
-    pending_complete_all(&s->inflight, (int)st);
+    pending_complete_all(&ln->inflight, (int)st);
 }
 
 /* Never reports inside the caller's store_* call: the refusal is delivered
@@ -307,6 +351,7 @@ static store_op *op_new(store *s, op_kind kind, void *arg)
 {
     store_op *op = mem_calloc(1, sizeof *op);
     op->owner = s;
+    op->lane = &s->main;
     op->kind = kind;
     op->arg = arg;
     return op;
@@ -412,7 +457,7 @@ static outcome reply_outcome(const store_op *op, const redisReply *r)
 {
     if (r == NULL)
         return (outcome){.st = STORE_UNAVAILABLE};
-    if (op->kind == OP_COMMAND)
+    if (op->kind == OP_COMMAND || op->kind == OP_DURABLE)
         return (outcome){.st = STORE_OK};
     if (r->type == REDIS_REPLY_ERROR)
         return error_outcome(op->kind, r);
@@ -429,6 +474,8 @@ static outcome reply_outcome(const store_op *op, const redisReply *r)
 }
 
 static bool op_resend(store_op *op);
+static void reask(store *s, const char *why);
+static void wait_replied(lane *ln, const redisReply *r);
 
 /* Redis lost the save script (SCRIPT FLUSH, a failover to a server that
  * never saw it): nothing ran. Load it again and resend the same command
@@ -439,58 +486,108 @@ static bool noscript(const store_op *op, const redisReply *r)
            strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
+/* Errors of a server that is not (or not yet) a working master: a replica
+ * after a failover, one still loading, one whose master is down. */
+static const char *not_master_error(const redisReply *r)
+{
+    static const char *const codes[] = {"READONLY", "LOADING", "MASTERDOWN"};
+    if (r == NULL || r->type != REDIS_REPLY_ERROR)
+        return NULL;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strncmp(r->str, codes[i], strlen(codes[i])) == 0)
+            return codes[i];
+    return NULL;
+}
+
+/* A deep copy, freed with freeReplyObject: hiredis frees a reply when its
+ * callback returns, and a durable command's must wait for its WAIT. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = mem_calloc(1, sizeof *c);
+    c->type = r->type;
+    c->integer = r->integer;
+    c->len = r->len;
+    if (r->str) {
+        c->str = mem_malloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+    }
+    if (r->elements > 0) {
+        c->element = mem_calloc(r->elements, sizeof *c->element);
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            c->element[i] = reply_copy(r->element[i]);
+    }
+    return c;
+}
+
 /* Called by hiredis with the reply, or with NULL when the connection goes
  * away; ac->data is NULL once the store has let go of this connection. */
 static void op_replied(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    store *s = ac->data;
-    if (s == NULL)
+    lane *ln = ac->data;
+    if (ln == NULL)
         return;
-    store_op *op = inflight_find(s, (uintptr_t)privdata);
+    if (ln->wait_id != 0 && (uintptr_t)privdata == ln->wait_id) {
+        wait_replied(ln, reply);
+        return;
+    }
+    store_op *op = inflight_find(ln, (uintptr_t)privdata);
     if (op == NULL)
         return;
     if (noscript(op, reply) && !op->reloaded && op_resend(op))
         return;
-    outcome o = reply_outcome(op, reply);
+    const redisReply *r = reply;
+    if (op->waited && r != NULL && r->type != REDIS_REPLY_ERROR) {
+        op->held = reply_copy(r);
+        return;
+    }
+    outcome o = reply_outcome(op, r);
     if (o.bad)
         log_warn("store.bad_data", "op=%s reason=%s", op_kind_names[op->kind], o.bad);
-    op_complete(op, o.st, o.doc, o.revision, reply);
+    store *s = ln->owner;
+    op_complete(op, o.st, o.doc, o.revision, r);
     json_decref(o.doc);
+    const char *code = not_master_error(r);
+    if (code)
+        reask(s, code);
 }
 
 static bool op_can_send(store_op *op)
 {
-    store *s = op->owner;
-    if (s->state != CONN_READY || s->inflight.count >= (size_t)s->opt.max_pending) {
+    lane *ln = op->lane;
+    if (ln->state != CONN_READY || ln->inflight.count >= (size_t)op->owner->opt.max_pending) {
         op_refuse(op, STORE_UNAVAILABLE);
         return false;
     }
-    op->id = s->next_id++;
+    op->id = ln->next_id++;
     return true;
 }
 
-static void op_sent(store_op *op, int status)
+static bool op_sent(store_op *op, int status)
 {
     if (status != REDIS_OK) {
         op_refuse(op, STORE_UNAVAILABLE);
-        return;
+        return false;
     }
-    pending_start(&op->owner->inflight, &op->p, op_completed);
-    pending_deadline_tv(&op->p, op->owner->op_timeout, STORE_TIMEOUT);
+    pending_start(&op->lane->inflight, &op->p, op_completed);
+    pending_deadline_tv(&op->p, op->lane->op_timeout, STORE_TIMEOUT);
+    return true;
 }
 
-/* Sends the command, or refuses the operation when the store cannot. */
-static void op_send(store_op *op, int argc, const char **argv, const size_t *lens)
+/* Sends the command, or refuses the operation when the store cannot;
+ * true when it went out. */
+static bool op_send(store_op *op, int argc, const char **argv, const size_t *lens)
 {
-    if (op_can_send(op))
-        op_sent(op, redisAsyncCommandArgv(op->owner->ac, op_replied, (void *)op->id, argc, argv, lens));
+    return op_can_send(op) &&
+           op_sent(op, redisAsyncCommandArgv(op->lane->ac, op_replied, (void *)op->id, argc, argv, lens));
 }
 
 /* Sends op->cmd, formatted by the caller and kept for a resend. */
 static void op_send_formatted(store_op *op)
 {
     if (op_can_send(op))
-        op_sent(op, redisAsyncFormattedCommand(op->owner->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len));
+        op_sent(op, redisAsyncFormattedCommand(op->lane->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len));
 }
 
 static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
@@ -506,130 +603,239 @@ static void script_loaded(redisAsyncContext *ac, void *reply, void *privdata)
  * in flight, for the caller to complete). */
 static bool op_resend(store_op *op)
 {
-    store *s = op->owner;
+    lane *ln = op->lane;
     const char *argv[] = {"SCRIPT", "LOAD", cas_script};
     const size_t lens[] = {6, 4, sizeof cas_script - 1};
     op->reloaded = true;
     log_info("store.script_reloaded", NULL);
-    if (redisAsyncCommandArgv(s->ac, script_loaded, NULL, 3, argv, lens) != REDIS_OK)
+    if (redisAsyncCommandArgv(ln->ac, script_loaded, NULL, 3, argv, lens) != REDIS_OK)
         return false;
-    op->id = s->next_id++;
-    if (redisAsyncFormattedCommand(s->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len) != REDIS_OK)
+    op->id = ln->next_id++;
+    if (redisAsyncFormattedCommand(ln->ac, op_replied, (void *)op->id, op->cmd, op->cmd_len) != REDIS_OK)
         return false;
     pending_requeue(&op->p);
     return true;
 }
 
+/* WAIT ---------------------------------------------------------------------------*/
+
+/* WAIT covers every earlier write of its connection, so one WAIT answers
+ * for all the durable commands sent before it. */
+static void wait_send(lane *ln)
+{
+    char replicas[16], ms[16];
+    snprintf(replicas, sizeof replicas, "%d", ln->owner->opt.replicas);
+    snprintf(ms, sizeof ms, "%d", ln->owner->opt.replica_wait_ms);
+    const char *argv[] = {"WAIT", replicas, ms};
+    uintptr_t id = ln->next_id++;
+    ln->wait_needed = false;
+    if (redisAsyncCommandArgv(ln->ac, op_replied, (void *)id, 3, argv, NULL) == REDIS_OK)
+        ln->wait_id = id;
+}
+
+/* A durable command just went out: covered by the next WAIT. */
+static void wait_cover(lane *ln)
+{
+    if (ln->wait_id != 0)
+        ln->wait_needed = true;
+    else
+        wait_send(ln);
+}
+
+/* Ends the durable commands sent before this WAIT, oldest first (each
+ * callback may start more, which go out behind it). */
+static void wait_replied(lane *ln, const redisReply *r)
+{
+    if (r == NULL) /* the connection went: conn_lost fails what is in flight */
+        return;
+    uintptr_t upto = ln->wait_id;
+    ln->wait_id = 0;
+    int acked = 0;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        acked = r->integer > INT_MAX ? INT_MAX : (int)r->integer;
+    else if (r->type == REDIS_REPLY_ERROR)
+        log_warn("store.redis_error", "op=wait code=%s", error_code(r->str).s);
+    pending_op *p;
+    while ((p = TAILQ_FIRST(&ln->inflight.ops)) != NULL) {
+        store_op *op = pending_owner(p, store_op, p);
+        if (op->id > upto || op->held == NULL)
+            break;
+        op->acked = acked;
+        op_complete(op, STORE_OK, NULL, 0, op->held);
+    }
+    if (ln->ac && ln->wait_id == 0 && ln->wait_needed)
+        wait_send(ln);
+}
+
 /* Connection cycle ------------------------------------------------------------*/
 
-static void set_state(store *s, conn_state st)
+/* The durable lane is left unset (no owner) without replicas. */
+static bool lane_used(const store *s, const lane *ln)
 {
-    s->state = st;
-    metrics_set(s->connected, st == CONN_READY ? 1 : 0);
+    return ln == &s->main || s->opt.replicas > 0;
 }
 
-static void schedule_reconnect(store *s)
+static void set_state(lane *ln, conn_state st)
 {
-    if (s->closing)
+    ln->state = st;
+    metrics_set(ln->owner->connected, store_connected(ln->owner) ? 1 : 0);
+}
+
+static void schedule_reconnect(lane *ln)
+{
+    if (ln->owner->closing)
         return;
-    s->attempts++;
-    log_warn("store.reconnect", "attempt=%u delay_ms=%d", s->attempts, s->backoff_ms);
-    timer_start(s->reconnect_ev, s->backoff_ms);
-    s->backoff_ms = s->backoff_ms > s->opt.reconnect_max_ms / 2 ? s->opt.reconnect_max_ms
-                                                                 : s->backoff_ms * 2;
+    ln->attempts++;
+    log_warn("store.reconnect", "attempt=%u delay_ms=%d lane=%s", ln->attempts, ln->backoff_ms, ln->name);
+    timer_start(ln->reconnect_ev, ln->backoff_ms);
+    int max = ln->owner->opt.reconnect_max_ms;
+    ln->backoff_ms = ln->backoff_ms > max / 2 ? max : ln->backoff_ms * 2;
 }
 
-/* Forgets the connection without touching it: hiredis frees it itself. */
-static void conn_lost(store *s)
+/* Forgets the connection without touching it: hiredis frees it itself.
+ * With Sentinels the master is asked for again before the next connect:
+ * a lost master may have been replaced. */
+static void conn_lost(lane *ln)
 {
-    s->ac = NULL;
-    set_state(s, CONN_DOWN);
-    evtimer_del(s->alive_ev);
-    event_del(s->ping_ev);
-    fail_inflight(s, STORE_UNAVAILABLE);
-    schedule_reconnect(s);
+    ln->ac = NULL;
+    set_state(ln, CONN_DOWN);
+    evtimer_del(ln->alive_ev);
+    event_del(ln->ping_ev);
+    ln->wait_id = 0;
+    ln->wait_needed = false;
+    if (ln->owner->sentinels)
+        ln->owner->master_host[0] = '\0';
+    fail_inflight(ln, STORE_UNAVAILABLE);
+    schedule_reconnect(ln);
 }
 
 /* Closes the connection on our initiative. redisAsyncFree rather than
  * redisAsyncDisconnect: the latter waits for every pending reply, which a
  * hung server never sends. Inside a hiredis callback the free is deferred
  * by hiredis until the callback returns. */
-static void conn_drop(store *s)
+static void conn_drop(lane *ln)
 {
-    redisAsyncContext *ac = s->ac;
+    redisAsyncContext *ac = ln->ac;
     ac->data = NULL;
     redisAsyncFree(ac);
-    conn_lost(s);
+    conn_lost(ln);
 }
 
-static void conn_ready(store *s)
+static void lanes_drop(store *s)
 {
-    evtimer_del(s->alive_ev);
-    set_state(s, CONN_READY);
-    s->backoff_ms = s->opt.reconnect_min_ms;
-    s->attempts = 0;
+    if (s->main.ac)
+        conn_drop(&s->main);
+    if (s->durable.ac)
+        conn_drop(&s->durable);
+}
+
+/* The server is not a working master (a replica's ROLE, READONLY,
+ * LOADING, MASTERDOWN): with Sentinels, drop both lanes and ask where the
+ * master is now. Without, nothing changes. */
+static void reask(store *s, const char *why)
+{
+    if (s->sentinels == NULL)
+        return;
+    log_warn("store.reask", "why=%s", log_quote(why).s);
+    lanes_drop(s);
+}
+
+static void conn_ready(lane *ln)
+{
+    store *s = ln->owner;
+    evtimer_del(ln->alive_ev);
+    set_state(ln, CONN_READY);
+    ln->backoff_ms = s->opt.reconnect_min_ms;
+    ln->attempts = 0;
     struct timeval every = ms_to_tv(s->opt.ping_interval_ms);
-    event_add(s->ping_ev, &every);
-    log_info("store.connected", "host=%s port=%d db=%d", log_quote(s->opt.host).s,
-             s->opt.port, s->opt.db);
+    event_add(ln->ping_ev, &every);
+    const char *host = s->sentinels ? s->master_host : s->opt.host;
+    int port = s->sentinels ? s->master_port : s->opt.port;
+    if (ln == &s->main) {
+        if (s->ready_host[0] && (strcmp(s->ready_host, host) != 0 || s->ready_port != port))
+            metrics_inc(s->failovers);
+        snprintf(s->ready_host, sizeof s->ready_host, "%s", host);
+        s->ready_port = port;
+    }
+    log_info("store.connected", "host=%s port=%d db=%d lane=%s", log_quote(host).s, port, s->opt.db,
+             ln->name);
+}
+
+/* ROLE's first element names what the server is. */
+static bool role_is_master(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(r->element[0]->str, "master") == 0;
 }
 
 /* privdata names the handshake step; the PING, sent last, completes it. */
 static void handshake_replied(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    store *s = ac->data;
+    lane *ln = ac->data;
     const redisReply *r = reply;
-    if (s == NULL || r == NULL)
+    if (ln == NULL || r == NULL)
         return;
     const char *step = privdata;
     if (r->type == REDIS_REPLY_ERROR) {
         log_warn("store.handshake_failed", "step=%s code=%s", step, error_code(r->str).s);
-        conn_drop(s);
+        conn_drop(ln);
+    } else if (strcmp(step, "role") == 0) {
+        if (!role_is_master(r)) {
+            log_warn("store.not_master", "lane=%s", ln->name);
+            reask(ln->owner, "role");
+        }
     } else if (strcmp(step, "script") == 0) {
         if (r->type != REDIS_REPLY_STRING || r->len != STORE_SHA_LEN) {
             log_warn("store.handshake_failed", "step=%s code=%s", step, log_quote("unexpected_reply").s);
-            conn_drop(s);
+            conn_drop(ln);
             return;
         }
-        memcpy(s->cas_sha, r->str, STORE_SHA_LEN);
-        s->cas_sha[STORE_SHA_LEN] = '\0';
+        memcpy(ln->owner->cas_sha, r->str, STORE_SHA_LEN);
+        ln->owner->cas_sha[STORE_SHA_LEN] = '\0';
     } else if (strcmp(step, "ping") == 0) {
-        conn_ready(s);
+        conn_ready(ln);
     }
 }
 
-static void send_handshake(store *s)
+static void send_handshake(lane *ln)
 {
+    store *s = ln->owner;
     if (s->opt.password) {
         const char *argv[] = {"AUTH", s->opt.password};
-        redisAsyncCommandArgv(s->ac, handshake_replied, "auth", 2, argv, NULL);
+        redisAsyncCommandArgv(ln->ac, handshake_replied, "auth", 2, argv, NULL);
     }
     if (s->opt.db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", s->opt.db);
         const char *argv[] = {"SELECT", db};
-        redisAsyncCommandArgv(s->ac, handshake_replied, "select", 2, argv, NULL);
+        redisAsyncCommandArgv(ln->ac, handshake_replied, "select", 2, argv, NULL);
+    }
+    /* A Sentinel's answer may be stale (the failover is still running):
+     * the server itself says whether it is the master. */
+    if (s->sentinels) {
+        const char *argv[] = {"ROLE"};
+        redisAsyncCommandArgv(ln->ac, handshake_replied, "role", 1, argv, NULL);
     }
     /* Saves go out as EVALSHA: the ~600-byte script is not sent, nor
      * hashed by Redis, on every save. */
     const char *load[] = {"SCRIPT", "LOAD", cas_script};
     const size_t load_lens[] = {6, 4, sizeof cas_script - 1};
-    redisAsyncCommandArgv(s->ac, handshake_replied, "script", 3, load, load_lens);
+    redisAsyncCommandArgv(ln->ac, handshake_replied, "script", 3, load, load_lens);
     const char *argv[] = {"PING"};
-    redisAsyncCommandArgv(s->ac, handshake_replied, "ping", 1, argv, NULL);
+    redisAsyncCommandArgv(ln->ac, handshake_replied, "ping", 1, argv, NULL);
 }
 
 /* hiredis frees the context after a failed connect: never free it here. */
 static void on_connect(const redisAsyncContext *ac, int status)
 {
-    store *s = ac->data;
-    if (s == NULL)
+    lane *ln = ac->data;
+    if (ln == NULL)
         return;
     if (status != REDIS_OK) {
-        log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
-        conn_lost(s);
+        log_warn("store.connect_failed", "error=%s lane=%s", log_quote(ac->errstr).s, ln->name);
+        conn_lost(ln);
     } else {
-        send_handshake(s);
+        send_handshake(ln);
     }
 }
 
@@ -637,32 +843,44 @@ static void on_connect(const redisAsyncContext *ac, int status)
  * when this returns. */
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    store *s = ac->data;
-    if (s == NULL)
+    lane *ln = ac->data;
+    if (ln == NULL)
         return;
-    log_warn("store.disconnected", "error=%s",
-             log_quote(status == REDIS_OK ? "none" : ac->errstr).s);
-    conn_lost(s);
+    log_warn("store.disconnected", "error=%s lane=%s",
+             log_quote(status == REDIS_OK ? "none" : ac->errstr).s, ln->name);
+    conn_lost(ln);
 }
 
-static void conn_start(store *s)
+static void conn_start(lane *ln)
 {
-    redisAsyncContext *ac = redisAsyncConnect(s->opt.host, s->opt.port);
+    store *s = ln->owner;
+    const char *host = s->opt.host;
+    int port = s->opt.port;
+    if (s->sentinels) {
+        if (s->master_host[0] == '\0') {
+            ln->awaiting_master = true;
+            sentinel_ask(s->sentinels);
+            return;
+        }
+        host = s->master_host;
+        port = s->master_port;
+    }
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (ac == NULL)
         mem_out_of_memory("store: redisAsyncConnect");
     if (ac->err) {
-        log_warn("store.connect_failed", "error=%s", log_quote(ac->errstr).s);
+        log_warn("store.connect_failed", "error=%s lane=%s", log_quote(ac->errstr).s, ln->name);
         redisAsyncFree(ac);
-        schedule_reconnect(s);
+        schedule_reconnect(ln);
         return;
     }
-    ac->data = s;
+    ac->data = ln;
     redisLibeventAttach(ac, s->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
-    set_state(s, CONN_HANDSHAKE);
-    timer_start(s->alive_ev, s->opt.op_timeout_ms);
+    ln->ac = ac;
+    set_state(ln, CONN_HANDSHAKE);
+    timer_start(ln->alive_ev, s->opt.op_timeout_ms);
 }
 
 static void reconnect_due(evutil_socket_t fd, short what, void *arg)
@@ -674,29 +892,86 @@ static void reconnect_due(evutil_socket_t fd, short what, void *arg)
 static void alive_deadline_passed(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    store *s = arg;
-    log_warn("store.unresponsive", "state=%s timeout_ms=%d",
-             s->state == CONN_READY ? "ready" : "handshake", s->opt.op_timeout_ms);
-    conn_drop(s);
+    lane *ln = arg;
+    log_warn("store.unresponsive", "state=%s timeout_ms=%d lane=%s",
+             ln->state == CONN_READY ? "ready" : "handshake",
+             ln->state == CONN_READY ? ln->ping_timeout_ms : ln->owner->opt.op_timeout_ms, ln->name);
+    conn_drop(ln);
 }
 
 static void ping_replied(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
-    store *s = ac->data;
-    if (s != NULL && reply != NULL)
-        evtimer_del(s->alive_ev);
+    lane *ln = ac->data;
+    if (ln != NULL && reply != NULL)
+        evtimer_del(ln->alive_ev);
 }
 
 static void ping_due(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    store *s = arg;
-    if (evtimer_pending(s->alive_ev, NULL))
+    lane *ln = arg;
+    if (evtimer_pending(ln->alive_ev, NULL))
         return;
     const char *argv[] = {"PING"};
-    if (redisAsyncCommandArgv(s->ac, ping_replied, NULL, 1, argv, NULL) == REDIS_OK)
-        timer_start(s->alive_ev, s->opt.op_timeout_ms);
+    if (redisAsyncCommandArgv(ln->ac, ping_replied, NULL, 1, argv, NULL) == REDIS_OK)
+        timer_start(ln->alive_ev, ln->ping_timeout_ms);
+}
+
+/* Sentinels ---------------------------------------------------------------------*/
+
+static void master_set(store *s, const char *host, int port)
+{
+    snprintf(s->master_host, sizeof s->master_host, "%s", host);
+    s->master_port = port;
+}
+
+/* The answer of a round of asking: the lanes waiting for it connect, or
+ * back off when no Sentinel named a master. */
+static void master_found(const char *host, int port, void *arg)
+{
+    store *s = arg;
+    lane *lanes[] = {&s->main, &s->durable};
+    if (!s->main.awaiting_master && !s->durable.awaiting_master)
+        return; /* a +switch-master came first */
+    if (host) {
+        log_info("store.master_found", "host=%s port=%d", log_quote(host).s, port);
+        master_set(s, host, port);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        lane *ln = lanes[i];
+        if (!ln->awaiting_master)
+            continue;
+        ln->awaiting_master = false;
+        if (host)
+            conn_start(ln);
+        else
+            schedule_reconnect(ln);
+    }
+}
+
+/* +switch-master for our master: both lanes move to the new one at once
+ * (operations in flight end STORE_UNAVAILABLE); the handshake's ROLE
+ * still checks it. */
+static void master_switched(const char *host, int port, void *arg)
+{
+    store *s = arg;
+    log_warn("store.switch_master", "host=%s port=%d", log_quote(host).s, port);
+    if (s->main.state == CONN_READY && strcmp(s->master_host, host) == 0 && s->master_port == port)
+        return;
+    lanes_drop(s);
+    master_set(s, host, port);
+    lane *lanes[] = {&s->main, &s->durable};
+    for (size_t i = 0; i < 2; i++) {
+        lane *ln = lanes[i];
+        if (!lane_used(s, ln))
+            continue;
+        evtimer_del(ln->reconnect_ev);
+        ln->awaiting_master = false;
+        ln->backoff_ms = s->opt.reconnect_min_ms;
+        ln->attempts = 0;
+        conn_start(ln);
+    }
 }
 
 /* Lifecycle -------------------------------------------------------------------*/
@@ -711,6 +986,11 @@ static const conf_key store_conf_keys[] = {
     CONF_KEY_INT(store_options, "reconnect_max_ms", reconnect_max_ms, 1, 600000, "5000"),
     CONF_KEY_INT(store_options, "ping_interval_ms", ping_interval_ms, 10, 600000, "1000"),
     CONF_KEY_INT(store_options, "max_pending", max_pending, 1, 1000000, "10000"),
+    CONF_KEY(store_options, "sentinels", CONF_IP_PORT_LIST, sentinels, ""),
+    CONF_KEY_TEXT(store_options, "master_name", master_name, 1, 64, "cardline"),
+    CONF_KEY(store_options, "sentinel_password", CONF_STRING, sentinel_password, ""),
+    CONF_KEY_INT(store_options, "replicas", replicas, 0, 16, "0"),
+    CONF_KEY_INT(store_options, "replica_wait_ms", replica_wait_ms, 1, 60000, "500"),
 };
 
 /* The backoff runs from reconnect_min_ms up to reconnect_max_ms. */
@@ -738,6 +1018,13 @@ static void register_metrics(store *s)
     }
     s->connected = metrics_gauge("cardline_store_connected",
                                  "1 while the session store's Redis connection is ready.", NULL);
+    s->failovers = metrics_counter("cardline_store_failovers_total",
+                                   "Times the store found its master at a new address.", NULL);
+    static const char *const results[2] = {"result=\"ok\"", "result=\"short\""};
+    for (int i = 0; i < 2; i++)
+        s->replica_wait[i] = metrics_counter(
+            "cardline_store_replica_wait_total",
+            "Durable writes by whether enough replicas acknowledged them in time.", results[i]);
 }
 
 static void free_password(char *pw)
@@ -748,26 +1035,74 @@ static void free_password(char *pw)
     }
 }
 
+static void lane_release(lane *ln)
+{
+    if (ln->reconnect_ev)
+        event_free(ln->reconnect_ev);
+    if (ln->ping_ev)
+        event_free(ln->ping_ev);
+    if (ln->alive_ev)
+        event_free(ln->alive_ev);
+}
+
 static void store_release(store *s)
 {
-    if (s->reconnect_ev)
-        event_free(s->reconnect_ev);
-    if (s->ping_ev)
-        event_free(s->ping_ev);
-    if (s->alive_ev)
-        event_free(s->alive_ev);
+    lane_release(&s->main);
+    lane_release(&s->durable);
+    sentinel_free(s->sentinels);
     free((char *)s->opt.host);
+    free((char *)s->opt.sentinels);
+    free((char *)s->opt.master_name);
     free_password((char *)s->opt.password);
+    free_password((char *)s->opt.sentinel_password);
     store_compact_free(&s->doc_text);
     free(s);
 }
 
+/* Every operation of a lane has the same deadline: a common timeout keeps
+ * them in a queue (O(1) add and delete) instead of the timer heap. */
+static bool lane_init(store *s, lane *ln, const char *name, int op_timeout_ms, int ping_timeout_ms)
+{
+    ln->owner = s;
+    ln->ping_timeout_ms = ping_timeout_ms;
+    ln->name = name;
+    ln->next_id = 1;
+    ln->backoff_ms = s->opt.reconnect_min_ms;
+    pending_set_init(&ln->inflight, s->base);
+    ln->reconnect_ev = evtimer_new(s->base, reconnect_due, ln);
+    ln->ping_ev = event_new(s->base, -1, EV_PERSIST, ping_due, ln);
+    ln->alive_ev = evtimer_new(s->base, alive_deadline_passed, ln);
+    struct timeval op_tv = ms_to_tv(op_timeout_ms);
+    ln->op_timeout = event_base_init_common_timeout(s->base, &op_tv);
+    set_state(ln, CONN_DOWN);
+    return ln->reconnect_ev && ln->ping_ev && ln->alive_ev && ln->op_timeout;
+}
+
+static char *copy_or_null(const char *text)
+{
+    return text && *text ? mem_strdup(text) : NULL;
+}
+
+/* What store_new cannot run with; [redis]'s table refuses it at load. */
+static const char *options_problem(const store_options *opt)
+{
+    const char *why;
+    if (opt->host == NULL || opt->op_timeout_ms < 1 || opt->reconnect_min_ms < 1 ||
+        opt->reconnect_max_ms < opt->reconnect_min_ms || opt->ping_interval_ms < 1 || opt->max_pending < 1)
+        return "timers";
+    if (opt->replicas < 0 || (opt->replicas > 0 && opt->replica_wait_ms < 1))
+        return "replicas";
+    if (opt->sentinels && *opt->sentinels &&
+        (!sentinel_list_valid(opt->sentinels, &why) || opt->master_name == NULL || !*opt->master_name))
+        return "sentinels";
+    return NULL;
+}
+
 store *store_new(struct event_base *base, const store_options *opt)
 {
-    /* [redis]'s table refuses anything else at load. */
-    if (opt->host == NULL || opt->op_timeout_ms < 1 || opt->reconnect_min_ms < 1 ||
-        opt->reconnect_max_ms < opt->reconnect_min_ms || opt->ping_interval_ms < 1 || opt->max_pending < 1) {
-        log_error("store.option_invalid", NULL);
+    const char *problem = options_problem(opt);
+    if (problem) {
+        log_error("store.option_invalid", "reason=%s", problem);
         return NULL;
     }
     store *s = calloc(1, sizeof *s);
@@ -775,31 +1110,39 @@ store *store_new(struct event_base *base, const store_options *opt)
         return NULL;
     s->base = base;
     s->opt = *opt;
-    pending_set_init(&s->inflight, base);
+    s->opt.host = mem_strdup(opt->host);
+    s->opt.password = copy_or_null(opt->password);
+    s->opt.sentinels = copy_or_null(opt->sentinels);
+    s->opt.master_name = copy_or_null(opt->master_name);
+    s->opt.sentinel_password = copy_or_null(opt->sentinel_password);
     pending_set_init(&s->refused, base);
-    s->opt.host = strdup(s->opt.host);
-    s->opt.password = opt->password && *opt->password ? strdup(opt->password) : NULL;
-    s->reconnect_ev = evtimer_new(base, reconnect_due, s);
-    s->ping_ev = event_new(base, -1, EV_PERSIST, ping_due, s);
-    s->alive_ev = evtimer_new(base, alive_deadline_passed, s);
-    if (!s->opt.host || (opt->password && *opt->password && !s->opt.password) || !s->reconnect_ev ||
-        !s->ping_ev || !s->alive_ev) {
-        store_release(s);
-        return NULL;
-    }
-    /* Every operation has the same deadline: a common timeout keeps them in
-     * a queue (O(1) add and delete) instead of the timer heap. */
-    struct timeval op_tv = ms_to_tv(s->opt.op_timeout_ms);
-    s->op_timeout = event_base_init_common_timeout(base, &op_tv);
-    if (!s->op_timeout) {
-        store_release(s);
-        return NULL;
-    }
-    s->next_id = 1;
-    s->backoff_ms = s->opt.reconnect_min_ms;
     register_metrics(s);
-    set_state(s, CONN_DOWN);
-    conn_start(s);
+    bool ok = lane_init(s, &s->main, "main", s->opt.op_timeout_ms, s->opt.op_timeout_ms);
+    if (s->opt.replicas > 0) {
+        ok = ok && lane_init(s, &s->durable, "durable", s->opt.op_timeout_ms + 2 * s->opt.replica_wait_ms,
+                             s->opt.op_timeout_ms + s->opt.replica_wait_ms);
+        s->durable.waits = true;
+    }
+    if (ok && s->opt.sentinels) {
+        sentinel_options so = {
+            .addresses = s->opt.sentinels,
+            .master_name = s->opt.master_name,
+            .password = s->opt.sentinel_password,
+            .timeout_ms = s->opt.op_timeout_ms,
+            .retry_ms = s->opt.reconnect_min_ms,
+            .found = master_found,
+            .switched = master_switched,
+            .arg = s,
+        };
+        ok = (s->sentinels = sentinel_new(base, &so)) != NULL;
+    }
+    if (!ok) {
+        store_release(s);
+        return NULL;
+    }
+    conn_start(&s->main);
+    if (s->opt.replicas > 0)
+        conn_start(&s->durable);
     return s;
 }
 
@@ -808,15 +1151,16 @@ void store_free(store *s)
     if (s == NULL)
         return;
     s->closing = true;
-    if (s->ac)
-        conn_drop(s);
+    sentinel_free(s->sentinels);
+    s->sentinels = NULL;
+    lanes_drop(s);
     pending_complete_all(&s->refused, OP_AS_REFUSED);
     store_release(s);
 }
 
 bool store_connected(const store *s)
 {
-    return s->state == CONN_READY;
+    return s->main.state == CONN_READY && (s->opt.replicas == 0 || s->durable.state == CONN_READY);
 }
 
 /* Operations ------------------------------------------------------------------*/
@@ -1014,23 +1358,46 @@ void store_delete(store *s, const char *id, store_delete_cb *cb, void *arg)
     op_send(op, 3, argv, lens);
 }
 
+/* Refuses a command beyond the limits; true when it may go out. */
+static bool command_valid(store_op *op, int argc, const char **argv, const size_t *argvlen)
+{
+    const char *kind = op_kind_names[op->kind];
+    if (argc < 1 || argc > STORE_MAX_COMMAND_ARGS || argv == NULL) {
+        log_warn("store.invalid_request", "op=%s reason=argc", kind);
+        op_refuse(op, STORE_BAD_DATA);
+        return false;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (argv[i] == NULL || (argvlen && argvlen[i] > STORE_MAX_COMMAND_BYTES) ||
+            (!argvlen && strnlen(argv[i], STORE_MAX_COMMAND_BYTES + 1) > STORE_MAX_COMMAND_BYTES)) {
+            log_warn("store.invalid_request", "op=%s reason=argument", kind);
+            op_refuse(op, STORE_BAD_DATA);
+            return false;
+        }
+    }
+    return true;
+}
+
 void store_command(store *s, int argc, const char **argv, const size_t *argvlen,
                    store_reply_cb *cb, void *arg)
 {
     store_op *op = op_new(s, OP_COMMAND, arg);
     op->cb.reply = cb;
-    if (argc < 1 || argc > STORE_MAX_COMMAND_ARGS || argv == NULL) {
-        log_warn("store.invalid_request", "op=command reason=argc");
-        op_refuse(op, STORE_BAD_DATA);
+    if (command_valid(op, argc, argv, argvlen))
+        op_send(op, argc, argv, argvlen);
+}
+
+void store_command_durable(store *s, int argc, const char **argv, const size_t *argvlen,
+                           store_durable_cb *cb, void *arg)
+{
+    store_op *op = op_new(s, OP_DURABLE, arg);
+    op->cb.durable = cb;
+    if (s->opt.replicas > 0)
+        op->lane = &s->durable;
+    if (!command_valid(op, argc, argv, argvlen) || !op_send(op, argc, argv, argvlen))
         return;
+    if (op->lane->waits) {
+        op->waited = true;
+        wait_cover(op->lane);
     }
-    for (int i = 0; i < argc; i++) {
-        if (argv[i] == NULL || (argvlen && argvlen[i] > STORE_MAX_COMMAND_BYTES) ||
-            (!argvlen && strnlen(argv[i], STORE_MAX_COMMAND_BYTES + 1) > STORE_MAX_COMMAND_BYTES)) {
-            log_warn("store.invalid_request", "op=command reason=argument");
-            op_refuse(op, STORE_BAD_DATA);
-            return;
-        }
-    }
-    op_send(op, argc, argv, argvlen);
 }

@@ -11,6 +11,8 @@
  * that started it, and at the latest after its deadline (STORE_TIMEOUT).
  * While Redis is unreachable operations fail at once with
  * STORE_UNAVAILABLE and the store reconnects with exponential backoff.
+ * With [redis] sentinels the store asks Redis Sentinels where the master
+ * is, before every connect and whenever a Sentinel announces a failover.
  *
  * The store must never be handed a secret: callers strip PINs and codes
  * before saving. Main-thread only; the process must ignore SIGPIPE (hiredis
@@ -67,6 +69,11 @@ typedef struct {
     int reconnect_max_ms;      /* backoff ceiling */
     int ping_interval_ms;      /* liveness PING while connected (catches hung servers) */
     int max_pending;           /* operations in flight before new ones get UNAVAILABLE */
+    const char *sentinels;     /* "ip:port,..." of Redis Sentinels, or NULL: host/port directly */
+    const char *master_name;   /* the master's name at the Sentinels */
+    const char *sentinel_password; /* AUTH for the Sentinels, or NULL */
+    int replicas;              /* replicas a durable command waits for (WAIT), 0 = none */
+    int replica_wait_ms;       /* how long WAIT waits for them */
 } store_options;
 
 /* [redis]: every field. */
@@ -88,7 +95,8 @@ store *store_new(struct event_base *base, const store_options *opt);
  * store_free; never call it from a store callback. */
 void store_free(store *s);
 
-/* True while a connection is established and authenticated. */
+/* True while the connection is established and authenticated (both
+ * connections, with [redis] replicas > 0). */
 bool store_connected(const store *s);
 
 /* Operations ----------------------------------------------------------------*/
@@ -172,6 +180,33 @@ typedef void store_reply_cb(store_status st, const struct redisReply *reply, voi
  * operation queued behind it on the one connection — poll from a timer. */
 void store_command(store *s, int argc, const char **argv, const size_t *argvlen,
                    store_reply_cb *cb, void *arg);
+
+/* Durable commands ----------------------------------------------------------*/
+
+/* How far a durable command's write got. */
+typedef struct {
+    int acked;        /* replicas that acknowledged it within replica_wait_ms (WAIT's
+                       * answer); 0 without replicas configured */
+    bool replicated;  /* STORE_OK and acked >= [redis] replicas (always, with
+                       * replicas = 0): the write survives a failover to a replica */
+} store_durability;
+
+/* As store_reply_cb, with the write's durability (meaningful when the
+ * reply is not an error reply). */
+typedef void store_durable_cb(store_status st, const struct redisReply *reply, store_durability d,
+                              void *arg);
+
+/* store_command for a write that must survive a failover: with [redis]
+ * replicas > 0 it goes out on a second connection to the master (the
+ * durable lane), followed by `WAIT replicas replica_wait_ms`, which blocks
+ * only that connection; the callback comes when the WAIT answers, and a
+ * reply that arrived within the deadline but with fewer replicas than
+ * configured is STORE_OK with `replicated` false: the write is on the
+ * master, not yet safe. Commands sent while a WAIT is out share the next
+ * one. The deadline is op_timeout_ms + 2 * replica_wait_ms. With replicas
+ * = 0 it is store_command on the main connection. */
+void store_command_durable(store *s, int argc, const char **argv, const size_t *argvlen,
+                           store_durable_cb *cb, void *arg);
 
 /* Windowed counters ---------------------------------------------------------*/
 

@@ -292,6 +292,21 @@ static void test_bad_address(void **state)
     assert_error(f, 0, 2, "[http] listen: not an IPv6 address inside [ ]");
 }
 
+/* [redis] sentinels: IP:port items only, refused with FILE:LINE. */
+static void test_ip_port_list(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_text(f, "[redis]\nsentinels = 127.0.0.1:26379, [::1]:26380\n"), 0);
+    assert_string_equal(f->c.redis.sentinels, "127.0.0.1:26379, [::1]:26380");
+    const char *bad[] = {"localhost:26379", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:1,", "[::1:5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[redis]\nsentinels = %s\n", bad[i]);
+        assert_int_equal(load_text(f, text), -1);
+        assert_error(f, 0, 2, "[redis] sentinels: expected IP:port or [IPv6]:port items separated by commas");
+    }
+}
+
 static void test_bad_host_url_level_path(void **state)
 {
     fixture *f = *state;
@@ -486,6 +501,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_type_parses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ip_port_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv4_listen_and_range_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowlists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),

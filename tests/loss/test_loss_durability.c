@@ -2,7 +2,7 @@
  * never lost and never applied twice. The real cardline daemon runs against
  * a real redis-server with AOF (appendfsync always) and the real registry
  * simulator on its own SQLite file (a restarted simulator keeps its data
- * and its count of applied writes); callers dial in over POST /ussd. Seven
+ * and its count of applied writes); callers dial in over POST /ussd. Eight
  * failures:
  *   - the gateway is SIGKILLed while the registry refuses the report, and a
  *     new gateway on the same Redis delivers it;
@@ -15,7 +15,10 @@
  *   - the wait for the registry is set longer than the engine's deadline
  *     for a handler: the caller still hears "accepted";
  *   - Redis stalls as a report is added, past the store's deadline, and
- *     applies the add when it resumes: the caller hears "accepted".
+ *     applies the add when it resumes: the caller hears "accepted";
+ *   - with [redis] replicas = 1, the replica is stopped as a report is
+ *     added while the registry is down: the caller hears "received, check
+ *     the card's status" (unconfirmed), and "accepted" once it is back.
  * Each ends with every card in temporary loss carrying the reference its
  * caller heard, the registry's count of applied loss reports equal to the
  * reports confirmed, no loss_report entry left in the outbox (none dead),
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <sys/wait.h>
@@ -51,6 +55,7 @@
 #define HANDLER_TIMEOUT_MS 3000  /* [session] handler_timeout_ms, its default */
 #define REFERENCE_LEN 14         /* "GS" + 12, gateway/loss/loss.h */
 #define ACCEPTED "挂失申请已受理"
+#define UNCONFIRMED "挂失申请已收到" /* loss_unconfirmed */
 
 typedef struct {
     char id[19];                 /* citizen ID (checksum computed) */
@@ -71,6 +76,7 @@ typedef struct {
     int poll_interval_ms;        /* [outbox] poll_interval_ms */
     person people[PEOPLE];
     int reporting;               /* people[0..reporting) report their card lost */
+    th_proc replica;             /* a replica of tw.redis with [redis] replicas = 1, or not running */
 } world;
 
 static const char *const PINS[PEOPLE] = {"246810", "582046", "907315", "731864", "620418"};
@@ -96,20 +102,12 @@ static void make_people(world *w)
 
 static void write_seed(world *w)
 {
-    json_t *persons = json_array();
+    tw_seed_person seed[PEOPLE];
     for (int i = 0; i < PEOPLE; i++) {
         const person *p = &w->people[i];
-        json_t *card = json_pack("{s:s, s:i, s:b, s:i, s:s, s:s, s:{s:s, s:b}}", "card_number", p->card,
-                                 "status", 1, "current", 1, "generation", 1, "issued_date", "2024-05-01",
-                                 "bank", "ICBC", "pin", "value", p->pin, "initial", 0);
-        json_array_append_new(persons, json_pack("{s:s, s:s, s:s, s:[o]}", "ssn", p->id, "name", "测试",
-                                                 "mobile", p->mobile, "cards", card));
+        seed[i] = (tw_seed_person){p->id, p->card, p->pin, p->mobile};
     }
-    json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
-                             "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
-    snprintf(w->seed, sizeof w->seed, "%s/seed.json", w->tw.dir);
-    assert_int_equal(json_dump_file(seed, w->seed, JSON_INDENT(1)), 0);
-    json_decref(seed);
+    assert_true(tw_write_seed(&w->tw, seed, PEOPLE, w->seed));
 }
 
 /* The gateway ----------------------------------------------------------------------*/
@@ -121,7 +119,7 @@ static void write_conf(world *w)
     th_write_filef(w->tw.conf,
              "[log]\nlevel = info\nflush_ms = 0\n" /* lines are counted right after each act */
              "[http]\nlisten = 127.0.0.1:%d\n"
-             "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n"
+             "[redis]\nport = %d\nreconnect_min_ms = 20\nreconnect_max_ms = 200\nping_interval_ms = 100\n%s"
              "[registry]\nurl = http://127.0.0.1:%d\ntimeout_ms = 500\nconnect_timeout_ms = 200\n"
              "read_retries = 0\nhealth_interval_ms = 100\n"
              "[dialplans]\ndir = %s/dialplans\n"
@@ -131,7 +129,8 @@ static void write_conf(world *w)
              "[session]\nhandler_timeout_ms = %d\n"
              "[workflows]\nloss_confirm_wait_ms = %d\n"
              "[gateway]\nshutdown_grace_ms = 3000\n",
-             w->tw.http_port, w->tw.redis.port, w->tw.sim.port, CL_SOURCE_DIR, w->poll_interval_ms,
+             w->tw.http_port, w->tw.redis.port, w->replica.pid ? "replicas = 1\nreplica_wait_ms = 200\n" : "",
+             w->tw.sim.port, CL_SOURCE_DIR, w->poll_interval_ms,
              w->handler_timeout_ms, w->confirm_wait_ms);
 }
 
@@ -153,7 +152,8 @@ static void stop_gateway(world *w)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static int setup_world(void **state, int confirm_wait_ms, int handler_timeout_ms, int poll_interval_ms)
+static int setup_world_replicated(void **state, int confirm_wait_ms, int handler_timeout_ms,
+                                  int poll_interval_ms, bool replicated)
 {
     world *w = calloc(1, sizeof *w);
     w->confirm_wait_ms = confirm_wait_ms;
@@ -168,10 +168,26 @@ static int setup_world(void **state, int confirm_wait_ms, int handler_timeout_ms
      * for the PIN search. */
     const char *plain[] = {"CONFIG", "SET", "rdbcompression", "no"};
     free(th_redis_cmd(&w->tw.redis, 4, plain));
+    if (replicated) {
+        th_subdir(w->tw.dir, "replica", w->replica.dir);
+        if (!th_redis_start_replica(&w->replica, w->replica.dir, w->tw.redis.port))
+            return -1;
+    }
     write_conf(w);
     start_gateway(w);
     *state = w;
     return 0;
+}
+
+static int setup_world(void **state, int confirm_wait_ms, int handler_timeout_ms, int poll_interval_ms)
+{
+    return setup_world_replicated(state, confirm_wait_ms, handler_timeout_ms, poll_interval_ms, false);
+}
+
+/* [redis] replicas = 1 with a replica of the test's Redis. */
+static int setup_replicated(void **state)
+{
+    return setup_world_replicated(state, CONFIRM_WAIT_MS, HANDLER_TIMEOUT_MS, 20, true);
 }
 
 static int setup_waiting(void **state, int confirm_wait_ms, int handler_timeout_ms)
@@ -207,6 +223,9 @@ static int setup_overlong(void **state)
 static int teardown(void **state)
 {
     world *w = *state;
+    if (w->replica.pid > 0)
+        kill(w->replica.pid, SIGCONT);
+    th_stop(&w->replica, 2000);
     tw_stop(&w->tw, 0);
     free(w);
     return 0;
@@ -679,6 +698,39 @@ static void test_registry_outage(void **state)
     assert_private(w);
 }
 
+/* [redis] replicas = 1 and the registry down: a report the replica does
+ * not acknowledge in time (it is SIGSTOPped) is told "received, check the
+ * card's status in a few minutes", one it does acknowledge "accepted";
+ * both reach the registry once it is back. */
+static void test_unreplicated_report_unconfirmed(void **state)
+{
+    world *w = *state;
+    w->reporting = 2;
+    for (int i = 0; i < w->reporting; i++)
+        dial_to_confirm(w, &w->people[i]);
+    th_stop(&w->tw.sim, WAIT_MS);
+    kill(w->replica.pid, SIGSTOP);
+    confirm(w, &w->people[0], UNCONFIRMED);
+    assert_true(log_shows(w, "loss.queued", "replicated=no"));
+    kill(w->replica.pid, SIGCONT);
+    const char *caught_up[] = {"WAIT", "1", "1000"}; /* the replica holds every write so far */
+    long deadline = th_now_ms() + WAIT_MS;
+    for (bool acked = false; !acked;) {
+        char *n = th_redis_cmd(&w->tw.redis, 3, caught_up);
+        acked = n && strcmp(n, "1") == 0;
+        free(n);
+        assert_true(acked || th_now_ms() < deadline);
+    }
+    confirm(w, &w->people[1], ACCEPTED);
+    assert_int_equal(loss_entries(w), 2);
+
+    long started = restart_sim(w);
+    wait_delivered(w, started, "the registry was started again");
+    assert_exactly_once(w);
+    stop_gateway(w);
+    assert_private(w);
+}
+
 /* Three reports accepted while the registry is down; Redis restarts
  * (SIGTERM, then the same port and AOF); the gateway reconnects; the
  * registry comes back and gets all three, once each. */
@@ -933,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_past_handler_deadline, setup_overlong, teardown),
         cmocka_unit_test_setup_teardown(test_redis_stalls_during_add, setup_held_seldom_polled, teardown),
         cmocka_unit_test_setup_teardown(test_reused_session_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreplicated_report_unconfirmed, setup_replicated, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

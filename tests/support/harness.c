@@ -296,18 +296,10 @@ static bool redis_answers(int port)
     return ok;
 }
 
-bool th_redis_start(th_proc *p, const char *dir, bool aof)
+/* Spawns `argv` and waits until it answers PING on p->port. */
+static bool redis_spawn(th_proc *p, const char *name, const char *const *argv)
 {
-    if (dir != p->dir)
-        snprintf(p->dir, sizeof p->dir, "%s", dir);
-    if (p->port == 0)
-        p->port = th_free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", p->port);
-    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                          "--dir", p->dir, "--save", "", "--appendonly", aof ? "yes" : "no",
-                          "--appendfsync", "always", "--daemonize", "no", NULL};
-    if (!th_spawn(p, "redis", argv))
+    if (!th_spawn(p, name, argv))
         return false;
     long deadline = th_now_ms() + 10000;
     while (!redis_answers(p->port)) {
@@ -318,6 +310,111 @@ bool th_redis_start(th_proc *p, const char *dir, bool aof)
         pause_ms(10);
     }
     return true;
+}
+
+#define TH_REDIS_MAX_EXTRA 8
+
+bool th_redis_start_with(th_proc *p, const char *dir, bool aof, const char *const *extra)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    const char *argv[16 + TH_REDIS_MAX_EXTRA] = {
+        "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", p->dir, "--save", "",
+        "--appendonly", aof ? "yes" : "no", "--appendfsync", "always", "--daemonize", "no"};
+    int argc = 15;
+    for (int i = 0; extra && extra[i]; i++) {
+        if (i == TH_REDIS_MAX_EXTRA)
+            return false;
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    return redis_spawn(p, "redis", argv);
+}
+
+bool th_redis_start(th_proc *p, const char *dir, bool aof)
+{
+    return th_redis_start_with(p, dir, aof, NULL);
+}
+
+bool th_redis_start_replica(th_proc *p, const char *dir, int master_port)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", master_port);
+    const char *extra[] = {"--replicaof", "127.0.0.1", port, NULL};
+    return th_redis_start_with(p, dir, true, extra);
+}
+
+bool th_sentinel_start(th_proc *p, const char *dir, const char *name, int master_port, int down_after_ms,
+                       int failover_timeout_ms)
+{
+    if (dir != p->dir)
+        snprintf(p->dir, sizeof p->dir, "%s", dir);
+    if (p->port == 0)
+        p->port = th_free_port();
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/sentinel.conf", p->dir);
+    th_write_filef(conf,
+                   "port %d\nbind 127.0.0.1\ndir %s\ndaemonize no\n"
+                   "sentinel monitor %s 127.0.0.1 %d 2\n"
+                   "sentinel down-after-milliseconds %s %d\n"
+                   "sentinel failover-timeout %s %d\n"
+                   "sentinel parallel-syncs %s 1\n",
+                   p->port, p->dir, name, master_port, name, down_after_ms, name, failover_timeout_ms, name);
+    const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+    return redis_spawn(p, "sentinel", argv);
+}
+
+static redisReply *command_reply(int port, int argc, const char **argv)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r = NULL;
+    if (c && !c->err)
+        r = redisCommandArgv(c, argc, argv, NULL);
+    redisFree(c);
+    return r;
+}
+
+bool th_redis_info_has(int port, const char *section, const char *needle)
+{
+    const char *argv[] = {"INFO", section};
+    redisReply *r = command_reply(port, 2, argv);
+    bool yes = r && r->type == REDIS_REPLY_STRING && strstr(r->str, needle) != NULL;
+    freeReplyObject(r);
+    return yes;
+}
+
+static long array_length(int port, int argc, const char **argv)
+{
+    redisReply *r = command_reply(port, argc, argv);
+    long n = r && r->type == REDIS_REPLY_ARRAY ? (long)r->elements : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+bool th_sentinels_settled(const th_proc *sentinels, int n, const char *name)
+{
+    const char *replicas[] = {"SENTINEL", "replicas", name};
+    const char *others[] = {"SENTINEL", "sentinels", name};
+    for (int i = 0; i < n; i++)
+        if (array_length(sentinels[i].port, 3, replicas) < 1 || array_length(sentinels[i].port, 3, others) < n - 1)
+            return false;
+    return true;
+}
+
+int th_sentinel_master_port(const th_proc *sentinel, const char *name)
+{
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", name};
+    redisReply *r = command_reply(sentinel->port, 3, argv);
+    int port = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING
+                   ? atoi(r->element[1]->str)
+                   : 0;
+    freeReplyObject(r);
+    return port;
 }
 
 static char *reply_text(const redisReply *r)
@@ -339,16 +436,9 @@ static char *reply_text(const redisReply *r)
 
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv)
 {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", p->port, tv);
-    char *out = NULL;
-    if (c && !c->err) {
-        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-        if (r)
-            out = reply_text(r);
-        freeReplyObject(r);
-    }
-    redisFree(c);
+    redisReply *r = command_reply(p->port, argc, argv);
+    char *out = r ? reply_text(r) : NULL;
+    freeReplyObject(r);
     return out;
 }
 
@@ -549,6 +639,15 @@ int th_run(const char *cmd, char *out, size_t cap)
     out[n] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool th_poll_until(bool (*cond)(const void *arg), const void *arg, int timeout_ms)
+{
+    long deadline = th_now_ms() + timeout_ms;
+    bool done;
+    while (!(done = cond(arg)) && th_now_ms() < deadline)
+        th_poll_pause();
+    return done;
 }
 
 void th_poll_pause(void)

@@ -104,6 +104,10 @@ bool th_log_wait(const th_proc *p, const char *needle, int seen, int timeout_ms)
  * Returns the exit code, or -1 when it did not exit. */
 int th_run(const char *cmd, char *out, size_t cap);
 
+/* Polls `cond(arg)` with th_poll_pause between tries until it holds or
+ * `timeout_ms` passes; returns the last answer. */
+bool th_poll_until(bool (*cond)(const void *arg), const void *arg, int timeout_ms);
+
 /* The pause between two polls of a bounded wait (20 ms): for state that
  * only a poll can see (another process's files, logs, HTTP answers). */
 void th_poll_pause(void);
@@ -128,6 +132,25 @@ struct curl_slist *th_ussd_sign(struct curl_slist *headers, const char *body);
  * `aof`), or on `p->port` if it is non-zero (a restart on the same port).
  * Waits until it answers PING. */
 bool th_redis_start(th_proc *p, const char *dir, bool aof);
+/* The same with `extra` redis-server arguments (NULL-terminated, at most
+ * 8), e.g. {"--requirepass", "x", NULL}. */
+bool th_redis_start_with(th_proc *p, const char *dir, bool aof, const char *const *extra);
+/* A replica (AOF on) of the redis-server on 127.0.0.1:master_port. */
+bool th_redis_start_replica(th_proc *p, const char *dir, int master_port);
+/* A Redis Sentinel on a free port (or p->port) monitoring master `name`
+ * at 127.0.0.1:master_port with quorum 2 and the given
+ * down-after-milliseconds and failover-timeout; its config (which
+ * Sentinel rewrites) is dir/sentinel.conf. Waits until it answers PING. */
+bool th_sentinel_start(th_proc *p, const char *dir, const char *name, int master_port, int down_after_ms,
+                       int failover_timeout_ms);
+/* The INFO `section` of the server on 127.0.0.1:port holds `needle`
+ * ("role:master", "master_link_status:up"). */
+bool th_redis_info_has(int port, const char *section, const char *needle);
+/* Every one of the `n` Sentinels knows master `name`'s replica and the
+ * other n - 1 Sentinels (what a vote on a failover needs). */
+bool th_sentinels_settled(const th_proc *sentinels, int n, const char *name);
+/* The port of the master the Sentinel names for `name`, 0 if none. */
+int th_sentinel_master_port(const th_proc *sentinel, const char *name);
 /* Sends a command and returns its reply as text (integer replies as digits),
  * malloc'd, or NULL on error. Arguments as for redisCommandArgv. */
 char *th_redis_cmd(const th_proc *p, int argc, const char **argv);

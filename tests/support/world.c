@@ -3,6 +3,7 @@
 #include "world.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -102,4 +103,23 @@ void tw_sms_path(char *out, size_t size, const char *from, const char *text)
     curl_free(f);
     curl_free(t);
     curl_easy_cleanup(c);
+}
+
+bool tw_write_seed(const tw_world *w, const tw_seed_person *people, int n, char out[300])
+{
+    json_t *persons = json_array();
+    for (int i = 0; i < n; i++) {
+        const tw_seed_person *p = &people[i];
+        json_t *card = json_pack("{s:s, s:i, s:b, s:i, s:s, s:s, s:{s:s, s:b}}", "card_number", p->card,
+                                 "status", 1, "current", 1, "generation", 1, "issued_date", "2024-05-01",
+                                 "bank", "ICBC", "pin", "value", p->pin, "initial", 0);
+        json_array_append_new(persons, json_pack("{s:s, s:s, s:s, s:[o]}", "ssn", p->ssn, "name", "测试",
+                                                 "mobile", p->mobile, "cards", card));
+    }
+    json_t *seed = json_pack("{s:[{s:s, s:s, s:s}], s:[], s:o}", "banks", "code", "ICBC", "name",
+                             "中国工商银行", "hotline", "95588", "outlets", "persons", persons);
+    snprintf(out, 300, "%s/seed.json", w->dir);
+    bool ok = json_dump_file(seed, out, JSON_INDENT(1)) == 0;
+    json_decref(seed);
+    return ok;
 }

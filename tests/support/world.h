@@ -44,6 +44,20 @@ bool tw_start_gateway(tw_world *w, bool healthy, int wait_ms);
  * sanitizers that also means LeakSanitizer found nothing. */
 bool tw_stop(tw_world *w, int grace_ms);
 
+/* A person of a registry seed: a citizen with one normal card in use and
+ * a PIN that is not the initial one. */
+typedef struct {
+    const char *ssn;        /* citizen ID */
+    const char *card;       /* the card number */
+    const char *pin;        /* its service PIN */
+    const char *mobile;     /* registered mobile */
+} tw_seed_person;
+
+/* Writes the simulator's seed, w->dir/seed.json, with the bank ICBC, no
+ * outlets and these `n` people; its path goes to `out`. False when it
+ * cannot be written. */
+bool tw_write_seed(const tw_world *w, const tw_seed_person *people, int n, char out[300]);
+
 /* Peers' requests -----------------------------------------------------------*/
 
 /* GETs `path` (form NULL) or POSTs the /ussd `form` signed with
