@@ -33,17 +33,23 @@
 #define SESSIONS_PER_TICK 32          /* distinct sessions announced per tick; more: a queue event */
 #define OVERVIEW_EVERY_MS 5000        /* supervisors' overview tick when nothing changed */
 
-/* Callbacks not done among the newest ARGV[1] of the stream (the listing's
- * window). KEYS: the stream. ARGV: window, state key prefix. */
-static const char open_callbacks_script[] =
-    "local n = 0\n"
-    "for _, e in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])) do\n"
-    "  local f = e[2]\n"
-    "  for i = 1, #f - 1, 2 do\n"
-    "    if f[i] == 'ref' and redis.call('HGET', ARGV[2] .. f[i + 1], 'state') ~= 'done' then n = n + 1 end\n"
+/* The counts a tick's news calls for, -1 for those not asked: the queue's
+ * length (ARGV[1] "1") and the callbacks not done among the newest ARGV[3]
+ * of their stream, the listing's window (ARGV[2] "1"). KEYS: the queue,
+ * the callback stream. ARGV[4]: the state key prefix. */
+static const char counts_script[] =
+    "local queue, open = -1, -1\n"
+    "if ARGV[1] == '1' then queue = redis.call('ZCARD', KEYS[1]) end\n"
+    "if ARGV[2] == '1' then\n"
+    "  open = 0\n"
+    "  for _, e in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])) do\n"
+    "    local f = e[2]\n"
+    "    for i = 1, #f - 1, 2 do\n"
+    "      if f[i] == 'ref' and redis.call('HGET', ARGV[4] .. f[i + 1], 'state') ~= 'done' then open = open + 1 end\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return n\n";
+    "return {queue, open}\n";
 
 struct agent_stream {
     agents *owner;              /* the API */
@@ -192,38 +198,28 @@ static void tick_command(stream_tick *t, int argc, const char **argv, store_repl
     store_command(t->owner->store, argc, argv, NULL, cb, t);
 }
 
-static void queue_read(store_status st, const redisReply *reply, void *arg)
+static void counts_read(store_status st, const redisReply *reply, void *arg)
 {
     stream_tick *t = arg;
     if (tick_back(t) == NULL)
         return;
-    if (st == STORE_OK && reply->type == REDIS_REPLY_INTEGER)
-        t->queue_len = reply->integer;
+    if (st == STORE_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        t->queue_len = reply->element[0]->integer;
+        t->open_callbacks = reply->element[1]->integer;
+    }
     tick_done(t);
 }
 
-static void callbacks_read(store_status st, const redisReply *reply, void *arg)
-{
-    stream_tick *t = arg;
-    if (tick_back(t) == NULL)
-        return;
-    if (st == STORE_OK && reply->type == REDIS_REPLY_INTEGER)
-        t->open_callbacks = reply->integer;
-    tick_done(t);
-}
-
-/* Reads the counts the news calls for. */
+/* Reads the counts the news calls for, if any. */
 static void read_counts(stream_tick *t)
 {
-    if (t->queue_changed || t->fresh) {
-        const char *argv[] = {"ZCARD", ENGINE_QUEUE_KEY};
-        tick_command(t, 2, argv, queue_read);
-    }
-    if (t->callbacks_changed || t->fresh) {
-        const char *argv[] = {"EVAL", open_callbacks_script, "1", CALLBACK_STREAM, AGENTS_CALLBACK_WINDOW,
-                              AGENTS_CALLBACK_KEY};
-        tick_command(t, 6, argv, callbacks_read);
-    }
+    bool queue = t->queue_changed || t->fresh, callbacks = t->callbacks_changed || t->fresh;
+    if (!queue && !callbacks)
+        return;
+    const char *argv[] = {"EVAL", counts_script, "2", ENGINE_QUEUE_KEY, CALLBACK_STREAM, queue ? "1" : "0",
+                          callbacks ? "1" : "0", AGENTS_CALLBACK_WINDOW, AGENTS_CALLBACK_KEY};
+    tick_command(t, 9, argv, counts_read);
 }
 
 static const char *field(const redisReply *fields, const char *name)
