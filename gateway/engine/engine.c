@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "dialplan.h"
+#include "console.h"
+#include "funnel.h"
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
@@ -42,6 +44,8 @@ struct engine {
     pending_set calls;             /* handler calls in flight: each resumes its hop once */
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
+    funnel *funnel;                /* per node of `dp`: entered and how left */
+    engine_console *console;       /* what agent consoles watch, in Redis */
 };
 
 /* How a handler call completes (its pending_op's status). */
@@ -80,6 +84,8 @@ struct hop {
     int calls;                     /* handler calls started, for call keys */
     monotime t0;                   /* when the hop began */
     char before[160];              /* "flow.node" before the hop, for the log */
+    bool held_before;              /* the stored session was with an agent (state transfer) */
+    funnel_marks marks;            /* the walk's funnel marks, counted once saved */
 };
 
 static void load(hop *h);
@@ -120,6 +126,12 @@ static const char *event_kind_name(engine_event_kind k)
 
 /* Lifecycle ------------------------------------------------------------------*/
 
+static void render_funnel(struct evbuffer *out, void *arg)
+{
+    const engine *e = arg;
+    engine_funnel_render(e->funnel, out);
+}
+
 engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp)
 {
     char why[96];
@@ -140,14 +152,25 @@ engine *engine_new(struct event_base *base, const engine_options *opt, struct di
         e->hops_total[st] = metrics_counter("cardline_engine_hops_total", "Engine hops by status.", labels);
     }
     e->steps_total = metrics_counter("cardline_engine_steps_total", "Dialplan nodes entered by the engine.", NULL);
+    e->funnel = engine_funnel_new(dp, NULL);
+    metrics_collector_add(render_funnel, e);
+    e->console = engine_console_new(base, opt->store, opt->session_ttl_s);
     return e;
 }
 
 void engine_set_dialplan(engine *e, struct dialplan *dp)
 {
     dialplan *old = e->dp;
+    funnel *was = e->funnel;
     e->dp = dialplan_ref(dp);
+    e->funnel = engine_funnel_new(dp, was);
+    engine_funnel_free(was);
     dialplan_unref(old);
+}
+
+json_t *engine_funnel(const engine *e)
+{
+    return engine_funnel_json(e->funnel);
 }
 
 struct dialplan *engine_dialplan(const engine *e)
@@ -264,6 +287,35 @@ static void answer_ending(hop *h)
     finish(h, ENGINE_OK, h->ending);
 }
 
+/* What consoles watch --------------------------------------------------------------*/
+
+void engine_note_change(engine *e, const char *session_id)
+{
+    engine_console_change(e->console, "session", session_id);
+}
+
+/* After a save: the queue of sessions with agents (entered or left, and
+ * the change log consoles poll) and the sessions live per channel (a new
+ * one, an ended one). */
+static void announce(hop *h)
+{
+    engine_console *c = h->e->console;
+    const char *id = h->ev.session_id, *state = engine_session_str(h->doc, "state");
+    bool held = strcmp(state, "transfer") == 0, ended = strcmp(state, "end") == 0;
+    channel_kind ch = CHANNEL_VOICE;
+    engine_session_channel(h->doc, &ch);
+    if (h->ev.kind == ENGINE_EV_START && !ended)
+        engine_console_live(c, ch, id, true);
+    else if (ended)
+        engine_console_live(c, ch, id, false);
+    if (held != h->held_before) {
+        engine_console_queue(c, id, held);
+        engine_console_change(c, "queue", id);
+    } else if (held) {
+        engine_console_change(c, "session", id);
+    }
+}
+
 static void on_saved(store_status st, uint64_t revision, void *arg)
 {
     (void)revision;
@@ -274,6 +326,8 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
         return;
     }
     if (st == STORE_OK) {
+        engine_funnel_add(h->e->funnel, &h->marks);
+        announce(h);
         finish(h, ENGINE_OK, h->output);
         return;
     }
@@ -443,6 +497,8 @@ static void advance(hop *h, step_stop stop)
 static void begin_step(hop *h)
 {
     engine_step_init(&h->st, h->dp, h->doc, h->e->opt.max_steps_per_hop, h->e->opt.max_events_kept);
+    h->marks.n = 0;
+    h->st.marks = &h->marks;
     h->stepping = true;
 }
 
@@ -571,6 +627,7 @@ static void on_loaded_noted(store_status st, json_t *doc, uint64_t revision, con
         finish(h, ENGINE_OK, replayed);
         return;
     }
+    h->held_before = doc && strcmp(engine_session_str(doc, "state"), "transfer") == 0;
     if (doc && !h->before[0])
         snprintf(h->before, sizeof h->before, "%s.%s", engine_session_str(doc, "flow"),
                  engine_session_str(doc, "node"));
@@ -742,6 +799,9 @@ void engine_free(engine *e)
         return;
     pending_complete_all(&e->hops, ENGINE_UNAVAILABLE);
     pending_complete_all(&e->calls, CALL_DROPPED);
+    metrics_collector_remove(render_funnel, e);
+    engine_funnel_free(e->funnel);
+    engine_console_free(e->console);
     dialplan_unref(e->dp);
     free(e);
 }
