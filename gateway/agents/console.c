@@ -77,6 +77,16 @@ static void not_found(httpd_request *http)
 
 /* Reads dir/name into a new buffer: NULL when missing, not a regular file
  * or over the limit (`*too_big` tells the last apart). */
+/* evbuffer_read takes at most 4096 bytes a call (libevent 2.1), so a page
+ * is read in a loop; a file that shrinks meanwhile is refused. */
+static bool read_whole(struct evbuffer *buf, int fd, size_t size)
+{
+    while (evbuffer_get_length(buf) < size)
+        if (evbuffer_read(buf, fd, (int)(size - evbuffer_get_length(buf))) <= 0)
+            return false;
+    return true;
+}
+
 static struct evbuffer *read_file(const char *dir, const char *name, bool *too_big)
 {
     char path[PATH_MAX];
@@ -91,7 +101,7 @@ static struct evbuffer *read_file(const char *dir, const char *name, bool *too_b
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         *too_big = st.st_size > AGENTS_CONSOLE_MAX_FILE;
         buf = *too_big ? NULL : evbuffer_new();
-        if (buf && st.st_size > 0 && evbuffer_read(buf, fd, (int)st.st_size) != (int)st.st_size) {
+        if (buf && !read_whole(buf, fd, (size_t)st.st_size)) {
             evbuffer_free(buf);
             buf = NULL;
         }

@@ -271,9 +271,18 @@ static void test_static_files_and_headers(void **state)
     assert_string_equal(r.body, "console.log(\"fixture\");\n");
     th_response_free(&r);
 
+    /* Longer than one read: served whole, byte for byte. */
+    char css[16384];
+    FILE *f = fopen(CL_SOURCE_DIR "/tests/agents/console/app.css", "rb");
+    assert_non_null(f);
+    size_t css_len = fread(css, 1, sizeof css - 1, f);
+    fclose(f);
+    css[css_len] = '\0';
+    assert_true(css_len > 8192);
     r = api("GET", "/console/app.css", NULL, NULL);
     assert_int_equal(r.status, 200);
     expect_header(&r, "Content-Type: text/css; charset=utf-8");
+    assert_string_equal(r.body, css);
     th_response_free(&r);
 
     /* Answers of the API carry the same headers: refused, found and not. */
