@@ -1,0 +1,268 @@
+/* test_console_browser — the agent console (console/) in a real browser.
+ * The real cardline daemon with the Agent API, against a real redis-server
+ * and registry simulator (demo seed); each case runs console_test.py,
+ * which drives Debian's headless Chromium through Selenium as an agent, a
+ * supervisor or an observer. This program plays the citizens (USSD hops
+ * signed as the aggregator, SMS as Kannel) and looks into Redis when the
+ * script asks: one line `@REQUEST ARGS` on the script's stdout, answered
+ * `ok` or `fail WHY` on its stdin.
+ *
+ * Cases: a wrong token is refused in words; an SMS conversation arrives in
+ * the agent's queue without a reload, the agent replies and the reply
+ * reaches the outbox; an observer has no action buttons and a reply forged
+ * from the page with the observer's token is refused and reaches nothing;
+ * a supervisor sees the funnel of a scripted USSD batch with its counts; a
+ * context after PIN entry holds no PIN anywhere in the page. Screenshots
+ * land in tests/browser-shots under the build tree. A missing browser is a
+ * failure, not a skip: scripts/test installs it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agents_world.h"
+
+#define PYTHON "/usr/bin/python3"          /* Debian's, with python3-selenium */
+#define CASE_MS 240000                      /* one case, browser start to quit */
+#define PHONE "+8613800000001"              /* 王伟's registered mobile */
+#define ID "110101199003074514"             /* his citizen ID */
+#define PIN "246810"                        /* his service PIN */
+#define HELD_SMS "我的新卡还没到，什么时候能领？"  /* held for the agent; the script looks for part of it */
+
+static const aw_agent AGENTS[] = {
+    {"li", "agent", "tok-console-li", "    sip_uri: sip:li@127.0.0.1:5070\n"},
+    {"wang", "supervisor", "tok-console-wang", "    sip_uri: sip:wang@127.0.0.1:5070\n"},
+    {"zhao", "observer", "tok-console-zhao", ""},
+};
+
+/* The citizens and Redis, as the script asks ------------------------------------*/
+
+/* Outbox entries of kind sms to PHONE whose text contains `needle`. */
+static int outbox_sms(const char *needle)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", aw_world_get()->tw.redis.port, tv);
+    assert_true(c && !c->err);
+    redisReply *r = redisCommand(c, "XRANGE cl:outbox - +");
+    assert_non_null(r);
+    int n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < f->elements; j += 2) {
+            if (strcmp(f->element[j]->str, "payload") != 0)
+                continue;
+            json_t *p = json_loads(f->element[j + 1]->str, 0, NULL);
+            const char *to = json_string_value(json_object_get(p, "to"));
+            const char *text = json_string_value(json_object_get(p, "text"));
+            n += to && text && strcmp(to, PHONE) == 0 && strstr(text, needle) != NULL;
+            json_decref(p);
+        }
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* Waits until the reply `needle` is in the outbox. */
+static bool wait_outbox(const char *needle)
+{
+    long deadline = th_now_ms() + AW_WAIT_MS;
+    while (outbox_sms(needle) == 0) {
+        if (th_now_ms() > deadline)
+            return false;
+        th_poll_pause();
+    }
+    return true;
+}
+
+/* Four USSD sessions that leave the main flow at known steps: two choose
+ * English (one then opens the status check, one presses 8 at the main
+ * menu: invalid, goodbye), one presses 5 at the language menu (invalid,
+ * on to the main menu), one only dials. */
+static void ussd_batch(void)
+{
+    aw_ussd("console-f1", PHONE, NULL, "English");
+    aw_ussd("console-f1", PHONE, "2", "Card status");
+    aw_ussd("console-f1", PHONE, "1", "");
+    aw_ussd("console-f2", PHONE, NULL, "English");
+    aw_ussd("console-f2", PHONE, "2", "Card status");
+    aw_ussd("console-f2", PHONE, "8", "END ");
+    aw_ussd("console-f3", PHONE, NULL, "English");
+    aw_ussd("console-f3", PHONE, "5", "");
+    aw_ussd("console-f4", PHONE, NULL, "English");
+}
+
+/* The status check with ID and PIN, as tests/agents does it. */
+static void ussd_pin(void)
+{
+    aw_ussd("console-pin", PHONE, NULL, "1 中文");
+    aw_ussd("console-pin", PHONE, "1", "1 卡状态");
+    aw_ussd("console-pin", PHONE, "1", "身份证");
+    aw_ussd("console-pin", PHONE, ID, "密码");
+    aw_ussd("console-pin", PHONE, PIN, "状态");
+}
+
+/* Carries out one request line of the script; the answer line into `out`. */
+static void serve(const char *req, char *out, size_t size)
+{
+    snprintf(out, size, "ok\n");
+    if (strcmp(req, "sms_agent") == 0) {
+        aw_sms(PHONE, "AGENT", "");
+        aw_sms(PHONE, HELD_SMS, "");
+    } else if (strcmp(req, "ussd_batch") == 0) {
+        ussd_batch();
+    } else if (strcmp(req, "ussd_pin") == 0) {
+        ussd_pin();
+    } else if (strncmp(req, "outbox ", 7) == 0) {
+        if (!wait_outbox(req + 7))
+            snprintf(out, size, "fail the reply never reached the outbox\n");
+    } else if (strncmp(req, "no_outbox ", 10) == 0) {
+        if (outbox_sms(req + 10) != 0)
+            snprintf(out, size, "fail the forged reply is in the outbox\n");
+    } else {
+        snprintf(out, size, "fail unknown request %s\n", req);
+    }
+}
+
+/* The script --------------------------------------------------------------------*/
+
+static void exec_script(const char *name, int in, int out)
+{
+    aw_world *w = aw_world_get();
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", w->api_port);
+    setpgid(0, 0); /* its own group: a stuck case takes chromium down with it */
+    dup2(in, STDIN_FILENO);
+    dup2(out, STDOUT_FILENO);
+    setenv("CONSOLE_URL", url, 1);
+    setenv("TOKEN_AGENT", AGENTS[0].token, 1);
+    setenv("TOKEN_SUPERVISOR", AGENTS[1].token, 1);
+    setenv("TOKEN_OBSERVER", AGENTS[2].token, 1);
+    setenv("SHOTS", CL_SHOTS_DIR, 1);
+    execl(PYTHON, PYTHON, CL_CONSOLE_SCRIPT, name, (char *)NULL);
+    fprintf(stderr, "cannot run %s: %s\n", PYTHON, strerror(errno));
+    _exit(127);
+}
+
+/* Reads one line from `fd` into `line` before `deadline`; false at the
+ * end of the stream or the deadline. */
+static bool read_line(int fd, char *line, size_t size, long deadline)
+{
+    size_t n = 0;
+    while (n + 1 < size) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long left = deadline - th_now_ms();
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return false;
+        char c;
+        if (read(fd, &c, 1) != 1)
+            return false;
+        if (c == '\n')
+            break;
+        line[n++] = c;
+    }
+    line[n] = '\0';
+    return true;
+}
+
+/* Runs console_test.py `name`, serving its requests; fails the test unless
+ * it exits 0 within CASE_MS. */
+static void run_case(const char *name)
+{
+    int to_script[2], from_script[2];
+    assert_int_equal(pipe(to_script), 0);
+    assert_int_equal(pipe(from_script), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(to_script[1]);
+        close(from_script[0]);
+        exec_script(name, to_script[0], from_script[1]);
+    }
+    close(to_script[0]);
+    close(from_script[1]);
+    long deadline = th_now_ms() + CASE_MS;
+    char line[1024], answer[256];
+    while (read_line(from_script[0], line, sizeof line, deadline)) {
+        if (line[0] != '@') {
+            fprintf(stderr, "%s: %s\n", name, line);
+            continue;
+        }
+        serve(line + 1, answer, sizeof answer);
+        fprintf(stderr, "%s: %s -> %s", name, line, answer);
+        if (write(to_script[1], answer, strlen(answer)) != (ssize_t)strlen(answer))
+            break;
+    }
+    bool late = th_now_ms() > deadline;
+    if (late)
+        kill(-pid, SIGKILL);
+    close(to_script[1]);
+    close(from_script[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (late)
+        fail_msg("case %s took longer than %d ms", name, CASE_MS);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("case %s failed (exit status %d; its log is above)", name, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* The world and the cases -------------------------------------------------------*/
+
+static int setup(void **state)
+{
+    return aw_setup(state, "console", false, AGENTS, sizeof AGENTS / sizeof AGENTS[0],
+                    "[outbox]\nconsumer = gw-console\n");
+}
+
+static void test_wrong_token(void **state)
+{
+    (void)state;
+    run_case("wrong_token");
+}
+
+static void test_funnel(void **state)
+{
+    (void)state;
+    run_case("funnel");
+}
+
+static void test_sms_conversation(void **state)
+{
+    (void)state;
+    run_case("sms");
+}
+
+static void test_observer(void **state)
+{
+    (void)state;
+    run_case("observer");
+}
+
+static void test_no_pin(void **state)
+{
+    (void)state;
+    run_case("no_pin");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wrong_token),
+        cmocka_unit_test(test_funnel),
+        cmocka_unit_test(test_sms_conversation),
+        cmocka_unit_test(test_observer),
+        cmocka_unit_test(test_no_pin),
+    };
+    return cmocka_run_group_tests(tests, setup, aw_teardown);
+}
