@@ -14,12 +14,18 @@
  * a supervisor sees the funnel of a scripted USSD batch with its counts; a
  * context after PIN entry holds no PIN anywhere in the page. Screenshots
  * land in tests/browser-shots under the build tree. A missing browser is a
- * failure, not a skip: scripts/test installs it. */
+ * failure, not a skip: scripts/test installs it.
+ *
+ * And the Grafana dashboard (configs/grafana/cardline.json): valid JSON,
+ * and every metric it names is one this daemon's /metrics serves (voice is
+ * off in this world: voice and speech series are looked up among the names
+ * the source registers instead). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -86,10 +92,12 @@ static bool wait_outbox(const char *needle)
     return true;
 }
 
-/* Four USSD sessions that leave the main flow at known steps: two choose
- * English (one then opens the status check, one presses 8 at the main
- * menu: invalid, goodbye), one presses 5 at the language menu (invalid,
- * on to the main menu), one only dials. */
+/* Four USSD sessions that leave the main flow at known steps (a wrong
+ * key is asked again twice, [settings] retries, before it counts as
+ * invalid): two choose English, one then opens the status check, one
+ * presses 8 at the main menu three times (invalid, goodbye); one presses 5
+ * at the language menu three times (invalid, on to the main menu); one
+ * only dials. */
 static void ussd_batch(void)
 {
     aw_ussd("console-f1", PHONE, NULL, "English");
@@ -97,9 +105,12 @@ static void ussd_batch(void)
     aw_ussd("console-f1", PHONE, "1", "");
     aw_ussd("console-f2", PHONE, NULL, "English");
     aw_ussd("console-f2", PHONE, "2", "Card status");
+    aw_ussd("console-f2", PHONE, "8", "CON ");
+    aw_ussd("console-f2", PHONE, "8", "CON ");
     aw_ussd("console-f2", PHONE, "8", "END ");
     aw_ussd("console-f3", PHONE, NULL, "English");
-    aw_ussd("console-f3", PHONE, "5", "");
+    for (int i = 0; i < 3; i++)
+        aw_ussd("console-f3", PHONE, "5", "CON ");
     aw_ussd("console-f4", PHONE, NULL, "English");
 }
 
@@ -217,6 +228,69 @@ static void run_case(const char *name)
         fail_msg("case %s failed (exit status %d; its log is above)", name, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/* The dashboard -----------------------------------------------------------------*/
+
+#define DASHBOARD CL_SOURCE_DIR "/configs/grafana/cardline.json"
+#define NAME_MAX_LEN 96
+
+/* Copies the metric name starting at `p` (cardline_[a-z0-9_]+) into `name`;
+ * returns its length. */
+static size_t metric_name(const char *p, char name[NAME_MAX_LEN])
+{
+    size_t n = 0;
+    while ((islower((unsigned char)p[n]) || isdigit((unsigned char)p[n]) || p[n] == '_') && n + 1 < NAME_MAX_LEN) {
+        name[n] = p[n];
+        n++;
+    }
+    name[n] = '\0';
+    return n;
+}
+
+/* Voice is off here: its series (and speech's, which voice drives) are not
+ * served; the source must register them instead. */
+static bool voice_only(const char *name)
+{
+    return strncmp(name, "cardline_voice_", 15) == 0 || strncmp(name, "cardline_speech_", 16) == 0;
+}
+
+static bool registered_in_source(const char *name)
+{
+    char cmd[512], out[64];
+    snprintf(cmd, sizeof cmd, "grep -rlF '\"%s\"' %s/gateway | head -1", name, CL_SOURCE_DIR);
+    return th_run(cmd, out, sizeof out) == 0 && out[0] != '\0';
+}
+
+static void test_grafana_series(void **state)
+{
+    (void)state;
+    json_error_t err;
+    json_t *dash = json_load_file(DASHBOARD, 0, &err);
+    if (!dash)
+        fail_msg("%s:%d: %s", DASHBOARD, err.line, err.text);
+    assert_true(json_array_size(json_object_get(dash, "panels")) > 0);
+    json_decref(dash);
+
+    char *metrics = NULL;
+    assert_int_equal(th_http_get(aw_world_get()->tw.http_port, "/metrics", &metrics), 200);
+    char *text = th_read_text(DASHBOARD);
+    char missing[NAME_MAX_LEN] = "";
+    int names = 0;
+    for (const char *p = strstr(text, "cardline_"); p && !missing[0]; p = strstr(p, "cardline_")) {
+        char name[NAME_MAX_LEN], family[NAME_MAX_LEN + 16];
+        p += metric_name(p, name);
+        snprintf(family, sizeof family, "# TYPE %s ", name);
+        bool found = voice_only(name) ? registered_in_source(name) : strstr(metrics, family) != NULL;
+        if (!found)
+            snprintf(missing, sizeof missing, "%s", name);
+        names++;
+    }
+    free(text);
+    free(metrics);
+    if (missing[0])
+        fail_msg("the dashboard names %s, which %s", missing, voice_only(missing) ? "no source registers" : "/metrics lacks");
+    assert_true(names > 20);
+}
+
 /* The world and the cases -------------------------------------------------------*/
 
 static int setup(void **state)
@@ -263,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_sms_conversation),
         cmocka_unit_test(test_observer),
         cmocka_unit_test(test_no_pin),
+        cmocka_unit_test(test_grafana_series),
     };
     return cmocka_run_group_tests(tests, setup, aw_teardown);
 }
