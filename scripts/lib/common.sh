@@ -11,6 +11,9 @@ CARDLINE_PACKAGES=(
   redis-server redis-tools curl kannel kannel-extras espeak-ng sox sip-tester baresip
 )
 CARDLINE_TEST_PACKAGES=(libcmocka-dev)
+# The agent console's browser tests (tests/browser): Chromium driven by
+# Selenium, and a CJK font so citizens' Chinese shows in the screenshots.
+CARDLINE_TEST_PACKAGES+=(chromium chromium-driver python3-selenium fonts-wqy-microhei)
 # clang and its runtime libraries (libFuzzer, the sanitizers) for tests/fuzz.
 CARDLINE_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
