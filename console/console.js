@@ -27,6 +27,7 @@ const state = {
     open: null,         /* id of the session shown, or null */
     stream: null,       /* AbortController of the stream, or null */
     backoff: BACKOFF_FIRST_MS,
+    dropped: false,     /* the stream ended: what it missed is re-read on reconnect */
     timers: {},         /* pending refreshes by name */
 };
 
@@ -182,12 +183,14 @@ async function openStream() {
         if (!res.ok || !res.body) throw new Error('stream refused');
         showLive('live');
         state.backoff = BACKOFF_FIRST_MS;
-        refreshAll(); /* what changed while we were away */
+        if (state.dropped) refreshAll();
+        state.dropped = false;
         await readEvents(res.body.getReader());
     } catch (e) {
         if (ctl.signal.aborted) return;
     }
     if (state.stream !== ctl) return;
+    state.dropped = true;
     const wait = state.backoff;
     state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX_MS);
     showLive('reconnecting in ' + Math.round(wait / 1000) + ' s');
