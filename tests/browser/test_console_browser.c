@@ -39,12 +39,12 @@
 
 #include "agents_world.h"
 
-#define PYTHON "/usr/bin/python3"          /* Debian's, with python3-selenium */
-#define CASE_MS 240000                      /* one case, browser start to quit */
-#define PHONE "+8613800000001"              /* 王伟's registered mobile */
-#define ID "110101199003074514"             /* his citizen ID */
-#define PIN "246810"                        /* his service PIN */
-#define HELD_SMS "我的新卡还没到，什么时候能领？"  /* held for the agent; the script looks for part of it */
+#define PYTHON "/usr/bin/python3"                 /* Debian's, with python3-selenium */
+#define CASE_MS 240000                            /* one case, browser start to quit */
+#define PHONE "+8613800000001"                    /* 王伟's registered mobile */
+#define ID "110101199003074514"                   /* his citizen ID */
+#define PIN "246810"                              /* his service PIN */
+#define HELD_SMS "我的新卡还没到，什么时候能领？" /* held for the agent; the script looks for part of it */
 
 static const aw_agent AGENTS[] = {
     {"li", "agent", "tok-console-li", "    sip_uri: sip:li@127.0.0.1:5070\n"},
@@ -225,7 +225,8 @@ static void run_case(const char *name)
     if (late)
         fail_msg("case %s took longer than %d ms", name, CASE_MS);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("case %s failed (exit status %d; its log is above)", name, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        fail_msg("case %s failed (exit status %d; its log is above)", name,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 /* The dashboard -----------------------------------------------------------------*/
@@ -287,7 +288,8 @@ static void test_grafana_series(void **state)
     free(text);
     free(metrics);
     if (missing[0])
-        fail_msg("the dashboard names %s, which %s", missing, voice_only(missing) ? "no source registers" : "/metrics lacks");
+        fail_msg("the dashboard names %s, which %s", missing,
+                 voice_only(missing) ? "no source registers" : "/metrics lacks");
     assert_true(names > 20);
 }
 
