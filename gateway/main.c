@@ -301,6 +301,7 @@ static bool start_agents(gateway *gw)
     ao.outbox = runtime_outbox(gw->rt);
     ao.resume_host = c->voice.sip.bind_addr;
     ao.resume_port = c->voice.sip.port;
+    ao.node_name = c->outbox.consumer;
     gw->agents_http = httpd_new(gw->base, &ho);
     if (gw->agents_http == NULL)
         return false;

@@ -53,6 +53,11 @@ static const endpoint endpoints[] = {
     {"callbacks", true, "claim", EVHTTP_REQ_POST, "callback_claim", AGENT_AGENT, "", agents_ep_claim},
     {"callbacks", true, "done", EVHTTP_REQ_POST, "callback_done", AGENT_AGENT, "", agents_ep_done},
     {"audit", false, NULL, EVHTTP_REQ_GET, "audit_read", AGENT_SUPERVISOR, "limit", agents_ep_audit},
+    {"queue", false, NULL, EVHTTP_REQ_GET, "queue", AGENT_OBSERVER, "offset,limit", agents_ep_queue},
+    {"me", false, NULL, EVHTTP_REQ_GET, "me", AGENT_OBSERVER, "", agents_ep_me},
+    {"stream", false, NULL, EVHTTP_REQ_GET, "stream", AGENT_OBSERVER, "", agents_ep_stream},
+    {"overview", false, NULL, EVHTTP_REQ_GET, "overview", AGENT_SUPERVISOR, "", agents_ep_overview},
+    {"funnel", false, NULL, EVHTTP_REQ_GET, "funnel", AGENT_SUPERVISOR, "", agents_ep_funnel},
 };
 
 #define ENDPOINT_COUNT (sizeof endpoints / sizeof endpoints[0])
@@ -60,7 +65,8 @@ static const endpoint endpoints[] = {
 /* Listener paths: all lead to dispatch; the specific ones give the
  * listener's per-route metrics a useful label. */
 static const char *const routes[] = {"/v1/sessions", "/v1/sessions/", "/v1/callbacks", "/v1/callbacks/",
-                                     "/v1/audit", "/"};
+                                     "/v1/audit", "/v1/queue", "/v1/me", "/v1/stream", "/v1/overview", "/v1/funnel",
+                                     "/console/", "/"};
 
 #define ALL_METHODS                                                                                          \
     (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |               \
@@ -82,6 +88,10 @@ static const conf_key agents_conf_keys[] = {
     CONF_KEY(agents_options, "tokens_file", CONF_STRING, tokens_file, "configs/agents.yaml"),
     CONF_KEY_INT(agents_options, "resume_ttl_s", resume_ttl_s, 10, 600, "60"),
     CONF_KEY_INT(agents_options, "audit_max", audit_max, 1000, 10000000, "100000"),
+    CONF_KEY(agents_options, "console_dir", CONF_STRING, console_dir, "console"),
+    CONF_KEY_INT(agents_options, "max_streams", max_streams, 1, 4096, "256"),
+    CONF_KEY_INT(agents_options, "stream_heartbeat_ms", stream_heartbeat_ms, 1000, 300000, "15000"),
+    CONF_KEY_INT(agents_options, "stream_poll_ms", stream_poll_ms, 100, 60000, "1000"),
 };
 const conf_section agents_config = CONF_SECTION("agents", agents_conf_keys);
 
@@ -119,6 +129,7 @@ static agent_req *req_new(agents *a, httpd_request *http)
     r->http = http;
     r->action = "denied";
     TAILQ_INIT(&r->query);
+    agents_security_headers(httpd_request_evhttp(http));
     r->started = monotime_now();
     pending_start(&a->pending, &r->op, req_answered);
     return r;
@@ -134,6 +145,7 @@ static void req_free(agent_req *r)
     json_decref(r->result);
     json_decref(r->list.seen);
     json_decref(r->list.items);
+    json_decref(r->list.page);
     OPENSSL_cleanse(r->token, sizeof r->token);
     free(r);
 }
@@ -212,7 +224,10 @@ static void req_answered(pending_op *op, int status)
         body = json_pack("{s:{s:s, s:s}}", "error", "code", "shutting_down", "message", "The gateway is stopping.");
     }
     record(r, status);
-    httpd_reply_json(r->http, status, body);
+    if (r->http)
+        httpd_reply_json(r->http, status, body);
+    else
+        json_decref(body);
     r->http = NULL;
     r->owner = NULL;
     if (r->waiting == 0)
@@ -224,6 +239,13 @@ static void req_end(agent_req *r, int status, json_t *body)
 {
     r->reply = body;
     pending_complete(&r->op, status);
+}
+
+httpd_request *agents_req_detach(agent_req *r)
+{
+    httpd_request *http = r->http;
+    r->http = NULL;
+    return http;
 }
 
 void agents_req_reply(agent_req *r, int status, json_t *body)
@@ -465,8 +487,12 @@ static void dispatch(httpd_request *http, void *arg)
 {
     agents *a = arg;
     struct evhttp_request *ev = httpd_request_evhttp(http);
-    agent_req *r = req_new(a, http);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    if (agents_console_path(evhttp_uri_get_path(uri))) {
+        agents_console_serve(a, http, evhttp_uri_get_path(uri));
+        return;
+    }
+    agent_req *r = req_new(a, http);
     path_parts p = split_path(evhttp_uri_get_path(uri));
     const char *header = evhttp_find_header(evhttp_request_get_input_headers(ev), "Authorization");
     auth_result ar = agents_auth_check(a->auth, header, time(NULL), &r->who);
@@ -482,7 +508,7 @@ static void dispatch(httpd_request *http, void *arg)
 static bool options_ok(const agents_options *opt)
 {
     char buf[96];
-    return opt->engine && opt->store && opt->outbox && opt->tokens_file && opt->resume_host &&
+    return opt->engine && opt->store && opt->outbox && opt->tokens_file && opt->resume_host && opt->console_dir &&
            opt->resume_port > 0 && opt->resume_port <= 65535 &&
            conf_section_problem(&agents_config, opt, buf, sizeof buf) == NULL;
 }
@@ -508,12 +534,20 @@ agents *agents_new(httpd *http, const agents_options *opt)
         return NULL;
     agents *a = mem_calloc(1, sizeof *a);
     *a = (agents){.engine = opt->engine, .store = opt->store, .outbox = opt->outbox,
-                  .auth = t, .resume_ttl_s = opt->resume_ttl_s};
+                  .auth = t, .resume_ttl_s = opt->resume_ttl_s, .max_streams = opt->max_streams,
+                  .heartbeat_ms = opt->stream_heartbeat_ms, .poll_ms = opt->stream_poll_ms,
+                  .console_dir = mem_strdup(opt->console_dir),
+                  .node_name = mem_strdup(opt->node_name ? opt->node_name : "")};
     pending_set_init(&a->pending, httpd_base(http));
     snprintf(a->audit_max, sizeof a->audit_max, "%d", opt->audit_max);
     bool v6 = strchr(opt->resume_host, ':') != NULL;
     snprintf(a->resume_at, sizeof a->resume_at, "%s%s%s:%d", v6 ? "[" : "", opt->resume_host, v6 ? "]" : "",
              opt->resume_port);
+    if (!agents_streams_start(a, httpd_base(http))) {
+        log_error("agents.stream_timer_failed", "why=%s", log_quote("event_new").s);
+        agents_free(a);
+        return NULL;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (httpd_route(http, routes[i], ALL_METHODS, dispatch, a) != 0) {
             log_error("agents.route_failed", "path=%s", routes[i]);
@@ -530,7 +564,10 @@ void agents_free(agents *a)
 {
     if (a == NULL)
         return;
+    agents_streams_stop(a);
     pending_complete_all(&a->pending, REQ_SHUTDOWN);
     agents_auth_free(a->auth);
+    free((char *)a->console_dir);
+    free((char *)a->node_name);
     free(a);
 }

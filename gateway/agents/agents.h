@@ -30,7 +30,7 @@ typedef struct agents agents;
 /* Fixed limits of the listener main opens for the API (httpd_options). */
 #define AGENTS_MAX_BODY_BYTES 4096
 #define AGENTS_MAX_HEADER_BYTES 8192
-#define AGENTS_MAX_CONNECTIONS 256
+#define AGENTS_MAX_CONNECTIONS 512 /* room for [agents] max_streams consoles and their requests */
 
 typedef struct {
     bool enabled;            /* main serves the agent API only when set */
@@ -44,9 +44,15 @@ typedef struct {
     int audit_max;           /* approximate length cap of the audit stream */
     const char *resume_host; /* [voice] listen host, for resume URIs */
     int resume_port;         /* [voice] listen port */
+    const char *console_dir; /* the console's static files (index.html, console.css, console.js) */
+    int max_streams;         /* GET /v1/stream open at most (503 beyond) */
+    int stream_heartbeat_ms; /* a heartbeat comment on every stream this often */
+    int stream_poll_ms;      /* how often the one poller reads Redis's change log */
+    const char *node_name;   /* this gateway's name in GET /v1/overview ([outbox] consumer) */
 } agents_options;
 
-/* [agents]: enabled, listen, tokens_file, resume_ttl_s, audit_max. */
+/* [agents]: enabled, listen, tokens_file, resume_ttl_s, audit_max,
+ * console_dir, max_streams, stream_heartbeat_ms, stream_poll_ms. */
 extern const conf_section agents_config;
 
 /* The problems of a tokens file, each "FILE:LINE: message". */

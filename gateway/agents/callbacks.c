@@ -16,8 +16,6 @@
 #include "walltime.h"
 
 #define CALLBACK_STREAM "cl:callbacks"
-#define CALLBACK_KEY "cl:cb:"
-#define CALLBACK_WINDOW "1000"    /* newest stream entries a listing looks at */
 #define CALLBACK_WINDOW_N 1000
 #define CALLBACK_TTL_S "604800"   /* 7 days, as the producer sets */
 
@@ -157,14 +155,14 @@ static void stream_read(store_status st, const redisReply *reply, void *arg)
     list_work *w = &r->list;
     w->items = json_array();
     const char **argv = mem_calloc(reply->elements + 3, sizeof *argv);
-    char (*keys)[sizeof CALLBACK_KEY + 16] = mem_calloc(reply->elements + 1, sizeof *keys);
+    char (*keys)[sizeof AGENTS_CALLBACK_KEY + 16] = mem_calloc(reply->elements + 1, sizeof *keys);
     size_t n = 0;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         json_t *fields = stream_entry(e) ? fields_object(e->element[1]) : NULL;
         const char *ref = json_string_value(json_object_get(fields, "ref"));
         if (ref && valid_ref(ref)) {
-            snprintf(keys[n], sizeof keys[n], CALLBACK_KEY "%s", ref);
+            snprintf(keys[n], sizeof keys[n], AGENTS_CALLBACK_KEY "%s", ref);
             argv[3 + n] = keys[n];
             n++;
             json_array_append_new(w->items, json_pack("[s, O]", e->element[0]->str, fields));
@@ -199,7 +197,7 @@ void agents_ep_callbacks(agent_req *r)
     if (!agents_req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
         return;
     agents_req_detail(r, "state=%s limit=%d", w->state ? w->state : "*", w->limit);
-    read_newest(r, CALLBACK_STREAM, CALLBACK_WINDOW, stream_read);
+    read_newest(r, CALLBACK_STREAM, AGENTS_CALLBACK_WINDOW, stream_read);
 }
 
 /* POST /v1/callbacks/{ref}/claim and /done ----------------------------------------------*/
@@ -224,6 +222,7 @@ static void claim_answered(store_status st, const redisReply *reply, void *arg)
                  : strcmp(state, "done") == 0  ? "The callback is done already."
                                                : "Claim the callback first.");
     } else {
+        agents_note_callbacks(r->owner, r->ref);
         agents_req_reply(r, 200, json_pack("{s:s, s:s, s:s}", "ref", r->ref, "state", state, "agent", agent));
     }
 }
@@ -238,8 +237,8 @@ static void claim_or_finish(agent_req *r, const char *op)
     static const char *const allowed[] = {NULL};
     if (agents_req_json_body(r, allowed) == NULL)
         return;
-    char key[sizeof CALLBACK_KEY + sizeof r->ref], now[24];
-    snprintf(key, sizeof key, CALLBACK_KEY "%s", r->ref);
+    char key[sizeof AGENTS_CALLBACK_KEY + sizeof r->ref], now[24];
+    snprintf(key, sizeof key, AGENTS_CALLBACK_KEY "%s", r->ref);
     snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
     const char *argv[] = {"EVAL", claim_script, "2", key, CALLBACK_STREAM, r->who->name, now, r->ref, op,
                           agents_req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};

@@ -303,6 +303,107 @@ void agents_ep_list(agent_req *r)
     list_round(r);
 }
 
+/* GET /v1/queue ---------------------------------------------------------------------*/
+
+static void ignore_reply(store_status st, const redisReply *reply, void *arg)
+{
+    (void)st, (void)reply;
+    agents_req_back(arg);
+}
+
+static void queue_answer(agent_req *r)
+{
+    list_work *w = &r->list;
+    if (r->failed != STORE_OK) {
+        agents_req_fail_store(r, r->failed);
+        return;
+    }
+    agents_req_detail(r, "offset=%ld n=%zu total=%lld", w->offset, json_array_size(w->page), w->total);
+    agents_req_reply(r, 200, json_pack("{s:I, s:I, s:i, s:O}", "total", (json_int_t)w->total, "offset",
+                                       (json_int_t)w->offset, "limit", w->limit, "sessions", w->page));
+}
+
+/* One document of the page, in the order asked (one connection answers in
+ * order): a session no longer waiting leaves the index. */
+static void queued_doc(store_status st, const redisReply *reply, void *arg)
+{
+    agent_req *r = arg;
+    if (!agents_req_back(r))
+        return;
+    list_work *w = &r->list;
+    json_t *slot = json_array_get(w->items, (size_t)w->rounds++);
+    const char *id = json_string_value(json_array_get(slot, 0));
+    json_t *doc = st == STORE_OK && reply->type == REDIS_REPLY_STRING ? json_loadb(reply->str, reply->len, 0, NULL)
+                                                                     : NULL;
+    if (st != STORE_OK) {
+        r->failed = st;
+    } else if (json_is_object(doc) && doc_is(doc, "state", "transfer")) {
+        json_int_t since = json_integer_value(json_array_get(slot, 1));
+        json_array_append_new(w->page, agents_view_queued(doc, since, agents_req_unmasked(r)));
+    } else if (id) {
+        const char *argv[] = {"ZREM", ENGINE_QUEUE_KEY, id};
+        agents_req_command(r, 3, argv, NULL, ignore_reply);
+    }
+    json_decref(doc);
+    if (w->rounds == (int)json_array_size(w->items))
+        queue_answer(r);
+}
+
+static void queue_counted(store_status st, const redisReply *reply, void *arg)
+{
+    agent_req *r = agents_req_back_ok(arg, st);
+    if (r != NULL && reply->type == REDIS_REPLY_INTEGER)
+        r->list.total = reply->integer;
+}
+
+static void queue_ranged(store_status st, const redisReply *reply, void *arg)
+{
+    agent_req *r = agents_req_back_ok(arg, st);
+    if (r == NULL)
+        return;
+    list_work *w = &r->list;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0) {
+        agents_req_fail(r, 502, "bad_reply", "Redis answered ZRANGE unexpectedly.");
+        return;
+    }
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *id = reply->element[i], *score = reply->element[i + 1];
+        if (id->type != REDIS_REPLY_STRING || score->type != REDIS_REPLY_STRING)
+            continue;
+        json_array_append_new(w->items, json_pack("[s#, I]", id->str, (int)id->len, (json_int_t)strtoll(score->str, NULL, 10)));
+        char key[sizeof SESSION_KEY + STORE_MAX_ID_LEN];
+        snprintf(key, sizeof key, SESSION_KEY "%s", id->str);
+        const char *argv[] = {"HGET", key, "doc"};
+        agents_req_command(r, 3, argv, NULL, queued_doc);
+    }
+    if (json_array_size(w->items) == 0)
+        queue_answer(r);
+}
+
+void agents_ep_queue(agent_req *r)
+{
+    list_work *w = &r->list;
+    const char *s = agents_req_param(r, "offset");
+    char *end = NULL;
+    long offset = s ? strtol(s, &end, 10) : 0;
+    if (s && (*s == '\0' || *end != '\0' || offset < 0 || offset > AGENTS_QUEUE_MAX_OFFSET)) {
+        agents_req_fail(r, 400, "bad_offset", "offset must be a whole number from 0.");
+        return;
+    }
+    if (!agents_req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
+        return;
+    w->offset = offset;
+    w->items = json_array();
+    w->page = json_array();
+    char from[24], to[24];
+    snprintf(from, sizeof from, "%ld", offset);
+    snprintf(to, sizeof to, "%ld", offset + w->limit - 1);
+    const char *count[] = {"ZCARD", ENGINE_QUEUE_KEY};
+    const char *range[] = {"ZRANGE", ENGINE_QUEUE_KEY, from, to, "WITHSCORES"};
+    agents_req_command(r, 2, count, NULL, queue_counted);
+    agents_req_command(r, 5, range, NULL, queue_ranged);
+}
+
 /* GET /v1/sessions/{id} ------------------------------------------------------------*/
 
 static void context_part_done(agent_req *r)
@@ -476,6 +577,7 @@ static void resume_stored(store_status st, const redisReply *reply, void *arg)
     } else {
         char uri[sizeof r->token + sizeof r->owner->resume_at + 16];
         snprintf(uri, sizeof uri, "sip:resume-%s@%s", r->token, r->owner->resume_at);
+        engine_note_change(r->owner->engine, r->target);
         agents_req_reply(r, 201, json_pack("{s:s, s:i}", "uri", uri, "expires_in_s", r->owner->resume_ttl_s));
     }
 }
@@ -534,10 +636,13 @@ static void reply_added(outbox_add_status st, const char *entry_id, void *arg)
     (void)entry_id;
     if (!agents_req_back(r))
         return;
-    if (sms_accepted(st))
+    if (sms_accepted(st)) {
+        engine_note_change(r->owner->engine, r->target);
         agents_req_reply(r, 202, json_pack("{s:b}", "queued", 1));
-    else
+    }
+    else {
         agents_req_fail(r, 503, "not_queued", "The reply could not be queued; try again.");
+    }
 }
 
 static void reply_loaded(agent_req *r)

@@ -146,6 +146,17 @@ json_t *agents_view_summary(json_t *doc, bool unmasked)
                      ms_of(doc, "updated_at"));
 }
 
+json_t *agents_view_queued(json_t *doc, long long since_ms, bool unmasked)
+{
+    unsigned flags = unmasked ? VIEW_MASK_SHORT_NUMBERS : VIEW_MASK_IDENTIFIERS | VIEW_MASK_SHORT_NUMBERS;
+    json_t *t = json_object_get(doc, "transfer");
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:I}", "id", str_of(doc, "id"), "channel",
+                     str_of(doc, "channel"), "caller", caller_of(doc, unmasked), "flow", str_of(doc, "flow"), "node",
+                     str_of(doc, "node"), "from", str_or_null(str_of(json_object_get(doc, "vars"), "node")), "queue",
+                     str_or_null(str_of(t, "queue")), "reason", masked_string(str_of(t, "reason"), flags),
+                     "waiting_since_ms", (json_int_t)since_ms);
+}
+
 bool agents_view_matches(json_t *doc, const char *channel, const char *state, const char *queue)
 {
     if (channel && strcmp(str_of(doc, "channel"), channel) != 0)

@@ -18,6 +18,14 @@ struct metrics_series {
 static metrics_series table[METRICS_MAX_SERIES];
 static size_t table_len;
 
+typedef struct {
+    metrics_collect_fn *fn;   /* renders its families */
+    void *arg;                /* its argument */
+} collector;
+
+static collector collectors[METRICS_MAX_COLLECTORS];
+static size_t collector_count;
+
 static bool same_labels(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
@@ -74,6 +82,32 @@ double metrics_value(const metrics_series *s)
     return s ? s->value : 0;
 }
 
+double metrics_lookup(const char *name, const char *labels, double dflt)
+{
+    for (size_t i = 0; i < table_len; i++)
+        if (strcmp(table[i].name, name) == 0 && same_labels(table[i].labels, labels))
+            return table[i].value;
+    return dflt;
+}
+
+int metrics_collector_add(metrics_collect_fn *fn, void *arg)
+{
+    if (collector_count == METRICS_MAX_COLLECTORS)
+        return -1;
+    collectors[collector_count++] = (collector){fn, arg};
+    return 0;
+}
+
+void metrics_collector_remove(metrics_collect_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < collector_count; i++) {
+        if (collectors[i].fn == fn && collectors[i].arg == arg) {
+            collectors[i] = collectors[--collector_count];
+            return;
+        }
+    }
+}
+
 static bool name_rendered_before(size_t upto, const char *name)
 {
     for (size_t i = 0; i < upto; i++)
@@ -102,6 +136,8 @@ void metrics_render(struct evbuffer *out)
             if (strcmp(table[j].name, table[i].name) == 0)
                 render_sample(out, &table[j]);
     }
+    for (size_t i = 0; i < collector_count; i++)
+        collectors[i].fn(out, collectors[i].arg);
 }
 
 void metrics_reset(void)

@@ -27,9 +27,23 @@ void metrics_add(metrics_series *s, double v);
 void metrics_set(metrics_series *s, double v);
 double metrics_value(const metrics_series *s);
 
+/* Reading a series by name, for reports that sum up what other modules
+ * count (the agent console's overview): the value, or `dflt` when no such
+ * series is registered. */
+double metrics_lookup(const char *name, const char *labels, double dflt);
+
+/* Families with labels from loaded data (the funnel's flows and nodes):
+ * their owner renders them, complete with # HELP and # TYPE, after the
+ * table. At most METRICS_MAX_COLLECTORS; -1 when full. */
+#define METRICS_MAX_COLLECTORS 4
+typedef void metrics_collect_fn(struct evbuffer *out, void *arg);
+int metrics_collector_add(metrics_collect_fn *fn, void *arg);
+void metrics_collector_remove(metrics_collect_fn *fn, void *arg);
+
 /* Output --------------------------------------------------------------------*/
 
-/* Appends every series, grouped by name with # HELP and # TYPE lines. */
+/* Appends every series, grouped by name with # HELP and # TYPE lines,
+ * then what each collector renders. */
 void metrics_render(struct evbuffer *out);
 
 /* Forgets every series (tests, and the end of main). */

@@ -357,6 +357,26 @@ const char *dp_flow_name(const dp_flow *f)
     return f->name;
 }
 
+size_t dialplan_flow_count(const dialplan *dp)
+{
+    return dp->n_flows;
+}
+
+const dp_flow *dialplan_flow_at(const dialplan *dp, size_t i)
+{
+    return i < dp->n_flows ? dp->flows[i] : NULL;
+}
+
+size_t dp_flow_node_count(const dp_flow *f)
+{
+    return f->n_nodes;
+}
+
+const dp_node *dp_flow_node_at(const dp_flow *f, size_t i)
+{
+    return i < f->n_nodes ? &f->nodes[i]->pub : NULL;
+}
+
 const dp_node *dp_flow_start(const dp_flow *f)
 {
     return f->start;

@@ -182,6 +182,12 @@ const char *dialplan_route_lang(const dialplan *dp, channel_kind channel, const 
 
 const dp_flow *dialplan_flow(const dialplan *dp, const char *name);
 const char *dp_flow_name(const dp_flow *f);
+/* The flows in load order and a flow's nodes as written, for reports
+ * per node (the funnel). */
+size_t dialplan_flow_count(const dialplan *dp);
+const dp_flow *dialplan_flow_at(const dialplan *dp, size_t i);
+size_t dp_flow_node_count(const dp_flow *f);
+const dp_node *dp_flow_node_at(const dp_flow *f, size_t i);
 const dp_node *dp_flow_start(const dp_flow *f);
 const dp_node *dp_flow_node(const dp_flow *f, const char *name);
 

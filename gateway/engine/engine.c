@@ -7,11 +7,13 @@
  * session.c. */
 #include "engine.h"
 
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dialplan.h"
+#include "funnel.h"
 #include "handler_call.h"
 #include "log.h"
 #include "mask.h"
@@ -42,6 +44,7 @@ struct engine {
     pending_set calls;             /* handler calls in flight: each resumes its hop once */
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
+    funnel *funnel;                /* per node of `dp`: entered and how left */
 };
 
 /* How a handler call completes (its pending_op's status). */
@@ -80,6 +83,8 @@ struct hop {
     int calls;                     /* handler calls started, for call keys */
     monotime t0;                   /* when the hop began */
     char before[160];              /* "flow.node" before the hop, for the log */
+    bool held_before;              /* the stored session was with an agent (state transfer) */
+    funnel_marks marks;            /* the walk's funnel marks, counted once saved */
 };
 
 static void load(hop *h);
@@ -120,6 +125,12 @@ static const char *event_kind_name(engine_event_kind k)
 
 /* Lifecycle ------------------------------------------------------------------*/
 
+static void render_funnel(struct evbuffer *out, void *arg)
+{
+    const engine *e = arg;
+    engine_funnel_render(e->funnel, out);
+}
+
 engine *engine_new(struct event_base *base, const engine_options *opt, struct dialplan *dp)
 {
     char why[96];
@@ -140,14 +151,24 @@ engine *engine_new(struct event_base *base, const engine_options *opt, struct di
         e->hops_total[st] = metrics_counter("cardline_engine_hops_total", "Engine hops by status.", labels);
     }
     e->steps_total = metrics_counter("cardline_engine_steps_total", "Dialplan nodes entered by the engine.", NULL);
+    e->funnel = engine_funnel_new(dp, NULL);
+    metrics_collector_add(render_funnel, e);
     return e;
 }
 
 void engine_set_dialplan(engine *e, struct dialplan *dp)
 {
     dialplan *old = e->dp;
+    funnel *was = e->funnel;
     e->dp = dialplan_ref(dp);
+    e->funnel = engine_funnel_new(dp, was);
+    engine_funnel_free(was);
     dialplan_unref(old);
+}
+
+json_t *engine_funnel(const engine *e)
+{
+    return engine_funnel_json(e->funnel);
 }
 
 struct dialplan *engine_dialplan(const engine *e)
@@ -264,6 +285,59 @@ static void answer_ending(hop *h)
     finish(h, ENGINE_OK, h->ending);
 }
 
+/* What consoles watch --------------------------------------------------------------*/
+
+static void noted(store_status st, const struct redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
+        log_warn("engine.console_note_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
+}
+
+static void send_note(engine *e, int argc, const char **argv)
+{
+    store_command(e->opt.store, argc, argv, NULL, noted, NULL);
+}
+
+static void add_change(engine *e, const char *kind, const char *session_id)
+{
+    const char *argv[] = {"XADD", ENGINE_CHANGES_KEY, "MAXLEN", "~", ENGINE_CHANGES_MAX, "*",
+                          "kind", kind, "id", session_id};
+    send_note(e, 10, argv);
+}
+
+void engine_note_change(engine *e, const char *session_id)
+{
+    add_change(e, "session", session_id);
+}
+
+/* After a save: the queue of sessions with agents (entered or left, and
+ * the change log consoles poll) and the sessions live per channel (a new
+ * one, an ended one). Hops that touch neither send nothing. */
+static void announce(hop *h)
+{
+    engine *e = h->e;
+    const char *id = h->ev.session_id, *state = engine_session_str(h->doc, "state");
+    bool held = strcmp(state, "transfer") == 0, ended = strcmp(state, "end") == 0;
+    char live[sizeof ENGINE_LIVE_PREFIX + 16], now[24];
+    channel_kind ch = CHANNEL_VOICE;
+    engine_session_channel(h->doc, &ch);
+    snprintf(live, sizeof live, ENGINE_LIVE_PREFIX "%s", channel_name(ch));
+    snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
+    if (h->ev.kind == ENGINE_EV_START && !ended)
+        send_note(e, 4, (const char *[]){"ZADD", live, now, id});
+    else if (ended)
+        send_note(e, 3, (const char *[]){"ZREM", live, id});
+    if (held && !h->held_before)
+        send_note(e, 4, (const char *[]){"ZADD", ENGINE_QUEUE_KEY, now, id});
+    else if (!held && h->held_before)
+        send_note(e, 3, (const char *[]){"ZREM", ENGINE_QUEUE_KEY, id});
+    if (held != h->held_before)
+        add_change(e, "queue", id);
+    else if (held)
+        add_change(e, "session", id);
+}
+
 static void on_saved(store_status st, uint64_t revision, void *arg)
 {
     (void)revision;
@@ -274,6 +348,8 @@ static void on_saved(store_status st, uint64_t revision, void *arg)
         return;
     }
     if (st == STORE_OK) {
+        engine_funnel_add(h->e->funnel, &h->marks);
+        announce(h);
         finish(h, ENGINE_OK, h->output);
         return;
     }
@@ -443,6 +519,8 @@ static void advance(hop *h, step_stop stop)
 static void begin_step(hop *h)
 {
     engine_step_init(&h->st, h->dp, h->doc, h->e->opt.max_steps_per_hop, h->e->opt.max_events_kept);
+    h->marks.n = 0;
+    h->st.marks = &h->marks;
     h->stepping = true;
 }
 
@@ -559,6 +637,7 @@ static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg
         finish(h, ENGINE_OK, replayed);
         return;
     }
+    h->held_before = doc && strcmp(engine_session_str(doc, "state"), "transfer") == 0;
     if (doc && !h->before[0])
         snprintf(h->before, sizeof h->before, "%s.%s", engine_session_str(doc, "flow"),
                  engine_session_str(doc, "node"));
@@ -720,6 +799,8 @@ void engine_free(engine *e)
         return;
     pending_complete_all(&e->hops, ENGINE_UNAVAILABLE);
     pending_complete_all(&e->calls, CALL_DROPPED);
+    metrics_collector_remove(render_funnel, e);
+    engine_funnel_free(e->funnel);
     dialplan_unref(e->dp);
     free(e);
 }

@@ -147,6 +147,29 @@ void engine_hop(engine *e, const engine_event *ev, engine_cb *cb, void *arg);
 
 const char *engine_status_name(engine_status st);
 
+/* What agent consoles watch ---------------------------------------------------------*/
+
+/* Written after a hop saves (docs/agents.md, "Reference"): the sessions
+ * waiting for an agent (sorted set, score = when they were handed over),
+ * the change log consoles poll (stream: kind queue|session|callbacks, id)
+ * and the live sessions per channel (sorted set per channel, score = start). */
+#define ENGINE_QUEUE_KEY "cl:q"
+#define ENGINE_CHANGES_KEY "cl:console"
+#define ENGINE_CHANGES_MAX "1000"      /* approximate length cap of the change log */
+#define ENGINE_LIVE_PREFIX "cl:live:"
+
+/* Tells consoles that a session waiting for an agent changed outside a hop
+ * (an SMS held for the agent, an agent's reply): one entry in the change
+ * log, fire and forget. */
+void engine_note_change(engine *e, const char *session_id);
+
+/* The funnel of the current dialplans as GET /v1/funnel answers it:
+ * {"flows": [{"flow", "nodes": [{"node", "kind", "entered",
+ * "left": {"next", "timeout", "invalid", "hangup", "transfer", "end"}}]}]},
+ * flows in load order, nodes as written; counts of this process since it
+ * started (kept across reloads for nodes still there). New reference. */
+json_t *engine_funnel(const engine *e);
+
 /* Rendering -----------------------------------------------------------------------*/
 
 /* The prompts of a hop's output as text for `channel`, in the output's

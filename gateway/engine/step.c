@@ -58,6 +58,7 @@ void engine_step_init(step *s, const dialplan *dp, json_t *doc, int max_steps, i
     s->prompts = json_array();
     s->events = json_array();
     s->max_steps = max_steps;
+    s->leaving = FUNNEL_NEXT;
     s->max_events = max_events < STEP_MAX_HOP_EVENTS ? max_events : STEP_MAX_HOP_EVENTS;
     if (!engine_session_channel(doc, &s->channel))
         s->channel = CHANNEL_VOICE;
@@ -209,6 +210,26 @@ static json_t *render_args(step *s, const dp_node *n)
     return args;
 }
 
+/* The funnel ----------------------------------------------------------------------*/
+
+/* The node the walk stands on is left `how`, once. */
+static void leave(step *s, funnel_outcome how)
+{
+    if (s->node && !s->left)
+        engine_funnel_mark(s->marks, s->node, how);
+    s->left = true;
+}
+
+/* The walk enters `n`, leaving where it stood as `leaving` says. */
+static void enter(step *s, const dp_node *n)
+{
+    leave(s, s->leaving);
+    engine_funnel_mark(s->marks, n, FUNNEL_ENTERED);
+    s->node = n;
+    s->left = false;
+    s->leaving = FUNNEL_NEXT;
+}
+
 /* Stops -------------------------------------------------------------------------*/
 
 static step_stop stop(step *s, step_stop st)
@@ -219,6 +240,7 @@ static step_stop stop(step *s, step_stop st)
 
 static step_stop end_silently(step *s)
 {
+    leave(s, s->leaving != FUNNEL_NEXT ? s->leaving : FUNNEL_END);
     engine_session_set_str(s->doc, "state", "end");
     return stop(s, STEP_END);
 }
@@ -244,6 +266,8 @@ static step_stop reask(step *s, const dp_node *w)
 {
     if (++s->steps > s->max_steps)
         return guard(s);
+    if (s->node != w)
+        enter(s, w);
     stand_at(s, w, "wait");
     say(s, w->prompts, w->n_prompts);
     return stop(s, STEP_WAIT);
@@ -338,6 +362,7 @@ static step_stop enter_transfer(step *s, const dp_node *n)
     stand_at(s, n, "transfer");
     say(s, n->prompts, n->n_prompts);
     json_object_set_new(s->doc, "transfer", json_pack("{s:s, s:s}", "queue", n->queue, "reason", reason));
+    leave(s, FUNNEL_TRANSFER);
     return stop(s, STEP_TRANSFER);
 }
 
@@ -354,6 +379,7 @@ static step_stop walk(step *s, const dp_node *n)
     for (;;) {
         if (++s->steps > s->max_steps)
             return guard(s);
+        enter(s, n);
         apply_set(s, n);
         switch (n->kind) {
         case DP_SAY:
@@ -389,6 +415,7 @@ static step_stop walk(step *s, const dp_node *n)
         default:
             stand_at(s, n, "end");
             say(s, n->prompts, n->n_prompts);
+            leave(s, FUNNEL_END);
             return stop(s, STEP_END);
         }
     }
@@ -414,8 +441,10 @@ static step_stop fail(step *s, engine_event_kind k)
     const char *kind = fail_kind_name(k);
     int count = engine_session_fail_count(s->doc, kind) + 1;
     engine_session_set_fail_count(s->doc, kind, count);
-    if (count > f->retries)
+    if (count > f->retries) {
+        s->leaving = k == ENGINE_EV_INPUT ? FUNNEL_INVALID : FUNNEL_TIMEOUT;
         return follow(s, f->then);
+    }
     if (f->prompt)
         say_one(s, f->prompt);
     return reask(s, w);
@@ -558,6 +587,7 @@ step_stop engine_step_start(step *s, const dp_flow *flow)
 static step_stop restart(step *s)
 {
     s->restarted = true;
+    s->left = true; /* the node it stood on is gone or changed: no outcome to tell */
     const dp_flow *f = dialplan_flow(s->dp, engine_session_str(s->doc, "flow"));
     if (!f)
         f = dialplan_route(s->dp, s->channel, engine_session_str(s->doc, "entry"));
@@ -587,8 +617,10 @@ step_stop engine_step_event(step *s, const engine_event *ev)
     if (!waiting && !transferred)
         return stop(s, STEP_BAD);
     s->node = n;
+    s->left = transferred; /* a transfer was counted when it happened */
     if (ev->kind == ENGINE_EV_HANGUP) {
         record_event(s, ev, NULL);
+        s->leaving = FUNNEL_HANGUP;
         return end_silently(s);
     }
     if (!n || (waiting && !is_waiting(n)) || (transferred && n->kind != DP_TRANSFER))

@@ -74,6 +74,7 @@ enum {
     ACCEPT_BACKOFF_MAX_MS = 1000,    /* longest pause */
     LOG_EVERY_MS = 1000,             /* refusals and accept errors logged at most this often */
     SHED_MAX = 64,                   /* waiting connections closed per accept error */
+    STREAM_MAX_INPUT = 4096,         /* bytes a stream's client may send before we stop reading */
 };
 
 typedef struct {
@@ -93,6 +94,8 @@ struct httpd_request {
     const route *route;            /* matched route, or the unmatched pseudo-route */
     bool close_after;              /* ask the client to close after the answer */
     monotime started;              /* dispatch time, for the access log */
+    httpd_stream_closed_cb *closed; /* a stream's close callback, or NULL */
+    void *closed_arg;              /* its argument */
     LIST_ENTRY(httpd_request) link; /* the listener's in-flight list */
 };
 
@@ -103,6 +106,7 @@ struct conn {
     struct evhttp_connection *evcon;   /* evhttp's connection, NULL until adopted */
     struct event *deadline;            /* request_timeout_ms timer */
     bool refused;                      /* accepted beyond the cap: close at adoption */
+    httpd_request *stream;             /* the stream it carries (httpd_stream_start), or NULL */
     conn *next_newborn;                /* the listener's not-yet-adopted list */
 };
 
@@ -114,6 +118,7 @@ struct httpd {
     int port;                             /* bound port */
     size_t max_connections;               /* open connections at most */
     struct timeval request_timeout;       /* the request deadline (a libevent common timeout) */
+    struct timeval idle_timeout;          /* evhttp's idle timeout, restored after a stream */
     void *connections;                    /* tsearch tree of adopted conn*, by evcon */
     conn *newborns;                       /* accepted, not yet adopted */
     size_t connection_count;              /* adopted and newborn, refused excluded */
@@ -250,11 +255,15 @@ static void conn_free(conn *c)
     free(c);
 }
 
+static void stream_closed(httpd_request *req);
+
 /* evhttp is freeing the connection. */
 static void forget_connection(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
     conn *c = arg;
+    if (c->stream)
+        stream_closed(c->stream);
     tdelete(c, &c->owner->connections, compare_connections);
     conn_free(c);
 }
@@ -498,6 +507,15 @@ static void request_end(httpd_request *req)
         event_active(h->drain_timer, EV_TIMEOUT, 1);
 }
 
+/* A request that became a stream stops counting as in flight. */
+static void request_to_stream(httpd_request *req)
+{
+    httpd *h = req->owner;
+    unlink_request(h, req);
+    if (h->draining && h->in_flight == 0 && h->drained_cb != NULL)
+        event_active(h->drain_timer, EV_TIMEOUT, 1);
+}
+
 static void drain_finished(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -616,6 +634,88 @@ struct evhttp_request *httpd_request_evhttp(httpd_request *req)
     return req->ev;
 }
 
+/* Streams ----------------------------------------------------------------------*/
+
+/* A stream ends: by httpd_stream_end, or by its connection going away. A
+ * connection that failed (client gone, dropped) has let go of the request,
+ * which evhttp_send_reply_end then frees; one freed with the listener
+ * still holds it and frees it itself. */
+static void stream_finish(httpd_request *req)
+{
+    req->conn->stream = NULL;
+    evhttp_send_reply_end(req->ev);
+    free(req);
+}
+
+static void stream_closed(httpd_request *req)
+{
+    httpd_stream_closed_cb *cb = req->closed;
+    void *arg = req->closed_arg;
+    req->conn->stream = NULL;
+    if (evhttp_request_get_connection(req->ev) == NULL)
+        evhttp_send_reply_end(req->ev);
+    free(req);
+    cb(arg);
+}
+
+bool httpd_stream_start(httpd_request *req, const char *content_type, httpd_stream_closed_cb *closed,
+                        void *arg)
+{
+    httpd *h = req->owner;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    if (req->conn == NULL || evcon == NULL) {
+        httpd_reply_error(req, 503, "unavailable", "The stream cannot be opened now; try again.");
+        return false;
+    }
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
+    evhttp_add_header(out, "Content-Type", content_type);
+    evhttp_add_header(out, "Cache-Control", "no-store");
+    log_debug("http.stream", "listener=%s route=%s ms=%.1f", h->name, req->route->path,
+              monotime_ms_since(req->started));
+    evhttp_send_reply_start(req->ev, 200, NULL);
+    count_answer(req->route, 200);
+    /* The client only listens: no read timeout; what it sends anyway is
+     * bounded (reading stops there; a failed write still finds it gone). */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    bufferevent_set_timeouts(bev, NULL, &h->idle_timeout);
+    bufferevent_setwatermark(bev, EV_READ, 0, STREAM_MAX_INPUT);
+    req->closed = closed;
+    req->closed_arg = arg;
+    req->conn->stream = req;
+    request_to_stream(req);
+    return true;
+}
+
+size_t httpd_stream_send(httpd_request *req, const char *data, size_t len)
+{
+    struct evbuffer *chunk = evbuffer_new();
+    if (chunk == NULL)
+        return 0;
+    evbuffer_add(chunk, data, len);
+    evhttp_send_reply_chunk(req->ev, chunk);
+    evbuffer_free(chunk);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    return evcon ? evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon))) : 0;
+}
+
+void httpd_stream_drop(httpd_request *req)
+{
+    /* As the request deadline drops a connection: evhttp frees it from
+     * inside this call, and forget_connection reports the stream closed. */
+    bufferevent_trigger_event(req->conn->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, 0);
+}
+
+void httpd_stream_end(httpd_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    if (evcon) {
+        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), &req->owner->idle_timeout,
+                                 &req->owner->idle_timeout);
+        arm_deadline(req->conn);
+    }
+    stream_finish(req);
+}
+
 /* Dispatch -------------------------------------------------------------------*/
 
 static const route *exact_route(const httpd *h, const char *path)
@@ -725,6 +825,7 @@ static void apply_limits(httpd *h, const httpd_options *opt)
     evhttp_set_max_body_size(h->http, opt->max_body_bytes);
     evhttp_set_max_headers_size(h->http, opt->max_header_bytes);
     evhttp_set_timeout_tv(h->http, &idle);
+    h->idle_timeout = idle;
     evhttp_set_allowed_methods(h->http, KNOWN_METHODS);
     evhttp_set_gencb(h->http, dispatch, h);
     evhttp_set_bevcb(h->http, connection_accepted, h);

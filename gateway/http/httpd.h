@@ -14,6 +14,7 @@
 
 #include <event2/http.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -89,6 +90,32 @@ void httpd_reply_error(httpd_request *req, int status, const char *code, const c
 /* Any content type; the contents of `body` are moved out (it may be NULL). */
 void httpd_reply_text(httpd_request *req, int status, const char *content_type,
                       struct evbuffer *body);
+
+/* Streams (server-sent events) ----------------------------------------------*/
+
+/* Called once when a stream's connection goes away before httpd_stream_end:
+ * the client left, httpd_stream_drop, or the listener was freed. The
+ * request is over then (never touch it again). */
+typedef void httpd_stream_closed_cb(void *arg);
+
+/* Answers 200 with `content_type` (and the headers set so far) in chunked
+ * encoding and keeps the request open for httpd_stream_send. From then on
+ * the request no longer counts as in flight (a drain does not wait for
+ * it), the connection's idle read timeout is lifted (the client only
+ * listens) and its input is bounded. False, after answering 503, when the
+ * connection is not tracked (it could not tell us it closed). */
+bool httpd_stream_start(httpd_request *req, const char *content_type, httpd_stream_closed_cb *closed,
+                        void *arg);
+
+/* Sends `len` bytes as one chunk; returns the bytes the connection has
+ * still to write (a slow reader's backlog). */
+size_t httpd_stream_send(httpd_request *req, const char *data, size_t len);
+
+/* Closes the stream's connection (a slow reader): `closed` runs from here. */
+void httpd_stream_drop(httpd_request *req);
+
+/* Ends the stream with its last chunk; `closed` is not called. */
+void httpd_stream_end(httpd_request *req);
 
 /* Shutdown ------------------------------------------------------------------*/
 

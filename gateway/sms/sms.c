@@ -258,6 +258,7 @@ static void on_held(store_status st, const struct redisReply *reply, void *arg)
         finish(p, "unavailable", text, false);
         return;
     }
+    engine_note_change(p->owner->engine, p->session); /* the agent's console shows it */
     render_prompt(p->owner, p->lang, SMS_HELD_PROMPT, SMS_HELD_TEXT, text, sizeof text);
     bool cut = sms_fit(text, sizeof text, p->owner->opt.max_messages);
     finish(p, "held", text, cut);

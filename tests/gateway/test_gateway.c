@@ -331,7 +331,7 @@ static void assert_prometheus_text(char *text)
 static void test_metrics(void **state)
 {
     world *w = *state;
-    char buf[65536];
+    static char buf[1 << 20]; /* /metrics holds the funnel: a series per node and outcome */
     assert_int_equal(rh_exchange(w->tw.http_port,
                                  "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                                  buf, sizeof buf),
@@ -393,7 +393,7 @@ static void test_connection_cap(void **state)
 {
     world *w = *state;
     static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
-    char buf[65536];
+    static char buf[1 << 20]; /* /metrics holds the funnel: a series per node and outcome */
     int fds[MAX_CONNECTIONS + 1];
     assert_true(connections_settle(w->tw.http_port));
     for (int i = 0; i < MAX_CONNECTIONS; i++) {
@@ -422,7 +422,7 @@ static void test_idle_connection_closed(void **state)
 {
     world *w = *state;
     static const char get[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
-    char buf[65536];
+    static char buf[1 << 20]; /* /metrics holds the funnel: a series per node and outcome */
     int silent = rh_connect(w->tw.http_port);
     int kept = rh_connect(w->tw.http_port);
     assert_true(silent >= 0 && kept >= 0);

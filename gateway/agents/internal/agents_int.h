@@ -30,12 +30,20 @@
 
 #define AGENTS_LIST_DEFAULT 50    /* sessions or callbacks listed without ?limit */
 #define AGENTS_LIST_MAX 200       /* ?limit ceiling */
+#define AGENTS_QUEUE_MAX_OFFSET 1000000 /* ?offset ceiling of GET /v1/queue */
 #define AGENTS_AUDIT_DEFAULT 100  /* audit entries without ?limit */
 #define AGENTS_AUDIT_MAX 1000     /* audit ?limit ceiling */
 #define AGENTS_MAX_REF 16         /* callback reference "CB" + 10 */
 #define AGENTS_MAX_NODE 128       /* "flow.node" */
 #define AGENTS_REPLY_MAX 480      /* bytes of an agent's SMS reply */
 #define AGENTS_AUDIT_STREAM "cl:audit" /* written by every request, read by GET /v1/audit */
+#define AGENTS_CALLBACK_KEY "cl:cb:"   /* + ref: a callback's state hash */
+#define AGENTS_CALLBACK_WINDOW "1000"  /* newest callback entries a listing (and the open count) looks at */
+#define AGENTS_CONSOLE_MAX_FILE (1024 * 1024) /* bytes of one console file */
+#define AGENTS_STREAM_MAX_BACKLOG (64 * 1024) /* unsent bytes of a stream before it is dropped */
+
+typedef struct agent_stream agent_stream;
+typedef struct stream_tick stream_tick;
 
 struct agents {
     engine *engine;           /* transfers and releases */
@@ -46,6 +54,20 @@ struct agents {
     char audit_max[16];       /* MAXLEN of the audit stream, as text */
     char resume_at[300];      /* "host:port" of the voice listener, for resume URIs */
     pending_set pending;      /* requests not yet answered (status: the HTTP status) */
+    const char *console_dir;  /* the console's static files (a copy) */
+    const char *node_name;    /* this gateway's name in the overview (a copy) */
+    int max_streams;          /* GET /v1/stream open at most */
+    int heartbeat_ms;         /* a comment on every stream this often */
+    int poll_ms;              /* the change poller's period */
+    LIST_HEAD(, agent_stream) streams; /* open streams */
+    size_t stream_count;      /* entries in streams */
+    struct event *heartbeat;  /* heartbeat timer */
+    struct event *poll;       /* poller timer */
+    stream_tick *tick;        /* the poll in flight, or NULL */
+    bool seed_failed;         /* the first poll's reads failed: seed again */
+    char seen_changes[48];    /* id of the last change-log entry read, "" before the first poll */
+    char seen_callbacks[48];  /* id of the last callback entry read */
+    long overview_sent_ms;    /* monotonic ms of the last overview event */
 };
 
 typedef struct agent_req agent_req;
@@ -59,7 +81,11 @@ typedef struct {
     char cursor[32];          /* SCAN cursor, "0" at the start and at the end */
     int rounds;               /* SCAN calls made */
     json_t *seen;             /* id -> summary of the matching sessions */
-    json_t *items;            /* callbacks: [entry id, fields] read from the stream, newest first */
+    json_t *items;            /* callbacks: [entry id, fields] read from the stream, newest first;
+                                 queue: [id, score] of the page, in order */
+    long offset;              /* queue: the page's first position */
+    long long total;          /* queue: ZCARD of the index */
+    json_t *page;             /* queue: the entries answered, in order */
 } list_work;
 
 struct agent_req {
@@ -106,6 +132,10 @@ agent_req *agents_req_back_ok(void *arg, store_status st);
  * called back with the request as its argument. */
 void agents_req_command(agent_req *r, int argc, const char **argv, const size_t *argvlen, store_reply_cb *done);
 
+/* Takes the HTTP request out of `r` (a stream answers it): `r` is then
+ * completed with agents_req_reply (audit and log; no answer is sent). */
+httpd_request *agents_req_detach(agent_req *r);
+
 /* Answers `status` with `body` (stolen; NULL = {}), writes the audit entry
  * and frees the request unless operations are still out. */
 void agents_req_reply(agent_req *r, int status, json_t *body);
@@ -142,6 +172,7 @@ bool agents_one_of(const char *s, const char *const *names);
 /* Endpoints (sessions.c, callbacks.c) ------------------------------------------*/
 
 void agents_ep_list(agent_req *r);
+void agents_ep_queue(agent_req *r);
 void agents_ep_context(agent_req *r);
 void agents_ep_transfer(agent_req *r);
 void agents_ep_resume(agent_req *r);
@@ -151,6 +182,27 @@ void agents_ep_callbacks(agent_req *r);
 void agents_ep_claim(agent_req *r);
 void agents_ep_done(agent_req *r);
 void agents_ep_audit(agent_req *r);
+void agents_ep_me(agent_req *r);
+void agents_ep_stream(agent_req *r);
+void agents_ep_overview(agent_req *r);
+void agents_ep_funnel(agent_req *r);
+
+/* The console (console.c) -------------------------------------------------------*/
+
+/* Content-Security-Policy and friends, on every answer of the listener. */
+void agents_security_headers(struct evhttp_request *ev);
+
+/* `/` or `/console/…`: served without a token. */
+bool agents_console_path(const char *path);
+void agents_console_serve(agents *a, httpd_request *http, const char *path);
+
+/* Streams (stream.c) -------------------------------------------------------------*/
+
+bool agents_streams_start(agents *a, struct event_base *base);
+/* Ends every stream and the timers; a poll in flight finishes into nothing. */
+void agents_streams_stop(agents *a);
+/* A callback was claimed or finished: one entry in the change log. */
+void agents_note_callbacks(agents *a, const char *ref);
 
 /* Writes one audit entry (fire and forget; a failure is logged). */
 void agents_audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,

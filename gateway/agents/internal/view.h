@@ -29,6 +29,10 @@ void agents_view_mask_text(const char *in, unsigned flags, char *out, size_t siz
  * caller, updated_ms}; `unmasked` for supervisors. */
 json_t *agents_view_summary(json_t *doc, bool unmasked);
 
+/* A queue entry: {id, channel, caller, flow, node, from (the last waiting
+ * node, "flow.node"), queue, reason, waiting_since_ms}. */
+json_t *agents_view_queued(json_t *doc, long long since_ms, bool unmasked);
+
 /* True when the session passes the list filters (NULL = any). */
 bool agents_view_matches(json_t *doc, const char *channel, const char *state, const char *queue);
 

@@ -21,6 +21,7 @@
 
 #include "dialplan.h"
 #include "engine.h"
+#include "funnel.h"
 
 #define STEP_MAX_EVENT_BYTES 256  /* one recorded event, cut to fit */
 #define STEP_MAX_HOP_EVENTS 64    /* events one hop keeps at most (its newest) */
@@ -50,6 +51,9 @@ typedef struct {
     const struct handler_def *call_def;  /* STEP_CALL: the handler to run */
     json_t *call_args;         /* STEP_CALL: rendered arguments (take with engine_step_take_args) */
     step_stop stop;            /* the last stop */
+    funnel_marks *marks;       /* where the funnel marks of the walk go, or NULL (set after init) */
+    bool left;                 /* `node` was already marked left (transfer, end, hangup) */
+    funnel_outcome leaving;    /* how `node` is left when the walk moves on (next, or a failure's) */
 } step;
 
 /* Prepares a walk over `doc` (a session made by engine_session_new or loaded).
