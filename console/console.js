@@ -11,6 +11,7 @@
 
 const TOKEN_KEY = 'cardline.token';
 const PAGE_SIZE = 50;             /* sessions per page of the queue */
+const LIVE_LIMIT = 200;           /* sessions listed by "all live sessions" (the API's most) */
 const REFRESH_DELAY_MS = 250;     /* a burst of events becomes one fetch */
 const BACKOFF_FIRST_MS = 1000;    /* first wait before reconnecting the stream */
 const BACKOFF_MAX_MS = 30000;     /* longest wait between reconnects */
@@ -157,7 +158,8 @@ function signOut(why) {
     state.open = null;
     sessionStorage.removeItem(TOKEN_KEY);
     delete document.body.dataset.role;
-    for (const id of ['desk', 'who', 'signout', 'live', 'session']) $(id).hidden = true;
+    for (const id of ['desk', 'who', 'signout', 'live']) $(id).hidden = true;
+    closeSession();
     $('signin').hidden = false;
     say('signin-msg', why || '');
     $('token').focus();
@@ -276,27 +278,41 @@ function refreshAll() {
 
 /* The queue -----------------------------------------------------------------*/
 
+/* Waiting sessions come a page at a time from /v1/queue (oldest first);
+ * "all live sessions" is /v1/sessions, the newest LIVE_LIMIT of them. */
 async function loadQueue() {
-    const q = new URLSearchParams({ offset: String(state.offset), limit: String(PAGE_SIZE) });
-    if ($('queue-state').value) q.set('state', $('queue-state').value);
-    if ($('queue-channel').value) q.set('channel', $('queue-channel').value);
-    const r = await api('GET', '/v1/sessions?' + q);
+    const waiting = $('queue-state').value === 'transfer';
+    $('queue-channel').disabled = waiting;
+    let path;
+    if (waiting) path = '/v1/queue?' + new URLSearchParams({ offset: String(state.offset), limit: String(PAGE_SIZE) });
+    else {
+        const q = new URLSearchParams({ limit: String(LIVE_LIMIT) });
+        if ($('queue-channel').value) q.set('channel', $('queue-channel').value);
+        path = '/v1/sessions?' + q;
+    }
+    const r = await api('GET', path);
     if (!r.ok) {
         say('queue-msg', r.words);
         return;
     }
     say('queue-msg', '');
     const sessions = r.body.sessions || [];
-    state.total = typeof r.body.total === 'number' ? r.body.total : state.offset + sessions.length;
+    if (!waiting) {
+        state.offset = 0;
+        state.total = sessions.length;
+        drawQueue(sessions, r.body.truncated ? ' (the newest; more are live)' : '');
+        return;
+    }
+    state.total = r.body.total;
     if (sessions.length === 0 && state.offset > 0 && state.total > 0) {
         state.offset = Math.max(0, Math.floor((state.total - 1) / PAGE_SIZE) * PAGE_SIZE);
         loadQueue(); /* the page emptied under us: show the last one */
         return;
     }
-    drawQueue(sessions);
+    drawQueue(sessions, '');
 }
 
-function drawQueue(sessions) {
+function drawQueue(sessions, more) {
     const body = $('queue-rows');
     clear(body);
     state.rows = [];
@@ -304,7 +320,7 @@ function drawQueue(sessions) {
     $('queue-empty').hidden = sessions.length > 0;
     $('queue-empty').textContent = $('queue-state').value ? 'Nobody is waiting.' : 'No live sessions.';
     const first = sessions.length ? state.offset + 1 : 0;
-    $('queue-range').textContent = first + '–' + (state.offset + sessions.length) + ' of ' + state.total;
+    $('queue-range').textContent = first + '–' + (state.offset + sessions.length) + ' of ' + state.total + more;
     $('queue-prev').disabled = state.offset === 0;
     $('queue-next').disabled = state.offset + sessions.length >= state.total;
     tick();
@@ -325,7 +341,7 @@ function queueRow(s) {
     cell.appendChild(open);
     tr.appendChild(cell);
     if (s.id === state.open) tr.classList.add('current');
-    state.rows.push({ since: s.since_ms || s.updated_ms, cell: waited });
+    state.rows.push({ since: s.waiting_since_ms || s.updated_ms, cell: waited });
     return tr;
 }
 
@@ -351,11 +367,20 @@ function showSession(id) {
     loadSession().then(() => $('session-title').focus());
 }
 
+function closeSession() {
+    state.open = null;
+    $('session-title').textContent = 'Session';
+    $('session-none').hidden = false;
+    $('session-body').hidden = true;
+    for (const tr of $('queue-rows').children) tr.classList.remove('current');
+}
+
 async function loadSession() {
     const id = state.open;
     const r = await api('GET', '/v1/sessions/' + encodeURIComponent(id));
     if (id !== state.open) return;
-    $('session').hidden = false;
+    $('session-none').hidden = true;
+    $('session-body').hidden = false;
     if (!r.ok) {
         clear($('session-facts'));
         clear($('events'));
@@ -407,7 +432,7 @@ function drawSession(c) {
     $('assist').textContent = c.assist
         ? 'Back from ' + c.assist.node + ': ' + c.assist.result
         : 'The caller has not been sent to a step yet.';
-    $('resume-form').hidden = !canAct();
+    $('resume-form').hidden = !canAct() || !state.me.can_resume;
 
     const events = $('events');
     clear(events);
@@ -505,15 +530,22 @@ async function loadOverview() {
     say('overview-msg', '');
     const box = $('overview-body');
     clear(box);
+    const loose = {};
     for (const [part, value] of Object.entries(r.body)) {
-        const card = el('section', null, 'card');
-        card.dataset.part = part;
-        card.appendChild(el('h3', label(part)));
-        const dl = el('dl', null, 'facts');
-        addRows(dl, '', value);
-        card.appendChild(dl);
-        box.appendChild(card);
+        if (value !== null && typeof value === 'object') box.appendChild(overviewCard(part, value));
+        else loose[part] = value;
     }
+    box.insertBefore(overviewCard('gateway', loose), box.firstChild);
+}
+
+function overviewCard(part, value) {
+    const card = el('section', null, 'card');
+    card.dataset.part = part;
+    card.appendChild(el('h3', label(part)));
+    const dl = el('dl', null, 'facts');
+    addRows(dl, '', value);
+    card.appendChild(dl);
+    return card;
 }
 
 const ACRONYMS = { ussd: 'USSD', sms: 'SMS', sip: 'SIP', rtp: 'RTP' };
@@ -529,10 +561,11 @@ function addRows(dl, prefix, value) {
         for (const [k, v] of Object.entries(value)) addRows(dl, prefix ? prefix + ' ' + k : k, v);
         return;
     }
-    const dt = el('dt', label(prefix || 'value'));
-    const dd = el('dd', Array.isArray(value) ? value.join(', ') : value);
-    if (value === 'ok' || value === true) dd.className = 'good';
-    else if (value === 'down' || value === false || value === 'failing') dd.className = 'bad';
+    const time = /_ms$/.test(prefix) && typeof value === 'number';
+    const dt = el('dt', label(time ? prefix.replace(/_ms$/, '') : prefix || 'value'));
+    const dd = el('dd', time ? clock(value) : Array.isArray(value) ? value.join(', ') : value);
+    if (value === 'up') dd.className = 'good';
+    else if (value === 'down') dd.className = 'bad';
     dd.dataset.key = prefix;
     dl.appendChild(dt);
     dl.appendChild(dd);
@@ -623,11 +656,7 @@ function wire() {
     $('reply-form').addEventListener('submit', sendReply);
     $('release').addEventListener('click', release);
     $('resume-form').addEventListener('submit', resume);
-    $('session-close').addEventListener('click', () => {
-        state.open = null;
-        $('session').hidden = true;
-        for (const tr of $('queue-rows').children) tr.classList.remove('current');
-    });
+    $('session-close').addEventListener('click', closeSession);
     $('cb-state').addEventListener('change', loadCallbacks);
     setInterval(tick, 1000);
     setInterval(() => {
