@@ -287,6 +287,15 @@ static void answer_ending(hop *h)
 
 /* What consoles watch --------------------------------------------------------------*/
 
+/* A session starts: it joins its channel's live set, which sheds the
+ * entries older than the channel's TTL (sessions that expired unended), so
+ * the set stays as large as the sessions of one TTL. KEYS: the set. ARGV:
+ * now ms, id, TTL ms. */
+static const char live_script[] =
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))\n"
+    "return 1\n";
+
 static void noted(store_status st, const struct redisReply *reply, void *arg)
 {
     (void)arg;
@@ -319,13 +328,14 @@ static void announce(hop *h)
     engine *e = h->e;
     const char *id = h->ev.session_id, *state = engine_session_str(h->doc, "state");
     bool held = strcmp(state, "transfer") == 0, ended = strcmp(state, "end") == 0;
-    char live[sizeof ENGINE_LIVE_PREFIX + 16], now[24];
+    char live[sizeof ENGINE_LIVE_PREFIX + 16], now[24], ttl[24];
     channel_kind ch = CHANNEL_VOICE;
     engine_session_channel(h->doc, &ch);
     snprintf(live, sizeof live, ENGINE_LIVE_PREFIX "%s", channel_name(ch));
     snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
+    snprintf(ttl, sizeof ttl, "%lld", (long long)e->opt.session_ttl_s[ch] * 1000);
     if (h->ev.kind == ENGINE_EV_START && !ended)
-        send_note(e, 4, (const char *[]){"ZADD", live, now, id});
+        send_note(e, 7, (const char *[]){"EVAL", live_script, "1", live, now, id, ttl});
     else if (ended)
         send_note(e, 3, (const char *[]){"ZREM", live, id});
     if (held && !h->held_before)
