@@ -298,7 +298,7 @@ static void test_grafana_series(void **state)
 static int setup(void **state)
 {
     return aw_setup(state, "console", false, AGENTS, sizeof AGENTS / sizeof AGENTS[0],
-                    "[outbox]\nconsumer = gw-console\n");
+                    "[outbox]\nconsumer = gw-console\n[agents]\nconsole_dir = " CL_SOURCE_DIR "/console\n");
 }
 
 static void test_wrong_token(void **state)
