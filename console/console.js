@@ -283,6 +283,7 @@ function refreshAll() {
 async function loadQueue() {
     const waiting = $('queue-state').value === 'transfer';
     $('queue-channel').disabled = waiting;
+    $('queue-when').textContent = waiting ? 'Waiting' : 'Since last step';
     let path;
     if (waiting) path = '/v1/queue?' + new URLSearchParams({ offset: String(state.offset), limit: String(PAGE_SIZE) });
     else {

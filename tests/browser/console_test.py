@@ -251,12 +251,47 @@ def case_no_pin(driver):
         raise CaseFailed("the page holds the PIN")
 
 
+QUEUE_BIG = 1000
+
+
+def range_is(text):
+    return lambda d: text_of(d, "queue-range") == text
+
+
+def case_queue_1000(driver):
+    sign_in_ok(driver, AGENT, "agent")
+    wait(driver, lambda d: " of " in text_of(d, "queue-range"), "the queue")
+    total = int(text_of(driver, "queue-range").split(" of ")[1]) + QUEUE_BIG  # earlier cases left some
+    citizen(f"sms_many {QUEUE_BIG}")
+    wait(driver, range_is(f"1–50 of {total}"), f"the queue to count {total}")
+    pages = 1
+    while driver.find_element(By.ID, "queue-next").is_enabled():
+        driver.find_element(By.ID, "queue-next").click()
+        pages += 1
+        first = (pages - 1) * 50 + 1
+        last = min(first + 49, total)
+        wait(driver, range_is(f"{first}–{last} of {total}"), f"page {pages}")
+        rows = len(driver.find_elements(By.CSS_SELECTOR, "#queue-rows tr"))
+        if rows != last - first + 1:
+            raise CaseFailed(f"page {pages} shows {rows} rows")
+    if pages != (total + 49) // 50:
+        raise CaseFailed(f"{pages} pages for {total} sessions")
+    newest = driver.find_elements(By.CSS_SELECTOR, "#queue-rows tr")[-1].get_attribute("data-id")
+    open_session(driver, newest)
+    wait(driver, lambda d: "agent.to_agent" in text_of(d, "session-facts"), "the context of the newest")
+    driver.find_element(By.ID, "queue-prev").click()
+    first = (pages - 2) * 50 + 1
+    wait(driver, range_is(f"{first}–{first + 49} of {total}"), "the page before")
+    shot(driver, "page")
+
+
 CASES = {
     "wrong_token": case_wrong_token,
     "funnel": case_funnel,
     "sms": case_sms,
     "observer": case_observer,
     "no_pin": case_no_pin,
+    "queue_1000": case_queue_1000,
 }
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
  * reaches the outbox; an observer has no action buttons and a reply forged
  * from the page with the observer's token is refused and reaches nothing;
  * a supervisor sees the funnel of a scripted USSD batch with its counts; a
- * context after PIN entry holds no PIN anywhere in the page. Screenshots
+ * context after PIN entry holds no PIN anywhere in the page; with 1,000
+ * conversations waiting the page shows 50 at a time and pages through all
+ * of them to the last, whose context opens. Screenshots
  * land in tests/browser-shots under the build tree. A missing browser is a
  * failure, not a skip: scripts/test installs it.
  *
@@ -124,6 +126,17 @@ static void ussd_pin(void)
     aw_ussd("console-pin", PHONE, PIN, "状态");
 }
 
+/* `n` citizens (+86139…, each a number of their own) text AGENT: `n`
+ * conversations wait for an agent. */
+static void sms_many(int n)
+{
+    for (int i = 0; i < n; i++) {
+        char phone[32];
+        snprintf(phone, sizeof phone, "+86139%08d", i);
+        aw_sms(phone, "AGENT", "");
+    }
+}
+
 /* Carries out one request line of the script; the answer line into `out`. */
 static void serve(const char *req, char *out, size_t size)
 {
@@ -133,6 +146,8 @@ static void serve(const char *req, char *out, size_t size)
         aw_sms(PHONE, HELD_SMS, "");
     } else if (strcmp(req, "ussd_batch") == 0) {
         ussd_batch();
+    } else if (strncmp(req, "sms_many ", 9) == 0) {
+        sms_many(atoi(req + 9));
     } else if (strcmp(req, "ussd_pin") == 0) {
         ussd_pin();
     } else if (strncmp(req, "outbox ", 7) == 0) {
@@ -227,6 +242,12 @@ static void run_case(const char *name)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("case %s failed (exit status %d; its log is above)", name,
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+static void test_queue_of_1000(void **state)
+{
+    (void)state;
+    run_case("queue_1000");
 }
 
 /* The dashboard -----------------------------------------------------------------*/
@@ -340,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_observer),
         cmocka_unit_test(test_no_pin),
         cmocka_unit_test(test_grafana_series),
+        cmocka_unit_test(test_queue_of_1000), /* last: the other cases expect a short queue */
     };
     return cmocka_run_group_tests(tests, setup, aw_teardown);
 }
