@@ -581,6 +581,9 @@ const OUTCOMES = [
     ['timeout', 'timed out'],
     ['hangup', 'hung up or gave up'],
 ];
+/* Entered and not left (yet): still there, or a USSD or SMS caller who
+ * went quiet, which leaves no outcome. The bar's grey rest. */
+const SILENT = 'still there or went quiet';
 
 async function loadFunnel() {
     const r = await api('GET', '/v1/funnel');
@@ -597,6 +600,10 @@ async function loadFunnel() {
         li.appendChild(document.createTextNode(words));
         legend.appendChild(li);
     }
+    const rest = el('li');
+    rest.appendChild(el('span', null, 'swatch out-silent'));
+    rest.appendChild(document.createTextNode(SILENT));
+    legend.appendChild(rest);
     const box = $('funnel-body');
     clear(box);
     const flows = (r.body.flows || []).filter((f) => f.nodes.some((n) => n.entered > 0));
@@ -632,6 +639,8 @@ function funnelFlow(f) {
             bar.appendChild(seg);
             words.push(pct + '% ' + what);
         }
+        const silent = n.entered - OUTCOMES.reduce((sum, [key]) => sum + ((n.left && n.left[key]) || 0), 0);
+        if (silent > 0) words.push(Math.round(100 * silent / n.entered) + '% ' + SILENT);
         li.appendChild(bar);
         li.appendChild(el('span', n.entered + ' reached' + (words.length ? ': ' + words.join(', ') : ''), 'step-words'));
         ol.appendChild(li);

@@ -17,7 +17,7 @@ import os
 import sys
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -36,6 +36,7 @@ SMS_SESSION = "sms:+8613800000001"
 HELD = "我的新卡还没到"               # part of the citizen's held SMS (see the C side)
 REPLY = "您好，您的新卡已寄出，请留意短信。Your new card is on its way."
 FORGED = "forged by an observer"
+TOO_LONG = "您好" * 100                # 200 characters, 600 bytes of UTF-8
 
 
 class CaseFailed(Exception):
@@ -71,7 +72,9 @@ def browser():
 
 def wait(driver, condition, what):
     try:
-        return WebDriverWait(driver, WAIT_S).until(condition)
+        # The page redraws its lists on every notification: an element found
+        # a moment ago may be gone; look again.
+        return WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(condition)
     except TimeoutException:
         shot(driver, "failed")
         raise CaseFailed(f"waited {WAIT_S} s for {what}") from None
@@ -103,13 +106,23 @@ def sign_in_ok(driver, token, role):
 
 def row(driver, table, key, value):
     """The row of `table` whose data-KEY is `value`, or None."""
-    rows = driver.find_elements(By.CSS_SELECTOR, f"#{table} tr")
-    return next((r for r in rows if r.get_attribute(f"data-{key}") == value), None)
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#{table} tr[data-{key}="{value}"]')
+    return rows[0] if rows else None
+
+
+def click_in_row(driver, table, key, value, what):
+    """Clicks the button of the row, once it is there (the list may be redrawn meanwhile)."""
+    def click(d):
+        r = row(d, table, key, value)
+        if r is None:
+            return False
+        r.find_element(By.TAG_NAME, "button").click()
+        return True
+    wait(driver, click, what)
 
 
 def open_session(driver, session):
-    wait(driver, lambda d: row(d, "queue-rows", "id", session), f"{session} in the queue")
-    row(driver, "queue-rows", "id", session).find_element(By.TAG_NAME, "button").click()
+    click_in_row(driver, "queue-rows", "id", session, f"{session} in the queue")
     wait(driver, lambda d: text_of(d, "session-title") == "Session " + session, f"the context of {session}")
 
 
@@ -191,6 +204,7 @@ def case_funnel(driver):
             raise CaseFailed(f"choose_lang says {words!r}")
     if not driver.find_elements(By.CSS_SELECTOR, "li.step[data-node=choose_lang] .seg.out-invalid"):
         raise CaseFailed("no invalid-input segment drawn at choose_lang")
+    driver.set_window_size(1280, 1500)  # the figures and the whole funnel of main in one picture
     driver.execute_script("document.getElementById('overview').scrollIntoView()")
     shot(driver, "supervisor")
 
@@ -202,7 +216,18 @@ def case_sms(driver):
     citizen("sms_agent")  # AGENT, then a question held for the agent
     open_session(driver, SMS_SESSION)  # arrives by the stream: the page is not reloaded
     wait(driver, lambda d: HELD in text_of(d, "held"), "the held message")
-    driver.find_element(By.ID, "reply-text").send_keys(REPLY)
+    # Refused by the API (480 bytes at most; the box counts characters):
+    # the page says what the API said, in its words.
+    box = driver.find_element(By.ID, "reply-text")
+    driver.execute_script("arguments[0].value = arguments[1]", box, TOO_LONG)
+    driver.find_element(By.ID, "reply-send").click()
+    status, body = api_from_page(driver, AGENT, "POST", f"/v1/sessions/{SMS_SESSION}/reply", {"text": TOO_LONG})
+    words = json.loads(body)["error"]["message"]
+    if status != 400 or not words:
+        raise CaseFailed(f"a reply of {len(TOO_LONG.encode())} bytes answered {status} {body}")
+    wait(driver, lambda d: text_of(d, "session-msg") == words, f"the API's words {words!r}")
+    box.clear()
+    box.send_keys(REPLY)
     shot(driver, "conversation")
     driver.find_element(By.ID, "reply-send").click()
     wait(driver, lambda d: "Reply queued" in text_of(d, "session-msg"), "the reply's confirmation")
@@ -251,6 +276,24 @@ def case_no_pin(driver):
         raise CaseFailed("the page holds the PIN")
 
 
+def case_callback(driver):
+    sign_in_ok(driver, AGENT, "agent")
+    citizen("ussd_callback")
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#cb-rows tr button"), "the callback, live")
+    ref = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#cb-rows tr").get_attribute("data-ref"), "its ref")
+    click_in_row(driver, "cb-rows", "ref", ref, f"{ref} to claim")
+    wait(driver, lambda d: f"{ref} is yours" in text_of(d, "cb-msg"), "the claim's answer")
+    Select(driver.find_element(By.ID, "cb-state")).select_by_value("claimed")
+    wait(driver, lambda d: row(d, "cb-rows", "ref", ref) and "li" in row(d, "cb-rows", "ref", ref).text,
+         f"{ref} among the claimed, as li's")
+    shot(driver, "claimed")
+    click_in_row(driver, "cb-rows", "ref", ref, f"{ref} to finish")
+    wait(driver, lambda d: f"{ref} is done" in text_of(d, "cb-msg"), "the done's answer")
+    status, body = api_from_page(driver, AGENT, "POST", f"/v1/callbacks/{ref}/done", None)
+    if status != 409:
+        raise CaseFailed(f"done twice answered {status} {body}")
+
+
 QUEUE_BIG = 1000
 
 
@@ -276,7 +319,8 @@ def case_queue_1000(driver):
             raise CaseFailed(f"page {pages} shows {rows} rows")
     if pages != (total + 49) // 50:
         raise CaseFailed(f"{pages} pages for {total} sessions")
-    newest = driver.find_elements(By.CSS_SELECTOR, "#queue-rows tr")[-1].get_attribute("data-id")
+    newest = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#queue-rows tr")[-1].get_attribute("data-id"),
+                  "the newest session")
     open_session(driver, newest)
     wait(driver, lambda d: "agent.to_agent" in text_of(d, "session-facts"), "the context of the newest")
     driver.find_element(By.ID, "queue-prev").click()
@@ -291,6 +335,7 @@ CASES = {
     "sms": case_sms,
     "observer": case_observer,
     "no_pin": case_no_pin,
+    "callback": case_callback,
     "queue_1000": case_queue_1000,
 }
 

@@ -12,7 +12,8 @@
  * reaches the outbox; an observer has no action buttons and a reply forged
  * from the page with the observer's token is refused and reaches nothing;
  * a supervisor sees the funnel of a scripted USSD batch with its counts; a
- * context after PIN entry holds no PIN anywhere in the page; with 1,000
+ * context after PIN entry holds no PIN anywhere in the page; a USSD
+ * callback arrives live and is claimed, then done; with 1,000
  * conversations waiting the page shows 50 at a time and pages through all
  * of them to the last, whose context opens. Screenshots
  * land in tests/browser-shots under the build tree. A missing browser is a
@@ -137,6 +138,14 @@ static void sms_many(int n)
     }
 }
 
+/* A USSD caller presses 0 at the language menu and books a callback. */
+static void ussd_callback(void)
+{
+    aw_ussd("console-cb", PHONE, NULL, "English");
+    aw_ussd("console-cb", PHONE, "0", "CON ");
+    aw_ussd("console-cb", PHONE, "1", "END ");
+}
+
 /* Carries out one request line of the script; the answer line into `out`. */
 static void serve(const char *req, char *out, size_t size)
 {
@@ -148,6 +157,8 @@ static void serve(const char *req, char *out, size_t size)
         ussd_batch();
     } else if (strncmp(req, "sms_many ", 9) == 0) {
         sms_many(atoi(req + 9));
+    } else if (strcmp(req, "ussd_callback") == 0) {
+        ussd_callback();
     } else if (strcmp(req, "ussd_pin") == 0) {
         ussd_pin();
     } else if (strncmp(req, "outbox ", 7) == 0) {
@@ -242,6 +253,12 @@ static void run_case(const char *name)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("case %s failed (exit status %d; its log is above)", name,
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+static void test_callback(void **state)
+{
+    (void)state;
+    run_case("callback");
 }
 
 static void test_queue_of_1000(void **state)
@@ -360,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_sms_conversation),
         cmocka_unit_test(test_observer),
         cmocka_unit_test(test_no_pin),
+        cmocka_unit_test(test_callback),
         cmocka_unit_test(test_grafana_series),
         cmocka_unit_test(test_queue_of_1000), /* last: the other cases expect a short queue */
     };
