@@ -187,6 +187,7 @@ static void exec_script(const char *name, int in, int out)
     setenv("TOKEN_SUPERVISOR", AGENTS[1].token, 1);
     setenv("TOKEN_OBSERVER", AGENTS[2].token, 1);
     setenv("SHOTS", CL_SHOTS_DIR, 1);
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1); /* no __pycache__ in the source tree */
     execl(PYTHON, PYTHON, CL_CONSOLE_SCRIPT, name, (char *)NULL);
     fprintf(stderr, "cannot run %s: %s\n", PYTHON, strerror(errno));
     _exit(127);
