@@ -69,12 +69,13 @@ static void overview_read(store_status st, const redisReply *reply, void *arg)
     for (int ch = 0; ch < CHANNEL_COUNT; ch++)
         json_object_set_new(live, channel_name((channel_kind)ch), json_integer(int_at(reply, (size_t)ch)));
     agents_req_reply(r, 200,
-                     json_pack("{s:s, s:I, s:o, s:I, s:{s:I, s:I}, s:o, s:{s:I}}", "node", r->owner->node_name,
+                     json_pack("{s:s, s:I, s:o, s:I, s:{s:I, s:I}, s:o, s:{s:I, s:I}}", "node", r->owner->node_name,
                                "at_ms", (json_int_t)walltime_ms(), "sessions", live, "waiting_for_agent",
                                (json_int_t)int_at(reply, CHANNEL_COUNT), "outbox", "pending",
                                (json_int_t)int_at(reply, CHANNEL_COUNT + 1), "dead",
                                (json_int_t)int_at(reply, CHANNEL_COUNT + 2), "dependencies", dependencies(r),
-                               "this_node", "streams", (json_int_t)r->owner->stream_count));
+                               "this_node", "streams", (json_int_t)r->owner->stream_count, "calls",
+                               (json_int_t)metrics_lookup("cardline_voice_calls", NULL, 0)));
 }
 
 /* Live sessions per channel: those started within the channel's session

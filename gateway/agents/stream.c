@@ -75,10 +75,16 @@ struct stream_tick {
 
 /* Writing to streams --------------------------------------------------------------*/
 
+static void count_streams(agents *a, size_t n)
+{
+    a->stream_count = n;
+    metrics_set(a->streams_gauge, (double)n);
+}
+
 static void stream_free(agent_stream *s)
 {
     LIST_REMOVE(s, link);
-    s->owner->stream_count--;
+    count_streams(s->owner, s->owner->stream_count - 1);
     free(s);
 }
 
@@ -364,7 +370,7 @@ void agents_ep_stream(agent_req *r)
         return;
     }
     LIST_INSERT_HEAD(&a->streams, s, link);
-    a->stream_count++;
+    count_streams(a, a->stream_count + 1);
     static const char hello[] = ": open\n\n";
     httpd_stream_send(http, hello, sizeof hello - 1);
     agents_req_reply(r, 200, NULL);
@@ -387,6 +393,7 @@ void agents_note_callbacks(agents *a, const char *ref)
 bool agents_streams_start(agents *a, struct event_base *base)
 {
     LIST_INIT(&a->streams);
+    a->streams_gauge = metrics_gauge("cardline_agents_streams", "Agent consoles with GET /v1/stream open.", NULL);
     a->heartbeat = event_new(base, -1, EV_PERSIST, heartbeat, a);
     a->poll = event_new(base, -1, EV_PERSIST, poll_due, a);
     if (a->heartbeat == NULL || a->poll == NULL)

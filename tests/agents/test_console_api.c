@@ -531,6 +531,8 @@ static void test_overview(void **state)
     assert_int_equal(jint(after, "outbox.dead"), jint(before, "outbox.dead") + 1);
     assert_true(jint(after, "outbox.pending") >= 0);
     assert_int_equal(jint(after, "waiting_for_agent"), 0);
+    assert_int_equal(jint(after, "this_node.calls"), 0);
+    assert_true(jint(after, "this_node.streams") >= 0);
     json_decref(before);
     json_decref(after);
 }

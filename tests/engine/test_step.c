@@ -33,6 +33,7 @@ typedef struct {
     int max_events;      /* events a hop keeps */
     step st;             /* the current hop's walk */
     step_stop stop;      /* where it stopped */
+    funnel_marks marks;  /* the funnel marks of every hop since the start */
 } fixture;
 
 static dialplan *load_set(const char *dir)
@@ -92,6 +93,8 @@ static step_stop start(fixture *f, channel_kind ch, const char *entry)
     json_decref(f->doc);
     f->doc = engine_session_new(f->dp, "s-1", ch, "13800000001", entry, NULL);
     engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    f->marks.n = 0;
+    f->st.marks = &f->marks;
     f->stop = engine_step_start(&f->st, dialplan_route(f->dp, ch, entry));
     if (f->stop != STEP_CALL)
         close_hop(f);
@@ -102,6 +105,7 @@ static step_stop send(fixture *f, engine_event_kind kind, const char *input)
 {
     engine_event ev = {.kind = kind, .session_id = "s-1", .input = input};
     engine_step_init(&f->st, f->dp, f->doc, 64, f->max_events);
+    f->st.marks = &f->marks;
     f->stop = engine_step_event(&f->st, &ev);
     if (f->stop != STEP_CALL)
         close_hop(f);
@@ -162,6 +166,22 @@ static const char *event_list(const fixture *f)
         strncat(buf, text, (size_t)(ms - 1 - text));
         if (rest)
             strcat(buf, rest);
+    }
+    return buf;
+}
+
+/* The funnel marks since the start, "flow.node:outcome" joined by "|". */
+static const char *mark_list(const fixture *f)
+{
+    static const char *const names[FUNNEL_OUTCOMES] = {"entered", "next", "timeout", "invalid",
+                                                       "hangup", "transfer", "end"};
+    static char buf[2048];
+    buf[0] = '\0';
+    for (size_t i = 0; i < f->marks.n; i++) {
+        const funnel_mark *m = &f->marks.items[i];
+        size_t used = strlen(buf);
+        snprintf(buf + used, sizeof buf - used, "%s%s.%s:%s", i ? "|" : "", dp_flow_name(m->node->flow),
+                 m->node->name, names[m->what]);
     }
     return buf;
 }
@@ -455,6 +475,85 @@ static void test_hangup_ends(void **state)
     assert_int_equal(send(f, ENGINE_EV_INPUT, "1"), STEP_BAD);
 }
 
+/* Each node entered is marked once, and left once with how: on, after its
+ * retries by invalid input or timeout, by the caller leaving, to a person,
+ * or at the end. A retry is neither. */
+static void test_funnel_marks(void **state)
+{
+    fixture *f = *state;
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "7");
+    send(f, ENGINE_EV_INPUT, "7");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "7"), STEP_END);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:invalid|main.goodbye:entered|main.goodbye:end");
+
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_TIMEOUT, NULL);
+    assert_int_equal(send(f, ENGINE_EV_TIMEOUT, NULL), STEP_END);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:timeout|main.goodbye:entered|main.goodbye:end");
+
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_HANGUP, NULL), STEP_END);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:hangup");
+
+    /* To a person; a hang-up while waiting for one is not counted again;
+     * the hand-back enters the node the agent chose. */
+    start(f, CHANNEL_VOICE, "12333");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, "0"), STEP_TRANSFER);
+    assert_int_equal(send(f, ENGINE_EV_HANGUP, NULL), STEP_END);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:next|main.agent:entered|main.agent:transfer");
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "0");
+    engine_event back = {.kind = ENGINE_EV_TRANSFER_BACK, .session_id = "s-1", .node = "status.start"};
+    engine_step_init(&f->st, f->dp, f->doc, 64, 20);
+    f->st.marks = &f->marks;
+    assert_int_equal(engine_step_event(&f->st, &back), STEP_WAIT);
+    close_hop(f);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:next|main.agent:entered|main.agent:transfer|"
+                                      "status.ask_id:entered");
+
+    /* A wrong key at an ask and then the right answer: entered once, left once. */
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_INPUT, "1");
+    send(f, ENGINE_EV_INPUT, "123");
+    assert_int_equal(send(f, ENGINE_EV_INPUT, VALID_ID), STEP_CALL);
+    assert_string_equal(mark_list(f), "main.welcome:entered|main.welcome:next|main.main_menu:entered|"
+                                      "main.main_menu:next|status.ask_id:entered|status.ask_id:next|"
+                                      "status.lookup:entered");
+    engine_step_done(&f->st);
+}
+
+/* The funnel table adds marks by node and says them per flow in the order
+ * the nodes are written; counts survive a rebuild for the same set. */
+static void test_funnel_table(void **state)
+{
+    fixture *f = *state;
+    funnel *fn = engine_funnel_new(f->dp, NULL);
+    start(f, CHANNEL_VOICE, "12333");
+    send(f, ENGINE_EV_HANGUP, NULL);
+    engine_funnel_add(fn, &f->marks);
+    funnel *again = engine_funnel_new(f->dp, fn);
+    engine_funnel_free(fn);
+    json_t *j = engine_funnel_json(again);
+    json_t *main_flow = json_array_get(json_object_get(j, "flows"), 0);
+    assert_string_equal(json_string_value(json_object_get(main_flow, "flow")), "main");
+    json_t *welcome = json_array_get(json_object_get(main_flow, "nodes"), 0);
+    json_t *menu = json_array_get(json_object_get(main_flow, "nodes"), 1);
+    assert_string_equal(json_string_value(json_object_get(welcome, "node")), "welcome");
+    assert_string_equal(json_string_value(json_object_get(welcome, "kind")), "say");
+    assert_int_equal(json_integer_value(json_object_get(welcome, "entered")), 1);
+    assert_string_equal(json_string_value(json_object_get(menu, "kind")), "menu");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(menu, "left"), "hangup")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(menu, "left"), "next")), 0);
+    json_decref(j);
+    engine_funnel_free(again);
+}
+
 static void test_reload_restarts_flow(void **state)
 {
     fixture *f = *state;
@@ -622,6 +721,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transfer_and_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_ending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_funnel_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_funnel_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hangup_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_restarts_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_guard, setup, teardown),

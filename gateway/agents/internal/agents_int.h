@@ -22,6 +22,7 @@
 #include "agents.h"
 #include "auth.h"
 #include "engine.h"
+#include "metrics.h"
 #include "httpd.h"
 #include "monotime.h"
 #include "outbox.h"
@@ -61,6 +62,7 @@ struct agents {
     int poll_ms;              /* the change poller's period */
     LIST_HEAD(, agent_stream) streams; /* open streams */
     size_t stream_count;      /* entries in streams */
+    metrics_series *streams_gauge; /* cardline_agents_streams */
     struct event *heartbeat;  /* heartbeat timer */
     struct event *poll;       /* poller timer */
     stream_tick *tick;        /* the poll in flight, or NULL */
