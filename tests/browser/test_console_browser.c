@@ -168,7 +168,7 @@ static void serve(const char *req, char *out, size_t size)
         if (outbox_sms(req + 10) != 0)
             snprintf(out, size, "fail the forged reply is in the outbox\n");
     } else {
-        snprintf(out, size, "fail unknown request %s\n", req);
+        snprintf(out, size, "fail unknown request %.64s\n", req);
     }
 }
 
