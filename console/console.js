@@ -443,6 +443,7 @@ function drawSession(c) {
         li.appendChild(el('span', ' ' + e.kind + ' at ' + e.node + (e.input !== undefined ? ': ' + e.input : '')));
         events.appendChild(li);
     }
+    if (!(c.events || []).length) events.appendChild(el('li', 'Nothing recorded.', 'note'));
 }
 
 async function sendReply(ev) {
@@ -474,8 +475,11 @@ async function resume(ev) {
         return;
     }
     const p = $('resume-uri');
-    p.textContent = 'Transfer the caller to ' + r.body.uri + ' within ' + r.body.expires_in_s +
-        ' s. They come back to your phone afterwards.';
+    clear(p);
+    p.appendChild(document.createTextNode('Transfer the caller to '));
+    p.appendChild(el('code', r.body.uri));
+    p.appendChild(document.createTextNode(' within ' + r.body.expires_in_s +
+        ' s. They come back to your phone afterwards.'));
     p.hidden = false;
     say('session-msg', '');
 }

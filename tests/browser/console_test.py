@@ -14,6 +14,7 @@ Exit status 0 = the case passed. Every wait is bounded (WAIT_S).
 """
 import json
 import os
+import re
 import sys
 
 from selenium import webdriver
@@ -294,6 +295,21 @@ def case_callback(driver):
         raise CaseFailed(f"done twice answered {status} {body}")
 
 
+def case_voice(driver):
+    sign_in_ok(driver, AGENT, "agent")
+    citizen("voice_transfer")
+    session = "voice:console-call-1"
+    open_session(driver, session)
+    wait(driver, lambda d: "not been sent" in text_of(d, "assist"), "the caller not sent anywhere yet")
+    driver.find_element(By.CSS_SELECTOR, "#resume-form button[type=submit]").click()
+    wait(driver, lambda d: re.search(r"sip:resume-[0-9a-f]{32}@\S+ within \d+ s", text_of(d, "resume-uri")),
+         "the resume URI")
+    citizen("voice_back")  # verified, and back on Li's phone
+    wait(driver, lambda d: text_of(d, "assist") == "Back from verify_pin: verified", "the outcome, live")
+    wait(driver, lambda d: "yes, with PIN (ID 110101********4514)" in text_of(d, "session-facts"), "the masked ID")
+    shot(driver, "back")
+
+
 QUEUE_BIG = 1000
 
 
@@ -336,6 +352,7 @@ CASES = {
     "observer": case_observer,
     "no_pin": case_no_pin,
     "callback": case_callback,
+    "voice": case_voice,
     "queue_1000": case_queue_1000,
 }
 

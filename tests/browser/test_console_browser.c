@@ -13,7 +13,9 @@
  * from the page with the observer's token is refused and reaches nothing;
  * a supervisor sees the funnel of a scripted USSD batch with its counts; a
  * context after PIN entry holds no PIN anywhere in the page; a USSD
- * callback arrives live and is claimed, then done; with 1,000
+ * callback arrives live and is claimed, then done; a call handed to the
+ * agent is sent to PIN entry (a resume URI) and its outcome shows when
+ * the caller is back; with 1,000
  * conversations waiting the page shows 50 at a time and pages through all
  * of them to the last, whose context opens. Screenshots
  * land in tests/browser-shots under the build tree. A missing browser is a
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agents_world.h"
@@ -47,6 +50,7 @@
 #define PHONE "+8613800000001"                    /* 王伟's registered mobile */
 #define ID "110101199003074514"                   /* his citizen ID */
 #define PIN "246810"                              /* his service PIN */
+#define VOICE_SESSION "voice:console-call-1"  /* a call handed to an agent (see voice_session) */
 #define HELD_SMS "我的新卡还没到，什么时候能领？" /* held for the agent; the script looks for part of it */
 
 static const aw_agent AGENTS[] = {
@@ -81,6 +85,20 @@ static int outbox_sms(const char *needle)
     freeReplyObject(r);
     redisFree(c);
     return n;
+}
+
+/* A Redis command on the test's own connection; fails the test unless it
+ * is answered without an error. */
+static void redis_do(int argc, const char **argv)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", aw_world_get()->tw.redis.port, tv);
+    assert_true(c && !c->err);
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    redisFree(c);
+    assert_true(ok);
 }
 
 /* Waits until the reply `needle` is in the outbox. */
@@ -146,6 +164,32 @@ static void ussd_callback(void)
     aw_ussd("console-cb", PHONE, "1", "END ");
 }
 
+/* A call transferred to an agent, written as the voice channel and the
+ * engine leave it (the store's layout, the queue index, the change log
+ * consoles poll): this world has no SIP. With `assist`, the caller is back
+ * from PIN entry, verified. */
+static void voice_session(bool assist)
+{
+    char doc[1024], now[24];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(now, sizeof now, "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    snprintf(doc, sizeof doc,
+             "{\"v\":2,\"id\":\"" VOICE_SESSION "\",\"channel\":\"voice\",\"caller\":\"+8613800000002\","
+             "\"entry\":\"12333\",\"dialplan\":\"x\",\"flow\":\"agent\",\"node\":\"to_agent\","
+             "\"state\":\"transfer\",\"vars\":{\"caller\":\"+8613800000002\",\"channel\":\"voice\","
+             "\"lang\":\"zh\",\"session\":\"" VOICE_SESSION "\",\"node\":\"main.main_menu\"%s},"
+             "\"fails\":{},\"back\":[],\"transfer\":{\"queue\":\"general\","
+             "\"reason\":\"caller asked for an agent at main.main_menu\"},\"last_hop\":null,"
+             "\"created_at\":%s,\"updated_at\":%s}",
+             assist ? ",\"verified_id\":\"" ID "\",\"assist_node\":\"verify_pin\",\"assist_result\":\"verified\"" : "",
+             now, now);
+    redis_do(6, (const char *[]){"HSET", "cl:s:" VOICE_SESSION, "rev", assist ? "2" : "1", "doc", doc});
+    redis_do(3, (const char *[]){"EXPIRE", "cl:s:" VOICE_SESSION, "600"});
+    redis_do(5, (const char *[]){"ZADD", "cl:q", "NX", now, VOICE_SESSION}); /* handed over once */
+    redis_do(7, (const char *[]){"XADD", "cl:console", "*", "kind", assist ? "session" : "queue", "id", VOICE_SESSION});
+}
+
 /* Carries out one request line of the script; the answer line into `out`. */
 static void serve(const char *req, char *out, size_t size)
 {
@@ -159,6 +203,10 @@ static void serve(const char *req, char *out, size_t size)
         sms_many(atoi(req + 9));
     } else if (strcmp(req, "ussd_callback") == 0) {
         ussd_callback();
+    } else if (strcmp(req, "voice_transfer") == 0) {
+        voice_session(false);
+    } else if (strcmp(req, "voice_back") == 0) {
+        voice_session(true);
     } else if (strcmp(req, "ussd_pin") == 0) {
         ussd_pin();
     } else if (strncmp(req, "outbox ", 7) == 0) {
@@ -260,6 +308,12 @@ static void test_callback(void **state)
 {
     (void)state;
     run_case("callback");
+}
+
+static void test_voice_resume(void **state)
+{
+    (void)state;
+    run_case("voice");
 }
 
 static void test_queue_of_1000(void **state)
@@ -379,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_observer),
         cmocka_unit_test(test_no_pin),
         cmocka_unit_test(test_callback),
+        cmocka_unit_test(test_voice_resume),
         cmocka_unit_test(test_grafana_series),
         cmocka_unit_test(test_queue_of_1000), /* last: the other cases expect a short queue */
     };
