@@ -117,7 +117,7 @@ async function api(method, path, body) {
     }
     const err = data && data.error;
     const words = res.ok ? '' : (err && err.message) || fallbackWords(res.status);
-    if (res.status === 401 && state.me) signOut('Your session with the gateway ended: ' + words);
+    if (res.status === 401 && state.me) signOut('Your token is no longer accepted. ' + words);
     return { ok: res.ok, status: res.status, body: data, words };
 }
 
@@ -129,7 +129,7 @@ async function signIn(token) {
     if (!r.ok) {
         state.token = null;
         sessionStorage.removeItem(TOKEN_KEY);
-        say('signin-msg', r.status === 401 ? 'That token was refused: ' + r.words : r.words);
+        say('signin-msg', r.status === 401 ? 'That token was refused. ' + r.words : r.words);
         $('token').value = '';
         $('token').focus();
         return;
