@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mem.h"
@@ -131,13 +132,22 @@ static bool is_supervisor(const agent_stream *s)
     return s->who->role == AGENT_SUPERVISOR;
 }
 
+/* A heartbeat to every stream; the stream of an agent whose token expired
+ * meanwhile ends instead (the page then meets the 401 itself). */
 static void heartbeat(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     agents *a = arg;
     static const char beat[] = ": heartbeat\n\n";
+    time_t now = time(NULL);
     for (agent_stream *s = LIST_FIRST(&a->streams), *next; s; s = next) {
         next = LIST_NEXT(s, link);
+        if (s->who->expires != 0 && now >= s->who->expires) {
+            log_info("agents.stream_ended", "agent=%s why=token_expired", s->who->name);
+            httpd_stream_end(s->http);
+            stream_free(s);
+            continue;
+        }
         send_text(s, beat, sizeof beat - 1);
     }
 }

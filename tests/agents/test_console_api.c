@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agents_world.h"
 #include "rawhttp.h"
@@ -31,15 +32,19 @@
 #define CSP "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' " \
             "data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-static const aw_agent AGENTS[] = {
+#define SOON_S 8 /* the life of zhou's token from the start of the world */
+
+static aw_agent AGENTS[] = {
     {"li", "agent", "tok-li", "    sip_uri: sip:li@127.0.0.1:5070\n"},
     {"wang", "supervisor", "tok-wang", ""},
     {"zhao", "observer", "tok-zhao", ""},
+    {"zhou", "observer", "tok-zhou", NULL}, /* expires SOON_S after setup */
 };
 
 #define LI "Authorization: Bearer tok-li"
 #define WANG "Authorization: Bearer tok-wang"
 #define ZHAO "Authorization: Bearer tok-zhao"
+#define ZHOU "Authorization: Bearer tok-zhou"
 
 /* Helpers ---------------------------------------------------------------------------*/
 
@@ -228,6 +233,10 @@ static bool log_has(const char *needle);
 
 static int setup(void **state)
 {
+    static char expires[64];
+    time_t soon = time(NULL) + SOON_S;
+    strftime(expires, sizeof expires, "    expires: %Y-%m-%dT%H:%M:%SZ\n", gmtime(&soon));
+    AGENTS[3].extra = expires;
     char extra[512];
     snprintf(extra, sizeof extra,
              "[outbox]\nconsumer = gw-console\n"
@@ -291,6 +300,19 @@ static void test_static_files_and_headers(void **state)
     assert_int_equal(r.status, 405);
     expect_header(&r, "Allow: GET");
     th_response_free(&r);
+}
+
+/* A stream lives no longer than its agent's token (checked at heartbeats). */
+static void test_stream_ends_with_the_token(void **state)
+{
+    (void)state;
+    static sse s;
+    assert_int_equal(sse_open(&s, ZHOU), 200);
+    if (!sse_wait(&s, "\r\n0\r\n\r\n", (SOON_S + 5) * 1000))
+        fail_msg("the stream outlived its token");
+    sse_close(&s);
+    assert_int_equal(sse_open(&s, ZHOU), 401);
+    sse_close(&s);
 }
 
 static void test_me(void **state)
@@ -660,6 +682,7 @@ static void test_funnel_counts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stream_ends_with_the_token),
         cmocka_unit_test(test_static_files_and_headers),
         cmocka_unit_test(test_me),
         cmocka_unit_test(test_stream_events),
