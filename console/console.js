@@ -121,6 +121,14 @@ async function api(method, path, body) {
     return { ok: res.ok, status: res.status, body: data, words };
 }
 
+/* GETs `path`: its body, or null after saying the API's refusal in the
+ * message line `msg` (cleared on success). */
+async function read(path, msg) {
+    const r = await api('GET', path);
+    say(msg, r.ok ? '' : r.words);
+    return r.ok ? r.body : null;
+}
+
 /* Sign-in -------------------------------------------------------------------*/
 
 async function signIn(token) {
@@ -291,20 +299,16 @@ async function loadQueue() {
         if ($('queue-channel').value) q.set('channel', $('queue-channel').value);
         path = '/v1/sessions?' + q;
     }
-    const r = await api('GET', path);
-    if (!r.ok) {
-        say('queue-msg', r.words);
-        return;
-    }
-    say('queue-msg', '');
-    const sessions = r.body.sessions || [];
+    const body = await read(path, 'queue-msg');
+    if (!body) return;
+    const sessions = body.sessions || [];
     if (!waiting) {
         state.offset = 0;
         state.total = sessions.length;
-        drawQueue(sessions, r.body.truncated ? ' (the newest; more are live)' : '');
+        drawQueue(sessions, body.truncated ? ' (the newest; more are live)' : '');
         return;
     }
-    state.total = r.body.total;
+    state.total = body.total;
     if (sessions.length === 0 && state.offset > 0 && state.total > 0) {
         state.offset = Math.max(0, Math.floor((state.total - 1) / PAGE_SIZE) * PAGE_SIZE);
         loadQueue(); /* the page emptied under us: show the last one */
@@ -487,15 +491,12 @@ async function resume(ev) {
 /* Callbacks -----------------------------------------------------------------*/
 
 async function loadCallbacks() {
-    const r = await api('GET', '/v1/callbacks?state=' + encodeURIComponent($('cb-state').value));
-    if (!r.ok) {
-        say('cb-msg', r.words);
-        return;
-    }
-    const body = $('cb-rows');
-    clear(body);
-    const list = r.body.callbacks || [];
-    for (const cb of list) body.appendChild(callbackRow(cb));
+    const body = await read('/v1/callbacks?state=' + encodeURIComponent($('cb-state').value), 'cb-msg');
+    if (!body) return;
+    const rows = $('cb-rows');
+    clear(rows);
+    const list = body.callbacks || [];
+    for (const cb of list) rows.appendChild(callbackRow(cb));
     $('cb-empty').hidden = list.length > 0;
 }
 
@@ -516,9 +517,9 @@ function callbackRow(cb) {
 
 async function callbackAction(ref, what) {
     const r = await api('POST', '/v1/callbacks/' + encodeURIComponent(ref) + '/' + what);
+    await loadCallbacks(); /* first: reading the list clears the message line */
     if (r.ok) say('cb-msg', what === 'claim' ? ref + ' is yours: call the citizen back.' : ref + ' is done.', true);
     else say('cb-msg', ref + ': ' + r.words);
-    loadCallbacks();
 }
 
 /* The supervisor's view -----------------------------------------------------*/
@@ -527,16 +528,12 @@ async function callbackAction(ref, what) {
  * (calls, sessions, outbox, dependencies …), its numbers and words as
  * rows, so a new figure on the server shows without a change here. */
 async function loadOverview() {
-    const r = await api('GET', '/v1/overview');
-    if (!r.ok) {
-        say('overview-msg', r.words);
-        return;
-    }
-    say('overview-msg', '');
+    const body = await read('/v1/overview', 'overview-msg');
+    if (!body) return;
     const box = $('overview-body');
     clear(box);
     const loose = {};
-    for (const [part, value] of Object.entries(r.body)) {
+    for (const [part, value] of Object.entries(body)) {
         if (value !== null && typeof value === 'object') box.appendChild(overviewCard(part, value));
         else loose[part] = value;
     }
@@ -590,12 +587,8 @@ const OUTCOMES = [
 const SILENT = 'still there or went quiet';
 
 async function loadFunnel() {
-    const r = await api('GET', '/v1/funnel');
-    if (!r.ok) {
-        say('funnel-msg', r.words);
-        return;
-    }
-    say('funnel-msg', '');
+    const body = await read('/v1/funnel', 'funnel-msg');
+    if (!body) return;
     const legend = $('funnel-legend');
     clear(legend);
     for (const [key, words] of OUTCOMES) {
@@ -610,7 +603,7 @@ async function loadFunnel() {
     legend.appendChild(rest);
     const box = $('funnel-body');
     clear(box);
-    const flows = (r.body.flows || []).filter((f) => f.nodes.some((n) => n.entered > 0));
+    const flows = (body.flows || []).filter((f) => f.nodes.some((n) => n.entered > 0));
     if (!flows.length) box.appendChild(el('p', 'No caller has reached a step yet.', 'note'));
     for (const f of flows) box.appendChild(funnelFlow(f));
 }

@@ -50,7 +50,7 @@
 #define PHONE "+8613800000001"                    /* 王伟's registered mobile */
 #define ID "110101199003074514"                   /* his citizen ID */
 #define PIN "246810"                              /* his service PIN */
-#define VOICE_SESSION "voice:console-call-1"  /* a call handed to an agent (see voice_session) */
+#define VOICE_SESSION "voice:console-call-1"      /* a call handed to an agent (see voice_session) */
 #define HELD_SMS "我的新卡还没到，什么时候能领？" /* held for the agent; the script looks for part of it */
 
 static const aw_agent AGENTS[] = {
@@ -175,10 +175,12 @@ static void voice_session(bool assist)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(now, sizeof now, "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     snprintf(doc, sizeof doc,
-             "{\"v\":2,\"id\":\"" VOICE_SESSION "\",\"channel\":\"voice\",\"caller\":\"+8613800000002\","
+             "{\"v\":2,\"id\":\"" VOICE_SESSION
+             "\",\"channel\":\"voice\",\"caller\":\"+8613800000002\","
              "\"entry\":\"12333\",\"dialplan\":\"x\",\"flow\":\"agent\",\"node\":\"to_agent\","
              "\"state\":\"transfer\",\"vars\":{\"caller\":\"+8613800000002\",\"channel\":\"voice\","
-             "\"lang\":\"zh\",\"session\":\"" VOICE_SESSION "\",\"node\":\"main.main_menu\"%s},"
+             "\"lang\":\"zh\",\"session\":\"" VOICE_SESSION
+             "\",\"node\":\"main.main_menu\"%s},"
              "\"fails\":{},\"back\":[],\"transfer\":{\"queue\":\"general\","
              "\"reason\":\"caller asked for an agent at main.main_menu\"},\"last_hop\":null,"
              "\"created_at\":%s,\"updated_at\":%s}",
@@ -304,24 +306,6 @@ static void run_case(const char *name)
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
-static void test_callback(void **state)
-{
-    (void)state;
-    run_case("callback");
-}
-
-static void test_voice_resume(void **state)
-{
-    (void)state;
-    run_case("voice");
-}
-
-static void test_queue_of_1000(void **state)
-{
-    (void)state;
-    run_case("queue_1000");
-}
-
 /* The dashboard -----------------------------------------------------------------*/
 
 #define DASHBOARD CL_SOURCE_DIR "/configs/grafana/cardline.json"
@@ -394,48 +378,31 @@ static int setup(void **state)
                     "[outbox]\nconsumer = gw-console\n[agents]\nconsole_dir = " CL_SOURCE_DIR "/console\n");
 }
 
-static void test_wrong_token(void **state)
-{
-    (void)state;
-    run_case("wrong_token");
-}
+/* test_CASE runs the case CASE of console_test.py. */
+#define BROWSER_CASE(name)                                                                                             \
+    static void test_##name(void **state)                                                                              \
+    {                                                                                                                  \
+        (void)state;                                                                                                   \
+        run_case(#name);                                                                                               \
+    }
 
-static void test_funnel(void **state)
-{
-    (void)state;
-    run_case("funnel");
-}
-
-static void test_sms_conversation(void **state)
-{
-    (void)state;
-    run_case("sms");
-}
-
-static void test_observer(void **state)
-{
-    (void)state;
-    run_case("observer");
-}
-
-static void test_no_pin(void **state)
-{
-    (void)state;
-    run_case("no_pin");
-}
+BROWSER_CASE(wrong_token)
+BROWSER_CASE(funnel)
+BROWSER_CASE(sms)
+BROWSER_CASE(observer)
+BROWSER_CASE(no_pin)
+BROWSER_CASE(callback)
+BROWSER_CASE(voice)
+BROWSER_CASE(queue_1000)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wrong_token),
-        cmocka_unit_test(test_funnel),
-        cmocka_unit_test(test_sms_conversation),
-        cmocka_unit_test(test_observer),
-        cmocka_unit_test(test_no_pin),
-        cmocka_unit_test(test_callback),
-        cmocka_unit_test(test_voice_resume),
-        cmocka_unit_test(test_grafana_series),
-        cmocka_unit_test(test_queue_of_1000), /* last: the other cases expect a short queue */
+        cmocka_unit_test(test_wrong_token), cmocka_unit_test(test_funnel),
+        cmocka_unit_test(test_sms),         cmocka_unit_test(test_observer),
+        cmocka_unit_test(test_no_pin),      cmocka_unit_test(test_callback),
+        cmocka_unit_test(test_voice),       cmocka_unit_test(test_grafana_series),
+        cmocka_unit_test(test_queue_1000), /* last: the other cases expect a short queue */
     };
     return cmocka_run_group_tests(tests, setup, aw_teardown);
 }
