@@ -60,6 +60,7 @@ function say(id, text, good) {
     const m = $(id);
     m.textContent = text || '';
     m.classList.toggle('good', !!good);
+    delete m.dataset.read;
 }
 
 function canAct() {
@@ -122,10 +123,15 @@ async function api(method, path, body) {
 }
 
 /* GETs `path`: its body, or null after saying the API's refusal in the
- * message line `msg` (cleared on success). */
+ * message line `msg`. A success clears only a refusal of an earlier read:
+ * the result of an agent's action stays until the next action. */
 async function read(path, msg) {
     const r = await api('GET', path);
-    say(msg, r.ok ? '' : r.words);
+    const m = $(msg);
+    if (!r.ok) {
+        say(msg, r.words);
+        m.dataset.read = 'failed';
+    } else if (m.dataset.read) say(msg, '');
     return r.ok ? r.body : null;
 }
 
@@ -517,9 +523,9 @@ function callbackRow(cb) {
 
 async function callbackAction(ref, what) {
     const r = await api('POST', '/v1/callbacks/' + encodeURIComponent(ref) + '/' + what);
-    await loadCallbacks(); /* first: reading the list clears the message line */
     if (r.ok) say('cb-msg', what === 'claim' ? ref + ' is yours: call the citizen back.' : ref + ' is done.', true);
     else say('cb-msg', ref + ': ' + r.words);
+    loadCallbacks();
 }
 
 /* The supervisor's view -----------------------------------------------------*/
