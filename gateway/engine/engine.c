@@ -7,12 +7,12 @@
  * session.c. */
 #include "engine.h"
 
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dialplan.h"
+#include "console.h"
 #include "funnel.h"
 #include "handler_call.h"
 #include "log.h"
@@ -45,6 +45,7 @@ struct engine {
     metrics_series *hops_total[ENGINE_STATUS_COUNT]; /* hops by status */
     metrics_series *steps_total;   /* nodes entered */
     funnel *funnel;                /* per node of `dp`: entered and how left */
+    engine_console *console;       /* what agent consoles watch, in Redis */
 };
 
 /* How a handler call completes (its pending_op's status). */
@@ -153,6 +154,7 @@ engine *engine_new(struct event_base *base, const engine_options *opt, struct di
     e->steps_total = metrics_counter("cardline_engine_steps_total", "Dialplan nodes entered by the engine.", NULL);
     e->funnel = engine_funnel_new(dp, NULL);
     metrics_collector_add(render_funnel, e);
+    e->console = engine_console_new(base, opt->store, opt->session_ttl_s);
     return e;
 }
 
@@ -287,65 +289,31 @@ static void answer_ending(hop *h)
 
 /* What consoles watch --------------------------------------------------------------*/
 
-/* A session starts: it joins its channel's live set, which sheds the
- * entries older than the channel's TTL (sessions that expired unended), so
- * the set stays as large as the sessions of one TTL. KEYS: the set. ARGV:
- * now ms, id, TTL ms. */
-static const char live_script[] =
-    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))\n"
-    "return 1\n";
-
-static void noted(store_status st, const struct redisReply *reply, void *arg)
-{
-    (void)arg;
-    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
-        log_warn("engine.console_note_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
-}
-
-static void send_note(engine *e, int argc, const char **argv)
-{
-    store_command(e->opt.store, argc, argv, NULL, noted, NULL);
-}
-
-static void add_change(engine *e, const char *kind, const char *session_id)
-{
-    const char *argv[] = {"XADD", ENGINE_CHANGES_KEY, "MAXLEN", "~", ENGINE_CHANGES_MAX, "*",
-                          "kind", kind, "id", session_id};
-    send_note(e, 10, argv);
-}
-
 void engine_note_change(engine *e, const char *session_id)
 {
-    add_change(e, "session", session_id);
+    engine_console_change(e->console, "session", session_id);
 }
 
 /* After a save: the queue of sessions with agents (entered or left, and
  * the change log consoles poll) and the sessions live per channel (a new
- * one, an ended one). Hops that touch neither send nothing. */
+ * one, an ended one). */
 static void announce(hop *h)
 {
-    engine *e = h->e;
+    engine_console *c = h->e->console;
     const char *id = h->ev.session_id, *state = engine_session_str(h->doc, "state");
     bool held = strcmp(state, "transfer") == 0, ended = strcmp(state, "end") == 0;
-    char live[sizeof ENGINE_LIVE_PREFIX + 16], now[24], ttl[24];
     channel_kind ch = CHANNEL_VOICE;
     engine_session_channel(h->doc, &ch);
-    snprintf(live, sizeof live, ENGINE_LIVE_PREFIX "%s", channel_name(ch));
-    snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
-    snprintf(ttl, sizeof ttl, "%lld", (long long)e->opt.session_ttl_s[ch] * 1000);
     if (h->ev.kind == ENGINE_EV_START && !ended)
-        send_note(e, 7, (const char *[]){"EVAL", live_script, "1", live, now, id, ttl});
+        engine_console_live(c, ch, id, true);
     else if (ended)
-        send_note(e, 3, (const char *[]){"ZREM", live, id});
-    if (held && !h->held_before)
-        send_note(e, 4, (const char *[]){"ZADD", ENGINE_QUEUE_KEY, now, id});
-    else if (!held && h->held_before)
-        send_note(e, 3, (const char *[]){"ZREM", ENGINE_QUEUE_KEY, id});
-    if (held != h->held_before)
-        add_change(e, "queue", id);
-    else if (held)
-        add_change(e, "session", id);
+        engine_console_live(c, ch, id, false);
+    if (held != h->held_before) {
+        engine_console_queue(c, id, held);
+        engine_console_change(c, "queue", id);
+    } else if (held) {
+        engine_console_change(c, "session", id);
+    }
 }
 
 static void on_saved(store_status st, uint64_t revision, void *arg)
@@ -811,6 +779,7 @@ void engine_free(engine *e)
     pending_complete_all(&e->calls, CALL_DROPPED);
     metrics_collector_remove(render_funnel, e);
     engine_funnel_free(e->funnel);
+    engine_console_free(e->console);
     dialplan_unref(e->dp);
     free(e);
 }

@@ -152,7 +152,8 @@ const char *engine_status_name(engine_status st);
 /* Written after a hop saves (docs/agents.md, "Reference"): the sessions
  * waiting for an agent (sorted set, score = when they were handed over),
  * the change log consoles poll (stream: kind queue|session|callbacks, id)
- * and the live sessions per channel (sorted set per channel, score = start). */
+ * and the live sessions per channel (sorted set per channel, score = start;
+ * written in batches every second). */
 #define ENGINE_QUEUE_KEY "cl:q"
 #define ENGINE_CHANGES_KEY "cl:console"
 #define ENGINE_CHANGES_MAX "1000"      /* approximate length cap of the change log */
