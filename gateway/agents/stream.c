@@ -152,10 +152,11 @@ static void heartbeat(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* The tick's news, once every reply is back. */
+/* The tick's news, once every reply is back. A stream is owed the counts
+ * until a tick read them (one opened while this tick was out, or when
+ * Redis failed, gets them from the next). */
 static void tick_publish(agents *a, stream_tick *t)
 {
-    bool all_fresh = t->fresh && !t->queue_changed;
     if (t->queue_len >= 0)
         send_event(a, "queue", json_pack("{s:I, s:s}", "waiting", (json_int_t)t->queue_len, "version", t->version),
                    t->queue_changed ? NULL : is_fresh);
@@ -168,10 +169,12 @@ static void tick_publish(agents *a, stream_tick *t)
         send_event(a, "session", json_pack("{s:O}", "id", id), NULL);
     long now = (long)monotime_ms();
     bool changed = t->queue_changed || t->callbacks_changed || json_array_size(t->sessions) > 0;
-    if (changed || now - a->overview_sent_ms >= OVERVIEW_EVERY_MS || all_fresh) {
+    if (changed || t->fresh || now - a->overview_sent_ms >= OVERVIEW_EVERY_MS) {
         a->overview_sent_ms = now;
         send_event(a, "overview", json_pack("{s:I}", "at_ms", (json_int_t)walltime_ms()), is_supervisor);
     }
+    if (t->queue_len < 0 || t->open_callbacks < 0)
+        return;
     agent_stream *s;
     LIST_FOREACH(s, &a->streams, link)
         s->fresh = false;

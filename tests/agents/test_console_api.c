@@ -246,6 +246,12 @@ static int setup(void **state)
     return aw_setup(state, "console", false, AGENTS, sizeof AGENTS / sizeof AGENTS[0], extra);
 }
 
+/* The last test stops the world itself; should it fail first, this does. */
+static int teardown(void **state)
+{
+    return aw_world_get() ? aw_teardown(state) : 0;
+}
+
 /* Static files and headers ------------------------------------------------------------*/
 
 static void test_static_files_and_headers(void **state)
@@ -686,6 +692,19 @@ static void test_funnel_counts(void **state)
     json_decref(now);
 }
 
+/* A console still open when the gateway stops: the stream is ended, and
+ * the daemon exits cleanly (the teardown checks it, leaks included). */
+static void test_stop_with_a_stream_open(void **state)
+{
+    (void)state;
+    static sse s;
+    sse_open_ok(&s, WANG);
+    sse_expect(&s, "event: overview");
+    assert_int_equal(aw_teardown(state), 0);
+    assert_true(sse_wait(&s, "\r\n0\r\n\r\n", AW_WAIT_MS) || rh_wait_closed(s.fd, AW_WAIT_MS));
+    sse_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -697,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_queue_paging),
         cmocka_unit_test(test_overview),
         cmocka_unit_test(test_funnel_counts),
+        cmocka_unit_test(test_stop_with_a_stream_open),
     };
-    return cmocka_run_group_tests(tests, setup, aw_teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,10 @@
  * against clients that trickle a request, never send one, or arrive when
  * the process is out of file descriptors. The daemon-level tests
  * (test_gateway) cannot hold a request in flight on purpose; these can,
- * with a handler that answers only when the test says so. */
+ * with a handler that answers only when the test says so. Streams: chunks
+ * reach the client, its leaving is reported once, a drop closes, an end
+ * keeps the connection for the next request, the idle timeout spares a
+ * stream. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +31,7 @@ typedef struct {
     httpd_request *held;       /* the request the handler kept */
     int drained;               /* times the drain callback ran */
     int answered;              /* requests the /ok route answered */
+    int closed;                /* times a stream's close callback ran */
 } fixture;
 
 static void hold(httpd_request *req, void *arg)
@@ -378,6 +382,112 @@ static int lowest_free_fd(void)
 /* Out of descriptors, waiting clients are closed at once (not left in the
  * backlog), accepting pauses instead of spinning, the log says so a few
  * times at most, and the listener serves again once descriptors are free. */
+/* Streams ------------------------------------------------------------------------*/
+
+static void stream_closed(void *arg)
+{
+    ((fixture *)arg)->closed++;
+}
+
+/* A held /hold request turned into a stream; the client's fd. */
+static int open_stream(fixture *f)
+{
+    int fd = send_hold(httpd_port(f->h));
+    assert_true(pump_until_held(f));
+    assert_true(httpd_stream_start(f->held, "text/event-stream", stream_closed, f));
+    return fd;
+}
+
+/* Reads from fd until `needle` arrived (the loop pumped meanwhile); what
+ * was read, up to the call's end. */
+static const char *expect_bytes(fixture *f, int fd, const char *needle)
+{
+    static char buf[8192];
+    size_t len = 0;
+    buf[0] = '\0';
+    long deadline = rh_now_ms() + WAIT_MS;
+    while (strstr(buf, needle) == NULL) {
+        assert_true(rh_now_ms() < deadline);
+        assert_true(pump_until_readable(f, fd));
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        assert_true(n > 0);
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+static bool closed_once(const void *arg)
+{
+    return ((const fixture *)arg)->closed == 1;
+}
+
+static void test_stream_sends_chunks_until_the_client_leaves(void **state)
+{
+    fixture *f = *state;
+    int fd = open_stream(f);
+    assert_int_equal(httpd_in_flight(f->h), 0); /* a drain does not wait for it */
+    httpd_stream_send(f->held, "data: one\n\n", 11);
+    const char *got = expect_bytes(f, fd, "data: one\n\n");
+    assert_non_null(strcasestr(got, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_non_null(strcasestr(got, "\r\nContent-Type: text/event-stream\r\n"));
+    close(fd);
+    assert_true(tl_run_until(f->base, closed_once, f, WAIT_MS));
+}
+
+static void test_stream_drop_closes_the_connection(void **state)
+{
+    fixture *f = *state;
+    int fd = open_stream(f);
+    httpd_stream_drop(f->held);
+    assert_int_equal(f->closed, 1);
+    assert_true(pump_until_readable(f, fd));
+    assert_true(rh_wait_closed(fd, WAIT_MS));
+    close(fd);
+}
+
+static void test_stream_end_keeps_the_connection(void **state)
+{
+    fixture *f = *state;
+    int fd = open_stream(f);
+    httpd_stream_send(f->held, "x", 1);
+    httpd_stream_end(f->held);
+    expect_bytes(f, fd, "\r\n0\r\n\r\n");
+    static const char get[] = "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_true(rh_send(fd, get, strlen(get)));
+    expect_bytes(f, fd, "{\"ok\":\"yes\"}");
+    assert_int_equal(f->closed, 0);
+    close(fd);
+}
+
+/* The idle timeout (200 ms here) does not end a stream whose client only listens. */
+#define IDLE_MS 200
+static int setup_idle(void **state)
+{
+    httpd_options opt = {.name = "test", .host = "127.0.0.1", .port = 0, .max_body_bytes = 1024,
+                         .max_header_bytes = 1024, .max_connections = 8, .idle_timeout_ms = IDLE_MS,
+                         .request_timeout_ms = 10000};
+    return start(state, &opt);
+}
+
+static bool never(const void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void test_stream_outlives_the_idle_timeout(void **state)
+{
+    fixture *f = *state;
+    int fd = open_stream(f);
+    tl_run_until(f->base, never, NULL, 4 * IDLE_MS);
+    assert_int_equal(f->closed, 0);
+    httpd_stream_send(f->held, "still here", 10);
+    expect_bytes(f, fd, "still here");
+    httpd_stream_end(f->held);
+    close(fd);
+}
+
 static void test_descriptor_limit(void **state)
 {
     fixture *f = *state;
@@ -431,6 +541,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadline_spares_the_handler, setup_deadline, teardown),
         cmocka_unit_test_setup_teardown(test_silent_connections_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_sends_chunks_until_the_client_leaves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_drop_closes_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_end_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_outlives_the_idle_timeout, setup_idle, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
