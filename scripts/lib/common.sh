@@ -15,6 +15,9 @@ CARDLINE_TEST_PACKAGES=(libcmocka-dev)
 # front doors, Redis Sentinel, and openssl for the front doors' certificate.
 CARDLINE_CLUSTER_PACKAGES=(kamailio haproxy redis-sentinel openssl)
 CARDLINE_TEST_PACKAGES+=("${CARDLINE_CLUSTER_PACKAGES[@]}")
+# The agent console's browser tests (tests/browser): Chromium driven by
+# Selenium, and a CJK font so citizens' Chinese shows in the screenshots.
+CARDLINE_TEST_PACKAGES+=(chromium chromium-driver python3-selenium fonts-wqy-microhei)
 # clang and its runtime libraries (libFuzzer, the sanitizers) for tests/fuzz.
 CARDLINE_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
