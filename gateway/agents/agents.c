@@ -1,12 +1,15 @@
 /* agents — owns the API's routes on its listener, the requests in flight,
  * authentication, the role check, the audit entry and the log line of
  * every request (see agents.h). The endpoints themselves are in
- * sessions.c and callbacks.c; what a role may see is view.c's.
+ * sessions.c, callbacks.c, stream.c (the live stream) and overview.c (me,
+ * overview, funnel); the console's files are console.c's; what a role may
+ * see is view.c's.
  *
- * Every path of the listener reaches dispatch() (a catch-all route), so
- * that unknown paths are refused after authentication and audited like
- * everything else: an unauthenticated client learns nothing about which
- * paths exist. */
+ * Every path of the listener reaches dispatch() (a catch-all route). The
+ * console's files (/ and /console/NAME) hold no data and are served
+ * without a token; every other path is refused after authentication and
+ * audited like everything else, so an unauthenticated client learns
+ * nothing about which API paths exist. */
 #include "agents_int.h"
 
 #include <event2/buffer.h>

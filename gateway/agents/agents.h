@@ -7,7 +7,8 @@
  * a digest, for anyone), hands sessions back into a dialplan node through
  * the engine, answers SMS conversations through the outbox, issues
  * one-time voice resume tokens, releases sessions and works the USSD
- * callback queue. Every request, refused ones too, is written to the audit
+ * callback queue; it serves the agent console's page (console/) and keeps
+ * its live stream. Every API request, refused ones too, is written to the audit
  * stream in Redis. Bearer tokens are checked against the SHA-256 digests of
  * the tokens file; tokens themselves are never stored or logged.
  *

@@ -171,7 +171,7 @@ void agents_req_detail(agent_req *r, const char *fmt, ...) __attribute__((format
 /* True when `s` is one of `names` (NULL-ended). */
 bool agents_one_of(const char *s, const char *const *names);
 
-/* Endpoints (sessions.c, callbacks.c) ------------------------------------------*/
+/* Endpoints (sessions.c, callbacks.c, stream.c, overview.c) ---------------------*/
 
 void agents_ep_list(agent_req *r);
 void agents_ep_queue(agent_req *r);

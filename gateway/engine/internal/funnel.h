@@ -22,7 +22,8 @@ typedef enum {
     FUNNEL_NEXT,        /* went on to another node (or the same one again) */
     FUNNEL_TIMEOUT,     /* no input, retries used up (a timeout or an empty input) */
     FUNNEL_INVALID,     /* invalid input, retries used up */
-    FUNNEL_HANGUP,      /* the caller left here (voice BYE, an ended USSD dialogue) */
+    FUNNEL_HANGUP,      /* the caller left here: a voice BYE (USSD and SMS never say
+                         * so; theirs show as entered minus left) */
     FUNNEL_TRANSFER,    /* handed to a person (a transfer node) */
     FUNNEL_END,         /* the session ended here */
     FUNNEL_OUTCOMES
