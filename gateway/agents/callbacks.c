@@ -15,7 +15,6 @@
 #include "view.h"
 #include "walltime.h"
 
-#define CALLBACK_STREAM "cl:callbacks"
 #define CALLBACK_WINDOW_N 1000
 #define CALLBACK_TTL_S "604800"   /* 7 days, as the producer sets */
 
@@ -197,7 +196,7 @@ void agents_ep_callbacks(agent_req *r)
     if (!agents_req_limit(r, AGENTS_LIST_DEFAULT, AGENTS_LIST_MAX, &w->limit))
         return;
     agents_req_detail(r, "state=%s limit=%d", w->state ? w->state : "*", w->limit);
-    read_newest(r, CALLBACK_STREAM, AGENTS_CALLBACK_WINDOW, stream_read);
+    read_newest(r, AGENTS_CALLBACK_STREAM, AGENTS_CALLBACK_WINDOW, stream_read);
 }
 
 /* POST /v1/callbacks/{ref}/claim and /done ----------------------------------------------*/
@@ -222,7 +221,7 @@ static void claim_answered(store_status st, const redisReply *reply, void *arg)
                  : strcmp(state, "done") == 0  ? "The callback is done already."
                                                : "Claim the callback first.");
     } else {
-        agents_note_callbacks(r->owner, r->ref);
+        engine_note_callback(r->owner->engine, r->ref);
         agents_req_reply(r, 200, json_pack("{s:s, s:s, s:s}", "ref", r->ref, "state", state, "agent", agent));
     }
 }
@@ -240,7 +239,7 @@ static void claim_or_finish(agent_req *r, const char *op)
     char key[sizeof AGENTS_CALLBACK_KEY + sizeof r->ref], now[24];
     snprintf(key, sizeof key, AGENTS_CALLBACK_KEY "%s", r->ref);
     snprintf(now, sizeof now, "%lld", (long long)walltime_ms());
-    const char *argv[] = {"EVAL", claim_script, "2", key, CALLBACK_STREAM, r->who->name, now, r->ref, op,
+    const char *argv[] = {"EVAL", claim_script, "2", key, AGENTS_CALLBACK_STREAM, r->who->name, now, r->ref, op,
                           agents_req_unmasked(r) ? "1" : "0", CALLBACK_TTL_S};
     agents_req_command(r, (int)(sizeof argv / sizeof argv[0]), argv, NULL, claim_answered);
 }

@@ -75,8 +75,6 @@ static void not_found(httpd_request *http)
     httpd_reply_error(http, 404, "not_found", "No such file.");
 }
 
-/* Reads dir/name into a new buffer: NULL when missing, not a regular file
- * or over the limit (`*too_big` tells the last apart). */
 /* evbuffer_read takes at most 4096 bytes a call (libevent 2.1), so a page
  * is read in a loop; a file that shrinks meanwhile is refused. */
 static bool read_whole(struct evbuffer *buf, int fd, size_t size)
@@ -87,6 +85,8 @@ static bool read_whole(struct evbuffer *buf, int fd, size_t size)
     return true;
 }
 
+/* Reads dir/name into a new buffer: NULL when missing, not a regular file
+ * or over the limit (`*too_big` tells the last apart). */
 static struct evbuffer *read_file(const char *dir, const char *name, bool *too_big)
 {
     char path[PATH_MAX];

@@ -17,9 +17,6 @@
 #include "store.h"
 #include "walltime.h"
 
-#define OUTBOX_STREAM "cl:outbox"
-#define OUTBOX_DEAD "cl:outbox:dead"
-
 void agents_ep_me(agent_req *r)
 {
     agents_req_reply(r, 200,
@@ -110,8 +107,8 @@ void agents_ep_overview(agent_req *r)
         argv[argc++] = keys[ch];
     }
     argv[argc++] = ENGINE_QUEUE_KEY;
-    argv[argc++] = OUTBOX_STREAM;
-    argv[argc++] = OUTBOX_DEAD;
+    argv[argc++] = OUTBOX_STREAM_KEY;
+    argv[argc++] = OUTBOX_DEAD_KEY;
     argv[argc++] = now;
     for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
         snprintf(ttl[ch], sizeof ttl[ch], "%lld",

@@ -29,7 +29,6 @@
 #include "mem.h"
 #include "walltime.h"
 
-#define CALLBACK_STREAM "cl:callbacks"
 #define CHANGES_PER_TICK "256"        /* change-log entries read per tick */
 #define SESSIONS_PER_TICK 32          /* distinct sessions announced per tick; more: a queue event */
 #define OVERVIEW_EVERY_MS 5000        /* supervisors' overview tick when nothing changed */
@@ -236,7 +235,7 @@ static void read_counts(stream_tick *t)
     bool queue = t->queue_changed || t->fresh, callbacks = t->callbacks_changed || t->fresh;
     if (!queue && !callbacks)
         return;
-    const char *argv[] = {"EVAL", counts_script, "2", ENGINE_QUEUE_KEY, CALLBACK_STREAM, queue ? "1" : "0",
+    const char *argv[] = {"EVAL", counts_script, "2", ENGINE_QUEUE_KEY, AGENTS_CALLBACK_STREAM, queue ? "1" : "0",
                           callbacks ? "1" : "0", AGENTS_CALLBACK_WINDOW, AGENTS_CALLBACK_KEY};
     tick_command(t, 9, argv, counts_read);
 }
@@ -354,12 +353,12 @@ static void poll_due(evutil_socket_t fd, short what, void *arg)
         /* Replies come back in order: the change log's first. */
         a->seed_failed = false;
         const char *changes[] = {"XREVRANGE", ENGINE_CHANGES_KEY, "+", "-", "COUNT", "1"};
-        const char *callbacks[] = {"XREVRANGE", CALLBACK_STREAM, "+", "-", "COUNT", "1"};
+        const char *callbacks[] = {"XREVRANGE", AGENTS_CALLBACK_STREAM, "+", "-", "COUNT", "1"};
         tick_command(t, 6, changes, seed_read);
         tick_command(t, 6, callbacks, seed_read);
         return;
     }
-    const char *argv[] = {"XREAD", "COUNT", CHANGES_PER_TICK, "STREAMS", ENGINE_CHANGES_KEY, CALLBACK_STREAM,
+    const char *argv[] = {"XREAD", "COUNT", CHANGES_PER_TICK, "STREAMS", ENGINE_CHANGES_KEY, AGENTS_CALLBACK_STREAM,
                           a->seen_changes, a->seen_callbacks};
     tick_command(t, 8, argv, changes_read);
 }
@@ -387,20 +386,6 @@ void agents_ep_stream(agent_req *r)
     static const char hello[] = ": open\n\n";
     httpd_stream_send(http, hello, sizeof hello - 1);
     agents_req_reply(r, 200, NULL);
-}
-
-static void noted(store_status st, const redisReply *reply, void *arg)
-{
-    (void)arg;
-    if (st != STORE_OK || reply->type == REDIS_REPLY_ERROR)
-        log_warn("agents.console_note_failed", "why=%s", st != STORE_OK ? store_status_name(st) : "redis_error");
-}
-
-void agents_note_callbacks(agents *a, const char *ref)
-{
-    const char *argv[] = {"XADD", ENGINE_CHANGES_KEY, "MAXLEN", "~", ENGINE_CHANGES_MAX, "*", "kind", "callbacks",
-                          "id", ref};
-    store_command(a->store, 10, argv, NULL, noted, NULL);
 }
 
 bool agents_streams_start(agents *a, struct event_base *base)

@@ -148,7 +148,9 @@ static const char *parse_address(const conf_key *k, const char *v, void *opts, b
     return NULL;
 }
 
-bool conf_split_ip_port(const char *item, size_t len, char *host, size_t host_size, int *port)
+/* The `len` bytes at `item` as `host` (without brackets) and `*port`;
+ * false when they are not IP:port or [IPv6]:port. */
+static bool split_ip_port(const char *item, size_t len, char *host, size_t host_size, int *port)
 {
     const char *start = item, *colon;
     size_t host_len;
@@ -183,25 +185,34 @@ bool conf_split_ip_port(const char *item, size_t len, char *host, size_t host_si
     return true;
 }
 
-static const char *parse_ip_port_list(const char *v, const char **out, bool copy)
+const char *conf_ip_port_list_split(const char *text, conf_ip_port out[CONF_IP_PORT_LIST_MAX], int *count)
 {
-    int count = 0;
-    for (const char *p = v; *v != '\0';) {
+    *count = 0;
+    for (const char *p = text;;) {
         p += strspn(p, " ");
         size_t len = strcspn(p, ",");
         size_t trimmed = len;
         while (trimmed > 0 && p[trimmed - 1] == ' ')
             trimmed--;
-        char host[INET6_ADDRSTRLEN];
-        int port;
-        if (!conf_split_ip_port(p, trimmed, host, sizeof host, &port))
-            return "expected IP:port or [IPv6]:port items separated by commas";
-        if (++count > CONF_IP_PORT_LIST_MAX)
+        if (*count == CONF_IP_PORT_LIST_MAX)
             return "too many items";
+        conf_ip_port *item = &out[*count];
+        if (!split_ip_port(p, trimmed, item->host, sizeof item->host, &item->port))
+            return "expected IP:port or [IPv6]:port items separated by commas";
+        (*count)++;
         if (p[len] == '\0')
-            break;
+            return NULL;
         p += len + 1;
     }
+}
+
+static const char *parse_ip_port_list(const char *v, const char **out, bool copy)
+{
+    conf_ip_port items[CONF_IP_PORT_LIST_MAX];
+    int count;
+    const char *why = *v ? conf_ip_port_list_split(v, items, &count) : NULL;
+    if (why)
+        return why;
     replace_string(out, v, copy);
     return NULL;
 }

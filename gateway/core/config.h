@@ -38,11 +38,18 @@ typedef enum {
 } conf_type;
 
 #define CONF_IP_PORT_LIST_MAX 16
+#define CONF_IP_TEXT_MAX 64 /* an IP address as text, with the NUL */
 
-/* Splits the `len` bytes at `item` (CONF_IP_PORT_LIST's items) into
- * `host` (an IP address, without brackets) and `*port`; false when it is
- * not IP:port or [IPv6]:port. */
-bool conf_split_ip_port(const char *item, size_t len, char *host, size_t host_size, int *port);
+/* One item of a CONF_IP_PORT_LIST. */
+typedef struct {
+    char host[CONF_IP_TEXT_MAX]; /* an IP address, without brackets */
+    int port;                    /* 1..65535 */
+} conf_ip_port;
+
+/* Splits a CONF_IP_PORT_LIST value into out[0..*count): NULL, or why it
+ * is not one. The one reading of such a list, for the config and its
+ * consumers alike. */
+const char *conf_ip_port_list_split(const char *text, conf_ip_port out[CONF_IP_PORT_LIST_MAX], int *count);
 
 /* One key of a section. */
 typedef struct conf_key {

@@ -294,6 +294,11 @@ void engine_note_change(engine *e, const char *session_id)
     engine_console_change(e->console, "session", session_id);
 }
 
+void engine_note_callback(engine *e, const char *ref)
+{
+    engine_console_change(e->console, "callbacks", ref);
+}
+
 /* After a save: the queue of sessions with agents (entered or left, and
  * the change log consoles poll) and the sessions live per channel (a new
  * one, an ended one). */
@@ -598,7 +603,7 @@ static void hold(hop *h, json_t *doc)
     json_decref(out);
 }
 
-static void on_loaded_noted(store_status st, json_t *doc, uint64_t revision, const char *note, void *arg)
+static void on_loaded(store_status st, json_t *doc, uint64_t revision, const char *note, void *arg)
 {
     hop *h = arg;
     h->store_busy = false;
@@ -655,20 +660,12 @@ static void on_loaded_noted(store_status st, json_t *doc, uint64_t revision, con
     advance(h, engine_step_event(&h->st, &h->ev));
 }
 
-static void on_loaded(store_status st, json_t *doc, uint64_t revision, void *arg)
-{
-    on_loaded_noted(st, doc, revision, NULL, arg);
-}
-
 /* A channel deriving its input may keep a note beside the session: it
- * comes in the same HMGET. */
+ * comes in the same HMGET (the others have none). */
 static void load(hop *h)
 {
     h->store_busy = true;
-    if (h->ev.derive_input)
-        store_load_noted(h->e->opt.store, h->ev.session_id, on_loaded_noted, h);
-    else
-        store_load(h->e->opt.store, h->ev.session_id, on_loaded, h);
+    store_load_noted(h->e->opt.store, h->ev.session_id, on_loaded, h);
 }
 
 /* Drops what a walk or a refused save left and loads afresh; an ending

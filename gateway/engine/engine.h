@@ -181,6 +181,10 @@ const char *engine_status_name(engine_status st);
  * log, fire and forget. */
 void engine_note_change(engine *e, const char *session_id);
 
+/* Tells consoles that the callback `ref` was claimed or done: one entry
+ * in the change log, fire and forget. */
+void engine_note_callback(engine *e, const char *ref);
+
 /* The funnel of the current dialplans as GET /v1/funnel answers it:
  * {"flows": [{"flow", "nodes": [{"node", "kind", "entered",
  * "left": {"next", "timeout", "invalid", "hangup", "transfer", "end"}}]}]},

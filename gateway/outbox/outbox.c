@@ -28,11 +28,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define OB_STREAM "cl:outbox"
 #define OB_GROUP "cl:senders"
 #define OB_DUE "cl:ob:due"
 #define OB_ATTEMPTS "cl:ob:n"
-#define OB_DEAD "cl:outbox:dead"
 #define OB_KEY_PREFIX "cl:ob:k:"
 #define OB_MAX_CONSUMER 64
 #define OB_MAX_ID 48
@@ -332,7 +330,7 @@ static void add_entry(outbox *ob, const char *kind, json_t *payload, const char 
     char created[24], ttl[16];
     snprintf(created, sizeof created, "%lld", (long long)walltime_ms());
     snprintf(ttl, sizeof ttl, "%d", ob->opt.dedupe_ttl_s);
-    const char *args[] = {OB_STREAM, key, kind, text, created, ttl};
+    const char *args[] = {OUTBOX_STREAM_KEY, key, kind, text, created, ttl};
     send_script(q, add_script, sizeof add_script - 1, 2, 6, args, NULL);
     explicit_bzero(text, strlen(text));
     free(text);
@@ -365,7 +363,7 @@ static void record_end(outbox *ob, const outbox_attempt *a, const char *dead_rea
     char created[24], attempts[16];
     snprintf(created, sizeof created, "%lld", a->created_ms);
     snprintf(attempts, sizeof attempts, "%d", a->number);
-    const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_DEAD, OB_GROUP, a->id,
+    const char *args[] = {OUTBOX_STREAM_KEY, OB_DUE, OB_ATTEMPTS, OUTBOX_DEAD_KEY, OB_GROUP, a->id,
                           dead_reason ? dead_reason : "", a->kind, a->payload_text,
                           created, attempts};
     send_script(req_new(ob, end_replied), end_script, sizeof end_script - 1, 4, 11, args, NULL);
@@ -582,7 +580,7 @@ static void group_replied(ob_req *q, store_status st, const struct redisReply *r
 
 static void ensure_group(outbox *ob)
 {
-    const char *argv[] = {"XGROUP", "CREATE", OB_STREAM, OB_GROUP, "0", "MKSTREAM"};
+    const char *argv[] = {"XGROUP", "CREATE", OUTBOX_STREAM_KEY, OB_GROUP, "0", "MKSTREAM"};
     send_command(req_new(ob, group_replied), 6, argv, NULL);
 }
 
@@ -598,7 +596,7 @@ static void take(outbox *ob)
     snprintf(count, sizeof count, "%d", room);
     snprintf(now, sizeof now, "%lld", t);
     snprintf(lease, sizeof lease, "%lld", t + ob->opt.lease_ms);
-    const char *args[] = {OB_STREAM, OB_DUE, OB_ATTEMPTS, OB_GROUP, ob->opt.consumer,
+    const char *args[] = {OUTBOX_STREAM_KEY, OB_DUE, OB_ATTEMPTS, OB_GROUP, ob->opt.consumer,
                           count, now, lease};
     ob->taking = true;
     send_script(req_new(ob, take_replied), take_script, sizeof take_script - 1, 3, 8, args, NULL);

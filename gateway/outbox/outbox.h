@@ -26,6 +26,11 @@ typedef struct store store;
 typedef struct outbox outbox;
 typedef struct outbox_attempt outbox_attempt;
 
+/* The entries waiting and the parked ones (streams; their lengths are
+ * the backlog a supervisor watches). */
+#define OUTBOX_STREAM_KEY "cl:outbox"
+#define OUTBOX_DEAD_KEY "cl:outbox:dead"
+
 /* Limits of a request; beyond them an add ends in OUTBOX_INVALID. */
 #define OUTBOX_MAX_KIND_LEN 32   /* [a-z0-9_-] */
 #define OUTBOX_MAX_KEY_LEN 128   /* dedupe key: printable, no spaces */

@@ -21,17 +21,11 @@
 #include <string.h>
 
 #define SENTINEL_SWITCH_CHANNEL "+switch-master"
-#define SENTINEL_MESSAGE_MAX 512 /* a +switch-master payload */
-
-typedef struct {
-    char host[SENTINEL_HOST_MAX]; /* IP address */
-    int port;
-} sentinel_addr;
 
 struct sentinel {
     struct event_base *base;      /* the main loop */
     sentinel_options opt;         /* copy; master_name and password owned */
-    sentinel_addr addrs[SENTINEL_MAX]; /* the Sentinels, in list order */
+    conf_ip_port addrs[SENTINEL_MAX]; /* the Sentinels, in list order */
     int count;                    /* entries in addrs */
     /* asking */
     bool asking;                  /* a round is running */
@@ -80,39 +74,6 @@ static bool valid_port(const char *text, size_t len, int *port)
     return true;
 }
 
-static bool parse_list(const char *text, sentinel_addr *out, int *count, const char **why)
-{
-    *count = 0;
-    for (const char *p = text;;) {
-        p += strspn(p, " ");
-        size_t len = strcspn(p, ",");
-        size_t trimmed = len;
-        while (trimmed > 0 && p[trimmed - 1] == ' ')
-            trimmed--;
-        if (*count == SENTINEL_MAX) {
-            *why = "more than 16 Sentinels";
-            return false;
-        }
-        sentinel_addr *a = &out[*count];
-        if (!conf_split_ip_port(p, trimmed, a->host, sizeof a->host, &a->port)) {
-            *why = "expected IP:port or [IPv6]:port items separated by commas";
-            return false;
-        }
-        (*count)++;
-        if (p[len] == '\0')
-            return true;
-        p += len + 1;
-    }
-}
-
-bool sentinel_list_valid(const char *text, const char **why)
-{
-    sentinel_addr addrs[SENTINEL_MAX];
-    int count;
-    *why = NULL;
-    return text != NULL && parse_list(text, addrs, &count, why);
-}
-
 /* A Redis error code without its message. */
 static log_quoted error_code(const redisReply *r)
 {
@@ -139,7 +100,7 @@ static void let_go(redisAsyncContext *ac)
 }
 
 /* `authed` (may be NULL) hears AUTH's answer when a password is set. */
-static redisAsyncContext *connect_to(sentinel *sn, const sentinel_addr *a,
+static redisAsyncContext *connect_to(sentinel *sn, const conf_ip_port *a,
                                      redisConnectCallback *on_connect,
                                      redisDisconnectCallback *on_disconnect, redisCallbackFn *authed)
 {
@@ -194,7 +155,7 @@ static void question_close(sentinel *sn)
 
 static void question_failed(sentinel *sn, const char *why)
 {
-    const sentinel_addr *a = &sn->addrs[sn->ask_index];
+    const conf_ip_port *a = &sn->addrs[sn->ask_index];
     log_warn("store.sentinel_failed", "sentinel=%s:%d why=%s", a->host, a->port, why);
     question_close(sn);
     sn->ask_index = (sn->ask_index + 1) % sn->count;
@@ -258,7 +219,7 @@ static void ask_next(sentinel *sn)
 {
     while (sn->ask_tried < sn->count) {
         sn->ask_tried++;
-        const sentinel_addr *a = &sn->addrs[sn->ask_index];
+        const conf_ip_port *a = &sn->addrs[sn->ask_index];
         sn->ask_ac = connect_to(sn, a, ask_connected, ask_disconnected, NULL);
         if (sn->ask_ac == NULL) {
             sn->ask_index = (sn->ask_index + 1) % sn->count;
@@ -288,7 +249,7 @@ void sentinel_ask(sentinel *sn)
 
 static void follow_lost(sentinel *sn, const char *why)
 {
-    const sentinel_addr *a = &sn->addrs[sn->sub_index];
+    const conf_ip_port *a = &sn->addrs[sn->sub_index];
     log_warn("store.sentinel_unsubscribed", "sentinel=%s:%d why=%s", a->host, a->port, why);
     evtimer_del(sn->sub_deadline);
     if (sn->sub_ac) {
@@ -301,28 +262,39 @@ static void follow_lost(sentinel *sn, const char *why)
 }
 
 /* "<name> <old-ip> <old-port> <new-ip> <new-port>": exactly five fields. */
-static void switch_message(sentinel *sn, const redisReply *payload)
+sentinel_switch sentinel_read_switch(const char *msg, size_t len, const char *master_name,
+                                     char host[SENTINEL_HOST_MAX], int *port)
 {
-    if (payload->type != REDIS_REPLY_STRING || payload->len > SENTINEL_MESSAGE_MAX) {
-        log_warn("store.sentinel_bad_message", NULL);
-        return;
-    }
+    if (len > SENTINEL_MESSAGE_MAX || memchr(msg, '\0', len))
+        return SENTINEL_SWITCH_BAD;
     char text[SENTINEL_MESSAGE_MAX + 1];
-    memcpy(text, payload->str, payload->len);
-    text[payload->len] = '\0';
+    memcpy(text, msg, len);
+    text[len] = '\0';
     char *field[6], *save = NULL;
     int n = 0;
     for (char *t = strtok_r(text, " ", &save); t && n < 6; t = strtok_r(NULL, " ", &save))
         field[n++] = t;
-    int port, old_port;
+    int old_port;
     if (n != 5 || !valid_ip(field[1], strlen(field[1])) || !valid_port(field[2], strlen(field[2]), &old_port) ||
-        !valid_ip(field[3], strlen(field[3])) || !valid_port(field[4], strlen(field[4]), &port)) {
+        !valid_ip(field[3], strlen(field[3])) || !valid_port(field[4], strlen(field[4]), port))
+        return SENTINEL_SWITCH_BAD;
+    if (strcmp(field[0], master_name) != 0)
+        return SENTINEL_SWITCH_OTHER;
+    snprintf(host, SENTINEL_HOST_MAX, "%s", field[3]);
+    return SENTINEL_SWITCH_OURS;
+}
+
+static void switch_message(sentinel *sn, const redisReply *payload)
+{
+    char host[SENTINEL_HOST_MAX];
+    int port;
+    sentinel_switch what = payload->type == REDIS_REPLY_STRING
+                               ? sentinel_read_switch(payload->str, payload->len, sn->opt.master_name, host, &port)
+                               : SENTINEL_SWITCH_BAD;
+    if (what == SENTINEL_SWITCH_BAD)
         log_warn("store.sentinel_bad_message", NULL);
-        return;
-    }
-    if (strcmp(field[0], sn->opt.master_name) != 0)
-        return;
-    sn->opt.switched(field[3], port, sn->opt.arg);
+    else if (what == SENTINEL_SWITCH_OURS)
+        sn->opt.switched(host, port, sn->opt.arg);
 }
 
 /* Subscribe confirmations and messages: ["subscribe"|"message", channel, x]. */
@@ -343,7 +315,7 @@ static void sub_replied(redisAsyncContext *ac, void *reply, void *privdata)
     if (strcmp(kind, "subscribe") == 0 && !sn->sub_confirmed) {
         sn->sub_confirmed = true;
         evtimer_del(sn->sub_deadline);
-        const sentinel_addr *a = &sn->addrs[sn->sub_index];
+        const conf_ip_port *a = &sn->addrs[sn->sub_index];
         log_info("store.sentinel_subscribed", "sentinel=%s:%d", a->host, a->port);
     } else if (strcmp(kind, "message") == 0) {
         switch_message(sn, r->element[2]);
@@ -411,9 +383,8 @@ static void sub_retry_due(evutil_socket_t fd, short what, void *arg)
 
 sentinel *sentinel_new(struct event_base *base, const sentinel_options *opt)
 {
-    const char *why;
     sentinel *sn = mem_calloc(1, sizeof *sn);
-    if (opt->addresses == NULL || !parse_list(opt->addresses, sn->addrs, &sn->count, &why) ||
+    if (opt->addresses == NULL || conf_ip_port_list_split(opt->addresses, sn->addrs, &sn->count) ||
         opt->master_name == NULL || opt->timeout_ms < 1 || opt->retry_ms < 1) {
         free(sn);
         return NULL;

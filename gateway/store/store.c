@@ -1086,14 +1086,15 @@ static char *copy_or_null(const char *text)
 /* What store_new cannot run with; [redis]'s table refuses it at load. */
 static const char *options_problem(const store_options *opt)
 {
-    const char *why;
+    conf_ip_port sentinels[CONF_IP_PORT_LIST_MAX];
+    int count;
     if (opt->host == NULL || opt->op_timeout_ms < 1 || opt->reconnect_min_ms < 1 ||
         opt->reconnect_max_ms < opt->reconnect_min_ms || opt->ping_interval_ms < 1 || opt->max_pending < 1)
         return "timers";
     if (opt->replicas < 0 || (opt->replicas > 0 && opt->replica_wait_ms < 1))
         return "replicas";
     if (opt->sentinels && *opt->sentinels &&
-        (!sentinel_list_valid(opt->sentinels, &why) || opt->master_name == NULL || !*opt->master_name))
+        (conf_ip_port_list_split(opt->sentinels, sentinels, &count) || opt->master_name == NULL || !*opt->master_name))
         return "sentinels";
     return NULL;
 }

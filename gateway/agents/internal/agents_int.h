@@ -38,6 +38,7 @@
 #define AGENTS_MAX_NODE 128       /* "flow.node" */
 #define AGENTS_REPLY_MAX 480      /* bytes of an agent's SMS reply */
 #define AGENTS_AUDIT_STREAM "cl:audit" /* written by every request, read by GET /v1/audit */
+#define AGENTS_CALLBACK_STREAM "cl:callbacks" /* the callbacks booked, newest last */
 #define AGENTS_CALLBACK_KEY "cl:cb:"   /* + ref: a callback's state hash */
 #define AGENTS_CALLBACK_WINDOW "1000"  /* newest callback entries a listing (and the open count) looks at */
 #define AGENTS_CONSOLE_MAX_FILE (1024 * 1024) /* bytes of one console file */
@@ -203,8 +204,6 @@ void agents_console_serve(agents *a, httpd_request *http, const char *path);
 bool agents_streams_start(agents *a, struct event_base *base);
 /* Ends every stream and the timers; a poll in flight finishes into nothing. */
 void agents_streams_stop(agents *a);
-/* A callback was claimed or finished: one entry in the change log. */
-void agents_note_callbacks(agents *a, const char *ref);
 
 /* Writes one audit entry (fire and forget; a failure is logged). */
 void agents_audit_write(agents *a, const char *agent, const char *role, const char *action, const char *session,

@@ -22,7 +22,7 @@ struct event_base;
 typedef struct sentinel sentinel;
 
 #define SENTINEL_MAX CONF_IP_PORT_LIST_MAX /* Sentinels in one list */
-#define SENTINEL_HOST_MAX 64     /* an IP address as text, with the NUL */
+#define SENTINEL_HOST_MAX CONF_IP_TEXT_MAX /* an IP address as text, with the NUL */
 
 /* `host` is NULL when no Sentinel named a master (found) — never for
  * switched. Borrowed during the call. */
@@ -39,10 +39,6 @@ typedef struct {
     void *arg;                   /* passed to both */
 } sentinel_options;
 
-/* True when `text` is a valid list of at most SENTINEL_MAX host:port
- * items (IPv4 or [IPv6], port 1..65535); else false with `why` set. */
-bool sentinel_list_valid(const char *text, const char **why);
-
 /* Subscribes at once; asks nothing until sentinel_ask. NULL when the
  * list is invalid or memory runs out. */
 sentinel *sentinel_new(struct event_base *base, const sentinel_options *opt);
@@ -53,5 +49,21 @@ void sentinel_ask(sentinel *sn);
 
 /* Closes every connection; no callback runs after or during it. */
 void sentinel_free(sentinel *sn);
+
+/* Reading a Sentinel's word (pure; tests/fuzz/fuzz_sentinel_switch) -----------*/
+
+#define SENTINEL_MESSAGE_MAX 512 /* bytes of a +switch-master payload */
+
+typedef enum {
+    SENTINEL_SWITCH_BAD,   /* not "<name> <old-ip> <old-port> <new-ip> <new-port>" */
+    SENTINEL_SWITCH_OTHER, /* well formed, another master's */
+    SENTINEL_SWITCH_OURS   /* our master moved: host and port are set */
+} sentinel_switch;
+
+/* Reads the `len` bytes of a +switch-master payload (IP addresses and
+ * ports 1..65535 only, at most SENTINEL_MESSAGE_MAX bytes) for the master
+ * `master_name`. */
+sentinel_switch sentinel_read_switch(const char *msg, size_t len, const char *master_name,
+                                     char host[SENTINEL_HOST_MAX], int *port);
 
 #endif
